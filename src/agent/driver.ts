@@ -1,0 +1,30 @@
+/**
+ * The hypervisor driver: the one interface through which an agent runs VMs. Two
+ * implementations: `qemu` (real) and `sim` (simulated hosts for scale and fault tests).
+ * The agent server and everything above it cannot tell them apart.
+ */
+import type { EventEmitter } from 'node:events';
+import type { AgentVm, VmAction } from '../wire/agent.ts';
+import type { HostFacts } from '../wire/host.ts';
+import type { VmSpec } from '../wire/vm.ts';
+
+export interface DriverEvents {
+  vm: [AgentVm];
+  gone: [string];
+}
+
+export interface HypervisorDriver {
+  readonly events: EventEmitter<DriverEvents>;
+  /** Reattaches to VMs that outlived a previous agent process. */
+  init(): Promise<void>;
+  facts(): Promise<HostFacts>;
+  list(): AgentVm[];
+  get(id: string): AgentVm | undefined;
+  /** Starts the VM; idempotent for a VM that already runs. */
+  run(spec: VmSpec): Promise<AgentVm>;
+  act(id: string, action: VmAction): Promise<AgentVm>;
+  /** Drops the record of a VM that is not running (after a crash was seen by the manager). */
+  forget(id: string): Promise<void>;
+  consoleTail(id: string, maxBytes: number): Promise<string>;
+  close(): Promise<void>;
+}

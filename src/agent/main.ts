@@ -1,0 +1,45 @@
+/**
+ * The agent process: `node src/agent/main.ts --state-dir DIR --port N --token-file F --pool name=dir`.
+ * VMs it runs outlive it; a new agent on the same state directory reattaches to them.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { createLogger } from '../log.ts';
+import { startAgent } from './start.ts';
+
+const { values } = parseArgs({
+  options: {
+    'state-dir': { type: 'string' },
+    host: { type: 'string', default: '127.0.0.1' },
+    port: { type: 'string', default: '7411' },
+    'token-file': { type: 'string' },
+    pool: { type: 'string', multiple: true, default: [] },
+  },
+});
+
+const log = createLogger('agent');
+try {
+  const stateDir = path.resolve(values['state-dir'] ?? '/var/lib/tern/agent');
+  const tokenFile = values['token-file'] ?? path.join(stateDir, 'agent.token');
+  const pools: Record<string, string> = {};
+  for (const p of values.pool) {
+    const [name, dir] = p.split('=');
+    if (!name || !dir) throw new Error(`--pool takes name=directory, got ${p}`);
+    pools[name] = path.resolve(dir);
+  }
+  if (Object.keys(pools).length === 0) pools.local = path.join(stateDir, 'pools', 'local');
+  const agent = await startAgent({
+    stateDir,
+    host: values.host,
+    port: Number(values.port),
+    token: fs.readFileSync(tokenFile, 'utf8').trim(),
+    pools,
+    log,
+  });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void agent.close().then(() => process.exit(0)));
+} catch (err) {
+  log.fatal((err as Error).message);
+  process.stderr.write(`tern-agent: ${(err as Error).message}\n`);
+  process.exit(1);
+}

@@ -1,0 +1,171 @@
+/** The real hypervisor driver: one detached QEMU process per VM. */
+import { execFile } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { TernError } from '../../errors.ts';
+import type { Logger } from '../../log.ts';
+import type { AgentVm, VmAction } from '../../wire/agent.ts';
+import type { HostFacts } from '../../wire/host.ts';
+import type { VmSpec } from '../../wire/vm.ts';
+import type { DriverEvents, HypervisorDriver } from '../driver.ts';
+import { poolUsage } from '../storage/volumes.ts';
+import { type Pools, resolveVolume } from '../storage/pools.ts';
+import { type AcceleratorChoice, detectAccelerator, readCpuFacts } from './accelerator.ts';
+import { tailFile, VmProcess, vmPaths } from './vm-process.ts';
+
+const run = promisify(execFile);
+
+export interface QemuDriverOptions {
+  stateDir: string;
+  pools: Pools;
+  log: Logger;
+  binary?: string;
+  heartbeatMs?: number;
+  accelerator?: AcceleratorChoice;
+}
+
+export class QemuDriver implements HypervisorDriver {
+  readonly events = new EventEmitter<DriverEvents>();
+  readonly #opts: QemuDriverOptions;
+  readonly #binary: string;
+  readonly #accel: AcceleratorChoice;
+  readonly #vms = new Map<string, VmProcess>();
+  /** Starts in flight, so two concurrent runs of one VM cannot launch two QEMUs. */
+  readonly #starting = new Map<string, Promise<AgentVm>>();
+
+  constructor(opts: QemuDriverOptions) {
+    this.#opts = opts;
+    this.#binary = opts.binary ?? 'qemu-system-x86_64';
+    this.#accel = opts.accelerator ?? detectAccelerator();
+  }
+
+  #hooks() {
+    return {
+      log: this.#opts.log,
+      heartbeatMs: this.#opts.heartbeatMs ?? 10_000,
+      changed: (vm: AgentVm) => this.events.emit('vm', vm),
+      gone: (id: string) => {
+        this.#vms.delete(id);
+        this.events.emit('gone', id);
+      },
+    };
+  }
+
+  async init(): Promise<void> {
+    const runRoot = path.join(this.#opts.stateDir, 'run');
+    fs.mkdirSync(runRoot, { recursive: true, mode: 0o700 });
+    for (const id of fs.readdirSync(runRoot)) {
+      const vm = await VmProcess.attach(vmPaths(this.#opts.stateDir, id), this.#hooks());
+      if (vm) {
+        this.#vms.set(vm.id, vm);
+        this.#opts.log.info({ vm: vm.id, name: vm.spec.name, state: vm.state }, 'reattached VM');
+      }
+    }
+  }
+
+  async facts(): Promise<HostFacts> {
+    const cpu = readCpuFacts();
+    let qemuVersion = 'missing';
+    try {
+      qemuVersion = (await run(this.#binary, ['--version'])).stdout.split('\n')[0].replace(/^QEMU emulator version /, '');
+    } catch {
+      // Reported as missing; `tern doctor` explains how to install it.
+    }
+    return {
+      hostname: os.hostname(),
+      driver: 'qemu',
+      accelerator: this.#accel.accelerator,
+      acceleratorReason: this.#accel.reason,
+      cpuModel: cpu.model,
+      cpuFlags: cpu.flags.slice(0, 1024),
+      cores: cpu.cores,
+      memoryMiB: Math.floor(os.totalmem() / 1024 / 1024),
+      pools: Object.entries(this.#opts.pools).map(([name, dir]) => ({ name, path: dir, ...poolUsage(dir) })),
+      versions: { qemu: qemuVersion, node: process.versions.node },
+    };
+  }
+
+  list(): AgentVm[] {
+    return [...this.#vms.values()].map((vm) => vm.snapshot());
+  }
+
+  get(id: string): AgentVm | undefined {
+    return this.#vms.get(id)?.snapshot();
+  }
+
+  run(spec: VmSpec): Promise<AgentVm> {
+    const inFlight = this.#starting.get(spec.id);
+    if (inFlight) return inFlight;
+    const p = this.#run(spec).finally(() => this.#starting.delete(spec.id));
+    this.#starting.set(spec.id, p);
+    return p;
+  }
+
+  async #run(spec: VmSpec): Promise<AgentVm> {
+    const existing = this.#vms.get(spec.id);
+    if (existing && existing.state !== 'crashed') return existing.snapshot();
+    if (existing) {
+      existing.discard();
+      this.#vms.delete(spec.id);
+    }
+    const pools = this.#opts.pools;
+    const volumes = {
+      disks: spec.disks.map((d) => resolveVolume(pools, d.volume)),
+      seed: spec.seed ? resolveVolume(pools, spec.seed) : undefined,
+      kernel: spec.boot ? resolveVolume(pools, spec.boot.kernel) : undefined,
+      initrd: spec.boot?.initrd ? resolveVolume(pools, spec.boot.initrd) : undefined,
+    };
+    for (const file of [...volumes.disks, volumes.seed, volumes.kernel, volumes.initrd]) {
+      if (file && !fs.existsSync(file)) throw new TernError('storage_error', `volume ${file} does not exist`);
+    }
+    const vm = await VmProcess.launch(
+      this.#binary,
+      spec,
+      volumes,
+      vmPaths(this.#opts.stateDir, spec.id),
+      this.#accel,
+      this.#hooks(),
+    );
+    this.#vms.set(vm.id, vm);
+    this.#opts.log.info({ vm: vm.id, name: spec.name }, 'started VM');
+    return vm.snapshot();
+  }
+
+  #need(id: string): VmProcess {
+    const vm = this.#vms.get(id);
+    if (!vm) throw new TernError('not_found', `VM ${id} is not running on this host`);
+    return vm;
+  }
+
+  async act(id: string, action: VmAction): Promise<AgentVm> {
+    const vm = this.#need(id);
+    const stoppedSnapshot = () => ({ ...vm.snapshot(), state: 'stopped' as const });
+    if (action === 'kill' && vm.state === 'crashed') {
+      await this.forget(id);
+      return stoppedSnapshot();
+    }
+    await vm.act(action);
+    return this.#vms.has(id) ? vm.snapshot() : stoppedSnapshot();
+  }
+
+  async forget(id: string): Promise<void> {
+    const vm = this.#vms.get(id);
+    if (!vm) return;
+    if (vm.state !== 'crashed') throw new TernError('conflict', `VM ${id} is ${vm.state}; stop it first`);
+    vm.discard();
+    this.#vms.delete(id);
+    this.events.emit('gone', id);
+  }
+
+  async consoleTail(id: string, maxBytes: number): Promise<string> {
+    return tailFile(vmPaths(this.#opts.stateDir, id).consoleLog, maxBytes);
+  }
+
+  async close(): Promise<void> {
+    for (const vm of this.#vms.values()) vm.detach();
+    this.#vms.clear();
+  }
+}

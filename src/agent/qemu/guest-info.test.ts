@@ -1,0 +1,43 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { guestLimits, sanitizeHostname, sanitizeInterfaces, sanitizeOsInfo, usefulAddresses } from './guest-info.ts';
+
+test('a 100 KB kernel version is truncated and noted, not fatal', () => {
+  const huge = 'x'.repeat(100_000);
+  const r = sanitizeOsInfo({ 'kernel-release': huge, id: 'tern-tiny', name: 'Tern' });
+  assert.equal(r.value?.kernelRelease?.length, guestLimits.text);
+  assert.equal(r.value?.id, 'tern-tiny');
+  assert.match(r.notes[0], /truncated/);
+});
+
+test('malformed os info is dropped', () => {
+  assert.equal(sanitizeOsInfo('nonsense').value, null);
+  assert.deepEqual(sanitizeOsInfo({ id: 42 }).value, {});
+});
+
+test('control characters are removed from the hostname', () => {
+  assert.equal(sanitizeHostname({ 'host-name': 'web\u001b[31m-1\n' }).value, 'web[31m-1');
+  assert.equal(sanitizeHostname(null).value, null);
+});
+
+test('interfaces are bounded and addresses filtered', () => {
+  const many = Array.from({ length: 100 }, (_, i) => ({
+    name: `eth${i}`,
+    'ip-addresses': [
+      { 'ip-address': '10.0.2.15', prefix: 24 },
+      { 'ip-address': '<script>', prefix: 1 },
+    ],
+  }));
+  const r = sanitizeInterfaces(many);
+  assert.equal(r.value.length, guestLimits.interfaces);
+  assert.deepEqual(r.value[0].addresses, ['10.0.2.15/24']);
+  assert.match(r.notes[0], /kept/);
+});
+
+test('useful addresses skip loopback and link-local', () => {
+  const ips = usefulAddresses([
+    { name: 'lo', addresses: ['127.0.0.1/8'] },
+    { name: 'eth0', addresses: ['10.0.2.15/24', 'fe80::1/64', 'fec0::5054:ff:fe12:3456/64'] },
+  ]);
+  assert.deepEqual(ips, ['10.0.2.15', 'fec0::5054:ff:fe12:3456']);
+});

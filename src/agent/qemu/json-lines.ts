@@ -1,0 +1,48 @@
+/**
+ * Splits a socket's byte stream into JSON lines with a bound on line length, so a
+ * misbehaving peer (QEMU monitor or guest agent) cannot make us buffer without limit.
+ */
+export class JsonLineReader {
+  #buffer = '';
+  readonly #maxLine: number;
+  readonly #onValue: (value: unknown) => void;
+  readonly #onError: (message: string) => void;
+
+  constructor(maxLine: number, onValue: (value: unknown) => void, onError: (message: string) => void) {
+    this.#maxLine = maxLine;
+    this.#onValue = onValue;
+    this.#onError = onError;
+  }
+
+  /** Drops whatever is buffered (after a resynchronisation). */
+  reset(): void {
+    this.#buffer = '';
+  }
+
+  push(chunk: string): void {
+    this.#buffer += chunk;
+    for (;;) {
+      const nl = this.#buffer.indexOf('\n');
+      if (nl < 0) break;
+      const line = this.#buffer.slice(0, nl).trim();
+      this.#buffer = this.#buffer.slice(nl + 1);
+      if (line.length === 0) continue;
+      if (line.length > this.#maxLine) {
+        this.#onError(`reply of ${line.length} bytes exceeds the limit of ${this.#maxLine}`);
+        continue;
+      }
+      let value: unknown;
+      try {
+        value = JSON.parse(line);
+      } catch {
+        this.#onError(`malformed JSON: ${line.slice(0, 80)}`);
+        continue;
+      }
+      this.#onValue(value);
+    }
+    if (this.#buffer.length > this.#maxLine) {
+      this.#onError(`reply exceeds the limit of ${this.#maxLine} bytes; discarded`);
+      this.#buffer = '';
+    }
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * Client for the QEMU guest agent (qemu-ga) over the VM's virtio-serial channel.
+ *
+ * The guest side is untrusted and may be absent, slow, restarted or hostile. Every command
+ * has a timeout, replies are bounded in size, and after any doubt (timeout, oversized or
+ * malformed reply) the next command first resynchronises with guest-sync-delimited, whose
+ * 0xFF sentinel lets us discard whatever stale output is still in the channel.
+ */
+import net from 'node:net';
+import { TernError } from '../../errors.ts';
+import { JsonLineReader } from './json-lines.ts';
+
+export const maxGuestReplyBytes = 1024 * 1024;
+
+type Waiter = { resolve: (v: unknown) => void; reject: (e: Error) => void };
+
+export class QgaClient {
+  readonly #path: string;
+  #socket: net.Socket | null = null;
+  #synced = false;
+  #awaitingSentinel = false;
+  #waiter: Waiter | null = null;
+  #queue: Promise<unknown> = Promise.resolve();
+  #syncId = Math.floor(Math.random() * 1e9);
+  #reader: JsonLineReader;
+  #decoder = new TextDecoder();
+  readonly #onProblem: (message: string) => void;
+
+  constructor(path: string, onProblem: (message: string) => void = () => {}) {
+    this.#path = path;
+    this.#onProblem = onProblem;
+    this.#reader = new JsonLineReader(
+      maxGuestReplyBytes,
+      (value) => this.#deliver(value),
+      (message) => this.#fail(new TernError('guest_error', `guest agent: ${message}`)),
+    );
+  }
+
+  /** Runs one command; `expectReply: false` for commands that end the guest (guest-shutdown). */
+  execute<T = unknown>(
+    command: string,
+    args?: Record<string, unknown>,
+    opts: { timeoutMs?: number; expectReply?: boolean } = {},
+  ): Promise<T> {
+    const run = async () => {
+      const timeoutMs = opts.timeoutMs ?? 5000;
+      if (!this.#synced) await this.#sync(Math.min(timeoutMs, 3000));
+      const payload = JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}) });
+      if (opts.expectReply === false) {
+        this.#socket!.write(`${payload}\n`);
+        this.#synced = false;
+        return undefined as T;
+      }
+      const reply = await this.#request(payload, timeoutMs, command);
+      return reply as T;
+    };
+    const p = this.#queue.then(run, run);
+    this.#queue = p.catch(() => undefined);
+    return p;
+  }
+
+  close(): void {
+    this.#socket?.destroy();
+    this.#socket = null;
+    this.#synced = false;
+  }
+
+  async #connect(): Promise<net.Socket> {
+    if (this.#socket && !this.#socket.destroyed) return this.#socket;
+    const socket = net.createConnection(this.#path);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', (err) =>
+        reject(new TernError('guest_error', `cannot open the guest agent channel: ${err.message}`)),
+      );
+    });
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      if (this.#socket === socket) {
+        this.#socket = null;
+        this.#synced = false;
+        this.#fail(new TernError('guest_error', 'guest agent channel closed'));
+      }
+    });
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    this.#socket = socket;
+    return socket;
+  }
+
+  #onData(chunk: Buffer): void {
+    let data = chunk;
+    if (this.#awaitingSentinel) {
+      const at = data.indexOf(0xff);
+      if (at < 0) return;
+      this.#awaitingSentinel = false;
+      this.#reader.reset();
+      this.#decoder = new TextDecoder();
+      data = data.subarray(at + 1);
+    }
+    this.#reader.push(this.#decoder.decode(data, { stream: true }));
+  }
+
+  async #sync(timeoutMs: number): Promise<void> {
+    const socket = await this.#connect();
+    const id = ++this.#syncId;
+    this.#awaitingSentinel = true;
+    // A leading 0xFF makes qemu-ga drop any partial command it was parsing.
+    socket.write(Buffer.from([0xff]));
+    const reply = await this.#request(
+      JSON.stringify({ execute: 'guest-sync-delimited', arguments: { id } }),
+      timeoutMs,
+      'guest-sync-delimited',
+    );
+    if (reply !== id) throw new TernError('guest_error', 'guest agent answered the sync with a wrong id');
+    this.#synced = true;
+  }
+
+  #request(payload: string, timeoutMs: number, command: string): Promise<unknown> {
+    const socket = this.#socket;
+    if (!socket) return Promise.reject(new TernError('guest_error', 'guest agent channel is not open'));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiter = null;
+        this.#synced = false;
+        reject(new TernError('timeout', `guest agent did not answer ${command} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#waiter = {
+        resolve: (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      socket.write(`${payload}\n`);
+    });
+  }
+
+  #deliver(value: unknown): void {
+    const waiter = this.#waiter;
+    if (!waiter || this.#awaitingSentinel) return;
+    if (typeof value !== 'object' || value === null) {
+      this.#fail(new TernError('guest_error', 'guest agent sent a reply that is not an object'));
+      return;
+    }
+    const v = value as { return?: unknown; error?: { class?: unknown; desc?: unknown } };
+    this.#waiter = null;
+    if ('return' in v) waiter.resolve(v.return);
+    else if (v.error) {
+      const desc = typeof v.error.desc === 'string' ? v.error.desc.slice(0, 500) : 'unknown error';
+      waiter.reject(new TernError('guest_error', `guest agent error: ${desc}`));
+    } else {
+      this.#synced = false;
+      waiter.reject(new TernError('guest_error', 'guest agent sent a reply without return or error'));
+    }
+  }
+
+  #fail(err: TernError): void {
+    this.#onProblem(err.message);
+    this.#synced = false;
+    const waiter = this.#waiter;
+    this.#waiter = null;
+    waiter?.reject(err);
+  }
+}

@@ -1,0 +1,484 @@
+/**
+ * One VM's QEMU process as the agent supervises it: launched detached so it outlives the
+ * agent, reattached after an agent restart, watched through QMP events, and probed through
+ * the guest agent for a heartbeat and guest facts.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { TernError } from '../../errors.ts';
+import type { Logger } from '../../log.ts';
+import type { AgentVm, AgentVmState, VmAction } from '../../wire/agent.ts';
+import { emptyGuestInfo, type GuestInfo, type VmSpec } from '../../wire/vm.ts';
+import type { AcceleratorChoice } from './accelerator.ts';
+import { buildCommandLine, type ResolvedVolumes, type RuntimePaths } from './command-line.ts';
+import { sanitizeHostname, sanitizeInterfaces, sanitizeOsInfo } from './guest-info.ts';
+import { QgaClient } from './qga.ts';
+import { QmpClient, type QmpEvent } from './qmp.ts';
+
+export interface VmPaths extends RuntimePaths {
+  runDir: string;
+  spec: string;
+  qemuLog: string;
+  /** Present while we are stopping QEMU on purpose, so a later agent knows the exit was wanted. */
+  quitting: string;
+}
+
+/** Unix socket paths are limited to 107 bytes by the kernel. */
+const maxSocketPath = 107;
+
+export function vmPaths(stateDir: string, id: string): VmPaths {
+  const runDir = path.join(stateDir, 'run', id);
+  const logDir = path.join(stateDir, 'logs', id);
+  const p: VmPaths = {
+    runDir,
+    spec: path.join(runDir, 'spec.json'),
+    qmp: path.join(runDir, 'qmp.sock'),
+    qga: path.join(runDir, 'qga.sock'),
+    serial: path.join(runDir, 'serial.sock'),
+    pidfile: path.join(runDir, 'qemu.pid'),
+    quitting: path.join(runDir, 'quitting'),
+    consoleLog: path.join(logDir, 'console.log'),
+    qemuLog: path.join(logDir, 'qemu.log'),
+  };
+  if (Buffer.byteLength(p.serial) > maxSocketPath) {
+    throw new TernError('invalid_request', `agent state directory ${stateDir} is too long for unix sockets`);
+  }
+  return p;
+}
+
+export interface VmHooks {
+  log: Logger;
+  changed: (vm: AgentVm) => void;
+  /** The VM stopped on purpose and its runtime state is gone. */
+  gone: (id: string) => void;
+  heartbeatMs: number;
+}
+
+export function tailFile(file: string, maxBytes: number): string {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch {
+    return '';
+  }
+  try {
+    const size = fs.fstatSync(fd).size;
+    const len = Math.min(size, maxBytes);
+    const buf = Buffer.alloc(len);
+    fs.readSync(fd, buf, 0, len, size - len);
+    return buf.toString('utf8');
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function lastLines(file: string, n: number): string {
+  return tailFile(file, 16 * 1024).trimEnd().split('\n').slice(-n).join('\n');
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Our QEMU, not a recycled pid: its command line names the VM's QMP socket. */
+function isOurQemu(pid: number, qmpPath: string): boolean {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(qmpPath);
+  } catch {
+    return false;
+  }
+}
+
+function readPid(file: string): number | null {
+  try {
+    const pid = Number.parseInt(fs.readFileSync(file, 'utf8').trim(), 10);
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+const runtimeStates: Record<string, AgentVmState> = { running: 'running', shutdown: 'shutdown' };
+
+export class VmProcess {
+  readonly id: string;
+  readonly spec: VmSpec;
+  readonly paths: VmPaths;
+  #hooks: VmHooks;
+  #qmp: QmpClient | null = null;
+  #qga: QgaClient;
+  #state: AgentVmState = 'running';
+  #reason: string | null = null;
+  #pid: number | null = null;
+  #vncPort: number | null = null;
+  #startedAt: string | null = null;
+  #guest: GuestInfo = emptyGuestInfo();
+  #timer: NodeJS.Timeout | null = null;
+  #pings = 0;
+  #closing = false;
+
+  private constructor(spec: VmSpec, paths: VmPaths, hooks: VmHooks) {
+    this.id = spec.id;
+    this.spec = spec;
+    this.paths = paths;
+    this.#hooks = hooks;
+    this.#qga = new QgaClient(paths.qga, (m) => hooks.log.warn({ vm: spec.id }, m));
+  }
+
+  get state(): AgentVmState {
+    return this.#state;
+  }
+
+  snapshot(): AgentVm {
+    return {
+      id: this.id,
+      name: this.spec.name,
+      state: this.#state,
+      reason: this.#reason,
+      pid: this.#pid,
+      vncPort: this.#vncPort,
+      startedAt: this.#startedAt,
+      guest: { ...this.#guest, interfaces: this.#guest.interfaces.map((i) => ({ ...i })) },
+    };
+  }
+
+  static async launch(
+    binary: string,
+    spec: VmSpec,
+    volumes: ResolvedVolumes,
+    paths: VmPaths,
+    accel: AcceleratorChoice,
+    hooks: VmHooks,
+  ): Promise<VmProcess> {
+    fs.rmSync(paths.runDir, { recursive: true, force: true });
+    fs.mkdirSync(paths.runDir, { recursive: true, mode: 0o700 });
+    fs.mkdirSync(path.dirname(paths.qemuLog), { recursive: true });
+    fs.writeFileSync(paths.spec, JSON.stringify(spec));
+    const args = buildCommandLine(spec, volumes, paths, accel);
+    const logFd = fs.openSync(paths.qemuLog, 'a');
+    fs.writeSync(logFd, `--- ${new Date().toISOString()} starting ${binary} ${args.join(' ')}\n`);
+    const logStart = fs.fstatSync(logFd).size;
+    // Detached in its own session: the VM must outlive the agent (and an agent restart).
+    const child = spawn(binary, args, { detached: true, stdio: ['ignore', logFd, logFd] });
+    fs.closeSync(logFd);
+    child.unref();
+    let exited: string | null = null;
+    child.once('error', (err) => {
+      exited = `cannot run ${binary}: ${err.message}`;
+    });
+    child.once('exit', (code, signal) => {
+      exited = `QEMU exited ${signal ? `on ${signal}` : `with code ${code}`}`;
+    });
+
+    const vm = new VmProcess(spec, paths, hooks);
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (exited) {
+        const stderr = tailFile(paths.qemuLog, 8192).slice(-(fs.statSync(paths.qemuLog).size - logStart));
+        const last = stderr.trimEnd().split('\n').slice(-5).join('\n');
+        fs.rmSync(paths.runDir, { recursive: true, force: true });
+        throw new TernError('hypervisor_error', `${exited} while starting: ${last || 'no output'}`, { stderr: last });
+      }
+      if (fs.existsSync(paths.qmp)) {
+        try {
+          vm.#qmp = await QmpClient.connect(paths.qmp, 3000);
+          break;
+        } catch (err) {
+          if (Date.now() > deadline) throw err;
+        }
+      }
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new TernError('timeout', 'QEMU did not open its monitor within 30 s');
+      }
+      await delay(25);
+    }
+    vm.#pid = child.pid ?? readPid(paths.pidfile);
+    vm.#startedAt = new Date().toISOString();
+    child.once('exit', () => vm.#onQemuGone());
+    await vm.#watch();
+    return vm;
+  }
+
+  /** Picks up a VM left by a previous agent process; reports it crashed if its QEMU is gone. */
+  static async attach(paths: VmPaths, hooks: VmHooks): Promise<VmProcess | null> {
+    let spec: VmSpec;
+    try {
+      spec = JSON.parse(fs.readFileSync(paths.spec, 'utf8')) as VmSpec;
+    } catch {
+      hooks.log.warn({ dir: paths.runDir }, 'runtime directory without a readable spec; removed');
+      fs.rmSync(paths.runDir, { recursive: true, force: true });
+      return null;
+    }
+    const vm = new VmProcess(spec, paths, hooks);
+    const pid = readPid(paths.pidfile);
+    vm.#startedAt = fs.existsSync(paths.pidfile) ? fs.statSync(paths.pidfile).mtime.toISOString() : null;
+    if (pid === null || !pidAlive(pid) || !isOurQemu(pid, paths.qmp)) {
+      if (fs.existsSync(paths.quitting)) {
+        fs.rmSync(paths.runDir, { recursive: true, force: true });
+        return null;
+      }
+      vm.#markCrashed('QEMU ended while the agent was not running');
+      return vm;
+    }
+    vm.#pid = pid;
+    try {
+      vm.#qmp = await QmpClient.connect(paths.qmp, 5000);
+    } catch (err) {
+      vm.#markCrashed(`QEMU runs (pid ${pid}) but its monitor does not answer: ${(err as Error).message}`);
+      return vm;
+    }
+    await vm.#watch();
+    return vm;
+  }
+
+  async #watch(): Promise<void> {
+    const qmp = this.#qmp!;
+    qmp.on('event', (e) => this.#onEvent(e));
+    qmp.on('close', () => this.#onQemuGone());
+    await this.#refreshStatus();
+    try {
+      const vnc = await qmp.execute<{ service?: string }>('query-vnc');
+      const port = Number.parseInt(vnc.service ?? '', 10);
+      this.#vncPort = Number.isInteger(port) ? port : null;
+    } catch {
+      this.#vncPort = null;
+    }
+    this.#scheduleHeartbeat(0);
+    this.#emit();
+  }
+
+  async #refreshStatus(): Promise<void> {
+    const status = await this.#qmp!.execute<{ status: string }>('query-status');
+    this.#applyStatus(status.status);
+    if (this.#state === 'shutdown') void this.#quitAfterGuestPoweroff();
+  }
+
+  #applyStatus(status: string): void {
+    const state = runtimeStates[status] ?? 'paused';
+    this.#state = state;
+    if (state === 'paused') {
+      this.#reason =
+        status === 'paused' ? 'paused by request' : status === 'io-error' ? this.#reason ?? 'disk I/O error' : status;
+    } else {
+      this.#reason = state === 'shutdown' ? 'the guest powered off' : null;
+    }
+  }
+
+  #onEvent(e: QmpEvent): void {
+    switch (e.event) {
+      case 'STOP':
+      case 'RESUME':
+      case 'SHUTDOWN':
+        this.#refreshStatus()
+          .then(() => this.#emit())
+          .catch(() => {});
+        break;
+      case 'BLOCK_IO_ERROR': {
+        const d = e.data as { device?: string; 'node-name'?: string; nospace?: boolean; action?: string };
+        if (d.action === 'stop') {
+          this.#reason = d.nospace
+            ? `storage full: disk ${d['node-name'] ?? d.device ?? '?'} cannot grow`
+            : `I/O error on disk ${d['node-name'] ?? d.device ?? '?'}`;
+          this.#hooks.log.warn({ vm: this.id, event: d }, this.#reason);
+        }
+        break;
+      }
+      case 'RESET':
+        this.#guest = { ...this.#guest, agent: 'not-responding' };
+        this.#pings = 0;
+        this.#emit();
+        break;
+    }
+  }
+
+  /** With -no-shutdown QEMU stays up after the guest powers off; we finish the job. */
+  async #quitAfterGuestPoweroff(): Promise<void> {
+    if (this.#closing) return;
+    this.#hooks.log.info({ vm: this.id }, 'guest powered off; stopping QEMU');
+    await this.#quit().catch((err) => this.#hooks.log.error({ vm: this.id, err }, 'quit after poweroff failed'));
+  }
+
+  #scheduleHeartbeat(ms: number): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => void this.#heartbeat(), ms);
+  }
+
+  async #heartbeat(): Promise<void> {
+    this.#timer = null;
+    if (this.#closing || this.#state === 'crashed' || this.#state === 'stopped') return;
+    if (this.#state !== 'running') {
+      this.#scheduleHeartbeat(this.#hooks.heartbeatMs);
+      return;
+    }
+    const before = this.#guest.agent;
+    try {
+      await this.#qga.execute('guest-ping', undefined, { timeoutMs: 2000 });
+      this.#guest.agent = 'responding';
+      this.#guest.lastHeartbeat = new Date().toISOString();
+      // Guest facts change rarely: fetch them when the agent (re)appears and every tenth ping.
+      if (before !== 'responding' || this.#pings % 10 === 0) await this.#fetchGuestFacts();
+      this.#pings++;
+    } catch {
+      this.#guest.agent = 'not-responding';
+    }
+    if (this.#closing) return;
+    this.#emit();
+    // Until the guest agent first answers, probe often so a booting VM is seen promptly.
+    this.#scheduleHeartbeat(this.#guest.agent === 'responding' ? this.#hooks.heartbeatMs : 1000);
+  }
+
+  async #fetchGuestFacts(): Promise<void> {
+    const notes: string[] = [];
+    const get = async <T>(cmd: string, sanitize: (raw: unknown) => { value: T; notes: string[] }, keep: T) => {
+      try {
+        const r = sanitize(await this.#qga.execute(cmd, undefined, { timeoutMs: 3000 }));
+        notes.push(...r.notes);
+        return r.value;
+      } catch (err) {
+        notes.push(`${cmd}: ${(err as Error).message}`);
+        return keep;
+      }
+    };
+    this.#guest.os = await get('guest-get-osinfo', sanitizeOsInfo, this.#guest.os);
+    this.#guest.hostname = await get('guest-get-host-name', sanitizeHostname, this.#guest.hostname);
+    this.#guest.interfaces = await get('guest-network-get-interfaces', sanitizeInterfaces, this.#guest.interfaces);
+    if (notes.length > 0) this.#hooks.log.warn({ vm: this.id, notes }, 'guest agent replies were adjusted');
+  }
+
+  async act(action: VmAction): Promise<void> {
+    if (action === 'kill') {
+      await this.#quit();
+      return;
+    }
+    if (this.#state === 'crashed' || !this.#qmp) {
+      throw new TernError('conflict', `VM ${this.spec.name} is not running (${this.#state})`);
+    }
+    const qmp = this.#qmp;
+    switch (action) {
+      case 'powerdown':
+        await qmp.execute('system_powerdown');
+        break;
+      case 'reset':
+        await qmp.execute('system_reset');
+        break;
+      case 'pause':
+        await qmp.execute('stop');
+        break;
+      case 'resume':
+        await qmp.execute('cont');
+        break;
+      case 'guest-shutdown':
+      case 'guest-reboot':
+        if (this.#state !== 'running') throw new TernError('conflict', `VM ${this.spec.name} is ${this.#state}`);
+        // qemu-ga sends no reply when the shutdown goes through, so we do not wait for one.
+        await this.#qga.execute('guest-ping', undefined, { timeoutMs: 3000 });
+        await this.#qga.execute(
+          'guest-shutdown',
+          { mode: action === 'guest-reboot' ? 'reboot' : 'powerdown' },
+          { expectReply: false },
+        );
+        break;
+    }
+    if (action === 'pause' || action === 'resume') await this.#refreshStatus();
+  }
+
+  /** Ends QEMU at once (force off), waiting until the process is really gone. */
+  async #quit(): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    fs.writeFileSync(this.paths.quitting, '');
+    try {
+      await this.#qmp?.execute('quit', undefined, 5000);
+    } catch {
+      // The monitor may close before answering; the pid check below decides.
+    }
+    const pid = this.#pid;
+    if (pid !== null) {
+      const deadline = Date.now() + 10_000;
+      while (pidAlive(pid) && isOurQemu(pid, this.paths.qmp)) {
+        if (Date.now() > deadline) {
+          process.kill(pid, 'SIGKILL');
+          break;
+        }
+        await delay(20);
+      }
+    }
+    this.#finishStopped();
+  }
+
+  #finishStopped(): void {
+    if (this.#state === 'stopped') return;
+    this.#closing = true;
+    this.#stopTimers();
+    this.#state = 'stopped';
+    this.#reason = null;
+    this.#pid = null;
+    this.#guest = emptyGuestInfo();
+    fs.rmSync(this.paths.runDir, { recursive: true, force: true });
+    this.#emit();
+    this.#hooks.gone(this.id);
+  }
+
+  #onQemuGone(): void {
+    if (this.#state === 'stopped' || this.#state === 'crashed') return;
+    if (this.#closing || fs.existsSync(this.paths.quitting)) {
+      // #quit finishes the bookkeeping once the pid is gone.
+      if (!this.#closing) this.#finishStopped();
+      return;
+    }
+    const pid = this.#pid;
+    if (pid !== null && pidAlive(pid) && isOurQemu(pid, this.paths.qmp)) {
+      this.#hooks.log.warn({ vm: this.id }, 'QMP connection lost while QEMU still runs; reconnecting');
+      void QmpClient.connect(this.paths.qmp, 5000)
+        .then(async (qmp) => {
+          this.#qmp = qmp;
+          await this.#watch();
+        })
+        .catch((err) => this.#markCrashed(`monitor lost: ${(err as Error).message}`));
+      return;
+    }
+    this.#markCrashed('QEMU ended without being asked to');
+  }
+
+  #markCrashed(why: string): void {
+    const last = lastLines(this.paths.qemuLog, 3);
+    this.#stopTimers();
+    this.#state = 'crashed';
+    this.#reason = last ? `${why}; last output: ${last}` : why;
+    this.#pid = null;
+    this.#guest = { ...emptyGuestInfo(), lastHeartbeat: this.#guest.lastHeartbeat };
+    this.#hooks.log.error({ vm: this.id }, this.#reason);
+    this.#emit();
+  }
+
+  #stopTimers(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#qga.close();
+    this.#qmp?.close();
+  }
+
+  /** Drops the record of a crashed VM. */
+  discard(): void {
+    this.#stopTimers();
+    fs.rmSync(this.paths.runDir, { recursive: true, force: true });
+  }
+
+  /** Lets go of a running VM without touching it (agent shutdown): it keeps running. */
+  detach(): void {
+    this.#closing = true;
+    this.#stopTimers();
+  }
+
+  #emit(): void {
+    this.#hooks.changed(this.snapshot());
+  }
+}

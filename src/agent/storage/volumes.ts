@@ -1,0 +1,128 @@
+/** Volume operations on a host's pools, through qemu-img and genisoimage. */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { TernError } from '../../errors.ts';
+import type { CreateSeedRequest, CreateVolumeRequest, ImportVolumeRequest, VolumeInfo } from '../../wire/agent.ts';
+import type { VolumeRef } from '../../wire/vm.ts';
+import { type Pools, resolveVolume } from './pools.ts';
+
+const run = promisify(execFile);
+
+async function tool(cmd: string, args: string[], what: string): Promise<string> {
+  try {
+    return (await run(cmd, args, { maxBuffer: 16 * 1024 * 1024 })).stdout;
+  } catch (err) {
+    const e = err as { stderr?: string; message: string; code?: string };
+    if (e.code === 'ENOENT') throw new TernError('storage_error', `${cmd} is not installed (run tern doctor)`);
+    const detail = (e.stderr ?? e.message).trim().split('\n').slice(-3).join(' ');
+    throw new TernError('storage_error', `${what} failed: ${detail}`);
+  }
+}
+
+export function poolUsage(dir: string): { totalBytes: number; freeBytes: number } {
+  try {
+    const s = fs.statfsSync(dir);
+    return { totalBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize };
+  } catch {
+    return { totalBytes: 0, freeBytes: 0 };
+  }
+}
+
+export async function volumeInfo(pools: Pools, ref: VolumeRef): Promise<VolumeInfo> {
+  const file = resolveVolume(pools, ref);
+  if (!fs.existsSync(file)) throw new TernError('not_found', `volume ${ref.pool}:${ref.path} does not exist`);
+  // -U: the image may be open by a running VM; we only read its header.
+  const out = await tool('qemu-img', ['info', '-U', '--output=json', file], `qemu-img info of ${ref.path}`);
+  const info = JSON.parse(out) as {
+    format: string;
+    'virtual-size': number;
+    'actual-size'?: number;
+    'backing-filename'?: string;
+  };
+  return {
+    volume: ref,
+    format: info.format,
+    virtualBytes: info['virtual-size'],
+    actualBytes: info['actual-size'] ?? 0,
+    backing: info['backing-filename'] ?? null,
+  };
+}
+
+export async function createVolume(pools: Pools, req: CreateVolumeRequest): Promise<VolumeInfo> {
+  const file = resolveVolume(pools, req.volume);
+  if (fs.existsSync(file)) throw new TernError('conflict', `volume ${req.volume.pool}:${req.volume.path} exists`);
+  if (!req.backing && !req.sizeBytes) throw new TernError('invalid_request', 'a new volume needs a size or a backing');
+  if (req.backing && req.format !== 'qcow2') throw new TernError('invalid_request', 'only qcow2 volumes have backing');
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const args = ['create', '-q', '-f', req.format];
+  if (req.backing) {
+    const base = resolveVolume(pools, req.backing);
+    const baseInfo = await volumeInfo(pools, req.backing);
+    args.push('-b', base, '-F', baseInfo.format);
+  }
+  args.push(file);
+  if (req.sizeBytes) args.push(String(req.sizeBytes));
+  await tool('qemu-img', args, `creating ${req.volume.path}`);
+  return volumeInfo(pools, req.volume);
+}
+
+/** Copies a host file into a pool (converting to the requested format), atomically. */
+export async function importVolume(pools: Pools, req: ImportVolumeRequest): Promise<VolumeInfo> {
+  const file = resolveVolume(pools, req.volume);
+  if (!path.isAbsolute(req.sourcePath)) throw new TernError('invalid_request', 'sourcePath must be absolute');
+  if (!fs.existsSync(req.sourcePath)) throw new TernError('not_found', `${req.sourcePath} does not exist`);
+  if (fs.existsSync(file)) throw new TernError('conflict', `volume ${req.volume.pool}:${req.volume.path} exists`);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const partial = `${file}.partial`;
+  try {
+    if (req.format === 'raw') {
+      fs.copyFileSync(req.sourcePath, partial);
+    } else {
+      await tool('qemu-img', ['convert', '-q', '-O', 'qcow2', req.sourcePath, partial], `importing ${req.sourcePath}`);
+    }
+    fs.renameSync(partial, file);
+  } finally {
+    fs.rmSync(partial, { force: true });
+  }
+  return req.format === 'raw'
+    ? { volume: req.volume, format: 'raw', virtualBytes: fs.statSync(file).size, actualBytes: 0, backing: null }
+    : volumeInfo(pools, req.volume);
+}
+
+export function deleteVolume(pools: Pools, ref: VolumeRef): void {
+  const file = resolveVolume(pools, ref);
+  fs.rmSync(file, { force: true });
+  // Remove the VM's directory when its last volume goes, but never the pool root.
+  const dir = path.dirname(file);
+  const root = path.resolve(pools[ref.pool]);
+  if (dir !== root && fs.existsSync(dir) && fs.readdirSync(dir).length === 0) fs.rmdirSync(dir);
+}
+
+/** A cloud-init NoCloud seed: an ISO 9660 image labelled "cidata". */
+export async function createSeed(pools: Pools, req: CreateSeedRequest): Promise<VolumeInfo> {
+  const file = resolveVolume(pools, req.volume);
+  const staging = fs.mkdtempSync(path.join(os.tmpdir(), 'tern-seed-'));
+  try {
+    fs.writeFileSync(path.join(staging, 'meta-data'), req.metaData);
+    fs.writeFileSync(path.join(staging, 'user-data'), req.userData ?? '#cloud-config\n{}\n');
+    const files = ['meta-data', 'user-data'];
+    if (req.networkConfig) {
+      fs.writeFileSync(path.join(staging, 'network-config'), req.networkConfig);
+      files.push('network-config');
+    }
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    await tool(
+      'genisoimage',
+      ['-quiet', '-output', `${file}.partial`, '-volid', 'cidata', '-joliet', '-rock', ...files.map((f) => path.join(staging, f))],
+      'creating the cloud-init seed',
+    );
+    fs.renameSync(`${file}.partial`, file);
+  } finally {
+    fs.rmSync(staging, { recursive: true, force: true });
+    fs.rmSync(`${file}.partial`, { force: true });
+  }
+  return { volume: req.volume, format: 'raw', virtualBytes: fs.statSync(file).size, actualBytes: 0, backing: null };
+}

@@ -1,0 +1,82 @@
+/**
+ * The one error type of Tern. Manager, agent and CLI throw TernError with a stable
+ * machine-readable code; the HTTP layers map the code to a status and to the wire shape
+ * `{error: {code, message, details}}`, and the CLI prints the message as one line.
+ */
+export type ErrorCode =
+  | 'invalid_request'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'not_found'
+  | 'conflict'
+  | 'locked'
+  | 'payload_too_large'
+  | 'unsupported_media_type'
+  | 'unavailable'
+  | 'timeout'
+  | 'cancelled'
+  | 'guest_error'
+  | 'hypervisor_error'
+  | 'storage_error'
+  | 'protocol_error'
+  | 'internal';
+
+const statusByCode: Record<ErrorCode, number> = {
+  invalid_request: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  locked: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  unavailable: 503,
+  timeout: 504,
+  cancelled: 409,
+  guest_error: 502,
+  hypervisor_error: 500,
+  storage_error: 500,
+  protocol_error: 502,
+  internal: 500,
+};
+
+export class TernError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
+    super(message);
+    this.name = 'TernError';
+    this.code = code;
+    this.details = details;
+  }
+
+  get status(): number {
+    return statusByCode[this.code];
+  }
+
+  toBody(): { error: { code: ErrorCode; message: string; details?: Record<string, unknown> } } {
+    return { error: { code: this.code, message: this.message, ...(this.details ? { details: this.details } : {}) } };
+  }
+
+  static isCode(value: unknown): value is ErrorCode {
+    return typeof value === 'string' && value in statusByCode;
+  }
+
+  /** Rebuilds an error received over the wire (agent → manager, manager → CLI). */
+  static fromBody(body: unknown, fallbackMessage: string): TernError {
+    const e = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } } | null)?.error;
+    if (e && TernError.isCode(e.code) && typeof e.message === 'string') {
+      const details = e.details && typeof e.details === 'object' ? (e.details as Record<string, unknown>) : undefined;
+      return new TernError(e.code, e.message, details);
+    }
+    return new TernError('protocol_error', fallbackMessage);
+  }
+}
+
+/** Any thrown value as a TernError, keeping the message of unexpected errors for logs. */
+export function asTernError(err: unknown): TernError {
+  if (err instanceof TernError) return err;
+  if (err instanceof Error && err.name === 'AbortError') return new TernError('cancelled', 'the operation was cancelled');
+  return new TernError('internal', err instanceof Error ? err.message : String(err));
+}

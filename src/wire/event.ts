@@ -1,0 +1,11 @@
+/** The manager's event stream (`GET /api/v1/events`, server-sent events). */
+import { type Static, Type } from 'typebox';
+import { Task } from './task.ts';
+import { Vm } from './vm.ts';
+
+export const ManagerEvent = Type.Union([
+  Type.Object({ type: Type.Literal('task'), task: Task }),
+  Type.Object({ type: Type.Literal('vm'), vm: Vm }),
+  Type.Object({ type: Type.Literal('vm.deleted'), id: Type.String() }),
+]);
+export type ManagerEvent = Static<typeof ManagerEvent>;

@@ -1,0 +1,186 @@
+/** VM wire objects: the spec a host runs, the inventory record the API shows, and API requests. */
+import { type Static, Type } from 'typebox';
+import { Name, Timestamp, Uuid } from './common.ts';
+
+/** A file inside a storage pool. The path is relative and may not climb out of the pool. */
+export const VolumeRef = Type.Object(
+  {
+    pool: Name,
+    path: Type.String({
+      minLength: 1,
+      maxLength: 255,
+      pattern: '^(?!/)(?!.*(^|/)\\.\\.?(/|$))[A-Za-z0-9._/-]+$',
+      description: 'relative path inside the pool, without . or .. segments',
+    }),
+  },
+  { additionalProperties: false },
+);
+export type VolumeRef = Static<typeof VolumeRef>;
+
+export const DiskSpec = Type.Object(
+  {
+    volume: VolumeRef,
+    format: Type.Union([Type.Literal('qcow2'), Type.Literal('raw')]),
+    readonly: Type.Boolean(),
+  },
+  { additionalProperties: false },
+);
+export type DiskSpec = Static<typeof DiskSpec>;
+
+export const Mac = Type.String({ pattern: '^([0-9a-f]{2}:){5}[0-9a-f]{2}$' });
+
+export const NicSpec = Type.Object(
+  {
+    mac: Mac,
+    network: Type.Union([
+      Type.Object({ mode: Type.Literal('user') }, { additionalProperties: false }),
+      Type.Object({ mode: Type.Literal('bridge'), bridge: Name }, { additionalProperties: false }),
+    ]),
+  },
+  { additionalProperties: false },
+);
+export type NicSpec = Static<typeof NicSpec>;
+
+export const BootSpec = Type.Object(
+  {
+    kernel: VolumeRef,
+    initrd: Type.Optional(VolumeRef),
+    cmdline: Type.String({ maxLength: 2048 }),
+  },
+  { additionalProperties: false, description: 'direct kernel boot; without it the VM boots from its first disk' },
+);
+export type BootSpec = Static<typeof BootSpec>;
+
+export const Machine = Type.Union([Type.Literal('q35'), Type.Literal('pc')]);
+
+/** Everything a host needs to run a VM; the manager resolves templates and defaults before sending it. */
+export const VmSpec = Type.Object(
+  {
+    id: Uuid,
+    name: Name,
+    machine: Machine,
+    cpuModel: Type.String({
+      pattern: '^[A-Za-z0-9._-]{1,64}$',
+      description: '"host" (passthrough; "max" when only TCG is available) or a QEMU CPU model',
+    }),
+    vcpus: Type.Integer({ minimum: 1, maximum: 256 }),
+    memoryMiB: Type.Integer({ minimum: 32, maximum: 4 * 1024 * 1024 }),
+    disks: Type.Array(DiskSpec, { maxItems: 16 }),
+    nics: Type.Array(NicSpec, { maxItems: 8 }),
+    boot: Type.Optional(BootSpec),
+    seed: Type.Optional(VolumeRef),
+  },
+  { additionalProperties: false },
+);
+export type VmSpec = Static<typeof VmSpec>;
+
+export const PowerState = Type.Union(
+  [
+    Type.Literal('stopped'),
+    Type.Literal('running'),
+    Type.Literal('paused'),
+    Type.Literal('crashed'),
+    Type.Literal('missing'),
+    Type.Literal('unknown'),
+  ],
+  {
+    description:
+      'stopped: not running; crashed: its QEMU ended without being asked to; missing: expected on its host but the host does not know it; unknown: its host cannot be reached',
+  },
+);
+export type PowerState = Static<typeof PowerState>;
+
+export const GuestOs = Type.Object({
+  id: Type.Optional(Type.String()),
+  name: Type.Optional(Type.String()),
+  prettyName: Type.Optional(Type.String()),
+  version: Type.Optional(Type.String()),
+  kernelRelease: Type.Optional(Type.String()),
+  machine: Type.Optional(Type.String()),
+});
+export type GuestOs = Static<typeof GuestOs>;
+
+export const GuestInterface = Type.Object({
+  name: Type.String(),
+  mac: Type.Optional(Type.String()),
+  addresses: Type.Array(Type.String()),
+});
+export type GuestInterface = Static<typeof GuestInterface>;
+
+export const GuestAgentStatus = Type.Union([
+  Type.Literal('unknown'),
+  Type.Literal('responding'),
+  Type.Literal('not-responding'),
+]);
+export type GuestAgentStatus = Static<typeof GuestAgentStatus>;
+
+/** What the guest agent reported; untrusted, so bounded and sanitized by the host before it travels. */
+export const GuestInfo = Type.Object({
+  agent: GuestAgentStatus,
+  lastHeartbeat: Type.Union([Timestamp, Type.Null()]),
+  hostname: Type.Union([Type.String(), Type.Null()]),
+  os: Type.Union([GuestOs, Type.Null()]),
+  interfaces: Type.Array(GuestInterface),
+});
+export type GuestInfo = Static<typeof GuestInfo>;
+
+export const emptyGuestInfo = (): GuestInfo => ({
+  agent: 'unknown',
+  lastHeartbeat: null,
+  hostname: null,
+  os: null,
+  interfaces: [],
+});
+
+export const Vm = Type.Object(
+  {
+    id: Uuid,
+    name: Name,
+    host: Type.Union([Name, Type.Null()]),
+    state: PowerState,
+    stateReason: Type.Union([Type.String(), Type.Null()]),
+    template: Type.Union([Name, Type.Null()]),
+    vcpus: Type.Integer(),
+    memoryMiB: Type.Integer(),
+    disks: Type.Array(
+      Type.Object({ volume: VolumeRef, format: Type.String(), readonly: Type.Boolean(), sizeBytes: Type.Integer() }),
+    ),
+    nics: Type.Array(NicSpec),
+    guest: GuestInfo,
+    ipAddresses: Type.Array(Type.String()),
+    vncPort: Type.Union([Type.Integer(), Type.Null()]),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+  },
+  { $id: 'Vm' },
+);
+export type Vm = Static<typeof Vm>;
+
+export const CreateVmRequest = Type.Object(
+  {
+    name: Name,
+    template: Type.Optional(Name),
+    vcpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
+    memoryMiB: Type.Optional(Type.Integer({ minimum: 32, maximum: 4 * 1024 * 1024 })),
+    diskGiB: Type.Optional(
+      Type.Number({
+        exclusiveMinimum: 0,
+        maximum: 65536,
+        description: 'size of the boot disk; required without a template, grows the template disk with one',
+      }),
+    ),
+    extraDisksGiB: Type.Optional(Type.Array(Type.Number({ exclusiveMinimum: 0, maximum: 65536 }), { maxItems: 8 })),
+    nics: Type.Optional(
+      Type.Array(
+        Type.Union([
+          Type.Object({ mode: Type.Literal('user') }, { additionalProperties: false }),
+          Type.Object({ mode: Type.Literal('bridge'), bridge: Name }, { additionalProperties: false }),
+        ]),
+        { maxItems: 8 },
+      ),
+    ),
+    start: Type.Optional(Type.Boolean({ description: 'start the VM once created' })),
+  },
+  { additionalProperties: false },
+);
+export type CreateVmRequest = Static<typeof CreateVmRequest>;
