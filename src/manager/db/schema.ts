@@ -1,0 +1,90 @@
+/** Row types of the manager's tables (camelCase here, snake_case in SQL through CamelCasePlugin). */
+import type { Generated } from 'kysely';
+
+export interface HostTable {
+  id: string;
+  name: string;
+  address: string;
+  token: string;
+  state: string;
+  lastSeen: string | null;
+  facts: string | null;
+  createdAt: string;
+}
+
+export interface TemplateTable {
+  name: string;
+  description: string;
+  machine: string;
+  vcpus: number;
+  memoryMib: number;
+  diskPool: string;
+  diskPath: string;
+  diskSizeBytes: number;
+  boot: string | null;
+  createdAt: string;
+}
+
+export interface VmTable {
+  id: string;
+  name: string;
+  hostId: string | null;
+  state: string;
+  stateReason: string | null;
+  template: string | null;
+  /** JSON of the VM spec without the runtime-only fields. */
+  spec: string;
+  diskSizes: string;
+  guest: string;
+  vncPort: number | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface TaskTable {
+  id: string;
+  kind: string;
+  objects: string;
+  state: string;
+  step: string;
+  progress: number;
+  cancelRequested: number;
+  params: string;
+  result: string | null;
+  error: string | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export interface TaskLogTable {
+  id: Generated<number>;
+  taskId: string;
+  time: string;
+  line: string;
+}
+
+export interface TaskLockTable {
+  object: string;
+  taskId: string;
+}
+
+export interface ApiTokenTable {
+  id: string;
+  name: string;
+  hash: string;
+  role: string;
+  createdAt: string;
+  expiresAt: string | null;
+  lastUsedAt: string | null;
+}
+
+export interface Database {
+  hosts: HostTable;
+  templates: TemplateTable;
+  vms: VmTable;
+  tasks: TaskTable;
+  taskLog: TaskLogTable;
+  taskLocks: TaskLockTable;
+  apiTokens: ApiTokenTable;
+}

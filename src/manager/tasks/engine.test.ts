@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { TernError } from '../../errors.ts';
+import { createLogger } from '../../log.ts';
+import { openDatabase } from '../db/database.ts';
+import { EventBus } from '../events/bus.ts';
+import { type TaskKind, TaskEngine } from './engine.ts';
+
+const log = createLogger('test', 'silent');
+
+async function setup() {
+  const db = await openDatabase(':memory:');
+  const bus = new EventBus();
+  return { db, bus, engine: new TaskEngine(db, bus, log) };
+}
+
+/** A task that runs until released, so tests control exactly when it ends. */
+function gated(kind: string, onInterrupt: 'resume' | 'fail' = 'fail') {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  const cleaned: string[] = [];
+  const k: TaskKind<{ n: number }> = {
+    kind,
+    onInterrupt,
+    async run(ctx, p) {
+      await ctx.step('working', 50);
+      await Promise.race([
+        gate,
+        new Promise((_, reject) => {
+          if (ctx.signal.aborted) reject(ctx.signal.reason);
+          ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason));
+        }),
+      ]);
+      return { doubled: p.n * 2, resumed: ctx.resumed };
+    },
+    async cleanup(_ctx, p, err) {
+      cleaned.push(`${p.n}:${err.code}`);
+    },
+  };
+  return { k, release, cleaned };
+}
+
+test('a task runs, reports progress and logs, and releases its lock', async () => {
+  const { engine } = await setup();
+  const { k, release } = gated('demo');
+  const t = await engine.submit(k, { n: 2 }, ['vm:a']);
+  await assert.rejects(engine.submit(k, { n: 3 }, ['vm:a']), (e: TernError) => e.code === 'locked');
+  release();
+  const done = await engine.settled(t.id);
+  assert.equal(done.state, 'succeeded');
+  assert.deepEqual(done.result, { doubled: 4, resumed: false });
+  assert.equal(done.progress, 100);
+  assert.ok(done.log?.some((l) => l.line === 'working'));
+  const again = await engine.submit(k, { n: 3 }, ['vm:a']);
+  assert.equal(again.state, 'queued');
+});
+
+test('cancellation runs cleanup and ends cancelled', async () => {
+  const { engine } = await setup();
+  const { k, cleaned } = gated('demo');
+  const t = await engine.submit(k, { n: 1 }, ['vm:b']);
+  await engine.cancel(t.id);
+  const done = await engine.settled(t.id);
+  assert.equal(done.state, 'cancelled');
+  assert.deepEqual(cleaned, ['1:cancelled']);
+});
+
+test('after a crash, resumable tasks resume and the others fail with cleanup', async () => {
+  const { db, bus, engine } = await setup();
+  const resumable = gated('resumable', 'resume');
+  const failing = gated('failing', 'fail');
+  const r = await engine.submit(resumable.k, { n: 5 }, ['vm:r']);
+  const f = await engine.submit(failing.k, { n: 6 }, ['vm:f']);
+  engine.abandon();
+  assert.equal((await engine.get(r.id)).state, 'running');
+
+  const next = new TaskEngine(db, bus, log);
+  const resumable2 = gated('resumable', 'resume');
+  const failing2 = gated('failing', 'fail');
+  next.register(resumable2.k);
+  next.register(failing2.k);
+  await next.recover();
+  assert.equal((await next.get(f.id)).state, 'failed');
+  assert.deepEqual(failing2.cleaned, ['6:internal']);
+  resumable2.release();
+  const done = await next.settled(r.id);
+  assert.equal(done.state, 'succeeded');
+  assert.deepEqual(done.result, { doubled: 10, resumed: true });
+  const running = await next.list({ state: 'running', limit: 10 });
+  assert.equal(running.length, 0);
+});
+
+test('a failing task records its error', async () => {
+  const { engine } = await setup();
+  const k: TaskKind<null> = {
+    kind: 'boom',
+    onInterrupt: 'fail',
+    async run() {
+      throw new TernError('conflict', 'nope');
+    },
+  };
+  const t = await engine.submit(k, null, []);
+  const done = await engine.settled(t.id);
+  assert.equal(done.state, 'failed');
+  assert.deepEqual(done.error, { code: 'conflict', message: 'nope' });
+});

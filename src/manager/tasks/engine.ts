@@ -1,0 +1,290 @@
+/**
+ * The durable task engine. Every operation that can take over a second is a task: a row with
+ * state, step, progress, log lines, result or error, and locks on the objects it touches.
+ * After a manager crash, `recover` resumes each interrupted task whose kind is idempotent and
+ * fails the others after running their cleanup, so no task stays "running" forever.
+ */
+import { randomUUID } from 'node:crypto';
+import { asTernError, TernError } from '../../errors.ts';
+import type { Logger } from '../../log.ts';
+import type { Task, TaskLogLine, TaskState } from '../../wire/task.ts';
+import { type Db, now } from '../db/database.ts';
+import type { TaskTable } from '../db/schema.ts';
+import type { EventBus } from '../events/bus.ts';
+
+export interface TaskContext {
+  readonly id: string;
+  /** True when this run continues a task interrupted by a manager restart. */
+  readonly resumed: boolean;
+  readonly signal: AbortSignal;
+  step(name: string, progress?: number): Promise<void>;
+  progress(percent: number): Promise<void>;
+  log(line: string): Promise<void>;
+  throwIfCancelled(): void;
+}
+
+export interface TaskKind<P> {
+  readonly kind: string;
+  /** `resume`: run() is idempotent and continues after a restart; `fail`: clean up and fail. */
+  readonly onInterrupt: 'resume' | 'fail';
+  run(ctx: TaskContext, params: P): Promise<unknown>;
+  /** Undoes partial work after a failure, cancellation or interruption. */
+  cleanup?(ctx: TaskContext, params: P, error: TernError): Promise<void>;
+}
+
+const maxLogLine = 2000;
+
+function toTask(row: TaskTable, log?: TaskLogLine[]): Task {
+  return {
+    id: row.id,
+    kind: row.kind,
+    objects: JSON.parse(row.objects) as string[],
+    state: row.state as TaskState,
+    step: row.step,
+    progress: row.progress,
+    cancelRequested: row.cancelRequested === 1,
+    result: row.result === null ? null : JSON.parse(row.result),
+    error: row.error === null ? null : JSON.parse(row.error),
+    ...(log ? { log } : {}),
+    createdAt: row.createdAt,
+    startedAt: row.startedAt,
+    finishedAt: row.finishedAt,
+  };
+}
+
+export class TaskEngine {
+  readonly #db: Db;
+  readonly #bus: EventBus;
+  readonly #log: Logger;
+  // biome-ignore lint/suspicious/noExplicitAny: each kind has its own params type
+  readonly #kinds = new Map<string, TaskKind<any>>();
+  readonly #running = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  #closing = false;
+
+  constructor(db: Db, bus: EventBus, log: Logger) {
+    this.#db = db;
+    this.#bus = bus;
+    this.#log = log;
+  }
+
+  register<P>(kind: TaskKind<P>): void {
+    this.#kinds.set(kind.kind, kind);
+  }
+
+  /** Records the task and takes its locks in one transaction, then starts it. */
+  async submit<P>(kind: TaskKind<P>, params: P, objects: string[]): Promise<Task> {
+    if (this.#closing) throw new TernError('unavailable', 'the manager is shutting down');
+    if (!this.#kinds.has(kind.kind)) this.register(kind);
+    const id = randomUUID();
+    const row: TaskTable = {
+      id,
+      kind: kind.kind,
+      objects: JSON.stringify(objects),
+      state: 'queued',
+      step: 'queued',
+      progress: 0,
+      cancelRequested: 0,
+      params: JSON.stringify(params),
+      result: null,
+      error: null,
+      createdAt: now(),
+      startedAt: null,
+      finishedAt: null,
+    };
+    await this.#db.transaction().execute(async (trx) => {
+      if (objects.length > 0) {
+        const held = await trx
+          .selectFrom('taskLocks')
+          .innerJoin('tasks', 'tasks.id', 'taskLocks.taskId')
+          .select(['taskLocks.object', 'tasks.id', 'tasks.kind'])
+          .where('taskLocks.object', 'in', objects)
+          .executeTakeFirst();
+        if (held) {
+          throw new TernError('locked', `${held.object} is busy with task ${held.id} (${held.kind})`, {
+            object: held.object,
+            task: held.id,
+          });
+        }
+      }
+      await trx.insertInto('tasks').values(row).execute();
+      for (const object of objects) await trx.insertInto('taskLocks').values({ object, taskId: id }).execute();
+    });
+    const task = toTask(row);
+    this.#bus.publish({ type: 'task', task });
+    this.#start(id, kind, params, false);
+    return task;
+  }
+
+  async get(id: string, withLog = false): Promise<Task> {
+    const row = await this.#db.selectFrom('tasks').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw new TernError('not_found', `task ${id} does not exist`);
+    const log = withLog
+      ? await this.#db
+          .selectFrom('taskLog')
+          .select(['time', 'line'])
+          .where('taskId', '=', id)
+          .orderBy('id')
+          .execute()
+      : undefined;
+    return toTask(row, log);
+  }
+
+  async list(filter: { state?: TaskState; object?: string; limit: number; before?: string }): Promise<Task[]> {
+    let q = this.#db.selectFrom('tasks').selectAll().orderBy('createdAt', 'desc').orderBy('id').limit(filter.limit);
+    if (filter.state) q = q.where('state', '=', filter.state);
+    if (filter.object) q = q.where('objects', 'like', `%${JSON.stringify(filter.object).slice(1, -1)}%`);
+    if (filter.before) q = q.where('createdAt', '<', filter.before);
+    return (await q.execute()).map((r) => toTask(r));
+  }
+
+  async cancel(id: string): Promise<Task> {
+    const task = await this.get(id);
+    if (task.state !== 'queued' && task.state !== 'running') {
+      throw new TernError('conflict', `task ${id} already ${task.state}`);
+    }
+    await this.#db.updateTable('tasks').set({ cancelRequested: 1 }).where('id', '=', id).execute();
+    this.#running.get(id)?.controller.abort(new TernError('cancelled', 'cancelled by request'));
+    return this.#publish(id);
+  }
+
+  /** Waits until the task has finished (for internal callers and tests). */
+  async settled(id: string): Promise<Task> {
+    await this.#running.get(id)?.done;
+    return this.get(id, true);
+  }
+
+  /** Picks up tasks a previous manager process left queued or running. */
+  async recover(): Promise<void> {
+    const rows = await this.#db.selectFrom('tasks').selectAll().where('state', 'in', ['queued', 'running']).execute();
+    for (const row of rows) {
+      const kind = this.#kinds.get(row.kind);
+      const params = JSON.parse(row.params) as unknown;
+      if (kind && kind.onInterrupt === 'resume' && row.cancelRequested === 0) {
+        await this.#appendLog(row.id, 'manager restarted; resuming');
+        this.#start(row.id, kind, params, true);
+        continue;
+      }
+      const error = new TernError('internal', 'the manager stopped while this task ran; its partial work was undone');
+      const ctx = this.#context(row.id, new AbortController(), true);
+      try {
+        if (kind?.cleanup) await kind.cleanup(ctx, params, error);
+        await this.#appendLog(row.id, 'manager restarted; cleaned up and marked failed');
+      } catch (err) {
+        await this.#appendLog(row.id, `cleanup after restart failed: ${asTernError(err).message}`);
+      }
+      await this.#finish(row.id, row.cancelRequested ? 'cancelled' : 'failed', null, error);
+    }
+  }
+
+  /** Stops accepting tasks and waits for the running ones (bounded). */
+  async close(timeoutMs = 10_000): Promise<void> {
+    this.#closing = true;
+    const all = Promise.all([...this.#running.values()].map((r) => r.done));
+    await Promise.race([all, new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+  }
+
+  /** Ends without waiting, as a crash would (tests of recovery use it). */
+  abandon(): void {
+    this.#closing = true;
+    for (const r of this.#running.values()) r.controller.abort(new TernError('unavailable', 'manager stopping'));
+  }
+
+  #start<P>(id: string, kind: TaskKind<P>, params: P, resumed: boolean): void {
+    const controller = new AbortController();
+    const done = this.#execute(id, kind, params, controller, resumed).finally(() => this.#running.delete(id));
+    this.#running.set(id, { controller, done });
+  }
+
+  async #execute<P>(id: string, kind: TaskKind<P>, params: P, controller: AbortController, resumed: boolean) {
+    const ctx = this.#context(id, controller, resumed);
+    try {
+      await this.#db
+        .updateTable('tasks')
+        .set({ state: 'running', startedAt: now() })
+        .where('id', '=', id)
+        .where('startedAt', 'is', null)
+        .execute();
+      await this.#db.updateTable('tasks').set({ state: 'running' }).where('id', '=', id).execute();
+      await this.#publish(id);
+      ctx.throwIfCancelled();
+      const result = await kind.run(ctx, params);
+      await this.#finish(id, 'succeeded', result ?? null, null);
+    } catch (err) {
+      // Abandoned (simulated crash): leave the row running for the next manager to recover.
+      if (this.#closing && (controller.signal.reason as TernError | undefined)?.code === 'unavailable') return;
+      const error = asTernError(err);
+      const cancelled = controller.signal.aborted && error.code === 'cancelled';
+      await this.#appendLog(id, `${cancelled ? 'cancelled' : 'failed'}: ${error.message}`);
+      if (kind.cleanup) {
+        try {
+          await kind.cleanup(this.#context(id, new AbortController(), resumed), params, error);
+        } catch (cleanupErr) {
+          await this.#appendLog(id, `cleanup failed: ${asTernError(cleanupErr).message}`);
+        }
+      }
+      await this.#finish(id, cancelled ? 'cancelled' : 'failed', null, error);
+    }
+  }
+
+  #context(id: string, controller: AbortController, resumed: boolean): TaskContext {
+    return {
+      id,
+      resumed,
+      signal: controller.signal,
+      step: async (name, progress) => {
+        await this.#db
+          .updateTable('tasks')
+          .set({ step: name, ...(progress === undefined ? {} : { progress: Math.round(progress) }) })
+          .where('id', '=', id)
+          .execute();
+        await this.#appendLog(id, name);
+        await this.#publish(id);
+      },
+      progress: async (percent) => {
+        await this.#db
+          .updateTable('tasks')
+          .set({ progress: Math.max(0, Math.min(100, Math.round(percent))) })
+          .where('id', '=', id)
+          .execute();
+        await this.#publish(id);
+      },
+      log: (line) => this.#appendLog(id, line),
+      throwIfCancelled: () => {
+        if (controller.signal.aborted) throw asTernError(controller.signal.reason);
+      },
+    };
+  }
+
+  async #appendLog(id: string, line: string): Promise<void> {
+    await this.#db
+      .insertInto('taskLog')
+      .values({ taskId: id, time: now(), line: line.slice(0, maxLogLine) })
+      .execute();
+  }
+
+  async #finish(id: string, state: TaskState, result: unknown, error: TernError | null): Promise<void> {
+    await this.#db.transaction().execute(async (trx) => {
+      await trx
+        .updateTable('tasks')
+        .set({
+          state,
+          progress: state === 'succeeded' ? 100 : undefined,
+          step: state,
+          finishedAt: now(),
+          result: result === null ? null : JSON.stringify(result),
+          error: error ? JSON.stringify({ code: error.code, message: error.message, details: error.details }) : null,
+        })
+        .where('id', '=', id)
+        .execute();
+      await trx.deleteFrom('taskLocks').where('taskId', '=', id).execute();
+    });
+    this.#log.info({ task: id, state }, 'task finished');
+    await this.#publish(id);
+  }
+
+  async #publish(id: string): Promise<Task> {
+    const task = await this.get(id);
+    this.#bus.publish({ type: 'task', task });
+    return task;
+  }
+}
