@@ -76,6 +76,7 @@ export type VmSpec = Static<typeof VmSpec>;
 
 export const PowerState = Type.Union(
   [
+    Type.Literal('creating'),
     Type.Literal('stopped'),
     Type.Literal('running'),
     Type.Literal('paused'),
@@ -85,7 +86,7 @@ export const PowerState = Type.Union(
   ],
   {
     description:
-      'stopped: not running; crashed: its QEMU ended without being asked to; missing: expected on its host but the host does not know it; unknown: its host cannot be reached',
+      'creating: its disks are being made; stopped: not running; crashed: its QEMU ended without being asked to; missing: expected on its host but the host does not know it; unknown: its host cannot be reached',
   },
 );
 export type PowerState = Static<typeof PowerState>;

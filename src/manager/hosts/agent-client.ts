@@ -1,0 +1,180 @@
+/**
+ * The manager's side of the agent protocol: typed calls to one host's agent, and a
+ * self-reconnecting subscription to its event stream.
+ */
+import { TernError } from '../../errors.ts';
+import {
+  type AgentEvent,
+  type AgentInfo,
+  type AgentVm,
+  agentProtocolVersion,
+  type CreateSeedRequest,
+  type CreateVolumeRequest,
+  type ImportVolumeRequest,
+  protocolHeader,
+  type VmAction,
+  type VolumeInfo,
+} from '../../wire/agent.ts';
+import type { VmSpec, VolumeRef } from '../../wire/vm.ts';
+
+export class AgentClient {
+  readonly url: string;
+  readonly #token: string;
+
+  constructor(url: string, token: string) {
+    this.url = url.replace(/\/$/, '');
+    this.#token = token;
+  }
+
+  async #call<T>(method: string, path: string, body?: unknown, timeoutMs = 60_000): Promise<T> {
+    let res: Response;
+    try {
+      res = await fetch(`${this.url}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.#token}`,
+          [protocolHeader]: String(agentProtocolVersion),
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (err) {
+      const e = err as Error;
+      const why = e.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (e.cause as Error)?.message ?? e.message;
+      throw new TernError('unavailable', `host agent at ${this.url} unreachable: ${why}`);
+    }
+    if (res.status === 204) return undefined as T;
+    const text = await res.text();
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw new TernError('protocol_error', `host agent sent a non-JSON reply (${res.status})`);
+    }
+    if (!res.ok) throw TernError.fromBody(json, `host agent answered ${res.status}`);
+    return json as T;
+  }
+
+  async info(): Promise<AgentInfo> {
+    const info = await this.#call<AgentInfo>('GET', '/agent/v1/info', undefined, 10_000);
+    if (info.protocol !== agentProtocolVersion) {
+      throw new TernError('protocol_error', `host speaks agent protocol ${info.protocol}, this manager ${agentProtocolVersion}`);
+    }
+    return info;
+  }
+
+  async listVms(): Promise<AgentVm[]> {
+    return (await this.#call<{ vms: AgentVm[] }>('GET', '/agent/v1/vms', undefined, 15_000)).vms;
+  }
+
+  async getVm(id: string): Promise<AgentVm | null> {
+    try {
+      return (await this.#call<{ vm: AgentVm }>('GET', `/agent/v1/vms/${id}`, undefined, 10_000)).vm;
+    } catch (err) {
+      if (err instanceof TernError && err.code === 'not_found') return null;
+      throw err;
+    }
+  }
+
+  async runVm(spec: VmSpec): Promise<AgentVm> {
+    return (await this.#call<{ vm: AgentVm }>('PUT', `/agent/v1/vms/${spec.id}`, spec, 90_000)).vm;
+  }
+
+  async act(id: string, action: VmAction): Promise<AgentVm> {
+    return (await this.#call<{ vm: AgentVm }>('POST', `/agent/v1/vms/${id}/actions/${action}`, undefined, 30_000)).vm;
+  }
+
+  async forgetVm(id: string): Promise<void> {
+    await this.#call('DELETE', `/agent/v1/vms/${id}`);
+  }
+
+  async console(id: string, bytes: number): Promise<string> {
+    return (await this.#call<{ text: string }>('GET', `/agent/v1/vms/${id}/console?bytes=${bytes}`)).text;
+  }
+
+  async createVolume(req: CreateVolumeRequest): Promise<VolumeInfo> {
+    return (await this.#call<{ volume: VolumeInfo }>('POST', '/agent/v1/volumes', req)).volume;
+  }
+
+  async createSeed(req: CreateSeedRequest): Promise<VolumeInfo> {
+    return (await this.#call<{ volume: VolumeInfo }>('POST', '/agent/v1/volumes/seed', req)).volume;
+  }
+
+  async importVolume(req: ImportVolumeRequest): Promise<VolumeInfo> {
+    return (await this.#call<{ volume: VolumeInfo }>('POST', '/agent/v1/volumes/import', req, 600_000)).volume;
+  }
+
+  async volumeInfo(ref: VolumeRef): Promise<VolumeInfo | null> {
+    try {
+      const q = new URLSearchParams(ref).toString();
+      return (await this.#call<{ volume: VolumeInfo }>('GET', `/agent/v1/volumes/info?${q}`)).volume;
+    } catch (err) {
+      if (err instanceof TernError && err.code === 'not_found') return null;
+      throw err;
+    }
+  }
+
+  async deleteVolume(ref: VolumeRef): Promise<void> {
+    await this.#call('DELETE', `/agent/v1/volumes?${new URLSearchParams(ref).toString()}`);
+  }
+
+  /**
+   * Follows the agent's event stream until `signal` aborts, reconnecting with backoff. A
+   * stream silent for longer than three agent heartbeats counts as dead.
+   */
+  async follow(
+    onEvent: (e: AgentEvent) => void,
+    onConnection: (up: boolean, why?: string) => void,
+    signal: AbortSignal,
+  ): Promise<void> {
+    let backoff = 250;
+    while (!signal.aborted) {
+      const attempt = new AbortController();
+      const stop = () => attempt.abort();
+      signal.addEventListener('abort', stop, { once: true });
+      let watchdog: NodeJS.Timeout | undefined;
+      const feed = () => {
+        clearTimeout(watchdog);
+        watchdog = setTimeout(() => attempt.abort(), 16_000);
+      };
+      try {
+        const res = await fetch(`${this.url}/agent/v1/events`, {
+          headers: { authorization: `Bearer ${this.#token}`, [protocolHeader]: String(agentProtocolVersion) },
+          signal: attempt.signal,
+        });
+        if (!res.ok || !res.body) throw new Error(`event stream answered ${res.status}`);
+        feed();
+        const decoder = new TextDecoder();
+        let buffer = '';
+        for await (const chunk of res.body) {
+          feed();
+          buffer += decoder.decode(chunk as Uint8Array, { stream: true });
+          let nl = buffer.indexOf('\n');
+          while (nl >= 0) {
+            const line = buffer.slice(0, nl);
+            buffer = buffer.slice(nl + 1);
+            nl = buffer.indexOf('\n');
+            if (!line) continue;
+            const event = JSON.parse(line) as AgentEvent;
+            if (event.type === 'hello') {
+              backoff = 250;
+              onConnection(true);
+            }
+            onEvent(event);
+          }
+          if (buffer.length > 4 * 1024 * 1024) throw new Error('event line too long');
+        }
+        throw new Error('event stream ended');
+      } catch (err) {
+        if (signal.aborted) break;
+        onConnection(false, (err as Error).message);
+      } finally {
+        clearTimeout(watchdog);
+        signal.removeEventListener('abort', stop);
+      }
+      await new Promise((r) => setTimeout(r, backoff));
+      backoff = Math.min(backoff * 2, 5000);
+    }
+  }
+}

@@ -1,0 +1,114 @@
+/** Templates in the library: a VM spec plus a read-only base disk on a storage pool. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { TernError } from '../../errors.ts';
+import type { Logger } from '../../log.ts';
+import type { Template } from '../../wire/template.ts';
+import type { BootSpec } from '../../wire/vm.ts';
+import { type Db, now } from '../db/database.ts';
+import type { TemplateTable } from '../db/schema.ts';
+import type { AgentClient } from '../hosts/agent-client.ts';
+
+function toWire(r: TemplateTable): Template {
+  return {
+    name: r.name,
+    description: r.description,
+    machine: r.machine as Template['machine'],
+    vcpus: r.vcpus,
+    memoryMiB: r.memoryMib,
+    disk: { pool: r.diskPool, path: r.diskPath },
+    diskSizeBytes: Number(r.diskSizeBytes),
+    boot: r.boot ? (JSON.parse(r.boot) as BootSpec) : null,
+    createdAt: r.createdAt,
+  };
+}
+
+export class TemplateStore {
+  readonly #db: Db;
+
+  constructor(db: Db) {
+    this.#db = db;
+  }
+
+  async list(): Promise<Template[]> {
+    return (await this.#db.selectFrom('templates').selectAll().orderBy('name').execute()).map(toWire);
+  }
+
+  async get(name: string): Promise<Template> {
+    const row = await this.#db.selectFrom('templates').selectAll().where('name', '=', name).executeTakeFirst();
+    if (!row) throw new TernError('not_found', `template ${name} does not exist`);
+    return toWire(row);
+  }
+
+  async has(name: string): Promise<boolean> {
+    return (await this.#db.selectFrom('templates').select('name').where('name', '=', name).executeTakeFirst()) !== undefined;
+  }
+
+  async insert(t: Template): Promise<void> {
+    await this.#db
+      .insertInto('templates')
+      .values({
+        name: t.name,
+        description: t.description,
+        machine: t.machine,
+        vcpus: t.vcpus,
+        memoryMib: t.memoryMiB,
+        diskPool: t.disk.pool,
+        diskPath: t.disk.path,
+        diskSizeBytes: t.diskSizeBytes,
+        boot: t.boot ? JSON.stringify(t.boot) : null,
+        createdAt: t.createdAt,
+      })
+      .execute();
+  }
+}
+
+interface GuestManifest {
+  name: string;
+  key: string;
+  kernel: string;
+  initrd: string;
+  disk: string;
+  cmdline: string;
+}
+
+/**
+ * Imports the test guest built by guest/build.sh (its output directory) as the `tiny`
+ * template, copying kernel, initrd and disk into the host's pool. Idempotent.
+ */
+export async function importTinyTemplate(
+  templates: TemplateStore,
+  agent: AgentClient,
+  guestDir: string,
+  pool: string,
+  log: Logger,
+): Promise<void> {
+  if (await templates.has('tiny')) return;
+  const manifestFile = path.join(guestDir, 'manifest.json');
+  if (!fs.existsSync(manifestFile)) {
+    log.warn({ guestDir }, 'no test guest found; the tiny template is not available (run guest/build.sh)');
+    return;
+  }
+  const m = JSON.parse(fs.readFileSync(manifestFile, 'utf8')) as GuestManifest;
+  const dir = `templates/tiny-${m.key.slice(0, 12)}`;
+  const ref = (file: string) => ({ pool, path: `${dir}/${file}` });
+  const ensure = async (file: string, format: 'raw' | 'qcow2') => {
+    const existing = await agent.volumeInfo(ref(file));
+    return existing ?? agent.importVolume({ volume: ref(file), sourcePath: path.join(guestDir, file), format });
+  };
+  await ensure(m.kernel, 'raw');
+  await ensure(m.initrd, 'raw');
+  const disk = await ensure(m.disk, 'qcow2');
+  await templates.insert({
+    name: 'tiny',
+    description: 'Tern test guest: Debian kernel, busybox, qemu-ga, NoCloud seed support',
+    machine: 'q35',
+    vcpus: 1,
+    memoryMiB: 256,
+    disk: ref(m.disk),
+    diskSizeBytes: disk.virtualBytes,
+    boot: { kernel: ref(m.kernel), initrd: ref(m.initrd), cmdline: m.cmdline },
+    createdAt: now(),
+  });
+  log.info({ dir }, 'imported the tiny template');
+}

@@ -1,0 +1,74 @@
+/**
+ * Turns a create request (and its template) into the VM spec and the volumes to make.
+ * Pure: ids and MACs come in from the caller.
+ */
+import { TernError } from '../../errors.ts';
+import type { CreateVolumeRequest } from '../../wire/agent.ts';
+import type { Template } from '../../wire/template.ts';
+import type { CreateVmRequest, VmSpec } from '../../wire/vm.ts';
+
+export interface VmPlan {
+  spec: VmSpec;
+  volumes: CreateVolumeRequest[];
+  diskSizes: number[];
+}
+
+const GiB = 1024 ** 3;
+
+export function randomMac(random: (n: number) => Buffer): string {
+  // 52:54:00 is QEMU's locally administered prefix.
+  return ['52', '54', '00', ...[...random(3)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
+}
+
+export function planVm(
+  req: CreateVmRequest,
+  template: Template | null,
+  id: string,
+  defaultPool: string,
+  macs: () => string,
+): VmPlan {
+  const pool = template?.disk.pool ?? defaultPool;
+  const dir = `vms/${id}`;
+  const volumes: CreateVolumeRequest[] = [];
+  const diskSizes: number[] = [];
+  const bootSize = req.diskGiB ? Math.ceil(req.diskGiB * GiB) : undefined;
+
+  if (template) {
+    if (bootSize !== undefined && bootSize < template.diskSizeBytes) {
+      throw new TernError('invalid_request', `diskGiB is smaller than template ${template.name}'s disk`, {
+        field: 'diskGiB',
+      });
+    }
+    // A linked clone: a qcow2 overlay whose backing file is the template's read-only base.
+    volumes.push({ volume: { pool, path: `${dir}/disk0.qcow2` }, format: 'qcow2', backing: template.disk, sizeBytes: bootSize });
+    diskSizes.push(bootSize ?? template.diskSizeBytes);
+  } else {
+    if (!bootSize) throw new TernError('invalid_request', 'diskGiB is required without a template', { field: 'diskGiB' });
+    volumes.push({ volume: { pool, path: `${dir}/disk0.qcow2` }, format: 'qcow2', sizeBytes: bootSize });
+    diskSizes.push(bootSize);
+  }
+  (req.extraDisksGiB ?? []).forEach((gib, i) => {
+    const size = Math.ceil(gib * GiB);
+    volumes.push({ volume: { pool, path: `${dir}/disk${i + 1}.qcow2` }, format: 'qcow2', sizeBytes: size });
+    diskSizes.push(size);
+  });
+
+  const spec: VmSpec = {
+    id,
+    name: req.name,
+    machine: template?.machine ?? 'q35',
+    cpuModel: 'host',
+    vcpus: req.vcpus ?? template?.vcpus ?? 1,
+    memoryMiB: req.memoryMiB ?? template?.memoryMiB ?? 512,
+    disks: volumes.map((v) => ({ volume: v.volume, format: 'qcow2', readonly: false })),
+    nics: (req.nics ?? [{ mode: 'user' }]).map((network) => ({ mac: macs(), network })),
+    ...(template?.boot ? { boot: template.boot } : {}),
+    seed: { pool, path: `${dir}/seed.iso` },
+  };
+  return { spec, volumes, diskSizes };
+}
+
+/** The NoCloud meta-data giving the VM its own identity. */
+export function seedMetaData(spec: VmSpec): string {
+  return `instance-id: ${spec.id}\nlocal-hostname: ${spec.name}\n`;
+}

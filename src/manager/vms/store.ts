@@ -1,0 +1,164 @@
+/** The VM inventory: rows in the database, shown as wire `Vm` objects, changes published. */
+import { TernError } from '../../errors.ts';
+import type { AgentVm } from '../../wire/agent.ts';
+import { usefulAddresses } from '../../agent/qemu/guest-info.ts';
+import type { GuestInfo, PowerState, Vm, VmSpec } from '../../wire/vm.ts';
+import { type Db, now } from '../db/database.ts';
+import type { VmTable } from '../db/schema.ts';
+import type { EventBus } from '../events/bus.ts';
+import { hostUnreachable, reconcileVm, type VmState } from './reconcile.ts';
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export interface VmListFilter {
+  state?: PowerState;
+  host?: string;
+  namePrefix?: string;
+  limit: number;
+  after?: string;
+}
+
+export class VmStore {
+  readonly #db: Db;
+  readonly #bus: EventBus;
+  readonly #hostNames = new Map<string, string>();
+
+  constructor(db: Db, bus: EventBus) {
+    this.#db = db;
+    this.#bus = bus;
+  }
+
+  /** Host names are shown on every VM; hosts register theirs here. */
+  setHostName(id: string, name: string): void {
+    this.#hostNames.set(id, name);
+  }
+
+  toWire(row: VmTable): Vm {
+    const spec = JSON.parse(row.spec) as VmSpec;
+    const sizes = JSON.parse(row.diskSizes) as number[];
+    const guest = JSON.parse(row.guest) as GuestInfo;
+    return {
+      id: row.id,
+      name: row.name,
+      host: row.hostId ? (this.#hostNames.get(row.hostId) ?? row.hostId) : null,
+      state: row.state as PowerState,
+      stateReason: row.stateReason,
+      template: row.template,
+      vcpus: spec.vcpus,
+      memoryMiB: spec.memoryMiB,
+      disks: spec.disks.map((d, i) => ({ ...d, sizeBytes: sizes[i] ?? 0 })),
+      nics: spec.nics,
+      guest,
+      ipAddresses: usefulAddresses(guest.interfaces),
+      vncPort: row.vncPort,
+      createdAt: row.createdAt,
+      updatedAt: row.updatedAt,
+    };
+  }
+
+  async insert(row: VmTable): Promise<Vm> {
+    try {
+      await this.#db.insertInto('vms').values(row).execute();
+    } catch (err) {
+      if (/UNIQUE/i.test((err as Error).message)) throw new TernError('conflict', `a VM named ${row.name} exists`);
+      throw err;
+    }
+    return this.#publish(row);
+  }
+
+  async row(ref: string): Promise<VmTable> {
+    const row = await this.#db
+      .selectFrom('vms')
+      .selectAll()
+      .where(uuidPattern.test(ref) ? 'id' : 'name', '=', ref)
+      .executeTakeFirst();
+    if (!row) throw new TernError('not_found', `VM ${ref} does not exist`);
+    return row;
+  }
+
+  async get(ref: string): Promise<Vm> {
+    return this.toWire(await this.row(ref));
+  }
+
+  async list(filter: VmListFilter): Promise<{ items: Vm[]; nextCursor: string | null; total: number }> {
+    let q = this.#db.selectFrom('vms');
+    if (filter.state) q = q.where('state', '=', filter.state);
+    if (filter.host) {
+      const id = [...this.#hostNames].find(([, name]) => name === filter.host)?.[0] ?? filter.host;
+      q = q.where('hostId', '=', id);
+    }
+    if (filter.namePrefix) {
+      q = q.where('name', '>=', filter.namePrefix).where('name', '<', `${filter.namePrefix}\u{10ffff}`);
+    }
+    const { total } = await q.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow();
+    let page = q.selectAll().orderBy('name').limit(filter.limit + 1);
+    if (filter.after) page = page.where('name', '>', filter.after);
+    const rows = await page.execute();
+    const more = rows.length > filter.limit;
+    const items = rows.slice(0, filter.limit).map((r) => this.toWire(r));
+    return { items, nextCursor: more ? items[items.length - 1].name : null, total: Number(total) };
+  }
+
+  async update(id: string, changes: Partial<Omit<VmTable, 'id' | 'createdAt'>>): Promise<Vm> {
+    await this.#db
+      .updateTable('vms')
+      .set({ ...changes, updatedAt: now() })
+      .where('id', '=', id)
+      .execute();
+    return this.#publish(await this.row(id));
+  }
+
+  async setState(id: string, s: VmState): Promise<Vm> {
+    return this.update(id, { state: s.state, stateReason: s.reason });
+  }
+
+  async remove(id: string): Promise<void> {
+    await this.#db.deleteFrom('vms').where('id', '=', id).execute();
+    this.#bus.publish({ type: 'vm.deleted', id });
+  }
+
+  /** Applies what a host reported about one VM (or, with null, that it does not run it). */
+  async applyReport(hostId: string, id: string, reported: AgentVm | null): Promise<void> {
+    const row = await this.#db.selectFrom('vms').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row || row.hostId !== hostId) return;
+    const next = reconcileVm({ state: row.state as PowerState, reason: row.stateReason }, reported);
+    const changes: Partial<VmTable> = {};
+    if (next.state !== row.state || next.reason !== row.stateReason) {
+      changes.state = next.state;
+      changes.stateReason = next.reason;
+    }
+    if (reported) {
+      const guest = JSON.stringify(reported.guest);
+      if (guest !== row.guest) changes.guest = guest;
+      if (reported.vncPort !== row.vncPort) changes.vncPort = reported.vncPort;
+    } else if (row.vncPort !== null) {
+      changes.vncPort = null;
+    }
+    if (Object.keys(changes).length > 0) await this.update(id, changes);
+  }
+
+  /** A full report from a host: every VM it runs, so the ones it does not are known too. */
+  async applyFullReport(hostId: string, reported: AgentVm[]): Promise<void> {
+    const byId = new Map(reported.map((v) => [v.id, v]));
+    const rows = await this.#db.selectFrom('vms').select('id').where('hostId', '=', hostId).execute();
+    for (const { id } of rows) await this.applyReport(hostId, id, byId.get(id) ?? null);
+  }
+
+  async markHostUnreachable(hostId: string, why: string): Promise<void> {
+    const rows = await this.#db
+      .selectFrom('vms')
+      .selectAll()
+      .where('hostId', '=', hostId)
+      .where('state', 'in', ['running', 'paused'])
+      .execute();
+    for (const row of rows) {
+      await this.setState(row.id, hostUnreachable({ state: row.state as PowerState, reason: row.stateReason }, why));
+    }
+  }
+
+  #publish(row: VmTable): Vm {
+    const vm = this.toWire(row);
+    this.#bus.publish({ type: 'vm', vm });
+    return vm;
+  }
+}
