@@ -23,7 +23,6 @@ export const ErrorBody = Type.Object(
       details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     }),
   },
-  { $id: 'Error' },
 );
 export type ErrorBody = Static<typeof ErrorBody>;
 

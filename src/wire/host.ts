@@ -34,6 +34,5 @@ export const Host = Type.Object(
     facts: Type.Union([HostFacts, Type.Null()]),
     vmCount: Type.Integer(),
   },
-  { $id: 'Host' },
 );
 export type Host = Static<typeof Host>;

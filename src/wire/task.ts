@@ -35,7 +35,6 @@ export const Task = Type.Object(
     startedAt: Type.Union([Timestamp, Type.Null()]),
     finishedAt: Type.Union([Timestamp, Type.Null()]),
   },
-  { $id: 'Task' },
 );
 export type Task = Static<typeof Task>;
 

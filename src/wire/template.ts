@@ -15,6 +15,5 @@ export const Template = Type.Object(
     boot: Type.Union([BootSpec, Type.Null()]),
     createdAt: Timestamp,
   },
-  { $id: 'Template' },
 );
 export type Template = Static<typeof Template>;

@@ -153,7 +153,6 @@ export const Vm = Type.Object(
     createdAt: Timestamp,
     updatedAt: Timestamp,
   },
-  { $id: 'Vm' },
 );
 export type Vm = Static<typeof Vm>;
 

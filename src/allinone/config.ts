@@ -1,0 +1,34 @@
+/** Where Tern keeps its files on this machine, and the CLI's config (manager URL and token). */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export function dataDir(): string {
+  return process.env.TERN_HOME ?? path.join(process.env.XDG_DATA_HOME ?? path.join(os.homedir(), '.local', 'share'), 'tern');
+}
+
+export function cliConfigPath(): string {
+  return (
+    process.env.TERN_CONFIG ??
+    path.join(process.env.XDG_CONFIG_HOME ?? path.join(os.homedir(), '.config'), 'tern', 'config.json')
+  );
+}
+
+export interface CliConfig {
+  url: string;
+  token: string;
+}
+
+export function writeCliConfig(config: CliConfig, file = cliConfigPath()): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  fs.writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+}
+
+/** A secret kept in a 0600 file, made on first use. */
+export function secretFile(file: string, make: () => string): string {
+  if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8').trim();
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const value = make();
+  fs.writeFileSync(file, `${value}\n`, { mode: 0o600 });
+  return value;
+}

@@ -1,0 +1,80 @@
+/**
+ * All-in-one Tern: a manager on embedded SQLite plus a local host agent, talking the same
+ * agent protocol as a cluster would. On first start it makes an admin API token and writes
+ * it to the CLI config, and imports the tiny test guest as a template.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { startAgent } from '../agent/start.ts';
+import type { Logger } from '../log.ts';
+import { importTinyTemplate } from '../manager/library/templates.ts';
+import { startManager } from '../manager/start.ts';
+import { cliConfigPath, secretFile, writeCliConfig } from './config.ts';
+
+export interface AllInOneOptions {
+  dataDir: string;
+  managerPort: number;
+  agentPort: number;
+  log: Logger;
+  cliConfig?: string;
+  guestDir?: string;
+  heartbeatMs?: number;
+}
+
+const repoRoot = path.resolve(import.meta.dirname, '..', '..');
+
+/** The tiny guest's build directory; guest/build.sh answers at once when it is cached. */
+export function findGuestDir(log: Logger): string | undefined {
+  if (process.env.TERN_GUEST_DIR) return process.env.TERN_GUEST_DIR;
+  try {
+    const out = execFileSync('bash', [path.join(repoRoot, 'guest', 'build.sh')], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    return out.trim().split('\n').pop();
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'could not build the tiny guest');
+    return undefined;
+  }
+}
+
+export async function startAllInOne(opts: AllInOneOptions) {
+  const agentToken = secretFile(path.join(opts.dataDir, 'agent.token'), () => randomBytes(32).toString('base64url'));
+  const agent = await startAgent({
+    stateDir: path.join(opts.dataDir, 'agent'),
+    host: '127.0.0.1',
+    port: opts.agentPort,
+    token: agentToken,
+    pools: { local: path.join(opts.dataDir, 'pools', 'local') },
+    log: opts.log.child({ part: 'agent' }),
+    heartbeatMs: opts.heartbeatMs,
+  });
+  const manager = await startManager({
+    database: path.join(opts.dataDir, 'manager', 'tern.db'),
+    host: '127.0.0.1',
+    port: opts.managerPort,
+    log: opts.log.child({ part: 'manager' }),
+  });
+  const s = manager.services;
+  const host = await s.hosts.register('local', agent.url, agentToken);
+  const configFile = opts.cliConfig ?? cliConfigPath();
+  if ((await s.tokens.count()) === 0 || !fs.existsSync(configFile)) {
+    const { token } = await s.tokens.create('admin (all-in-one)', 'admin');
+    writeCliConfig({ url: manager.url, token }, configFile);
+    opts.log.info('created an admin API token and wrote it to the CLI config');
+  }
+  const guestDir = opts.guestDir ?? findGuestDir(opts.log);
+  if (guestDir) {
+    await importTinyTemplate(s.templates, s.hosts.client(host.id), guestDir, 'local', opts.log);
+  }
+  return {
+    manager,
+    agent,
+    async close() {
+      await manager.close();
+      await agent.close();
+    },
+  };
+}

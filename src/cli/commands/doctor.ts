@@ -1,0 +1,97 @@
+/** `tern doctor`: what this machine lacks to run Tern, each with the command that fixes it. */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import { dataDir } from '../../allinone/config.ts';
+import { chooseAccelerator, probeKvmDevice, readCpuFacts } from '../../agent/qemu/accelerator.ts';
+import { printJson, printTable } from '../output.ts';
+import type { Flags } from '../flags.ts';
+
+interface Check {
+  check: string;
+  ok: boolean;
+  detail: string;
+  fix: string;
+  /** A warning does not stop Tern from working. */
+  required: boolean;
+}
+
+function binary(name: string, args: string[]): string | null {
+  try {
+    return execFileSync(name, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0].trim();
+  } catch {
+    return null;
+  }
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
+export async function doctor(flags: Flags): Promise<number> {
+  const checks: Check[] = [];
+  const tool = (check: string, name: string, args: string[], pkg: string) => {
+    const v = binary(name, args);
+    checks.push({ check, ok: v !== null, detail: v ?? `${name} not found`, fix: `apt-get install -y ${pkg}`, required: true });
+  };
+  const nodeMajor = Number(process.versions.node.split('.')[0]);
+  checks.push({
+    check: 'node',
+    ok: nodeMajor >= 24,
+    detail: `Node ${process.versions.node}`,
+    fix: 'npm install (puts Node 24 from the node package first on the PATH of npm scripts)',
+    required: true,
+  });
+  tool('qemu', 'qemu-system-x86_64', ['--version'], 'qemu-system-x86');
+  tool('qemu-img', 'qemu-img', ['--version'], 'qemu-utils');
+  tool('seed images', 'genisoimage', ['--version'], 'genisoimage');
+  const cpu = readCpuFacts();
+  const accel = chooseAccelerator(cpu.flags, probeKvmDevice());
+  checks.push({
+    check: 'accelerator',
+    ok: accel.accelerator === 'kvm',
+    detail: `${accel.accelerator}: ${accel.reason}`,
+    fix:
+      accel.accelerator === 'kvm'
+        ? ''
+        : 'enable VT-x/AMD-V (or nested virtualization) and modprobe kvm_intel or kvm_amd; VMs run slower under TCG meanwhile',
+    required: false,
+  });
+  const dir = dataDir();
+  let probe = dir;
+  while (!fs.existsSync(probe)) probe = probe.slice(0, probe.lastIndexOf('/')) || '/';
+  const s = fs.statfsSync(probe);
+  const freeGiB = (s.bavail * s.bsize) / 1024 ** 3;
+  checks.push({
+    check: 'disk space',
+    ok: freeGiB >= 2,
+    detail: `${freeGiB.toFixed(1)} GiB free for ${dir}`,
+    fix: 'free space there or set TERN_HOME to a larger filesystem',
+    required: true,
+  });
+  for (const [what, port] of [
+    ['manager port', Number(flags.port ?? 7410)],
+    ['agent port', Number(flags['agent-port'] ?? 7411)],
+  ] as const) {
+    const free = await portFree(port);
+    checks.push({
+      check: what,
+      ok: free,
+      detail: free ? `${port} free` : `${port} in use (Tern already running?)`,
+      fix: free ? '' : `stop what listens on ${port} (ss -ltnp 'sport = :${port}') or pick --port/--agent-port`,
+      required: false,
+    });
+  }
+  if (flags.output === 'json') printJson(checks);
+  else {
+    printTable(
+      ['CHECK', 'STATUS', 'DETAIL', 'FIX'],
+      checks.map((c) => [c.check, c.ok ? 'ok' : c.required ? 'MISSING' : 'warning', c.detail, c.ok ? '' : c.fix]),
+    );
+  }
+  return checks.some((c) => !c.ok && c.required) ? 1 : 0;
+}

@@ -1,0 +1,111 @@
+/** `tern task …`, `tern host …`, `tern template …`. */
+import { TernError } from '../../errors.ts';
+import type { Host } from '../../wire/host.ts';
+import type { Task } from '../../wire/task.ts';
+import type { Template } from '../../wire/template.ts';
+import type { ApiClient } from '../client.ts';
+import type { Flags } from '../flags.ts';
+import { ago, bytes, mib, printFields, printJson, printTable } from '../output.ts';
+import { waitForTask } from '../progress.ts';
+
+export async function taskCommand(api: ApiClient, sub: string | undefined, args: string[], flags: Flags): Promise<void> {
+  const json = flags.output === 'json';
+  switch (sub) {
+    case 'list': {
+      const q = new URLSearchParams({ limit: flags.limit ?? '20' });
+      if (flags.state) q.set('state', flags.state);
+      const { items } = await api.request<{ items: Task[] }>('GET', `/api/v1/tasks?${q}`);
+      if (json) return printJson(items);
+      return printTable(
+        ['ID', 'KIND', 'STATE', 'PROGRESS', 'STEP', 'CREATED'],
+        items.map((t) => [t.id, t.kind, t.state, `${t.progress}%`, t.step, ago(t.createdAt)]),
+      );
+    }
+    case 'show': {
+      const t = await api.request<Task>('GET', `/api/v1/tasks/${encodeURIComponent(args[0] ?? '')}`);
+      if (json) return printJson(t);
+      printFields([
+        ['id', t.id],
+        ['kind', t.kind],
+        ['objects', t.objects.join(', ')],
+        ['state', t.state],
+        ['progress', `${t.progress}%`],
+        ['step', t.step],
+        ['error', t.error ? `${t.error.code}: ${t.error.message}` : null],
+        ['result', t.result === null ? null : JSON.stringify(t.result)],
+        ['created', t.createdAt],
+        ['finished', t.finishedAt],
+      ]);
+      for (const l of t.log ?? []) process.stdout.write(`  ${l.time}  ${l.line}\n`);
+      return;
+    }
+    case 'wait': {
+      const t = await api.request<Task>('GET', `/api/v1/tasks/${encodeURIComponent(args[0] ?? '')}`);
+      const done = await waitForTask(api, t, json);
+      if (json) printJson(done);
+      return;
+    }
+    case 'cancel': {
+      const t = await api.request<Task>('POST', `/api/v1/tasks/${encodeURIComponent(args[0] ?? '')}/cancel`);
+      if (json) return printJson(t);
+      process.stdout.write(`cancellation of ${t.id} requested\n`);
+      return;
+    }
+    default:
+      throw new TernError('invalid_request', 'usage: tern task list|show|wait|cancel [ID]');
+  }
+}
+
+export async function hostCommand(api: ApiClient, sub: string | undefined, args: string[], flags: Flags): Promise<void> {
+  if (sub === 'list' || sub === undefined) {
+    const { items } = await api.request<{ items: Host[] }>('GET', '/api/v1/hosts');
+    if (flags.output === 'json') return printJson(items);
+    return printTable(
+      ['NAME', 'STATE', 'ACCEL', 'CORES', 'MEMORY', 'VMS', 'LAST SEEN', 'ADDRESS'],
+      items.map((h) => [
+        h.name,
+        h.state,
+        h.facts?.accelerator,
+        h.facts?.cores,
+        h.facts ? mib(h.facts.memoryMiB) : null,
+        h.vmCount,
+        ago(h.lastSeen),
+        h.address,
+      ]),
+    );
+  }
+  if (sub === 'show') {
+    const h = await api.request<Host>('GET', `/api/v1/hosts/${encodeURIComponent(args[0] ?? '')}`);
+    if (flags.output === 'json') return printJson(h);
+    return printFields([
+      ['name', h.name],
+      ['state', h.state],
+      ['address', h.address],
+      ['last seen', h.lastSeen],
+      ['cpu', h.facts?.cpuModel],
+      ['cores', h.facts?.cores],
+      ['memory', h.facts ? mib(h.facts.memoryMiB) : null],
+      ['accelerator', h.facts ? `${h.facts.accelerator} (${h.facts.acceleratorReason})` : null],
+      ['pools', h.facts?.pools.map((p) => `${p.name} ${p.path} (${bytes(p.freeBytes)} free)`).join(', ')],
+      ['versions', h.facts ? Object.entries(h.facts.versions).map(([k, v]) => `${k} ${v}`).join(', ') : null],
+      ['vms', h.vmCount],
+    ]);
+  }
+  throw new TernError('invalid_request', 'usage: tern host list|show NAME');
+}
+
+export async function templateCommand(api: ApiClient, sub: string | undefined, args: string[], flags: Flags): Promise<void> {
+  if (sub === 'list' || sub === undefined) {
+    const { items } = await api.request<{ items: Template[] }>('GET', '/api/v1/templates');
+    if (flags.output === 'json') return printJson(items);
+    return printTable(
+      ['NAME', 'VCPUS', 'MEMORY', 'DISK', 'DESCRIPTION'],
+      items.map((t) => [t.name, t.vcpus, mib(t.memoryMiB), bytes(t.diskSizeBytes), t.description]),
+    );
+  }
+  if (sub === 'show') {
+    const t = await api.request<Template>('GET', `/api/v1/templates/${encodeURIComponent(args[0] ?? '')}`);
+    return printJson(t);
+  }
+  throw new TernError('invalid_request', 'usage: tern template list|show NAME');
+}

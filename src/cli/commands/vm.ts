@@ -1,0 +1,128 @@
+/** `tern vm …`: the VM lifecycle. */
+import type { Task } from '../../wire/task.ts';
+import type { CreateVmRequest, Vm } from '../../wire/vm.ts';
+import { TernError } from '../../errors.ts';
+import type { ApiClient } from '../client.ts';
+import { ago, bytes, type Format, mib, printFields, printJson, printTable } from '../output.ts';
+import { waitForTask } from '../progress.ts';
+import { parseSize } from '../sizes.ts';
+import type { Flags } from '../flags.ts';
+
+const enc = encodeURIComponent;
+
+async function runTask(api: ApiClient, flags: Flags, method: string, path: string, body?: unknown): Promise<void> {
+  const r = await api.request<{ task: Task }>(method, path, body);
+  if (flags['no-wait']) {
+    if (flags.output === 'json') printJson(r.task);
+    else process.stdout.write(`task ${r.task.id} (${r.task.kind}) accepted\n`);
+    return;
+  }
+  const done = await waitForTask(api, r.task, flags.output === 'json');
+  if (flags.output === 'json') printJson(done);
+}
+
+function one(args: string[], usage: string): string {
+  if (args.length !== 1) throw new TernError('invalid_request', `usage: ${usage}`);
+  return args[0];
+}
+
+function showVm(vm: Vm, format: Format): void {
+  if (format === 'json') return printJson(vm);
+  printFields([
+    ['name', vm.name],
+    ['id', vm.id],
+    ['state', vm.stateReason ? `${vm.state} (${vm.stateReason})` : vm.state],
+    ['host', vm.host],
+    ['template', vm.template],
+    ['vcpus', vm.vcpus],
+    ['memory', mib(vm.memoryMiB)],
+    ['disks', vm.disks.map((d) => `${d.volume.pool}:${d.volume.path} (${bytes(d.sizeBytes)})`).join(', ')],
+    ['nics', vm.nics.map((n) => `${n.mac} ${n.network.mode === 'user' ? 'user' : `bridge ${n.network.bridge}`}`).join(', ')],
+    ['guest agent', vm.guest.agent],
+    ['last heartbeat', vm.guest.lastHeartbeat ? `${vm.guest.lastHeartbeat} (${ago(vm.guest.lastHeartbeat)})` : null],
+    ['guest hostname', vm.guest.hostname],
+    ['guest os', vm.guest.os ? (vm.guest.os.prettyName ?? vm.guest.os.name ?? vm.guest.os.id) : null],
+    ['guest kernel', vm.guest.os?.kernelRelease],
+    ['ip addresses', vm.ipAddresses.join(', ')],
+    ['vnc', vm.vncPort ? `127.0.0.1:${vm.vncPort} on ${vm.host}` : null],
+    ['created', vm.createdAt],
+  ]);
+}
+
+export async function vmCommand(api: ApiClient, sub: string | undefined, args: string[], flags: Flags): Promise<void> {
+  const format = flags.output;
+  switch (sub) {
+    case 'list': {
+      const q = new URLSearchParams();
+      if (flags.state) q.set('state', flags.state);
+      if (flags.host) q.set('host', flags.host);
+      if (flags.name) q.set('name', flags.name);
+      if (flags.limit) q.set('limit', flags.limit);
+      if (flags.cursor) q.set('cursor', flags.cursor);
+      const page = await api.request<{ items: Vm[]; nextCursor: string | null; total: number }>(
+        'GET',
+        `/api/v1/vms?${q}`,
+      );
+      if (format === 'json') return printJson(page);
+      printTable(
+        ['NAME', 'STATE', 'HOST', 'VCPUS', 'MEMORY', 'GUEST AGENT', 'IP'],
+        page.items.map((v) => [v.name, v.state, v.host, v.vcpus, mib(v.memoryMiB), v.guest.agent, v.ipAddresses[0]]),
+      );
+      if (page.nextCursor) process.stderr.write(`(${page.total} in all; next page: --cursor ${page.nextCursor})\n`);
+      return;
+    }
+    case 'show':
+      return showVm(await api.request<Vm>('GET', `/api/v1/vms/${enc(one(args, 'tern vm show NAME'))}`), format);
+    case 'create': {
+      const name = one(args, 'tern vm create NAME [--template T] [--vcpus N] [--memory 512M] [--disk 10G] [--start]');
+      const body: CreateVmRequest = { name };
+      if (flags.template) body.template = flags.template;
+      if (flags.vcpus) body.vcpus = Number(flags.vcpus);
+      if (flags.memory) body.memoryMiB = Math.round(parseSize(flags.memory, 'M', '--memory'));
+      if (flags.disk) body.diskGiB = parseSize(flags.disk, 'G', '--disk') / 1024;
+      if (flags['extra-disk'].length > 0) body.extraDisksGiB = flags['extra-disk'].map((d) => parseSize(d, 'G', '--extra-disk') / 1024);
+      if (flags.nic.length > 0) {
+        body.nics = flags.nic.map((n) =>
+          n === 'user' ? { mode: 'user' as const } : { mode: 'bridge' as const, bridge: n.replace(/^bridge[:=]/, '') },
+        );
+      }
+      if (flags.start) body.start = true;
+      return runTask(api, flags, 'POST', '/api/v1/vms', body);
+    }
+    case 'start':
+    case 'stop':
+    case 'pause':
+    case 'resume':
+      return runTask(api, flags, 'POST', `/api/v1/vms/${enc(one(args, `tern vm ${sub} NAME`))}/${sub}`);
+    case 'shutdown': {
+      const name = one(args, 'tern vm shutdown NAME [--timeout SECONDS] [--force]');
+      const body: Record<string, unknown> = { force: flags.force };
+      if (flags.timeout) body.timeoutSeconds = Number(flags.timeout);
+      return runTask(api, flags, 'POST', `/api/v1/vms/${enc(name)}/shutdown`, body);
+    }
+    case 'reboot':
+      return runTask(api, flags, 'POST', `/api/v1/vms/${enc(one(args, 'tern vm reboot NAME [--force]'))}/reboot`, {
+        force: flags.force,
+      });
+    case 'delete': {
+      const name = one(args, 'tern vm delete NAME [--keep-disks] [--force]');
+      const q = new URLSearchParams({ keepDisks: String(flags['keep-disks']), force: String(flags.force) });
+      return runTask(api, flags, 'DELETE', `/api/v1/vms/${enc(name)}?${q}`);
+    }
+    case 'console': {
+      const name = one(args, 'tern vm console NAME [--bytes N]');
+      const r = await api.request<{ text: string }>(
+        'GET',
+        `/api/v1/vms/${enc(name)}/console?bytes=${Number(flags.bytes ?? 16384)}`,
+      );
+      if (format === 'json') return printJson(r);
+      process.stdout.write(r.text.endsWith('\n') || r.text === '' ? r.text : `${r.text}\n`);
+      return;
+    }
+    default:
+      throw new TernError(
+        'invalid_request',
+        'usage: tern vm list|show|create|start|shutdown|reboot|stop|pause|resume|delete|console',
+      );
+  }
+}

@@ -1,0 +1,69 @@
+/** The CLI's options, parsed once for every command. */
+import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
+import { TernError } from '../errors.ts';
+import type { Format } from './output.ts';
+
+const options = {
+  output: { type: 'string', short: 'o', default: 'table' },
+  'no-wait': { type: 'boolean', default: false },
+  force: { type: 'boolean', default: false },
+  'keep-disks': { type: 'boolean', default: false },
+  start: { type: 'boolean', default: false },
+  template: { type: 'string' },
+  vcpus: { type: 'string' },
+  memory: { type: 'string' },
+  disk: { type: 'string' },
+  'extra-disk': { type: 'string', multiple: true, default: [] as string[] },
+  nic: { type: 'string', multiple: true, default: [] as string[] },
+  timeout: { type: 'string' },
+  state: { type: 'string' },
+  host: { type: 'string' },
+  name: { type: 'string' },
+  limit: { type: 'string' },
+  cursor: { type: 'string' },
+  bytes: { type: 'string' },
+  'data-dir': { type: 'string' },
+  port: { type: 'string' },
+  'agent-port': { type: 'string' },
+  help: { type: 'boolean', short: 'h', default: false },
+} satisfies ParseArgsOptionsConfig;
+
+export interface Flags {
+  output: Format;
+  'no-wait': boolean;
+  force: boolean;
+  'keep-disks': boolean;
+  start: boolean;
+  template?: string;
+  vcpus?: string;
+  memory?: string;
+  disk?: string;
+  'extra-disk': string[];
+  nic: string[];
+  timeout?: string;
+  state?: string;
+  host?: string;
+  name?: string;
+  limit?: string;
+  cursor?: string;
+  bytes?: string;
+  'data-dir'?: string;
+  port?: string;
+  'agent-port'?: string;
+  help: boolean;
+}
+
+export function parseCommandLine(argv: string[]): { positionals: string[]; flags: Flags } {
+  let parsed: { values: Record<string, unknown>; positionals: string[] };
+  try {
+    parsed = parseArgs({ args: argv, options, allowPositionals: true });
+  } catch (err) {
+    throw new TernError('invalid_request', (err as Error).message);
+  }
+  const v = parsed.values as unknown as Flags;
+  if (v.output !== 'table' && v.output !== 'json') throw new TernError('invalid_request', '--output is table or json');
+  for (const n of ['vcpus', 'timeout', 'limit', 'bytes', 'port', 'agent-port'] as const) {
+    if (v[n] !== undefined && !/^\d+$/.test(v[n])) throw new TernError('invalid_request', `--${n} takes a whole number`);
+  }
+  return { positionals: parsed.positionals, flags: v };
+}

@@ -1,0 +1,95 @@
+/**
+ * `tern`: the command line of Tern. Tables for people, `-o json` for scripts; waits on tasks
+ * with progress unless `--no-wait`; any failure is one line on stderr and a non-zero exit.
+ */
+import path from 'node:path';
+import { startAllInOne } from '../allinone/up.ts';
+import { dataDir } from '../allinone/config.ts';
+import { asTernError } from '../errors.ts';
+import { createLogger } from '../log.ts';
+import { ApiClient } from './client.ts';
+import { doctor } from './commands/doctor.ts';
+import { hostCommand, taskCommand, templateCommand } from './commands/inventory.ts';
+import { vmCommand } from './commands/vm.ts';
+import { parseCommandLine } from './flags.ts';
+
+const usage = `tern: manage VMs on KVM/QEMU hosts
+
+  tern up [--data-dir DIR] [--port 7410] [--agent-port 7411]   run all-in-one (manager + local host)
+  tern doctor                                                   check this machine's prerequisites
+  tern vm list [--state S] [--host H] [--name PREFIX] [--limit N] [--cursor C]
+  tern vm create NAME [--template T] [--vcpus N] [--memory 512M] [--disk 10G]
+                      [--extra-disk 5G] [--nic user|bridge:BR] [--start]
+  tern vm show|start|stop|pause|resume|console NAME
+  tern vm shutdown NAME [--timeout SECONDS] [--force]
+  tern vm reboot NAME [--force]
+  tern vm delete NAME [--keep-disks] [--force]
+  tern task list|show|wait|cancel [ID]
+  tern host list|show NAME
+  tern template list|show NAME
+
+  -o json        machine-readable output
+  --no-wait      return once a task is accepted
+`;
+
+async function up(flags: ReturnType<typeof parseCommandLine>['flags']): Promise<void> {
+  const log = createLogger('tern');
+  const aio = await startAllInOne({
+    dataDir: path.resolve(flags['data-dir'] ?? dataDir()),
+    managerPort: Number(flags.port ?? 7410),
+    agentPort: Number(flags['agent-port'] ?? 7411),
+    log,
+  });
+  process.stderr.write(
+    `Tern is running: API ${aio.manager.url}/api/v1 (OpenAPI at /api/v1/openapi.json). Try: bin/tern vm create demo --template tiny --start\n`,
+  );
+  const stop = () => {
+    process.stderr.write('stopping Tern (VMs keep running)\n');
+    void aio.close().then(() => process.exit(0));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { positionals, flags } = parseCommandLine(argv);
+  const [group, sub, ...args] = positionals;
+  if (flags.help || !group || group === 'help') {
+    process.stdout.write(usage);
+    return 0;
+  }
+  switch (group) {
+    case 'up':
+      await up(flags);
+      return -1;
+    case 'doctor':
+      return doctor(flags);
+    case 'vm':
+      await vmCommand(ApiClient.fromEnvironment(), sub, args, flags);
+      return 0;
+    case 'task':
+      await taskCommand(ApiClient.fromEnvironment(), sub, args, flags);
+      return 0;
+    case 'host':
+      await hostCommand(ApiClient.fromEnvironment(), sub, args, flags);
+      return 0;
+    case 'template':
+      await templateCommand(ApiClient.fromEnvironment(), sub, args, flags);
+      return 0;
+    default:
+      process.stderr.write(`tern: unknown command ${group}\n${usage}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
+  (err) => {
+    const e = asTernError(err);
+    process.stderr.write(`tern: ${e.message}\n`);
+    if (process.env.TERN_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+    process.exit(e.code === 'invalid_request' ? 2 : 1);
+  },
+);

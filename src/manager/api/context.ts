@@ -1,0 +1,19 @@
+/** What route modules are given: the manager's services, and the Fastify instance type. */
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
+import type { TokenStore } from '../auth/tokens.ts';
+import type { TaskEngine } from '../tasks/engine.ts';
+import type { VmDeps } from '../vms/deps.ts';
+
+export type App = FastifyInstance<
+  RawServerDefault,
+  RawRequestDefaultExpression,
+  RawReplyDefaultExpression,
+  FastifyBaseLogger,
+  TypeBoxTypeProvider
+>;
+
+export interface ApiServices extends VmDeps {
+  tasks: TaskEngine;
+  tokens: TokenStore;
+}

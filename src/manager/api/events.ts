@@ -1,0 +1,46 @@
+/** /api/v1/events: server-sent events of task progress and VM changes, optionally filtered. */
+import { Type } from 'typebox';
+import type { ManagerEvent } from '../../wire/event.ts';
+import type { ApiServices, App } from './context.ts';
+
+export function eventRoutes(app: App, s: ApiServices): void {
+  app.get(
+    '/api/v1/events',
+    {
+      schema: {
+        summary: 'Stream of events (text/event-stream): task and vm',
+        tags: ['events'],
+        querystring: Type.Object(
+          {
+            task: Type.Optional(Type.String({ maxLength: 36, description: 'only this task' })),
+            vm: Type.Optional(Type.String({ maxLength: 36, description: 'only this VM id' })),
+          },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    (req, reply) => {
+      const { task, vm } = req.query;
+      const wanted = (e: ManagerEvent) => {
+        if (task) return e.type === 'task' && e.task.id === task;
+        if (vm) return (e.type === 'vm' && e.vm.id === vm) || (e.type === 'vm.deleted' && e.id === vm);
+        return true;
+      };
+      reply.hijack();
+      reply.raw.writeHead(200, {
+        'content-type': 'text/event-stream',
+        'cache-control': 'no-store',
+        connection: 'keep-alive',
+      });
+      reply.raw.write(': connected\n\n');
+      const unsubscribe = s.bus.subscribe((e) => {
+        if (wanted(e)) reply.raw.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+      });
+      const keepalive = setInterval(() => reply.raw.write(': keepalive\n\n'), 15_000);
+      req.raw.on('close', () => {
+        clearInterval(keepalive);
+        unsubscribe();
+      });
+    },
+  );
+}

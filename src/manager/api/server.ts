@@ -1,0 +1,59 @@
+/**
+ * The manager's REST API: every route under /api/v1 needs a token except health and the
+ * OpenAPI document, which is generated from the same schemas that validate requests.
+ */
+import swagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify from 'fastify';
+import { installErrorHandling } from '../../http/errors.ts';
+import type { Logger } from '../../log.ts';
+import type { Principal } from '../auth/tokens.ts';
+import type { ApiServices, App } from './context.ts';
+import { eventRoutes } from './events.ts';
+import { inventoryRoutes } from './inventory.ts';
+import { taskRoutes } from './tasks.ts';
+import { vmActionRoutes } from './vm-actions.ts';
+import { vmRoutes } from './vms.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal?: Principal;
+  }
+}
+
+const publicRoutes = new Set(['/api/v1/health', '/api/v1/openapi.json']);
+
+export async function buildApi(s: ApiServices, log: Logger): Promise<App> {
+  const app: App = Fastify({
+    loggerInstance: log,
+    bodyLimit: 256 * 1024,
+    disableRequestLogging: true,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  installErrorHandling(app);
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Tern API', version: '1', description: 'Virtualization manager for KVM/QEMU hosts' },
+      components: { securitySchemes: { token: { type: 'http', scheme: 'bearer' } } },
+      security: [{ token: [] }],
+    },
+  });
+
+  app.addHook('onRequest', async (req) => {
+    const path = req.url.split('?')[0];
+    if (publicRoutes.has(path) || !path.startsWith('/api/')) return;
+    req.principal = await s.tokens.authenticate(req.headers.authorization);
+  });
+
+  app.get('/api/v1/health', { schema: { hide: true } }, async () => ({ ok: true }));
+  app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  vmRoutes(app, s);
+  vmActionRoutes(app, s);
+  taskRoutes(app, s);
+  inventoryRoutes(app, s);
+  eventRoutes(app, s);
+  return app;
+}

@@ -1,0 +1,82 @@
+/** /api/v1/vms/{vm}/{action}: power operations, each an asynchronous task. */
+import { Type } from 'typebox';
+import { ErrorBody } from '../../wire/common.ts';
+import { TaskAccepted } from '../../wire/task.ts';
+import { pauseTask, rebootTask, shutdownTask, startTask, stopTask } from '../vms/power.ts';
+import type { ApiServices, App } from './context.ts';
+import { accepted } from './reply.ts';
+import { VmRef } from './vms.ts';
+
+const responses = { 202: TaskAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody };
+
+export function vmActionRoutes(app: App, s: ApiServices): void {
+  const simple = {
+    start: startTask(s),
+    stop: stopTask(s),
+    pause: pauseTask(s, 'pause'),
+    resume: pauseTask(s, 'resume'),
+  };
+  const shutdown = shutdownTask(s);
+  const reboot = rebootTask(s);
+  for (const k of [...Object.values(simple), shutdown, reboot]) s.tasks.register(k);
+
+  const summaries: Record<keyof typeof simple, string> = {
+    start: 'Start a VM',
+    stop: 'Force a VM off at once (no guest shutdown)',
+    pause: 'Pause a VM',
+    resume: 'Resume a paused VM (also after a storage-full pause once space is free)',
+  };
+  for (const [action, kind] of Object.entries(simple) as [keyof typeof simple, (typeof simple)['start']][]) {
+    app.post(
+      `/api/v1/vms/:vm/${action}`,
+      { schema: { summary: summaries[action], tags: ['vm actions'], params: VmRef, response: responses } },
+      async (req, reply) => {
+        const vm = await s.store.get(req.params.vm);
+        return accepted(reply, await s.tasks.submit(kind, { vmId: vm.id }, [`vm:${vm.id}`]));
+      },
+    );
+  }
+
+  app.post(
+    '/api/v1/vms/:vm/shutdown',
+    {
+      schema: {
+        summary: 'Shut a VM down: ACPI, then the guest agent; fails after the timeout unless forced',
+        tags: ['vm actions'],
+        params: VmRef,
+        body: Type.Optional(
+          Type.Object(
+            {
+              timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600, default: 60 })),
+              force: Type.Optional(Type.Boolean({ description: 'power off when the guest does not shut down in time' })),
+            },
+            { additionalProperties: false },
+          ),
+        ),
+        response: responses,
+      },
+    },
+    async (req, reply) => {
+      const vm = await s.store.get(req.params.vm);
+      const params = { vmId: vm.id, timeoutSeconds: req.body?.timeoutSeconds ?? 60, force: req.body?.force ?? false };
+      return accepted(reply, await s.tasks.submit(shutdown, params, [`vm:${vm.id}`]));
+    },
+  );
+
+  app.post(
+    '/api/v1/vms/:vm/reboot',
+    {
+      schema: {
+        summary: 'Reboot a VM through its guest agent, or reset it with force',
+        tags: ['vm actions'],
+        params: VmRef,
+        body: Type.Optional(Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false })),
+        response: responses,
+      },
+    },
+    async (req, reply) => {
+      const vm = await s.store.get(req.params.vm);
+      return accepted(reply, await s.tasks.submit(reboot, { vmId: vm.id, force: req.body?.force ?? false }, [`vm:${vm.id}`]));
+    },
+  );
+}

@@ -1,0 +1,147 @@
+/** /api/v1/vms: the VM inventory and VM creation and deletion. */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { Type } from 'typebox';
+import { TernError } from '../../errors.ts';
+import { ErrorBody, Name, Page, PageQuery } from '../../wire/common.ts';
+import { TaskAccepted } from '../../wire/task.ts';
+import { CreateVmRequest, PowerState, Vm } from '../../wire/vm.ts';
+import { now } from '../db/database.ts';
+import { createTask } from '../vms/create.ts';
+import { deleteTask } from '../vms/delete.ts';
+import { planVm, randomMac } from '../vms/plan.ts';
+import type { ApiServices, App } from './context.ts';
+import { accepted } from './reply.ts';
+
+export const VmRef = Type.Object({
+  vm: Type.String({ minLength: 1, maxLength: 63, description: 'VM name or id' }),
+});
+
+export function vmRoutes(app: App, s: ApiServices): void {
+  const create = createTask(s);
+  const remove = deleteTask(s);
+  s.tasks.register(create);
+  s.tasks.register(remove);
+
+  app.get(
+    '/api/v1/vms',
+    {
+      schema: {
+        summary: 'List VMs',
+        tags: ['vms'],
+        querystring: Type.Object(
+          {
+            ...PageQuery,
+            state: Type.Optional(PowerState),
+            host: Type.Optional(Name),
+            name: Type.Optional(Type.String({ maxLength: 63, description: 'name prefix' })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Page(Vm), 400: ErrorBody },
+      },
+    },
+    async (req) =>
+      s.store.list({
+        state: req.query.state,
+        host: req.query.host,
+        namePrefix: req.query.name,
+        limit: req.query.limit ?? 100,
+        after: req.query.cursor,
+      }),
+  );
+
+  app.post(
+    '/api/v1/vms',
+    {
+      schema: {
+        summary: 'Create a VM from a template or with an empty disk',
+        tags: ['vms'],
+        body: CreateVmRequest,
+        response: { 202: Type.Object({ task: TaskAccepted.properties.task, vm: Vm }), 400: ErrorBody, 409: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      const template = req.body.template ? await s.templates.get(req.body.template) : null;
+      const host = await s.hosts.pickHost();
+      const pool = host.facts?.pools[0]?.name;
+      if (!pool) throw new TernError('unavailable', `host ${host.name} reports no storage pool`);
+      const id = randomUUID();
+      const plan = planVm(req.body, template, id, pool, () => randomMac(randomBytes));
+      const vm = await s.store.insert({
+        id,
+        name: req.body.name,
+        hostId: host.id,
+        state: 'creating',
+        stateReason: null,
+        template: template?.name ?? null,
+        spec: JSON.stringify(plan.spec),
+        diskSizes: JSON.stringify(plan.diskSizes),
+        guest: JSON.stringify({ agent: 'unknown', lastHeartbeat: null, hostname: null, os: null, interfaces: [] }),
+        vncPort: null,
+        createdAt: now(),
+        updatedAt: now(),
+      });
+      try {
+        const task = await s.tasks.submit(create, { vmId: id, volumes: plan.volumes, start: req.body.start ?? false }, [
+          `vm:${id}`,
+        ]);
+        return accepted(reply, task, { vm });
+      } catch (err) {
+        await s.store.remove(id);
+        throw err;
+      }
+    },
+  );
+
+  app.get(
+    '/api/v1/vms/:vm',
+    { schema: { summary: 'Show a VM', tags: ['vms'], params: VmRef, response: { 200: Vm, 404: ErrorBody } } },
+    async (req) => s.store.get(req.params.vm),
+  );
+
+  app.delete(
+    '/api/v1/vms/:vm',
+    {
+      schema: {
+        summary: 'Delete a VM (stopped, or with force), with or without its disks',
+        tags: ['vms'],
+        params: VmRef,
+        querystring: Type.Object(
+          { keepDisks: Type.Optional(Type.Boolean()), force: Type.Optional(Type.Boolean()) },
+          { additionalProperties: false },
+        ),
+        response: { 202: TaskAccepted, 404: ErrorBody, 409: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      const vm = await s.store.get(req.params.vm);
+      const task = await s.tasks.submit(
+        remove,
+        { vmId: vm.id, keepDisks: req.query.keepDisks ?? false, force: req.query.force ?? false },
+        [`vm:${vm.id}`],
+      );
+      return accepted(reply, task);
+    },
+  );
+
+  app.get(
+    '/api/v1/vms/:vm/console',
+    {
+      schema: {
+        summary: 'The tail of the serial console log',
+        tags: ['vms'],
+        params: VmRef,
+        querystring: Type.Object(
+          { bytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 * 1024, default: 16384 })) },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Object({ text: Type.String() }), 404: ErrorBody },
+      },
+    },
+    async (req) => {
+      const row = await s.store.row(req.params.vm);
+      if (!row.hostId) return { text: '' };
+      return { text: await s.hosts.client(row.hostId).console(row.id, req.query.bytes ?? 16384) };
+    },
+  );
+}

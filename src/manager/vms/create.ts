@@ -1,0 +1,57 @@
+/** vm.create: makes the VM's disks and cloud-init seed on its host, then optionally starts it. */
+import type { TernError } from '../../errors.ts';
+import type { CreateVolumeRequest } from '../../wire/agent.ts';
+import type { VmSpec } from '../../wire/vm.ts';
+import type { TaskKind } from '../tasks/engine.ts';
+import type { VmDeps } from './deps.ts';
+import { seedMetaData } from './plan.ts';
+import { startVm } from './power.ts';
+
+export interface CreateParams {
+  vmId: string;
+  volumes: CreateVolumeRequest[];
+  start: boolean;
+}
+
+export function createTask(deps: VmDeps): TaskKind<CreateParams> {
+  return {
+    kind: 'vm.create',
+    onInterrupt: 'fail',
+    async run(ctx, p) {
+      const row = await deps.store.row(p.vmId);
+      const spec = JSON.parse(row.spec) as VmSpec;
+      const agent = deps.hosts.client(row.hostId!);
+      const steps = p.volumes.length + 1 + (p.start ? 1 : 0);
+      let done = 0;
+      for (const v of p.volumes) {
+        ctx.throwIfCancelled();
+        await ctx.step(`creating ${v.volume.path}${v.backing ? ` on ${v.backing.path}` : ''}`, (done++ / steps) * 100);
+        await agent.createVolume(v);
+      }
+      if (spec.seed) {
+        await ctx.step('writing the cloud-init seed (hostname, instance id)', (done++ / steps) * 100);
+        await agent.createSeed({ volume: spec.seed, metaData: seedMetaData(spec) });
+      }
+      await deps.store.setState(p.vmId, { state: 'stopped', reason: null });
+      if (p.start) {
+        await ctx.step('starting', (done / steps) * 100);
+        await startVm(deps, ctx, p.vmId);
+      }
+      return { vm: p.vmId };
+    },
+    async cleanup(ctx, p) {
+      const row = await deps.store.row(p.vmId).catch(() => null);
+      if (!row) return;
+      // Only a VM whose creation did not finish is undone; a failed start leaves it stopped.
+      if (row.state === 'creating') {
+        const agent = deps.hosts.client(row.hostId!);
+        const spec = JSON.parse(row.spec) as VmSpec;
+        for (const v of [...p.volumes.map((x) => x.volume), ...(spec.seed ? [spec.seed] : [])]) {
+          await agent.deleteVolume(v).catch((err: TernError) => ctx.log(`could not remove ${v.path}: ${err.message}`));
+        }
+        await deps.store.remove(p.vmId);
+        await ctx.log('removed the partly created VM');
+      }
+    },
+  };
+}

@@ -1,0 +1,163 @@
+/**
+ * Power tasks: start, graceful shutdown (ACPI, then the guest agent, then an error unless
+ * forced), reboot, force off, pause and resume. Each asks the VM's host and then waits, with
+ * a bound, for the inventory to show the outcome the host reports.
+ */
+import { TernError } from '../../errors.ts';
+import type { VmAction } from '../../wire/agent.ts';
+import type { Vm, VmSpec } from '../../wire/vm.ts';
+import type { TaskContext, TaskKind } from '../tasks/engine.ts';
+import type { VmDeps } from './deps.ts';
+import { isState, waitForVm } from './wait.ts';
+
+export interface VmParams {
+  vmId: string;
+}
+
+export interface ShutdownParams extends VmParams {
+  timeoutSeconds: number;
+  force: boolean;
+}
+
+export interface RebootParams extends VmParams {
+  force: boolean;
+}
+
+async function hostOf(deps: VmDeps, vmId: string) {
+  const row = await deps.store.row(vmId);
+  if (!row.hostId) throw new TernError('conflict', `VM ${row.name} has no host`);
+  return { row, agent: deps.hosts.client(row.hostId) };
+}
+
+/** Starts a VM and waits until its host reports it running. Idempotent. */
+export async function startVm(deps: VmDeps, ctx: TaskContext, vmId: string): Promise<Vm> {
+  const { row, agent } = await hostOf(deps, vmId);
+  if (row.state === 'creating') throw new TernError('conflict', `VM ${row.name} is still being created`);
+  const spec = JSON.parse(row.spec) as VmSpec;
+  await ctx.log(`asking host to start ${spec.vcpus} vCPU, ${spec.memoryMiB} MiB`);
+  const reported = await agent.runVm(spec);
+  await deps.store.applyReport(row.hostId!, vmId, reported);
+  return waitForVm(deps.bus, deps.store, vmId, isState('running', 'paused'), 30_000, ctx.signal, 'start');
+}
+
+async function act(deps: VmDeps, vmId: string, action: VmAction): Promise<void> {
+  const { row, agent } = await hostOf(deps, vmId);
+  const reported = await agent.act(vmId, action);
+  await deps.store.applyReport(row.hostId!, vmId, reported.state === 'stopped' ? null : reported);
+  if (reported.state === 'stopped') await deps.store.setState(vmId, { state: 'stopped', reason: null });
+}
+
+const running = (vm: Vm) => vm.state === 'running' || vm.state === 'paused';
+
+async function requireRunning(deps: VmDeps, vmId: string): Promise<Vm> {
+  const vm = await deps.store.get(vmId);
+  if (!running(vm)) throw new TernError('conflict', `VM ${vm.name} is ${vm.state}`);
+  return vm;
+}
+
+export function startTask(deps: VmDeps): TaskKind<VmParams> {
+  return {
+    kind: 'vm.start',
+    onInterrupt: 'resume',
+    async run(ctx, p) {
+      await ctx.step('starting', 10);
+      const vm = await startVm(deps, ctx, p.vmId);
+      return { state: vm.state, vncPort: vm.vncPort };
+    },
+  };
+}
+
+export function shutdownTask(deps: VmDeps): TaskKind<ShutdownParams> {
+  return {
+    kind: 'vm.shutdown',
+    onInterrupt: 'resume',
+    async run(ctx, p) {
+      const vm = await deps.store.get(p.vmId);
+      if (vm.state === 'stopped') return { method: 'none', state: 'stopped' };
+      if (!running(vm)) throw new TernError('conflict', `VM ${vm.name} is ${vm.state}`);
+      const deadline = Date.now() + p.timeoutSeconds * 1000;
+      const stopped = (ms: number) =>
+        waitForVm(deps.bus, deps.store, p.vmId, isState('stopped'), Math.max(ms, 1), ctx.signal, 'power off').then(
+          () => true,
+          (err: TernError) => {
+            if (err.code !== 'timeout') throw err;
+            return false;
+          },
+        );
+      if (vm.state === 'running') {
+        // ACPI first: it works without the guest agent; give it half the time.
+        await ctx.step('ACPI power button', 10);
+        await act(deps, p.vmId, 'powerdown');
+        if (await stopped((deadline - Date.now()) / 2)) return { method: 'acpi' };
+        const now = await deps.store.get(p.vmId);
+        if (now.guest.agent === 'responding') {
+          await ctx.step('no reaction to ACPI; asking the guest agent', 50);
+          await act(deps, p.vmId, 'guest-shutdown').catch((err: TernError) => ctx.log(err.message));
+          if (await stopped(deadline - Date.now())) return { method: 'guest-agent' };
+        } else if (await stopped(deadline - Date.now())) {
+          return { method: 'acpi' };
+        }
+      }
+      if (!p.force) {
+        throw new TernError(
+          'timeout',
+          `VM ${vm.name} did not shut down within ${p.timeoutSeconds} s; use --force to power it off`,
+        );
+      }
+      await ctx.step('forcing power off', 90);
+      await act(deps, p.vmId, 'kill');
+      return { method: 'force' };
+    },
+  };
+}
+
+export function rebootTask(deps: VmDeps): TaskKind<RebootParams> {
+  return {
+    kind: 'vm.reboot',
+    onInterrupt: 'fail',
+    async run(ctx, p) {
+      const vm = await requireRunning(deps, p.vmId);
+      if (!p.force) {
+        if (vm.guest.agent !== 'responding') {
+          throw new TernError('conflict', `the guest agent of ${vm.name} does not answer; use --force to reset the VM`);
+        }
+        await ctx.step('asking the guest agent to reboot', 30);
+        await act(deps, p.vmId, 'guest-reboot');
+        return { method: 'guest-agent' };
+      }
+      await ctx.step('hard reset', 30);
+      await act(deps, p.vmId, 'reset');
+      return { method: 'reset' };
+    },
+  };
+}
+
+export function stopTask(deps: VmDeps): TaskKind<VmParams> {
+  return {
+    kind: 'vm.stop',
+    onInterrupt: 'resume',
+    async run(ctx, p) {
+      const vm = await deps.store.get(p.vmId);
+      if (vm.state === 'stopped') return { state: 'stopped' };
+      await ctx.step('forcing power off', 30);
+      await act(deps, p.vmId, 'kill');
+      await waitForVm(deps.bus, deps.store, p.vmId, isState('stopped'), 15_000, ctx.signal, 'power off');
+      return { state: 'stopped' };
+    },
+  };
+}
+
+export function pauseTask(deps: VmDeps, action: 'pause' | 'resume'): TaskKind<VmParams> {
+  return {
+    kind: `vm.${action}`,
+    onInterrupt: 'resume',
+    async run(ctx, p) {
+      await requireRunning(deps, p.vmId);
+      await ctx.step(action === 'pause' ? 'pausing' : 'resuming', 30);
+      await act(deps, p.vmId, action);
+      const want = action === 'pause' ? 'paused' : 'running';
+      const vm = await waitForVm(deps.bus, deps.store, p.vmId, isState(want), 10_000, ctx.signal, action);
+      return { state: vm.state, reason: vm.stateReason };
+    },
+  };
+}
