@@ -56,7 +56,9 @@ export class TernError extends Error {
   }
 
   toBody(): { error: { code: ErrorCode; message: string; details?: Record<string, unknown> } } {
-    return { error: { code: this.code, message: this.message, ...(this.details ? { details: this.details } : {}) } };
+    return {
+      error: { code: this.code, message: this.message, ...(this.details ? { details: this.details } : {}) },
+    };
   }
 
   static isCode(value: unknown): value is ErrorCode {
@@ -67,7 +69,8 @@ export class TernError extends Error {
   static fromBody(body: unknown, fallbackMessage: string): TernError {
     const e = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } } | null)?.error;
     if (e && TernError.isCode(e.code) && typeof e.message === 'string') {
-      const details = e.details && typeof e.details === 'object' ? (e.details as Record<string, unknown>) : undefined;
+      const details =
+        e.details && typeof e.details === 'object' ? (e.details as Record<string, unknown>) : undefined;
       return new TernError(e.code, e.message, details);
     }
     return new TernError('protocol_error', fallbackMessage);
@@ -77,6 +80,7 @@ export class TernError extends Error {
 /** Any thrown value as a TernError, keeping the message of unexpected errors for logs. */
 export function asTernError(err: unknown): TernError {
   if (err instanceof TernError) return err;
-  if (err instanceof Error && err.name === 'AbortError') return new TernError('cancelled', 'the operation was cancelled');
+  if (err instanceof Error && err.name === 'AbortError')
+    return new TernError('cancelled', 'the operation was cancelled');
   return new TernError('internal', err instanceof Error ? err.message : String(err));
 }

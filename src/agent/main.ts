@@ -37,7 +37,8 @@ try {
     pools,
     log,
   });
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void agent.close().then(() => process.exit(0)));
+  for (const sig of ['SIGINT', 'SIGTERM'] as const)
+    process.once(sig, () => void agent.close().then(() => process.exit(0)));
 } catch (err) {
   log.fatal((err as Error).message);
   process.stderr.write(`tern-agent: ${(err as Error).message}\n`);

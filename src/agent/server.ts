@@ -42,7 +42,11 @@ function tokenMatches(header: string | undefined, token: string): boolean {
 
 export async function buildAgentServer(opts: AgentServerOptions): Promise<FastifyInstance> {
   const { driver, pools } = opts;
-  const app = Fastify({ loggerInstance: opts.log, bodyLimit: 1024 * 1024 }).withTypeProvider<TypeBoxTypeProvider>();
+  const app = Fastify({
+    loggerInstance: opts.log,
+    bodyLimit: 1024 * 1024,
+    disableRequestLogging: true,
+  }).withTypeProvider<TypeBoxTypeProvider>();
   installErrorHandling(app);
 
   app.addHook('onRequest', async (req) => {
@@ -51,7 +55,10 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
     }
     const v = req.headers[protocolHeader];
     if (v !== undefined && v !== String(agentProtocolVersion)) {
-      throw new TernError('protocol_error', `agent speaks protocol ${agentProtocolVersion}, the manager ${v}`);
+      throw new TernError(
+        'protocol_error',
+        `agent speaks protocol ${agentProtocolVersion}, the manager ${v}`,
+      );
     }
   });
 
@@ -72,7 +79,8 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
   });
 
   app.put('/agent/v1/vms/:id', { schema: { params: IdParams, body: VmSpec } }, async (req) => {
-    if (req.body.id !== req.params.id) throw new TernError('invalid_request', 'spec id does not match the path');
+    if (req.body.id !== req.params.id)
+      throw new TernError('invalid_request', 'spec id does not match the path');
     return { vm: await driver.run(req.body) };
   });
 
@@ -92,7 +100,9 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
     {
       schema: {
         params: IdParams,
-        querystring: Type.Object({ bytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 * 1024 })) }),
+        querystring: Type.Object({
+          bytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 * 1024 })),
+        }),
       },
     },
     async (req) => ({ text: await driver.consoleTail(req.params.id, req.query.bytes ?? 16 * 1024) }),

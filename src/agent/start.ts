@@ -27,7 +27,12 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   for (const dir of Object.values(opts.pools)) fs.mkdirSync(dir, { recursive: true });
   const driver =
     opts.driver ??
-    new QemuDriver({ stateDir: opts.stateDir, pools: opts.pools, log: opts.log, heartbeatMs: opts.heartbeatMs });
+    new QemuDriver({
+      stateDir: opts.stateDir,
+      pools: opts.pools,
+      log: opts.log,
+      heartbeatMs: opts.heartbeatMs,
+    });
   await driver.init();
   const app = await buildAgentServer({ driver, pools: opts.pools, token: opts.token, log: opts.log });
   await app.listen({ host: opts.host, port: opts.port });

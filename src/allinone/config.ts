@@ -4,7 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 
 export function dataDir(): string {
-  return process.env.TERN_HOME ?? path.join(process.env.XDG_DATA_HOME ?? path.join(os.homedir(), '.local', 'share'), 'tern');
+  return (
+    process.env.TERN_HOME ??
+    path.join(process.env.XDG_DATA_HOME ?? path.join(os.homedir(), '.local', 'share'), 'tern')
+  );
 }
 
 export function cliConfigPath(): string {

@@ -41,7 +41,9 @@ export function findGuestDir(log: Logger): string | undefined {
 }
 
 export async function startAllInOne(opts: AllInOneOptions) {
-  const agentToken = secretFile(path.join(opts.dataDir, 'agent.token'), () => randomBytes(32).toString('base64url'));
+  const agentToken = secretFile(path.join(opts.dataDir, 'agent.token'), () =>
+    randomBytes(32).toString('base64url'),
+  );
   const agent = await startAgent({
     stateDir: path.join(opts.dataDir, 'agent'),
     host: '127.0.0.1',

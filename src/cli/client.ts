@@ -14,13 +14,17 @@ export class ApiClient {
   }
 
   static fromEnvironment(): ApiClient {
-    if (process.env.TERN_URL && process.env.TERN_TOKEN) return new ApiClient(process.env.TERN_URL, process.env.TERN_TOKEN);
+    if (process.env.TERN_URL && process.env.TERN_TOKEN)
+      return new ApiClient(process.env.TERN_URL, process.env.TERN_TOKEN);
     const file = cliConfigPath();
     let config: { url?: unknown; token?: unknown };
     try {
       config = JSON.parse(fs.readFileSync(file, 'utf8'));
     } catch {
-      throw new TernError('unavailable', `no CLI config at ${file}: start Tern with "tern up" or set TERN_URL and TERN_TOKEN`);
+      throw new TernError(
+        'unavailable',
+        `no CLI config at ${file}: start Tern with "tern up" or set TERN_URL and TERN_TOKEN`,
+      );
     }
     if (typeof config.url !== 'string' || typeof config.token !== 'string') {
       throw new TernError('invalid_request', `${file} needs "url" and "token"`);
@@ -42,7 +46,10 @@ export class ApiClient {
       });
     } catch (err) {
       const cause = ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message;
-      throw new TernError('unavailable', `cannot reach the Tern manager at ${this.url} (${cause}); is it running? (tern up)`);
+      throw new TernError(
+        'unavailable',
+        `cannot reach the Tern manager at ${this.url} (${cause}); is it running? (tern up)`,
+      );
     }
     const text = await res.text();
     let json: unknown = null;

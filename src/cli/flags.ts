@@ -61,9 +61,11 @@ export function parseCommandLine(argv: string[]): { positionals: string[]; flags
     throw new TernError('invalid_request', (err as Error).message);
   }
   const v = parsed.values as unknown as Flags;
-  if (v.output !== 'table' && v.output !== 'json') throw new TernError('invalid_request', '--output is table or json');
+  if (v.output !== 'table' && v.output !== 'json')
+    throw new TernError('invalid_request', '--output is table or json');
   for (const n of ['vcpus', 'timeout', 'limit', 'bytes', 'port', 'agent-port'] as const) {
-    if (v[n] !== undefined && !/^\d+$/.test(v[n])) throw new TernError('invalid_request', `--${n} takes a whole number`);
+    if (v[n] !== undefined && !/^\d+$/.test(v[n]))
+      throw new TernError('invalid_request', `--${n} takes a whole number`);
   }
   return { positionals: parsed.positionals, flags: v };
 }

@@ -3,8 +3,8 @@
  * with progress unless `--no-wait`; any failure is one line on stderr and a non-zero exit.
  */
 import path from 'node:path';
-import { startAllInOne } from '../allinone/up.ts';
 import { dataDir } from '../allinone/config.ts';
+import { startAllInOne } from '../allinone/up.ts';
 import { asTernError } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import { ApiClient } from './client.ts';

@@ -20,7 +20,10 @@ export function printTable(headers: string[], rows: (string | number | null | un
 
 export function printFields(fields: [string, string | number | null | undefined][]): void {
   const width = Math.max(...fields.map(([k]) => k.length));
-  for (const [k, v] of fields) process.stdout.write(`${`${k}:`.padEnd(width + 2)}${v === null || v === undefined || v === '' ? '-' : v}\n`);
+  for (const [k, v] of fields)
+    process.stdout.write(
+      `${`${k}:`.padEnd(width + 2)}${v === null || v === undefined || v === '' ? '-' : v}\n`,
+    );
 }
 
 export function mib(n: number): string {

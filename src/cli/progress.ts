@@ -11,7 +11,10 @@ const finished = (t: Task) => t.state === 'succeeded' || t.state === 'failed' ||
 function bar(t: Task): string {
   const width = 30;
   const filled = Math.round((t.progress / 100) * width);
-  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(t.progress).padStart(3)}% ${t.step}`.slice(0, 100);
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(t.progress).padStart(3)}% ${t.step}`.slice(
+    0,
+    100,
+  );
 }
 
 export async function waitForTask(api: ApiClient, task: Task, quiet = false): Promise<Task> {
@@ -54,7 +57,10 @@ export async function waitForTask(api: ApiClient, task: Task, quiet = false): Pr
   if (current.state !== 'succeeded') {
     const full = await api.request<Task>('GET', `/api/v1/tasks/${task.id}`);
     const err = full.error ?? { code: 'internal', message: `task ${full.state}` };
-    throw new TernError(TernError.isCode(err.code) ? err.code : 'internal', `${full.kind} ${full.state}: ${err.message}`);
+    throw new TernError(
+      TernError.isCode(err.code) ? err.code : 'internal',
+      `${full.kind} ${full.state}: ${err.message}`,
+    );
   }
   return current;
 }

@@ -20,7 +20,9 @@ export function installErrorHandling(app: FastifyInstance): void {
       const message = `${field} ${first?.message ?? 'is invalid'}`;
       return reply
         .status(400)
-        .send(new TernError('invalid_request', message, { field, problems: fe.validation.slice(0, 10) }).toBody());
+        .send(
+          new TernError('invalid_request', message, { field, problems: fe.validation.slice(0, 10) }).toBody(),
+        );
     }
     if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
       const code =
@@ -37,6 +39,8 @@ export function installErrorHandling(app: FastifyInstance): void {
     return reply.status(500).send(new TernError('internal', `internal error: ${err.message}`).toBody());
   });
   app.setNotFoundHandler((req, reply) => {
-    reply.status(404).send(new TernError('not_found', `no route ${req.method} ${req.url.split('?')[0]}`).toBody());
+    reply
+      .status(404)
+      .send(new TernError('not_found', `no route ${req.method} ${req.url.split('?')[0]}`).toBody());
   });
 }

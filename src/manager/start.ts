@@ -1,8 +1,8 @@
 /** Starts a manager: database, task recovery, host links, REST API. */
 import type { Logger } from '../log.ts';
-import { TokenStore } from './auth/tokens.ts';
-import { buildApi } from './api/server.ts';
 import type { ApiServices } from './api/context.ts';
+import { buildApi } from './api/server.ts';
+import { TokenStore } from './auth/tokens.ts';
 import { type Db, openDatabase } from './db/database.ts';
 import { EventBus } from './events/bus.ts';
 import { HostRegistry } from './hosts/registry.ts';
@@ -32,7 +32,14 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const store = new VmStore(db, bus);
   const hosts = new HostRegistry(db, store, opts.log);
   const tasks = new TaskEngine(db, bus, opts.log);
-  const services: ApiServices = { store, hosts, templates: new TemplateStore(db), bus, tasks, tokens: new TokenStore(db) };
+  const services: ApiServices = {
+    store,
+    hosts,
+    templates: new TemplateStore(db),
+    bus,
+    tasks,
+    tokens: new TokenStore(db),
+  };
   const app = await buildApi(services, opts.log);
   await hosts.start();
   // Task kinds are registered by the routes; recovery needs them.

@@ -99,7 +99,11 @@ export type CreateSeedRequest = Static<typeof CreateSeedRequest>;
 export const ImportVolumeRequest = Type.Object(
   {
     volume: VolumeRef,
-    sourcePath: Type.String({ minLength: 1, maxLength: 4096, description: 'absolute path of a file on the host' }),
+    sourcePath: Type.String({
+      minLength: 1,
+      maxLength: 4096,
+      description: 'absolute path of a file on the host',
+    }),
     format: Type.Union([Type.Literal('qcow2'), Type.Literal('raw')]),
   },
   { additionalProperties: false },

@@ -15,15 +15,13 @@ export const Uuid = Type.String({
 
 export const Timestamp = Type.String({ format: 'date-time', description: 'ISO 8601 UTC time' });
 
-export const ErrorBody = Type.Object(
-  {
-    error: Type.Object({
-      code: Type.String(),
-      message: Type.String(),
-      details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
-    }),
-  },
-);
+export const ErrorBody = Type.Object({
+  error: Type.Object({
+    code: Type.String(),
+    message: Type.String(),
+    details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  }),
+});
 export type ErrorBody = Static<typeof ErrorBody>;
 
 export const PageQuery = {

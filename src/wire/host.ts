@@ -21,18 +21,20 @@ export const HostFacts = Type.Object({
 });
 export type HostFacts = Static<typeof HostFacts>;
 
-export const HostState = Type.Union([Type.Literal('online'), Type.Literal('offline'), Type.Literal('maintenance')]);
+export const HostState = Type.Union([
+  Type.Literal('online'),
+  Type.Literal('offline'),
+  Type.Literal('maintenance'),
+]);
 export type HostState = Static<typeof HostState>;
 
-export const Host = Type.Object(
-  {
-    id: Uuid,
-    name: Name,
-    address: Type.String(),
-    state: HostState,
-    lastSeen: Type.Union([Timestamp, Type.Null()]),
-    facts: Type.Union([HostFacts, Type.Null()]),
-    vmCount: Type.Integer(),
-  },
-);
+export const Host = Type.Object({
+  id: Uuid,
+  name: Name,
+  address: Type.String(),
+  state: HostState,
+  lastSeen: Type.Union([Timestamp, Type.Null()]),
+  facts: Type.Union([HostFacts, Type.Null()]),
+  vmCount: Type.Integer(),
+});
 export type Host = Static<typeof Host>;

@@ -16,26 +16,24 @@ export const finishedTaskStates: readonly TaskState[] = ['succeeded', 'failed', 
 export const TaskLogLine = Type.Object({ time: Timestamp, line: Type.String() });
 export type TaskLogLine = Static<typeof TaskLogLine>;
 
-export const Task = Type.Object(
-  {
-    id: Uuid,
-    kind: Type.String({ description: 'what the task does, e.g. vm.start' }),
-    objects: Type.Array(Type.String(), { description: 'the objects it locks, e.g. vm:<id>' }),
-    state: TaskState,
-    step: Type.String(),
-    progress: Type.Integer({ minimum: 0, maximum: 100 }),
-    cancelRequested: Type.Boolean(),
-    result: Type.Union([Type.Unknown(), Type.Null()]),
-    error: Type.Union([
-      Type.Object({ code: Type.String(), message: Type.String(), details: Type.Optional(Type.Unknown()) }),
-      Type.Null(),
-    ]),
-    log: Type.Optional(Type.Array(TaskLogLine)),
-    createdAt: Timestamp,
-    startedAt: Type.Union([Timestamp, Type.Null()]),
-    finishedAt: Type.Union([Timestamp, Type.Null()]),
-  },
-);
+export const Task = Type.Object({
+  id: Uuid,
+  kind: Type.String({ description: 'what the task does, e.g. vm.start' }),
+  objects: Type.Array(Type.String(), { description: 'the objects it locks, e.g. vm:<id>' }),
+  state: TaskState,
+  step: Type.String(),
+  progress: Type.Integer({ minimum: 0, maximum: 100 }),
+  cancelRequested: Type.Boolean(),
+  result: Type.Union([Type.Unknown(), Type.Null()]),
+  error: Type.Union([
+    Type.Object({ code: Type.String(), message: Type.String(), details: Type.Optional(Type.Unknown()) }),
+    Type.Null(),
+  ]),
+  log: Type.Optional(Type.Array(TaskLogLine)),
+  createdAt: Timestamp,
+  startedAt: Type.Union([Timestamp, Type.Null()]),
+  finishedAt: Type.Union([Timestamp, Type.Null()]),
+});
 export type Task = Static<typeof Task>;
 
 export const TaskAccepted = Type.Object({ task: Task });

@@ -3,17 +3,15 @@ import { type Static, Type } from 'typebox';
 import { Name, Timestamp } from './common.ts';
 import { BootSpec, Machine, VolumeRef } from './vm.ts';
 
-export const Template = Type.Object(
-  {
-    name: Name,
-    description: Type.String({ maxLength: 500 }),
-    machine: Machine,
-    vcpus: Type.Integer({ minimum: 1 }),
-    memoryMiB: Type.Integer({ minimum: 32 }),
-    disk: VolumeRef,
-    diskSizeBytes: Type.Integer(),
-    boot: Type.Union([BootSpec, Type.Null()]),
-    createdAt: Timestamp,
-  },
-);
+export const Template = Type.Object({
+  name: Name,
+  description: Type.String({ maxLength: 500 }),
+  machine: Machine,
+  vcpus: Type.Integer({ minimum: 1 }),
+  memoryMiB: Type.Integer({ minimum: 32 }),
+  disk: VolumeRef,
+  diskSizeBytes: Type.Integer(),
+  boot: Type.Union([BootSpec, Type.Null()]),
+  createdAt: Timestamp,
+});
 export type Template = Static<typeof Template>;

@@ -47,7 +47,10 @@ export const BootSpec = Type.Object(
     initrd: Type.Optional(VolumeRef),
     cmdline: Type.String({ maxLength: 2048 }),
   },
-  { additionalProperties: false, description: 'direct kernel boot; without it the VM boots from its first disk' },
+  {
+    additionalProperties: false,
+    description: 'direct kernel boot; without it the VM boots from its first disk',
+  },
 );
 export type BootSpec = Static<typeof BootSpec>;
 
@@ -133,27 +136,30 @@ export const emptyGuestInfo = (): GuestInfo => ({
   interfaces: [],
 });
 
-export const Vm = Type.Object(
-  {
-    id: Uuid,
-    name: Name,
-    host: Type.Union([Name, Type.Null()]),
-    state: PowerState,
-    stateReason: Type.Union([Type.String(), Type.Null()]),
-    template: Type.Union([Name, Type.Null()]),
-    vcpus: Type.Integer(),
-    memoryMiB: Type.Integer(),
-    disks: Type.Array(
-      Type.Object({ volume: VolumeRef, format: Type.String(), readonly: Type.Boolean(), sizeBytes: Type.Integer() }),
-    ),
-    nics: Type.Array(NicSpec),
-    guest: GuestInfo,
-    ipAddresses: Type.Array(Type.String()),
-    vncPort: Type.Union([Type.Integer(), Type.Null()]),
-    createdAt: Timestamp,
-    updatedAt: Timestamp,
-  },
-);
+export const Vm = Type.Object({
+  id: Uuid,
+  name: Name,
+  host: Type.Union([Name, Type.Null()]),
+  state: PowerState,
+  stateReason: Type.Union([Type.String(), Type.Null()]),
+  template: Type.Union([Name, Type.Null()]),
+  vcpus: Type.Integer(),
+  memoryMiB: Type.Integer(),
+  disks: Type.Array(
+    Type.Object({
+      volume: VolumeRef,
+      format: Type.String(),
+      readonly: Type.Boolean(),
+      sizeBytes: Type.Integer(),
+    }),
+  ),
+  nics: Type.Array(NicSpec),
+  guest: GuestInfo,
+  ipAddresses: Type.Array(Type.String()),
+  vncPort: Type.Union([Type.Integer(), Type.Null()]),
+  createdAt: Timestamp,
+  updatedAt: Timestamp,
+});
 export type Vm = Static<typeof Vm>;
 
 export const CreateVmRequest = Type.Object(
@@ -169,7 +175,9 @@ export const CreateVmRequest = Type.Object(
         description: 'size of the boot disk; required without a template, grows the template disk with one',
       }),
     ),
-    extraDisksGiB: Type.Optional(Type.Array(Type.Number({ exclusiveMinimum: 0, maximum: 65536 }), { maxItems: 8 })),
+    extraDisksGiB: Type.Optional(
+      Type.Array(Type.Number({ exclusiveMinimum: 0, maximum: 65536 }), { maxItems: 8 }),
+    ),
     nics: Type.Optional(
       Type.Array(
         Type.Union([

@@ -11,6 +11,7 @@ test('KVM needs both the CPU flag and the device', () => {
 });
 
 test('cpuinfo is parsed', () => {
-  const info = 'processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 svm\n\nprocessor\t: 1\nmodel name\t: AMD EPYC\n';
+  const info =
+    'processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 svm\n\nprocessor\t: 1\nmodel name\t: AMD EPYC\n';
   assert.deepEqual(readCpuFacts(info), { model: 'AMD EPYC', flags: ['fpu', 'sse2', 'svm'], cores: 2 });
 });

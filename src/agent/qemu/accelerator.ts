@@ -15,8 +15,10 @@ export function chooseAccelerator(cpuFlags: readonly string[], kvmDevice: KvmDev
   if (!virt) {
     return { accelerator: 'tcg', reason: 'the CPU exposes no vmx/svm flag: software emulation (TCG)' };
   }
-  if (kvmDevice === 'missing') return { accelerator: 'tcg', reason: '/dev/kvm is missing (load kvm_intel or kvm_amd)' };
-  if (kvmDevice === 'no-access') return { accelerator: 'tcg', reason: '/dev/kvm is not accessible to this user' };
+  if (kvmDevice === 'missing')
+    return { accelerator: 'tcg', reason: '/dev/kvm is missing (load kvm_intel or kvm_amd)' };
+  if (kvmDevice === 'no-access')
+    return { accelerator: 'tcg', reason: '/dev/kvm is not accessible to this user' };
   return { accelerator: 'kvm', reason: 'hardware virtualization available' };
 }
 
@@ -30,7 +32,11 @@ export function readCpuFacts(cpuinfo = fs.readFileSync('/proc/cpuinfo', 'utf8'))
   const first = cpuinfo.split('\n\n')[0] ?? '';
   const field = (name: string) => first.match(new RegExp(`^${name}\\s*:\\s*(.*)$`, 'm'))?.[1]?.trim() ?? '';
   const processors = cpuinfo.match(/^processor\s*:/gm)?.length ?? 1;
-  return { model: field('model name') || 'unknown', flags: field('flags').split(/\s+/).filter(Boolean), cores: processors };
+  return {
+    model: field('model name') || 'unknown',
+    flags: field('flags').split(/\s+/).filter(Boolean),
+    cores: processors,
+  };
 }
 
 export function probeKvmDevice(): KvmDevice {

@@ -14,18 +14,30 @@ const spec: VmSpec = {
   nics: [{ mac: '52:54:00:12:34:56', network: { mode: 'user' } }],
   boot: { kernel: { pool: 'local', path: 'k' }, cmdline: 'console=ttyS0 root=/dev/vda' },
 };
-const paths = { qmp: '/r/qmp.sock', qga: '/r/qga.sock', serial: '/r/serial.sock', consoleLog: '/l/c.log', pidfile: '/r/pid' };
+const paths = {
+  qmp: '/r/qmp.sock',
+  qga: '/r/qga.sock',
+  serial: '/r/serial.sock',
+  consoleLog: '/l/c.log',
+  pidfile: '/r/pid',
+};
 
-function valueOf(args: string[], flag: string): string[] {
+function argValues(args: string[], flag: string): string[] {
   return args.flatMap((a, i) => (a === flag ? [args[i + 1]] : []));
 }
 
 test('host CPU becomes max under TCG and stays host under KVM', () => {
-  const tcg = buildCommandLine(spec, { disks: ['/d0'], kernel: '/k' }, paths, { accelerator: 'tcg', reason: '' });
-  assert.deepEqual(valueOf(tcg, '-cpu'), ['max']);
-  assert.deepEqual(valueOf(tcg, '-accel'), ['tcg']);
-  const kvm = buildCommandLine(spec, { disks: ['/d0'], kernel: '/k' }, paths, { accelerator: 'kvm', reason: '' });
-  assert.deepEqual(valueOf(kvm, '-cpu'), ['host']);
+  const tcg = buildCommandLine(spec, { disks: ['/d0'], kernel: '/k' }, paths, {
+    accelerator: 'tcg',
+    reason: '',
+  });
+  assert.deepEqual(argValues(tcg, '-cpu'), ['max']);
+  assert.deepEqual(argValues(tcg, '-accel'), ['tcg']);
+  const kvm = buildCommandLine(spec, { disks: ['/d0'], kernel: '/k' }, paths, {
+    accelerator: 'kvm',
+    reason: '',
+  });
+  assert.deepEqual(argValues(kvm, '-cpu'), ['host']);
 });
 
 test('disks stop on ENOSPC, NICs carry their MAC, kernel boot is direct', () => {
@@ -33,14 +45,14 @@ test('disks stop on ENOSPC, NICs carry their MAC, kernel boot is direct', () => 
     accelerator: 'tcg',
     reason: '',
   });
-  const devices = valueOf(args, '-device');
+  const devices = argValues(args, '-device');
   assert.ok(devices.some((d) => d.startsWith('virtio-blk-pci,drive=disk0') && d.includes('werror=enospc')));
-  assert.ok(valueOf(args, '-blockdev')[0].includes('filename=/d,,0'), 'commas in paths are escaped');
+  assert.ok(argValues(args, '-blockdev')[0].includes('filename=/d,,0'), 'commas in paths are escaped');
   assert.ok(devices.some((d) => d.includes('mac=52:54:00:12:34:56')));
-  assert.deepEqual(valueOf(args, '-kernel'), ['/k']);
-  assert.deepEqual(valueOf(args, '-initrd'), ['/i']);
-  assert.deepEqual(valueOf(args, '-smp'), ['2']);
-  assert.deepEqual(valueOf(args, '-m'), ['512M']);
+  assert.deepEqual(argValues(args, '-kernel'), ['/k']);
+  assert.deepEqual(argValues(args, '-initrd'), ['/i']);
+  assert.deepEqual(argValues(args, '-smp'), ['2']);
+  assert.deepEqual(argValues(args, '-m'), ['512M']);
   assert.ok(args.includes('-no-shutdown'));
 });
 
@@ -51,8 +63,11 @@ test('bridge NICs and seeds', () => {
     seed: { pool: 'local', path: 'seed.iso' },
     nics: [{ mac: '52:54:00:00:00:01', network: { mode: 'bridge', bridge: 'br0' } }],
   };
-  const args = buildCommandLine(s, { disks: ['/d0'], seed: '/s.iso' }, paths, { accelerator: 'kvm', reason: '' });
-  assert.deepEqual(valueOf(args, '-netdev'), ['bridge,id=net0,br=br0']);
-  assert.ok(valueOf(args, '-device').some((d) => d.includes('bootindex=1')));
-  assert.ok(valueOf(args, '-blockdev').some((b) => b.includes('/s.iso') && b.includes('read-only=on')));
+  const args = buildCommandLine(s, { disks: ['/d0'], seed: '/s.iso' }, paths, {
+    accelerator: 'kvm',
+    reason: '',
+  });
+  assert.deepEqual(argValues(args, '-netdev'), ['bridge,id=net0,br=br0']);
+  assert.ok(argValues(args, '-device').some((d) => d.includes('bootindex=1')));
+  assert.ok(argValues(args, '-blockdev').some((b) => b.includes('/s.iso') && b.includes('read-only=on')));
 });

@@ -11,8 +11,8 @@ import type { AgentVm, VmAction } from '../../wire/agent.ts';
 import type { HostFacts } from '../../wire/host.ts';
 import type { VmSpec } from '../../wire/vm.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
-import { poolUsage } from '../storage/volumes.ts';
 import { type Pools, resolveVolume } from '../storage/pools.ts';
+import { poolUsage } from '../storage/volumes.ts';
 import { type AcceleratorChoice, detectAccelerator, readCpuFacts } from './accelerator.ts';
 import { tailFile, VmProcess, vmPaths } from './vm-process.ts';
 
@@ -70,7 +70,9 @@ export class QemuDriver implements HypervisorDriver {
     const cpu = readCpuFacts();
     let qemuVersion = 'missing';
     try {
-      qemuVersion = (await run(this.#binary, ['--version'])).stdout.split('\n')[0].replace(/^QEMU emulator version /, '');
+      qemuVersion = (await run(this.#binary, ['--version'])).stdout
+        .split('\n')[0]
+        .replace(/^QEMU emulator version /, '');
     } catch {
       // Reported as missing; `tern doctor` explains how to install it.
     }

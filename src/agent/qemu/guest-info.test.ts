@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { guestLimits, sanitizeHostname, sanitizeInterfaces, sanitizeOsInfo, usefulAddresses } from './guest-info.ts';
+import {
+  guestLimits,
+  sanitizeHostname,
+  sanitizeInterfaces,
+  sanitizeOsInfo,
+  usefulAddresses,
+} from './guest-info.ts';
 
 test('a 100 KB kernel version is truncated and noted, not fatal', () => {
   const huge = 'x'.repeat(100_000);

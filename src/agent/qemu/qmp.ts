@@ -51,8 +51,9 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
           if (!greeted) {
             greeted = true;
             clearTimeout(timer);
-            const qmp = (msg as { QMP?: { version?: { qemu?: { major: number; minor: number; micro: number } } } })
-              .QMP;
+            const qmp = (
+              msg as { QMP?: { version?: { qemu?: { major: number; minor: number; micro: number } } } }
+            ).QMP;
             if (!qmp) {
               reject(new TernError('protocol_error', 'QMP peer did not send a greeting'));
               socket.destroy();
@@ -79,7 +80,13 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
       });
     });
     await greeting;
-    await client.execute('qmp_capabilities');
+    try {
+      await client.execute('qmp_capabilities', undefined, timeoutMs);
+    } catch (err) {
+      // Do not leave a half-open monitor connection behind: QEMU serves one client at a time.
+      client.close();
+      throw err;
+    }
     return client;
   }
 
@@ -88,7 +95,8 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
   }
 
   execute<T = unknown>(command: string, args?: Record<string, unknown>, timeoutMs = 10_000): Promise<T> {
-    if (this.#closed) return Promise.reject(new TernError('hypervisor_error', `QMP connection closed (${command})`));
+    if (this.#closed)
+      return Promise.reject(new TernError('hypervisor_error', `QMP connection closed (${command})`));
     const id = this.#nextId++;
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -96,12 +104,18 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
         reject(new TernError('timeout', `QMP command ${command} got no reply within ${timeoutMs} ms`));
       }, timeoutMs);
       this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer, command });
-      this.#socket.write(`${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}), id })}\n`);
+      this.#socket.write(
+        `${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}), id })}\n`,
+      );
     });
   }
 
   /** Resolves with the first event of that name satisfying the filter, or rejects after the timeout. */
-  waitForEvent(name: string, timeoutMs: number, filter: (e: QmpEvent) => boolean = () => true): Promise<QmpEvent> {
+  waitForEvent(
+    name: string,
+    timeoutMs: number,
+    filter: (e: QmpEvent) => boolean = () => true,
+  ): Promise<QmpEvent> {
     return new Promise((resolve, reject) => {
       const onEvent = (e: QmpEvent) => {
         if (e.event !== name || !filter(e)) return;
@@ -133,7 +147,12 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
 
   #dispatch(msg: unknown): void {
     if (typeof msg !== 'object' || msg === null) return;
-    const m = msg as { id?: unknown; return?: unknown; error?: { class?: string; desc?: string }; event?: unknown };
+    const m = msg as {
+      id?: unknown;
+      return?: unknown;
+      error?: { class?: string; desc?: string };
+      event?: unknown;
+    };
     if (typeof m.event === 'string') {
       this.emit('event', msg as QmpEvent);
       return;
@@ -145,9 +164,13 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
     clearTimeout(pending.timer);
     if (m.error) {
       pending.reject(
-        new TernError('hypervisor_error', `QEMU refused ${pending.command}: ${m.error.desc ?? m.error.class}`, {
-          qmpClass: m.error.class,
-        }),
+        new TernError(
+          'hypervisor_error',
+          `QEMU refused ${pending.command}: ${m.error.desc ?? m.error.class}`,
+          {
+            qmpClass: m.error.class,
+          },
+        ),
       );
     } else {
       pending.resolve(m.return);

@@ -75,7 +75,11 @@ export function tailFile(file: string, maxBytes: number): string {
 }
 
 function lastLines(file: string, n: number): string {
-  return tailFile(file, 16 * 1024).trimEnd().split('\n').slice(-n).join('\n');
+  return tailFile(file, 16 * 1024)
+    .trimEnd()
+    .split('\n')
+    .slice(-n)
+    .join('\n');
 }
 
 function pidAlive(pid: number): boolean {
@@ -184,7 +188,9 @@ export class VmProcess {
         const stderr = tailFile(paths.qemuLog, 8192).slice(-(fs.statSync(paths.qemuLog).size - logStart));
         const last = stderr.trimEnd().split('\n').slice(-5).join('\n');
         fs.rmSync(paths.runDir, { recursive: true, force: true });
-        throw new TernError('hypervisor_error', `${exited} while starting: ${last || 'no output'}`, { stderr: last });
+        throw new TernError('hypervisor_error', `${exited} while starting: ${last || 'no output'}`, {
+          stderr: last,
+        });
       }
       if (fs.existsSync(paths.qmp)) {
         try {
@@ -266,7 +272,11 @@ export class VmProcess {
     this.#state = state;
     if (state === 'paused') {
       this.#reason =
-        status === 'paused' ? 'paused by request' : status === 'io-error' ? this.#reason ?? 'disk I/O error' : status;
+        status === 'paused'
+          ? 'paused by request'
+          : status === 'io-error'
+            ? (this.#reason ?? 'disk I/O error')
+            : status;
     } else {
       this.#reason = state === 'shutdown' ? 'the guest powered off' : null;
     }
@@ -303,7 +313,9 @@ export class VmProcess {
   async #quitAfterGuestPoweroff(): Promise<void> {
     if (this.#closing) return;
     this.#hooks.log.info({ vm: this.id }, 'guest powered off; stopping QEMU');
-    await this.#quit().catch((err) => this.#hooks.log.error({ vm: this.id, err }, 'quit after poweroff failed'));
+    await this.#quit().catch((err) =>
+      this.#hooks.log.error({ vm: this.id, err }, 'quit after poweroff failed'),
+    );
   }
 
   #scheduleHeartbeat(ms: number): void {
@@ -337,7 +349,11 @@ export class VmProcess {
 
   async #fetchGuestFacts(): Promise<void> {
     const notes: string[] = [];
-    const get = async <T>(cmd: string, sanitize: (raw: unknown) => { value: T; notes: string[] }, keep: T) => {
+    const get = async <T>(
+      cmd: string,
+      sanitize: (raw: unknown) => { value: T; notes: string[] },
+      keep: T,
+    ) => {
       try {
         const r = sanitize(await this.#qga.execute(cmd, undefined, { timeoutMs: 3000 }));
         notes.push(...r.notes);
@@ -349,7 +365,11 @@ export class VmProcess {
     };
     this.#guest.os = await get('guest-get-osinfo', sanitizeOsInfo, this.#guest.os);
     this.#guest.hostname = await get('guest-get-host-name', sanitizeHostname, this.#guest.hostname);
-    this.#guest.interfaces = await get('guest-network-get-interfaces', sanitizeInterfaces, this.#guest.interfaces);
+    this.#guest.interfaces = await get(
+      'guest-network-get-interfaces',
+      sanitizeInterfaces,
+      this.#guest.interfaces,
+    );
     if (notes.length > 0) this.#hooks.log.warn({ vm: this.id, notes }, 'guest agent replies were adjusted');
   }
 
@@ -377,7 +397,8 @@ export class VmProcess {
         break;
       case 'guest-shutdown':
       case 'guest-reboot':
-        if (this.#state !== 'running') throw new TernError('conflict', `VM ${this.spec.name} is ${this.#state}`);
+        if (this.#state !== 'running')
+          throw new TernError('conflict', `VM ${this.spec.name} is ${this.#state}`);
         // qemu-ga sends no reply when the shutdown goes through, so we do not wait for one.
         await this.#qga.execute('guest-ping', undefined, { timeoutMs: 3000 });
         await this.#qga.execute(

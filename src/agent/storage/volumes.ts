@@ -5,7 +5,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { TernError } from '../../errors.ts';
-import type { CreateSeedRequest, CreateVolumeRequest, ImportVolumeRequest, VolumeInfo } from '../../wire/agent.ts';
+import type {
+  CreateSeedRequest,
+  CreateVolumeRequest,
+  ImportVolumeRequest,
+  VolumeInfo,
+} from '../../wire/agent.ts';
 import type { VolumeRef } from '../../wire/vm.ts';
 import { type Pools, resolveVolume } from './pools.ts';
 
@@ -16,7 +21,8 @@ async function tool(cmd: string, args: string[], what: string): Promise<string> 
     return (await run(cmd, args, { maxBuffer: 16 * 1024 * 1024 })).stdout;
   } catch (err) {
     const e = err as { stderr?: string; message: string; code?: string };
-    if (e.code === 'ENOENT') throw new TernError('storage_error', `${cmd} is not installed (run tern doctor)`);
+    if (e.code === 'ENOENT')
+      throw new TernError('storage_error', `${cmd} is not installed (run tern doctor)`);
     const detail = (e.stderr ?? e.message).trim().split('\n').slice(-3).join(' ');
     throw new TernError('storage_error', `${what} failed: ${detail}`);
   }
@@ -53,9 +59,12 @@ export async function volumeInfo(pools: Pools, ref: VolumeRef): Promise<VolumeIn
 
 export async function createVolume(pools: Pools, req: CreateVolumeRequest): Promise<VolumeInfo> {
   const file = resolveVolume(pools, req.volume);
-  if (fs.existsSync(file)) throw new TernError('conflict', `volume ${req.volume.pool}:${req.volume.path} exists`);
-  if (!req.backing && !req.sizeBytes) throw new TernError('invalid_request', 'a new volume needs a size or a backing');
-  if (req.backing && req.format !== 'qcow2') throw new TernError('invalid_request', 'only qcow2 volumes have backing');
+  if (fs.existsSync(file))
+    throw new TernError('conflict', `volume ${req.volume.pool}:${req.volume.path} exists`);
+  if (!req.backing && !req.sizeBytes)
+    throw new TernError('invalid_request', 'a new volume needs a size or a backing');
+  if (req.backing && req.format !== 'qcow2')
+    throw new TernError('invalid_request', 'only qcow2 volumes have backing');
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const args = ['create', '-q', '-f', req.format];
   if (req.backing) {
@@ -74,21 +83,32 @@ export async function importVolume(pools: Pools, req: ImportVolumeRequest): Prom
   const file = resolveVolume(pools, req.volume);
   if (!path.isAbsolute(req.sourcePath)) throw new TernError('invalid_request', 'sourcePath must be absolute');
   if (!fs.existsSync(req.sourcePath)) throw new TernError('not_found', `${req.sourcePath} does not exist`);
-  if (fs.existsSync(file)) throw new TernError('conflict', `volume ${req.volume.pool}:${req.volume.path} exists`);
+  if (fs.existsSync(file))
+    throw new TernError('conflict', `volume ${req.volume.pool}:${req.volume.path} exists`);
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const partial = `${file}.partial`;
   try {
     if (req.format === 'raw') {
       fs.copyFileSync(req.sourcePath, partial);
     } else {
-      await tool('qemu-img', ['convert', '-q', '-O', 'qcow2', req.sourcePath, partial], `importing ${req.sourcePath}`);
+      await tool(
+        'qemu-img',
+        ['convert', '-q', '-O', 'qcow2', req.sourcePath, partial],
+        `importing ${req.sourcePath}`,
+      );
     }
     fs.renameSync(partial, file);
   } finally {
     fs.rmSync(partial, { force: true });
   }
   return req.format === 'raw'
-    ? { volume: req.volume, format: 'raw', virtualBytes: fs.statSync(file).size, actualBytes: 0, backing: null }
+    ? {
+        volume: req.volume,
+        format: 'raw',
+        virtualBytes: fs.statSync(file).size,
+        actualBytes: 0,
+        backing: null,
+      }
     : volumeInfo(pools, req.volume);
 }
 
@@ -116,7 +136,16 @@ export async function createSeed(pools: Pools, req: CreateSeedRequest): Promise<
     fs.mkdirSync(path.dirname(file), { recursive: true });
     await tool(
       'genisoimage',
-      ['-quiet', '-output', `${file}.partial`, '-volid', 'cidata', '-joliet', '-rock', ...files.map((f) => path.join(staging, f))],
+      [
+        '-quiet',
+        '-output',
+        `${file}.partial`,
+        '-volid',
+        'cidata',
+        '-joliet',
+        '-rock',
+        ...files.map((f) => path.join(staging, f)),
+      ],
       'creating the cloud-init seed',
     );
     fs.renameSync(`${file}.partial`, file);
@@ -124,5 +153,11 @@ export async function createSeed(pools: Pools, req: CreateSeedRequest): Promise<
     fs.rmSync(staging, { recursive: true, force: true });
     fs.rmSync(`${file}.partial`, { force: true });
   }
-  return { volume: req.volume, format: 'raw', virtualBytes: fs.statSync(file).size, actualBytes: 0, backing: null };
+  return {
+    volume: req.volume,
+    format: 'raw',
+    virtualBytes: fs.statSync(file).size,
+    actualBytes: 0,
+    backing: null,
+  };
 }

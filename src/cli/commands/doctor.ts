@@ -2,10 +2,10 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import { dataDir } from '../../allinone/config.ts';
 import { chooseAccelerator, probeKvmDevice, readCpuFacts } from '../../agent/qemu/accelerator.ts';
-import { printJson, printTable } from '../output.ts';
+import { dataDir } from '../../allinone/config.ts';
 import type { Flags } from '../flags.ts';
+import { printJson, printTable } from '../output.ts';
 
 interface Check {
   check: string;
@@ -18,7 +18,9 @@ interface Check {
 
 function binary(name: string, args: string[]): string | null {
   try {
-    return execFileSync(name, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0].trim();
+    return execFileSync(name, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+      .split('\n')[0]
+      .trim();
   } catch {
     return null;
   }
@@ -36,7 +38,13 @@ export async function doctor(flags: Flags): Promise<number> {
   const checks: Check[] = [];
   const tool = (check: string, name: string, args: string[], pkg: string) => {
     const v = binary(name, args);
-    checks.push({ check, ok: v !== null, detail: v ?? `${name} not found`, fix: `apt-get install -y ${pkg}`, required: true });
+    checks.push({
+      check,
+      ok: v !== null,
+      detail: v ?? `${name} not found`,
+      fix: `apt-get install -y ${pkg}`,
+      required: true,
+    });
   };
   const nodeMajor = Number(process.versions.node.split('.')[0]);
   checks.push({
@@ -82,7 +90,9 @@ export async function doctor(flags: Flags): Promise<number> {
       check: what,
       ok: free,
       detail: free ? `${port} free` : `${port} in use (Tern already running?)`,
-      fix: free ? '' : `stop what listens on ${port} (ss -ltnp 'sport = :${port}') or pick --port/--agent-port`,
+      fix: free
+        ? ''
+        : `stop what listens on ${port} (ss -ltnp 'sport = :${port}') or pick --port/--agent-port`,
       required: false,
     });
   }
@@ -90,7 +100,12 @@ export async function doctor(flags: Flags): Promise<number> {
   else {
     printTable(
       ['CHECK', 'STATUS', 'DETAIL', 'FIX'],
-      checks.map((c) => [c.check, c.ok ? 'ok' : c.required ? 'MISSING' : 'warning', c.detail, c.ok ? '' : c.fix]),
+      checks.map((c) => [
+        c.check,
+        c.ok ? 'ok' : c.required ? 'MISSING' : 'warning',
+        c.detail,
+        c.ok ? '' : c.fix,
+      ]),
     );
   }
   return checks.some((c) => !c.ok && c.required) ? 1 : 0;

@@ -8,7 +8,12 @@ import type { Flags } from '../flags.ts';
 import { ago, bytes, mib, printFields, printJson, printTable } from '../output.ts';
 import { waitForTask } from '../progress.ts';
 
-export async function taskCommand(api: ApiClient, sub: string | undefined, args: string[], flags: Flags): Promise<void> {
+export async function taskCommand(
+  api: ApiClient,
+  sub: string | undefined,
+  args: string[],
+  flags: Flags,
+): Promise<void> {
   const json = flags.output === 'json';
   switch (sub) {
     case 'list': {
@@ -56,7 +61,12 @@ export async function taskCommand(api: ApiClient, sub: string | undefined, args:
   }
 }
 
-export async function hostCommand(api: ApiClient, sub: string | undefined, args: string[], flags: Flags): Promise<void> {
+export async function hostCommand(
+  api: ApiClient,
+  sub: string | undefined,
+  args: string[],
+  flags: Flags,
+): Promise<void> {
   if (sub === 'list' || sub === undefined) {
     const { items } = await api.request<{ items: Host[] }>('GET', '/api/v1/hosts');
     if (flags.output === 'json') return printJson(items);
@@ -87,14 +97,26 @@ export async function hostCommand(api: ApiClient, sub: string | undefined, args:
       ['memory', h.facts ? mib(h.facts.memoryMiB) : null],
       ['accelerator', h.facts ? `${h.facts.accelerator} (${h.facts.acceleratorReason})` : null],
       ['pools', h.facts?.pools.map((p) => `${p.name} ${p.path} (${bytes(p.freeBytes)} free)`).join(', ')],
-      ['versions', h.facts ? Object.entries(h.facts.versions).map(([k, v]) => `${k} ${v}`).join(', ') : null],
+      [
+        'versions',
+        h.facts
+          ? Object.entries(h.facts.versions)
+              .map(([k, v]) => `${k} ${v}`)
+              .join(', ')
+          : null,
+      ],
       ['vms', h.vmCount],
     ]);
   }
   throw new TernError('invalid_request', 'usage: tern host list|show NAME');
 }
 
-export async function templateCommand(api: ApiClient, sub: string | undefined, args: string[], flags: Flags): Promise<void> {
+export async function templateCommand(
+  api: ApiClient,
+  sub: string | undefined,
+  args: string[],
+  flags: Flags,
+): Promise<void> {
   if (sub === 'list' || sub === undefined) {
     const { items } = await api.request<{ items: Template[] }>('GET', '/api/v1/templates');
     if (flags.output === 'json') return printJson(items);

@@ -1,16 +1,23 @@
 /** `tern vm …`: the VM lifecycle. */
+
+import { TernError } from '../../errors.ts';
 import type { Task } from '../../wire/task.ts';
 import type { CreateVmRequest, Vm } from '../../wire/vm.ts';
-import { TernError } from '../../errors.ts';
 import type { ApiClient } from '../client.ts';
+import type { Flags } from '../flags.ts';
 import { ago, bytes, type Format, mib, printFields, printJson, printTable } from '../output.ts';
 import { waitForTask } from '../progress.ts';
 import { parseSize } from '../sizes.ts';
-import type { Flags } from '../flags.ts';
 
 const enc = encodeURIComponent;
 
-async function runTask(api: ApiClient, flags: Flags, method: string, path: string, body?: unknown): Promise<void> {
+async function runTask(
+  api: ApiClient,
+  flags: Flags,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<void> {
   const r = await api.request<{ task: Task }>(method, path, body);
   if (flags['no-wait']) {
     if (flags.output === 'json') printJson(r.task);
@@ -27,7 +34,10 @@ function one(args: string[], usage: string): string {
 }
 
 function showVm(vm: Vm, format: Format): void {
-  if (format === 'json') return printJson(vm);
+  if (format === 'json') {
+    printJson(vm);
+    return;
+  }
   printFields([
     ['name', vm.name],
     ['id', vm.id],
@@ -37,9 +47,17 @@ function showVm(vm: Vm, format: Format): void {
     ['vcpus', vm.vcpus],
     ['memory', mib(vm.memoryMiB)],
     ['disks', vm.disks.map((d) => `${d.volume.pool}:${d.volume.path} (${bytes(d.sizeBytes)})`).join(', ')],
-    ['nics', vm.nics.map((n) => `${n.mac} ${n.network.mode === 'user' ? 'user' : `bridge ${n.network.bridge}`}`).join(', ')],
+    [
+      'nics',
+      vm.nics
+        .map((n) => `${n.mac} ${n.network.mode === 'user' ? 'user' : `bridge ${n.network.bridge}`}`)
+        .join(', '),
+    ],
     ['guest agent', vm.guest.agent],
-    ['last heartbeat', vm.guest.lastHeartbeat ? `${vm.guest.lastHeartbeat} (${ago(vm.guest.lastHeartbeat)})` : null],
+    [
+      'last heartbeat',
+      vm.guest.lastHeartbeat ? `${vm.guest.lastHeartbeat} (${ago(vm.guest.lastHeartbeat)})` : null,
+    ],
     ['guest hostname', vm.guest.hostname],
     ['guest os', vm.guest.os ? (vm.guest.os.prettyName ?? vm.guest.os.name ?? vm.guest.os.id) : null],
     ['guest kernel', vm.guest.os?.kernelRelease],
@@ -49,7 +67,12 @@ function showVm(vm: Vm, format: Format): void {
   ]);
 }
 
-export async function vmCommand(api: ApiClient, sub: string | undefined, args: string[], flags: Flags): Promise<void> {
+export async function vmCommand(
+  api: ApiClient,
+  sub: string | undefined,
+  args: string[],
+  flags: Flags,
+): Promise<void> {
   const format = flags.output;
   switch (sub) {
     case 'list': {
@@ -66,24 +89,42 @@ export async function vmCommand(api: ApiClient, sub: string | undefined, args: s
       if (format === 'json') return printJson(page);
       printTable(
         ['NAME', 'STATE', 'HOST', 'VCPUS', 'MEMORY', 'GUEST AGENT', 'IP'],
-        page.items.map((v) => [v.name, v.state, v.host, v.vcpus, mib(v.memoryMiB), v.guest.agent, v.ipAddresses[0]]),
+        page.items.map((v) => [
+          v.name,
+          v.state,
+          v.host,
+          v.vcpus,
+          mib(v.memoryMiB),
+          v.guest.agent,
+          v.ipAddresses[0],
+        ]),
       );
-      if (page.nextCursor) process.stderr.write(`(${page.total} in all; next page: --cursor ${page.nextCursor})\n`);
+      if (page.nextCursor)
+        process.stderr.write(`(${page.total} in all; next page: --cursor ${page.nextCursor})\n`);
       return;
     }
     case 'show':
-      return showVm(await api.request<Vm>('GET', `/api/v1/vms/${enc(one(args, 'tern vm show NAME'))}`), format);
+      return showVm(
+        await api.request<Vm>('GET', `/api/v1/vms/${enc(one(args, 'tern vm show NAME'))}`),
+        format,
+      );
     case 'create': {
-      const name = one(args, 'tern vm create NAME [--template T] [--vcpus N] [--memory 512M] [--disk 10G] [--start]');
+      const name = one(
+        args,
+        'tern vm create NAME [--template T] [--vcpus N] [--memory 512M] [--disk 10G] [--start]',
+      );
       const body: CreateVmRequest = { name };
       if (flags.template) body.template = flags.template;
       if (flags.vcpus) body.vcpus = Number(flags.vcpus);
       if (flags.memory) body.memoryMiB = Math.round(parseSize(flags.memory, 'M', '--memory'));
       if (flags.disk) body.diskGiB = parseSize(flags.disk, 'G', '--disk') / 1024;
-      if (flags['extra-disk'].length > 0) body.extraDisksGiB = flags['extra-disk'].map((d) => parseSize(d, 'G', '--extra-disk') / 1024);
+      if (flags['extra-disk'].length > 0)
+        body.extraDisksGiB = flags['extra-disk'].map((d) => parseSize(d, 'G', '--extra-disk') / 1024);
       if (flags.nic.length > 0) {
         body.nics = flags.nic.map((n) =>
-          n === 'user' ? { mode: 'user' as const } : { mode: 'bridge' as const, bridge: n.replace(/^bridge[:=]/, '') },
+          n === 'user'
+            ? { mode: 'user' as const }
+            : { mode: 'bridge' as const, bridge: n.replace(/^bridge[:=]/, '') },
         );
       }
       if (flags.start) body.start = true;
@@ -101,9 +142,15 @@ export async function vmCommand(api: ApiClient, sub: string | undefined, args: s
       return runTask(api, flags, 'POST', `/api/v1/vms/${enc(name)}/shutdown`, body);
     }
     case 'reboot':
-      return runTask(api, flags, 'POST', `/api/v1/vms/${enc(one(args, 'tern vm reboot NAME [--force]'))}/reboot`, {
-        force: flags.force,
-      });
+      return runTask(
+        api,
+        flags,
+        'POST',
+        `/api/v1/vms/${enc(one(args, 'tern vm reboot NAME [--force]'))}/reboot`,
+        {
+          force: flags.force,
+        },
+      );
     case 'delete': {
       const name = one(args, 'tern vm delete NAME [--keep-disks] [--force]');
       const q = new URLSearchParams({ keepDisks: String(flags['keep-disks']), force: String(flags.force) });

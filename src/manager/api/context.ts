@@ -1,6 +1,12 @@
 /** What route modules are given: the manager's services, and the Fastify instance type. */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
+import type {
+  FastifyBaseLogger,
+  FastifyInstance,
+  RawReplyDefaultExpression,
+  RawRequestDefaultExpression,
+  RawServerDefault,
+} from 'fastify';
 import type { TokenStore } from '../auth/tokens.ts';
 import type { TaskEngine } from '../tasks/engine.ts';
 import type { VmDeps } from '../vms/deps.ts';

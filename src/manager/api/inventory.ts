@@ -8,7 +8,13 @@ import type { ApiServices, App } from './context.ts';
 export function inventoryRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/hosts',
-    { schema: { summary: 'List hosts', tags: ['hosts'], response: { 200: Type.Object({ items: Type.Array(Host) }) } } },
+    {
+      schema: {
+        summary: 'List hosts',
+        tags: ['hosts'],
+        response: { 200: Type.Object({ items: Type.Array(Host) }) },
+      },
+    },
     async () => ({ items: await s.hosts.list() }),
   );
   app.get(

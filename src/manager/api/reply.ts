@@ -3,5 +3,8 @@ import type { FastifyReply } from 'fastify';
 import type { Task } from '../../wire/task.ts';
 
 export function accepted(reply: FastifyReply, task: Task, extra: Record<string, unknown> = {}) {
-  return reply.status(202).header('location', `/api/v1/tasks/${task.id}`).send({ task, ...extra });
+  return reply
+    .status(202)
+    .header('location', `/api/v1/tasks/${task.id}`)
+    .send({ task, ...extra });
 }

@@ -16,7 +16,9 @@ export function taskRoutes(app: App, s: ApiServices): void {
             state: Type.Optional(TaskState),
             object: Type.Optional(Type.String({ maxLength: 100, description: 'e.g. vm:<id>' })),
             limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 50 })),
-            before: Type.Optional(Type.String({ maxLength: 40, description: 'createdAt of the last task seen' })),
+            before: Type.Optional(
+              Type.String({ maxLength: 40, description: 'createdAt of the last task seen' }),
+            ),
           },
           { additionalProperties: false },
         ),

@@ -48,7 +48,9 @@ export function vmActionRoutes(app: App, s: ApiServices): void {
           Type.Object(
             {
               timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600, default: 60 })),
-              force: Type.Optional(Type.Boolean({ description: 'power off when the guest does not shut down in time' })),
+              force: Type.Optional(
+                Type.Boolean({ description: 'power off when the guest does not shut down in time' }),
+              ),
             },
             { additionalProperties: false },
           ),
@@ -58,7 +60,11 @@ export function vmActionRoutes(app: App, s: ApiServices): void {
     },
     async (req, reply) => {
       const vm = await s.store.get(req.params.vm);
-      const params = { vmId: vm.id, timeoutSeconds: req.body?.timeoutSeconds ?? 60, force: req.body?.force ?? false };
+      const params = {
+        vmId: vm.id,
+        timeoutSeconds: req.body?.timeoutSeconds ?? 60,
+        force: req.body?.force ?? false,
+      };
       return accepted(reply, await s.tasks.submit(shutdown, params, [`vm:${vm.id}`]));
     },
   );
@@ -70,13 +76,18 @@ export function vmActionRoutes(app: App, s: ApiServices): void {
         summary: 'Reboot a VM through its guest agent, or reset it with force',
         tags: ['vm actions'],
         params: VmRef,
-        body: Type.Optional(Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false })),
+        body: Type.Optional(
+          Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+        ),
         response: responses,
       },
     },
     async (req, reply) => {
       const vm = await s.store.get(req.params.vm);
-      return accepted(reply, await s.tasks.submit(reboot, { vmId: vm.id, force: req.body?.force ?? false }, [`vm:${vm.id}`]));
+      return accepted(
+        reply,
+        await s.tasks.submit(reboot, { vmId: vm.id, force: req.body?.force ?? false }, [`vm:${vm.id}`]),
+      );
     },
   );
 }

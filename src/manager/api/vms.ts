@@ -57,7 +57,11 @@ export function vmRoutes(app: App, s: ApiServices): void {
         summary: 'Create a VM from a template or with an empty disk',
         tags: ['vms'],
         body: CreateVmRequest,
-        response: { 202: Type.Object({ task: TaskAccepted.properties.task, vm: Vm }), 400: ErrorBody, 409: ErrorBody },
+        response: {
+          202: Type.Object({ task: TaskAccepted.properties.task, vm: Vm }),
+          400: ErrorBody,
+          409: ErrorBody,
+        },
       },
     },
     async (req, reply) => {
@@ -76,15 +80,23 @@ export function vmRoutes(app: App, s: ApiServices): void {
         template: template?.name ?? null,
         spec: JSON.stringify(plan.spec),
         diskSizes: JSON.stringify(plan.diskSizes),
-        guest: JSON.stringify({ agent: 'unknown', lastHeartbeat: null, hostname: null, os: null, interfaces: [] }),
+        guest: JSON.stringify({
+          agent: 'unknown',
+          lastHeartbeat: null,
+          hostname: null,
+          os: null,
+          interfaces: [],
+        }),
         vncPort: null,
         createdAt: now(),
         updatedAt: now(),
       });
       try {
-        const task = await s.tasks.submit(create, { vmId: id, volumes: plan.volumes, start: req.body.start ?? false }, [
-          `vm:${id}`,
-        ]);
+        const task = await s.tasks.submit(
+          create,
+          { vmId: id, volumes: plan.volumes, start: req.body.start ?? false },
+          [`vm:${id}`],
+        );
         return accepted(reply, task, { vm });
       } catch (err) {
         await s.store.remove(id);

@@ -22,7 +22,11 @@ export class TokenStore {
     this.#db = db;
   }
 
-  async create(name: string, role: string, expiresAt: string | null = null): Promise<{ id: string; token: string }> {
+  async create(
+    name: string,
+    role: string,
+    expiresAt: string | null = null,
+  ): Promise<{ id: string; token: string }> {
     const token = `tern_${randomBytes(24).toString('base64url')}`;
     const id = randomUUID();
     await this.#db
@@ -42,10 +46,16 @@ export class TokenStore {
 
   async authenticate(header: string | undefined): Promise<Principal> {
     const token = header?.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
-    if (!token) throw new TernError('unauthorized', 'an API token is required (Authorization: Bearer <token>)');
-    const row = await this.#db.selectFrom('apiTokens').selectAll().where('hash', '=', hash(token)).executeTakeFirst();
+    if (!token)
+      throw new TernError('unauthorized', 'an API token is required (Authorization: Bearer <token>)');
+    const row = await this.#db
+      .selectFrom('apiTokens')
+      .selectAll()
+      .where('hash', '=', hash(token))
+      .executeTakeFirst();
     if (!row) throw new TernError('unauthorized', 'the API token is not valid');
-    if (row.expiresAt && row.expiresAt < now()) throw new TernError('unauthorized', 'the API token has expired');
+    if (row.expiresAt && row.expiresAt < now())
+      throw new TernError('unauthorized', 'the API token has expired');
     // Record use at most once a minute per token, so reads stay reads.
     const last = this.#lastUsedWrites.get(row.id) ?? 0;
     if (Date.now() - last > 60_000) {

@@ -3,7 +3,7 @@
  * addon. Kysely expects a better-sqlite3-shaped database; this adapts the few calls it uses.
  */
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
-import { SqliteDialect, type SqliteDatabase, type SqliteStatement } from 'kysely';
+import { type SqliteDatabase, SqliteDialect, type SqliteStatement } from 'kysely';
 
 function bind(params: readonly unknown[]): SQLInputValue[] {
   return params.map((p) => {
@@ -38,7 +38,9 @@ class Statement implements SqliteStatement {
 
 export function openSqlite(file: string): { dialect: SqliteDialect; raw: DatabaseSync } {
   const raw = new DatabaseSync(file);
-  raw.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;');
+  raw.exec(
+    'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;',
+  );
   const database: SqliteDatabase = {
     close: () => raw.close(),
     prepare: (sql: string) => new Statement(raw.prepare(sql)),

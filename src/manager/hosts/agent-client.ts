@@ -41,7 +41,10 @@ export class AgentClient {
       });
     } catch (err) {
       const e = err as Error;
-      const why = e.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (e.cause as Error)?.message ?? e.message;
+      const why =
+        e.name === 'TimeoutError'
+          ? `no answer within ${timeoutMs} ms`
+          : ((e.cause as Error)?.message ?? e.message);
       throw new TernError('unavailable', `host agent at ${this.url} unreachable: ${why}`);
     }
     if (res.status === 204) return undefined as T;
@@ -59,7 +62,10 @@ export class AgentClient {
   async info(): Promise<AgentInfo> {
     const info = await this.#call<AgentInfo>('GET', '/agent/v1/info', undefined, 10_000);
     if (info.protocol !== agentProtocolVersion) {
-      throw new TernError('protocol_error', `host speaks agent protocol ${info.protocol}, this manager ${agentProtocolVersion}`);
+      throw new TernError(
+        'protocol_error',
+        `host speaks agent protocol ${info.protocol}, this manager ${agentProtocolVersion}`,
+      );
     }
     return info;
   }
@@ -82,7 +88,9 @@ export class AgentClient {
   }
 
   async act(id: string, action: VmAction): Promise<AgentVm> {
-    return (await this.#call<{ vm: AgentVm }>('POST', `/agent/v1/vms/${id}/actions/${action}`, undefined, 30_000)).vm;
+    return (
+      await this.#call<{ vm: AgentVm }>('POST', `/agent/v1/vms/${id}/actions/${action}`, undefined, 30_000)
+    ).vm;
   }
 
   async forgetVm(id: string): Promise<void> {
@@ -102,7 +110,8 @@ export class AgentClient {
   }
 
   async importVolume(req: ImportVolumeRequest): Promise<VolumeInfo> {
-    return (await this.#call<{ volume: VolumeInfo }>('POST', '/agent/v1/volumes/import', req, 600_000)).volume;
+    return (await this.#call<{ volume: VolumeInfo }>('POST', '/agent/v1/volumes/import', req, 600_000))
+      .volume;
   }
 
   async volumeInfo(ref: VolumeRef): Promise<VolumeInfo | null> {

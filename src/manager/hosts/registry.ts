@@ -36,7 +36,11 @@ export class HostRegistry {
   async register(name: string, address: string, token: string): Promise<Host> {
     const client = new AgentClient(address, token);
     const info = await client.info();
-    const existing = await this.#db.selectFrom('hosts').selectAll().where('name', '=', name).executeTakeFirst();
+    const existing = await this.#db
+      .selectFrom('hosts')
+      .selectAll()
+      .where('name', '=', name)
+      .executeTakeFirst();
     const row: HostTable = {
       id: existing?.id ?? randomUUID(),
       name,
@@ -116,7 +120,9 @@ export class HostRegistry {
 
   #enqueue(hostId: string, work: () => Promise<void>): void {
     const prev = this.#queues.get(hostId) ?? Promise.resolve();
-    const next = prev.then(work).catch((err) => this.#log.error({ err, host: hostId }, 'applying a host event failed'));
+    const next = prev
+      .then(work)
+      .catch((err) => this.#log.error({ err, host: hostId }, 'applying a host event failed'));
     this.#queues.set(hostId, next);
   }
 
@@ -139,11 +145,19 @@ export class HostRegistry {
   }
 
   async #onConnection(row: HostTable, up: boolean, why?: string): Promise<void> {
-    const current = await this.#db.selectFrom('hosts').select('state').where('id', '=', row.id).executeTakeFirst();
+    const current = await this.#db
+      .selectFrom('hosts')
+      .select('state')
+      .where('id', '=', row.id)
+      .executeTakeFirst();
     if (!current) return;
     if (up) {
       if (current.state === 'offline') {
-        await this.#db.updateTable('hosts').set({ state: 'online', lastSeen: now() }).where('id', '=', row.id).execute();
+        await this.#db
+          .updateTable('hosts')
+          .set({ state: 'online', lastSeen: now() })
+          .where('id', '=', row.id)
+          .execute();
         this.#log.info({ host: row.name }, 'host is back online');
       }
       return;

@@ -35,13 +35,20 @@ export class TemplateStore {
   }
 
   async get(name: string): Promise<Template> {
-    const row = await this.#db.selectFrom('templates').selectAll().where('name', '=', name).executeTakeFirst();
+    const row = await this.#db
+      .selectFrom('templates')
+      .selectAll()
+      .where('name', '=', name)
+      .executeTakeFirst();
     if (!row) throw new TernError('not_found', `template ${name} does not exist`);
     return toWire(row);
   }
 
   async has(name: string): Promise<boolean> {
-    return (await this.#db.selectFrom('templates').select('name').where('name', '=', name).executeTakeFirst()) !== undefined;
+    return (
+      (await this.#db.selectFrom('templates').select('name').where('name', '=', name).executeTakeFirst()) !==
+      undefined
+    );
   }
 
   async insert(t: Template): Promise<void> {
@@ -94,7 +101,9 @@ export async function importTinyTemplate(
   const ref = (file: string) => ({ pool, path: `${dir}/${file}` });
   const ensure = async (file: string, format: 'raw' | 'qcow2') => {
     const existing = await agent.volumeInfo(ref(file));
-    return existing ?? agent.importVolume({ volume: ref(file), sourcePath: path.join(guestDir, file), format });
+    return (
+      existing ?? agent.importVolume({ volume: ref(file), sourcePath: path.join(guestDir, file), format })
+    );
   };
   await ensure(m.kernel, 'raw');
   await ensure(m.initrd, 'raw');

@@ -4,7 +4,7 @@ import { TernError } from '../../errors.ts';
 import { createLogger } from '../../log.ts';
 import { openDatabase } from '../db/database.ts';
 import { EventBus } from '../events/bus.ts';
-import { type TaskKind, TaskEngine } from './engine.ts';
+import { TaskEngine, type TaskKind } from './engine.ts';
 
 const log = createLogger('test', 'silent');
 

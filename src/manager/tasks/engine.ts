@@ -107,7 +107,8 @@ export class TaskEngine {
         }
       }
       await trx.insertInto('tasks').values(row).execute();
-      for (const object of objects) await trx.insertInto('taskLocks').values({ object, taskId: id }).execute();
+      for (const object of objects)
+        await trx.insertInto('taskLocks').values({ object, taskId: id }).execute();
     });
     const task = toTask(row);
     this.#bus.publish({ type: 'task', task });
@@ -129,8 +130,18 @@ export class TaskEngine {
     return toTask(row, log);
   }
 
-  async list(filter: { state?: TaskState; object?: string; limit: number; before?: string }): Promise<Task[]> {
-    let q = this.#db.selectFrom('tasks').selectAll().orderBy('createdAt', 'desc').orderBy('id').limit(filter.limit);
+  async list(filter: {
+    state?: TaskState;
+    object?: string;
+    limit: number;
+    before?: string;
+  }): Promise<Task[]> {
+    let q = this.#db
+      .selectFrom('tasks')
+      .selectAll()
+      .orderBy('createdAt', 'desc')
+      .orderBy('id')
+      .limit(filter.limit);
     if (filter.state) q = q.where('state', '=', filter.state);
     if (filter.object) q = q.where('objects', 'like', `%${JSON.stringify(filter.object).slice(1, -1)}%`);
     if (filter.before) q = q.where('createdAt', '<', filter.before);
@@ -155,7 +166,11 @@ export class TaskEngine {
 
   /** Picks up tasks a previous manager process left queued or running. */
   async recover(): Promise<void> {
-    const rows = await this.#db.selectFrom('tasks').selectAll().where('state', 'in', ['queued', 'running']).execute();
+    const rows = await this.#db
+      .selectFrom('tasks')
+      .selectAll()
+      .where('state', 'in', ['queued', 'running'])
+      .execute();
     for (const row of rows) {
       const kind = this.#kinds.get(row.kind);
       const params = JSON.parse(row.params) as unknown;
@@ -164,7 +179,10 @@ export class TaskEngine {
         this.#start(row.id, kind, params, true);
         continue;
       }
-      const error = new TernError('internal', 'the manager stopped while this task ran; its partial work was undone');
+      const error = new TernError(
+        'internal',
+        'the manager stopped while this task ran; its partial work was undone',
+      );
       const ctx = this.#context(row.id, new AbortController(), true);
       try {
         if (kind?.cleanup) await kind.cleanup(ctx, params, error);
@@ -186,7 +204,8 @@ export class TaskEngine {
   /** Ends without waiting, as a crash would (tests of recovery use it). */
   abandon(): void {
     this.#closing = true;
-    for (const r of this.#running.values()) r.controller.abort(new TernError('unavailable', 'manager stopping'));
+    for (const r of this.#running.values())
+      r.controller.abort(new TernError('unavailable', 'manager stopping'));
   }
 
   #start<P>(id: string, kind: TaskKind<P>, params: P, resumed: boolean): void {
@@ -211,7 +230,8 @@ export class TaskEngine {
       await this.#finish(id, 'succeeded', result ?? null, null);
     } catch (err) {
       // Abandoned (simulated crash): leave the row running for the next manager to recover.
-      if (this.#closing && (controller.signal.reason as TernError | undefined)?.code === 'unavailable') return;
+      if (this.#closing && (controller.signal.reason as TernError | undefined)?.code === 'unavailable')
+        return;
       const error = asTernError(err);
       const cancelled = controller.signal.aborted && error.code === 'cancelled';
       await this.#appendLog(id, `${cancelled ? 'cancelled' : 'failed'}: ${error.message}`);
@@ -272,7 +292,9 @@ export class TaskEngine {
           step: state,
           finishedAt: now(),
           result: result === null ? null : JSON.stringify(result),
-          error: error ? JSON.stringify({ code: error.code, message: error.message, details: error.details }) : null,
+          error: error
+            ? JSON.stringify({ code: error.code, message: error.message, details: error.details })
+            : null,
         })
         .where('id', '=', id)
         .execute();

@@ -25,7 +25,10 @@ export function createTask(deps: VmDeps): TaskKind<CreateParams> {
       let done = 0;
       for (const v of p.volumes) {
         ctx.throwIfCancelled();
-        await ctx.step(`creating ${v.volume.path}${v.backing ? ` on ${v.backing.path}` : ''}`, (done++ / steps) * 100);
+        await ctx.step(
+          `creating ${v.volume.path}${v.backing ? ` on ${v.backing.path}` : ''}`,
+          (done++ / steps) * 100,
+        );
         await agent.createVolume(v);
       }
       if (spec.seed) {
@@ -47,7 +50,9 @@ export function createTask(deps: VmDeps): TaskKind<CreateParams> {
         const agent = deps.hosts.client(row.hostId!);
         const spec = JSON.parse(row.spec) as VmSpec;
         for (const v of [...p.volumes.map((x) => x.volume), ...(spec.seed ? [spec.seed] : [])]) {
-          await agent.deleteVolume(v).catch((err: TernError) => ctx.log(`could not remove ${v.path}: ${err.message}`));
+          await agent
+            .deleteVolume(v)
+            .catch((err: TernError) => ctx.log(`could not remove ${v.path}: ${err.message}`));
         }
         await deps.store.remove(p.vmId);
         await ctx.log('removed the partly created VM');

@@ -20,7 +20,8 @@ export function deleteTask(deps: VmDeps): TaskKind<DeleteParams> {
       const spec = JSON.parse(row.spec) as VmSpec;
       const agent = deps.hosts.client(row.hostId!);
       if (row.state === 'running' || row.state === 'paused' || row.state === 'unknown') {
-        if (!p.force) throw new TernError('conflict', `VM ${row.name} is ${row.state}; stop it first or use --force`);
+        if (!p.force)
+          throw new TernError('conflict', `VM ${row.name} is ${row.state}; stop it first or use --force`);
         await ctx.step('forcing power off', 10);
         await agent.act(p.vmId, 'kill').catch((err: TernError) => {
           if (err.code !== 'not_found') throw err;
@@ -30,7 +31,10 @@ export function deleteTask(deps: VmDeps): TaskKind<DeleteParams> {
       await agent.forgetVm(p.vmId).catch((err: TernError) => {
         if (err.code !== 'not_found') throw err;
       });
-      const volumes = [...(p.keepDisks ? [] : spec.disks.map((d) => d.volume)), ...(spec.seed ? [spec.seed] : [])];
+      const volumes = [
+        ...(p.keepDisks ? [] : spec.disks.map((d) => d.volume)),
+        ...(spec.seed ? [spec.seed] : []),
+      ];
       let i = 0;
       for (const v of volumes) {
         await ctx.step(`removing ${v.path}`, 20 + (60 * i++) / volumes.length);

@@ -41,5 +41,8 @@ test('a template disk cannot shrink', () => {
 });
 
 test('MACs use the QEMU prefix', () => {
-  assert.match(randomMac(() => Buffer.from([1, 2, 255])), /^52:54:00:01:02:ff$/);
+  assert.match(
+    randomMac(() => Buffer.from([1, 2, 255])),
+    /^52:54:00:01:02:ff$/,
+  );
 });

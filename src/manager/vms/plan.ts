@@ -40,10 +40,16 @@ export function planVm(
       });
     }
     // A linked clone: a qcow2 overlay whose backing file is the template's read-only base.
-    volumes.push({ volume: { pool, path: `${dir}/disk0.qcow2` }, format: 'qcow2', backing: template.disk, sizeBytes: bootSize });
+    volumes.push({
+      volume: { pool, path: `${dir}/disk0.qcow2` },
+      format: 'qcow2',
+      backing: template.disk,
+      sizeBytes: bootSize,
+    });
     diskSizes.push(bootSize ?? template.diskSizeBytes);
   } else {
-    if (!bootSize) throw new TernError('invalid_request', 'diskGiB is required without a template', { field: 'diskGiB' });
+    if (!bootSize)
+      throw new TernError('invalid_request', 'diskGiB is required without a template', { field: 'diskGiB' });
     volumes.push({ volume: { pool, path: `${dir}/disk0.qcow2` }, format: 'qcow2', sizeBytes: bootSize });
     diskSizes.push(bootSize);
   }

@@ -77,7 +77,15 @@ export function shutdownTask(deps: VmDeps): TaskKind<ShutdownParams> {
       if (!running(vm)) throw new TernError('conflict', `VM ${vm.name} is ${vm.state}`);
       const deadline = Date.now() + p.timeoutSeconds * 1000;
       const stopped = (ms: number) =>
-        waitForVm(deps.bus, deps.store, p.vmId, isState('stopped'), Math.max(ms, 1), ctx.signal, 'power off').then(
+        waitForVm(
+          deps.bus,
+          deps.store,
+          p.vmId,
+          isState('stopped'),
+          Math.max(ms, 1),
+          ctx.signal,
+          'power off',
+        ).then(
           () => true,
           (err: TernError) => {
             if (err.code !== 'timeout') throw err;
@@ -119,7 +127,10 @@ export function rebootTask(deps: VmDeps): TaskKind<RebootParams> {
       const vm = await requireRunning(deps, p.vmId);
       if (!p.force) {
         if (vm.guest.agent !== 'responding') {
-          throw new TernError('conflict', `the guest agent of ${vm.name} does not answer; use --force to reset the VM`);
+          throw new TernError(
+            'conflict',
+            `the guest agent of ${vm.name} does not answer; use --force to reset the VM`,
+          );
         }
         await ctx.step('asking the guest agent to reboot', 30);
         await act(deps, p.vmId, 'guest-reboot');

@@ -16,13 +16,19 @@ const reported = (state: AgentVm['state'], reason: string | null = null): AgentV
 });
 
 test('the host report decides', () => {
-  assert.deepEqual(reconcileVm({ state: 'stopped', reason: null }, reported('running')), { state: 'running', reason: null });
+  assert.deepEqual(reconcileVm({ state: 'stopped', reason: null }, reported('running')), {
+    state: 'running',
+    reason: null,
+  });
   assert.deepEqual(reconcileVm({ state: 'running', reason: null }, reported('crashed', 'boom')), {
     state: 'crashed',
     reason: 'boom',
   });
   assert.equal(reconcileVm({ state: 'running', reason: null }, reported('shutdown')).state, 'stopped');
-  assert.equal(reconcileVm({ state: 'running', reason: null }, reported('paused', 'storage full')).reason, 'storage full');
+  assert.equal(
+    reconcileVm({ state: 'running', reason: null }, reported('paused', 'storage full')).reason,
+    'storage full',
+  );
 });
 
 test('a VM its host does not know is missing only if it should run', () => {

@@ -1,7 +1,8 @@
 /** The VM inventory: rows in the database, shown as wire `Vm` objects, changes published. */
+
+import { usefulAddresses } from '../../agent/qemu/guest-info.ts';
 import { TernError } from '../../errors.ts';
 import type { AgentVm } from '../../wire/agent.ts';
-import { usefulAddresses } from '../../agent/qemu/guest-info.ts';
 import type { GuestInfo, PowerState, Vm, VmSpec } from '../../wire/vm.ts';
 import { type Db, now } from '../db/database.ts';
 import type { VmTable } from '../db/schema.ts';
@@ -60,7 +61,8 @@ export class VmStore {
     try {
       await this.#db.insertInto('vms').values(row).execute();
     } catch (err) {
-      if (/UNIQUE/i.test((err as Error).message)) throw new TernError('conflict', `a VM named ${row.name} exists`);
+      if (/UNIQUE/i.test((err as Error).message))
+        throw new TernError('conflict', `a VM named ${row.name} exists`);
       throw err;
     }
     return this.#publish(row);
@@ -91,7 +93,10 @@ export class VmStore {
       q = q.where('name', '>=', filter.namePrefix).where('name', '<', `${filter.namePrefix}\u{10ffff}`);
     }
     const { total } = await q.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow();
-    let page = q.selectAll().orderBy('name').limit(filter.limit + 1);
+    let page = q
+      .selectAll()
+      .orderBy('name')
+      .limit(filter.limit + 1);
     if (filter.after) page = page.where('name', '>', filter.after);
     const rows = await page.execute();
     const more = rows.length > filter.limit;
@@ -152,7 +157,10 @@ export class VmStore {
       .where('state', 'in', ['running', 'paused'])
       .execute();
     for (const row of rows) {
-      await this.setState(row.id, hostUnreachable({ state: row.state as PowerState, reason: row.stateReason }, why));
+      await this.setState(
+        row.id,
+        hostUnreachable({ state: row.state as PowerState, reason: row.stateReason }, why),
+      );
     }
   }
 

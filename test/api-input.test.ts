@@ -1,0 +1,244 @@
+/** Bad input at the API boundary: always a clear 4xx in the error shape, never a 500. */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { type Cluster, startCluster } from './harness.ts';
+
+let c: Cluster;
+before(async () => {
+  c = await startCluster('input');
+});
+after(async () => {
+  await c?.stop();
+});
+
+const json = { 'content-type': 'application/json' };
+
+const cases: {
+  name: string;
+  method: string;
+  path: string;
+  body?: string;
+  headers?: Record<string, string>;
+  status: number;
+  code: string;
+  message?: RegExp;
+}[] = [
+  {
+    name: 'malformed JSON',
+    method: 'POST',
+    path: '/api/v1/vms',
+    body: '{"name": ',
+    headers: json,
+    status: 400,
+    code: 'invalid_request',
+  },
+  {
+    name: 'wrong type',
+    method: 'POST',
+    path: '/api/v1/vms',
+    body: '{"name":"a","vcpus":"many"}',
+    headers: json,
+    status: 400,
+    code: 'invalid_request',
+    message: /vcpus/,
+  },
+  {
+    name: 'unknown field',
+    method: 'POST',
+    path: '/api/v1/vms',
+    body: '{"name":"a","colour":"red"}',
+    headers: json,
+    status: 400,
+    code: 'invalid_request',
+    message: /additional/,
+  },
+  {
+    name: 'name with spaces',
+    method: 'POST',
+    path: '/api/v1/vms',
+    body: '{"name":"my vm"}',
+    headers: json,
+    status: 400,
+    code: 'invalid_request',
+    message: /name/,
+  },
+  {
+    name: 'name too long',
+    method: 'POST',
+    path: '/api/v1/vms',
+    body: JSON.stringify({ name: 'a'.repeat(64) }),
+    headers: json,
+    status: 400,
+    code: 'invalid_request',
+  },
+  {
+    name: 'missing name',
+    method: 'POST',
+    path: '/api/v1/vms',
+    body: '{}',
+    headers: json,
+    status: 400,
+    code: 'invalid_request',
+    message: /name/,
+  },
+  {
+    name: 'no disk and no template',
+    method: 'POST',
+    path: '/api/v1/vms',
+    body: '{"name":"nodisk"}',
+    headers: json,
+    status: 400,
+    code: 'invalid_request',
+    message: /diskGiB/,
+  },
+  {
+    name: 'absurd memory',
+    method: 'POST',
+    path: '/api/v1/vms',
+    body: '{"name":"big","template":"tiny","memoryMiB":99999999999}',
+    headers: json,
+    status: 400,
+    code: 'invalid_request',
+  },
+  {
+    name: 'negative vcpus',
+    method: 'POST',
+    path: '/api/v1/vms',
+    body: '{"name":"neg","template":"tiny","vcpus":-1}',
+    headers: json,
+    status: 400,
+    code: 'invalid_request',
+  },
+  {
+    name: 'unknown template',
+    method: 'POST',
+    path: '/api/v1/vms',
+    body: '{"name":"t","template":"nosuch"}',
+    headers: json,
+    status: 404,
+    code: 'not_found',
+    message: /template nosuch/,
+  },
+  {
+    name: 'not JSON',
+    method: 'POST',
+    path: '/api/v1/vms',
+    body: 'name=a',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    status: 415,
+    code: 'unsupported_media_type',
+  },
+  {
+    name: 'body too large',
+    method: 'POST',
+    path: '/api/v1/vms',
+    body: JSON.stringify({ name: 'x'.repeat(300 * 1024) }),
+    headers: json,
+    status: 413,
+    code: 'payload_too_large',
+  },
+  {
+    name: 'unknown VM',
+    method: 'GET',
+    path: '/api/v1/vms/nosuch',
+    status: 404,
+    code: 'not_found',
+    message: /nosuch/,
+  },
+  {
+    name: 'bad task id',
+    method: 'GET',
+    path: '/api/v1/tasks/not-a-uuid',
+    status: 400,
+    code: 'invalid_request',
+  },
+  {
+    name: 'unknown task',
+    method: 'GET',
+    path: '/api/v1/tasks/00000000-0000-4000-8000-000000000000',
+    status: 404,
+    code: 'not_found',
+  },
+  {
+    name: 'bad list limit',
+    method: 'GET',
+    path: '/api/v1/vms?limit=0',
+    status: 400,
+    code: 'invalid_request',
+    message: /limit/,
+  },
+  {
+    name: 'bad state filter',
+    method: 'GET',
+    path: '/api/v1/vms?state=flying',
+    status: 400,
+    code: 'invalid_request',
+  },
+  { name: 'unknown route', method: 'GET', path: '/api/v1/nothing', status: 404, code: 'not_found' },
+  {
+    name: 'shutdown timeout out of range',
+    method: 'POST',
+    path: '/api/v1/vms/nosuch/shutdown',
+    body: '{"timeoutSeconds":0}',
+    headers: json,
+    status: 400,
+    code: 'invalid_request',
+  },
+];
+
+for (const k of cases) {
+  test(`${k.name} → ${k.status}`, async () => {
+    const r = await c.api.raw(k.method, k.path, { body: k.body, headers: k.headers });
+    assert.equal(r.status, k.status, JSON.stringify(r.body));
+    assert.equal(r.body.error?.code, k.code);
+    assert.ok(r.body.error?.message, 'a message for people');
+    if (k.message) assert.match(r.body.error!.message, k.message);
+  });
+}
+
+test('requests without a valid token are refused', async () => {
+  for (const authorization of ['', 'Bearer nope', 'Basic abc']) {
+    const res = await fetch(`${c.api.url}/api/v1/vms`, { headers: authorization ? { authorization } : {} });
+    assert.equal(res.status, 401);
+    assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'unauthorized');
+  }
+  const health = await fetch(`${c.api.url}/api/v1/health`);
+  assert.equal(health.status, 200);
+});
+
+test('a duplicate VM name is a conflict, and nothing is lost', async () => {
+  const t = await c.api.task('POST', '/api/v1/vms', { name: 'dup', template: 'tiny' });
+  assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+  const r = await c.api.raw('POST', '/api/v1/vms', {
+    body: '{"name":"dup","template":"tiny"}',
+    headers: json,
+  });
+  assert.equal(r.status, 409);
+  assert.match(r.body.error!.message, /dup/);
+  const list = await c.api.request<{ total: number }>('GET', '/api/v1/vms');
+  assert.equal(list.total, 1);
+});
+
+test('a second task on a busy VM is refused with the task that holds it', async () => {
+  const first = await c.api.request<{ task: { id: string } }>('POST', '/api/v1/vms/dup/start');
+  const second = await c.api.raw('POST', '/api/v1/vms/dup/start');
+  // The first may already have finished on a fast machine; then the second is accepted.
+  if (second.status === 409) {
+    assert.equal(second.body.error?.code, 'locked');
+    assert.match(second.body.error!.message, new RegExp(first.task.id));
+  } else {
+    assert.equal(second.status, 202);
+  }
+  await c.api.task('POST', '/api/v1/vms/dup/stop');
+});
+
+test('the OpenAPI document describes the API', async () => {
+  const res = await fetch(`${c.api.url}/api/v1/openapi.json`);
+  assert.equal(res.status, 200);
+  const doc = (await res.json()) as { openapi: string; paths: Record<string, Record<string, unknown>> };
+  assert.equal(doc.openapi, '3.1.0');
+  for (const p of ['/api/v1/vms', '/api/v1/vms/{vm}', '/api/v1/vms/{vm}/shutdown', '/api/v1/tasks/{id}']) {
+    assert.ok(doc.paths[p], `${p} documented`);
+  }
+  assert.ok(doc.paths['/api/v1/vms'].post);
+});
