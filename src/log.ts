@@ -7,3 +7,8 @@ export type Logger = FastifyBaseLogger;
 export function createLogger(name: string, level = process.env.TERN_LOG_LEVEL ?? 'info'): Logger {
   return pino({ name, level }, pino.destination(2));
 }
+
+/** HTTP servers log every request at info; ours keep only warnings and errors. */
+export function quietRequests(log: Logger): Logger {
+  return log.child({}, { level: 'warn' });
+}

@@ -1,6 +1,7 @@
 /** Bad input at the API boundary: always a clear 4xx in the error shape, never a 500. */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import type { Task } from '../src/wire/task.ts';
 import { type Cluster, startCluster } from './harness.ts';
 
 let c: Cluster;
@@ -220,7 +221,7 @@ test('a duplicate VM name is a conflict, and nothing is lost', async () => {
 });
 
 test('a second task on a busy VM is refused with the task that holds it', async () => {
-  const first = await c.api.request<{ task: { id: string } }>('POST', '/api/v1/vms/dup/start');
+  const first = await c.api.request<{ task: Task }>('POST', '/api/v1/vms/dup/start');
   const second = await c.api.raw('POST', '/api/v1/vms/dup/start');
   // The first may already have finished on a fast machine; then the second is accepted.
   if (second.status === 409) {
@@ -229,7 +230,9 @@ test('a second task on a busy VM is refused with the task that holds it', async 
   } else {
     assert.equal(second.status, 202);
   }
-  await c.api.task('POST', '/api/v1/vms/dup/stop');
+  await c.api.settle(first.task);
+  const stop = await c.api.task('POST', '/api/v1/vms/dup/stop');
+  assert.equal(stop.state, 'succeeded', JSON.stringify(stop.error));
 });
 
 test('the OpenAPI document describes the API', async () => {

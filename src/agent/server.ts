@@ -8,7 +8,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import { TernError } from '../errors.ts';
 import { installErrorHandling } from '../http/errors.ts';
-import type { Logger } from '../log.ts';
+import { type Logger, quietRequests } from '../log.ts';
 import {
   type AgentEvent,
   type AgentVm,
@@ -43,9 +43,8 @@ function tokenMatches(header: string | undefined, token: string): boolean {
 export async function buildAgentServer(opts: AgentServerOptions): Promise<FastifyInstance> {
   const { driver, pools } = opts;
   const app = Fastify({
-    loggerInstance: opts.log,
+    loggerInstance: quietRequests(opts.log),
     bodyLimit: 1024 * 1024,
-    disableRequestLogging: true,
   }).withTypeProvider<TypeBoxTypeProvider>();
   installErrorHandling(app);
 

@@ -47,7 +47,9 @@ try {
   }
   if (values['admin-token-file'] && (await s.tokens.count()) === 0) {
     const { token } = await s.tokens.create('admin', 'admin');
-    fs.writeFileSync(values['admin-token-file'], `${token}\n`, { mode: 0o600 });
+    // Written whole and renamed into place: whoever waits for the file never reads half of it.
+    fs.writeFileSync(`${values['admin-token-file']}.partial`, `${token}\n`, { mode: 0o600 });
+    fs.renameSync(`${values['admin-token-file']}.partial`, values['admin-token-file']);
   }
   for (const sig of ['SIGINT', 'SIGTERM'] as const)
     process.once(sig, () => void manager.close().then(() => process.exit(0)));

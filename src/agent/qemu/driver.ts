@@ -33,6 +33,11 @@ export class QemuDriver implements HypervisorDriver {
   readonly #binary: string;
   readonly #accel: AcceleratorChoice;
   readonly #vms = new Map<string, VmProcess>();
+  /**
+   * VMs this host stopped on purpose, remembered until they start again or are forgotten,
+   * so a manager that was away when they stopped learns they stopped and did not vanish.
+   */
+  readonly #stopped = new Map<string, AgentVm>();
   /** Starts in flight, so two concurrent runs of one VM cannot launch two QEMUs. */
   readonly #starting = new Map<string, Promise<AgentVm>>();
 
@@ -47,16 +52,41 @@ export class QemuDriver implements HypervisorDriver {
       log: this.#opts.log,
       heartbeatMs: this.#opts.heartbeatMs ?? 10_000,
       changed: (vm: AgentVm) => this.events.emit('vm', vm),
-      gone: (id: string) => {
-        this.#vms.delete(id);
-        this.events.emit('gone', id);
+      stopped: (vm: AgentVm) => {
+        this.#vms.delete(vm.id);
+        this.#rememberStopped(vm);
       },
     };
+  }
+
+  #tombstone(id: string): string {
+    return path.join(this.#opts.stateDir, 'stopped', `${id}.json`);
+  }
+
+  #rememberStopped(vm: AgentVm): void {
+    this.#stopped.set(vm.id, vm);
+    fs.mkdirSync(path.dirname(this.#tombstone(vm.id)), { recursive: true });
+    fs.writeFileSync(this.#tombstone(vm.id), JSON.stringify(vm));
+  }
+
+  #dropStopped(id: string): void {
+    this.#stopped.delete(id);
+    fs.rmSync(this.#tombstone(id), { force: true });
   }
 
   async init(): Promise<void> {
     const runRoot = path.join(this.#opts.stateDir, 'run');
     fs.mkdirSync(runRoot, { recursive: true, mode: 0o700 });
+    const stoppedRoot = path.join(this.#opts.stateDir, 'stopped');
+    fs.mkdirSync(stoppedRoot, { recursive: true });
+    for (const file of fs.readdirSync(stoppedRoot)) {
+      try {
+        const vm = JSON.parse(fs.readFileSync(path.join(stoppedRoot, file), 'utf8')) as AgentVm;
+        this.#stopped.set(vm.id, vm);
+      } catch {
+        fs.rmSync(path.join(stoppedRoot, file), { force: true });
+      }
+    }
     for (const id of fs.readdirSync(runRoot)) {
       const vm = await VmProcess.attach(vmPaths(this.#opts.stateDir, id), this.#hooks());
       if (vm) {
@@ -91,11 +121,11 @@ export class QemuDriver implements HypervisorDriver {
   }
 
   list(): AgentVm[] {
-    return [...this.#vms.values()].map((vm) => vm.snapshot());
+    return [...[...this.#vms.values()].map((vm) => vm.snapshot()), ...this.#stopped.values()];
   }
 
   get(id: string): AgentVm | undefined {
-    return this.#vms.get(id)?.snapshot();
+    return this.#vms.get(id)?.snapshot() ?? this.#stopped.get(id);
   }
 
   run(spec: VmSpec): Promise<AgentVm> {
@@ -109,6 +139,7 @@ export class QemuDriver implements HypervisorDriver {
   async #run(spec: VmSpec): Promise<AgentVm> {
     const existing = this.#vms.get(spec.id);
     if (existing && existing.state !== 'crashed') return existing.snapshot();
+    this.#dropStopped(spec.id);
     if (existing) {
       existing.discard();
       this.#vms.delete(spec.id);
@@ -136,24 +167,25 @@ export class QemuDriver implements HypervisorDriver {
     return vm.snapshot();
   }
 
-  #need(id: string): VmProcess {
-    const vm = this.#vms.get(id);
-    if (!vm) throw new TernError('not_found', `VM ${id} is not running on this host`);
-    return vm;
-  }
-
   async act(id: string, action: VmAction): Promise<AgentVm> {
-    const vm = this.#need(id);
+    const vm = this.#vms.get(id);
+    if (!vm) {
+      const stopped = this.#stopped.get(id);
+      // Forcing off what is already off is done, not an error: a retried stop must succeed.
+      if (stopped && action === 'kill') return stopped;
+      throw new TernError(stopped ? 'conflict' : 'not_found', `VM ${id} is not running on this host`);
+    }
     const stoppedSnapshot = () => ({ ...vm.snapshot(), state: 'stopped' as const });
     if (action === 'kill' && vm.state === 'crashed') {
       await this.forget(id);
       return stoppedSnapshot();
     }
     await vm.act(action);
-    return this.#vms.has(id) ? vm.snapshot() : stoppedSnapshot();
+    return this.#vms.has(id) ? vm.snapshot() : (this.#stopped.get(id) ?? stoppedSnapshot());
   }
 
   async forget(id: string): Promise<void> {
+    this.#dropStopped(id);
     const vm = this.#vms.get(id);
     if (!vm) return;
     if (vm.state !== 'crashed') throw new TernError('conflict', `VM ${id} is ${vm.state}; stop it first`);

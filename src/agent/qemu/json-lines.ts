@@ -20,9 +20,14 @@ export class JsonLineReader {
   }
 
   push(chunk: string): void {
+    // Only the new chunk can hold a line end: searching the whole buffer on every chunk would
+    // make a long line cost quadratic time.
+    let from = this.#buffer.length;
+    const hasLineEnd = chunk.includes('\n');
     this.#buffer += chunk;
     for (;;) {
-      const nl = this.#buffer.indexOf('\n');
+      const nl = hasLineEnd ? this.#buffer.indexOf('\n', from) : -1;
+      from = 0;
       if (nl < 0) break;
       const line = this.#buffer.slice(0, nl).trim();
       this.#buffer = this.#buffer.slice(nl + 1);

@@ -183,7 +183,11 @@ test('an error reply becomes a hypervisor_error carrying the desc and class', as
   });
   const client = await QmpClient.connect(fake.path, 2000);
   try {
-    const err = await rejectsWith(client.execute('device_del', { id: 'disk9' }), 'hypervisor_error', /disk9' not found/);
+    const err = await rejectsWith(
+      client.execute('device_del', { id: 'disk9' }),
+      'hypervisor_error',
+      /disk9' not found/,
+    );
     assert.match(err.message, /device_del/);
     assert.deepEqual(err.details, { qmpClass: 'DeviceNotFound' });
     assert.deepEqual(await client.execute('query-status'), {});
@@ -319,7 +323,11 @@ test('a peer that greets but never answers qmp_capabilities: connect fails withi
 });
 
 test('nothing listening on the path is a hypervisor_error', async () => {
-  await rejectsWith(QmpClient.connect(path.join(dir, 'absent.sock'), 500), 'hypervisor_error', /cannot connect/);
+  await rejectsWith(
+    QmpClient.connect(path.join(dir, 'absent.sock'), 500),
+    'hypervisor_error',
+    /cannot connect/,
+  );
 });
 
 test('an oversized line does not crash the client: pending commands fail and the monitor can be reopened', async () => {
@@ -367,7 +375,9 @@ test('malformed output from the monitor closes the client cleanly', async () => 
 const qemuBinary = 'qemu-system-x86_64';
 const haveQemu = spawnSync(qemuBinary, ['--version'], { stdio: 'ignore' }).status === 0;
 
-test('against a real QEMU: query-status, query-version, quit', { skip: !haveQemu && `${qemuBinary} not installed` }, async () => {
+test('against a real QEMU: query-status, query-version, quit', {
+  skip: !haveQemu && `${qemuBinary} not installed`,
+}, async () => {
   const sock = path.join(dir, 'q.sock');
   let child: ChildProcess | null = null;
   let client: QmpClient | null = null;
@@ -402,7 +412,9 @@ test('against a real QEMU: query-status, query-version, quit', { skip: !haveQemu
     const status = await client.execute<{ status: string; running: boolean }>('query-status');
     assert.equal(typeof status.status, 'string');
     assert.equal(typeof status.running, 'boolean');
-    const version = await client.execute<{ qemu: { major: number; minor: number; micro: number } }>('query-version');
+    const version = await client.execute<{ qemu: { major: number; minor: number; micro: number } }>(
+      'query-version',
+    );
     assert.equal(client.version, `${version.qemu.major}.${version.qemu.minor}.${version.qemu.micro}`);
     await rejectsWith(client.execute('no-such-command'), 'hypervisor_error', /no-such-command/);
     const closed = once(client, 'close');

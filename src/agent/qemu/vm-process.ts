@@ -52,7 +52,7 @@ export interface VmHooks {
   log: Logger;
   changed: (vm: AgentVm) => void;
   /** The VM stopped on purpose and its runtime state is gone. */
-  gone: (id: string) => void;
+  stopped: (vm: AgentVm) => void;
   heartbeatMs: number;
 }
 
@@ -229,6 +229,7 @@ export class VmProcess {
     if (pid === null || !pidAlive(pid) || !isOurQemu(pid, paths.qmp)) {
       if (fs.existsSync(paths.quitting)) {
         fs.rmSync(paths.runDir, { recursive: true, force: true });
+        hooks.stopped({ ...vm.snapshot(), state: 'stopped', startedAt: null });
         return null;
       }
       vm.#markCrashed('QEMU ended while the agent was not running');
@@ -444,8 +445,8 @@ export class VmProcess {
     this.#pid = null;
     this.#guest = emptyGuestInfo();
     fs.rmSync(this.paths.runDir, { recursive: true, force: true });
+    this.#hooks.stopped({ ...this.snapshot(), startedAt: null });
     this.#emit();
-    this.#hooks.gone(this.id);
   }
 
   #onQemuGone(): void {

@@ -6,7 +6,7 @@ import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify from 'fastify';
 import { installErrorHandling } from '../../http/errors.ts';
-import type { Logger } from '../../log.ts';
+import { type Logger, quietRequests } from '../../log.ts';
 import type { Principal } from '../auth/tokens.ts';
 import type { ApiServices, App } from './context.ts';
 import { eventRoutes } from './events.ts';
@@ -25,9 +25,8 @@ const publicRoutes = new Set(['/api/v1/health', '/api/v1/openapi.json']);
 
 export async function buildApi(s: ApiServices, log: Logger): Promise<App> {
   const app: App = Fastify({
-    loggerInstance: log,
+    loggerInstance: quietRequests(log),
     bodyLimit: 256 * 1024,
-    disableRequestLogging: true,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
   }).withTypeProvider<TypeBoxTypeProvider>();
   installErrorHandling(app);
