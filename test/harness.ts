@@ -23,15 +23,22 @@ export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
+/** Distinct free loopback ports: all are held open until every one is chosen. */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<net.Server>((resolve, reject) => {
+          const srv = net.createServer();
+          srv.once('error', reject);
+          srv.listen(0, '127.0.0.1', () => resolve(srv));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
 }
 
 let cachedGuest: string | undefined;
@@ -116,8 +123,7 @@ export interface Cluster {
 /** One host agent and one manager, each its own process, as a real deployment has them. */
 export async function startCluster(name: string): Promise<Cluster> {
   const dir = tempDir(`tern-${name}`);
-  const agentPort = await freePort();
-  const managerPort = await freePort();
+  const [agentPort, managerPort] = await freePorts(2);
   const agentToken = randomBytes(24).toString('base64url');
   fs.writeFileSync(path.join(dir, 'agent.token'), agentToken, { mode: 0o600 });
   const pool = path.join(dir, 'pool');
@@ -165,19 +171,24 @@ export async function startCluster(name: string): Promise<Cluster> {
     c.manager = p;
     return p;
   };
-  await c.startAgent();
-  await c.startManager();
-  const tokenFile = path.join(dir, 'admin.token');
-  await waitForFile(tokenFile, 30_000);
-  c.api = new TestApi(`http://127.0.0.1:${managerPort}`, fs.readFileSync(tokenFile, 'utf8').trim());
   c.stop = async () => {
     const vms = await c.api
-      .request<{ items: Vm[] }>('GET', '/api/v1/vms?limit=1000')
+      ?.request<{ items: Vm[] }>('GET', '/api/v1/vms?limit=1000')
       .catch(() => ({ items: [] }));
-    await c.manager.kill();
-    await c.agent.kill();
-    for (const vm of vms.items) for (const pid of qemuPids(vm.id)) process.kill(pid, 'SIGKILL');
+    await c.manager?.kill();
+    await c.agent?.kill();
+    for (const vm of vms?.items ?? []) for (const pid of qemuPids(vm.id)) process.kill(pid, 'SIGKILL');
   };
+  try {
+    await c.startAgent();
+    await c.startManager();
+    const tokenFile = path.join(dir, 'admin.token');
+    await waitForFile(tokenFile, 30_000);
+    c.api = new TestApi(`http://127.0.0.1:${managerPort}`, fs.readFileSync(tokenFile, 'utf8').trim());
+  } catch (err) {
+    await c.stop();
+    throw err;
+  }
   return c;
 }
 

@@ -60,8 +60,9 @@ test('the guest wrote to its disk and it persists across boots', async () => {
   assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
   await c.api.waitVm('demo', responding, 90_000, 'answering');
   const { text } = await c.api.request<{ text: string }>('GET', '/api/v1/vms/demo/console?bytes=200000');
-  // The guest's init logs its boot count, kept in /var/log/boots on the VM's own disk.
-  assert.match(text, /boot 2\b|boot=2\b|boot count 2\b/, 'second boot of the same disk');
+  // The guest counts its boots in /var/log/boots on the VM's own disk.
+  assert.match(text, /TERN-GUEST-READY hostname=demo instance=\S+ boot=1\b/);
+  assert.match(text, /TERN-GUEST-READY hostname=demo instance=\S+ boot=2\b/, 'second boot of the same disk');
 });
 
 test('a VM keeps running through an agent restart and is reattached', async () => {

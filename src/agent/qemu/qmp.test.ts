@@ -11,7 +11,12 @@ import { TernError } from '../../errors.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qmp-'));
-after(() => fs.rmSync(dir, { recursive: true, force: true }));
+// Every fake server is closed at the end even when a test fails half-way, so the process can exit.
+const fakes = new Set<{ close: () => Promise<void> }>();
+after(async () => {
+  for (const f of fakes) await f.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
 
 let socketCount = 0;
 const socketPath = () => path.join(dir, `s${++socketCount}.sock`);
@@ -84,7 +89,7 @@ async function fakeQmp(opts: { greeting?: unknown | null; onCommand?: Handler } 
   });
   server.listen(file);
   await once(server, 'listening');
-  return {
+  const fake: FakeQmp = {
     path: file,
     commands,
     connections,
@@ -99,9 +104,12 @@ async function fakeQmp(opts: { greeting?: unknown | null; onCommand?: Handler } 
     },
     close: async () => {
       for (const s of connections) s.destroy();
+      fakes.delete(fake);
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+  fakes.add(fake);
+  return fake;
 }
 
 async function rejectsWith(p: Promise<unknown>, code: string, message?: RegExp): Promise<TernError> {
