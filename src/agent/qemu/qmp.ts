@@ -81,9 +81,10 @@ export class QmpClient extends EventEmitter<{ event: [QmpEvent]; close: [] }> {
     });
     await greeting;
     try {
-      await client.execute('qmp_capabilities');
+      await client.execute('qmp_capabilities', undefined, timeoutMs);
     } catch (err) {
       // Do not leave a half-open monitor connection behind: QEMU serves one client at a time.
+      client.close();
       throw err;
     }
     return client;
