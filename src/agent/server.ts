@@ -7,7 +7,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
 import { TernError } from '../errors.ts';
-import { installErrorHandling } from '../http/errors.ts';
+import { ajvOptions, installErrorHandling } from '../http/errors.ts';
 import { type Logger, quietRequests } from '../log.ts';
 import {
   type AgentEvent,
@@ -45,6 +45,7 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
   const app = Fastify({
     loggerInstance: quietRequests(opts.log),
     bodyLimit: 1024 * 1024,
+    ajv: ajvOptions,
   }).withTypeProvider<TypeBoxTypeProvider>();
   installErrorHandling(app);
 

@@ -44,3 +44,16 @@ export function installErrorHandling(app: FastifyInstance): void {
       .send(new TernError('not_found', `no route ${req.method} ${req.url.split('?')[0]}`).toBody());
   });
 }
+
+/**
+ * Validation settings of every Fastify server. Additional properties are refused, never
+ * silently removed: removal would also strip fields while Ajv tries the branches of a union.
+ */
+export const ajvOptions = {
+  customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true },
+} as const;
+
+/** For routes whose body is optional: no body is validated as an empty object. */
+export async function emptyBodyAsObject(req: { body: unknown }): Promise<void> {
+  req.body ??= {};
+}

@@ -5,7 +5,7 @@
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify from 'fastify';
-import { installErrorHandling } from '../../http/errors.ts';
+import { ajvOptions, installErrorHandling } from '../../http/errors.ts';
 import { type Logger, quietRequests } from '../../log.ts';
 import type { Principal } from '../auth/tokens.ts';
 import type { ApiServices, App } from './context.ts';
@@ -27,7 +27,7 @@ export async function buildApi(s: ApiServices, log: Logger): Promise<App> {
   const app: App = Fastify({
     loggerInstance: quietRequests(log),
     bodyLimit: 256 * 1024,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+    ajv: ajvOptions,
   }).withTypeProvider<TypeBoxTypeProvider>();
   installErrorHandling(app);
 

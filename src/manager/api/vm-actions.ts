@@ -1,5 +1,6 @@
 /** /api/v1/vms/{vm}/{action}: power operations, each an asynchronous task. */
 import { Type } from 'typebox';
+import { emptyBodyAsObject } from '../../http/errors.ts';
 import { ErrorBody } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
 import { pauseTask, rebootTask, shutdownTask, startTask, stopTask } from '../vms/power.ts';
@@ -40,20 +41,19 @@ export function vmActionRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/vms/:vm/shutdown',
     {
+      preValidation: emptyBodyAsObject,
       schema: {
         summary: 'Shut a VM down: ACPI, then the guest agent; fails after the timeout unless forced',
         tags: ['vm actions'],
         params: VmRef,
-        body: Type.Optional(
-          Type.Object(
-            {
-              timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600, default: 60 })),
-              force: Type.Optional(
-                Type.Boolean({ description: 'power off when the guest does not shut down in time' }),
-              ),
-            },
-            { additionalProperties: false },
-          ),
+        body: Type.Object(
+          {
+            timeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600, default: 60 })),
+            force: Type.Optional(
+              Type.Boolean({ description: 'power off when the guest does not shut down in time' }),
+            ),
+          },
+          { additionalProperties: false },
         ),
         response: responses,
       },
@@ -62,8 +62,8 @@ export function vmActionRoutes(app: App, s: ApiServices): void {
       const vm = await s.store.get(req.params.vm);
       const params = {
         vmId: vm.id,
-        timeoutSeconds: req.body?.timeoutSeconds ?? 60,
-        force: req.body?.force ?? false,
+        timeoutSeconds: req.body.timeoutSeconds ?? 60,
+        force: req.body.force ?? false,
       };
       return accepted(reply, await s.tasks.submit(shutdown, params, [`vm:${vm.id}`]));
     },
@@ -72,6 +72,7 @@ export function vmActionRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/vms/:vm/reboot',
     {
+      preValidation: emptyBodyAsObject,
       schema: {
         summary: 'Reboot a VM through its guest agent, or reset it with force',
         tags: ['vm actions'],
@@ -86,7 +87,7 @@ export function vmActionRoutes(app: App, s: ApiServices): void {
       const vm = await s.store.get(req.params.vm);
       return accepted(
         reply,
-        await s.tasks.submit(reboot, { vmId: vm.id, force: req.body?.force ?? false }, [`vm:${vm.id}`]),
+        await s.tasks.submit(reboot, { vmId: vm.id, force: req.body.force ?? false }, [`vm:${vm.id}`]),
       );
     },
   );

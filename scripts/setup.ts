@@ -1,0 +1,48 @@
+/**
+ * Installs what Tern needs on a Debian host (QEMU, qemu-img, the guest agent, seed image
+ * tools) and builds the tiny test guest. Safe to run again: it only installs what is missing,
+ * and the guest build answers from its cache.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import path from 'node:path';
+
+const packages = [
+  'qemu-system-x86',
+  'qemu-utils',
+  'qemu-guest-agent',
+  'busybox-static',
+  'genisoimage',
+  'e2fsprogs',
+  'cpio',
+  'xz-utils',
+  'zstd',
+];
+
+function installed(pkg: string): boolean {
+  const r = spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' });
+  return r.status === 0 && r.stdout.includes('install ok installed');
+}
+
+function asRoot(cmd: string[]): void {
+  const argv = process.getuid?.() === 0 ? cmd : ['sudo', ...cmd];
+  execFileSync(argv[0], argv.slice(1), { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+}
+
+const missing = packages.filter((p) => !installed(p));
+if (missing.length > 0) {
+  process.stderr.write(`setup: installing ${missing.join(' ')}\n`);
+  try {
+    asRoot(['apt-get', 'install', '-y', '-q', ...missing]);
+  } catch {
+    // A fresh machine has no package lists yet.
+    asRoot(['apt-get', 'update', '-q']);
+    asRoot(['apt-get', 'install', '-y', '-q', ...missing]);
+  }
+}
+
+const root = path.resolve(import.meta.dirname, '..');
+const out = execFileSync('bash', [path.join(root, 'guest', 'build.sh')], {
+  encoding: 'utf8',
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+process.stderr.write(`setup: tiny guest ready in ${out.trim().split('\n').pop()}\n`);
