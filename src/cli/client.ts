@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import { cliConfigPath } from '../allinone/config.ts';
 import { TernError } from '../errors.ts';
+import { requestJson } from '../http/json-client.ts';
 import type { ManagerEvent } from '../wire/event.ts';
 
 export class ApiClient {
@@ -32,34 +33,15 @@ export class ApiClient {
     return new ApiClient(config.url, config.token);
   }
 
-  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
-    let res: Response;
-    try {
-      res = await fetch(`${this.url}${path}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${this.#token}`,
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(120_000),
-      });
-    } catch (err) {
-      const cause = ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message;
-      throw new TernError(
-        'unavailable',
-        `cannot reach the Tern manager at ${this.url} (${cause}); is it running? (tern up)`,
-      );
-    }
-    const text = await res.text();
-    let json: unknown = null;
-    try {
-      json = text ? JSON.parse(text) : null;
-    } catch {
-      throw new TernError('protocol_error', `the manager sent a non-JSON reply (${res.status})`);
-    }
-    if (!res.ok) throw TernError.fromBody(json, `the manager answered ${res.status}`);
-    return json as T;
+  request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    return requestJson<T>(`${this.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${this.#token}` },
+      body,
+      timeoutMs: 120_000,
+      unreachable: (why) => `cannot reach the Tern manager at ${this.url} (${why}); is it running? (tern up)`,
+      peer: 'the manager',
+    });
   }
 
   /** Follows the event stream until `signal` aborts. */

@@ -70,7 +70,7 @@ export function buildCommandLine(
     '-device',
     'virtio-serial-pci,id=virtio-serial0',
     '-device',
-    'virtserialport,bus=virtio-serial0.0,chardev=qga0,name=org.qemu.guest_agent.0',
+    'virtserialport,bus=virtio-serial0.0,chardev=qga0,name=org.qemu.guest_agent.0,id=qga0-port',
     '-vnc',
     '127.0.0.1:0,to=4000',
     '-object',

@@ -5,7 +5,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { TernError } from '../../errors.ts';
+import { rejectsWith } from '../../testing.ts';
 import { maxGuestReplyBytes, QgaClient } from './qga.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qga-'));
@@ -127,18 +127,6 @@ async function fakeAgent(onCommand?: GaHandler, onConnect?: (conn: GaConn) => vo
   };
   fakes.add(fake);
   return fake;
-}
-
-async function rejectsWith(p: Promise<unknown>, code: string, message?: RegExp): Promise<TernError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof TernError, `expected a TernError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    if (message) assert.match(err.message, message);
-    return err;
-  }
-  assert.fail(`expected a rejection with ${code}`);
 }
 
 /** Runs a test body against a fresh fake agent and client, closing both afterwards. */

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { TernError } from '../../errors.ts';
+import { rejectsWith } from '../../testing.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qmp-'));
@@ -110,18 +110,6 @@ async function fakeQmp(opts: { greeting?: unknown | null; onCommand?: Handler } 
   };
   fakes.add(fake);
   return fake;
-}
-
-async function rejectsWith(p: Promise<unknown>, code: string, message?: RegExp): Promise<TernError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof TernError, `expected a TernError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    if (message) assert.match(err.message, message);
-    return err;
-  }
-  assert.fail(`expected a rejection with ${code}`);
 }
 
 test('handshake: greeting, qmp_capabilities first, version parsed', async () => {

@@ -302,6 +302,13 @@ export class VmProcess {
         }
         break;
       }
+      case 'VSERPORT_CHANGE':
+        // qemu-ga opened (or closed) its port: probe now instead of at the next tick.
+        {
+          const d = e.data as { id?: string; open?: boolean };
+          if (d.id === 'qga0-port' && d.open) this.#scheduleHeartbeat(0);
+        }
+        break;
       case 'RESET':
         this.#guest = { ...this.#guest, agent: 'not-responding' };
         this.#pings = 0;
@@ -333,7 +340,7 @@ export class VmProcess {
     }
     const before = this.#guest.agent;
     try {
-      await this.#qga.execute('guest-ping', undefined, { timeoutMs: 2000 });
+      await this.#qga.execute('guest-ping', undefined, { timeoutMs: before === 'responding' ? 2000 : 1000 });
       this.#guest.agent = 'responding';
       this.#guest.lastHeartbeat = new Date().toISOString();
       // Guest facts change rarely: fetch them when the agent (re)appears and every tenth ping.
@@ -345,7 +352,7 @@ export class VmProcess {
     if (this.#closing) return;
     this.#emit();
     // Until the guest agent first answers, probe often so a booting VM is seen promptly.
-    this.#scheduleHeartbeat(this.#guest.agent === 'responding' ? this.#hooks.heartbeatMs : 1000);
+    this.#scheduleHeartbeat(this.#guest.agent === 'responding' ? this.#hooks.heartbeatMs : 500);
   }
 
   async #fetchGuestFacts(): Promise<void> {

@@ -3,6 +3,7 @@
  * self-reconnecting subscription to its event stream.
  */
 import { TernError } from '../../errors.ts';
+import { requestJson } from '../../http/json-client.ts';
 import {
   type AgentEvent,
   type AgentInfo,
@@ -26,37 +27,15 @@ export class AgentClient {
     this.#token = token;
   }
 
-  async #call<T>(method: string, path: string, body?: unknown, timeoutMs = 60_000): Promise<T> {
-    let res: Response;
-    try {
-      res = await fetch(`${this.url}${path}`, {
-        method,
-        headers: {
-          authorization: `Bearer ${this.#token}`,
-          [protocolHeader]: String(agentProtocolVersion),
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-    } catch (err) {
-      const e = err as Error;
-      const why =
-        e.name === 'TimeoutError'
-          ? `no answer within ${timeoutMs} ms`
-          : ((e.cause as Error)?.message ?? e.message);
-      throw new TernError('unavailable', `host agent at ${this.url} unreachable: ${why}`);
-    }
-    if (res.status === 204) return undefined as T;
-    const text = await res.text();
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      throw new TernError('protocol_error', `host agent sent a non-JSON reply (${res.status})`);
-    }
-    if (!res.ok) throw TernError.fromBody(json, `host agent answered ${res.status}`);
-    return json as T;
+  #call<T>(method: string, path: string, body?: unknown, timeoutMs = 60_000): Promise<T> {
+    return requestJson<T>(`${this.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${this.#token}`, [protocolHeader]: String(agentProtocolVersion) },
+      body,
+      timeoutMs,
+      unreachable: (why) => `host agent at ${this.url} unreachable: ${why}`,
+      peer: 'host agent',
+    });
   }
 
   async info(): Promise<AgentInfo> {

@@ -1,0 +1,42 @@
+/** One JSON-over-HTTP request with a deadline; every failure becomes a TernError. */
+import { TernError } from '../errors.ts';
+
+export interface JsonRequest {
+  method: string;
+  headers: Record<string, string>;
+  body?: unknown;
+  timeoutMs: number;
+  /** Says who could not be reached, and what to do about it. */
+  unreachable: (why: string) => string;
+  /** Names the peer in protocol errors ("the manager", "host agent at …"). */
+  peer: string;
+}
+
+export async function requestJson<T>(url: string, r: JsonRequest): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      method: r.method,
+      headers: { ...r.headers, ...(r.body === undefined ? {} : { 'content-type': 'application/json' }) },
+      body: r.body === undefined ? undefined : JSON.stringify(r.body),
+      signal: AbortSignal.timeout(r.timeoutMs),
+    });
+  } catch (err) {
+    const e = err as Error;
+    const why =
+      e.name === 'TimeoutError'
+        ? `no answer within ${r.timeoutMs} ms`
+        : ((e.cause as Error)?.message ?? e.message);
+    throw new TernError('unavailable', r.unreachable(why));
+  }
+  if (res.status === 204) return undefined as T;
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    throw new TernError('protocol_error', `${r.peer} sent a non-JSON reply (${res.status})`);
+  }
+  if (!res.ok) throw TernError.fromBody(json, `${r.peer} answered ${res.status}`);
+  return json as T;
+}
