@@ -4,7 +4,6 @@
  */
 import path from 'node:path';
 import { dataDir } from '../allinone/config.ts';
-import { startAllInOne } from '../allinone/up.ts';
 import { asTernError } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import { ApiClient } from './client.ts';
@@ -33,6 +32,8 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
 `;
 
 async function up(flags: ReturnType<typeof parseCommandLine>['flags']): Promise<void> {
+  // Loaded only here: the rest of the CLI starts faster without the server modules.
+  const { startAllInOne } = await import('../allinone/up.ts');
   const log = createLogger('tern');
   const aio = await startAllInOne({
     dataDir: path.resolve(flags['data-dir'] ?? dataDir()),
