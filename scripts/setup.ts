@@ -19,13 +19,18 @@ const packages = [
 ];
 
 function installed(pkg: string): boolean {
+  // dpkg-query's own format syntax, not a template string.
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query format
   const r = spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' });
   return r.status === 0 && r.stdout.includes('install ok installed');
 }
 
 function asRoot(cmd: string[]): void {
   const argv = process.getuid?.() === 0 ? cmd : ['sudo', ...cmd];
-  execFileSync(argv[0], argv.slice(1), { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  execFileSync(argv[0], argv.slice(1), {
+    stdio: 'inherit',
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
 }
 
 const missing = packages.filter((p) => !installed(p));

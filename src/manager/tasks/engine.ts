@@ -100,10 +100,14 @@ export class TaskEngine {
           .where('taskLocks.object', 'in', objects)
           .executeTakeFirst();
         if (held) {
-          throw new TernError('locked', `${held.object} is busy with task ${held.id} (${held.kind})`, {
-            object: held.object,
-            task: held.id,
-          });
+          throw new TernError(
+            'locked',
+            `${held.object} is busy with task ${held.id} (${held.kind}); wait for it (tern task wait) or cancel it`,
+            {
+              object: held.object,
+              task: held.id,
+            },
+          );
         }
       }
       await trx.insertInto('tasks').values(row).execute();
