@@ -80,6 +80,8 @@ export const CreateVolumeRequest = Type.Object(
     format: Type.Union([Type.Literal('qcow2'), Type.Literal('raw')]),
     sizeBytes: Type.Optional(Type.Integer({ minimum: 1 })),
     backing: Type.Optional(VolumeRef),
+    // A standalone copy of this volume, its backing chain flattened (full clones).
+    copyOf: Type.Optional(VolumeRef),
   },
   { additionalProperties: false },
 );

@@ -123,6 +123,7 @@ export const GuestInfo = Type.Object({
   agent: GuestAgentStatus,
   lastHeartbeat: Type.Union([Timestamp, Type.Null()]),
   hostname: Type.Union([Type.String(), Type.Null()]),
+  machineId: Type.Union([Type.String(), Type.Null()], { description: "the guest's /etc/machine-id" }),
   os: Type.Union([GuestOs, Type.Null()]),
   interfaces: Type.Array(GuestInterface),
 });
@@ -132,6 +133,7 @@ export const emptyGuestInfo = (): GuestInfo => ({
   agent: 'unknown',
   lastHeartbeat: null,
   hostname: null,
+  machineId: null,
   os: null,
   interfaces: [],
 });
@@ -143,6 +145,12 @@ export const Vm = Type.Object({
   state: PowerState,
   stateReason: Type.Union([Type.String(), Type.Null()]),
   template: Type.Union([Name, Type.Null()]),
+  clone: Type.Union([Type.Literal('linked'), Type.Literal('full'), Type.Null()], {
+    description: 'linked: an overlay on the template disk; full: a standalone copy',
+  }),
+  clientMachineId: Type.Union([Uuid, Type.Null()], {
+    description: 'identity given to this VM at creation, for activation and inventory',
+  }),
   vcpus: Type.Integer(),
   memoryMiB: Type.Integer(),
   disks: Type.Array(
@@ -188,6 +196,23 @@ export const CreateVmRequest = Type.Object(
       ),
     ),
     start: Type.Optional(Type.Boolean({ description: 'start the VM once created' })),
+    full: Type.Optional(
+      Type.Boolean({ description: 'a full clone (standalone copy of the template disk) instead of a linked one' }),
+    ),
+    ip: Type.Optional(
+      Type.Object(
+        {
+          address: Type.String({
+            pattern: '^(\\d{1,3}\\.){3}\\d{1,3}/\\d{1,2}$',
+            description: 'static IPv4 address in CIDR form',
+          }),
+          gateway: Type.Optional(Type.String({ format: 'ipv4' })),
+          dns: Type.Optional(Type.Array(Type.String({ format: 'ipv4' }), { maxItems: 4 })),
+        },
+        { additionalProperties: false, description: 'static address of the first NIC; DHCP without it' },
+      ),
+    ),
+    userData: Type.Optional(Type.String({ maxLength: 256 * 1024, description: 'cloud-init user-data' })),
   },
   { additionalProperties: false },
 );

@@ -4,6 +4,7 @@ import {
   guestLimits,
   sanitizeHostname,
   sanitizeInterfaces,
+  sanitizeMachineId,
   sanitizeOsInfo,
   usefulAddresses,
 } from './guest-info.ts';
@@ -46,4 +47,12 @@ test('useful addresses skip loopback and link-local', () => {
     { name: 'eth0', addresses: ['10.0.2.15/24', 'fe80::1/64', 'fec0::5054:ff:fe12:3456/64'] },
   ]);
   assert.deepEqual(ips, ['10.0.2.15', 'fec0::5054:ff:fe12:3456']);
+});
+
+test('machine ids are 32 hex digits or nothing', () => {
+  const id = '0123456789abcdef0123456789abcdef';
+  assert.equal(sanitizeMachineId({ 'buf-b64': Buffer.from(`${id}\n`).toString('base64') }).value, id);
+  assert.equal(sanitizeMachineId({ 'buf-b64': Buffer.from('x'.repeat(32)).toString('base64') }).value, null);
+  assert.equal(sanitizeMachineId({ 'buf-b64': 'A'.repeat(10_000) }).value, null);
+  assert.equal(sanitizeMachineId(null).value, null);
 });

@@ -13,7 +13,7 @@ import type { AgentVm, AgentVmState, VmAction } from '../../wire/agent.ts';
 import { emptyGuestInfo, type GuestInfo, type VmSpec } from '../../wire/vm.ts';
 import type { AcceleratorChoice } from './accelerator.ts';
 import { buildCommandLine, type ResolvedVolumes, type RuntimePaths } from './command-line.ts';
-import { sanitizeHostname, sanitizeInterfaces, sanitizeOsInfo } from './guest-info.ts';
+import { sanitizeHostname, sanitizeInterfaces, sanitizeMachineId, sanitizeOsInfo } from './guest-info.ts';
 import { QgaClient } from './qga.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
 
@@ -378,7 +378,28 @@ export class VmProcess {
       sanitizeInterfaces,
       this.#guest.interfaces,
     );
+    this.#guest.machineId = await this.#readMachineId().then(
+      (r) => {
+        notes.push(...r.notes);
+        return r.value;
+      },
+      (err: Error) => {
+        notes.push(`machine-id: ${err.message}`);
+        return this.#guest.machineId;
+      },
+    );
     if (notes.length > 0) this.#hooks.log.warn({ vm: this.id, notes }, 'guest agent replies were adjusted');
+  }
+
+  /** /etc/machine-id through the guest agent's file commands: the guest's own identity. */
+  async #readMachineId(): Promise<{ value: string | null; notes: string[] }> {
+    const handle = await this.#qga.execute<number>('guest-file-open', { path: '/etc/machine-id', mode: 'r' });
+    if (!Number.isInteger(handle)) return { value: null, notes: ['machine-id: bad file handle'] };
+    try {
+      return sanitizeMachineId(await this.#qga.execute('guest-file-read', { handle, count: 64 }));
+    } finally {
+      await this.#qga.execute('guest-file-close', { handle }).catch(() => {});
+    }
   }
 
   async act(action: VmAction): Promise<void> {

@@ -61,11 +61,13 @@ export async function createVolume(pools: Pools, req: CreateVolumeRequest): Prom
   const file = resolveVolume(pools, req.volume);
   if (fs.existsSync(file))
     throw new TernError('conflict', `volume ${req.volume.pool}:${req.volume.path} exists`);
-  if (!req.backing && !req.sizeBytes)
-    throw new TernError('invalid_request', 'a new volume needs a size or a backing');
-  if (req.backing && req.format !== 'qcow2')
-    throw new TernError('invalid_request', 'only qcow2 volumes have backing');
+  if (!req.backing && !req.copyOf && !req.sizeBytes) {
+    throw new TernError('invalid_request', 'a new volume needs a size, a backing or a volume to copy');
+  }
+  if (req.backing && req.format !== 'qcow2') throw new TernError('invalid_request', 'only qcow2 volumes have backing');
+  if (req.backing && req.copyOf) throw new TernError('invalid_request', 'a volume has a backing or is a copy, not both');
   fs.mkdirSync(path.dirname(file), { recursive: true });
+  if (req.copyOf) return copyVolume(pools, req, file);
   const args = ['create', '-q', '-f', req.format];
   if (req.backing) {
     const base = resolveVolume(pools, req.backing);
@@ -160,4 +162,20 @@ export async function createSeed(pools: Pools, req: CreateSeedRequest): Promise<
     actualBytes: 0,
     backing: null,
   };
+}
+
+/** A standalone copy (its backing chain flattened), grown to the requested size; atomic. */
+async function copyVolume(pools: Pools, req: CreateVolumeRequest, file: string): Promise<VolumeInfo> {
+  const source = resolveVolume(pools, req.copyOf!);
+  const partial = `${file}.partial`;
+  try {
+    await tool('qemu-img', ['convert', '-q', '-U', '-O', req.format, source, partial], `copying ${req.copyOf!.path}`);
+    if (req.sizeBytes) {
+      await tool('qemu-img', ['resize', '-q', '-f', req.format, partial, String(req.sizeBytes)], 'growing the copy');
+    }
+    fs.renameSync(partial, file);
+  } finally {
+    fs.rmSync(partial, { force: true });
+  }
+  return volumeInfo(pools, req.volume);
 }

@@ -4,7 +4,7 @@ import { Type } from 'typebox';
 import { TernError } from '../../errors.ts';
 import { ErrorBody, Name, Page, PageQuery } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
-import { CreateVmRequest, PowerState, Vm } from '../../wire/vm.ts';
+import { CreateVmRequest, emptyGuestInfo, PowerState, Vm } from '../../wire/vm.ts';
 import { now } from '../db/database.ts';
 import { createTask } from '../vms/create.ts';
 import { deleteTask } from '../vms/delete.ts';
@@ -70,7 +70,8 @@ export function vmRoutes(app: App, s: ApiServices): void {
       const pool = host.facts?.pools[0]?.name;
       if (!pool) throw new TernError('unavailable', `host ${host.name} reports no storage pool`);
       const id = randomUUID();
-      const plan = planVm(req.body, template, id, pool, () => randomMac(randomBytes));
+      const clientMachineId = randomUUID();
+      const plan = planVm(req.body, template, id, pool, () => randomMac(randomBytes), clientMachineId);
       const vm = await s.store.insert({
         id,
         name: req.body.name,
@@ -78,15 +79,11 @@ export function vmRoutes(app: App, s: ApiServices): void {
         state: 'creating',
         stateReason: null,
         template: template?.name ?? null,
+        clone: plan.clone,
+        clientMachineId,
         spec: JSON.stringify(plan.spec),
         diskSizes: JSON.stringify(plan.diskSizes),
-        guest: JSON.stringify({
-          agent: 'unknown',
-          lastHeartbeat: null,
-          hostname: null,
-          os: null,
-          interfaces: [],
-        }),
+        guest: JSON.stringify(emptyGuestInfo()),
         vncPort: null,
         createdAt: now(),
         updatedAt: now(),
@@ -94,7 +91,7 @@ export function vmRoutes(app: App, s: ApiServices): void {
       try {
         const task = await s.tasks.submit(
           create,
-          { vmId: id, volumes: plan.volumes, start: req.body.start ?? false },
+          { vmId: id, volumes: plan.volumes, seed: plan.seed, start: req.body.start ?? false },
           [`vm:${id}`],
         );
         return accepted(reply, task, { vm });

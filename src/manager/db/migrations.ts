@@ -95,6 +95,12 @@ const migrations: Record<string, Migration> = {
       await sql`select 1`.execute(db);
     },
   },
+  '0003-provisioning': {
+    async up(db: Db) {
+      await db.schema.alterTable('vms').addColumn('clone', 'text').execute();
+      await db.schema.alterTable('vms').addColumn('client_machine_id', 'text').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

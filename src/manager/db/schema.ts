@@ -32,6 +32,8 @@ export interface VmTable {
   state: string;
   stateReason: string | null;
   template: string | null;
+  clone: string | null;
+  clientMachineId: string | null;
   /** JSON of the VM spec without the runtime-only fields. */
   spec: string;
   diskSizes: string;

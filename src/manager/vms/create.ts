@@ -4,12 +4,13 @@ import type { CreateVolumeRequest } from '../../wire/agent.ts';
 import type { VmSpec } from '../../wire/vm.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import type { VmDeps } from './deps.ts';
-import { seedMetaData } from './plan.ts';
+import type { SeedContent } from './plan.ts';
 import { startVm } from './power.ts';
 
 export interface CreateParams {
   vmId: string;
   volumes: CreateVolumeRequest[];
+  seed: SeedContent;
   start: boolean;
 }
 
@@ -25,15 +26,13 @@ export function createTask(deps: VmDeps): TaskKind<CreateParams> {
       let done = 0;
       for (const v of p.volumes) {
         ctx.throwIfCancelled();
-        await ctx.step(
-          `creating ${v.volume.path}${v.backing ? ` on ${v.backing.path}` : ''}`,
-          (done++ / steps) * 100,
-        );
+        const how = v.backing ? ` on ${v.backing.path}` : v.copyOf ? ` as a copy of ${v.copyOf.path}` : '';
+        await ctx.step(`creating ${v.volume.path}${how}`, (done++ / steps) * 100);
         await agent.createVolume(v);
       }
       if (spec.seed) {
         await ctx.step('writing the cloud-init seed (hostname, instance id)', (done++ / steps) * 100);
-        await agent.createSeed({ volume: spec.seed, metaData: seedMetaData(spec) });
+        await agent.createSeed({ volume: spec.seed, ...p.seed });
       }
       await deps.store.setState(p.vmId, { state: 'stopped', reason: null });
       if (p.start) {

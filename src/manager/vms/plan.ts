@@ -7,10 +7,19 @@ import type { CreateVolumeRequest } from '../../wire/agent.ts';
 import type { Template } from '../../wire/template.ts';
 import type { CreateVmRequest, VmSpec } from '../../wire/vm.ts';
 
+export interface SeedContent {
+  metaData: string;
+  userData?: string;
+  networkConfig?: string;
+}
+
 export interface VmPlan {
   spec: VmSpec;
   volumes: CreateVolumeRequest[];
   diskSizes: number[];
+  clone: 'linked' | 'full' | null;
+  /** The cloud-init NoCloud seed that gives the VM its own identity. */
+  seed: SeedContent;
 }
 
 const GiB = 1024 ** 3;
@@ -26,6 +35,7 @@ export function planVm(
   id: string,
   defaultPool: string,
   macs: () => string,
+  clientMachineId: string = id,
 ): VmPlan {
   const pool = template?.disk.pool ?? defaultPool;
   const dir = `vms/${id}`;
@@ -39,13 +49,10 @@ export function planVm(
         field: 'diskGiB',
       });
     }
-    // A linked clone: a qcow2 overlay whose backing file is the template's read-only base.
-    volumes.push({
-      volume: { pool, path: `${dir}/disk0.qcow2` },
-      format: 'qcow2',
-      backing: template.disk,
-      sizeBytes: bootSize,
-    });
+    // A linked clone is a qcow2 overlay whose backing file is the template's read-only base;
+    // a full clone is a standalone copy that no longer needs the template.
+    const source = req.full ? { copyOf: template.disk } : { backing: template.disk };
+    volumes.push({ volume: { pool, path: `${dir}/disk0.qcow2` }, format: 'qcow2', ...source, sizeBytes: bootSize });
     diskSizes.push(bootSize ?? template.diskSizeBytes);
   } else {
     if (!bootSize)
@@ -71,10 +78,33 @@ export function planVm(
     ...(template?.boot ? { boot: template.boot } : {}),
     seed: { pool, path: `${dir}/seed.iso` },
   };
-  return { spec, volumes, diskSizes };
+  const seed: SeedContent = { metaData: seedMetaData(spec, clientMachineId) };
+  if (req.userData !== undefined) seed.userData = req.userData;
+  if (req.ip) seed.networkConfig = networkConfig(spec.nics[0]?.mac, req.ip);
+  return { spec, volumes, diskSizes, clone: template ? (req.full ? 'full' : 'linked') : null, seed };
 }
 
-/** The NoCloud meta-data giving the VM its own identity. */
-export function seedMetaData(spec: VmSpec): string {
-  return `instance-id: ${spec.id}\nlocal-hostname: ${spec.name}\n`;
+/**
+ * The NoCloud meta-data giving the VM its own identity: a new instance id makes cloud-init
+ * (and the tiny guest) regenerate the machine id and SSH host keys on first boot.
+ */
+export function seedMetaData(spec: VmSpec, clientMachineId: string = spec.id): string {
+  return `instance-id: ${spec.id}\nlocal-hostname: ${spec.name}\nclient-machine-id: ${clientMachineId}\n`;
+}
+
+/** cloud-init network config version 2 with a static address for the first NIC. */
+export function networkConfig(mac: string | undefined, ip: NonNullable<CreateVmRequest['ip']>): string {
+  if (!mac) throw new TernError('invalid_request', 'a static address needs a NIC', { field: 'ip' });
+  const lines = [
+    'version: 2',
+    'ethernets:',
+    '  nic0:',
+    '    match:',
+    `      macaddress: "${mac}"`,
+    '    set-name: eth0',
+    `    addresses: [${ip.address}]`,
+  ];
+  if (ip.gateway) lines.push(`    gateway4: ${ip.gateway}`);
+  if (ip.dns?.length) lines.push('    nameservers:', `      addresses: [${ip.dns.join(', ')}]`);
+  return `${lines.join('\n')}\n`;
 }

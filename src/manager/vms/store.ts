@@ -45,6 +45,8 @@ export class VmStore {
       state: row.state as PowerState,
       stateReason: row.stateReason,
       template: row.template,
+      clone: row.clone as Vm['clone'],
+      clientMachineId: row.clientMachineId,
       vcpus: spec.vcpus,
       memoryMiB: spec.memoryMiB,
       disks: spec.disks.map((d, i) => ({ ...d, sizeBytes: sizes[i] ?? 0 })),
