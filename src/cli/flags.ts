@@ -25,6 +25,13 @@ const options = {
   'data-dir': { type: 'string' },
   port: { type: 'string' },
   'agent-port': { type: 'string' },
+  full: { type: 'boolean', default: false },
+  ip: { type: 'string' },
+  gateway: { type: 'string' },
+  dns: { type: 'string', multiple: true, default: [] as string[] },
+  'user-data': { type: 'string' },
+  'from-vm': { type: 'string' },
+  description: { type: 'string' },
   help: { type: 'boolean', short: 'h', default: false },
 } satisfies ParseArgsOptionsConfig;
 
@@ -50,6 +57,13 @@ export interface Flags {
   'data-dir'?: string;
   port?: string;
   'agent-port'?: string;
+  full: boolean;
+  ip?: string;
+  gateway?: string;
+  dns: string[];
+  'user-data'?: string;
+  'from-vm'?: string;
+  description?: string;
   help: boolean;
 }
 

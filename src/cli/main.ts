@@ -17,15 +17,17 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern up [--data-dir DIR] [--port 7410] [--agent-port 7411]   run all-in-one (manager + local host)
   tern doctor                                                   check this machine's prerequisites
   tern vm list [--state S] [--host H] [--name PREFIX] [--limit N] [--cursor C]
-  tern vm create NAME [--template T] [--vcpus N] [--memory 512M] [--disk 10G]
-                      [--extra-disk 5G] [--nic user|bridge:BR] [--start]
+  tern vm create NAME... [--template T [--full]] [--vcpus N] [--memory 512M] [--disk 10G]
+                      [--extra-disk 5G] [--nic user|bridge:BR] [--ip CIDR [--gateway IP] [--dns IP]]
+                      [--user-data FILE] [--start]          (NAME may be a range: web-{1..20})
   tern vm show|start|stop|pause|resume|console NAME
   tern vm shutdown NAME [--timeout SECONDS] [--force]
   tern vm reboot NAME [--force]
   tern vm delete NAME [--keep-disks] [--force]
   tern task list|show|wait|cancel [ID]
   tern host list|show NAME
-  tern template list|show NAME
+  tern template list | show NAME | delete NAME
+  tern template create NAME --from-vm VM [--description TEXT]
 
   -o json        machine-readable output
   --no-wait      return once a task is accepted

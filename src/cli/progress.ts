@@ -5,6 +5,8 @@
 import { TernError } from '../errors.ts';
 import type { Task } from '../wire/task.ts';
 import type { ApiClient } from './client.ts';
+import type { Flags } from './flags.ts';
+import { printJson } from './output.ts';
 
 const finished = (t: Task) => t.state === 'succeeded' || t.state === 'failed' || t.state === 'cancelled';
 
@@ -63,4 +65,22 @@ export async function waitForTask(api: ApiClient, task: Task, quiet = false): Pr
     );
   }
   return current;
+}
+
+/** Submits an asynchronous operation, then waits on its task unless --no-wait. */
+export async function submitTask(
+  api: ApiClient,
+  flags: Flags,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<void> {
+  const r = await api.request<{ task: Task }>(method, path, body);
+  if (flags['no-wait']) {
+    if (flags.output === 'json') printJson(r.task);
+    else process.stdout.write(`task ${r.task.id} (${r.task.kind}) accepted\n`);
+    return;
+  }
+  const done = await waitForTask(api, r.task, flags.output === 'json');
+  if (flags.output === 'json') printJson(done);
 }

@@ -15,3 +15,13 @@ export const Template = Type.Object({
   createdAt: Timestamp,
 });
 export type Template = Static<typeof Template>;
+
+export const CreateTemplateRequest = Type.Object(
+  {
+    name: Name,
+    fromVm: Type.String({ minLength: 1, maxLength: 63, description: 'a stopped VM (name or id) to seal' }),
+    description: Type.Optional(Type.String({ maxLength: 500 })),
+  },
+  { additionalProperties: false },
+);
+export type CreateTemplateRequest = Static<typeof CreateTemplateRequest>;

@@ -197,7 +197,9 @@ export const CreateVmRequest = Type.Object(
     ),
     start: Type.Optional(Type.Boolean({ description: 'start the VM once created' })),
     full: Type.Optional(
-      Type.Boolean({ description: 'a full clone (standalone copy of the template disk) instead of a linked one' }),
+      Type.Boolean({
+        description: 'a full clone (standalone copy of the template disk) instead of a linked one',
+      }),
     ),
     ip: Type.Optional(
       Type.Object(

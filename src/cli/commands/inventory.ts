@@ -6,7 +6,7 @@ import type { Template } from '../../wire/template.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { ago, bytes, mib, printFields, printJson, printTable } from '../output.ts';
-import { waitForTask } from '../progress.ts';
+import { submitTask, waitForTask } from '../progress.ts';
 
 export async function taskCommand(
   api: ApiClient,
@@ -129,5 +129,19 @@ export async function templateCommand(
     const t = await api.request<Template>('GET', `/api/v1/templates/${encodeURIComponent(args[0] ?? '')}`);
     return printJson(t);
   }
-  throw new TernError('invalid_request', 'usage: tern template list|show NAME');
+  if (sub === 'create' && args.length === 1 && flags['from-vm']) {
+    const body = {
+      name: args[0],
+      fromVm: flags['from-vm'],
+      ...(flags.description ? { description: flags.description } : {}),
+    };
+    return submitTask(api, flags, 'POST', '/api/v1/templates', body);
+  }
+  if (sub === 'delete' && args.length === 1) {
+    return submitTask(api, flags, 'DELETE', `/api/v1/templates/${encodeURIComponent(args[0])}`);
+  }
+  throw new TernError(
+    'invalid_request',
+    'usage: tern template list | show NAME | create NAME --from-vm VM [--description D] | delete NAME',
+  );
 }

@@ -1,32 +1,16 @@
 /** `tern vm …`: the VM lifecycle. */
-
+import fs from 'node:fs';
 import { TernError } from '../../errors.ts';
 import type { Task } from '../../wire/task.ts';
 import type { CreateVmRequest, Vm } from '../../wire/vm.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
+import { expandNames } from '../names.ts';
 import { ago, bytes, type Format, mib, printFields, printJson, printTable } from '../output.ts';
-import { waitForTask } from '../progress.ts';
+import { submitTask, waitForTask } from '../progress.ts';
 import { parseSize } from '../sizes.ts';
 
 const enc = encodeURIComponent;
-
-async function runTask(
-  api: ApiClient,
-  flags: Flags,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<void> {
-  const r = await api.request<{ task: Task }>(method, path, body);
-  if (flags['no-wait']) {
-    if (flags.output === 'json') printJson(r.task);
-    else process.stdout.write(`task ${r.task.id} (${r.task.kind}) accepted\n`);
-    return;
-  }
-  const done = await waitForTask(api, r.task, flags.output === 'json');
-  if (flags.output === 'json') printJson(done);
-}
 
 function one(args: string[], usage: string): string {
   if (args.length !== 1) throw new TernError('invalid_request', `usage: ${usage}`);
@@ -43,7 +27,8 @@ function showVm(vm: Vm, format: Format): void {
     ['id', vm.id],
     ['state', vm.stateReason ? `${vm.state} (${vm.stateReason})` : vm.state],
     ['host', vm.host],
-    ['template', vm.template],
+    ['template', vm.template ? `${vm.template}${vm.clone ? ` (${vm.clone} clone)` : ''}` : null],
+    ['client machine id', vm.clientMachineId],
     ['vcpus', vm.vcpus],
     ['memory', mib(vm.memoryMiB)],
     ['disks', vm.disks.map((d) => `${d.volume.pool}:${d.volume.path} (${bytes(d.sizeBytes)})`).join(', ')],
@@ -59,12 +44,97 @@ function showVm(vm: Vm, format: Format): void {
       vm.guest.lastHeartbeat ? `${vm.guest.lastHeartbeat} (${ago(vm.guest.lastHeartbeat)})` : null,
     ],
     ['guest hostname', vm.guest.hostname],
+    ['guest machine id', vm.guest.machineId],
     ['guest os', vm.guest.os ? (vm.guest.os.prettyName ?? vm.guest.os.name ?? vm.guest.os.id) : null],
     ['guest kernel', vm.guest.os?.kernelRelease],
     ['ip addresses', vm.ipAddresses.join(', ')],
     ['vnc', vm.vncPort ? `127.0.0.1:${vm.vncPort} on ${vm.host}` : null],
     ['created', vm.createdAt],
   ]);
+}
+
+function createBody(flags: Flags): Omit<CreateVmRequest, 'name'> {
+  const body: Omit<CreateVmRequest, 'name'> = {};
+  if (flags.template) body.template = flags.template;
+  if (flags.full) body.full = true;
+  if (flags.vcpus) body.vcpus = Number(flags.vcpus);
+  if (flags.memory) body.memoryMiB = Math.round(parseSize(flags.memory, 'M', '--memory'));
+  if (flags.disk) body.diskGiB = parseSize(flags.disk, 'G', '--disk') / 1024;
+  if (flags['extra-disk'].length > 0) {
+    body.extraDisksGiB = flags['extra-disk'].map((d) => parseSize(d, 'G', '--extra-disk') / 1024);
+  }
+  if (flags.nic.length > 0) {
+    body.nics = flags.nic.map((n) =>
+      n === 'user'
+        ? { mode: 'user' as const }
+        : { mode: 'bridge' as const, bridge: n.replace(/^bridge[:=]/, '') },
+    );
+  }
+  if (flags.ip) {
+    body.ip = { address: flags.ip, ...(flags.gateway ? { gateway: flags.gateway } : {}) };
+    if (flags.dns.length > 0) body.ip.dns = flags.dns;
+  } else if (flags.gateway || flags.dns.length > 0) {
+    throw new TernError('invalid_request', '--gateway and --dns go with --ip');
+  }
+  if (flags['user-data']) {
+    try {
+      body.userData = fs.readFileSync(flags['user-data'], 'utf8');
+    } catch (err) {
+      throw new TernError('invalid_request', `cannot read --user-data: ${(err as Error).message}`);
+    }
+  }
+  if (flags.start) body.start = true;
+  return body;
+}
+
+/** Bulk creation: every VM is its own task; all run at once and each outcome is reported. */
+async function createMany(
+  api: ApiClient,
+  flags: Flags,
+  names: string[],
+  body: Omit<CreateVmRequest, 'name'>,
+): Promise<void> {
+  if (body.ip) throw new TernError('invalid_request', 'one static --ip cannot serve several VMs');
+  const submitted: { name: string; task?: Task; error?: string }[] = [];
+  for (const name of names) {
+    try {
+      submitted.push({
+        name,
+        task: (await api.request<{ task: Task }>('POST', '/api/v1/vms', { ...body, name })).task,
+      });
+    } catch (err) {
+      submitted.push({ name, error: (err as Error).message });
+    }
+  }
+  if (!flags['no-wait']) {
+    let done = 0;
+    await Promise.all(
+      submitted.map(async (s) => {
+        if (!s.task) return;
+        try {
+          s.task = await waitForTask(api, s.task, true);
+        } catch (err) {
+          s.error = (err as Error).message;
+        }
+        if (flags.output !== 'json')
+          process.stderr.write(`[${++done}/${names.length}] ${s.name}: ${s.error ?? 'done'}\n`);
+      }),
+    );
+  }
+  const failed = submitted.filter((s) => s.error);
+  if (flags.output === 'json') {
+    printJson(submitted.map((s) => ({ name: s.name, task: s.task?.id ?? null, error: s.error ?? null })));
+  } else {
+    process.stdout.write(
+      `${names.length - failed.length} of ${names.length} VMs ${flags['no-wait'] ? 'accepted' : 'created'}\n`,
+    );
+  }
+  if (failed.length > 0) {
+    throw new TernError(
+      'conflict',
+      `${failed.length} failed: ${failed.map((f) => `${f.name} (${f.error})`).join('; ')}`,
+    );
+  }
 }
 
 export async function vmCommand(
@@ -109,40 +179,31 @@ export async function vmCommand(
         format,
       );
     case 'create': {
-      const name = one(
-        args,
-        'tern vm create NAME [--template T] [--vcpus N] [--memory 512M] [--disk 10G] [--start]',
-      );
-      const body: CreateVmRequest = { name };
-      if (flags.template) body.template = flags.template;
-      if (flags.vcpus) body.vcpus = Number(flags.vcpus);
-      if (flags.memory) body.memoryMiB = Math.round(parseSize(flags.memory, 'M', '--memory'));
-      if (flags.disk) body.diskGiB = parseSize(flags.disk, 'G', '--disk') / 1024;
-      if (flags['extra-disk'].length > 0)
-        body.extraDisksGiB = flags['extra-disk'].map((d) => parseSize(d, 'G', '--extra-disk') / 1024);
-      if (flags.nic.length > 0) {
-        body.nics = flags.nic.map((n) =>
-          n === 'user'
-            ? { mode: 'user' as const }
-            : { mode: 'bridge' as const, bridge: n.replace(/^bridge[:=]/, '') },
+      const names = expandNames(args);
+      if (names.length === 0) {
+        throw new TernError(
+          'invalid_request',
+          'usage: tern vm create NAME... [--template T [--full]] [--vcpus N] [--memory 512M] [--disk 10G] [--start]',
         );
       }
-      if (flags.start) body.start = true;
-      return runTask(api, flags, 'POST', '/api/v1/vms', body);
+      const body = createBody(flags);
+      if (names.length === 1)
+        return submitTask(api, flags, 'POST', '/api/v1/vms', { ...body, name: names[0] });
+      return createMany(api, flags, names, body);
     }
     case 'start':
     case 'stop':
     case 'pause':
     case 'resume':
-      return runTask(api, flags, 'POST', `/api/v1/vms/${enc(one(args, `tern vm ${sub} NAME`))}/${sub}`);
+      return submitTask(api, flags, 'POST', `/api/v1/vms/${enc(one(args, `tern vm ${sub} NAME`))}/${sub}`);
     case 'shutdown': {
       const name = one(args, 'tern vm shutdown NAME [--timeout SECONDS] [--force]');
       const body: Record<string, unknown> = { force: flags.force };
       if (flags.timeout) body.timeoutSeconds = Number(flags.timeout);
-      return runTask(api, flags, 'POST', `/api/v1/vms/${enc(name)}/shutdown`, body);
+      return submitTask(api, flags, 'POST', `/api/v1/vms/${enc(name)}/shutdown`, body);
     }
     case 'reboot':
-      return runTask(
+      return submitTask(
         api,
         flags,
         'POST',
@@ -154,7 +215,7 @@ export async function vmCommand(
     case 'delete': {
       const name = one(args, 'tern vm delete NAME [--keep-disks] [--force]');
       const q = new URLSearchParams({ keepDisks: String(flags['keep-disks']), force: String(flags.force) });
-      return runTask(api, flags, 'DELETE', `/api/v1/vms/${enc(name)}?${q}`);
+      return submitTask(api, flags, 'DELETE', `/api/v1/vms/${enc(name)}?${q}`);
     }
     case 'console': {
       const name = one(args, 'tern vm console NAME [--bytes N]');

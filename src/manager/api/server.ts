@@ -10,8 +10,9 @@ import { type Logger, quietRequests } from '../../log.ts';
 import type { Principal } from '../auth/tokens.ts';
 import type { ApiServices, App } from './context.ts';
 import { eventRoutes } from './events.ts';
-import { inventoryRoutes } from './inventory.ts';
+import { hostRoutes } from './hosts.ts';
 import { taskRoutes } from './tasks.ts';
+import { templateRoutes } from './templates.ts';
 import { vmActionRoutes } from './vm-actions.ts';
 import { vmRoutes } from './vms.ts';
 
@@ -52,7 +53,8 @@ export async function buildApi(s: ApiServices, log: Logger): Promise<App> {
   vmRoutes(app, s);
   vmActionRoutes(app, s);
   taskRoutes(app, s);
-  inventoryRoutes(app, s);
+  hostRoutes(app, s);
+  templateRoutes(app, s);
   eventRoutes(app, s);
   return app;
 }

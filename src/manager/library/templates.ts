@@ -51,6 +51,23 @@ export class TemplateStore {
     );
   }
 
+  /** Names of the VMs whose disks are overlays on this template's disk. */
+  async linkedClones(name: string): Promise<string[]> {
+    const rows = await this.#db
+      .selectFrom('vms')
+      .select('name')
+      .where('template', '=', name)
+      // Rows from before clone kinds were recorded are linked clones.
+      .where((eb) => eb.or([eb('clone', '=', 'linked'), eb('clone', 'is', null)]))
+      .orderBy('name')
+      .execute();
+    return rows.map((r) => r.name);
+  }
+
+  async remove(name: string): Promise<void> {
+    await this.#db.deleteFrom('templates').where('name', '=', name).execute();
+  }
+
   async insert(t: Template): Promise<void> {
     await this.#db
       .insertInto('templates')

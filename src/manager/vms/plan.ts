@@ -52,7 +52,12 @@ export function planVm(
     // A linked clone is a qcow2 overlay whose backing file is the template's read-only base;
     // a full clone is a standalone copy that no longer needs the template.
     const source = req.full ? { copyOf: template.disk } : { backing: template.disk };
-    volumes.push({ volume: { pool, path: `${dir}/disk0.qcow2` }, format: 'qcow2', ...source, sizeBytes: bootSize });
+    volumes.push({
+      volume: { pool, path: `${dir}/disk0.qcow2` },
+      format: 'qcow2',
+      ...source,
+      sizeBytes: bootSize,
+    });
     diskSizes.push(bootSize ?? template.diskSizeBytes);
   } else {
     if (!bootSize)

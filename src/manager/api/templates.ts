@@ -1,0 +1,88 @@
+/** /api/v1/templates: what VMs are made from; sealing a VM into one; deleting unused ones. */
+import { Type } from 'typebox';
+import { TernError } from '../../errors.ts';
+import { ErrorBody, Name } from '../../wire/common.ts';
+import { TaskAccepted } from '../../wire/task.ts';
+import { CreateTemplateRequest, Template } from '../../wire/template.ts';
+import { refuseIfLinked, sealTask, templateDeleteTask } from '../library/seal.ts';
+import type { ApiServices, App } from './context.ts';
+import { accepted } from './reply.ts';
+
+export function templateRoutes(app: App, s: ApiServices): void {
+  const seal = sealTask(s);
+  const remove = templateDeleteTask(s);
+  s.tasks.register(seal);
+  s.tasks.register(remove);
+
+  app.get(
+    '/api/v1/templates',
+    {
+      schema: {
+        summary: 'List templates',
+        tags: ['library'],
+        response: { 200: Type.Object({ items: Type.Array(Template) }) },
+      },
+    },
+    async () => ({ items: await s.templates.list() }),
+  );
+
+  app.get(
+    '/api/v1/templates/:name',
+    {
+      schema: {
+        summary: 'Show a template',
+        tags: ['library'],
+        params: Type.Object({ name: Name }),
+        response: { 200: Template, 404: ErrorBody },
+      },
+    },
+    async (req) => s.templates.get(req.params.name),
+  );
+
+  app.post(
+    '/api/v1/templates',
+    {
+      schema: {
+        summary: 'Seal a stopped VM into a template',
+        tags: ['library'],
+        body: CreateTemplateRequest,
+        response: { 202: TaskAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      if (await s.templates.has(req.body.name))
+        throw new TernError('conflict', `template ${req.body.name} exists`);
+      const vm = await s.store.get(req.body.fromVm);
+      if (vm.state !== 'stopped')
+        throw new TernError('conflict', `VM ${vm.name} is ${vm.state}; shut it down first`);
+      const task = await s.tasks.submit(
+        seal,
+        {
+          vmId: vm.id,
+          name: req.body.name,
+          description: req.body.description ?? `sealed from VM ${vm.name}`,
+        },
+        [`vm:${vm.id}`, `template:${req.body.name}`],
+      );
+      return accepted(reply, task);
+    },
+  );
+
+  app.delete(
+    '/api/v1/templates/:name',
+    {
+      schema: {
+        summary: 'Delete a template no linked clone uses',
+        tags: ['library'],
+        params: Type.Object({ name: Name }),
+        response: { 202: TaskAccepted, 404: ErrorBody, 409: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      await s.templates.get(req.params.name);
+      await refuseIfLinked(s.templates, req.params.name);
+      const task = await s.tasks.submit(remove, { name: req.params.name }, [`template:${req.params.name}`]);
+      return accepted(reply, task);
+    },
+  );
+}
