@@ -3,11 +3,13 @@
  * only a manager holding the agent token may call, plus an event stream of VM changes.
  */
 import { timingSafeEqual } from 'node:crypto';
+import { Readable } from 'node:stream';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
-import { TernError } from '../errors.ts';
+import { asTernError, TernError } from '../errors.ts';
 import { ajvOptions, installErrorHandling } from '../http/errors.ts';
+import { discardUnreadBody } from '../http/unread-body.ts';
 import { type Logger, quietRequests } from '../log.ts';
 import {
   type AgentEvent,
@@ -20,9 +22,12 @@ import {
   Uuid,
   VmAction,
 } from '../wire/agent.ts';
+import { type ImportEvent, ImportImageRequest, maxUploadBytes, UploadQuery } from '../wire/image.ts';
 import { VmSpec, VolumeRef } from '../wire/vm.ts';
 import type { HypervisorDriver } from './driver.ts';
+import { planImport, runImport } from './storage/images.ts';
 import type { Pools } from './storage/pools.ts';
+import { planUpload, receiveUpload } from './storage/uploads.ts';
 import { createSeed, createVolume, deleteVolume, importVolume, volumeInfo } from './storage/volumes.ts';
 
 export const agentVersion = '0.1.0';
@@ -32,6 +37,8 @@ export interface AgentServerOptions {
   pools: Pools;
   token: string;
   log: Logger;
+  /** Largest upload accepted (default: maxUploadBytes()). */
+  maxUploadBytes?: number;
 }
 
 function tokenMatches(header: string | undefined, token: string): boolean {
@@ -123,6 +130,59 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
   app.delete('/agent/v1/volumes', { schema: { querystring: VolumeRef } }, async (req, reply) => {
     deleteVolume(pools, req.query);
     return reply.status(204).send();
+  });
+
+  // Uploads are streamed to disk as they arrive, never held in memory.
+  app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
+  app.put('/agent/v1/uploads', { schema: { querystring: UploadQuery } }, async (req) => {
+    const length = req.headers['content-length'] ? Number(req.headers['content-length']) : undefined;
+    try {
+      const file = planUpload(pools, req.query, length, opts.maxUploadBytes ?? maxUploadBytes());
+      if (!(req.body instanceof Readable))
+        throw new TernError('unsupported_media_type', 'send the file as application/octet-stream');
+      return await receiveUpload(req.query, file, req.body, length!);
+    } catch (err) {
+      discardUnreadBody(req.raw);
+      throw err;
+    }
+  });
+
+  // An import answers newline-delimited JSON: steps and progress, then `done` or `error`.
+  // Checks that need no reading of the file fail first, with a plain error status.
+  app.post('/agent/v1/images/import', { schema: { body: ImportImageRequest } }, async (req, reply) => {
+    const plan = planImport(pools, req.body);
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    const send = (e: ImportEvent) => {
+      if (!res.destroyed) res.write(`${JSON.stringify(e)}\n`);
+    };
+    // The manager gone (crashed, or the task cancelled) stops the import and removes its files.
+    const gone = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) gone.abort();
+    });
+    const beat = setInterval(() => send({ type: 'heartbeat' }), 5000);
+    let shown = -1;
+    try {
+      const image = await runImport(plan, {
+        signal: gone.signal,
+        step: (step) => send({ type: 'step', step }),
+        progress: (percent) => {
+          if (Math.floor(percent) === shown) return;
+          shown = Math.floor(percent);
+          send({ type: 'progress', percent: shown });
+        },
+      });
+      send({ type: 'done', image });
+    } catch (err) {
+      const e = asTernError(err);
+      if (e.status >= 500) req.log.error({ err }, e.message);
+      send({ type: 'error', error: { code: e.code, message: e.message } });
+    } finally {
+      clearInterval(beat);
+      res.end();
+    }
   });
 
   // Newline-delimited JSON: a hello, then every VM change, with a heartbeat every 5 s so the

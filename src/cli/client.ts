@@ -44,6 +44,40 @@ export class ApiClient {
     });
   }
 
+  /** Sends `length` bytes of `body` as application/octet-stream, streamed; the answer is JSON. */
+  async upload<T>(
+    method: string,
+    path: string,
+    body: ReadableStream<Uint8Array>,
+    length: number,
+  ): Promise<T> {
+    let res: Response;
+    try {
+      res = await fetch(`${this.url}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.#token}`,
+          'content-type': 'application/octet-stream',
+          'content-length': String(length),
+        },
+        body,
+        duplex: 'half',
+      } as RequestInit);
+    } catch (err) {
+      const why = ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message;
+      throw new TernError('unavailable', `the upload to the Tern manager at ${this.url} failed (${why})`);
+    }
+    const text = await res.text();
+    let json: unknown = null;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {
+      throw new TernError('protocol_error', `the manager sent a non-JSON reply (${res.status})`);
+    }
+    if (!res.ok) throw TernError.fromBody(json, `the manager answered ${res.status}`);
+    return json as T;
+  }
+
   /** Follows the event stream until `signal` aborts. */
   async events(query: string, onEvent: (e: ManagerEvent) => void, signal: AbortSignal): Promise<void> {
     const res = await fetch(`${this.url}/api/v1/events?${query}`, {

@@ -32,6 +32,9 @@ const options = {
   'user-data': { type: 'string' },
   'from-vm': { type: 'string' },
   description: { type: 'string' },
+  path: { type: 'string' },
+  iso: { type: 'boolean', default: false },
+  format: { type: 'string' },
   help: { type: 'boolean', short: 'h', default: false },
 } satisfies ParseArgsOptionsConfig;
 
@@ -64,6 +67,9 @@ export interface Flags {
   'user-data'?: string;
   'from-vm'?: string;
   description?: string;
+  path?: string;
+  iso: boolean;
+  format?: string;
   help: boolean;
 }
 

@@ -8,6 +8,7 @@ import { asTernError } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import { ApiClient } from './client.ts';
 import { doctor } from './commands/doctor.ts';
+import { imageCommand } from './commands/image.ts';
 import { hostCommand, taskCommand, templateCommand } from './commands/inventory.ts';
 import { vmCommand } from './commands/vm.ts';
 import { parseCommandLine } from './flags.ts';
@@ -28,6 +29,9 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern host list|show NAME
   tern template list | show NAME | delete NAME
   tern template create NAME --from-vm VM [--description TEXT]
+  tern image list | show NAME | delete NAME
+  tern image import NAME --path HOSTPATH [--iso] [--format raw|qcow2|vmdk|vhd|vhdx]
+  tern image upload NAME FILE [--iso] [--format F]        streamed; disk images are stored as qcow2
 
   -o json        machine-readable output
   --no-wait      return once a task is accepted
@@ -75,6 +79,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'host':
       await hostCommand(ApiClient.fromEnvironment(), sub, args, flags);
+      return 0;
+    case 'image':
+      await imageCommand(ApiClient.fromEnvironment(), sub, args, flags);
       return 0;
     case 'template':
       await templateCommand(ApiClient.fromEnvironment(), sub, args, flags);

@@ -6,6 +6,7 @@ import { TokenStore } from './auth/tokens.ts';
 import { type Db, openDatabase } from './db/database.ts';
 import { EventBus } from './events/bus.ts';
 import { HostRegistry } from './hosts/registry.ts';
+import { ImageStore } from './library/images.ts';
 import { TemplateStore } from './library/templates.ts';
 import { TaskEngine } from './tasks/engine.ts';
 import { VmStore } from './vms/store.ts';
@@ -39,6 +40,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     bus,
     tasks,
     tokens: new TokenStore(db),
+    images: new ImageStore(db),
   };
   const app = await buildApi(services, opts.log);
   await hosts.start();

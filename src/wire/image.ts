@@ -106,3 +106,9 @@ export const UploadResult = Type.Object({
   sha256: Sha256,
 });
 export type UploadResult = Static<typeof UploadResult>;
+
+/** The bound on one upload, manager and agent alike: 64 GiB unless TERN_MAX_UPLOAD_BYTES says. */
+export function maxUploadBytes(env: Record<string, string | undefined> = process.env): number {
+  const v = env.TERN_MAX_UPLOAD_BYTES;
+  return v && /^\d+$/.test(v) ? Number(v) : 64 * 2 ** 30;
+}

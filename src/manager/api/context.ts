@@ -8,6 +8,7 @@ import type {
   RawServerDefault,
 } from 'fastify';
 import type { TokenStore } from '../auth/tokens.ts';
+import type { ImageStore } from '../library/images.ts';
 import type { TaskEngine } from '../tasks/engine.ts';
 import type { VmDeps } from '../vms/deps.ts';
 
@@ -22,4 +23,7 @@ export type App = FastifyInstance<
 export interface ApiServices extends VmDeps {
   tasks: TaskEngine;
   tokens: TokenStore;
+  images: ImageStore;
+  /** Largest image upload accepted (default: maxUploadBytes()). */
+  maxUploadBytes?: number;
 }

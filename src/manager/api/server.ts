@@ -11,6 +11,7 @@ import type { Principal } from '../auth/tokens.ts';
 import type { ApiServices, App } from './context.ts';
 import { eventRoutes } from './events.ts';
 import { hostRoutes } from './hosts.ts';
+import { imageRoutes } from './images.ts';
 import { taskRoutes } from './tasks.ts';
 import { templateRoutes } from './templates.ts';
 import { vmActionRoutes } from './vm-actions.ts';
@@ -55,6 +56,7 @@ export async function buildApi(s: ApiServices, log: Logger): Promise<App> {
   taskRoutes(app, s);
   hostRoutes(app, s);
   templateRoutes(app, s);
+  imageRoutes(app, s);
   eventRoutes(app, s);
   return app;
 }

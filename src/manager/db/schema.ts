@@ -81,6 +81,20 @@ export interface ApiTokenTable {
   lastUsedAt: string | null;
 }
 
+export interface ImageTable {
+  name: string;
+  kind: string;
+  format: string;
+  sourceFormat: string;
+  hostId: string | null;
+  pool: string;
+  path: string;
+  virtualBytes: number;
+  actualBytes: number;
+  sha256: string | null;
+  createdAt: string;
+}
+
 export interface Database {
   hosts: HostTable;
   templates: TemplateTable;
@@ -89,4 +103,5 @@ export interface Database {
   taskLog: TaskLogTable;
   taskLocks: TaskLockTable;
   apiTokens: ApiTokenTable;
+  images: ImageTable;
 }

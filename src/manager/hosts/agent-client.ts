@@ -16,7 +16,9 @@ import {
   type VmAction,
   type VolumeInfo,
 } from '../../wire/agent.ts';
+import type { ImportedImage, ImportImageRequest, UploadResult } from '../../wire/image.ts';
 import type { VmSpec, VolumeRef } from '../../wire/vm.ts';
+import { type ImportProgress, importOnAgent, uploadToAgent } from './image-transfer.ts';
 
 export class AgentClient {
   readonly url: string;
@@ -105,6 +107,25 @@ export class AgentClient {
 
   async deleteVolume(ref: VolumeRef): Promise<void> {
     await this.#call('DELETE', `/agent/v1/volumes?${new URLSearchParams(ref).toString()}`);
+  }
+
+  /** Streams `length` bytes into a staging file (`uploads/…`) of a pool on the host. */
+  upload(
+    ref: VolumeRef,
+    body: ReadableStream<Uint8Array>,
+    length: number,
+    signal?: AbortSignal,
+  ): Promise<UploadResult> {
+    return uploadToAgent(this.url, this.#headers(), ref, body, length, signal);
+  }
+
+  /** Imports a disk image or ISO into a pool; as long as it takes, with progress. */
+  importImage(req: ImportImageRequest, progress: ImportProgress): Promise<ImportedImage> {
+    return importOnAgent(this.url, this.#headers(), req, progress);
+  }
+
+  #headers(): Record<string, string> {
+    return { authorization: `Bearer ${this.#token}`, [protocolHeader]: String(agentProtocolVersion) };
   }
 
   /**

@@ -1,0 +1,138 @@
+/** `tern image …`: disk images and ISOs in the library. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { TernError } from '../../errors.ts';
+import type { Image } from '../../wire/image.ts';
+import type { Task } from '../../wire/task.ts';
+import type { ApiClient } from '../client.ts';
+import type { Flags } from '../flags.ts';
+import { ago, bytes, printFields, printJson, printTable } from '../output.ts';
+import { submitTask, waitForTask } from '../progress.ts';
+
+const enc = encodeURIComponent;
+const usage =
+  'usage: tern image list | show NAME | delete NAME | import NAME --path HOSTPATH [--iso] [--format F] | upload NAME FILE [--iso] [--format F]';
+const formats = ['auto', 'raw', 'qcow2', 'vmdk', 'vhd', 'vhdx'];
+
+function kindAndFormat(flags: Flags): { kind: 'disk' | 'iso'; format?: string } {
+  if (flags.format !== undefined && !formats.includes(flags.format))
+    throw new TernError('invalid_request', `--format is one of ${formats.join(', ')}`);
+  return { kind: flags.iso ? 'iso' : 'disk', ...(flags.format ? { format: flags.format } : {}) };
+}
+
+function show(i: Image): void {
+  printFields([
+    ['name', i.name],
+    ['kind', i.kind],
+    ['format', i.format],
+    ['imported from', i.sourceFormat],
+    ['virtual size', bytes(i.virtualBytes)],
+    ['allocated', bytes(i.actualBytes)],
+    ['host', i.host],
+    ['volume', `${i.volume.pool}:${i.volume.path}`],
+    ['sha256', i.sha256],
+    ['created', i.createdAt],
+  ]);
+}
+
+/** Streams the file, with a progress bar on a terminal, then follows the import task. */
+async function upload(api: ApiClient, name: string, file: string, flags: Flags): Promise<void> {
+  let size: number;
+  try {
+    const st = fs.statSync(file);
+    if (!st.isFile()) throw new Error('not a regular file');
+    size = st.size;
+  } catch (err) {
+    throw new TernError('invalid_request', `cannot upload ${file}: ${(err as Error).message}`);
+  }
+  const tty = process.stderr.isTTY && flags.output !== 'json';
+  let sent = 0;
+  let shown = -1;
+  const counter = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      sent += chunk.length;
+      const pct = Math.floor((sent / size) * 100);
+      if (tty && pct !== shown) {
+        shown = pct;
+        const filled = Math.round(pct / (100 / 30));
+        process.stderr.write(
+          `\r\x1b[2Kupload [${'#'.repeat(filled)}${'.'.repeat(30 - filled)}] ${String(pct).padStart(3)}% ${bytes(sent)} of ${bytes(size)}`,
+        );
+      }
+      controller.enqueue(chunk);
+    },
+  });
+  if (!tty && flags.output !== 'json') process.stderr.write(`uploading ${file} (${bytes(size)})\n`);
+  const body = (Readable.toWeb(fs.createReadStream(file)) as ReadableStream<Uint8Array>).pipeThrough(counter);
+  const q = new URLSearchParams(kindAndFormat(flags));
+  let r: { task: Task; bytes: number; sha256: string };
+  try {
+    r = await api.upload('PUT', `/api/v1/images/${enc(name)}?${q}`, body, size);
+  } finally {
+    if (tty) process.stderr.write('\n');
+  }
+  if (flags.output !== 'json') process.stderr.write(`uploaded ${bytes(r.bytes)}, sha256 ${r.sha256}\n`);
+  if (flags['no-wait']) {
+    if (flags.output === 'json') printJson(r.task);
+    else process.stdout.write(`task ${r.task.id} (${r.task.kind}) accepted\n`);
+    return;
+  }
+  const done = await waitForTask(api, r.task, flags.output === 'json');
+  if (flags.output === 'json') printJson(done);
+}
+
+export async function imageCommand(
+  api: ApiClient,
+  sub: string | undefined,
+  args: string[],
+  flags: Flags,
+): Promise<void> {
+  const json = flags.output === 'json';
+  switch (sub) {
+    case 'list':
+    case undefined: {
+      const { items } = await api.request<{ items: Image[] }>('GET', '/api/v1/images');
+      if (json) return printJson(items);
+      return printTable(
+        ['NAME', 'KIND', 'FROM', 'VIRTUAL', 'ALLOCATED', 'HOST', 'CREATED'],
+        items.map((i) => [
+          i.name,
+          i.kind,
+          i.sourceFormat,
+          bytes(i.virtualBytes),
+          bytes(i.actualBytes),
+          i.host,
+          ago(i.createdAt),
+        ]),
+      );
+    }
+    case 'show': {
+      if (args.length !== 1) throw new TernError('invalid_request', 'usage: tern image show NAME');
+      const image = await api.request<Image>('GET', `/api/v1/images/${enc(args[0])}`);
+      return json ? printJson(image) : show(image);
+    }
+    case 'delete':
+      if (args.length !== 1) throw new TernError('invalid_request', 'usage: tern image delete NAME');
+      return submitTask(api, flags, 'DELETE', `/api/v1/images/${enc(args[0])}`);
+    case 'import': {
+      if (args.length !== 1 || !flags.path)
+        throw new TernError(
+          'invalid_request',
+          'usage: tern image import NAME --path HOSTPATH [--iso] [--format F]',
+        );
+      // The path is on the host; a relative one is taken from here, as all-in-one shares the machine.
+      return submitTask(api, flags, 'POST', '/api/v1/images', {
+        name: args[0],
+        sourcePath: path.resolve(flags.path),
+        ...kindAndFormat(flags),
+      });
+    }
+    case 'upload':
+      if (args.length !== 2)
+        throw new TernError('invalid_request', 'usage: tern image upload NAME FILE [--iso] [--format F]');
+      return upload(api, args[0], args[1], flags);
+    default:
+      throw new TernError('invalid_request', usage);
+  }
+}

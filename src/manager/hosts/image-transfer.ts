@@ -1,0 +1,128 @@
+/**
+ * The two agent calls that move image data: an upload streamed through to a host's staging
+ * area, and an import whose answer streams its progress (newline-delimited JSON).
+ */
+import { TernError } from '../../errors.ts';
+import type { ImportEvent, ImportedImage, ImportImageRequest, UploadResult } from '../../wire/image.ts';
+import type { VolumeRef } from '../../wire/vm.ts';
+
+export interface ImportProgress {
+  signal: AbortSignal;
+  step(name: string): void;
+  progress(percent: number): void;
+}
+
+/** The agent sends a line at least every 5 s; this much silence means it is gone. */
+const importSilenceMs = 60_000;
+
+async function errorOf(res: Response, peer: string): Promise<TernError> {
+  const text = await res.text().catch(() => '');
+  let body: unknown = null;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // Not our error shape; fromBody says so.
+  }
+  return TernError.fromBody(body, `${peer} answered ${res.status}`);
+}
+
+function unreachable(url: string, err: unknown, signal?: AbortSignal): TernError {
+  if (signal?.aborted) return new TernError('cancelled', 'the transfer was cancelled');
+  const e = err as Error;
+  return new TernError(
+    'unavailable',
+    `host agent at ${url} unreachable: ${(e.cause as Error | undefined)?.message ?? e.message}`,
+  );
+}
+
+export async function uploadToAgent(
+  url: string,
+  headers: Record<string, string>,
+  ref: VolumeRef,
+  body: ReadableStream<Uint8Array>,
+  length: number,
+  signal?: AbortSignal,
+): Promise<UploadResult> {
+  let res: Response;
+  try {
+    res = await fetch(`${url}/agent/v1/uploads?${new URLSearchParams(ref)}`, {
+      method: 'PUT',
+      headers: {
+        ...headers,
+        'content-type': 'application/octet-stream',
+        'content-length': String(length),
+      },
+      body,
+      duplex: 'half',
+      signal,
+    } as RequestInit);
+  } catch (err) {
+    throw unreachable(url, err, signal);
+  }
+  if (!res.ok) throw await errorOf(res, 'host agent');
+  return (await res.json()) as UploadResult;
+}
+
+export async function importOnAgent(
+  url: string,
+  headers: Record<string, string>,
+  req: ImportImageRequest,
+  p: ImportProgress,
+): Promise<ImportedImage> {
+  const silence = new AbortController();
+  let watchdog: NodeJS.Timeout | undefined;
+  const feed = () => {
+    clearTimeout(watchdog);
+    watchdog = setTimeout(() => silence.abort(), importSilenceMs);
+  };
+  const signal = AbortSignal.any([p.signal, silence.signal]);
+  const lost = (err: unknown) =>
+    silence.signal.aborted && !p.signal.aborted
+      ? new TernError('unavailable', `host agent at ${url} went silent during the import`)
+      : unreachable(url, err, p.signal);
+  try {
+    feed();
+    let res: Response;
+    try {
+      res = await fetch(`${url}/agent/v1/images/import`, {
+        method: 'POST',
+        headers: { ...headers, 'content-type': 'application/json' },
+        body: JSON.stringify(req),
+        signal,
+      });
+    } catch (err) {
+      throw lost(err);
+    }
+    if (!res.ok) throw await errorOf(res, 'host agent');
+    if (!res.body) throw new TernError('protocol_error', 'host agent sent no import report');
+    const decoder = new TextDecoder();
+    let buffer = '';
+    try {
+      for await (const chunk of res.body) {
+        feed();
+        buffer += decoder.decode(chunk as Uint8Array, { stream: true });
+        if (buffer.length > 1024 * 1024) throw new TernError('protocol_error', 'import report line too long');
+        let nl = buffer.indexOf('\n');
+        while (nl >= 0) {
+          const line = buffer.slice(0, nl);
+          buffer = buffer.slice(nl + 1);
+          nl = buffer.indexOf('\n');
+          if (!line) continue;
+          const e = JSON.parse(line) as ImportEvent;
+          if (e.type === 'step') p.step(e.step);
+          else if (e.type === 'progress') p.progress(e.percent);
+          else if (e.type === 'done') return e.image;
+          else if (e.type === 'error') throw TernError.fromBody(e, 'the import failed on the host');
+        }
+      }
+    } catch (err) {
+      if (err instanceof TernError) throw err;
+      if (err instanceof SyntaxError)
+        throw new TernError('protocol_error', 'host agent sent a bad import report');
+      throw lost(err);
+    }
+    throw new TernError('unavailable', `host agent at ${url} stopped answering during the import`);
+  } finally {
+    clearTimeout(watchdog);
+  }
+}

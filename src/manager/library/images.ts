@@ -1,0 +1,80 @@
+/** Disk images and ISOs in the library: one row each, pointing at a volume on a host's pool. */
+import { TernError } from '../../errors.ts';
+import type { Image, ImageKind } from '../../wire/image.ts';
+import type { Db } from '../db/database.ts';
+import type { ImageTable } from '../db/schema.ts';
+
+/** Where an image lives in its pool. */
+export function imageVolumePath(name: string, kind: ImageKind): string {
+  return `images/${name}.${kind === 'iso' ? 'iso' : 'qcow2'}`;
+}
+
+type Row = ImageTable & { hostName: string | null };
+
+function toWire(r: Row): Image {
+  return {
+    name: r.name,
+    kind: r.kind as ImageKind,
+    format: r.format,
+    sourceFormat: r.sourceFormat,
+    host: r.hostName ?? r.hostId,
+    volume: { pool: r.pool, path: r.path },
+    virtualBytes: Number(r.virtualBytes),
+    actualBytes: Number(r.actualBytes),
+    sha256: r.sha256,
+    createdAt: r.createdAt,
+  };
+}
+
+export class ImageStore {
+  readonly #db: Db;
+
+  constructor(db: Db) {
+    this.#db = db;
+  }
+
+  #select() {
+    return this.#db
+      .selectFrom('images')
+      .leftJoin('hosts', 'hosts.id', 'images.hostId')
+      .selectAll('images')
+      .select('hosts.name as hostName');
+  }
+
+  async list(): Promise<Image[]> {
+    return (await this.#select().orderBy('images.name').execute()).map(toWire);
+  }
+
+  async row(name: string): Promise<ImageTable> {
+    const row = await this.#db.selectFrom('images').selectAll().where('name', '=', name).executeTakeFirst();
+    if (!row) throw new TernError('not_found', `image ${name} does not exist`);
+    return row;
+  }
+
+  async get(name: string): Promise<Image> {
+    const row = await this.#select().where('images.name', '=', name).executeTakeFirst();
+    if (!row) throw new TernError('not_found', `image ${name} does not exist`);
+    return toWire(row);
+  }
+
+  async has(name: string): Promise<boolean> {
+    return (
+      (await this.#db.selectFrom('images').select('name').where('name', '=', name).executeTakeFirst()) !==
+      undefined
+    );
+  }
+
+  async insert(row: ImageTable): Promise<void> {
+    try {
+      await this.#db.insertInto('images').values(row).execute();
+    } catch (err) {
+      if (/UNIQUE|PRIMARY KEY|duplicate/i.test((err as Error).message))
+        throw new TernError('conflict', `image ${row.name} exists`);
+      throw err;
+    }
+  }
+
+  async remove(name: string): Promise<void> {
+    await this.#db.deleteFrom('images').where('name', '=', name).execute();
+  }
+}
