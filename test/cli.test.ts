@@ -37,7 +37,7 @@ test('create, list as a table and as JSON, show', () => {
     [['cli-1', 384]],
   );
   const show = tern('vm', 'show', 'cli-1');
-  assert.match(show.stdout, /^template:\s+tiny$/m);
+  assert.match(show.stdout, /^template:\s+tiny \(linked clone\)$/m);
 });
 
 test('--no-wait returns the task at once', () => {

@@ -121,8 +121,11 @@ export interface Cluster {
 }
 
 /** One host agent and one manager, each its own process, as a real deployment has them. */
-export async function startCluster(name: string): Promise<Cluster> {
-  const dir = tempDir(`tern-${name}`);
+export async function startCluster(
+  name: string,
+  opts: { dir?: string; pools?: Record<string, string> } = {},
+): Promise<Cluster> {
+  const dir = opts.dir ?? tempDir(`tern-${name}`);
   const [agentPort, managerPort] = await freePorts(2);
   const agentToken = randomBytes(24).toString('base64url');
   fs.writeFileSync(path.join(dir, 'agent.token'), agentToken, { mode: 0o600 });
@@ -141,6 +144,7 @@ export async function startCluster(name: string): Promise<Cluster> {
         path.join(dir, 'agent.token'),
         '--pool',
         `local=${pool}`,
+        ...Object.entries(opts.pools ?? {}).flatMap(([n, d]) => ['--pool', `${n}=${d}`]),
       ],
       path.join(dir, 'agent.log'),
     );

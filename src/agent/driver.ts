@@ -26,5 +26,10 @@ export interface HypervisorDriver {
   /** Drops the record of a VM that is not running (after a crash was seen by the manager). */
   forget(id: string): Promise<void>;
   consoleTail(id: string, maxBytes: number): Promise<string>;
+  /** Grows disk `index` of a running VM. */
+  resizeDisk(id: string, index: number, sizeBytes: number): Promise<void>;
+  /** Snapshots every writable disk of a running VM at once. */
+  snapshot(id: string, name: string): Promise<{ consistency: 'filesystem-frozen' | 'crash-consistent' }>;
+  deleteSnapshot(id: string, name: string): Promise<void>;
   close(): Promise<void>;
 }

@@ -19,8 +19,11 @@ import {
   CreateVolumeRequest,
   ImportVolumeRequest,
   protocolHeader,
+  ResizeVolumeRequest,
+  SnapshotName,
   Uuid,
   VmAction,
+  VolumeSnapshotRequest,
 } from '../wire/agent.ts';
 import { type ImportEvent, ImportImageRequest, maxUploadBytes, UploadQuery } from '../wire/image.ts';
 import { VmSpec, VolumeRef } from '../wire/vm.ts';
@@ -28,7 +31,15 @@ import type { HypervisorDriver } from './driver.ts';
 import { planImport, runImport } from './storage/images.ts';
 import type { Pools } from './storage/pools.ts';
 import { planUpload, receiveUpload } from './storage/uploads.ts';
-import { createSeed, createVolume, deleteVolume, importVolume, volumeInfo } from './storage/volumes.ts';
+import {
+  createSeed,
+  createVolume,
+  deleteVolume,
+  importVolume,
+  resizeVolume,
+  volumeInfo,
+  volumeSnapshot,
+} from './storage/volumes.ts';
 
 export const agentVersion = '0.1.0';
 
@@ -131,6 +142,44 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
     deleteVolume(pools, req.query);
     return reply.status(204).send();
   });
+  app.post('/agent/v1/volumes/resize', { schema: { body: ResizeVolumeRequest } }, async (req) => ({
+    volume: await resizeVolume(pools, req.body),
+  }));
+  app.post('/agent/v1/volumes/snapshots', { schema: { body: VolumeSnapshotRequest } }, async (req) => ({
+    volume: await volumeSnapshot(pools, req.body),
+  }));
+
+  app.post(
+    '/agent/v1/vms/:id/disks/:index/resize',
+    {
+      schema: {
+        params: Type.Object({ id: Uuid, index: Type.Integer({ minimum: 0, maximum: 15 }) }),
+        body: Type.Object({ sizeBytes: Type.Integer({ minimum: 1 }) }, { additionalProperties: false }),
+      },
+    },
+    async (req) => {
+      await driver.resizeDisk(req.params.id, req.params.index, req.body.sizeBytes);
+      return { ok: true };
+    },
+  );
+  app.post(
+    '/agent/v1/vms/:id/snapshots',
+    {
+      schema: {
+        params: IdParams,
+        body: Type.Object({ name: SnapshotName }, { additionalProperties: false }),
+      },
+    },
+    async (req) => driver.snapshot(req.params.id, req.body.name),
+  );
+  app.delete(
+    '/agent/v1/vms/:id/snapshots/:name',
+    { schema: { params: Type.Object({ id: Uuid, name: SnapshotName }) } },
+    async (req, reply) => {
+      await driver.deleteSnapshot(req.params.id, req.params.name);
+      return reply.status(204).send();
+    },
+  );
 
   // Uploads are streamed to disk as they arrive, never held in memory.
   app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));

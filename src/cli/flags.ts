@@ -26,6 +26,9 @@ const options = {
   port: { type: 'string' },
   'agent-port': { type: 'string' },
   full: { type: 'boolean', default: false },
+  all: { type: 'boolean', default: false },
+  index: { type: 'string' },
+  pool: { type: 'string' },
   ip: { type: 'string' },
   gateway: { type: 'string' },
   dns: { type: 'string', multiple: true, default: [] as string[] },
@@ -61,6 +64,9 @@ export interface Flags {
   port?: string;
   'agent-port'?: string;
   full: boolean;
+  all: boolean;
+  index?: string;
+  pool?: string;
   ip?: string;
   gateway?: string;
   dns: string[];
@@ -83,7 +89,7 @@ export function parseCommandLine(argv: string[]): { positionals: string[]; flags
   const v = parsed.values as unknown as Flags;
   if (v.output !== 'table' && v.output !== 'json')
     throw new TernError('invalid_request', '--output is table or json');
-  for (const n of ['vcpus', 'timeout', 'limit', 'bytes', 'port', 'agent-port'] as const) {
+  for (const n of ['vcpus', 'timeout', 'limit', 'bytes', 'port', 'agent-port', 'index'] as const) {
     if (v[n] !== undefined && !/^\d+$/.test(v[n]))
       throw new TernError('invalid_request', `--${n} takes a whole number`);
   }

@@ -9,7 +9,7 @@ import { createLogger } from '../log.ts';
 import { ApiClient } from './client.ts';
 import { doctor } from './commands/doctor.ts';
 import { imageCommand } from './commands/image.ts';
-import { hostCommand, taskCommand, templateCommand } from './commands/inventory.ts';
+import { alertCommand, hostCommand, taskCommand, templateCommand } from './commands/inventory.ts';
 import { vmCommand } from './commands/vm.ts';
 import { parseCommandLine } from './flags.ts';
 
@@ -20,12 +20,15 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern vm list [--state S] [--host H] [--name PREFIX] [--limit N] [--cursor C]
   tern vm create NAME... [--template T [--full]] [--vcpus N] [--memory 512M] [--disk 10G]
                       [--extra-disk 5G] [--nic user|bridge:BR] [--ip CIDR [--gateway IP] [--dns IP]]
-                      [--user-data FILE] [--start]          (NAME may be a range: web-{1..20})
+                      [--user-data FILE] [--pool P] [--start]          (NAME may be a range: web-{1..20})
   tern vm show|start|stop|pause|resume|console NAME
   tern vm shutdown NAME [--timeout SECONDS] [--force]
   tern vm reboot NAME [--force]
   tern vm delete NAME [--keep-disks] [--force]
+  tern vm resize NAME SIZE [--index N]                           grow a disk (online when running)
+  tern vm snapshot list VM | create|revert|delete VM NAME
   tern task list|show|wait|cancel [ID]
+  tern alert list [--all]
   tern host list|show NAME
   tern template list | show NAME | delete NAME
   tern template create NAME --from-vm VM [--description TEXT]
@@ -79,6 +82,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'host':
       await hostCommand(ApiClient.fromEnvironment(), sub, args, flags);
+      return 0;
+    case 'alert':
+      await alertCommand(ApiClient.fromEnvironment(), sub, args, flags);
       return 0;
     case 'image':
       await imageCommand(ApiClient.fromEnvironment(), sub, args, flags);

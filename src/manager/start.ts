@@ -1,5 +1,6 @@
 /** Starts a manager: database, task recovery, host links, REST API. */
 import type { Logger } from '../log.ts';
+import { AlertStore } from './alerts/store.ts';
 import type { ApiServices } from './api/context.ts';
 import { buildApi } from './api/server.ts';
 import { TokenStore } from './auth/tokens.ts';
@@ -41,7 +42,9 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     tasks,
     tokens: new TokenStore(db),
     images: new ImageStore(db),
+    alerts: new AlertStore(db, bus),
   };
+  const stopAlerts = services.alerts.watch();
   const app = await buildApi(services, opts.log);
   await hosts.start();
   // Task kinds are registered by the routes; recovery needs them.
@@ -55,12 +58,14 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     db,
     services,
     async close() {
+      stopAlerts();
       await tasks.close();
       hosts.close();
       await app.close();
       await db.destroy();
     },
     async crash() {
+      stopAlerts();
       tasks.abandon();
       hosts.close();
       await app.close();

@@ -71,6 +71,7 @@ export const VolumeInfo = Type.Object({
   virtualBytes: Type.Integer(),
   actualBytes: Type.Integer(),
   backing: Type.Union([Type.String(), Type.Null()]),
+  snapshots: Type.Optional(Type.Array(Type.Object({ name: Type.String(), createdAt: Type.String() }))),
 });
 export type VolumeInfo = Static<typeof VolumeInfo>;
 
@@ -115,3 +116,21 @@ export type ImportVolumeRequest = Static<typeof ImportVolumeRequest>;
 export const AgentVmList = Type.Object({ vms: Type.Array(AgentVm) });
 export const RunVmResult = Type.Object({ vm: AgentVm });
 export { Uuid };
+
+export const ResizeVolumeRequest = Type.Object(
+  { volume: VolumeRef, sizeBytes: Type.Integer({ minimum: 1 }) },
+  { additionalProperties: false },
+);
+export type ResizeVolumeRequest = Static<typeof ResizeVolumeRequest>;
+
+export const SnapshotName = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$' });
+
+export const VolumeSnapshotRequest = Type.Object(
+  {
+    volume: VolumeRef,
+    op: Type.Union([Type.Literal('create'), Type.Literal('apply'), Type.Literal('delete')]),
+    name: SnapshotName,
+  },
+  { additionalProperties: false },
+);
+export type VolumeSnapshotRequest = Static<typeof VolumeSnapshotRequest>;

@@ -1,5 +1,6 @@
 /** The manager's event stream (`GET /api/v1/events`, server-sent events). */
 import { type Static, Type } from 'typebox';
+import { Alert } from './alert.ts';
 import { Task } from './task.ts';
 import { Vm } from './vm.ts';
 
@@ -7,5 +8,6 @@ export const ManagerEvent = Type.Union([
   Type.Object({ type: Type.Literal('task'), task: Task }),
   Type.Object({ type: Type.Literal('vm'), vm: Vm }),
   Type.Object({ type: Type.Literal('vm.deleted'), id: Type.String() }),
+  Type.Object({ type: Type.Literal('alert'), alert: Alert }),
 ]);
 export type ManagerEvent = Static<typeof ManagerEvent>;

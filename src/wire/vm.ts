@@ -196,6 +196,7 @@ export const CreateVmRequest = Type.Object(
       ),
     ),
     start: Type.Optional(Type.Boolean({ description: 'start the VM once created' })),
+    pool: Type.Optional(Name),
     full: Type.Optional(
       Type.Boolean({
         description: 'a full clone (standalone copy of the template disk) instead of a linked one',

@@ -14,6 +14,7 @@ import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { type Pools, resolveVolume } from '../storage/pools.ts';
 import { poolUsage } from '../storage/volumes.ts';
 import { type AcceleratorChoice, detectAccelerator, readCpuFacts } from './accelerator.ts';
+import { deleteSnapshotRunning, snapshotRunning } from './snapshots.ts';
 import { tailFile, VmProcess, vmPaths } from './vm-process.ts';
 
 const run = promisify(execFile);
@@ -192,6 +193,26 @@ export class QemuDriver implements HypervisorDriver {
     vm.discard();
     this.#vms.delete(id);
     this.events.emit('gone', id);
+  }
+
+  #running(id: string): VmProcess {
+    const vm = this.#vms.get(id);
+    if (!vm) throw new TernError('not_found', `VM ${id} is not running on this host`);
+    return vm;
+  }
+
+  async resizeDisk(id: string, index: number, sizeBytes: number): Promise<void> {
+    const vm = this.#running(id);
+    if (!vm.spec.disks[index]) throw new TernError('not_found', `VM ${vm.spec.name} has no disk ${index}`);
+    await vm.monitor('block_resize', { 'node-name': `disk${index}`, size: sizeBytes });
+  }
+
+  snapshot(id: string, name: string) {
+    return snapshotRunning(this.#running(id), name, this.#opts.log);
+  }
+
+  deleteSnapshot(id: string, name: string): Promise<void> {
+    return deleteSnapshotRunning(this.#running(id), name);
   }
 
   async consoleTail(id: string, maxBytes: number): Promise<string> {

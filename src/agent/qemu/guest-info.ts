@@ -86,7 +86,8 @@ export function sanitizeInterfaces(raw: unknown): Sanitized<GuestInterface[]> {
 /** A guest-file-read reply of /etc/machine-id: 32 hex digits, or nothing. */
 export function sanitizeMachineId(raw: unknown): Sanitized<string | null> {
   const b64 = (raw as { 'buf-b64'?: unknown } | null)?.['buf-b64'];
-  if (typeof b64 !== 'string' || b64.length > 128) return { value: null, notes: ['machine-id: malformed reply'] };
+  if (typeof b64 !== 'string' || b64.length > 128)
+    return { value: null, notes: ['machine-id: malformed reply'] };
   const text = Buffer.from(b64, 'base64').toString('latin1').trim();
   if (!/^[0-9a-f]{32}$/.test(text)) return { value: null, notes: ['machine-id: not 32 hex digits'] };
   return { value: text, notes: [] };

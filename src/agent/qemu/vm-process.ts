@@ -402,6 +402,26 @@ export class VmProcess {
     }
   }
 
+  /** A QMP command on the running VM (disk operations and snapshots build on it). */
+  monitor<T>(command: string, args?: Record<string, unknown>, timeoutMs = 30_000): Promise<T> {
+    if (!this.#qmp || this.#state === 'crashed' || this.#state === 'stopped') {
+      return Promise.reject(
+        new TernError('conflict', `VM ${this.spec.name} is not running (${this.#state})`),
+      );
+    }
+    return this.#qmp.execute<T>(command, args, timeoutMs);
+  }
+
+  /** A guest agent command, only while the guest agent answers. */
+  guestAgent<T>(command: string, args?: Record<string, unknown>, timeoutMs = 10_000): Promise<T> {
+    if (this.#guest.agent !== 'responding') {
+      return Promise.reject(
+        new TernError('guest_error', `the guest agent of ${this.spec.name} does not answer`),
+      );
+    }
+    return this.#qga.execute<T>(command, args, { timeoutMs });
+  }
+
   async act(action: VmAction): Promise<void> {
     if (action === 'kill') {
       await this.#quit();

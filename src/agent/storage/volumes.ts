@@ -9,7 +9,9 @@ import type {
   CreateSeedRequest,
   CreateVolumeRequest,
   ImportVolumeRequest,
+  ResizeVolumeRequest,
   VolumeInfo,
+  VolumeSnapshotRequest,
 } from '../../wire/agent.ts';
 import type { VolumeRef } from '../../wire/vm.ts';
 import { type Pools, resolveVolume } from './pools.ts';
@@ -47,6 +49,7 @@ export async function volumeInfo(pools: Pools, ref: VolumeRef): Promise<VolumeIn
     'virtual-size': number;
     'actual-size'?: number;
     'backing-filename'?: string;
+    snapshots?: { name: string; 'date-sec': number }[];
   };
   return {
     volume: ref,
@@ -54,7 +57,41 @@ export async function volumeInfo(pools: Pools, ref: VolumeRef): Promise<VolumeIn
     virtualBytes: info['virtual-size'],
     actualBytes: info['actual-size'] ?? 0,
     backing: info['backing-filename'] ?? null,
+    snapshots: (info.snapshots ?? []).map((x) => ({
+      name: x.name,
+      createdAt: new Date(x['date-sec'] * 1000).toISOString(),
+    })),
   };
+}
+
+/** Grows a volume that no running VM uses (a running VM's disk grows through QMP). */
+export async function resizeVolume(pools: Pools, req: ResizeVolumeRequest): Promise<VolumeInfo> {
+  const current = await volumeInfo(pools, req.volume);
+  if (req.sizeBytes < current.virtualBytes) {
+    throw new TernError(
+      'invalid_request',
+      `${req.volume.path} is ${current.virtualBytes} bytes; disks only grow`,
+    );
+  }
+  const file = resolveVolume(pools, req.volume);
+  await tool(
+    'qemu-img',
+    ['resize', '-q', '-f', current.format, file, String(req.sizeBytes)],
+    `resizing ${req.volume.path}`,
+  );
+  return volumeInfo(pools, req.volume);
+}
+
+/** Internal snapshots of a volume no running VM uses: create, apply (revert) or delete. */
+export async function volumeSnapshot(pools: Pools, req: VolumeSnapshotRequest): Promise<VolumeInfo> {
+  const file = resolveVolume(pools, req.volume);
+  const flag = { create: '-c', apply: '-a', delete: '-d' }[req.op];
+  await tool(
+    'qemu-img',
+    ['snapshot', flag, req.name, file],
+    `snapshot ${req.op} ${req.name} on ${req.volume.path}`,
+  );
+  return volumeInfo(pools, req.volume);
 }
 
 export async function createVolume(pools: Pools, req: CreateVolumeRequest): Promise<VolumeInfo> {
@@ -64,8 +101,10 @@ export async function createVolume(pools: Pools, req: CreateVolumeRequest): Prom
   if (!req.backing && !req.copyOf && !req.sizeBytes) {
     throw new TernError('invalid_request', 'a new volume needs a size, a backing or a volume to copy');
   }
-  if (req.backing && req.format !== 'qcow2') throw new TernError('invalid_request', 'only qcow2 volumes have backing');
-  if (req.backing && req.copyOf) throw new TernError('invalid_request', 'a volume has a backing or is a copy, not both');
+  if (req.backing && req.format !== 'qcow2')
+    throw new TernError('invalid_request', 'only qcow2 volumes have backing');
+  if (req.backing && req.copyOf)
+    throw new TernError('invalid_request', 'a volume has a backing or is a copy, not both');
   fs.mkdirSync(path.dirname(file), { recursive: true });
   if (req.copyOf) return copyVolume(pools, req, file);
   const args = ['create', '-q', '-f', req.format];
@@ -169,9 +208,17 @@ async function copyVolume(pools: Pools, req: CreateVolumeRequest, file: string):
   const source = resolveVolume(pools, req.copyOf!);
   const partial = `${file}.partial`;
   try {
-    await tool('qemu-img', ['convert', '-q', '-U', '-O', req.format, source, partial], `copying ${req.copyOf!.path}`);
+    await tool(
+      'qemu-img',
+      ['convert', '-q', '-U', '-O', req.format, source, partial],
+      `copying ${req.copyOf!.path}`,
+    );
     if (req.sizeBytes) {
-      await tool('qemu-img', ['resize', '-q', '-f', req.format, partial, String(req.sizeBytes)], 'growing the copy');
+      await tool(
+        'qemu-img',
+        ['resize', '-q', '-f', req.format, partial, String(req.sizeBytes)],
+        'growing the copy',
+      );
     }
     fs.renameSync(partial, file);
   } finally {

@@ -1,5 +1,6 @@
 /** `tern task …`, `tern host …`, `tern template …`. */
 import { TernError } from '../../errors.ts';
+import type { Alert } from '../../wire/alert.ts';
 import type { Host } from '../../wire/host.ts';
 import type { Task } from '../../wire/task.ts';
 import type { Template } from '../../wire/template.ts';
@@ -143,5 +144,21 @@ export async function templateCommand(
   throw new TernError(
     'invalid_request',
     'usage: tern template list | show NAME | create NAME --from-vm VM [--description D] | delete NAME',
+  );
+}
+
+export async function alertCommand(
+  api: ApiClient,
+  sub: string | undefined,
+  _args: string[],
+  flags: Flags,
+): Promise<void> {
+  if (sub !== 'list' && sub !== undefined)
+    throw new TernError('invalid_request', 'usage: tern alert list [--all]');
+  const { items } = await api.request<{ items: Alert[] }>('GET', `/api/v1/alerts?all=${flags.all}`);
+  if (flags.output === 'json') return printJson(items);
+  printTable(
+    ['SEVERITY', 'RAISED', 'CLEARED', 'MESSAGE'],
+    items.map((a) => [a.severity, ago(a.raisedAt), a.clearedAt ? ago(a.clearedAt) : '', a.message]),
   );
 }

@@ -57,6 +57,7 @@ function createBody(flags: Flags): Omit<CreateVmRequest, 'name'> {
   const body: Omit<CreateVmRequest, 'name'> = {};
   if (flags.template) body.template = flags.template;
   if (flags.full) body.full = true;
+  if (flags.pool) body.pool = flags.pool;
   if (flags.vcpus) body.vcpus = Number(flags.vcpus);
   if (flags.memory) body.memoryMiB = Math.round(parseSize(flags.memory, 'M', '--memory'));
   if (flags.disk) body.diskGiB = parseSize(flags.disk, 'G', '--disk') / 1024;
@@ -135,6 +136,23 @@ async function createMany(
       `${failed.length} failed: ${failed.map((f) => `${f.name} (${f.error})`).join('; ')}`,
     );
   }
+}
+
+async function snapshotCommand(api: ApiClient, args: string[], flags: Flags): Promise<void> {
+  const [op, vm, name] = args;
+  const base = `/api/v1/vms/${enc(vm ?? '')}/snapshots`;
+  if (op === 'list' && vm) {
+    const { items } = await api.request<{ items: { name: string; createdAt: string }[] }>('GET', base);
+    if (flags.output === 'json') return printJson(items);
+    return printTable(
+      ['NAME', 'CREATED'],
+      items.map((x) => [x.name, x.createdAt]),
+    );
+  }
+  if (op === 'create' && vm && name) return submitTask(api, flags, 'POST', base, { name });
+  if (op === 'revert' && vm && name) return submitTask(api, flags, 'POST', `${base}/${enc(name)}/revert`);
+  if (op === 'delete' && vm && name) return submitTask(api, flags, 'DELETE', `${base}/${enc(name)}`);
+  throw new TernError('invalid_request', 'usage: tern vm snapshot list VM | create|revert|delete VM NAME');
 }
 
 export async function vmCommand(
@@ -217,6 +235,15 @@ export async function vmCommand(
       const q = new URLSearchParams({ keepDisks: String(flags['keep-disks']), force: String(flags.force) });
       return submitTask(api, flags, 'DELETE', `/api/v1/vms/${enc(name)}?${q}`);
     }
+    case 'resize': {
+      if (args.length !== 2)
+        throw new TernError('invalid_request', 'usage: tern vm resize NAME SIZE [--index N]');
+      const sizeGiB = parseSize(args[1], 'G', 'SIZE') / 1024;
+      const index = Number(flags.index ?? '0');
+      return submitTask(api, flags, 'POST', `/api/v1/vms/${enc(args[0])}/disks/${index}/resize`, { sizeGiB });
+    }
+    case 'snapshot':
+      return snapshotCommand(api, args, flags);
     case 'console': {
       const name = one(args, 'tern vm console NAME [--bytes N]');
       const r = await api.request<{ text: string }>(
@@ -230,7 +257,7 @@ export async function vmCommand(
     default:
       throw new TernError(
         'invalid_request',
-        'usage: tern vm list|show|create|start|shutdown|reboot|stop|pause|resume|delete|console',
+        'usage: tern vm list|show|create|start|shutdown|reboot|stop|pause|resume|delete|console|resize|snapshot',
       );
   }
 }

@@ -7,6 +7,7 @@ import type {
   RawRequestDefaultExpression,
   RawServerDefault,
 } from 'fastify';
+import type { AlertStore } from '../alerts/store.ts';
 import type { TokenStore } from '../auth/tokens.ts';
 import type { ImageStore } from '../library/images.ts';
 import type { TaskEngine } from '../tasks/engine.ts';
@@ -24,6 +25,7 @@ export interface ApiServices extends VmDeps {
   tasks: TaskEngine;
   tokens: TokenStore;
   images: ImageStore;
+  alerts: AlertStore;
   /** Largest image upload accepted (default: maxUploadBytes()). */
   maxUploadBytes?: number;
 }

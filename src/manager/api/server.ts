@@ -8,6 +8,7 @@ import Fastify from 'fastify';
 import { ajvOptions, installErrorHandling } from '../../http/errors.ts';
 import { type Logger, quietRequests } from '../../log.ts';
 import type { Principal } from '../auth/tokens.ts';
+import { alertRoutes } from './alerts.ts';
 import type { ApiServices, App } from './context.ts';
 import { eventRoutes } from './events.ts';
 import { hostRoutes } from './hosts.ts';
@@ -15,6 +16,7 @@ import { imageRoutes } from './images.ts';
 import { taskRoutes } from './tasks.ts';
 import { templateRoutes } from './templates.ts';
 import { vmActionRoutes } from './vm-actions.ts';
+import { vmStorageRoutes } from './vm-storage.ts';
 import { vmRoutes } from './vms.ts';
 
 declare module 'fastify' {
@@ -53,10 +55,12 @@ export async function buildApi(s: ApiServices, log: Logger): Promise<App> {
 
   vmRoutes(app, s);
   vmActionRoutes(app, s);
+  vmStorageRoutes(app, s);
   taskRoutes(app, s);
   hostRoutes(app, s);
   templateRoutes(app, s);
   imageRoutes(app, s);
+  alertRoutes(app, s);
   eventRoutes(app, s);
   return app;
 }

@@ -69,6 +69,15 @@ export function vmRoutes(app: App, s: ApiServices): void {
       const host = await s.hosts.pickHost();
       const pool = host.facts?.pools[0]?.name;
       if (!pool) throw new TernError('unavailable', `host ${host.name} reports no storage pool`);
+      if (req.body.pool && !host.facts?.pools.some((p) => p.name === req.body.pool)) {
+        throw new TernError(
+          'not_found',
+          `storage pool ${req.body.pool} does not exist on host ${host.name}`,
+          {
+            field: 'pool',
+          },
+        );
+      }
       const id = randomUUID();
       const clientMachineId = randomUUID();
       const plan = planVm(req.body, template, id, pool, () => randomMac(randomBytes), clientMachineId);

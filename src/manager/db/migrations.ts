@@ -119,6 +119,21 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('vms').addColumn('client_machine_id', 'text').execute();
     },
   },
+  '0004-alerts': {
+    async up(db: Db) {
+      await db.schema
+        .createTable('alerts')
+        .addColumn('seq', 'integer', (c) => c.primaryKey().autoIncrement())
+        .addColumn('id', 'text', (c) => c.notNull())
+        .addColumn('severity', 'text', (c) => c.notNull())
+        .addColumn('object', 'text', (c) => c.notNull())
+        .addColumn('message', 'text', (c) => c.notNull())
+        .addColumn('raised_at', 'text', (c) => c.notNull())
+        .addColumn('cleared_at', 'text')
+        .execute();
+      await db.schema.createIndex('alerts_id').on('alerts').column('id').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -95,7 +95,18 @@ export interface ImageTable {
   createdAt: string;
 }
 
+export interface AlertTable {
+  seq: Generated<number>;
+  id: string;
+  severity: string;
+  object: string;
+  message: string;
+  raisedAt: string;
+  clearedAt: string | null;
+}
+
 export interface Database {
+  alerts: AlertTable;
   hosts: HostTable;
   templates: TemplateTable;
   vms: VmTable;

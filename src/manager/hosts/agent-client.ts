@@ -13,8 +13,10 @@ import {
   type CreateVolumeRequest,
   type ImportVolumeRequest,
   protocolHeader,
+  type ResizeVolumeRequest,
   type VmAction,
   type VolumeInfo,
+  type VolumeSnapshotRequest,
 } from '../../wire/agent.ts';
 import type { ImportedImage, ImportImageRequest, UploadResult } from '../../wire/image.ts';
 import type { VmSpec, VolumeRef } from '../../wire/vm.ts';
@@ -103,6 +105,32 @@ export class AgentClient {
       if (err instanceof TernError && err.code === 'not_found') return null;
       throw err;
     }
+  }
+
+  async resizeVolume(req: ResizeVolumeRequest): Promise<VolumeInfo> {
+    return (await this.#call<{ volume: VolumeInfo }>('POST', '/agent/v1/volumes/resize', req)).volume;
+  }
+
+  async volumeSnapshot(req: VolumeSnapshotRequest): Promise<VolumeInfo> {
+    return (await this.#call<{ volume: VolumeInfo }>('POST', '/agent/v1/volumes/snapshots', req, 300_000))
+      .volume;
+  }
+
+  async resizeDisk(id: string, index: number, sizeBytes: number): Promise<void> {
+    await this.#call('POST', `/agent/v1/vms/${id}/disks/${index}/resize`, { sizeBytes });
+  }
+
+  async snapshotVm(id: string, name: string): Promise<{ consistency: string }> {
+    return this.#call('POST', `/agent/v1/vms/${id}/snapshots`, { name }, 300_000);
+  }
+
+  async deleteVmSnapshot(id: string, name: string): Promise<void> {
+    await this.#call(
+      'DELETE',
+      `/agent/v1/vms/${id}/snapshots/${encodeURIComponent(name)}`,
+      undefined,
+      300_000,
+    );
   }
 
   async deleteVolume(ref: VolumeRef): Promise<void> {

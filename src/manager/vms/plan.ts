@@ -37,7 +37,8 @@ export function planVm(
   macs: () => string,
   clientMachineId: string = id,
 ): VmPlan {
-  const pool = template?.disk.pool ?? defaultPool;
+  // The VM's disks go to the requested pool; a linked clone's backing may live in another.
+  const pool = req.pool ?? template?.disk.pool ?? defaultPool;
   const dir = `vms/${id}`;
   const volumes: CreateVolumeRequest[] = [];
   const diskSizes: number[] = [];

@@ -1,0 +1,37 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { emptyGuestInfo, type Vm } from '../../wire/vm.ts';
+import { vmAlerts } from './rules.ts';
+
+const vm = (state: Vm['state'], stateReason: string | null): Vm => ({
+  id: '00000000-0000-4000-8000-000000000001',
+  name: 'db-1',
+  host: 'local',
+  state,
+  stateReason,
+  template: null,
+  clone: null,
+  clientMachineId: null,
+  vcpus: 1,
+  memoryMiB: 256,
+  disks: [],
+  nics: [],
+  guest: emptyGuestInfo(),
+  ipAddresses: [],
+  vncPort: null,
+  createdAt: '',
+  updatedAt: '',
+});
+
+test('a storage-full pause is a critical alert that says what to do', () => {
+  const [a] = vmAlerts(vm('paused', 'storage full: disk disk1 cannot grow'));
+  assert.equal(a.id, 'vm:00000000-0000-4000-8000-000000000001:storage-full');
+  assert.equal(a.severity, 'critical');
+  assert.match(a.message, /Free space .*\(tern vm resume db-1\)/);
+});
+
+test('running and paused-by-request VMs raise nothing; crashes warn', () => {
+  assert.deepEqual(vmAlerts(vm('running', null)), []);
+  assert.deepEqual(vmAlerts(vm('paused', 'paused by request')), []);
+  assert.equal(vmAlerts(vm('crashed', 'QEMU ended'))[0].severity, 'warning');
+});

@@ -1,0 +1,39 @@
+/** Which alerts a VM's state calls for. Pure: the watcher raises and clears to match. */
+import type { Alert } from '../../wire/alert.ts';
+import type { Vm } from '../../wire/vm.ts';
+
+export type WantedAlert = Pick<Alert, 'id' | 'severity' | 'object' | 'message'>;
+
+/** Every alert kind this module can raise for a VM, so the ones not wanted any more are cleared. */
+export const vmAlertKinds = ['storage-full', 'io-error', 'crashed'] as const;
+
+export function vmAlerts(vm: Vm): WantedAlert[] {
+  const object = `vm:${vm.id}`;
+  const reason = vm.stateReason ?? '';
+  if (vm.state === 'paused' && reason.startsWith('storage full')) {
+    return [
+      {
+        id: `${object}:storage-full`,
+        severity: 'critical',
+        object,
+        message: `VM ${vm.name} is paused: ${reason}. Free space in its storage pool, then resume it (tern vm resume ${vm.name}).`,
+      },
+    ];
+  }
+  if (vm.state === 'paused' && reason.startsWith('I/O error')) {
+    return [
+      {
+        id: `${object}:io-error`,
+        severity: 'critical',
+        object,
+        message: `VM ${vm.name} is paused: ${reason}`,
+      },
+    ];
+  }
+  if (vm.state === 'crashed') {
+    return [
+      { id: `${object}:crashed`, severity: 'warning', object, message: `VM ${vm.name} crashed: ${reason}` },
+    ];
+  }
+  return [];
+}

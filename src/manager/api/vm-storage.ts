@@ -1,0 +1,128 @@
+/** /api/v1/vms/{vm}/disks and /snapshots: growing disks and VM snapshots. */
+import { Type } from 'typebox';
+import { SnapshotName } from '../../wire/agent.ts';
+import { ErrorBody } from '../../wire/common.ts';
+import { TaskAccepted } from '../../wire/task.ts';
+import { resizeTask } from '../vms/disks.ts';
+import {
+  listSnapshots,
+  snapshotCreateTask,
+  snapshotDeleteTask,
+  snapshotRevertTask,
+} from '../vms/snapshots.ts';
+import type { ApiServices, App } from './context.ts';
+import { accepted } from './reply.ts';
+import { VmRef } from './vms.ts';
+
+const responses = { 202: TaskAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody };
+const GiB = 1024 ** 3;
+
+export function vmStorageRoutes(app: App, s: ApiServices): void {
+  const resize = resizeTask(s);
+  const create = snapshotCreateTask(s);
+  const revert = snapshotRevertTask(s);
+  const remove = snapshotDeleteTask(s);
+  s.tasks.register(resize);
+  s.tasks.register(create);
+  s.tasks.register(revert);
+  s.tasks.register(remove);
+
+  app.post(
+    '/api/v1/vms/:vm/disks/:index/resize',
+    {
+      schema: {
+        summary: 'Grow a disk: online when the VM runs, offline otherwise',
+        tags: ['vm storage'],
+        params: Type.Object({ vm: VmRef.properties.vm, index: Type.Integer({ minimum: 0, maximum: 15 }) }),
+        body: Type.Object(
+          { sizeGiB: Type.Number({ exclusiveMinimum: 0, maximum: 65536 }) },
+          { additionalProperties: false },
+        ),
+        response: responses,
+      },
+    },
+    async (req, reply) => {
+      const vm = await s.store.get(req.params.vm);
+      const params = { vmId: vm.id, index: req.params.index, sizeBytes: Math.ceil(req.body.sizeGiB * GiB) };
+      return accepted(reply, await s.tasks.submit(resize, params, [`vm:${vm.id}`]));
+    },
+  );
+
+  app.get(
+    '/api/v1/vms/:vm/snapshots',
+    {
+      schema: {
+        summary: "List a VM's snapshots",
+        tags: ['vm storage'],
+        params: VmRef,
+        response: {
+          200: Type.Object({
+            items: Type.Array(Type.Object({ name: Type.String(), createdAt: Type.String() })),
+          }),
+          404: ErrorBody,
+        },
+      },
+    },
+    async (req) => ({ items: await listSnapshots(s, (await s.store.get(req.params.vm)).id) }),
+  );
+
+  app.post(
+    '/api/v1/vms/:vm/snapshots',
+    {
+      schema: {
+        summary: 'Snapshot every disk of a VM at once (running: filesystems frozen through the guest agent)',
+        tags: ['vm storage'],
+        params: VmRef,
+        body: Type.Object({ name: SnapshotName }, { additionalProperties: false }),
+        response: responses,
+      },
+    },
+    async (req, reply) => {
+      const vm = await s.store.get(req.params.vm);
+      return accepted(
+        reply,
+        await s.tasks.submit(create, { vmId: vm.id, name: req.body.name }, [`vm:${vm.id}`]),
+      );
+    },
+  );
+
+  const SnapshotRef = Type.Object({ vm: VmRef.properties.vm, name: SnapshotName });
+
+  app.post(
+    '/api/v1/vms/:vm/snapshots/:name/revert',
+    {
+      schema: {
+        summary: 'Revert a stopped VM to a snapshot',
+        tags: ['vm storage'],
+        params: SnapshotRef,
+        response: responses,
+      },
+    },
+    async (req, reply) => {
+      const vm = await s.store.get(req.params.vm);
+      return accepted(
+        reply,
+        await s.tasks.submit(revert, { vmId: vm.id, name: req.params.name }, [`vm:${vm.id}`]),
+      );
+    },
+  );
+
+  app.delete(
+    '/api/v1/vms/:vm/snapshots/:name',
+    {
+      schema: {
+        summary: 'Delete a snapshot',
+        tags: ['vm storage'],
+        params: SnapshotRef,
+        response: responses,
+      },
+    },
+    async (req, reply) => {
+      const vm = await s.store.get(req.params.vm);
+      return accepted(
+        reply,
+        await s.tasks.submit(remove, { vmId: vm.id, name: req.params.name }, [`vm:${vm.id}`]),
+      );
+    },
+  );
+}

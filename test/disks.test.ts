@@ -1,0 +1,99 @@
+/** Disk operations on a real guest: online and offline growth, snapshots and revert. */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import type { Vm } from '../src/wire/vm.ts';
+import { type Cluster, startCluster } from './harness.ts';
+
+let c: Cluster;
+before(async () => {
+  c = await startCluster('disks');
+});
+after(async () => {
+  await c?.stop();
+});
+
+const GiB = 1024 ** 3;
+const answering = (v: Vm) => v.state === 'running' && v.guest.agent === 'responding';
+const virtualSize = (vm: Vm, i: number) =>
+  (
+    JSON.parse(
+      execFileSync('qemu-img', ['info', '-U', '--output=json', path.join(c.pool, vm.disks[i].volume.path)], {
+        encoding: 'utf8',
+      }),
+    ) as { 'virtual-size': number }
+  )['virtual-size'];
+const readyLines = async (n: number) => {
+  const { text } = await c.api.request<{ text: string }>('GET', '/api/v1/vms/d1/console?bytes=400000');
+  return text.match(new RegExp(`TERN-GUEST-READY hostname=d1 instance=\\S+ boot=${n}\\b`, 'g'))?.length ?? 0;
+};
+
+test('a running VM grows its disk online', async () => {
+  const t = await c.api.task('POST', '/api/v1/vms', {
+    name: 'd1',
+    template: 'tiny',
+    extraDisksGiB: [0.25],
+    start: true,
+  });
+  assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+  await c.api.waitVm('d1', answering, 120_000, 'up');
+  const r = await c.api.task('POST', '/api/v1/vms/d1/disks/1/resize', { sizeGiB: 0.5 });
+  assert.equal(r.state, 'succeeded', JSON.stringify(r.error));
+  const vm = await c.api.request<Vm>('GET', '/api/v1/vms/d1');
+  assert.equal(vm.state, 'running');
+  assert.equal(vm.disks[1].sizeBytes, GiB / 2);
+  assert.equal(virtualSize(vm, 1), GiB / 2);
+  const shrink = await c.api.task('POST', '/api/v1/vms/d1/disks/1/resize', { sizeGiB: 0.1 });
+  assert.equal(shrink.state, 'failed');
+  assert.match(shrink.error?.message ?? '', /only grow/);
+});
+
+test('a running snapshot freezes the guest filesystems; revert brings the disk back', async () => {
+  const snap = await c.api.task('POST', '/api/v1/vms/d1/snapshots', { name: 'before' });
+  assert.equal(snap.state, 'succeeded', JSON.stringify(snap.error));
+  assert.equal((snap.result as { consistency: string }).consistency, 'filesystem-frozen');
+  const dup = await c.api.task('POST', '/api/v1/vms/d1/snapshots', { name: 'before' });
+  assert.equal(dup.state, 'failed');
+  const bad = await c.api.raw('POST', '/api/v1/vms/d1/snapshots', {
+    body: '{"name":"../x"}',
+    headers: { 'content-type': 'application/json' },
+  });
+  assert.equal(bad.status, 400);
+  const list = await c.api.request<{ items: { name: string }[] }>('GET', '/api/v1/vms/d1/snapshots');
+  assert.deepEqual(
+    list.items.map((s) => s.name),
+    ['before'],
+  );
+
+  // A second boot writes boot=2 to the guest's disk after the snapshot was taken.
+  assert.equal((await c.api.task('POST', '/api/v1/vms/d1/shutdown')).state, 'succeeded');
+  assert.equal((await c.api.task('POST', '/api/v1/vms/d1/start')).state, 'succeeded');
+  await c.api.waitVm('d1', answering, 120_000, 'up again');
+  assert.equal(await readyLines(2), 1);
+  const running = await c.api.task('POST', '/api/v1/vms/d1/snapshots/before/revert');
+  assert.equal(running.state, 'failed');
+  assert.match(running.error?.message ?? '', /stop it to revert/);
+  assert.equal((await c.api.task('POST', '/api/v1/vms/d1/shutdown')).state, 'succeeded');
+
+  const revert = await c.api.task('POST', '/api/v1/vms/d1/snapshots/before/revert');
+  assert.equal(revert.state, 'succeeded', JSON.stringify(revert.error));
+  assert.equal((await c.api.task('POST', '/api/v1/vms/d1/start')).state, 'succeeded');
+  await c.api.waitVm('d1', answering, 120_000, 'up after the revert');
+  // The disk is back at one boot, so this boot is the second one again, not the third.
+  assert.equal(await readyLines(2), 2);
+  assert.equal(await readyLines(3), 0);
+});
+
+test('a stopped VM grows its disk offline and deletes snapshots', async () => {
+  assert.equal((await c.api.task('POST', '/api/v1/vms/d1/shutdown')).state, 'succeeded');
+  const r = await c.api.task('POST', '/api/v1/vms/d1/disks/0/resize', { sizeGiB: 1 });
+  assert.equal(r.state, 'succeeded', JSON.stringify(r.error));
+  assert.equal(virtualSize(await c.api.request<Vm>('GET', '/api/v1/vms/d1'), 0), GiB);
+  const del = await c.api.task('DELETE', '/api/v1/vms/d1/snapshots/before');
+  assert.equal(del.state, 'succeeded', JSON.stringify(del.error));
+  const list = await c.api.request<{ items: unknown[] }>('GET', '/api/v1/vms/d1/snapshots');
+  assert.deepEqual(list.items, []);
+  const missing = await c.api.task('DELETE', '/api/v1/vms/d1/snapshots/before');
+  assert.equal(missing.state, 'failed');
+});
