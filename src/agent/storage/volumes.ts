@@ -108,15 +108,45 @@ export async function createVolume(pools: Pools, req: CreateVolumeRequest): Prom
   fs.mkdirSync(path.dirname(file), { recursive: true });
   if (req.copyOf) return copyVolume(pools, req, file);
   const args = ['create', '-q', '-f', req.format];
+  let base: { file: string; info: VolumeInfo } | null = null;
   if (req.backing) {
-    const base = resolveVolume(pools, req.backing);
-    const baseInfo = await volumeInfo(pools, req.backing);
-    args.push('-b', base, '-F', baseInfo.format);
+    base = { file: resolveVolume(pools, req.backing), info: await baseInfo(pools, req.backing) };
+    args.push('-b', base.file, '-F', base.info.format);
   }
   args.push(file);
   if (req.sizeBytes) args.push(String(req.sizeBytes));
   await tool('qemu-img', args, `creating ${req.volume.path}`);
-  return volumeInfo(pools, req.volume);
+  // Everything in the reply is known already: no second qemu-img run per new volume.
+  return {
+    volume: req.volume,
+    format: req.format,
+    virtualBytes: req.sizeBytes ?? base?.info.virtualBytes ?? 0,
+    actualBytes: fs.statSync(file).blocks * 512,
+    backing: base?.file ?? null,
+    snapshots: [],
+  };
+}
+
+/**
+ * Facts of a backing volume, cached by file identity: bases (templates, image versions) are
+ * read-only, and probing one for each of many clones costs a process each time.
+ */
+const baseCache = new Map<string, { key: string; info: VolumeInfo }>();
+
+async function baseInfo(pools: Pools, ref: VolumeRef): Promise<VolumeInfo> {
+  const file = resolveVolume(pools, ref);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch {
+    throw new TernError('not_found', `volume ${ref.pool}:${ref.path} does not exist`);
+  }
+  const key = `${st.ino}:${st.size}:${st.mtimeMs}`;
+  const hit = baseCache.get(file);
+  if (hit?.key === key) return hit.info;
+  const info = await volumeInfo(pools, ref);
+  baseCache.set(file, { key, info });
+  return info;
 }
 
 /** Copies a host file into a pool (converting to the requested format), atomically. */
@@ -179,6 +209,8 @@ export async function createSeed(pools: Pools, req: CreateSeedRequest): Promise<
       'genisoimage',
       [
         '-quiet',
+        // Padding is for optical media; a seed is read as a disk.
+        '-no-pad',
         '-output',
         `${file}.partial`,
         '-volid',
