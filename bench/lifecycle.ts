@@ -18,7 +18,7 @@ import { QgaClient } from '../src/agent/qemu/qga.ts';
 import { createSeed, createVolume } from '../src/agent/storage/volumes.ts';
 import { planVm, randomMac, seedMetaData } from '../src/manager/vms/plan.ts';
 import type { Template } from '../src/wire/template.ts';
-import type { Vm } from '../src/wire/vm.ts';
+import { emptyGuestInfo, type Vm } from '../src/wire/vm.ts';
 import { startCluster } from '../test/harness.ts';
 
 const { values } = parseArgs({
@@ -164,7 +164,7 @@ try {
     const plan = planVm({ name: `vm-${String(i).padStart(5, '0')}` }, template, id, 'local', () =>
       randomMac(randomBytes),
     );
-    const guest = { agent: 'unknown', lastHeartbeat: null, hostname: null, os: null, interfaces: [] };
+    const guest = emptyGuestInfo();
     insert.run(
       id,
       plan.spec.name,

@@ -97,3 +97,36 @@ test('a stopped VM grows its disk offline and deletes snapshots', async () => {
   const missing = await c.api.task('DELETE', '/api/v1/vms/d1/snapshots/before');
   assert.equal(missing.state, 'failed');
 });
+
+test('disks are hot-plugged into and out of a running VM, and the guest sees them', async () => {
+  assert.equal((await c.api.task('POST', '/api/v1/vms/d1/start')).state, 'succeeded');
+  const up = await c.api.waitVm('d1', (v) => answering(v) && v.guest.disks.length > 0, 120_000, 'up');
+  const before = up.guest.disks.length;
+  const add = await c.api.task('POST', '/api/v1/vms/d1/disks', { sizeGiB: 0.125 });
+  assert.equal(add.state, 'succeeded', JSON.stringify(add.error));
+  const added = await c.api.waitVm(
+    'd1',
+    (v) => v.guest.disks.length === before + 1,
+    60_000,
+    'seeing the new disk',
+  );
+  assert.equal(added.disks.length, 3);
+  assert.equal(added.disks[2].sizeBytes, GiB / 8);
+  const file = path.join(c.pool, added.disks[2].volume.path);
+  assert.equal(virtualSize(added, 2), GiB / 8);
+
+  const remove = await c.api.task('DELETE', '/api/v1/vms/d1/disks/2');
+  assert.equal(remove.state, 'succeeded', JSON.stringify(remove.error));
+  const removed = await c.api.waitVm(
+    'd1',
+    (v) => v.guest.disks.length === before,
+    60_000,
+    'without the disk',
+  );
+  assert.equal(removed.disks.length, 2);
+  assert.equal(removed.state, 'running');
+  assert.throws(() => execFileSync('qemu-img', ['info', file], { stdio: 'ignore' }), 'its volume is deleted');
+  const boot = await c.api.task('DELETE', '/api/v1/vms/d1/disks/0');
+  assert.equal(boot.state, 'failed');
+  assert.match(boot.error?.message ?? '', /boot disk/);
+});

@@ -6,7 +6,7 @@
 import type { EventEmitter } from 'node:events';
 import type { AgentVm, VmAction } from '../wire/agent.ts';
 import type { HostFacts } from '../wire/host.ts';
-import type { VmSpec } from '../wire/vm.ts';
+import type { DiskSpec, VmSpec } from '../wire/vm.ts';
 
 export interface DriverEvents {
   vm: [AgentVm];
@@ -28,6 +28,10 @@ export interface HypervisorDriver {
   consoleTail(id: string, maxBytes: number): Promise<string>;
   /** Grows disk `index` of a running VM. */
   resizeDisk(id: string, index: number, sizeBytes: number): Promise<void>;
+  /** Hot-plugs a disk (at its slot) into a running VM. */
+  attachDisk(id: string, disk: DiskSpec): Promise<void>;
+  /** Unplugs disk `index` from a running VM. */
+  detachDisk(id: string, index: number): Promise<void>;
   /** Snapshots every writable disk of a running VM at once. */
   snapshot(id: string, name: string): Promise<{ consistency: 'filesystem-frozen' | 'crash-consistent' }>;
   deleteSnapshot(id: string, name: string): Promise<void>;

@@ -26,7 +26,7 @@ import {
   VolumeSnapshotRequest,
 } from '../wire/agent.ts';
 import { type ImportEvent, ImportImageRequest, maxUploadBytes, UploadQuery } from '../wire/image.ts';
-import { VmSpec, VolumeRef } from '../wire/vm.ts';
+import { DiskSpec, VmSpec, VolumeRef } from '../wire/vm.ts';
 import type { HypervisorDriver } from './driver.ts';
 import { planImport, runImport } from './storage/images.ts';
 import type { Pools } from './storage/pools.ts';
@@ -160,6 +160,18 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
     async (req) => {
       await driver.resizeDisk(req.params.id, req.params.index, req.body.sizeBytes);
       return { ok: true };
+    },
+  );
+  app.post('/agent/v1/vms/:id/disks', { schema: { params: IdParams, body: DiskSpec } }, async (req) => {
+    await driver.attachDisk(req.params.id, req.body);
+    return { ok: true };
+  });
+  app.delete(
+    '/agent/v1/vms/:id/disks/:index',
+    { schema: { params: Type.Object({ id: Uuid, index: Type.Integer({ minimum: 0, maximum: 15 }) }) } },
+    async (req, reply) => {
+      await driver.detachDisk(req.params.id, req.params.index);
+      return reply.status(204).send();
     },
   );
   app.post(

@@ -27,7 +27,6 @@ const options = {
   'agent-port': { type: 'string' },
   full: { type: 'boolean', default: false },
   all: { type: 'boolean', default: false },
-  index: { type: 'string' },
   pool: { type: 'string' },
   ip: { type: 'string' },
   gateway: { type: 'string' },
@@ -65,7 +64,6 @@ export interface Flags {
   'agent-port'?: string;
   full: boolean;
   all: boolean;
-  index?: string;
   pool?: string;
   ip?: string;
   gateway?: string;
@@ -89,7 +87,7 @@ export function parseCommandLine(argv: string[]): { positionals: string[]; flags
   const v = parsed.values as unknown as Flags;
   if (v.output !== 'table' && v.output !== 'json')
     throw new TernError('invalid_request', '--output is table or json');
-  for (const n of ['vcpus', 'timeout', 'limit', 'bytes', 'port', 'agent-port', 'index'] as const) {
+  for (const n of ['vcpus', 'timeout', 'limit', 'bytes', 'port', 'agent-port'] as const) {
     if (v[n] !== undefined && !/^\d+$/.test(v[n]))
       throw new TernError('invalid_request', `--${n} takes a whole number`);
   }

@@ -25,7 +25,8 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern vm shutdown NAME [--timeout SECONDS] [--force]
   tern vm reboot NAME [--force]
   tern vm delete NAME [--keep-disks] [--force]
-  tern vm resize NAME SIZE [--index N]                           grow a disk (online when running)
+  tern vm disk add VM SIZE|POOL:PATH | remove VM INDEX [--keep-disks] | resize VM INDEX SIZE
+                                                                 (hot-plugged when the VM runs)
   tern vm snapshot list VM | create|revert|delete VM NAME
   tern task list|show|wait|cancel [ID]
   tern alert list [--all]

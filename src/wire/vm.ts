@@ -22,10 +22,25 @@ export const DiskSpec = Type.Object(
     volume: VolumeRef,
     format: Type.Union([Type.Literal('qcow2'), Type.Literal('raw')]),
     readonly: Type.Boolean(),
+    slot: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 15,
+        description:
+          "the disk's place on the VM's bus, stable while disks come and go; its index when absent",
+      }),
+    ),
   },
   { additionalProperties: false },
 );
 export type DiskSpec = Static<typeof DiskSpec>;
+
+/** Disk slots with a hot-pluggable port from boot, so disks can be added to a running VM. */
+export const hotplugSlots = 8;
+
+export function diskSlot(disk: DiskSpec, index: number): number {
+  return disk.slot ?? index;
+}
 
 export const Mac = Type.String({ pattern: '^([0-9a-f]{2}:){5}[0-9a-f]{2}$' });
 
@@ -124,6 +139,7 @@ export const GuestInfo = Type.Object({
   lastHeartbeat: Type.Union([Timestamp, Type.Null()]),
   hostname: Type.Union([Type.String(), Type.Null()]),
   machineId: Type.Union([Type.String(), Type.Null()], { description: "the guest's /etc/machine-id" }),
+  disks: Type.Array(Type.String(), { description: 'block devices the guest sees, e.g. /dev/vdb' }),
   os: Type.Union([GuestOs, Type.Null()]),
   interfaces: Type.Array(GuestInterface),
 });
@@ -134,6 +150,7 @@ export const emptyGuestInfo = (): GuestInfo => ({
   lastHeartbeat: null,
   hostname: null,
   machineId: null,
+  disks: [],
   os: null,
   interfaces: [],
 });

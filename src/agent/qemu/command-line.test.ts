@@ -71,3 +71,17 @@ test('bridge NICs and seeds', () => {
   assert.ok(argValues(args, '-device').some((d) => d.includes('bootindex=1')));
   assert.ok(argValues(args, '-blockdev').some((b) => b.includes('/s.iso') && b.includes('read-only=on')));
 });
+
+test('q35 disks sit behind hot-pluggable root ports, the seed behind the last one', () => {
+  const s: VmSpec = { ...spec, seed: { pool: 'local', path: 'seed.iso' } };
+  const args = buildCommandLine(s, { disks: ['/d0'], seed: '/s.iso', kernel: '/k' }, paths, {
+    accelerator: 'tcg',
+    reason: '',
+  });
+  const devices = argValues(args, '-device');
+  const ports = devices.filter((d) => d.startsWith('pcie-root-port'));
+  assert.equal(ports.length, 9);
+  assert.ok(devices.some((d) => d.startsWith('virtio-blk-pci,drive=disk0') && d.includes('bus=rp0')));
+  assert.ok(devices.some((d) => d.startsWith('virtio-blk-pci,drive=seed') && d.includes('bus=rp-seed')));
+  assert.ok(devices.indexOf(ports[ports.length - 1]) > devices.indexOf(ports[0]));
+});

@@ -2,7 +2,7 @@
  * Builds the QEMU command line from a VM spec. Pure: paths are resolved by the caller, so the
  * same spec always gives the same argv and the mapping is tested without QEMU.
  */
-import type { VmSpec } from '../../wire/vm.ts';
+import { type DiskSpec, diskSlot, hotplugSlots, type VmSpec } from '../../wire/vm.ts';
 import type { AcceleratorChoice } from './accelerator.ts';
 
 export interface RuntimePaths {
@@ -18,6 +18,47 @@ export interface ResolvedVolumes {
   seed?: string;
   kernel?: string;
   initrd?: string;
+}
+
+/** A disk's block nodes and device; node names follow the slot, so they stay stable. */
+export function diskNodes(slot: number) {
+  return { file: `disk${slot}-file`, format: `disk${slot}`, device: `disk${slot}-dev`, port: `rp${slot}` };
+}
+
+/** The -blockdev/-device arguments of one disk. */
+function diskArgs(disk: DiskSpec, slot: number, file: string, q35: boolean, boot: boolean): string[] {
+  const n = diskNodes(slot);
+  const ro = disk.readonly ? 'on' : 'off';
+  return [
+    '-blockdev',
+    `driver=file,filename=${opt(file)},node-name=${n.file},read-only=${ro},discard=unmap`,
+    '-blockdev',
+    `driver=${disk.format},file=${n.file},node-name=${n.format},read-only=${ro},discard=unmap`,
+    '-device',
+    `${deviceOption(diskDevice(slot, q35))}${boot ? ',bootindex=1' : ''}`,
+  ];
+}
+
+/**
+ * The virtio-blk device of a disk, as properties (QMP device_add takes them as they are).
+ * It stops the VM on ENOSPC instead of reporting the error to the guest: a full pool pauses
+ * the VM rather than corrupting its filesystem.
+ */
+export function diskDevice(slot: number, q35: boolean): Record<string, string> {
+  const n = diskNodes(slot);
+  return {
+    driver: 'virtio-blk-pci',
+    drive: n.format,
+    id: n.device,
+    werror: 'enospc',
+    rerror: 'report',
+    ...(q35 ? { bus: n.port } : {}),
+  };
+}
+
+function deviceOption(props: Record<string, string>): string {
+  const { driver, ...rest } = props;
+  return [driver, ...Object.entries(rest).map(([k, v]) => `${k}=${opt(v)}`)].join(',');
 }
 
 /** QEMU's option syntax escapes a comma by doubling it. */
@@ -79,29 +120,30 @@ export function buildCommandLine(
     'virtio-rng-pci,rng=rng0',
   ];
 
+  // On q35 a device on the root complex cannot be unplugged; disks sit behind PCIe root
+  // ports instead, with spare ports so that disks can also be added while the VM runs.
+  const q35 = spec.machine === 'q35';
+  const ports = q35 ? Math.max(hotplugSlots, ...spec.disks.map((d, i) => diskSlot(d, i) + 1)) : 0;
+  if (q35) {
+    for (let slot = 0; slot < ports; slot++) {
+      args.push('-device', `pcie-root-port,id=rp${slot},chassis=${slot + 1},port=${slot + 1}`);
+    }
+  }
   spec.disks.forEach((disk, i) => {
-    const file = volumes.disks[i];
-    const ro = disk.readonly ? 'on' : 'off';
-    args.push(
-      '-blockdev',
-      `driver=file,filename=${opt(file)},node-name=disk${i}-file,read-only=${ro},discard=unmap`,
-      '-blockdev',
-      `driver=${disk.format},file=disk${i}-file,node-name=disk${i},read-only=${ro},discard=unmap`,
-      '-device',
-      // Stop on ENOSPC instead of reporting the error to the guest: a full pool pauses the VM
-      // rather than corrupting its filesystem.
-      `virtio-blk-pci,drive=disk${i},id=disk${i}-dev,werror=enospc,rerror=report${i === 0 && !spec.boot ? ',bootindex=1' : ''}`,
-    );
+    args.push(...diskArgs(disk, diskSlot(disk, i), volumes.disks[i], q35, i === 0 && !spec.boot));
   });
 
   if (volumes.seed) {
+    // Behind a port of its own after the disks' ports, so the guest enumerates it after the
+    // disks and the boot disk stays /dev/vda.
+    if (q35) args.push('-device', `pcie-root-port,id=rp-seed,chassis=${ports + 1},port=${ports + 1}`);
     args.push(
       '-blockdev',
       `driver=file,filename=${opt(volumes.seed)},node-name=seed-file,read-only=on`,
       '-blockdev',
       'driver=raw,file=seed-file,node-name=seed,read-only=on',
       '-device',
-      'virtio-blk-pci,drive=seed,id=seed-dev',
+      `virtio-blk-pci,drive=seed,id=seed-dev${q35 ? ',bus=rp-seed' : ''}`,
     );
   }
 

@@ -9,11 +9,12 @@ import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { AgentVm, VmAction } from '../../wire/agent.ts';
 import type { HostFacts } from '../../wire/host.ts';
-import type { VmSpec } from '../../wire/vm.ts';
+import { type DiskSpec, diskSlot, type VmSpec } from '../../wire/vm.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { type Pools, resolveVolume } from '../storage/pools.ts';
 import { poolUsage } from '../storage/volumes.ts';
 import { type AcceleratorChoice, detectAccelerator, readCpuFacts } from './accelerator.ts';
+import { diskDevice, diskNodes } from './command-line.ts';
 import { deleteSnapshotRunning, snapshotRunning } from './snapshots.ts';
 import { tailFile, VmProcess, vmPaths } from './vm-process.ts';
 
@@ -203,8 +204,74 @@ export class QemuDriver implements HypervisorDriver {
 
   async resizeDisk(id: string, index: number, sizeBytes: number): Promise<void> {
     const vm = this.#running(id);
-    if (!vm.spec.disks[index]) throw new TernError('not_found', `VM ${vm.spec.name} has no disk ${index}`);
-    await vm.monitor('block_resize', { 'node-name': `disk${index}`, size: sizeBytes });
+    const disk = vm.spec.disks[index];
+    if (!disk) throw new TernError('not_found', `VM ${vm.spec.name} has no disk ${index}`);
+    await vm.monitor('block_resize', {
+      'node-name': diskNodes(diskSlot(disk, index)).format,
+      size: sizeBytes,
+    });
+  }
+
+  /** Hot-plugs a disk into a running VM at a free slot. */
+  async attachDisk(id: string, disk: DiskSpec): Promise<void> {
+    const vm = this.#running(id);
+    const slot = disk.slot ?? 0;
+    if (vm.spec.disks.some((d, i) => diskSlot(d, i) === slot)) {
+      throw new TernError('conflict', `slot ${slot} of ${vm.spec.name} holds a disk`);
+    }
+    const file = resolveVolume(this.#opts.pools, disk.volume);
+    if (!fs.existsSync(file))
+      throw new TernError('storage_error', `volume ${disk.volume.path} does not exist`);
+    const n = diskNodes(slot);
+    const ro = disk.readonly;
+    await vm.monitor('blockdev-add', {
+      driver: 'file',
+      filename: file,
+      'node-name': n.file,
+      'read-only': ro,
+    });
+    try {
+      await vm.monitor('blockdev-add', {
+        driver: disk.format,
+        file: n.file,
+        'node-name': n.format,
+        'read-only': ro,
+      });
+      try {
+        await vm.monitor('device_add', diskDevice(slot, vm.spec.machine === 'q35'));
+      } catch (err) {
+        await vm.monitor('blockdev-del', { 'node-name': n.format }).catch(() => {});
+        throw err;
+      }
+    } catch (err) {
+      await vm.monitor('blockdev-del', { 'node-name': n.file }).catch(() => {});
+      throw err;
+    }
+    vm.updateSpec({ ...vm.spec, disks: [...vm.spec.disks, { ...disk, slot }] });
+    await vm.refreshGuestFacts().catch(() => {});
+  }
+
+  /** Unplugs a disk from a running VM; the guest has to let go of it (PCIe hot-unplug). */
+  async detachDisk(id: string, index: number): Promise<void> {
+    const vm = this.#running(id);
+    const disk = vm.spec.disks[index];
+    if (!disk) throw new TernError('not_found', `VM ${vm.spec.name} has no disk ${index}`);
+    const n = diskNodes(diskSlot(disk, index));
+    const deleted = vm.event('DEVICE_DELETED', 60_000, (d) => d.device === n.device);
+    deleted.catch(() => {});
+    await vm.monitor('device_del', { id: n.device });
+    try {
+      await deleted;
+    } catch {
+      throw new TernError(
+        'timeout',
+        `the guest of ${vm.spec.name} did not release disk ${index} within 60 s`,
+      );
+    }
+    await vm.monitor('blockdev-del', { 'node-name': n.format });
+    await vm.monitor('blockdev-del', { 'node-name': n.file });
+    vm.updateSpec({ ...vm.spec, disks: vm.spec.disks.filter((_, i) => i !== index) });
+    await vm.refreshGuestFacts().catch(() => {});
   }
 
   snapshot(id: string, name: string) {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
   guestLimits,
+  sanitizeDisks,
   sanitizeHostname,
   sanitizeInterfaces,
   sanitizeMachineId,
@@ -55,4 +56,16 @@ test('machine ids are 32 hex digits or nothing', () => {
   assert.equal(sanitizeMachineId({ 'buf-b64': Buffer.from('x'.repeat(32)).toString('base64') }).value, null);
   assert.equal(sanitizeMachineId({ 'buf-b64': 'A'.repeat(10_000) }).value, null);
   assert.equal(sanitizeMachineId(null).value, null);
+});
+
+test('disks are whole devices with plain names', () => {
+  const r = sanitizeDisks([
+    { name: '/dev/vdb', partition: false },
+    { name: '/dev/vda1', partition: true },
+    { name: '/dev/vda', partition: false },
+    { name: '/dev/../etc/passwd', partition: false },
+    42,
+  ]);
+  assert.deepEqual(r.value, ['/dev/vda', '/dev/vdb']);
+  assert.deepEqual(sanitizeDisks('x').value, []);
 });

@@ -83,6 +83,20 @@ export function sanitizeInterfaces(raw: unknown): Sanitized<GuestInterface[]> {
   return { value: result, notes };
 }
 
+/** guest-get-disks: the whole disks (not partitions) the guest sees, by device name. */
+export function sanitizeDisks(raw: unknown): Sanitized<string[]> {
+  const notes: string[] = [];
+  if (!Array.isArray(raw)) return { value: [], notes: ['disks: not a list, ignored'] };
+  const names: string[] = [];
+  for (const d of raw.slice(0, guestLimits.interfaces)) {
+    const r = d as { name?: unknown; partition?: unknown } | null;
+    if (r?.partition === true) continue;
+    const name = text(r?.name, 'disk name', notes);
+    if (name && /^\/dev\/[A-Za-z0-9]+$/.test(name)) names.push(name);
+  }
+  return { value: names.sort(), notes };
+}
+
 /** A guest-file-read reply of /etc/machine-id: 32 hex digits, or nothing. */
 export function sanitizeMachineId(raw: unknown): Sanitized<string | null> {
   const b64 = (raw as { 'buf-b64'?: unknown } | null)?.['buf-b64'];

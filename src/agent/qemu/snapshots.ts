@@ -10,6 +10,8 @@
  */
 import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
+import { diskSlot } from '../../wire/vm.ts';
+import { diskNodes } from './command-line.ts';
 import type { VmProcess } from './vm-process.ts';
 
 export interface SnapshotResult {
@@ -17,7 +19,9 @@ export interface SnapshotResult {
 }
 
 function writableDisks(vm: VmProcess): string[] {
-  return vm.spec.disks.flatMap((d, i) => (d.readonly || d.format !== 'qcow2' ? [] : [`disk${i}`]));
+  return vm.spec.disks.flatMap((d, i) =>
+    d.readonly || d.format !== 'qcow2' ? [] : [diskNodes(diskSlot(d, i)).format],
+  );
 }
 
 export async function snapshotRunning(vm: VmProcess, name: string, log: Logger): Promise<SnapshotResult> {

@@ -13,7 +13,13 @@ import type { AgentVm, AgentVmState, VmAction } from '../../wire/agent.ts';
 import { emptyGuestInfo, type GuestInfo, type VmSpec } from '../../wire/vm.ts';
 import type { AcceleratorChoice } from './accelerator.ts';
 import { buildCommandLine, type ResolvedVolumes, type RuntimePaths } from './command-line.ts';
-import { sanitizeHostname, sanitizeInterfaces, sanitizeMachineId, sanitizeOsInfo } from './guest-info.ts';
+import {
+  sanitizeDisks,
+  sanitizeHostname,
+  sanitizeInterfaces,
+  sanitizeMachineId,
+  sanitizeOsInfo,
+} from './guest-info.ts';
 import { QgaClient } from './qga.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
 
@@ -113,7 +119,7 @@ const runtimeStates: Record<string, AgentVmState> = { running: 'running', shutdo
 
 export class VmProcess {
   readonly id: string;
-  readonly spec: VmSpec;
+  #spec: VmSpec;
   readonly paths: VmPaths;
   #hooks: VmHooks;
   #qmp: QmpClient | null = null;
@@ -130,10 +136,43 @@ export class VmProcess {
 
   private constructor(spec: VmSpec, paths: VmPaths, hooks: VmHooks) {
     this.id = spec.id;
-    this.spec = spec;
+    this.#spec = spec;
     this.paths = paths;
     this.#hooks = hooks;
     this.#qga = new QgaClient(paths.qga, (m) => hooks.log.warn({ vm: spec.id }, m));
+  }
+
+  get spec(): VmSpec {
+    return this.#spec;
+  }
+
+  /** Records a changed spec (a disk added or removed while running) for a later agent. */
+  updateSpec(spec: VmSpec): void {
+    fs.writeFileSync(`${this.paths.spec}.new`, JSON.stringify(spec));
+    fs.renameSync(`${this.paths.spec}.new`, this.paths.spec);
+    this.#spec = spec;
+  }
+
+  /**
+   * After a change the guest should see (a disk plugged in or out): reads the guest's facts
+   * until its disk list changes, for at most `timeoutMs`, when the guest agent answers.
+   */
+  async refreshGuestFacts(timeoutMs = 15_000): Promise<void> {
+    const before = this.#guest.disks.join(',');
+    const deadline = Date.now() + timeoutMs;
+    while (this.#guest.agent === 'responding' && !this.#closing) {
+      await this.#fetchGuestFacts();
+      if (this.#guest.disks.join(',') !== before || Date.now() > deadline) break;
+      // The guest's kernel takes a moment to bring up a new PCI device.
+      await delay(500);
+    }
+    this.#emit();
+  }
+
+  /** Resolves when QEMU reports an event of that name matching `filter`. */
+  event(name: string, timeoutMs: number, filter: (data: Record<string, unknown>) => boolean) {
+    if (!this.#qmp) return Promise.reject(new TernError('conflict', `VM ${this.#spec.name} is not running`));
+    return this.#qmp.waitForEvent(name, timeoutMs, (e) => filter(e.data));
   }
 
   get state(): AgentVmState {
@@ -378,6 +417,7 @@ export class VmProcess {
       sanitizeInterfaces,
       this.#guest.interfaces,
     );
+    this.#guest.disks = await get('guest-get-disks', sanitizeDisks, this.#guest.disks);
     this.#guest.machineId = await this.#readMachineId().then(
       (r) => {
         notes.push(...r.notes);

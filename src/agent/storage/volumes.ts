@@ -208,9 +208,9 @@ export async function createSeed(pools: Pools, req: CreateSeedRequest): Promise<
     await tool(
       'genisoimage',
       [
+        // Keep genisoimage's padding: without it the image is shorter than the volume it
+        // declares and the guest's kernel cannot read the seed.
         '-quiet',
-        // Padding is for optical media; a seed is read as a disk.
-        '-no-pad',
         '-output',
         `${file}.partial`,
         '-volid',

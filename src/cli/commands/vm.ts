@@ -138,6 +138,29 @@ async function createMany(
   }
 }
 
+async function diskCommand(api: ApiClient, args: string[], flags: Flags): Promise<void> {
+  const [op, vm, a, b] = args;
+  const base = `/api/v1/vms/${enc(vm ?? '')}/disks`;
+  if (op === 'add' && vm && a) {
+    // SIZE makes a new empty disk; POOL:PATH attaches an existing volume.
+    const m = /^([A-Za-z0-9-]+):(.+)$/.exec(a);
+    const body = m ? { volume: { pool: m[1], path: m[2] } } : { sizeGiB: parseSize(a, 'G', 'SIZE') / 1024 };
+    return submitTask(api, flags, 'POST', base, body);
+  }
+  if (op === 'remove' && vm && a !== undefined && /^\d+$/.test(a)) {
+    return submitTask(api, flags, 'DELETE', `${base}/${a}?keep=${flags['keep-disks']}`);
+  }
+  if (op === 'resize' && vm && a !== undefined && /^\d+$/.test(a) && b) {
+    return submitTask(api, flags, 'POST', `${base}/${a}/resize`, {
+      sizeGiB: parseSize(b, 'G', 'SIZE') / 1024,
+    });
+  }
+  throw new TernError(
+    'invalid_request',
+    'usage: tern vm disk add VM SIZE|POOL:PATH | remove VM INDEX [--keep-disks] | resize VM INDEX SIZE',
+  );
+}
+
 async function snapshotCommand(api: ApiClient, args: string[], flags: Flags): Promise<void> {
   const [op, vm, name] = args;
   const base = `/api/v1/vms/${enc(vm ?? '')}/snapshots`;
@@ -235,13 +258,8 @@ export async function vmCommand(
       const q = new URLSearchParams({ keepDisks: String(flags['keep-disks']), force: String(flags.force) });
       return submitTask(api, flags, 'DELETE', `/api/v1/vms/${enc(name)}?${q}`);
     }
-    case 'resize': {
-      if (args.length !== 2)
-        throw new TernError('invalid_request', 'usage: tern vm resize NAME SIZE [--index N]');
-      const sizeGiB = parseSize(args[1], 'G', 'SIZE') / 1024;
-      const index = Number(flags.index ?? '0');
-      return submitTask(api, flags, 'POST', `/api/v1/vms/${enc(args[0])}/disks/${index}/resize`, { sizeGiB });
-    }
+    case 'disk':
+      return diskCommand(api, args, flags);
     case 'snapshot':
       return snapshotCommand(api, args, flags);
     case 'console': {
@@ -257,7 +275,7 @@ export async function vmCommand(
     default:
       throw new TernError(
         'invalid_request',
-        'usage: tern vm list|show|create|start|shutdown|reboot|stop|pause|resume|delete|console|resize|snapshot',
+        'usage: tern vm list|show|create|start|shutdown|reboot|stop|pause|resume|delete|console|disk|snapshot',
       );
   }
 }

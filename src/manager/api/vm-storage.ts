@@ -1,9 +1,11 @@
 /** /api/v1/vms/{vm}/disks and /snapshots: growing disks and VM snapshots. */
 import { Type } from 'typebox';
+import { TernError } from '../../errors.ts';
 import { SnapshotName } from '../../wire/agent.ts';
 import { ErrorBody } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
-import { resizeTask } from '../vms/disks.ts';
+import { type VmSpec, VolumeRef } from '../../wire/vm.ts';
+import { type AttachParams, attachTask, detachTask, freeSlot, resizeTask } from '../vms/disks.ts';
 import {
   listSnapshots,
   snapshotCreateTask,
@@ -22,7 +24,11 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
   const create = snapshotCreateTask(s);
   const revert = snapshotRevertTask(s);
   const remove = snapshotDeleteTask(s);
+  const attach = attachTask(s);
+  const detach = detachTask(s);
   s.tasks.register(resize);
+  s.tasks.register(attach);
+  s.tasks.register(detach);
   s.tasks.register(create);
   s.tasks.register(revert);
   s.tasks.register(remove);
@@ -45,6 +51,68 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
       const vm = await s.store.get(req.params.vm);
       const params = { vmId: vm.id, index: req.params.index, sizeBytes: Math.ceil(req.body.sizeGiB * GiB) };
       return accepted(reply, await s.tasks.submit(resize, params, [`vm:${vm.id}`]));
+    },
+  );
+
+  app.post(
+    '/api/v1/vms/:vm/disks',
+    {
+      schema: {
+        summary: 'Add a disk: a new empty one (sizeGiB) or an existing volume; hot-plugged when the VM runs',
+        tags: ['vm storage'],
+        params: VmRef,
+        body: Type.Union([
+          Type.Object(
+            { sizeGiB: Type.Number({ exclusiveMinimum: 0, maximum: 65536 }) },
+            { additionalProperties: false },
+          ),
+          Type.Object({ volume: VolumeRef }, { additionalProperties: false }),
+        ]),
+        response: responses,
+      },
+    },
+    async (req, reply) => {
+      const row = await s.store.row(req.params.vm);
+      const spec = JSON.parse(row.spec) as VmSpec;
+      const slot = freeSlot(spec);
+      let params: AttachParams;
+      if ('sizeGiB' in req.body) {
+        const volume = {
+          pool: spec.disks[0]?.volume.pool ?? 'local',
+          path: `vms/${row.id}/disk${slot}.qcow2`,
+        };
+        params = {
+          vmId: row.id,
+          disk: { volume, format: 'qcow2', readonly: false, slot },
+          sizeBytes: Math.ceil(req.body.sizeGiB * GiB),
+        };
+      } else {
+        const { volume } = req.body;
+        const owner = await s.store.volumeOwner(volume);
+        if (owner)
+          throw new TernError('conflict', `volume ${volume.pool}:${volume.path} is a disk of VM ${owner}`);
+        const format = volume.path.endsWith('.qcow2') ? 'qcow2' : 'raw';
+        params = { vmId: row.id, disk: { volume, format, readonly: false, slot } };
+      }
+      return accepted(reply, await s.tasks.submit(attach, params, [`vm:${row.id}`]));
+    },
+  );
+
+  app.delete(
+    '/api/v1/vms/:vm/disks/:index',
+    {
+      schema: {
+        summary: 'Remove a disk (hot-unplugged when the VM runs); its volume is deleted unless keep=true',
+        tags: ['vm storage'],
+        params: Type.Object({ vm: VmRef.properties.vm, index: Type.Integer({ minimum: 0, maximum: 15 }) }),
+        querystring: Type.Object({ keep: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+        response: responses,
+      },
+    },
+    async (req, reply) => {
+      const vm = await s.store.get(req.params.vm);
+      const params = { vmId: vm.id, index: req.params.index, keep: req.query.keep ?? false };
+      return accepted(reply, await s.tasks.submit(detach, params, [`vm:${vm.id}`]));
     },
   );
 

@@ -19,7 +19,7 @@ import {
   type VolumeSnapshotRequest,
 } from '../../wire/agent.ts';
 import type { ImportedImage, ImportImageRequest, UploadResult } from '../../wire/image.ts';
-import type { VmSpec, VolumeRef } from '../../wire/vm.ts';
+import type { DiskSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
 import { type ImportProgress, importOnAgent, uploadToAgent } from './image-transfer.ts';
 
 export class AgentClient {
@@ -118,6 +118,14 @@ export class AgentClient {
 
   async resizeDisk(id: string, index: number, sizeBytes: number): Promise<void> {
     await this.#call('POST', `/agent/v1/vms/${id}/disks/${index}/resize`, { sizeBytes });
+  }
+
+  async attachDisk(id: string, disk: DiskSpec): Promise<void> {
+    await this.#call('POST', `/agent/v1/vms/${id}/disks`, disk);
+  }
+
+  async detachDisk(id: string, index: number): Promise<void> {
+    await this.#call('DELETE', `/agent/v1/vms/${id}/disks/${index}`, undefined, 90_000);
   }
 
   async snapshotVm(id: string, name: string): Promise<{ consistency: string }> {

@@ -1,6 +1,9 @@
-/** vm.disk.resize: grows a VM's disk, online through QMP when it runs, with qemu-img when not. */
+/**
+ * A VM's disks: grow (online through QMP when it runs, with qemu-img when not), add and
+ * remove (hot-plugged when it runs: q35 VMs have spare PCIe root ports for that).
+ */
 import { TernError } from '../../errors.ts';
-import type { VmSpec } from '../../wire/vm.ts';
+import { type DiskSpec, diskSlot, hotplugSlots, type VmSpec } from '../../wire/vm.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import type { VmDeps } from './deps.ts';
 
@@ -42,6 +45,111 @@ export function resizeTask(deps: VmDeps): TaskKind<ResizeParams> {
       sizes[p.index] = p.sizeBytes;
       await deps.store.update(p.vmId, { diskSizes: JSON.stringify(sizes) });
       return { index: p.index, sizeBytes: p.sizeBytes };
+    },
+  };
+}
+
+/** The lowest free disk slot; on q35 only the slots with a hot-pluggable port. */
+export function freeSlot(spec: VmSpec): number {
+  const used = new Set(spec.disks.map((d, i) => diskSlot(d, i)));
+  const limit = spec.machine === 'q35' ? hotplugSlots : 16;
+  for (let slot = 0; slot < limit; slot++) if (!used.has(slot)) return slot;
+  throw new TernError('conflict', `VM ${spec.name} has no free disk slot (${limit} at most)`);
+}
+
+export interface AttachParams {
+  vmId: string;
+  disk: DiskSpec;
+  /** A new empty volume to make first; absent when attaching an existing one. */
+  sizeBytes?: number;
+}
+
+export function attachTask(deps: VmDeps): TaskKind<AttachParams> {
+  return {
+    kind: 'vm.disk.attach',
+    onInterrupt: 'fail',
+    async run(ctx, p) {
+      const row = await deps.store.row(p.vmId);
+      const agent = deps.hosts.client(row.hostId!);
+      let size: number;
+      if (p.sizeBytes) {
+        await ctx.step(`creating ${p.disk.volume.path}`, 20);
+        size = (await agent.createVolume({ volume: p.disk.volume, format: 'qcow2', sizeBytes: p.sizeBytes }))
+          .virtualBytes;
+      } else {
+        const info = await agent.volumeInfo(p.disk.volume);
+        if (!info)
+          throw new TernError(
+            'not_found',
+            `volume ${p.disk.volume.pool}:${p.disk.volume.path} does not exist`,
+          );
+        size = info.virtualBytes;
+      }
+      if (row.state === 'running' || row.state === 'paused') {
+        await ctx.step('plugging the disk into the running VM', 60);
+        await agent.attachDisk(p.vmId, p.disk);
+      } else if (row.state !== 'stopped') {
+        throw new TernError('conflict', `VM ${row.name} is ${row.state}`);
+      }
+      const spec = JSON.parse(row.spec) as VmSpec;
+      const sizes = JSON.parse(row.diskSizes) as number[];
+      await deps.store.update(p.vmId, {
+        spec: JSON.stringify({ ...spec, disks: [...spec.disks, p.disk] }),
+        diskSizes: JSON.stringify([...sizes, size]),
+      });
+      return { index: spec.disks.length, slot: p.disk.slot, volume: p.disk.volume };
+    },
+    async cleanup(ctx, p) {
+      if (!p.sizeBytes) return;
+      const row = await deps.store.row(p.vmId).catch(() => null);
+      if (!row) return;
+      const spec = JSON.parse(row.spec) as VmSpec;
+      if (
+        spec.disks.some((d) => d.volume.pool === p.disk.volume.pool && d.volume.path === p.disk.volume.path)
+      )
+        return;
+      await deps.hosts
+        .client(row.hostId!)
+        .deleteVolume(p.disk.volume)
+        .catch((err: Error) => ctx.log(`could not remove ${p.disk.volume.path}: ${err.message}`));
+    },
+  };
+}
+
+export interface DetachParams {
+  vmId: string;
+  index: number;
+  keep: boolean;
+}
+
+export function detachTask(deps: VmDeps): TaskKind<DetachParams> {
+  return {
+    kind: 'vm.disk.detach',
+    onInterrupt: 'fail',
+    async run(ctx, p) {
+      const row = await deps.store.row(p.vmId);
+      const spec = JSON.parse(row.spec) as VmSpec;
+      const disk = spec.disks[p.index];
+      if (!disk) throw new TernError('not_found', `VM ${row.name} has no disk ${p.index}`);
+      const agent = deps.hosts.client(row.hostId!);
+      if (row.state === 'running' || row.state === 'paused') {
+        if (p.index === 0)
+          throw new TernError('conflict', `disk 0 is ${row.name}'s boot disk; stop the VM first`);
+        await ctx.step('asking the guest to release the disk', 30);
+        await agent.detachDisk(p.vmId, p.index);
+      } else if (row.state !== 'stopped') {
+        throw new TernError('conflict', `VM ${row.name} is ${row.state}`);
+      }
+      const sizes = JSON.parse(row.diskSizes) as number[];
+      await deps.store.update(p.vmId, {
+        spec: JSON.stringify({ ...spec, disks: spec.disks.filter((_, i) => i !== p.index) }),
+        diskSizes: JSON.stringify(sizes.filter((_, i) => i !== p.index)),
+      });
+      if (!p.keep) {
+        await ctx.step(`removing ${disk.volume.path}`, 80);
+        await agent.deleteVolume(disk.volume);
+      }
+      return { detached: disk.volume, kept: p.keep };
     },
   };
 }

@@ -3,7 +3,7 @@
 import { usefulAddresses } from '../../agent/qemu/guest-info.ts';
 import { TernError } from '../../errors.ts';
 import type { AgentVm } from '../../wire/agent.ts';
-import type { GuestInfo, PowerState, Vm, VmSpec } from '../../wire/vm.ts';
+import { emptyGuestInfo, type GuestInfo, type PowerState, type Vm, type VmSpec } from '../../wire/vm.ts';
 import { type Db, now } from '../db/database.ts';
 import type { VmTable } from '../db/schema.ts';
 import type { EventBus } from '../events/bus.ts';
@@ -37,7 +37,8 @@ export class VmStore {
   toWire(row: VmTable): Vm {
     const spec = JSON.parse(row.spec) as VmSpec;
     const sizes = JSON.parse(row.diskSizes) as number[];
-    const guest = JSON.parse(row.guest) as GuestInfo;
+    // Rows written before a guest fact existed lack it; the defaults fill it in.
+    const guest = { ...emptyGuestInfo(), ...(JSON.parse(row.guest) as Partial<GuestInfo>) };
     return {
       id: row.id,
       name: row.name,
@@ -104,6 +105,17 @@ export class VmStore {
     const more = rows.length > filter.limit;
     const items = rows.slice(0, filter.limit).map((r) => this.toWire(r));
     return { items, nextCursor: more ? items[items.length - 1].name : null, total: Number(total) };
+  }
+
+  /** The name of the VM one of whose disks is this volume, if any. */
+  async volumeOwner(volume: { pool: string; path: string }): Promise<string | null> {
+    const rows = await this.#db.selectFrom('vms').select(['name', 'spec']).execute();
+    for (const r of rows) {
+      const spec = JSON.parse(r.spec) as VmSpec;
+      if (spec.disks.some((d) => d.volume.pool === volume.pool && d.volume.path === volume.path))
+        return r.name;
+    }
+    return null;
   }
 
   async update(id: string, changes: Partial<Omit<VmTable, 'id' | 'createdAt'>>): Promise<Vm> {
