@@ -1,4 +1,6 @@
 /** What the VM tasks need from the rest of the manager. */
+import { TernError } from '../../errors.ts';
+import type { VmSpec } from '../../wire/vm.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { HostRegistry } from '../hosts/registry.ts';
 import type { TemplateStore } from '../library/templates.ts';
@@ -9,4 +11,19 @@ export interface VmDeps {
   hosts: HostRegistry;
   templates: TemplateStore;
   bus: EventBus;
+}
+
+/** A VM's row, its spec and the agent of its host: what nearly every VM task starts from. */
+export async function loadVm(deps: VmDeps, vmId: string) {
+  const row = await deps.store.row(vmId);
+  if (!row.hostId) throw new TernError('conflict', `VM ${row.name} has no host`);
+  return { row, spec: JSON.parse(row.spec) as VmSpec, agent: deps.hosts.client(row.hostId) };
+}
+
+/** Disk `index` of a VM, with the VM. */
+export async function loadDisk(deps: VmDeps, vmId: string, index: number) {
+  const vm = await loadVm(deps, vmId);
+  const disk = vm.spec.disks[index];
+  if (!disk) throw new TernError('not_found', `VM ${vm.row.name} has no disk ${index}`);
+  return { ...vm, disk };
 }

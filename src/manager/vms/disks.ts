@@ -5,7 +5,7 @@
 import { TernError } from '../../errors.ts';
 import { type DiskSpec, diskSlot, hotplugSlots, type VmSpec } from '../../wire/vm.ts';
 import type { TaskKind } from '../tasks/engine.ts';
-import type { VmDeps } from './deps.ts';
+import { loadDisk, loadVm, type VmDeps } from './deps.ts';
 
 export interface ResizeParams {
   vmId: string;
@@ -18,11 +18,7 @@ export function resizeTask(deps: VmDeps): TaskKind<ResizeParams> {
     kind: 'vm.disk.resize',
     onInterrupt: 'resume',
     async run(ctx, p) {
-      const row = await deps.store.row(p.vmId);
-      const spec = JSON.parse(row.spec) as VmSpec;
-      const disk = spec.disks[p.index];
-      if (!disk) throw new TernError('not_found', `VM ${row.name} has no disk ${p.index}`);
-      const agent = deps.hosts.client(row.hostId!);
+      const { row, disk, agent } = await loadDisk(deps, p.vmId, p.index);
       const current = await agent.volumeInfo(disk.volume);
       if (!current)
         throw new TernError('storage_error', `disk ${p.index} of ${row.name} is missing on its host`);
@@ -69,8 +65,7 @@ export function attachTask(deps: VmDeps): TaskKind<AttachParams> {
     kind: 'vm.disk.attach',
     onInterrupt: 'fail',
     async run(ctx, p) {
-      const row = await deps.store.row(p.vmId);
-      const agent = deps.hosts.client(row.hostId!);
+      const { row, spec, agent } = await loadVm(deps, p.vmId);
       let size: number;
       if (p.sizeBytes) {
         await ctx.step(`creating ${p.disk.volume.path}`, 20);
@@ -91,7 +86,6 @@ export function attachTask(deps: VmDeps): TaskKind<AttachParams> {
       } else if (row.state !== 'stopped') {
         throw new TernError('conflict', `VM ${row.name} is ${row.state}`);
       }
-      const spec = JSON.parse(row.spec) as VmSpec;
       const sizes = JSON.parse(row.diskSizes) as number[];
       await deps.store.update(p.vmId, {
         spec: JSON.stringify({ ...spec, disks: [...spec.disks, p.disk] }),
@@ -127,11 +121,7 @@ export function detachTask(deps: VmDeps): TaskKind<DetachParams> {
     kind: 'vm.disk.detach',
     onInterrupt: 'fail',
     async run(ctx, p) {
-      const row = await deps.store.row(p.vmId);
-      const spec = JSON.parse(row.spec) as VmSpec;
-      const disk = spec.disks[p.index];
-      if (!disk) throw new TernError('not_found', `VM ${row.name} has no disk ${p.index}`);
-      const agent = deps.hosts.client(row.hostId!);
+      const { row, spec, disk, agent } = await loadDisk(deps, p.vmId, p.index);
       if (row.state === 'running' || row.state === 'paused') {
         if (p.index === 0)
           throw new TernError('conflict', `disk 0 is ${row.name}'s boot disk; stop the VM first`);

@@ -7,7 +7,7 @@ import { TernError } from '../../errors.ts';
 import type { VmAction } from '../../wire/agent.ts';
 import type { Vm, VmSpec } from '../../wire/vm.ts';
 import type { TaskContext, TaskKind } from '../tasks/engine.ts';
-import type { VmDeps } from './deps.ts';
+import { loadVm, type VmDeps } from './deps.ts';
 import { isState, waitForVm } from './wait.ts';
 
 export interface VmParams {
@@ -23,15 +23,9 @@ export interface RebootParams extends VmParams {
   force: boolean;
 }
 
-async function hostOf(deps: VmDeps, vmId: string) {
-  const row = await deps.store.row(vmId);
-  if (!row.hostId) throw new TernError('conflict', `VM ${row.name} has no host`);
-  return { row, agent: deps.hosts.client(row.hostId) };
-}
-
 /** Starts a VM and waits until its host reports it running. Idempotent. */
 export async function startVm(deps: VmDeps, ctx: TaskContext, vmId: string): Promise<Vm> {
-  const { row, agent } = await hostOf(deps, vmId);
+  const { row, agent } = await loadVm(deps, vmId);
   if (row.state === 'creating') throw new TernError('conflict', `VM ${row.name} is still being created`);
   const spec = JSON.parse(row.spec) as VmSpec;
   await ctx.log(`asking host to start ${spec.vcpus} vCPU, ${spec.memoryMiB} MiB`);
@@ -41,7 +35,7 @@ export async function startVm(deps: VmDeps, ctx: TaskContext, vmId: string): Pro
 }
 
 async function act(deps: VmDeps, vmId: string, action: VmAction): Promise<void> {
-  const { row, agent } = await hostOf(deps, vmId);
+  const { row, agent } = await loadVm(deps, vmId);
   const reported = await agent.act(vmId, action);
   await deps.store.applyReport(row.hostId!, vmId, reported.state === 'stopped' ? null : reported);
   if (reported.state === 'stopped') await deps.store.setState(vmId, { state: 'stopped', reason: null });

@@ -4,9 +4,9 @@
  * when it answers) or stopped; reverted and listed from the disks themselves.
  */
 import { TernError } from '../../errors.ts';
-import type { VmSpec, VolumeRef } from '../../wire/vm.ts';
+import type { VolumeRef } from '../../wire/vm.ts';
 import type { TaskKind } from '../tasks/engine.ts';
-import type { VmDeps } from './deps.ts';
+import { loadVm, type VmDeps } from './deps.ts';
 
 export interface SnapshotParams {
   vmId: string;
@@ -19,13 +19,12 @@ export interface Snapshot {
 }
 
 async function context(deps: VmDeps, vmId: string) {
-  const row = await deps.store.row(vmId);
-  const spec = JSON.parse(row.spec) as VmSpec;
+  const { row, spec, agent } = await loadVm(deps, vmId);
   const disks: VolumeRef[] = spec.disks
     .filter((d) => !d.readonly && d.format === 'qcow2')
     .map((d) => d.volume);
   if (disks.length === 0) throw new TernError('conflict', `VM ${row.name} has no qcow2 disk to snapshot`);
-  return { row, disks, agent: deps.hosts.client(row.hostId!) };
+  return { row, disks, agent };
 }
 
 /** The snapshots of a VM, as its first disk records them. */
