@@ -203,6 +203,12 @@ test('requests without a valid token are refused', async () => {
     assert.equal(res.status, 401);
     assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'unauthorized');
   }
+  // The router decodes paths: an encoded spelling of a route is still that route, and still needs a token.
+  for (const route of ['/%61pi/v1/vms', '/api/v1/%76ms', '/api//v1/vms', '/nothing']) {
+    const res = await fetch(`${c.api.url}${route}`);
+    assert.ok(res.status === 401 || res.status === 404, `${route}: ${res.status}`);
+    assert.notEqual(res.status, 200);
+  }
   const health = await fetch(`${c.api.url}/api/v1/health`);
   assert.equal(health.status, 200);
 });

@@ -250,7 +250,11 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
   // manager notices a dead connection.
   app.get('/agent/v1/events', (req, reply) => {
     reply.raw.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
-    const send = (e: AgentEvent) => reply.raw.write(`${JSON.stringify(e)}\n`);
+    const send = (e: AgentEvent) => {
+      reply.raw.write(`${JSON.stringify(e)}\n`);
+      // A manager that stopped reading gets cut off rather than buffered for without end.
+      if (reply.raw.writableLength > 4 * 1024 * 1024) reply.raw.destroy();
+    };
     send({ type: 'hello', protocol: agentProtocolVersion, time: new Date().toISOString() });
     for (const vm of driver.list()) send({ type: 'vm', vm });
     const vmListener = (vm: AgentVm) => send({ type: 'vm', vm });

@@ -38,8 +38,19 @@ export type DiskSpec = Static<typeof DiskSpec>;
 /** Disk slots with a hot-pluggable port from boot, so disks can be added to a running VM. */
 export const hotplugSlots = 8;
 
+/** Disk sizes people give in GiB, as bytes: rounded up to whole MiB, which qemu-img accepts. */
+export function gibToBytes(gib: number): number {
+  const MiB = 1024 * 1024;
+  return Math.ceil((gib * 1024 * MiB) / MiB) * MiB;
+}
+
 export function diskSlot(disk: DiskSpec, index: number): number {
   return disk.slot ?? index;
+}
+
+/** The disks without disk `index`, each of the others kept on the slot it has now. */
+export function withoutDisk(spec: { disks: DiskSpec[] }, index: number): DiskSpec[] {
+  return spec.disks.map((d, i) => ({ ...d, slot: diskSlot(d, i) })).filter((_, i) => i !== index);
 }
 
 export const Mac = Type.String({ pattern: '^([0-9a-f]{2}:){5}[0-9a-f]{2}$' });

@@ -9,7 +9,7 @@ import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { AgentVm, VmAction } from '../../wire/agent.ts';
 import type { HostFacts } from '../../wire/host.ts';
-import { type DiskSpec, diskSlot, type VmSpec } from '../../wire/vm.ts';
+import { type DiskSpec, diskSlot, type VmSpec, withoutDisk } from '../../wire/vm.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { type Pools, resolveVolume } from '../storage/pools.ts';
 import { poolUsage } from '../storage/volumes.ts';
@@ -270,7 +270,8 @@ export class QemuDriver implements HypervisorDriver {
     }
     await vm.monitor('blockdev-del', { 'node-name': n.format });
     await vm.monitor('blockdev-del', { 'node-name': n.file });
-    vm.updateSpec({ ...vm.spec, disks: vm.spec.disks.filter((_, i) => i !== index) });
+    // The other disks keep their slots: QEMU names their nodes and devices after them.
+    vm.updateSpec({ ...vm.spec, disks: withoutDisk(vm.spec, index) });
     await vm.refreshGuestFacts().catch(() => {});
   }
 

@@ -248,7 +248,14 @@ export class VmProcess {
     vm.#pid = child.pid ?? readPid(paths.pidfile);
     vm.#startedAt = new Date().toISOString();
     child.once('exit', () => vm.#onQemuGone());
-    await vm.#watch();
+    try {
+      await vm.#watch();
+    } catch (err) {
+      // Never leave behind a QEMU that nothing tracks.
+      child.kill('SIGKILL');
+      fs.rmSync(paths.runDir, { recursive: true, force: true });
+      throw err;
+    }
     return vm;
   }
 
@@ -281,7 +288,11 @@ export class VmProcess {
       vm.#markCrashed(`QEMU runs (pid ${pid}) but its monitor does not answer: ${(err as Error).message}`);
       return vm;
     }
-    await vm.#watch();
+    try {
+      await vm.#watch();
+    } catch (err) {
+      vm.#markCrashed(`QEMU runs (pid ${pid}) but does not report its status: ${(err as Error).message}`);
+    }
     return vm;
   }
 
@@ -563,7 +574,9 @@ export class VmProcess {
     this.#stopTimers();
     this.#state = 'crashed';
     this.#reason = last ? `${why}; last output: ${last}` : why;
-    this.#pid = null;
+    // A QEMU that still runs (its monitor lost) keeps its pid, so a stop can still end it.
+    const pid = this.#pid;
+    this.#pid = pid !== null && pidAlive(pid) && isOurQemu(pid, this.paths.qmp) ? pid : null;
     this.#guest = { ...emptyGuestInfo(), lastHeartbeat: this.#guest.lastHeartbeat };
     this.#hooks.log.error({ vm: this.id }, this.#reason);
     this.#emit();
@@ -579,6 +592,8 @@ export class VmProcess {
   /** Drops the record of a crashed VM. */
   discard(): void {
     this.#stopTimers();
+    const pid = this.#pid;
+    if (pid !== null && pidAlive(pid) && isOurQemu(pid, this.paths.qmp)) process.kill(pid, 'SIGKILL');
     fs.rmSync(this.paths.runDir, { recursive: true, force: true });
   }
 

@@ -3,6 +3,8 @@ import { Type } from 'typebox';
 import type { ManagerEvent } from '../../wire/event.ts';
 import type { ApiServices, App } from './context.ts';
 
+const maxBufferedBytes = 4 * 1024 * 1024;
+
 export function eventRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/events',
@@ -34,7 +36,10 @@ export function eventRoutes(app: App, s: ApiServices): void {
       });
       reply.raw.write(': connected\n\n');
       const unsubscribe = s.bus.subscribe((e) => {
-        if (wanted(e)) reply.raw.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+        if (!wanted(e)) return;
+        reply.raw.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+        // A client that does not read would make us buffer without end: drop it instead.
+        if (reply.raw.writableLength > maxBufferedBytes) reply.raw.destroy();
       });
       const keepalive = setInterval(() => reply.raw.write(': keepalive\n\n'), 15_000);
       req.raw.on('close', () => {

@@ -44,9 +44,11 @@ export async function buildApi(s: ApiServices, log: Logger): Promise<App> {
     },
   });
 
+  // Decided on the route the router matched, never on the raw URL (which may be encoded
+  // differently), and denied by default: only the listed routes go without a token.
   app.addHook('onRequest', async (req) => {
-    const path = req.url.split('?')[0];
-    if (publicRoutes.has(path) || !path.startsWith('/api/')) return;
+    const route = req.routeOptions.url;
+    if (route !== undefined && publicRoutes.has(route)) return;
     req.principal = await s.tokens.authenticate(req.headers.authorization);
   });
 

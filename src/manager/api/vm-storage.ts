@@ -1,10 +1,11 @@
 /** /api/v1/vms/{vm}/disks and /snapshots: growing disks and VM snapshots. */
+import { randomBytes } from 'node:crypto';
 import { Type } from 'typebox';
 import { TernError } from '../../errors.ts';
 import { SnapshotName } from '../../wire/agent.ts';
 import { ErrorBody } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
-import { type VmSpec, VolumeRef } from '../../wire/vm.ts';
+import { gibToBytes, type VmSpec, VolumeRef } from '../../wire/vm.ts';
 import { type AttachParams, attachTask, detachTask, freeSlot, resizeTask } from '../vms/disks.ts';
 import {
   listSnapshots,
@@ -17,7 +18,6 @@ import { accepted } from './reply.ts';
 import { VmRef } from './vms.ts';
 
 const responses = { 202: TaskAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody };
-const GiB = 1024 ** 3;
 
 export function vmStorageRoutes(app: App, s: ApiServices): void {
   const resize = resizeTask(s);
@@ -49,7 +49,7 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
     },
     async (req, reply) => {
       const vm = await s.store.get(req.params.vm);
-      const params = { vmId: vm.id, index: req.params.index, sizeBytes: Math.ceil(req.body.sizeGiB * GiB) };
+      const params = { vmId: vm.id, index: req.params.index, sizeBytes: gibToBytes(req.body.sizeGiB) };
       return accepted(reply, await s.tasks.submit(resize, params, [`vm:${vm.id}`]));
     },
   );
@@ -79,15 +79,24 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
       if ('sizeGiB' in req.body) {
         const volume = {
           pool: spec.disks[0]?.volume.pool ?? 'local',
-          path: `vms/${row.id}/disk${slot}.qcow2`,
+          // A name of its own: a disk once detached with --keep-disks may hold the plain one.
+          path: `vms/${row.id}/disk${slot}-${randomBytes(4).toString('hex')}.qcow2`,
         };
         params = {
           vmId: row.id,
           disk: { volume, format: 'qcow2', readonly: false, slot },
-          sizeBytes: Math.ceil(req.body.sizeGiB * GiB),
+          sizeBytes: gibToBytes(req.body.sizeGiB),
         };
       } else {
         const { volume } = req.body;
+        // Only VM disks (such as one detached with --keep-disks) attach writable: template
+        // bases and library images are shared by others.
+        if (!volume.path.startsWith('vms/')) {
+          throw new TernError(
+            'invalid_request',
+            `only VM disk volumes (vms/…) can be attached, not ${volume.path}`,
+          );
+        }
         const owner = await s.store.volumeOwner(volume);
         if (owner)
           throw new TernError('conflict', `volume ${volume.pool}:${volume.path} is a disk of VM ${owner}`);

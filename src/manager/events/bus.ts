@@ -26,6 +26,7 @@ export class EventBus {
     signal?: AbortSignal,
     onTimeout: () => Error = () => new Error('timed out'),
   ): Promise<T> {
+    if (signal?.aborted) return Promise.reject(signal.reason ?? new Error('aborted'));
     return new Promise((resolve, reject) => {
       const done = (fn: () => void) => {
         clearTimeout(timer);

@@ -17,6 +17,7 @@ export class HostRegistry {
   readonly #vms: VmStore;
   readonly #log: Logger;
   readonly #clients = new Map<string, AgentClient>();
+  readonly #following = new Map<string, AbortController>();
   readonly #stop = new AbortController();
   /** Events of one host are applied in order, one at a time. */
   readonly #queues = new Map<string, Promise<void>>();
@@ -108,13 +109,19 @@ export class HostRegistry {
   }
 
   #attach(row: HostTable): void {
+    // A host registered again (a new address or token) stops following through the old link.
+    this.#following.get(row.id)?.abort();
+    const following = new AbortController();
+    this.#following.set(row.id, following);
     const client = new AgentClient(row.address, row.token);
     this.#clients.set(row.id, client);
     this.#vms.setHostName(row.id, row.name);
+    const current = () => this.#clients.get(row.id) === client;
     void client.follow(
-      (e) => this.#enqueue(row.id, () => this.#onEvent(row.id, client, e)),
-      (up, why) => this.#enqueue(row.id, () => this.#onConnection(row, up, why)),
-      this.#stop.signal,
+      (e) => this.#enqueue(row.id, () => (current() ? this.#onEvent(row.id, client, e) : Promise.resolve())),
+      (up, why) =>
+        this.#enqueue(row.id, () => (current() ? this.#onConnection(row, up, why) : Promise.resolve())),
+      AbortSignal.any([this.#stop.signal, following.signal]),
     );
   }
 
@@ -127,7 +134,6 @@ export class HostRegistry {
   }
 
   async #onEvent(hostId: string, client: AgentClient, e: AgentEvent): Promise<void> {
-    if (this.#clients.get(hostId) !== client) return;
     switch (e.type) {
       case 'hello':
         await this.#vms.applyFullReport(hostId, await client.listVms());

@@ -256,6 +256,8 @@ export class TaskEngine {
       resumed,
       signal: controller.signal,
       step: async (name, progress) => {
+        // Every step boundary is a place where a cancellation takes effect.
+        if (controller.signal.aborted) throw asTernError(controller.signal.reason);
         await this.#db
           .updateTable('tasks')
           .set({ step: name, ...(progress === undefined ? {} : { progress: Math.round(progress) }) })

@@ -3,7 +3,7 @@
  * remove (hot-plugged when it runs: q35 VMs have spare PCIe root ports for that).
  */
 import { TernError } from '../../errors.ts';
-import { type DiskSpec, diskSlot, hotplugSlots, type VmSpec } from '../../wire/vm.ts';
+import { type DiskSpec, diskSlot, hotplugSlots, type VmSpec, withoutDisk } from '../../wire/vm.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import { loadDisk, loadVm, type VmDeps } from './deps.ts';
 
@@ -93,8 +93,9 @@ export function attachTask(deps: VmDeps): TaskKind<AttachParams> {
       });
       return { index: spec.disks.length, slot: p.disk.slot, volume: p.disk.volume };
     },
-    async cleanup(ctx, p) {
-      if (!p.sizeBytes) return;
+    async cleanup(ctx, p, err) {
+      // A volume that was there before this task (a conflict on creation) is not ours to remove.
+      if (!p.sizeBytes || err.code === 'conflict') return;
       const row = await deps.store.row(p.vmId).catch(() => null);
       if (!row) return;
       const spec = JSON.parse(row.spec) as VmSpec;
@@ -132,7 +133,7 @@ export function detachTask(deps: VmDeps): TaskKind<DetachParams> {
       }
       const sizes = JSON.parse(row.diskSizes) as number[];
       await deps.store.update(p.vmId, {
-        spec: JSON.stringify({ ...spec, disks: spec.disks.filter((_, i) => i !== p.index) }),
+        spec: JSON.stringify({ ...spec, disks: withoutDisk(spec, p.index) }),
         diskSizes: JSON.stringify(sizes.filter((_, i) => i !== p.index)),
       });
       if (!p.keep) {

@@ -5,7 +5,7 @@
 import { TernError } from '../../errors.ts';
 import type { CreateVolumeRequest } from '../../wire/agent.ts';
 import type { Template } from '../../wire/template.ts';
-import type { CreateVmRequest, VmSpec } from '../../wire/vm.ts';
+import { type CreateVmRequest, gibToBytes, type VmSpec } from '../../wire/vm.ts';
 
 export interface SeedContent {
   metaData: string;
@@ -21,8 +21,6 @@ export interface VmPlan {
   /** The cloud-init NoCloud seed that gives the VM its own identity. */
   seed: SeedContent;
 }
-
-const GiB = 1024 ** 3;
 
 export function randomMac(random: (n: number) => Buffer): string {
   // 52:54:00 is QEMU's locally administered prefix.
@@ -42,7 +40,7 @@ export function planVm(
   const dir = `vms/${id}`;
   const volumes: CreateVolumeRequest[] = [];
   const diskSizes: number[] = [];
-  const bootSize = req.diskGiB ? Math.ceil(req.diskGiB * GiB) : undefined;
+  const bootSize = req.diskGiB ? gibToBytes(req.diskGiB) : undefined;
 
   if (template) {
     if (bootSize !== undefined && bootSize < template.diskSizeBytes) {
@@ -67,7 +65,7 @@ export function planVm(
     diskSizes.push(bootSize);
   }
   (req.extraDisksGiB ?? []).forEach((gib, i) => {
-    const size = Math.ceil(gib * GiB);
+    const size = gibToBytes(gib);
     volumes.push({ volume: { pool, path: `${dir}/disk${i + 1}.qcow2` }, format: 'qcow2', sizeBytes: size });
     diskSizes.push(size);
   });
@@ -79,7 +77,7 @@ export function planVm(
     cpuModel: 'host',
     vcpus: req.vcpus ?? template?.vcpus ?? 1,
     memoryMiB: req.memoryMiB ?? template?.memoryMiB ?? 512,
-    disks: volumes.map((v) => ({ volume: v.volume, format: 'qcow2', readonly: false })),
+    disks: volumes.map((v, slot) => ({ volume: v.volume, format: 'qcow2', readonly: false, slot })),
     nics: (req.nics ?? [{ mode: 'user' }]).map((network) => ({ mac: macs(), network })),
     ...(template?.boot ? { boot: template.boot } : {}),
     seed: { pool, path: `${dir}/seed.iso` },
