@@ -3,8 +3,10 @@
  *
  * The guest side is untrusted and may be absent, slow, restarted or hostile. Every command
  * has a timeout, replies are bounded in size, and after any doubt (timeout, oversized or
- * malformed reply) the next command first resynchronises with guest-sync-delimited, whose
- * 0xFF sentinel lets us discard whatever stale output is still in the channel.
+ * malformed reply) the next command first resynchronises with guest-sync-delimited: every
+ * reply until the one carrying our sync id is stale (replies to commands or syncs that timed
+ * out, which a guest agent that was not up yet answers late, in order) and is skipped; a 0xFF
+ * sentinel ends any partial line.
  */
 import net from 'node:net';
 import { TernError } from '../../errors.ts';
@@ -18,7 +20,8 @@ export class QgaClient {
   readonly #path: string;
   #socket: net.Socket | null = null;
   #synced = false;
-  #awaitingSentinel = false;
+  /** The id of the sync in flight: until its reply, everything else is stale. */
+  #expectSync: number | null = null;
   #waiter: Waiter | null = null;
   #queue: Promise<unknown> = Promise.resolve();
   #syncId = Math.floor(Math.random() * 1e9);
@@ -32,7 +35,9 @@ export class QgaClient {
     this.#reader = new JsonLineReader(
       maxGuestReplyBytes,
       (value) => this.#deliver(value),
-      (message) => this.#fail(new TernError('guest_error', `guest agent: ${message}`)),
+      (message) => {
+        if (this.#expectSync === null) this.#fail(new TernError('guest_error', `guest agent: ${message}`));
+      },
     );
   }
 
@@ -88,30 +93,32 @@ export class QgaClient {
   }
 
   #onData(chunk: Buffer): void {
-    let data = chunk;
-    if (this.#awaitingSentinel) {
-      const at = data.indexOf(0xff);
-      if (at < 0) return;
-      this.#awaitingSentinel = false;
+    let start = 0;
+    for (let at = chunk.indexOf(0xff); at >= 0; at = chunk.indexOf(0xff, start)) {
+      this.#reader.push(this.#decoder.decode(chunk.subarray(start, at)));
+      // A sentinel starts a fresh reply: whatever partial line came before it is garbage.
       this.#reader.reset();
       this.#decoder = new TextDecoder();
-      data = data.subarray(at + 1);
+      start = at + 1;
     }
-    this.#reader.push(this.#decoder.decode(data, { stream: true }));
+    this.#reader.push(this.#decoder.decode(chunk.subarray(start), { stream: true }));
   }
 
   async #sync(timeoutMs: number): Promise<void> {
     const socket = await this.#connect();
     const id = ++this.#syncId;
-    this.#awaitingSentinel = true;
+    this.#expectSync = id;
     // A leading 0xFF makes qemu-ga drop any partial command it was parsing.
     socket.write(Buffer.from([0xff]));
-    const reply = await this.#request(
-      JSON.stringify({ execute: 'guest-sync-delimited', arguments: { id } }),
-      timeoutMs,
-      'guest-sync-delimited',
-    );
-    if (reply !== id) throw new TernError('guest_error', 'guest agent answered the sync with a wrong id');
+    try {
+      await this.#request(
+        JSON.stringify({ execute: 'guest-sync-delimited', arguments: { id } }),
+        timeoutMs,
+        'guest-sync-delimited',
+      );
+    } finally {
+      this.#expectSync = null;
+    }
     this.#synced = true;
   }
 
@@ -140,7 +147,14 @@ export class QgaClient {
 
   #deliver(value: unknown): void {
     const waiter = this.#waiter;
-    if (!waiter || this.#awaitingSentinel) return;
+    if (!waiter) return;
+    if (this.#expectSync !== null) {
+      if ((value as { return?: unknown } | null)?.return === this.#expectSync) {
+        this.#waiter = null;
+        waiter.resolve(this.#expectSync);
+      }
+      return;
+    }
     if (typeof value !== 'object' || value === null) {
       this.#fail(new TernError('guest_error', 'guest agent sent a reply that is not an object'));
       return;
