@@ -27,6 +27,9 @@ const options = {
   'agent-port': { type: 'string' },
   full: { type: 'boolean', default: false },
   all: { type: 'boolean', default: false },
+  size: { type: 'string' },
+  persistent: { type: 'boolean', default: false },
+  'max-unavailable': { type: 'string' },
   pool: { type: 'string' },
   ip: { type: 'string' },
   gateway: { type: 'string' },
@@ -64,6 +67,9 @@ export interface Flags {
   'agent-port'?: string;
   full: boolean;
   all: boolean;
+  size?: string;
+  persistent: boolean;
+  'max-unavailable'?: string;
   pool?: string;
   ip?: string;
   gateway?: string;
@@ -87,7 +93,16 @@ export function parseCommandLine(argv: string[]): { positionals: string[]; flags
   const v = parsed.values as unknown as Flags;
   if (v.output !== 'table' && v.output !== 'json')
     throw new TernError('invalid_request', '--output is table or json');
-  for (const n of ['vcpus', 'timeout', 'limit', 'bytes', 'port', 'agent-port'] as const) {
+  for (const n of [
+    'vcpus',
+    'timeout',
+    'limit',
+    'bytes',
+    'port',
+    'agent-port',
+    'size',
+    'max-unavailable',
+  ] as const) {
     if (v[n] !== undefined && !/^\d+$/.test(v[n]))
       throw new TernError('invalid_request', `--${n} takes a whole number`);
   }

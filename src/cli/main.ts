@@ -10,6 +10,7 @@ import { ApiClient } from './client.ts';
 import { doctor } from './commands/doctor.ts';
 import { imageCommand } from './commands/image.ts';
 import { alertCommand, hostCommand, taskCommand, templateCommand } from './commands/inventory.ts';
+import { poolCommand } from './commands/pool.ts';
 import { vmCommand } from './commands/vm.ts';
 import { parseCommandLine } from './flags.ts';
 
@@ -30,6 +31,9 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern vm snapshot list VM | create|revert|delete VM NAME
   tern task list|show|wait|cancel [ID]
   tern alert list [--all]
+  tern pool list | show POOL | rollback POOL
+  tern pool create POOL --template T --size N [--persistent] [--max-unavailable PCT] [--start]
+  tern pool version create POOL | test|promote|delete POOL N
   tern host list|show NAME
   tern template list | show NAME | delete NAME
   tern template create NAME --from-vm VM [--description TEXT]
@@ -83,6 +87,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'host':
       await hostCommand(ApiClient.fromEnvironment(), sub, args, flags);
+      return 0;
+    case 'pool':
+      await poolCommand(ApiClient.fromEnvironment(), sub, args, flags);
       return 0;
     case 'alert':
       await alertCommand(ApiClient.fromEnvironment(), sub, args, flags);

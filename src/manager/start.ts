@@ -7,6 +7,8 @@ import { TokenStore } from './auth/tokens.ts';
 import { type Db, openDatabase } from './db/database.ts';
 import { EventBus } from './events/bus.ts';
 import { HostRegistry } from './hosts/registry.ts';
+import { ImagePoolStore } from './imagepools/store.ts';
+import { prepareStart } from './imagepools/tasks.ts';
 import { ImageStore } from './library/images.ts';
 import { TemplateStore } from './library/templates.ts';
 import { TaskEngine } from './tasks/engine.ts';
@@ -43,7 +45,9 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     tokens: new TokenStore(db),
     images: new ImageStore(db),
     alerts: new AlertStore(db, bus),
+    imagePools: new ImagePoolStore(db),
   };
+  services.beforeStart = (vmId) => prepareStart(services, vmId);
   const stopAlerts = services.alerts.watch();
   const app = await buildApi(services, opts.log);
   await hosts.start();

@@ -9,6 +9,7 @@ import type {
 } from 'fastify';
 import type { AlertStore } from '../alerts/store.ts';
 import type { TokenStore } from '../auth/tokens.ts';
+import type { ImagePoolStore } from '../imagepools/store.ts';
 import type { ImageStore } from '../library/images.ts';
 import type { TaskEngine } from '../tasks/engine.ts';
 import type { VmDeps } from '../vms/deps.ts';
@@ -26,6 +27,7 @@ export interface ApiServices extends VmDeps {
   tokens: TokenStore;
   images: ImageStore;
   alerts: AlertStore;
+  imagePools: ImagePoolStore;
   /** Largest image upload accepted (default: maxUploadBytes()). */
   maxUploadBytes?: number;
 }

@@ -12,6 +12,7 @@ import { alertRoutes } from './alerts.ts';
 import type { ApiServices, App } from './context.ts';
 import { eventRoutes } from './events.ts';
 import { hostRoutes } from './hosts.ts';
+import { imagePoolRoutes } from './image-pools.ts';
 import { imageRoutes } from './images.ts';
 import { taskRoutes } from './tasks.ts';
 import { templateRoutes } from './templates.ts';
@@ -63,6 +64,7 @@ export async function buildApi(s: ApiServices, log: Logger): Promise<App> {
   templateRoutes(app, s);
   imageRoutes(app, s);
   alertRoutes(app, s);
+  imagePoolRoutes(app, s);
   eventRoutes(app, s);
   return app;
 }

@@ -4,11 +4,11 @@ import { Type } from 'typebox';
 import { TernError } from '../../errors.ts';
 import { ErrorBody, Name, Page, PageQuery } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
-import { CreateVmRequest, emptyGuestInfo, PowerState, Vm } from '../../wire/vm.ts';
-import { now } from '../db/database.ts';
+import { CreateVmRequest, PowerState, Vm } from '../../wire/vm.ts';
 import { createTask } from '../vms/create.ts';
 import { deleteTask } from '../vms/delete.ts';
 import { planVm, randomMac } from '../vms/plan.ts';
+import { newVmRow } from '../vms/store.ts';
 import type { ApiServices, App } from './context.ts';
 import { accepted } from './reply.ts';
 
@@ -81,22 +81,7 @@ export function vmRoutes(app: App, s: ApiServices): void {
       const id = randomUUID();
       const clientMachineId = randomUUID();
       const plan = planVm(req.body, template, id, pool, () => randomMac(randomBytes), clientMachineId);
-      const vm = await s.store.insert({
-        id,
-        name: req.body.name,
-        hostId: host.id,
-        state: 'creating',
-        stateReason: null,
-        template: template?.name ?? null,
-        clone: plan.clone,
-        clientMachineId,
-        spec: JSON.stringify(plan.spec),
-        diskSizes: JSON.stringify(plan.diskSizes),
-        guest: JSON.stringify(emptyGuestInfo()),
-        vncPort: null,
-        createdAt: now(),
-        updatedAt: now(),
-      });
+      const vm = await s.store.insert(newVmRow(plan, host.id, template?.name ?? null, clientMachineId));
       try {
         const task = await s.tasks.submit(
           create,

@@ -34,6 +34,9 @@ export interface VmTable {
   template: string | null;
   clone: string | null;
   clientMachineId: string | null;
+  /** For members of an image pool: the pool, and the version their write cache sits on. */
+  imagePool: string | null;
+  poolVersion: number | null;
   /** JSON of the VM spec without the runtime-only fields. */
   spec: string;
   diskSizes: string;
@@ -105,7 +108,31 @@ export interface AlertTable {
   clearedAt: string | null;
 }
 
+export interface ImagePoolTable {
+  name: string;
+  template: string;
+  hostId: string;
+  diskPool: string;
+  cache: string;
+  maxUnavailablePercent: number;
+  chainLimit: number;
+  production: number;
+  previous: number | null;
+  createdAt: string;
+}
+
+export interface ImagePoolVersionTable {
+  pool: string;
+  number: number;
+  parent: number | null;
+  state: string;
+  maintenanceVm: string | null;
+  createdAt: string;
+}
+
 export interface Database {
+  imagePools: ImagePoolTable;
+  imagePoolVersions: ImagePoolVersionTable;
   alerts: AlertTable;
   hosts: HostTable;
   templates: TemplateTable;

@@ -11,6 +11,8 @@ export interface VmDeps {
   hosts: HostRegistry;
   templates: TemplateStore;
   bus: EventBus;
+  /** Runs before a stopped VM starts (image pools remake non-persistent write caches there). */
+  beforeStart?: (vmId: string) => Promise<void>;
 }
 
 /** A VM's row, its spec and the agent of its host: what nearly every VM task starts from. */

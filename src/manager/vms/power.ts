@@ -27,6 +27,9 @@ export interface RebootParams extends VmParams {
 export async function startVm(deps: VmDeps, ctx: TaskContext, vmId: string): Promise<Vm> {
   const { row, agent } = await loadVm(deps, vmId);
   if (row.state === 'creating') throw new TernError('conflict', `VM ${row.name} is still being created`);
+  if (deps.beforeStart && (row.state === 'stopped' || row.state === 'crashed' || row.state === 'missing')) {
+    await deps.beforeStart(vmId);
+  }
   const spec = JSON.parse(row.spec) as VmSpec;
   await ctx.log(`asking host to start ${spec.vcpus} vCPU, ${spec.memoryMiB} MiB`);
   const reported = await agent.runVm(spec);
@@ -61,54 +64,61 @@ export function startTask(deps: VmDeps): TaskKind<VmParams> {
   };
 }
 
+/**
+ * Shuts a VM down: the ACPI power button, then the guest agent, then (with `force`) power off;
+ * without `force`, a guest that does not stop in time is an error. Returns how it stopped.
+ */
+export async function shutdownVm(
+  deps: VmDeps,
+  ctx: TaskContext,
+  vmId: string,
+  timeoutSeconds: number,
+  force: boolean,
+): Promise<'none' | 'acpi' | 'guest-agent' | 'force'> {
+  const vm = await deps.store.get(vmId);
+  if (vm.state === 'stopped') return 'none';
+  if (!running(vm)) throw new TernError('conflict', `VM ${vm.name} is ${vm.state}`);
+  const deadline = Date.now() + timeoutSeconds * 1000;
+  const stopped = (ms: number) =>
+    waitForVm(deps.bus, deps.store, vmId, isState('stopped'), Math.max(ms, 1), ctx.signal, 'power off').then(
+      () => true,
+      (err: TernError) => {
+        if (err.code !== 'timeout') throw err;
+        return false;
+      },
+    );
+  if (vm.state === 'running') {
+    // ACPI first: it works without the guest agent; give it half the time.
+    await ctx.step(`${vm.name}: ACPI power button`);
+    await act(deps, vmId, 'powerdown');
+    if (await stopped((deadline - Date.now()) / 2)) return 'acpi';
+    const now = await deps.store.get(vmId);
+    if (now.guest.agent === 'responding') {
+      await ctx.step(`${vm.name}: no reaction to ACPI; asking the guest agent`);
+      await act(deps, vmId, 'guest-shutdown').catch((err: TernError) => ctx.log(err.message));
+      if (await stopped(deadline - Date.now())) return 'guest-agent';
+    } else if (await stopped(deadline - Date.now())) {
+      return 'acpi';
+    }
+  }
+  if (!force) {
+    throw new TernError(
+      'timeout',
+      `VM ${vm.name} did not shut down within ${timeoutSeconds} s; use --force to power it off`,
+    );
+  }
+  await ctx.step(`${vm.name}: forcing power off`);
+  await act(deps, vmId, 'kill');
+  return 'force';
+}
+
 export function shutdownTask(deps: VmDeps): TaskKind<ShutdownParams> {
   return {
     kind: 'vm.shutdown',
     onInterrupt: 'resume',
     async run(ctx, p) {
-      const vm = await deps.store.get(p.vmId);
-      if (vm.state === 'stopped') return { method: 'none', state: 'stopped' };
-      if (!running(vm)) throw new TernError('conflict', `VM ${vm.name} is ${vm.state}`);
-      const deadline = Date.now() + p.timeoutSeconds * 1000;
-      const stopped = (ms: number) =>
-        waitForVm(
-          deps.bus,
-          deps.store,
-          p.vmId,
-          isState('stopped'),
-          Math.max(ms, 1),
-          ctx.signal,
-          'power off',
-        ).then(
-          () => true,
-          (err: TernError) => {
-            if (err.code !== 'timeout') throw err;
-            return false;
-          },
-        );
-      if (vm.state === 'running') {
-        // ACPI first: it works without the guest agent; give it half the time.
-        await ctx.step('ACPI power button', 10);
-        await act(deps, p.vmId, 'powerdown');
-        if (await stopped((deadline - Date.now()) / 2)) return { method: 'acpi' };
-        const now = await deps.store.get(p.vmId);
-        if (now.guest.agent === 'responding') {
-          await ctx.step('no reaction to ACPI; asking the guest agent', 50);
-          await act(deps, p.vmId, 'guest-shutdown').catch((err: TernError) => ctx.log(err.message));
-          if (await stopped(deadline - Date.now())) return { method: 'guest-agent' };
-        } else if (await stopped(deadline - Date.now())) {
-          return { method: 'acpi' };
-        }
-      }
-      if (!p.force) {
-        throw new TernError(
-          'timeout',
-          `VM ${vm.name} did not shut down within ${p.timeoutSeconds} s; use --force to power it off`,
-        );
-      }
-      await ctx.step('forcing power off', 90);
-      await act(deps, p.vmId, 'kill');
-      return { method: 'force' };
+      const method = await shutdownVm(deps, ctx, p.vmId, p.timeoutSeconds, p.force);
+      return method === 'none' ? { method, state: 'stopped' } : { method };
     },
   };
 }

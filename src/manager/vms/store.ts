@@ -7,6 +7,7 @@ import { emptyGuestInfo, type GuestInfo, type PowerState, type Vm, type VmSpec }
 import { type Db, now } from '../db/database.ts';
 import type { VmTable } from '../db/schema.ts';
 import type { EventBus } from '../events/bus.ts';
+import type { VmPlan } from './plan.ts';
 import { hostUnreachable, reconcileVm, type VmState } from './reconcile.ts';
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -17,6 +18,34 @@ export interface VmListFilter {
   namePrefix?: string;
   limit: number;
   after?: string;
+}
+
+/** The inventory row of a VM about to be created from a plan. */
+export function newVmRow(
+  plan: VmPlan,
+  hostId: string,
+  template: string | null,
+  clientMachineId: string,
+  imagePool: { pool: string; version: number } | null = null,
+): VmTable {
+  return {
+    id: plan.spec.id,
+    name: plan.spec.name,
+    hostId,
+    state: 'creating',
+    stateReason: null,
+    template,
+    clone: plan.clone,
+    clientMachineId,
+    imagePool: imagePool?.pool ?? null,
+    poolVersion: imagePool?.version ?? null,
+    spec: JSON.stringify(plan.spec),
+    diskSizes: JSON.stringify(plan.diskSizes),
+    guest: JSON.stringify(emptyGuestInfo()),
+    vncPort: null,
+    createdAt: now(),
+    updatedAt: now(),
+  };
 }
 
 export class VmStore {

@@ -1,0 +1,172 @@
+/** /api/v1/image-pools: golden images in versions and the VMs that boot from them. */
+import { Type } from 'typebox';
+import { TernError } from '../../errors.ts';
+import { ErrorBody } from '../../wire/common.ts';
+import { CreateImagePoolRequest, ImagePool } from '../../wire/image-pool.ts';
+import { TaskAccepted } from '../../wire/task.ts';
+import {
+  poolCreateTask,
+  rollTask,
+  versionCreateTask,
+  versionDeleteTask,
+  versionTestTask,
+} from '../imagepools/tasks.ts';
+import { promote, rollback } from '../imagepools/versions.ts';
+import type { ApiServices, App } from './context.ts';
+import { accepted } from './reply.ts';
+
+const responses = { 202: TaskAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody };
+const PoolRef = Type.Object({ pool: Type.String({ minLength: 1, maxLength: 41 }) });
+const VersionRef = Type.Object({ pool: PoolRef.properties.pool, number: Type.Integer({ minimum: 1 }) });
+
+export function imagePoolRoutes(app: App, s: ApiServices): void {
+  const create = poolCreateTask(s);
+  const version = versionCreateTask(s);
+  const test = versionTestTask(s);
+  const roll = rollTask(s);
+  const remove = versionDeleteTask(s);
+  s.tasks.register(create);
+  s.tasks.register(version);
+  s.tasks.register(test);
+  s.tasks.register(roll);
+  s.tasks.register(remove);
+  const lock = (pool: string) => [`imagepool:${pool}`];
+
+  app.get(
+    '/api/v1/image-pools',
+    {
+      schema: {
+        summary: 'List image pools',
+        tags: ['image pools'],
+        response: { 200: Type.Object({ items: Type.Array(ImagePool) }) },
+      },
+    },
+    async () => ({ items: await s.imagePools.list() }),
+  );
+  app.get(
+    '/api/v1/image-pools/:pool',
+    {
+      schema: {
+        summary: 'Show an image pool',
+        tags: ['image pools'],
+        params: PoolRef,
+        response: { 200: ImagePool, 404: ErrorBody },
+      },
+    },
+    async (req) => s.imagePools.toWire(await s.imagePools.row(req.params.pool)),
+  );
+
+  app.post(
+    '/api/v1/image-pools',
+    {
+      schema: {
+        summary: 'Make a pool: version 1 of the golden image from a template, and its VMs',
+        tags: ['image pools'],
+        body: CreateImagePoolRequest,
+        response: responses,
+      },
+    },
+    async (req, reply) => {
+      const b = req.body;
+      if (await s.imagePools.has(b.name)) throw new TernError('conflict', `image pool ${b.name} exists`);
+      await s.templates.get(b.template);
+      const host = await s.hosts.pickHost();
+      const diskPool = host.facts?.pools[0]?.name;
+      if (!diskPool) throw new TernError('unavailable', `host ${host.name} reports no storage pool`);
+      const params = {
+        name: b.name,
+        template: b.template,
+        size: b.size,
+        cache: b.cache ?? 'non-persistent',
+        maxUnavailablePercent: b.maxUnavailablePercent ?? 20,
+        chainLimit: b.chainLimit ?? 5,
+        start: b.start ?? false,
+        hostId: host.id,
+        diskPool,
+      };
+      return accepted(reply, await s.tasks.submit(create, params, lock(b.name)));
+    },
+  );
+
+  app.post(
+    '/api/v1/image-pools/:pool/versions',
+    {
+      schema: {
+        summary: 'Open a maintenance version on top of production, with the one VM that may write to it',
+        tags: ['image pools'],
+        params: PoolRef,
+        response: responses,
+      },
+    },
+    async (req, reply) => {
+      await s.imagePools.row(req.params.pool);
+      return accepted(reply, await s.tasks.submit(version, { pool: req.params.pool }, lock(req.params.pool)));
+    },
+  );
+
+  app.post(
+    '/api/v1/image-pools/:pool/versions/:number/test',
+    {
+      schema: {
+        summary: 'Seal a maintenance version for testing (its maintenance VM must be shut down)',
+        tags: ['image pools'],
+        params: VersionRef,
+        response: responses,
+      },
+    },
+    async (req, reply) => {
+      const p = { pool: req.params.pool, number: req.params.number };
+      return accepted(reply, await s.tasks.submit(test, p, lock(p.pool)));
+    },
+  );
+
+  app.post(
+    '/api/v1/image-pools/:pool/versions/:number/promote',
+    {
+      schema: {
+        summary: 'Make a tested version production: the pool rolls onto it by rolling reboot',
+        tags: ['image pools'],
+        params: VersionRef,
+        response: responses,
+      },
+    },
+    async (req, reply) => {
+      const next = promote(await s.imagePools.state(req.params.pool), req.params.number);
+      const p = { pool: req.params.pool, target: next.production, previous: next.previous };
+      return accepted(reply, await s.tasks.submit(roll, p, lock(p.pool)));
+    },
+  );
+
+  app.post(
+    '/api/v1/image-pools/:pool/rollback',
+    {
+      schema: {
+        summary: 'Return the pool to its previous production version by rolling reboot',
+        tags: ['image pools'],
+        params: PoolRef,
+        response: responses,
+      },
+    },
+    async (req, reply) => {
+      const next = rollback(await s.imagePools.state(req.params.pool));
+      const p = { pool: req.params.pool, target: next.production, previous: next.previous };
+      return accepted(reply, await s.tasks.submit(roll, p, lock(p.pool)));
+    },
+  );
+
+  app.delete(
+    '/api/v1/image-pools/:pool/versions/:number',
+    {
+      schema: {
+        summary: 'Delete a version nothing uses',
+        tags: ['image pools'],
+        params: VersionRef,
+        response: responses,
+      },
+    },
+    async (req, reply) => {
+      const p = { pool: req.params.pool, number: req.params.number };
+      return accepted(reply, await s.tasks.submit(remove, p, lock(p.pool)));
+    },
+  );
+}
