@@ -70,6 +70,12 @@ test('failures are one clear line and a non-zero exit', () => {
   assert.match(down.stderr, /^tern: cannot reach the Tern manager at http:\/\/127\.0\.0\.1:1 .*\n$/);
 });
 
+test('hosts show their pools, each local or shared', () => {
+  const r = tern('host', 'show', 'local');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^pools:\s+local \/\S+ \(local, [\d.]+ \w+ free\)$/m);
+});
+
 test('doctor lists prerequisites with fixes', () => {
   const r = tern('doctor', '-o', 'json');
   const checks = JSON.parse(r.stdout) as { check: string; ok: boolean; fix: string }[];

@@ -1,5 +1,6 @@
 /**
- * The agent process: `node src/agent/main.ts --state-dir DIR --port N --token-file F --pool name=dir`.
+ * The agent process: `node src/agent/main.ts --state-dir DIR --port N --token-file F --pool name=dir
+ * [--shared-pool name=dir]`.
  * VMs it runs outlive it; a new agent on the same state directory reattaches to them.
  */
 import fs from 'node:fs';
@@ -15,6 +16,7 @@ const { values } = parseArgs({
     port: { type: 'string', default: '7411' },
     'token-file': { type: 'string' },
     pool: { type: 'string', multiple: true, default: [] },
+    'shared-pool': { type: 'string', multiple: true, default: [] },
   },
 });
 
@@ -23,10 +25,16 @@ try {
   const stateDir = path.resolve(values['state-dir'] ?? '/var/lib/tern/agent');
   const tokenFile = values['token-file'] ?? path.join(stateDir, 'agent.token');
   const pools: Record<string, string> = {};
-  for (const p of values.pool) {
+  // Shared pools are directories every host sees at the same path (NFS, a cluster filesystem).
+  const shared: string[] = [];
+  for (const [p, isShared] of [
+    ...values.pool.map((x) => [x, false] as const),
+    ...values['shared-pool'].map((x) => [x, true] as const),
+  ]) {
     const [name, dir] = p.split('=');
-    if (!name || !dir) throw new Error(`--pool takes name=directory, got ${p}`);
+    if (!name || !dir) throw new Error(`--pool and --shared-pool take name=directory, got ${p}`);
     pools[name] = path.resolve(dir);
+    if (isShared) shared.push(name);
   }
   if (Object.keys(pools).length === 0) pools.local = path.join(stateDir, 'pools', 'local');
   const agent = await startAgent({
@@ -35,6 +43,7 @@ try {
     port: Number(values.port),
     token: fs.readFileSync(tokenFile, 'utf8').trim(),
     pools,
+    sharedPools: shared,
     log,
   });
   for (const sig of ['SIGINT', 'SIGTERM'] as const)

@@ -11,6 +11,8 @@ export interface AgentOptions {
   port: number;
   token: string;
   pools: Record<string, string>;
+  /** Names of the pools every host sees at the same path. */
+  sharedPools?: string[];
   log: Logger;
   heartbeatMs?: number;
   driver?: HypervisorDriver;
@@ -30,6 +32,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     new QemuDriver({
       stateDir: opts.stateDir,
       pools: opts.pools,
+      sharedPools: opts.sharedPools ?? [],
       log: opts.log,
       heartbeatMs: opts.heartbeatMs,
     });

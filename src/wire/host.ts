@@ -15,7 +15,13 @@ export const HostFacts = Type.Object({
   cores: Type.Integer({ minimum: 1 }),
   memoryMiB: Type.Integer({ minimum: 1 }),
   pools: Type.Array(
-    Type.Object({ name: Name, path: Type.String(), totalBytes: Type.Integer(), freeBytes: Type.Integer() }),
+    Type.Object({
+      name: Name,
+      path: Type.String(),
+      shared: Type.Boolean({ description: 'every host sees the same directory at the same path' }),
+      totalBytes: Type.Integer(),
+      freeBytes: Type.Integer(),
+    }),
   ),
   versions: Type.Record(Type.String(), Type.String()),
 });

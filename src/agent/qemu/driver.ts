@@ -23,6 +23,7 @@ const run = promisify(execFile);
 export interface QemuDriverOptions {
   stateDir: string;
   pools: Pools;
+  sharedPools?: string[];
   log: Logger;
   binary?: string;
   heartbeatMs?: number;
@@ -117,7 +118,12 @@ export class QemuDriver implements HypervisorDriver {
       cpuFlags: cpu.flags.slice(0, 1024),
       cores: cpu.cores,
       memoryMiB: Math.floor(os.totalmem() / 1024 / 1024),
-      pools: Object.entries(this.#opts.pools).map(([name, dir]) => ({ name, path: dir, ...poolUsage(dir) })),
+      pools: Object.entries(this.#opts.pools).map(([name, dir]) => ({
+        name,
+        path: dir,
+        shared: this.#opts.sharedPools?.includes(name) ?? false,
+        ...poolUsage(dir),
+      })),
       versions: { qemu: qemuVersion, node: process.versions.node },
     };
   }

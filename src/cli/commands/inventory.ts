@@ -97,7 +97,12 @@ export async function hostCommand(
       ['cores', h.facts?.cores],
       ['memory', h.facts ? mib(h.facts.memoryMiB) : null],
       ['accelerator', h.facts ? `${h.facts.accelerator} (${h.facts.acceleratorReason})` : null],
-      ['pools', h.facts?.pools.map((p) => `${p.name} ${p.path} (${bytes(p.freeBytes)} free)`).join(', ')],
+      [
+        'pools',
+        h.facts?.pools
+          .map((p) => `${p.name} ${p.path} (${p.shared ? 'shared' : 'local'}, ${bytes(p.freeBytes)} free)`)
+          .join(', '),
+      ],
       [
         'versions',
         h.facts
