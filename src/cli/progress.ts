@@ -76,11 +76,16 @@ export async function submitTask(
   body?: unknown,
 ): Promise<void> {
   const r = await api.request<{ task: Task }>(method, path, body);
+  await followTask(api, flags, r.task);
+}
+
+/** After a task was accepted: report it at once with --no-wait, else wait for it with progress. */
+export async function followTask(api: ApiClient, flags: Flags, task: Task): Promise<void> {
   if (flags['no-wait']) {
-    if (flags.output === 'json') printJson(r.task);
-    else process.stdout.write(`task ${r.task.id} (${r.task.kind}) accepted\n`);
+    if (flags.output === 'json') printJson(task);
+    else process.stdout.write(`task ${task.id} (${task.kind}) accepted\n`);
     return;
   }
-  const done = await waitForTask(api, r.task, flags.output === 'json');
+  const done = await waitForTask(api, task, flags.output === 'json');
   if (flags.output === 'json') printJson(done);
 }

@@ -8,7 +8,7 @@ import type { Task } from '../../wire/task.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { ago, bytes, printFields, printJson, printTable } from '../output.ts';
-import { submitTask, waitForTask } from '../progress.ts';
+import { followTask, submitTask } from '../progress.ts';
 
 const enc = encodeURIComponent;
 const usage =
@@ -73,13 +73,7 @@ async function upload(api: ApiClient, name: string, file: string, flags: Flags):
     if (tty) process.stderr.write('\n');
   }
   if (flags.output !== 'json') process.stderr.write(`uploaded ${bytes(r.bytes)}, sha256 ${r.sha256}\n`);
-  if (flags['no-wait']) {
-    if (flags.output === 'json') printJson(r.task);
-    else process.stdout.write(`task ${r.task.id} (${r.task.kind}) accepted\n`);
-    return;
-  }
-  const done = await waitForTask(api, r.task, flags.output === 'json');
-  if (flags.output === 'json') printJson(done);
+  await followTask(api, flags, r.task);
 }
 
 export async function imageCommand(

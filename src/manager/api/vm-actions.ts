@@ -5,7 +5,7 @@ import { ErrorBody } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
 import { pauseTask, rebootTask, shutdownTask, startTask, stopTask } from '../vms/power.ts';
 import type { ApiServices, App } from './context.ts';
-import { accepted } from './reply.ts';
+import { acceptVmTask } from './reply.ts';
 import { VmRef } from './vms.ts';
 
 const responses = { 202: TaskAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody };
@@ -32,8 +32,7 @@ export function vmActionRoutes(app: App, s: ApiServices): void {
       `/api/v1/vms/:vm/${action}`,
       { schema: { summary: summaries[action], tags: ['vm actions'], params: VmRef, response: responses } },
       async (req, reply) => {
-        const vm = await s.store.get(req.params.vm);
-        return accepted(reply, await s.tasks.submit(kind, { vmId: vm.id }, [`vm:${vm.id}`]));
+        return acceptVmTask(s, reply, req.params.vm, kind, (vmId) => ({ vmId }));
       },
     );
   }
@@ -59,13 +58,9 @@ export function vmActionRoutes(app: App, s: ApiServices): void {
       },
     },
     async (req, reply) => {
-      const vm = await s.store.get(req.params.vm);
-      const params = {
-        vmId: vm.id,
-        timeoutSeconds: req.body.timeoutSeconds ?? 60,
-        force: req.body.force ?? false,
-      };
-      return accepted(reply, await s.tasks.submit(shutdown, params, [`vm:${vm.id}`]));
+      const timeoutSeconds = req.body.timeoutSeconds ?? 60;
+      const force = req.body.force ?? false;
+      return acceptVmTask(s, reply, req.params.vm, shutdown, (vmId) => ({ vmId, timeoutSeconds, force }));
     },
   );
 
@@ -84,11 +79,10 @@ export function vmActionRoutes(app: App, s: ApiServices): void {
       },
     },
     async (req, reply) => {
-      const vm = await s.store.get(req.params.vm);
-      return accepted(
-        reply,
-        await s.tasks.submit(reboot, { vmId: vm.id, force: req.body.force ?? false }, [`vm:${vm.id}`]),
-      );
+      return acceptVmTask(s, reply, req.params.vm, reboot, (vmId) => ({
+        vmId,
+        force: req.body.force ?? false,
+      }));
     },
   );
 }

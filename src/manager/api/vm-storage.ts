@@ -14,7 +14,7 @@ import {
   snapshotRevertTask,
 } from '../vms/snapshots.ts';
 import type { ApiServices, App } from './context.ts';
-import { accepted } from './reply.ts';
+import { accepted, acceptVmTask } from './reply.ts';
 import { VmRef } from './vms.ts';
 
 const responses = { 202: TaskAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody };
@@ -48,9 +48,12 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
       },
     },
     async (req, reply) => {
-      const vm = await s.store.get(req.params.vm);
-      const params = { vmId: vm.id, index: req.params.index, sizeBytes: gibToBytes(req.body.sizeGiB) };
-      return accepted(reply, await s.tasks.submit(resize, params, [`vm:${vm.id}`]));
+      const sizeBytes = gibToBytes(req.body.sizeGiB);
+      return acceptVmTask(s, reply, req.params.vm, resize, (vmId) => ({
+        vmId,
+        index: req.params.index,
+        sizeBytes,
+      }));
     },
   );
 
@@ -119,9 +122,12 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
       },
     },
     async (req, reply) => {
-      const vm = await s.store.get(req.params.vm);
-      const params = { vmId: vm.id, index: req.params.index, keep: req.query.keep ?? false };
-      return accepted(reply, await s.tasks.submit(detach, params, [`vm:${vm.id}`]));
+      const keep = req.query.keep ?? false;
+      return acceptVmTask(s, reply, req.params.vm, detach, (vmId) => ({
+        vmId,
+        index: req.params.index,
+        keep,
+      }));
     },
   );
 
@@ -155,11 +161,7 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
       },
     },
     async (req, reply) => {
-      const vm = await s.store.get(req.params.vm);
-      return accepted(
-        reply,
-        await s.tasks.submit(create, { vmId: vm.id, name: req.body.name }, [`vm:${vm.id}`]),
-      );
+      return acceptVmTask(s, reply, req.params.vm, create, (vmId) => ({ vmId, name: req.body.name }));
     },
   );
 
@@ -176,11 +178,7 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
       },
     },
     async (req, reply) => {
-      const vm = await s.store.get(req.params.vm);
-      return accepted(
-        reply,
-        await s.tasks.submit(revert, { vmId: vm.id, name: req.params.name }, [`vm:${vm.id}`]),
-      );
+      return acceptVmTask(s, reply, req.params.vm, revert, (vmId) => ({ vmId, name: req.params.name }));
     },
   );
 
@@ -195,11 +193,7 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
       },
     },
     async (req, reply) => {
-      const vm = await s.store.get(req.params.vm);
-      return accepted(
-        reply,
-        await s.tasks.submit(remove, { vmId: vm.id, name: req.params.name }, [`vm:${vm.id}`]),
-      );
+      return acceptVmTask(s, reply, req.params.vm, remove, (vmId) => ({ vmId, name: req.params.name }));
     },
   );
 }

@@ -4,6 +4,7 @@
  */
 import { TernError } from '../../errors.ts';
 import { requestJson } from '../../http/json-client.ts';
+import { ndjson } from '../../http/ndjson.ts';
 import {
   type AgentEvent,
   type AgentInfo,
@@ -190,25 +191,13 @@ export class AgentClient {
         });
         if (!res.ok || !res.body) throw new Error(`event stream answered ${res.status}`);
         feed();
-        const decoder = new TextDecoder();
-        let buffer = '';
-        for await (const chunk of res.body) {
-          feed();
-          buffer += decoder.decode(chunk as Uint8Array, { stream: true });
-          let nl = buffer.indexOf('\n');
-          while (nl >= 0) {
-            const line = buffer.slice(0, nl);
-            buffer = buffer.slice(nl + 1);
-            nl = buffer.indexOf('\n');
-            if (!line) continue;
-            const event = JSON.parse(line) as AgentEvent;
-            if (event.type === 'hello') {
-              backoff = 250;
-              onConnection(true);
-            }
-            onEvent(event);
+        for await (const value of ndjson(res.body, 4 * 1024 * 1024, feed)) {
+          const event = value as AgentEvent;
+          if (event.type === 'hello') {
+            backoff = 250;
+            onConnection(true);
           }
-          if (buffer.length > 4 * 1024 * 1024) throw new Error('event line too long');
+          onEvent(event);
         }
         throw new Error('event stream ended');
       } catch (err) {

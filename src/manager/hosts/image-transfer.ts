@@ -3,6 +3,7 @@
  * area, and an import whose answer streams its progress (newline-delimited JSON).
  */
 import { TernError } from '../../errors.ts';
+import { ndjson } from '../../http/ndjson.ts';
 import type { ImportEvent, ImportedImage, ImportImageRequest, UploadResult } from '../../wire/image.ts';
 import type { VolumeRef } from '../../wire/vm.ts';
 
@@ -95,30 +96,16 @@ export async function importOnAgent(
     }
     if (!res.ok) throw await errorOf(res, 'host agent');
     if (!res.body) throw new TernError('protocol_error', 'host agent sent no import report');
-    const decoder = new TextDecoder();
-    let buffer = '';
     try {
-      for await (const chunk of res.body) {
-        feed();
-        buffer += decoder.decode(chunk as Uint8Array, { stream: true });
-        if (buffer.length > 1024 * 1024) throw new TernError('protocol_error', 'import report line too long');
-        let nl = buffer.indexOf('\n');
-        while (nl >= 0) {
-          const line = buffer.slice(0, nl);
-          buffer = buffer.slice(nl + 1);
-          nl = buffer.indexOf('\n');
-          if (!line) continue;
-          const e = JSON.parse(line) as ImportEvent;
-          if (e.type === 'step') p.step(e.step);
-          else if (e.type === 'progress') p.progress(e.percent);
-          else if (e.type === 'done') return e.image;
-          else if (e.type === 'error') throw TernError.fromBody(e, 'the import failed on the host');
-        }
+      for await (const value of ndjson(res.body, 1024 * 1024, feed)) {
+        const e = value as ImportEvent;
+        if (e.type === 'step') p.step(e.step);
+        else if (e.type === 'progress') p.progress(e.percent);
+        else if (e.type === 'done') return e.image;
+        else if (e.type === 'error') throw TernError.fromBody(e, 'the import failed on the host');
       }
     } catch (err) {
       if (err instanceof TernError) throw err;
-      if (err instanceof SyntaxError)
-        throw new TernError('protocol_error', 'host agent sent a bad import report');
       throw lost(err);
     }
     throw new TernError('unavailable', `host agent at ${url} stopped answering during the import`);

@@ -273,10 +273,9 @@ export function versionDeleteTask(deps: PoolDeps): TaskKind<Required<VersionPara
     onInterrupt: 'resume',
     async run(ctx, p) {
       const pool = await deps.imagePools.row(p.pool);
-      if (!(await deps.imagePools.versions(p.pool)).some((v) => v.number === p.number))
-        return { deleted: p.number };
-      refuseDelete(await deps.imagePools.state(p.pool), p.number, await deps.imagePools.members(p.pool));
       const v = (await deps.imagePools.versions(p.pool)).find((x) => x.number === p.number);
+      if (!v) return { deleted: p.number };
+      refuseDelete(await deps.imagePools.state(p.pool), p.number, await deps.imagePools.members(p.pool));
       if (v?.maintenanceVm)
         throw new TernError('conflict', `version ${p.number} still has its maintenance VM`);
       await ctx.step(`removing version ${p.number}`, 50);

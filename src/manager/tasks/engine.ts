@@ -221,13 +221,12 @@ export class TaskEngine {
   async #execute<P>(id: string, kind: TaskKind<P>, params: P, controller: AbortController, resumed: boolean) {
     const ctx = this.#context(id, controller, resumed);
     try {
+      // A resumed task keeps the time it first started.
       await this.#db
         .updateTable('tasks')
-        .set({ state: 'running', startedAt: now() })
+        .set((eb) => ({ state: 'running', startedAt: eb.fn.coalesce('startedAt', eb.val(now())) }))
         .where('id', '=', id)
-        .where('startedAt', 'is', null)
         .execute();
-      await this.#db.updateTable('tasks').set({ state: 'running' }).where('id', '=', id).execute();
       await this.#publish(id);
       ctx.throwIfCancelled();
       const result = await kind.run(ctx, params);
