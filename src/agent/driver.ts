@@ -4,7 +4,16 @@
  * The agent server and everything above it cannot tell them apart.
  */
 import type { EventEmitter } from 'node:events';
-import type { AgentVm, VmAction } from '../wire/agent.ts';
+import type {
+  AgentVm,
+  FinishIncomingResult,
+  IncomingMigration,
+  IncomingMigrationRequest,
+  MigrateRequest,
+  MigrationReport,
+  MoveDiskRequest,
+  VmAction,
+} from '../wire/agent.ts';
 import type { HostFacts } from '../wire/host.ts';
 import type { DiskSpec, VmSpec } from '../wire/vm.ts';
 
@@ -35,5 +44,33 @@ export interface HypervisorDriver {
   /** Snapshots every writable disk of a running VM at once. */
   snapshot(id: string, name: string): Promise<{ consistency: 'filesystem-frozen' | 'crash-consistent' }>;
   deleteSnapshot(id: string, name: string): Promise<void>;
+  /**
+   * Target side of a migration: starts the VM waiting for its state (paused, never running
+   * before `finishIncoming`), with NBD exports of fresh disks when storage is mirrored.
+   */
+  prepareIncoming(req: IncomingMigrationRequest): Promise<IncomingMigration>;
+  /** Target side: the state has arrived; run the guest. */
+  finishIncoming(id: string): Promise<FinishIncomingResult>;
+  /** Target side: the migration failed; kill the waiting VM and remove what was made for it. */
+  abortIncoming(id: string): Promise<void>;
+  /**
+   * Source side: sends the VM. Resolves with the `done` report once the state is on the target
+   * and the source's copy is stopped for good; on failure or abort the VM keeps running here.
+   */
+  migrate(
+    id: string,
+    req: MigrateRequest,
+    progress: (r: MigrationReport) => void,
+    signal: AbortSignal,
+  ): Promise<MigrationReport & { type: 'done' }>;
+  /** Source side after the target runs the VM: ends the stopped copy and forgets the VM. */
+  releaseMigrated(id: string): Promise<void>;
+  /** Moves a running VM's disk to another volume on this host (block mirror, then switch). */
+  moveDisk(
+    id: string,
+    req: MoveDiskRequest,
+    progress: (r: MigrationReport) => void,
+    signal: AbortSignal,
+  ): Promise<void>;
   close(): Promise<void>;
 }

@@ -11,6 +11,7 @@ export const HostFacts = Type.Object({
   accelerator: Accelerator,
   acceleratorReason: Type.String({ maxLength: 500 }),
   cpuModel: Type.String({ maxLength: 200 }),
+  cpuVendor: Type.String({ maxLength: 64, description: 'GenuineIntel, AuthenticAMD, …' }),
   cpuFlags: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 1024 }),
   cores: Type.Integer({ minimum: 1 }),
   memoryMiB: Type.Integer({ minimum: 1 }),

@@ -24,6 +24,7 @@ export function chooseAccelerator(cpuFlags: readonly string[], kvmDevice: KvmDev
 
 export interface CpuFacts {
   model: string;
+  vendor: string;
   flags: string[];
   cores: number;
 }
@@ -34,6 +35,7 @@ export function readCpuFacts(cpuinfo = fs.readFileSync('/proc/cpuinfo', 'utf8'))
   const processors = cpuinfo.match(/^processor\s*:/gm)?.length ?? 1;
   return {
     model: field('model name') || 'unknown',
+    vendor: field('vendor_id') || 'unknown',
     flags: field('flags').split(/\s+/).filter(Boolean),
     cores: processors,
   };

@@ -115,6 +115,7 @@ export class QemuDriver implements HypervisorDriver {
       accelerator: this.#accel.accelerator,
       acceleratorReason: this.#accel.reason,
       cpuModel: cpu.model,
+      cpuVendor: cpu.vendor,
       cpuFlags: cpu.flags.slice(0, 1024),
       cores: cpu.cores,
       memoryMiB: Math.floor(os.totalmem() / 1024 / 1024),
