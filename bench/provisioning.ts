@@ -12,7 +12,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { AgentClient } from '../src/manager/hosts/agent-client.ts';
+import type { AgentClient } from '../src/manager/hosts/agent-client.ts';
 import type { ManagerEvent } from '../src/wire/event.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Template } from '../src/wire/template.ts';
@@ -307,7 +307,7 @@ try {
     'virtual-size': number;
   };
   const baseAlloc = allocated(base);
-  const agent = new AgentClient(`http://127.0.0.1:${c.agentPort}`, c.agentToken);
+  const agent = await c.agentClient();
   console.log(`# load before: ${loadBefore}`);
   console.log(
     `# template tiny: ${baseInfo.format}, virtual ${mib(baseInfo['virtual-size'])} MiB, allocated ${mib(baseAlloc)} MiB`,

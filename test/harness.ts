@@ -4,7 +4,6 @@
  * state in a fresh temporary directory. Waits are on events and log lines, always bounded.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -12,7 +11,10 @@ import path from 'node:path';
 import { ApiClient } from '../src/cli/client.ts';
 import { waitForTask } from '../src/cli/progress.ts';
 import { TernError } from '../src/errors.ts';
+import { AgentClient } from '../src/manager/hosts/agent-client.ts';
+import { tlsFetch } from '../src/pki/identity.ts';
 import type { ManagerEvent } from '../src/wire/event.ts';
+import type { Host, JoinToken } from '../src/wire/host.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
 
@@ -106,51 +108,116 @@ export class TernProcess {
   }
 }
 
+/** A host of a test cluster: an agent process with its own state directory and local pool. */
+export interface TestHost {
+  name: string;
+  port: number;
+  stateDir: string;
+  /** Its local pool (named `local`). */
+  pool: string;
+  agent: TernProcess;
+  /** Starts (or restarts) the agent; the first start joins the cluster. */
+  start(): Promise<TernProcess>;
+}
+
 export interface Cluster {
   dir: string;
+  /** The first host's local pool, port and agent. */
   pool: string;
   agentPort: number;
-  managerPort: number;
-  agentToken: string;
   agent: TernProcess;
+  managerPort: number;
+  clusterPort: number;
+  /** The manager's cluster endpoint, where agents join. */
+  clusterUrl: string;
+  /** A directory every host has as the shared pool `shared` (with `shared: true`). */
+  sharedPool: string | null;
+  hosts: TestHost[];
   manager: TernProcess;
   api: TestApi;
   startAgent(): Promise<TernProcess>;
   startManager(): Promise<TernProcess>;
+  /** Joins one more host (a new agent process) to the cluster. */
+  addHost(name: string): Promise<TestHost>;
+  /** The manager's own mutual-TLS client to a host's agent (for benchmarks and checks). */
+  agentClient(host?: string): Promise<AgentClient>;
   stop(): Promise<void>;
 }
 
-/** One host agent and one manager, each its own process, as a real deployment has them. */
-export async function startCluster(
-  name: string,
-  opts: { dir?: string; pools?: Record<string, string> } = {},
-): Promise<Cluster> {
+export interface ClusterOptions {
+  dir?: string;
+  /** Extra pools of the first host. */
+  pools?: Record<string, string>;
+  /** Host names (default: one host, `local`). */
+  hosts?: string[];
+  /** Give every host the shared pool `shared` (and put the tiny template there). */
+  shared?: boolean;
+}
+
+/** A manager and its hosts, each its own process, joined over mutual TLS as a real deployment is. */
+export async function startCluster(name: string, opts: ClusterOptions = {}): Promise<Cluster> {
   const dir = opts.dir ?? tempDir(`tern-${name}`);
-  const [agentPort, managerPort] = await freePorts(2);
-  const agentToken = randomBytes(24).toString('base64url');
-  fs.writeFileSync(path.join(dir, 'agent.token'), agentToken, { mode: 0o600 });
-  const pool = path.join(dir, 'pool');
+  const names = opts.hosts ?? ['local'];
+  const [managerPort, clusterPort, ...agentPorts] = await freePorts(2 + names.length + 4);
+  const sharedPool = opts.shared ? path.join(dir, 'shared') : null;
   const guest = guestDir();
-  const c = { dir, pool, agentPort, managerPort, agentToken } as Cluster;
+  const clusterUrl = `https://127.0.0.1:${clusterPort}`;
+  const c = { dir, managerPort, clusterPort, clusterUrl, sharedPool, hosts: [] as TestHost[] } as Cluster;
+  let joinedFirst = false;
+  let templateReady: Promise<void> | null = null;
+  const makeHost = (hostName: string, port: number, extraPools: Record<string, string>): TestHost => {
+    const stateDir = path.join(dir, `agent-${hostName}`);
+    const h: TestHost = {
+      name: hostName,
+      port,
+      stateDir,
+      pool: path.join(dir, `pool-${hostName}`),
+      agent: undefined as unknown as TernProcess,
+      async start() {
+        let join: string[] = [];
+        if (!fs.existsSync(path.join(stateDir, 'pki', 'cert.pem'))) {
+          const t = await c.api.request<JoinToken>('POST', '/api/v1/hosts', { name: hostName });
+          join = [
+            '--join',
+            `https://127.0.0.1:${clusterPort}`,
+            '--join-token',
+            t.token,
+            '--ca-fingerprint',
+            t.caFingerprint,
+          ];
+        }
+        const p = new TernProcess(
+          'src/agent/main.ts',
+          [
+            '--state-dir',
+            stateDir,
+            '--port',
+            String(port),
+            '--pool',
+            `local=${h.pool}`,
+            ...Object.entries(extraPools).flatMap(([n, d]) => ['--pool', `${n}=${d}`]),
+            ...(sharedPool ? ['--shared-pool', `shared=${sharedPool}`] : []),
+            ...join,
+          ],
+          path.join(dir, `agent-${hostName}.log`),
+        );
+        await p.waitForLine('agent listening');
+        h.agent = p;
+        return p;
+      },
+    };
+    return h;
+  };
   c.startAgent = async () => {
-    const p = new TernProcess(
-      'src/agent/main.ts',
-      [
-        '--state-dir',
-        path.join(dir, 'agent'),
-        '--port',
-        String(agentPort),
-        '--token-file',
-        path.join(dir, 'agent.token'),
-        '--pool',
-        `local=${pool}`,
-        ...Object.entries(opts.pools ?? {}).flatMap(([n, d]) => ['--pool', `${n}=${d}`]),
-      ],
-      path.join(dir, 'agent.log'),
-    );
-    await p.waitForLine('agent listening');
+    const p = await c.hosts[0].start();
     c.agent = p;
     return p;
+  };
+  c.addHost = async (hostName) => {
+    const h = makeHost(hostName, agentPorts[c.hosts.length], {});
+    c.hosts.push(h);
+    await h.start();
+    return h;
   };
   c.startManager = async () => {
     const p = new TernProcess(
@@ -160,35 +227,60 @@ export async function startCluster(
         path.join(dir, 'tern.db'),
         '--port',
         String(managerPort),
-        '--agent',
-        `local=http://127.0.0.1:${agentPort}`,
-        '--agent-token-file',
-        path.join(dir, 'agent.token'),
+        '--cluster-port',
+        String(clusterPort),
         '--admin-token-file',
         path.join(dir, 'admin.token'),
         '--guest-dir',
         guest,
+        '--guest-pool',
+        sharedPool ? 'shared' : 'local',
       ],
       path.join(dir, 'manager.log'),
     );
+    // The first start imports the tiny template once the first host is online.
+    templateReady = joinedFirst ? null : p.waitForLine('tiny template ready', 120_000);
+    templateReady?.catch(() => {});
     await p.waitForLine('manager listening');
     c.manager = p;
     return p;
+  };
+  c.agentClient = async (hostName) => {
+    const host = await c.api.request<Host>('GET', `/api/v1/hosts/${hostName ?? c.hosts[0].name}`);
+    const pki = path.join(dir, 'pki');
+    const identity = {
+      key: fs.readFileSync(path.join(pki, 'manager.key'), 'utf8'),
+      cert: fs.readFileSync(path.join(pki, 'manager.crt'), 'utf8'),
+      ca: fs.readFileSync(path.join(pki, 'ca.crt'), 'utf8'),
+    };
+    return new AgentClient(
+      host.address,
+      tlsFetch(identity, { pin: () => host.certificate?.fingerprint ?? null }),
+    );
   };
   c.stop = async () => {
     const vms = await c.api
       ?.request<{ items: Vm[] }>('GET', '/api/v1/vms?limit=1000')
       .catch(() => ({ items: [] }));
     await c.manager?.kill();
-    await c.agent?.kill();
+    for (const h of c.hosts) await h.agent?.kill();
     for (const vm of vms?.items ?? []) for (const pid of qemuPids(vm.id)) process.kill(pid, 'SIGKILL');
   };
   try {
-    await c.startAgent();
     await c.startManager();
     const tokenFile = path.join(dir, 'admin.token');
     await waitForFile(tokenFile, 30_000);
     c.api = new TestApi(`http://127.0.0.1:${managerPort}`, fs.readFileSync(tokenFile, 'utf8').trim());
+    for (const [i, hostName] of names.entries()) {
+      const h = makeHost(hostName, agentPorts[i], i === 0 ? (opts.pools ?? {}) : {});
+      c.hosts.push(h);
+      await h.start();
+    }
+    joinedFirst = true;
+    c.agent = c.hosts[0].agent;
+    c.agentPort = c.hosts[0].port;
+    c.pool = c.hosts[0].pool;
+    await templateReady;
   } catch (err) {
     await c.stop();
     throw err;
@@ -196,7 +288,7 @@ export async function startCluster(
   return c;
 }
 
-/** The admin token file appears after host registration; watch the directory for it. */
+/** The admin token file appears once the manager has made it; watch the directory for it. */
 async function waitForFile(file: string, timeoutMs: number): Promise<void> {
   if (fs.existsSync(file)) return;
   await new Promise<void>((resolve, reject) => {

@@ -1,9 +1,11 @@
 /**
- * The agent process: `node src/agent/main.ts --state-dir DIR --port N --token-file F --pool name=dir
- * [--shared-pool name=dir]`.
- * VMs it runs outlive it; a new agent on the same state directory reattaches to them.
+ * The agent process:
+ *   node src/agent/main.ts --state-dir DIR --port N --pool name=dir [--shared-pool name=dir]
+ *                          [--join URL --join-token T --ca-fingerprint F] [--advertise URL]
+ * The first start joins the cluster with the token `tern host add` printed; later starts use
+ * the certificate kept in the state directory. VMs it runs outlive it; a new agent on the same
+ * state directory reattaches to them.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../log.ts';
@@ -14,16 +16,27 @@ const { values } = parseArgs({
     'state-dir': { type: 'string' },
     host: { type: 'string', default: '127.0.0.1' },
     port: { type: 'string', default: '7411' },
-    'token-file': { type: 'string' },
+    join: { type: 'string' },
+    'join-token': { type: 'string' },
+    'ca-fingerprint': { type: 'string' },
+    advertise: { type: 'string' },
     pool: { type: 'string', multiple: true, default: [] },
     'shared-pool': { type: 'string', multiple: true, default: [] },
   },
 });
 
 const log = createLogger('agent');
+
+function joinParams() {
+  const { join, 'join-token': token, 'ca-fingerprint': caFingerprint } = values;
+  if (!join && !token && !caFingerprint) return undefined;
+  if (!join || !token || !caFingerprint) {
+    throw new Error('joining needs all of --join URL, --join-token T and --ca-fingerprint F');
+  }
+  return { manager: join, token, caFingerprint };
+}
 try {
   const stateDir = path.resolve(values['state-dir'] ?? '/var/lib/tern/agent');
-  const tokenFile = values['token-file'] ?? path.join(stateDir, 'agent.token');
   const pools: Record<string, string> = {};
   // Shared pools are directories every host sees at the same path (NFS, a cluster filesystem).
   const shared: string[] = [];
@@ -41,7 +54,8 @@ try {
     stateDir,
     host: values.host,
     port: Number(values.port),
-    token: fs.readFileSync(tokenFile, 'utf8').trim(),
+    join: joinParams(),
+    advertise: values.advertise,
     pools,
     sharedPools: shared,
     log,

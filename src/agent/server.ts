@@ -1,9 +1,9 @@
 /**
  * The agent's side of the agent protocol (docs/agent-protocol.md): a small HTTP API that
- * only a manager holding the agent token may call, plus an event stream of VM changes.
+ * only managers of its cluster may call (mutual TLS), plus an event stream of VM changes.
  */
-import { timingSafeEqual } from 'node:crypto';
 import { Readable } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Type } from 'typebox';
@@ -11,6 +11,7 @@ import { asTernError, TernError } from '../errors.ts';
 import { ajvOptions, installErrorHandling } from '../http/errors.ts';
 import { discardUnreadBody } from '../http/unread-body.ts';
 import { type Logger, quietRequests } from '../log.ts';
+import { type Identity, peerOf } from '../pki/identity.ts';
 import {
   type AgentEvent,
   type AgentVm,
@@ -46,16 +47,11 @@ export const agentVersion = '0.1.0';
 export interface AgentServerOptions {
   driver: HypervisorDriver;
   pools: Pools;
-  token: string;
+  /** This host's certificate and the cluster CA; callers must present a manager certificate. */
+  identity: Identity;
   log: Logger;
   /** Largest upload accepted (default: maxUploadBytes()). */
   maxUploadBytes?: number;
-}
-
-function tokenMatches(header: string | undefined, token: string): boolean {
-  const given = Buffer.from(header?.replace(/^Bearer /, '') ?? '');
-  const want = Buffer.from(token);
-  return given.length === want.length && timingSafeEqual(given, want);
 }
 
 export async function buildAgentServer(opts: AgentServerOptions): Promise<FastifyInstance> {
@@ -64,12 +60,22 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
     loggerInstance: quietRequests(opts.log),
     bodyLimit: 1024 * 1024,
     ajv: ajvOptions,
+    https: {
+      key: opts.identity.key,
+      cert: opts.identity.cert,
+      ca: opts.identity.ca,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.3',
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
   installErrorHandling(app);
 
   app.addHook('onRequest', async (req) => {
-    if (!tokenMatches(req.headers.authorization, opts.token)) {
-      throw new TernError('unauthorized', 'this agent only answers its manager');
+    // The TLS handshake already refused certificates from any other CA; another host of the
+    // cluster has a valid certificate too, but only a manager may command this agent.
+    if (peerOf(req.raw.socket as TLSSocket)?.role !== 'tern-manager') {
+      throw new TernError('unauthorized', 'this agent only answers managers of its cluster');
     }
     const v = req.headers[protocolHeader];
     if (v !== undefined && v !== String(agentProtocolVersion)) {

@@ -1,21 +1,28 @@
 /** Starts an agent (driver + protocol server); used by the agent process and by all-in-one mode. */
 import fs from 'node:fs';
+import net from 'node:net';
+import { TernError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { HypervisorDriver } from './driver.ts';
+import { heartbeat, type JoinParams, join, loadMembership } from './enrol.ts';
 import { QemuDriver } from './qemu/driver.ts';
 import { buildAgentServer } from './server.ts';
 
 export interface AgentOptions {
   stateDir: string;
   host: string;
+  /** 0: any free port. */
   port: number;
-  token: string;
   pools: Record<string, string>;
   /** Names of the pools every host sees at the same path. */
   sharedPools?: string[];
   log: Logger;
   heartbeatMs?: number;
   driver?: HypervisorDriver;
+  /** Joins a cluster on first start; later starts use the certificate kept in the state dir. */
+  join?: JoinParams;
+  /** How the manager reaches this agent (default https://host:port). */
+  advertise?: string;
 }
 
 export interface RunningAgent {
@@ -27,6 +34,20 @@ export interface RunningAgent {
 export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   fs.mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
   for (const dir of Object.values(opts.pools)) fs.mkdirSync(dir, { recursive: true });
+  // The address goes into the certificate request, so the port is settled before joining.
+  const port = opts.port || (await freePort(opts.host));
+  const url = opts.advertise ?? `https://${opts.host}:${port}`;
+  let membership = loadMembership(opts.stateDir);
+  if (!membership) {
+    if (!opts.join) {
+      throw new TernError(
+        'invalid_request',
+        `this host has not joined a cluster (no certificate in ${opts.stateDir}/pki); start it with the command \`tern host add NAME\` prints`,
+      );
+    }
+    membership = await join(opts.stateDir, opts.join, url);
+    opts.log.info({ manager: membership.manager }, 'joined the cluster');
+  }
   const driver =
     opts.driver ??
     new QemuDriver({
@@ -37,17 +58,33 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       heartbeatMs: opts.heartbeatMs,
     });
   await driver.init();
-  const app = await buildAgentServer({ driver, pools: opts.pools, token: opts.token, log: opts.log });
-  await app.listen({ host: opts.host, port: opts.port });
-  const addr = app.server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : opts.port;
+  const app = await buildAgentServer({
+    driver,
+    pools: opts.pools,
+    identity: membership.identity,
+    log: opts.log,
+  });
+  await app.listen({ host: opts.host, port });
   opts.log.info({ port }, 'agent listening');
+  const stopBeating = heartbeat(membership, opts.heartbeatMs ?? 5000, opts.log);
   return {
-    url: `http://${opts.host}:${port}`,
+    url,
     driver,
     async close() {
+      await stopBeating();
       await app.close();
       await driver.close();
     },
   };
+}
+
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, host, () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
 }

@@ -26,12 +26,3 @@ export function writeCliConfig(config: CliConfig, file = cliConfigPath()): void 
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   fs.writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
 }
-
-/** A secret kept in a 0600 file, made on first use. */
-export function secretFile(file: string, make: () => string): string {
-  if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8').trim();
-  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const value = make();
-  fs.writeFileSync(file, `${value}\n`, { mode: 0o600 });
-  return value;
-}

@@ -1,22 +1,23 @@
 /**
  * All-in-one Tern: a manager on embedded SQLite plus a local host agent, talking the same
- * agent protocol as a cluster would. On first start it makes an admin API token and writes
- * it to the CLI config, and imports the tiny test guest as a template.
+ * agent protocol, over the same mutual TLS, as a cluster would. On first start the local host
+ * joins with a join token, an admin API token is written to the CLI config, and the tiny test
+ * guest is imported as a template.
  */
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startAgent } from '../agent/start.ts';
 import type { Logger } from '../log.ts';
 import { importTinyTemplate } from '../manager/library/templates.ts';
 import { startManager } from '../manager/start.ts';
-import { cliConfigPath, secretFile, writeCliConfig } from './config.ts';
+import { cliConfigPath, writeCliConfig } from './config.ts';
 
 export interface AllInOneOptions {
   dataDir: string;
   managerPort: number;
   agentPort: number;
+  clusterPort: number;
   log: Logger;
   cliConfig?: string;
   guestDir?: string;
@@ -41,26 +42,34 @@ export function findGuestDir(log: Logger): string | undefined {
 }
 
 export async function startAllInOne(opts: AllInOneOptions) {
-  const agentToken = secretFile(path.join(opts.dataDir, 'agent.token'), () =>
-    randomBytes(32).toString('base64url'),
-  );
-  const agent = await startAgent({
-    stateDir: path.join(opts.dataDir, 'agent'),
-    host: '127.0.0.1',
-    port: opts.agentPort,
-    token: agentToken,
-    pools: { local: path.join(opts.dataDir, 'pools', 'local') },
-    log: opts.log.child({ part: 'agent' }),
-    heartbeatMs: opts.heartbeatMs,
-  });
   const manager = await startManager({
     database: path.join(opts.dataDir, 'manager', 'tern.db'),
     host: '127.0.0.1',
     port: opts.managerPort,
+    clusterPort: opts.clusterPort,
     log: opts.log.child({ part: 'manager' }),
   });
   const s = manager.services;
-  const host = await s.hosts.register('local', agent.url, agentToken);
+  // The local host joins like any other, with a join token, and then keeps its certificate.
+  const agentDir = path.join(opts.dataDir, 'agent');
+  const joined = (await s.hosts.list()).some((h) => h.name === 'local');
+  const join = joined
+    ? undefined
+    : await s.joinTokens.create('local', s.cluster.caFingerprint, s.cluster.url).then((t) => ({
+        manager: s.cluster.url,
+        token: t.token,
+        caFingerprint: t.caFingerprint,
+      }));
+  const agent = await startAgent({
+    stateDir: agentDir,
+    host: '127.0.0.1',
+    port: opts.agentPort,
+    pools: { local: path.join(opts.dataDir, 'pools', 'local') },
+    log: opts.log.child({ part: 'agent' }),
+    heartbeatMs: opts.heartbeatMs,
+    join,
+  });
+  const host = await s.hosts.whenOnline();
   const configFile = opts.cliConfig ?? cliConfigPath();
   if ((await s.tokens.count()) === 0 || !fs.existsSync(configFile)) {
     const { token } = await s.tokens.create('admin (all-in-one)', 'admin');
@@ -69,7 +78,7 @@ export async function startAllInOne(opts: AllInOneOptions) {
   }
   const guestDir = opts.guestDir ?? findGuestDir(opts.log);
   if (guestDir) {
-    await importTinyTemplate(s.templates, s.hosts.client(host.id), guestDir, 'local', opts.log);
+    await importTinyTemplate(s.templates, host.id, s.hosts.client(host.id), guestDir, 'local', opts.log);
   }
   return {
     manager,

@@ -25,6 +25,7 @@ const options = {
   'data-dir': { type: 'string' },
   port: { type: 'string' },
   'agent-port': { type: 'string' },
+  'cluster-port': { type: 'string' },
   full: { type: 'boolean', default: false },
   all: { type: 'boolean', default: false },
   size: { type: 'string' },
@@ -65,6 +66,7 @@ export interface Flags {
   'data-dir'?: string;
   port?: string;
   'agent-port'?: string;
+  'cluster-port'?: string;
   full: boolean;
   all: boolean;
   size?: string;
@@ -100,6 +102,7 @@ export function parseCommandLine(argv: string[]): { positionals: string[]; flags
     'bytes',
     'port',
     'agent-port',
+    'cluster-port',
     'size',
     'max-unavailable',
   ] as const) {

@@ -16,7 +16,8 @@ import { parseCommandLine } from './flags.ts';
 
 const usage = `tern: manage VMs on KVM/QEMU hosts
 
-  tern up [--data-dir DIR] [--port 7410] [--agent-port 7411]   run all-in-one (manager + local host)
+  tern up [--data-dir DIR] [--port 7410] [--agent-port 7411] [--cluster-port 7412]
+                                       run all-in-one (manager + local host)
   tern doctor                                                   check this machine's prerequisites
   tern vm list [--state S] [--host H] [--name PREFIX] [--limit N] [--cursor C]
   tern vm create NAME... [--template T [--full]] [--vcpus N] [--memory 512M] [--disk 10G]
@@ -35,6 +36,8 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern pool create POOL --template T --size N [--persistent] [--max-unavailable PCT] [--start]
   tern pool version create POOL | test|promote|delete POOL N
   tern host list|show NAME
+  tern host add NAME          prints the join token and the agent command that joins the host
+  tern host remove NAME       revokes the host's certificate (the host must have no VMs)
   tern template list | show NAME | delete NAME
   tern template create NAME --from-vm VM [--description TEXT]
   tern image list | show NAME | delete NAME
@@ -53,6 +56,7 @@ async function up(flags: ReturnType<typeof parseCommandLine>['flags']): Promise<
     dataDir: path.resolve(flags['data-dir'] ?? dataDir()),
     managerPort: Number(flags.port ?? 7410),
     agentPort: Number(flags['agent-port'] ?? 7411),
+    clusterPort: Number(flags['cluster-port'] ?? 7412),
     log,
   });
   process.stderr.write(

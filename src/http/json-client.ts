@@ -10,12 +10,14 @@ export interface JsonRequest {
   unreachable: (why: string) => string;
   /** Names the peer in protocol errors ("the manager", "host agent at …"). */
   peer: string;
+  /** The fetch to use (a mutual-TLS one for agents); the global one by default. */
+  fetch?: (url: string, init?: RequestInit) => Promise<Response>;
 }
 
 export async function requestJson<T>(url: string, r: JsonRequest): Promise<T> {
   let res: Response;
   try {
-    res = await fetch(url, {
+    res = await (r.fetch ?? fetch)(url, {
       method: r.method,
       headers: { ...r.headers, ...(r.body === undefined ? {} : { 'content-type': 'application/json' }) },
       body: r.body === undefined ? undefined : JSON.stringify(r.body),

@@ -1,9 +1,9 @@
 /**
  * A standalone manager process:
- *   node src/manager/main.ts --database F --port N --agent NAME=URL --agent-token-file F
- *                            [--admin-token-file F] [--guest-dir DIR]
- * Hosts given with --agent are registered on first start; later starts find them in the
- * database and reconnect whether or not they are up yet.
+ *   node src/manager/main.ts --database F --port N [--cluster-port N] [--host ADDR]
+ *                            [--admin-token-file F] [--guest-dir DIR [--guest-pool NAME]]
+ * Hosts join through the cluster port with a token from `tern host add`. With --guest-dir, the
+ * tiny test guest becomes template `tiny` on the first host that comes online.
  */
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -16,10 +16,10 @@ const { values } = parseArgs({
     database: { type: 'string' },
     host: { type: 'string', default: '127.0.0.1' },
     port: { type: 'string', default: '7410' },
-    agent: { type: 'string', multiple: true, default: [] },
-    'agent-token-file': { type: 'string' },
+    'cluster-port': { type: 'string', default: '7412' },
     'admin-token-file': { type: 'string' },
     'guest-dir': { type: 'string' },
+    'guest-pool': { type: 'string', default: 'local' },
   },
 });
 
@@ -30,26 +30,33 @@ try {
     database: values.database,
     host: values.host,
     port: Number(values.port),
+    clusterPort: Number(values['cluster-port']),
     log,
   });
   const s = manager.services;
-  const known = new Set((await s.hosts.list()).map((h) => h.name));
-  for (const a of values.agent) {
-    const [name, url] = a.split('=');
-    if (!name || !url || !values['agent-token-file'])
-      throw new Error('--agent NAME=URL needs --agent-token-file');
-    if (known.has(name)) continue;
-    const token = fs.readFileSync(values['agent-token-file'], 'utf8').trim();
-    const host = await s.hosts.register(name, url, token);
-    if (values['guest-dir']) {
-      await importTinyTemplate(s.templates, s.hosts.client(host.id), values['guest-dir'], 'local', log);
-    }
-  }
   if (values['admin-token-file'] && (await s.tokens.count()) === 0) {
     const { token } = await s.tokens.create('admin', 'admin');
     // Written whole and renamed into place: whoever waits for the file never reads half of it.
     fs.writeFileSync(`${values['admin-token-file']}.partial`, `${token}\n`, { mode: 0o600 });
     fs.renameSync(`${values['admin-token-file']}.partial`, values['admin-token-file']);
+  }
+  const guestDir = values['guest-dir'];
+  if (guestDir) {
+    void s.hosts.whenOnline().then(async (host) => {
+      try {
+        await importTinyTemplate(
+          s.templates,
+          host.id,
+          s.hosts.client(host.id),
+          guestDir,
+          values['guest-pool'],
+          log,
+        );
+        log.info({ host: host.name }, 'tiny template ready');
+      } catch (err) {
+        log.error({ err }, 'importing the tiny template failed');
+      }
+    });
   }
   for (const sig of ['SIGINT', 'SIGTERM'] as const)
     process.once(sig, () => void manager.close().then(() => process.exit(0)));

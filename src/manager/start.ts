@@ -1,11 +1,16 @@
 /** Starts a manager: database, task recovery, host links, REST API. */
+import os from 'node:os';
+import path from 'node:path';
 import type { Logger } from '../log.ts';
+import { ClusterCa } from '../pki/ca.ts';
 import { AlertStore } from './alerts/store.ts';
 import type { ApiServices } from './api/context.ts';
 import { buildApi } from './api/server.ts';
 import { TokenStore } from './auth/tokens.ts';
 import { type Db, openDatabase } from './db/database.ts';
 import { EventBus } from './events/bus.ts';
+import { buildClusterEndpoint } from './hosts/cluster-endpoint.ts';
+import { JoinTokens } from './hosts/join.ts';
 import { HostRegistry } from './hosts/registry.ts';
 import { ImagePoolStore } from './imagepools/store.ts';
 import { prepareStart } from './imagepools/tasks.ts';
@@ -18,11 +23,16 @@ export interface ManagerOptions {
   database: string;
   host: string;
   port: number;
+  /** The HTTPS port agents join and report on (0: any free port). */
+  clusterPort: number;
   log: Logger;
 }
 
 export interface RunningManager {
   url: string;
+  /** The cluster endpoint agents join through. */
+  clusterUrl: string;
+  ca: ClusterCa;
   db: Db;
   services: ApiServices;
   close(): Promise<void>;
@@ -32,9 +42,18 @@ export interface RunningManager {
 
 export async function startManager(opts: ManagerOptions): Promise<RunningManager> {
   const db = await openDatabase(opts.database);
+  // The CA lives beside the database, never in it: a copy of the database alone cannot
+  // impersonate the manager to its hosts.
+  const pki = path.join(path.dirname(path.resolve(opts.database)), 'pki');
+  const ca = await ClusterCa.open(pki);
+  const advertised = opts.host === '0.0.0.0' ? os.hostname() : opts.host;
+  const identity = await ca.managerIdentity(pki, [
+    ...new Set([advertised, '127.0.0.1', 'localhost', os.hostname()]),
+  ]);
   const bus = new EventBus();
   const store = new VmStore(db, bus);
-  const hosts = new HostRegistry(db, store, opts.log);
+  const hosts = new HostRegistry(db, store, opts.log, identity);
+  const joinTokens = new JoinTokens(db);
   const tasks = new TaskEngine(db, bus, opts.log);
   const services: ApiServices = {
     store,
@@ -46,6 +65,8 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     images: new ImageStore(db),
     alerts: new AlertStore(db, bus),
     imagePools: new ImagePoolStore(db),
+    joinTokens,
+    cluster: { url: '', caFingerprint: ca.fingerprint },
   };
   services.beforeStart = (vmId) => prepareStart(services, vmId);
   const stopAlerts = services.alerts.watch();
@@ -53,12 +74,16 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   await hosts.start();
   // Task kinds are registered by the routes; recovery needs them.
   await tasks.recover();
+  const cluster = await buildClusterEndpoint({ ca, identity, joinTokens, hosts, log: opts.log });
+  await cluster.listen({ host: opts.host, port: opts.clusterPort });
+  services.cluster.url = `https://${advertised}:${portOf(cluster.server, opts.clusterPort)}`;
   await app.listen({ host: opts.host, port: opts.port });
-  const addr = app.server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : opts.port;
-  opts.log.info({ port }, 'manager listening');
+  const port = portOf(app.server, opts.port);
+  opts.log.info({ port, cluster: services.cluster.url }, 'manager listening');
   return {
     url: `http://${opts.host === '0.0.0.0' ? '127.0.0.1' : opts.host}:${port}`,
+    clusterUrl: services.cluster.url,
+    ca,
     db,
     services,
     async close() {
@@ -66,6 +91,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
       await tasks.close();
       hosts.close();
       await app.close();
+      await cluster.close();
       await db.destroy();
     },
     async crash() {
@@ -73,7 +99,13 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
       tasks.abandon();
       hosts.close();
       await app.close();
+      await cluster.close();
       await db.destroy();
     },
   };
+}
+
+function portOf(server: { address(): unknown }, fallback: number): number {
+  const addr = server.address();
+  return typeof addr === 'object' && addr && 'port' in addr ? (addr.port as number) : fallback;
 }

@@ -9,6 +9,7 @@ import type {
 } from 'fastify';
 import type { AlertStore } from '../alerts/store.ts';
 import type { TokenStore } from '../auth/tokens.ts';
+import type { JoinTokens } from '../hosts/join.ts';
 import type { ImagePoolStore } from '../imagepools/store.ts';
 import type { ImageStore } from '../library/images.ts';
 import type { TaskEngine } from '../tasks/engine.ts';
@@ -28,6 +29,9 @@ export interface ApiServices extends VmDeps {
   images: ImageStore;
   alerts: AlertStore;
   imagePools: ImagePoolStore;
+  joinTokens: JoinTokens;
+  /** Where agents join, and the CA fingerprint they pin. */
+  cluster: { url: string; caFingerprint: string };
   /** Largest image upload accepted (default: maxUploadBytes()). */
   maxUploadBytes?: number;
 }

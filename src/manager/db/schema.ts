@@ -5,11 +5,46 @@ export interface HostTable {
   id: string;
   name: string;
   address: string;
-  token: string;
   state: string;
   lastSeen: string | null;
   facts: string | null;
   createdAt: string;
+  certFingerprint: string | null;
+  certSerial: string | null;
+  certExpiresAt: string | null;
+  joinedAt: string | null;
+}
+
+export interface JoinTokenTable {
+  id: string;
+  hostName: string;
+  secretHash: string;
+  createdAt: string;
+  expiresAt: string;
+  usedAt: string | null;
+}
+
+export interface RevokedCertificateTable {
+  serial: string;
+  fingerprint: string;
+  hostName: string;
+  revokedAt: string;
+}
+
+export interface PlacementGroupTable {
+  name: string;
+  kind: string;
+  createdAt: string;
+}
+
+export interface PlacementGroupMemberTable {
+  groupName: string;
+  vmId: string;
+}
+
+export interface SettingTable {
+  key: string;
+  value: string;
 }
 
 export interface TemplateTable {
@@ -23,6 +58,7 @@ export interface TemplateTable {
   diskSizeBytes: number;
   boot: string | null;
   createdAt: string;
+  hostId: string | null;
 }
 
 export interface VmTable {
@@ -37,6 +73,7 @@ export interface VmTable {
   /** For members of an image pool: the pool, and the version their write cache sits on. */
   imagePool: string | null;
   poolVersion: number | null;
+  cpuMode: string;
   /** JSON of the VM spec without the runtime-only fields. */
   spec: string;
   diskSizes: string;
@@ -135,6 +172,11 @@ export interface Database {
   imagePoolVersions: ImagePoolVersionTable;
   alerts: AlertTable;
   hosts: HostTable;
+  joinTokens: JoinTokenTable;
+  revokedCertificates: RevokedCertificateTable;
+  placementGroups: PlacementGroupTable;
+  placementGroupMembers: PlacementGroupMemberTable;
+  settings: SettingTable;
   templates: TemplateTable;
   vms: VmTable;
   tasks: TaskTable;

@@ -23,20 +23,32 @@ import type { ImportedImage, ImportImageRequest, UploadResult } from '../../wire
 import type { DiskSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
 import { type ImportProgress, importOnAgent, uploadToAgent } from './image-transfer.ts';
 
+/** How the manager reaches one agent: its address and a mutual-TLS fetch bound to that host. */
+export interface AgentTransport {
+  url: string;
+  fetch: (url: string, init?: RequestInit) => Promise<Response>;
+  headers: Record<string, string>;
+}
+
 export class AgentClient {
   readonly url: string;
-  readonly #token: string;
+  readonly #fetch: AgentTransport['fetch'];
 
-  constructor(url: string, token: string) {
+  constructor(url: string, fetchFn: AgentTransport['fetch']) {
     this.url = url.replace(/\/$/, '');
-    this.#token = token;
+    this.#fetch = fetchFn;
+  }
+
+  get transport(): AgentTransport {
+    return { url: this.url, fetch: this.#fetch, headers: this.#headers() };
   }
 
   #call<T>(method: string, path: string, body?: unknown, timeoutMs = 60_000): Promise<T> {
     return requestJson<T>(`${this.url}${path}`, {
       method,
-      headers: { authorization: `Bearer ${this.#token}`, [protocolHeader]: String(agentProtocolVersion) },
+      headers: this.#headers(),
       body,
+      fetch: this.#fetch,
       timeoutMs,
       unreachable: (why) => `host agent at ${this.url} unreachable: ${why}`,
       peer: 'host agent',
@@ -153,16 +165,16 @@ export class AgentClient {
     length: number,
     signal?: AbortSignal,
   ): Promise<UploadResult> {
-    return uploadToAgent(this.url, this.#headers(), ref, body, length, signal);
+    return uploadToAgent(this.transport, ref, body, length, signal);
   }
 
   /** Imports a disk image or ISO into a pool; as long as it takes, with progress. */
   importImage(req: ImportImageRequest, progress: ImportProgress): Promise<ImportedImage> {
-    return importOnAgent(this.url, this.#headers(), req, progress);
+    return importOnAgent(this.transport, req, progress);
   }
 
   #headers(): Record<string, string> {
-    return { authorization: `Bearer ${this.#token}`, [protocolHeader]: String(agentProtocolVersion) };
+    return { [protocolHeader]: String(agentProtocolVersion) };
   }
 
   /**
@@ -185,8 +197,8 @@ export class AgentClient {
         watchdog = setTimeout(() => attempt.abort(), 16_000);
       };
       try {
-        const res = await fetch(`${this.url}/agent/v1/events`, {
-          headers: { authorization: `Bearer ${this.#token}`, [protocolHeader]: String(agentProtocolVersion) },
+        const res = await this.#fetch(`${this.url}/agent/v1/events`, {
+          headers: this.#headers(),
           signal: attempt.signal,
         });
         if (!res.ok || !res.body) throw new Error(`event stream answered ${res.status}`);

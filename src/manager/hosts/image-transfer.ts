@@ -6,6 +6,7 @@ import { TernError } from '../../errors.ts';
 import { ndjson } from '../../http/ndjson.ts';
 import type { ImportEvent, ImportedImage, ImportImageRequest, UploadResult } from '../../wire/image.ts';
 import type { VolumeRef } from '../../wire/vm.ts';
+import type { AgentTransport } from './agent-client.ts';
 
 export interface ImportProgress {
   signal: AbortSignal;
@@ -37,8 +38,7 @@ function unreachable(url: string, err: unknown, signal?: AbortSignal): TernError
 }
 
 export async function uploadToAgent(
-  url: string,
-  headers: Record<string, string>,
+  { url, fetch, headers }: AgentTransport,
   ref: VolumeRef,
   body: ReadableStream<Uint8Array>,
   length: number,
@@ -65,8 +65,7 @@ export async function uploadToAgent(
 }
 
 export async function importOnAgent(
-  url: string,
-  headers: Record<string, string>,
+  { url, fetch, headers }: AgentTransport,
   req: ImportImageRequest,
   p: ImportProgress,
 ): Promise<ImportedImage> {

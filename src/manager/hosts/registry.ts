@@ -5,6 +5,8 @@
 import { randomUUID } from 'node:crypto';
 import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
+import type { IssuedCert } from '../../pki/ca.ts';
+import { type Identity, tlsFetch } from '../../pki/identity.ts';
 import type { AgentEvent } from '../../wire/agent.ts';
 import type { Host, HostFacts, HostState } from '../../wire/host.ts';
 import { type Db, now } from '../db/database.ts';
@@ -21,11 +23,16 @@ export class HostRegistry {
   readonly #stop = new AbortController();
   /** Events of one host are applied in order, one at a time. */
   readonly #queues = new Map<string, Promise<void>>();
+  /** The certificate each host must present; a removed host has none. */
+  readonly #fingerprints = new Map<string, string | null>();
+  readonly #identity: Identity;
+  readonly #onlineWaiters: ((host: Host) => void)[] = [];
 
-  constructor(db: Db, vms: VmStore, log: Logger) {
+  constructor(db: Db, vms: VmStore, log: Logger, identity: Identity) {
     this.#db = db;
     this.#vms = vms;
     this.#log = log;
+    this.#identity = identity;
   }
 
   /** Loads known hosts and starts following each of them. */
@@ -33,33 +40,105 @@ export class HostRegistry {
     for (const row of await this.#db.selectFrom('hosts').selectAll().execute()) this.#attach(row);
   }
 
-  /** Registers a host by its agent address, or updates the address of a known one. */
-  async register(name: string, address: string, token: string): Promise<Host> {
-    const client = new AgentClient(address, token);
-    const info = await client.info();
-    const existing = await this.#db
-      .selectFrom('hosts')
-      .selectAll()
-      .where('name', '=', name)
-      .executeTakeFirst();
+  /**
+   * Records a host that joined with a certificate issued for it. It counts as offline until
+   * its agent answers; from then on the manager follows it, trusting only that certificate.
+   */
+  async enrol(name: string, address: string, cert: IssuedCert): Promise<Host> {
     const row: HostTable = {
-      id: existing?.id ?? randomUUID(),
+      id: randomUUID(),
       name,
       address,
-      token,
-      state: existing?.state ?? 'online',
-      lastSeen: now(),
-      facts: JSON.stringify(info.facts),
-      createdAt: existing?.createdAt ?? now(),
+      state: 'offline',
+      lastSeen: null,
+      facts: null,
+      createdAt: now(),
+      certFingerprint: cert.fingerprint,
+      certSerial: cert.serial,
+      certExpiresAt: cert.notAfter,
+      joinedAt: now(),
     };
-    if (existing) {
-      this.#clients.delete(existing.id);
-      await this.#db.updateTable('hosts').set(row).where('id', '=', row.id).execute();
-    } else {
-      await this.#db.insertInto('hosts').values(row).execute();
-    }
+    await this.#db.insertInto('hosts').values(row).execute();
     this.#attach(row);
     return this.get(name);
+  }
+
+  /**
+   * Takes a host out of the cluster: its certificate is revoked, so neither its agent nor
+   * anyone holding its key is trusted again. A host with VMs must be emptied first.
+   */
+  async remove(ref: string): Promise<void> {
+    const host = await this.get(ref);
+    const vms = await this.#db.selectFrom('vms').select('name').where('hostId', '=', host.id).execute();
+    if (vms.length > 0) {
+      throw new TernError(
+        'conflict',
+        `host ${host.name} still has ${vms.length} VM(s): ${vms
+          .slice(0, 10)
+          .map((v) => v.name)
+          .join(', ')}; migrate or delete them first`,
+        { vms: vms.map((v) => v.name) },
+      );
+    }
+    const row = await this.#db
+      .selectFrom('hosts')
+      .selectAll()
+      .where('id', '=', host.id)
+      .executeTakeFirstOrThrow();
+    await this.#db.transaction().execute(async (tx) => {
+      if (row.certSerial && row.certFingerprint) {
+        await tx
+          .insertInto('revokedCertificates')
+          .values({
+            serial: row.certSerial,
+            fingerprint: row.certFingerprint,
+            hostName: row.name,
+            revokedAt: now(),
+          })
+          .onConflict((oc) => oc.doNothing())
+          .execute();
+      }
+      await tx.deleteFrom('hosts').where('id', '=', row.id).execute();
+    });
+    this.#following.get(row.id)?.abort();
+    this.#following.delete(row.id);
+    this.#clients.delete(row.id);
+    this.#fingerprints.delete(row.id);
+    this.#log.info({ host: row.name }, 'host removed; its certificate is revoked');
+  }
+
+  /** The host a client certificate belongs to; refuses revoked and unknown certificates. */
+  async byCertificate(fingerprint: string): Promise<Host> {
+    const revoked = await this.#db
+      .selectFrom('revokedCertificates')
+      .select('hostName')
+      .where('fingerprint', '=', fingerprint)
+      .executeTakeFirst();
+    if (revoked) {
+      throw new TernError(
+        'forbidden',
+        `this certificate was revoked when host ${revoked.hostName} was removed`,
+      );
+    }
+    const row = await this.#db
+      .selectFrom('hosts')
+      .select('name')
+      .where('certFingerprint', '=', fingerprint)
+      .executeTakeFirst();
+    if (!row) throw new TernError('forbidden', 'this certificate belongs to no host of the cluster');
+    return this.get(row.name);
+  }
+
+  /** A host's own heartbeat over the cluster endpoint (the event stream has its own). */
+  async heartbeat(hostId: string): Promise<void> {
+    await this.#db.updateTable('hosts').set({ lastSeen: now() }).where('id', '=', hostId).execute();
+  }
+
+  /** The first host that is (or comes) online. */
+  async whenOnline(): Promise<Host> {
+    const online = (await this.list()).find((h) => h.state === 'online');
+    if (online) return online;
+    return new Promise((resolve) => this.#onlineWaiters.push(resolve));
   }
 
   client(hostId: string): AgentClient {
@@ -105,6 +184,11 @@ export class HostRegistry {
       lastSeen: r.lastSeen,
       facts: r.facts ? (JSON.parse(r.facts) as HostFacts) : null,
       vmCount,
+      certificate:
+        r.certFingerprint && r.certExpiresAt
+          ? { fingerprint: r.certFingerprint, expiresAt: r.certExpiresAt }
+          : null,
+      joinedAt: r.joinedAt,
     };
   }
 
@@ -113,7 +197,10 @@ export class HostRegistry {
     this.#following.get(row.id)?.abort();
     const following = new AbortController();
     this.#following.set(row.id, following);
-    const client = new AgentClient(row.address, row.token);
+    this.#fingerprints.set(row.id, row.certFingerprint);
+    const transport = tlsFetch(this.#identity, { pin: () => this.#fingerprints.get(row.id) ?? null });
+    following.signal.addEventListener('abort', () => void transport.close(), { once: true });
+    const client = new AgentClient(row.address, transport);
     this.#clients.set(row.id, client);
     this.#vms.setHostName(row.id, row.name);
     const current = () => this.#clients.get(row.id) === client;
@@ -135,9 +222,17 @@ export class HostRegistry {
 
   async #onEvent(hostId: string, client: AgentClient, e: AgentEvent): Promise<void> {
     switch (e.type) {
-      case 'hello':
+      case 'hello': {
+        // Facts change (an agent upgrade, a new pool): each new link brings them up to date.
+        const info = await client.info();
+        await this.#db
+          .updateTable('hosts')
+          .set({ facts: JSON.stringify(info.facts) })
+          .where('id', '=', hostId)
+          .execute();
         await this.#vms.applyFullReport(hostId, await client.listVms());
         break;
+      }
       case 'vm':
         await this.#vms.applyReport(hostId, e.vm.id, e.vm);
         break;
@@ -164,7 +259,11 @@ export class HostRegistry {
           .set({ state: 'online', lastSeen: now() })
           .where('id', '=', row.id)
           .execute();
-        this.#log.info({ host: row.name }, 'host is back online');
+        this.#log.info({ host: row.name }, 'host is online');
+      }
+      if (this.#onlineWaiters.length > 0) {
+        const host = await this.get(row.id);
+        for (const w of this.#onlineWaiters.splice(0)) w(host);
       }
       return;
     }

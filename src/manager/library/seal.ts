@@ -51,17 +51,20 @@ export function sealTask(deps: VmDeps): TaskKind<SealParams> {
         if (i === 0) disk = info;
       }
       const [diskCopy, kernel, initrd] = copies.map((c) => c.to);
-      await deps.templates.insert({
-        name: p.name,
-        description: p.description,
-        machine: spec.machine,
-        vcpus: spec.vcpus,
-        memoryMiB: spec.memoryMiB,
-        disk: diskCopy,
-        diskSizeBytes: disk!.virtualBytes,
-        boot: spec.boot ? { kernel, ...(initrd ? { initrd } : {}), cmdline: spec.boot.cmdline } : null,
-        createdAt: now(),
-      });
+      await deps.templates.insert(
+        {
+          name: p.name,
+          description: p.description,
+          machine: spec.machine,
+          vcpus: spec.vcpus,
+          memoryMiB: spec.memoryMiB,
+          disk: diskCopy,
+          diskSizeBytes: disk!.virtualBytes,
+          boot: spec.boot ? { kernel, ...(initrd ? { initrd } : {}), cmdline: spec.boot.cmdline } : null,
+          createdAt: now(),
+        },
+        row.hostId!,
+      );
       return { template: p.name };
     },
     async cleanup(ctx, p) {

@@ -68,7 +68,8 @@ export class TemplateStore {
     await this.#db.deleteFrom('templates').where('name', '=', name).execute();
   }
 
-  async insert(t: Template): Promise<void> {
+  /** `hostId`: the host the template's disk was made on. */
+  async insert(t: Template, hostId: string): Promise<void> {
     await this.#db
       .insertInto('templates')
       .values({
@@ -79,6 +80,7 @@ export class TemplateStore {
         memoryMib: t.memoryMiB,
         diskPool: t.disk.pool,
         diskPath: t.disk.path,
+        hostId,
         diskSizeBytes: t.diskSizeBytes,
         boot: t.boot ? JSON.stringify(t.boot) : null,
         createdAt: t.createdAt,
@@ -102,6 +104,7 @@ interface GuestManifest {
  */
 export async function importTinyTemplate(
   templates: TemplateStore,
+  hostId: string,
   agent: AgentClient,
   guestDir: string,
   pool: string,
@@ -125,16 +128,19 @@ export async function importTinyTemplate(
   await ensure(m.kernel, 'raw');
   await ensure(m.initrd, 'raw');
   const disk = await ensure(m.disk, 'qcow2');
-  await templates.insert({
-    name: 'tiny',
-    description: 'Tern test guest: Debian kernel, busybox, qemu-ga, NoCloud seed support',
-    machine: 'q35',
-    vcpus: 1,
-    memoryMiB: 256,
-    disk: ref(m.disk),
-    diskSizeBytes: disk.virtualBytes,
-    boot: { kernel: ref(m.kernel), initrd: ref(m.initrd), cmdline: m.cmdline },
-    createdAt: now(),
-  });
+  await templates.insert(
+    {
+      name: 'tiny',
+      description: 'Tern test guest: Debian kernel, busybox, qemu-ga, NoCloud seed support',
+      machine: 'q35',
+      vcpus: 1,
+      memoryMiB: 256,
+      disk: ref(m.disk),
+      diskSizeBytes: disk.virtualBytes,
+      boot: { kernel: ref(m.kernel), initrd: ref(m.initrd), cmdline: m.cmdline },
+      createdAt: now(),
+    },
+    hostId,
+  );
   log.info({ dir }, 'imported the tiny template');
 }

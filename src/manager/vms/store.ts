@@ -39,6 +39,7 @@ export function newVmRow(
     clientMachineId,
     imagePool: imagePool?.pool ?? null,
     poolVersion: imagePool?.version ?? null,
+    cpuMode: 'compat',
     spec: JSON.stringify(plan.spec),
     diskSizes: JSON.stringify(plan.diskSizes),
     guest: JSON.stringify(emptyGuestInfo()),

@@ -1,0 +1,140 @@
+/**
+ * How an agent becomes a host of a cluster, and stays in touch with its manager.
+ *
+ * Joining: the agent makes its own key (which never leaves the host), fetches the cluster CA
+ * from the manager and accepts it only if its fingerprint is the one given with the join token,
+ * then sends the token, its public key and a signature proving it holds the key. What comes
+ * back — its certificate and the CA — is kept in `<state>/pki` with the manager's address, and
+ * later starts use it without joining again.
+ */
+import { sign, X509Certificate } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Agent, fetch as undiciFetch } from 'undici';
+import { TernError } from '../errors.ts';
+import { requestJson } from '../http/json-client.ts';
+import type { Logger } from '../log.ts';
+import { type Identity, loadIdentity, newKeyPair, saveIdentity, tlsFetch } from '../pki/identity.ts';
+import { type JoinResult, joinProof } from '../wire/host.ts';
+
+export interface JoinParams {
+  manager: string;
+  token: string;
+  caFingerprint: string;
+}
+
+export interface Membership {
+  identity: Identity;
+  /** The manager's cluster endpoint. */
+  manager: string;
+}
+
+const normalise = (fp: string) => fp.replace(/[^0-9a-f]/gi, '').toLowerCase();
+
+export function loadMembership(stateDir: string): Membership | null {
+  const identity = loadIdentity(path.join(stateDir, 'pki'));
+  const file = path.join(stateDir, 'pki', 'manager.json');
+  if (!identity || !fs.existsSync(file)) return null;
+  return { identity, manager: (JSON.parse(fs.readFileSync(file, 'utf8')) as { url: string }).url };
+}
+
+export async function join(stateDir: string, p: JoinParams, address: string): Promise<Membership> {
+  const manager = p.manager.replace(/\/$/, '');
+  const ca = await fetchPinnedCa(manager, p.caFingerprint);
+  const { privateKeyPem, publicKeyPem } = newKeyPair();
+  const proof = sign('sha256', Buffer.from(joinProof(p.token)), privateKeyPem).toString('base64');
+  const f = tlsFetch(null, { ca });
+  try {
+    const r = await requestJson<JoinResult>(`${manager}/cluster/v1/join`, {
+      method: 'POST',
+      headers: {},
+      body: { token: p.token, publicKey: publicKeyPem, proof, address },
+      timeoutMs: 30_000,
+      unreachable: (why) => `the manager at ${manager} is unreachable: ${why}`,
+      peer: 'the manager',
+      fetch: f,
+    });
+    if (normalise(new X509Certificate(r.ca).fingerprint256) !== normalise(p.caFingerprint)) {
+      throw new TernError('protocol_error', 'the manager answered with a different CA than it presented');
+    }
+    const identity = { key: privateKeyPem, cert: r.certificate, ca: r.ca };
+    saveIdentity(path.join(stateDir, 'pki'), identity);
+    fs.writeFileSync(path.join(stateDir, 'pki', 'manager.json'), JSON.stringify({ url: manager }), {
+      mode: 0o600,
+    });
+    return { identity, manager };
+  } finally {
+    await f.close();
+  }
+}
+
+/**
+ * The CA is fetched without verification, then checked against the fingerprint that came with
+ * the join token; only a CA with that fingerprint is trusted for the join itself.
+ */
+async function fetchPinnedCa(manager: string, fingerprint: string): Promise<string> {
+  const dispatcher = new Agent({ connect: { rejectUnauthorized: false } });
+  try {
+    const res = await undiciFetch(`${manager}/cluster/v1/ca`, {
+      dispatcher,
+      signal: AbortSignal.timeout(15_000),
+    }).catch((err: Error) => {
+      throw new TernError(
+        'unavailable',
+        `the manager at ${manager} is unreachable: ${(err.cause as Error)?.message ?? err.message}`,
+      );
+    });
+    const pem = await res.text();
+    let actual: string;
+    try {
+      actual = new X509Certificate(pem).fingerprint256;
+    } catch {
+      throw new TernError('protocol_error', `${manager} did not answer with a CA certificate`);
+    }
+    if (normalise(actual) !== normalise(fingerprint)) {
+      throw new TernError(
+        'forbidden',
+        `the manager at ${manager} presented CA ${actual}, not the expected ${fingerprint}; refusing to join`,
+      );
+    }
+    return pem;
+  } finally {
+    await dispatcher.close();
+  }
+}
+
+/**
+ * Reports to the manager every `intervalMs` with this host's certificate. A refusal (the host
+ * was removed and its certificate revoked) is logged once per change, not on every beat.
+ */
+export function heartbeat(m: Membership, intervalMs: number, log: Logger): () => Promise<void> {
+  const f = tlsFetch(m.identity);
+  let last = '';
+  const beat = async () => {
+    let outcome: string;
+    try {
+      await requestJson(`${m.manager}/cluster/v1/heartbeat`, {
+        method: 'POST',
+        headers: {},
+        timeoutMs: intervalMs,
+        unreachable: (why) => `manager unreachable: ${why}`,
+        peer: 'the manager',
+        fetch: f,
+      });
+      outcome = 'ok';
+    } catch (err) {
+      outcome = (err as Error).message;
+    }
+    if (outcome !== last) {
+      if (outcome === 'ok') log.info({ manager: m.manager }, 'manager accepts this host');
+      else log.error({ manager: m.manager, why: outcome }, 'heartbeat to the manager failed');
+      last = outcome;
+    }
+  };
+  const timer = setInterval(() => void beat(), intervalMs);
+  void beat();
+  return async () => {
+    clearInterval(timer);
+    await f.close();
+  };
+}

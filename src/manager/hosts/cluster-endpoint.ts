@@ -1,0 +1,88 @@
+/**
+ * The manager's cluster endpoint: the HTTPS port agents talk to (the API port is for people).
+ * Its certificate comes from the cluster CA, which a joining agent pins by fingerprint. Joining
+ * needs a join token; everything else needs the client certificate of a current host.
+ */
+import type { TLSSocket } from 'node:tls';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
+import { TernError } from '../../errors.ts';
+import { ajvOptions, installErrorHandling } from '../../http/errors.ts';
+import { type Logger, quietRequests } from '../../log.ts';
+import type { ClusterCa } from '../../pki/ca.ts';
+import { type Identity, peerOf } from '../../pki/identity.ts';
+import { ErrorBody } from '../../wire/common.ts';
+import { type Host, JoinRequest, JoinResult } from '../../wire/host.ts';
+import type { JoinTokens } from './join.ts';
+import type { HostRegistry } from './registry.ts';
+
+export interface ClusterEndpointOptions {
+  ca: ClusterCa;
+  identity: Identity;
+  joinTokens: JoinTokens;
+  hosts: HostRegistry;
+  log: Logger;
+}
+
+export async function buildClusterEndpoint(opts: ClusterEndpointOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: quietRequests(opts.log),
+    bodyLimit: 64 * 1024,
+    ajv: ajvOptions,
+    https: {
+      key: opts.identity.key,
+      cert: opts.identity.cert,
+      ca: opts.ca.certPem,
+      // Asked for, not required: a joining agent has no certificate yet.
+      requestCert: true,
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.3',
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  installErrorHandling(app);
+
+  /** The current host whose certificate the caller presented. */
+  const callingHost = async (req: FastifyRequest): Promise<Host> => {
+    const peer = peerOf(req.raw.socket as TLSSocket);
+    if (!peer || peer.role !== 'tern-host') {
+      throw new TernError('unauthorized', 'a host certificate from this cluster is required');
+    }
+    return opts.hosts.byCertificate(peer.fingerprint);
+  };
+
+  // Served to anyone: a joining agent checks it against the fingerprint it was given.
+  app.get('/cluster/v1/ca', async (_req, reply) =>
+    reply.type('application/x-pem-file').send(opts.ca.certPem),
+  );
+
+  app.post(
+    '/cluster/v1/join',
+    { schema: { body: JoinRequest, response: { 200: JoinResult, '4xx': ErrorBody } } },
+    async (req) => {
+      const name = await opts.joinTokens.redeem(req.body);
+      const address = new URL(req.body.address);
+      const cert = await opts.ca.issue(name, 'tern-host', req.body.publicKey, [
+        address.hostname.replace(/^\[|\]$/g, ''),
+      ]);
+      await opts.hosts.enrol(name, address.origin, cert);
+      opts.log.info({ host: name, address: address.origin }, 'host joined the cluster');
+      return { host: name, certificate: cert.pem, ca: opts.ca.certPem };
+    },
+  );
+
+  app.post(
+    '/cluster/v1/heartbeat',
+    {
+      schema: {
+        response: { 200: Type.Object({ host: Type.String(), state: Type.String() }), '4xx': ErrorBody },
+      },
+    },
+    async (req) => {
+      const host = await callingHost(req);
+      await opts.hosts.heartbeat(host.id);
+      return { host: host.name, state: host.state };
+    },
+  );
+  return app;
+}
