@@ -5,7 +5,7 @@
 import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { asTernError, TernError } from '../errors.ts';
 import { ajvOptions, installErrorHandling } from '../http/errors.ts';
@@ -19,6 +19,10 @@ import {
   CreateSeedRequest,
   CreateVolumeRequest,
   ImportVolumeRequest,
+  IncomingMigrationRequest,
+  MigrateRequest,
+  type MigrationReport,
+  MoveDiskRequest,
   protocolHeader,
   ResizeVolumeRequest,
   SnapshotName,
@@ -251,6 +255,99 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
       res.end();
     }
   });
+
+  // Migration (docs/agent-protocol.md, "Migration"): the target's three steps are plain calls;
+  // the source's send and a disk move answer newline-delimited JSON progress, then `done` or
+  // `error`. The caller closing the connection cancels them: the VM stays where it was.
+  app.post('/agent/v1/migrations/incoming', { schema: { body: IncomingMigrationRequest } }, async (req) =>
+    driver.prepareIncoming(req.body),
+  );
+  app.post('/agent/v1/migrations/incoming/:id/finish', { schema: { params: IdParams } }, async (req) =>
+    driver.finishIncoming(req.params.id),
+  );
+  app.delete('/agent/v1/migrations/incoming/:id', { schema: { params: IdParams } }, async (req, reply) => {
+    await driver.abortIncoming(req.params.id);
+    return reply.status(204).send();
+  });
+  app.post('/agent/v1/vms/:id/release', { schema: { params: IdParams } }, async (req, reply) => {
+    await driver.releaseMigrated(req.params.id);
+    return reply.status(204).send();
+  });
+
+  const progressStream = async (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    work: (progress: (r: MigrationReport) => void, signal: AbortSignal) => Promise<MigrationReport>,
+  ) => {
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    let sentAt = 0;
+    let latest: MigrationReport | null = null;
+    const send = (r: MigrationReport) => {
+      if (r.type === 'progress') latest = r;
+      sentAt = Date.now();
+      if (!res.destroyed) res.write(`${JSON.stringify(r)}\n`);
+    };
+    // A line at least every second, also while QEMU is set up or a cancel winds down.
+    const beat = setInterval(() => {
+      if (latest && Date.now() - sentAt >= 900) send(latest);
+    }, 1000);
+    const gone = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) gone.abort();
+    });
+    try {
+      send(await work(send, gone.signal));
+    } catch (err) {
+      const e = asTernError(err);
+      if (e.status >= 500) req.log.error({ err }, e.message);
+      send({ type: 'error', code: e.code, message: e.message });
+    } finally {
+      clearInterval(beat);
+      res.end();
+    }
+  };
+  app.post(
+    '/agent/v1/vms/:id/migrate',
+    { schema: { params: IdParams, body: MigrateRequest } },
+    async (req, reply) => {
+      if (!driver.get(req.params.id))
+        throw new TernError('not_found', `VM ${req.params.id} is not on this host`);
+      await progressStream(req, reply, (progress, signal) =>
+        driver.migrate(req.params.id, req.body, progress, signal),
+      );
+    },
+  );
+  app.post(
+    '/agent/v1/vms/:id/disks/move',
+    { schema: { params: IdParams, body: MoveDiskRequest } },
+    async (req, reply) => {
+      if (!driver.get(req.params.id))
+        throw new TernError('not_found', `VM ${req.params.id} is not on this host`);
+      await progressStream(req, reply, async (progress, signal) => {
+        const started = Date.now();
+        let copied = 0;
+        await driver.moveDisk(
+          req.params.id,
+          req.body,
+          (r) => {
+            if (r.type === 'progress') copied = r.transferredBytes;
+            progress(r);
+          },
+          signal,
+        );
+        // The guest never stops for a disk move: no stop time, no downtime.
+        return {
+          type: 'done',
+          stoppedAt: 0,
+          downtimeMs: 0,
+          transferredBytes: copied,
+          totalMs: Date.now() - started,
+        };
+      });
+    },
+  );
 
   // Newline-delimited JSON: a hello, then every VM change, with a heartbeat every 5 s so the
   // manager notices a dead connection.

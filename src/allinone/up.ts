@@ -55,8 +55,8 @@ export async function startAllInOne(opts: AllInOneOptions) {
   const joined = (await s.hosts.list()).some((h) => h.name === 'local');
   const join = joined
     ? undefined
-    : await s.joinTokens.create('local', s.cluster.caFingerprint, s.cluster.url).then((t) => ({
-        manager: s.cluster.url,
+    : await s.joinTokens.create('local', s.joining.caFingerprint, s.joining.url).then((t) => ({
+        manager: s.joining.url,
         token: t.token,
         caFingerprint: t.caFingerprint,
       }));

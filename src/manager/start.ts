@@ -7,6 +7,8 @@ import { AlertStore } from './alerts/store.ts';
 import type { ApiServices } from './api/context.ts';
 import { buildApi } from './api/server.ts';
 import { TokenStore } from './auth/tokens.ts';
+import { Placer } from './cluster/placer.ts';
+import { SettingsStore } from './cluster/settings.ts';
 import { type Db, openDatabase } from './db/database.ts';
 import { EventBus } from './events/bus.ts';
 import { buildClusterEndpoint } from './hosts/cluster-endpoint.ts';
@@ -55,7 +57,10 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const hosts = new HostRegistry(db, store, opts.log, identity);
   const joinTokens = new JoinTokens(db);
   const tasks = new TaskEngine(db, bus, opts.log);
+  const settings = new SettingsStore(db);
   const services: ApiServices = {
+    db,
+    placer: new Placer(db, settings),
     store,
     hosts,
     templates: new TemplateStore(db),
@@ -66,7 +71,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     alerts: new AlertStore(db, bus),
     imagePools: new ImagePoolStore(db),
     joinTokens,
-    cluster: { url: '', caFingerprint: ca.fingerprint },
+    joining: { url: '', caFingerprint: ca.fingerprint },
   };
   services.beforeStart = (vmId) => prepareStart(services, vmId);
   const stopAlerts = services.alerts.watch();
@@ -76,13 +81,13 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   await tasks.recover();
   const cluster = await buildClusterEndpoint({ ca, identity, joinTokens, hosts, log: opts.log });
   await cluster.listen({ host: opts.host, port: opts.clusterPort });
-  services.cluster.url = `https://${advertised}:${portOf(cluster.server, opts.clusterPort)}`;
+  services.joining.url = `https://${advertised}:${portOf(cluster.server, opts.clusterPort)}`;
   await app.listen({ host: opts.host, port: opts.port });
   const port = portOf(app.server, opts.port);
-  opts.log.info({ port, cluster: services.cluster.url }, 'manager listening');
+  opts.log.info({ port, cluster: services.joining.url }, 'manager listening');
   return {
     url: `http://${opts.host === '0.0.0.0' ? '127.0.0.1' : opts.host}:${port}`,
-    clusterUrl: services.cluster.url,
+    clusterUrl: services.joining.url,
     ca,
     db,
     services,

@@ -56,7 +56,7 @@ export function fingerprintOf(certPem: string): string {
 /** The role (OU) and name (CN) of the certificate the peer presented on `socket`, if any. */
 export function peerOf(socket: TLSSocket): { role: string; name: string; fingerprint: string } | null {
   const cert = socket.getPeerCertificate?.();
-  if (!cert || !cert.subject || !socket.authorized) return null;
+  if (!cert?.subject || !socket.authorized) return null;
   const field = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v) ?? '';
   return { role: field(cert.subject.OU), name: field(cert.subject.CN), fingerprint: cert.fingerprint256 };
 }

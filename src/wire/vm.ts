@@ -103,6 +103,12 @@ export const VmSpec = Type.Object(
 );
 export type VmSpec = Static<typeof VmSpec>;
 
+export const CpuMode = Type.Union([Type.Literal('compat'), Type.Literal('host')], {
+  description:
+    "compat: the cluster's CPU baseline, so the VM can move between CPU generations; host: this host's exact CPU, movable only to an identical one",
+});
+export type CpuMode = Static<typeof CpuMode>;
+
 export const PowerState = Type.Union(
   [
     Type.Literal('creating'),
@@ -181,6 +187,8 @@ export const Vm = Type.Object({
   }),
   vcpus: Type.Integer(),
   memoryMiB: Type.Integer(),
+  cpuMode: CpuMode,
+  cpuModel: Type.String({ description: 'the QEMU CPU model it runs (or last ran) with' }),
   disks: Type.Array(
     Type.Object({
       volume: VolumeRef,
@@ -225,6 +233,10 @@ export const CreateVmRequest = Type.Object(
     ),
     start: Type.Optional(Type.Boolean({ description: 'start the VM once created' })),
     pool: Type.Optional(Name),
+    cpuMode: Type.Optional(CpuMode),
+    groups: Type.Optional(
+      Type.Array(Name, { maxItems: 16, description: 'placement (affinity) groups to join' }),
+    ),
     full: Type.Optional(
       Type.Boolean({
         description: 'a full clone (standalone copy of the template disk) instead of a linked one',

@@ -85,3 +85,12 @@ test('q35 disks sit behind hot-pluggable root ports, the seed behind the last on
   assert.ok(devices.some((d) => d.startsWith('virtio-blk-pci,drive=seed') && d.includes('bus=rp-seed')));
   assert.ok(devices.indexOf(ports[ports.length - 1]) > devices.indexOf(ports[0]));
 });
+
+test('a migration target waits for its state, stopped, with the same devices as the source', () => {
+  const accel = { accelerator: 'tcg' as const, reason: '' };
+  const plain = buildCommandLine(spec, { disks: ['/d0'], kernel: '/k' }, paths, accel);
+  const target = buildCommandLine(spec, { disks: ['/d0'], kernel: '/k' }, paths, accel, { incoming: true });
+  assert.deepEqual(target.slice(0, plain.length), plain);
+  assert.deepEqual(target.slice(plain.length), ['-S', '-incoming', 'defer']);
+  assert.ok(!plain.includes('-incoming'));
+});

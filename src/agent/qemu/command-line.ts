@@ -66,11 +66,20 @@ function opt(value: string): string {
   return value.replaceAll(',', ',,');
 }
 
+export interface LaunchOptions {
+  /**
+   * Target of a migration: the guest's state arrives later through `migrate-incoming`, and
+   * its CPUs stay stopped after it arrived until the agent says `cont`.
+   */
+  incoming?: boolean;
+}
+
 export function buildCommandLine(
   spec: VmSpec,
   volumes: ResolvedVolumes,
   paths: RuntimePaths,
   accel: AcceleratorChoice,
+  launch: LaunchOptions = {},
 ): string[] {
   // "host" passthrough needs KVM; under TCG "max" is the closest: every feature TCG can emulate.
   const cpu = spec.cpuModel === 'host' && accel.accelerator !== 'kvm' ? 'max' : spec.cpuModel;
@@ -158,5 +167,8 @@ export function buildCommandLine(
     args.push('-kernel', volumes.kernel, '-append', spec.boot.cmdline);
     if (volumes.initrd) args.push('-initrd', volumes.initrd);
   }
+  // Everything above is the same on both ends of a migration: QEMU loads the state into
+  // devices that must match the source's one for one, node names included.
+  if (launch.incoming) args.push('-S', '-incoming', 'defer');
   return args;
 }

@@ -7,14 +7,33 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
-import type { AgentVm, VmAction } from '../../wire/agent.ts';
+import type {
+  AgentVm,
+  FinishIncomingResult,
+  IncomingMigration,
+  IncomingMigrationRequest,
+  MigrateRequest,
+  MigrationReport,
+  MoveDiskRequest,
+  VmAction,
+} from '../../wire/agent.ts';
 import type { HostFacts } from '../../wire/host.ts';
-import { type DiskSpec, diskSlot, type VmSpec, withoutDisk } from '../../wire/vm.ts';
+import { type DiskSpec, diskSlot, type VmSpec, type VolumeRef, withoutDisk } from '../../wire/vm.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { type Pools, resolveVolume } from '../storage/pools.ts';
-import { poolUsage } from '../storage/volumes.ts';
+import { createVolume, deleteVolume, poolUsage, volumeInfo } from '../storage/volumes.ts';
 import { type AcceleratorChoice, detectAccelerator, readCpuFacts } from './accelerator.ts';
-import { diskDevice, diskNodes } from './command-line.ts';
+import { diskDevice, diskNodes, type ResolvedVolumes } from './command-line.ts';
+import { moveDiskRunning } from './disk-move.ts';
+import { type MigrationDone, migrateOut, recoverInterrupted } from './migration.ts';
+import {
+  type ExportedDrive,
+  type IncomingRecord,
+  IncomingRecords,
+  incomingHold,
+  listenIncoming,
+  resumeIncoming,
+} from './migration-incoming.ts';
 import { deleteSnapshotRunning, snapshotRunning } from './snapshots.ts';
 import { tailFile, VmProcess, vmPaths } from './vm-process.ts';
 
@@ -43,11 +62,17 @@ export class QemuDriver implements HypervisorDriver {
   readonly #stopped = new Map<string, AgentVm>();
   /** Starts in flight, so two concurrent runs of one VM cannot launch two QEMUs. */
   readonly #starting = new Map<string, Promise<AgentVm>>();
+  readonly #incoming: IncomingRecords;
+  /** VMs with a migration, disk move or incoming step in flight: one at a time each. */
+  readonly #busy = new Set<string>();
+  /** When finished incoming VMs resumed, for a repeated finish. */
+  readonly #resumed = new Map<string, number>();
 
   constructor(opts: QemuDriverOptions) {
     this.#opts = opts;
     this.#binary = opts.binary ?? 'qemu-system-x86_64';
     this.#accel = opts.accelerator ?? detectAccelerator();
+    this.#incoming = new IncomingRecords(opts.stateDir);
   }
 
   #hooks() {
@@ -90,11 +115,17 @@ export class QemuDriver implements HypervisorDriver {
         fs.rmSync(path.join(stoppedRoot, file), { force: true });
       }
     }
+    this.#incoming.load();
     for (const id of fs.readdirSync(runRoot)) {
       const vm = await VmProcess.attach(vmPaths(this.#opts.stateDir, id), this.#hooks());
       if (vm) {
         this.#vms.set(vm.id, vm);
         this.#opts.log.info({ vm: vm.id, name: vm.spec.name, state: vm.state }, 'reattached VM');
+        if (this.#incoming.get(vm.id)) vm.hold(incomingHold);
+        else
+          await recoverInterrupted(vm, this.#opts.log).catch((err) =>
+            this.#opts.log.error({ vm: vm.id, err }, 'cleaning up after an interrupted migration failed'),
+          );
       }
     }
   }
@@ -153,6 +184,20 @@ export class QemuDriver implements HypervisorDriver {
       existing.discard();
       this.#vms.delete(spec.id);
     }
+    const vm = await VmProcess.launch(
+      this.#binary,
+      spec,
+      this.#volumesOf(spec),
+      vmPaths(this.#opts.stateDir, spec.id),
+      this.#accel,
+      this.#hooks(),
+    );
+    this.#vms.set(vm.id, vm);
+    this.#opts.log.info({ vm: vm.id, name: spec.name }, 'started VM');
+    return vm.snapshot();
+  }
+
+  #volumesOf(spec: VmSpec): ResolvedVolumes {
     const pools = this.#opts.pools;
     const volumes = {
       disks: spec.disks.map((d) => resolveVolume(pools, d.volume)),
@@ -163,17 +208,7 @@ export class QemuDriver implements HypervisorDriver {
     for (const file of [...volumes.disks, volumes.seed, volumes.kernel, volumes.initrd]) {
       if (file && !fs.existsSync(file)) throw new TernError('storage_error', `volume ${file} does not exist`);
     }
-    const vm = await VmProcess.launch(
-      this.#binary,
-      spec,
-      volumes,
-      vmPaths(this.#opts.stateDir, spec.id),
-      this.#accel,
-      this.#hooks(),
-    );
-    this.#vms.set(vm.id, vm);
-    this.#opts.log.info({ vm: vm.id, name: spec.name }, 'started VM');
-    return vm.snapshot();
+    return volumes;
   }
 
   async act(id: string, action: VmAction): Promise<AgentVm> {
@@ -214,7 +249,7 @@ export class QemuDriver implements HypervisorDriver {
     const disk = vm.spec.disks[index];
     if (!disk) throw new TernError('not_found', `VM ${vm.spec.name} has no disk ${index}`);
     await vm.monitor('block_resize', {
-      'node-name': diskNodes(diskSlot(disk, index)).format,
+      'node-name': vm.blockNodes(diskSlot(disk, index)).format,
       size: sizeBytes,
     });
   }
@@ -263,7 +298,7 @@ export class QemuDriver implements HypervisorDriver {
     const vm = this.#running(id);
     const disk = vm.spec.disks[index];
     if (!disk) throw new TernError('not_found', `VM ${vm.spec.name} has no disk ${index}`);
-    const n = diskNodes(diskSlot(disk, index));
+    const n = vm.blockNodes(diskSlot(disk, index));
     const deleted = vm.event('DEVICE_DELETED', 60_000, (d) => d.device === n.device);
     deleted.catch(() => {});
     await vm.monitor('device_del', { id: n.device });
@@ -277,6 +312,7 @@ export class QemuDriver implements HypervisorDriver {
     }
     await vm.monitor('blockdev-del', { 'node-name': n.format });
     await vm.monitor('blockdev-del', { 'node-name': n.file });
+    vm.setBlockNodes(diskSlot(disk, index), null);
     // The other disks keep their slots: QEMU names their nodes and devices after them.
     vm.updateSpec({ ...vm.spec, disks: withoutDisk(vm.spec, index) });
     await vm.refreshGuestFacts().catch(() => {});
@@ -288,6 +324,216 @@ export class QemuDriver implements HypervisorDriver {
 
   deleteSnapshot(id: string, name: string): Promise<void> {
     return deleteSnapshotRunning(this.#running(id), name);
+  }
+
+  /** Runs `fn` as the only migration step, disk move or incoming step of VM `id` right now. */
+  async #exclusive<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    if (this.#busy.has(id)) throw new TernError('conflict', `VM ${id} is being migrated or moved already`);
+    this.#busy.add(id);
+    try {
+      return await fn();
+    } finally {
+      this.#busy.delete(id);
+    }
+  }
+
+  prepareIncoming(req: IncomingMigrationRequest): Promise<IncomingMigration> {
+    const { spec } = req;
+    return this.#exclusive(spec.id, async () => {
+      if (this.#vms.has(spec.id) || this.#starting.has(spec.id) || this.#incoming.get(spec.id)) {
+        throw new TernError('conflict', `VM ${spec.name} is on this host already`);
+      }
+      if (req.mode === 'quick' && (req.storage !== 'shared' || !req.stateFile)) {
+        throw new TernError('invalid_request', 'a quick migration needs shared storage and a stateFile');
+      }
+      this.#dropStopped(spec.id);
+      const rec: IncomingRecord = {
+        id: spec.id,
+        mode: req.mode,
+        storage: req.storage,
+        created: [],
+        stateFile: req.stateFile ?? null,
+        exports: [],
+        copies: [],
+      };
+      this.#incoming.save(rec);
+      try {
+        for (const c of req.create ?? []) {
+          await createVolume(this.#opts.pools, {
+            volume: c.volume,
+            format: c.format,
+            sizeBytes: c.sizeBytes,
+          });
+          rec.created.push(c.volume);
+          this.#incoming.save(rec);
+        }
+        const volumes = this.#volumesOf(spec);
+        const vm = await VmProcess.launch(
+          this.#binary,
+          spec,
+          volumes,
+          vmPaths(this.#opts.stateDir, spec.id),
+          this.#accel,
+          this.#hooks(),
+          { incoming: true },
+        );
+        vm.hold(incomingHold);
+        this.#vms.set(vm.id, vm);
+        const made = (ref: VolumeRef) => rec.created.some((c) => c.pool === ref.pool && c.path === ref.path);
+        // Filled over NBD: exactly the drives whose volumes were made empty for this migration.
+        const drives: ExportedDrive[] = spec.disks.flatMap((d, i) =>
+          made(d.volume)
+            ? [
+                {
+                  node: diskNodes(diskSlot(d, i)).format,
+                  file: volumes.disks[i],
+                  format: d.format,
+                  readonly: d.readonly,
+                },
+              ]
+            : [],
+        );
+        if (spec.seed && volumes.seed && made(spec.seed))
+          drives.push({ node: 'seed', file: volumes.seed, format: 'raw', readonly: true });
+        const stateFile = req.stateFile ? resolveVolume(this.#opts.pools, req.stateFile) : null;
+        const answer = await listenIncoming(vm, req, rec, stateFile, drives);
+        this.#incoming.save(rec);
+        this.#opts.log.info(
+          { vm: spec.id, mode: req.mode, storage: req.storage },
+          'waiting for an incoming VM',
+        );
+        return answer;
+      } catch (err) {
+        await this.#abortIncoming(spec.id).catch((e) =>
+          this.#opts.log.error({ vm: spec.id, err: e }, 'cleaning up a failed incoming migration failed'),
+        );
+        throw err;
+      }
+    });
+  }
+
+  finishIncoming(id: string): Promise<FinishIncomingResult> {
+    return this.#exclusive(id, async () => {
+      const rec = this.#incoming.get(id);
+      const vm = this.#vms.get(id);
+      if (!rec) {
+        const resumedAt = this.#resumed.get(id);
+        if (vm && resumedAt !== undefined) return { vm: vm.snapshot(), resumedAt };
+        throw new TernError('not_found', `no incoming migration of VM ${id} on this host`);
+      }
+      if (!vm) throw new TernError('hypervisor_error', `the incoming VM ${id} is not running on this host`);
+      const { resumedAt } = await resumeIncoming(vm, rec, 10 * 60_000);
+      if (rec.stateFile) deleteVolume(this.#opts.pools, rec.stateFile);
+      this.#incoming.drop(id);
+      this.#resumed.set(id, resumedAt);
+      this.#opts.log.info({ vm: id }, 'incoming VM runs');
+      return { vm: vm.snapshot(), resumedAt };
+    });
+  }
+
+  abortIncoming(id: string): Promise<void> {
+    return this.#exclusive(id, () => this.#abortIncoming(id));
+  }
+
+  async #abortIncoming(id: string): Promise<void> {
+    const rec = this.#incoming.get(id);
+    const vm = this.#vms.get(id);
+    if (!rec) {
+      if (vm)
+        throw new TernError(
+          'conflict',
+          `VM ${vm.spec.name} runs on this host; it is not an incoming migration`,
+        );
+      return;
+    }
+    if (vm) {
+      // Once its guest ran here, this is the only copy of the VM: never end it as an abort.
+      if (vm.state === 'running' && !vm.held)
+        throw new TernError('conflict', `VM ${vm.spec.name} runs on this host already`);
+      await vm.release();
+      this.#vms.delete(id);
+      this.events.emit('gone', id);
+    }
+    for (const ref of rec.created) deleteVolume(this.#opts.pools, ref);
+    this.#incoming.drop(id);
+    this.#opts.log.info({ vm: id }, 'aborted an incoming migration');
+  }
+
+  async migrate(
+    id: string,
+    req: MigrateRequest,
+    progress: (r: MigrationReport) => void,
+    signal: AbortSignal,
+  ): Promise<MigrationDone> {
+    const vm = this.#running(id);
+    return this.#exclusive(id, () =>
+      migrateOut(
+        vm,
+        req,
+        { pools: this.#opts.pools, sharedPools: this.#opts.sharedPools ?? [], log: this.#opts.log },
+        progress,
+        signal,
+      ),
+    );
+  }
+
+  releaseMigrated(id: string): Promise<void> {
+    return this.#exclusive(id, async () => {
+      const vm = this.#vms.get(id);
+      if (!vm) {
+        this.#dropStopped(id);
+        return;
+      }
+      // Only a copy whose state went elsewhere may be ended here: QEMU's word, asked afresh.
+      const { status } = await vm.monitor<{ status: string }>('query-status');
+      if (status !== 'postmigrate') {
+        throw new TernError(
+          'conflict',
+          `VM ${vm.spec.name} has not migrated away (it is ${status}); not ending it`,
+        );
+      }
+      await vm.release();
+      this.#vms.delete(id);
+      this.#dropStopped(id);
+      this.events.emit('gone', id);
+      this.#opts.log.info({ vm: id }, 'released a VM that migrated away');
+    });
+  }
+
+  async moveDisk(
+    id: string,
+    req: MoveDiskRequest,
+    progress: (r: MigrationReport) => void,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const vm = this.#running(id);
+    return this.#exclusive(id, async () => {
+      const disk = vm.spec.disks[req.index];
+      if (!disk) throw new TernError('not_found', `VM ${vm.spec.name} has no disk ${req.index}`);
+      if (disk.readonly)
+        throw new TernError('invalid_request', `disk ${req.index} is read-only; copy its volume`);
+      if (vm.state !== 'running') throw new TernError('conflict', `VM ${vm.spec.name} is ${vm.state}`);
+      const pools = this.#opts.pools;
+      const info = await volumeInfo(pools, disk.volume);
+      await createVolume(pools, { volume: req.target, format: disk.format, sizeBytes: info.virtualBytes });
+      try {
+        await moveDiskRunning(
+          vm,
+          req.index,
+          { file: resolveVolume(pools, req.target), format: disk.format },
+          progress,
+          signal,
+        );
+      } catch (err) {
+        deleteVolume(pools, req.target);
+        throw err;
+      }
+      const disks = vm.spec.disks.map((d, i) =>
+        i === req.index ? { ...d, volume: req.target, slot: diskSlot(d, i) } : d,
+      );
+      vm.updateSpec({ ...vm.spec, disks });
+      this.#opts.log.info({ vm: id, index: req.index, to: req.target }, 'moved a disk');
+    });
   }
 
   async consoleTail(id: string, maxBytes: number): Promise<string> {

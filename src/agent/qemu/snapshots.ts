@@ -11,7 +11,6 @@
 import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { diskSlot } from '../../wire/vm.ts';
-import { diskNodes } from './command-line.ts';
 import type { VmProcess } from './vm-process.ts';
 
 export interface SnapshotResult {
@@ -20,7 +19,7 @@ export interface SnapshotResult {
 
 function writableDisks(vm: VmProcess): string[] {
   return vm.spec.disks.flatMap((d, i) =>
-    d.readonly || d.format !== 'qcow2' ? [] : [diskNodes(diskSlot(d, i)).format],
+    d.readonly || d.format !== 'qcow2' ? [] : [vm.blockNodes(diskSlot(d, i)).format],
   );
 }
 

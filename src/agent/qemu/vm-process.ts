@@ -12,7 +12,13 @@ import type { Logger } from '../../log.ts';
 import type { AgentVm, AgentVmState, VmAction } from '../../wire/agent.ts';
 import { emptyGuestInfo, type GuestInfo, type VmSpec } from '../../wire/vm.ts';
 import type { AcceleratorChoice } from './accelerator.ts';
-import { buildCommandLine, type ResolvedVolumes, type RuntimePaths } from './command-line.ts';
+import {
+  buildCommandLine,
+  diskNodes,
+  type LaunchOptions,
+  type ResolvedVolumes,
+  type RuntimePaths,
+} from './command-line.ts';
 import {
   sanitizeDisks,
   sanitizeHostname,
@@ -29,6 +35,8 @@ export interface VmPaths extends RuntimePaths {
   qemuLog: string;
   /** Present while we are stopping QEMU on purpose, so a later agent knows the exit was wanted. */
   quitting: string;
+  /** Block nodes of disks that moved to another volume while the VM ran (see blockNodes). */
+  nodes: string;
 }
 
 /** Unix socket paths are limited to 107 bytes by the kernel. */
@@ -45,6 +53,7 @@ export function vmPaths(stateDir: string, id: string): VmPaths {
     serial: path.join(runDir, 'serial.sock'),
     pidfile: path.join(runDir, 'qemu.pid'),
     quitting: path.join(runDir, 'quitting'),
+    nodes: path.join(runDir, 'nodes.json'),
     consoleLog: path.join(logDir, 'console.log'),
     qemuLog: path.join(logDir, 'qemu.log'),
   };
@@ -117,6 +126,22 @@ function readPid(file: string): number | null {
 
 const runtimeStates: Record<string, AgentVmState> = { running: 'running', shutdown: 'shutdown' };
 
+/** Why a VM is paused, for QEMU run states other than a pause by request or an I/O error. */
+const pauseReasons: Record<string, string> = {
+  inmigrate: 'incoming migration',
+  postmigrate: 'migrated to another host',
+  'finish-migrate': 'migration switchover',
+  prelaunch: 'not started yet',
+  'restore-vm': 'restoring its state',
+  'save-vm': 'saving its state',
+};
+
+/** What `quitting` holds when the VM left for another host: a later agent keeps no record. */
+const released = 'released';
+
+export type DiskNodes = ReturnType<typeof diskNodes>;
+type MovedNodes = Record<string, { file: string; format: string }>;
+
 export class VmProcess {
   readonly id: string;
   #spec: VmSpec;
@@ -133,6 +158,14 @@ export class VmProcess {
   #timer: NodeJS.Timeout | null = null;
   #pings = 0;
   #closing = false;
+  /** Ending on purpose without leaving a record (the VM lives on another host now). */
+  #forgotten = false;
+  /** QEMU's own run state, finer than `state` (e.g. inmigrate, postmigrate). */
+  #status = 'running';
+  /** While set, the guest may not be resumed except by the one who set it (an incoming migration). */
+  #hold: string | null = null;
+  #nodes: MovedNodes = {};
+  readonly #listeners = new Set<(e: QmpEvent) => void>();
 
   private constructor(spec: VmSpec, paths: VmPaths, hooks: VmHooks) {
     this.id = spec.id;
@@ -144,6 +177,53 @@ export class VmProcess {
 
   get spec(): VmSpec {
     return this.#spec;
+  }
+
+  /** QEMU's run state as last seen (running, paused, inmigrate, postmigrate, ...). */
+  get status(): string {
+    return this.#status;
+  }
+
+  /**
+   * The block nodes of the disk in `slot`. They follow the slot (command-line.ts), except for
+   * a disk moved to another volume while the VM runs: QEMU cannot rename nodes, so the new
+   * ones are recorded here until QEMU ends.
+   */
+  blockNodes(slot: number): DiskNodes {
+    const moved = this.#nodes[String(slot)];
+    return moved ? { ...diskNodes(slot), ...moved } : diskNodes(slot);
+  }
+
+  setBlockNodes(slot: number, nodes: { file: string; format: string } | null): void {
+    const next = { ...this.#nodes };
+    if (nodes) next[String(slot)] = nodes;
+    else delete next[String(slot)];
+    fs.writeFileSync(`${this.paths.nodes}.new`, JSON.stringify(next));
+    fs.renameSync(`${this.paths.nodes}.new`, this.paths.nodes);
+    this.#nodes = next;
+  }
+
+  /** Keeps the guest from being resumed (by request or by QEMU) until `release` is called. */
+  hold(reason: string | null): void {
+    this.#hold = reason;
+    if (this.#state === 'paused') this.#applyStatus(this.#status);
+    this.#emit();
+  }
+
+  get held(): string | null {
+    return this.#hold;
+  }
+
+  /** Reads QEMU's run state afresh (after a change that sends no event, e.g. a migration's end). */
+  async refreshState(): Promise<void> {
+    await this.#refreshStatus();
+    this.#emit();
+  }
+
+  /** Every QMP event of this VM, for as long as the returned function is not called. */
+  onEvent(listener: (e: QmpEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   /** Records a changed spec (a disk added or removed while running) for a later agent. */
@@ -199,12 +279,13 @@ export class VmProcess {
     paths: VmPaths,
     accel: AcceleratorChoice,
     hooks: VmHooks,
+    launch: LaunchOptions = {},
   ): Promise<VmProcess> {
     fs.rmSync(paths.runDir, { recursive: true, force: true });
     fs.mkdirSync(paths.runDir, { recursive: true, mode: 0o700 });
     fs.mkdirSync(path.dirname(paths.qemuLog), { recursive: true });
     fs.writeFileSync(paths.spec, JSON.stringify(spec));
-    const args = buildCommandLine(spec, volumes, paths, accel);
+    const args = buildCommandLine(spec, volumes, paths, accel, launch);
     const logFd = fs.openSync(paths.qemuLog, 'a');
     fs.writeSync(logFd, `--- ${new Date().toISOString()} starting ${binary} ${args.join(' ')}\n`);
     const logStart = fs.fstatSync(logFd).size;
@@ -270,11 +351,18 @@ export class VmProcess {
       return null;
     }
     const vm = new VmProcess(spec, paths, hooks);
+    try {
+      vm.#nodes = JSON.parse(fs.readFileSync(paths.nodes, 'utf8')) as MovedNodes;
+    } catch {
+      // No disk moved while it ran.
+    }
     const pid = readPid(paths.pidfile);
     vm.#startedAt = fs.existsSync(paths.pidfile) ? fs.statSync(paths.pidfile).mtime.toISOString() : null;
     if (pid === null || !pidAlive(pid) || !isOurQemu(pid, paths.qmp)) {
       if (fs.existsSync(paths.quitting)) {
+        const wasReleased = fs.readFileSync(paths.quitting, 'utf8') === released;
         fs.rmSync(paths.runDir, { recursive: true, force: true });
+        if (wasReleased) return null;
         hooks.stopped({ ...vm.snapshot(), state: 'stopped', startedAt: null });
         return null;
       }
@@ -321,19 +409,22 @@ export class VmProcess {
   #applyStatus(status: string): void {
     const state = runtimeStates[status] ?? 'paused';
     this.#state = state;
+    this.#status = status;
     if (state === 'paused') {
       this.#reason =
-        status === 'paused'
+        this.#hold ??
+        (status === 'paused'
           ? 'paused by request'
           : status === 'io-error'
             ? (this.#reason ?? 'disk I/O error')
-            : status;
+            : (pauseReasons[status] ?? status));
     } else {
       this.#reason = state === 'shutdown' ? 'the guest powered off' : null;
     }
   }
 
   #onEvent(e: QmpEvent): void {
+    for (const listener of this.#listeners) listener(e);
     switch (e.event) {
       case 'STOP':
       case 'RESUME':
@@ -493,6 +584,9 @@ export class VmProcess {
         await qmp.execute('stop');
         break;
       case 'resume':
+        // A `cont` before an incoming migration's state arrived would start the guest as
+        // soon as it does, behind the back of whoever decides which copy runs.
+        if (this.#hold) throw new TernError('conflict', `VM ${this.spec.name} is held: ${this.#hold}`);
         await qmp.execute('cont');
         break;
       case 'guest-shutdown':
@@ -511,11 +605,25 @@ export class VmProcess {
     if (action === 'pause' || action === 'resume') await this.#refreshStatus();
   }
 
+  /**
+   * Ends QEMU and leaves no record behind: no stopped VM for the host to report, neither now
+   * nor after an agent restart. For a VM that lives on another host now, or never ran here.
+   */
+  async release(): Promise<void> {
+    this.#forgotten = true;
+    this.#hold = null;
+    if (this.#state === 'crashed') {
+      this.discard();
+      return;
+    }
+    await this.#quit();
+  }
+
   /** Ends QEMU at once (force off), waiting until the process is really gone. */
   async #quit(): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
-    fs.writeFileSync(this.paths.quitting, '');
+    fs.writeFileSync(this.paths.quitting, this.#forgotten ? released : '');
     try {
       await this.#qmp?.execute('quit', undefined, 5000);
     } catch {
@@ -544,6 +652,7 @@ export class VmProcess {
     this.#pid = null;
     this.#guest = emptyGuestInfo();
     fs.rmSync(this.paths.runDir, { recursive: true, force: true });
+    if (this.#forgotten) return;
     this.#hooks.stopped({ ...this.snapshot(), startedAt: null });
     this.#emit();
   }
@@ -570,6 +679,8 @@ export class VmProcess {
   }
 
   #markCrashed(why: string): void {
+    // A target QEMU ends when its incoming migration fails: expected, and said so.
+    if (this.#hold) why = `${this.#hold} failed: ${why}`;
     const last = lastLines(this.paths.qemuLog, 3);
     this.#stopTimers();
     this.#state = 'crashed';

@@ -14,6 +14,8 @@ const vm = (state: Vm['state'], stateReason: string | null): Vm => ({
   clientMachineId: null,
   vcpus: 1,
   memoryMiB: 256,
+  cpuMode: 'compat',
+  cpuModel: 'qemu64',
   disks: [],
   nics: [],
   guest: emptyGuestInfo(),

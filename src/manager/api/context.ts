@@ -31,7 +31,7 @@ export interface ApiServices extends VmDeps {
   imagePools: ImagePoolStore;
   joinTokens: JoinTokens;
   /** Where agents join, and the CA fingerprint they pin. */
-  cluster: { url: string; caFingerprint: string };
+  joining: { url: string; caFingerprint: string };
   /** Largest image upload accepted (default: maxUploadBytes()). */
   maxUploadBytes?: number;
 }

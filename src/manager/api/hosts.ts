@@ -41,7 +41,7 @@ export function hostRoutes(app: App, s: ApiServices): void {
       },
     },
     async (req, reply) => {
-      const token = await s.joinTokens.create(req.body.name, s.cluster.caFingerprint, s.cluster.url);
+      const token = await s.joinTokens.create(req.body.name, s.joining.caFingerprint, s.joining.url);
       return reply.code(201).send(token);
     },
   );

@@ -1,10 +1,11 @@
 /** /api/v1/vms: the VM inventory and VM creation and deletion. */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Type } from 'typebox';
-import { TernError } from '../../errors.ts';
 import { ErrorBody, Name, Page, PageQuery } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
 import { CreateVmRequest, PowerState, Vm } from '../../wire/vm.ts';
+import { groupsNamed, joinGroups } from '../cluster/groups.ts';
+import { baselineOf, existingPool } from '../cluster/inventory.ts';
 import { createTask } from '../vms/create.ts';
 import { deleteTask } from '../vms/delete.ts';
 import { planVm, randomMac } from '../vms/plan.ts';
@@ -66,22 +67,44 @@ export function vmRoutes(app: App, s: ApiServices): void {
     },
     async (req, reply) => {
       const template = req.body.template ? await s.templates.get(req.body.template) : null;
-      const host = await s.hosts.pickHost();
-      const pool = host.facts?.pools[0]?.name;
-      if (!pool) throw new TernError('unavailable', `host ${host.name} reports no storage pool`);
-      if (req.body.pool && !host.facts?.pools.some((p) => p.name === req.body.pool)) {
-        throw new TernError(
-          'not_found',
-          `storage pool ${req.body.pool} does not exist on host ${host.name}`,
-          {
-            field: 'pool',
-          },
-        );
-      }
       const id = randomUUID();
       const clientMachineId = randomUUID();
-      const plan = planVm(req.body, template, id, pool, () => randomMac(randomBytes), clientMachineId);
-      const vm = await s.store.insert(newVmRow(plan, host.id, template?.name ?? null, clientMachineId));
+      const snapshot = await s.placer.snapshot();
+      const cpuMode = req.body.cpuMode ?? 'compat';
+      const groups = await groupsNamed(s.db, req.body.groups ?? []);
+      // The pool decides the disks' place before a host is chosen: the one asked for, the
+      // template's, or the usual local one.
+      const plan = planVm(
+        req.body,
+        template,
+        id,
+        defaultPool(snapshot),
+        () => randomMac(randomBytes),
+        clientMachineId,
+      );
+      const diskPool = plan.volumes[0]?.volume.pool ?? req.body.pool ?? 'local';
+      const templateHost = template ? await s.templates.hostOf(template.name) : null;
+      const hostId = await s.placer.choose(
+        {
+          vcpus: plan.spec.vcpus,
+          memoryMiB: plan.spec.memoryMiB,
+          // Disks are thin: only a full clone takes its template's size at once.
+          diskBytes: req.body.full && template ? template.diskSizeBytes : 0,
+          pools: [
+            diskPool,
+            ...(template && templateHost ? [existingPool(snapshot, templateHost, template.disk)] : []),
+          ],
+          cpu: cpuMode === 'host' ? { mode: 'host' } : { mode: 'compat', model: baselineOf(snapshot).model },
+          groups,
+        },
+        snapshot,
+        `VM ${req.body.name}`,
+      );
+      plan.spec.cpuModel = cpuMode === 'host' ? 'host' : baselineOf(snapshot).model;
+      const vm = await s.store.insert(
+        newVmRow(plan, hostId, template?.name ?? null, clientMachineId, null, cpuMode),
+      );
+      await joinGroups(s.db, id, groups);
       try {
         const task = await s.tasks.submit(
           create,
@@ -147,4 +170,10 @@ export function vmRoutes(app: App, s: ApiServices): void {
       return { text: await s.hosts.client(row.hostId).console(row.id, req.query.bytes ?? 16384) };
     },
   );
+}
+
+/** Where a VM without a pool or template gets its disks: `local`, or the pool every host has. */
+function defaultPool(snapshot: { hosts: { pools: readonly { name: string }[] }[] }): string {
+  const first = snapshot.hosts[0]?.pools[0]?.name;
+  return snapshot.hosts.some((h) => h.pools.some((p) => p.name === 'local')) || !first ? 'local' : first;
 }

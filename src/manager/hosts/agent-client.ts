@@ -12,7 +12,13 @@ import {
   agentProtocolVersion,
   type CreateSeedRequest,
   type CreateVolumeRequest,
+  type FinishIncomingResult,
   type ImportVolumeRequest,
+  type IncomingMigration,
+  type IncomingMigrationRequest,
+  type MigrateRequest,
+  type MigrationReport,
+  type MoveDiskRequest,
   protocolHeader,
   type ResizeVolumeRequest,
   type VmAction,
@@ -22,6 +28,7 @@ import {
 import type { ImportedImage, ImportImageRequest, UploadResult } from '../../wire/image.ts';
 import type { DiskSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
 import { type ImportProgress, importOnAgent, uploadToAgent } from './image-transfer.ts';
+import { followOnAgent, type MigrationDone } from './migration-transfer.ts';
 
 /** How the manager reaches one agent: its address and a mutual-TLS fetch bound to that host. */
 export interface AgentTransport {
@@ -166,6 +173,55 @@ export class AgentClient {
     signal?: AbortSignal,
   ): Promise<UploadResult> {
     return uploadToAgent(this.transport, ref, body, length, signal);
+  }
+
+  /** Migration target: start the VM waiting for its state (docs/agent-protocol.md, "Migration"). */
+  async prepareIncoming(req: IncomingMigrationRequest): Promise<IncomingMigration> {
+    // Creating empty volumes and starting QEMU: well within a few minutes even on slow storage.
+    return this.#call<IncomingMigration>('POST', '/agent/v1/migrations/incoming', req, 300_000);
+  }
+
+  /** Migration target: the state arrived (or arrives now); run the guest. */
+  async finishIncoming(id: string): Promise<FinishIncomingResult> {
+    return this.#call<FinishIncomingResult>(
+      'POST',
+      `/agent/v1/migrations/incoming/${id}/finish`,
+      undefined,
+      660_000,
+    );
+  }
+
+  /** Migration target: end the waiting VM and remove what was made for it; idempotent. */
+  async abortIncoming(id: string): Promise<void> {
+    await this.#call('DELETE', `/agent/v1/migrations/incoming/${id}`, undefined, 120_000);
+  }
+
+  /**
+   * Migration source: sends the VM, reporting progress; resolves with the `done` report, or
+   * throws the agent's error. Aborting `signal` cancels the migration (the VM stays here).
+   */
+  migrate(
+    id: string,
+    req: MigrateRequest,
+    onReport: (r: MigrationReport) => void,
+    signal: AbortSignal,
+  ): Promise<MigrationDone> {
+    return followOnAgent(this.transport, `/agent/v1/vms/${id}/migrate`, req, onReport, signal);
+  }
+
+  /** Migration source, once the target runs the VM: end the stopped copy and forget it. */
+  async releaseMigrated(id: string): Promise<void> {
+    await this.#call('POST', `/agent/v1/vms/${id}/release`, undefined, 60_000);
+  }
+
+  /** Moves a running VM's disk to a new volume on its host, reporting progress. */
+  moveDisk(
+    id: string,
+    req: MoveDiskRequest,
+    onReport: (r: MigrationReport) => void,
+    signal: AbortSignal,
+  ): Promise<MigrationDone> {
+    return followOnAgent(this.transport, `/agent/v1/vms/${id}/disks/move`, req, onReport, signal);
   }
 
   /** Imports a disk image or ISO into a pool; as long as it takes, with progress. */

@@ -45,7 +45,7 @@ export async function buildClusterEndpoint(opts: ClusterEndpointOptions): Promis
   /** The current host whose certificate the caller presented. */
   const callingHost = async (req: FastifyRequest): Promise<Host> => {
     const peer = peerOf(req.raw.socket as TLSSocket);
-    if (!peer || peer.role !== 'tern-host') {
+    if (peer?.role !== 'tern-host') {
       throw new TernError('unauthorized', 'a host certificate from this cluster is required');
     }
     return opts.hosts.byCertificate(peer.fingerprint);

@@ -17,7 +17,8 @@ export interface ImportProgress {
 /** The agent sends a line at least every 5 s; this much silence means it is gone. */
 const importSilenceMs = 60_000;
 
-async function errorOf(res: Response, peer: string): Promise<TernError> {
+/** An agent's error answer as the TernError it describes. */
+export async function errorOf(res: Response, peer: string): Promise<TernError> {
   const text = await res.text().catch(() => '');
   let body: unknown = null;
   try {
@@ -28,7 +29,8 @@ async function errorOf(res: Response, peer: string): Promise<TernError> {
   return TernError.fromBody(body, `${peer} answered ${res.status}`);
 }
 
-function unreachable(url: string, err: unknown, signal?: AbortSignal): TernError {
+/** A failed request to an agent: cancelled by us, or the agent could not be reached. */
+export function unreachable(url: string, err: unknown, signal?: AbortSignal): TernError {
   if (signal?.aborted) return new TernError('cancelled', 'the transfer was cancelled');
   const e = err as Error;
   return new TernError(

@@ -7,7 +7,6 @@
  */
 import { createHash, createPublicKey, randomBytes, randomUUID, timingSafeEqual, verify } from 'node:crypto';
 import { TernError } from '../../errors.ts';
-import type { ClusterCa } from '../../pki/ca.ts';
 import { type JoinRequest, type JoinResult, type JoinToken, joinProof } from '../../wire/host.ts';
 import { type Db, now } from '../db/database.ts';
 

@@ -27,6 +27,8 @@ export class HostRegistry {
   readonly #fingerprints = new Map<string, string | null>();
   readonly #identity: Identity;
   readonly #onlineWaiters: ((host: Host) => void)[] = [];
+  /** Hosts whose event stream is up right now. */
+  readonly #connected = new Set<string>();
 
   constructor(db: Db, vms: VmStore, log: Logger, identity: Identity) {
     this.#db = db;
@@ -127,6 +129,17 @@ export class HostRegistry {
       .executeTakeFirst();
     if (!row) throw new TernError('forbidden', 'this certificate belongs to no host of the cluster');
     return this.get(row.name);
+  }
+
+  /** Maintenance on and off; online and offline follow the link to the agent. */
+  async setState(hostId: string, state: HostState): Promise<void> {
+    await this.#db.updateTable('hosts').set({ state }).where('id', '=', hostId).execute();
+  }
+
+  /** Leaves maintenance: online if the agent's link is up, offline until it is. */
+  async endMaintenance(hostId: string): Promise<Host> {
+    await this.setState(hostId, this.#connected.has(hostId) ? 'online' : 'offline');
+    return this.get(hostId);
   }
 
   /** A host's own heartbeat over the cluster endpoint (the event stream has its own). */
@@ -252,6 +265,8 @@ export class HostRegistry {
       .where('id', '=', row.id)
       .executeTakeFirst();
     if (!current) return;
+    if (up) this.#connected.add(row.id);
+    else this.#connected.delete(row.id);
     if (up) {
       if (current.state === 'offline') {
         await this.#db

@@ -51,6 +51,16 @@ export class TemplateStore {
     );
   }
 
+  /** The host the template's disk was made on. */
+  async hostOf(name: string): Promise<string | null> {
+    const row = await this.#db
+      .selectFrom('templates')
+      .select('hostId')
+      .where('name', '=', name)
+      .executeTakeFirst();
+    return row?.hostId ?? null;
+  }
+
   /** Names of the VMs whose disks are overlays on this template's disk. */
   async linkedClones(name: string): Promise<string[]> {
     const rows = await this.#db

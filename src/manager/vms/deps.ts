@@ -1,13 +1,17 @@
 /** What the VM tasks need from the rest of the manager. */
 import { TernError } from '../../errors.ts';
 import type { VmSpec } from '../../wire/vm.ts';
+import type { Placer } from '../cluster/placer.ts';
+import type { Db } from '../db/database.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { HostRegistry } from '../hosts/registry.ts';
 import type { TemplateStore } from '../library/templates.ts';
 import type { VmStore } from './store.ts';
 
 export interface VmDeps {
+  db: Db;
   store: VmStore;
+  placer: Placer;
   hosts: HostRegistry;
   templates: TemplateStore;
   bus: EventBus;

@@ -8,6 +8,7 @@ import type { VmAction } from '../../wire/agent.ts';
 import type { Vm, VmSpec } from '../../wire/vm.ts';
 import type { TaskContext, TaskKind } from '../tasks/engine.ts';
 import { loadVm, type VmDeps } from './deps.ts';
+import { hostForStart } from './start-host.ts';
 import { isState, waitForVm } from './wait.ts';
 
 export interface VmParams {
@@ -25,15 +26,19 @@ export interface RebootParams extends VmParams {
 
 /** Starts a VM and waits until its host reports it running. Idempotent. */
 export async function startVm(deps: VmDeps, ctx: TaskContext, vmId: string): Promise<Vm> {
-  const { row, agent } = await loadVm(deps, vmId);
+  const { row } = await loadVm(deps, vmId);
   if (row.state === 'creating') throw new TernError('conflict', `VM ${row.name} is still being created`);
-  if (deps.beforeStart && (row.state === 'stopped' || row.state === 'crashed' || row.state === 'missing')) {
-    await deps.beforeStart(vmId);
-  }
-  const spec = JSON.parse(row.spec) as VmSpec;
-  await ctx.log(`asking host to start ${spec.vcpus} vCPU, ${spec.memoryMiB} MiB`);
-  const reported = await agent.runVm(spec);
-  await deps.store.applyReport(row.hostId!, vmId, reported);
+  const stopped = row.state === 'stopped' || row.state === 'crashed' || row.state === 'missing';
+  if (deps.beforeStart && stopped) await deps.beforeStart(vmId);
+  // A VM that runs already stays where it is; a stopped one goes where placement allows.
+  const { hostId, spec } = stopped
+    ? await hostForStart(deps, await deps.store.row(vmId))
+    : { hostId: row.hostId!, spec: JSON.parse(row.spec) as VmSpec };
+  if (hostId !== row.hostId)
+    await ctx.log(`its host cannot take it now; starting on ${(await deps.hosts.get(hostId)).name}`);
+  await ctx.log(`asking host to start ${spec.vcpus} vCPU, ${spec.memoryMiB} MiB, CPU ${spec.cpuModel}`);
+  const reported = await deps.hosts.client(hostId).runVm(spec);
+  await deps.store.applyReport(hostId, vmId, reported);
   return waitForVm(deps.bus, deps.store, vmId, isState('running', 'paused'), 30_000, ctx.signal, 'start');
 }
 

@@ -27,6 +27,7 @@ export function newVmRow(
   template: string | null,
   clientMachineId: string,
   imagePool: { pool: string; version: number } | null = null,
+  cpuMode: 'compat' | 'host' = 'compat',
 ): VmTable {
   return {
     id: plan.spec.id,
@@ -39,7 +40,7 @@ export function newVmRow(
     clientMachineId,
     imagePool: imagePool?.pool ?? null,
     poolVersion: imagePool?.version ?? null,
-    cpuMode: 'compat',
+    cpuMode,
     spec: JSON.stringify(plan.spec),
     diskSizes: JSON.stringify(plan.diskSizes),
     guest: JSON.stringify(emptyGuestInfo()),
@@ -80,6 +81,8 @@ export class VmStore {
       clientMachineId: row.clientMachineId,
       vcpus: spec.vcpus,
       memoryMiB: spec.memoryMiB,
+      cpuMode: row.cpuMode as Vm['cpuMode'],
+      cpuModel: spec.cpuModel,
       disks: spec.disks.map((d, i) => ({ ...d, sizeBytes: sizes[i] ?? 0 })),
       nics: spec.nics,
       guest,
@@ -162,6 +165,7 @@ export class VmStore {
   }
 
   async remove(id: string): Promise<void> {
+    await this.#db.deleteFrom('placementGroupMembers').where('vmId', '=', id).execute();
     await this.#db.deleteFrom('vms').where('id', '=', id).execute();
     this.#bus.publish({ type: 'vm.deleted', id });
   }

@@ -1,0 +1,69 @@
+/**
+ * Storage migration on one host: a running VM's disk mirrored to a new volume (another pool),
+ * then switched over with `job-complete` once the copy is in sync. The old volume is left
+ * in place for the caller to delete. QEMU cannot rename block nodes, so the new ones get
+ * names of their own, recorded by the VM process (blockNodes) until QEMU ends.
+ */
+import { TernError } from '../../errors.ts';
+import type { MigrationReport } from '../../wire/agent.ts';
+import { diskSlot } from '../../wire/vm.ts';
+import { endJobs, waitReady } from './disk-mirror.ts';
+import type { VmProcess } from './vm-process.ts';
+
+export async function moveDiskRunning(
+  vm: VmProcess,
+  index: number,
+  target: { file: string; format: 'qcow2' | 'raw' },
+  progress: (r: MigrationReport) => void,
+  signal: AbortSignal,
+): Promise<{ file: string; format: string }> {
+  const disk = vm.spec.disks[index];
+  const slot = diskSlot(disk, index);
+  const from = vm.blockNodes(slot);
+  // Unique per move, short enough for QEMU's 31-character node names.
+  const tag = Date.now().toString(36);
+  const to = { file: `disk${slot}-${tag}-file`, format: `disk${slot}-${tag}` };
+  const job = `move-disk${slot}`;
+  await vm.monitor('blockdev-add', {
+    driver: 'file',
+    filename: target.file,
+    'node-name': to.file,
+    discard: 'unmap',
+  });
+  let switched = false;
+  try {
+    await vm.monitor('blockdev-add', {
+      driver: target.format,
+      file: to.file,
+      'node-name': to.format,
+      discard: 'unmap',
+    });
+    await vm.monitor('blockdev-mirror', {
+      'job-id': job,
+      device: from.format,
+      target: to.format,
+      sync: 'full',
+    });
+    const check = () => (signal.aborted ? new TernError('cancelled', 'the disk move was cancelled') : null);
+    await waitReady(vm, [job], check, progress);
+    const check2 = check();
+    if (check2) throw check2;
+    const errors = await endJobs(vm, [job], 'complete');
+    if (errors.length > 0)
+      throw new TernError('hypervisor_error', `switching to the copy failed: ${errors.join('; ')}`);
+    switched = true;
+  } catch (err) {
+    await endJobs(vm, [job], 'force-cancel').catch(() => []);
+    await vm.monitor('blockdev-del', { 'node-name': to.format }).catch(() => {});
+    await vm.monitor('blockdev-del', { 'node-name': to.file }).catch(() => {});
+    throw err;
+  } finally {
+    if (switched) {
+      // The old nodes hang on nothing now; closing them lets go of the old volume.
+      await vm.monitor('blockdev-del', { 'node-name': from.format }).catch(() => {});
+      await vm.monitor('blockdev-del', { 'node-name': from.file }).catch(() => {});
+    }
+  }
+  vm.setBlockNodes(slot, to);
+  return to;
+}

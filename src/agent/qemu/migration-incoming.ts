@@ -1,0 +1,215 @@
+/**
+ * The target side of a migration: a QEMU started from the VM's spec with `-incoming defer -S`,
+ * told where its state comes from (a TCP port, or a state file for a quick migration), with
+ * NBD exports of its freshly made disks when storage is mirrored. The guest never runs before
+ * `finish`: QEMU is started with its CPUs stopped, the VM is held against a `resume`, and the
+ * disks are activated (image locks taken) only by the final `cont` (`late-block-activate`).
+ *
+ * What was made for an incoming migration (the volumes, the state file to remove) is recorded
+ * in `<state>/incoming/<id>.json`, so a restarted agent can still finish or abort it.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { TernError } from '../../errors.ts';
+import type { IncomingMigration, IncomingMigrationRequest, NbdTarget } from '../../wire/agent.ts';
+import type { VolumeRef } from '../../wire/vm.ts';
+import { shellQuote } from './migration.ts';
+import { eventTime, gone, nextEvent, queryMigration } from './migration-info.ts';
+import type { VmProcess } from './vm-process.ts';
+
+export const incomingHold = 'incoming migration';
+
+export interface IncomingRecord {
+  id: string;
+  mode: IncomingMigrationRequest['mode'];
+  storage: IncomingMigrationRequest['storage'];
+  /** Volumes made for this migration: removed again if it is aborted. */
+  created: VolumeRef[];
+  /** Quick migration: removed once the guest runs here. */
+  stateFile: VolumeRef | null;
+  /** NBD exports (by id) and the extra writable nodes behind read-only drives' exports. */
+  exports: string[];
+  copies: string[];
+}
+
+/** The records of incoming migrations, one file each, written before anything is made. */
+export class IncomingRecords {
+  readonly #dir: string;
+  readonly #records = new Map<string, IncomingRecord>();
+
+  constructor(stateDir: string) {
+    this.#dir = path.join(stateDir, 'incoming');
+  }
+
+  load(): void {
+    fs.mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
+    for (const f of fs.readdirSync(this.#dir)) {
+      try {
+        const r = JSON.parse(fs.readFileSync(path.join(this.#dir, f), 'utf8')) as IncomingRecord;
+        if (typeof r.id === 'string' && Array.isArray(r.created)) this.#records.set(r.id, r);
+      } catch {
+        fs.rmSync(path.join(this.#dir, f), { force: true });
+      }
+    }
+  }
+
+  get(id: string): IncomingRecord | undefined {
+    return this.#records.get(id);
+  }
+
+  save(r: IncomingRecord): void {
+    const file = path.join(this.#dir, `${r.id}.json`);
+    fs.mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
+    fs.writeFileSync(`${file}.new`, JSON.stringify(r));
+    fs.renameSync(`${file}.new`, file);
+    this.#records.set(r.id, r);
+  }
+
+  drop(id: string): void {
+    fs.rmSync(path.join(this.#dir, `${id}.json`), { force: true });
+    this.#records.delete(id);
+  }
+}
+
+/** A drive of the target to fill over NBD: its node, file and whether the guest may write it. */
+export interface ExportedDrive {
+  node: string;
+  file: string;
+  format: 'qcow2' | 'raw';
+  readonly: boolean;
+}
+
+const hostInUri = (host: string) => (host.includes(':') ? `[${host}]` : host);
+
+/** A port that was free a moment ago on `host` (QEMU's NBD server cannot report the one it picked). */
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, host, () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function startNbd(
+  vm: VmProcess,
+  host: string,
+  drives: ExportedDrive[],
+  rec: IncomingRecord,
+): Promise<NbdTarget> {
+  let port = 0;
+  for (let attempt = 1; ; attempt++) {
+    port = await freePort(host).catch((err: Error) => {
+      throw new TernError('invalid_request', `cannot listen on ${host}: ${err.message}`);
+    });
+    try {
+      await vm.monitor('nbd-server-start', { addr: { type: 'inet', data: { host, port: String(port) } } });
+      break;
+    } catch (err) {
+      // Someone took the port between our probe and QEMU's bind: try another.
+      if (attempt >= 5) throw err;
+    }
+  }
+  for (const d of drives) {
+    let node = d.node;
+    if (d.readonly) {
+      // The guest's node of a read-only drive (the seed) cannot take writes; a second,
+      // writable node on the same file receives the copy and is removed before the guest runs.
+      node = `${d.node}-copy`;
+      await vm.monitor('blockdev-add', {
+        driver: d.format,
+        'node-name': node,
+        'read-only': false,
+        file: { driver: 'file', filename: d.file },
+      });
+      rec.copies.push(node);
+    }
+    const id = `mig-${d.node}`;
+    await vm.monitor('block-export-add', {
+      type: 'nbd',
+      id,
+      'node-name': node,
+      name: d.node,
+      writable: true,
+    });
+    rec.exports.push(id);
+  }
+  return { host, port, drives: drives.map((d) => d.node) };
+}
+
+/** Points the waiting QEMU at where its state comes from; answers where to send it. */
+export async function listenIncoming(
+  vm: VmProcess,
+  req: IncomingMigrationRequest,
+  rec: IncomingRecord,
+  stateFile: string | null,
+  drives: ExportedDrive[],
+): Promise<IncomingMigration> {
+  await vm.monitor('migrate-set-capabilities', {
+    capabilities: [
+      { capability: 'events', state: true },
+      { capability: 'late-block-activate', state: true },
+    ],
+  });
+  const nbd = req.storage === 'mirror' ? await startNbd(vm, req.listenHost, drives, rec) : null;
+  if (req.mode === 'quick') {
+    if (!stateFile) throw new TernError('invalid_request', 'a quick migration needs a stateFile');
+    if (!fs.existsSync(stateFile))
+      throw new TernError('not_found', `state file ${req.stateFile?.path} does not exist`);
+    const uri = `exec:exec cat ${shellQuote(stateFile)}`;
+    await vm.monitor('migrate-incoming', { uri });
+    return { uri, nbd };
+  }
+  // Port 0: QEMU picks a free port itself and reports it, so no other process can take it.
+  await vm.monitor('migrate-incoming', { uri: `tcp:${hostInUri(req.listenHost)}:0` });
+  const port = (await queryMigration(vm)).ports[0];
+  if (!port) throw new TernError('hypervisor_error', 'QEMU did not report the port it listens on');
+  return { uri: `tcp:${hostInUri(req.listenHost)}:${port}`, nbd };
+}
+
+/** Waits until the whole state has arrived (bounded), then stops the NBD server and runs the guest. */
+export async function resumeIncoming(
+  vm: VmProcess,
+  rec: IncomingRecord,
+  timeoutMs: number,
+): Promise<{ resumedAt: number }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const info = await queryMigration(vm);
+    if (info.status === 'completed') break;
+    if (info.status === 'failed' || info.status === 'cancelled')
+      throw new TernError('hypervisor_error', `the incoming migration ${info.status}: ${info.error ?? ''}`);
+    const stop = gone(vm);
+    if (stop) throw stop;
+    if (Date.now() > deadline)
+      throw new TernError('timeout', `the VM state did not arrive within ${Math.round(timeoutMs / 1000)} s`);
+    await nextEvent(vm, ['MIGRATION'], 500);
+  }
+  if (rec.exports.length > 0) {
+    for (const id of rec.exports) await vm.monitor('block-export-del', { id }).catch(() => {});
+    // Exports end asynchronously, once their clients are gone.
+    const until = Date.now() + 30_000;
+    for (;;) {
+      const left = await vm.monitor<unknown>('query-block-exports');
+      if (!Array.isArray(left) || left.length === 0) break;
+      if (Date.now() > until) throw new TernError('timeout', 'the NBD exports did not close within 30 s');
+      await nextEvent(vm, ['BLOCK_EXPORT_DELETED'], 250);
+    }
+    await vm.monitor('nbd-server-stop').catch(() => {});
+    for (const node of rec.copies) await vm.monitor('blockdev-del', { 'node-name': node });
+  }
+  let resumedAt: number | null = null;
+  const off = vm.onEvent((e) => {
+    if (e.event === 'RESUME') resumedAt ??= eventTime(e);
+  });
+  try {
+    vm.hold(null);
+    await vm.act('resume');
+  } finally {
+    off();
+  }
+  return { resumedAt: resumedAt ?? Date.now() };
+}

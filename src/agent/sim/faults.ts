@@ -1,0 +1,103 @@
+/**
+ * Fault controls of a simulated host: failing or hanging the next calls of a driver operation,
+ * and the host's reachability. The driver consults them at the start of every operation; the
+ * sim cluster harness follows `reachability` to cut the agent off the network.
+ */
+import { EventEmitter } from 'node:events';
+import { TernError } from '../../errors.ts';
+
+/** The driver operations a fault can be aimed at. */
+export type SimOperation =
+  | 'facts'
+  | 'run'
+  | 'act'
+  | 'forget'
+  | 'consoleTail'
+  | 'resizeDisk'
+  | 'attachDisk'
+  | 'detachDisk'
+  | 'snapshot'
+  | 'deleteSnapshot'
+  | 'prepareIncoming'
+  | 'finishIncoming'
+  | 'abortIncoming'
+  | 'migrate'
+  | 'releaseMigrated'
+  | 'moveDisk';
+
+interface Armed {
+  count: number;
+  error?: Error;
+}
+
+interface Hung {
+  op: SimOperation;
+  release: () => void;
+  fail: (err: Error) => void;
+}
+
+export class SimFaults {
+  /** `reachable` fires with the new value whenever the host drops off or comes back. */
+  readonly reachability = new EventEmitter<{ reachable: [boolean] }>();
+  readonly #failures = new Map<SimOperation, Armed>();
+  readonly #hangs = new Map<SimOperation, number>();
+  readonly #hung = new Set<Hung>();
+  #reachable = true;
+
+  get reachable(): boolean {
+    return this.#reachable;
+  }
+
+  setReachable(reachable: boolean): void {
+    if (reachable === this.#reachable) return;
+    this.#reachable = reachable;
+    this.reachability.emit('reachable', reachable);
+  }
+
+  /** The next `count` calls of `op` fail with `error` (a hypervisor error by default). */
+  failNext(op: SimOperation, count = 1, error?: Error): void {
+    this.#failures.set(op, { count, error });
+  }
+
+  /** The next `count` calls of `op` never answer until `releaseHangs()` (or the driver closes). */
+  hangNext(op: SimOperation, count = 1): void {
+    this.#hangs.set(op, count);
+  }
+
+  /** Lets hung calls (of `op`, or all) carry on as if nothing happened. */
+  releaseHangs(op?: SimOperation): void {
+    for (const h of this.#hung) {
+      if (op && h.op !== op) continue;
+      this.#hung.delete(h);
+      h.release();
+    }
+  }
+
+  /** Calls currently hanging. */
+  get hanging(): number {
+    return this.#hung.size;
+  }
+
+  /** Forgets every armed fault and fails hung calls with `why` (the driver is closing). */
+  clear(why: Error): void {
+    this.#failures.clear();
+    this.#hangs.clear();
+    for (const h of this.#hung) h.fail(why);
+    this.#hung.clear();
+  }
+
+  /** Called by the driver as `op` begins: throws an armed failure, or hangs. */
+  async enter(op: SimOperation): Promise<void> {
+    const failure = this.#failures.get(op);
+    if (failure) {
+      if (--failure.count <= 0) this.#failures.delete(op);
+      throw failure.error ?? new TernError('hypervisor_error', `simulated failure of ${op}`);
+    }
+    const hangs = this.#hangs.get(op);
+    if (hangs) {
+      if (hangs <= 1) this.#hangs.delete(op);
+      else this.#hangs.set(op, hangs - 1);
+      await new Promise<void>((release, fail) => this.#hung.add({ op, release, fail }));
+    }
+  }
+}

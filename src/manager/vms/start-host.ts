@@ -1,0 +1,54 @@
+/**
+ * Where a stopped VM starts: on its host when that host still takes it (online, room, CPU),
+ * otherwise on the host placement picks — which can only be one that reaches all its volumes,
+ * so a VM on local storage never silently moves. A `compat` VM gets the cluster's CPU baseline as
+ * it is now, since hosts may have joined or left since it last ran.
+ */
+import { TernError } from '../../errors.ts';
+import type { VmSpec, VolumeRef } from '../../wire/vm.ts';
+import { baselineOf, existingPool, groupsOfVm } from '../cluster/inventory.ts';
+import type { VmTable } from '../db/schema.ts';
+import type { VmDeps } from './deps.ts';
+
+export function volumesOf(spec: VmSpec): VolumeRef[] {
+  return [
+    ...spec.disks.map((d) => d.volume),
+    ...(spec.seed ? [spec.seed] : []),
+    ...(spec.boot ? [spec.boot.kernel, ...(spec.boot.initrd ? [spec.boot.initrd] : [])] : []),
+  ];
+}
+
+export async function hostForStart(deps: VmDeps, row: VmTable): Promise<{ hostId: string; spec: VmSpec }> {
+  const spec = JSON.parse(row.spec) as VmSpec;
+  const current = row.hostId!;
+  const snapshot = await deps.placer.snapshot(row.id);
+  const cpuModel = row.cpuMode === 'host' ? 'host' : baselineOf(snapshot).model;
+  const pools = [...new Set(volumesOf(spec).map((v) => existingPool(snapshot, current, v)))];
+  const placement = await deps.placer.explain(
+    {
+      vcpus: spec.vcpus,
+      memoryMiB: spec.memoryMiB,
+      diskBytes: 0,
+      pools,
+      cpu: row.cpuMode === 'host' ? { mode: 'host' } : { mode: 'compat', model: cpuModel },
+      groups: await groupsOfVm(deps.db, row.id),
+    },
+    snapshot,
+  );
+  const here = placement.verdicts.find((v) => v.hostId === current);
+  let hostId = current;
+  if (!here?.eligible) {
+    if (!placement.hostId) {
+      throw new TernError(
+        'unavailable',
+        `VM ${row.name} cannot start: ${here?.reason ?? 'its host is gone'}; ${placement.summary}`,
+      );
+    }
+    hostId = placement.hostId;
+  }
+  const next = { ...spec, cpuModel };
+  if (hostId !== current || cpuModel !== spec.cpuModel) {
+    await deps.store.update(row.id, { hostId, spec: JSON.stringify(next) });
+  }
+  return { hostId, spec: next };
+}
