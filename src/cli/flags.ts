@@ -41,6 +41,21 @@ const options = {
   path: { type: 'string' },
   iso: { type: 'boolean', default: false },
   format: { type: 'string' },
+  to: { type: 'string' },
+  quick: { type: 'boolean', default: false },
+  'target-pool': { type: 'string' },
+  downtime: { type: 'string' },
+  bandwidth: { type: 'string' },
+  explain: { type: 'boolean', default: false },
+  'stop-unmovable': { type: 'boolean', default: false },
+  'cpu-mode': { type: 'string' },
+  group: { type: 'string', multiple: true, default: [] as string[] },
+  tolerate: { type: 'string' },
+  'cpu-overcommit': { type: 'string' },
+  'memory-overcommit': { type: 'string' },
+  strategy: { type: 'string' },
+  affinity: { type: 'boolean', default: false },
+  'anti-affinity': { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
 } satisfies ParseArgsOptionsConfig;
 
@@ -82,6 +97,21 @@ export interface Flags {
   path?: string;
   iso: boolean;
   format?: string;
+  to?: string;
+  quick: boolean;
+  'target-pool'?: string;
+  downtime?: string;
+  bandwidth?: string;
+  explain: boolean;
+  'stop-unmovable': boolean;
+  'cpu-mode'?: string;
+  group: string[];
+  tolerate?: string;
+  'cpu-overcommit'?: string;
+  'memory-overcommit'?: string;
+  strategy?: string;
+  affinity: boolean;
+  'anti-affinity': boolean;
   help: boolean;
 }
 
@@ -103,7 +133,9 @@ export function parseCommandLine(argv: string[]): { positionals: string[]; flags
     'port',
     'agent-port',
     'cluster-port',
-    'size',
+    'downtime',
+    'bandwidth',
+    'tolerate',
     'max-unavailable',
   ] as const) {
     if (v[n] !== undefined && !/^\d+$/.test(v[n]))

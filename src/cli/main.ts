@@ -7,9 +7,11 @@ import { dataDir } from '../allinone/config.ts';
 import { asTernError } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import { ApiClient } from './client.ts';
+import { clusterCommand, groupCommand } from './commands/cluster.ts';
 import { doctor } from './commands/doctor.ts';
+import { hostCommand } from './commands/host.ts';
 import { imageCommand } from './commands/image.ts';
-import { alertCommand, hostCommand, taskCommand, templateCommand } from './commands/inventory.ts';
+import { alertCommand, taskCommand, templateCommand } from './commands/inventory.ts';
 import { poolCommand } from './commands/pool.ts';
 import { vmCommand } from './commands/vm.ts';
 import { parseCommandLine } from './flags.ts';
@@ -23,6 +25,7 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern vm create NAME... [--template T [--full]] [--vcpus N] [--memory 512M] [--disk 10G]
                       [--extra-disk 5G] [--nic user|bridge:BR] [--ip CIDR [--gateway IP] [--dns IP]]
                       [--user-data FILE] [--pool P] [--start]          (NAME may be a range: web-{1..20})
+                      [--cpu-mode compat|host] [--group G] [--explain]  (--explain: where it would go, and why)
   tern vm show|start|stop|pause|resume|console NAME
   tern vm shutdown NAME [--timeout SECONDS] [--force]
   tern vm reboot NAME [--force]
@@ -38,6 +41,12 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern host list|show NAME
   tern host add NAME          prints the join token and the agent command that joins the host
   tern host remove NAME       revokes the host's certificate (the host must have no VMs)
+  tern host maintenance on|off NAME [--stop-unmovable]   evacuates by live migration, then takes no VMs
+  tern vm migrate VM [--to HOST] [--quick] [--target-pool P] [--downtime MS] [--bandwidth MIB/S] [--explain]
+  tern vm disk move VM INDEX POOL                         storage migration (live when the VM runs)
+  tern cluster show | settings [--cpu-overcommit N] [--memory-overcommit N] [--strategy spread|pack]
+  tern cluster capacity --size 2cpu,4G,20G [--tolerate K]  VMs that still fit with K hosts failed
+  tern group list | create NAME --affinity|--anti-affinity | delete NAME
   tern template list | show NAME | delete NAME
   tern template create NAME --from-vm VM [--description TEXT]
   tern image list | show NAME | delete NAME
@@ -91,6 +100,12 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'host':
       await hostCommand(ApiClient.fromEnvironment(), sub, args, flags);
+      return 0;
+    case 'cluster':
+      await clusterCommand(ApiClient.fromEnvironment(), sub, args, flags);
+      return 0;
+    case 'group':
+      await groupCommand(ApiClient.fromEnvironment(), sub, args, flags);
       return 0;
     case 'pool':
       await poolCommand(ApiClient.fromEnvironment(), sub, args, flags);

@@ -86,35 +86,47 @@ export async function startSimHosts(n: number, opts: SimHostsOptions): Promise<S
       log: opts.log,
       ...perHost,
     });
-    const port = await freePort(listenHost);
     // The address the manager knows stays the same across restarts on the same base directory.
     const portFile = path.join(dir, 'relay-port');
     const known = fs.existsSync(portFile) ? Number(fs.readFileSync(portFile, 'utf8')) : 0;
-    const relay = await Relay.start(listenHost, port, known).catch(() => Relay.start(listenHost, port, 0));
+    const relay = await Relay.start(listenHost, known).catch(() => Relay.start(listenHost, 0));
     fs.mkdirSync(dir, { recursive: true });
     fs.writeFileSync(portFile, String(relay.port));
     const url = `https://${listenHost}:${relay.port}`;
     const onReachable = (up: boolean) => (up ? relay.mend() : relay.cut());
     driver.faults.reachability.on('reachable', onReachable);
-    let agent: RunningAgent;
+    let agent: RunningAgent | undefined;
     try {
       const join = !loadMembership(stateDir) && opts.join ? await opts.join(name) : undefined;
-      agent = await startAgent({
-        ...opts.agent,
-        driver,
-        stateDir,
-        pools,
-        sharedPools: shared ? ['shared'] : [],
-        host: listenHost,
-        port,
-        advertise: url,
-        join,
-        log: opts.log,
-      });
+      // The agent's own port is behind the relay, so another one can be tried when a free
+      // port was taken before the agent got to listen on it.
+      for (let attempt = 1; !agent; attempt++) {
+        const port = await freePort(listenHost);
+        relay.target = { host: listenHost, port };
+        try {
+          agent = await startAgent({
+            ...opts.agent,
+            driver,
+            stateDir,
+            pools,
+            sharedPools: shared ? ['shared'] : [],
+            host: listenHost,
+            port,
+            advertise: url,
+            // Only the first attempt joins: the membership is kept by then.
+            join: attempt === 1 ? join : undefined,
+            log: opts.log,
+          });
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 5) throw err;
+        }
+      }
     } catch (err) {
+      driver.faults.reachability.off('reachable', onReachable);
       await relay.close();
       throw err;
     }
+    const running = agent;
     hosts[i] = {
       name,
       url,
@@ -124,21 +136,26 @@ export async function startSimHosts(n: number, opts: SimHostsOptions): Promise<S
       async close() {
         driver.faults.reachability.off('reachable', onReachable);
         await relay.close();
-        await agent.close();
+        await running.close();
       },
     };
     await opts.register?.(name, url);
   };
 
-  try {
-    let next = 0;
-    const worker = async () => {
-      while (next < n) await startOne(next++);
-    };
-    await Promise.all(Array.from({ length: Math.min(n, opts.concurrency ?? 4) }, worker));
-  } catch (err) {
+  let next = 0;
+  let failed: unknown = null;
+  const worker = async () => {
+    while (next < n && !failed) {
+      await startOne(next++).catch((err) => {
+        failed ??= err;
+      });
+    }
+  };
+  // Every worker ends before anything is closed: no host may start after the cleanup.
+  await Promise.all(Array.from({ length: Math.min(n, opts.concurrency ?? 4) }, worker));
+  if (failed) {
     await closeAll();
-    throw err;
+    throw failed;
   }
   const byName = new Map(hosts.map((h) => [h.name, h]));
   return {
@@ -159,18 +176,18 @@ export async function startSimHosts(n: number, opts: SimHostsOptions): Promise<S
 class Relay {
   readonly #server: net.Server;
   readonly #sockets = new Set<net.Socket>();
-  readonly #target: { host: string; port: number };
+  /** The agent's own address. */
+  target: { host: string; port: number } | null = null;
   #open = true;
 
-  private constructor(server: net.Server, target: { host: string; port: number }) {
+  private constructor(server: net.Server) {
     this.#server = server;
-    this.#target = target;
     server.on('connection', (s) => this.#connect(s));
   }
 
-  static async start(host: string, targetPort: number, port: number): Promise<Relay> {
+  static async start(host: string, port: number): Promise<Relay> {
     const server = net.createServer();
-    const relay = new Relay(server, { host, port: targetPort });
+    const relay = new Relay(server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => resolve());
@@ -183,11 +200,11 @@ class Relay {
   }
 
   #connect(client: net.Socket): void {
-    if (!this.#open) {
+    if (!this.#open || !this.target) {
       client.resetAndDestroy();
       return;
     }
-    const upstream = net.connect(this.#target);
+    const upstream = net.connect(this.target);
     for (const [a, b] of [
       [client, upstream],
       [upstream, client],

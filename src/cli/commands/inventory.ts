@@ -1,7 +1,6 @@
 /** `tern task …`, `tern host …`, `tern template …`. */
 import { TernError } from '../../errors.ts';
 import type { Alert } from '../../wire/alert.ts';
-import type { Host } from '../../wire/host.ts';
 import type { Task } from '../../wire/task.ts';
 import type { Template } from '../../wire/template.ts';
 import type { ApiClient } from '../client.ts';
@@ -60,61 +59,6 @@ export async function taskCommand(
     default:
       throw new TernError('invalid_request', 'usage: tern task list|show|wait|cancel [ID]');
   }
-}
-
-export async function hostCommand(
-  api: ApiClient,
-  sub: string | undefined,
-  args: string[],
-  flags: Flags,
-): Promise<void> {
-  if (sub === 'list' || sub === undefined) {
-    const { items } = await api.request<{ items: Host[] }>('GET', '/api/v1/hosts');
-    if (flags.output === 'json') return printJson(items);
-    return printTable(
-      ['NAME', 'STATE', 'ACCEL', 'CORES', 'MEMORY', 'VMS', 'LAST SEEN', 'ADDRESS'],
-      items.map((h) => [
-        h.name,
-        h.state,
-        h.facts?.accelerator,
-        h.facts?.cores,
-        h.facts ? mib(h.facts.memoryMiB) : null,
-        h.vmCount,
-        ago(h.lastSeen),
-        h.address,
-      ]),
-    );
-  }
-  if (sub === 'show') {
-    const h = await api.request<Host>('GET', `/api/v1/hosts/${encodeURIComponent(args[0] ?? '')}`);
-    if (flags.output === 'json') return printJson(h);
-    return printFields([
-      ['name', h.name],
-      ['state', h.state],
-      ['address', h.address],
-      ['last seen', h.lastSeen],
-      ['cpu', h.facts?.cpuModel],
-      ['cores', h.facts?.cores],
-      ['memory', h.facts ? mib(h.facts.memoryMiB) : null],
-      ['accelerator', h.facts ? `${h.facts.accelerator} (${h.facts.acceleratorReason})` : null],
-      [
-        'pools',
-        h.facts?.pools
-          .map((p) => `${p.name} ${p.path} (${p.shared ? 'shared' : 'local'}, ${bytes(p.freeBytes)} free)`)
-          .join(', '),
-      ],
-      [
-        'versions',
-        h.facts
-          ? Object.entries(h.facts.versions)
-              .map(([k, v]) => `${k} ${v}`)
-              .join(', ')
-          : null,
-      ],
-      ['vms', h.vmCount],
-    ]);
-  }
-  throw new TernError('invalid_request', 'usage: tern host list|show NAME');
 }
 
 export async function templateCommand(

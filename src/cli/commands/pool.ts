@@ -48,6 +48,8 @@ export async function poolCommand(
     );
   }
   if (sub === 'create' && args.length === 1 && flags.template && flags.size) {
+    if (!/^\d+$/.test(flags.size))
+      throw new TernError('invalid_request', '--size takes a whole number of VMs');
     return submitTask(api, flags, 'POST', '/api/v1/image-pools', {
       name: args[0],
       template: flags.template,

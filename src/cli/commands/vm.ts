@@ -9,6 +9,7 @@ import { expandNames } from '../names.ts';
 import { ago, bytes, type Format, mib, printFields, printJson, printTable } from '../output.ts';
 import { submitTask, waitForTask } from '../progress.ts';
 import { parseSize } from '../sizes.ts';
+import { migrateCommand, printExplanation } from './migration.ts';
 
 const enc = encodeURIComponent;
 
@@ -58,6 +59,12 @@ function createBody(flags: Flags): Omit<CreateVmRequest, 'name'> {
   if (flags.template) body.template = flags.template;
   if (flags.full) body.full = true;
   if (flags.pool) body.pool = flags.pool;
+  if (flags['cpu-mode']) {
+    if (flags['cpu-mode'] !== 'compat' && flags['cpu-mode'] !== 'host')
+      throw new TernError('invalid_request', '--cpu-mode is compat or host');
+    body.cpuMode = flags['cpu-mode'];
+  }
+  if (flags.group.length > 0) body.groups = flags.group;
   if (flags.vcpus) body.vcpus = Number(flags.vcpus);
   if (flags.memory) body.memoryMiB = Math.round(parseSize(flags.memory, 'M', '--memory'));
   if (flags.disk) body.diskGiB = parseSize(flags.disk, 'G', '--disk') / 1024;
@@ -138,6 +145,30 @@ async function createMany(
   }
 }
 
+/** Where `tern vm create` would put the VM, and why; nothing is created. */
+async function explainCreate(
+  api: ApiClient,
+  flags: Flags,
+  body: Omit<CreateVmRequest, 'name'>,
+): Promise<void> {
+  const template = body.template
+    ? await api.request<{ vcpus: number; memoryMiB: number }>(
+        'GET',
+        `/api/v1/templates/${enc(body.template)}`,
+      )
+    : null;
+  const e = await api.request<Parameters<typeof printExplanation>[0]>('POST', '/api/v1/cluster/placement', {
+    vcpus: body.vcpus ?? template?.vcpus ?? 1,
+    memoryMiB: body.memoryMiB ?? template?.memoryMiB ?? 512,
+    ...(body.template ? { template: body.template } : {}),
+    ...(body.pool ? { pool: body.pool } : {}),
+    ...(body.cpuMode ? { cpuMode: body.cpuMode } : {}),
+    ...(body.groups ? { groups: body.groups } : {}),
+  });
+  if (flags.output === 'json') return printJson(e);
+  printExplanation(e);
+}
+
 async function diskCommand(api: ApiClient, args: string[], flags: Flags): Promise<void> {
   const [op, vm, a, b] = args;
   const base = `/api/v1/vms/${enc(vm ?? '')}/disks`;
@@ -150,6 +181,9 @@ async function diskCommand(api: ApiClient, args: string[], flags: Flags): Promis
   if (op === 'remove' && vm && a !== undefined && /^\d+$/.test(a)) {
     return submitTask(api, flags, 'DELETE', `${base}/${a}?keep=${flags['keep-disks']}`);
   }
+  if (op === 'move' && vm && a !== undefined && /^\d+$/.test(a) && b) {
+    return submitTask(api, flags, 'POST', `${base}/${a}/move`, { pool: b });
+  }
   if (op === 'resize' && vm && a !== undefined && /^\d+$/.test(a) && b) {
     return submitTask(api, flags, 'POST', `${base}/${a}/resize`, {
       sizeGiB: parseSize(b, 'G', 'SIZE') / 1024,
@@ -157,7 +191,7 @@ async function diskCommand(api: ApiClient, args: string[], flags: Flags): Promis
   }
   throw new TernError(
     'invalid_request',
-    'usage: tern vm disk add VM SIZE|POOL:PATH | remove VM INDEX [--keep-disks] | resize VM INDEX SIZE',
+    'usage: tern vm disk add VM SIZE|POOL:PATH | remove VM INDEX [--keep-disks] | resize VM INDEX SIZE | move VM INDEX POOL',
   );
 }
 
@@ -228,6 +262,7 @@ export async function vmCommand(
         );
       }
       const body = createBody(flags);
+      if (flags.explain) return explainCreate(api, flags, body);
       if (names.length === 1)
         return submitTask(api, flags, 'POST', '/api/v1/vms', { ...body, name: names[0] });
       return createMany(api, flags, names, body);
@@ -260,6 +295,8 @@ export async function vmCommand(
     }
     case 'disk':
       return diskCommand(api, args, flags);
+    case 'migrate':
+      return migrateCommand(api, args, flags);
     case 'snapshot':
       return snapshotCommand(api, args, flags);
     case 'console': {

@@ -9,11 +9,13 @@ import { ajvOptions, installErrorHandling } from '../../http/errors.ts';
 import { type Logger, quietRequests } from '../../log.ts';
 import type { Principal } from '../auth/tokens.ts';
 import { alertRoutes } from './alerts.ts';
+import { clusterRoutes } from './cluster.ts';
 import type { ApiServices, App } from './context.ts';
 import { eventRoutes } from './events.ts';
 import { hostRoutes } from './hosts.ts';
 import { imagePoolRoutes } from './image-pools.ts';
 import { imageRoutes } from './images.ts';
+import { migrationRoutes } from './migration.ts';
 import { taskRoutes } from './tasks.ts';
 import { templateRoutes } from './templates.ts';
 import { vmActionRoutes } from './vm-actions.ts';
@@ -57,6 +59,8 @@ export async function buildApi(s: ApiServices, log: Logger): Promise<App> {
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   vmRoutes(app, s);
+  migrationRoutes(app, s);
+  clusterRoutes(app, s);
   vmActionRoutes(app, s);
   vmStorageRoutes(app, s);
   taskRoutes(app, s);

@@ -2,26 +2,10 @@
  * Placement groups: named sets of VMs that placement keeps on one host (affinity) or on
  * different hosts (anti-affinity). Membership lives in the inventory; placement reads it.
  */
-import { type Static, Type } from 'typebox';
 import { TernError } from '../../errors.ts';
-import { Name, Timestamp } from '../../wire/common.ts';
+import type { PlacementGroup } from '../../wire/cluster.ts';
 import { type Db, now } from '../db/database.ts';
 import type { VmGroup } from '../placement/model.ts';
-
-export const PlacementGroupKind = Type.Union([Type.Literal('affinity'), Type.Literal('anti-affinity')]);
-
-export const PlacementGroup = Type.Object({
-  name: Name,
-  kind: PlacementGroupKind,
-  members: Type.Array(Name),
-  createdAt: Timestamp,
-});
-export type PlacementGroup = Static<typeof PlacementGroup>;
-
-export const CreatePlacementGroup = Type.Object(
-  { name: Name, kind: PlacementGroupKind },
-  { additionalProperties: false },
-);
 
 export async function listGroups(db: Db): Promise<PlacementGroup[]> {
   const groups = await db.selectFrom('placementGroups').selectAll().orderBy('name').execute();

@@ -1,0 +1,133 @@
+/** `tern cluster …` and `tern group …`: the cluster as a whole, capacity, placement groups. */
+import { TernError } from '../../errors.ts';
+import type { PlacementGroup } from '../../wire/cluster.ts';
+import type { ApiClient } from '../client.ts';
+import type { Flags } from '../flags.ts';
+import { mib, printFields, printJson, printTable } from '../output.ts';
+import { parseSize } from '../sizes.ts';
+
+interface ClusterInfo {
+  hosts: { online: number; offline: number; maintenance: number };
+  cpuBaseline: { model: string; reason: string };
+  capacity: { cores: number; memoryMiB: number; allocatedVcpus: number; allocatedMemoryMiB: number };
+}
+
+/** `2cpu,4G,20G`: vCPUs, memory and disk of one VM, in any order. */
+export function parseVmSize(text: string): { vcpus: number; memoryMiB: number; diskBytes: number } {
+  const parts = text.split(',').map((p) => p.trim());
+  const cpu = parts.find((p) => /^\d+\s*cpus?$/i.test(p));
+  const rest = parts.filter((p) => p !== cpu);
+  if (!cpu || rest.length < 1 || rest.length > 2) {
+    throw new TernError(
+      'invalid_request',
+      `--size is vCPUs, memory[, disk], e.g. 2cpu,4G,20G; got "${text}"`,
+    );
+  }
+  return {
+    vcpus: Number.parseInt(cpu, 10),
+    memoryMiB: Math.round(parseSize(rest[0], 'M', 'memory')),
+    diskBytes: rest[1] ? Math.round(parseSize(rest[1], 'G', 'disk') * 1024 * 1024) : 0,
+  };
+}
+
+export async function clusterCommand(
+  api: ApiClient,
+  sub: string | undefined,
+  _args: string[],
+  flags: Flags,
+): Promise<void> {
+  if (sub === 'show' || sub === undefined) {
+    const c = await api.request<ClusterInfo>('GET', '/api/v1/cluster');
+    if (flags.output === 'json') return printJson(c);
+    return printFields([
+      [
+        'hosts',
+        `${c.hosts.online} online, ${c.hosts.maintenance} in maintenance, ${c.hosts.offline} offline`,
+      ],
+      ['cpu baseline', `${c.cpuBaseline.model} (${c.cpuBaseline.reason})`],
+      ['vcpus', `${c.capacity.allocatedVcpus} allocated on ${c.capacity.cores} cores`],
+      ['memory', `${mib(c.capacity.allocatedMemoryMiB)} allocated of ${mib(c.capacity.memoryMiB)}`],
+    ]);
+  }
+  if (sub === 'settings') {
+    const changes: Record<string, unknown> = {};
+    if (flags['cpu-overcommit']) changes.cpuOvercommit = Number(flags['cpu-overcommit']);
+    if (flags['memory-overcommit']) changes.memoryOvercommit = Number(flags['memory-overcommit']);
+    if (flags.strategy) changes.strategy = flags.strategy;
+    if (flags.downtime) changes.migrationDowntimeMs = Number(flags.downtime);
+    if (flags.bandwidth) changes.migrationBandwidthMiBps = Number(flags.bandwidth);
+    const s = await api.request<Record<string, unknown>>(
+      Object.keys(changes).length > 0 ? 'PATCH' : 'GET',
+      '/api/v1/cluster/settings',
+      Object.keys(changes).length > 0 ? changes : undefined,
+    );
+    if (flags.output === 'json') return printJson(s);
+    return printFields(Object.entries(s).map(([k, v]) => [k, String(v)]));
+  }
+  if (sub === 'capacity') {
+    if (!flags.size)
+      throw new TernError(
+        'invalid_request',
+        'usage: tern cluster capacity --size 2cpu,4G,20G [--tolerate K]',
+      );
+    const size = parseVmSize(flags.size);
+    const tolerate = Number(flags.tolerate ?? 1);
+    const a = await api.request<{
+      fits: number;
+      perHost: { host: string; count: number }[];
+      limitedBy: string;
+      reservedForFailover: { vcpus: number; memoryMiB: number };
+      checked: string;
+    }>('POST', '/api/v1/cluster/capacity', { size, tolerate, ...(flags.pool ? { pool: flags.pool } : {}) });
+    if (flags.output === 'json') return printJson(a);
+    process.stdout.write(
+      `${a.fits} more VM(s) of ${size.vcpus} vCPU, ${mib(size.memoryMiB)} fit while surviving ${tolerate} host failure(s)\n` +
+        `limited by: ${a.limitedBy}\nkept free for failover: ${a.reservedForFailover.vcpus} vCPU, ${mib(a.reservedForFailover.memoryMiB)} (${a.checked})\n`,
+    );
+    if (a.perHost.length > 0)
+      printTable(
+        ['HOST', 'NEW VMS'],
+        a.perHost.map((h) => [h.host, h.count]),
+      );
+    return;
+  }
+  throw new TernError(
+    'invalid_request',
+    'usage: tern cluster show | settings [--cpu-overcommit N] [--memory-overcommit N] [--strategy spread|pack] | capacity --size 2cpu,4G,20G [--tolerate K]',
+  );
+}
+
+export async function groupCommand(
+  api: ApiClient,
+  sub: string | undefined,
+  args: string[],
+  flags: Flags,
+): Promise<void> {
+  if (sub === 'list' || sub === undefined) {
+    const { items } = await api.request<{ items: PlacementGroup[] }>('GET', '/api/v1/placement-groups');
+    if (flags.output === 'json') return printJson(items);
+    return printTable(
+      ['NAME', 'KIND', 'MEMBERS'],
+      items.map((g) => [g.name, g.kind, g.members.join(', ')]),
+    );
+  }
+  if (sub === 'create' && args.length === 1 && flags.affinity !== flags['anti-affinity']) {
+    const g = await api.request<PlacementGroup>('POST', '/api/v1/placement-groups', {
+      name: args[0],
+      kind: flags.affinity ? 'affinity' : 'anti-affinity',
+    });
+    if (flags.output === 'json') return printJson(g);
+    process.stdout.write(
+      `placement group ${g.name} (${g.kind}) created; add VMs with tern vm create --group ${g.name}\n`,
+    );
+    return;
+  }
+  if (sub === 'delete' && args.length === 1) {
+    await api.request('DELETE', `/api/v1/placement-groups/${encodeURIComponent(args[0])}`);
+    return;
+  }
+  throw new TernError(
+    'invalid_request',
+    'usage: tern group list | create NAME --affinity|--anti-affinity | delete NAME',
+  );
+}
