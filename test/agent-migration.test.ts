@@ -10,7 +10,6 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { TernError } from '../src/errors.ts';
@@ -18,7 +17,7 @@ import type { AgentClient } from '../src/manager/hosts/agent-client.ts';
 import type { AgentVm, MigrateRequest, MigrationReport } from '../src/wire/agent.ts';
 import type { Template } from '../src/wire/template.ts';
 import type { VmSpec } from '../src/wire/vm.ts';
-import { type Cluster, guestDir, startCluster, type TestHost } from './harness.ts';
+import { type Cluster, guestDir, shellOn, startCluster, type TestHost } from './harness.ts';
 
 let c: Cluster;
 let A: AgentClient;
@@ -105,36 +104,7 @@ async function waitVm(
 
 const answering = (vm: AgentVm) => vm.state === 'running' && vm.guest.agent === 'responding';
 
-/**
- * Types a command into the guest's serial console shell and waits for `expect` in what comes
- * back. Expectations are upper case made by `tr`, so the shell's echo of the command never
- * matches them.
- */
-function guestShell(host: TestHost, command: string, expect: RegExp, timeoutMs = 30_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const sock = net.createConnection(path.join(host.stateDir, 'run', id, 'serial.sock'));
-    let out = '';
-    const finish = (err?: Error) => {
-      clearTimeout(timer);
-      sock.destroy();
-      if (err) reject(err);
-      else resolve(out);
-    };
-    const timer = setTimeout(
-      () =>
-        finish(
-          new Error(`the guest shell did not answer ${expect} within ${timeoutMs} ms: ${out.slice(-300)}`),
-        ),
-      timeoutMs,
-    );
-    sock.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (expect.test(out)) finish();
-    });
-    sock.on('error', finish);
-    sock.on('connect', () => sock.write(`${command}\n`));
-  });
-}
+const guestShell = (host: TestHost, command: string, expect: RegExp) => shellOn(host, id, command, expect);
 
 const MARK = mark.toUpperCase();
 /** The file in the guest's tmpfs: only there if the guest kept running (no reboot). */

@@ -24,16 +24,8 @@ after(async () => {
 const managerPki = () => path.join(c.dir, 'pki');
 const read = (f: string) => fs.readFileSync(f, 'utf8');
 
-async function waitOnline(name: string): Promise<Host> {
-  // The manager marks a host online on its first event-stream hello; poll the API with a bound.
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const h = await c.api.request<Host>('GET', `/api/v1/hosts/${name}`);
-    if (h.state === 'online' && h.facts) return h;
-    if (Date.now() > deadline) throw new Error(`host ${name} not online: ${h.state}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const waitOnline = (name: string) =>
+  c.api.waitHost(name, (h) => h.state === 'online' && h.facts !== null, 30_000, 'online');
 
 test('joined hosts are online with their inventory and a certificate from the cluster CA', async () => {
   const { items } = await c.api.request<{ items: Host[] }>('GET', '/api/v1/hosts');

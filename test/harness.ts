@@ -217,6 +217,7 @@ export async function startCluster(name: string, opts: ClusterOptions = {}): Pro
     const h = makeHost(hostName, agentPorts[c.hosts.length], {});
     c.hosts.push(h);
     await h.start();
+    await c.api.waitHost(hostName, (x) => x.state === 'online' && x.facts !== null, 60_000, 'online');
     return h;
   };
   c.startManager = async () => {
@@ -276,6 +277,8 @@ export async function startCluster(name: string, opts: ClusterOptions = {}): Pro
       c.hosts.push(h);
       await h.start();
     }
+    for (const h of c.hosts)
+      await c.api.waitHost(h.name, (x) => x.state === 'online' && x.facts !== null, 60_000, 'online');
     joinedFirst = true;
     c.agent = c.hosts[0].agent;
     c.agentPort = c.hosts[0].port;
@@ -371,6 +374,30 @@ export class TestApi extends ApiClient {
     }
   }
 
+  /** Waits on the event stream until the host satisfies `until`. */
+  async waitHost(name: string, until: (h: Host) => boolean, timeoutMs: number, what: string): Promise<Host> {
+    const stop = new AbortController();
+    try {
+      return await new Promise<Host>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`host ${name}: not ${what} within ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+        stop.signal.addEventListener('abort', () => clearTimeout(timer));
+        const check = (h: Host) => {
+          if (h.name === name && until(h)) resolve(h);
+        };
+        this.events('', (e: ManagerEvent) => e.type === 'host' && check(e.host), stop.signal).catch((err) => {
+          if (!stop.signal.aborted) reject(err);
+        });
+        // Anything that changed before the stream connected.
+        this.request<Host>('GET', `/api/v1/hosts/${name}`).then(check, () => {});
+      });
+    } finally {
+      stop.abort();
+    }
+  }
+
   /** A raw request, for tests of how the API treats bad input. */
   async raw(method: string, path: string, init: { body?: string; headers?: Record<string, string> } = {}) {
     const res = await fetch(`${this.url}${path}`, {
@@ -387,4 +414,41 @@ export class TestApi extends ApiClient {
     }
     return { status: res.status, body: json as { error?: { code: string; message: string } } };
   }
+}
+
+/**
+ * Runs a command in the guest's root shell on its serial console (on the host that runs it) and
+ * resolves with the output once it matches `expect`. Expect upper case made by `tr`, so the
+ * shell's echo of the command itself never matches.
+ */
+export function shellOn(
+  host: TestHost,
+  vmId: string,
+  command: string,
+  expect: RegExp,
+  timeoutMs = 30_000,
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = net.createConnection(path.join(host.stateDir, 'run', vmId, 'serial.sock'));
+    let out = '';
+    const finish = (err?: Error) => {
+      clearTimeout(timer);
+      sock.destroy();
+      if (err) reject(err);
+      else resolve(out);
+    };
+    const timer = setTimeout(
+      () =>
+        finish(
+          new Error(`the guest shell did not answer ${expect} within ${timeoutMs} ms: ${out.slice(-300)}`),
+        ),
+      timeoutMs,
+    );
+    sock.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (expect.test(out)) finish();
+    });
+    sock.on('error', finish);
+    sock.on('connect', () => sock.write(`${command}\n`));
+  });
 }

@@ -54,7 +54,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   ]);
   const bus = new EventBus();
   const store = new VmStore(db, bus);
-  const hosts = new HostRegistry(db, store, opts.log, identity);
+  const hosts = new HostRegistry(db, store, opts.log, identity, bus);
   const joinTokens = new JoinTokens(db);
   const tasks = new TaskEngine(db, bus, opts.log);
   const settings = new SettingsStore(db);

@@ -10,7 +10,7 @@ export function eventRoutes(app: App, s: ApiServices): void {
     '/api/v1/events',
     {
       schema: {
-        summary: 'Stream of events (text/event-stream): task and vm',
+        summary: 'Stream of events (text/event-stream): task, vm, host and alert',
         tags: ['events'],
         querystring: Type.Object(
           {

@@ -11,6 +11,7 @@ import type { AgentEvent } from '../../wire/agent.ts';
 import type { Host, HostFacts, HostState } from '../../wire/host.ts';
 import { type Db, now } from '../db/database.ts';
 import type { HostTable } from '../db/schema.ts';
+import type { EventBus } from '../events/bus.ts';
 import type { VmStore } from '../vms/store.ts';
 import { AgentClient } from './agent-client.ts';
 
@@ -26,12 +27,14 @@ export class HostRegistry {
   /** The certificate each host must present; a removed host has none. */
   readonly #fingerprints = new Map<string, string | null>();
   readonly #identity: Identity;
+  readonly #bus: EventBus;
   readonly #onlineWaiters: ((host: Host) => void)[] = [];
   /** Hosts whose event stream is up right now. */
   readonly #connected = new Set<string>();
 
-  constructor(db: Db, vms: VmStore, log: Logger, identity: Identity) {
+  constructor(db: Db, vms: VmStore, log: Logger, identity: Identity, bus: EventBus) {
     this.#db = db;
+    this.#bus = bus;
     this.#vms = vms;
     this.#log = log;
     this.#identity = identity;
@@ -61,6 +64,7 @@ export class HostRegistry {
       joinedAt: now(),
     };
     await this.#db.insertInto('hosts').values(row).execute();
+    await this.#publish(row.id);
     this.#attach(row);
     return this.get(name);
   }
@@ -134,6 +138,12 @@ export class HostRegistry {
   /** Maintenance on and off; online and offline follow the link to the agent. */
   async setState(hostId: string, state: HostState): Promise<void> {
     await this.#db.updateTable('hosts').set({ state }).where('id', '=', hostId).execute();
+    await this.#publish(hostId);
+  }
+
+  async #publish(hostId: string): Promise<void> {
+    const host = await this.get(hostId).catch(() => null);
+    if (host) this.#bus.publish({ type: 'host', host });
   }
 
   /** Leaves maintenance: online if the agent's link is up, offline until it is. */
@@ -235,17 +245,9 @@ export class HostRegistry {
 
   async #onEvent(hostId: string, client: AgentClient, e: AgentEvent): Promise<void> {
     switch (e.type) {
-      case 'hello': {
-        // Facts change (an agent upgrade, a new pool): each new link brings them up to date.
-        const info = await client.info();
-        await this.#db
-          .updateTable('hosts')
-          .set({ facts: JSON.stringify(info.facts) })
-          .where('id', '=', hostId)
-          .execute();
+      case 'hello':
         await this.#vms.applyFullReport(hostId, await client.listVms());
         break;
-      }
       case 'vm':
         await this.#vms.applyReport(hostId, e.vm.id, e.vm);
         break;
@@ -265,8 +267,23 @@ export class HostRegistry {
       .where('id', '=', row.id)
       .executeTakeFirst();
     if (!current) return;
-    if (up) this.#connected.add(row.id);
-    else this.#connected.delete(row.id);
+    if (up) {
+      // Facts change (an agent upgrade, a new pool): each new link brings them up to date,
+      // before the host counts as online, so an online host always has facts.
+      try {
+        const info = await this.client(row.id).info();
+        await this.#db
+          .updateTable('hosts')
+          .set({ facts: JSON.stringify(info.facts) })
+          .where('id', '=', row.id)
+          .execute();
+      } catch (err) {
+        this.#log.warn({ host: row.name, err: (err as Error).message }, 'could not refresh host facts');
+      }
+      this.#connected.add(row.id);
+    } else {
+      this.#connected.delete(row.id);
+    }
     if (up) {
       if (current.state === 'offline') {
         await this.#db
@@ -276,6 +293,7 @@ export class HostRegistry {
           .execute();
         this.#log.info({ host: row.name }, 'host is online');
       }
+      await this.#publish(row.id);
       if (this.#onlineWaiters.length > 0) {
         const host = await this.get(row.id);
         for (const w of this.#onlineWaiters.splice(0)) w(host);
@@ -285,6 +303,7 @@ export class HostRegistry {
     if (current.state === 'online') {
       await this.#db.updateTable('hosts').set({ state: 'offline' }).where('id', '=', row.id).execute();
       this.#log.warn({ host: row.name, why }, 'host went offline');
+      await this.#publish(row.id);
     }
     await this.#vms.markHostUnreachable(row.id, why ?? 'connection lost');
   }
