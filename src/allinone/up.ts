@@ -64,7 +64,10 @@ export async function startAllInOne(opts: AllInOneOptions) {
     stateDir: agentDir,
     host: '127.0.0.1',
     port: opts.agentPort,
-    pools: { local: path.join(opts.dataDir, 'pools', 'local') },
+    // `shared` holds the templates: other hosts that see it at the same path (more agents on
+    // this machine, or a mount) run and migrate VMs made from them.
+    pools: { local: path.join(opts.dataDir, 'pools', 'local'), shared: path.join(opts.dataDir, 'pools', 'shared') },
+    sharedPools: ['shared'],
     log: opts.log.child({ part: 'agent' }),
     heartbeatMs: opts.heartbeatMs,
     join,
@@ -78,7 +81,7 @@ export async function startAllInOne(opts: AllInOneOptions) {
   }
   const guestDir = opts.guestDir ?? findGuestDir(opts.log);
   if (guestDir) {
-    await importTinyTemplate(s.templates, host.id, s.hosts.client(host.id), guestDir, 'local', opts.log);
+    await importTinyTemplate(s.templates, host.id, s.hosts.client(host.id), guestDir, 'shared', opts.log);
   }
   return {
     manager,
