@@ -10,6 +10,7 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Host } from '../src/wire/host.ts';
+import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
 import { type Cluster, qemuPids, shellOn, startCluster } from './harness.ts';
 
@@ -129,6 +130,35 @@ test('without shared storage the disks are mirrored to the target pool', async (
   // The source's copy is gone.
   const old = path.join(hostNamed(db.host!).pool, db.disks[0].volume.path);
   assert.throws(() => execFileSync('qemu-img', ['info', old], { stdio: 'ignore' }));
+});
+
+test('a migration that cannot finish in time is cancelled, the VM running on at the source', async () => {
+  const web = await vm('web');
+  const t = await c.api.task('POST', '/api/v1/vms/web/migrate', { bandwidthMiBps: 1, timeoutS: 2 });
+  assert.equal(t.state, 'failed');
+  assert.equal(t.error!.code, 'timeout', JSON.stringify(t.error));
+  const now = await c.api.waitVm('web', (v) => v.state === 'running', 30_000, 'running');
+  assert.equal(now.host, web.host);
+  assert.equal(qemuPids(web.id).length, 1);
+  await stillMarked(now);
+});
+
+test('a manager killed during a migration: after its restart the VM runs at the source only', async () => {
+  const web = await vm('web');
+  // Slow enough to be caught in the middle: about 40 MiB at 4 MiB/s.
+  const { task } = await c.api.request<{ task: Task }>('POST', '/api/v1/vms/web/migrate', {
+    bandwidthMiBps: 4,
+    timeoutS: 300,
+  });
+  await c.api.waitTask(task.id, (t) => /sending memory/.test(t.step), 60_000, 'sending memory');
+  await c.manager.kill();
+  await c.startManager();
+  const settled = await c.api.settle(task);
+  assert.equal(settled.state, 'failed');
+  const now = await c.api.waitVm('web', (v) => v.state === 'running', 60_000, 'running');
+  assert.equal(now.host, web.host);
+  assert.equal(qemuPids(web.id).length, 1, 'the target no longer holds a waiting copy');
+  await stillMarked(now);
 });
 
 test('quick migration suspends to shared storage and resumes elsewhere', async () => {

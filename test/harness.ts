@@ -374,6 +374,31 @@ export class TestApi extends ApiClient {
     }
   }
 
+  /** Waits on the event stream until the task satisfies `until`. */
+  async waitTask(id: string, until: (t: Task) => boolean, timeoutMs: number, what: string): Promise<Task> {
+    const stop = new AbortController();
+    try {
+      return await new Promise<Task>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`task ${id}: not ${what} within ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+        stop.signal.addEventListener('abort', () => clearTimeout(timer));
+        const check = (t: Task) => {
+          if (until(t)) resolve(t);
+        };
+        this.events(`task=${id}`, (e: ManagerEvent) => e.type === 'task' && check(e.task), stop.signal).catch(
+          (err) => {
+            if (!stop.signal.aborted) reject(err);
+          },
+        );
+        this.request<Task>('GET', `/api/v1/tasks/${id}`).then(check, reject);
+      });
+    } finally {
+      stop.abort();
+    }
+  }
+
   /** Waits on the event stream until the host satisfies `until`. */
   async waitHost(name: string, until: (h: Host) => boolean, timeoutMs: number, what: string): Promise<Host> {
     const stop = new AbortController();
