@@ -7,6 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { loadMembership } from '../agent/enrol.ts';
 import { startAgent } from '../agent/start.ts';
 import type { Logger } from '../log.ts';
 import { importTinyTemplate } from '../manager/library/templates.ts';
@@ -52,8 +53,7 @@ export async function startAllInOne(opts: AllInOneOptions) {
   const s = manager.services;
   // The local host joins like any other, with a join token, and then keeps its certificate.
   const agentDir = path.join(opts.dataDir, 'agent');
-  const joined = (await s.hosts.list()).some((h) => h.name === 'local');
-  const join = joined
+  const join = loadMembership(agentDir)
     ? undefined
     : await s.joinTokens.create('local', s.joining.caFingerprint, s.joining.url).then((t) => ({
         manager: s.joining.url,
@@ -66,7 +66,10 @@ export async function startAllInOne(opts: AllInOneOptions) {
     port: opts.agentPort,
     // `shared` holds the templates: other hosts that see it at the same path (more agents on
     // this machine, or a mount) run and migrate VMs made from them.
-    pools: { local: path.join(opts.dataDir, 'pools', 'local'), shared: path.join(opts.dataDir, 'pools', 'shared') },
+    pools: {
+      local: path.join(opts.dataDir, 'pools', 'local'),
+      shared: path.join(opts.dataDir, 'pools', 'shared'),
+    },
     sharedPools: ['shared'],
     log: opts.log.child({ part: 'agent' }),
     heartbeatMs: opts.heartbeatMs,

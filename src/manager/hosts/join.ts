@@ -23,10 +23,13 @@ export class JoinTokens {
   async create(hostName: string, caFingerprint: string, managerUrl: string): Promise<JoinToken> {
     const known = await this.#db
       .selectFrom('hosts')
-      .select('id')
+      .select('certFingerprint')
       .where('name', '=', hostName)
       .executeTakeFirst();
-    if (known) throw new TernError('conflict', `host ${hostName} is already in the cluster; remove it first`);
+    // A host recorded before hosts had certificates joins once more, keeping its VMs.
+    if (known?.certFingerprint) {
+      throw new TernError('conflict', `host ${hostName} is already in the cluster; remove it first`);
+    }
     const id = randomUUID().slice(0, 8);
     const secret = randomBytes(24).toString('base64url');
     const expiresAt = new Date(Date.now() + joinTokenTtlMs).toISOString();

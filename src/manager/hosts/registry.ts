@@ -42,7 +42,14 @@ export class HostRegistry {
 
   /** Loads known hosts and starts following each of them. */
   async start(): Promise<void> {
-    for (const row of await this.#db.selectFrom('hosts').selectAll().execute()) this.#attach(row);
+    for (const row of await this.#db.selectFrom('hosts').selectAll().execute()) {
+      if (row.certFingerprint) this.#attach(row);
+      else
+        this.#log.warn(
+          { host: row.name },
+          `host ${row.name} has no certificate; join it again (tern host add ${row.name})`,
+        );
+    }
   }
 
   /**
@@ -50,20 +57,27 @@ export class HostRegistry {
    * its agent answers; from then on the manager follows it, trusting only that certificate.
    */
   async enrol(name: string, address: string, cert: IssuedCert): Promise<Host> {
+    const earlier = await this.#db
+      .selectFrom('hosts')
+      .selectAll()
+      .where('name', '=', name)
+      .executeTakeFirst();
+    if (earlier?.certFingerprint) throw new TernError('conflict', `host ${name} is already in the cluster`);
     const row: HostTable = {
-      id: randomUUID(),
+      id: earlier?.id ?? randomUUID(),
       name,
       address,
       state: 'offline',
       lastSeen: null,
       facts: null,
-      createdAt: now(),
+      createdAt: earlier?.createdAt ?? now(),
       certFingerprint: cert.fingerprint,
       certSerial: cert.serial,
       certExpiresAt: cert.notAfter,
       joinedAt: now(),
     };
-    await this.#db.insertInto('hosts').values(row).execute();
+    if (earlier) await this.#db.updateTable('hosts').set(row).where('id', '=', row.id).execute();
+    else await this.#db.insertInto('hosts').values(row).execute();
     await this.#publish(row.id);
     this.#attach(row);
     return this.get(name);
