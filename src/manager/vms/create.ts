@@ -34,10 +34,20 @@ export function createTask(deps: VmDeps): TaskKind<CreateParams> {
         await ctx.step('writing the cloud-init seed (hostname, instance id)', (done++ / steps) * 100);
         await agent.createSeed({ volume: spec.seed, ...p.seed });
       }
-      await deps.store.setState(p.vmId, { state: 'stopped', reason: null });
-      if (p.start) {
-        await ctx.step('starting', (done / steps) * 100);
-        await startVm(deps, ctx, p.vmId);
+      if (!p.start) {
+        await deps.store.setState(p.vmId, { state: 'stopped', reason: null });
+        return { vm: p.vmId };
+      }
+      await ctx.step('starting', (done / steps) * 100);
+      // Still `creating` until it runs: a stopped VM takes no room, so VMs placed meanwhile
+      // would take the room its placement counted on, and it would start elsewhere or not at all.
+      try {
+        await startVm(deps, ctx, p.vmId, true);
+      } catch (err) {
+        // A failed start leaves a created VM stopped (cleanup removes only unfinished ones).
+        if ((await deps.store.row(p.vmId)).state === 'creating')
+          await deps.store.setState(p.vmId, { state: 'stopped', reason: null });
+        throw err;
       }
       return { vm: p.vmId };
     },

@@ -24,11 +24,16 @@ export interface RebootParams extends VmParams {
   force: boolean;
 }
 
-/** Starts a VM and waits until its host reports it running. Idempotent. */
-export async function startVm(deps: VmDeps, ctx: TaskContext, vmId: string): Promise<Vm> {
+/**
+ * Starts a VM and waits until its host reports it running. Idempotent. Only the VM's own create
+ * task (`creating`) starts a VM that is still `creating`.
+ */
+export async function startVm(deps: VmDeps, ctx: TaskContext, vmId: string, creating = false): Promise<Vm> {
   const { row } = await loadVm(deps, vmId);
-  if (row.state === 'creating') throw new TernError('conflict', `VM ${row.name} is still being created`);
-  const stopped = row.state === 'stopped' || row.state === 'crashed' || row.state === 'missing';
+  if (row.state === 'creating' && !creating)
+    throw new TernError('conflict', `VM ${row.name} is still being created`);
+  const stopped =
+    row.state === 'stopped' || row.state === 'crashed' || row.state === 'missing' || row.state === 'creating';
   if (deps.beforeStart && stopped) await deps.beforeStart(vmId);
   // A VM that runs already stays where it is; a stopped one goes where placement allows.
   const { hostId, spec } = stopped
