@@ -5,25 +5,21 @@
  * manager's inventory as real ones do.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
 import pino from 'pino';
-import { type SimHosts, startSimHosts } from '../src/agent/sim/cluster.ts';
+import type { SimHosts } from '../src/agent/sim/cluster.ts';
 import type { Logger } from '../src/log.ts';
-import { type RunningManager, startManager } from '../src/manager/start.ts';
-import type { Host, JoinToken } from '../src/wire/host.ts';
+import type { Host } from '../src/wire/host.ts';
 import type { Vm } from '../src/wire/vm.ts';
-import { TestApi, tempDir } from './harness.ts';
+import type { TestApi } from './harness.ts';
+import { type SimCluster, startSimCluster } from './sim-harness.ts';
 
 const hostCount = 50;
 const bootDelayMs = 300;
 // Agents log refused requests at warn and above whatever their parent's level: keep them out of the test output.
-const log: Logger = pino({ level: 'silent' }, pino.destination('/dev/null'));
-let dir: string;
-let manager: RunningManager;
+const _log: Logger = pino({ level: 'silent' }, pino.destination('/dev/null'));
+let cluster: SimCluster;
 let api: TestApi;
 let sim: SimHosts;
 
@@ -41,48 +37,12 @@ const hostState = (name: string, state: Host['state']) => () =>
   api.request<Host>('GET', `/api/v1/hosts/${name}`).then((h) => (h.state === state ? h : undefined));
 
 before(async () => {
-  dir = tempDir('tern-sim');
-  manager = await startManager({
-    database: path.join(dir, 'tern.db'),
-    host: '127.0.0.1',
-    port: 0,
-    clusterPort: 0,
-    log,
-  });
-  api = new TestApi(manager.url, (await manager.services.tokens.create('admin', 'admin')).token);
-  sim = await startSimHosts(hostCount, {
-    baseDir: dir,
-    log,
-    driver: { cores: 16, memoryMiB: 32 * 1024, bootDelayMs },
-    join: async (name) => {
-      const t = await api.request<JoinToken>('POST', '/api/v1/hosts', { name });
-      return { manager: manager.clusterUrl, token: t.token, caFingerprint: t.caFingerprint };
-    },
-  });
-  // A small template disk on the shared pool, which every host sees.
-  const disk = path.join(dir, 'shared', 'templates', 'sim', 'disk.qcow2');
-  fs.mkdirSync(path.dirname(disk), { recursive: true });
-  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '64M']);
-  await manager.services.templates.insert(
-    {
-      name: 'sim',
-      description: 'an empty disk for simulated VMs',
-      machine: 'q35',
-      vcpus: 1,
-      memoryMiB: 512,
-      disk: { pool: 'shared', path: 'templates/sim/disk.qcow2' },
-      diskSizeBytes: 64 * 1024 * 1024,
-      boot: null,
-      createdAt: new Date().toISOString(),
-    },
-    (await manager.services.hosts.get(sim.hosts[0].name)).id,
-  );
+  cluster = await startSimCluster(hostCount, { driver: { cores: 16, memoryMiB: 32 * 1024, bootDelayMs } });
+  ({ api, sim } = cluster);
 });
 
 after(async () => {
-  await sim?.close();
-  await manager?.close();
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  await cluster?.close();
 });
 
 test('every simulated host is online with its simulated facts', async () => {

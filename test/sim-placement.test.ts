@@ -6,25 +6,22 @@
  * or refuses to, and N+k capacity planning, each checked against what the hosts really run.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
 import pino from 'pino';
-import { type SimHosts, startSimHosts } from '../src/agent/sim/cluster.ts';
+import type { SimHosts } from '../src/agent/sim/cluster.ts';
 import { SimClock } from '../src/agent/sim/driver.ts';
 import type { Logger } from '../src/log.ts';
 import type { ClusterSettings } from '../src/manager/cluster/settings.ts';
-import { type RunningManager, startManager } from '../src/manager/start.ts';
-import type { Host, JoinToken } from '../src/wire/host.ts';
+import type { Host } from '../src/wire/host.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
-import { TestApi, tempDir } from './harness.ts';
+import type { TestApi } from './harness.ts';
+import { type SimCluster, startSimCluster } from './sim-harness.ts';
 
 const hostCount = 32;
 const cores = 6;
 const memoryMiB = 16 * 1024;
-const log: Logger = pino({ level: 'silent' }, pino.destination('/dev/null'));
+const _log: Logger = pino({ level: 'silent' }, pino.destination('/dev/null'));
 
 // Two generations of Intel Xeon Scalable as /proc/cpuinfo prints them: Skylake-SP (Gold 6130)
 // and Cascade Lake (Gold 6230), which adds VNNI and no longer needs the Meltdown page-table
@@ -47,8 +44,7 @@ const newCpu = {
 /** The first half of the hosts is the older generation. */
 const isOld = (index: number) => index < hostCount / 2;
 
-let dir: string;
-let manager: RunningManager;
+let cluster: SimCluster;
 let api: TestApi;
 let sim: SimHosts;
 let oldHosts: string[];
@@ -134,18 +130,7 @@ async function settings(changes: Partial<ClusterSettings>): Promise<ClusterSetti
 }
 
 before(async () => {
-  dir = tempDir('tern-sim-placement');
-  manager = await startManager({
-    database: path.join(dir, 'tern.db'),
-    host: '127.0.0.1',
-    port: 0,
-    clusterPort: 0,
-    log,
-  });
-  api = new TestApi(manager.url, (await manager.services.tokens.create('admin', 'admin')).token);
-  sim = await startSimHosts(hostCount, {
-    baseDir: dir,
-    log,
+  cluster = await startSimCluster(hostCount, {
     // Simulated time 20 times faster: a 512 MiB migration takes some 20 ms.
     clock: new SimClock(20),
     driver: (_name, i) => ({
@@ -155,46 +140,15 @@ before(async () => {
       bootDelayMs: 100,
       guestHeartbeatMs: 0,
     }),
-    join: async (name) => {
-      const t = await api.request<JoinToken>('POST', '/api/v1/hosts', { name });
-      return { manager: manager.clusterUrl, token: t.token, caFingerprint: t.caFingerprint };
-    },
   });
+  ({ api, sim } = cluster);
   oldHosts = sim.hosts.filter((_, i) => isOld(i)).map((h) => h.name);
   newHosts = sim.hosts.filter((_, i) => !isOld(i)).map((h) => h.name);
-  const disk = path.join(dir, 'shared', 'templates', 'sim', 'disk.qcow2');
-  fs.mkdirSync(path.dirname(disk), { recursive: true });
-  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '64M']);
-  await manager.services.templates.insert(
-    {
-      name: 'sim',
-      description: 'an empty disk for simulated VMs',
-      machine: 'q35',
-      vcpus: 1,
-      memoryMiB: 512,
-      disk: { pool: 'shared', path: 'templates/sim/disk.qcow2' },
-      diskSizeBytes: 64 * 1024 * 1024,
-      boot: null,
-      createdAt: new Date().toISOString(),
-    },
-    (await manager.services.hosts.get(sim.hosts[0].name)).id,
-  );
-  const deadline = Date.now() + 30_000;
-  for (const h of sim.hosts) {
-    await api.waitHost(
-      h.name,
-      (x) => x.state === 'online' && x.facts !== null,
-      Math.max(1, deadline - Date.now()),
-      'online with its facts',
-    );
-  }
   defaults = await api.request<ClusterSettings>('GET', '/api/v1/cluster/settings');
 });
 
 after(async () => {
-  await sim?.close();
-  await manager?.close();
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  await cluster?.close();
 });
 
 test('the hosts report both CPU generations, and the baseline is the older one', async () => {

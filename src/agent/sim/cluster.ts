@@ -4,7 +4,7 @@
  * shared pool all of them see. Each agent is reached through a relay that the host's
  * reachability faults (and its power) cut, so a manager sees a host vanish from the network as
  * it would a real one. How hosts join a manager is the caller's business: `join` gives the
- * join parameters of a host's first start, `register` is called once its agent listens.
+ * join parameters of a host's first start.
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -33,8 +33,6 @@ export interface SimHostsOptions {
   clock?: SimClock;
   /** Join parameters of a host that has not joined yet (its first start). */
   join?: (name: string) => Promise<JoinParams>;
-  /** Called once a host's agent listens, for managers that add hosts by address. */
-  register?: (name: string, url: string) => Promise<unknown>;
   /** Other agent options (heartbeat period, …). */
   agent?: Partial<
     Omit<AgentOptions, 'driver' | 'stateDir' | 'pools' | 'sharedPools' | 'host' | 'port' | 'log'>
@@ -139,7 +137,6 @@ export async function startSimHosts(n: number, opts: SimHostsOptions): Promise<S
         await running.close();
       },
     };
-    await opts.register?.(name, url);
   };
 
   let next = 0;

@@ -1,0 +1,87 @@
+/**
+ * A real manager in this process driving simulated hosts that join it like real ones, with a
+ * small template disk on the shared pool every host sees (so a VM may go anywhere). For scale
+ * and fault tests of the manager's own code.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import pino from 'pino';
+import { type SimHosts, type SimHostsOptions, startSimHosts } from '../src/agent/sim/cluster.ts';
+import type { Logger } from '../src/log.ts';
+import { type RunningManager, startManager } from '../src/manager/start.ts';
+import type { JoinToken } from '../src/wire/host.ts';
+import { TestApi, tempDir } from './harness.ts';
+
+export interface SimCluster {
+  dir: string;
+  manager: RunningManager;
+  api: TestApi;
+  sim: SimHosts;
+  close(): Promise<void>;
+}
+
+// Agents log refused requests at warn and above whatever their parent's level: keep them out
+// of the test output.
+const silent: Logger = pino({ level: 'silent' }, pino.destination('/dev/null'));
+
+export async function startSimCluster(
+  hosts: number,
+  opts: Pick<SimHostsOptions, 'driver' | 'clock'> = {},
+): Promise<SimCluster> {
+  const dir = tempDir('tern-sim');
+  const manager = await startManager({
+    database: path.join(dir, 'tern.db'),
+    host: '127.0.0.1',
+    port: 0,
+    clusterPort: 0,
+    log: silent,
+  });
+  const api = new TestApi(manager.url, (await manager.services.tokens.create('admin', 'admin')).token);
+  const sim = await startSimHosts(hosts, {
+    baseDir: dir,
+    log: silent,
+    ...opts,
+    join: async (name) => {
+      const t = await api.request<JoinToken>('POST', '/api/v1/hosts', { name });
+      return { manager: manager.clusterUrl, token: t.token, caFingerprint: t.caFingerprint };
+    },
+  });
+  const disk = path.join(dir, 'shared', 'templates', 'sim', 'disk.qcow2');
+  fs.mkdirSync(path.dirname(disk), { recursive: true });
+  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '64M']);
+  await manager.services.templates.insert(
+    {
+      name: 'sim',
+      description: 'an empty disk for simulated VMs',
+      machine: 'q35',
+      vcpus: 1,
+      memoryMiB: 512,
+      disk: { pool: 'shared', path: 'templates/sim/disk.qcow2' },
+      diskSizeBytes: 64 * 1024 * 1024,
+      boot: null,
+      createdAt: new Date().toISOString(),
+    },
+    (await manager.services.hosts.get(sim.hosts[0].name)).id,
+  );
+  const deadline = Date.now() + 60_000;
+  for (const h of sim.hosts) {
+    await api.waitHost(
+      h.name,
+      (x) => x.state === 'online' && x.facts !== null,
+      Math.max(1, deadline - Date.now()),
+      'online with its facts',
+    );
+  }
+  return {
+    dir,
+    manager,
+    api,
+    sim,
+    async close() {
+      await sim.close();
+      await manager.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
