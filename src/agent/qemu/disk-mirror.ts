@@ -8,7 +8,7 @@
  */
 import { TernError } from '../../errors.ts';
 import type { MigrationReport, NbdTarget } from '../../wire/agent.ts';
-import { type BlockJob, gone, nextEvent, queryBlockJobs } from './migration-info.ts';
+import { type BlockJob, gone, queryBlockJobs, watchEvents } from './migration-info.ts';
 import type { VmProcess } from './vm-process.ts';
 
 export type DiskProgress = Extract<MigrationReport, { type: 'progress' }>;
@@ -56,6 +56,7 @@ export async function waitReady(
   progress: (p: DiskProgress) => void,
 ): Promise<void> {
   const endings = new JobEndings(vm, ids);
+  const pace = watchEvents(vm, jobEvents);
   let last = { at: Date.now(), bytes: 0 };
   let speed = 0;
   try {
@@ -90,9 +91,10 @@ export async function waitReady(
       if (mine.every((j) => j.ready)) return;
       const stop = check() ?? gone(vm);
       if (stop) throw stop;
-      await nextEvent(vm, jobEvents, 250);
+      await pace.next(250);
     }
   } finally {
+    pace.close();
     endings.close();
   }
 }
@@ -109,6 +111,7 @@ export async function endJobs(
   timeoutMs = 120_000,
 ): Promise<string[]> {
   const endings = new JobEndings(vm, ids);
+  const pace = watchEvents(vm, jobEvents);
   try {
     const present = new Set((await queryBlockJobs(vm)).map((j) => j.id));
     for (const id of ids.filter((i) => present.has(i))) {
@@ -127,7 +130,7 @@ export async function endJobs(
         throw new TernError('timeout', `block jobs ${left.map((j) => j.id).join(', ')} did not end`);
       const stop = gone(vm);
       if (stop) throw stop;
-      await nextEvent(vm, jobEvents, 250);
+      await pace.next(250);
     }
     return ids.flatMap((id) => {
       const e = endings.error(id);
@@ -135,6 +138,7 @@ export async function endJobs(
       return e && !(how === 'force-cancel' && e === 'cancelled') ? [`${id}: ${e}`] : [];
     });
   } finally {
+    pace.close();
     endings.close();
   }
 }

@@ -15,7 +15,7 @@ import { TernError } from '../../errors.ts';
 import type { IncomingMigration, IncomingMigrationRequest, NbdTarget } from '../../wire/agent.ts';
 import type { VolumeRef } from '../../wire/vm.ts';
 import { shellQuote } from './migration.ts';
-import { eventTime, gone, nextEvent, queryMigration } from './migration-info.ts';
+import { eventTime, gone, queryMigration, watchEvents } from './migration-info.ts';
 import type { VmProcess } from './vm-process.ts';
 
 export const incomingHold = 'incoming migration';
@@ -177,26 +177,39 @@ export async function resumeIncoming(
   timeoutMs: number,
 ): Promise<{ resumedAt: number }> {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const info = await queryMigration(vm);
-    if (info.status === 'completed') break;
-    if (info.status === 'failed' || info.status === 'cancelled')
-      throw new TernError('hypervisor_error', `the incoming migration ${info.status}: ${info.error ?? ''}`);
-    const stop = gone(vm);
-    if (stop) throw stop;
-    if (Date.now() > deadline)
-      throw new TernError('timeout', `the VM state did not arrive within ${Math.round(timeoutMs / 1000)} s`);
-    await nextEvent(vm, ['MIGRATION'], 500);
+  const arrival = watchEvents(vm, ['MIGRATION']);
+  try {
+    for (;;) {
+      const info = await queryMigration(vm);
+      if (info.status === 'completed') break;
+      if (info.status === 'failed' || info.status === 'cancelled')
+        throw new TernError('hypervisor_error', `the incoming migration ${info.status}: ${info.error ?? ''}`);
+      const stop = gone(vm);
+      if (stop) throw stop;
+      if (Date.now() > deadline)
+        throw new TernError(
+          'timeout',
+          `the VM state did not arrive within ${Math.round(timeoutMs / 1000)} s`,
+        );
+      await arrival.next(500);
+    }
+  } finally {
+    arrival.close();
   }
   if (rec.exports.length > 0) {
-    for (const id of rec.exports) await vm.monitor('block-export-del', { id }).catch(() => {});
-    // Exports end asynchronously, once their clients are gone.
-    const until = Date.now() + 30_000;
-    for (;;) {
-      const left = await vm.monitor<unknown>('query-block-exports');
-      if (!Array.isArray(left) || left.length === 0) break;
-      if (Date.now() > until) throw new TernError('timeout', 'the NBD exports did not close within 30 s');
-      await nextEvent(vm, ['BLOCK_EXPORT_DELETED'], 250);
+    const deleted = watchEvents(vm, ['BLOCK_EXPORT_DELETED']);
+    try {
+      for (const id of rec.exports) await vm.monitor('block-export-del', { id }).catch(() => {});
+      // Exports end asynchronously, once their clients are gone.
+      const until = Date.now() + 30_000;
+      for (;;) {
+        const left = await vm.monitor<unknown>('query-block-exports');
+        if (!Array.isArray(left) || left.length === 0) break;
+        if (Date.now() > until) throw new TernError('timeout', 'the NBD exports did not close within 30 s');
+        await deleted.next(250);
+      }
+    } finally {
+      deleted.close();
     }
     await vm.monitor('nbd-server-stop').catch(() => {});
     for (const node of rec.copies) await vm.monitor('blockdev-del', { 'node-name': node });

@@ -101,22 +101,41 @@ export function eventTime(e: QmpEvent): number {
   return s > 0 ? s * 1000 + Math.floor(count(t.microseconds) / 1000) : Date.now();
 }
 
-/**
- * Resolves at the next of these events of the VM, or after `ms` at the latest: progress is
- * sampled at that pace, and a state change is acted on as soon as QEMU reports it.
- */
-export function nextEvent(vm: VmProcess, names: readonly string[], ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      off();
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    const off = vm.onEvent((e) => {
-      if (names.includes(e.event)) done();
-    });
+export interface EventPace {
+  /**
+   * Resolves at the first of the watched events since the watch began or the last `next`, or
+   * after `ms` at the latest: progress is sampled at that pace, and a state change is acted on
+   * as soon as QEMU reports it — even one that arrived while the caller was querying.
+   */
+  next(ms: number): Promise<void>;
+  close(): void;
+}
+
+/** Starts watching now, before the caller's first query, so no event falls between the two. */
+export function watchEvents(vm: VmProcess, names: readonly string[]): EventPace {
+  let seen = false;
+  let wake: (() => void) | null = null;
+  const off = vm.onEvent((e) => {
+    if (!names.includes(e.event)) return;
+    seen = true;
+    wake?.();
   });
+  return {
+    async next(ms) {
+      if (!seen) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, ms);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wake = null;
+      }
+      seen = false;
+    },
+    close: off,
+  };
 }
 
 /** The VM's QEMU ended (crashed or stopped) while we waited on it. */

@@ -25,9 +25,9 @@ import {
   eventTime,
   gone,
   type MigrationInfo,
-  nextEvent,
   queryBlockJobs,
   queryMigration,
+  watchEvents,
 } from './migration-info.ts';
 import type { VmProcess } from './vm-process.ts';
 
@@ -107,34 +107,43 @@ async function follow(
 ): Promise<MigrationInfo> {
   let reported = 0;
   let switched = false;
-  for (;;) {
-    const info = await queryMigration(vm);
-    if (info.status === 'completed') return info;
-    if (info.status === 'failed')
-      throw new TernError('hypervisor_error', `the migration failed: ${info.error ?? 'QEMU gave no reason'}`);
-    if (info.status === 'cancelled') throw new TernError('cancelled', 'the migration was cancelled in QEMU');
-    if (info.status === 'pre-switchover' && !switched) {
-      switched = true;
-      await atSwitchover();
-      await vm.monitor('migrate-continue', { state: 'pre-switchover' });
-      continue;
+  const pace = watchEvents(vm, ['MIGRATION']);
+  try {
+    for (;;) {
+      const info = await queryMigration(vm);
+      if (info.status === 'completed') return info;
+      if (info.status === 'failed')
+        throw new TernError(
+          'hypervisor_error',
+          `the migration failed: ${info.error ?? 'QEMU gave no reason'}`,
+        );
+      if (info.status === 'cancelled')
+        throw new TernError('cancelled', 'the migration was cancelled in QEMU');
+      if (info.status === 'pre-switchover' && !switched) {
+        switched = true;
+        await atSwitchover();
+        await vm.monitor('migrate-continue', { state: 'pre-switchover' });
+        continue;
+      }
+      if (Date.now() - reported >= 500) {
+        reported = Date.now();
+        progress({
+          type: 'progress',
+          phase,
+          transferredBytes: info.transferredBytes,
+          totalBytes: info.totalBytes,
+          remainingBytes: info.remainingBytes,
+          speedMiBps: info.speedMiBps,
+          dirtyBytesPerS: info.dirtyBytesPerS,
+          expectedDowntimeMs: info.expectedDowntimeMs,
+        });
+      }
+      const stop = check() ?? gone(vm);
+      if (stop) throw stop;
+      await pace.next(250);
     }
-    if (Date.now() - reported >= 500) {
-      reported = Date.now();
-      progress({
-        type: 'progress',
-        phase,
-        transferredBytes: info.transferredBytes,
-        totalBytes: info.totalBytes,
-        remainingBytes: info.remainingBytes,
-        speedMiBps: info.speedMiBps,
-        dirtyBytesPerS: info.dirtyBytesPerS,
-        expectedDowntimeMs: info.expectedDowntimeMs,
-      });
-    }
-    const stop = check() ?? gone(vm);
-    if (stop) throw stop;
-    await nextEvent(vm, ['MIGRATION'], 250);
+  } finally {
+    pace.close();
   }
 }
 
@@ -143,15 +152,20 @@ async function follow(
  * true when it completed after all (the cancel came too late): the VM has left.
  */
 async function cancelMigration(vm: VmProcess): Promise<boolean> {
-  await vm.monitor('migrate_cancel').catch(() => {});
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const info = await queryMigration(vm);
-    if (info.status === 'completed') return true;
-    if (!migrationActive.has(info.status)) return false;
-    if (Date.now() > deadline)
-      throw new TernError('timeout', 'QEMU did not cancel the migration within 30 s');
-    await nextEvent(vm, ['MIGRATION'], 250);
+  const pace = watchEvents(vm, ['MIGRATION']);
+  try {
+    await vm.monitor('migrate_cancel').catch(() => {});
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const info = await queryMigration(vm);
+      if (info.status === 'completed') return true;
+      if (!migrationActive.has(info.status)) return false;
+      if (Date.now() > deadline)
+        throw new TernError('timeout', 'QEMU did not cancel the migration within 30 s');
+      await pace.next(250);
+    }
+  } finally {
+    pace.close();
   }
 }
 

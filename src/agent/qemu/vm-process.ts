@@ -637,7 +637,7 @@ export class VmProcess {
           process.kill(pid, 'SIGKILL');
           break;
         }
-        await delay(20);
+        await delay(5);
       }
     }
     this.#finishStopped();

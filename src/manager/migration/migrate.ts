@@ -266,8 +266,13 @@ export async function migrateVm(
       stateFile,
     });
   }
-  await ctx.step('resuming on the target', 96);
+  // The guest is down from here until the target resumes it: nothing else on this path. The
+  // target resumes only now, once the source said the migration completed (as libvirt's confirm
+  // phase does): QEMU may still fail a migration on the source, and restart the guest there,
+  // after the target received the whole state.
   const finished = await dst.finishIncoming(p.vmId);
+  // The inventory names the target before the source lets go: the source's `gone` then
+  // concerns a VM that is no longer its own.
   await commitMove(deps, p.vmId, p.to, plan.spec, finished.vm);
   await releaseSource(
     deps,
