@@ -150,7 +150,7 @@ test('a manager killed during a migration: after its restart the VM runs at the 
     bandwidthMiBps: 4,
     timeoutS: 300,
   });
-  await c.api.waitTask(task.id, (t) => /sending memory/.test(t.step), 60_000, 'sending memory');
+  await c.api.waitTask(task.id, (t) => /sending memory|^memory:/.test(t.step), 60_000, 'sending memory');
   await c.manager.kill();
   await c.startManager();
   const settled = await c.api.settle(task);

@@ -84,6 +84,7 @@ export async function doctor(flags: Flags): Promise<number> {
   for (const [what, port] of [
     ['manager port', Number(flags.port ?? 7410)],
     ['agent port', Number(flags['agent-port'] ?? 7411)],
+    ['cluster port', Number(flags['cluster-port'] ?? 7412)],
   ] as const) {
     const free = await portFree(port);
     checks.push({

@@ -166,21 +166,31 @@ export async function planMigration(
 
 const mib = (n: number) => `${Math.round(n / 1024 / 1024)} MiB`;
 
-/** Progress lines for the task: the percentage always, a log line every two seconds. */
+/**
+ * Progress for the task: the percentage always, and every two seconds a step that says what
+ * moves (transferred of total, speed, dirty rate, expected downtime), which the CLI shows.
+ * Failures to record progress never stop the migration; cancellation goes through the signal.
+ */
 function reporter(ctx: TaskContext, storage: 'shared' | 'mirror') {
-  let lastLog = 0;
+  let lastStep = 0;
   return (r: MigrationReport) => {
     if (r.type !== 'progress') return;
     const fraction = r.totalBytes > 0 ? Math.min(1, r.transferredBytes / r.totalBytes) : 0;
     const [from, span] = r.phase === 'disks' ? [5, 45] : storage === 'mirror' ? [50, 45] : [5, 90];
-    void ctx.progress(Math.round(from + fraction * span));
-    if (Date.now() - lastLog < 2000) return;
-    lastLog = Date.now();
+    const percent = Math.round(from + fraction * span);
+    if (Date.now() - lastStep < 2000) {
+      ctx.progress(percent).catch(() => {});
+      return;
+    }
+    lastStep = Date.now();
     const downtime =
       r.expectedDowntimeMs === null ? '' : `, expected downtime ${Math.round(r.expectedDowntimeMs)} ms`;
-    void ctx.log(
-      `${r.phase}: ${mib(r.transferredBytes)} of ${mib(r.totalBytes)} at ${r.speedMiBps.toFixed(1)} MiB/s, dirty ${mib(r.dirtyBytesPerS)}/s${downtime}`,
-    );
+    ctx
+      .step(
+        `${r.phase}: ${mib(r.transferredBytes)} of ${mib(r.totalBytes)} at ${r.speedMiBps.toFixed(1)} MiB/s, dirty ${mib(r.dirtyBytesPerS)}/s${downtime}`,
+        percent,
+      )
+      .catch(() => {});
   };
 }
 
