@@ -12,6 +12,12 @@ test('KVM needs both the CPU flag and the device', () => {
 
 test('cpuinfo is parsed', () => {
   const info =
-    'processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 svm\n\nprocessor\t: 1\nmodel name\t: AMD EPYC\n';
-  assert.deepEqual(readCpuFacts(info), { model: 'AMD EPYC', flags: ['fpu', 'sse2', 'svm'], cores: 2 });
+    'processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 svm\n\nprocessor\t: 1\nmodel name\t: AMD EPYC\n';
+  assert.deepEqual(readCpuFacts(info), {
+    model: 'AMD EPYC',
+    vendor: 'AuthenticAMD',
+    flags: ['fpu', 'sse2', 'svm'],
+    cores: 2,
+  });
+  assert.equal(readCpuFacts('processor\t: 0\n').vendor, 'unknown');
 });

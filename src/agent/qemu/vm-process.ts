@@ -430,7 +430,12 @@ export class VmProcess {
       case 'RESUME':
       case 'SHUTDOWN':
         this.#refreshStatus()
-          .then(() => this.#emit())
+          .then(() => {
+            this.#emit();
+            // A guest that runs again (resumed, or arrived by migration) is probed at once
+            // rather than at the next tick, so its agent is seen answering promptly.
+            if (e.event === 'RESUME') this.#scheduleHeartbeat(0);
+          })
           .catch(() => {});
         break;
       case 'BLOCK_IO_ERROR': {
