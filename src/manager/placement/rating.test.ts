@@ -37,7 +37,20 @@ test('headroom is the weighted mean of memory, CPU and storage left after placin
   const expected = (3 * 0.5 + 2 * 0.5 + 1 * 0.4) / 6;
   assert.ok(Math.abs(headroom(h, demandOf([h], vm, defaultPolicy)) - expected) < 1e-12);
   assert.ok(Math.abs(rate(h) - expected) < 1e-12);
-  assert.ok(Math.abs(rate(h, { ...defaultPolicy, strategy: 'pack' }) - (1 - expected)) < 1e-12);
+  // A host in use: pack rates it above every empty host, fuller first.
+  assert.ok(Math.abs(rate(h, { ...defaultPolicy, strategy: 'pack' }) - (0.5 + 0.5 * (1 - expected))) < 1e-12);
+});
+
+test('pack keeps to the hosts in use, and opens the roomiest empty host when none fits', () => {
+  const pack = { ...defaultPolicy, strategy: 'pack' as const };
+  const small = host('small', { memoryMiB: 4000 });
+  const big = host('big', { memoryMiB: 40_000 });
+  const used = host('used', { memoryMiB: 40_000, allocated: { vcpus: 1, memoryMiB: 1000 } });
+  // The host in use wins even though the VM would fill more of the small empty one.
+  assert.ok(rate(used, pack) > rate(small, pack));
+  assert.ok(rate(used, pack) > rate(big, pack));
+  // Between empty hosts, the one with the most room.
+  assert.ok(rate(big, pack) > rate(small, pack));
 });
 
 test('without a pool size, storage headroom is rated against what is free; with no pool it is neutral', () => {

@@ -12,7 +12,6 @@ const clamp01 = (x: number) => Math.max(0, Math.min(x, 1));
  *   memory  (limit − allocated − vm) / limit,   limit = memoryMiB × memoryOvercommit
  *   cpu     (limit − allocated − vm) / limit,   limit = cores × cpuOvercommit
  *   storage (free − disk) / size of pools[0]    (/ free when the size is unknown; 1 with no pool)
- * `spread` rates the headroom itself, `pack` its complement, so both pick the highest rating.
  */
 export function headroom(host: PlacementHost, d: Demand): number {
   const { vm, policy } = d;
@@ -34,9 +33,16 @@ export function headroom(host: PlacementHost, d: Demand): number {
   return (w.memory * mem + w.cpu * cpu + w.storage * storage) / total;
 }
 
+/**
+ * `spread` rates the headroom. `pack` fills the hosts already in use first, fullest first (best
+ * fit), and opens an empty host only when none of them fits — the one with the most room, so
+ * it takes the most VMs before another must be opened: this keeps the count of hosts in use low.
+ */
 export function rating(host: PlacementHost, d: Demand): number {
   const h = headroom(host, d);
-  return d.policy.strategy === 'pack' ? 1 - h : h;
+  if (d.policy.strategy === 'spread') return h;
+  const inUse = host.allocated.vcpus > 0 || host.allocated.memoryMiB > 0;
+  return inUse ? 0.5 + 0.5 * (1 - h) : 0.5 * h;
 }
 
 /** True when host a (rated ra) is preferred to host b (rated rb): higher rating, then name, then id. */
