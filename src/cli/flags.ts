@@ -56,6 +56,15 @@ const options = {
   strategy: { type: 'string' },
   affinity: { type: 'boolean', default: false },
   'anti-affinity': { type: 'boolean', default: false },
+  enable: { type: 'boolean', default: false },
+  disable: { type: 'boolean', default: false },
+  strict: { type: 'boolean' },
+  'statefile-pool': { type: 'string' },
+  'storage-failover': { type: 'string' },
+  restart: { type: 'string' },
+  priority: { type: 'string' },
+  order: { type: 'string' },
+  delay: { type: 'string' },
   help: { type: 'boolean', short: 'h', default: false },
 } satisfies ParseArgsOptionsConfig;
 
@@ -112,6 +121,15 @@ export interface Flags {
   strategy?: string;
   affinity: boolean;
   'anti-affinity': boolean;
+  enable: boolean;
+  disable: boolean;
+  strict?: boolean;
+  'statefile-pool'?: string;
+  'storage-failover'?: string;
+  restart?: string;
+  priority?: string;
+  order?: string;
+  delay?: string;
   help: boolean;
 }
 
@@ -136,6 +154,9 @@ export function parseCommandLine(argv: string[]): { positionals: string[]; flags
     'downtime',
     'bandwidth',
     'tolerate',
+    'storage-failover',
+    'order',
+    'delay',
     'max-unavailable',
   ] as const) {
     if (v[n] !== undefined && !/^\d+$/.test(v[n]))

@@ -9,6 +9,7 @@ import { createLogger } from '../log.ts';
 import { ApiClient } from './client.ts';
 import { clusterCommand, groupCommand } from './commands/cluster.ts';
 import { doctor } from './commands/doctor.ts';
+import { haCommand } from './commands/ha.ts';
 import { hostCommand } from './commands/host.ts';
 import { imageCommand } from './commands/image.ts';
 import { alertCommand, taskCommand, templateCommand } from './commands/inventory.ts';
@@ -47,6 +48,8 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern cluster show | settings [--cpu-overcommit N] [--memory-overcommit N] [--strategy spread|pack]
   tern cluster capacity --size 2cpu,4G,20G [--tolerate K]  VMs that still fit with K hosts failed
   tern group list | create NAME --affinity|--anti-affinity | delete NAME
+  tern ha settings [--enable|--disable] [--timeout S] [--tolerate K] [--strict] [--statefile-pool P]
+  tern vm ha VM [--restart restart|best-effort|none] [--priority high|medium|low] [--order N] [--delay S]
   tern template list | show NAME | delete NAME
   tern template create NAME --from-vm VM [--description TEXT]
   tern image list | show NAME | delete NAME
@@ -103,6 +106,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'cluster':
       await clusterCommand(ApiClient.fromEnvironment(), sub, args, flags);
+      return 0;
+    case 'ha':
+      await haCommand(ApiClient.fromEnvironment(), sub, args, flags);
       return 0;
     case 'group':
       await groupCommand(ApiClient.fromEnvironment(), sub, args, flags);

@@ -11,6 +11,7 @@ import { Placer } from './cluster/placer.ts';
 import { SettingsStore } from './cluster/settings.ts';
 import { type Db, openDatabase } from './db/database.ts';
 import { EventBus } from './events/bus.ts';
+import { haAssignment } from './ha/assignment.ts';
 import { buildClusterEndpoint } from './hosts/cluster-endpoint.ts';
 import { JoinTokens } from './hosts/join.ts';
 import { HostRegistry } from './hosts/registry.ts';
@@ -79,7 +80,14 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   await hosts.start();
   // Task kinds are registered by the routes; recovery needs them.
   await tasks.recover();
-  const cluster = await buildClusterEndpoint({ ca, identity, joinTokens, hosts, log: opts.log });
+  const cluster = await buildClusterEndpoint({
+    ca,
+    identity,
+    joinTokens,
+    hosts,
+    haAssignment: (hostId) => haAssignment(db, settings, hostId),
+    log: opts.log,
+  });
   await cluster.listen({ host: opts.host, port: opts.clusterPort });
   services.joining.url = `https://${advertised}:${portOf(cluster.server, opts.clusterPort)}`;
   await app.listen({ host: opts.host, port: opts.port });

@@ -1,6 +1,7 @@
 /** VM wire objects: the spec a host runs, the inventory record the API shows, and API requests. */
 import { type Static, Type } from 'typebox';
 import { Name, Timestamp, Uuid } from './common.ts';
+import { VmHaPolicy } from './ha-policy.ts';
 
 /** A file inside a storage pool. The path is relative and may not climb out of the pool. */
 export const VolumeRef = Type.Object(
@@ -189,6 +190,7 @@ export const Vm = Type.Object({
   memoryMiB: Type.Integer(),
   cpuMode: CpuMode,
   cpuModel: Type.String({ description: 'the QEMU CPU model it runs (or last ran) with' }),
+  ha: VmHaPolicy,
   disks: Type.Array(
     Type.Object({
       volume: VolumeRef,

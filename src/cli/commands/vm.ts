@@ -9,6 +9,7 @@ import { expandNames } from '../names.ts';
 import { ago, bytes, type Format, mib, printFields, printJson, printTable } from '../output.ts';
 import { submitTask, waitForTask } from '../progress.ts';
 import { parseSize } from '../sizes.ts';
+import { vmHaCommand } from './ha.ts';
 import { migrateCommand, printExplanation } from './migration.ts';
 
 const enc = encodeURIComponent;
@@ -297,6 +298,8 @@ export async function vmCommand(
       return diskCommand(api, args, flags);
     case 'migrate':
       return migrateCommand(api, args, flags);
+    case 'ha':
+      return vmHaCommand(api, args, flags);
     case 'snapshot':
       return snapshotCommand(api, args, flags);
     case 'console': {

@@ -15,6 +15,7 @@ const vm = (state: Vm['state'], stateReason: string | null): Vm => ({
   vcpus: 1,
   memoryMiB: 256,
   cpuMode: 'compat',
+  ha: { restart: 'none', priority: 'medium', order: 100, delayS: 0 },
   cpuModel: 'qemu64',
   disks: [],
   nics: [],

@@ -12,6 +12,7 @@ import { alertRoutes } from './alerts.ts';
 import { clusterRoutes } from './cluster.ts';
 import type { ApiServices, App } from './context.ts';
 import { eventRoutes } from './events.ts';
+import { haRoutes } from './ha.ts';
 import { hostRoutes } from './hosts.ts';
 import { imagePoolRoutes } from './image-pools.ts';
 import { imageRoutes } from './images.ts';
@@ -61,6 +62,7 @@ export async function buildApi(s: ApiServices, log: Logger): Promise<App> {
   vmRoutes(app, s);
   migrationRoutes(app, s);
   clusterRoutes(app, s);
+  haRoutes(app, s);
   vmActionRoutes(app, s);
   vmStorageRoutes(app, s);
   taskRoutes(app, s);

@@ -1,8 +1,10 @@
 /**
  * Cluster-wide settings kept in the database, so they survive restarts: the placement policy
- * (overcommit ratios, spread or pack) and the migration defaults.
+ * (overcommit ratios, spread or pack), the migration defaults, and the HA settings (which keep
+ * every value when HA is switched off and on: only `enabled` changes).
  */
 import { type Static, Type } from 'typebox';
+import { defaultHaSettings, type HaSettings } from '../../wire/ha.ts';
 import type { Db } from '../db/database.ts';
 import { defaultPolicy, type PlacementPolicy } from '../placement/model.ts';
 
@@ -28,8 +30,6 @@ export const defaultSettings: ClusterSettings = {
   migrationTimeoutS: 600,
 };
 
-const key = 'cluster';
-
 export class SettingsStore {
   readonly #db: Db;
 
@@ -38,22 +38,40 @@ export class SettingsStore {
   }
 
   async get(): Promise<ClusterSettings> {
+    return { ...defaultSettings, ...(await this.#read<ClusterSettings>('cluster')) };
+  }
+
+  async update(changes: Partial<ClusterSettings>): Promise<ClusterSettings> {
+    const next = { ...(await this.get()), ...changes };
+    await this.#write('cluster', next);
+    return next;
+  }
+
+  async ha(): Promise<HaSettings> {
+    return { ...defaultHaSettings, ...(await this.#read<HaSettings>('ha')) };
+  }
+
+  async updateHa(changes: Partial<HaSettings>): Promise<HaSettings> {
+    const next = { ...(await this.ha()), ...changes };
+    await this.#write('ha', next);
+    return next;
+  }
+
+  async #read<T>(key: string): Promise<Partial<T>> {
     const row = await this.#db
       .selectFrom('settings')
       .select('value')
       .where('key', '=', key)
       .executeTakeFirst();
-    return { ...defaultSettings, ...(row ? (JSON.parse(row.value) as Partial<ClusterSettings>) : {}) };
+    return row ? (JSON.parse(row.value) as Partial<T>) : {};
   }
 
-  async update(changes: Partial<ClusterSettings>): Promise<ClusterSettings> {
-    const next = { ...(await this.get()), ...changes };
+  async #write(key: string, value: unknown): Promise<void> {
     await this.#db
       .insertInto('settings')
-      .values({ key, value: JSON.stringify(next) })
-      .onConflict((oc) => oc.column('key').doUpdateSet({ value: JSON.stringify(next) }))
+      .values({ key, value: JSON.stringify(value) })
+      .onConflict((oc) => oc.column('key').doUpdateSet({ value: JSON.stringify(value) }))
       .execute();
-    return next;
   }
 
   async policy(): Promise<PlacementPolicy> {

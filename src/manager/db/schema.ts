@@ -13,6 +13,7 @@ export interface HostTable {
   certSerial: string | null;
   certExpiresAt: string | null;
   joinedAt: string | null;
+  haSlot: number | null;
 }
 
 export interface JoinTokenTable {
@@ -74,6 +75,8 @@ export interface VmTable {
   imagePool: string | null;
   poolVersion: number | null;
   cpuMode: string;
+  /** JSON VmHaPolicy; null: not protected. */
+  haPolicy: string | null;
   /** JSON of the VM spec without the runtime-only fields. */
   spec: string;
   diskSizes: string;

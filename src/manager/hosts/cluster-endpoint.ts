@@ -6,13 +6,13 @@
 import type { TLSSocket } from 'node:tls';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
-import { Type } from 'typebox';
 import { TernError } from '../../errors.ts';
 import { ajvOptions, installErrorHandling } from '../../http/errors.ts';
 import { type Logger, quietRequests } from '../../log.ts';
 import type { ClusterCa } from '../../pki/ca.ts';
 import { type Identity, peerOf } from '../../pki/identity.ts';
 import { ErrorBody } from '../../wire/common.ts';
+import { type HaAssignment, HeartbeatReply } from '../../wire/ha.ts';
 import { type Host, JoinRequest, JoinResult } from '../../wire/host.ts';
 import type { JoinTokens } from './join.ts';
 import type { HostRegistry } from './registry.ts';
@@ -22,6 +22,8 @@ export interface ClusterEndpointOptions {
   identity: Identity;
   joinTokens: JoinTokens;
   hosts: HostRegistry;
+  /** A host's HA duties, sent back with every heartbeat. */
+  haAssignment: (hostId: string) => Promise<HaAssignment>;
   log: Logger;
 }
 
@@ -74,14 +76,12 @@ export async function buildClusterEndpoint(opts: ClusterEndpointOptions): Promis
   app.post(
     '/cluster/v1/heartbeat',
     {
-      schema: {
-        response: { 200: Type.Object({ host: Type.String(), state: Type.String() }), '4xx': ErrorBody },
-      },
+      schema: { response: { 200: HeartbeatReply, '4xx': ErrorBody } },
     },
     async (req) => {
       const host = await callingHost(req);
       await opts.hosts.heartbeat(host.id);
-      return { host: host.name, state: host.state };
+      return { host: host.name, state: host.state, ha: await opts.haAssignment(host.id) };
     },
   );
   return app;

@@ -29,6 +29,8 @@ export class HostRegistry {
   readonly #identity: Identity;
   readonly #bus: EventBus;
   readonly #onlineWaiters: ((host: Host) => void)[] = [];
+  /** Monotonic arrival time of each host's last heartbeat on the cluster endpoint. */
+  readonly #heard = new Map<string, number>();
   /** Hosts whose event stream is up right now. */
   readonly #connected = new Set<string>();
 
@@ -75,6 +77,7 @@ export class HostRegistry {
       certSerial: cert.serial,
       certExpiresAt: cert.notAfter,
       joinedAt: now(),
+      haSlot: earlier?.haSlot ?? (await this.#freeHaSlot()),
     };
     if (earlier) await this.#db.updateTable('hosts').set(row).where('id', '=', row.id).execute();
     else await this.#db.insertInto('hosts').values(row).execute();
@@ -127,6 +130,18 @@ export class HostRegistry {
     this.#log.info({ host: row.name }, 'host removed; its certificate is revoked');
   }
 
+  /** The lowest statefile slot no host holds. */
+  async #freeHaSlot(): Promise<number> {
+    const taken = new Set(
+      (await this.#db.selectFrom('hosts').select('haSlot').execute())
+        .map((r) => r.haSlot)
+        .filter((n) => n !== null),
+    );
+    let slot = 0;
+    while (taken.has(slot)) slot++;
+    return slot;
+  }
+
   /** The host a client certificate belongs to; refuses revoked and unknown certificates. */
   async byCertificate(fingerprint: string): Promise<Host> {
     const revoked = await this.#db
@@ -168,7 +183,13 @@ export class HostRegistry {
 
   /** A host's own heartbeat over the cluster endpoint (the event stream has its own). */
   async heartbeat(hostId: string): Promise<void> {
+    this.#heard.set(hostId, performance.now());
     await this.#db.updateTable('hosts').set({ lastSeen: now() }).where('id', '=', hostId).execute();
+  }
+
+  /** When (this manager's monotonic clock) the host's own heartbeat last arrived; null: not yet. */
+  heardAt(hostId: string): number | null {
+    return this.#heard.get(hostId) ?? null;
   }
 
   /** The first host that is (or comes) online. */

@@ -3,6 +3,7 @@
 import { usefulAddresses } from '../../agent/qemu/guest-info.ts';
 import { TernError } from '../../errors.ts';
 import type { AgentVm } from '../../wire/agent.ts';
+import { defaultVmHaPolicy, type VmHaPolicy } from '../../wire/ha.ts';
 import { emptyGuestInfo, type GuestInfo, type PowerState, type Vm, type VmSpec } from '../../wire/vm.ts';
 import { type Db, now } from '../db/database.ts';
 import type { VmTable } from '../db/schema.ts';
@@ -41,6 +42,7 @@ export function newVmRow(
     imagePool: imagePool?.pool ?? null,
     poolVersion: imagePool?.version ?? null,
     cpuMode,
+    haPolicy: null,
     spec: JSON.stringify(plan.spec),
     diskSizes: JSON.stringify(plan.diskSizes),
     guest: JSON.stringify(emptyGuestInfo()),
@@ -82,6 +84,7 @@ export class VmStore {
       vcpus: spec.vcpus,
       memoryMiB: spec.memoryMiB,
       cpuMode: row.cpuMode as Vm['cpuMode'],
+      ha: row.haPolicy ? (JSON.parse(row.haPolicy) as VmHaPolicy) : defaultVmHaPolicy,
       cpuModel: spec.cpuModel,
       disks: spec.disks.map((d, i) => ({ ...d, sizeBytes: sizes[i] ?? 0 })),
       nics: spec.nics,

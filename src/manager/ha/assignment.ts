@@ -1,0 +1,36 @@
+/**
+ * What each host must do for HA, sent back in the answer to its heartbeat: the timeout, its
+ * slot in the statefile, and which of its VMs are protected (their QEMU is killed if the host
+ * fences itself).
+ */
+import { crc32 } from 'node:zlib';
+import type { HaAssignment, VmHaPolicy } from '../../wire/ha.ts';
+import type { SettingsStore } from '../cluster/settings.ts';
+import type { Db } from '../db/database.ts';
+
+/** Where the statefile lives inside its shared pool. */
+export const statefilePath = 'ha/statefile';
+
+/** A VM counts as protected when its policy restarts it (for sure or with room to spare). */
+export function isProtected(policy: VmHaPolicy | null): boolean {
+  return policy !== null && policy.restart !== 'none';
+}
+
+export async function haAssignment(db: Db, settings: SettingsStore, hostId: string): Promise<HaAssignment> {
+  const ha = await settings.ha();
+  const host = await db.selectFrom('hosts').select('haSlot').where('id', '=', hostId).executeTakeFirst();
+  const vms = await db.selectFrom('vms').select(['id', 'haPolicy']).where('hostId', '=', hostId).execute();
+  const protectedVms = vms
+    .filter((v) => isProtected(v.haPolicy ? (JSON.parse(v.haPolicy) as VmHaPolicy) : null))
+    .map((v) => v.id)
+    .sort();
+  const duties = {
+    enabled: ha.enabled && ha.statefilePool !== null,
+    timeoutS: ha.timeoutS,
+    statefile: ha.statefilePool ? { pool: ha.statefilePool, path: statefilePath } : null,
+    slot: host?.haSlot ?? 0,
+    protectedVms,
+  };
+  // The same duties give the same generation, so the agent applies each change exactly once.
+  return { ...duties, generation: crc32(JSON.stringify(duties)) };
+}

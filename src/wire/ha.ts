@@ -1,0 +1,70 @@
+/**
+ * High availability: what the manager assigns each host (in its answer to the host's
+ * heartbeat), the cluster's HA settings, and each VM's restart policy.
+ */
+import { type Static, Type } from 'typebox';
+import { Name, Uuid } from './common.ts';
+import { VolumeRef } from './vm.ts';
+
+// A VM's policy lives apart, so that the VM schema can use it without an import cycle.
+export {
+  defaultVmHaPolicy,
+  RestartPolicy,
+  RestartPriority,
+  VmHaPolicy,
+} from './ha-policy.ts';
+
+/**
+ * A host's HA duties. The agent renews its lease in `slot` of `statefile` and, if it can
+ * neither renew the lease nor reach a manager for `timeoutS`, fences: it kills
+ * `protectedVms` and refuses further commands. Kept on the host, so an agent restarted without
+ * a manager still knows its duties.
+ */
+export const HaAssignment = Type.Object(
+  {
+    enabled: Type.Boolean(),
+    /** T_fence: how long a host may be cut off from both the statefile and every manager. */
+    timeoutS: Type.Integer({ minimum: 10, maximum: 600 }),
+    /** The statefile, in a pool every host shares. */
+    statefile: Type.Union([VolumeRef, Type.Null()]),
+    slot: Type.Integer({ minimum: 0, maximum: 4095 }),
+    protectedVms: Type.Array(Uuid, { maxItems: 100_000 }),
+    /** Bumped on every change, so the agent applies each assignment once. */
+    generation: Type.Integer({ minimum: 0 }),
+  },
+  { additionalProperties: false },
+);
+export type HaAssignment = Static<typeof HaAssignment>;
+
+export const HeartbeatReply = Type.Object({
+  host: Name,
+  state: Type.String(),
+  ha: HaAssignment,
+});
+export type HeartbeatReply = Static<typeof HeartbeatReply>;
+
+export const HaSettings = Type.Object(
+  {
+    enabled: Type.Boolean(),
+    /** T_fence, 10 s at least; a host is declared failed only after T_fence plus a margin. */
+    timeoutS: Type.Integer({ minimum: 10, maximum: 600 }),
+    failuresToTolerate: Type.Integer({ minimum: 0, maximum: 16 }),
+    /** Refuse (rather than warn about) starting a protected VM that breaks the plan. */
+    strictAdmission: Type.Boolean(),
+    /** The shared pool that holds the statefile. */
+    statefilePool: Type.Union([Name, Type.Null()]),
+    /** How long the storage path takes to fail over, as the operator declares it. */
+    storageFailoverS: Type.Integer({ minimum: 0, maximum: 600 }),
+  },
+  { additionalProperties: false },
+);
+export type HaSettings = Static<typeof HaSettings>;
+
+export const defaultHaSettings: HaSettings = {
+  enabled: false,
+  timeoutS: 30,
+  failuresToTolerate: 1,
+  strictAdmission: false,
+  statefilePool: null,
+  storageFailoverS: 0,
+};
