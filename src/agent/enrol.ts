@@ -106,14 +106,21 @@ async function fetchPinnedCa(manager: string, fingerprint: string): Promise<stri
 /**
  * Reports to the manager every `intervalMs` with this host's certificate. A refusal (the host
  * was removed and its certificate revoked) is logged once per change, not on every beat.
+ * `answered` gets every reply (it carries the host's HA duties): an answer is HA's network
+ * heartbeat, so it is passed on as soon as it arrives.
  */
-export function heartbeat(m: Membership, intervalMs: number, log: Logger): () => Promise<void> {
+export function heartbeat(
+  m: Membership,
+  intervalMs: number,
+  log: Logger,
+  answered?: (reply: unknown) => void,
+): () => Promise<void> {
   const f = tlsFetch(m.identity);
   let last = '';
   const beat = async () => {
     let outcome: string;
     try {
-      await requestJson(`${m.manager}/cluster/v1/heartbeat`, {
+      const reply = await requestJson<unknown>(`${m.manager}/cluster/v1/heartbeat`, {
         method: 'POST',
         headers: {},
         timeoutMs: intervalMs,
@@ -121,6 +128,7 @@ export function heartbeat(m: Membership, intervalMs: number, log: Logger): () =>
         peer: 'the manager',
         fetch: f,
       });
+      answered?.(reply);
       outcome = 'ok';
     } catch (err) {
       outcome = (err as Error).message;

@@ -32,9 +32,10 @@ import {
 } from '../wire/agent.ts';
 import { type ImportEvent, ImportImageRequest, maxUploadBytes, UploadQuery } from '../wire/image.ts';
 import { DiskSpec, VmSpec, VolumeRef } from '../wire/vm.ts';
+import { maxSlots, readSlots } from '../ha/statefile.ts';
 import type { HypervisorDriver } from './driver.ts';
 import { planImport, runImport } from './storage/images.ts';
-import type { Pools } from './storage/pools.ts';
+import { type Pools, resolveVolume } from './storage/pools.ts';
 import { planUpload, receiveUpload } from './storage/uploads.ts';
 import {
   createSeed,
@@ -56,6 +57,8 @@ export interface AgentServerOptions {
   log: Logger;
   /** Largest upload accepted (default: maxUploadBytes()). */
   maxUploadBytes?: number;
+  /** True while the host has fenced itself (HA): commands that change anything are refused. */
+  fenced?: () => boolean;
 }
 
 export async function buildAgentServer(opts: AgentServerOptions): Promise<FastifyInstance> {
@@ -88,6 +91,13 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
         `agent speaks protocol ${agentProtocolVersion}, the manager ${v}`,
       );
     }
+    // Reads stay open, so the manager can see what the fence left behind.
+    if (req.method !== 'GET' && req.method !== 'HEAD' && opts.fenced?.()) {
+      throw new TernError(
+        'unavailable',
+        'this host fenced itself: it reached neither a manager nor its HA statefile for the HA timeout and killed its protected VMs; it takes commands again once both are back',
+      );
+    }
   });
 
   const IdParams = Type.Object({ id: Uuid });
@@ -97,6 +107,24 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
     agentVersion,
     facts: await driver.facts(),
   }));
+
+  // The manager reads the HA statefile through any host that sees it: it need not mount the
+  // shared storage itself.
+  app.get(
+    '/agent/v1/ha/statefile',
+    {
+      schema: {
+        querystring: Type.Object(
+          { pool: Type.String({ maxLength: 63 }), path: VolumeRef.properties.path, slots: Type.Integer({ minimum: 1, maximum: maxSlots }) },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    async (req) => {
+      const file = resolveVolume(pools, { pool: req.query.pool, path: req.query.path });
+      return { slots: await readSlots(file, req.query.slots) };
+    },
+  );
 
   app.get('/agent/v1/vms', async () => ({ vms: driver.list() }));
 

@@ -48,6 +48,7 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern cluster show | settings [--cpu-overcommit N] [--memory-overcommit N] [--strategy spread|pack]
   tern cluster capacity --size 2cpu,4G,20G [--tolerate K]  VMs that still fit with K hosts failed
   tern group list | create NAME --affinity|--anti-affinity | delete NAME
+  tern ha status | plan | check                            hosts as HA sees them, the restart plan, readiness
   tern ha settings [--enable|--disable] [--timeout S] [--tolerate K] [--strict] [--statefile-pool P]
   tern vm ha VM [--restart restart|best-effort|none] [--priority high|medium|low] [--order N] [--delay S]
   tern template list | show NAME | delete NAME

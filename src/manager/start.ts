@@ -12,6 +12,7 @@ import { SettingsStore } from './cluster/settings.ts';
 import { type Db, openDatabase } from './db/database.ts';
 import { EventBus } from './events/bus.ts';
 import { haAssignment } from './ha/assignment.ts';
+import { HaMonitor } from './ha/monitor.ts';
 import { buildClusterEndpoint } from './hosts/cluster-endpoint.ts';
 import { JoinTokens } from './hosts/join.ts';
 import { HostRegistry } from './hosts/registry.ts';
@@ -59,7 +60,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const joinTokens = new JoinTokens(db);
   const tasks = new TaskEngine(db, bus, opts.log);
   const settings = new SettingsStore(db);
-  const services: ApiServices = {
+  const base = {
     db,
     placer: new Placer(db, settings),
     store,
@@ -74,12 +75,15 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     joinTokens,
     joining: { url: '', caFingerprint: ca.fingerprint },
   };
+  // The HA watch registers its failover task before recovery, so one interrupted resumes.
+  const services: ApiServices = Object.assign(base, { ha: new HaMonitor(base, tasks, opts.log) });
   services.beforeStart = (vmId) => prepareStart(services, vmId);
   const stopAlerts = services.alerts.watch();
   const app = await buildApi(services, opts.log);
   await hosts.start();
   // Task kinds are registered by the routes; recovery needs them.
   await tasks.recover();
+  services.ha.start();
   const cluster = await buildClusterEndpoint({
     ca,
     identity,
@@ -100,6 +104,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     db,
     services,
     async close() {
+      services.ha.stop();
       stopAlerts();
       await tasks.close();
       hosts.close();
@@ -108,6 +113,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
       await db.destroy();
     },
     async crash() {
+      services.ha.stop();
       stopAlerts();
       tasks.abandon();
       hosts.close();

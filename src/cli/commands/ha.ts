@@ -4,7 +4,7 @@ import type { HaSettings, VmHaPolicy } from '../../wire/ha.ts';
 import type { Vm } from '../../wire/vm.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
-import { printFields, printJson } from '../output.ts';
+import { printFields, printJson, printTable } from '../output.ts';
 
 export async function haCommand(
   api: ApiClient,
@@ -39,9 +39,55 @@ export async function haCommand(
       ['storage failover', `${s.storageFailoverS} s`],
     ]);
   }
+  if (sub === 'status') {
+    const { items } = await api.request<{
+      items: { host: string; state: string; networkSilentMs: number; leaseSilentMs: number }[];
+    }>('GET', '/api/v1/ha/status');
+    if (flags.output === 'json') return printJson(items);
+    return printTable(
+      ['HOST', 'HA STATE', 'HEARTBEAT SILENT', 'LEASE SILENT'],
+      items.map((h) => [
+        h.host,
+        h.state,
+        `${(h.networkSilentMs / 1000).toFixed(1)} s`,
+        `${(h.leaseSilentMs / 1000).toFixed(1)} s`,
+      ]),
+    );
+  }
+  if (sub === 'plan') {
+    const p = await api.request<{
+      tolerates: number;
+      failuresToTolerate: number;
+      ok: boolean;
+      summary: string;
+      failureSet: string[];
+      plan: { vm: string; from: string; to: string | null; reason?: string }[];
+    }>('GET', '/api/v1/ha/plan');
+    if (flags.output === 'json') return printJson(p);
+    process.stdout.write(`${p.summary}\n`);
+    if (p.plan.length > 0) {
+      process.stdout.write(`if ${p.failureSet.join(', ')} failed:\n`);
+      printTable(
+        ['VM', 'FROM', 'RESTARTS ON'],
+        p.plan.map((x) => [x.vm, x.from, x.to ?? `- (${x.reason ?? 'no room'})`]),
+      );
+    }
+    return;
+  }
+  if (sub === 'check') {
+    const { items } = await api.request<{
+      items: { check: string; level: string; message: string; fix: string | null }[];
+    }>('GET', '/api/v1/ha/check');
+    if (flags.output === 'json') return printJson(items);
+    printTable(
+      ['CHECK', 'LEVEL', 'FINDING', 'FIX'],
+      items.map((c) => [c.check, c.level, c.message, c.fix ?? '']),
+    );
+    return;
+  }
   throw new TernError(
     'invalid_request',
-    'usage: tern ha settings [--enable|--disable] [--timeout S] [--tolerate K] [--strict] [--statefile-pool P] [--storage-failover S]',
+    'usage: tern ha status | plan | check | settings [--enable|--disable] [--timeout S] [--tolerate K] [--strict] [--statefile-pool P] [--storage-failover S]',
   );
 }
 

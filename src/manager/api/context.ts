@@ -9,6 +9,7 @@ import type {
 } from 'fastify';
 import type { AlertStore } from '../alerts/store.ts';
 import type { TokenStore } from '../auth/tokens.ts';
+import type { HaMonitor } from '../ha/monitor.ts';
 import type { JoinTokens } from '../hosts/join.ts';
 import type { ImagePoolStore } from '../imagepools/store.ts';
 import type { ImageStore } from '../library/images.ts';
@@ -30,6 +31,8 @@ export interface ApiServices extends VmDeps {
   alerts: AlertStore;
   imagePools: ImagePoolStore;
   joinTokens: JoinTokens;
+  /** The HA watch: what it says of each host. */
+  ha: HaMonitor;
   /** Where agents join, and the CA fingerprint they pin. */
   joining: { url: string; caFingerprint: string };
   /** Largest image upload accepted (default: maxUploadBytes()). */

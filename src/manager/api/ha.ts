@@ -1,12 +1,144 @@
 /** /api/v1/ha: high-availability settings, each VM's restart policy, the plan and the checks. */
+import os from 'node:os';
 import { Type } from 'typebox';
 import { TernError } from '../../errors.ts';
 import { ErrorBody } from '../../wire/common.ts';
 import { HaSettings, VmHaPolicy } from '../../wire/ha.ts';
 import { Vm } from '../../wire/vm.ts';
+import { haPlan } from '../ha/admission.ts';
+import { haVms } from '../ha/protected.ts';
+import { readiness } from '../ha/readiness.ts';
 import type { ApiServices, App } from './context.ts';
 
+const Check = Type.Object({
+  check: Type.String(),
+  level: Type.Union([Type.Literal('ok'), Type.Literal('warning'), Type.Literal('error')]),
+  message: Type.String(),
+  fix: Type.Union([Type.String(), Type.Null()]),
+});
+
+const PlanAnswer = Type.Object({
+  failuresToTolerate: Type.Integer(),
+  tolerates: Type.Integer(),
+  ok: Type.Boolean(),
+  summary: Type.String(),
+  failureSet: Type.Array(Type.String()),
+  plan: Type.Array(
+    Type.Object({
+      vm: Type.String(),
+      from: Type.String(),
+      to: Type.Union([Type.String(), Type.Null()]),
+      reason: Type.Optional(Type.String()),
+    }),
+  ),
+});
+
+/** The inputs of the plan and the checks, from the inventory. */
+async function planOf(s: ApiServices) {
+  const snapshot = await s.placer.snapshot();
+  const rows = await s.db.selectFrom('vms').selectAll().execute();
+  const settings = await s.placer.settings.ha();
+  const plan = haPlan({
+    hosts: snapshot.hosts,
+    vms: await haVms(s.db, snapshot, rows),
+    failuresToTolerate: settings.failuresToTolerate,
+    policy: await s.placer.settings.policy(),
+  });
+  return { snapshot, rows, settings, plan };
+}
+
 export function haRoutes(app: App, s: ApiServices): void {
+  app.get(
+    '/api/v1/ha/status',
+    {
+      schema: {
+        summary: 'Each host as the HA watch sees it: healthy, isolated, storage-lost, suspect or failed',
+        tags: ['ha'],
+        response: {
+          200: Type.Object({
+            items: Type.Array(
+              Type.Object({
+                host: Type.String(),
+                state: Type.String(),
+                networkSilentMs: Type.Number(),
+                leaseSilentMs: Type.Number(),
+              }),
+            ),
+          }),
+        },
+      },
+    },
+    async () => {
+      const hosts = await s.hosts.list();
+      return {
+        items: s.ha.status.map((d) => ({
+          host: hosts.find((h) => h.id === d.hostId)?.name ?? d.hostId,
+          state: d.state,
+          networkSilentMs: Math.round(d.networkSilentMs),
+          leaseSilentMs: Math.round(d.leaseSilentMs),
+        })),
+      };
+    },
+  );
+
+  app.get(
+    '/api/v1/ha/plan',
+    {
+      schema: {
+        summary: 'How many host failures every protected VM survives now, and where they would restart',
+        tags: ['ha'],
+        response: { 200: PlanAnswer },
+      },
+    },
+    async () => {
+      const { snapshot, rows, plan } = await planOf(s);
+      const hostName = (id: string | null) =>
+        id ? (snapshot.hosts.find((h) => h.id === id)?.name ?? id) : null;
+      return {
+        failuresToTolerate: plan.failuresToTolerate,
+        tolerates: plan.tolerates,
+        ok: plan.ok,
+        summary: plan.summary,
+        failureSet: plan.failureSet.map((id) => hostName(id) ?? id),
+        plan: plan.plan.map((p) => ({
+          vm: rows.find((r) => r.id === p.vmId)?.name ?? p.vmId,
+          from: hostName(p.fromHostId) ?? p.fromHostId,
+          to: hostName(p.hostId),
+          ...(p.reason ? { reason: p.reason } : {}),
+        })),
+      };
+    },
+  );
+
+  app.get(
+    '/api/v1/ha/check',
+    {
+      schema: {
+        summary: 'Readiness checks: single points of failure and settings that keep HA from working',
+        tags: ['ha'],
+        response: { 200: Type.Object({ items: Type.Array(Check) }) },
+      },
+    },
+    async () => {
+      const { snapshot, settings, plan } = await planOf(s);
+      const hosts = await s.hosts.list();
+      // On one machine every host has the manager's hostname: the manager runs "on" them.
+      const onHost = hosts.find((h) => h.facts?.hostname === os.hostname())?.name ?? null;
+      return {
+        items: readiness({
+          hosts: snapshot.hosts.map((h) => ({
+            name: h.name,
+            state: h.state,
+            pools: h.pools.filter((p) => !p.name.includes('@')),
+          })),
+          manager: { onHost, standbys: 0 },
+          settings,
+          toleratesNow: plan.tolerates,
+        }),
+      };
+    },
+  );
+
   app.get(
     '/api/v1/ha/settings',
     { schema: { summary: 'HA settings', tags: ['ha'], response: { 200: HaSettings } } },

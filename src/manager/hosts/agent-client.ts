@@ -3,6 +3,7 @@
  * self-reconnecting subscription to its event stream.
  */
 import { TernError } from '../../errors.ts';
+import type { SlotState } from '../../ha/statefile.ts';
 import { requestJson } from '../../http/json-client.ts';
 import { ndjson } from '../../http/ndjson.ts';
 import {
@@ -159,6 +160,13 @@ export class AgentClient {
       undefined,
       300_000,
     );
+  }
+
+  /** The HA statefile's first `slots` slots, as this host reads them from shared storage. */
+  async readStatefile(ref: VolumeRef, slots: number): Promise<SlotState[]> {
+    const q = new URLSearchParams({ ...ref, slots: String(slots) });
+    return (await this.#call<{ slots: SlotState[] }>('GET', `/agent/v1/ha/statefile?${q}`, undefined, 10_000))
+      .slots;
   }
 
   async deleteVolume(ref: VolumeRef): Promise<void> {

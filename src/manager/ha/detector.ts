@@ -1,0 +1,123 @@
+/**
+ * Host failure detection: from when the manager last heard each host's network heartbeat and
+ * last saw its statefile lease move, what state each host is in. Only `failed` lets anyone
+ * restart the host's VMs, and only once the host has certainly fenced itself.
+ *
+ * Every time here is the manager's own monotonic clock (performance.now() or a monotonic
+ * counter of the shell): the host's clock is never compared with it.
+ */
+
+export type HostHealth = 'healthy' | 'isolated' | 'storage-lost' | 'suspect' | 'failed';
+
+export interface HostSignals {
+  hostId: string;
+  /** When the manager last received the host's network heartbeat; null: not since it started. */
+  networkOkAtMs: number | null;
+  /**
+   * When the manager last saw the host's lease counter change: the completion time of the
+   * statefile read that showed the new value. Null: not since it started.
+   */
+  leaseOkAtMs: number | null;
+}
+
+export interface DetectorInput {
+  nowMs: number;
+  /** T_fence, HaSettings.timeoutS. */
+  timeoutS: number;
+  /** When this manager started watching (or took over as leader): it knows nothing before. */
+  watchingSinceMs: number;
+  /**
+   * When the last statefile read that succeeded was started; null: none yet. A lease counts as
+   * silent only up to here: a manager that cannot read the statefile (its own storage path is
+   * down, or the process was frozen) must not take every lease for silent.
+   */
+  statefileReadAtMs: number | null;
+  hosts: readonly HostSignals[];
+  /** A signal unseen this long is silent; default `silentAfterMs(timeoutS)`. */
+  silentAfterMs?: number;
+}
+
+export interface HostDetection {
+  hostId: string;
+  state: HostHealth;
+  networkSilentMs: number;
+  leaseSilentMs: number;
+  /**
+   * For `suspect`: when it becomes `failed` if both signals stay silent (when to look again).
+   * For `failed`: when it became failed as the observations show it. Otherwise null.
+   */
+  failAtMs: number | null;
+}
+
+const minMarginMs = 5_000;
+
+/**
+ * T_fail: how long both signals must have been silent before the host is declared failed.
+ *
+ * A host fences T_fence after the last moment it both renewed its lease and reached a manager,
+ * as its agent credits them: a heartbeat from when it was sent, a lease renewal from when its
+ * write was issued, and only if the write completed within one renewal period. So the manager's
+ * last observation of either signal is never earlier than the host's credit for it, except by a
+ * renewal that was issued before the manager's last read but landed after it. The margin covers,
+ * added up:
+ * - that late renewal: at most one renewal period (T_fence / 5 or less);
+ * - the watchdog's lag: it is fed after the renewal completes and checks its deadline on a
+ *   tick, with timer slop;
+ * - the fence itself: SIGKILL of every protected QEMU and waiting for them to exit (a process
+ *   in uninterruptible disk I/O takes a moment to die);
+ * - drift between the two monotonic clocks (ppm, negligible).
+ * At T_fence = 10 s that is about 2 s + 1 s + 2 s, hence the 5 s floor; above 20 s the renewal
+ * period grows with T_fence, hence 25% of it.
+ */
+export function failAfterMs(timeoutS: number): number {
+  const fenceMs = timeoutS * 1000;
+  return fenceMs + Math.max(minMarginMs, Math.ceil(fenceMs / 4));
+}
+
+/**
+ * When a signal counts as silent: half of T_fence. With heartbeats and renewals at least every
+ * T_fence / 4 (which the fence rule needs anyway, so a single slow beat does not fence), that
+ * is two missed in a row, so one late beat does not flap a host into `isolated`.
+ */
+export function silentAfterMs(timeoutS: number): number {
+  return Math.ceil((timeoutS * 1000) / 2);
+}
+
+export function detect(input: DetectorInput): HostDetection[] {
+  const out: HostDetection[] = [];
+  for (const h of input.hosts) out.push(detectHost(h, input));
+  return out;
+}
+
+export function detectHost(h: HostSignals, input: DetectorInput): HostDetection {
+  const { nowMs, watchingSinceMs } = input;
+  const failMs = failAfterMs(input.timeoutS);
+  const silentMs = Math.min(input.silentAfterMs ?? silentAfterMs(input.timeoutS), failMs);
+  // A manager that just started has not watched: silence counts from when it began to.
+  const netFrom = Math.max(h.networkOkAtMs ?? watchingSinceMs, watchingSinceMs);
+  const leaseFrom = Math.max(h.leaseOkAtMs ?? watchingSinceMs, watchingSinceMs);
+  const networkSilentMs = Math.max(0, nowMs - netFrom);
+  // The lease is known unchanged only up to the start of the last read that succeeded.
+  const leaseHorizon =
+    input.statefileReadAtMs === null ? leaseFrom : Math.min(nowMs, input.statefileReadAtMs);
+  const leaseSilentMs = Math.max(0, leaseHorizon - leaseFrom);
+
+  const netSilent = networkSilentMs >= silentMs;
+  const leaseSilent = leaseSilentMs >= silentMs;
+  let state: HostHealth;
+  let failAtMs: number | null = null;
+  if (netSilent && leaseSilent) {
+    // Both must reach T_fail: the lease by a read started that late, the network by the clock.
+    failAtMs = Math.max(netFrom, leaseFrom) + failMs;
+    state = networkSilentMs >= failMs && leaseSilentMs >= failMs ? 'failed' : 'suspect';
+  } else if (netSilent) {
+    // Still renewing: it will not fence, so its VMs stay where they run.
+    state = 'isolated';
+  } else if (leaseSilent) {
+    // Still talking to us: it will not fence either (the fence needs both lost).
+    state = 'storage-lost';
+  } else {
+    state = 'healthy';
+  }
+  return { hostId: h.hostId, state, networkSilentMs, leaseSilentMs, failAtMs };
+}

@@ -1,0 +1,129 @@
+/**
+ * The manager's HA watch: once a second it reads the statefile (through any host that sees it),
+ * notes whose lease moved and whose heartbeat arrived, asks the detector what state each host
+ * is in, and starts the failover of a host declared failed. Every time here is this manager's
+ * own monotonic clock; the hosts' clocks are never compared with it.
+ */
+import { TernError } from '../../errors.ts';
+import type { SlotState } from '../../ha/statefile.ts';
+import type { Logger } from '../../log.ts';
+import type { TaskEngine } from '../tasks/engine.ts';
+import type { VmDeps } from '../vms/deps.ts';
+import { statefilePath } from './assignment.ts';
+import { detect, type HostDetection } from './detector.ts';
+import { type FailoverParams, failoverTask } from './failover.ts';
+
+const tickMs = 1000;
+
+export class HaMonitor {
+  readonly #deps: VmDeps;
+  readonly #tasks: TaskEngine;
+  readonly #log: Logger;
+  readonly #failover;
+  readonly #watchingSince = performance.now();
+  readonly #leases = new Map<string, { counter: number; okAt: number }>();
+  #statefileReadAt: number | null = null;
+  #status: HostDetection[] = [];
+  #timer: NodeJS.Timeout | null = null;
+  #stopped = false;
+  /** Hosts whose failover was started by this manager, so it is started once. */
+  readonly #failingOver = new Set<string>();
+
+  constructor(deps: VmDeps, tasks: TaskEngine, log: Logger) {
+    this.#deps = deps;
+    this.#tasks = tasks;
+    this.#log = log;
+    this.#failover = failoverTask(deps);
+    tasks.register(this.#failover);
+  }
+
+  start(): void {
+    const loop = async () => {
+      try {
+        await this.tick();
+      } catch (err) {
+        this.#log.error({ err }, 'HA watch failed a round');
+      }
+      if (!this.#stopped) this.#timer = setTimeout(() => void loop(), tickMs);
+    };
+    this.#timer = setTimeout(() => void loop(), tickMs);
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+  }
+
+  /** What the detector said of each host in the last round. */
+  get status(): readonly HostDetection[] {
+    return this.#status;
+  }
+
+  async tick(): Promise<void> {
+    const settings = await this.#deps.placer.settings.ha();
+    if (!settings.enabled || !settings.statefilePool) {
+      this.#status = [];
+      return;
+    }
+    const hosts = await this.#deps.db.selectFrom('hosts').select(['id', 'name', 'state', 'haSlot']).execute();
+    await this.#readLeases(settings.statefilePool, hosts);
+    const now = performance.now();
+    this.#status = detect({
+      nowMs: now,
+      timeoutS: settings.timeoutS,
+      watchingSinceMs: this.#watchingSince,
+      statefileReadAtMs: this.#statefileReadAt,
+      hosts: hosts.map((h) => ({
+        hostId: h.id,
+        networkOkAtMs: this.#deps.hosts.heardAt(h.id),
+        leaseOkAtMs: this.#leases.get(h.id)?.okAt ?? null,
+      })),
+    });
+    for (const d of this.#status) {
+      if (d.state !== 'failed' || this.#failingOver.has(d.hostId)) continue;
+      const host = hosts.find((h) => h.id === d.hostId)!;
+      this.#log.warn(
+        { host: host.name },
+        'host failed: no heartbeat and no lease; restarting its protected VMs',
+      );
+      try {
+        await this.#tasks.submit<FailoverParams>(this.#failover, { hostId: d.hostId }, [`ha:${d.hostId}`]);
+        this.#failingOver.add(d.hostId);
+      } catch (err) {
+        // Already running (a resumed task holds the lock): that one sees it through.
+        if (!(err instanceof TernError && err.code === 'conflict')) throw err;
+        this.#failingOver.add(d.hostId);
+      }
+    }
+    // A host that is healthy again may fail again later.
+    for (const d of this.#status) if (d.state === 'healthy') this.#failingOver.delete(d.hostId);
+  }
+
+  /** One read of the statefile through the first host that answers. */
+  async #readLeases(
+    pool: string,
+    hosts: { id: string; state: string; haSlot: number | null }[],
+  ): Promise<void> {
+    const slots = Math.max(1, ...hosts.map((h) => (h.haSlot ?? 0) + 1));
+    for (const reader of hosts.filter((h) => h.state === 'online')) {
+      const startedAt = performance.now();
+      let read: SlotState[];
+      try {
+        read = await this.#deps.hosts.client(reader.id).readStatefile({ pool, path: statefilePath }, slots);
+      } catch {
+        continue;
+      }
+      const doneAt = performance.now();
+      for (const h of hosts) {
+        const s = read[h.haSlot ?? -1];
+        if (s?.state !== 'valid' || s.record.hostId !== h.id) continue;
+        const seen = this.#leases.get(h.id);
+        if (!seen || s.record.counter !== seen.counter) {
+          this.#leases.set(h.id, { counter: s.record.counter, okAt: doneAt });
+        }
+      }
+      this.#statefileReadAt = startedAt;
+      return;
+    }
+  }
+}
