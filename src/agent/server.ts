@@ -8,6 +8,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { asTernError, TernError } from '../errors.ts';
+import { maxSlots, readSlots } from '../ha/statefile.ts';
 import { ajvOptions, installErrorHandling } from '../http/errors.ts';
 import { discardUnreadBody } from '../http/unread-body.ts';
 import { type Logger, quietRequests } from '../log.ts';
@@ -32,7 +33,6 @@ import {
 } from '../wire/agent.ts';
 import { type ImportEvent, ImportImageRequest, maxUploadBytes, UploadQuery } from '../wire/image.ts';
 import { DiskSpec, VmSpec, VolumeRef } from '../wire/vm.ts';
-import { maxSlots, readSlots } from '../ha/statefile.ts';
 import type { HypervisorDriver } from './driver.ts';
 import { planImport, runImport } from './storage/images.ts';
 import { type Pools, resolveVolume } from './storage/pools.ts';
@@ -115,7 +115,11 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
     {
       schema: {
         querystring: Type.Object(
-          { pool: Type.String({ maxLength: 63 }), path: VolumeRef.properties.path, slots: Type.Integer({ minimum: 1, maximum: maxSlots }) },
+          {
+            pool: Type.String({ maxLength: 63 }),
+            path: VolumeRef.properties.path,
+            slots: Type.Integer({ minimum: 1, maximum: maxSlots }),
+          },
           { additionalProperties: false },
         ),
       },
