@@ -6,6 +6,7 @@ import { ErrorBody } from '../../wire/common.ts';
 import { HaSettings, VmHaPolicy } from '../../wire/ha.ts';
 import { Vm } from '../../wire/vm.ts';
 import { haPlan } from '../ha/admission.ts';
+import { admitProtected } from '../ha/admit-start.ts';
 import { haVms } from '../ha/protected.ts';
 import { readiness } from '../ha/readiness.ts';
 import type { ApiServices, App } from './context.ts';
@@ -193,8 +194,13 @@ export function haRoutes(app: App, s: ApiServices): void {
       },
     },
     async (req) => {
-      const vm = await s.store.get(req.params.vm);
-      return s.store.update(vm.id, { haPolicy: JSON.stringify(req.body) });
+      const row = await s.store.row(req.params.vm);
+      const haPolicy = JSON.stringify(req.body);
+      // Protecting a VM that runs takes failover room now: strict admission may refuse it.
+      if (row.hostId && (row.state === 'running' || row.state === 'paused')) {
+        await admitProtected(s, { ...row, haPolicy }, row.hostId);
+      }
+      return s.store.update(row.id, { haPolicy });
     },
   );
 }

@@ -69,7 +69,7 @@ async function restartRound(deps: VmDeps, ctx: TaskContext, failedId: string, ou
       stateReason: 'restarting: its host failed',
     });
     try {
-      await startVm(deps, ctx, step.vmId);
+      await startVm(deps, ctx, step.vmId, { haRestart: true });
       out.restarted.push({ vm: row.name, on: target.name });
     } catch (err) {
       unplaced.push({ vmId: step.vmId, reason: (err as Error).message });
@@ -93,7 +93,8 @@ export function failoverTask(deps: VmDeps): TaskKind<FailoverParams> {
         .selectAll()
         .where('stateReason', '=', 'restarting: its host failed')
         .execute()) {
-        if (r.hostId && r.hostId !== p.hostId && r.state === 'stopped') await startVm(deps, ctx, r.id);
+        if (r.hostId && r.hostId !== p.hostId && r.state === 'stopped')
+          await startVm(deps, ctx, r.id, { haRestart: true });
       }
       let unplaced: { vmId: string; reason: string }[] = [];
       for (let round = 0; round < maxRounds; round++) {

@@ -42,7 +42,7 @@ export function createTask(deps: VmDeps): TaskKind<CreateParams> {
       // Still `creating` until it runs: a stopped VM takes no room, so VMs placed meanwhile
       // would take the room its placement counted on, and it would start elsewhere or not at all.
       try {
-        await startVm(deps, ctx, p.vmId, true);
+        await startVm(deps, ctx, p.vmId, { creating: true });
       } catch (err) {
         // A failed start leaves a created VM stopped (cleanup removes only unfinished ones).
         if ((await deps.store.row(p.vmId)).state === 'creating')

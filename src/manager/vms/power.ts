@@ -6,6 +6,7 @@
 import { TernError } from '../../errors.ts';
 import type { VmAction } from '../../wire/agent.ts';
 import type { Vm, VmSpec } from '../../wire/vm.ts';
+import { admitProtected } from '../ha/admit-start.ts';
 import type { TaskContext, TaskKind } from '../tasks/engine.ts';
 import { loadVm, type VmDeps } from './deps.ts';
 import { hostForStart } from './start-host.ts';
@@ -24,13 +25,22 @@ export interface RebootParams extends VmParams {
   force: boolean;
 }
 
-/**
- * Starts a VM and waits until its host reports it running. Idempotent. Only the VM's own create
- * task (`creating`) starts a VM that is still `creating`.
- */
-export async function startVm(deps: VmDeps, ctx: TaskContext, vmId: string, creating = false): Promise<Vm> {
+export interface StartOptions {
+  /** Only the VM's own create task starts a VM that is still `creating`. */
+  creating?: boolean;
+  /** An HA restart after its host failed: admission does not hold it back. */
+  haRestart?: boolean;
+}
+
+/** Starts a VM and waits until its host reports it running. Idempotent. */
+export async function startVm(
+  deps: VmDeps,
+  ctx: TaskContext,
+  vmId: string,
+  opts: StartOptions = {},
+): Promise<Vm> {
   const { row } = await loadVm(deps, vmId);
-  if (row.state === 'creating' && !creating)
+  if (row.state === 'creating' && !opts.creating)
     throw new TernError('conflict', `VM ${row.name} is still being created`);
   const stopped =
     row.state === 'stopped' || row.state === 'crashed' || row.state === 'missing' || row.state === 'creating';
@@ -41,6 +51,9 @@ export async function startVm(deps: VmDeps, ctx: TaskContext, vmId: string, crea
     : { hostId: row.hostId!, spec: JSON.parse(row.spec) as VmSpec };
   if (hostId !== row.hostId)
     await ctx.log(`its host cannot take it now; starting on ${(await deps.hosts.get(hostId)).name}`);
+  const warning =
+    stopped && !opts.haRestart ? await admitProtected(deps, await deps.store.row(vmId), hostId) : null;
+  if (warning) await ctx.log(`warning: ${warning}`);
   await ctx.log(`asking host to start ${spec.vcpus} vCPU, ${spec.memoryMiB} MiB, CPU ${spec.cpuModel}`);
   const reported = await deps.hosts.client(hostId).runVm(spec);
   await deps.store.applyReport(hostId, vmId, reported);
