@@ -5,6 +5,7 @@ import { TernError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { HypervisorDriver } from './driver.ts';
 import { heartbeat, type JoinParams, join, loadMembership } from './enrol.ts';
+import { HaGuard } from './ha/guard.ts';
 import { QemuDriver } from './qemu/driver.ts';
 import { buildAgentServer } from './server.ts';
 
@@ -23,6 +24,11 @@ export interface AgentOptions {
   join?: JoinParams;
   /** How the manager reaches this agent (default https://host:port). */
   advertise?: string;
+  /**
+   * Run the HA watchdog process (default: with the QEMU driver only; simulated hosts have no
+   * processes to kill, and fence in-process).
+   */
+  haWatchdog?: boolean;
 }
 
 export interface RunningAgent {
@@ -58,20 +64,36 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       heartbeatMs: opts.heartbeatMs,
     });
   await driver.init();
+  const guard = new HaGuard({
+    stateDir: opts.stateDir,
+    pools: opts.pools,
+    driver,
+    log: opts.log,
+    heartbeatMs: opts.heartbeatMs ?? 5000,
+    ...((opts.haWatchdog ?? !opts.driver) ? {} : { watchdog: null }),
+  });
   const app = await buildAgentServer({
     driver,
     pools: opts.pools,
     identity: membership.identity,
     log: opts.log,
+    fenced: () => guard.fenced,
   });
   await app.listen({ host: opts.host, port });
   opts.log.info({ port }, 'agent listening');
-  const stopBeating = heartbeat(membership, opts.heartbeatMs ?? 5000, opts.log);
+  // Started once listening: a start that fails to listen (and is retried) leaves no loop behind.
+  guard.start();
+  // At most every 2 s: HA needs a network heartbeat at least every quarter of its timeout,
+  // and the shortest timeout is 10 s.
+  const stopBeating = heartbeat(membership, Math.min(opts.heartbeatMs ?? 5000, 2000), opts.log, (r) =>
+    guard.heartbeatAnswered(r),
+  );
   return {
     url,
     driver,
     async close() {
       await stopBeating();
+      await guard.close();
       await app.close();
       await driver.close();
     },

@@ -102,7 +102,7 @@ export class HaMonitor {
   /** One read of the statefile through the first host that answers. */
   async #readLeases(
     pool: string,
-    hosts: { id: string; state: string; haSlot: number | null }[],
+    hosts: { id: string; name: string; state: string; haSlot: number | null }[],
   ): Promise<void> {
     const slots = Math.max(1, ...hosts.map((h) => (h.haSlot ?? 0) + 1));
     for (const reader of hosts.filter((h) => h.state === 'online')) {
@@ -116,7 +116,8 @@ export class HaMonitor {
       const doneAt = performance.now();
       for (const h of hosts) {
         const s = read[h.haSlot ?? -1];
-        if (s?.state !== 'valid' || s.record.hostId !== h.id) continue;
+        // A slot names the host that writes it (by the name its heartbeat reply gave it).
+        if (s?.state !== 'valid' || s.record.hostId !== h.name) continue;
         const seen = this.#leases.get(h.id);
         if (!seen || s.record.counter !== seen.counter) {
           this.#leases.set(h.id, { counter: s.record.counter, okAt: doneAt });
