@@ -24,27 +24,33 @@ before(async () => {
   });
 });
 after(async () => {
+  for (const stop of samplers) await stop();
   for (const h of c?.hosts ?? []) h.agent?.signal('SIGCONT');
   await c?.stop();
 });
 
 const hostNamed = (name: string) => c.hosts.find((h) => h.name === name)!;
 
-/** Samples the VM's QEMU processes until stopped: the most seen at once. */
+const samplers: (() => Promise<number>)[] = [];
+
+/** Samples the VM's QEMU processes until stopped (at the latest when the tests end): the most seen at once. */
 function sampleCopies(vmId: string) {
   let most = 0;
   let running = true;
+  const deadline = Date.now() + 300_000;
   const done = (async () => {
-    while (running) {
+    while (running && Date.now() < deadline) {
       most = Math.max(most, qemuPids(vmId).length);
       await new Promise((r) => setTimeout(r, 100));
     }
   })();
-  return async () => {
+  const stop = async () => {
     running = false;
     await done;
     return most;
   };
+  samplers.push(stop);
+  return stop;
 }
 
 /** A protected VM running on host `on`: the other hosts are in maintenance while it starts. */
@@ -102,3 +108,37 @@ test('a host that loses power: its protected VM restarts on the other host, neve
   // Not before the host was declared failed (10 s timeout plus the margin).
   assert.ok(Date.now() - failedAt >= 15_000, 'restarted before the fence deadline');
 });
+
+test('a frozen agent: the watchdog fences its VM before the manager restarts it elsewhere', async () => {
+  // After the power loss above, host a is back: its agent restarts on its state directory.
+  const a = hostNamed('a');
+  await a.start();
+  await c.api.waitHost('a', (h) => h.state === 'online', 60_000, 'online again');
+  const before = await protectedVm('db', 'a');
+  const stopSampling = sampleCopies(before.id);
+  const frozenAt = Date.now();
+  a.agent.signal('SIGSTOP');
+  // The watchdog, fed no more, kills the VM's QEMU at the fence deadline (10 s)...
+  await waitUntil(() => qemuPids(before.id).length === 0, 30_000, 'the watchdog fenced the VM');
+  const fencedAfter = Date.now() - frozenAt;
+  assert.ok(fencedAfter >= 9_000, `fenced after ${fencedAfter} ms, before the timeout`);
+  // ...and only then does the manager restart it elsewhere.
+  const after = await restartedElsewhere('db', 'a');
+  assert.equal(after.host, 'b');
+  // Thawed, the agent finds itself fenced: it does not bring its copy back.
+  a.agent.signal('SIGCONT');
+  await a.agent.waitForLine('fenced', 30_000).catch(() => {});
+  assert.equal(qemuPids(after.id).length, 1);
+  const most = await stopSampling();
+  assert.ok(most <= 1, `saw ${most} QEMU processes for one VM`);
+  execFileSync('qemu-img', ['check', '-U', path.join(c.sharedPool!, after.disks[0].volume.path)]);
+});
+
+/** Polls a local fact (a process table) with a bound; there is no event for a process dying elsewhere. */
+async function waitUntil(ok: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`not ${what} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -340,6 +340,9 @@ export class QemuDriver implements HypervisorDriver {
   prepareIncoming(req: IncomingMigrationRequest): Promise<IncomingMigration> {
     const { spec } = req;
     return this.#exclusive(spec.id, async () => {
+      // A crashed copy left here (the host failed and the VM was restarted elsewhere) is only a
+      // record: the VM coming back replaces it.
+      if (this.#vms.get(spec.id)?.state === 'crashed') await this.forget(spec.id);
       if (this.#vms.has(spec.id) || this.#starting.has(spec.id) || this.#incoming.get(spec.id)) {
         throw new TernError('conflict', `VM ${spec.name} is on this host already`);
       }

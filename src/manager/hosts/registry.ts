@@ -7,7 +7,7 @@ import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { IssuedCert } from '../../pki/ca.ts';
 import { type Identity, tlsFetch } from '../../pki/identity.ts';
-import type { AgentEvent } from '../../wire/agent.ts';
+import type { AgentEvent, AgentVm } from '../../wire/agent.ts';
 import type { Host, HostFacts, HostState } from '../../wire/host.ts';
 import { type Db, now } from '../db/database.ts';
 import type { HostTable } from '../db/schema.ts';
@@ -280,9 +280,12 @@ export class HostRegistry {
 
   async #onEvent(hostId: string, client: AgentClient, e: AgentEvent): Promise<void> {
     switch (e.type) {
-      case 'hello':
-        await this.#vms.applyFullReport(hostId, await client.listVms());
+      case 'hello': {
+        const reported = await client.listVms();
+        await this.#vms.applyFullReport(hostId, reported);
+        await this.#forgetStrays(hostId, client, reported);
         break;
+      }
       case 'vm':
         await this.#vms.applyReport(hostId, e.vm.id, e.vm);
         break;
@@ -292,6 +295,45 @@ export class HostRegistry {
       case 'heartbeat':
         await this.#db.updateTable('hosts').set({ lastSeen: e.time }).where('id', '=', hostId).execute();
         break;
+    }
+  }
+
+  /**
+   * A host that comes back may still hold records of VMs that live elsewhere now (restarted
+   * by HA, migrated, deleted while it was away). Stopped or crashed ones are forgotten there, so
+   * they neither show nor block the VM coming back to this host; a running one is reported, not
+   * killed: the inventory may be about to name this host (a migration in flight).
+   */
+  async #forgetStrays(hostId: string, client: AgentClient, reported: AgentVm[]): Promise<void> {
+    if (reported.length === 0) return;
+    const owners = new Map(
+      (
+        await this.#db
+          .selectFrom('vms')
+          .select(['id', 'hostId'])
+          .where(
+            'id',
+            'in',
+            reported.map((v) => v.id),
+          )
+          .execute()
+      ).map((r) => [r.id, r.hostId]),
+    );
+    for (const vm of reported) {
+      if (owners.get(vm.id) === hostId) continue;
+      if (vm.state === 'crashed' || vm.state === 'stopped') {
+        await client
+          .forgetVm(vm.id)
+          .catch((err: Error) =>
+            this.#log.warn({ vm: vm.id, err: err.message }, 'could not forget a stray VM'),
+          );
+        this.#log.info({ vm: vm.id, host: hostId }, 'forgot a stopped copy of a VM that lives elsewhere');
+      } else {
+        this.#log.warn(
+          { vm: vm.id, host: hostId, state: vm.state },
+          'a host reports a VM the inventory places elsewhere',
+        );
+      }
     }
   }
 
