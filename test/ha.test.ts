@@ -118,10 +118,12 @@ test('a frozen agent: the watchdog fences its VM before the manager restarts it 
   const stopSampling = sampleCopies(before.id);
   const frozenAt = Date.now();
   a.agent.signal('SIGSTOP');
-  // The watchdog, fed no more, kills the VM's QEMU at the fence deadline (10 s)...
+  // The watchdog, fed no more, kills the VM's QEMU at the fence deadline (10 s after the
+  // host's last success)...
   await waitUntil(() => qemuPids(before.id).length === 0, 30_000, 'the watchdog fenced the VM');
   const fencedAfter = Date.now() - frozenAt;
-  assert.ok(fencedAfter >= 9_000, `fenced after ${fencedAfter} ms, before the timeout`);
+  // The deadline runs from the host's last heartbeat or renewal, up to 2 s before the freeze.
+  assert.ok(fencedAfter >= 7_500, `fenced after ${fencedAfter} ms, well before the timeout`);
   // ...and only then does the manager restart it elsewhere.
   const after = await restartedElsewhere('db', 'a');
   assert.equal(after.host, 'b');

@@ -20,7 +20,6 @@
  *   508 4  CRC32 of bytes 0..507, so a torn write or a foreign slot is detected
  */
 import fs from 'node:fs';
-import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { TernError } from '../errors.ts';
 
@@ -126,8 +125,6 @@ export async function writeSlot(file: string, slot: number, record: SlotRecord):
   const buf = encodeSlot(record);
   let h: fs.promises.FileHandle | undefined;
   try {
-    // The first writer makes the statefile (and its directory) in the shared pool.
-    await fs.promises.mkdir(path.dirname(file), { recursive: true });
     h = await fs.promises.open(
       file,
       fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_DSYNC,

@@ -295,6 +295,12 @@ export class HaGuard {
     void (async () => {
       try {
         const file = resolveVolume(this.#o.pools, statefile);
+        // The first renewal makes the statefile's directory inside the pool, never the pool
+        // itself: a pool that is gone is storage that is gone, and the renewal must fail.
+        const root = path.resolve(this.#o.pools[statefile.pool]);
+        if (path.dirname(file) !== root && fs.existsSync(root)) {
+          await fs.promises.mkdir(path.dirname(file), { recursive: true });
+        }
         if (this.#counter === null) {
           // Continue the slot's counter, so it only ever grows, across agent restarts too.
           const s = (await readSlots(file, a.slot + 1).catch(() => []))[a.slot];
