@@ -4,8 +4,8 @@
  * protected VM keeps the cluster at its failures-to-tolerate. The N+k check itself is
  * placement's (`failover.ts`): the bound, then first-fit-decreasing packing per failure set.
  */
-import { failureSetBudget as defaultBudget } from '../placement/capacity.ts';
-import { byMemoryFirst, combinations, type FailoverCluster, failover } from '../placement/failover.ts';
+import { clusterOf, failureSetBudget as defaultBudget } from '../placement/capacity.ts';
+import { combinations, type FailoverCluster, failover } from '../placement/failover.ts';
 import { defaultPolicy, type PlacementHost, type PlacementPolicy } from '../placement/model.ts';
 import { type HaVm, planRestarts, type RestartStep } from './restart-plan.ts';
 
@@ -145,42 +145,20 @@ export function admit(vm: Omit<HaVm, 'hostId'>, targetHostId: string, input: HaP
   return { admitted, before: before.tolerates, after: after.tolerates, failuresToTolerate: k, reason };
 }
 
-/**
- * The online hosts as failover.ts sees them, as capacity.ts builds them: limits after
- * overcommit, used as the larger of the host's count and its listed VMs, protected VMs as items.
- */
+/** The online hosts as failover.ts sees them, built by capacity planning's own `clusterOf`. */
 function failoverCluster(
   hosts: readonly PlacementHost[],
   vms: readonly HaVm[],
   policy: PlacementPolicy,
 ): FailoverCluster {
-  const online = hosts.filter((h) => h.state === 'online');
-  const n = online.length;
-  const index = new Map(online.map((h, i) => [h.id, i]));
-  const c: FailoverCluster = {
-    names: online.map((h) => h.name),
-    capCpu: new Float64Array(n),
-    capMem: new Float64Array(n),
-    usedCpu: new Float64Array(n),
-    usedMem: new Float64Array(n),
-    items: online.map(() => []),
-  };
-  for (const vm of vms) {
-    const i = index.get(vm.hostId);
-    if (i === undefined) continue; // not on an online host: not running, nothing to restart
-    c.usedCpu[i] += vm.demand.vcpus;
-    c.usedMem[i] += vm.demand.memoryMiB;
-    if (needsRoom(vm)) c.items[i].push({ cpu: vm.demand.vcpus, mem: vm.demand.memoryMiB });
-  }
-  for (let i = 0; i < n; i++) {
-    const h = online[i];
-    c.capCpu[i] = h.cores * policy.cpuOvercommit;
-    c.capMem[i] = h.memoryMiB * policy.memoryOvercommit;
-    c.usedCpu[i] = Math.max(h.allocated.vcpus, c.usedCpu[i]);
-    c.usedMem[i] = Math.max(h.allocated.memoryMiB, c.usedMem[i]);
-    c.items[i].sort(byMemoryFirst);
-  }
-  return c;
+  const listed = vms.map((v) => ({
+    hostId: v.hostId,
+    vcpus: v.demand.vcpus,
+    memoryMiB: v.demand.memoryMiB,
+    protected: needsRoom(v),
+  }));
+  // No new VM is asked about here: the size only feeds capacity's own plain count.
+  return clusterOf(hosts, listed, { size: { vcpus: 0, memoryMiB: 0, diskBytes: 0 }, tolerate: 0 }, policy);
 }
 
 /** The hosts with `allocated` at least what their listed VMs take, as the failover check counts them. */

@@ -113,7 +113,8 @@ export function capacity(
   return answer(lo, `failover (N+${k}): one more VM and ${why}`, checked);
 }
 
-function clusterOf(
+/** The online hosts as the failover check counts them (also used by HA admission). */
+export function clusterOf(
   hosts: readonly PlacementHost[],
   vms: readonly CapacityVm[],
   q: CapacityQuestion,
