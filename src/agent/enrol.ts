@@ -107,18 +107,20 @@ async function fetchPinnedCa(manager: string, fingerprint: string): Promise<stri
  * Reports to the manager every `intervalMs` with this host's certificate. A refusal (the host
  * was removed and its certificate revoked) is logged once per change, not on every beat.
  * `answered` gets every reply (it carries the host's HA duties): an answer is HA's network
- * heartbeat, so it is passed on as soon as it arrives.
+ * heartbeat, so it is passed on as soon as it arrives, with when it was sent: the manager heard
+ * the host no earlier than that, so the host's fence deadline never runs past the manager's.
  */
 export function heartbeat(
   m: Membership,
   intervalMs: number,
   log: Logger,
-  answered?: (reply: unknown) => void,
+  answered?: (reply: unknown, sentAtMs: number) => void,
 ): () => Promise<void> {
   const f = tlsFetch(m.identity);
   let last = '';
   const beat = async () => {
     let outcome: string;
+    const sentAtMs = performance.now();
     try {
       const reply = await requestJson<unknown>(`${m.manager}/cluster/v1/heartbeat`, {
         method: 'POST',
@@ -128,7 +130,7 @@ export function heartbeat(
         peer: 'the manager',
         fetch: f,
       });
-      answered?.(reply);
+      answered?.(reply, sentAtMs);
       outcome = 'ok';
     } catch (err) {
       outcome = (err as Error).message;

@@ -85,8 +85,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   guard.start();
   // At most every 2 s: HA needs a network heartbeat at least every quarter of its timeout,
   // and the shortest timeout is 10 s.
-  const stopBeating = heartbeat(membership, Math.min(opts.heartbeatMs ?? 5000, 2000), opts.log, (r) =>
-    guard.heartbeatAnswered(r),
+  const stopBeating = heartbeat(membership, Math.min(opts.heartbeatMs ?? 5000, 2000), opts.log, (r, sentAt) =>
+    guard.heartbeatAnswered(r, sentAt),
   );
   return {
     url,

@@ -1,6 +1,7 @@
 /**
  * A standalone manager process:
  *   node src/manager/main.ts --database F --port N [--cluster-port N] [--host ADDR]
+ *                            [--cluster-host ADDR]
  *                            [--admin-token-file F] [--guest-dir DIR [--guest-pool NAME]]
  * Hosts join through the cluster port with a token from `tern host add`. With --guest-dir, the
  * tiny test guest becomes template `tiny` on the first host that comes online.
@@ -17,6 +18,7 @@ const { values } = parseArgs({
     host: { type: 'string', default: '127.0.0.1' },
     port: { type: 'string', default: '7410' },
     'cluster-port': { type: 'string', default: '7412' },
+    'cluster-host': { type: 'string' },
     'admin-token-file': { type: 'string' },
     'guest-dir': { type: 'string' },
     'guest-pool': { type: 'string', default: 'local' },
@@ -31,6 +33,7 @@ try {
     host: values.host,
     port: Number(values.port),
     clusterPort: Number(values['cluster-port']),
+    clusterHost: values['cluster-host'],
     log,
   });
   const s = manager.services;

@@ -29,6 +29,11 @@ export interface ManagerOptions {
   port: number;
   /** The HTTPS port agents join and report on (0: any free port). */
   clusterPort: number;
+  /**
+   * Where the cluster port listens (default: `host`). Hosts on other machines must reach it,
+   * while the API for people can stay on loopback.
+   */
+  clusterHost?: string;
   log: Logger;
 }
 
@@ -50,7 +55,8 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   // impersonate the manager to its hosts.
   const pki = path.join(path.dirname(path.resolve(opts.database)), 'pki');
   const ca = await ClusterCa.open(pki);
-  const advertised = opts.host === '0.0.0.0' ? os.hostname() : opts.host;
+  const clusterHost = opts.clusterHost ?? opts.host;
+  const advertised = clusterHost === '0.0.0.0' ? os.hostname() : clusterHost;
   const identity = await ca.managerIdentity(pki, [
     ...new Set([advertised, '127.0.0.1', 'localhost', os.hostname()]),
   ]);
@@ -92,7 +98,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     haAssignment: (hostId) => haAssignment(db, settings, hostId),
     log: opts.log,
   });
-  await cluster.listen({ host: opts.host, port: opts.clusterPort });
+  await cluster.listen({ host: clusterHost, port: opts.clusterPort });
   services.joining.url = `https://${advertised}:${portOf(cluster.server, opts.clusterPort)}`;
   await app.listen({ host: opts.host, port: opts.port });
   const port = portOf(app.server, opts.port);

@@ -27,7 +27,10 @@ export interface GuardOptions {
   heartbeatMs: number;
   /** The watchdog process; null where there is no QEMU to protect (sim hosts fence in-process). */
   watchdog?: WatchdogLink | null;
-  /** How often the loop runs and feeds the watchdog (default 1 s). */
+  /**
+   * How often the loop runs and feeds the watchdog (default 250 ms): how late, at most, the
+   * agent notices its fence deadline, which the manager's safety margin must cover.
+   */
   tickMs?: number;
 }
 
@@ -72,7 +75,7 @@ export class HaGuard {
   constructor(o: GuardOptions) {
     this.#o = o;
     this.#file = path.join(o.stateDir, 'ha', 'assignment.json');
-    this.#tickMs = o.tickMs ?? 1000;
+    this.#tickMs = o.tickMs ?? 250;
     this.#watchdog = o.watchdog === undefined ? new WatchdogLink(path.join(o.stateDir, 'ha')) : o.watchdog;
   }
 
@@ -106,11 +109,12 @@ export class HaGuard {
   }
 
   /**
-   * A manager answered the heartbeat; `reply` is its body, whose `ha` (if present and valid)
-   * is this host's current assignment.
+   * A manager answered the heartbeat sent at `sentAtMs` (performance.now()); `reply` is its
+   * body, whose `ha` (if present and valid) is this host's current assignment. The manager is
+   * credited from the sending: it heard the host then or later, never earlier.
    */
-  heartbeatAnswered(reply: unknown): void {
-    this.#managerOkAt = performance.now();
+  heartbeatAnswered(reply: unknown, sentAtMs = performance.now()): void {
+    this.#managerOkAt = Math.max(this.#managerOkAt, sentAtMs);
     const r = reply as { host?: unknown; ha?: unknown } | null;
     if (!r || r.ha === undefined) return;
     if (typeof r.host !== 'string' || !Value.Check(HaAssignment, r.ha)) {

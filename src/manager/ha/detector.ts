@@ -49,29 +49,30 @@ export interface HostDetection {
   failAtMs: number | null;
 }
 
-const minMarginMs = 5_000;
+const minMarginMs = 2_000;
 
 /**
  * T_fail: how long both signals must have been silent before the host is declared failed.
  *
  * A host fences T_fence after the last moment it both renewed its lease and reached a manager,
- * as its agent credits them: a heartbeat from when it was sent, a lease renewal from when its
- * write was issued, and only if the write completed within one renewal period. So the manager's
- * last observation of either signal is never earlier than the host's credit for it, except by a
- * renewal that was issued before the manager's last read but landed after it. The margin covers,
- * added up:
- * - that late renewal: at most one renewal period (T_fence / 5 or less);
- * - the watchdog's lag: it is fed after the renewal completes and checks its deadline on a
- *   tick, with timer slop;
- * - the fence itself: SIGKILL of every protected QEMU and waiting for them to exit (a process
- *   in uninterruptible disk I/O takes a moment to die);
+ * as its agent credits them: a heartbeat from when it was sent (the manager received it later),
+ * a lease renewal from when its write was issued (any read started after the write landed sees
+ * it). So the manager's last observation of either signal is never earlier than the host's
+ * credit for it. A renewal still in flight when the manager declares the host failed cannot
+ * save the host either: had it completed before the host's deadline, a read started after it
+ * (one every half second, and T_fail - T_fence is longer) would have seen it, and a renewal
+ * that completes after the deadline does not lift a fence. The margin therefore covers only:
+ * - the agent's lag: it checks its deadline every quarter second, and the watchdog (fed the
+ *   same deadline) on a timer;
+ * - the fence itself: SIGKILL of every protected QEMU and their exit (a process in disk I/O
+ *   on a hung storage path takes a moment to die);
  * - drift between the two monotonic clocks (ppm, negligible).
- * At T_fence = 10 s that is about 2 s + 1 s + 2 s, hence the 5 s floor; above 20 s the renewal
- * period grows with T_fence, hence 25% of it.
+ * Hence 2 s, or 10% of long timeouts. With T_fence = 10 s, T_fail is 12 s, which leaves room to
+ * start a failed host's VMs elsewhere within 15 s of the failure.
  */
 export function failAfterMs(timeoutS: number): number {
   const fenceMs = timeoutS * 1000;
-  return fenceMs + Math.max(minMarginMs, Math.ceil(fenceMs / 4));
+  return fenceMs + Math.max(minMarginMs, Math.ceil(fenceMs / 10));
 }
 
 /**

@@ -1,5 +1,5 @@
 /**
- * The manager's HA watch: once a second it reads the statefile (through any host that sees it),
+ * The manager's HA watch: twice a second it reads the statefile (through any host that sees it),
  * notes whose lease moved and whose heartbeat arrived, asks the detector what state each host
  * is in, and starts the failover of a host declared failed. Every time here is this manager's
  * own monotonic clock; the hosts' clocks are never compared with it.
@@ -13,7 +13,12 @@ import { statefilePath } from './assignment.ts';
 import { detect, type HostDetection } from './detector.ts';
 import { type FailoverParams, failoverTask } from './failover.ts';
 
-const tickMs = 1000;
+const tickMs = 500;
+/**
+ * A read through a host that does not answer this fast is abandoned for the next host: a host
+ * cut off from the network must not hold up the watch of every other.
+ */
+const readTimeoutMs = 1500;
 
 export class HaMonitor {
   readonly #deps: VmDeps;
@@ -23,6 +28,8 @@ export class HaMonitor {
   readonly #watchingSince = performance.now();
   readonly #leases = new Map<string, { counter: number; okAt: number }>();
   #statefileReadAt: number | null = null;
+  /** The host whose last read succeeded: asked first next time. */
+  #reader: string | null = null;
   #status: HostDetection[] = [];
   #timer: NodeJS.Timeout | null = null;
   #stopped = false;
@@ -105,14 +112,20 @@ export class HaMonitor {
     hosts: { id: string; name: string; state: string; haSlot: number | null }[],
   ): Promise<void> {
     const slots = Math.max(1, ...hosts.map((h) => (h.haSlot ?? 0) + 1));
-    for (const reader of hosts.filter((h) => h.state === 'online')) {
+    const readers = hosts
+      .filter((h) => h.state === 'online')
+      .sort((x, y) => Number(y.id === this.#reader) - Number(x.id === this.#reader));
+    for (const reader of readers) {
       const startedAt = performance.now();
       let read: SlotState[];
       try {
-        read = await this.#deps.hosts.client(reader.id).readStatefile({ pool, path: statefilePath }, slots);
+        read = await this.#deps.hosts
+          .client(reader.id)
+          .readStatefile({ pool, path: statefilePath }, slots, readTimeoutMs);
       } catch {
         continue;
       }
+      this.#reader = reader.id;
       const doneAt = performance.now();
       for (const h of hosts) {
         const s = read[h.haSlot ?? -1];
