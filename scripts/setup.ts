@@ -16,6 +16,9 @@ const packages = [
   'cpio',
   'xz-utils',
   'zstd',
+  // The HA fault tests: a network namespace and a FUSE view of the shared pool per host.
+  'iproute2',
+  'bindfs',
 ];
 
 function installed(pkg: string): boolean {

@@ -17,6 +17,7 @@ import type { ManagerEvent } from '../src/wire/event.ts';
 import type { Host, JoinToken } from '../src/wire/host.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
+import { type Isolation, isolateHost } from './isolation.ts';
 
 export const repoRoot = path.resolve(import.meta.dirname, '..');
 
@@ -62,9 +63,11 @@ export class TernProcess {
   readonly logFile: string;
   readonly exited: Promise<number | null>;
 
-  constructor(script: string, args: string[], logFile: string) {
+  /** `wrap` runs the command line elsewhere, e.g. on an isolated host. */
+  constructor(script: string, args: string[], logFile: string, wrap = (argv: string[]) => argv) {
     this.logFile = logFile;
-    this.child = spawn(process.execPath, [path.join(repoRoot, script), ...args], {
+    const [cmd, ...argv] = wrap([process.execPath, path.join(repoRoot, script), ...args]);
+    this.child = spawn(cmd, argv, {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, TERN_LOG_LEVEL: 'debug' },
     });
@@ -116,6 +119,8 @@ export interface TestHost {
   /** Its local pool (named `local`). */
   pool: string;
   agent: TernProcess;
+  /** With `isolated`: its own network and storage path, which faults can cut. */
+  isolation: Isolation | null;
   /** Starts (or restarts) the agent; the first start joins the cluster. */
   start(): Promise<TernProcess>;
 }
@@ -152,6 +157,8 @@ export interface ClusterOptions {
   hosts?: string[];
   /** Give every host the shared pool `shared` (and put the tiny template there). */
   shared?: boolean;
+  /** Run every host in its own network namespace, with its own path to the shared pool. */
+  isolated?: boolean;
 }
 
 /** A manager and its hosts, each its own process, joined over mutual TLS as a real deployment is. */
@@ -165,21 +172,25 @@ export async function startCluster(name: string, opts: ClusterOptions = {}): Pro
   const c = { dir, managerPort, clusterPort, clusterUrl, sharedPool, hosts: [] as TestHost[] } as Cluster;
   let joinedFirst = false;
   let templateReady: Promise<void> | null = null;
+  if (sharedPool) fs.mkdirSync(sharedPool, { recursive: true });
   const makeHost = (hostName: string, port: number, extraPools: Record<string, string>): TestHost => {
     const stateDir = path.join(dir, `agent-${hostName}`);
+    const isolation = opts.isolated ? isolateHost(c.hosts.length, sharedPool) : null;
+    const address = isolation?.hostAddress ?? '127.0.0.1';
     const h: TestHost = {
       name: hostName,
       port,
       stateDir,
       pool: path.join(dir, `pool-${hostName}`),
       agent: undefined as unknown as TernProcess,
+      isolation,
       async start() {
         let join: string[] = [];
         if (!fs.existsSync(path.join(stateDir, 'pki', 'cert.pem'))) {
           const t = await c.api.request<JoinToken>('POST', '/api/v1/hosts', { name: hostName });
           join = [
             '--join',
-            `https://127.0.0.1:${clusterPort}`,
+            `https://${isolation?.managerAddress ?? '127.0.0.1'}:${clusterPort}`,
             '--join-token',
             t.token,
             '--ca-fingerprint',
@@ -193,6 +204,7 @@ export async function startCluster(name: string, opts: ClusterOptions = {}): Pro
             stateDir,
             '--port',
             String(port),
+            ...(isolation ? ['--host', address, '--advertise', `https://${address}:${port}`] : []),
             '--pool',
             `local=${h.pool}`,
             ...Object.entries(extraPools).flatMap(([n, d]) => ['--pool', `${n}=${d}`]),
@@ -200,6 +212,7 @@ export async function startCluster(name: string, opts: ClusterOptions = {}): Pro
             ...join,
           ],
           path.join(dir, `agent-${hostName}.log`),
+          isolation?.wrap,
         );
         await p.waitForLine('agent listening');
         h.agent = p;
@@ -236,6 +249,7 @@ export async function startCluster(name: string, opts: ClusterOptions = {}): Pro
         guest,
         '--guest-pool',
         sharedPool ? 'shared' : 'local',
+        ...(opts.isolated ? ['--cluster-host', '0.0.0.0'] : []),
       ],
       path.join(dir, 'manager.log'),
     );
@@ -266,6 +280,7 @@ export async function startCluster(name: string, opts: ClusterOptions = {}): Pro
     await c.manager?.kill();
     for (const h of c.hosts) await h.agent?.kill();
     for (const vm of vms?.items ?? []) for (const pid of qemuPids(vm.id)) process.kill(pid, 'SIGKILL');
+    for (const h of c.hosts) h.isolation?.destroy();
   };
   try {
     await c.startManager();

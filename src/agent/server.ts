@@ -240,7 +240,7 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
   app.put('/agent/v1/uploads', { schema: { querystring: UploadQuery } }, async (req) => {
     const length = req.headers['content-length'] ? Number(req.headers['content-length']) : undefined;
     try {
-      const file = planUpload(pools, req.query, length, opts.maxUploadBytes ?? maxUploadBytes());
+      const file = await planUpload(pools, req.query, length, opts.maxUploadBytes ?? maxUploadBytes());
       if (!(req.body instanceof Readable))
         throw new TernError('unsupported_media_type', 'send the file as application/octet-stream');
       return await receiveUpload(req.query, file, req.body, length!);

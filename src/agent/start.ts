@@ -25,6 +25,12 @@ export interface AgentOptions {
   /** How the manager reaches this agent (default https://host:port). */
   advertise?: string;
   /**
+   * How this agent reaches the manager's cluster endpoint, instead of the address kept at
+   * join: a path through a proxy (a simulated host's network cable). The manager is still
+   * authenticated by the cluster CA.
+   */
+  managerUrl?: string;
+  /**
    * Run the HA watchdog process (default: with the QEMU driver only; simulated hosts have no
    * processes to kill, and fence in-process).
    */
@@ -54,6 +60,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     membership = await join(opts.stateDir, opts.join, url);
     opts.log.info({ manager: membership.manager }, 'joined the cluster');
   }
+  if (opts.managerUrl) membership = { ...membership, manager: opts.managerUrl.replace(/\/$/, '') };
   const driver =
     opts.driver ??
     new QemuDriver({
@@ -64,12 +71,15 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       heartbeatMs: opts.heartbeatMs,
     });
   await driver.init();
+  // At most every 2 s: HA needs a network heartbeat at least every quarter of its timeout,
+  // and the shortest timeout is 10 s.
+  const beatMs = Math.min(opts.heartbeatMs ?? 5000, 2000);
   const guard = new HaGuard({
     stateDir: opts.stateDir,
     pools: opts.pools,
     driver,
     log: opts.log,
-    heartbeatMs: opts.heartbeatMs ?? 5000,
+    heartbeatMs: beatMs,
     ...((opts.haWatchdog ?? !opts.driver) ? {} : { watchdog: null }),
   });
   const app = await buildAgentServer({
@@ -83,9 +93,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   opts.log.info({ port }, 'agent listening');
   // Started once listening: a start that fails to listen (and is retried) leaves no loop behind.
   guard.start();
-  // At most every 2 s: HA needs a network heartbeat at least every quarter of its timeout,
-  // and the shortest timeout is 10 s.
-  const stopBeating = heartbeat(membership, Math.min(opts.heartbeatMs ?? 5000, 2000), opts.log, (r, sentAt) =>
+  const stopBeating = heartbeat(membership, beatMs, opts.log, (r, sentAt) =>
     guard.heartbeatAnswered(r, sentAt),
   );
   return {

@@ -302,7 +302,8 @@ export class HaGuard {
         // The first renewal makes the statefile's directory inside the pool, never the pool
         // itself: a pool that is gone is storage that is gone, and the renewal must fail.
         const root = path.resolve(this.#o.pools[statefile.pool]);
-        if (path.dirname(file) !== root && fs.existsSync(root)) {
+        // Never a synchronous call here: a hung storage path would freeze the whole agent.
+        if (path.dirname(file) !== root && (await fs.promises.stat(root).catch(() => null))) {
           await fs.promises.mkdir(path.dirname(file), { recursive: true });
         }
         if (this.#counter === null) {

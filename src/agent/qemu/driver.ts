@@ -150,12 +150,14 @@ export class QemuDriver implements HypervisorDriver {
       cpuFlags: cpu.flags.slice(0, 1024),
       cores: cpu.cores,
       memoryMiB: Math.floor(os.totalmem() / 1024 / 1024),
-      pools: Object.entries(this.#opts.pools).map(([name, dir]) => ({
-        name,
-        path: dir,
-        shared: this.#opts.sharedPools?.includes(name) ?? false,
-        ...poolUsage(dir),
-      })),
+      pools: await Promise.all(
+        Object.entries(this.#opts.pools).map(async ([name, dir]) => ({
+          name,
+          path: dir,
+          shared: this.#opts.sharedPools?.includes(name) ?? false,
+          ...(await poolUsage(dir)),
+        })),
+      ),
       versions: { qemu: qemuVersion, node: process.versions.node },
     };
   }

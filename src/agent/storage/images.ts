@@ -211,7 +211,7 @@ async function convertDisk(plan: ImportPlan, partial: string, hooks: ImportHooks
     if (problem) throw refuse(plan, problem);
   }
   if (found.format !== 'raw' && singleFile) await checkNotTruncated(plan, found.format, hooks.signal);
-  const free = poolUsage(plan.poolDir).freeBytes;
+  const free = (await poolUsage(plan.poolDir)).freeBytes;
   const needs = Math.min(actualBytes || size, found.virtualBytes);
   if (needs > free)
     throw new TernError(
@@ -275,7 +275,7 @@ async function copyIso(plan: ImportPlan, partial: string, hooks: ImportHooks): P
   if (volumeBytes === null) throw refuse(plan, 'not an ISO 9660 image (no CD001 signature at byte 32769)');
   if (volumeBytes > size)
     throw refuse(plan, `it is truncated: its volume is ${volumeBytes} bytes but the file has ${size}`);
-  if (size > poolUsage(plan.poolDir).freeBytes)
+  if (size > (await poolUsage(plan.poolDir)).freeBytes)
     throw new TernError(
       'unavailable',
       `pool ${plan.req.volume.pool} has too little free space for ${size} bytes`,

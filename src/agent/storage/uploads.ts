@@ -14,12 +14,12 @@ import { type Pools, resolveVolume } from './pools.ts';
 import { poolUsage } from './volumes.ts';
 
 /** Checks an upload before a byte is read; returns the staging file. */
-export function planUpload(
+export async function planUpload(
   pools: Pools,
   ref: VolumeRef,
   length: number | undefined,
   maxBytes: number,
-): string {
+): Promise<string> {
   if (!ref.path.startsWith('uploads/'))
     throw new TernError('invalid_request', 'uploads go under uploads/ in a pool');
   const file = resolveVolume(pools, ref);
@@ -32,7 +32,7 @@ export function planUpload(
       `the upload of ${length} bytes is over the limit of ${maxBytes} bytes`,
       { limit: maxBytes },
     );
-  const free = poolUsage(pools[ref.pool]).freeBytes;
+  const free = (await poolUsage(pools[ref.pool])).freeBytes;
   if (length > free)
     throw new TernError('payload_too_large', `pool ${ref.pool} has only ${free} bytes free for ${length}`);
   if (fs.existsSync(file)) throw new TernError('conflict', `upload ${ref.path} exists`);

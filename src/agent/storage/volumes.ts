@@ -30,13 +30,37 @@ async function tool(cmd: string, args: string[], what: string): Promise<string> 
   }
 }
 
-export function poolUsage(dir: string): { totalBytes: number; freeBytes: number } {
-  try {
-    const s = fs.statfsSync(dir);
-    return { totalBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize };
-  } catch {
-    return { totalBytes: 0, freeBytes: 0 };
+export interface PoolUsage {
+  totalBytes: number;
+  freeBytes: number;
+}
+
+const usageAsked = new Map<string, Promise<PoolUsage>>();
+const unreachable: PoolUsage = { totalBytes: 0, freeBytes: 0 };
+
+/**
+ * The size and free space of a pool; none (zero) when its storage does not answer within
+ * `timeoutMs`. Asynchronous and one call per pool at a time: a shared pool whose storage hangs
+ * (an NFS server gone) must neither block the agent, which would silence its heartbeats and
+ * its HA lease, nor pile up blocked threads.
+ */
+export function poolUsage(dir: string, timeoutMs = 2000): Promise<PoolUsage> {
+  let asked = usageAsked.get(dir);
+  if (!asked) {
+    asked = fs.promises
+      .statfs(dir)
+      .then(
+        (s) => ({ totalBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize }),
+        () => unreachable,
+      )
+      .finally(() => usageAsked.delete(dir));
+    usageAsked.set(dir, asked);
   }
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<PoolUsage>((resolve) => {
+    timer = setTimeout(() => resolve(unreachable), timeoutMs);
+  });
+  return Promise.race([asked, late]).finally(() => clearTimeout(timer));
 }
 
 export async function volumeInfo(pools: Pools, ref: VolumeRef): Promise<VolumeInfo> {
