@@ -9,9 +9,11 @@ import {
   PlacementGroup,
 } from '../../wire/cluster.ts';
 import { ErrorBody, Name } from '../../wire/common.ts';
+import type { VmHaPolicy } from '../../wire/ha-policy.ts';
 import { createGroup, deleteGroup, groupsNamed, listGroups } from '../cluster/groups.ts';
 import { baselineOf, existingPool } from '../cluster/inventory.ts';
 import { ClusterSettings } from '../cluster/settings.ts';
+import { isProtected } from '../ha/assignment.ts';
 import { capacity } from '../placement/capacity.ts';
 import type { Placement } from '../placement/model.ts';
 import type { ApiServices, App } from './context.ts';
@@ -108,14 +110,20 @@ export function clusterRoutes(app: App, s: ApiServices): void {
     },
     async (req) => {
       const snapshot = await s.placer.snapshot();
-      // Until VMs carry an HA restart policy, every VM that holds a host's resources counts
-      // as protected: the answer is then the conservative one.
-      const vms = await s.db.selectFrom('vms').select(['hostId', 'spec', 'state']).execute();
+      // Every VM that holds a host's resources takes room; the ones with a restart policy
+      // must also find room again after the failures.
+      const vms = await s.db.selectFrom('vms').select(['hostId', 'spec', 'state', 'haPolicy']).execute();
       const load = vms
         .filter((v) => v.hostId && ['running', 'paused', 'unknown', 'creating'].includes(v.state))
         .map((v) => {
           const spec = JSON.parse(v.spec) as { vcpus: number; memoryMiB: number };
-          return { hostId: v.hostId!, vcpus: spec.vcpus, memoryMiB: spec.memoryMiB, protected: true };
+          const policy = v.haPolicy ? (JSON.parse(v.haPolicy) as VmHaPolicy) : null;
+          return {
+            hostId: v.hostId!,
+            vcpus: spec.vcpus,
+            memoryMiB: spec.memoryMiB,
+            protected: isProtected(policy),
+          };
         });
       // Allocations come from `load`; the snapshot's would count them twice.
       const hosts = snapshot.hosts.map((h) => ({ ...h, allocated: { vcpus: 0, memoryMiB: 0 } }));
