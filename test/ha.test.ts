@@ -11,6 +11,7 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { failAfterMs } from '../src/manager/ha/detector.ts';
+import type { Alert } from '../src/wire/alert.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
 import { type Cluster, qemuPids, startCluster, type TestHost } from './harness.ts';
@@ -139,6 +140,8 @@ async function waitUntil(ok: () => boolean, timeoutMs: number, what: string): Pr
   }
 }
 
+const activeAlerts = async () => (await c.api.request<{ items: Alert[] }>('GET', '/api/v1/alerts')).items;
+
 /** Past T_fail and then some: long enough that a wrong failover would have happened. */
 const pastFailMs = failAfterMs(timeoutS) + 3000;
 
@@ -171,11 +174,15 @@ test('network cut to the manager only: the host is isolated, its VM stays', asyn
       'silent past T_fail',
     );
     assert.equal(s.state, 'isolated');
-    assert.deepEqual(qemuPids(vm.id).length, 1);
+    assert.equal(qemuPids(vm.id).length, 1);
+    assert.ok(
+      (await activeAlerts()).some((x) => x.id.endsWith(':ha-isolated') && x.message.includes('host a ')),
+    );
   } finally {
     a.isolation!.restoreNetwork();
   }
   await backOnline(a);
+  assert.ok(!(await activeAlerts()).some((x) => x.id.endsWith(':ha-isolated')), 'the alert is cleared');
   await soundOn('netcut', 'a');
   assert.ok((await stopSampling()) <= 1, 'two QEMU processes for one VM');
   await remove('netcut');

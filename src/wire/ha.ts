@@ -68,3 +68,20 @@ export const defaultHaSettings: HaSettings = {
   statefilePool: null,
   storageFailoverS: 0,
 };
+
+export const HaHostState = Type.Union([
+  Type.Literal('healthy'),
+  Type.Literal('isolated'),
+  Type.Literal('storage-lost'),
+  Type.Literal('suspect'),
+  Type.Literal('failed'),
+]);
+
+/** A host as the manager's HA watch sees it (`GET /api/v1/ha/status`, and `ha` events). */
+export const HaHostStatus = Type.Object({
+  host: Type.String(),
+  state: HaHostState,
+  networkSilentMs: Type.Number(),
+  leaseSilentMs: Type.Number(),
+});
+export type HaHostStatus = Static<typeof HaHostStatus>;

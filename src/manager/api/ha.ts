@@ -3,7 +3,7 @@ import os from 'node:os';
 import { Type } from 'typebox';
 import { TernError } from '../../errors.ts';
 import { ErrorBody } from '../../wire/common.ts';
-import { HaSettings, VmHaPolicy } from '../../wire/ha.ts';
+import { HaHostStatus, HaSettings, VmHaPolicy } from '../../wire/ha.ts';
 import { Vm } from '../../wire/vm.ts';
 import { haPlan } from '../ha/admission.ts';
 import { admitProtected } from '../ha/admit-start.ts';
@@ -56,30 +56,11 @@ export function haRoutes(app: App, s: ApiServices): void {
         summary: 'Each host as the HA watch sees it: healthy, isolated, storage-lost, suspect or failed',
         tags: ['ha'],
         response: {
-          200: Type.Object({
-            items: Type.Array(
-              Type.Object({
-                host: Type.String(),
-                state: Type.String(),
-                networkSilentMs: Type.Number(),
-                leaseSilentMs: Type.Number(),
-              }),
-            ),
-          }),
+          200: Type.Object({ items: Type.Array(HaHostStatus) }),
         },
       },
     },
-    async () => {
-      const hosts = await s.hosts.list();
-      return {
-        items: s.ha.status.map((d) => ({
-          host: hosts.find((h) => h.id === d.hostId)?.name ?? d.hostId,
-          state: d.state,
-          networkSilentMs: Math.round(d.networkSilentMs),
-          leaseSilentMs: Math.round(d.leaseSilentMs),
-        })),
-      };
-    },
+    async () => ({ items: await s.ha.statusOfHosts() }),
   );
 
   app.get(

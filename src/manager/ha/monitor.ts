@@ -7,10 +7,12 @@
 import { TernError } from '../../errors.ts';
 import type { SlotState } from '../../ha/statefile.ts';
 import type { Logger } from '../../log.ts';
+import type { HaHostStatus } from '../../wire/ha.ts';
+import type { AlertStore } from '../alerts/store.ts';
 import type { TaskEngine } from '../tasks/engine.ts';
 import type { VmDeps } from '../vms/deps.ts';
 import { statefilePath } from './assignment.ts';
-import { detect, type HostDetection } from './detector.ts';
+import { detect, type HostDetection, type HostHealth } from './detector.ts';
 import { type FailoverParams, failoverTask } from './failover.ts';
 
 const tickMs = 500;
@@ -20,8 +22,28 @@ const tickMs = 500;
  */
 const readTimeoutMs = 1500;
 
+/** The alert each state raises (and clears when the host leaves it), with its message. */
+const stateAlerts: Partial<
+  Record<HostHealth, (host: string) => { severity: 'critical' | 'warning'; message: string }>
+> = {
+  failed: (host) => ({
+    severity: 'critical',
+    message: `host ${host} failed: neither its heartbeat nor its HA lease for longer than it takes to fence; its protected VMs restart elsewhere`,
+  }),
+  isolated: (host) => ({
+    severity: 'warning',
+    message: `host ${host} does not reach the manager but renews its HA lease: its VMs stay; check its management network`,
+  }),
+  'storage-lost': (host) => ({
+    severity: 'warning',
+    message: `host ${host} cannot renew its HA lease but reaches the manager: its VMs stay; check its path to the statefile pool`,
+  }),
+};
+
+export type HaMonitorDeps = VmDeps & { alerts: AlertStore };
+
 export class HaMonitor {
-  readonly #deps: VmDeps;
+  readonly #deps: HaMonitorDeps;
   readonly #tasks: TaskEngine;
   readonly #log: Logger;
   readonly #failover;
@@ -31,12 +53,14 @@ export class HaMonitor {
   /** The host whose last read succeeded: asked first next time. */
   #reader: string | null = null;
   #status: HostDetection[] = [];
+  /** Each host's state as last published (events and alerts follow its changes). */
+  readonly #published = new Map<string, HostHealth>();
   #timer: NodeJS.Timeout | null = null;
   #stopped = false;
   /** Hosts whose failover was started by this manager, so it is started once. */
   readonly #failingOver = new Set<string>();
 
-  constructor(deps: VmDeps, tasks: TaskEngine, log: Logger) {
+  constructor(deps: HaMonitorDeps, tasks: TaskEngine, log: Logger) {
     this.#deps = deps;
     this.#tasks = tasks;
     this.#log = log;
@@ -61,15 +85,54 @@ export class HaMonitor {
     if (this.#timer) clearTimeout(this.#timer);
   }
 
-  /** What the detector said of each host in the last round. */
-  get status(): readonly HostDetection[] {
-    return this.#status;
+  /** What the detector said of each host in the last round, by host name. */
+  async statusOfHosts(): Promise<HaHostStatus[]> {
+    const hosts = await this.#deps.hosts.list();
+    return this.#status.map((d) => this.#statusOf(d, hosts.find((h) => h.id === d.hostId)?.name ?? d.hostId));
+  }
+
+  #statusOf(d: HostDetection, host: string): HaHostStatus {
+    return {
+      host,
+      state: d.state,
+      networkSilentMs: Math.round(d.networkSilentMs),
+      leaseSilentMs: Math.round(d.leaseSilentMs),
+    };
+  }
+
+  /** Publishes each change of a host's state as an event, and raises or clears its alerts. */
+  async #publish(hosts: readonly { id: string; name: string }[]): Promise<void> {
+    const seen = new Set<string>();
+    for (const d of this.#status) {
+      seen.add(d.hostId);
+      if (this.#published.get(d.hostId) === d.state) continue;
+      this.#published.set(d.hostId, d.state);
+      const name = hosts.find((h) => h.id === d.hostId)?.name ?? d.hostId;
+      this.#deps.bus.publish({ type: 'ha', status: this.#statusOf(d, name) });
+      await this.#alerts(d.hostId, name, d.state);
+    }
+    // Hosts no longer watched (HA off, host removed) keep no HA alert.
+    for (const hostId of [...this.#published.keys()]) {
+      if (seen.has(hostId)) continue;
+      this.#published.delete(hostId);
+      await this.#alerts(hostId, hostId, null);
+    }
+  }
+
+  async #alerts(hostId: string, name: string, state: HostHealth | null): Promise<void> {
+    for (const [s, make] of Object.entries(stateAlerts)) {
+      const id = `host:${hostId}:ha-${s}`;
+      // A suspect host keeps the alert it had: it is not yet either way.
+      if (state === s) await this.#deps.alerts.raise({ id, object: `host:${hostId}`, ...make(name) });
+      else if (state !== 'suspect') await this.#deps.alerts.clear(id);
+    }
   }
 
   async tick(): Promise<void> {
     const settings = await this.#deps.placer.settings.ha();
     if (!settings.enabled || !settings.statefilePool) {
       this.#status = [];
+      await this.#publish([]);
       return;
     }
     const hosts = await this.#deps.db.selectFrom('hosts').select(['id', 'name', 'state', 'haSlot']).execute();
@@ -86,6 +149,7 @@ export class HaMonitor {
         leaseOkAtMs: this.#leases.get(h.id)?.okAt ?? null,
       })),
     });
+    await this.#publish(hosts);
     for (const d of this.#status) {
       if (d.state !== 'failed' || this.#failingOver.has(d.hostId)) continue;
       const host = hosts.find((h) => h.id === d.hostId)!;
