@@ -1,17 +1,19 @@
 /**
  * Restarting the protected VMs of a failed host on the others. The host was declared failed only
  * after both its heartbeat and its lease were silent for longer than it takes it to fence, so
- * its copies are dead; QEMU's image locks are a second guard (a copy still holding its disk
- * makes the new start fail rather than run twice). The task resumes after a manager restart: a
- * VM already moved is not moved again, and one moved but not yet running is started.
+ * its copies are dead; QEMU's image locks are a second guard where the storage shares them (a
+ * copy still holding its disk makes the new start fail rather than run twice). The task
+ * resumes after a manager restart: a VM already moved is not moved again, and one moved but not
+ * yet running is started. It ends when every protected VM of the host runs again.
  */
 import type { VmHaPolicy } from '../../wire/ha.ts';
+import type { AlertStore } from '../alerts/store.ts';
 import type { TaskContext, TaskKind } from '../tasks/engine.ts';
 import type { VmDeps } from '../vms/deps.ts';
 import { startVm } from '../vms/power.ts';
 import { isProtected } from './assignment.ts';
 import { haVms } from './protected.ts';
-import { planRestarts, retryDelayMs } from './restart-plan.ts';
+import { planRestarts, type RestartStep, retryDelayMs, waves } from './restart-plan.ts';
 
 export interface FailoverParams {
   hostId: string;
@@ -23,8 +25,9 @@ export interface FailoverOutcome {
   notRestarted: { vm: string; reason: string }[];
 }
 
-/** Attempts at placing the VMs that found no room, with backoff, before the task gives up. */
-const maxRounds = 4;
+/** Restarts in flight at once: enough to start a host's worth of VMs quickly, few enough not to swamp the survivors. */
+const parallelStarts = 8;
+const restartingReason = 'restarting: its host failed';
 
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
@@ -35,51 +38,103 @@ const sleep = (ms: number, signal: AbortSignal) =>
     });
   });
 
-async function restartRound(deps: VmDeps, ctx: TaskContext, failedId: string, out: FailoverOutcome) {
+const strandedAlert = (vmId: string) => `vm:${vmId}:ha-stranded`;
+
+/** Runs `jobs` with at most `limit` in flight. */
+async function inParallel(jobs: (() => Promise<void>)[], limit: number): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < jobs.length) await jobs[next++]();
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, jobs.length) }, worker));
+}
+
+interface Round {
+  restarted: { vmId: string; name: string; on: string }[];
+  /** `restart` VMs that did not start: tried again. */
+  unplaced: { vmId: string; name: string; reason: string }[];
+  /** `best-effort` VMs that did not: only this once. */
+  skipped: { vmId: string; name: string; reason: string }[];
+}
+
+async function restartRound(
+  deps: FailoverDeps,
+  ctx: TaskContext,
+  failedId: string,
+  failedIsBack: boolean,
+): Promise<Round> {
+  const out: Round = { restarted: [], unplaced: [], skipped: [] };
   const rows = await deps.db.selectFrom('vms').selectAll().where('hostId', '=', failedId).execute();
-  const candidates = rows.filter((r) =>
-    isProtected(r.haPolicy ? (JSON.parse(r.haPolicy) as VmHaPolicy) : null),
+  const policies = new Map(
+    rows.map((r) => [r.id, r.haPolicy ? (JSON.parse(r.haPolicy) as VmHaPolicy) : null]),
   );
-  if (candidates.length === 0) return [];
+  // Whatever the inventory last heard, the copies on a failed host are dead (it has fenced);
+  // once the host is back, the ones it reports running are its own restarts.
+  const candidates = rows.filter(
+    (r) => isProtected(policies.get(r.id) ?? null) && !(failedIsBack && r.state === 'running'),
+  );
+  if (candidates.length === 0) return out;
   const snapshot = await deps.placer.snapshot();
   const vms = await haVms(deps.db, snapshot, candidates);
   const steps = planRestarts({
+    // A failed host that is back (healthy to the HA watch) takes its VMs again like any other.
     failedHostIds: [failedId],
     vms,
-    survivors: snapshot.hosts.filter((h) => h.id !== failedId),
+    survivors: snapshot.hosts.filter((h) => h.id !== failedId || failedIsBack),
     policy: await deps.placer.settings.policy(),
     atMs: Date.now(),
   });
-  const unplaced: { vmId: string; reason: string }[] = [];
-  for (const step of steps) {
-    ctx.throwIfCancelled();
-    const row = rows.find((r) => r.id === step.vmId)!;
+  const nameOf = (vmId: string) => rows.find((r) => r.id === vmId)!.name;
+  const notStarted = (step: RestartStep, reason: string) =>
+    (step.restart === 'restart' ? out.unplaced : out.skipped).push({
+      vmId: step.vmId,
+      name: nameOf(step.vmId),
+      reason,
+    });
+  const restartOne = async (step: RestartStep) => {
+    const name = nameOf(step.vmId);
     if (step.hostId === null) {
-      unplaced.push({ vmId: step.vmId, reason: step.reason ?? 'no host fits' });
-      continue;
+      notStarted(step, step.reason ?? 'no host fits');
+      return;
     }
     const wait = step.notBeforeMs - Date.now();
     if (wait > 0) await sleep(wait, ctx.signal);
+    ctx.throwIfCancelled();
     const target = await deps.hosts.get(step.hostId);
-    await ctx.log(`restarting ${row.name} on ${target.name}`);
+    await ctx.log(`restarting ${name} on ${target.name}`);
     // The inventory names the new host first: the failed one no longer speaks for this VM.
     await deps.store.update(step.vmId, {
       hostId: step.hostId,
       state: 'stopped',
-      stateReason: 'restarting: its host failed',
+      stateReason: restartingReason,
     });
     try {
       await startVm(deps, ctx, step.vmId, { haRestart: true });
-      out.restarted.push({ vm: row.name, on: target.name });
+      out.restarted.push({ vmId: step.vmId, name, on: target.name });
     } catch (err) {
-      unplaced.push({ vmId: step.vmId, reason: (err as Error).message });
-      await ctx.log(`${row.name} did not start on ${target.name}: ${(err as Error).message}`);
+      notStarted(step, (err as Error).message);
+      await ctx.log(`${name} did not start on ${target.name}: ${(err as Error).message}`);
     }
+  };
+  for (const wave of waves(steps, (id) => policies.get(id)!)) {
+    await inParallel(
+      wave.map((step) => () => restartOne(step)),
+      parallelStarts,
+    );
   }
-  return unplaced;
+  return out;
 }
 
-export function failoverTask(deps: VmDeps): TaskKind<FailoverParams> {
+export type FailoverDeps = VmDeps & { alerts: AlertStore };
+
+/**
+ * `isBack(hostId)`: whether the failed host is healthy again to the HA watch; its VMs that
+ * found no other room may then start there.
+ */
+export function failoverTask(
+  deps: FailoverDeps,
+  isBack: (hostId: string) => boolean,
+): TaskKind<FailoverParams> {
   return {
     kind: 'ha.failover',
     onInterrupt: 'resume',
@@ -91,21 +146,38 @@ export function failoverTask(deps: VmDeps): TaskKind<FailoverParams> {
       for (const r of await deps.db
         .selectFrom('vms')
         .selectAll()
-        .where('stateReason', '=', 'restarting: its host failed')
+        .where('stateReason', '=', restartingReason)
         .execute()) {
         if (r.hostId && r.hostId !== p.hostId && r.state === 'stopped')
           await startVm(deps, ctx, r.id, { haRestart: true });
       }
-      let unplaced: { vmId: string; reason: string }[] = [];
-      for (let round = 0; round < maxRounds; round++) {
-        unplaced = await restartRound(deps, ctx, p.hostId, out);
-        if (unplaced.length === 0) break;
-        for (const u of unplaced) await ctx.log(`cannot restart ${u.vmId} yet: ${u.reason}`);
-        if (round < maxRounds - 1) await sleep(retryDelayMs(round + 1), ctx.signal);
-      }
-      for (const u of unplaced) {
-        const vm = await deps.store.get(u.vmId).catch(() => null);
-        out.notRestarted.push({ vm: vm?.name ?? u.vmId, reason: u.reason });
+      // Until every protected VM of the host runs again: a VM that finds no room waits for
+      // some (a host back, a VM stopped), retried with backoff, and is alerted meanwhile.
+      for (let attempt = 1; ; attempt++) {
+        const round = await restartRound(deps, ctx, p.hostId, isBack(p.hostId));
+        for (const r of round.restarted) {
+          out.restarted.push({ vm: r.name, on: r.on });
+          await deps.alerts.clear(strandedAlert(r.vmId));
+        }
+        for (const u of round.skipped) {
+          await ctx.log(`best effort: ${u.name} not restarted: ${u.reason}`);
+          out.notRestarted.push({ vm: u.name, reason: u.reason });
+        }
+        if (round.unplaced.length === 0) break;
+        const retryMs = retryDelayMs(attempt);
+        for (const u of round.unplaced) {
+          await ctx.log(
+            `cannot restart ${u.name} yet: ${u.reason}; trying again in ${Math.round(retryMs / 1000)} s`,
+          );
+          await deps.alerts.raise({
+            id: strandedAlert(u.vmId),
+            severity: 'critical',
+            object: `vm:${u.vmId}`,
+            message: `VM ${u.name} did not restart after host ${host.name} failed: ${u.reason}; retrying`,
+          });
+        }
+        await sleep(retryMs, ctx.signal);
+        ctx.throwIfCancelled();
       }
       return out;
     },

@@ -64,7 +64,7 @@ export class HaMonitor {
     this.#deps = deps;
     this.#tasks = tasks;
     this.#log = log;
-    this.#failover = failoverTask(deps);
+    this.#failover = failoverTask(deps, (hostId) => this.#isHealthy(hostId));
     tasks.register(this.#failover);
   }
 
@@ -83,6 +83,10 @@ export class HaMonitor {
   stop(): void {
     this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);
+  }
+
+  #isHealthy(hostId: string): boolean {
+    return this.#status.some((d) => d.hostId === hostId && d.state === 'healthy');
   }
 
   /** What the detector said of each host in the last round, by host name. */

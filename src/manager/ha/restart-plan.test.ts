@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { defaultVmHaPolicy, type VmHaPolicy } from '../../wire/ha.ts';
 import type { PlacementHost, VmDemand } from '../placement/model.ts';
-import { type HaVm, planRestarts, type RestartRequest, retryDelayMs } from './restart-plan.ts';
+import { type HaVm, planRestarts, type RestartRequest, retryDelayMs, waves } from './restart-plan.ts';
 
 const GiB = 1024 ** 3;
 
@@ -203,4 +203,22 @@ test('retry backoff doubles from 5 s up to 5 minutes', () => {
   assert.equal(retryDelayMs(0), 5000);
   assert.equal(retryDelayMs(10_000), 300_000);
   assert.equal(retryDelayMs(3, 1000, 3000), 3000);
+});
+
+test('waves: steps of one policy, priority and order start together, in plan order', () => {
+  const vms = [
+    vm('h1', { priority: 'high', order: 0 }),
+    vm('h2', { priority: 'high', order: 0 }),
+    vm('h3', { priority: 'high', order: 5 }),
+    vm('m1', { priority: 'medium', order: 0 }),
+    vm('m2', { priority: 'medium', order: 0 }),
+    vm('be', { restart: 'best-effort', priority: 'medium', order: 0 }),
+  ];
+  const steps = plan(vms, [host('a'), host('b'), host('c')]);
+  const policyOf = (id: string) => vms.find((v) => v.vmId === id)!.policy;
+  assert.deepEqual(
+    waves(steps, policyOf).map((w) => w.map((s) => s.vmId)),
+    [['h1', 'h2'], ['h3'], ['m1', 'm2'], ['be']],
+  );
+  assert.deepEqual(waves([], policyOf), []);
 });

@@ -127,6 +127,26 @@ function countPlaced(hosts: PlacementHost[], hostId: string, vm: VmDemand): void
   }
 }
 
+/**
+ * The steps in waves: consecutive steps of one restart policy, priority and order start
+ * together; a wave starts once every VM of the one before it has started (or failed to).
+ */
+export function waves(
+  steps: readonly RestartStep[],
+  policyOf: (vmId: string) => VmHaPolicy,
+): RestartStep[][] {
+  const out: RestartStep[][] = [];
+  let key = '';
+  for (const step of steps) {
+    const p = policyOf(step.vmId);
+    const k = `${p.restart}/${p.priority}/${p.order}`;
+    if (out.length === 0 || k !== key) out.push([]);
+    out[out.length - 1].push(step);
+    key = k;
+  }
+  return out;
+}
+
 export const retryBaseMs = 5_000;
 export const retryCapMs = 300_000;
 
