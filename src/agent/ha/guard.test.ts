@@ -17,6 +17,7 @@ import type { AgentVm } from '../../wire/agent.ts';
 import type { HaAssignment } from '../../wire/ha.ts';
 import type { HypervisorDriver } from '../driver.ts';
 import { HaGuard } from './guard.ts';
+import { watchdogLogged } from './test-support.ts';
 import { WatchdogLink, watchdogPaths } from './watchdog.ts';
 
 const log = createLogger('guard-test', 'silent');
@@ -140,7 +141,7 @@ test('the guard renews its slot, keeps its duties, and its watchdog fences an ag
   await s.guard.close();
   assert.equal(await exitOf(s.vm, 10_000 + 3000), 'SIGKILL');
   assert.ok(performance.now() - stoppedAt > 5000, 'killed long before the deadline');
-  assert.match(fs.readFileSync(watchdogPaths(path.join(s.stateDir, 'ha')).log, 'utf8'), /"msg":"killed"/);
+  await watchdogLogged(path.join(s.stateDir, 'ha'), /"msg":"killed"/);
 });
 
 test('losing both the lease and the manager fences: VMs killed, slot marked, back once both are', async () => {

@@ -10,6 +10,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
+import { watchdogLogged } from './test-support.ts';
 import { startWatchdog, WatchdogLink, watchdogPaths } from './watchdog.ts';
 
 const haDir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tern-watchdog-')), 'ha');
@@ -40,29 +41,6 @@ function exitOf(c: ChildProcess, boundMs: number): Promise<NodeJS.Signals | null
 
 const alive = (c: ChildProcess) => c.exitCode === null && c.signalCode === null;
 const watchdogPid = () => Number(fs.readFileSync(watchdogPaths(haDir).pidfile, 'utf8'));
-const logText = () => fs.readFileSync(watchdogPaths(haDir).log, 'utf8');
-
-/**
- * The watchdog logs a kill just after it; the victim's exit can reach this process first.
- * Watching its log file for the line, with a bound.
- */
-async function logged(re: RegExp, timeoutMs = 2000): Promise<void> {
-  const file = watchdogPaths(haDir).log;
-  if (re.test(logText())) return;
-  await new Promise<void>((resolve, reject) => {
-    const done = (err?: Error) => {
-      clearTimeout(timer);
-      watcher.close();
-      if (err) reject(err);
-      else resolve();
-    };
-    const watcher = fs.watch(file, () => {
-      if (re.test(logText())) done();
-    });
-    const timer = setTimeout(() => done(new Error(`no ${re} in the watchdog log: ${logText()}`)), timeoutMs);
-    if (re.test(logText())) done();
-  });
-}
 
 after(() => {
   for (const c of children) if (alive(c)) c.kill('SIGKILL');
@@ -85,7 +63,7 @@ test('an agent that stops feeding: the watchdog kills the protected process afte
   assert.equal(await exitOf(vm, 800 + 3000), 'SIGKILL');
   const took = performance.now() - fedAt;
   assert.ok(took >= 790, `killed after ${took} ms, before the 800 ms timeout`);
-  await logged(new RegExp(`"msg":"killed","vm":"${id}","pid":${vm.pid}`));
+  await watchdogLogged(haDir, new RegExp(`"msg":"killed","vm":"${id}","pid":${vm.pid}`));
 });
 
 test('a restarted agent finds the running watchdog and its deadline', async () => {
@@ -153,7 +131,7 @@ test('a pid that is not the VM it was given for is never killed', async () => {
   // Both are handled in one go, so once the VM is dead the stranger has been judged too.
   assert.equal(await exitOf(vm, 300 + 3000), 'SIGKILL');
   assert.ok(alive(stranger));
-  await logged(new RegExp(`"msg":"pid is no longer the VM; not killed","vm":"${strangerId}"`));
+  await watchdogLogged(haDir, new RegExp(`"msg":"pid is no longer the VM; not killed","vm":"${strangerId}"`));
 });
 
 test('bad input gets an error reply and the watchdog carries on', async () => {
