@@ -10,6 +10,7 @@
 import { parseArgs } from 'node:util';
 import { type CapacityVm, capacity } from '../src/manager/placement/capacity.ts';
 import type { PlacementHost } from '../src/manager/placement/model.ts';
+import { table } from './report.ts';
 
 const { values } = parseArgs({
   options: {
@@ -30,13 +31,6 @@ function random(seed: number): () => number {
   };
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-function table(headers: string[], rows: (string | number)[][]): void {
-  const w = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-  const line = (r: (string | number)[]) => r.map((c, i) => String(c).padStart(w[i])).join('  ');
-  console.log(line(headers));
-  for (const r of rows) console.log(line(r));
-}
 
 const shapes = [
   { memGiB: 64, cores: 16 },

@@ -36,6 +36,7 @@ import { defaultHaSettings } from '../src/wire/ha.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
 import { type Cluster, qemuPids, startCluster, type TestHost } from '../test/harness.ts';
+import { loadavg, table } from './report.ts';
 
 const { values } = parseArgs({
   options: {
@@ -89,15 +90,6 @@ const max = (xs: number[]) => {
   return s.length ? s[s.length - 1] : Number.NaN;
 };
 const ms = (n: number) => (Number.isFinite(n) ? String(Math.round(n)) : '-');
-const loadavg = () => fs.readFileSync('/proc/loadavg', 'utf8').trim().split(' ').slice(0, 3).join(' ');
-
-function table(headers: string[], rows: (string | number)[][]): void {
-  const w = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-  const line = (r: (string | number)[]) =>
-    r.map((c, i) => (i === 0 ? String(c).padEnd(w[i]) : String(c).padStart(w[i]))).join('  ');
-  console.log(line(headers));
-  for (const r of rows) console.log(line(r));
-}
 
 /** Polls `probe` until it gives a value, within a bound. */
 async function waitFor<T>(

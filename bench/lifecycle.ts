@@ -20,6 +20,7 @@ import { planVm, randomMac, seedMetaData } from '../src/manager/vms/plan.ts';
 import type { Template } from '../src/wire/template.ts';
 import { emptyGuestInfo, type Vm } from '../src/wire/vm.ts';
 import { startCluster } from '../test/harness.ts';
+import { table } from './report.ts';
 
 const { values } = parseArgs({
   options: {
@@ -36,13 +37,6 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const pct = (xs: number[], p: number) =>
   [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
 const ms = (n: number) => `${n.toFixed(n < 10 ? 2 : 0)}`;
-
-function table(headers: string[], rows: (string | number)[][]): void {
-  const w = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-  const line = (r: (string | number)[]) => r.map((c, i) => String(c).padStart(w[i])).join('  ');
-  console.log(line(headers));
-  for (const r of rows) console.log(line(r));
-}
 
 /** The floor: overlay, seed and QEMU by hand, then guest-ping until the guest agent answers. */
 async function rawBoot(template: Template, pool: string, dir: string): Promise<number> {

@@ -25,6 +25,7 @@ import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
 import { type Cluster, startCluster } from '../test/harness.ts';
 import { RawGuest, type RawMigrationResult } from './migration-raw.ts';
+import { loadavg, table } from './report.ts';
 
 const { values } = parseArgs({
   options: {
@@ -48,17 +49,8 @@ const spread = (all: number[]) => {
   const xs = all.filter(Number.isFinite);
   return xs.length ? [ms(median(xs)), ms(Math.min(...xs)), ms(Math.max(...xs))] : ['-', '-', '-'];
 };
-const loadavg = () => fs.readFileSync('/proc/loadavg', 'utf8').trim().split(' ').slice(0, 3).join(' ');
 /** Wall clock in ms with sub-ms resolution: comparable with the agents' log times. */
 const now = () => performance.timeOrigin + performance.now();
-
-function table(headers: string[], rows: (string | number)[][]): void {
-  const w = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-  const line = (r: (string | number)[]) =>
-    r.map((c, i) => (i === 0 ? String(c).padEnd(w[i]) : String(c).padStart(w[i]))).join('  ');
-  console.log(line(headers));
-  for (const r of rows) console.log(line(r));
-}
 
 /** When each task first reached each step and each state, as the event stream showed it. */
 class TaskWatch {

@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { cpuModel } from '../src/manager/placement/cpu-models.ts';
 import { defaultPolicy, type PlacementHost, type VmDemand } from '../src/manager/placement/model.ts';
 import { place } from '../src/manager/placement/place.ts';
+import { table } from './report.ts';
 
 const { values } = parseArgs({
   options: {
@@ -41,13 +42,6 @@ function random(seed: number): () => number {
 const pick = <T>(rnd: () => number, xs: readonly T[]) => xs[Math.floor(rnd() * xs.length)];
 const pct = (xs: number[], p: number) =>
   [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
-
-function table(headers: string[], rows: (string | number)[][]): void {
-  const w = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-  const line = (r: (string | number)[]) => r.map((c, i) => String(c).padStart(w[i])).join('  ');
-  console.log(line(headers));
-  for (const r of rows) console.log(line(r));
-}
 
 type Host = PlacementHost & { allocated: { vcpus: number; memoryMiB: number }; groups: Map<string, number> };
 

@@ -18,6 +18,7 @@ import type { Task } from '../src/wire/task.ts';
 import type { Template } from '../src/wire/template.ts';
 import type { Vm, VolumeRef } from '../src/wire/vm.ts';
 import { type Cluster, startCluster, tempDir } from '../test/harness.ts';
+import { loadavg, table } from './report.ts';
 
 const { values } = parseArgs({
   options: {
@@ -42,14 +43,6 @@ const sec = (n: number) => `${(n / 1000).toFixed(1)}`;
 const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
 const MiB = 1024 * 1024;
 const mib = (n: number) => (n / MiB).toFixed(n < 10 * MiB ? 2 : 1);
-const loadavg = () => fs.readFileSync('/proc/loadavg', 'utf8').trim();
-
-function table(headers: string[], rows: (string | number)[][]): void {
-  const w = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-  const line = (r: (string | number)[]) => r.map((c, i) => String(c).padStart(w[i])).join('  ');
-  console.log(line(headers));
-  for (const r of rows) console.log(line(r));
-}
 
 /** Allocated bytes, as `du` counts them. */
 const allocated = (file: string) => fs.statSync(file).blocks * 512;
