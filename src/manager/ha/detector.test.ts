@@ -81,12 +81,33 @@ test('failed needs both signals silent for T_fail: the later one counts', () => 
 });
 
 test('a manager that just started declares nothing failed before watching for T_fail', () => {
-  // Never heard of since the start: silence counts from the start, not from zero.
-  assert.equal(one(START + 20_000, null, null).state, 'suspect');
-  assert.equal(one(START + FAIL, null, null).state, 'suspect');
-  assert.equal(one(START + FAIL + 500, null, null).state, 'failed');
+  // Its first read saw the host's lease (unchanged since: the host is dead), its heartbeat never
+  // came: silence counts from the start, not from zero.
+  assert.equal(one(START + 20_000, null, START).state, 'suspect');
+  assert.equal(one(START + FAIL, null, START).state, 'suspect');
+  assert.equal(one(START + FAIL + 500, null, START).state, 'failed');
   // Observations older than the start (a previous leader's) do not count either.
   assert.equal(one(START + 10_000, START - 600_000, START - 600_000).state, 'healthy');
+});
+
+test('a host whose lease was never seen is never failed: it may not be enforcing HA', () => {
+  // E.g. HA just turned on and the host never got its duties (its heartbeats fail).
+  const d = one(START + 600_000, null, null);
+  assert.equal(d.state, 'suspect');
+  assert.equal(d.failAtMs, null);
+  assert.equal(one(START + 600_000, START + 1000, null).state, 'suspect');
+});
+
+test('a host that enforces a longer timeout than the setting is failed by its own', () => {
+  const lost = START + 500_000;
+  const d = (now: number) =>
+    detectHost(
+      { hostId: 'h', networkOkAtMs: lost, leaseOkAtMs: lost, timeoutS: 60 },
+      at(now, [], { timeoutS: 10, statefileReadAtMs: now }),
+    );
+  assert.equal(d(lost + failAfterMs(10)).state, 'suspect');
+  assert.equal(d(lost + failAfterMs(60) - 1).state, 'suspect');
+  assert.equal(d(lost + failAfterMs(60)).state, 'failed');
 });
 
 test('a manager that cannot read the statefile takes no lease for silent', () => {

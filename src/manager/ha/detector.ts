@@ -15,9 +15,16 @@ export interface HostSignals {
   networkOkAtMs: number | null;
   /**
    * When the manager last saw the host's lease counter change: the completion time of the
-   * statefile read that showed the new value. Null: not since it started.
+   * statefile read that showed the new value. Null: no lease of the host seen since the watch
+   * began, so nothing says the host is enforcing HA at all (it may never have received its
+   * duties): such a host is never declared failed, since it may never fence.
    */
   leaseOkAtMs: number | null;
+  /**
+   * The HA timeout the host wrote in its slot: the one it enforces. After the setting is
+   * lowered, a host fences by its old, longer timeout until it hears the new one.
+   */
+  timeoutS?: number;
 }
 
 export interface DetectorInput {
@@ -43,7 +50,8 @@ export interface HostDetection {
   networkSilentMs: number;
   leaseSilentMs: number;
   /**
-   * For `suspect`: when it becomes `failed` if both signals stay silent (when to look again).
+   * For `suspect`: when it becomes `failed` if both signals stay silent (when to look again;
+   * null for a host whose lease was never seen, which never becomes failed).
    * For `failed`: when it became failed as the observations show it. Otherwise null.
    */
   failAtMs: number | null;
@@ -92,7 +100,7 @@ export function detect(input: DetectorInput): HostDetection[] {
 
 export function detectHost(h: HostSignals, input: DetectorInput): HostDetection {
   const { nowMs, watchingSinceMs } = input;
-  const failMs = failAfterMs(input.timeoutS);
+  const failMs = failAfterMs(Math.max(input.timeoutS, h.timeoutS ?? 0));
   const silentMs = Math.min(input.silentAfterMs ?? silentAfterMs(input.timeoutS), failMs);
   // A manager that just started has not watched: silence counts from when it began to.
   const netFrom = Math.max(h.networkOkAtMs ?? watchingSinceMs, watchingSinceMs);
@@ -107,7 +115,10 @@ export function detectHost(h: HostSignals, input: DetectorInput): HostDetection 
   const leaseSilent = leaseSilentMs >= silentMs;
   let state: HostHealth;
   let failAtMs: number | null = null;
-  if (netSilent && leaseSilent) {
+  if (netSilent && leaseSilent && h.leaseOkAtMs === null) {
+    // Never seen renewing: not known to fence, so never failed (see HostSignals.leaseOkAtMs).
+    state = 'suspect';
+  } else if (netSilent && leaseSilent) {
     // Both must reach T_fail: the lease by a read started that late, the network by the clock.
     failAtMs = Math.max(netFrom, leaseFrom) + failMs;
     state = networkSilentMs >= failMs && leaseSilentMs >= failMs ? 'failed' : 'suspect';

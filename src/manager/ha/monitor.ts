@@ -21,6 +21,8 @@ const tickMs = 500;
  * cut off from the network must not hold up the watch of every other.
  */
 const readTimeoutMs = 1500;
+/** Hosts asked for the statefile in one round at most. */
+const readersPerRound = 3;
 
 /** The alert each state raises (and clears when the host leaves it), with its message. */
 const stateAlerts: Partial<
@@ -47,11 +49,18 @@ export class HaMonitor {
   readonly #tasks: TaskEngine;
   readonly #log: Logger;
   readonly #failover;
-  readonly #watchingSince = performance.now();
-  readonly #leases = new Map<string, { counter: number; okAt: number }>();
+  /**
+   * When this watch began: HA turned on (or its statefile moved) here or before this manager
+   * started. Nothing before it counts, so silence from before HA was on fails no host.
+   */
+  #watchingSince = performance.now();
+  /** What the watch is on: the statefile pool, null while HA is off. */
+  #watching: string | null = null;
+  readonly #leases = new Map<string, { counter: number; okAt: number; timeoutS: number }>();
   #statefileReadAt: number | null = null;
   /** The host whose last read succeeded: asked first next time. */
   #reader: string | null = null;
+  #round = 0;
   #status: HostDetection[] = [];
   /** Each host's state as last published (events and alerts follow its changes). */
   readonly #published = new Map<string, HostHealth>();
@@ -134,13 +143,20 @@ export class HaMonitor {
 
   async tick(): Promise<void> {
     const settings = await this.#deps.placer.settings.ha();
-    if (!settings.enabled || !settings.statefilePool) {
+    const watching = settings.enabled ? settings.statefilePool : null;
+    if (watching !== this.#watching) {
+      this.#watching = watching;
+      this.#watchingSince = performance.now();
+      this.#leases.clear();
+      this.#statefileReadAt = null;
+    }
+    if (!watching) {
       this.#status = [];
       await this.#publish([]);
       return;
     }
     const hosts = await this.#deps.db.selectFrom('hosts').select(['id', 'name', 'state', 'haSlot']).execute();
-    await this.#readLeases(settings.statefilePool, hosts);
+    await this.#readLeases(watching, hosts);
     const now = performance.now();
     this.#status = detect({
       nowMs: now,
@@ -151,6 +167,7 @@ export class HaMonitor {
         hostId: h.id,
         networkOkAtMs: this.#deps.hosts.heardAt(h.id),
         leaseOkAtMs: this.#leases.get(h.id)?.okAt ?? null,
+        timeoutS: this.#leases.get(h.id)?.timeoutS,
       })),
     });
     await this.#publish(hosts);
@@ -180,9 +197,17 @@ export class HaMonitor {
     hosts: { id: string; name: string; state: string; haSlot: number | null }[],
   ): Promise<void> {
     const slots = Math.max(1, ...hosts.map((h) => (h.haSlot ?? 0) + 1));
-    const readers = hosts
-      .filter((h) => h.state === 'online')
-      .sort((x, y) => Number(y.id === this.#reader) - Number(x.id === this.#reader));
+    // The host that answered last, then a few others, in turns: a round must not wait on
+    // every host of a large cluster whose storage path is down.
+    const online = hosts.filter((h) => h.state === 'online');
+    const turn = this.#round++ % Math.max(1, online.length);
+    const readers = [
+      ...online.filter((h) => h.id === this.#reader),
+      ...online.slice(turn),
+      ...online.slice(0, turn),
+    ]
+      .filter((h, i, all) => all.indexOf(h) === i)
+      .slice(0, readersPerRound);
     for (const reader of readers) {
       const startedAt = performance.now();
       let read: SlotState[];
@@ -201,7 +226,7 @@ export class HaMonitor {
         if (s?.state !== 'valid' || s.record.hostId !== h.name) continue;
         const seen = this.#leases.get(h.id);
         if (!seen || s.record.counter !== seen.counter) {
-          this.#leases.set(h.id, { counter: s.record.counter, okAt: doneAt });
+          this.#leases.set(h.id, { counter: s.record.counter, okAt: doneAt, timeoutS: s.record.timeoutS });
         }
       }
       this.#statefileReadAt = startedAt;
