@@ -12,6 +12,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { failAfterMs } from '../src/manager/ha/detector.ts';
 import type { Alert } from '../src/wire/alert.ts';
+import type { HaHostStatus } from '../src/wire/ha.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
 import { type Cluster, qemuPids, startCluster, type TestHost } from './harness.ts';
@@ -76,6 +77,10 @@ async function protectedVm(name: string, on: string, policy: { priority?: string
   for (const h of others) await c.api.request('DELETE', `/api/v1/hosts/${h}/maintenance`);
   const v = await c.api.waitVm(name, answering, 120_000, 'answering');
   assert.equal(v.host, on);
+  // Only a VM its host confirmed it protects (and so kills when it fences) fails over.
+  const vms = await c.api.request<{ items: Vm[] }>('GET', '/api/v1/vms?limit=1000');
+  const expected = vms.items.filter((x) => x.host === on && x.ha.restart !== 'none').length;
+  await haState(on, (s) => s.leaseSeen && s.protecting === expected, 30_000, `protecting ${expected} VMs`);
   return v;
 }
 
@@ -99,14 +104,7 @@ async function remove(...names: string[]) {
 
 async function backOnline(h: TestHost) {
   await c.api.waitHost(h.name, (x) => x.state === 'online', 60_000, 'online again');
-  await haState(h.name, (s) => s.state === 'healthy', 60_000, 'healthy again');
-}
-
-interface HaHostStatus {
-  host: string;
-  state: string;
-  networkSilentMs: number;
-  leaseSilentMs: number;
+  await haState(h.name, (s) => s.state === 'healthy' && s.leaseSeen, 60_000, 'healthy again');
 }
 
 /**

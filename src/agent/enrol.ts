@@ -15,6 +15,7 @@ import { TernError } from '../errors.ts';
 import { requestJson } from '../http/json-client.ts';
 import type { Logger } from '../log.ts';
 import { type Identity, loadIdentity, newKeyPair, saveIdentity, tlsFetch } from '../pki/identity.ts';
+import type { HeartbeatRequest } from '../wire/ha.ts';
 import { type JoinResult, joinProof } from '../wire/host.ts';
 
 export interface JoinParams {
@@ -115,6 +116,7 @@ export function heartbeat(
   intervalMs: number,
   log: Logger,
   answered?: (reply: unknown, sentAtMs: number) => void,
+  report: () => HeartbeatRequest = () => ({ haGeneration: null }),
 ): () => Promise<void> {
   const f = tlsFetch(m.identity);
   let last = '';
@@ -125,6 +127,7 @@ export function heartbeat(
       const reply = await requestJson<unknown>(`${m.manager}/cluster/v1/heartbeat`, {
         method: 'POST',
         headers: {},
+        body: report(),
         timeoutMs: intervalMs,
         unreachable: (why) => `manager unreachable: ${why}`,
         peer: 'the manager',

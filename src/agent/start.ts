@@ -93,8 +93,12 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   opts.log.info({ port }, 'agent listening');
   // Started once listening: a start that fails to listen (and is retried) leaves no loop behind.
   guard.start();
-  const stopBeating = heartbeat(membership, beatMs, opts.log, (r, sentAt) =>
-    guard.heartbeatAnswered(r, sentAt),
+  const stopBeating = heartbeat(
+    membership,
+    beatMs,
+    opts.log,
+    (r, sentAt) => guard.heartbeatAnswered(r, sentAt),
+    () => ({ haGeneration: guard.generation }),
   );
   return {
     url,

@@ -11,7 +11,7 @@ import { Placer } from './cluster/placer.ts';
 import { SettingsStore } from './cluster/settings.ts';
 import { type Db, openDatabase } from './db/database.ts';
 import { EventBus } from './events/bus.ts';
-import { haAssignment } from './ha/assignment.ts';
+import { acknowledgeAssignment, haAssignment } from './ha/assignment.ts';
 import { HaMonitor } from './ha/monitor.ts';
 import { buildClusterEndpoint } from './hosts/cluster-endpoint.ts';
 import { JoinTokens } from './hosts/join.ts';
@@ -96,6 +96,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     joinTokens,
     hosts,
     haAssignment: (hostId) => haAssignment(db, settings, hostId),
+    haAcknowledged: (hostId, current, generation) => acknowledgeAssignment(db, hostId, current, generation),
     log: opts.log,
   });
   await cluster.listen({ host: clusterHost, port: opts.clusterPort });

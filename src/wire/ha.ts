@@ -36,6 +36,16 @@ export const HaAssignment = Type.Object(
 );
 export type HaAssignment = Static<typeof HaAssignment>;
 
+/**
+ * The body of an agent's heartbeat: the generation of the HA assignment it enforces (null: none).
+ * The manager learns from it which VMs the host will kill if it fences.
+ */
+export const HeartbeatRequest = Type.Object(
+  { haGeneration: Type.Union([Type.Integer(), Type.Null()]) },
+  { additionalProperties: false },
+);
+export type HeartbeatRequest = Static<typeof HeartbeatRequest>;
+
 export const HeartbeatReply = Type.Object({
   host: Name,
   state: Type.String(),
@@ -83,5 +93,9 @@ export const HaHostStatus = Type.Object({
   state: HaHostState,
   networkSilentMs: Type.Number(),
   leaseSilentMs: Type.Number(),
+  /** Its lease was seen since the watch began: only then can it be declared failed. */
+  leaseSeen: Type.Boolean(),
+  /** How many VMs the host confirmed it protects: the ones a failover restarts. */
+  protecting: Type.Integer(),
 });
 export type HaHostStatus = Static<typeof HaHostStatus>;

@@ -84,6 +84,15 @@ export class HaGuard {
     return this.#fencedAt !== null;
   }
 
+  /**
+   * The generation of the HA assignment this host enforces (kept on disk, applied on the next
+   * round), reported in every heartbeat: the manager restarts elsewhere only the VMs the host
+   * confirmed it protects, since only those does its fence kill. Null: no duties.
+   */
+  get generation(): number | null {
+    return this.#duties?.assignment.generation ?? null;
+  }
+
   get state(): FenceState | 'disabled' {
     return this.#state;
   }

@@ -1,6 +1,6 @@
 /** `tern ha …` and `tern vm ha`: HA settings, restart policies, the plan and the checks. */
 import { TernError } from '../../errors.ts';
-import type { HaSettings, VmHaPolicy } from '../../wire/ha.ts';
+import type { HaHostStatus, HaSettings, VmHaPolicy } from '../../wire/ha.ts';
 import type { Vm } from '../../wire/vm.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
@@ -40,17 +40,16 @@ export async function haCommand(
     ]);
   }
   if (sub === 'status') {
-    const { items } = await api.request<{
-      items: { host: string; state: string; networkSilentMs: number; leaseSilentMs: number }[];
-    }>('GET', '/api/v1/ha/status');
+    const { items } = await api.request<{ items: HaHostStatus[] }>('GET', '/api/v1/ha/status');
     if (flags.output === 'json') return printJson(items);
     return printTable(
-      ['HOST', 'HA STATE', 'HEARTBEAT SILENT', 'LEASE SILENT'],
+      ['HOST', 'HA STATE', 'HEARTBEAT SILENT', 'LEASE SILENT', 'PROTECTS'],
       items.map((h) => [
         h.host,
         h.state,
         `${(h.networkSilentMs / 1000).toFixed(1)} s`,
-        `${(h.leaseSilentMs / 1000).toFixed(1)} s`,
+        h.leaseSeen ? `${(h.leaseSilentMs / 1000).toFixed(1)} s` : 'never seen',
+        String(h.protecting),
       ]),
     );
   }

@@ -233,6 +233,13 @@ const migrations: Record<string, Migration> = {
       await db.schema.alterTable('vms').addColumn('ha_policy', 'text').execute();
     },
   },
+  '0008-ha-acknowledged': {
+    async up(db: Db) {
+      // The protected VMs a host confirmed it enforces (a JSON array of VM ids): only those
+      // does its fence kill, so only those may restart elsewhere when it fails.
+      await db.schema.alterTable('hosts').addColumn('ha_acknowledged', 'text').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -14,6 +14,8 @@ export interface HostTable {
   certExpiresAt: string | null;
   joinedAt: string | null;
   haSlot: number | null;
+  /** JSON array of the VM ids the host confirmed it protects (HA), or null. */
+  haAcknowledged: string | null;
 }
 
 export interface JoinTokenTable {

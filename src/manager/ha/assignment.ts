@@ -34,3 +34,38 @@ export async function haAssignment(db: Db, settings: SettingsStore, hostId: stri
   // The same duties give the same generation, so the agent applies each change exactly once.
   return { ...duties, generation: crc32(JSON.stringify(duties)) };
 }
+
+/**
+ * The host reported enforcing assignment `generation`: if that is the current one, its
+ * protected VMs are the ones its fence kills, recorded for the failover (written on change only).
+ */
+export async function acknowledgeAssignment(
+  db: Db,
+  hostId: string,
+  current: HaAssignment,
+  generation: number | null,
+) {
+  if (generation !== current.generation) return;
+  const acknowledged = JSON.stringify(current.enabled ? current.protectedVms : []);
+  await db
+    .updateTable('hosts')
+    .set({ haAcknowledged: acknowledged })
+    .where('id', '=', hostId)
+    .where((eb) => eb.or([eb('haAcknowledged', 'is', null), eb('haAcknowledged', '!=', acknowledged)]))
+    .execute();
+}
+
+/** The VMs a host last confirmed it protects. */
+export async function acknowledgedVms(db: Db, hostId: string): Promise<Set<string>> {
+  const row = await db
+    .selectFrom('hosts')
+    .select('haAcknowledged')
+    .where('id', '=', hostId)
+    .executeTakeFirst();
+  try {
+    const ids = JSON.parse(row?.haAcknowledged ?? '[]') as unknown;
+    return new Set(Array.isArray(ids) ? ids.filter((x): x is string => typeof x === 'string') : []);
+  } catch {
+    return new Set();
+  }
+}

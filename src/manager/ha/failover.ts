@@ -11,7 +11,7 @@ import type { AlertStore } from '../alerts/store.ts';
 import type { TaskContext, TaskKind } from '../tasks/engine.ts';
 import type { VmDeps } from '../vms/deps.ts';
 import { startVm } from '../vms/power.ts';
-import { isProtected } from './assignment.ts';
+import { acknowledgedVms, isProtected } from './assignment.ts';
 import { haVms } from './protected.ts';
 import { planRestarts, type RestartStep, retryDelayMs, waves } from './restart-plan.ts';
 
@@ -55,6 +55,8 @@ interface Round {
   unplaced: { vmId: string; name: string; reason: string }[];
   /** `best-effort` VMs that did not: only this once. */
   skipped: { vmId: string; name: string; reason: string }[];
+  /** Protected, but not as far as the host knew: never restarted automatically. */
+  unconfirmed: { vmId: string; name: string; reason: string }[];
 }
 
 async function restartRound(
@@ -63,16 +65,29 @@ async function restartRound(
   failedId: string,
   failedIsBack: boolean,
 ): Promise<Round> {
-  const out: Round = { restarted: [], unplaced: [], skipped: [] };
+  const out: Round = { restarted: [], unplaced: [], skipped: [], unconfirmed: [] };
   const rows = await deps.db.selectFrom('vms').selectAll().where('hostId', '=', failedId).execute();
   const policies = new Map(
     rows.map((r) => [r.id, r.haPolicy ? (JSON.parse(r.haPolicy) as VmHaPolicy) : null]),
   );
-  // Whatever the inventory last heard, the copies on a failed host are dead (it has fenced);
-  // once the host is back, the ones it reports running are its own restarts.
-  const candidates = rows.filter(
+  // Whatever the inventory last heard, the copies on a failed host that it confirmed it
+  // protects are dead (it has fenced); once the host is back, the ones it reports running are
+  // its own restarts.
+  const acknowledged = await acknowledgedVms(deps.db, failedId);
+  const protectedRows = rows.filter(
     (r) => isProtected(policies.get(r.id) ?? null) && !(failedIsBack && r.state === 'running'),
   );
+  const candidates = protectedRows.filter((r) => acknowledged.has(r.id));
+  for (const r of protectedRows) {
+    if (acknowledged.has(r.id)) continue;
+    // Protected after the host last heard from the manager: its fence may not have killed it.
+    out.unconfirmed.push({
+      vmId: r.id,
+      name: r.name,
+      reason:
+        'its host never confirmed protecting it, so it may still run there: start it by hand once the host is known to be off',
+    });
+  }
   if (candidates.length === 0) return out;
   const snapshot = await deps.placer.snapshot();
   const vms = await haVms(deps.db, snapshot, candidates);
@@ -162,6 +177,16 @@ export function failoverTask(
         for (const u of round.skipped) {
           await ctx.log(`best effort: ${u.name} not restarted: ${u.reason}`);
           out.notRestarted.push({ vm: u.name, reason: u.reason });
+        }
+        for (const u of attempt === 1 ? round.unconfirmed : []) {
+          await ctx.log(`${u.name} not restarted: ${u.reason}`);
+          out.notRestarted.push({ vm: u.name, reason: u.reason });
+          await deps.alerts.raise({
+            id: strandedAlert(u.vmId),
+            severity: 'critical',
+            object: `vm:${u.vmId}`,
+            message: `VM ${u.name} was not restarted after host ${host.name} failed: ${u.reason}`,
+          });
         }
         if (round.unplaced.length === 0) break;
         const retryMs = retryDelayMs(attempt);

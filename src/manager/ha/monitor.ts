@@ -100,29 +100,55 @@ export class HaMonitor {
 
   /** What the detector said of each host in the last round, by host name. */
   async statusOfHosts(): Promise<HaHostStatus[]> {
-    const hosts = await this.#deps.hosts.list();
-    return this.#status.map((d) => this.#statusOf(d, hosts.find((h) => h.id === d.hostId)?.name ?? d.hostId));
+    const hosts = await this.#hostRows();
+    return this.#status.map((d) =>
+      this.#statusOf(
+        d,
+        hosts.find((h) => h.id === d.hostId),
+      ),
+    );
   }
 
-  #statusOf(d: HostDetection, host: string): HaHostStatus {
+  #hostRows() {
+    return this.#deps.db
+      .selectFrom('hosts')
+      .select(['id', 'name', 'state', 'haSlot', 'haAcknowledged'])
+      .execute();
+  }
+
+  #statusOf(
+    d: HostDetection,
+    host: { name: string; haAcknowledged: string | null } | undefined,
+  ): HaHostStatus {
+    let protecting = 0;
+    try {
+      const ids = JSON.parse(host?.haAcknowledged ?? '[]') as unknown;
+      protecting = Array.isArray(ids) ? ids.length : 0;
+    } catch {
+      // Unreadable: counts as none.
+    }
     return {
-      host,
+      host: host?.name ?? d.hostId,
       state: d.state,
       networkSilentMs: Math.round(d.networkSilentMs),
       leaseSilentMs: Math.round(d.leaseSilentMs),
+      leaseSeen: this.#leases.has(d.hostId),
+      protecting,
     };
   }
 
   /** Publishes each change of a host's state as an event, and raises or clears its alerts. */
-  async #publish(hosts: readonly { id: string; name: string }[]): Promise<void> {
+  async #publish(
+    hosts: readonly { id: string; name: string; haAcknowledged: string | null }[],
+  ): Promise<void> {
     const seen = new Set<string>();
     for (const d of this.#status) {
       seen.add(d.hostId);
       if (this.#published.get(d.hostId) === d.state) continue;
       this.#published.set(d.hostId, d.state);
-      const name = hosts.find((h) => h.id === d.hostId)?.name ?? d.hostId;
-      this.#deps.bus.publish({ type: 'ha', status: this.#statusOf(d, name) });
-      await this.#alerts(d.hostId, name, d.state);
+      const host = hosts.find((h) => h.id === d.hostId);
+      this.#deps.bus.publish({ type: 'ha', status: this.#statusOf(d, host) });
+      await this.#alerts(d.hostId, host?.name ?? d.hostId, d.state);
     }
     // Hosts no longer watched (HA off, host removed) keep no HA alert.
     for (const hostId of [...this.#published.keys()]) {
@@ -155,7 +181,7 @@ export class HaMonitor {
       await this.#publish([]);
       return;
     }
-    const hosts = await this.#deps.db.selectFrom('hosts').select(['id', 'name', 'state', 'haSlot']).execute();
+    const hosts = await this.#hostRows();
     await this.#readLeases(watching, hosts);
     const now = performance.now();
     this.#status = detect({

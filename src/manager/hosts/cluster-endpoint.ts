@@ -6,13 +6,14 @@
 import type { TLSSocket } from 'node:tls';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import { Value } from 'typebox/value';
 import { TernError } from '../../errors.ts';
 import { ajvOptions, installErrorHandling } from '../../http/errors.ts';
 import { type Logger, quietRequests } from '../../log.ts';
 import type { ClusterCa } from '../../pki/ca.ts';
 import { type Identity, peerOf } from '../../pki/identity.ts';
 import { ErrorBody } from '../../wire/common.ts';
-import { type HaAssignment, HeartbeatReply } from '../../wire/ha.ts';
+import { type HaAssignment, HeartbeatReply, HeartbeatRequest } from '../../wire/ha.ts';
 import { type Host, JoinRequest, JoinResult } from '../../wire/host.ts';
 import type { JoinTokens } from './join.ts';
 import type { HostRegistry } from './registry.ts';
@@ -24,6 +25,8 @@ export interface ClusterEndpointOptions {
   hosts: HostRegistry;
   /** A host's HA duties, sent back with every heartbeat. */
   haAssignment: (hostId: string) => Promise<HaAssignment>;
+  /** The host reported the generation of the assignment it enforces. */
+  haAcknowledged: (hostId: string, current: HaAssignment, generation: number | null) => Promise<void>;
   log: Logger;
 }
 
@@ -81,7 +84,11 @@ export async function buildClusterEndpoint(opts: ClusterEndpointOptions): Promis
     async (req) => {
       const host = await callingHost(req);
       await opts.hosts.heartbeat(host.id);
-      return { host: host.name, state: host.state, ha: await opts.haAssignment(host.id) };
+      const ha = await opts.haAssignment(host.id);
+      // Agents before HA send no body: they enforce nothing.
+      const report = Value.Check(HeartbeatRequest, req.body) ? req.body.haGeneration : null;
+      await opts.haAcknowledged(host.id, ha, report);
+      return { host: host.name, state: host.state, ha };
     },
   );
   return app;
