@@ -1,10 +1,13 @@
 /**
- * Simulated hosts in one process: N real agents (protocol server, storage, TLS) over the `sim`
- * driver, each with its own state directory and local pool under a base directory, and a
- * shared pool all of them see. Each agent is reached through a relay that the host's
- * reachability faults (and its power) cut, so a manager sees a host vanish from the network as
- * it would a real one. How hosts join a manager is the caller's business: `join` gives the
- * join parameters of a host's first start.
+ * Simulated hosts in one process: N real agents (protocol server, storage, TLS, HA guard) over
+ * the `sim` driver, each with its own state directory and local pool under a base directory,
+ * and a shared pool all of them see, each through its own mount point (`mount.ts`). A host's
+ * network is two relays: one the manager reaches its agent through, one its agent reaches the
+ * manager through (heartbeats); a reachability fault cuts both, so a manager sees a host vanish
+ * from the network as it would a real one, and the host sees the manager vanish. A storage
+ * fault cuts its mount. Power off stops its agent (no heartbeat, no lease), power on starts it
+ * again on the same state directory, as a reboot. How hosts join a manager is the caller's
+ * business: `join` gives the join parameters of a host's first start.
  */
 import fs from 'node:fs';
 import net from 'node:net';
@@ -13,6 +16,8 @@ import type { Logger } from '../../log.ts';
 import { type JoinParams, loadMembership } from '../enrol.ts';
 import { type AgentOptions, type RunningAgent, startAgent } from '../start.ts';
 import { type SimClock, SimDriver, type SimDriverOptions } from './driver.ts';
+import { SharedMount } from './mount.ts';
+import { addressOf, Relay } from './relay.ts';
 
 export type SimHostDriverOptions = Partial<
   Omit<SimDriverOptions, 'hostname' | 'pools' | 'sharedPools' | 'clock'>
@@ -48,6 +53,10 @@ export interface SimHost {
   driver: SimDriver;
   stateDir: string;
   pools: Record<string, string>;
+  /** Whether its agent runs (it does not while the host is powered off). */
+  readonly running: boolean;
+  /** Resolves once the power changes asked so far have stopped or started the agent. */
+  settled(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -73,13 +82,14 @@ export async function startSimHosts(n: number, opts: SimHostsOptions): Promise<S
     const name = nameOf(i);
     const dir = path.join(opts.baseDir, name);
     const stateDir = path.join(dir, 'agent');
+    const mount = shared ? new SharedMount(path.join(dir, 'mnt', 'shared'), shared) : null;
     const pools: Record<string, string> = { local: path.join(dir, 'pool') };
-    if (shared) pools.shared = shared;
+    if (mount) pools.shared = mount.path;
     const perHost = typeof opts.driver === 'function' ? opts.driver(name, i) : (opts.driver ?? {});
     const driver = new SimDriver({
       hostname: name,
       pools,
-      sharedPools: shared ? ['shared'] : [],
+      sharedPools: mount ? ['shared'] : [],
       clock: opts.clock,
       log: opts.log,
       ...perHost,
@@ -87,30 +97,44 @@ export async function startSimHosts(n: number, opts: SimHostsOptions): Promise<S
     // The address the manager knows stays the same across restarts on the same base directory.
     const portFile = path.join(dir, 'relay-port');
     const known = fs.existsSync(portFile) ? Number(fs.readFileSync(portFile, 'utf8')) : 0;
-    const relay = await Relay.start(listenHost, known).catch(() => Relay.start(listenHost, 0));
+    const inbound = await Relay.start(listenHost, known).catch(() => Relay.start(listenHost, 0));
+    const outbound = await Relay.start(listenHost, 0);
     fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(portFile, String(relay.port));
-    const url = `https://${listenHost}:${relay.port}`;
-    const onReachable = (up: boolean) => (up ? relay.mend() : relay.cut());
+    fs.writeFileSync(portFile, String(inbound.port));
+    const url = `https://${listenHost}:${inbound.port}`;
+    const onReachable = (up: boolean) => {
+      for (const r of [inbound, outbound]) up ? r.mend() : r.cut();
+    };
+    const onStorage = (up: boolean) => mount?.set(up);
     driver.faults.reachability.on('reachable', onReachable);
-    let agent: RunningAgent | undefined;
-    try {
+    driver.faults.storage.on('reachable', onStorage);
+    const unhook = () => {
+      driver.faults.reachability.off('reachable', onReachable);
+      driver.faults.storage.off('reachable', onStorage);
+    };
+
+    let agent: RunningAgent | null = null;
+    /** Starts the agent: the first start joins; a restart (power on) uses the kept membership. */
+    const boot = async () => {
       const join = !loadMembership(stateDir) && opts.join ? await opts.join(name) : undefined;
+      const manager = join?.manager ?? loadMembership(stateDir)?.manager;
+      if (manager) outbound.target = addressOf(manager);
       // The agent's own port is behind the relay, so another one can be tried when a free
       // port was taken before the agent got to listen on it.
       for (let attempt = 1; !agent; attempt++) {
         const port = await freePort(listenHost);
-        relay.target = { host: listenHost, port };
+        inbound.target = { host: listenHost, port };
         try {
           agent = await startAgent({
             ...opts.agent,
             driver,
             stateDir,
             pools,
-            sharedPools: shared ? ['shared'] : [],
+            sharedPools: mount ? ['shared'] : [],
             host: listenHost,
             port,
             advertise: url,
+            managerUrl: manager ? `https://${listenHost}:${outbound.port}` : undefined,
             // Only the first attempt joins: the membership is kept by then.
             join: attempt === 1 ? join : undefined,
             log: opts.log,
@@ -119,22 +143,43 @@ export async function startSimHosts(n: number, opts: SimHostsOptions): Promise<S
           if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 5) throw err;
         }
       }
+    };
+    const halt = async () => {
+      const a = agent;
+      agent = null;
+      await a?.close();
+    };
+    try {
+      await boot();
     } catch (err) {
-      driver.faults.reachability.off('reachable', onReachable);
-      await relay.close();
+      unhook();
+      await Promise.all([inbound.close(), outbound.close()]);
       throw err;
     }
-    const running = agent;
+    // Power changes apply in order; a start that fails leaves the host down, and says so.
+    let power: Promise<void> = Promise.resolve();
+    const onPower = (on: boolean) => {
+      power = power
+        .then(() => (on ? boot() : halt()))
+        .catch((err) => opts.log.error({ err, host: name }, 'simulated host: power change failed'));
+    };
+    driver.faults.power.on('power', onPower);
     hosts[i] = {
       name,
       url,
       driver,
       stateDir,
       pools,
+      get running() {
+        return agent !== null;
+      },
+      settled: () => power,
       async close() {
-        driver.faults.reachability.off('reachable', onReachable);
-        await relay.close();
-        await running.close();
+        unhook();
+        driver.faults.power.off('power', onPower);
+        await power;
+        await Promise.all([inbound.close(), outbound.close()]);
+        await halt();
       },
     };
   };
@@ -164,72 +209,6 @@ export async function startSimHosts(n: number, opts: SimHostsOptions): Promise<S
     },
     close: closeAll,
   };
-}
-
-/**
- * A TCP relay to an agent: the host's network cable. Cut, it drops every connection and
- * resets new ones, as a host that vanished from the network; mended, it carries them again.
- */
-class Relay {
-  readonly #server: net.Server;
-  readonly #sockets = new Set<net.Socket>();
-  /** The agent's own address. */
-  target: { host: string; port: number } | null = null;
-  #open = true;
-
-  private constructor(server: net.Server) {
-    this.#server = server;
-    server.on('connection', (s) => this.#connect(s));
-  }
-
-  static async start(host: string, port: number): Promise<Relay> {
-    const server = net.createServer();
-    const relay = new Relay(server);
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => resolve());
-    });
-    return relay;
-  }
-
-  get port(): number {
-    return (this.#server.address() as net.AddressInfo).port;
-  }
-
-  #connect(client: net.Socket): void {
-    if (!this.#open || !this.target) {
-      client.resetAndDestroy();
-      return;
-    }
-    const upstream = net.connect(this.target);
-    for (const [a, b] of [
-      [client, upstream],
-      [upstream, client],
-    ]) {
-      this.#sockets.add(a);
-      a.on('error', () => b.destroy());
-      a.on('close', () => {
-        this.#sockets.delete(a);
-        b.destroy();
-      });
-      a.pipe(b);
-    }
-  }
-
-  cut(): void {
-    this.#open = false;
-    for (const s of this.#sockets) s.resetAndDestroy();
-    this.#sockets.clear();
-  }
-
-  mend(): void {
-    this.#open = true;
-  }
-
-  async close(): Promise<void> {
-    this.cut();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
-  }
 }
 
 function freePort(host: string): Promise<number> {

@@ -612,6 +612,15 @@ export class SimDriver implements HypervisorDriver {
     this.faults.setReachable(reachable);
   }
 
+  /**
+   * The host loses (false) or regains (true) its path to the shared storage: its lease renewals
+   * and shared-pool operations fail; the VMs keep running, as guests with their disks on a lost
+   * mount do until the fence. The network stays.
+   */
+  setStorageReachable(reachable: boolean): void {
+    this.faults.setStorageReachable(reachable);
+  }
+
   /** Memory the guest dirties per second from now on (live migration convergence). */
   setDirtyRate(id: string, mibPerS: number): void {
     const vm = this.#vms.get(id);
@@ -632,13 +641,15 @@ export class SimDriver implements HypervisorDriver {
   }
 
   /**
-   * The host loses power: every VM is gone at once and the agent is unreachable. After
-   * `powerOn` the VMs that ran are reported crashed, as an agent finds them after a reboot.
+   * The host loses power: every VM is gone at once, the agent is unreachable, and (in a sim
+   * cluster, which follows `faults.power`) the agent stops: no heartbeat, no lease renewal.
+   * After `powerOn` the agent starts again and finds the VMs that ran crashed, as after a reboot.
    */
   powerOff(): void {
     if (this.#poweredOff) return;
     this.setReachable(false);
     this.#poweredOff = true;
+    this.faults.power.emit('power', false);
     for (const vm of this.#vms.values()) {
       this.#clearTimer(vm);
       vm.migration?.abort();
@@ -659,6 +670,7 @@ export class SimDriver implements HypervisorDriver {
     }
     this.#lost = [];
     this.setReachable(true);
+    this.faults.power.emit('power', true);
   }
 
   get poweredOff(): boolean {

@@ -1,7 +1,8 @@
 /**
  * Fault controls of a simulated host: failing or hanging the next calls of a driver operation,
- * and the host's reachability. The driver consults them at the start of every operation; the
- * sim cluster harness follows `reachability` to cut the agent off the network.
+ * and the host's reachability (network, shared storage) and power. The driver consults them at
+ * the start of every operation; the sim cluster follows the events to cut the host's network
+ * both ways, to cut its path to the shared pool, and to stop and restart its agent with the power.
  */
 import { EventEmitter } from 'node:events';
 import { TernError } from '../../errors.ts';
@@ -39,10 +40,15 @@ interface Hung {
 export class SimFaults {
   /** `reachable` fires with the new value whenever the host drops off or comes back. */
   readonly reachability = new EventEmitter<{ reachable: [boolean] }>();
+  /** `reachable` fires whenever the host loses or regains its path to the shared storage. */
+  readonly storage = new EventEmitter<{ reachable: [boolean] }>();
+  /** `power` fires when the host loses power (false) or is switched back on (true). */
+  readonly power = new EventEmitter<{ power: [boolean] }>();
   readonly #failures = new Map<SimOperation, Armed>();
   readonly #hangs = new Map<SimOperation, number>();
   readonly #hung = new Set<Hung>();
   #reachable = true;
+  #storageReachable = true;
 
   get reachable(): boolean {
     return this.#reachable;
@@ -52,6 +58,16 @@ export class SimFaults {
     if (reachable === this.#reachable) return;
     this.#reachable = reachable;
     this.reachability.emit('reachable', reachable);
+  }
+
+  get storageReachable(): boolean {
+    return this.#storageReachable;
+  }
+
+  setStorageReachable(reachable: boolean): void {
+    if (reachable === this.#storageReachable) return;
+    this.#storageReachable = reachable;
+    this.storage.emit('reachable', reachable);
   }
 
   /** The next `count` calls of `op` fail with `error` (a hypervisor error by default). */

@@ -78,6 +78,7 @@ export class HostRegistry {
       certExpiresAt: cert.notAfter,
       joinedAt: now(),
       haSlot: earlier?.haSlot ?? (await this.#freeHaSlot()),
+      haAcknowledged: null,
     };
     if (earlier) await this.#db.updateTable('hosts').set(row).where('id', '=', row.id).execute();
     else await this.#db.insertInto('hosts').values(row).execute();
@@ -217,9 +218,21 @@ export class HostRegistry {
   }
 
   async get(ref: string): Promise<Host> {
-    const host = (await this.list()).find((h) => h.name === ref || h.id === ref);
-    if (!host) throw new TernError('not_found', `host ${ref} does not exist`);
-    return host;
+    // One host, not the list: every heartbeat of every host asks, so this must not grow with
+    // the cluster (each host's facts are parsed, each host's VMs counted).
+    const row = await this.#db
+      .selectFrom('hosts')
+      .selectAll()
+      .where((eb) => eb.or([eb('name', '=', ref), eb('id', '=', ref)]))
+      .orderBy('name')
+      .executeTakeFirst();
+    if (!row) throw new TernError('not_found', `host ${ref} does not exist`);
+    const count = await this.#db
+      .selectFrom('vms')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('hostId', '=', row.id)
+      .executeTakeFirst();
+    return this.#toWire(row, Number(count?.n ?? 0));
   }
 
   /** The host new VMs go to. Placement across many hosts arrives with clusters. */
