@@ -32,7 +32,7 @@ import { parseArgs } from 'node:util';
 import { detectAccelerator } from '../src/agent/qemu/accelerator.ts';
 import { failAfterMs, silentAfterMs } from '../src/manager/ha/detector.ts';
 import type { ManagerEvent } from '../src/wire/event.ts';
-import { defaultHaSettings } from '../src/wire/ha.ts';
+import { defaultHaSettings, type HaHostStatus } from '../src/wire/ha.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
 import { type Cluster, qemuPids, startCluster, type TestHost } from '../test/harness.ts';
@@ -266,6 +266,17 @@ async function settled(c: Cluster, names: string[], timeoutS: number): Promise<V
       lastAssignment(c, holder)?.protectedVms === names.length,
     60_000,
     `every agent assigned the ${timeoutS} s timeout, ${holder.name} its ${names.length} protected VMs`,
+    200,
+  );
+  // Only VMs their host confirmed it protects fail over: wait for the confirmation too.
+  await waitFor(
+    async () => {
+      const s = await c.api.request<{ items: HaHostStatus[] }>('GET', '/api/v1/ha/status');
+      const h = s.items.find((i) => i.host === holder.name);
+      return Boolean(h?.leaseSeen && h.protecting === names.length);
+    },
+    60_000,
+    `${holder.name} confirmed it protects its ${names.length} VMs`,
     200,
   );
   return getVms(c, names);
