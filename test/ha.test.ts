@@ -176,6 +176,9 @@ test('network cut to the manager only: the host is isolated, its VM stays', asyn
     assert.ok(
       (await activeAlerts()).some((x) => x.id.endsWith(':ha-isolated') && x.message.includes('host a ')),
     );
+    // The manager's link to the agent gives up on its own clock: let it, so the host does not
+    // drop offline after it is back.
+    await c.api.waitHost('a', (h) => h.state === 'offline', 30_000, 'offline to the manager');
   } finally {
     a.isolation!.restoreNetwork();
   }
@@ -222,6 +225,7 @@ test('network and storage cut: the host fences itself, then the VM restarts else
     // From the host's last heartbeat or renewal, up to 2 s before the cut.
     assert.ok(fencedAfter >= timeoutS * 1000 - 2500, `fenced after ${fencedAfter} ms, before its deadline`);
     await soundOn('bothcut', 'b');
+    await c.api.waitHost('a', (h) => h.state === 'offline', 30_000, 'offline to the manager');
   } finally {
     a.isolation!.restoreStorage();
     a.isolation!.restoreNetwork();
@@ -246,6 +250,7 @@ test('a frozen agent: the watchdog fences its VM before the manager restarts it 
   assert.ok(fencedAfter >= timeoutS * 1000 - 2500, `fenced after ${fencedAfter} ms, before its deadline`);
   // ...and only then does the manager restart it elsewhere.
   await soundOn('frozen', 'b');
+  await c.api.waitHost('a', (h) => h.state === 'offline', 30_000, 'offline to the manager');
   // Thawed, the agent finds itself fenced: it does not bring its copy back.
   a.agent.signal('SIGCONT');
   await backOnline(a);
