@@ -10,6 +10,7 @@
 import { parseArgs } from 'node:util';
 import { type CapacityVm, capacity } from '../src/manager/placement/capacity.ts';
 import type { PlacementHost } from '../src/manager/placement/model.ts';
+import { seededRandom } from '../test/seeded-random.ts';
 import { table } from './report.ts';
 
 const { values } = parseArgs({
@@ -20,16 +21,6 @@ const { values } = parseArgs({
 });
 const reps = Number(values.reps);
 
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const shapes = [
@@ -49,7 +40,7 @@ const vmSizes = [
 
 /** About 20 VMs per host, sized to the host so small hosts are not overfull. */
 function cluster(count: number, seed: number): { hosts: PlacementHost[]; vms: CapacityVm[] } {
-  const rnd = random(seed);
+  const rnd = seededRandom(seed);
   const hosts: PlacementHost[] = [];
   const vms: CapacityVm[] = [];
   for (let i = 0; i < count; i++) {

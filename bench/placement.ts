@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { cpuModel } from '../src/manager/placement/cpu-models.ts';
 import { defaultPolicy, type PlacementHost, type VmDemand } from '../src/manager/placement/model.ts';
 import { place } from '../src/manager/placement/place.ts';
+import { seededRandom } from '../test/seeded-random.ts';
 import { table } from './report.ts';
 
 const { values } = parseArgs({
@@ -28,17 +29,6 @@ const vmCount = Number(values.vms);
 const GiB = 1024 ** 3;
 const TiB = 1024 * GiB;
 
-/** Deterministic, so runs compare (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const pick = <T>(rnd: () => number, xs: readonly T[]) => xs[Math.floor(rnd() * xs.length)];
 const pct = (xs: number[], p: number) =>
   [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
@@ -62,7 +52,7 @@ const shapes = [
 ];
 
 function cluster(seed: number): Host[] {
-  const rnd = random(seed);
+  const rnd = seededRandom(seed);
   // Shared pools are one object every host points at, so a disk created there is seen by all.
   const sharedA = { name: 'shared-a', shared: true, freeBytes: 8192 * TiB };
   const sharedB = { name: 'shared-b', shared: true, freeBytes: 4096 * TiB };
@@ -111,7 +101,7 @@ function pickSize(x: number): (typeof sizes)[number] {
 }
 
 function demands(seed: number): VmDemand[] {
-  const rnd = random(seed);
+  const rnd = seededRandom(seed);
   return Array.from({ length: vmCount }, (): VmDemand => {
     const size = pickSize(rnd());
     const p = rnd();

@@ -26,7 +26,8 @@ import type { Host } from '../src/wire/host.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
 import type { TestApi } from './harness.ts';
-import { type SimCluster, startSimCluster } from './sim-harness.ts';
+import { seededRandom } from './seeded-random.ts';
+import { type SimCluster, startSimCluster, until } from './sim-harness.ts';
 
 const hostCount = Number(process.env.HA_SIM_HOSTS ?? 100);
 const vmCount = Number(process.env.HA_SIM_VMS ?? 500);
@@ -37,18 +38,7 @@ const failMs = failAfterMs(timeoutS);
 const seed = Number(process.env.HA_SIM_SEED ?? Math.floor(Math.random() * 2 ** 31));
 console.log(`# ha-sim: seed ${seed} (HA_SIM_SEED=${seed} repeats this run)`);
 
-/** mulberry32: small, seedable, good enough to pick hosts. */
-function rng(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const random = rng(seed);
+const random = seededRandom(seed);
 
 /** The policy of the i-th VM: 60 % restart (high, medium, low), 20 % best-effort, 20 % none. */
 function policyOf(i: number): VmHaPolicy {
@@ -131,20 +121,6 @@ const haStatus = async () =>
   new Map(
     (await api.request<{ items: HaStatus[] }>('GET', '/api/v1/ha/status')).items.map((s) => [s.host, s]),
   );
-
-/**
- * Polls a manager answer that has no event (the HA watch's view) until `ok`, with a bound.
- * The watch itself only changes every half second.
- */
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`not ${what} within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 const finished = (t: Task) => t.state === 'succeeded' || t.state === 'failed' || t.state === 'cancelled';
 

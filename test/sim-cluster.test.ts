@@ -13,7 +13,7 @@ import type { Logger } from '../src/log.ts';
 import type { Host } from '../src/wire/host.ts';
 import type { Vm } from '../src/wire/vm.ts';
 import type { TestApi } from './harness.ts';
-import { type SimCluster, startSimCluster } from './sim-harness.ts';
+import { type SimCluster, startSimCluster, until } from './sim-harness.ts';
 
 const hostCount = 50;
 const bootDelayMs = 300;
@@ -22,16 +22,6 @@ const _log: Logger = pino({ level: 'silent' }, pino.destination('/dev/null'));
 let cluster: SimCluster;
 let api: TestApi;
 let sim: SimHosts;
-
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`not ${what} within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const hostState = (name: string, state: Host['state']) => () =>
   api.request<Host>('GET', `/api/v1/hosts/${name}`).then((h) => (h.state === state ? h : undefined));

@@ -85,3 +85,22 @@ export async function startSimCluster(
     },
   };
 }
+
+/**
+ * Polls `probe` until it gives a value, with a bound: for answers the manager publishes no
+ * event for (the HA watch's view, a host's state as a list shows it).
+ */
+export async function until<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => Promise<T | undefined>,
+  everyMs = 100,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`not ${what} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}

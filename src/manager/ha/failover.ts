@@ -29,9 +29,10 @@ export interface FailoverOutcome {
 const parallelStarts = 8;
 const restartingReason = 'restarting: its host failed';
 
+/** A wait that ends early on cancel, and never holds a stopping manager's process open. */
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
+    const t = setTimeout(resolve, ms).unref();
     signal.addEventListener('abort', () => {
       clearTimeout(t);
       resolve();

@@ -198,16 +198,11 @@ export class TaskEngine {
     }
   }
 
-  /**
-   * Stops accepting tasks and waits for the running ones (bounded); those still running then
-   * stop where they are, left running in the database for the next manager to resume (a
-   * failover waiting to retry must not hold a stopping manager).
-   */
+  /** Stops accepting tasks and waits for the running ones (bounded). */
   async close(timeoutMs = 10_000): Promise<void> {
     this.#closing = true;
     const all = Promise.all([...this.#running.values()].map((r) => r.done));
     await Promise.race([all, new Promise((r) => setTimeout(r, timeoutMs).unref())]);
-    if (this.#running.size > 0) this.abandon();
   }
 
   /** Ends without waiting, as a crash would (tests of recovery use it). */
