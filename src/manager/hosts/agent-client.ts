@@ -262,8 +262,6 @@ export class AgentClient {
         watchdog = setTimeout(() => attempt.abort(), 16_000);
       };
       try {
-        // Armed before connecting too: a connection into a blackhole must not hang for minutes.
-        feed();
         const res = await this.#fetch(`${this.url}/agent/v1/events`, {
           headers: this.#headers(),
           signal: attempt.signal,
