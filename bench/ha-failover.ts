@@ -90,6 +90,8 @@ const max = (xs: number[]) => {
   return s.length ? s[s.length - 1] : Number.NaN;
 };
 const ms = (n: number) => (Number.isFinite(n) ? String(Math.round(n)) : '-');
+/** How many, median, p95 and max of a sample: the columns of every table here. */
+const spread = (xs: number[]) => [xs.length, ms(median(xs)), ms(p95(xs)), ms(max(xs))];
 
 /** Polls `probe` until it gives a value, within a bound. */
 async function waitFor<T>(
@@ -545,34 +547,10 @@ try {
     table(
       ['measure', 'n', 'median', 'p95', 'max'],
       [
-        [
-          "first POST → VM's QEMU started (per VM)",
-          bl.toQemu.length,
-          ms(median(bl.toQemu)),
-          ms(p95(bl.toQemu)),
-          ms(max(bl.toQemu)),
-        ],
-        [
-          'QEMU started → guest agent answers (per VM)',
-          bl.boot.length,
-          ms(median(bl.boot)),
-          ms(p95(bl.boot)),
-          ms(max(bl.boot)),
-        ],
-        [
-          'first POST → every QEMU started',
-          bl.toAllQemu.length,
-          ms(median(bl.toAllQemu)),
-          ms(p95(bl.toAllQemu)),
-          ms(max(bl.toAllQemu)),
-        ],
-        [
-          'first POST → every guest answers',
-          bl.toAllAnswer.length,
-          ms(median(bl.toAllAnswer)),
-          ms(p95(bl.toAllAnswer)),
-          ms(max(bl.toAllAnswer)),
-        ],
+        ["first POST → VM's QEMU started (per VM)", ...spread(bl.toQemu)],
+        ['QEMU started → guest agent answers (per VM)', ...spread(bl.boot)],
+        ['first POST → every QEMU started', ...spread(bl.toAllQemu)],
+        ['first POST → every guest answers', ...spread(bl.toAllAnswer)],
       ],
     );
   }
@@ -642,14 +620,7 @@ for (const [T, list] of byTimeout) {
   if (!list.length) continue;
   const tFail = failAfterMs(T);
   const tSilent = silentAfterMs(T);
-  const stat = (label: string, design: number, xs: number[]) => [
-    label,
-    ms(design),
-    xs.length,
-    ms(median(xs)),
-    ms(p95(xs)),
-    ms(max(xs)),
-  ];
+  const stat = (label: string, design: number, xs: number[]) => [label, ms(design), ...spread(xs)];
   console.log(`\n# timeout ${T} s, ${list.length} failures, ms (design: the bound this design allows)`);
   table(
     ['phase', 'design', 'n', 'median', 'p95', 'max'],

@@ -55,6 +55,16 @@ export async function acknowledgeAssignment(
     .execute();
 }
 
+/** The VM ids of a host's `haAcknowledged` column; unreadable counts as none. */
+export function parseAcknowledged(column: string | null): Set<string> {
+  try {
+    const ids = JSON.parse(column ?? '[]') as unknown;
+    return new Set(Array.isArray(ids) ? ids.filter((x): x is string => typeof x === 'string') : []);
+  } catch {
+    return new Set();
+  }
+}
+
 /** The VMs a host last confirmed it protects. */
 export async function acknowledgedVms(db: Db, hostId: string): Promise<Set<string>> {
   const row = await db
@@ -62,10 +72,5 @@ export async function acknowledgedVms(db: Db, hostId: string): Promise<Set<strin
     .select('haAcknowledged')
     .where('id', '=', hostId)
     .executeTakeFirst();
-  try {
-    const ids = JSON.parse(row?.haAcknowledged ?? '[]') as unknown;
-    return new Set(Array.isArray(ids) ? ids.filter((x): x is string => typeof x === 'string') : []);
-  } catch {
-    return new Set();
-  }
+  return parseAcknowledged(row?.haAcknowledged ?? null);
 }

@@ -157,6 +157,13 @@ export function failoverTask(
     async run(ctx, p) {
       const host = await deps.hosts.get(p.hostId);
       const out: FailoverOutcome = { host: host.name, restarted: [], notRestarted: [] };
+      const stranded = (u: { vmId: string; name: string }, what: string) =>
+        deps.alerts.raise({
+          id: strandedAlert(u.vmId),
+          severity: 'critical',
+          object: `vm:${u.vmId}`,
+          message: `VM ${u.name} ${what}`,
+        });
       await ctx.step(`restarting the protected VMs of ${host.name}`, 5);
       // VMs moved but not started (a manager restart in the middle) are started first.
       for (const r of await deps.db
@@ -182,12 +189,7 @@ export function failoverTask(
         for (const u of attempt === 1 ? round.unconfirmed : []) {
           await ctx.log(`${u.name} not restarted: ${u.reason}`);
           out.notRestarted.push({ vm: u.name, reason: u.reason });
-          await deps.alerts.raise({
-            id: strandedAlert(u.vmId),
-            severity: 'critical',
-            object: `vm:${u.vmId}`,
-            message: `VM ${u.name} was not restarted after host ${host.name} failed: ${u.reason}`,
-          });
+          await stranded(u, `was not restarted after host ${host.name} failed: ${u.reason}`);
         }
         if (round.unplaced.length === 0) break;
         const retryMs = retryDelayMs(attempt);
@@ -195,12 +197,7 @@ export function failoverTask(
           await ctx.log(
             `cannot restart ${u.name} yet: ${u.reason}; trying again in ${Math.round(retryMs / 1000)} s`,
           );
-          await deps.alerts.raise({
-            id: strandedAlert(u.vmId),
-            severity: 'critical',
-            object: `vm:${u.vmId}`,
-            message: `VM ${u.name} did not restart after host ${host.name} failed: ${u.reason}; retrying`,
-          });
+          await stranded(u, `did not restart after host ${host.name} failed: ${u.reason}; retrying`);
         }
         await sleep(retryMs, ctx.signal);
         ctx.throwIfCancelled();

@@ -11,7 +11,7 @@ import type { HaHostStatus } from '../../wire/ha.ts';
 import type { AlertStore } from '../alerts/store.ts';
 import type { TaskEngine } from '../tasks/engine.ts';
 import type { VmDeps } from '../vms/deps.ts';
-import { statefilePath } from './assignment.ts';
+import { parseAcknowledged, statefilePath } from './assignment.ts';
 import { detect, type HostDetection, type HostHealth } from './detector.ts';
 import { type FailoverParams, failoverTask } from './failover.ts';
 
@@ -120,20 +120,13 @@ export class HaMonitor {
     d: HostDetection,
     host: { name: string; haAcknowledged: string | null } | undefined,
   ): HaHostStatus {
-    let protecting = 0;
-    try {
-      const ids = JSON.parse(host?.haAcknowledged ?? '[]') as unknown;
-      protecting = Array.isArray(ids) ? ids.length : 0;
-    } catch {
-      // Unreadable: counts as none.
-    }
     return {
       host: host?.name ?? d.hostId,
       state: d.state,
       networkSilentMs: Math.round(d.networkSilentMs),
       leaseSilentMs: Math.round(d.leaseSilentMs),
       leaseSeen: this.#leases.has(d.hostId),
-      protecting,
+      protecting: parseAcknowledged(host?.haAcknowledged ?? null).size,
     };
   }
 

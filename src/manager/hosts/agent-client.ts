@@ -163,7 +163,7 @@ export class AgentClient {
   }
 
   /** The HA statefile's first `slots` slots, as this host reads them from shared storage. */
-  async readStatefile(ref: VolumeRef, slots: number, timeoutMs = 10_000): Promise<SlotState[]> {
+  async readStatefile(ref: VolumeRef, slots: number, timeoutMs: number): Promise<SlotState[]> {
     const q = new URLSearchParams({ ...ref, slots: String(slots) });
     return (
       await this.#call<{ slots: SlotState[] }>('GET', `/agent/v1/ha/statefile?${q}`, undefined, timeoutMs)
