@@ -19,6 +19,10 @@ const packages = [
   // The HA fault tests: a network namespace and a FUSE view of the shared pool per host.
   'iproute2',
   'bindfs',
+  // Identity and key-store tests run a real directory server and a real PostgreSQL.
+  'slapd',
+  'ldap-utils',
+  'postgresql',
 ];
 
 function installed(pkg: string): boolean {

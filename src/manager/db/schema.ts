@@ -84,6 +84,8 @@ export interface VmTable {
   diskSizes: string;
   guest: string;
   vncPort: number | null;
+  ownerId: string | null;
+  project: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -102,6 +104,8 @@ export interface TaskTable {
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
+  /** The user who asked for the task; null for the manager's own. */
+  requestedBy: string | null;
 }
 
 export interface TaskLogTable {
@@ -124,6 +128,97 @@ export interface ApiTokenTable {
   createdAt: string;
   expiresAt: string | null;
   lastUsedAt: string | null;
+  /** The user the token acts for; null only for tokens made before users existed. */
+  userId: string | null;
+  /** JSON array of permissions the token is narrowed to; null: all of its user's. */
+  scopes: string | null;
+  revokedAt: string | null;
+}
+
+export interface UserTable {
+  id: string;
+  name: string;
+  displayName: string | null;
+  /** `local` (password here) or `ldap` (password checked by the directory). */
+  source: string;
+  /** scrypt, see identity/passwords.ts; null for directory users. */
+  passwordHash: string | null;
+  /** A role given to the user directly, besides those of its groups. */
+  role: string | null;
+  disabled: number;
+  createdAt: string;
+  lastLoginAt: string | null;
+}
+
+export interface UserGroupTable {
+  name: string;
+  role: string;
+  /** A directory group (DN or cn) whose members belong to this group when they log in. */
+  ldapGroup: string | null;
+  createdAt: string;
+}
+
+export interface UserGroupMemberTable {
+  groupName: string;
+  userId: string;
+}
+
+export interface SessionTable {
+  /** SHA-256 of the session cookie's value. */
+  hash: string;
+  userId: string;
+  createdAt: string;
+  expiresAt: string;
+  lastSeenAt: string;
+  sourceIp: string | null;
+}
+
+export interface ProjectTable {
+  name: string;
+  description: string;
+  maxVms: number | null;
+  maxVcpus: number | null;
+  maxMemoryMib: number | null;
+  maxDiskBytes: number | null;
+  createdAt: string;
+}
+
+export interface ProjectMemberTable {
+  project: string;
+  /** `user` (member is a user id) or `group` (a group name). */
+  kind: string;
+  member: string;
+}
+
+export interface AuditLogTable {
+  seq: Generated<number>;
+  at: string;
+  actor: string;
+  actorId: string | null;
+  /** `token`, `session`, `password`, `ldap`, or `anonymous`. */
+  via: string;
+  action: string;
+  object: string;
+  sourceIp: string | null;
+  /** `ok`, `denied` or `failed`. */
+  result: string;
+  status: number | null;
+  detail: string | null;
+}
+
+export interface SecretTable {
+  id: string;
+  name: string;
+  kind: string;
+  /** What the secret belongs to (`vm:<id>`, `setting:ldap`), if anything. */
+  object: string | null;
+  ownerId: string | null;
+  /** The key-encryption key that wraps this secret's data key. */
+  kekId: string;
+  /** JSON Envelope, see secrets/envelope.ts. */
+  envelope: string;
+  createdAt: string;
+  updatedAt: string;
 }
 
 export interface ImageTable {
@@ -189,4 +284,12 @@ export interface Database {
   taskLocks: TaskLockTable;
   apiTokens: ApiTokenTable;
   images: ImageTable;
+  users: UserTable;
+  userGroups: UserGroupTable;
+  userGroupMembers: UserGroupMemberTable;
+  sessions: SessionTable;
+  projects: ProjectTable;
+  projectMembers: ProjectMemberTable;
+  auditLog: AuditLogTable;
+  secrets: SecretTable;
 }
