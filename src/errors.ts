@@ -7,6 +7,7 @@ export type ErrorCode =
   | 'invalid_request'
   | 'unauthorized'
   | 'forbidden'
+  | 'quota_exceeded'
   | 'not_found'
   | 'conflict'
   | 'locked'
@@ -25,6 +26,7 @@ const statusByCode: Record<ErrorCode, number> = {
   invalid_request: 400,
   unauthorized: 401,
   forbidden: 403,
+  quota_exceeded: 403,
   not_found: 404,
   conflict: 409,
   locked: 409,

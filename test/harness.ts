@@ -245,6 +245,8 @@ export async function startCluster(name: string, opts: ClusterOptions = {}): Pro
         String(clusterPort),
         '--admin-token-file',
         path.join(dir, 'admin.token'),
+        '--key-file',
+        path.join(dir, 'keys', 'kek.json'),
         '--guest-dir',
         guest,
         '--guest-pool',

@@ -9,6 +9,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { type SimHosts, type SimHostsOptions, startSimHosts } from '../src/agent/sim/cluster.ts';
 import type { Logger } from '../src/log.ts';
+import { issueAdminToken } from '../src/manager/identity/bootstrap.ts';
 import { type RunningManager, startManager } from '../src/manager/start.ts';
 import type { JoinToken } from '../src/wire/host.ts';
 import { TestApi, tempDir } from './harness.ts';
@@ -32,12 +33,13 @@ export async function startSimCluster(
   const dir = tempDir('tern-sim');
   const manager = await startManager({
     database: path.join(dir, 'tern.db'),
+    keyStore: { kind: 'file', path: path.join(dir, 'keys', 'kek.json') },
     host: '127.0.0.1',
     port: 0,
     clusterPort: 0,
     log: silent,
   });
-  const api = new TestApi(manager.url, (await manager.services.tokens.create('admin', 'admin')).token);
+  const api = new TestApi(manager.url, await issueAdminToken(manager.services, 'admin'));
   const sim = await startSimHosts(hosts, {
     baseDir: dir,
     log: silent,

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { loadMembership } from '../agent/enrol.ts';
 import { startAgent } from '../agent/start.ts';
 import type { Logger } from '../log.ts';
+import { issueAdminToken } from '../manager/identity/bootstrap.ts';
 import { importTinyTemplate } from '../manager/library/templates.ts';
 import { startManager } from '../manager/start.ts';
 import { cliConfigPath, writeCliConfig } from './config.ts';
@@ -45,6 +46,7 @@ export function findGuestDir(log: Logger): string | undefined {
 export async function startAllInOne(opts: AllInOneOptions) {
   const manager = await startManager({
     database: path.join(opts.dataDir, 'manager', 'tern.db'),
+    keyStore: { kind: 'file', path: path.join(opts.dataDir, 'keys', 'kek.json') },
     host: '127.0.0.1',
     port: opts.managerPort,
     clusterPort: opts.clusterPort,
@@ -78,7 +80,7 @@ export async function startAllInOne(opts: AllInOneOptions) {
   const host = await s.hosts.whenOnline();
   const configFile = opts.cliConfig ?? cliConfigPath();
   if ((await s.tokens.count()) === 0 || !fs.existsSync(configFile)) {
-    const { token } = await s.tokens.create('admin (all-in-one)', 'admin');
+    const token = await issueAdminToken(s, 'admin (all-in-one)');
     writeCliConfig({ url: manager.url, token }, configFile);
     opts.log.info('created an admin API token and wrote it to the CLI config');
   }

@@ -3,16 +3,38 @@
  *   node src/manager/main.ts --database F --port N [--cluster-port N] [--host ADDR]
  *                            [--cluster-host ADDR]
  *                            [--admin-token-file F] [--guest-dir DIR [--guest-pool NAME]]
+ *                            [--key-file F | --key-store CONFIG.json]
+ *   node src/manager/main.ts keys restore --from BACKUP [--key-file F | --key-store CONFIG.json]
  * Hosts join through the cluster port with a token from `tern host add`. With --guest-dir, the
  * tiny test guest becomes template `tiny` on the first host that comes online.
  */
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../log.ts';
+import { issueAdminToken } from './identity/bootstrap.ts';
 import { importTinyTemplate } from './library/templates.ts';
-import { startManager } from './start.ts';
+import { readKeyStoreConfig } from './secrets/keystore.ts';
+import { openKeyStore } from './secrets/keystores/open.ts';
+import { SecretStore } from './secrets/store.ts';
+import { defaultKeyStore, startManager } from './start.ts';
 
-const { values } = parseArgs({
+/** The backup's passphrase, typed without echo. */
+async function askPassphrase(): Promise<string> {
+  if (!process.stdin.isTTY) throw new Error('set TERN_KEY_PASSPHRASE, or run this in a terminal');
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
+  const out = rl as unknown as { _writeToOutput: (s: string) => void };
+  process.stderr.write('backup passphrase: ');
+  out._writeToOutput = () => {};
+  try {
+    return await rl.question('');
+  } finally {
+    rl.close();
+    process.stderr.write('\n');
+  }
+}
+
+const { values, positionals } = parseArgs({
   options: {
     database: { type: 'string' },
     host: { type: 'string', default: '127.0.0.1' },
@@ -22,11 +44,39 @@ const { values } = parseArgs({
     'admin-token-file': { type: 'string' },
     'guest-dir': { type: 'string' },
     'guest-pool': { type: 'string', default: 'local' },
+    'key-file': { type: 'string' },
+    'key-store': { type: 'string' },
+    from: { type: 'string' },
   },
+  allowPositionals: true,
 });
 
 const log = createLogger('manager');
 try {
+  const keyStore = values['key-store']
+    ? readKeyStoreConfig(values['key-store'])
+    : values['key-file']
+      ? ({ kind: 'file', path: values['key-file'] } as const)
+      : undefined;
+  if (positionals[0] === 'keys') {
+    if (positionals[1] !== 'restore' || !values.from)
+      throw new Error(
+        'usage: tern-manager keys restore --from BACKUP [--key-file F | --key-store CONFIG.json]',
+      );
+    if (!keyStore && !values.database)
+      throw new Error('name the key store (--key-file or --key-store), or --database');
+    const passphrase = process.env.TERN_KEY_PASSPHRASE ?? (await askPassphrase());
+    const store = openKeyStore(keyStore ?? defaultKeyStore(values.database as string));
+    try {
+      const r = await SecretStore.restoreKeys(store, fs.readFileSync(values.from, 'utf8'), passphrase);
+      process.stdout.write(
+        `restored into ${store.description}: ${r.added.length} keys added${r.added.length ? ` (${r.added.join(', ')})` : ''}, ${r.present.length} already there\n`,
+      );
+    } finally {
+      await store.close();
+    }
+    process.exit(0);
+  }
   if (!values.database) throw new Error('--database is required');
   const manager = await startManager({
     database: values.database,
@@ -34,11 +84,12 @@ try {
     port: Number(values.port),
     clusterPort: Number(values['cluster-port']),
     clusterHost: values['cluster-host'],
+    keyStore,
     log,
   });
   const s = manager.services;
   if (values['admin-token-file'] && (await s.tokens.count()) === 0) {
-    const { token } = await s.tokens.create('admin', 'admin');
+    const token = await issueAdminToken(s, 'admin');
     // Written whole and renamed into place: whoever waits for the file never reads half of it.
     fs.writeFileSync(`${values['admin-token-file']}.partial`, `${token}\n`, { mode: 0o600 });
     fs.renameSync(`${values['admin-token-file']}.partial`, values['admin-token-file']);

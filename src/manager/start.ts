@@ -6,6 +6,9 @@ import { ClusterCa } from '../pki/ca.ts';
 import { AlertStore } from './alerts/store.ts';
 import type { ApiServices } from './api/context.ts';
 import { buildApi } from './api/server.ts';
+import { AuditLog } from './audit/log.ts';
+import { Authenticator } from './auth/principal.ts';
+import { SessionStore } from './auth/sessions.ts';
 import { TokenStore } from './auth/tokens.ts';
 import { Placer } from './cluster/placer.ts';
 import { SettingsStore } from './cluster/settings.ts';
@@ -16,10 +19,19 @@ import { HaMonitor } from './ha/monitor.ts';
 import { buildClusterEndpoint } from './hosts/cluster-endpoint.ts';
 import { JoinTokens } from './hosts/join.ts';
 import { HostRegistry } from './hosts/registry.ts';
+import { ensureAdmin } from './identity/bootstrap.ts';
+import { Directory } from './identity/directory.ts';
+import { GroupStore } from './identity/groups.ts';
+import { Login } from './identity/login.ts';
+import { UserStore } from './identity/users.ts';
 import { ImagePoolStore } from './imagepools/store.ts';
 import { prepareStart } from './imagepools/tasks.ts';
 import { ImageStore } from './library/images.ts';
 import { TemplateStore } from './library/templates.ts';
+import { ProjectStore } from './projects/store.ts';
+import type { KeyStoreConfig } from './secrets/keystore.ts';
+import { openKeyStore } from './secrets/keystores/open.ts';
+import { SecretStore } from './secrets/store.ts';
 import { TaskEngine } from './tasks/engine.ts';
 import { VmStore } from './vms/store.ts';
 
@@ -34,7 +46,17 @@ export interface ManagerOptions {
    * while the API for people can stay on loopback.
    */
   clusterHost?: string;
+  /**
+   * Where the key-encryption keys live (default: the file `<database dir>.keys/kek.json`,
+   * outside the database's directory, so a copy of that directory holds no key).
+   */
+  keyStore?: KeyStoreConfig;
   log: Logger;
+}
+
+export function defaultKeyStore(database: string): KeyStoreConfig {
+  const dir = path.dirname(path.resolve(database));
+  return { kind: 'file', path: path.join(`${dir}.keys`, 'kek.json') };
 }
 
 export interface RunningManager {
@@ -51,6 +73,16 @@ export interface RunningManager {
 
 export async function startManager(opts: ManagerOptions): Promise<RunningManager> {
   const db = await openDatabase(opts.database);
+  // Before anything else: a manager that cannot read its secrets does not start.
+  const keyStore = openKeyStore(opts.keyStore ?? defaultKeyStore(opts.database));
+  let secrets: SecretStore;
+  try {
+    secrets = await SecretStore.open(db, keyStore, opts.log);
+  } catch (err) {
+    await keyStore.close();
+    await db.destroy();
+    throw err;
+  }
   // The CA lives beside the database, never in it: a copy of the database alone cannot
   // impersonate the manager to its hosts.
   const pki = path.join(path.dirname(path.resolve(opts.database)), 'pki');
@@ -66,6 +98,12 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const joinTokens = new JoinTokens(db);
   const tasks = new TaskEngine(db, bus, opts.log);
   const settings = new SettingsStore(db);
+  const users = new UserStore(db);
+  const groups = new GroupStore(db);
+  const sessions = new SessionStore(db);
+  const tokens = new TokenStore(db);
+  const directory = new Directory(db, secrets);
+  await ensureAdmin(db, users);
   const base = {
     db,
     placer: new Placer(db, settings),
@@ -74,7 +112,16 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     templates: new TemplateStore(db),
     bus,
     tasks,
-    tokens: new TokenStore(db),
+    tokens,
+    users,
+    groups,
+    sessions,
+    authenticator: new Authenticator(users, tokens, sessions),
+    login: new Login(users, groups, directory),
+    directory,
+    projects: new ProjectStore(db),
+    audit: new AuditLog(db),
+    secrets,
     images: new ImageStore(db),
     alerts: new AlertStore(db, bus),
     imagePools: new ImagePoolStore(db),
@@ -117,6 +164,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
       hosts.close();
       await app.close();
       await cluster.close();
+      await keyStore.close();
       await db.destroy();
     },
     async crash() {
@@ -126,6 +174,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
       hosts.close();
       await app.close();
       await cluster.close();
+      await keyStore.close();
       await db.destroy();
     },
   };

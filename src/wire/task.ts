@@ -30,6 +30,7 @@ export const Task = Type.Object({
     Type.Null(),
   ]),
   log: Type.Optional(Type.Array(TaskLogLine)),
+  requestedBy: Type.Union([Type.String(), Type.Null()], { description: 'id of the user who asked for it' }),
   createdAt: Timestamp,
   startedAt: Type.Union([Timestamp, Type.Null()]),
   finishedAt: Type.Union([Timestamp, Type.Null()]),

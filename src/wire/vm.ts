@@ -203,6 +203,8 @@ export const Vm = Type.Object({
   guest: GuestInfo,
   ipAddresses: Type.Array(Type.String()),
   vncPort: Type.Union([Type.Integer(), Type.Null()]),
+  ownerId: Type.Union([Uuid, Type.Null()], { description: 'the user who created it' }),
+  project: Type.Union([Name, Type.Null()], { description: 'the project whose quota it counts against' }),
   createdAt: Timestamp,
   updatedAt: Timestamp,
 });
@@ -211,6 +213,7 @@ export type Vm = Static<typeof Vm>;
 export const CreateVmRequest = Type.Object(
   {
     name: Name,
+    project: Type.Optional(Name),
     template: Type.Optional(Name),
     vcpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
     memoryMiB: Type.Optional(Type.Integer({ minimum: 32, maximum: 4 * 1024 * 1024 })),

@@ -22,6 +22,8 @@ const vm = (state: Vm['state'], stateReason: string | null): Vm => ({
   guest: emptyGuestInfo(),
   ipAddresses: [],
   vncPort: null,
+  ownerId: null,
+  project: null,
   createdAt: '',
   updatedAt: '',
 });

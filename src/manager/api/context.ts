@@ -8,11 +8,20 @@ import type {
   RawServerDefault,
 } from 'fastify';
 import type { AlertStore } from '../alerts/store.ts';
+import type { AuditLog } from '../audit/log.ts';
+import type { Authenticator } from '../auth/principal.ts';
+import type { SessionStore } from '../auth/sessions.ts';
 import type { TokenStore } from '../auth/tokens.ts';
 import type { HaMonitor } from '../ha/monitor.ts';
 import type { JoinTokens } from '../hosts/join.ts';
+import type { Directory } from '../identity/directory.ts';
+import type { GroupStore } from '../identity/groups.ts';
+import type { Login } from '../identity/login.ts';
+import type { UserStore } from '../identity/users.ts';
 import type { ImagePoolStore } from '../imagepools/store.ts';
 import type { ImageStore } from '../library/images.ts';
+import type { ProjectStore } from '../projects/store.ts';
+import type { SecretStore } from '../secrets/store.ts';
 import type { TaskEngine } from '../tasks/engine.ts';
 import type { VmDeps } from '../vms/deps.ts';
 
@@ -27,6 +36,15 @@ export type App = FastifyInstance<
 export interface ApiServices extends VmDeps {
   tasks: TaskEngine;
   tokens: TokenStore;
+  users: UserStore;
+  groups: GroupStore;
+  sessions: SessionStore;
+  authenticator: Authenticator;
+  login: Login;
+  directory: Directory;
+  projects: ProjectStore;
+  audit: AuditLog;
+  secrets: SecretStore;
   images: ImageStore;
   alerts: AlertStore;
   imagePools: ImagePoolStore;

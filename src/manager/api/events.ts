@@ -1,7 +1,9 @@
 /** /api/v1/events: server-sent events of task progress and VM changes, optionally filtered. */
 import { Type } from 'typebox';
 import type { ManagerEvent } from '../../wire/event.ts';
+import { seesAllVms } from '../auth/principal.ts';
 import type { ApiServices, App } from './context.ts';
+import { principalOf } from './identity.ts';
 
 const maxBufferedBytes = 4 * 1024 * 1024;
 
@@ -21,9 +23,33 @@ export function eventRoutes(app: App, s: ApiServices): void {
         ),
       },
     },
-    (req, reply) => {
+    async (req, reply) => {
       const { task, vm } = req.query;
+      const p = principalOf(req);
+      // Self-service users hear of their own VMs and tasks only.
+      const mine = seesAllVms(p)
+        ? null
+        : new Set(
+            (
+              await s.db
+                .selectFrom('vms')
+                .select('id')
+                .where('ownerId', '=', p.userId ?? '-')
+                .execute()
+            ).map((r) => r.id),
+          );
+      const allowed = (e: ManagerEvent) => {
+        if (!mine) return true;
+        if (e.type === 'vm') {
+          if (e.vm.ownerId === p.userId) mine.add(e.vm.id);
+          return mine.has(e.vm.id);
+        }
+        if (e.type === 'vm.deleted') return mine.has(e.id);
+        if (e.type === 'task') return e.task.requestedBy !== null && e.task.requestedBy === p.userId;
+        return false;
+      };
       const wanted = (e: ManagerEvent) => {
+        if (!allowed(e)) return false;
         if (task) return e.type === 'task' && e.task.id === task;
         if (vm) return (e.type === 'vm' && e.vm.id === vm) || (e.type === 'vm.deleted' && e.id === vm);
         return true;

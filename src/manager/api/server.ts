@@ -1,22 +1,29 @@
 /**
- * The manager's REST API: every route under /api/v1 needs a token except health and the
- * OpenAPI document, which is generated from the same schemas that validate requests.
+ * The manager's REST API. Every route has a rule in auth/permissions.ts (a route without one
+ * stops the manager from starting); the guard authenticates, checks the rule, hides other
+ * people's VMs from self-service users, and every change or refusal goes to the audit log.
+ * The OpenAPI document is generated from the same schemas that validate requests.
  */
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify from 'fastify';
+import { TernError } from '../../errors.ts';
 import { ajvOptions, installErrorHandling } from '../../http/errors.ts';
 import { type Logger, quietRequests } from '../../log.ts';
-import type { Principal } from '../auth/tokens.ts';
+import { refusal, routePermissions } from '../auth/permissions.ts';
+import { type Principal, runAs, seesAllVms } from '../auth/principal.ts';
 import { alertRoutes } from './alerts.ts';
 import { clusterRoutes } from './cluster.ts';
 import type { ApiServices, App } from './context.ts';
 import { eventRoutes } from './events.ts';
 import { haRoutes } from './ha.ts';
 import { hostRoutes } from './hosts.ts';
+import { identityRoutes } from './identity.ts';
 import { imagePoolRoutes } from './image-pools.ts';
 import { imageRoutes } from './images.ts';
 import { migrationRoutes } from './migration.ts';
+import { projectRoutes } from './projects.ts';
+import { secretRoutes } from './secrets.ts';
 import { taskRoutes } from './tasks.ts';
 import { templateRoutes } from './templates.ts';
 import { vmActionRoutes } from './vm-actions.ts';
@@ -26,10 +33,14 @@ import { vmRoutes } from './vms.ts';
 declare module 'fastify' {
   interface FastifyRequest {
     principal?: Principal;
+    /** How a login proved itself (`password`, `ldap`), for the audit log. */
+    auditVia?: string;
+    /** Why the request failed, for the audit log. */
+    auditDetail?: string;
   }
 }
 
-const publicRoutes = new Set(['/api/v1/health', '/api/v1/openapi.json']);
+const ruleKey = (method: string, url: string) => `${method === 'HEAD' ? 'GET' : method} ${url}`;
 
 export async function buildApi(s: ApiServices, log: Logger): Promise<App> {
   const app: App = Fastify({
@@ -48,17 +59,79 @@ export async function buildApi(s: ApiServices, log: Logger): Promise<App> {
     },
   });
 
+  // Deny by default: a route nobody gave a rule refuses to exist.
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) {
+      if (method === 'HEAD' || method === 'OPTIONS') continue;
+      if (!routePermissions[ruleKey(method, route.url)])
+        throw new Error(`route ${method} ${route.url} has no rule in auth/permissions.ts`);
+    }
+  });
+
   // Decided on the route the router matched, never on the raw URL (which may be encoded
-  // differently), and denied by default: only the listed routes go without a token.
-  app.addHook('onRequest', async (req) => {
+  // differently). The principal is also the async context of the rest of the request.
+  app.addHook('onRequest', (req, _reply, done) => {
     const route = req.routeOptions.url;
-    if (route !== undefined && publicRoutes.has(route)) return;
-    req.principal = await s.tokens.authenticate(req.headers.authorization);
+    const rule = route === undefined ? 'authenticated' : routePermissions[ruleKey(req.method, route)];
+    if (rule === 'public') return done();
+    s.authenticator
+      .authenticate(req.headers)
+      .then(async (p) => {
+        req.principal = p;
+        const why = refusal(rule ?? 'key.admin', p.permissions);
+        if (why) throw new TernError('forbidden', why);
+        // Self-service: another user's VM is as good as absent.
+        const vmRef = (req.params as { vm?: string }).vm;
+        if (vmRef !== undefined && !seesAllVms(p)) {
+          const row = await s.store.find(vmRef);
+          if (!row || row.ownerId === null || row.ownerId !== p.userId)
+            throw new TernError('not_found', `VM ${vmRef} does not exist`);
+        }
+        runAs(p, () => done());
+      })
+      .catch((err: Error) => done(err));
+  });
+
+  app.addHook('onSend', async (req, reply, payload) => {
+    if (reply.statusCode >= 400 && typeof payload === 'string') {
+      try {
+        req.auditDetail = (JSON.parse(payload) as { error?: { message?: string } }).error?.message;
+      } catch {
+        // Not ours to explain.
+      }
+    }
+    return payload;
+  });
+
+  // Every change, and every refusal, whoever asked and however it ended.
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url;
+    const status = reply.statusCode;
+    const changes = req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS';
+    if (!route?.startsWith('/api/v1/') || !(changes || status === 401 || status === 403)) return;
+    const body = req.body as { name?: unknown; user?: unknown } | undefined;
+    const p = req.principal;
+    await s.audit
+      .append({
+        actor: p?.name ?? (typeof body?.user === 'string' ? body.user : 'anonymous'),
+        actorId: p?.userId ?? null,
+        via: req.auditVia ?? p?.via ?? 'anonymous',
+        action: `${req.method} ${route.slice('/api/v1'.length)}`,
+        object: auditObject(route, req.params as Record<string, string>, body),
+        sourceIp: req.ip,
+        result: status < 400 ? 'ok' : status === 401 || status === 403 ? 'denied' : 'failed',
+        status,
+        detail: req.auditDetail ?? null,
+      })
+      .catch((err: Error) => req.log.error({ err }, 'could not write the audit log'));
   });
 
   app.get('/api/v1/health', { schema: { hide: true } }, async () => ({ ok: true }));
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
+  identityRoutes(app, s);
+  projectRoutes(app, s);
+  secretRoutes(app, s);
   vmRoutes(app, s);
   migrationRoutes(app, s);
   clusterRoutes(app, s);
@@ -73,4 +146,17 @@ export async function buildApi(s: ApiServices, log: Logger): Promise<App> {
   imagePoolRoutes(app, s);
   eventRoutes(app, s);
   return app;
+}
+
+/** The object a request acts on: its path with the parameters filled in, e.g. `vms/web-1/disks/1`. */
+export function auditObject(
+  route: string,
+  params: Record<string, string>,
+  body?: { name?: unknown },
+): string {
+  const path = route
+    .slice('/api/v1/'.length)
+    .replace(/:([a-zA-Z]+)/g, (_, k: string) => encodeURIComponent(params?.[k] ?? `:${k}`));
+  const named = typeof body?.name === 'string' && !route.includes(':') ? `/${body.name}` : '';
+  return `${path}${named}`;
 }

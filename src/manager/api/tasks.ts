@@ -1,10 +1,21 @@
 /** /api/v1/tasks: follow and cancel asynchronous operations. */
 import { Type } from 'typebox';
+import { TernError } from '../../errors.ts';
 import { ErrorBody, Uuid } from '../../wire/common.ts';
 import { Task, TaskState } from '../../wire/task.ts';
+import { type Principal, seesAllVms } from '../auth/principal.ts';
 import type { ApiServices, App } from './context.ts';
+import { principalOf } from './identity.ts';
 
 export function taskRoutes(app: App, s: ApiServices): void {
+  /** Self-service users see only the tasks they asked for; for them the others do not exist. */
+  const visibleTask = async (id: string, p: Principal, withLog = false) => {
+    const task = await s.tasks.get(id, withLog);
+    if (!seesAllVms(p) && (p.userId === null || task.requestedBy !== p.userId))
+      throw new TernError('not_found', `task ${id} does not exist`);
+    return task;
+  };
+
   app.get(
     '/api/v1/tasks',
     {
@@ -25,14 +36,18 @@ export function taskRoutes(app: App, s: ApiServices): void {
         response: { 200: Type.Object({ items: Type.Array(Task) }), 400: ErrorBody },
       },
     },
-    async (req) => ({
-      items: await s.tasks.list({
-        state: req.query.state,
-        object: req.query.object,
-        limit: req.query.limit ?? 50,
-        before: req.query.before,
-      }),
-    }),
+    async (req) => {
+      const p = principalOf(req);
+      return {
+        items: await s.tasks.list({
+          state: req.query.state,
+          object: req.query.object,
+          requestedBy: seesAllVms(p) ? undefined : (p.userId ?? '-'),
+          limit: req.query.limit ?? 50,
+          before: req.query.before,
+        }),
+      };
+    },
   );
 
   app.get(
@@ -45,7 +60,7 @@ export function taskRoutes(app: App, s: ApiServices): void {
         response: { 200: Task, 404: ErrorBody },
       },
     },
-    async (req) => s.tasks.get(req.params.id, true),
+    async (req) => visibleTask(req.params.id, principalOf(req), true),
   );
 
   app.post(
@@ -58,6 +73,9 @@ export function taskRoutes(app: App, s: ApiServices): void {
         response: { 200: Task, 404: ErrorBody, 409: ErrorBody },
       },
     },
-    async (req) => s.tasks.cancel(req.params.id),
+    async (req) => {
+      await visibleTask(req.params.id, principalOf(req));
+      return s.tasks.cancel(req.params.id);
+    },
   );
 }

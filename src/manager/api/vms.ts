@@ -4,6 +4,7 @@ import { Type } from 'typebox';
 import { ErrorBody, Name, Page, PageQuery } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
 import { CreateVmRequest, PowerState, Vm } from '../../wire/vm.ts';
+import { seesAllVms } from '../auth/principal.ts';
 import { groupsNamed, joinGroups } from '../cluster/groups.ts';
 import { baselineOf, existingPool } from '../cluster/inventory.ts';
 import { createTask } from '../vms/create.ts';
@@ -11,6 +12,8 @@ import { deleteTask } from '../vms/delete.ts';
 import { planVm, randomMac } from '../vms/plan.ts';
 import { newVmRow } from '../vms/store.ts';
 import type { ApiServices, App } from './context.ts';
+import { principalOf } from './identity.ts';
+import { memberOf } from './projects.ts';
 import { accepted } from './reply.ts';
 
 export const VmRef = Type.Object({
@@ -41,14 +44,17 @@ export function vmRoutes(app: App, s: ApiServices): void {
         response: { 200: Page(Vm), 400: ErrorBody },
       },
     },
-    async (req) =>
-      s.store.list({
+    async (req) => {
+      const p = principalOf(req);
+      return s.store.list({
         state: req.query.state,
         host: req.query.host,
         namePrefix: req.query.name,
+        ownerId: seesAllVms(p) ? undefined : (p.userId ?? '-'),
         limit: req.query.limit ?? 100,
         after: req.query.cursor,
-      }),
+      });
+    },
   );
 
   app.post(
@@ -101,9 +107,29 @@ export function vmRoutes(app: App, s: ApiServices): void {
         `VM ${req.body.name}`,
       );
       plan.spec.cpuModel = cpuMode === 'host' ? 'host' : baselineOf(snapshot).model;
-      const vm = await s.store.insert(
-        newVmRow(plan, hostId, template?.name ?? null, clientMachineId, null, cpuMode),
+      const p = principalOf(req);
+      const project = await s.projects.choose(
+        req.body.project,
+        seesAllVms(p) || !p.userId ? null : await memberOf(s, p.userId),
       );
+      const row = {
+        ...newVmRow(plan, hostId, template?.name ?? null, clientMachineId, null, cpuMode),
+        ownerId: p.userId,
+        project,
+      };
+      const insert = () => s.store.insert(row);
+      const vm = project
+        ? await s.projects.admit(
+            project,
+            {
+              vms: 1,
+              vcpus: plan.spec.vcpus,
+              memoryMiB: plan.spec.memoryMiB,
+              diskBytes: plan.diskSizes.reduce((a, b) => a + b, 0),
+            },
+            insert,
+          )
+        : await insert();
       await joinGroups(s.db, id, groups);
       try {
         const task = await s.tasks.submit(

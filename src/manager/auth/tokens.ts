@@ -1,18 +1,16 @@
 /**
  * API tokens. Only a SHA-256 hash of each token is stored; the token itself is shown once,
- * when it is made. Tokens carry a role; roles beyond admin arrive with access control.
+ * when it is made. A token acts for its user, may be narrowed to some permissions, expires,
+ * and can be revoked; revocation holds at the next request.
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { TernError } from '../../errors.ts';
+import type { ApiToken } from '../../wire/identity.ts';
 import { type Db, now } from '../db/database.ts';
+import type { ApiTokenTable } from '../db/schema.ts';
+import { isPermission, type Permission } from './permissions.ts';
 
-export interface Principal {
-  tokenId: string;
-  name: string;
-  role: string;
-}
-
-const hash = (token: string) => createHash('sha256').update(token).digest('hex');
+export const secretHash = (secret: string) => createHash('sha256').update(secret).digest('hex');
 
 export class TokenStore {
   readonly #db: Db;
@@ -22,16 +20,29 @@ export class TokenStore {
     this.#db = db;
   }
 
-  async create(
-    name: string,
-    role: string,
-    expiresAt: string | null = null,
-  ): Promise<{ id: string; token: string }> {
+  async create(t: {
+    name: string;
+    userId: string;
+    scopes?: Permission[] | null;
+    expiresAt?: string | null;
+  }): Promise<{ id: string; token: string }> {
     const token = `tern_${randomBytes(24).toString('base64url')}`;
     const id = randomUUID();
     await this.#db
       .insertInto('apiTokens')
-      .values({ id, name, hash: hash(token), role, createdAt: now(), expiresAt, lastUsedAt: null })
+      .values({
+        id,
+        name: t.name,
+        hash: secretHash(token),
+        // Rights come from the user now; the column stays for tokens made before users.
+        role: '',
+        userId: t.userId,
+        scopes: t.scopes ? JSON.stringify(t.scopes) : null,
+        createdAt: now(),
+        expiresAt: t.expiresAt ?? null,
+        lastUsedAt: null,
+        revokedAt: null,
+      })
       .execute();
     return { id, token };
   }
@@ -40,20 +51,20 @@ export class TokenStore {
     const r = await this.#db
       .selectFrom('apiTokens')
       .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('revokedAt', 'is', null)
       .executeTakeFirstOrThrow();
     return Number(r.n);
   }
 
-  async authenticate(header: string | undefined): Promise<Principal> {
-    const token = header?.startsWith('Bearer ') ? header.slice(7).trim() : undefined;
-    if (!token)
-      throw new TernError('unauthorized', 'an API token is required (Authorization: Bearer <token>)');
+  /** The token's row when it is valid now; throws `unauthorized` with the reason otherwise. */
+  async verify(token: string): Promise<ApiTokenTable> {
     const row = await this.#db
       .selectFrom('apiTokens')
       .selectAll()
-      .where('hash', '=', hash(token))
+      .where('hash', '=', secretHash(token))
       .executeTakeFirst();
     if (!row) throw new TernError('unauthorized', 'the API token is not valid');
+    if (row.revokedAt) throw new TernError('unauthorized', 'the API token was revoked');
     if (row.expiresAt && row.expiresAt < now())
       throw new TernError('unauthorized', 'the API token has expired');
     // Record use at most once a minute per token, so reads stay reads.
@@ -62,6 +73,56 @@ export class TokenStore {
       this.#lastUsedWrites.set(row.id, Date.now());
       await this.#db.updateTable('apiTokens').set({ lastUsedAt: now() }).where('id', '=', row.id).execute();
     }
-    return { tokenId: row.id, name: row.name, role: row.role };
+    return row;
+  }
+
+  async list(userId?: string): Promise<ApiToken[]> {
+    let q = this.#db
+      .selectFrom('apiTokens')
+      .leftJoin('users', 'users.id', 'apiTokens.userId')
+      .select([
+        'apiTokens.id',
+        'apiTokens.name',
+        'users.name as user',
+        'apiTokens.scopes',
+        'apiTokens.createdAt',
+        'apiTokens.expiresAt',
+        'apiTokens.lastUsedAt',
+        'apiTokens.revokedAt',
+      ])
+      .orderBy('apiTokens.createdAt');
+    if (userId) q = q.where('apiTokens.userId', '=', userId);
+    return (await q.execute()).map((r) => ({ ...r, scopes: parseScopes(r.scopes) }));
+  }
+
+  async owner(id: string): Promise<string | null> {
+    const row = await this.#db
+      .selectFrom('apiTokens')
+      .select('userId')
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!row) throw new TernError('not_found', `token ${id} does not exist`);
+    return row.userId;
+  }
+
+  async revoke(id: string): Promise<void> {
+    await this.owner(id);
+    await this.#db
+      .updateTable('apiTokens')
+      .set({ revokedAt: now() })
+      .where('id', '=', id)
+      .where('revokedAt', 'is', null)
+      .execute();
+  }
+}
+
+/** A token's stored scopes; anything unreadable narrows to nothing rather than widening. */
+export function parseScopes(column: string | null): Permission[] | null {
+  if (column === null) return null;
+  try {
+    const v = JSON.parse(column) as unknown;
+    return Array.isArray(v) ? v.filter((p): p is Permission => typeof p === 'string' && isPermission(p)) : [];
+  } catch {
+    return [];
   }
 }

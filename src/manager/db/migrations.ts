@@ -265,7 +265,9 @@ const migrations: Record<string, Migration> = {
         .execute();
       await db.schema
         .createTable('user_group_members')
-        .addColumn('group_name', 'text', (c) => c.notNull().references('user_groups.name').onDelete('cascade'))
+        .addColumn('group_name', 'text', (c) =>
+          c.notNull().references('user_groups.name').onDelete('cascade'),
+        )
         .addColumn('user_id', 'text', (c) => c.notNull().references('users.id').onDelete('cascade'))
         .addPrimaryKeyConstraint('user_group_members_pk', ['group_name', 'user_id'])
         .execute();

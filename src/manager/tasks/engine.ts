@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { asTernError, TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { Task, TaskLogLine, TaskState } from '../../wire/task.ts';
+import { currentPrincipal } from '../auth/principal.ts';
 import { type Db, now } from '../db/database.ts';
 import type { TaskTable } from '../db/schema.ts';
 import type { EventBus } from '../events/bus.ts';
@@ -46,6 +47,7 @@ function toTask(row: TaskTable, log?: TaskLogLine[]): Task {
     result: row.result === null ? null : JSON.parse(row.result),
     error: row.error === null ? null : JSON.parse(row.error),
     ...(log ? { log } : {}),
+    requestedBy: row.requestedBy,
     createdAt: row.createdAt,
     startedAt: row.startedAt,
     finishedAt: row.finishedAt,
@@ -90,6 +92,7 @@ export class TaskEngine {
       createdAt: now(),
       startedAt: null,
       finishedAt: null,
+      requestedBy: currentPrincipal()?.userId ?? null,
     };
     await this.#db.transaction().execute(async (trx) => {
       if (objects.length > 0) {
@@ -137,6 +140,8 @@ export class TaskEngine {
   async list(filter: {
     state?: TaskState;
     object?: string;
+    /** Only tasks this user asked for. */
+    requestedBy?: string;
     limit: number;
     before?: string;
   }): Promise<Task[]> {
@@ -149,6 +154,7 @@ export class TaskEngine {
     if (filter.state) q = q.where('state', '=', filter.state);
     if (filter.object) q = q.where('objects', 'like', `%${JSON.stringify(filter.object).slice(1, -1)}%`);
     if (filter.before) q = q.where('createdAt', '<', filter.before);
+    if (filter.requestedBy) q = q.where('requestedBy', '=', filter.requestedBy);
     return (await q.execute()).map((r) => toTask(r));
   }
 

@@ -17,6 +17,8 @@ export interface VmListFilter {
   state?: PowerState;
   host?: string;
   namePrefix?: string;
+  /** Only VMs this user owns. */
+  ownerId?: string;
   limit: number;
   after?: string;
 }
@@ -47,6 +49,8 @@ export function newVmRow(
     diskSizes: JSON.stringify(plan.diskSizes),
     guest: JSON.stringify(emptyGuestInfo()),
     vncPort: null,
+    ownerId: null,
+    project: null,
     createdAt: now(),
     updatedAt: now(),
   };
@@ -91,6 +95,8 @@ export class VmStore {
       guest,
       ipAddresses: usefulAddresses(guest.interfaces),
       vncPort: row.vncPort,
+      ownerId: row.ownerId,
+      project: row.project,
       createdAt: row.createdAt,
       updatedAt: row.updatedAt,
     };
@@ -107,12 +113,17 @@ export class VmStore {
     return this.#publish(row);
   }
 
-  async row(ref: string): Promise<VmTable> {
-    const row = await this.#db
+  /** By name or id; undefined when there is none. */
+  async find(ref: string): Promise<VmTable | undefined> {
+    return this.#db
       .selectFrom('vms')
       .selectAll()
       .where(uuidPattern.test(ref) ? 'id' : 'name', '=', ref)
       .executeTakeFirst();
+  }
+
+  async row(ref: string): Promise<VmTable> {
+    const row = await this.find(ref);
     if (!row) throw new TernError('not_found', `VM ${ref} does not exist`);
     return row;
   }
@@ -128,6 +139,7 @@ export class VmStore {
       const id = [...this.#hostNames].find(([, name]) => name === filter.host)?.[0] ?? filter.host;
       q = q.where('hostId', '=', id);
     }
+    if (filter.ownerId) q = q.where('ownerId', '=', filter.ownerId);
     if (filter.namePrefix) {
       q = q.where('name', '>=', filter.namePrefix).where('name', '<', `${filter.namePrefix}\u{10ffff}`);
     }

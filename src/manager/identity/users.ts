@@ -1,0 +1,171 @@
+/**
+ * Users: local ones with a scrypt password, directory (LDAP) ones recorded at their first
+ * login. A user's roles are its own role plus those of its groups; the last enabled admin
+ * cannot be removed, disabled or demoted, so the manager never locks everyone out.
+ */
+import { randomUUID } from 'node:crypto';
+import { TernError } from '../../errors.ts';
+import type { User } from '../../wire/identity.ts';
+import { isRole, type Role } from '../auth/permissions.ts';
+import { type Db, now } from '../db/database.ts';
+import type { UserTable } from '../db/schema.ts';
+import { hashPassword } from './passwords.ts';
+
+export type UserRow = UserTable;
+
+export class UserStore {
+  readonly #db: Db;
+
+  constructor(db: Db) {
+    this.#db = db;
+  }
+
+  async create(u: {
+    name: string;
+    displayName?: string | null;
+    password?: string;
+    role?: Role | null;
+    source?: 'local' | 'ldap';
+  }): Promise<UserRow> {
+    if (await this.find(u.name)) throw new TernError('conflict', `user ${u.name} already exists`);
+    const row: UserRow = {
+      id: randomUUID(),
+      name: u.name,
+      displayName: u.displayName ?? null,
+      source: u.source ?? 'local',
+      passwordHash: u.password !== undefined ? await hashPassword(u.password) : null,
+      role: u.role ?? null,
+      disabled: 0,
+      createdAt: now(),
+      lastLoginAt: null,
+    };
+    await this.#db.insertInto('users').values(row).execute();
+    return row;
+  }
+
+  /** By name or id; undefined when there is none. */
+  async find(ref: string): Promise<UserRow | undefined> {
+    return this.#db
+      .selectFrom('users')
+      .selectAll()
+      .where((eb) => eb.or([eb('name', '=', ref), eb('id', '=', ref)]))
+      .executeTakeFirst();
+  }
+
+  async get(ref: string): Promise<UserRow> {
+    const row = await this.find(ref);
+    if (!row) throw new TernError('not_found', `user ${ref} does not exist`);
+    return row;
+  }
+
+  async count(): Promise<number> {
+    const r = await this.#db
+      .selectFrom('users')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .executeTakeFirstOrThrow();
+    return Number(r.n);
+  }
+
+  /** The groups a user belongs to, and the roles they give. */
+  async groupsOf(userId: string): Promise<{ name: string; role: string }[]> {
+    return this.#db
+      .selectFrom('userGroupMembers')
+      .innerJoin('userGroups', 'userGroups.name', 'userGroupMembers.groupName')
+      .select(['userGroups.name', 'userGroups.role'])
+      .where('userGroupMembers.userId', '=', userId)
+      .orderBy('userGroups.name')
+      .execute();
+  }
+
+  async rolesOf(row: UserRow): Promise<Role[]> {
+    const all = [row.role, ...(await this.groupsOf(row.id)).map((g) => g.role)];
+    return [...new Set(all.filter((r): r is Role => r !== null && isRole(r)))];
+  }
+
+  async toWire(row: UserRow): Promise<User> {
+    const groups = await this.groupsOf(row.id);
+    return {
+      id: row.id,
+      name: row.name,
+      displayName: row.displayName,
+      source: row.source === 'ldap' ? 'ldap' : 'local',
+      role: row.role !== null && isRole(row.role) ? row.role : null,
+      groups: groups.map((g) => g.name),
+      roles: await this.rolesOf(row),
+      disabled: row.disabled === 1,
+      createdAt: row.createdAt,
+      lastLoginAt: row.lastLoginAt,
+    };
+  }
+
+  async list(): Promise<User[]> {
+    const rows = await this.#db.selectFrom('users').selectAll().orderBy('name').execute();
+    return Promise.all(rows.map((r) => this.toWire(r)));
+  }
+
+  async update(
+    ref: string,
+    change: { displayName?: string; password?: string; role?: Role | null; disabled?: boolean },
+  ): Promise<UserRow> {
+    const row = await this.get(ref);
+    if (change.password !== undefined && row.source !== 'local')
+      throw new TernError(
+        'invalid_request',
+        `user ${row.name} logs in through the directory; change the password there`,
+      );
+    const demoted = change.role !== undefined && change.role !== 'admin';
+    if (change.disabled === true || demoted) await this.#keepAnAdmin(row, demoted ? change.role : undefined);
+    await this.#db
+      .updateTable('users')
+      .set({
+        ...(change.displayName !== undefined ? { displayName: change.displayName } : {}),
+        ...(change.password !== undefined ? { passwordHash: await hashPassword(change.password) } : {}),
+        ...(change.role !== undefined ? { role: change.role } : {}),
+        ...(change.disabled !== undefined ? { disabled: change.disabled ? 1 : 0 } : {}),
+      })
+      .where('id', '=', row.id)
+      .execute();
+    if (change.password !== undefined || change.disabled === true) {
+      // A new password or a disabled account ends every session it had.
+      await this.#db.deleteFrom('sessions').where('userId', '=', row.id).execute();
+    }
+    return this.get(row.id);
+  }
+
+  async remove(ref: string): Promise<void> {
+    const row = await this.get(ref);
+    await this.#keepAnAdmin(row, null);
+    await this.#db.transaction().execute(async (trx) => {
+      await trx.updateTable('apiTokens').set({ revokedAt: now() }).where('userId', '=', row.id).execute();
+      await trx.deleteFrom('users').where('id', '=', row.id).execute();
+    });
+  }
+
+  async recordLogin(userId: string): Promise<void> {
+    await this.#db.updateTable('users').set({ lastLoginAt: now() }).where('id', '=', userId).execute();
+  }
+
+  /** Refuses a change that would leave no enabled admin. */
+  async #keepAnAdmin(row: UserRow, newRole: Role | null | undefined): Promise<void> {
+    if (!(await this.rolesOf(row)).includes('admin')) return;
+    if (newRole !== undefined && (await this.groupsOf(row.id)).some((g) => g.role === 'admin')) return;
+    const others = await this.#db
+      .selectFrom('users')
+      .select([
+        'id',
+        'role',
+        'name',
+        'source',
+        'displayName',
+        'passwordHash',
+        'disabled',
+        'createdAt',
+        'lastLoginAt',
+      ])
+      .where('id', '!=', row.id)
+      .where('disabled', '=', 0)
+      .execute();
+    for (const o of others) if ((await this.rolesOf(o)).includes('admin')) return;
+    throw new TernError('conflict', `${row.name} is the last enabled admin; make another admin first`);
+  }
+}
