@@ -14,8 +14,8 @@ import { principalOf } from './identity.ts';
 const SecretName = Type.String({
   minLength: 1,
   maxLength: 200,
-  pattern: '^[a-zA-Z0-9][a-zA-Z0-9._/-]*$',
-  description: 'letters, digits, dot, underscore, slash and hyphen',
+  pattern: '^[a-zA-Z0-9][a-zA-Z0-9._-]*$',
+  description: 'letters, digits, dot, underscore and hyphen',
 });
 const Secret = Type.Object({
   name: Type.String(),
