@@ -5,6 +5,8 @@
  * end, and every change or refusal lands in the append-only audit log.
  */
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Role } from '../src/manager/auth/permissions.ts';
 import { routePermissions } from '../src/manager/auth/permissions.ts';
@@ -14,6 +16,7 @@ import { TestApi } from './harness.ts';
 import { type SimCluster, startSimCluster } from './sim-harness.ts';
 
 let c: SimCluster;
+const guestPassword = `guest-${Date.now().toString(36)}-secret`;
 const as: Partial<Record<Role, TestApi>> = {};
 const api = (r: Role) => as[r] as TestApi;
 
@@ -209,6 +212,7 @@ test('a self-service user sees and operates only its own VMs, within its project
     template: 'sim',
     vcpus: 2,
     start: true,
+    userData: `#cloud-config\nchpasswd: {list: "root:${guestPassword}"}\n`,
   });
   assert.equal(mine.state, 'succeeded');
   const theirs = await c.api.task('POST', '/api/v1/vms', { name: 'theirs-1', template: 'sim', vcpus: 1 });
@@ -382,4 +386,24 @@ test('the audit log records who did what to which object, from where, and how it
   const db = c.manager.db;
   await assert.rejects(db.updateTable('auditLog').set({ actor: 'someone-else' }).execute(), /append-only/);
   await assert.rejects(db.deleteFrom('auditLog').execute(), /append-only/);
+});
+
+test('a guest password in cloud-init user-data is stored encrypted, never in the task parameters', async () => {
+  const files = fs.readdirSync(c.dir).filter((f) => f.startsWith('tern.db'));
+  assert.ok(files.length > 0);
+  for (const f of files)
+    assert.equal(
+      fs.readFileSync(path.join(c.dir, f)).includes(guestPassword),
+      false,
+      `${f} holds the password`,
+    );
+  const secrets = await c.api.request<{ items: { name: string; kind: string; object: string | null }[] }>(
+    'GET',
+    '/api/v1/secrets',
+  );
+  const vm = await c.api.request<Vm>('GET', '/api/v1/vms/mine-1');
+  assert.ok(
+    secrets.items.some((x) => x.kind === 'user-data' && x.object === `vm:${vm.id}`),
+    JSON.stringify(secrets.items),
+  );
 });

@@ -7,7 +7,7 @@ import { CreateVmRequest, PowerState, Vm } from '../../wire/vm.ts';
 import { seesAllVms } from '../auth/principal.ts';
 import { groupsNamed, joinGroups } from '../cluster/groups.ts';
 import { baselineOf, existingPool } from '../cluster/inventory.ts';
-import { createTask } from '../vms/create.ts';
+import { createTask, userDataSecret } from '../vms/create.ts';
 import { deleteTask } from '../vms/delete.ts';
 import { planVm, randomMac } from '../vms/plan.ts';
 import { newVmRow } from '../vms/store.ts';
@@ -132,13 +132,27 @@ export function vmRoutes(app: App, s: ApiServices): void {
         : await insert();
       await joinGroups(s.db, id, groups);
       try {
+        const { userData, ...seed } = plan.seed;
+        if (userData !== undefined)
+          await s.secrets.put(userDataSecret(id), userData, {
+            kind: 'user-data',
+            object: `vm:${id}`,
+            ownerId: p.userId,
+          });
         const task = await s.tasks.submit(
           create,
-          { vmId: id, volumes: plan.volumes, seed: plan.seed, start: req.body.start ?? false },
+          {
+            vmId: id,
+            volumes: plan.volumes,
+            seed,
+            ...(userData !== undefined ? { userDataSecret: userDataSecret(id) } : {}),
+            start: req.body.start ?? false,
+          },
           [`vm:${id}`],
         );
         return accepted(reply, task, { vm });
       } catch (err) {
+        await s.secrets.removeFor(`vm:${id}`);
         await s.store.remove(id);
         throw err;
       }

@@ -2,6 +2,7 @@
 import type { TernError } from '../../errors.ts';
 import type { CreateVolumeRequest } from '../../wire/agent.ts';
 import type { VmSpec } from '../../wire/vm.ts';
+import type { SecretStore } from '../secrets/store.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import type { VmDeps } from './deps.ts';
 import type { SeedContent } from './plan.ts';
@@ -10,11 +11,17 @@ import { startVm } from './power.ts';
 export interface CreateParams {
   vmId: string;
   volumes: CreateVolumeRequest[];
-  seed: SeedContent;
+  /** Without its user-data: task parameters are stored as they are, so that is a secret. */
+  seed: Omit<SeedContent, 'userData'>;
+  /** The secret that holds the seed's cloud-init user-data (it may carry passwords and keys). */
+  userDataSecret?: string;
   start: boolean;
 }
 
-export function createTask(deps: VmDeps): TaskKind<CreateParams> {
+/** The secret a VM's cloud-init user-data is kept in. */
+export const userDataSecret = (vmId: string) => `vm-${vmId}-user-data`;
+
+export function createTask(deps: VmDeps & { secrets: SecretStore }): TaskKind<CreateParams> {
   return {
     kind: 'vm.create',
     onInterrupt: 'fail',
@@ -32,7 +39,12 @@ export function createTask(deps: VmDeps): TaskKind<CreateParams> {
       }
       if (spec.seed) {
         await ctx.step('writing the cloud-init seed (hostname, instance id)', (done++ / steps) * 100);
-        await agent.createSeed({ volume: spec.seed, ...p.seed });
+        const userData = p.userDataSecret ? await deps.secrets.reveal(p.userDataSecret) : undefined;
+        await agent.createSeed({
+          volume: spec.seed,
+          ...p.seed,
+          ...(userData !== undefined ? { userData } : {}),
+        });
       }
       if (!p.start) {
         await deps.store.setState(p.vmId, { state: 'stopped', reason: null });

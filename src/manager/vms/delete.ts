@@ -1,6 +1,7 @@
 /** vm.delete: removes a stopped VM from its host and the inventory, with or without its disks. */
 import { TernError } from '../../errors.ts';
 import type { VmSpec } from '../../wire/vm.ts';
+import type { SecretStore } from '../secrets/store.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import type { VmDeps } from './deps.ts';
 
@@ -10,7 +11,7 @@ export interface DeleteParams {
   force: boolean;
 }
 
-export function deleteTask(deps: VmDeps): TaskKind<DeleteParams> {
+export function deleteTask(deps: VmDeps & { secrets: SecretStore }): TaskKind<DeleteParams> {
   return {
     kind: 'vm.delete',
     onInterrupt: 'resume',
@@ -40,6 +41,7 @@ export function deleteTask(deps: VmDeps): TaskKind<DeleteParams> {
         await ctx.step(`removing ${v.path}`, 20 + (60 * i++) / volumes.length);
         await agent.deleteVolume(v);
       }
+      await deps.secrets.removeFor(`vm:${p.vmId}`);
       await deps.store.remove(p.vmId);
       return { deleted: p.vmId, keptDisks: p.keepDisks ? spec.disks.map((d) => d.volume) : [] };
     },
