@@ -269,6 +269,27 @@ test('a self-service user sees and operates only its own VMs, within its project
   assert.deepEqual(dev.usage.vms, 3);
   assert.equal(dev.usage.vcpus, 4);
 
+  // Disks count too: growing one past the disk quota is refused before anything changes.
+  await c.api.request('PATCH', '/api/v1/projects/dev', {
+    quota: { diskBytes: dev.usage.diskBytes + 2 ** 30 },
+  });
+  const disk = await user.raw('POST', '/api/v1/vms/mine-1/disks', {
+    body: JSON.stringify({ sizeGiB: 2 }),
+    headers: { 'content-type': 'application/json' },
+  });
+  assert.equal(disk.status, 403);
+  assert.match(
+    disk.body.error?.message ?? '',
+    /^project dev would exceed its disk quota: .* 2\.0 GiB more asked$/,
+  );
+  const steal = await user.raw('POST', '/api/v1/vms/mine-1/disks', {
+    body: JSON.stringify({
+      volume: { pool: 'shared', path: `vms/${theirs.objects[0].slice(3)}/disk0.qcow2` },
+    }),
+    headers: { 'content-type': 'application/json' },
+  });
+  assert.equal(steal.status, 403, 'another VM’s disk cannot be attached');
+
   // Not a member: refused by name.
   await c.api.request('POST', '/api/v1/projects', { name: 'prod' });
   const elsewhere = await user.raw('POST', '/api/v1/vms', {

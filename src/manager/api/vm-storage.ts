@@ -6,6 +6,8 @@ import { SnapshotName } from '../../wire/agent.ts';
 import { ErrorBody } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
 import { gibToBytes, type VmSpec, VolumeRef } from '../../wire/vm.ts';
+import { seesAllVms } from '../auth/principal.ts';
+import type { VmTable } from '../db/schema.ts';
 import { type AttachParams, attachTask, detachTask, freeSlot, resizeTask } from '../vms/disks.ts';
 import {
   listSnapshots,
@@ -14,6 +16,7 @@ import {
   snapshotRevertTask,
 } from '../vms/snapshots.ts';
 import type { ApiServices, App } from './context.ts';
+import { principalOf } from './identity.ts';
 import { accepted, acceptVmTask } from './reply.ts';
 import { VmRef } from './vms.ts';
 
@@ -49,6 +52,9 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
     },
     async (req, reply) => {
       const sizeBytes = gibToBytes(req.body.sizeGiB);
+      const row = await s.store.row(req.params.vm);
+      const current = (JSON.parse(row.diskSizes) as number[])[req.params.index] ?? 0;
+      await admitDisk(s, row, sizeBytes - current);
       return acceptVmTask(s, reply, req.params.vm, resize, (vmId) => ({
         vmId,
         index: req.params.index,
@@ -90,6 +96,7 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
           disk: { volume, format: 'qcow2', readonly: false, slot },
           sizeBytes: gibToBytes(req.body.sizeGiB),
         };
+        await admitDisk(s, row, params.sizeBytes ?? 0);
       } else {
         const { volume } = req.body;
         // Only VM disks (such as one detached with --keep-disks) attach writable: template
@@ -100,6 +107,9 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
             `only VM disk volumes (vms/…) can be attached, not ${volume.path}`,
           );
         }
+        // Self-service users bring back only this VM's own disks, never someone else's.
+        if (!seesAllVms(principalOf(req)) && !volume.path.startsWith(`vms/${row.id}/`))
+          throw new TernError('forbidden', `you may attach only disks of VM ${row.name} (vms/${row.id}/…)`);
         const owner = await s.store.volumeOwner(volume);
         if (owner)
           throw new TernError('conflict', `volume ${volume.pool}:${volume.path} is a disk of VM ${owner}`);
@@ -196,4 +206,14 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
       return acceptVmTask(s, reply, req.params.vm, remove, (vmId) => ({ vmId, name: req.params.name }));
     },
   );
+}
+
+/**
+ * Refuses disk growth beyond the VM's project quota. The check is serialized with other
+ * admissions of the project, but the use only grows when the task has run: two disk
+ * requests racing each other may both pass.
+ */
+async function admitDisk(s: ApiServices, row: VmTable, addBytes: number): Promise<void> {
+  if (row.project && addBytes > 0)
+    await s.projects.admit(row.project, { diskBytes: addBytes }, async () => undefined);
 }
