@@ -80,6 +80,7 @@ export const Whoami = Type.Object({
   roles: Type.Array(Role),
   permissions: Type.Array(Permission),
   via: Type.Union([Type.Literal('token'), Type.Literal('session')]),
+  tokenId: Type.Union([Uuid, Type.Null()], { description: 'the API token in use, if any' }),
   expiresAt: Type.Union([Timestamp, Type.Null()]),
 });
 export type Whoami = Static<typeof Whoami>;

@@ -34,6 +34,7 @@ export function whoami(p: Principal): Whoami {
     roles: p.roles,
     permissions: [...p.permissions],
     via: p.via,
+    tokenId: p.tokenId,
     expiresAt: p.expiresAt,
   };
 }
