@@ -65,6 +65,29 @@ const options = {
   priority: { type: 'string' },
   order: { type: 'string' },
   delay: { type: 'string' },
+  project: { type: 'string' },
+  url: { type: 'string' },
+  user: { type: 'string' },
+  role: { type: 'string' },
+  'no-role': { type: 'boolean', default: false },
+  'display-name': { type: 'string' },
+  'password-stdin': { type: 'boolean', default: false },
+  'ldap-group': { type: 'string' },
+  'expires-in-days': { type: 'string' },
+  scope: { type: 'string', multiple: true, default: [] as string[] },
+  'bind-dn': { type: 'string' },
+  'user-base': { type: 'string' },
+  'user-filter': { type: 'string' },
+  'group-base': { type: 'string' },
+  'group-filter': { type: 'string' },
+  vms: { type: 'string' },
+  actor: { type: 'string' },
+  action: { type: 'string' },
+  object: { type: 'string' },
+  result: { type: 'string' },
+  since: { type: 'string' },
+  kind: { type: 'string' },
+  out: { type: 'string' },
   help: { type: 'boolean', short: 'h', default: false },
 } satisfies ParseArgsOptionsConfig;
 
@@ -130,6 +153,30 @@ export interface Flags {
   priority?: string;
   order?: string;
   delay?: string;
+  project?: string;
+  url?: string;
+  user?: string;
+  role?: string;
+  'no-role': boolean;
+  'display-name'?: string;
+  'password-stdin': boolean;
+  'ldap-group'?: string;
+  'expires-in-days'?: string;
+  scope: string[];
+  'bind-dn'?: string;
+  'user-base'?: string;
+  'user-filter'?: string;
+  'group-base'?: string;
+  'group-filter'?: string;
+  /** A project quota: a whole number, or none. */
+  vms?: string;
+  actor?: string;
+  action?: string;
+  object?: string;
+  result?: string;
+  since?: string;
+  kind?: string;
+  out?: string;
   help: boolean;
 }
 
@@ -158,8 +205,10 @@ export function parseCommandLine(argv: string[]): { positionals: string[]; flags
     'order',
     'delay',
     'max-unavailable',
+    'expires-in-days',
   ] as const) {
-    if (v[n] !== undefined && !/^\d+$/.test(v[n]))
+    // `none` lifts a project's vCPU quota (tern project quota NAME --vcpus none).
+    if (v[n] !== undefined && !/^\d+$/.test(v[n]) && !(n === 'vcpus' && v[n] === 'none'))
       throw new TernError('invalid_request', `--${n} takes a whole number`);
   }
   return { positionals: parsed.positionals, flags: v };

@@ -7,13 +7,24 @@ import { dataDir } from '../allinone/config.ts';
 import { asTernError } from '../errors.ts';
 import { createLogger } from '../log.ts';
 import { ApiClient } from './client.ts';
+import { auditCommand } from './commands/audit.ts';
 import { clusterCommand, groupCommand } from './commands/cluster.ts';
 import { doctor } from './commands/doctor.ts';
 import { haCommand } from './commands/ha.ts';
 import { hostCommand } from './commands/host.ts';
+import {
+  ldapCommand,
+  loginCommand,
+  logoutCommand,
+  tokenCommand,
+  userCommand,
+  whoamiCommand,
+} from './commands/identity.ts';
 import { imageCommand } from './commands/image.ts';
 import { alertCommand, taskCommand, templateCommand } from './commands/inventory.ts';
 import { poolCommand } from './commands/pool.ts';
+import { projectCommand } from './commands/project.ts';
+import { keysCommand, secretCommand } from './commands/secret.ts';
 import { vmCommand } from './commands/vm.ts';
 import { parseCommandLine } from './flags.ts';
 
@@ -27,6 +38,7 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
                       [--extra-disk 5G] [--nic user|bridge:BR] [--ip CIDR [--gateway IP] [--dns IP]]
                       [--user-data FILE] [--pool P] [--start]          (NAME may be a range: web-{1..20})
                       [--cpu-mode compat|host] [--group G] [--explain]  (--explain: where it would go, and why)
+                      [--project P]                  (the project whose quota it counts against)
   tern vm show|start|stop|pause|resume|console NAME
   tern vm shutdown NAME [--timeout SECONDS] [--force]
   tern vm reboot NAME [--force]
@@ -56,6 +68,25 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern image list | show NAME | delete NAME
   tern image import NAME --path HOSTPATH [--iso] [--format raw|qcow2|vmdk|vhd|vhdx]
   tern image upload NAME FILE [--iso] [--format F]        streamed; disk images are stored as qcow2
+  tern login [--url URL] --user NAME   password typed, or TERN_PASSWORD; keeps a 30-day token in the config
+  tern logout | whoami
+  tern user list | show NAME | delete NAME
+  tern user create NAME [--role R] [--group G]... [--display-name S] [--password-stdin]
+  tern user set NAME [--role R|--no-role] [--disable|--enable] [--display-name S]
+  tern user passwd [NAME] [--password-stdin]              without NAME: your own (asks the current one)
+  tern user group list | create NAME --role R [--ldap-group DN_OR_CN] | delete NAME | add|remove NAME USER
+  tern token list [--all] | revoke ID
+  tern token create NAME [--expires-in-days N] [--scope PERM]... [--user U]   the token is shown once
+  tern ldap show | clear | set --url URL --bind-dn DN --user-base DN --user-filter F
+                          [--group-base DN] [--group-filter F]   (bind password typed, or TERN_LDAP_BIND_PASSWORD)
+  tern project list | show NAME | delete NAME | add|remove NAME user|group MEMBER
+  tern project create NAME [--vms N] [--vcpus N] [--memory 8G] [--disk 100G] [--description S]
+  tern project quota NAME [--vms N|none] [--vcpus N|none] [--memory SIZE|none] [--disk SIZE|none]
+  tern audit list [--actor A] [--action S] [--object PREFIX] [--result ok|denied|failed] [--since ISO] [--limit N]
+  tern secret list | show NAME | reveal NAME | delete NAME
+  tern secret set NAME [--kind K] [--object O]           the value from stdin, or typed; never an argument
+  tern keys status | rotate | backup --out FILE          backup passphrase typed twice, or TERN_KEY_PASSPHRASE
+                       restore is offline: node src/manager/main.ts keys restore --from FILE [--key-file F]
 
   -o json        machine-readable output
   --no-wait      return once a task is accepted
@@ -125,6 +156,36 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     case 'template':
       await templateCommand(ApiClient.fromEnvironment(), sub, args, flags);
+      return 0;
+    case 'login':
+      await loginCommand(flags);
+      return 0;
+    case 'logout':
+      await logoutCommand(ApiClient.fromEnvironment(), flags);
+      return 0;
+    case 'whoami':
+      await whoamiCommand(ApiClient.fromEnvironment(), flags);
+      return 0;
+    case 'user':
+      await userCommand(ApiClient.fromEnvironment(), sub, args, flags);
+      return 0;
+    case 'token':
+      await tokenCommand(ApiClient.fromEnvironment(), sub, args, flags);
+      return 0;
+    case 'ldap':
+      await ldapCommand(ApiClient.fromEnvironment(), sub, args, flags);
+      return 0;
+    case 'project':
+      await projectCommand(ApiClient.fromEnvironment(), sub, args, flags);
+      return 0;
+    case 'audit':
+      await auditCommand(ApiClient.fromEnvironment(), sub, args, flags);
+      return 0;
+    case 'secret':
+      await secretCommand(ApiClient.fromEnvironment(), sub, args, flags);
+      return 0;
+    case 'keys':
+      await keysCommand(ApiClient.fromEnvironment(), sub, args, flags);
       return 0;
     default:
       process.stderr.write(`tern: unknown command ${group}\n${usage}`);

@@ -44,7 +44,7 @@ export const UpdateUserRequest = Type.Object(
   {
     displayName: Type.Optional(Type.String({ maxLength: 200 })),
     password: Type.Optional(Password),
-    role: Type.Optional(Type.Union([Role, Type.Null()])),
+    role: Type.Optional(Type.Union([Type.Null(), Role])),
     disabled: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
@@ -114,12 +114,10 @@ export const CreateTokenRequest = Type.Object(
   { additionalProperties: false },
 );
 
-export const Quota = Type.Object({
-  vms: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()]),
-  vcpus: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()]),
-  memoryMiB: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()]),
-  diskBytes: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()]),
-});
+// Null first: the validator coerces types, and would read null as 0 (a limit of nothing)
+// if it tried the integer first.
+const Limit = Type.Union([Type.Null(), Type.Integer({ minimum: 0 })], { description: 'null: no limit' });
+export const Quota = Type.Object({ vms: Limit, vcpus: Limit, memoryMiB: Limit, diskBytes: Limit });
 export type Quota = Static<typeof Quota>;
 
 export const Usage = Type.Object({

@@ -57,6 +57,7 @@ function showVm(vm: Vm, format: Format): void {
 
 function createBody(flags: Flags): Omit<CreateVmRequest, 'name'> {
   const body: Omit<CreateVmRequest, 'name'> = {};
+  if (flags.project) body.project = flags.project;
   if (flags.template) body.template = flags.template;
   if (flags.full) body.full = true;
   if (flags.pool) body.pool = flags.pool;

@@ -1,0 +1,118 @@
+/** `tern project …`: projects, their quotas and usage, and who may create VMs in them. */
+import { TernError } from '../../errors.ts';
+import type { Project, Quota } from '../../wire/identity.ts';
+import type { ApiClient } from '../client.ts';
+import type { Flags } from '../flags.ts';
+import { bytes, mib, printFields, printJson, printTable } from '../output.ts';
+import { parseSize } from '../sizes.ts';
+
+const enc = encodeURIComponent;
+const usage = `usage: tern project list | show NAME | delete NAME
+       tern project create NAME [--vms N] [--vcpus N] [--memory 8G] [--disk 100G] [--description S]
+       tern project quota NAME [--vms N|none] [--vcpus N|none] [--memory SIZE|none] [--disk SIZE|none]
+       tern project add|remove NAME user|group MEMBER`;
+
+/** The quota the flags ask for; `none` lifts a limit, a flag not given leaves it as it is. */
+function quotaFlags(flags: Flags): Partial<Quota> {
+  const q: Partial<Quota> = {};
+  const count = (flag: 'vms' | 'vcpus', v: string) => {
+    if (!/^\d+$/.test(v)) throw new TernError('invalid_request', `--${flag} takes a whole number or none`);
+    return Number(v);
+  };
+  const given = (v: string | undefined): v is string => v !== undefined;
+  if (given(flags.vms)) q.vms = flags.vms === 'none' ? null : count('vms', flags.vms);
+  if (given(flags.vcpus)) q.vcpus = flags.vcpus === 'none' ? null : count('vcpus', flags.vcpus);
+  if (given(flags.memory))
+    q.memoryMiB = flags.memory === 'none' ? null : Math.round(parseSize(flags.memory, 'M', '--memory'));
+  if (given(flags.disk))
+    q.diskBytes = flags.disk === 'none' ? null : Math.round(parseSize(flags.disk, 'G', '--disk') * 2 ** 20);
+  return q;
+}
+
+/** "6 / 8", or "6 (no limit)". */
+function used(n: number, limit: number | null, show: (x: number) => string | number = String): string {
+  return limit === null ? `${show(n)} (no limit)` : `${show(n)} / ${show(limit)}`;
+}
+
+const members = (p: Project) => p.members.map((m) => `${m.kind} ${m.name}`).join(', ');
+
+function showProject(p: Project, flags: Flags): void {
+  if (flags.output === 'json') {
+    printJson(p);
+    return;
+  }
+  printFields([
+    ['name', p.name],
+    ['description', p.description],
+    ['VMs', used(p.usage.vms, p.quota.vms)],
+    ['vCPUs', used(p.usage.vcpus, p.quota.vcpus)],
+    ['memory', used(p.usage.memoryMiB, p.quota.memoryMiB, mib)],
+    ['disk', used(p.usage.diskBytes, p.quota.diskBytes, bytes)],
+    ['members', members(p)],
+    ['created', p.createdAt],
+  ]);
+}
+
+export async function projectCommand(
+  api: ApiClient,
+  sub: string | undefined,
+  args: string[],
+  flags: Flags,
+): Promise<void> {
+  const [name, kind, member] = args;
+  if ((sub === 'list' || sub === undefined) && args.length === 0) {
+    const { items } = await api.request<{ items: Project[] }>('GET', '/api/v1/projects');
+    if (flags.output === 'json') return printJson(items);
+    const cell = (n: number, limit: number | null, show: (x: number) => string | number = String) =>
+      `${show(n)} / ${limit === null ? '-' : show(limit)}`;
+    return printTable(
+      ['NAME', 'VMS', 'VCPUS', 'MEMORY', 'DISK', 'MEMBERS', 'DESCRIPTION'],
+      items.map((p) => [
+        p.name,
+        cell(p.usage.vms, p.quota.vms),
+        cell(p.usage.vcpus, p.quota.vcpus),
+        cell(p.usage.memoryMiB, p.quota.memoryMiB, mib),
+        cell(p.usage.diskBytes, p.quota.diskBytes, bytes),
+        members(p),
+        p.description,
+      ]),
+    );
+  }
+  if (sub === 'show' && args.length === 1)
+    return showProject(await api.request<Project>('GET', `/api/v1/projects/${enc(name)}`), flags);
+  if (sub === 'create' && args.length === 1) {
+    // A new project has no limits but those given: `none` needs no saying.
+    const quota = Object.fromEntries(Object.entries(quotaFlags(flags)).filter(([, v]) => v !== null));
+    return showProject(
+      await api.request<Project>('POST', '/api/v1/projects', {
+        name,
+        ...(flags.description !== undefined ? { description: flags.description } : {}),
+        ...(Object.keys(quota).length > 0 ? { quota } : {}),
+      }),
+      flags,
+    );
+  }
+  if (sub === 'quota' && args.length === 1) {
+    const quota = quotaFlags(flags);
+    if (Object.keys(quota).length === 0) throw new TernError('invalid_request', usage);
+    return showProject(
+      await api.request<Project>('PATCH', `/api/v1/projects/${enc(name)}`, { quota }),
+      flags,
+    );
+  }
+  if (sub === 'delete' && args.length === 1) {
+    await api.request('DELETE', `/api/v1/projects/${enc(name)}`);
+    if (flags.output !== 'json') process.stdout.write(`project ${name} deleted\n`);
+    return;
+  }
+  if ((sub === 'add' || sub === 'remove') && args.length === 3 && (kind === 'user' || kind === 'group')) {
+    return showProject(
+      await api.request<Project>(
+        sub === 'add' ? 'PUT' : 'DELETE',
+        `/api/v1/projects/${enc(name)}/members/${kind}/${enc(member)}`,
+      ),
+      flags,
+    );
+  }
+  throw new TernError('invalid_request', usage);
+}

@@ -1,0 +1,174 @@
+/**
+ * `tern secret …`: values kept encrypted by the manager; `tern keys …`: the keys that encrypt
+ * them. A secret's value never comes from the command line (it would stay in the shell's
+ * history and in the process list): it is piped in or typed.
+ */
+import fs from 'node:fs';
+import { TernError } from '../../errors.ts';
+import type { ApiClient } from '../client.ts';
+import type { Flags } from '../flags.ts';
+import { ago, printFields, printJson, printTable } from '../output.ts';
+import { askSecret, readStdin } from './identity.ts';
+
+const enc = encodeURIComponent;
+
+interface Secret {
+  name: string;
+  kind: string;
+  object: string | null;
+  owner: string | null;
+  kek: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+interface KeyStatus {
+  store: string;
+  storeError: string | null;
+  activeKek: string;
+  keys: { id: string; createdAt: string | null; active: boolean; inStore: boolean; secrets: number }[];
+}
+
+const secretUsage = `usage: tern secret list | show NAME | reveal NAME | delete NAME
+       tern secret set NAME [--kind generic|password|ssh-key|token|certificate] [--object O]
+                       (the value is piped in on stdin, or typed; never an argument)`;
+
+/** The value of `tern secret set`: all of stdin as it is, or typed at the terminal. */
+async function secretValue(): Promise<string> {
+  if (process.stdin.isTTY) return askSecret('value');
+  const raw = await readStdin();
+  const text = raw.toString('utf8');
+  if (!Buffer.from(text, 'utf8').equals(raw))
+    throw new TernError(
+      'invalid_request',
+      'a secret’s value is text (UTF-8); encode binary data first (base64)',
+    );
+  if (text === '') throw new TernError('invalid_request', 'no value on stdin');
+  return text;
+}
+
+export async function secretCommand(
+  api: ApiClient,
+  sub: string | undefined,
+  args: string[],
+  flags: Flags,
+): Promise<void> {
+  const name = args[0];
+  const show = (s: Secret) => {
+    if (flags.output === 'json') return printJson(s);
+    printFields([
+      ['name', s.name],
+      ['kind', s.kind],
+      ['object', s.object],
+      ['owner', s.owner],
+      ['key', s.kek],
+      ['created', s.createdAt],
+      ['updated', s.updatedAt],
+    ]);
+  };
+  if ((sub === 'list' || sub === undefined) && args.length === 0) {
+    const { items } = await api.request<{ items: Secret[] }>('GET', '/api/v1/secrets');
+    if (flags.output === 'json') return printJson(items);
+    return printTable(
+      ['NAME', 'KIND', 'OBJECT', 'OWNER', 'KEY', 'UPDATED'],
+      items.map((s) => [s.name, s.kind, s.object, s.owner, s.kek, ago(s.updatedAt)]),
+    );
+  }
+  if (sub === 'show' && args.length === 1)
+    return show(await api.request<Secret>('GET', `/api/v1/secrets/${enc(name)}`));
+  if (sub === 'set' && args.length === 1) {
+    const value = await secretValue();
+    return show(
+      await api.request<Secret>('POST', '/api/v1/secrets', {
+        name,
+        value,
+        ...(flags.kind ? { kind: flags.kind } : {}),
+        ...(flags.object ? { object: flags.object } : {}),
+      }),
+    );
+  }
+  if (sub === 'reveal' && args.length === 1) {
+    const { value } = await api.request<{ value: string }>('POST', `/api/v1/secrets/${enc(name)}/reveal`);
+    if (flags.output === 'json') return printJson({ value });
+    // Exactly the bytes stored, so `tern secret reveal X > file` gives back what was set.
+    process.stdout.write(value);
+    if (process.stdout.isTTY && !value.endsWith('\n')) process.stdout.write('\n');
+    return;
+  }
+  if (sub === 'delete' && args.length === 1) {
+    await api.request('DELETE', `/api/v1/secrets/${enc(name)}`);
+    if (flags.output !== 'json') process.stdout.write(`secret ${name} deleted\n`);
+    return;
+  }
+  throw new TernError('invalid_request', secretUsage);
+}
+
+const keysUsage = `usage: tern keys status | rotate | backup --out FILE [--force]
+       (the backup's passphrase is typed twice, or taken from TERN_KEY_PASSPHRASE)
+       restore is offline, on the manager's machine (e.g. when it cannot start for a lost key):
+         node src/manager/main.ts keys restore --from FILE [--key-file F | --key-store CONFIG.json]`;
+
+export async function keysCommand(
+  api: ApiClient,
+  sub: string | undefined,
+  args: string[],
+  flags: Flags,
+): Promise<void> {
+  if ((sub === 'status' || sub === undefined) && args.length === 0) {
+    const s = await api.request<KeyStatus>('GET', '/api/v1/keys');
+    if (flags.output === 'json') return printJson(s);
+    printFields([
+      ['store', s.storeError ? `${s.store} (error: ${s.storeError})` : s.store],
+      ['active key', s.activeKek],
+    ]);
+    process.stdout.write('\n');
+    return printTable(
+      ['KEY', 'ACTIVE', 'IN STORE', 'SECRETS', 'CREATED'],
+      s.keys.map((k) => [
+        k.id,
+        k.active ? 'yes' : 'no',
+        k.inStore ? 'yes' : 'MISSING',
+        k.secrets,
+        k.createdAt,
+      ]),
+    );
+  }
+  if (sub === 'rotate' && args.length === 0) {
+    const r = await api.request<{ kek: string; rewrapped: number; failed: string[] }>(
+      'POST',
+      '/api/v1/keys/rotate',
+    );
+    if (flags.output === 'json') printJson(r);
+    else
+      process.stdout.write(
+        `new key ${r.kek} is active; ${r.rewrapped} data key(s) re-wrapped with it\nmake a new backup: tern keys backup --out FILE\n`,
+      );
+    if (r.failed.length > 0)
+      throw new TernError(
+        'storage_error',
+        `${r.failed.length} secret(s) could not be re-wrapped and still use an older key: ${r.failed.join(', ')}`,
+      );
+    return;
+  }
+  if (sub === 'backup' && args.length === 0 && flags.out) {
+    const file = flags.out;
+    if (fs.existsSync(file) && !flags.force)
+      throw new TernError('conflict', `${file} exists; give --force to replace it`);
+    const passphrase = await askSecret('backup passphrase', { env: 'TERN_KEY_PASSPHRASE', confirm: true });
+    if (!passphrase) throw new TernError('invalid_request', 'the passphrase is empty');
+    const { backup } = await api.request<{ backup: string }>('POST', '/api/v1/keys/backup', { passphrase });
+    try {
+      fs.writeFileSync(file, backup.endsWith('\n') ? backup : `${backup}\n`, { mode: 0o600 });
+      fs.chmodSync(file, 0o600);
+    } catch (err) {
+      throw new TernError('storage_error', `cannot write ${file}: ${(err as Error).message}`);
+    }
+    if (flags.output === 'json') return printJson({ file });
+    process.stdout.write(
+      `keys backed up to ${file} (mode 0600), sealed with the passphrase; keep the two apart.\n` +
+        `restore (offline, on the manager's machine): node src/manager/main.ts keys restore --from ${file} [--key-file F | --key-store CONFIG.json]\n`,
+    );
+    return;
+  }
+  throw new TernError('invalid_request', keysUsage);
+}
