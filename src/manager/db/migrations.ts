@@ -346,6 +346,12 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('secrets_kek').on('secrets').column('kek_id').execute();
     },
   },
+  '0010-group-members-by-user': {
+    async up(db: Db) {
+      // Every authenticated request looks up its user's groups.
+      await db.schema.createIndex('user_group_members_user').on('user_group_members').column('user_id').execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

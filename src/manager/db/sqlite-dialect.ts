@@ -36,14 +36,32 @@ class Statement implements SqliteStatement {
   }
 }
 
+/**
+ * Prepared statements by SQL text. Kysely sends the same parameterized text again and again;
+ * preparing it costs several times what running it does (about 30 µs against 8 µs here).
+ */
+const statementCacheSize = 500;
+
 export function openSqlite(file: string): { dialect: SqliteDialect; raw: DatabaseSync } {
   const raw = new DatabaseSync(file);
   raw.exec(
     'PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;',
   );
+  const statements = new Map<string, Statement>();
   const database: SqliteDatabase = {
     close: () => raw.close(),
-    prepare: (sql: string) => new Statement(raw.prepare(sql)),
+    prepare: (sql: string) => {
+      let stmt = statements.get(sql);
+      if (stmt) {
+        // Most recently used last, so the oldest goes first when the cache is full.
+        statements.delete(sql);
+      } else {
+        stmt = new Statement(raw.prepare(sql));
+        if (statements.size >= statementCacheSize) statements.delete(statements.keys().next().value as string);
+      }
+      statements.set(sql, stmt);
+      return stmt;
+    },
   };
   return { dialect: new SqliteDialect({ database }), raw };
 }
