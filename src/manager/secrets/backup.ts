@@ -13,7 +13,7 @@ import {
   timingSafeEqual,
 } from 'node:crypto';
 import { TernError } from '../../errors.ts';
-import { KEK_ID } from './envelope.ts';
+import { kekFromStored } from './envelope.ts';
 import { readKeyStore } from './keyring.ts';
 import type { Kek, KeyStore } from './keystore.ts';
 
@@ -133,16 +133,10 @@ function parseKeys(plain: Buffer): Kek[] {
     throw damaged('its keys are not readable');
   }
   if (!Array.isArray(list) || list.length === 0) throw damaged('it holds no keys');
-  return list.map((e: { id?: unknown; key?: unknown; createdAt?: unknown }) => {
-    const key = typeof e?.key === 'string' ? Buffer.from(e.key, 'base64') : Buffer.alloc(0);
-    if (
-      typeof e?.id !== 'string' ||
-      !KEK_ID.test(e.id) ||
-      key.length !== 32 ||
-      typeof e.createdAt !== 'string'
-    )
-      throw damaged('it holds a malformed key');
-    return { id: e.id, key, createdAt: e.createdAt };
+  return list.map((e: unknown) => {
+    const kek = kekFromStored(e);
+    if (!kek) throw damaged('it holds a malformed key');
+    return kek;
   });
 }
 

@@ -36,6 +36,20 @@ const FIELDS = ['v', 'kek', 'dek', 'dekIv', 'dekTag', 'iv', 'ct', 'tag'] as cons
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 export const KEK_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
+/** A key from its stored form `{id, key: base64, createdAt}`; null when it is not a valid key. */
+export function kekFromStored(e: unknown): Kek | null {
+  const o = e as { id?: unknown; key?: unknown; createdAt?: unknown } | null;
+  const key = typeof o?.key === 'string' ? Buffer.from(o.key, 'base64') : Buffer.alloc(0);
+  if (
+    typeof o?.id !== 'string' ||
+    !KEK_ID.test(o.id) ||
+    key.length !== KEY_BYTES ||
+    typeof o.createdAt !== 'string'
+  )
+    return null;
+  return { id: o.id, key, createdAt: o.createdAt };
+}
+
 // Domain-separate the two uses of GCM additional data so neither can stand in for the other.
 const valueAad = (aad: string) => Buffer.from(`tern-secret-value:v1:${aad}`, 'utf8');
 const dekAad = (kekId: string) => Buffer.from(`tern-secret-dek:v1:${kekId}`, 'utf8');

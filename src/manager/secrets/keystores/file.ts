@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { TernError } from '../../../errors.ts';
-import { KEK_ID } from '../envelope.ts';
+import { KEK_ID, kekFromStored } from '../envelope.ts';
 import type { Kek, KeyStore } from '../keystore.ts';
 
 const FORMAT = 'tern-keys';
@@ -110,17 +110,11 @@ export class FileKeyStore implements KeyStore {
       throw this.#unavailable(`the key file is not a Tern key file (format ${FORMAT} version 1)`);
     const seen = new Set<string>();
     return o.keys.map((e, i) => {
-      const key = typeof e?.key === 'string' ? Buffer.from(e.key, 'base64') : Buffer.alloc(0);
-      if (
-        typeof e?.id !== 'string' ||
-        !KEK_ID.test(e.id) ||
-        key.length !== 32 ||
-        typeof e.createdAt !== 'string'
-      )
-        throw this.#unavailable(`entry ${i + 1} of the key file is not a valid key`);
-      if (seen.has(e.id)) throw this.#unavailable(`the key file holds key ${e.id} twice`);
-      seen.add(e.id);
-      return { id: e.id, key, createdAt: e.createdAt };
+      const kek = kekFromStored(e);
+      if (!kek) throw this.#unavailable(`entry ${i + 1} of the key file is not a valid key`);
+      if (seen.has(kek.id)) throw this.#unavailable(`the key file holds key ${kek.id} twice`);
+      seen.add(kek.id);
+      return kek;
     });
   }
 
