@@ -349,7 +349,11 @@ const migrations: Record<string, Migration> = {
   '0010-group-members-by-user': {
     async up(db: Db) {
       // Every authenticated request looks up its user's groups.
-      await db.schema.createIndex('user_group_members_user').on('user_group_members').column('user_id').execute();
+      await db.schema
+        .createIndex('user_group_members_user')
+        .on('user_group_members')
+        .column('user_id')
+        .execute();
     },
   },
 };

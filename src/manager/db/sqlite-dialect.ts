@@ -57,7 +57,8 @@ export function openSqlite(file: string): { dialect: SqliteDialect; raw: Databas
         statements.delete(sql);
       } else {
         stmt = new Statement(raw.prepare(sql));
-        if (statements.size >= statementCacheSize) statements.delete(statements.keys().next().value as string);
+        if (statements.size >= statementCacheSize)
+          statements.delete(statements.keys().next().value as string);
       }
       statements.set(sql, stmt);
       return stmt;
