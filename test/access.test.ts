@@ -317,6 +317,13 @@ test('tokens are scoped, expire and can be revoked; sessions end at logout and p
   });
   assert.equal(grab.status, 403);
 
+  // A token never outlives the token that made it.
+  const child = await ro.request<{ expiresAt: string }>('POST', '/api/v1/tokens', {
+    name: 'child',
+    expiresInDays: 3650,
+  });
+  const parent = await ro.request<Whoami>('GET', '/api/v1/session');
+  assert.equal(child.expiresAt, parent.expiresAt);
   await c.api.request('DELETE', `/api/v1/tokens/${scoped.id}`);
   const revoked = await ro.raw('GET', '/api/v1/vms');
   assert.equal(revoked.status, 401);
@@ -357,6 +364,55 @@ test('tokens are scoped, expire and can be revoked; sessions end at logout and p
   await c.api.request('PATCH', '/api/v1/users/the-operator', { password: 'a-brand-new-password' });
   const ended = await fetch(`${c.manager.url}/api/v1/session`, { headers: { cookie: again.split(';')[0] } });
   assert.equal(ended.status, 401, 'a new password ends the sessions of the old one');
+});
+
+test('parallel password guesses are counted before their answers: the lock holds', async () => {
+  const guesses = await Promise.all(
+    Array.from({ length: 12 }, (_, i) =>
+      fetch(`${c.manager.url}/api/v1/session`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ user: 'the-auditor', password: `guess-number-${i}` }),
+      }).then((r) => r.status),
+    ),
+  );
+  assert.ok(guesses.every((st) => st === 401));
+  const right = await fetch(`${c.manager.url}/api/v1/session`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ user: 'the-auditor', password: 'the-auditor-password-1' }),
+  });
+  assert.equal(right.status, 401);
+  assert.match(
+    ((await right.json()) as { error: { message: string } }).error.message,
+    /too many failed logins/,
+  );
+  const bad = await fetch(`${c.manager.url}/api/v1/session`, {
+    headers: { cookie: 'tern_session=%E0%A4%A' },
+  });
+  assert.equal(bad.status, 401, 'a malformed cookie is no session, not an error');
+});
+
+test('self-service users cannot reach what others share: placement groups, bridges, kept disks', async () => {
+  const user = api('user');
+  for (const [body, message] of [
+    [{ name: 'g1', template: 'sim', groups: ['any'] }, /placement groups are operator work/],
+    [{ name: 'b1', template: 'sim', nics: [{ mode: 'bridge', bridge: 'br0' }] }, /bridged networks/],
+  ] as const) {
+    const r = await user.raw('POST', '/api/v1/vms', {
+      body: JSON.stringify(body),
+      headers: { 'content-type': 'application/json' },
+    });
+    assert.equal(r.status, 403);
+    assert.match(r.body.error?.message ?? '', message);
+  }
+  const keep = await user.raw('DELETE', '/api/v1/vms/mine-1?keepDisks=true');
+  assert.equal(keep.status, 403);
+  const own = await user.raw('POST', '/api/v1/secrets', {
+    body: JSON.stringify({ name: 'ldap-bind-password', value: 'x' }),
+    headers: { 'content-type': 'application/json' },
+  });
+  assert.equal(own.status, 400, 'the manager’s own secret names are reserved');
 });
 
 test('the last admin cannot be removed or demoted', async () => {

@@ -123,6 +123,18 @@ test('a second manager on the same database and LDAP key store decrypts, and log
       body: JSON.stringify({ user: 'alice', password: 'not-her-password' }),
     });
     assert.equal(dave.status, 401);
+    // A directory account whose name (in any case) is a local user's never becomes that user.
+    await api.request('POST', '/api/v1/users', {
+      name: 'carol',
+      password: 'carol-local-password',
+      role: 'admin',
+    });
+    const carol = await fetch(`${m.url}/api/v1/session`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ user: 'CAROL', password: s.users.carol }),
+    });
+    assert.equal(carol.status, 401);
   } finally {
     await m.close();
   }

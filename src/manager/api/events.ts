@@ -41,7 +41,7 @@ export function eventRoutes(app: App, s: ApiServices): void {
       const allowed = (e: ManagerEvent) => {
         if (!mine) return true;
         if (e.type === 'vm') {
-          if (e.vm.ownerId === p.userId) mine.add(e.vm.id);
+          if (p.userId !== null && e.vm.ownerId === p.userId) mine.add(e.vm.id);
           return mine.has(e.vm.id);
         }
         if (e.type === 'vm.deleted') return mine.has(e.id);

@@ -18,7 +18,7 @@ import {
   UserName,
   Whoami,
 } from '../../wire/identity.ts';
-import type { Principal } from '../auth/principal.ts';
+import { cookieValue, type Principal } from '../auth/principal.ts';
 import { sessionCookie } from '../auth/sessions.ts';
 import { DirectorySettings } from '../identity/directory.ts';
 import type { ApiServices, App } from './context.ts';
@@ -92,8 +92,8 @@ export function identityRoutes(app: App, s: ApiServices): void {
       },
     },
     async (req, reply) => {
-      const value = req.headers.cookie?.match(new RegExp(`${sessionCookie}=([^;]+)`))?.[1];
-      if (value) await s.sessions.remove(decodeURIComponent(value));
+      const value = cookieValue(req.headers.cookie, sessionCookie);
+      if (value) await s.sessions.remove(value);
       reply.header('set-cookie', `${sessionCookie}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0`);
       return reply.code(204).send(null);
     },
@@ -172,7 +172,9 @@ export function identityRoutes(app: App, s: ApiServices): void {
         if (beyond.length)
           throw new TernError('forbidden', `you cannot give a token what you lack: ${beyond.join(', ')}`);
       }
-      const expiresAt = new Date(Date.now() + (req.body.expiresInDays ?? 90) * 86_400_000).toISOString();
+      let expiresAt = new Date(Date.now() + (req.body.expiresInDays ?? 90) * 86_400_000).toISOString();
+      // A token never outlives the token that made it.
+      if (!forOther && p.via === 'token' && p.expiresAt && p.expiresAt < expiresAt) expiresAt = p.expiresAt;
       const made = await s.tokens.create({ name: req.body.name, userId, scopes, expiresAt });
       return reply.status(201).send({ ...made, expiresAt });
     },

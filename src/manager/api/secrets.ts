@@ -7,6 +7,7 @@ import { Type } from 'typebox';
 import { TernError } from '../../errors.ts';
 import { ErrorBody, Timestamp } from '../../wire/common.ts';
 import type { Principal } from '../auth/principal.ts';
+import { passwordSecret } from '../identity/directory.ts';
 import type { SecretMeta } from '../secrets/store.ts';
 import type { ApiServices, App } from './context.ts';
 import { principalOf } from './identity.ts';
@@ -91,8 +92,13 @@ export function secretRoutes(app: App, s: ApiServices): void {
     },
     async (req, reply) => {
       const p = principalOf(req);
+      if (req.body.name === passwordSecret || /^vm-.*-user-data$/.test(req.body.name))
+        throw new TernError(
+          'invalid_request',
+          `the name ${req.body.name} is the manager's own; choose another`,
+        );
       const old = await s.secrets.get(req.body.name);
-      if (old && !(old.ownerId !== null && old.ownerId === p.userId))
+      if (old && !(old.ownerId !== null && old.ownerId === p.userId && userKinds.has(old.kind)))
         throw new TernError('conflict', `secret ${req.body.name} already exists`);
       const meta = await s.secrets.put(req.body.name, req.body.value, {
         kind: req.body.kind ?? 'generic',

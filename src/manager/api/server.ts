@@ -6,10 +6,12 @@
  */
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify from 'fastify';
+import Fastify, { type FastifyRequest } from 'fastify';
+import { Value } from 'typebox/value';
 import { TernError } from '../../errors.ts';
 import { ajvOptions, installErrorHandling } from '../../http/errors.ts';
 import { type Logger, quietRequests } from '../../log.ts';
+import { UserName } from '../../wire/identity.ts';
 import { refusal, routePermissions } from '../auth/permissions.ts';
 import { type Principal, runAs, seesAllVms } from '../auth/principal.ts';
 import { alertRoutes } from './alerts.ts';
@@ -104,27 +106,40 @@ export async function buildApi(s: ApiServices, log: Logger): Promise<App> {
   });
 
   // Every change, and every refusal, whoever asked and however it ended.
-  app.addHook('onResponse', async (req, reply) => {
+  // Every change, and every refusal, whoever asked and however it ended, also when the
+  // client went away before the answer (the change may still be made).
+  const record = async (req: FastifyRequest, status: number | null) => {
     const route = req.routeOptions.url;
-    const status = reply.statusCode;
     const changes = req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS';
     if (!route?.startsWith('/api/v1/') || !(changes || status === 401 || status === 403)) return;
     const body = req.body as { name?: unknown; user?: unknown } | undefined;
     const p = req.principal;
+    const named =
+      typeof body?.user === 'string' && Value.Check(UserName, body.user) ? body.user : 'anonymous';
     await s.audit
       .append({
-        actor: p?.name ?? (typeof body?.user === 'string' ? body.user : 'anonymous'),
+        actor: p?.name ?? named,
         actorId: p?.userId ?? null,
         via: req.auditVia ?? p?.via ?? 'anonymous',
         action: `${req.method} ${route.slice('/api/v1'.length)}`,
         object: auditObject(route, req.params as Record<string, string>, body),
         sourceIp: req.ip,
-        result: status < 400 ? 'ok' : status === 401 || status === 403 ? 'denied' : 'failed',
+        result:
+          status === null
+            ? 'failed'
+            : status < 400
+              ? 'ok'
+              : status === 401 || status === 403
+                ? 'denied'
+                : 'failed',
         status,
-        detail: req.auditDetail ?? null,
+        detail:
+          status === null ? 'the client closed the connection before the answer' : (req.auditDetail ?? null),
       })
       .catch((err: Error) => req.log.error({ err }, 'could not write the audit log'));
-  });
+  };
+  app.addHook('onResponse', async (req, reply) => record(req, reply.statusCode));
+  app.addHook('onRequestAbort', async (req) => record(req, null));
 
   app.get('/api/v1/health', { schema: { hide: true } }, async () => ({ ok: true }));
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());

@@ -101,7 +101,8 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
         const { volume } = req.body;
         // Only VM disks (such as one detached with --keep-disks) attach writable: template
         // bases and library images are shared by others.
-        if (!volume.path.startsWith('vms/')) {
+        // A seed holds its VM's cloud-init user-data, which may carry passwords.
+        if (!volume.path.startsWith('vms/') || volume.path.endsWith('/seed.iso')) {
           throw new TernError(
             'invalid_request',
             `only VM disk volumes (vms/…) can be attached, not ${volume.path}`,
@@ -133,6 +134,12 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
     },
     async (req, reply) => {
       const keep = req.query.keep ?? false;
+      // A kept volume counts against no quota: self-service disks go when they are removed.
+      if (keep && !seesAllVms(principalOf(req)))
+        throw new TernError(
+          'forbidden',
+          'keeping a removed disk needs an operator; it would count against no quota',
+        );
       return acceptVmTask(s, reply, req.params.vm, detach, (vmId) => ({
         vmId,
         index: req.params.index,

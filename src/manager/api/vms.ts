@@ -1,6 +1,7 @@
 /** /api/v1/vms: the VM inventory and VM creation and deletion. */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Type } from 'typebox';
+import { TernError } from '../../errors.ts';
 import { ErrorBody, Name, Page, PageQuery } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
 import { CreateVmRequest, PowerState, Vm } from '../../wire/vm.ts';
@@ -72,6 +73,8 @@ export function vmRoutes(app: App, s: ApiServices): void {
       },
     },
     async (req, reply) => {
+      const p = principalOf(req);
+      if (!seesAllVms(p)) selfServiceLimits(req.body);
       const template = req.body.template ? await s.templates.get(req.body.template) : null;
       const id = randomUUID();
       const clientMachineId = randomUUID();
@@ -107,7 +110,6 @@ export function vmRoutes(app: App, s: ApiServices): void {
         `VM ${req.body.name}`,
       );
       plan.spec.cpuModel = cpuMode === 'host' ? 'host' : baselineOf(snapshot).model;
-      const p = principalOf(req);
       const project = await s.projects.choose(
         req.body.project,
         seesAllVms(p) || !p.userId ? null : await memberOf(s, p.userId),
@@ -181,6 +183,11 @@ export function vmRoutes(app: App, s: ApiServices): void {
     },
     async (req, reply) => {
       const vm = await s.store.get(req.params.vm);
+      if (req.query.keepDisks && !seesAllVms(principalOf(req)))
+        throw new TernError(
+          'forbidden',
+          'self-service VMs take their disks with them: keepDisks needs an operator',
+        );
       const task = await s.tasks.submit(
         remove,
         { vmId: vm.id, keepDisks: req.query.keepDisks ?? false, force: req.query.force ?? false },
@@ -210,6 +217,20 @@ export function vmRoutes(app: App, s: ApiServices): void {
       return { text: await s.hosts.client(row.hostId).console(row.id, req.query.bytes ?? 16384) };
     },
   );
+}
+
+/**
+ * What self-service users may not ask for: placement groups and host bridges are shared with
+ * everyone else (they steer other people's placement, or reach networks the user may not).
+ */
+function selfServiceLimits(body: { groups?: string[]; nics?: { mode: string }[] }): void {
+  if (body.groups?.length)
+    throw new TernError('forbidden', 'placement groups are operator work; create the VM without groups');
+  if (body.nics?.some((n) => n.mode !== 'user'))
+    throw new TernError(
+      'forbidden',
+      'bridged networks are operator work; self-service VMs use user networking',
+    );
 }
 
 /** Where a VM without a pool or template gets its disks: `local`, or the pool every host has. */

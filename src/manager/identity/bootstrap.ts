@@ -8,11 +8,13 @@ import type { TokenStore } from '../auth/tokens.ts';
 import type { Db } from '../db/database.ts';
 import type { UserRow, UserStore } from './users.ts';
 
-export async function ensureAdmin(db: Db, users: UserStore): Promise<UserRow> {
+/** The first enabled admin, made on a new manager; undefined when every admin is gone. */
+export async function ensureAdmin(db: Db, users: UserStore): Promise<UserRow | undefined> {
   const admin =
     (await users.count()) === 0
       ? await users.create({ name: 'admin', role: 'admin' })
-      : await firstAdmin(db, users);
+      : await findAdmin(db, users);
+  if (!admin) return undefined;
   await db
     .updateTable('apiTokens')
     .set({ userId: admin.id })
@@ -22,7 +24,7 @@ export async function ensureAdmin(db: Db, users: UserStore): Promise<UserRow> {
   return admin;
 }
 
-async function firstAdmin(db: Db, users: UserStore): Promise<UserRow> {
+async function findAdmin(db: Db, users: UserStore): Promise<UserRow | undefined> {
   const rows = await db
     .selectFrom('users')
     .selectAll()
@@ -30,7 +32,7 @@ async function firstAdmin(db: Db, users: UserStore): Promise<UserRow> {
     .orderBy('createdAt')
     .execute();
   for (const r of rows) if ((await users.rolesOf(r)).includes('admin')) return r;
-  throw new TernError('internal', 'no enabled admin user exists');
+  return undefined;
 }
 
 /** An API token for the first admin, e.g. for the CLI's config at first start. */
@@ -38,6 +40,7 @@ export async function issueAdminToken(
   s: { db: Db; users: UserStore; tokens: TokenStore },
   name: string,
 ): Promise<string> {
-  const admin = await firstAdmin(s.db, s.users);
+  const admin = await findAdmin(s.db, s.users);
+  if (!admin) throw new TernError('conflict', 'no enabled admin user exists');
   return (await s.tokens.create({ name, userId: admin.id })).token;
 }

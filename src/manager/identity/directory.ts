@@ -26,7 +26,7 @@ export const DirectorySettings = Type.Object(
 export type DirectorySettings = Static<typeof DirectorySettings>;
 
 const key = 'identity.ldap';
-const passwordSecret = 'ldap-bind-password';
+export const passwordSecret = 'ldap-bind-password';
 
 export class Directory {
   readonly #db: Db;
@@ -53,7 +53,11 @@ export class Directory {
   }
 
   async set(s: DirectorySettings, bindPassword: string): Promise<void> {
-    await this.#secrets.put(passwordSecret, bindPassword, { kind: 'credential', object: 'setting:ldap' });
+    await this.#secrets.put(passwordSecret, bindPassword, {
+      kind: 'credential',
+      object: 'setting:ldap',
+      ownerId: null,
+    });
     const value = JSON.stringify(s);
     await this.#db
       .insertInto('settings')

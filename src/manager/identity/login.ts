@@ -21,6 +21,8 @@ export class Login {
   readonly #groups: GroupStore;
   readonly #directory: Directory;
   readonly #failures = new Map<string, { count: number; first: number; lockedUntil: number }>();
+  /** Attempts under way per name: parallel guesses count before their answers come. */
+  readonly #pending = new Map<string, number>();
 
   constructor(users: UserStore, groups: GroupStore, directory: Directory) {
     this.#users = users;
@@ -32,11 +34,13 @@ export class Login {
   async login(name: string, password: string): Promise<{ user: UserRow; via: 'password' | 'ldap' }> {
     const key = name.toLowerCase();
     const f = this.#failures.get(key);
-    if (f && f.lockedUntil > Date.now())
+    const pending = this.#pending.get(key) ?? 0;
+    if ((f && f.lockedUntil > Date.now()) || (f?.count ?? 0) + pending >= maxFailures)
       throw new TernError(
         'unauthorized',
-        `too many failed logins for ${name}; try again in ${Math.ceil((f.lockedUntil - Date.now()) / 1000)} s`,
+        `too many failed logins for ${name}; try again in ${Math.max(1, Math.ceil(((f?.lockedUntil ?? 0) - Date.now()) / 1000))} s`,
       );
+    this.#pending.set(key, pending + 1);
     try {
       const done = await this.#check(name, password);
       this.#failures.delete(key);
@@ -45,17 +49,21 @@ export class Login {
     } catch (err) {
       if (err instanceof TernError && err.code === 'unauthorized') this.#failed(key);
       throw err;
+    } finally {
+      const left = (this.#pending.get(key) ?? 1) - 1;
+      if (left > 0) this.#pending.set(key, left);
+      else this.#pending.delete(key);
     }
   }
 
   async #check(name: string, password: string): Promise<{ user: UserRow; via: 'password' | 'ldap' }> {
-    const local = await this.#users.find(name);
+    // By name only, never by id: an id would be a second name with a lockout of its own.
+    const local = await this.#users.byName(name);
     if (local && local.source === 'local') {
-      if (local.passwordHash === null || !(await verifyPassword(password, local.passwordHash))) {
-        if (local.passwordHash === null) await spendPasswordTime(password);
-        throw wrong();
-      }
-      if (local.disabled) throw new TernError('unauthorized', `user ${local.name} is disabled`);
+      const ok = local.passwordHash !== null && (await verifyPassword(password, local.passwordHash));
+      if (local.passwordHash === null) await spendPasswordTime(password);
+      // A disabled account answers as a wrong password does: the answer confirms nothing.
+      if (!ok || local.disabled) throw wrong();
       return { user: local, via: 'password' };
     }
     const cfg = await this.#directory.config();
@@ -69,10 +77,14 @@ export class Login {
       found.groups,
       mapped.map((m) => ({ ldapGroup: m.ldapGroup, role: m.name })),
     );
+    const known = await this.#users.byName(found.username);
+    // The directory matches names without case; its spelling may be a local user's name,
+    // and a directory account must never become a local user (such as admin).
+    if (known && known.source !== 'ldap') throw wrong();
     const user =
-      (await this.#users.find(found.username)) ??
+      known ??
       (await this.#users.create({ name: found.username, displayName: found.displayName, source: 'ldap' }));
-    if (user.disabled) throw new TernError('unauthorized', `user ${user.name} is disabled`);
+    if (user.disabled) throw wrong();
     await this.#groups.setMappedMembership(user.id, groups);
     return { user, via: 'ldap' };
   }

@@ -52,6 +52,10 @@ export class UserStore {
       .executeTakeFirst();
   }
 
+  async byName(name: string): Promise<UserRow | undefined> {
+    return this.#db.selectFrom('users').selectAll().where('name', '=', name).executeTakeFirst();
+  }
+
   async get(ref: string): Promise<UserRow> {
     const row = await this.find(ref);
     if (!row) throw new TernError('not_found', `user ${ref} does not exist`);
@@ -134,7 +138,7 @@ export class UserStore {
 
   async remove(ref: string): Promise<void> {
     const row = await this.get(ref);
-    await this.#keepAnAdmin(row, null);
+    await this.#keepAnAdmin(row, 'removed');
     await this.#db.transaction().execute(async (trx) => {
       await trx.updateTable('apiTokens').set({ revokedAt: now() }).where('userId', '=', row.id).execute();
       await trx.deleteFrom('users').where('id', '=', row.id).execute();
@@ -145,10 +149,14 @@ export class UserStore {
     await this.#db.updateTable('users').set({ lastLoginAt: now() }).where('id', '=', userId).execute();
   }
 
-  /** Refuses a change that would leave no enabled admin. */
-  async #keepAnAdmin(row: UserRow, newRole: Role | null | undefined): Promise<void> {
+  /**
+   * Refuses a change that would leave no enabled admin: `row` removed or disabled
+   * (`removed`, undefined), or given another role (which its admin groups may make up for).
+   */
+  async #keepAnAdmin(row: UserRow, newRole: Role | null | 'removed' | undefined): Promise<void> {
     if (!(await this.rolesOf(row)).includes('admin')) return;
-    if (newRole !== undefined && (await this.groupsOf(row.id)).some((g) => g.role === 'admin')) return;
+    const demotedOnly = newRole !== undefined && newRole !== 'removed';
+    if (demotedOnly && (await this.groupsOf(row.id)).some((g) => g.role === 'admin')) return;
     const others = await this.#db
       .selectFrom('users')
       .select([
