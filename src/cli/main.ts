@@ -86,7 +86,7 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern secret list | show NAME | reveal NAME | delete NAME
   tern secret set NAME [--kind K] [--object O]           the value from stdin, or typed; never an argument
   tern keys status | rotate | backup --out FILE          backup passphrase typed twice, or TERN_KEY_PASSPHRASE
-                       restore is offline: node src/manager/main.ts keys restore --from FILE [--key-file F]
+                       restore is offline: bin/tern-manager keys restore --from FILE [--key-file F]
 
   -o json        machine-readable output
   --no-wait      return once a task is accepted

@@ -106,7 +106,7 @@ export async function secretCommand(
 const keysUsage = `usage: tern keys status | rotate | backup --out FILE [--force]
        (the backup's passphrase is typed twice, or taken from TERN_KEY_PASSPHRASE)
        restore is offline, on the manager's machine (e.g. when it cannot start for a lost key):
-         node src/manager/main.ts keys restore --from FILE [--key-file F | --key-store CONFIG.json]`;
+         bin/tern-manager keys restore --from FILE [--key-file F | --key-store CONFIG.json]`;
 
 export async function keysCommand(
   api: ApiClient,
@@ -166,7 +166,7 @@ export async function keysCommand(
     if (flags.output === 'json') return printJson({ file });
     process.stdout.write(
       `keys backed up to ${file} (mode 0600), sealed with the passphrase; keep the two apart.\n` +
-        `restore (offline, on the manager's machine): node src/manager/main.ts keys restore --from ${file} [--key-file F | --key-store CONFIG.json]\n`,
+        `restore (offline, on the manager's machine): bin/tern-manager keys restore --from ${file} [--key-file F | --key-store CONFIG.json]\n`,
     );
     return;
   }
