@@ -419,7 +419,7 @@ test('the last admin cannot be removed or demoted', async () => {
   await c.api.request('DELETE', '/api/v1/users/the-admin');
   const r = await c.api.raw('DELETE', '/api/v1/users/admin');
   assert.equal(r.status, 409);
-  assert.match(r.body.error?.message ?? '', /last enabled admin/);
+  assert.match(r.body.error?.message ?? '', /would leave no enabled admin/);
 });
 
 test('the audit log records who did what to which object, from where, and how it ended; nobody can change it', async () => {

@@ -7,6 +7,7 @@ import type { Group } from '../../wire/identity.ts';
 import type { Role } from '../auth/permissions.ts';
 import { isRole } from '../auth/permissions.ts';
 import { type Db, now } from '../db/database.ts';
+import { keepAnAdmin } from './admins.ts';
 
 export class GroupStore {
   readonly #db: Db;
@@ -69,7 +70,10 @@ export class GroupStore {
 
   async remove(name: string): Promise<void> {
     await this.get(name);
-    await this.#db.deleteFrom('userGroups').where('name', '=', name).execute();
+    await this.#db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('userGroups').where('name', '=', name).execute();
+      await keepAnAdmin(trx, `removing group ${name}`);
+    });
   }
 
   async addMember(name: string, userId: string): Promise<void> {
@@ -82,14 +86,20 @@ export class GroupStore {
   }
 
   async removeMember(name: string, userId: string): Promise<void> {
-    await this.#db
-      .deleteFrom('userGroupMembers')
-      .where('groupName', '=', name)
-      .where('userId', '=', userId)
-      .execute();
+    await this.#db.transaction().execute(async (trx) => {
+      await trx
+        .deleteFrom('userGroupMembers')
+        .where('groupName', '=', name)
+        .where('userId', '=', userId)
+        .execute();
+      await keepAnAdmin(trx, `removing a member of group ${name}`);
+    });
   }
 
-  /** Sets a directory user's membership of the mapped groups to exactly `names`. */
+  /**
+   * Sets a directory user's membership of the mapped groups to exactly `names`. The directory
+   * is the truth here: this may take away the last admin, rather than keep rights it revoked.
+   */
   async setMappedMembership(userId: string, names: string[]): Promise<void> {
     const mapped = (await this.mapped()).map((m) => m.name);
     await this.#db.transaction().execute(async (trx) => {

@@ -1,7 +1,7 @@
 /**
  * Users: local ones with a scrypt password, directory (LDAP) ones recorded at their first
- * login. A user's roles are its own role plus those of its groups; the last enabled admin
- * cannot be removed, disabled or demoted, so the manager never locks everyone out.
+ * login. A user's roles are its own role plus those of its groups; no change may leave the
+ * manager without an enabled admin (admins.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { TernError } from '../../errors.ts';
@@ -9,6 +9,7 @@ import type { User } from '../../wire/identity.ts';
 import { isRole, type Role } from '../auth/permissions.ts';
 import { type Db, now } from '../db/database.ts';
 import type { UserTable } from '../db/schema.ts';
+import { keepAnAdmin } from './admins.ts';
 import { hashPassword } from './passwords.ts';
 
 export type UserRow = UserTable;
@@ -117,63 +118,36 @@ export class UserStore {
         'invalid_request',
         `user ${row.name} logs in through the directory; change the password there`,
       );
-    const demoted = change.role !== undefined && change.role !== 'admin';
-    if (change.disabled === true || demoted) await this.#keepAnAdmin(row, demoted ? change.role : undefined);
-    await this.#db
-      .updateTable('users')
-      .set({
-        ...(change.displayName !== undefined ? { displayName: change.displayName } : {}),
-        ...(change.password !== undefined ? { passwordHash: await hashPassword(change.password) } : {}),
-        ...(change.role !== undefined ? { role: change.role } : {}),
-        ...(change.disabled !== undefined ? { disabled: change.disabled ? 1 : 0 } : {}),
-      })
-      .where('id', '=', row.id)
-      .execute();
-    if (change.password !== undefined || change.disabled === true) {
+    const passwordHash = change.password !== undefined ? await hashPassword(change.password) : undefined;
+    await this.#db.transaction().execute(async (trx) => {
+      await trx
+        .updateTable('users')
+        .set({
+          ...(change.displayName !== undefined ? { displayName: change.displayName } : {}),
+          ...(passwordHash !== undefined ? { passwordHash } : {}),
+          ...(change.role !== undefined ? { role: change.role } : {}),
+          ...(change.disabled !== undefined ? { disabled: change.disabled ? 1 : 0 } : {}),
+        })
+        .where('id', '=', row.id)
+        .execute();
+      await keepAnAdmin(trx, `changing ${row.name}`);
       // A new password or a disabled account ends every session it had.
-      await this.#db.deleteFrom('sessions').where('userId', '=', row.id).execute();
-    }
+      if (passwordHash !== undefined || change.disabled === true)
+        await trx.deleteFrom('sessions').where('userId', '=', row.id).execute();
+    });
     return this.get(row.id);
   }
 
   async remove(ref: string): Promise<void> {
     const row = await this.get(ref);
-    await this.#keepAnAdmin(row, 'removed');
     await this.#db.transaction().execute(async (trx) => {
       await trx.updateTable('apiTokens').set({ revokedAt: now() }).where('userId', '=', row.id).execute();
       await trx.deleteFrom('users').where('id', '=', row.id).execute();
+      await keepAnAdmin(trx, `removing ${row.name}`);
     });
   }
 
   async recordLogin(userId: string): Promise<void> {
     await this.#db.updateTable('users').set({ lastLoginAt: now() }).where('id', '=', userId).execute();
-  }
-
-  /**
-   * Refuses a change that would leave no enabled admin: `row` removed or disabled
-   * (`removed`, undefined), or given another role (which its admin groups may make up for).
-   */
-  async #keepAnAdmin(row: UserRow, newRole: Role | null | 'removed' | undefined): Promise<void> {
-    if (!(await this.rolesOf(row)).includes('admin')) return;
-    const demotedOnly = newRole !== undefined && newRole !== 'removed';
-    if (demotedOnly && (await this.groupsOf(row.id)).some((g) => g.role === 'admin')) return;
-    const others = await this.#db
-      .selectFrom('users')
-      .select([
-        'id',
-        'role',
-        'name',
-        'source',
-        'displayName',
-        'passwordHash',
-        'disabled',
-        'createdAt',
-        'lastLoginAt',
-      ])
-      .where('id', '!=', row.id)
-      .where('disabled', '=', 0)
-      .execute();
-    for (const o of others) if ((await this.rolesOf(o)).includes('admin')) return;
-    throw new TernError('conflict', `${row.name} is the last enabled admin; make another admin first`);
   }
 }
