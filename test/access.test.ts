@@ -420,6 +420,11 @@ test('the last admin cannot be removed or demoted', async () => {
   const r = await c.api.raw('DELETE', '/api/v1/users/admin');
   assert.equal(r.status, 409);
   assert.match(r.body.error?.message ?? '', /would leave no enabled admin/);
+  const twin = await c.api.raw('POST', '/api/v1/users', {
+    body: JSON.stringify({ name: 'THE-USER', password: 'another-password' }),
+    headers: { 'content-type': 'application/json' },
+  });
+  assert.equal(twin.status, 409, 'names differing only in case are one user');
 });
 
 test('the audit log records who did what to which object, from where, and how it ended; nobody can change it', async () => {

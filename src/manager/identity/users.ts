@@ -4,6 +4,7 @@
  * manager without an enabled admin (admins.ts).
  */
 import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
 import { TernError } from '../../errors.ts';
 import type { User } from '../../wire/identity.ts';
 import { isRole, type Role } from '../auth/permissions.ts';
@@ -28,7 +29,9 @@ export class UserStore {
     role?: Role | null;
     source?: 'local' | 'ldap';
   }): Promise<UserRow> {
-    if (await this.find(u.name)) throw new TernError('conflict', `user ${u.name} already exists`);
+    // Names differing only in case would read as one person in the audit log.
+    const same = await this.byName(u.name);
+    if (same) throw new TernError('conflict', `user ${same.name} already exists`);
     const row: UserRow = {
       id: randomUUID(),
       name: u.name,
@@ -46,15 +49,19 @@ export class UserStore {
 
   /** By name or id; undefined when there is none. */
   async find(ref: string): Promise<UserRow | undefined> {
+    return (
+      (await this.#db.selectFrom('users').selectAll().where('id', '=', ref).executeTakeFirst()) ??
+      (await this.byName(ref))
+    );
+  }
+
+  /** By name, in any case: `Alice` and `alice` are one user. */
+  async byName(name: string): Promise<UserRow | undefined> {
     return this.#db
       .selectFrom('users')
       .selectAll()
-      .where((eb) => eb.or([eb('name', '=', ref), eb('id', '=', ref)]))
+      .where(sql`lower(name)`, '=', name.toLowerCase())
       .executeTakeFirst();
-  }
-
-  async byName(name: string): Promise<UserRow | undefined> {
-    return this.#db.selectFrom('users').selectAll().where('name', '=', name).executeTakeFirst();
   }
 
   async get(ref: string): Promise<UserRow> {
