@@ -213,6 +213,7 @@ export async function migrateOut(
       totalMs: Date.now() - started,
     };
     ctx.log.info({ vm: vm.id, mode: req.mode, ...done }, 'migrated VM');
+    await leftSwitchover(vm);
     return done;
   } finally {
     off();
@@ -289,6 +290,19 @@ async function quick(
     fs.rmSync(partial, { force: true });
     await resumeHere(vm);
     throw err;
+  }
+}
+
+/**
+ * QEMU says a migration completed a moment before its run state goes from `finish-migrate`
+ * to `postmigrate`, and sends no event for that step: waits for it, within a bound, so the VM
+ * reads as migrated away rather than mid-switchover.
+ */
+async function leftSwitchover(vm: VmProcess): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const { status } = await vm.monitor<{ status: string }>('query-status');
+    if (status !== 'finish-migrate') return;
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
 
