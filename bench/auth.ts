@@ -16,12 +16,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import pino from 'pino';
 import { Pool } from 'undici';
-import type { Logger } from '../src/log.ts';
 import { sessionCookie } from '../src/manager/auth/sessions.ts';
 import { issueAdminToken } from '../src/manager/identity/bootstrap.ts';
-import { startManager } from '../src/manager/start.ts';
+import { startQuietManager } from '../test/sim-harness.ts';
 import { loadavg, table } from './report.ts';
 
 const { values } = parseArgs({
@@ -39,7 +37,6 @@ const levels = [
   { c: 8, n: Number(values.c8) },
 ];
 
-const silent: Logger = pino({ level: 'silent' }, pino.destination('/dev/null'));
 const pct = (sorted: number[], p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -53,14 +50,7 @@ interface Case {
 }
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tern-bench-auth-'));
-const manager = await startManager({
-  database: path.join(dir, 'tern.db'),
-  keyStore: { kind: 'file', path: path.join(dir, 'keys', 'kek.json') },
-  host: '127.0.0.1',
-  port: 0,
-  clusterPort: 0,
-  log: silent,
-});
+const manager = await startQuietManager(dir);
 
 try {
   const adminToken = await issueAdminToken(manager.services, 'bench');

@@ -10,6 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { after, before, test } from 'node:test';
 import pino from 'pino';
 import { issueAdminToken } from '../src/manager/identity/bootstrap.ts';
@@ -34,6 +35,19 @@ const ldapStore = (who: 'manager' | 'other'): KeyStoreConfig => ({
   bindPassword: who === 'manager' ? s.managerPassword : s.otherPassword,
   baseDn: s.keysDn,
 });
+
+/** The secrets and the record of their keys, as the database holds them. */
+function secretState(): unknown {
+  const db = new DatabaseSync(database(), { readOnly: true });
+  try {
+    return {
+      secrets: db.prepare('SELECT id, kek_id, envelope, updated_at FROM secrets ORDER BY id').all(),
+      settings: db.prepare('SELECT key, value FROM settings ORDER BY key').all(),
+    };
+  } finally {
+    db.close();
+  }
+}
 
 const start = (keyStore: KeyStoreConfig): Promise<RunningManager> =>
   startManager({ database: database(), host: '127.0.0.1', port: 0, clusterPort: 0, keyStore, log: silent });
@@ -141,7 +155,7 @@ test('a second manager on the same database and LDAP key store decrypts, and log
 });
 
 test('without access to the key store the manager refuses to start, and writes nothing', async () => {
-  const before = fs.readFileSync(database());
+  const before = secretState();
   await assert.rejects(start(ldapStore('other')), (err: Error) => {
     assert.match(
       err.message,
@@ -153,7 +167,7 @@ test('without access to the key store the manager refuses to start, and writes n
     assert.match(err.message, /sealed with key kek-\S+ .*which the key store file .* does not hold/);
     return true;
   });
-  assert.ok(fs.readFileSync(database()).equals(before), 'the database is untouched');
+  assert.deepEqual(secretState(), before, 'no secret and no key record was written');
 });
 
 test('rotation re-wraps every secret; a backup restored offline brings a lost key store back', async () => {

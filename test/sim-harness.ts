@@ -26,12 +26,9 @@ export interface SimCluster {
 // of the test output.
 const silent: Logger = pino({ level: 'silent' }, pino.destination('/dev/null'));
 
-export async function startSimCluster(
-  hosts: number,
-  opts: Pick<SimHostsOptions, 'driver' | 'clock'> = {},
-): Promise<SimCluster> {
-  const dir = tempDir('tern-sim');
-  const manager = await startManager({
+/** A manager in this process, its database and key file in `dir`, on free loopback ports, silent. */
+export function startQuietManager(dir: string): Promise<RunningManager> {
+  return startManager({
     database: path.join(dir, 'tern.db'),
     keyStore: { kind: 'file', path: path.join(dir, 'keys', 'kek.json') },
     host: '127.0.0.1',
@@ -39,6 +36,14 @@ export async function startSimCluster(
     clusterPort: 0,
     log: silent,
   });
+}
+
+export async function startSimCluster(
+  hosts: number,
+  opts: Pick<SimHostsOptions, 'driver' | 'clock'> = {},
+): Promise<SimCluster> {
+  const dir = tempDir('tern-sim');
+  const manager = await startQuietManager(dir);
   const api = new TestApi(manager.url, await issueAdminToken(manager.services, 'admin'));
   const sim = await startSimHosts(hosts, {
     baseDir: dir,

@@ -10,6 +10,7 @@
  */
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
+import { askSecret } from '../cli/prompt.ts';
 import { createLogger } from '../log.ts';
 import { issueAdminToken } from './identity/bootstrap.ts';
 import { importTinyTemplate } from './library/templates.ts';
@@ -17,22 +18,6 @@ import { readKeyStoreConfig } from './secrets/keystore.ts';
 import { openKeyStore } from './secrets/keystores/open.ts';
 import { SecretStore } from './secrets/store.ts';
 import { defaultKeyStore, startManager } from './start.ts';
-
-/** The backup's passphrase, typed without echo. */
-async function askPassphrase(): Promise<string> {
-  if (!process.stdin.isTTY) throw new Error('set TERN_KEY_PASSPHRASE, or run this in a terminal');
-  const { createInterface } = await import('node:readline/promises');
-  const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
-  const out = rl as unknown as { _writeToOutput: (s: string) => void };
-  process.stderr.write('backup passphrase: ');
-  out._writeToOutput = () => {};
-  try {
-    return await rl.question('');
-  } finally {
-    rl.close();
-    process.stderr.write('\n');
-  }
-}
 
 const { values, positionals } = parseArgs({
   options: {
@@ -65,7 +50,7 @@ try {
       );
     if (!keyStore && !values.database)
       throw new Error('name the key store (--key-file or --key-store), or --database');
-    const passphrase = process.env.TERN_KEY_PASSPHRASE ?? (await askPassphrase());
+    const passphrase = await askSecret('backup passphrase', { env: 'TERN_KEY_PASSPHRASE' });
     const store = openKeyStore(keyStore ?? defaultKeyStore(values.database as string));
     try {
       const r = await SecretStore.restoreKeys(store, fs.readFileSync(values.from, 'utf8'), passphrase);

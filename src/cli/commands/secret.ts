@@ -5,29 +5,13 @@
  */
 import fs from 'node:fs';
 import { TernError } from '../../errors.ts';
+import type { KeyStatus, Rotation, Secret } from '../../wire/secret.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { ago, printFields, printJson, printTable } from '../output.ts';
-import { askSecret, readStdin } from './identity.ts';
+import { askSecret, readStdin } from '../prompt.ts';
 
 const enc = encodeURIComponent;
-
-interface Secret {
-  name: string;
-  kind: string;
-  object: string | null;
-  owner: string | null;
-  kek: string;
-  createdAt: string;
-  updatedAt: string;
-}
-
-interface KeyStatus {
-  store: string;
-  storeError: string | null;
-  activeKek: string;
-  keys: { id: string; createdAt: string | null; active: boolean; inStore: boolean; secrets: number }[];
-}
 
 const secretUsage = `usage: tern secret list | show NAME | reveal NAME | delete NAME
        tern secret set NAME [--kind generic|password|ssh-key|token|certificate] [--object O]
@@ -134,10 +118,7 @@ export async function keysCommand(
     );
   }
   if (sub === 'rotate' && args.length === 0) {
-    const r = await api.request<{ kek: string; rewrapped: number; failed: string[] }>(
-      'POST',
-      '/api/v1/keys/rotate',
-    );
+    const r = await api.request<Rotation>('POST', '/api/v1/keys/rotate');
     if (flags.output === 'json') printJson(r);
     else
       process.stdout.write(

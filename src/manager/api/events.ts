@@ -1,9 +1,8 @@
 /** /api/v1/events: server-sent events of task progress and VM changes, optionally filtered. */
 import { Type } from 'typebox';
 import type { ManagerEvent } from '../../wire/event.ts';
-import { seesAllVms } from '../auth/principal.ts';
+import { principalOf, seesAllVms } from '../auth/principal.ts';
 import type { ApiServices, App } from './context.ts';
-import { principalOf } from './identity.ts';
 
 const maxBufferedBytes = 4 * 1024 * 1024;
 

@@ -18,7 +18,7 @@ import {
   UserName,
   Whoami,
 } from '../../wire/identity.ts';
-import { cookieValue, type Principal } from '../auth/principal.ts';
+import { cookieValue, type Principal, principalOf } from '../auth/principal.ts';
 import { sessionCookie } from '../auth/sessions.ts';
 import { DirectorySettings } from '../identity/directory.ts';
 import type { ApiServices, App } from './context.ts';
@@ -39,12 +39,6 @@ export function whoami(p: Principal): Whoami {
   };
 }
 
-/** The request's principal; the guard has set it on every route that is not public. */
-export function principalOf(req: { principal?: Principal }): Principal {
-  if (!req.principal) throw new TernError('unauthorized', 'log in first');
-  return req.principal;
-}
-
 export function identityRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/session',
@@ -59,7 +53,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
     async (req, reply) => {
       const { user, via } = await s.login.login(req.body.user, req.body.password);
       const session = await s.sessions.create(user.id, req.ip);
-      req.principal = await s.authenticator.authenticate({ cookie: `${sessionCookie}=${session.value}` });
+      req.principal = await s.authenticator.sessionOf(user, session.expiresAt);
       req.auditVia = via;
       const secure = req.protocol === 'https' ? '; Secure' : '';
       reply.header(

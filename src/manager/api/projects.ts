@@ -3,9 +3,9 @@ import { Type } from 'typebox';
 import { TernError } from '../../errors.ts';
 import { ErrorBody, Name } from '../../wire/common.ts';
 import { AuditRecord, CreateProjectRequest, Project, UpdateProjectRequest } from '../../wire/identity.ts';
+import { principalOf } from '../auth/principal.ts';
 import type { Member } from '../projects/store.ts';
 import type { ApiServices, App } from './context.ts';
-import { principalOf } from './identity.ts';
 
 const ProjectRef = Type.Object({ project: Name });
 const MemberRef = Type.Object({

@@ -5,33 +5,19 @@
  */
 import { Type } from 'typebox';
 import { TernError } from '../../errors.ts';
-import { ErrorBody, Timestamp } from '../../wire/common.ts';
+import { ErrorBody } from '../../wire/common.ts';
+import { KeyStatus, Rotation, Secret, SecretName } from '../../wire/secret.ts';
 import type { Principal } from '../auth/principal.ts';
+import { principalOf } from '../auth/principal.ts';
 import { passwordSecret } from '../identity/directory.ts';
 import type { SecretMeta } from '../secrets/store.ts';
 import type { ApiServices, App } from './context.ts';
-import { principalOf } from './identity.ts';
 
-const SecretName = Type.String({
-  minLength: 1,
-  maxLength: 200,
-  pattern: '^[a-zA-Z0-9][a-zA-Z0-9._-]*$',
-  description: 'letters, digits, dot, underscore and hyphen',
-});
-const Secret = Type.Object({
-  name: Type.String(),
-  kind: Type.String(),
-  object: Type.Union([Type.String(), Type.Null()]),
-  owner: Type.Union([Type.String(), Type.Null()]),
-  kek: Type.String({ description: 'the key-encryption key that wraps its data key' }),
-  createdAt: Timestamp,
-  updatedAt: Timestamp,
-});
 const SecretRef = Type.Object({ name: SecretName });
 const errors = { 400: ErrorBody, 403: ErrorBody, 404: ErrorBody, 409: ErrorBody };
 const userKinds = new Set(['generic', 'password', 'ssh-key', 'token', 'certificate']);
 
-const toWire = (m: SecretMeta, owners: Map<string, string>) => ({
+const toWire = (m: SecretMeta, owners: Map<string, string>): Secret => ({
   name: m.name,
   kind: m.kind,
   object: m.object,
@@ -46,7 +32,6 @@ const mayRead = (p: Principal, m: SecretMeta) =>
   p.permissions.has('key.admin') || (m.ownerId !== null && m.ownerId === p.userId);
 
 export function secretRoutes(app: App, s: ApiServices): void {
-  const owners = async () => new Map((await s.users.list()).map((u) => [u.id, u.name]));
   const visible = async (p: Principal, name: string) => {
     const m = await s.secrets.get(name);
     if (!m || !mayRead(p, m)) throw new TernError('not_found', `secret ${name} does not exist`);
@@ -65,7 +50,7 @@ export function secretRoutes(app: App, s: ApiServices): void {
     async (req) => {
       const p = principalOf(req);
       const all = await s.secrets.list(p.permissions.has('key.admin') ? {} : { ownerId: p.userId ?? '-' });
-      const names = await owners();
+      const names = await s.users.names();
       return { items: all.map((m) => toWire(m, names)) };
     },
   );
@@ -105,7 +90,7 @@ export function secretRoutes(app: App, s: ApiServices): void {
         object: req.body.object ?? null,
         ownerId: p.userId,
       });
-      return reply.status(201).send(toWire(meta, await owners()));
+      return reply.status(201).send(toWire(meta, await s.users.names()));
     },
   );
 
@@ -119,7 +104,7 @@ export function secretRoutes(app: App, s: ApiServices): void {
         response: { 200: Secret, ...errors },
       },
     },
-    async (req) => toWire(await visible(principalOf(req), req.params.name), await owners()),
+    async (req) => toWire(await visible(principalOf(req), req.params.name), await s.users.names()),
   );
 
   app.post(
@@ -165,21 +150,6 @@ export function secretRoutes(app: App, s: ApiServices): void {
     },
   );
 
-  const KeyStatus = Type.Object({
-    store: Type.String(),
-    storeError: Type.Union([Type.String(), Type.Null()]),
-    activeKek: Type.String(),
-    keys: Type.Array(
-      Type.Object({
-        id: Type.String(),
-        createdAt: Type.Union([Type.String(), Type.Null()]),
-        active: Type.Boolean(),
-        inStore: Type.Boolean(),
-        secrets: Type.Integer(),
-      }),
-    ),
-  });
-
   app.get(
     '/api/v1/keys',
     {
@@ -198,14 +168,7 @@ export function secretRoutes(app: App, s: ApiServices): void {
       schema: {
         summary: 'Make a new key-encryption key and re-wrap every data key with it (no downtime)',
         tags: ['keys'],
-        response: {
-          200: Type.Object({
-            kek: Type.String(),
-            rewrapped: Type.Integer(),
-            failed: Type.Array(Type.String(), { description: 'secrets that could not be re-wrapped' }),
-          }),
-          ...errors,
-        },
+        response: { 200: Rotation, ...errors },
       },
     },
     async () => s.secrets.rotate(),

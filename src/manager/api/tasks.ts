@@ -3,9 +3,8 @@ import { Type } from 'typebox';
 import { TernError } from '../../errors.ts';
 import { ErrorBody, Uuid } from '../../wire/common.ts';
 import { Task, TaskState } from '../../wire/task.ts';
-import { type Principal, seesAllVms } from '../auth/principal.ts';
+import { type Principal, principalOf, seesAllVms } from '../auth/principal.ts';
 import type { ApiServices, App } from './context.ts';
-import { principalOf } from './identity.ts';
 
 export function taskRoutes(app: App, s: ApiServices): void {
   /** Self-service users see only the tasks they asked for; for them the others do not exist. */

@@ -6,7 +6,7 @@ import { SnapshotName } from '../../wire/agent.ts';
 import { ErrorBody } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
 import { gibToBytes, type VmSpec, VolumeRef } from '../../wire/vm.ts';
-import { seesAllVms } from '../auth/principal.ts';
+import { principalOf, seesAllVms } from '../auth/principal.ts';
 import type { VmTable } from '../db/schema.ts';
 import { type AttachParams, attachTask, detachTask, freeSlot, resizeTask } from '../vms/disks.ts';
 import {
@@ -16,7 +16,6 @@ import {
   snapshotRevertTask,
 } from '../vms/snapshots.ts';
 import type { ApiServices, App } from './context.ts';
-import { principalOf } from './identity.ts';
 import { accepted, acceptVmTask } from './reply.ts';
 import { VmRef } from './vms.ts';
 

@@ -5,7 +5,7 @@ import { TernError } from '../../errors.ts';
 import { ErrorBody, Name, Page, PageQuery } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
 import { CreateVmRequest, PowerState, Vm } from '../../wire/vm.ts';
-import { seesAllVms } from '../auth/principal.ts';
+import { principalOf, seesAllVms } from '../auth/principal.ts';
 import { groupsNamed, joinGroups } from '../cluster/groups.ts';
 import { baselineOf, existingPool } from '../cluster/inventory.ts';
 import { createTask, userDataSecret } from '../vms/create.ts';
@@ -13,7 +13,6 @@ import { deleteTask } from '../vms/delete.ts';
 import { planVm, randomMac } from '../vms/plan.ts';
 import { newVmRow } from '../vms/store.ts';
 import type { ApiServices, App } from './context.ts';
-import { principalOf } from './identity.ts';
 import { memberOf } from './projects.ts';
 import { accepted } from './reply.ts';
 

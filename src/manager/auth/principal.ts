@@ -5,7 +5,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { TernError } from '../../errors.ts';
-import type { UserStore } from '../identity/users.ts';
+import type { UserRow, UserStore } from '../identity/users.ts';
 import { effectivePermissions, isRole, type Permission, type Role } from './permissions.ts';
 import { type SessionStore, sessionCookie } from './sessions.ts';
 import { parseScopes, type TokenStore } from './tokens.ts';
@@ -19,6 +19,12 @@ export interface Principal {
   via: 'token' | 'session';
   tokenId: string | null;
   expiresAt: string | null;
+}
+
+/** The request's principal; the API's guard has set it on every route that is not public. */
+export function principalOf(req: { principal?: Principal }): Principal {
+  if (!req.principal) throw new TernError('unauthorized', 'log in first');
+  return req.principal;
 }
 
 /** Whether the VM permissions apply to every VM or only to the principal's own. */
@@ -72,28 +78,25 @@ export class Authenticator {
 
   async #fromToken(token: string): Promise<Principal> {
     const row = await this.#tokens.verify(token);
-    const scopes = parseScopes(row.scopes);
-    if (row.userId === null) {
-      const roles = isRole(row.role) ? [row.role] : [];
-      return {
-        userId: null,
-        name: row.name,
-        roles,
-        permissions: effectivePermissions(roles, scopes),
-        via: 'token',
-        tokenId: row.id,
-        expiresAt: row.expiresAt,
-      };
+    const how = {
+      via: 'token' as const,
+      tokenId: row.id,
+      expiresAt: row.expiresAt,
+      scopes: parseScopes(row.scopes),
+    };
+    if (row.userId !== null) {
+      const user = await this.#users.find(row.userId);
+      if (!user || user.disabled)
+        throw new TernError('unauthorized', 'the API token’s user is disabled or gone');
+      return this.#of(user, how);
     }
-    const user = await this.#users.find(row.userId);
-    if (!user || user.disabled)
-      throw new TernError('unauthorized', 'the API token’s user is disabled or gone');
-    const roles = await this.#users.rolesOf(user);
+    // A token made before users existed: its role is its own.
+    const roles = isRole(row.role) ? [row.role] : [];
     return {
-      userId: user.id,
-      name: user.name,
+      userId: null,
+      name: row.name,
       roles,
-      permissions: effectivePermissions(roles, scopes),
+      permissions: effectivePermissions(roles, how.scopes),
       via: 'token',
       tokenId: row.id,
       expiresAt: row.expiresAt,
@@ -105,15 +108,31 @@ export class Authenticator {
     if (!s) throw new TernError('unauthorized', 'the session has ended; log in again');
     const user = await this.#users.find(s.userId);
     if (!user || user.disabled) throw new TernError('unauthorized', 'the session’s user is disabled or gone');
+    return this.sessionOf(user, s.expiresAt);
+  }
+
+  /** The principal of a session of `user` (e.g. one just made by a login). */
+  sessionOf(user: UserRow, expiresAt: string): Promise<Principal> {
+    return this.#of(user, { via: 'session', tokenId: null, expiresAt, scopes: null });
+  }
+
+  async #of(
+    user: UserRow,
+    how: {
+      via: Principal['via'];
+      tokenId: string | null;
+      expiresAt: string | null;
+      scopes: Permission[] | null;
+    },
+  ): Promise<Principal> {
     const roles = await this.#users.rolesOf(user);
+    const { scopes, ...rest } = how;
     return {
       userId: user.id,
       name: user.name,
       roles,
-      permissions: effectivePermissions(roles, null),
-      via: 'session',
-      tokenId: null,
-      expiresAt: s.expiresAt,
+      permissions: effectivePermissions(roles, scopes),
+      ...rest,
     };
   }
 }

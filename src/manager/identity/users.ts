@@ -15,6 +15,12 @@ import { hashPassword } from './passwords.ts';
 
 export type UserRow = UserTable;
 
+/** A user's own role and its groups' roles, each once. */
+function rolesFrom(row: UserRow, groups: { role: string }[]): Role[] {
+  const all = [row.role, ...groups.map((g) => g.role)];
+  return [...new Set(all.filter((r): r is Role => r !== null && isRole(r)))];
+}
+
 export class UserStore {
   readonly #db: Db;
 
@@ -90,8 +96,7 @@ export class UserStore {
   }
 
   async rolesOf(row: UserRow): Promise<Role[]> {
-    const all = [row.role, ...(await this.groupsOf(row.id)).map((g) => g.role)];
-    return [...new Set(all.filter((r): r is Role => r !== null && isRole(r)))];
+    return rolesFrom(row, await this.groupsOf(row.id));
   }
 
   async toWire(row: UserRow): Promise<User> {
@@ -103,11 +108,17 @@ export class UserStore {
       source: row.source === 'ldap' ? 'ldap' : 'local',
       role: row.role !== null && isRole(row.role) ? row.role : null,
       groups: groups.map((g) => g.name),
-      roles: await this.rolesOf(row),
+      roles: rolesFrom(row, groups),
       disabled: row.disabled === 1,
       createdAt: row.createdAt,
       lastLoginAt: row.lastLoginAt,
     };
+  }
+
+  /** User names by id, for showing who owns something. */
+  async names(): Promise<Map<string, string>> {
+    const rows = await this.#db.selectFrom('users').select(['id', 'name']).execute();
+    return new Map(rows.map((r) => [r.id, r.name]));
   }
 
   async list(): Promise<User[]> {
