@@ -4,18 +4,10 @@
  */
 import type { AuditRecord } from '../../wire/identity.ts';
 import { type Db, now } from '../db/database.ts';
+import type { AuditLogTable } from '../db/schema.ts';
 
-export interface AuditEntry {
-  actor: string;
-  actorId: string | null;
-  via: string;
-  action: string;
-  object: string;
-  sourceIp: string | null;
-  result: 'ok' | 'denied' | 'failed';
-  status: number | null;
-  detail: string | null;
-}
+/** A record as it is appended: the row without its number and time, which the log gives it. */
+export type AuditEntry = Omit<AuditLogTable, 'seq' | 'at' | 'result'> & { result: AuditRecord['result'] };
 
 export interface AuditQuery {
   actor?: string;
