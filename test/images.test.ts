@@ -38,6 +38,10 @@ before(async () => {
     ['vhdx', 'vhdx'],
   ])
     execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', fmt, file('base.raw'), file(`base.${ext}`)]);
+  const isoContent = path.join(src, 'iso-content');
+  fs.mkdirSync(isoContent);
+  fs.writeFileSync(path.join(isoContent, 'readme.txt'), 'hello from an ISO\n');
+  execFileSync('genisoimage', ['-quiet', '-o', file('test.iso'), '-V', 'TERNTEST', isoContent]);
   c = await startCluster('images');
 });
 after(async () => {
@@ -94,13 +98,14 @@ async function upload(name: string, f: string, query = '', length = fs.statSync(
   };
 }
 
-async function refused(task: Task, message: RegExp, name: string): Promise<void> {
+/** The import failed for `message` and left no image row and no file beyond `files`. */
+async function refused(task: Task, message: RegExp, name: string, files: string[]): Promise<void> {
   assert.equal(task.state, 'failed', `expected a refusal, got ${task.state}`);
   assert.equal(task.error?.code, 'invalid_request', task.error?.message);
   assert.match(task.error!.message, message);
   const r = await c.api.raw('GET', `/api/v1/images/${name}`);
   assert.equal(r.status, 404, 'no image row');
-  assert.deepEqual(libraryFiles(), [], 'no file left in the pool');
+  assert.deepEqual(libraryFiles(), files, 'no file left in the pool');
 }
 
 test('raw, qcow2, VMDK, VHD and VHDX import by path as the very same bytes in qcow2', async () => {
@@ -136,7 +141,7 @@ test('raw, qcow2, VMDK, VHD and VHDX import by path as the very same bytes in qc
   }
   const { items } = await c.api.request<{ items: Image[] }>('GET', '/api/v1/images');
   assert.deepEqual(
-    items.map((i) => i.name),
+    items.map((i) => i.name).filter((n) => n.startsWith('from-')),
     ['from-qcow2', 'from-raw', 'from-vhd', 'from-vhdx', 'from-vmdk'],
   );
 });
@@ -190,11 +195,7 @@ test('a truncated qcow2 is refused and leaves nothing half-imported', async () =
 });
 
 test('refusals say why and leave nothing: backing file, random bytes, VMDK extents, ISO as disk', async () => {
-  // Only the refused files go into an empty library.
-  for (const image of (await c.api.request<{ items: Image[] }>('GET', '/api/v1/images')).items) {
-    const t = await c.api.task('DELETE', `/api/v1/images/${image.name}`);
-    assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
-  }
+  const files = libraryFiles();
   execFileSync('qemu-img', [
     'create',
     '-q',
@@ -210,44 +211,68 @@ test('refusals say why and leave nothing: backing file, random bytes, VMDK exten
     await importPath('backed', file('back.qcow2')),
     /back\.qcow2: backing file \/etc\/passwd outside the library/,
     'backed',
+    files,
   );
   fs.writeFileSync(
     file('random.bin'),
     Buffer.from(Array.from({ length: MiB }, () => (Math.random() * 256) | 0)),
   );
-  await refused(await importPath('random', file('random.bin')), /random\.bin: not a disk image/, 'random');
-  // A VMDK descriptor whose extent is a host file: reading it would copy /etc/hostname.
-  fs.writeFileSync(
-    file('sneaky.vmdk'),
-    '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n' +
-      'RW 8 FLAT "/etc/hostname" 0\n',
-  );
   await refused(
-    await importPath('sneaky', file('sneaky.vmdk')),
-    /VMDK extent file \/etc\/hostname outside/,
-    'sneaky',
+    await importPath('random', file('random.bin')),
+    /random\.bin: not a disk image/,
+    'random',
+    files,
   );
+  // A VMDK descriptor whose extent is a file elsewhere on the host, whole (8 sectors) so that
+  // only its place can be the reason: reading it would copy a file nobody offered.
+  const elsewhere = tempDir('tern-img-elsewhere');
+  try {
+    const secret = path.join(elsewhere, 'secret.raw');
+    fs.writeFileSync(secret, Buffer.alloc(4096, 7));
+    fs.writeFileSync(
+      file('sneaky.vmdk'),
+      '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n' +
+        `RW 8 FLAT "${secret}" 0\n`,
+    );
+    await refused(
+      await importPath('sneaky', file('sneaky.vmdk')),
+      /VMDK extent file \S+secret\.raw outside/,
+      'sneaky',
+      files,
+    );
+  } finally {
+    fs.rmSync(elsewhere, { recursive: true, force: true });
+  }
   await refused(
     await importPath('wrong', file('base.qcow2'), { format: 'vmdk' }),
     /not a valid vmdk image/,
     'wrong',
+    files,
   );
-  const dir = path.join(src, 'iso-content');
-  fs.mkdirSync(dir);
-  fs.writeFileSync(path.join(dir, 'readme.txt'), 'hello from an ISO\n');
-  execFileSync('genisoimage', ['-quiet', '-o', file('test.iso'), '-V', 'TERNTEST', dir]);
-  await refused(await importPath('isodisk', file('test.iso')), /ISO 9660 image, not a disk image/, 'isodisk');
+  await refused(
+    await importPath('isodisk', file('test.iso')),
+    /ISO 9660 image, not a disk image/,
+    'isodisk',
+    files,
+  );
   await refused(
     await importPath('notiso', file('base.qcow2'), { kind: 'iso' }),
     /not an ISO 9660 image/,
     'notiso',
+    files,
   );
   const iso = fs.readFileSync(file('test.iso'));
   fs.writeFileSync(file('short.iso'), iso.subarray(0, 40 * 1024));
-  await refused(await importPath('shortiso', file('short.iso'), { kind: 'iso' }), /truncated/, 'shortiso');
+  await refused(
+    await importPath('shortiso', file('short.iso'), { kind: 'iso' }),
+    /truncated/,
+    'shortiso',
+    files,
+  );
 });
 
 test('bad input at the API is a clear 4xx before any work', async () => {
+  const files = libraryFiles();
   const json = { 'content-type': 'application/json' };
   for (const name of ['../x', 'a/b', '.', 'a b', 'x'.repeat(64)]) {
     const r = await c.api.raw('POST', '/api/v1/images', {
@@ -281,7 +306,7 @@ test('bad input at the API is a clear 4xx before any work', async () => {
   assert.equal(notStream.status, 415);
   assert.equal((await c.api.raw('GET', '/api/v1/images/nosuch')).status, 404);
   assert.equal((await c.api.raw('DELETE', '/api/v1/images/nosuch')).status, 404);
-  assert.deepEqual(libraryFiles(), []);
+  assert.deepEqual(libraryFiles(), files);
 });
 
 test('a name in use is a conflict before the task starts', async () => {
