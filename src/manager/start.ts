@@ -33,6 +33,7 @@ import type { KeyStoreConfig } from './secrets/keystore.ts';
 import { openKeyStore } from './secrets/keystores/open.ts';
 import { SecretStore } from './secrets/store.ts';
 import { TaskEngine } from './tasks/engine.ts';
+import { hostGate } from './tasks/host-gate.ts';
 import { VmStore } from './vms/store.ts';
 
 export interface ManagerOptions {
@@ -134,8 +135,9 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const stopAlerts = services.alerts.watch();
   const app = await buildApi(services, opts.log);
   await hosts.start();
-  // Task kinds are registered by the routes; recovery needs them.
-  await tasks.recover();
+  // Task kinds are registered by the routes; recovery needs them. Each recovered task waits
+  // in the background for its hosts, so the agents (in all-in-one, the local one) can connect.
+  await tasks.recover(hostGate(db, hosts));
   services.ha.start();
   const cluster = await buildClusterEndpoint({
     ca,

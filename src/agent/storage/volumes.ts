@@ -210,6 +210,8 @@ export async function importVolume(pools: Pools, req: ImportVolumeRequest): Prom
 export function deleteVolume(pools: Pools, ref: VolumeRef): void {
   const file = resolveVolume(pools, ref);
   fs.rmSync(file, { force: true });
+  // What an agent stopped in the middle of making it left (copies and seeds are made aside).
+  fs.rmSync(`${file}.partial`, { force: true });
   // Remove the VM's directory when its last volume goes, but never the pool root.
   const dir = path.dirname(file);
   const root = path.resolve(pools[ref.pool]);

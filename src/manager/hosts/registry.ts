@@ -33,6 +33,9 @@ export class HostRegistry {
   readonly #heard = new Map<string, number>();
   /** Hosts whose event stream is up right now. */
   readonly #connected = new Set<string>();
+  /** Hosts whose link is up and whose full report the inventory holds: what recovery waits for. */
+  readonly #reported = new Set<string>();
+  readonly #reportWaiters = new Map<string, Set<() => void>>();
 
   constructor(db: Db, vms: VmStore, log: Logger, identity: Identity, bus: EventBus) {
     this.#db = db;
@@ -200,6 +203,52 @@ export class HostRegistry {
     return new Promise((resolve) => this.#onlineWaiters.push(resolve));
   }
 
+  /**
+   * Resolves once the host's agent is connected and its full report applied, so the inventory
+   * tells what runs there; throws `unavailable` when that takes longer than `timeoutMs`.
+   */
+  async whenReported(
+    hostId: string,
+    timeoutMs: number,
+    signal?: AbortSignal,
+    waiting?: (host: string) => Promise<void>,
+  ): Promise<AgentClient> {
+    if (!this.#reported.has(hostId)) {
+      const name = (await this.get(hostId)).name;
+      await waiting?.(name);
+      const waiters = this.#reportWaiters.get(hostId) ?? new Set();
+      this.#reportWaiters.set(hostId, waiters);
+      await new Promise<void>((resolve, reject) => {
+        const done = (fn: () => void) => {
+          clearTimeout(timer);
+          waiters.delete(ready);
+          signal?.removeEventListener('abort', aborted);
+          fn();
+        };
+        const ready = () => done(resolve);
+        const aborted = () => done(() => reject(signal?.reason));
+        const timer = setTimeout(
+          () =>
+            done(() =>
+              reject(
+                new TernError(
+                  'unavailable',
+                  `host ${name} did not connect within ${Math.round(timeoutMs / 1000)} s`,
+                ),
+              ),
+            ),
+          timeoutMs,
+        );
+        waiters.add(ready);
+        // The report may have arrived while the name was looked up.
+        if (this.#reported.has(hostId)) ready();
+        else if (signal?.aborted) aborted();
+        else signal?.addEventListener('abort', aborted, { once: true });
+      });
+    }
+    return this.client(hostId);
+  }
+
   client(hostId: string): AgentClient {
     const c = this.#clients.get(hostId);
     if (!c) throw new TernError('not_found', `host ${hostId} is not registered`);
@@ -297,6 +346,8 @@ export class HostRegistry {
         const reported = await client.listVms();
         await this.#vms.applyFullReport(hostId, reported);
         await this.#forgetStrays(hostId, client, reported);
+        this.#reported.add(hostId);
+        for (const ready of [...(this.#reportWaiters.get(hostId) ?? [])]) ready();
         break;
       }
       case 'vm':
@@ -373,6 +424,7 @@ export class HostRegistry {
       this.#connected.add(row.id);
     } else {
       this.#connected.delete(row.id);
+      this.#reported.delete(row.id);
     }
     if (up) {
       if (current.state === 'offline') {

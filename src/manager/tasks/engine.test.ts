@@ -82,7 +82,9 @@ test('after a crash, resumable tasks resume and the others fail with cleanup', a
   next.register(resumable2.k);
   next.register(failing2.k);
   await next.recover();
-  assert.equal((await next.get(f.id)).state, 'failed');
+  const failed = await next.settled(f.id);
+  assert.equal(failed.state, 'failed');
+  assert.match(failed.error?.message ?? '', /partial work was undone/);
   assert.deepEqual(failing2.cleaned, ['6:internal']);
   resumable2.release();
   const done = await next.settled(r.id);
@@ -105,4 +107,41 @@ test('a failing task records its error', async () => {
   const done = await engine.settled(t.id);
   assert.equal(done.state, 'failed');
   assert.deepEqual(done.error, { code: 'conflict', message: 'nope' });
+});
+
+test('recovered tasks wait for their gate; an undo that fails says so', async () => {
+  const { db, bus, engine } = await setup();
+  const r = await engine.submit(gated('resumable', 'resume').k, { n: 1 }, ['vm:r']);
+  const f = await engine.submit(gated('failing', 'fail').k, { n: 2 }, ['vm:f']);
+  const u = await engine.submit(gated('unreachable', 'fail').k, { n: 3 }, ['vm:u']);
+  engine.abandon();
+
+  const next = new TaskEngine(db, bus, log);
+  const resumable = gated('resumable', 'resume');
+  const failing = gated('failing', 'fail');
+  const unreachable = gated('unreachable', 'fail');
+  for (const x of [resumable, failing, unreachable]) next.register(x.k);
+  let open!: () => void;
+  const hostBack = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  await next.recover(async (objects) => {
+    if (objects.includes('vm:u')) throw new TernError('unavailable', 'host h did not connect within 120 s');
+    await hostBack;
+  });
+  // Nothing is undone or resumed before the host is back; the tasks still hold their locks.
+  assert.equal((await next.get(f.id)).state, 'running');
+  assert.deepEqual(failing.cleaned, []);
+  await assert.rejects(next.submit(failing.k, { n: 9 }, ['vm:f']), (e: TernError) => e.code === 'locked');
+
+  const stuck = await next.settled(u.id);
+  assert.equal(stuck.state, 'failed');
+  assert.match(stuck.error?.message ?? '', /undoing its partial work failed: host h did not connect/);
+  assert.deepEqual(unreachable.cleaned, []);
+
+  open();
+  resumable.release();
+  assert.equal((await next.settled(f.id)).state, 'failed');
+  assert.deepEqual(failing.cleaned, ['2:internal']);
+  assert.equal((await next.settled(r.id)).state, 'succeeded');
 });

@@ -2,7 +2,10 @@
  * The durable task engine. Every operation that can take over a second is a task: a row with
  * state, step, progress, log lines, result or error, and locks on the objects it touches.
  * After a manager crash, `recover` resumes each interrupted task whose kind is idempotent and
- * fails the others after running their cleanup, so no task stays "running" forever.
+ * fails the others after running their cleanup, so no task stays "running" forever. Either
+ * waits first, through the recovery gate, for the hosts the task acts on: right after a
+ * restart their agents may not be connected yet (in all-in-one the agent starts after the
+ * manager), and a cleanup that cannot reach its host has undone nothing.
  */
 import { randomUUID } from 'node:crypto';
 import { asTernError, TernError } from '../../errors.ts';
@@ -33,7 +36,14 @@ export interface TaskKind<P> {
   cleanup?(ctx: TaskContext, params: P, error: TernError): Promise<void>;
 }
 
+/**
+ * Holds a recovered task back until what it needs is reachable (its hosts' agents), with a
+ * bound; throws when the wait is over without them. `objects` are the task's locked objects.
+ */
+export type RecoveryGate = (objects: string[], ctx: TaskContext) => Promise<void>;
+
 const maxLogLine = 2000;
+const interrupted = 'the manager stopped while this task ran';
 
 function toTask(row: TaskTable, log?: TaskLogLine[]): Task {
   return {
@@ -174,8 +184,12 @@ export class TaskEngine {
     return this.get(id, true);
   }
 
-  /** Picks up tasks a previous manager process left queued or running. */
-  async recover(): Promise<void> {
+  /**
+   * Picks up tasks a previous manager process left queued or running. Returns at once: each
+   * recovered task waits for its gate in the background, still running and holding its locks,
+   * so the manager (and, in all-in-one, the local agent) can start meanwhile.
+   */
+  async recover(gate: RecoveryGate = async () => {}): Promise<void> {
     const rows = await this.#db
       .selectFrom('tasks')
       .selectAll()
@@ -184,24 +198,50 @@ export class TaskEngine {
     for (const row of rows) {
       const kind = this.#kinds.get(row.kind);
       const params = JSON.parse(row.params) as unknown;
+      const objects = JSON.parse(row.objects) as string[];
       if (kind && kind.onInterrupt === 'resume' && row.cancelRequested === 0) {
         await this.#appendLog(row.id, 'manager restarted; resuming');
-        this.#start(row.id, kind, params, true);
+        this.#track(row.id, (controller) =>
+          this.#execute(row.id, kind, params, controller, true, (ctx) => gate(objects, ctx)),
+        );
         continue;
       }
-      const error = new TernError(
-        'internal',
-        'the manager stopped while this task ran; its partial work was undone',
+      await this.#appendLog(row.id, 'manager restarted; undoing its partial work');
+      this.#track(row.id, (controller) =>
+        this.#undo(row.id, kind, params, controller, row.cancelRequested === 1, (ctx) => gate(objects, ctx)),
       );
-      const ctx = this.#context(row.id, new AbortController(), true);
-      try {
-        if (kind?.cleanup) await kind.cleanup(ctx, params, error);
-        await this.#appendLog(row.id, 'manager restarted; cleaned up and marked failed');
-      } catch (err) {
-        await this.#appendLog(row.id, `cleanup after restart failed: ${asTernError(err).message}`);
-      }
-      await this.#finish(row.id, row.cancelRequested ? 'cancelled' : 'failed', null, error);
     }
+  }
+
+  /**
+   * Runs the cleanup of a task that cannot resume, once its gate opens, and ends it. Says
+   * "undone" only when the cleanup succeeded; otherwise the error names what was left.
+   */
+  async #undo<P>(
+    id: string,
+    kind: TaskKind<P> | undefined,
+    params: P,
+    controller: AbortController,
+    cancelled: boolean,
+    gate: (ctx: TaskContext) => Promise<void>,
+  ): Promise<void> {
+    const ctx = this.#context(id, controller, true);
+    let error = new TernError('internal', `${interrupted}; its partial work was undone`);
+    try {
+      if (kind?.cleanup) {
+        await gate(ctx);
+        await kind.cleanup(ctx, params, error);
+        await this.#appendLog(id, 'manager restarted; cleaned up and marked failed');
+      } else {
+        error = new TernError('internal', `${interrupted}; a ${kind?.kind ?? 'task'} does not resume`);
+      }
+    } catch (err) {
+      if (this.#abandoned(controller)) return;
+      const why = asTernError(err).message;
+      await this.#appendLog(id, `cleanup after restart failed: ${why}`);
+      error = new TernError('internal', `${interrupted}; undoing its partial work failed: ${why}`);
+    }
+    await this.#finish(id, cancelled ? 'cancelled' : 'failed', null, error);
   }
 
   /** Stops accepting tasks and waits for the running ones (bounded). */
@@ -219,12 +259,28 @@ export class TaskEngine {
   }
 
   #start<P>(id: string, kind: TaskKind<P>, params: P, resumed: boolean): void {
+    this.#track(id, (controller) => this.#execute(id, kind, params, controller, resumed));
+  }
+
+  #track(id: string, work: (controller: AbortController) => Promise<void>): void {
     const controller = new AbortController();
-    const done = this.#execute(id, kind, params, controller, resumed).finally(() => this.#running.delete(id));
+    const done = work(controller).finally(() => this.#running.delete(id));
     this.#running.set(id, { controller, done });
   }
 
-  async #execute<P>(id: string, kind: TaskKind<P>, params: P, controller: AbortController, resumed: boolean) {
+  /** Abandoned (a simulated crash): the row stays running for the next manager to recover. */
+  #abandoned(controller: AbortController): boolean {
+    return this.#closing && (controller.signal.reason as TernError | undefined)?.code === 'unavailable';
+  }
+
+  async #execute<P>(
+    id: string,
+    kind: TaskKind<P>,
+    params: P,
+    controller: AbortController,
+    resumed: boolean,
+    gate?: (ctx: TaskContext) => Promise<void>,
+  ) {
     const ctx = this.#context(id, controller, resumed);
     try {
       // A resumed task keeps the time it first started.
@@ -234,13 +290,12 @@ export class TaskEngine {
         .where('id', '=', id)
         .execute();
       await this.#publish(id);
+      if (gate) await gate(ctx);
       ctx.throwIfCancelled();
       const result = await kind.run(ctx, params);
       await this.#finish(id, 'succeeded', result ?? null, null);
     } catch (err) {
-      // Abandoned (simulated crash): leave the row running for the next manager to recover.
-      if (this.#closing && (controller.signal.reason as TernError | undefined)?.code === 'unavailable')
-        return;
+      if (this.#abandoned(controller)) return;
       const error = asTernError(err);
       const cancelled = controller.signal.aborted && error.code === 'cancelled';
       await this.#appendLog(id, `${cancelled ? 'cancelled' : 'failed'}: ${error.message}`);

@@ -1,7 +1,13 @@
-/** vm.create: makes the VM's disks and cloud-init seed on its host, then optionally starts it. */
+/**
+ * vm.create: makes the VM's disks and cloud-init seed on its host, then optionally starts it.
+ * Interrupted by a manager restart, it resumes once its host has reported what it runs: a VM
+ * the host knows was made to the end (only a start may remain); one it does not know is made
+ * again from the start, since a volume being written when the manager died may be partial.
+ */
 import type { TernError } from '../../errors.ts';
 import type { CreateVolumeRequest } from '../../wire/agent.ts';
 import type { VmSpec } from '../../wire/vm.ts';
+import type { AgentClient } from '../hosts/agent-client.ts';
 import type { SecretStore } from '../secrets/store.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import type { VmDeps } from './deps.ts';
@@ -24,11 +30,22 @@ export const userDataSecret = (vmId: string) => `vm-${vmId}-user-data`;
 export function createTask(deps: VmDeps & { secrets: SecretStore }): TaskKind<CreateParams> {
   return {
     kind: 'vm.create',
-    onInterrupt: 'fail',
+    onInterrupt: 'resume',
     async run(ctx, p) {
       const row = await deps.store.row(p.vmId);
       const spec = JSON.parse(row.spec) as VmSpec;
       const agent = deps.hosts.client(row.hostId!);
+      if (ctx.resumed && row.state !== 'creating') {
+        // Its host reports it (running, stopped or crashed): the disks and seed are there.
+        if (!p.start || row.state === 'running' || row.state === 'paused') return { vm: p.vmId };
+        await ctx.step('starting', 90);
+        await startVm(deps, ctx, p.vmId);
+        return { vm: p.vmId };
+      }
+      if (ctx.resumed) {
+        await ctx.step('removing what the interrupted creation made', 0);
+        await removeVolumes(agent, p, spec);
+      }
       const steps = p.volumes.length + 1 + (p.start ? 1 : 0);
       let done = 0;
       for (const v of p.volumes) {
@@ -65,19 +82,26 @@ export function createTask(deps: VmDeps & { secrets: SecretStore }): TaskKind<Cr
     },
     async cleanup(ctx, p) {
       const row = await deps.store.row(p.vmId).catch(() => null);
-      if (!row) return;
       // Only a VM whose creation did not finish is undone; a failed start leaves it stopped.
-      if (row.state === 'creating') {
-        const agent = deps.hosts.client(row.hostId!);
-        const spec = JSON.parse(row.spec) as VmSpec;
-        for (const v of [...p.volumes.map((x) => x.volume), ...(spec.seed ? [spec.seed] : [])]) {
-          await agent
-            .deleteVolume(v)
-            .catch((err: TernError) => ctx.log(`could not remove ${v.path}: ${err.message}`));
-        }
-        await deps.store.remove(p.vmId);
-        await ctx.log('removed the partly created VM');
-      }
+      if (row?.state !== 'creating') return;
+      const spec = JSON.parse(row.spec) as VmSpec;
+      // The inventory forgets the VM only once its host holds nothing of it: otherwise what is
+      // left would run or fill the pool unseen. A host that cannot be reached keeps the VM
+      // `creating`, with this task's error saying why, until it is deleted.
+      await removeVolumes(deps.hosts.client(row.hostId!), p, spec);
+      await deps.store.remove(p.vmId);
+      await ctx.log('removed the partly created VM');
     },
   };
+}
+
+/** Removes the VM's volumes and any record of it on its host; what is not there is fine. */
+async function removeVolumes(agent: AgentClient, p: CreateParams, spec: VmSpec): Promise<void> {
+  const gone = (err: TernError) => {
+    if (err.code !== 'not_found') throw err;
+  };
+  await agent.forgetVm(p.vmId).catch(gone);
+  for (const v of [...p.volumes.map((x) => x.volume), ...(spec.seed ? [spec.seed] : [])]) {
+    await agent.deleteVolume(v).catch(gone);
+  }
 }
