@@ -55,7 +55,7 @@ const manager = await startQuietManager(dir);
 try {
   const adminToken = await issueAdminToken(manager.services, 'bench');
   const admin = { authorization: `Bearer ${adminToken}` };
-  const setup = new Pool(manager.url, { connections: 1 });
+  const setup = new Pool(manager.url, { connections: 1, connect: { ca: manager.apiCa ?? undefined } });
   type Answer = { status: number; headers: Record<string, unknown>; json: unknown };
   const call = async (
     method: 'GET' | 'POST',
@@ -154,7 +154,7 @@ try {
   let figure = 0;
   let figureMean = 0;
   for (const { c, n } of levels) {
-    const pool = new Pool(manager.url, { connections: c });
+    const pool = new Pool(manager.url, { connections: c, connect: { ca: manager.apiCa ?? undefined } });
     for (const k of cases) await drive(pool, k, c, warmup);
     const lat = new Map<Case, number[]>(cases.map((k) => [k, []]));
     const wall = new Map<Case, number>(cases.map((k) => [k, 0]));

@@ -114,7 +114,7 @@ async function latency(
   const out: number[] = [];
   for (let i = 0; i < requests; i++) {
     const t0 = performance.now();
-    const res = await fetch(`${c.api.url}${route}`, {
+    const res = await c.api.fetch(`${c.api.url}${route}`, {
       headers: auth ? { authorization: `Bearer ${c.api.token}` } : {},
     });
     await res.arrayBuffer();

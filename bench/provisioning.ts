@@ -69,7 +69,7 @@ class Watch {
 
   static async open(c: Cluster): Promise<Watch> {
     const w = new Watch();
-    const res = await fetch(`${c.api.url}/api/v1/events`, {
+    const res = await c.api.fetch(`${c.api.url}/api/v1/events`, {
       headers: { authorization: `Bearer ${c.api.token}` },
       signal: w.#stop.signal,
     });

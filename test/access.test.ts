@@ -12,7 +12,7 @@ import type { Role } from '../src/manager/auth/permissions.ts';
 import { routePermissions } from '../src/manager/auth/permissions.ts';
 import type { AuditRecord, Project, Whoami } from '../src/wire/identity.ts';
 import type { Vm } from '../src/wire/vm.ts';
-import { TestApi } from './harness.ts';
+import type { TestApi } from './harness.ts';
 import { type SimCluster, startSimCluster } from './sim-harness.ts';
 
 let c: SimCluster;
@@ -32,7 +32,7 @@ async function makeUser(name: string, role: Role | null, groups: string[] = []):
     name: `${name}-token`,
     user: name,
   });
-  return new TestApi(c.manager.url, t.token);
+  return c.api.as(t.token);
 }
 
 before(async () => {
@@ -47,11 +47,11 @@ after(async () => {
 });
 
 test('every route but health, the OpenAPI document and login refuses a request without a principal', async () => {
-  const anonymous = new TestApi(c.manager.url, '');
+  const anonymous = c.api.as('');
   for (const [key, rule] of Object.entries(routePermissions)) {
     const [method, route] = key.split(' ');
     const path = route.replace(/:([a-z]+)/gi, 'x');
-    const r = await fetch(`${c.manager.url}${path}`, {
+    const r = await c.api.fetch(`${c.manager.url}${path}`, {
       method,
       ...(method === 'GET' ? {} : { body: '{}', headers: { 'content-type': 'application/json' } }),
     });
@@ -305,7 +305,7 @@ test('tokens are scoped, expire and can be revoked; sessions end at logout and p
     name: 'read-only',
     scopes: ['vm.read', 'vm.all'],
   });
-  const ro = new TestApi(c.manager.url, scoped.token);
+  const ro = c.api.as(scoped.token);
   assert.equal((await ro.raw('GET', '/api/v1/vms')).status, 200);
   const refused = await ro.raw('POST', '/api/v1/vms/theirs-1/stop');
   assert.equal(refused.status, 403);
@@ -332,13 +332,13 @@ test('tokens are scoped, expire and can be revoked; sessions end at logout and p
   const s = c.manager.services;
   const admin = await s.users.get('the-admin');
   const old = await s.tokens.create({ name: 'old', userId: admin.id, expiresAt: '2020-01-01T00:00:00.000Z' });
-  const expired = await new TestApi(c.manager.url, old.token).raw('GET', '/api/v1/vms');
+  const expired = await c.api.as(old.token).raw('GET', '/api/v1/vms');
   assert.equal(expired.status, 401);
   assert.equal(expired.body.error?.message, 'the API token has expired');
 
   // A web session: the cookie works until logout.
   const login = async (user: string, password: string) =>
-    fetch(`${c.manager.url}/api/v1/session`, {
+    c.api.fetch(`${c.manager.url}/api/v1/session`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ user, password }),
@@ -350,9 +350,9 @@ test('tokens are scoped, expire and can be revoked; sessions end at logout and p
   const ok = await login('the-operator', 'the-operator-password-1');
   assert.equal(ok.status, 200);
   const cookie = (ok.headers.get('set-cookie') ?? '').split(';')[0];
-  assert.match(ok.headers.get('set-cookie') ?? '', /HttpOnly; SameSite=Strict/);
+  assert.match(ok.headers.get('set-cookie') ?? '', /HttpOnly; Secure; SameSite=Strict/);
   const viaCookie = (path: string, method = 'GET') =>
-    fetch(`${c.manager.url}${path}`, { method, headers: { cookie } });
+    c.api.fetch(`${c.manager.url}${path}`, { method, headers: { cookie } });
   const who = (await (await viaCookie('/api/v1/session')).json()) as Whoami;
   assert.deepEqual([who.user, who.via, who.roles], ['the-operator', 'session', ['operator']]);
   assert.equal((await viaCookie('/api/v1/users')).status, 200);
@@ -362,22 +362,26 @@ test('tokens are scoped, expire and can be revoked; sessions end at logout and p
 
   const again = (await login('the-operator', 'the-operator-password-1')).headers.get('set-cookie') ?? '';
   await c.api.request('PATCH', '/api/v1/users/the-operator', { password: 'a-brand-new-password' });
-  const ended = await fetch(`${c.manager.url}/api/v1/session`, { headers: { cookie: again.split(';')[0] } });
+  const ended = await c.api.fetch(`${c.manager.url}/api/v1/session`, {
+    headers: { cookie: again.split(';')[0] },
+  });
   assert.equal(ended.status, 401, 'a new password ends the sessions of the old one');
 });
 
 test('parallel password guesses are counted before their answers: the lock holds', async () => {
   const guesses = await Promise.all(
     Array.from({ length: 12 }, (_, i) =>
-      fetch(`${c.manager.url}/api/v1/session`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ user: 'the-auditor', password: `guess-number-${i}` }),
-      }).then((r) => r.status),
+      c.api
+        .fetch(`${c.manager.url}/api/v1/session`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ user: 'the-auditor', password: `guess-number-${i}` }),
+        })
+        .then((r) => r.status),
     ),
   );
   assert.ok(guesses.every((st) => st === 401));
-  const right = await fetch(`${c.manager.url}/api/v1/session`, {
+  const right = await c.api.fetch(`${c.manager.url}/api/v1/session`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ user: 'the-auditor', password: 'the-auditor-password-1' }),
@@ -387,7 +391,7 @@ test('parallel password guesses are counted before their answers: the lock holds
     ((await right.json()) as { error: { message: string } }).error.message,
     /too many failed logins/,
   );
-  const bad = await fetch(`${c.manager.url}/api/v1/session`, {
+  const bad = await c.api.fetch(`${c.manager.url}/api/v1/session`, {
     headers: { cookie: 'tern_session=%E0%A4%A' },
   });
   assert.equal(bad.status, 401, 'a malformed cookie is no session, not an error');

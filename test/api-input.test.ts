@@ -290,17 +290,19 @@ for (const k of cases) {
 
 test('requests without a valid token are refused', async () => {
   for (const authorization of ['', 'Bearer nope', 'Basic abc']) {
-    const res = await fetch(`${c.api.url}/api/v1/vms`, { headers: authorization ? { authorization } : {} });
+    const res = await c.api.fetch(`${c.api.url}/api/v1/vms`, {
+      headers: authorization ? { authorization } : {},
+    });
     assert.equal(res.status, 401);
     assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'unauthorized');
   }
   // The router decodes paths: an encoded spelling of a route is still that route, and still needs a token.
   for (const route of ['/%61pi/v1/vms', '/api/v1/%76ms', '/api//v1/vms', '/nothing']) {
-    const res = await fetch(`${c.api.url}${route}`);
+    const res = await c.api.fetch(`${c.api.url}${route}`);
     assert.ok(res.status === 401 || res.status === 404, `${route}: ${res.status}`);
     assert.notEqual(res.status, 200);
   }
-  const health = await fetch(`${c.api.url}/api/v1/health`);
+  const health = await c.api.fetch(`${c.api.url}/api/v1/health`);
   assert.equal(health.status, 200);
 });
 
@@ -333,7 +335,7 @@ test('a second task on a busy VM is refused with the task that holds it', async 
 });
 
 test('the OpenAPI document describes the API', async () => {
-  const res = await fetch(`${c.api.url}/api/v1/openapi.json`);
+  const res = await c.api.fetch(`${c.api.url}/api/v1/openapi.json`);
   assert.equal(res.status, 200);
   const doc = (await res.json()) as { openapi: string; paths: Record<string, Record<string, unknown>> };
   assert.equal(doc.openapi, '3.1.0');

@@ -43,7 +43,7 @@ function tern(
   const env: Record<string, string | undefined> = { ...process.env, XDG_CONFIG_HOME: c.dir };
   for (const k of Object.keys(env)) if (k.startsWith('TERN_')) delete env[k];
   const as = opts.as ?? 'admin';
-  if (as === 'admin') Object.assign(env, { TERN_URL: c.api.url, TERN_TOKEN: c.api.token });
+  if (as === 'admin') Object.assign(env, c.api.cliEnv);
   else env.TERN_CONFIG = as.config;
   Object.assign(env, opts.env);
   return new Promise((resolve, reject) => {
@@ -107,13 +107,13 @@ test('an admin makes a project with a quota and a self-service user with a piped
 });
 
 test('tern login (TERN_PASSWORD) writes a working token into its own config; whoami shows the role', async () => {
-  const bad = await tern(['login', '--url', c.manager.url, '--user', 'alice'], {
+  const bad = await tern(['login', '--url', c.manager.url, '--ca', c.api.caFile, '--user', 'alice'], {
     as: alice,
     env: { TERN_PASSWORD: 'wrong' },
   });
   oneLine(bad);
   assert.ok(!fs.existsSync(alice.config), 'no config from a failed login');
-  const r = await tern(['login', '--url', c.manager.url, '--user', 'alice'], {
+  const r = await tern(['login', '--url', c.manager.url, '--ca', c.api.caFile, '--user', 'alice'], {
     as: alice,
     env: { TERN_PASSWORD: 'alice-pw-1' },
   });
@@ -249,7 +249,7 @@ test('a token made for someone else is shown once and narrowed to its scopes', a
   assert.match(r.stdout, /^tern_\S+\n$/, 'the token alone on stdout');
   assert.match(r.stderr, /shown only this once/);
   const me = await tern(['whoami', '-o', 'json'], {
-    env: { TERN_URL: c.manager.url, TERN_TOKEN: r.stdout.trim() },
+    env: { ...c.api.cliEnv, TERN_TOKEN: r.stdout.trim() },
   });
   ok(me);
   assert.deepEqual((JSON.parse(me.stdout) as Whoami).permissions, ['vm.read']);
@@ -277,7 +277,7 @@ test('a revoked token stops working, with a one-line 401 message', async () => {
 
 test('tern logout revokes the token and removes the config', async () => {
   ok(
-    await tern(['login', '--url', c.manager.url, '--user', 'alice'], {
+    await tern(['login', '--url', c.manager.url, '--ca', c.api.caFile, '--user', 'alice'], {
       as: alice,
       env: { TERN_PASSWORD: 'alice-pw-1' },
     }),

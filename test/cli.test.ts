@@ -16,7 +16,7 @@ after(async () => {
 function tern(...args: string[]) {
   const r = spawnSync(path.join(repoRoot, 'bin', 'tern'), args, {
     encoding: 'utf8',
-    env: { ...process.env, TERN_URL: c.api.url, TERN_TOKEN: c.api.token },
+    env: { ...process.env, ...c.api.cliEnv },
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -64,10 +64,10 @@ test('failures are one clear line and a non-zero exit', () => {
   assert.match(badFlag.stderr, /^tern: .*colour/);
   const down = spawnSync(path.join(repoRoot, 'bin', 'tern'), ['vm', 'list'], {
     encoding: 'utf8',
-    env: { ...process.env, TERN_URL: 'http://127.0.0.1:1', TERN_TOKEN: 'x' },
+    env: { ...process.env, TERN_URL: 'https://127.0.0.1:1', TERN_TOKEN: 'x' },
   });
   assert.equal(down.status, 1);
-  assert.match(down.stderr, /^tern: cannot reach the Tern manager at http:\/\/127\.0\.0\.1:1 .*\n$/);
+  assert.match(down.stderr, /^tern: cannot reach the Tern manager at https:\/\/127\.0\.0\.1:1 .*\n$/);
 });
 
 test('hosts show their pools, each local or shared', () => {

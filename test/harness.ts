@@ -288,7 +288,11 @@ export async function startCluster(name: string, opts: ClusterOptions = {}): Pro
     await c.startManager();
     const tokenFile = path.join(dir, 'admin.token');
     await waitForFile(tokenFile, 30_000);
-    c.api = new TestApi(`http://127.0.0.1:${managerPort}`, fs.readFileSync(tokenFile, 'utf8').trim());
+    c.api = new TestApi(
+      `https://127.0.0.1:${managerPort}`,
+      fs.readFileSync(tokenFile, 'utf8').trim(),
+      path.join(dir, 'pki', 'ca.crt'),
+    );
     for (const [i, hostName] of names.entries()) {
       const h = makeHost(hostName, agentPorts[i], i === 0 ? (opts.pools ?? {}) : {});
       c.hosts.push(h);
@@ -342,10 +346,23 @@ export function qemuPids(vmId: string): number[] {
 
 export class TestApi extends ApiClient {
   readonly token: string;
+  /** The CA the manager's certificate comes from, as a file (TERN_CA, curl --cacert). */
+  readonly caFile: string;
 
-  constructor(url: string, token: string) {
-    super(url, token);
+  constructor(url: string, token: string, caFile: string) {
+    super(url, token, fs.readFileSync(caFile, 'utf8'));
     this.token = token;
+    this.caFile = caFile;
+  }
+
+  /** The environment that points the CLI at this manager as this caller. */
+  get cliEnv(): { TERN_URL: string; TERN_TOKEN: string; TERN_CA: string } {
+    return { TERN_URL: this.url, TERN_TOKEN: this.token, TERN_CA: this.caFile };
+  }
+
+  /** The same manager with another token (or none). */
+  as(token: string): TestApi {
+    return new TestApi(this.url, token, this.caFile);
   }
 
   /** Submits an asynchronous operation and waits for its task to end, whatever the outcome. */
@@ -442,7 +459,7 @@ export class TestApi extends ApiClient {
 
   /** A raw request, for tests of how the API treats bad input. */
   async raw(method: string, path: string, init: { body?: string; headers?: Record<string, string> } = {}) {
-    const res = await fetch(`${this.url}${path}`, {
+    const res = await this.fetch(`${this.url}${path}`, {
       method,
       headers: { authorization: `Bearer ${this.token}`, ...init.headers },
       body: init.body,

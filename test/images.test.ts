@@ -77,7 +77,7 @@ function importPath(name: string, sourcePath: string, extra: Record<string, unkn
 }
 
 async function upload(name: string, f: string, query = '', length = fs.statSync(f).size) {
-  const res = await fetch(`${c.api.url}/api/v1/images/${name}${query}`, {
+  const res = await c.api.fetch(`${c.api.url}/api/v1/images/${name}${query}`, {
     method: 'PUT',
     headers: {
       authorization: `Bearer ${c.api.token}`,
@@ -164,7 +164,7 @@ test('the CLI uploads, lists and shows images', () => {
   const tern = (...args: string[]) =>
     spawnSync(path.join(repoRoot, 'bin', 'tern'), args, {
       encoding: 'utf8',
-      env: { ...process.env, TERN_URL: c.api.url, TERN_TOKEN: c.api.token },
+      env: { ...process.env, ...c.api.cliEnv },
     });
   const up = tern('image', 'upload', 'cli-up', file('base.qcow2'));
   assert.equal(up.status, 0, up.stderr);
@@ -328,7 +328,7 @@ test('an upload over the limit gets 413 and leaves nothing; so does one without 
   assert.equal(r.status, 413);
   assert.equal(r.body.error?.code, 'payload_too_large');
   assert.match(r.body.error!.message, /over the limit of 6291456 bytes/);
-  const chunked = await fetch(`${c.api.url}/api/v1/images/chunked`, {
+  const chunked = await c.api.fetch(`${c.api.url}/api/v1/images/chunked`, {
     method: 'PUT',
     headers: { authorization: `Bearer ${c.api.token}`, 'content-type': 'application/octet-stream' },
     body: Readable.toWeb(fs.createReadStream(file('base.qcow2'))) as ReadableStream,

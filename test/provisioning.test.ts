@@ -128,7 +128,7 @@ test('bulk creation from the CLI makes one VM per name', () => {
     ['vm', 'create', 'bulk-{1..3}', '--template', 'tiny'],
     {
       encoding: 'utf8',
-      env: { ...process.env, TERN_URL: c.api.url, TERN_TOKEN: c.api.token },
+      env: { ...process.env, ...c.api.cliEnv },
     },
   );
   assert.equal(r.status, 0, r.stderr);
@@ -136,7 +136,7 @@ test('bulk creation from the CLI makes one VM per name', () => {
   const list = JSON.parse(
     spawnSync(path.join(repoRoot, 'bin', 'tern'), ['vm', 'list', '--name', 'bulk-', '-o', 'json'], {
       encoding: 'utf8',
-      env: { ...process.env, TERN_URL: c.api.url, TERN_TOKEN: c.api.token },
+      env: { ...process.env, ...c.api.cliEnv },
     }).stdout,
   ) as { items: Vm[] };
   assert.deepEqual(

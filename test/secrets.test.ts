@@ -53,7 +53,11 @@ const start = (keyStore: KeyStoreConfig): Promise<RunningManager> =>
   startManager({ database: database(), host: '127.0.0.1', port: 0, clusterPort: 0, keyStore, log: silent });
 
 async function adminApi(m: RunningManager): Promise<TestApi> {
-  return new TestApi(m.url, await issueAdminToken(m.services, 'test'));
+  return new TestApi(
+    m.url,
+    await issueAdminToken(m.services, 'test'),
+    path.join(path.dirname(database()), 'pki', 'ca.crt'),
+  );
 }
 
 before(async () => {
@@ -123,7 +127,7 @@ test('a second manager on the same database and LDAP key store decrypts, and log
       (await api.request<{ value: string }>('POST', '/api/v1/secrets/db-root/reveal')).value,
       canary,
     );
-    const res = await fetch(`${m.url}/api/v1/session`, {
+    const res = await api.fetch(`${m.url}/api/v1/session`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ user: 'alice', password: s.users.alice }),
@@ -131,7 +135,7 @@ test('a second manager on the same database and LDAP key store decrypts, and log
     const who = (await res.json()) as Whoami;
     assert.equal(res.status, 200, JSON.stringify(who));
     assert.deepEqual([who.user, who.roles], ['alice', ['operator']], 'the directory group maps onto a role');
-    const dave = await fetch(`${m.url}/api/v1/session`, {
+    const dave = await api.fetch(`${m.url}/api/v1/session`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ user: 'alice', password: 'not-her-password' }),
@@ -143,7 +147,7 @@ test('a second manager on the same database and LDAP key store decrypts, and log
       password: 'carol-local-password',
       role: 'admin',
     });
-    const carol = await fetch(`${m.url}/api/v1/session`, {
+    const carol = await api.fetch(`${m.url}/api/v1/session`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ user: 'CAROL', password: s.users.carol }),

@@ -44,7 +44,11 @@ export async function startSimCluster(
 ): Promise<SimCluster> {
   const dir = tempDir('tern-sim');
   const manager = await startQuietManager(dir);
-  const api = new TestApi(manager.url, await issueAdminToken(manager.services, 'admin'));
+  const api = new TestApi(
+    manager.url,
+    await issueAdminToken(manager.services, 'admin'),
+    path.join(dir, 'pki', 'ca.crt'),
+  );
   const sim = await startSimHosts(hosts, {
     baseDir: dir,
     log: silent,

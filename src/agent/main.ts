@@ -25,6 +25,8 @@ const { values } = parseArgs({
   },
 });
 
+// Disks, seeds and the host's key are readable by the agent's user only (QEMU inherits it).
+process.umask(0o077);
 const log = createLogger('agent');
 
 function joinParams() {

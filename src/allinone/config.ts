@@ -1,4 +1,4 @@
-/** Where Tern keeps its files on this machine, and the CLI's config (manager URL and token). */
+/** Where Tern keeps its files on this machine, and the CLI's config (manager URL, token, CA). */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,6 +20,8 @@ export function cliConfigPath(): string {
 export interface CliConfig {
   url: string;
   token: string;
+  /** The CA (PEM) whose certificate the manager must present; absent: the system's CAs. */
+  ca?: string;
 }
 
 export function writeCliConfig(config: CliConfig, file = cliConfigPath()): void {

@@ -13,7 +13,7 @@ import type { Logger } from '../log.ts';
 import { issueAdminToken } from '../manager/identity/bootstrap.ts';
 import { importTinyTemplate } from '../manager/library/templates.ts';
 import { startManager } from '../manager/start.ts';
-import { cliConfigPath, writeCliConfig } from './config.ts';
+import { type CliConfig, cliConfigPath, writeCliConfig } from './config.ts';
 
 export interface AllInOneOptions {
   dataDir: string;
@@ -44,6 +44,11 @@ export function findGuestDir(log: Logger): string | undefined {
 }
 
 export async function startAllInOne(opts: AllInOneOptions) {
+  // Private: the database, keys, certificates and disks are the user's alone, also in a
+  // data directory an earlier version made readable by others.
+  process.umask(0o077);
+  fs.mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(opts.dataDir, 0o700);
   const manager = await startManager({
     database: path.join(opts.dataDir, 'manager', 'tern.db'),
     keyStore: { kind: 'file', path: path.join(opts.dataDir, 'keys', 'kek.json') },
@@ -81,8 +86,10 @@ export async function startAllInOne(opts: AllInOneOptions) {
   const configFile = opts.cliConfig ?? cliConfigPath();
   if ((await s.tokens.count()) === 0 || !fs.existsSync(configFile)) {
     const token = await issueAdminToken(s, 'admin (all-in-one)');
-    writeCliConfig({ url: manager.url, token }, configFile);
+    writeCliConfig({ url: manager.url, token, ca: manager.apiCa ?? undefined }, configFile);
     opts.log.info('created an admin API token and wrote it to the CLI config');
+  } else {
+    recordCa(configFile, manager.url, manager.apiCa);
   }
   const guestDir = opts.guestDir ?? findGuestDir(opts.log);
   if (guestDir) {
@@ -96,4 +103,20 @@ export async function startAllInOne(opts: AllInOneOptions) {
       await agent.close();
     },
   };
+}
+
+/**
+ * A config written before the API spoke HTTPS (or by another data directory) names this
+ * manager without its CA, or with http://: it learns both, keeping its token.
+ */
+function recordCa(file: string, url: string, ca: string | null): void {
+  let config: CliConfig;
+  try {
+    config = JSON.parse(fs.readFileSync(file, 'utf8')) as CliConfig;
+  } catch {
+    return;
+  }
+  const sameManager = config.url === url || config.url === url.replace(/^https:/, 'http:');
+  if (!sameManager || !ca || (config.url === url && config.ca === ca)) return;
+  writeCliConfig({ ...config, url, ca }, file);
 }

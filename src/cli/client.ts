@@ -1,24 +1,59 @@
-/** The CLI's API client: the manager URL and token from the config (or TERN_URL/TERN_TOKEN). */
+/**
+ * The CLI's API client: the manager URL, token and trusted CA from the config (or TERN_URL,
+ * TERN_TOKEN and TERN_CA). The API speaks HTTPS only; the manager must present a certificate
+ * the recorded CA signed for the address it is reached at.
+ */
 import fs from 'node:fs';
 import { cliConfigPath } from '../allinone/config.ts';
 import { TernError } from '../errors.ts';
 import { requestJson } from '../http/json-client.ts';
+import { tlsFetch } from '../pki/identity.ts';
 import type { ManagerEvent } from '../wire/event.ts';
+
+/** Errors of a certificate chain or name that the CLI does not trust. */
+const untrustedCodes = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** Why the manager at `url` could not be used, for a person: an untrusted certificate is named as such. */
+export function unreachableManager(url: string, why: string, cause: Error): string {
+  const code = (cause as { code?: string }).code;
+  if ((code && untrustedCodes.has(code)) || /certificate/i.test(why))
+    return `the manager at ${url} presented a certificate this CLI does not trust (${why}); give the CA that signed it with TERN_CA=FILE or "tern login --ca FILE" (the CA of "tern up" is recorded in its CLI config)`;
+  if (url.startsWith('http:'))
+    return `cannot reach the Tern manager at ${url} (${why}); the API speaks HTTPS only: use https://`;
+  return `cannot reach the Tern manager at ${url} (${why}); is it running? (tern up)`;
+}
 
 export class ApiClient {
   readonly url: string;
+  /** The CA (PEM) the manager's certificate must come from; null: the system's CAs. */
+  readonly ca: string | null;
+  /** A fetch that trusts only `ca` (or the system's CAs) and checks the manager's name. */
+  readonly fetch: (url: string, init?: RequestInit) => Promise<Response>;
   readonly #token: string;
 
-  constructor(url: string, token: string) {
+  constructor(url: string, token: string, ca: string | null = null) {
     this.url = url.replace(/\/$/, '');
+    this.ca = ca;
     this.#token = token;
+    this.fetch = tlsFetch(null, { ca: ca ?? undefined, checkName: true });
   }
 
   static fromEnvironment(): ApiClient {
     if (process.env.TERN_URL && process.env.TERN_TOKEN)
-      return new ApiClient(process.env.TERN_URL, process.env.TERN_TOKEN);
+      return new ApiClient(process.env.TERN_URL, process.env.TERN_TOKEN, caFromEnvironment());
     const file = cliConfigPath();
-    let config: { url?: unknown; token?: unknown };
+    let config: { url?: unknown; token?: unknown; ca?: unknown };
     try {
       config = JSON.parse(fs.readFileSync(file, 'utf8'));
     } catch {
@@ -30,7 +65,8 @@ export class ApiClient {
     if (typeof config.url !== 'string' || typeof config.token !== 'string') {
       throw new TernError('invalid_request', `${file} needs "url" and "token"`);
     }
-    return new ApiClient(config.url, config.token);
+    const ca = caFromEnvironment() ?? (typeof config.ca === 'string' ? config.ca : null);
+    return new ApiClient(config.url, config.token, ca);
   }
 
   request<T>(method: string, path: string, body?: unknown): Promise<T> {
@@ -39,8 +75,9 @@ export class ApiClient {
       headers: { authorization: `Bearer ${this.#token}` },
       body,
       timeoutMs: 120_000,
-      unreachable: (why) => `cannot reach the Tern manager at ${this.url} (${why}); is it running? (tern up)`,
+      unreachable: (why, cause) => unreachableManager(this.url, why, cause),
       peer: 'the manager',
+      fetch: this.fetch,
     });
   }
 
@@ -53,7 +90,7 @@ export class ApiClient {
   ): Promise<T> {
     let res: Response;
     try {
-      res = await fetch(`${this.url}${path}`, {
+      res = await this.fetch(`${this.url}${path}`, {
         method,
         headers: {
           authorization: `Bearer ${this.#token}`,
@@ -64,8 +101,11 @@ export class ApiClient {
         duplex: 'half',
       } as RequestInit);
     } catch (err) {
-      const why = ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message;
-      throw new TernError('unavailable', `the upload to the Tern manager at ${this.url} failed (${why})`);
+      const cause = ((err as Error).cause as Error | undefined) ?? (err as Error);
+      throw new TernError(
+        'unavailable',
+        `the upload failed: ${unreachableManager(this.url, cause.message, cause)}`,
+      );
     }
     const text = await res.text();
     let json: unknown = null;
@@ -80,10 +120,17 @@ export class ApiClient {
 
   /** Follows the event stream until `signal` aborts. */
   async events(query: string, onEvent: (e: ManagerEvent) => void, signal: AbortSignal): Promise<void> {
-    const res = await fetch(`${this.url}/api/v1/events?${query}`, {
-      headers: { authorization: `Bearer ${this.#token}` },
-      signal,
-    });
+    let res: Response;
+    try {
+      res = await this.fetch(`${this.url}/api/v1/events?${query}`, {
+        headers: { authorization: `Bearer ${this.#token}` },
+        signal,
+      });
+    } catch (err) {
+      if (signal.aborted) throw err;
+      const cause = ((err as Error).cause as Error | undefined) ?? (err as Error);
+      throw new TernError('unavailable', unreachableManager(this.url, cause.message, cause));
+    }
     if (!res.ok || !res.body) throw new TernError('unavailable', `event stream answered ${res.status}`);
     const decoder = new TextDecoder();
     let buffer = '';
@@ -102,5 +149,16 @@ export class ApiClient {
         if (data) onEvent(JSON.parse(data) as ManagerEvent);
       }
     }
+  }
+}
+
+/** TERN_CA: a PEM file with the CA to trust, as curl's --cacert. */
+export function caFromEnvironment(): string | null {
+  const file = process.env.TERN_CA;
+  if (!file) return null;
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new TernError('invalid_request', `TERN_CA: cannot read ${file} (${(err as Error).message})`);
   }
 }

@@ -67,6 +67,8 @@ const options = {
   delay: { type: 'string' },
   project: { type: 'string' },
   url: { type: 'string' },
+  ca: { type: 'string' },
+  raw: { type: 'boolean', default: false },
   user: { type: 'string' },
   role: { type: 'string' },
   'no-role': { type: 'boolean', default: false },
@@ -155,6 +157,10 @@ export interface Flags {
   delay?: string;
   project?: string;
   url?: string;
+  /** A PEM file with the CA the manager's certificate must come from (tern login). */
+  ca?: string;
+  /** `tern vm console --raw`: the guest's bytes as they are, escape sequences included. */
+  raw: boolean;
   user?: string;
   role?: string;
   'no-role': boolean;

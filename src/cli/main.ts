@@ -68,7 +68,8 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern image list | show NAME | delete NAME
   tern image import NAME --path HOSTPATH [--iso] [--format raw|qcow2|vmdk|vhd|vhdx]
   tern image upload NAME FILE [--iso] [--format F]        streamed; disk images are stored as qcow2
-  tern login [--url URL] --user NAME   password typed, or TERN_PASSWORD; keeps a 30-day token in the config
+  tern login [--url URL] [--ca FILE] --user NAME   password typed, or TERN_PASSWORD; keeps a 30-day
+                       token (and the CA that signed the manager's certificate) in the config
   tern logout | whoami
   tern user list | show NAME | delete NAME
   tern user create NAME [--role R] [--group G]... [--display-name S] [--password-stdin]

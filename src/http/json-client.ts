@@ -6,8 +6,8 @@ export interface JsonRequest {
   headers: Record<string, string>;
   body?: unknown;
   timeoutMs: number;
-  /** Says who could not be reached, and what to do about it. */
-  unreachable: (why: string) => string;
+  /** Says who could not be reached, and what to do about it (`cause`: the network error). */
+  unreachable: (why: string, cause: Error) => string;
   /** Names the peer in protocol errors ("the manager", "host agent at …"). */
   peer: string;
   /** The fetch to use (a mutual-TLS one for agents); the global one by default. */
@@ -29,7 +29,7 @@ export async function requestJson<T>(url: string, r: JsonRequest): Promise<T> {
       e.name === 'TimeoutError'
         ? `no answer within ${r.timeoutMs} ms`
         : ((e.cause as Error)?.message ?? e.message);
-    throw new TernError('unavailable', r.unreachable(why));
+    throw new TernError('unavailable', r.unreachable(why, (e.cause as Error) ?? e));
   }
   if (res.status === 204) return undefined as T;
   const text = await res.text();

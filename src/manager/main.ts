@@ -1,12 +1,15 @@
 /**
  * A standalone manager process:
  *   node src/manager/main.ts --database F --port N [--cluster-port N] [--host ADDR]
- *                            [--cluster-host ADDR]
+ *                            [--cluster-host ADDR] [--tls-cert F --tls-key F]
  *                            [--admin-token-file F] [--guest-dir DIR [--guest-pool NAME]]
  *                            [--key-file F | --key-store CONFIG.json]
  *   node src/manager/main.ts keys restore --from BACKUP [--key-file F | --key-store CONFIG.json]
  * Hosts join through the cluster port with a token from `tern host add`. With --guest-dir, the
- * tiny test guest becomes template `tiny` on the first host that comes online.
+ * tiny test guest becomes template `tiny` on the first host that comes online. The API speaks
+ * HTTPS with a certificate from the cluster CA (pki/ca.crt beside the database is the CA its
+ * clients trust), or with the operator's --tls-cert (PEM, chain included) and --tls-key.
+ * Whatever it writes is readable by its own user only.
  */
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -31,11 +34,15 @@ const { values, positionals } = parseArgs({
     'guest-pool': { type: 'string', default: 'local' },
     'key-file': { type: 'string' },
     'key-store': { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
     from: { type: 'string' },
   },
   allowPositionals: true,
 });
 
+// The database, keys and certificates it makes are nobody else's business.
+process.umask(0o077);
 const log = createLogger('manager');
 try {
   const keyStore = values['key-store']
@@ -63,6 +70,13 @@ try {
     process.exit(0);
   }
   if (!values.database) throw new Error('--database is required');
+  if (!values['tls-cert'] !== !values['tls-key']) throw new Error('--tls-cert and --tls-key go together');
+  const tls = values['tls-cert']
+    ? {
+        cert: fs.readFileSync(values['tls-cert'], 'utf8'),
+        key: fs.readFileSync(values['tls-key'] as string, 'utf8'),
+      }
+    : undefined;
   const manager = await startManager({
     database: values.database,
     host: values.host,
@@ -70,6 +84,7 @@ try {
     clusterPort: Number(values['cluster-port']),
     clusterHost: values['cluster-host'],
     keyStore,
+    tls,
     log,
   });
   const s = manager.services;

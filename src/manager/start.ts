@@ -5,7 +5,7 @@ import type { Logger } from '../log.ts';
 import { ClusterCa } from '../pki/ca.ts';
 import { AlertStore } from './alerts/store.ts';
 import type { ApiServices } from './api/context.ts';
-import { buildApi } from './api/server.ts';
+import { type ApiTls, buildApi } from './api/server.ts';
 import { AuditLog } from './audit/log.ts';
 import { Authenticator } from './auth/principal.ts';
 import { SessionStore } from './auth/sessions.ts';
@@ -52,6 +52,11 @@ export interface ManagerOptions {
    * outside the database's directory, so a copy of that directory holds no key).
    */
   keyStore?: KeyStoreConfig;
+  /**
+   * The API's certificate and key (PEM) when the operator provides them; by default the
+   * cluster CA issues one for the names and addresses the API is reached by.
+   */
+  tls?: ApiTls;
   log: Logger;
 }
 
@@ -61,7 +66,10 @@ export function defaultKeyStore(database: string): KeyStoreConfig {
 }
 
 export interface RunningManager {
+  /** The API for people (https). */
   url: string;
+  /** The CA (PEM) that signed the API's certificate; null when the operator gave the certificate. */
+  apiCa: string | null;
   /** The cluster endpoint agents join through. */
   clusterUrl: string;
   ca: ClusterCa;
@@ -93,6 +101,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const identity = await ca.managerIdentity(pki, [
     ...new Set([advertised, '127.0.0.1', 'localhost', os.hostname()]),
   ]);
+  const apiTls = opts.tls ?? (await ca.apiIdentity(pki, apiNames(everywhere(opts.host) ? null : opts.host)));
   const bus = new EventBus();
   const store = new VmStore(db, bus);
   const hosts = new HostRegistry(db, store, opts.log, identity, bus);
@@ -133,7 +142,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const services: ApiServices = Object.assign(base, { ha: new HaMonitor(base, tasks, opts.log) });
   services.beforeStart = (vmId) => prepareStart(services, vmId);
   const stopAlerts = services.alerts.watch();
-  const app = await buildApi(services, opts.log);
+  const app = await buildApi(services, opts.log, apiTls);
   await hosts.start();
   // Task kinds are registered by the routes; recovery needs them. Each recovered task waits
   // in the background for its hosts, so the agents (in all-in-one, the local one) can connect.
@@ -154,7 +163,8 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const port = portOf(app.server, opts.port);
   opts.log.info({ port, cluster: services.joining.url }, 'manager listening');
   return {
-    url: `http://${opts.host === '0.0.0.0' ? '127.0.0.1' : opts.host}:${port}`,
+    url: `https://${urlHost(everywhere(opts.host) ? '127.0.0.1' : opts.host)}:${port}`,
+    apiCa: opts.tls ? null : ca.certPem,
     clusterUrl: services.joining.url,
     ca,
     db,
@@ -185,4 +195,23 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
 function portOf(server: { address(): unknown }, fallback: number): number {
   const addr = server.address();
   return typeof addr === 'object' && addr && 'port' in addr ? (addr.port as number) : fallback;
+}
+
+/**
+ * The names and addresses the API is reached by: the one it listens on, or (on every address)
+ * each address of this machine; always loopback and the host name.
+ */
+export function apiNames(listen: string | null): string[] {
+  const names = ['localhost', '127.0.0.1', '::1', os.hostname()];
+  if (listen !== null) names.push(listen);
+  else
+    for (const list of Object.values(os.networkInterfaces()))
+      for (const a of list ?? []) names.push(a.address.replace(/%.*$/, ''));
+  return [...new Set(names)];
+}
+
+const everywhere = (host: string) => host === '0.0.0.0' || host === '::';
+
+function urlHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
 }

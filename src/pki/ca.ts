@@ -119,6 +119,25 @@ export class ClusterCa {
     };
   }
 
+  /**
+   * The certificate the API for people presents, for the names and addresses it is reached by.
+   * Issued again when a name is missing (the manager now listens elsewhere) or it ends within
+   * 30 days, so it never silently expires.
+   */
+  async apiIdentity(dir: string, addresses: string[]): Promise<{ key: string; cert: string }> {
+    const keyFile = path.join(dir, 'api.key');
+    const certFile = path.join(dir, 'api.crt');
+    const current =
+      fs.existsSync(keyFile) && fs.existsSync(certFile) ? fs.readFileSync(certFile, 'utf8') : null;
+    if (current === null || !covers(new X509Certificate(current), addresses)) {
+      const { privateKeyPem, publicKeyPem } = newKeyPair();
+      const cert = await this.issue('manager api', 'tern-manager', publicKeyPem, addresses);
+      writeSecret(keyFile, privateKeyPem);
+      writeSecret(certFile, cert.pem);
+    }
+    return { key: fs.readFileSync(keyFile, 'utf8'), cert: fs.readFileSync(certFile, 'utf8') };
+  }
+
   /** The manager's own identity (client of agents, server of the cluster endpoint), made once. */
   async managerIdentity(dir: string, addresses: string[]): Promise<Identity> {
     const keyFile = path.join(dir, 'manager.key');
@@ -135,6 +154,11 @@ export class ClusterCa {
       ca: this.certPem,
     };
   }
+}
+
+function covers(cert: X509Certificate, addresses: string[]): boolean {
+  if (Date.parse(cert.validTo) - Date.now() < 30 * dayMs) return false;
+  return addresses.every((a) => (net.isIP(a) ? cert.checkIP(a) : cert.checkHost(a)) !== undefined);
 }
 
 function serial(): string {

@@ -5,7 +5,7 @@
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { TLSSocket } from 'node:tls';
+import { checkServerIdentity, type TLSSocket } from 'node:tls';
 import { Agent, fetch as undiciFetch } from 'undici';
 
 export interface Identity {
@@ -65,15 +65,26 @@ export function peerOf(socket: TLSSocket): { role: string; name: string; fingerp
  * A fetch that speaks mutual TLS as `identity`, trusting only certificates from its CA. With
  * `pin`, the server must also present exactly that certificate (a host is known by the
  * certificate it was issued, so a removed host's certificate is refused even though the CA
- * signed it).
+ * signed it). With `checkName` (the CLI and other clients of the API for people), the
+ * certificate must name the address it was reached at, and a host's certificate never passes
+ * for the manager's although the same CA signed both. Without `ca` and `identity`, the
+ * system's trusted CAs apply (an operator's certificate from a public CA).
  */
-export function tlsFetch(identity: Identity | null, opts: { ca?: string; pin?: () => string | null } = {}) {
+export function tlsFetch(
+  identity: Identity | null,
+  opts: { ca?: string; pin?: () => string | null; checkName?: boolean } = {},
+) {
   const dispatcher = new Agent({
     connect: {
       ca: opts.ca ?? identity?.ca,
       cert: identity?.cert,
       key: identity?.key,
-      checkServerIdentity: (_host, cert) => {
+      checkServerIdentity: (host, cert) => {
+        if (opts.checkName) {
+          if (cert.subject?.OU === 'tern-host')
+            return new Error('a host certificate was presented where the manager was expected');
+          return checkServerIdentity(host, cert);
+        }
         const want = opts.pin?.();
         if (opts.pin && want !== cert.fingerprint256) {
           return new Error(

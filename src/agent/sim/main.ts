@@ -1,12 +1,13 @@
 /**
  * Simulated hosts for benchmarks and demos, N agents in one process:
  *   node src/agent/sim/main.ts --hosts N --base-dir DIR
- *        [--manager URL --admin-token-file F [--join URL]]
+ *        [--manager URL --admin-token-file F [--manager-ca F] [--join URL]]
  *        [--cores N] [--memory-mib N] [--pool-gib N] [--boot-delay-ms N] [--network-mibps N]
  *        [--dirty-mibps N] [--time-scale X] [--listen ADDR] [--no-shared-pool]
  * Hosts that have not joined yet get a join token each from the manager's API (`--manager`,
  * with an admin token) and join its cluster endpoint (`--join`, by default the one the token
- * names); a later start on the same base directory needs neither. Prints `name url` per host
+ * names; `--manager-ca`: the CA of the API's certificate, the manager's pki/ca.crt); a later
+ * start on the same base directory needs neither. Prints `name url` per host
  * on stdout once all listen; logs go to stderr.
  */
 import fs from 'node:fs';
@@ -23,6 +24,7 @@ const { values } = parseArgs({
     'base-dir': { type: 'string' },
     manager: { type: 'string' },
     'admin-token-file': { type: 'string' },
+    'manager-ca': { type: 'string' },
     join: { type: 'string' },
     listen: { type: 'string', default: '127.0.0.1' },
     cores: { type: 'string' },
@@ -51,7 +53,11 @@ try {
   let api: ApiClient | null = null;
   if (values.manager) {
     if (!values['admin-token-file']) throw new Error('--manager needs --admin-token-file');
-    api = new ApiClient(values.manager, fs.readFileSync(values['admin-token-file'], 'utf8').trim());
+    api = new ApiClient(
+      values.manager,
+      fs.readFileSync(values['admin-token-file'], 'utf8').trim(),
+      values['manager-ca'] ? fs.readFileSync(values['manager-ca'], 'utf8') : null,
+    );
   }
   const poolGiB = positive('pool-gib', values['pool-gib']);
   const sim = await startSimHosts(n, {

@@ -185,6 +185,8 @@ export async function importVolume(pools: Pools, req: ImportVolumeRequest): Prom
   try {
     if (req.format === 'raw') {
       fs.copyFileSync(req.sourcePath, partial);
+      // A copy keeps its source's mode: the pool's files are private like every other.
+      fs.chmodSync(partial, 0o600);
     } else {
       await tool(
         'qemu-img',

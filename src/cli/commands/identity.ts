@@ -10,8 +10,9 @@ import { cliConfigPath, writeCliConfig } from '../../allinone/config.ts';
 import { TernError } from '../../errors.ts';
 import { requestJson } from '../../http/json-client.ts';
 import type { DirectorySettings } from '../../manager/identity/directory.ts';
+import { tlsFetch } from '../../pki/identity.ts';
 import type { ApiToken, Group, User, Whoami } from '../../wire/identity.ts';
-import type { ApiClient } from '../client.ts';
+import { type ApiClient, caFromEnvironment, unreachableManager } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { ago, printFields, printJson, printTable } from '../output.ts';
 import { askSecret, readStdin } from '../prompt.ts';
@@ -31,17 +32,34 @@ async function newPassword(flags: Flags, what = 'new password'): Promise<string>
   return askSecret(what, { confirm: true, otherwise: 'pipe it in with --password-stdin' });
 }
 
-/** The manager URL to log in to: --url, then TERN_URL, then the config's, then the local default. */
-function loginUrl(flags: Flags): string {
-  if (flags.url) return flags.url;
-  if (process.env.TERN_URL) return process.env.TERN_URL;
+/**
+ * The manager to log in to, and the CA to trust for it: --url and --ca, then TERN_URL and
+ * TERN_CA, then the config's, then the all-in-one default. A CA recorded for the same URL is
+ * kept.
+ */
+function loginTarget(flags: Flags): { url: string; ca: string | null } {
+  let config: { url?: unknown; ca?: unknown } = {};
   try {
-    const config = JSON.parse(fs.readFileSync(cliConfigPath(), 'utf8')) as { url?: unknown };
-    if (typeof config.url === 'string') return config.url;
+    config = JSON.parse(fs.readFileSync(cliConfigPath(), 'utf8'));
   } catch {
-    // No config yet: the all-in-one default.
+    // No config yet.
   }
-  return 'http://127.0.0.1:7410';
+  const url = (
+    flags.url ??
+    process.env.TERN_URL ??
+    (typeof config.url === 'string' ? config.url : 'https://127.0.0.1:7410')
+  ).replace(/\/$/, '');
+  let ca: string | null = null;
+  if (flags.ca) {
+    try {
+      ca = fs.readFileSync(flags.ca, 'utf8');
+    } catch (err) {
+      throw new TernError('invalid_request', `--ca: cannot read ${flags.ca} (${(err as Error).message})`);
+    }
+  } else {
+    ca = caFromEnvironment() ?? (typeof config.ca === 'string' && config.url === url ? config.ca : null);
+  }
+  return { url, ca };
 }
 
 function showWhoami(w: Whoami, url: string): void {
@@ -60,14 +78,15 @@ function showWhoami(w: Whoami, url: string): void {
  * its config; the session ends right after.
  */
 export async function loginCommand(flags: Flags): Promise<void> {
-  const url = loginUrl(flags).replace(/\/$/, '');
+  const { url, ca } = loginTarget(flags);
   const user = flags.user;
-  if (!user) throw new TernError('invalid_request', 'usage: tern login [--url URL] --user NAME');
+  if (!user) throw new TernError('invalid_request', 'usage: tern login [--url URL] [--ca FILE] --user NAME');
   const password = await askSecret('password', { env: 'TERN_PASSWORD' });
-  const unreachable = (why: string) => `cannot reach the Tern manager at ${url} (${why}); is it running?`;
+  const unreachable = (why: string, cause: Error) => unreachableManager(url, why, cause);
+  const managerFetch = tlsFetch(null, { ca: ca ?? undefined, checkName: true });
   let res: Response;
   try {
-    res = await fetch(`${url}/api/v1/session`, {
+    res = await managerFetch(`${url}/api/v1/session`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ user, password }),
@@ -75,7 +94,8 @@ export async function loginCommand(flags: Flags): Promise<void> {
     });
   } catch (err) {
     const e = err as Error;
-    throw new TernError('unavailable', unreachable((e.cause as Error)?.message ?? e.message));
+    const cause = (e.cause as Error) ?? e;
+    throw new TernError('unavailable', unreachable(cause.message, cause));
   }
   const body = (await res.json().catch(() => null)) as unknown;
   if (!res.ok) throw TernError.fromBody(body, `the manager answered ${res.status}`);
@@ -90,12 +110,13 @@ export async function loginCommand(flags: Flags): Promise<void> {
       timeoutMs: 30_000,
       unreachable,
       peer: 'the manager',
+      fetch: managerFetch,
     });
   const name = `cli@${os.hostname()}`;
   const made = await withSession('POST', '/api/v1/tokens', { name, expiresInDays: 30 });
   await withSession('DELETE', '/api/v1/session').catch(() => undefined);
   const file = cliConfigPath();
-  writeCliConfig({ url, token: made.token }, file);
+  writeCliConfig({ url, token: made.token, ...(ca ? { ca } : {}) }, file);
   if (flags.output === 'json')
     return printJson({ ...me, tokenId: made.id, tokenExpiresAt: made.expiresAt, config: file });
   process.stdout.write(

@@ -1,11 +1,11 @@
 /** What route modules are given: the manager's services, and the Fastify instance type. */
+import type https from 'node:https';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type {
   FastifyBaseLogger,
   FastifyInstance,
   RawReplyDefaultExpression,
   RawRequestDefaultExpression,
-  RawServerDefault,
 } from 'fastify';
 import type { AlertStore } from '../alerts/store.ts';
 import type { AuditLog } from '../audit/log.ts';
@@ -25,10 +25,11 @@ import type { SecretStore } from '../secrets/store.ts';
 import type { TaskEngine } from '../tasks/engine.ts';
 import type { VmDeps } from '../vms/deps.ts';
 
+/** The API for people, served over HTTPS only. */
 export type App = FastifyInstance<
-  RawServerDefault,
-  RawRequestDefaultExpression,
-  RawReplyDefaultExpression,
+  https.Server,
+  RawRequestDefaultExpression<https.Server>,
+  RawReplyDefaultExpression<https.Server>,
   FastifyBaseLogger,
   TypeBoxTypeProvider
 >;

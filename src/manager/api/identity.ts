@@ -55,10 +55,9 @@ export function identityRoutes(app: App, s: ApiServices): void {
       const session = await s.sessions.create(user.id, req.ip);
       req.principal = await s.authenticator.sessionOf(user, session.expiresAt);
       req.auditVia = via;
-      const secure = req.protocol === 'https' ? '; Secure' : '';
       reply.header(
         'set-cookie',
-        `${sessionCookie}=${session.value}; Path=/; HttpOnly; SameSite=Strict; Expires=${new Date(session.expiresAt).toUTCString()}${secure}`,
+        `${sessionCookie}=${session.value}; Path=/; HttpOnly; Secure; SameSite=Strict; Expires=${new Date(session.expiresAt).toUTCString()}`,
       );
       return whoami(req.principal);
     },
@@ -88,7 +87,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
     async (req, reply) => {
       const value = cookieValue(req.headers.cookie, sessionCookie);
       if (value) await s.sessions.remove(value);
-      reply.header('set-cookie', `${sessionCookie}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0`);
+      reply.header('set-cookie', `${sessionCookie}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0`);
       return reply.code(204).send(null);
     },
   );

@@ -19,6 +19,7 @@ import { clusterRoutes } from './cluster.ts';
 import type { ApiServices, App } from './context.ts';
 import { eventRoutes } from './events.ts';
 import { haRoutes } from './ha.ts';
+import { installSecurityHeaders } from './headers.ts';
 import { hostRoutes } from './hosts.ts';
 import { identityRoutes } from './identity.ts';
 import { imagePoolRoutes } from './image-pools.ts';
@@ -44,13 +45,21 @@ declare module 'fastify' {
 
 const ruleKey = (method: string, url: string) => `${method === 'HEAD' ? 'GET' : method} ${url}`;
 
-export async function buildApi(s: ApiServices, log: Logger): Promise<App> {
+/** The API's certificate and key (PEM): from the cluster CA, or the operator's. */
+export interface ApiTls {
+  cert: string;
+  key: string;
+}
+
+export async function buildApi(s: ApiServices, log: Logger, tls: ApiTls): Promise<App> {
   const app: App = Fastify({
     loggerInstance: quietRequests(log),
     bodyLimit: 256 * 1024,
     ajv: ajvOptions,
+    https: { cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' },
   }).withTypeProvider<TypeBoxTypeProvider>();
   installErrorHandling(app);
+  installSecurityHeaders(app);
 
   await app.register(swagger, {
     openapi: {
