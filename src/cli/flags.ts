@@ -91,6 +91,7 @@ const options = {
   kind: { type: 'string' },
   out: { type: 'string' },
   help: { type: 'boolean', short: 'h', default: false },
+  version: { type: 'boolean', default: false },
 } satisfies ParseArgsOptionsConfig;
 
 export interface Flags {
@@ -184,6 +185,7 @@ export interface Flags {
   kind?: string;
   out?: string;
   help: boolean;
+  version: boolean;
 }
 
 export function parseCommandLine(argv: string[]): { positionals: string[]; flags: Flags } {

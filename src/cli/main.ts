@@ -2,6 +2,7 @@
  * `tern`: the command line of Tern. Tables for people, `-o json` for scripts; waits on tasks
  * with progress unless `--no-wait`; any failure is one line on stderr and a non-zero exit.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { dataDir } from '../allinone/config.ts';
 import { asTernError } from '../errors.ts';
@@ -39,10 +40,11 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
                       [--user-data FILE] [--pool P] [--start]          (NAME may be a range: web-{1..20})
                       [--cpu-mode compat|host] [--group G] [--explain]  (--explain: where it would go, and why)
                       [--project P]                  (the project whose quota it counts against)
-  tern vm show|start|stop|pause|resume|console NAME
-  tern vm shutdown NAME [--timeout SECONDS] [--force]
-  tern vm reboot NAME [--force]
-  tern vm delete NAME [--keep-disks] [--force]
+  tern vm show|console NAME
+  tern vm start|stop|pause|resume NAME...                      (any NAME... may hold ranges: t-{1..100})
+  tern vm shutdown NAME... [--timeout SECONDS] [--force]
+  tern vm reboot NAME... [--force]
+  tern vm delete NAME... [--keep-disks] [--force]
   tern vm disk add VM SIZE|POOL:PATH | remove VM INDEX [--keep-disks] | resize VM INDEX SIZE
                                                                  (hot-plugged when the VM runs)
   tern vm snapshot list VM | create|revert|delete VM NAME
@@ -63,9 +65,9 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern ha status | plan | check                            hosts as HA sees them, the restart plan, readiness
   tern ha settings [--enable|--disable] [--timeout S] [--tolerate K] [--strict] [--statefile-pool P]
   tern vm ha VM [--restart restart|best-effort|none] [--priority high|medium|low] [--order N] [--delay S]
-  tern template list | show NAME | delete NAME
+  tern template list | show NAME | delete NAME...
   tern template create NAME --from-vm VM [--description TEXT]
-  tern image list | show NAME | delete NAME
+  tern image list | show NAME | delete NAME...
   tern image import NAME --path HOSTPATH [--iso] [--format raw|qcow2|vmdk|vhd|vhdx]
   tern image upload NAME FILE [--iso] [--format F]        streamed; disk images are stored as qcow2
   tern login [--url URL] [--ca FILE] --user NAME   password typed, or TERN_PASSWORD; keeps a 30-day
@@ -91,7 +93,31 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
 
   -o json        machine-readable output
   --no-wait      return once a task is accepted
+  --version      the version of this tern
 `;
+
+function version(): string {
+  const pkg = JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+/**
+ * Exits once stdout and stderr are written out. Into a pipe, what the pipe cannot take at once
+ * is written later; process.exit before then cuts the output (JSON at 64 KiB) with exit 0.
+ */
+function exitWhenFlushed(code: number): void {
+  const flushed = [process.stdout, process.stderr].map(
+    (stream) =>
+      new Promise<void>((resolve) => {
+        // A reader that went away (`tern vm list | head -1`) takes nothing more: nothing to wait for.
+        stream.once('error', () => resolve());
+        stream.write('', () => resolve());
+      }),
+  );
+  void Promise.all(flushed).then(() => process.exit(code));
+}
 
 async function up(flags: ReturnType<typeof parseCommandLine>['flags']): Promise<void> {
   // Loaded only here: the rest of the CLI starts faster without the server modules.
@@ -118,6 +144,10 @@ async function up(flags: ReturnType<typeof parseCommandLine>['flags']): Promise<
 async function main(argv: string[]): Promise<number> {
   const { positionals, flags } = parseCommandLine(argv);
   const [group, sub, ...args] = positionals;
+  if (flags.version) {
+    process.stdout.write(`tern ${version()}\n`);
+    return 0;
+  }
   if (flags.help || !group || group === 'help') {
     process.stdout.write(usage);
     return 0;
@@ -196,12 +226,12 @@ async function main(argv: string[]): Promise<number> {
 
 main(process.argv.slice(2)).then(
   (code) => {
-    if (code >= 0) process.exit(code);
+    if (code >= 0) exitWhenFlushed(code);
   },
   (err) => {
     const e = asTernError(err);
     process.stderr.write(`tern: ${e.message}\n`);
     if (process.env.TERN_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
-    process.exit(e.code === 'invalid_request' ? 2 : 1);
+    exitWhenFlushed(e.code === 'invalid_request' ? 2 : 1);
   },
 );

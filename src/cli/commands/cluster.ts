@@ -3,6 +3,7 @@ import { TernError } from '../../errors.ts';
 import type { PlacementGroup } from '../../wire/cluster.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
+import { byName } from '../names.ts';
 import { mib, printFields, printJson, printTable } from '../output.ts';
 import { parseSize } from '../sizes.ts';
 
@@ -104,7 +105,9 @@ export async function groupCommand(
   flags: Flags,
 ): Promise<void> {
   if (sub === 'list' || sub === undefined) {
-    const { items } = await api.request<{ items: PlacementGroup[] }>('GET', '/api/v1/placement-groups');
+    const items = byName(
+      (await api.request<{ items: PlacementGroup[] }>('GET', '/api/v1/placement-groups')).items,
+    );
     if (flags.output === 'json') return printJson(items);
     return printTable(
       ['NAME', 'KIND', 'MEMBERS'],

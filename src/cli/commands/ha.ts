@@ -4,6 +4,7 @@ import type { HaHostStatus, HaSettings, VmHaPolicy } from '../../wire/ha.ts';
 import type { Vm } from '../../wire/vm.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
+import { byName } from '../names.ts';
 import { printFields, printJson, printTable } from '../output.ts';
 
 export async function haCommand(
@@ -40,7 +41,10 @@ export async function haCommand(
     ]);
   }
   if (sub === 'status') {
-    const { items } = await api.request<{ items: HaHostStatus[] }>('GET', '/api/v1/ha/status');
+    const items = byName(
+      (await api.request<{ items: HaHostStatus[] }>('GET', '/api/v1/ha/status')).items,
+      (h) => h.host,
+    );
     if (flags.output === 'json') return printJson(items);
     return printTable(
       ['HOST', 'HA STATE', 'HEARTBEAT SILENT', 'LEASE SILENT', 'PROTECTS'],

@@ -4,6 +4,7 @@ import type { Host, JoinToken } from '../../wire/host.ts';
 import type { Task } from '../../wire/task.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
+import { byName } from '../names.ts';
 import { ago, bytes, mib, printFields, printJson, printTable } from '../output.ts';
 import { waitForTask } from '../progress.ts';
 
@@ -18,7 +19,7 @@ export async function hostCommand(
   flags: Flags,
 ): Promise<void> {
   if (sub === 'list' || sub === undefined) {
-    const { items } = await api.request<{ items: Host[] }>('GET', '/api/v1/hosts');
+    const items = byName((await api.request<{ items: Host[] }>('GET', '/api/v1/hosts')).items);
     if (flags.output === 'json') return printJson(items);
     return printTable(
       ['NAME', 'STATE', 'ACCEL', 'CORES', 'MEMORY', 'VMS', 'LAST SEEN', 'ADDRESS'],

@@ -14,6 +14,7 @@ import { tlsFetch } from '../../pki/identity.ts';
 import type { ApiToken, Group, User, Whoami } from '../../wire/identity.ts';
 import { type ApiClient, caFromEnvironment, unreachableManager } from '../client.ts';
 import type { Flags } from '../flags.ts';
+import { byName } from '../names.ts';
 import { ago, printFields, printJson, printTable } from '../output.ts';
 import { askSecret, readStdin } from '../prompt.ts';
 
@@ -179,7 +180,7 @@ export async function userCommand(
 ): Promise<void> {
   const name = args[0];
   if (sub === 'list' || sub === undefined) {
-    const { items } = await api.request<{ items: User[] }>('GET', '/api/v1/users');
+    const items = byName((await api.request<{ items: User[] }>('GET', '/api/v1/users')).items);
     if (flags.output === 'json') return printJson(items);
     return printTable(
       ['NAME', 'SOURCE', 'ROLE', 'GROUPS', 'ROLES', 'STATE', 'LAST LOGIN', 'DISPLAY NAME'],
@@ -271,7 +272,7 @@ async function groupCommand(
     ]);
   };
   if (sub === 'list' || sub === undefined) {
-    const { items } = await api.request<{ items: Group[] }>('GET', '/api/v1/groups');
+    const items = byName((await api.request<{ items: Group[] }>('GET', '/api/v1/groups')).items);
     if (flags.output === 'json') return printJson(items);
     return printTable(
       ['NAME', 'ROLE', 'MEMBERS', 'DIRECTORY GROUP'],

@@ -5,8 +5,10 @@ import { Readable } from 'node:stream';
 import { TernError } from '../../errors.ts';
 import type { Image } from '../../wire/image.ts';
 import type { Task } from '../../wire/task.ts';
+import { forEachName } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
+import { byName } from '../names.ts';
 import { ago, bytes, printFields, printJson, printTable } from '../output.ts';
 import { followTask, submitTask } from '../progress.ts';
 
@@ -86,7 +88,7 @@ export async function imageCommand(
   switch (sub) {
     case 'list':
     case undefined: {
-      const { items } = await api.request<{ items: Image[] }>('GET', '/api/v1/images');
+      const items = byName((await api.request<{ items: Image[] }>('GET', '/api/v1/images')).items);
       if (json) return printJson(items);
       return printTable(
         ['NAME', 'KIND', 'FROM', 'VIRTUAL', 'ALLOCATED', 'HOST', 'CREATED'],
@@ -107,8 +109,13 @@ export async function imageCommand(
       return json ? printJson(image) : show(image);
     }
     case 'delete':
-      if (args.length !== 1) throw new TernError('invalid_request', 'usage: tern image delete NAME');
-      return submitTask(api, flags, 'DELETE', `/api/v1/images/${enc(args[0])}`);
+      return forEachName(api, flags, args, {
+        usage: 'usage: tern image delete NAME...',
+        noun: 'images',
+        done: 'deleted',
+        submit: async (name) =>
+          (await api.request<{ task: Task }>('DELETE', `/api/v1/images/${enc(name)}`)).task,
+      });
     case 'import': {
       if (args.length !== 1 || !flags.path)
         throw new TernError(

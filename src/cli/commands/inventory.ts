@@ -3,8 +3,10 @@ import { TernError } from '../../errors.ts';
 import type { Alert } from '../../wire/alert.ts';
 import type { Task } from '../../wire/task.ts';
 import type { Template } from '../../wire/template.ts';
+import { forEachName } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
+import { byName } from '../names.ts';
 import { ago, bytes, mib, printFields, printJson, printTable } from '../output.ts';
 import { submitTask, waitForTask } from '../progress.ts';
 
@@ -68,7 +70,7 @@ export async function templateCommand(
   flags: Flags,
 ): Promise<void> {
   if (sub === 'list' || sub === undefined) {
-    const { items } = await api.request<{ items: Template[] }>('GET', '/api/v1/templates');
+    const items = byName((await api.request<{ items: Template[] }>('GET', '/api/v1/templates')).items);
     if (flags.output === 'json') return printJson(items);
     return printTable(
       ['NAME', 'VCPUS', 'MEMORY', 'DISK', 'DESCRIPTION'],
@@ -87,8 +89,14 @@ export async function templateCommand(
     };
     return submitTask(api, flags, 'POST', '/api/v1/templates', body);
   }
-  if (sub === 'delete' && args.length === 1) {
-    return submitTask(api, flags, 'DELETE', `/api/v1/templates/${encodeURIComponent(args[0])}`);
+  if (sub === 'delete' && args.length > 0) {
+    return forEachName(api, flags, args, {
+      usage: 'usage: tern template delete NAME...',
+      noun: 'templates',
+      done: 'deleted',
+      submit: async (name) =>
+        (await api.request<{ task: Task }>('DELETE', `/api/v1/templates/${encodeURIComponent(name)}`)).task,
+    });
   }
   throw new TernError(
     'invalid_request',

@@ -3,6 +3,7 @@ import { TernError } from '../../errors.ts';
 import type { ImagePool } from '../../wire/image-pool.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
+import { byName } from '../names.ts';
 import { printJson, printTable } from '../output.ts';
 import { submitTask } from '../progress.ts';
 
@@ -19,7 +20,7 @@ export async function poolCommand(
 ): Promise<void> {
   const enc = encodeURIComponent;
   if (sub === 'list' || sub === undefined) {
-    const { items } = await api.request<{ items: ImagePool[] }>('GET', '/api/v1/image-pools');
+    const items = byName((await api.request<{ items: ImagePool[] }>('GET', '/api/v1/image-pools')).items);
     if (flags.output === 'json') return printJson(items);
     return printTable(
       ['NAME', 'TEMPLATE', 'CACHE', 'VMS', 'PRODUCTION', 'PREVIOUS', 'VERSIONS'],
@@ -44,7 +45,7 @@ export async function poolCommand(
     process.stdout.write('\n');
     return printTable(
       ['VM', 'VERSION', 'STATE'],
-      p.vms.map((v) => [v.name, v.version, v.state]),
+      byName(p.vms).map((v) => [v.name, v.version, v.state]),
     );
   }
   if (sub === 'create' && args.length === 1 && flags.template && flags.size) {

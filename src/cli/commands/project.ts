@@ -3,6 +3,7 @@ import { TernError } from '../../errors.ts';
 import type { Project, Quota } from '../../wire/identity.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
+import { byName } from '../names.ts';
 import { bytes, mib, printFields, printJson, printTable } from '../output.ts';
 import { parseSize } from '../sizes.ts';
 
@@ -61,7 +62,7 @@ export async function projectCommand(
 ): Promise<void> {
   const [name, kind, member] = args;
   if ((sub === 'list' || sub === undefined) && args.length === 0) {
-    const { items } = await api.request<{ items: Project[] }>('GET', '/api/v1/projects');
+    const items = byName((await api.request<{ items: Project[] }>('GET', '/api/v1/projects')).items);
     if (flags.output === 'json') return printJson(items);
     const cell = (n: number, limit: number | null, show: (x: number) => string | number = String) =>
       `${show(n)} / ${limit === null ? '-' : show(limit)}`;

@@ -8,6 +8,7 @@ import { TernError } from '../../errors.ts';
 import type { KeyStatus, Rotation, Secret } from '../../wire/secret.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
+import { byName } from '../names.ts';
 import { ago, printFields, printJson, printTable } from '../output.ts';
 import { askSecret, readStdin } from '../prompt.ts';
 
@@ -51,7 +52,7 @@ export async function secretCommand(
     ]);
   };
   if ((sub === 'list' || sub === undefined) && args.length === 0) {
-    const { items } = await api.request<{ items: Secret[] }>('GET', '/api/v1/secrets');
+    const items = byName((await api.request<{ items: Secret[] }>('GET', '/api/v1/secrets')).items);
     if (flags.output === 'json') return printJson(items);
     return printTable(
       ['NAME', 'KIND', 'OBJECT', 'OWNER', 'KEY', 'UPDATED'],

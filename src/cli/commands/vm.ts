@@ -3,11 +3,12 @@ import fs from 'node:fs';
 import { TernError } from '../../errors.ts';
 import type { Task } from '../../wire/task.ts';
 import type { CreateVmRequest, Vm } from '../../wire/vm.ts';
+import { forEachName } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
-import { expandNames } from '../names.ts';
+import { byName, expandNames } from '../names.ts';
 import { ago, bytes, type Format, mib, printFields, printJson, printTable } from '../output.ts';
-import { submitTask, waitForTask } from '../progress.ts';
+import { submitTask } from '../progress.ts';
 import { parseSize } from '../sizes.ts';
 import { vmHaCommand } from './ha.ts';
 import { migrateCommand, printExplanation } from './migration.ts';
@@ -17,6 +18,27 @@ const enc = encodeURIComponent;
 function one(args: string[], usage: string): string {
   if (args.length !== 1) throw new TernError('invalid_request', `usage: ${usage}`);
   return args[0];
+}
+
+type VmPage = { items: Vm[]; nextCursor: string | null; total: number };
+
+/**
+ * VMs in natural name order. Without --limit or --cursor, every page is read so that the order
+ * holds for the whole list (the API pages in the database's byte order: t-10 before t-2).
+ */
+async function listVms(api: ApiClient, q: URLSearchParams, whole: boolean): Promise<VmPage> {
+  if (!whole) {
+    const page = await api.request<VmPage>('GET', `/api/v1/vms?${q}`);
+    return { ...page, items: byName(page.items) };
+  }
+  q.set('limit', '1000');
+  const items: Vm[] = [];
+  for (;;) {
+    const page = await api.request<VmPage>('GET', `/api/v1/vms?${q}`);
+    items.push(...page.items);
+    if (!page.nextCursor) return { items: byName(items), nextCursor: null, total: items.length };
+    q.set('cursor', page.nextCursor);
+  }
 }
 
 function showVm(vm: Vm, format: Format): void {
@@ -95,56 +117,6 @@ function createBody(flags: Flags): Omit<CreateVmRequest, 'name'> {
   }
   if (flags.start) body.start = true;
   return body;
-}
-
-/** Bulk creation: every VM is its own task; all run at once and each outcome is reported. */
-async function createMany(
-  api: ApiClient,
-  flags: Flags,
-  names: string[],
-  body: Omit<CreateVmRequest, 'name'>,
-): Promise<void> {
-  if (body.ip) throw new TernError('invalid_request', 'one static --ip cannot serve several VMs');
-  const submitted: { name: string; task?: Task; error?: string }[] = [];
-  for (const name of names) {
-    try {
-      submitted.push({
-        name,
-        task: (await api.request<{ task: Task }>('POST', '/api/v1/vms', { ...body, name })).task,
-      });
-    } catch (err) {
-      submitted.push({ name, error: (err as Error).message });
-    }
-  }
-  if (!flags['no-wait']) {
-    let done = 0;
-    await Promise.all(
-      submitted.map(async (s) => {
-        if (!s.task) return;
-        try {
-          s.task = await waitForTask(api, s.task, true);
-        } catch (err) {
-          s.error = (err as Error).message;
-        }
-        if (flags.output !== 'json')
-          process.stderr.write(`[${++done}/${names.length}] ${s.name}: ${s.error ?? 'done'}\n`);
-      }),
-    );
-  }
-  const failed = submitted.filter((s) => s.error);
-  if (flags.output === 'json') {
-    printJson(submitted.map((s) => ({ name: s.name, task: s.task?.id ?? null, error: s.error ?? null })));
-  } else {
-    process.stdout.write(
-      `${names.length - failed.length} of ${names.length} VMs ${flags['no-wait'] ? 'accepted' : 'created'}\n`,
-    );
-  }
-  if (failed.length > 0) {
-    throw new TernError(
-      'conflict',
-      `${failed.length} failed: ${failed.map((f) => `${f.name} (${f.error})`).join('; ')}`,
-    );
-  }
 }
 
 /** Where `tern vm create` would put the VM, and why; nothing is created. */
@@ -229,10 +201,7 @@ export async function vmCommand(
       if (flags.name) q.set('name', flags.name);
       if (flags.limit) q.set('limit', flags.limit);
       if (flags.cursor) q.set('cursor', flags.cursor);
-      const page = await api.request<{ items: Vm[]; nextCursor: string | null; total: number }>(
-        'GET',
-        `/api/v1/vms?${q}`,
-      );
+      const page = await listVms(api, q, !flags.limit && !flags.cursor);
       if (format === 'json') return printJson(page);
       printTable(
         ['NAME', 'STATE', 'HOST', 'VCPUS', 'MEMORY', 'GUEST AGENT', 'IP'],
@@ -256,44 +225,54 @@ export async function vmCommand(
         format,
       );
     case 'create': {
-      const names = expandNames(args);
-      if (names.length === 0) {
-        throw new TernError(
-          'invalid_request',
-          'usage: tern vm create NAME... [--template T [--full]] [--vcpus N] [--memory 512M] [--disk 10G] [--start]',
-        );
-      }
       const body = createBody(flags);
+      const usage =
+        'usage: tern vm create NAME... [--template T [--full]] [--vcpus N] [--memory 512M] [--disk 10G] [--start]';
       if (flags.explain) return explainCreate(api, flags, body);
-      if (names.length === 1)
-        return submitTask(api, flags, 'POST', '/api/v1/vms', { ...body, name: names[0] });
-      return createMany(api, flags, names, body);
+      if (body.ip && expandNames(args).length > 1)
+        throw new TernError('invalid_request', 'one static --ip cannot serve several VMs');
+      return forEachName(api, flags, args, {
+        usage,
+        noun: 'VMs',
+        done: 'created',
+        submit: async (name) =>
+          (await api.request<{ task: Task }>('POST', '/api/v1/vms', { ...body, name })).task,
+      });
     }
     case 'start':
     case 'stop':
     case 'pause':
     case 'resume':
-      return submitTask(api, flags, 'POST', `/api/v1/vms/${enc(one(args, `tern vm ${sub} NAME`))}/${sub}`);
-    case 'shutdown': {
-      const name = one(args, 'tern vm shutdown NAME [--timeout SECONDS] [--force]');
-      const body: Record<string, unknown> = { force: flags.force };
-      if (flags.timeout) body.timeoutSeconds = Number(flags.timeout);
-      return submitTask(api, flags, 'POST', `/api/v1/vms/${enc(name)}/shutdown`, body);
+    case 'shutdown':
+    case 'reboot': {
+      const body: Record<string, unknown> | undefined =
+        sub === 'shutdown' || sub === 'reboot' ? { force: flags.force } : undefined;
+      if (sub === 'shutdown' && flags.timeout && body) body.timeoutSeconds = Number(flags.timeout);
+      const past = {
+        start: 'started',
+        stop: 'stopped',
+        pause: 'paused',
+        resume: 'resumed',
+        shutdown: 'shut down',
+        reboot: 'rebooted',
+      };
+      return forEachName(api, flags, args, {
+        usage: `usage: tern vm ${sub} NAME...${sub === 'shutdown' ? ' [--timeout SECONDS] [--force]' : sub === 'reboot' ? ' [--force]' : ''}`,
+        noun: 'VMs',
+        done: past[sub],
+        submit: async (name) =>
+          (await api.request<{ task: Task }>('POST', `/api/v1/vms/${enc(name)}/${sub}`, body)).task,
+      });
     }
-    case 'reboot':
-      return submitTask(
-        api,
-        flags,
-        'POST',
-        `/api/v1/vms/${enc(one(args, 'tern vm reboot NAME [--force]'))}/reboot`,
-        {
-          force: flags.force,
-        },
-      );
     case 'delete': {
-      const name = one(args, 'tern vm delete NAME [--keep-disks] [--force]');
       const q = new URLSearchParams({ keepDisks: String(flags['keep-disks']), force: String(flags.force) });
-      return submitTask(api, flags, 'DELETE', `/api/v1/vms/${enc(name)}?${q}`);
+      return forEachName(api, flags, args, {
+        usage: 'usage: tern vm delete NAME... [--keep-disks] [--force]',
+        noun: 'VMs',
+        done: 'deleted',
+        submit: async (name) =>
+          (await api.request<{ task: Task }>('DELETE', `/api/v1/vms/${enc(name)}?${q}`)).task,
+      });
     }
     case 'disk':
       return diskCommand(api, args, flags);

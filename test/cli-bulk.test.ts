@@ -1,0 +1,98 @@
+/**
+ * The CLI on a hundred VMs, against simulated hosts: a range of names for every verb, lists
+ * in the order people count, and JSON that reaches a pipe whole.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import type { Vm } from '../src/wire/vm.ts';
+import { repoRoot } from './harness.ts';
+import { type SimCluster, startSimCluster } from './sim-harness.ts';
+
+let c: SimCluster;
+before(async () => {
+  c = await startSimCluster(1);
+});
+after(async () => {
+  await c?.close();
+});
+
+/**
+ * Runs bin/tern as a script does, its stdout into a real pipe (`tern … | cat`: Node's own child
+ * stdio is a socket, which takes what a pipe would not); asynchronously, as the manager runs here.
+ */
+function tern(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      'bash',
+      ['-o', 'pipefail', '-c', '"$0" "$@" | cat', path.join(repoRoot, 'bin', 'tern'), ...args],
+      {
+        env: { ...process.env, TERN_URL: c.api.url, TERN_TOKEN: c.api.token },
+      },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const count = 105;
+const expected = Array.from({ length: count }, (_, i) => `t-${i + 1}`);
+
+test('a range the shell left alone creates every VM; lists come in natural order, whole through a pipe', async () => {
+  const made = await tern('vm', 'create', `t-{1..${count}}`, '--template', 'sim');
+  assert.equal(made.code, 0, made.stderr);
+  assert.equal(made.stdout, `${count} of ${count} VMs created\n`);
+
+  const json = await tern('vm', 'list', '-o', 'json');
+  assert.equal(json.code, 0, json.stderr);
+  assert.ok(json.stdout.length > 64 * 1024, `more than a pipe holds: ${json.stdout.length} bytes`);
+  const page = JSON.parse(json.stdout) as { items: Vm[]; nextCursor: string | null; total: number };
+  assert.deepEqual(
+    page.items.map((v) => v.name),
+    expected,
+  );
+  assert.equal(page.total, count);
+  assert.equal(page.nextCursor, null);
+
+  const table = await tern('vm', 'list');
+  assert.equal(table.code, 0, table.stderr);
+  const names = table.stdout
+    .trim()
+    .split('\n')
+    .slice(1)
+    .map((l) => l.split(/\s+/)[0]);
+  assert.deepEqual(names, expected);
+});
+
+test('every verb takes several names and ranges, and names each failure', async () => {
+  const missing = await tern('vm', 'start', 'nosuch-{1..2}');
+  assert.equal(missing.code, 1);
+  assert.match(
+    missing.stderr,
+    /^tern: 2 failed: nosuch-1 \(VM nosuch-1 does not exist\); nosuch-2 \(.*\)\n$/,
+  );
+
+  // Some names as the shell expands them, the rest as a range it did not.
+  const gone = await tern('vm', 'delete', 't-1', 't-2', `t-{3..${count}}`);
+  assert.equal(gone.code, 0, gone.stderr);
+  assert.equal(gone.stdout, `${count} of ${count} VMs deleted\n`);
+  const left = await tern('vm', 'list', '-o', 'json');
+  assert.deepEqual((JSON.parse(left.stdout) as { items: Vm[] }).items, []);
+});
+
+test('tern --version prints the version of package.json', async () => {
+  const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+  const r = await tern('--version');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, `tern ${pkg.version}\n`);
+});
