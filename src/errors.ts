@@ -19,6 +19,8 @@ export type ErrorCode =
   | 'guest_error'
   | 'hypervisor_error'
   | 'storage_error'
+  /** The manager's own database cannot grow: its disk is full. */
+  | 'manager_disk_full'
   | 'protocol_error'
   | 'internal';
 
@@ -38,6 +40,7 @@ const statusByCode: Record<ErrorCode, number> = {
   guest_error: 502,
   hypervisor_error: 500,
   storage_error: 500,
+  manager_disk_full: 507,
   protocol_error: 502,
   internal: 500,
 };

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from '../log.ts';
 import { ClusterCa } from '../pki/ca.ts';
+import { managerDiskFullAlert, managerDiskFullId } from './alerts/rules.ts';
 import { AlertStore } from './alerts/store.ts';
 import type { ApiServices } from './api/context.ts';
 import { type ApiTls, buildApi } from './api/server.ts';
@@ -13,6 +14,7 @@ import { TokenStore } from './auth/tokens.ts';
 import { Placer } from './cluster/placer.ts';
 import { SettingsStore } from './cluster/settings.ts';
 import { type Db, openDatabase } from './db/database.ts';
+import { DiskSpace } from './db/disk-space.ts';
 import { EventBus } from './events/bus.ts';
 import { acknowledgeAssignment, haAssignment } from './ha/assignment.ts';
 import { HaMonitor } from './ha/monitor.ts';
@@ -81,7 +83,9 @@ export interface RunningManager {
 }
 
 export async function startManager(opts: ManagerOptions): Promise<RunningManager> {
-  const db = await openDatabase(opts.database);
+  const space = new DiskSpace(opts.database);
+  space.setLogger(opts.log);
+  const db = await openDatabase(opts.database, space);
   // Before anything else: a manager that cannot read its secrets does not start.
   const keyStore = openKeyStore(opts.keyStore ?? defaultKeyStore(opts.database));
   let secrets: SecretStore;
@@ -142,6 +146,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const services: ApiServices = Object.assign(base, { ha: new HaMonitor(base, tasks, opts.log) });
   services.beforeStart = (vmId) => prepareStart(services, vmId);
   const stopAlerts = services.alerts.watch();
+  watchDiskSpace(space, services);
   const app = await buildApi(services, opts.log, apiTls);
   await hosts.start();
   // Task kinds are registered by the routes; recovery needs them. Each recovered task waits
@@ -170,6 +175,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     db,
     services,
     async close() {
+      space.close();
       services.ha.stop();
       stopAlerts();
       await tasks.close();
@@ -180,6 +186,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
       await db.destroy();
     },
     async crash() {
+      space.close();
       services.ha.stop();
       stopAlerts();
       tasks.abandon();
@@ -190,6 +197,23 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
       await db.destroy();
     },
   };
+}
+
+/**
+ * A full disk is an alert (held in memory until it can be written); when there is room again,
+ * what could not be recorded meanwhile is: held alerts, what each host runs (its full report),
+ * and the end of tasks that finished while nothing could be written (their cleanup runs again).
+ */
+function watchDiskSpace(space: DiskSpace, s: ApiServices): void {
+  space.onFull(() => {
+    void s.alerts.raise(managerDiskFullAlert(space.error().message)).catch(() => {});
+  });
+  space.onRoom(async () => {
+    await s.alerts.clear(managerDiskFullId);
+    await s.alerts.catchUp();
+    s.hosts.resync();
+    await s.tasks.recover(hostGate(s.db, s.hosts), "the manager's disk was full when this task ended");
+  });
 }
 
 function portOf(server: { address(): unknown }, fallback: number): number {

@@ -37,3 +37,10 @@ export function vmAlerts(vm: Vm): WantedAlert[] {
   }
   return [];
 }
+
+/** The manager's own disk is full: nothing it decides can be recorded until there is room. */
+export const managerDiskFullId = 'manager:disk-full';
+
+export function managerDiskFullAlert(why: string): WantedAlert {
+  return { id: managerDiskFullId, severity: 'critical', object: 'manager', message: why };
+}

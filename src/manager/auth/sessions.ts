@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { type Db, now } from '../db/database.ts';
+import { bestEffort } from '../db/disk-space.ts';
 import type { SessionTable } from '../db/schema.ts';
 import { secretHash } from './tokens.ts';
 
@@ -37,13 +38,23 @@ export class SessionStore {
     const row = await this.#db.selectFrom('sessions').selectAll().where('hash', '=', hash).executeTakeFirst();
     if (!row) return undefined;
     const t = Date.now();
+    // What a read writes on the side may fail (a full disk) without failing the read.
     if (Date.parse(row.expiresAt) < t || Date.parse(row.lastSeenAt) + idleMs < t) {
-      await this.#db.deleteFrom('sessions').where('hash', '=', hash).execute();
+      await bestEffort(
+        this.#db.deleteFrom('sessions').where('hash', '=', hash).execute(),
+        null,
+        'the end of a session',
+      );
       return undefined;
     }
     // Renewed at most once a minute, so reads stay reads.
-    if (Date.parse(row.lastSeenAt) + 60_000 < t)
-      await this.#db.updateTable('sessions').set({ lastSeenAt: now() }).where('hash', '=', hash).execute();
+    if (Date.parse(row.lastSeenAt) + 60_000 < t) {
+      await bestEffort(
+        this.#db.updateTable('sessions').set({ lastSeenAt: now() }).where('hash', '=', hash).execute(),
+        null,
+        'when a session was last used',
+      );
+    }
     return row;
   }
 

@@ -7,6 +7,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { TernError } from '../../errors.ts';
 import type { ApiToken } from '../../wire/identity.ts';
 import { type Db, now } from '../db/database.ts';
+import { bestEffort } from '../db/disk-space.ts';
 import type { ApiTokenTable } from '../db/schema.ts';
 import { isPermission, type Permission } from './permissions.ts';
 
@@ -67,11 +68,16 @@ export class TokenStore {
     if (row.revokedAt) throw new TernError('unauthorized', 'the API token was revoked');
     if (row.expiresAt && row.expiresAt < now())
       throw new TernError('unauthorized', 'the API token has expired');
-    // Record use at most once a minute per token, so reads stay reads.
+    // Record use at most once a minute per token, so reads stay reads; and a read answers even
+    // when the use cannot be recorded (a full disk).
     const last = this.#lastUsedWrites.get(row.id) ?? 0;
     if (Date.now() - last > 60_000) {
       this.#lastUsedWrites.set(row.id, Date.now());
-      await this.#db.updateTable('apiTokens').set({ lastUsedAt: now() }).where('id', '=', row.id).execute();
+      await bestEffort(
+        this.#db.updateTable('apiTokens').set({ lastUsedAt: now() }).where('id', '=', row.id).execute(),
+        null,
+        'when a token was last used',
+      );
     }
     return row;
   }

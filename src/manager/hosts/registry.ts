@@ -10,6 +10,7 @@ import { type Identity, tlsFetch } from '../../pki/identity.ts';
 import type { AgentEvent, AgentVm } from '../../wire/agent.ts';
 import type { Host, HostFacts, HostState } from '../../wire/host.ts';
 import { type Db, now } from '../db/database.ts';
+import { bestEffort } from '../db/disk-space.ts';
 import type { HostTable } from '../db/schema.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { VmStore } from '../vms/store.ts';
@@ -36,6 +37,8 @@ export class HostRegistry {
   /** Hosts whose link is up and whose full report the inventory holds: what recovery waits for. */
   readonly #reported = new Set<string>();
   readonly #reportWaiters = new Map<string, Set<() => void>>();
+  /** Hosts with an event that could not be applied, waiting to apply their full report again. */
+  readonly #resyncs = new Map<string, NodeJS.Timeout>();
 
   constructor(db: Db, vms: VmStore, log: Logger, identity: Identity, bus: EventBus) {
     this.#db = db;
@@ -185,10 +188,18 @@ export class HostRegistry {
     return this.get(hostId);
   }
 
-  /** A host's own heartbeat over the cluster endpoint (the event stream has its own). */
+  /**
+   * A host's own heartbeat over the cluster endpoint (the event stream has its own). Hearing
+   * the host is what counts; `lastSeen` is bookkeeping that a full disk must not turn into a
+   * failed heartbeat.
+   */
   async heartbeat(hostId: string): Promise<void> {
     this.#heard.set(hostId, performance.now());
-    await this.#db.updateTable('hosts').set({ lastSeen: now() }).where('id', '=', hostId).execute();
+    await bestEffort(
+      this.#db.updateTable('hosts').set({ lastSeen: now() }).where('id', '=', hostId).execute(),
+      this.#log,
+      'when a host was last seen',
+    );
   }
 
   /** When (this manager's monotonic clock) the host's own heartbeat last arrived; null: not yet. */
@@ -293,6 +304,32 @@ export class HostRegistry {
 
   close(): void {
     this.#stop.abort();
+    for (const t of this.#resyncs.values()) clearTimeout(t);
+    this.#resyncs.clear();
+  }
+
+  /**
+   * Applies the full report of a host (every connected host without one) again: what its agent
+   * runs is the truth, so a change that could not be recorded (a full disk) is recorded now.
+   */
+  resync(hostId?: string): void {
+    for (const id of hostId ? [hostId] : [...this.#connected]) {
+      clearTimeout(this.#resyncs.get(id));
+      this.#resyncs.delete(id);
+      const client = this.#clients.get(id);
+      if (!client || !this.#connected.has(id)) continue;
+      this.#enqueue(id, () =>
+        this.#clients.get(id) === client ? this.#fullReport(id, client) : Promise.resolve(),
+      );
+    }
+  }
+
+  /** A host event could not be applied: its full report is applied again a little later. */
+  #resyncLater(hostId: string): void {
+    if (this.#resyncs.has(hostId) || this.#stop.signal.aborted) return;
+    const timer = setTimeout(() => this.resync(hostId), 5000);
+    timer.unref();
+    this.#resyncs.set(hostId, timer);
   }
 
   #toWire(r: HostTable, vmCount: number): Host {
@@ -334,22 +371,19 @@ export class HostRegistry {
 
   #enqueue(hostId: string, work: () => Promise<void>): void {
     const prev = this.#queues.get(hostId) ?? Promise.resolve();
-    const next = prev
-      .then(work)
-      .catch((err) => this.#log.error({ err, host: hostId }, 'applying a host event failed'));
+    const next = prev.then(work).catch((err) => {
+      if ((err as TernError).code !== 'manager_disk_full')
+        this.#log.error({ err, host: hostId }, 'applying a host event failed');
+      this.#resyncLater(hostId);
+    });
     this.#queues.set(hostId, next);
   }
 
   async #onEvent(hostId: string, client: AgentClient, e: AgentEvent): Promise<void> {
     switch (e.type) {
-      case 'hello': {
-        const reported = await client.listVms();
-        await this.#vms.applyFullReport(hostId, reported);
-        await this.#forgetStrays(hostId, client, reported);
-        this.#reported.add(hostId);
-        for (const ready of [...(this.#reportWaiters.get(hostId) ?? [])]) ready();
+      case 'hello':
+        await this.#fullReport(hostId, client);
         break;
-      }
       case 'vm':
         await this.#vms.applyReport(hostId, e.vm.id, e.vm);
         break;
@@ -357,9 +391,21 @@ export class HostRegistry {
         await this.#vms.applyReport(hostId, e.id, null);
         break;
       case 'heartbeat':
-        await this.#db.updateTable('hosts').set({ lastSeen: e.time }).where('id', '=', hostId).execute();
+        await bestEffort(
+          this.#db.updateTable('hosts').set({ lastSeen: e.time }).where('id', '=', hostId).execute(),
+          this.#log,
+          'when a host was last seen',
+        );
         break;
     }
+  }
+
+  async #fullReport(hostId: string, client: AgentClient): Promise<void> {
+    const reported = await client.listVms();
+    await this.#vms.applyFullReport(hostId, reported);
+    await this.#forgetStrays(hostId, client, reported);
+    this.#reported.add(hostId);
+    for (const ready of [...(this.#reportWaiters.get(hostId) ?? [])]) ready();
   }
 
   /**

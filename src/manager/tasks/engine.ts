@@ -185,17 +185,19 @@ export class TaskEngine {
   }
 
   /**
-   * Picks up tasks a previous manager process left queued or running. Returns at once: each
-   * recovered task waits for its gate in the background, still running and holding its locks,
-   * so the manager (and, in all-in-one, the local agent) can start meanwhile.
+   * Picks up tasks a previous manager process left queued or running, and tasks of this one
+   * whose end could not be recorded (`why`: a full disk); the ones running here are left alone.
+   * Returns at once: each recovered task waits for its gate in the background, still running
+   * and holding its locks, so the manager (and, in all-in-one, the local agent) can start meanwhile.
    */
-  async recover(gate: RecoveryGate = async () => {}): Promise<void> {
+  async recover(gate: RecoveryGate = async () => {}, why = interrupted): Promise<void> {
     const rows = await this.#db
       .selectFrom('tasks')
       .selectAll()
       .where('state', 'in', ['queued', 'running'])
       .execute();
     for (const row of rows) {
+      if (this.#running.has(row.id)) continue;
       const kind = this.#kinds.get(row.kind);
       const params = JSON.parse(row.params) as unknown;
       const objects = JSON.parse(row.objects) as string[];
@@ -208,7 +210,9 @@ export class TaskEngine {
       }
       await this.#appendLog(row.id, 'manager restarted; undoing its partial work');
       this.#track(row.id, (controller) =>
-        this.#undo(row.id, kind, params, controller, row.cancelRequested === 1, (ctx) => gate(objects, ctx)),
+        this.#undo(row.id, kind, params, controller, row.cancelRequested === 1, why, (ctx) =>
+          gate(objects, ctx),
+        ),
       );
     }
   }
@@ -223,23 +227,24 @@ export class TaskEngine {
     params: P,
     controller: AbortController,
     cancelled: boolean,
+    why: string,
     gate: (ctx: TaskContext) => Promise<void>,
   ): Promise<void> {
     const ctx = this.#context(id, controller, true);
-    let error = new TernError('internal', `${interrupted}; its partial work was undone`);
+    let error = new TernError('internal', `${why}; its partial work was undone`);
     try {
       if (kind?.cleanup) {
         await gate(ctx);
         await kind.cleanup(ctx, params, error);
         await this.#appendLog(id, 'manager restarted; cleaned up and marked failed');
       } else {
-        error = new TernError('internal', `${interrupted}; a ${kind?.kind ?? 'task'} does not resume`);
+        error = new TernError('internal', `${why}; a ${kind?.kind ?? 'task'} does not resume`);
       }
     } catch (err) {
       if (this.#abandoned(controller)) return;
-      const why = asTernError(err).message;
-      await this.#appendLog(id, `cleanup after restart failed: ${why}`);
-      error = new TernError('internal', `${interrupted}; undoing its partial work failed: ${why}`);
+      const failure = asTernError(err).message;
+      await this.#appendLog(id, `cleanup after restart failed: ${failure}`);
+      error = new TernError('internal', `${why}; undoing its partial work failed: ${failure}`);
     }
     await this.#finish(id, cancelled ? 'cancelled' : 'failed', null, error);
   }
@@ -264,7 +269,11 @@ export class TaskEngine {
 
   #track(id: string, work: (controller: AbortController) => Promise<void>): void {
     const controller = new AbortController();
-    const done = work(controller).finally(() => this.#running.delete(id));
+    const done = work(controller)
+      // Its end could not be recorded (a full disk): the row still says running, and `recover`
+      // finishes it once it can.
+      .catch((err) => this.#log.error({ err, task: id }, 'could not record the end of a task'))
+      .finally(() => this.#running.delete(id));
     this.#running.set(id, { controller, done });
   }
 
@@ -298,12 +307,13 @@ export class TaskEngine {
       if (this.#abandoned(controller)) return;
       const error = asTernError(err);
       const cancelled = controller.signal.aborted && error.code === 'cancelled';
-      await this.#appendLog(id, `${cancelled ? 'cancelled' : 'failed'}: ${error.message}`);
+      // The log lines are the least of it: the cleanup runs even when they cannot be written.
+      await this.#appendLog(id, `${cancelled ? 'cancelled' : 'failed'}: ${error.message}`).catch(() => {});
       if (kind.cleanup) {
         try {
           await kind.cleanup(this.#context(id, new AbortController(), resumed), params, error);
         } catch (cleanupErr) {
-          await this.#appendLog(id, `cleanup failed: ${asTernError(cleanupErr).message}`);
+          await this.#appendLog(id, `cleanup failed: ${asTernError(cleanupErr).message}`).catch(() => {});
         }
       }
       await this.#finish(id, cancelled ? 'cancelled' : 'failed', null, error);
