@@ -40,19 +40,23 @@ export function startQuietManager(dir: string): Promise<RunningManager> {
 
 export async function startSimCluster(
   hosts: number,
-  opts: Pick<SimHostsOptions, 'driver' | 'clock'> = {},
+  opts: Pick<SimHostsOptions, 'driver' | 'clock'> & {
+    /** Where the manager keeps its database and keys (default: the cluster's directory). */
+    managerDir?: string;
+  } = {},
 ): Promise<SimCluster> {
   const dir = tempDir('tern-sim');
-  const manager = await startQuietManager(dir);
+  const { managerDir, ...simOpts } = opts;
+  const manager = await startQuietManager(managerDir ?? dir);
   const api = new TestApi(
     manager.url,
     await issueAdminToken(manager.services, 'admin'),
-    path.join(dir, 'pki', 'ca.crt'),
+    path.join(managerDir ?? dir, 'pki', 'ca.crt'),
   );
   const sim = await startSimHosts(hosts, {
     baseDir: dir,
     log: silent,
-    ...opts,
+    ...simOpts,
     join: async (name) => {
       const t = await api.request<JoinToken>('POST', '/api/v1/hosts', { name });
       return { manager: manager.clusterUrl, token: t.token, caFingerprint: t.caFingerprint };

@@ -212,7 +212,7 @@ function watchDiskSpace(space: DiskSpace, s: ApiServices): void {
     await s.alerts.clear(managerDiskFullId);
     await s.alerts.catchUp();
     s.hosts.resync();
-    await s.tasks.recover(hostGate(s.db, s.hosts), "the manager's disk was full when this task ended");
+    await s.tasks.catchUp();
   });
 }
 

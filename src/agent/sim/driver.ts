@@ -607,6 +607,16 @@ export class SimDriver implements HypervisorDriver {
     this.#markCrashed(vm, `${reason}; last output: simulated crash`);
   }
 
+  /** A disk of the VM cannot grow (its pool is full): paused as QEMU pauses it, `resume` goes on. */
+  storageFull(id: string, disk = 'disk0'): void {
+    const vm = this.#vms.get(id);
+    if (vm?.state !== 'running')
+      throw new TernError('conflict', `VM ${id} is not running on ${this.hostname}`);
+    vm.state = 'paused';
+    vm.reason = `storage full: disk ${disk} cannot grow`;
+    this.#emit(vm);
+  }
+
   /** The host drops off the network (its agent no longer answers) or comes back. */
   setReachable(reachable: boolean): void {
     this.faults.setReachable(reachable);

@@ -72,6 +72,11 @@ export class TaskEngine {
   readonly #kinds = new Map<string, TaskKind<any>>();
   readonly #running = new Map<string, { controller: AbortController; done: Promise<void> }>();
   #closing = false;
+  /**
+   * Tasks of this process that ended while their end could not be written (the manager's disk
+   * was full): how to end them, again, once it can be (`catchUp`).
+   */
+  readonly #unrecorded = new Map<string, () => Promise<void>>();
 
   constructor(db: Db, bus: EventBus, log: Logger) {
     this.#db = db;
@@ -185,19 +190,17 @@ export class TaskEngine {
   }
 
   /**
-   * Picks up tasks a previous manager process left queued or running, and tasks of this one
-   * whose end could not be recorded (`why`: a full disk); the ones running here are left alone.
-   * Returns at once: each recovered task waits for its gate in the background, still running
-   * and holding its locks, so the manager (and, in all-in-one, the local agent) can start meanwhile.
+   * Picks up tasks a previous manager process left queued or running. Returns at once: each
+   * recovered task waits for its gate in the background, still running and holding its locks,
+   * so the manager (and, in all-in-one, the local agent) can start meanwhile.
    */
-  async recover(gate: RecoveryGate = async () => {}, why = interrupted): Promise<void> {
+  async recover(gate: RecoveryGate = async () => {}): Promise<void> {
     const rows = await this.#db
       .selectFrom('tasks')
       .selectAll()
       .where('state', 'in', ['queued', 'running'])
       .execute();
     for (const row of rows) {
-      if (this.#running.has(row.id)) continue;
       const kind = this.#kinds.get(row.kind);
       const params = JSON.parse(row.params) as unknown;
       const objects = JSON.parse(row.objects) as string[];
@@ -210,9 +213,7 @@ export class TaskEngine {
       }
       await this.#appendLog(row.id, 'manager restarted; undoing its partial work');
       this.#track(row.id, (controller) =>
-        this.#undo(row.id, kind, params, controller, row.cancelRequested === 1, why, (ctx) =>
-          gate(objects, ctx),
-        ),
+        this.#undo(row.id, kind, params, controller, row.cancelRequested === 1, (ctx) => gate(objects, ctx)),
       );
     }
   }
@@ -227,24 +228,23 @@ export class TaskEngine {
     params: P,
     controller: AbortController,
     cancelled: boolean,
-    why: string,
     gate: (ctx: TaskContext) => Promise<void>,
   ): Promise<void> {
     const ctx = this.#context(id, controller, true);
-    let error = new TernError('internal', `${why}; its partial work was undone`);
+    let error = new TernError('internal', `${interrupted}; its partial work was undone`);
     try {
       if (kind?.cleanup) {
         await gate(ctx);
         await kind.cleanup(ctx, params, error);
         await this.#appendLog(id, 'manager restarted; cleaned up and marked failed');
       } else {
-        error = new TernError('internal', `${why}; a ${kind?.kind ?? 'task'} does not resume`);
+        error = new TernError('internal', `${interrupted}; a ${kind?.kind ?? 'task'} does not resume`);
       }
     } catch (err) {
       if (this.#abandoned(controller)) return;
-      const failure = asTernError(err).message;
-      await this.#appendLog(id, `cleanup after restart failed: ${failure}`);
-      error = new TernError('internal', `${why}; undoing its partial work failed: ${failure}`);
+      const why = asTernError(err).message;
+      await this.#appendLog(id, `cleanup after restart failed: ${why}`);
+      error = new TernError('internal', `${interrupted}; undoing its partial work failed: ${why}`);
     }
     await this.#finish(id, cancelled ? 'cancelled' : 'failed', null, error);
   }
@@ -270,8 +270,6 @@ export class TaskEngine {
   #track(id: string, work: (controller: AbortController) => Promise<void>): void {
     const controller = new AbortController();
     const done = work(controller)
-      // Its end could not be recorded (a full disk): the row still says running, and `recover`
-      // finishes it once it can.
       .catch((err) => this.#log.error({ err, task: id }, 'could not record the end of a task'))
       .finally(() => this.#running.delete(id));
     this.#running.set(id, { controller, done });
@@ -302,21 +300,52 @@ export class TaskEngine {
       if (gate) await gate(ctx);
       ctx.throwIfCancelled();
       const result = await kind.run(ctx, params);
-      await this.#finish(id, 'succeeded', result ?? null, null);
+      await this.#ending(id, () => this.#finish(id, 'succeeded', result ?? null, null));
     } catch (err) {
       if (this.#abandoned(controller)) return;
+      if (this.#unrecorded.has(id)) throw err;
       const error = asTernError(err);
       const cancelled = controller.signal.aborted && error.code === 'cancelled';
       // The log lines are the least of it: the cleanup runs even when they cannot be written.
       await this.#appendLog(id, `${cancelled ? 'cancelled' : 'failed'}: ${error.message}`).catch(() => {});
-      if (kind.cleanup) {
-        try {
-          await kind.cleanup(this.#context(id, new AbortController(), resumed), params, error);
-        } catch (cleanupErr) {
-          await this.#appendLog(id, `cleanup failed: ${asTernError(cleanupErr).message}`).catch(() => {});
+      await this.#ending(id, async () => {
+        if (kind.cleanup) {
+          try {
+            await kind.cleanup(this.#context(id, new AbortController(), resumed), params, error);
+          } catch (cleanupErr) {
+            const e = asTernError(cleanupErr);
+            // What the cleanup undid could not be recorded: it runs again once it can be.
+            if (e.code === 'manager_disk_full') throw e;
+            await this.#appendLog(id, `cleanup failed: ${e.message}`);
+          }
         }
+        await this.#finish(id, cancelled ? 'cancelled' : 'failed', null, error);
+      });
+    }
+  }
+
+  /** Ends a task; when that cannot be written (a full disk), keeps it for `catchUp`. */
+  async #ending(id: string, end: () => Promise<void>): Promise<void> {
+    try {
+      await end();
+    } catch (err) {
+      if (asTernError(err).code === 'manager_disk_full') this.#unrecorded.set(id, end);
+      throw err;
+    }
+  }
+
+  /**
+   * There is room again: ends the tasks whose end could not be written, as they ended (a failed
+   * one's cleanup runs again, so a half-created VM does not stay `creating`).
+   */
+  async catchUp(): Promise<void> {
+    for (const [id, end] of [...this.#unrecorded]) {
+      try {
+        await end();
+        this.#unrecorded.delete(id);
+      } catch (err) {
+        this.#log.error({ err, task: id }, 'could not record the end of a task');
       }
-      await this.#finish(id, cancelled ? 'cancelled' : 'failed', null, error);
     }
   }
 
