@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { loadMembership } from '../agent/enrol.ts';
+import { asTernError } from '../errors.ts';
 import { startAgent } from '../agent/start.ts';
 import type { Logger } from '../log.ts';
 import { issueAdminToken } from '../manager/identity/bootstrap.ts';
@@ -93,7 +94,14 @@ export async function startAllInOne(opts: AllInOneOptions) {
   }
   const guestDir = opts.guestDir ?? findGuestDir(opts.log);
   if (guestDir) {
-    await importTinyTemplate(s.templates, host.id, s.hosts.client(host.id), guestDir, 'shared', opts.log);
+    try {
+      await importTinyTemplate(s.templates, host.id, s.hosts.client(host.id), guestDir, 'shared', opts.log);
+    } catch (err) {
+      // Only the demo template is missing (a full pool, say): the manager and its host stay up.
+      opts.log.error(
+        `the tiny template could not be imported: ${asTernError(err).message}. Tern keeps running without it; make room and start it again to import it`,
+      );
+    }
   }
   return {
     manager,

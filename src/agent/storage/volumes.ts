@@ -195,6 +195,14 @@ export async function importVolume(pools: Pools, req: ImportVolumeRequest): Prom
       );
     }
     fs.renameSync(partial, file);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ENOSPC' || /No space left on device/.test(e.message))
+      throw new TernError(
+        'storage_error',
+        `pool ${req.volume.pool} has no room for ${req.volume.path} (${fs.statSync(req.sourcePath).size} bytes)`,
+      );
+    throw err;
   } finally {
     fs.rmSync(partial, { force: true });
   }
