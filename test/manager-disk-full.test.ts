@@ -16,7 +16,7 @@ import { tlsFetch } from '../src/pki/identity.ts';
 import type { Alert } from '../src/wire/alert.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
-import { TestApi, tempDir } from './harness.ts';
+import { type TestApi, tempDir } from './harness.ts';
 import { type SimCluster, startSimCluster, until } from './sim-harness.ts';
 
 const root = process.getuid?.() === 0;
@@ -67,7 +67,7 @@ test("with the manager's disk full, reads answer, writes say so, an alert says s
   steady = await c.api.waitVm('steady', (v) => v.state === 'running', 10_000, 'running');
   // A token never used yet: its first use is recorded, which must not fail a read.
   const { token } = await c.api.request<{ token: string }>('POST', '/api/v1/tokens', { name: 'reader' });
-  reader = new TestApi(c.manager.url, token);
+  reader = c.api.as(token);
   // A creation that will fail, and whose undoing cannot be recorded, once the disk is full.
   const driver = c.sim.hosts[0].driver;
   driver.faults.hangNext('run');
