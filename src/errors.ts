@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'forbidden'
   | 'quota_exceeded'
   | 'not_found'
+  | 'method_not_allowed'
   | 'conflict'
   | 'locked'
   | 'payload_too_large'
@@ -30,6 +31,7 @@ const statusByCode: Record<ErrorCode, number> = {
   forbidden: 403,
   quota_exceeded: 403,
   not_found: 404,
+  method_not_allowed: 405,
   conflict: 409,
   locked: 409,
   payload_too_large: 413,

@@ -276,6 +276,62 @@ const cases: {
     status: 404,
     code: 'not_found',
   },
+  // Nothing is coerced: a body means what it says or is refused.
+  ...(
+    [
+      ['a number for a name', '{"name":123,"template":"tiny"}', /name must be string/],
+      ['a string for vcpus', '{"name":"coerced","template":"tiny","vcpus":"2"}', /vcpus must be integer/],
+      [
+        'a string for a flag',
+        '{"name":"coerced","template":"tiny","start":"false"}',
+        /start must be boolean/,
+      ],
+      [
+        'null for a number',
+        '{"name":"coerced","template":"tiny","memoryMiB":null}',
+        /memoryMiB must be integer/,
+      ],
+    ] as const
+  ).map(([name, body, message]) => ({
+    name,
+    method: 'POST',
+    path: '/api/v1/vms',
+    body,
+    headers: json,
+    status: 400,
+    code: 'invalid_request',
+    message,
+  })),
+  {
+    name: 'a typo in a cluster setting',
+    method: 'PATCH',
+    path: '/api/v1/cluster/settings',
+    body: '{"cpuOvercomit":2}',
+    headers: json,
+    status: 400,
+    code: 'invalid_request',
+    message: /no field "cpuOvercomit"/,
+  },
+  {
+    name: 'a typo in an HA setting',
+    method: 'PATCH',
+    path: '/api/v1/ha/settings',
+    body: '{"timeout":10}',
+    headers: json,
+    status: 400,
+    code: 'invalid_request',
+    message: /no field "timeout"/,
+  },
+  {
+    name: 'a typo in a quota',
+    method: 'POST',
+    path: '/api/v1/projects',
+    body: '{"name":"typo","quota":{"vm":1}}',
+    headers: json,
+    status: 400,
+    code: 'invalid_request',
+    message: /no field "vm"/,
+  },
 ];
 
 for (const k of cases) {
@@ -343,4 +399,25 @@ test('the OpenAPI document describes the API', async () => {
     assert.ok(doc.paths[p], `${p} documented`);
   }
   assert.ok(doc.paths['/api/v1/vms'].post);
+});
+
+test('a wrong method is 405 with the methods the path answers', async () => {
+  const r = await c.api.raw('PUT', '/api/v1/vms');
+  assert.equal(r.status, 405, JSON.stringify(r.body));
+  assert.equal(r.body.error?.code, 'method_not_allowed');
+  assert.equal(r.headers.get('allow'), 'GET, HEAD, POST');
+  const one = await c.api.raw('PATCH', '/api/v1/vms/some-vm');
+  assert.equal(one.status, 405);
+  assert.equal(one.headers.get('allow'), 'DELETE, GET, HEAD');
+  const none = await c.api.raw('PUT', '/api/v1/nothing/here');
+  assert.equal(none.status, 404);
+  const anonymous = await fetch(`${c.api.url}/api/v1/vms`, { method: 'PUT' });
+  assert.equal(anonymous.status, 401, 'no map of the API without a token');
+});
+
+test('HEAD of the event stream answers with its headers and no stream', async () => {
+  const r = await c.api.raw('HEAD', '/api/v1/events');
+  assert.equal(r.status, 200);
+  assert.match(r.headers.get('content-type') ?? '', /^text\/event-stream/);
+  assert.equal(r.body, '');
 });

@@ -471,7 +471,11 @@ export class TestApi extends ApiClient {
     } catch {
       json = text;
     }
-    return { status: res.status, body: json as { error?: { code: string; message: string } } };
+    return {
+      status: res.status,
+      headers: res.headers,
+      body: json as { error?: { code: string; message: string } },
+    };
   }
 }
 

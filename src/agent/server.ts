@@ -9,8 +9,9 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { Type } from 'typebox';
 import { asTernError, TernError } from '../errors.ts';
 import { maxSlots, readSlots } from '../ha/statefile.ts';
-import { ajvOptions, installErrorHandling } from '../http/errors.ts';
+import { installErrorHandling } from '../http/errors.ts';
 import { discardUnreadBody } from '../http/unread-body.ts';
+import { validation } from '../http/validation.ts';
 import { type Logger, quietRequests } from '../log.ts';
 import { type Identity, peerOf } from '../pki/identity.ts';
 import {
@@ -66,7 +67,7 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
   const app = Fastify({
     loggerInstance: quietRequests(opts.log),
     bodyLimit: 1024 * 1024,
-    ajv: ajvOptions,
+    ...validation,
     https: {
       key: opts.identity.key,
       cert: opts.identity.cert,

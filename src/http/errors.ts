@@ -5,8 +5,9 @@
  */
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { TernError } from '../errors.ts';
+import type { AllowedMethods } from './methods.ts';
 
-export function installErrorHandling(app: FastifyInstance): void {
+export function installErrorHandling(app: FastifyInstance, allowed?: AllowedMethods): void {
   app.setErrorHandler((err: FastifyError | TernError | Error, req, reply) => {
     if (err instanceof TernError) {
       if (err.status >= 500) req.log.error({ err }, err.message);
@@ -17,7 +18,11 @@ export function installErrorHandling(app: FastifyInstance): void {
       const first = fe.validation[0];
       const where = fe.validationContext ?? 'request';
       const field = `${where}${first?.instancePath ?? ''}`.replaceAll('/', '.');
-      const message = `${field} ${first?.message ?? 'is invalid'}`;
+      const unknown = (first?.params as { additionalProperty?: string } | undefined)?.additionalProperty;
+      const message =
+        first?.keyword === 'additionalProperties' && unknown !== undefined
+          ? `${field} has no field ${JSON.stringify(unknown)} (additional properties are refused)`
+          : `${field} ${first?.message ?? 'is invalid'}`;
       return reply
         .status(400)
         .send(
@@ -39,19 +44,22 @@ export function installErrorHandling(app: FastifyInstance): void {
     return reply.status(500).send(new TernError('internal', `internal error: ${err.message}`).toBody());
   });
   app.setNotFoundHandler((req, reply) => {
-    reply
+    const path = req.url.split('?')[0];
+    const methods = allowed?.(path) ?? [];
+    if (methods.length)
+      return reply
+        .status(405)
+        .header('allow', methods.join(', '))
+        .send(
+          new TernError('method_not_allowed', `${path} answers ${methods.join(', ')}, not ${req.method}`, {
+            allow: methods,
+          }).toBody(),
+        );
+    return reply
       .status(404)
       .send(new TernError('not_found', `no route ${req.method} ${req.url.split('?')[0]}`).toBody());
   });
 }
-
-/**
- * Validation settings of every Fastify server. Additional properties are refused, never
- * silently removed: removal would also strip fields while Ajv tries the branches of a union.
- */
-export const ajvOptions = {
-  customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true },
-} as const;
 
 /** For routes whose body is optional: no body is validated as an empty object. */
 export async function emptyBodyAsObject(req: { body: unknown }): Promise<void> {

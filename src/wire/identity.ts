@@ -147,7 +147,7 @@ export const CreateProjectRequest = Type.Object(
   {
     name: Name,
     description: Type.Optional(Type.String({ maxLength: 1000 })),
-    quota: Type.Optional(Type.Partial(Quota)),
+    quota: Type.Optional(Type.Partial(Quota, { additionalProperties: false })),
   },
   { additionalProperties: false },
 );
@@ -155,7 +155,7 @@ export const CreateProjectRequest = Type.Object(
 export const UpdateProjectRequest = Type.Object(
   {
     description: Type.Optional(Type.String({ maxLength: 1000 })),
-    quota: Type.Optional(Type.Partial(Quota)),
+    quota: Type.Optional(Type.Partial(Quota, { additionalProperties: false })),
   },
   { additionalProperties: false },
 );

@@ -90,7 +90,7 @@ export function clusterRoutes(app: App, s: ApiServices): void {
       schema: {
         summary: 'Change placement and migration settings (kept across restarts)',
         tags: ['cluster'],
-        body: Type.Partial(ClusterSettings),
+        body: Type.Partial(ClusterSettings, { additionalProperties: false }),
         response: { 200: ClusterSettings, 400: ErrorBody },
       },
     },

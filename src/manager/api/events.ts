@@ -59,6 +59,8 @@ export function eventRoutes(app: App, s: ApiServices): void {
         'cache-control': 'no-store',
         connection: 'keep-alive',
       });
+      // HEAD asks whether the stream is there, not for the stream.
+      if (req.method === 'HEAD') return void reply.raw.end();
       reply.raw.write(': connected\n\n');
       const unsubscribe = s.bus.subscribe((e) => {
         if (!wanted(e)) return;

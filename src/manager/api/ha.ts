@@ -132,7 +132,7 @@ export function haRoutes(app: App, s: ApiServices): void {
       schema: {
         summary: 'Change HA settings; they persist, and switching HA off and on keeps them',
         tags: ['ha'],
-        body: Type.Partial(HaSettings),
+        body: Type.Partial(HaSettings, { additionalProperties: false }),
         response: { 200: HaSettings, 400: ErrorBody, 409: ErrorBody },
       },
     },

@@ -9,7 +9,9 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyRequest } from 'fastify';
 import { Value } from 'typebox/value';
 import { TernError } from '../../errors.ts';
-import { ajvOptions, installErrorHandling } from '../../http/errors.ts';
+import { installErrorHandling } from '../../http/errors.ts';
+import { learnMethods } from '../../http/methods.ts';
+import { openObjects, validation } from '../../http/validation.ts';
 import { type Logger, quietRequests } from '../../log.ts';
 import { UserName } from '../../wire/identity.ts';
 import { refusal, routePermissions } from '../auth/permissions.ts';
@@ -55,10 +57,10 @@ export async function buildApi(s: ApiServices, log: Logger, tls: ApiTls): Promis
   const app: App = Fastify({
     loggerInstance: quietRequests(log),
     bodyLimit: 256 * 1024,
-    ajv: ajvOptions,
+    ...validation,
     https: { cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' },
   }).withTypeProvider<TypeBoxTypeProvider>();
-  installErrorHandling(app);
+  installErrorHandling(app, learnMethods(app));
   installSecurityHeaders(app);
 
   await app.register(swagger, {
@@ -77,6 +79,8 @@ export async function buildApi(s: ApiServices, log: Logger, tls: ApiTls): Promis
       if (!routePermissions[ruleKey(method, route.url)])
         throw new Error(`route ${method} ${route.url} has no rule in auth/permissions.ts`);
     }
+    const open = openObjects(route.schema?.body);
+    if (open.length) throw new Error(`route ${route.url} takes unknown body fields at ${open.join(', ')}`);
   });
 
   // Decided on the route the router matched, never on the raw URL (which may be encoded

@@ -8,7 +8,8 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { Value } from 'typebox/value';
 import { TernError } from '../../errors.ts';
-import { ajvOptions, installErrorHandling } from '../../http/errors.ts';
+import { installErrorHandling } from '../../http/errors.ts';
+import { validation } from '../../http/validation.ts';
 import { type Logger, quietRequests } from '../../log.ts';
 import type { ClusterCa } from '../../pki/ca.ts';
 import { type Identity, peerOf } from '../../pki/identity.ts';
@@ -34,7 +35,7 @@ export async function buildClusterEndpoint(opts: ClusterEndpointOptions): Promis
   const app = Fastify({
     loggerInstance: quietRequests(opts.log),
     bodyLimit: 64 * 1024,
-    ajv: ajvOptions,
+    ...validation,
     https: {
       key: opts.identity.key,
       cert: opts.identity.cert,
