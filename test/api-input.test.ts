@@ -411,7 +411,7 @@ test('a wrong method is 405 with the methods the path answers', async () => {
   assert.equal(one.headers.get('allow'), 'DELETE, GET, HEAD');
   const none = await c.api.raw('PUT', '/api/v1/nothing/here');
   assert.equal(none.status, 404);
-  const anonymous = await fetch(`${c.api.url}/api/v1/vms`, { method: 'PUT' });
+  const anonymous = await c.api.fetch(`${c.api.url}/api/v1/vms`, { method: 'PUT' });
   assert.equal(anonymous.status, 401, 'no map of the API without a token');
 });
 
