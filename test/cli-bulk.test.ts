@@ -29,7 +29,7 @@ function tern(...args: string[]): Promise<{ code: number | null; stdout: string;
       'bash',
       ['-o', 'pipefail', '-c', '"$0" "$@" | cat', path.join(repoRoot, 'bin', 'tern'), ...args],
       {
-        env: { ...process.env, TERN_URL: c.api.url, TERN_TOKEN: c.api.token },
+        env: { ...process.env, ...c.api.cliEnv },
       },
     );
     let stdout = '';
