@@ -29,6 +29,8 @@ export interface HypervisorDriver {
   facts(): Promise<HostFacts>;
   list(): AgentVm[];
   get(id: string): AgentVm | undefined;
+  /** The spec a VM's process runs with; undefined for a VM only remembered as stopped. */
+  spec(id: string): VmSpec | undefined;
   /** Starts the VM; idempotent for a VM that already runs. */
   run(spec: VmSpec): Promise<AgentVm>;
   act(id: string, action: VmAction): Promise<AgentVm>;

@@ -38,6 +38,7 @@ import type { HypervisorDriver } from './driver.ts';
 import { planImport, runImport } from './storage/images.ts';
 import { type Pools, resolveVolume } from './storage/pools.ts';
 import { planUpload, receiveUpload } from './storage/uploads.ts';
+import { listVmDirs } from './storage/vm-dirs.ts';
 import {
   createSeed,
   createVolume,
@@ -138,6 +139,15 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
     if (!vm) throw new TernError('not_found', `VM ${req.params.id} is not on this host`);
     return { vm };
   });
+
+  // The spec a VM runs with: how a VM the manager lost (an orphan) joins its inventory again.
+  app.get('/agent/v1/vms/:id/spec', { schema: { params: IdParams } }, async (req) => {
+    const spec = driver.spec(req.params.id);
+    if (!spec) throw new TernError('not_found', `VM ${req.params.id} does not run on this host`);
+    return { spec };
+  });
+
+  app.get('/agent/v1/volumes/vm-dirs', async () => ({ dirs: await listVmDirs(pools) }));
 
   app.put('/agent/v1/vms/:id', { schema: { params: IdParams, body: VmSpec } }, async (req) => {
     if (req.body.id !== req.params.id)

@@ -57,6 +57,8 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern host add NAME          prints the join token and the agent command that joins the host
   tern host remove NAME       revokes the host's certificate (the host must have no VMs)
   tern host maintenance on|off NAME [--stop-unmovable]   evacuates by live migration, then takes no VMs
+  tern host orphans [HOST]    QEMU processes and VM volumes a host holds for VMs the inventory does not know
+  tern host orphans adopt HOST ID | remove HOST ID [--force]   --force: also kill a running orphan
   tern vm migrate VM [--to HOST] [--quick] [--target-pool P] [--downtime MS] [--bandwidth MIB/S] [--explain]
   tern vm disk move VM INDEX POOL                         storage migration (live when the VM runs)
   tern cluster show | settings [--cpu-overcommit N] [--memory-overcommit N] [--strategy spread|pack]

@@ -36,6 +36,7 @@ import { openKeyStore } from './secrets/keystores/open.ts';
 import { SecretStore } from './secrets/store.ts';
 import { TaskEngine } from './tasks/engine.ts';
 import { hostGate } from './tasks/host-gate.ts';
+import { Orphans } from './vms/orphans.ts';
 import { VmStore } from './vms/store.ts';
 
 export interface ManagerOptions {
@@ -118,6 +119,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const tokens = new TokenStore(db);
   const directory = new Directory(db, secrets);
   await ensureAdmin(db, users);
+  const alerts = new AlertStore(db, bus);
   const base = {
     db,
     placer: new Placer(db, settings),
@@ -137,11 +139,14 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     audit: new AuditLog(db),
     secrets,
     images: new ImageStore(db),
-    alerts: new AlertStore(db, bus),
+    alerts,
     imagePools: new ImagePoolStore(db),
     joinTokens,
     joining: { url: '', caFingerprint: ca.fingerprint },
+    orphans: new Orphans({ db, hosts, store, alerts, log: opts.log }),
   };
+  // Every full report of a host is compared with the inventory for what no VM accounts for.
+  hosts.onReported((hostId) => void base.orphans.scan(hostId));
   // The HA watch registers its failover task before recovery, so one interrupted resumes.
   const services: ApiServices = Object.assign(base, { ha: new HaMonitor(base, tasks, opts.log) });
   services.beforeStart = (vmId) => prepareStart(services, vmId);

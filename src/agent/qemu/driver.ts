@@ -170,6 +170,10 @@ export class QemuDriver implements HypervisorDriver {
     return this.#vms.get(id)?.snapshot() ?? this.#stopped.get(id);
   }
 
+  spec(id: string): VmSpec | undefined {
+    return this.#vms.get(id)?.spec;
+  }
+
   run(spec: VmSpec): Promise<AgentVm> {
     const inFlight = this.#starting.get(spec.id);
     if (inFlight) return inFlight;

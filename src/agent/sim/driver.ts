@@ -243,6 +243,11 @@ export class SimDriver implements HypervisorDriver {
     return [...[...this.#vms.values()].map((vm) => this.#snapshot(vm)), ...this.#stopped.values()];
   }
 
+  spec(id: string): VmSpec | undefined {
+    if (this.#poweredOff) return undefined;
+    return this.#vms.get(id)?.spec;
+  }
+
   get(id: string): AgentVm | undefined {
     if (this.#poweredOff) return undefined;
     const vm = this.#vms.get(id);

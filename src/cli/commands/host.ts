@@ -1,6 +1,7 @@
 /** `tern host …`: the hosts of the cluster, how they join and leave, maintenance. */
 import { TernError } from '../../errors.ts';
 import type { Host, JoinToken } from '../../wire/host.ts';
+import type { Orphan, OrphanAdopted } from '../../wire/orphan.ts';
 import type { Task } from '../../wire/task.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
@@ -10,7 +11,7 @@ import { waitForTask } from '../progress.ts';
 
 const enc = encodeURIComponent;
 const usage =
-  'usage: tern host list | show NAME | add NAME | remove NAME | maintenance on|off NAME [--stop-unmovable]';
+  'usage: tern host list | show NAME | add NAME | remove NAME | maintenance on|off NAME [--stop-unmovable] | orphans [HOST] | orphans adopt HOST ID | orphans remove HOST ID [--force]';
 
 export async function hostCommand(
   api: ApiClient,
@@ -35,6 +36,7 @@ export async function hostCommand(
       ]),
     );
   }
+  if (sub === 'orphans') return orphansCommand(api, args, flags);
   const name = args[0];
   if (sub === 'show' && name) {
     const h = await api.request<Host>('GET', `/api/v1/hosts/${enc(name)}`);
@@ -112,4 +114,45 @@ export async function hostCommand(
     return;
   }
   throw new TernError('invalid_request', usage);
+}
+
+/** `tern host orphans`: what hosts hold for VMs the inventory does not know (docs/storage.md). */
+async function orphansCommand(api: ApiClient, args: string[], flags: Flags): Promise<void> {
+  const [action, host, id] = args;
+  if (action === 'adopt' && host && id) {
+    const r = await api.request<OrphanAdopted>('POST', `/api/v1/hosts/${enc(host)}/orphans/${enc(id)}/adopt`);
+    if (flags.output === 'json') return printJson(r);
+    process.stdout.write(
+      r.as === 'vm'
+        ? `orphan ${id} is VM ${r.vm} again\n`
+        : `orphan ${id}: kept ${r.kept.map((v) => `${v.pool}:${v.path}`).join(', ') || 'nothing'}\n`,
+    );
+    return;
+  }
+  if (action === 'remove' && host && id) {
+    const q = flags.force ? '?force=true' : '';
+    await api.request('DELETE', `/api/v1/hosts/${enc(host)}/orphans/${enc(id)}${q}`);
+    if (flags.output !== 'json') process.stdout.write(`orphan ${id} removed from host ${host}\n`);
+    return;
+  }
+  if (args.length > 1) throw new TernError('invalid_request', usage);
+  const hosts = action
+    ? [action]
+    : (await api.request<{ items: Host[] }>('GET', '/api/v1/hosts')).items
+        .filter((h) => h.state !== 'offline')
+        .map((h) => h.name);
+  const items: Orphan[] = [];
+  for (const h of hosts)
+    items.push(...(await api.request<{ items: Orphan[] }>('GET', `/api/v1/hosts/${enc(h)}/orphans`)).items);
+  if (flags.output === 'json') return printJson(items);
+  return printTable(
+    ['HOST', 'ID', 'QEMU', 'FILES', 'SIZE'],
+    items.map((o) => [
+      o.host,
+      o.id,
+      o.qemu ? `${o.name} ${o.qemu.state}${o.qemu.pid ? ` (pid ${o.qemu.pid})` : ''}` : null,
+      o.volumes.map((v) => `${v.pool}:${v.path}`).join(' '),
+      bytes(o.volumes.reduce((n, v) => n + v.bytes, 0)),
+    ]),
+  );
 }

@@ -24,6 +24,7 @@ import type { ProjectStore } from '../projects/store.ts';
 import type { SecretStore } from '../secrets/store.ts';
 import type { TaskEngine } from '../tasks/engine.ts';
 import type { VmDeps } from '../vms/deps.ts';
+import type { Orphans } from '../vms/orphans.ts';
 
 /** The API for people, served over HTTPS only. */
 export type App = FastifyInstance<
@@ -50,6 +51,8 @@ export interface ApiServices extends VmDeps {
   alerts: AlertStore;
   imagePools: ImagePoolStore;
   joinTokens: JoinTokens;
+  /** What hosts hold for VMs the inventory does not know. */
+  orphans: Orphans;
   /** The HA watch: what it says of each host. */
   ha: HaMonitor;
   /** Where agents join, and the CA fingerprint they pin. */

@@ -356,6 +356,18 @@ const migrations: Record<string, Migration> = {
         .execute();
     },
   },
+  '0011-kept-volumes': {
+    async up(db: Db) {
+      // Disks kept without a VM are no orphans: the host's report is compared with these.
+      await db.schema
+        .createTable('kept_volumes')
+        .addColumn('pool', 'text', (c) => c.notNull())
+        .addColumn('path', 'text', (c) => c.notNull())
+        .addColumn('kept_at', 'text', (c) => c.notNull())
+        .addPrimaryKeyConstraint('kept_volumes_pk', ['pool', 'path'])
+        .execute();
+    },
+  },
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -267,7 +267,15 @@ export interface ImagePoolVersionTable {
   createdAt: string;
 }
 
+/** A volume kept on purpose when its VM went (vm delete --keep-disks, an adopted orphan). */
+export interface KeptVolumeTable {
+  pool: string;
+  path: string;
+  keptAt: string;
+}
+
 export interface Database {
+  keptVolumes: KeptVolumeTable;
   imagePools: ImagePoolTable;
   imagePoolVersions: ImagePoolVersionTable;
   alerts: AlertTable;

@@ -27,6 +27,7 @@ import {
   type VolumeSnapshotRequest,
 } from '../../wire/agent.ts';
 import type { ImportedImage, ImportImageRequest, UploadResult } from '../../wire/image.ts';
+import type { VmDir } from '../../wire/orphan.ts';
 import type { DiskSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
 import { type ImportProgress, importOnAgent, uploadToAgent } from './image-transfer.ts';
 import { followOnAgent, type MigrationDone } from './migration-transfer.ts';
@@ -85,6 +86,21 @@ export class AgentClient {
       if (err instanceof TernError && err.code === 'not_found') return null;
       throw err;
     }
+  }
+
+  /** The spec a VM runs with on this host; null when no process of it runs here. */
+  async vmSpec(id: string): Promise<VmSpec | null> {
+    try {
+      return (await this.#call<{ spec: VmSpec }>('GET', `/agent/v1/vms/${id}/spec`, undefined, 10_000)).spec;
+    } catch (err) {
+      if (err instanceof TernError && err.code === 'not_found') return null;
+      throw err;
+    }
+  }
+
+  /** The `vms/<id>/` directories of the host's pools. */
+  async vmDirs(): Promise<VmDir[]> {
+    return (await this.#call<{ dirs: VmDir[] }>('GET', '/agent/v1/volumes/vm-dirs', undefined, 30_000)).dirs;
   }
 
   async runVm(spec: VmSpec): Promise<AgentVm> {

@@ -39,6 +39,7 @@ export class HostRegistry {
   readonly #reportWaiters = new Map<string, Set<() => void>>();
   /** Hosts with an event that could not be applied, waiting to apply their full report again. */
   readonly #resyncs = new Map<string, NodeJS.Timeout>();
+  readonly #reportListeners: ((hostId: string) => void)[] = [];
 
   constructor(db: Db, vms: VmStore, log: Logger, identity: Identity, bus: EventBus) {
     this.#db = db;
@@ -212,6 +213,11 @@ export class HostRegistry {
     const online = (await this.list()).find((h) => h.state === 'online');
     if (online) return online;
     return new Promise((resolve) => this.#onlineWaiters.push(resolve));
+  }
+
+  /** Called (not awaited) each time a host's full report has been applied. */
+  onReported(listener: (hostId: string) => void): void {
+    this.#reportListeners.push(listener);
   }
 
   /**
@@ -406,6 +412,7 @@ export class HostRegistry {
     await this.#forgetStrays(hostId, client, reported);
     this.#reported.add(hostId);
     for (const ready of [...(this.#reportWaiters.get(hostId) ?? [])]) ready();
+    for (const listener of this.#reportListeners) listener(hostId);
   }
 
   /**

@@ -4,6 +4,7 @@ import type { VmSpec } from '../../wire/vm.ts';
 import type { SecretStore } from '../secrets/store.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import type { VmDeps } from './deps.ts';
+import { keepVolumes } from './kept.ts';
 
 export interface DeleteParams {
   vmId: string;
@@ -42,6 +43,11 @@ export function deleteTask(deps: VmDeps & { secrets: SecretStore }): TaskKind<De
         await agent.deleteVolume(v);
       }
       await deps.secrets.removeFor(`vm:${p.vmId}`);
+      if (p.keepDisks)
+        await keepVolumes(
+          deps.db,
+          spec.disks.map((d) => d.volume),
+        );
       await deps.store.remove(p.vmId);
       return { deleted: p.vmId, keptDisks: p.keepDisks ? spec.disks.map((d) => d.volume) : [] };
     },

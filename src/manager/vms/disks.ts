@@ -6,6 +6,7 @@ import { TernError } from '../../errors.ts';
 import { type DiskSpec, diskSlot, hotplugSlots, type VmSpec, withoutDisk } from '../../wire/vm.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import { loadDisk, loadVm, type VmDeps } from './deps.ts';
+import { keepVolumes } from './kept.ts';
 
 export interface ResizeParams {
   vmId: string;
@@ -139,6 +140,8 @@ export function detachTask(deps: VmDeps): TaskKind<DetachParams> {
       if (!p.keep) {
         await ctx.step(`removing ${disk.volume.path}`, 80);
         await agent.deleteVolume(disk.volume);
+      } else {
+        await keepVolumes(deps.db, [disk.volume]);
       }
       return { detached: disk.volume, kept: p.keep };
     },

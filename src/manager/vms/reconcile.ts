@@ -3,6 +3,7 @@
  * Pure, so every case (crash seen late, VM unknown to its host, host unreachable) is tested.
  */
 import type { AgentVm } from '../../wire/agent.ts';
+import type { Orphan, VmDir } from '../../wire/orphan.ts';
 import type { PowerState } from '../../wire/vm.ts';
 
 export interface VmState {
@@ -37,4 +38,44 @@ export function hostUnreachable(current: VmState, why: string): VmState {
     return { state: 'unknown', reason: `host unreachable: ${why}` };
   }
   return current;
+}
+
+/** A running (or paused) orphan is adopted as a VM, from the spec its QEMU runs with. */
+export const adoptsAsVm = (o: Orphan): boolean => o.qemu?.state === 'running' || o.qemu?.state === 'paused';
+
+/**
+ * What a host holds that no VM of the inventory accounts for: a QEMU process (or record) of an
+ * unknown VM, and the volumes in `vms/<id>/` directories of unknown VMs that were not kept on
+ * purpose (`keptVolumes`, as `pool:path`). Directories of known VMs are never orphans: a VM
+ * may hold more there than its spec names (a disk being moved, one detached and kept).
+ */
+export function findOrphans(
+  host: string,
+  reported: readonly AgentVm[],
+  dirs: readonly VmDir[],
+  knownVms: ReadonlySet<string>,
+  keptVolumes: ReadonlySet<string>,
+): Orphan[] {
+  const orphans = new Map<string, Orphan>();
+  const orphan = (id: string): Orphan => {
+    let o = orphans.get(id);
+    if (!o) {
+      o = { id, host, name: null, qemu: null, volumes: [] };
+      orphans.set(id, o);
+    }
+    return o;
+  };
+  for (const vm of reported) {
+    if (knownVms.has(vm.id)) continue;
+    const o = orphan(vm.id);
+    o.name = vm.name;
+    o.qemu = { state: vm.state, pid: vm.pid };
+  }
+  for (const dir of dirs) {
+    if (knownVms.has(dir.id)) continue;
+    const loose = dir.files.filter((f) => !keptVolumes.has(`${dir.pool}:${f.path}`));
+    if (loose.length === 0) continue;
+    orphan(dir.id).volumes.push(...loose.map((f) => ({ pool: dir.pool, path: f.path, bytes: f.bytes })));
+  }
+  return [...orphans.values()].sort((a, b) => a.id.localeCompare(b.id));
 }
