@@ -16,6 +16,7 @@ import { type Identity, peerOf } from '../../pki/identity.ts';
 import { ErrorBody } from '../../wire/common.ts';
 import { type HaAssignment, HeartbeatReply, HeartbeatRequest } from '../../wire/ha.ts';
 import { type Host, JoinRequest, JoinResult } from '../../wire/host.ts';
+import { bestEffort } from '../db/disk-space.ts';
 import type { JoinTokens } from './join.ts';
 import type { HostRegistry } from './registry.ts';
 
@@ -88,7 +89,9 @@ export async function buildClusterEndpoint(opts: ClusterEndpointOptions): Promis
       const ha = await opts.haAssignment(host.id);
       // Agents before HA send no body: they enforce nothing.
       const report = Value.Check(HeartbeatRequest, req.body) ? req.body.haGeneration : null;
-      await opts.haAcknowledged(host.id, ha, report);
+      // The answer is HA's network heartbeat and must not fail for bookkeeping: an
+      // acknowledgment that cannot be recorded (a full disk) is recorded at a later beat.
+      await bestEffort(opts.haAcknowledged(host.id, ha, report), opts.log, 'what HA duties a host enforces');
       return { host: host.name, state: host.state, ha };
     },
   );
