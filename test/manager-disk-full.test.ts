@@ -102,7 +102,7 @@ test("with the manager's disk full, reads answer, writes say so, an alert says s
   const full = alerts.items.find((a) => a.id === 'manager:disk-full');
   assert.ok(full, `the full disk is an alert: ${JSON.stringify(alerts.items)}`);
   assert.equal(full.severity, 'critical');
-  assert.match(full.message, /the manager's disk is full/);
+  assert.match(full.message, new RegExp(`the manager's disk is full: its database ${managerDir}/tern.db`));
 
   // A host's heartbeat still answers (the host is heard; when is bookkeeping).
   const m = loadMembership(c.sim.hosts[0].stateDir);

@@ -211,7 +211,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
  */
 function watchDiskSpace(space: DiskSpace, s: ApiServices): void {
   space.onFull(() => {
-    void s.alerts.raise(managerDiskFullAlert(space.error().message)).catch(() => {});
+    void s.alerts.raise(managerDiskFullAlert(space.describe())).catch(() => {});
   });
   space.onRoom(async () => {
     await s.alerts.clear(managerDiskFullId);

@@ -36,13 +36,17 @@ export class DiskSpace {
     return this.#fullSince;
   }
 
-  /** The error every write answers while the disk is full. */
+  /** The error every write answers while the disk is full (where is for operators: the alert). */
   error(): TernError {
     return new TernError(
       'manager_disk_full',
-      `the manager's disk is full: its database ${this.#file} cannot grow. Free space on that disk; Tern writes what it could not as soon as there is room`,
-      { database: this.#file },
+      "the manager's disk is full: nothing can be changed until there is room again (see the alert manager:disk-full)",
     );
+  }
+
+  /** What operators are told (log, alert): which disk, and what to do. */
+  describe(): string {
+    return `the manager's disk is full: its database ${this.#file} cannot grow. Free space on that disk; Tern writes what it could not as soon as there is room`;
   }
 
   onFull(listener: () => void): void {
@@ -57,7 +61,7 @@ export class DiskSpace {
   noteFull(): void {
     if (this.#fullSince) return;
     this.#fullSince = new Date().toISOString();
-    this.#log?.error({ database: this.#file }, this.error().message);
+    this.#log?.error({ database: this.#file }, this.describe());
     for (const l of this.#onFull) l();
     this.#timer = setInterval(() => this.#probe(), this.#probeMs);
     this.#timer.unref();
