@@ -97,5 +97,11 @@ export const HaHostStatus = Type.Object({
   leaseSeen: Type.Boolean(),
   /** How many VMs the host confirmed it protects: the ones a failover restarts. */
   protecting: Type.Integer(),
+  /**
+   * Protected VMs the inventory places on the host that it has not confirmed yet (just
+   * started, restarted or moved there, until its next heartbeats): a failover of the host now
+   * would report them, not restart them.
+   */
+  unconfirmed: Type.Integer(),
 });
 export type HaHostStatus = Static<typeof HaHostStatus>;

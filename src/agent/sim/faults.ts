@@ -70,9 +70,10 @@ export class SimFaults {
     this.storage.emit('reachable', reachable);
   }
 
-  /** The next `count` calls of `op` fail with `error` (a hypervisor error by default). */
+  /** The next `count` calls of `op` fail with `error` (a hypervisor error by default); 0 disarms. */
   failNext(op: SimOperation, count = 1, error?: Error): void {
-    this.#failures.set(op, { count, error });
+    if (count <= 0) this.#failures.delete(op);
+    else this.#failures.set(op, { count, error });
   }
 
   /** The next `count` calls of `op` never answer until `releaseHangs()` (or the driver closes). */

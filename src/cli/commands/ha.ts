@@ -47,13 +47,14 @@ export async function haCommand(
     );
     if (flags.output === 'json') return printJson(items);
     return printTable(
-      ['HOST', 'HA STATE', 'HEARTBEAT SILENT', 'LEASE SILENT', 'PROTECTS'],
+      ['HOST', 'HA STATE', 'HEARTBEAT SILENT', 'LEASE SILENT', 'PROTECTS', 'UNCONFIRMED'],
       items.map((h) => [
         h.host,
         h.state,
         `${(h.networkSilentMs / 1000).toFixed(1)} s`,
         h.leaseSeen ? `${(h.leaseSilentMs / 1000).toFixed(1)} s` : 'never seen',
         String(h.protecting),
+        String(h.unconfirmed),
       ]),
     );
   }

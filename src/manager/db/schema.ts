@@ -79,6 +79,12 @@ export interface VmTable {
   cpuMode: string;
   /** JSON VmHaPolicy; null: not protected. */
   haPolicy: string | null;
+  /**
+   * The failed host an HA failover moved this VM from, until the failover has seen it run
+   * (or gave up on a best-effort VM): a half-done restart, which that failover finishes, also
+   * after a manager restart. Null otherwise.
+   */
+  haRestartFrom: string | null;
   /** JSON of the VM spec without the runtime-only fields. */
   spec: string;
   diskSizes: string;

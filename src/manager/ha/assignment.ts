@@ -65,6 +65,23 @@ export function parseAcknowledged(column: string | null): Set<string> {
   }
 }
 
+/** The protected VMs of every host, as the inventory places them: what each host should confirm. */
+export async function protectedByHost(db: Db): Promise<Map<string, string[]>> {
+  const rows = await db
+    .selectFrom('vms')
+    .select(['id', 'hostId', 'haPolicy'])
+    .where('haPolicy', 'is not', null)
+    .execute();
+  const out = new Map<string, string[]>();
+  for (const r of rows) {
+    if (!r.hostId || !isProtected(JSON.parse(r.haPolicy!) as VmHaPolicy)) continue;
+    const ids = out.get(r.hostId);
+    if (ids) ids.push(r.id);
+    else out.set(r.hostId, [r.id]);
+  }
+  return out;
+}
+
 /** The VMs a host last confirmed it protects. */
 export async function acknowledgedVms(db: Db, hostId: string): Promise<Set<string>> {
   const row = await db

@@ -2,12 +2,14 @@
  * Restarting the protected VMs of a failed host on the others. The host was declared failed only
  * after both its heartbeat and its lease were silent for longer than it takes it to fence, so
  * its copies are dead; QEMU's image locks are a second guard where the storage shares them (a
- * copy still holding its disk makes the new start fail rather than run twice). The task
- * resumes after a manager restart: a VM already moved is not moved again, and one moved but not
- * yet running is started. It ends when every protected VM of the host runs again.
+ * copy still holding its disk makes the new start fail rather than run twice). Each VM it moves
+ * records the failed host (`haRestartFrom`) until the failover has seen it run: a start that
+ * failed on the new host is tried again, and after a manager restart the task resumes with the
+ * VMs it moved, never moving one twice. It ends when every protected VM of the host runs again.
  */
 import type { VmHaPolicy } from '../../wire/ha.ts';
 import type { AlertStore } from '../alerts/store.ts';
+import type { VmTable } from '../db/schema.ts';
 import type { TaskContext, TaskKind } from '../tasks/engine.ts';
 import type { VmDeps } from '../vms/deps.ts';
 import { startVm } from '../vms/power.ts';
@@ -60,6 +62,8 @@ interface Round {
   unconfirmed: { vmId: string; name: string; reason: string }[];
 }
 
+const live = (state: string) => state === 'running' || state === 'paused';
+
 async function restartRound(
   deps: FailoverDeps,
   ctx: TaskContext,
@@ -67,16 +71,41 @@ async function restartRound(
   failedIsBack: boolean,
 ): Promise<Round> {
   const out: Round = { restarted: [], unplaced: [], skipped: [], unconfirmed: [] };
-  const rows = await deps.db.selectFrom('vms').selectAll().where('hostId', '=', failedId).execute();
+  // The failed host's VMs, and the ones this failover moved that it has not seen run yet (a
+  // start that failed, or a manager restart in the middle of one).
+  const rows = await deps.db
+    .selectFrom('vms')
+    .selectAll()
+    .where((eb) => eb.or([eb('hostId', '=', failedId), eb('haRestartFrom', '=', failedId)]))
+    .execute();
   const policies = new Map(
     rows.map((r) => [r.id, r.haPolicy ? (JSON.parse(r.haPolicy) as VmHaPolicy) : null]),
   );
+  const policyOf = (vmId: string) => policies.get(vmId) ?? null;
+  const finish = (vmId: string) =>
+    deps.db.updateTable('vms').set({ haRestartFrom: null }).where('id', '=', vmId).execute();
+  const moved = rows.filter((r) => r.haRestartFrom === failedId);
+  const resumed: VmTable[] = [];
+  for (const r of moved) {
+    const policy = policyOf(r.id);
+    if (live(r.state) || !isProtected(policy)) {
+      // Running (this failover saw it start, or someone started it), or no longer protected.
+      await finish(r.id);
+      if (live(r.state)) out.restarted.push({ vmId: r.id, name: r.name, on: await hostName(deps, r.hostId) });
+    } else {
+      resumed.push(r);
+    }
+  }
   // Whatever the inventory last heard, the copies on a failed host that it confirmed it
   // protects are dead (it has fenced); once the host is back, the ones it reports running are
-  // its own restarts.
+  // its own restarts. A VM another failover moved here and has not seen run is that one's.
   const acknowledged = await acknowledgedVms(deps.db, failedId);
   const protectedRows = rows.filter(
-    (r) => isProtected(policies.get(r.id) ?? null) && !(failedIsBack && r.state === 'running'),
+    (r) =>
+      r.hostId === failedId &&
+      r.haRestartFrom === null &&
+      isProtected(policyOf(r.id)) &&
+      !(failedIsBack && r.state === 'running'),
   );
   const candidates = protectedRows.filter((r) => acknowledged.has(r.id));
   for (const r of protectedRows) {
@@ -89,6 +118,32 @@ async function restartRound(
         'its host never confirmed protecting it, so it may still run there: start it by hand once the host is known to be off',
     });
   }
+  const nameOf = (vmId: string) => rows.find((r) => r.id === vmId)!.name;
+  const notStarted = async (vmId: string, reason: string) => {
+    const entry = { vmId, name: nameOf(vmId), reason };
+    if (policyOf(vmId)?.restart === 'restart') out.unplaced.push(entry);
+    else {
+      out.skipped.push(entry);
+      await finish(vmId); // best effort: tried once
+    }
+  };
+  /** Starts a VM this failover moved, and records it done once it runs. */
+  const start = async (vmId: string) => {
+    try {
+      const vm = await startVm(deps, ctx, vmId, { haRestart: true });
+      await finish(vmId);
+      out.restarted.push({ vmId, name: nameOf(vmId), on: vm.host ?? '' });
+    } catch (err) {
+      await ctx.log(`${nameOf(vmId)} did not start: ${(err as Error).message}`);
+      await notStarted(vmId, (err as Error).message);
+    }
+  };
+  // Moved before and not running yet: started again where they are, or where placement says
+  // when that host cannot take them (startVm never moves one its host may still run).
+  await inParallel(
+    resumed.map((r) => () => start(r.id)),
+    parallelStarts,
+  );
   if (candidates.length === 0) return out;
   const snapshot = await deps.placer.snapshot();
   const vms = await haVms(deps.db, snapshot, candidates);
@@ -100,37 +155,24 @@ async function restartRound(
     policy: await deps.placer.settings.policy(),
     atMs: Date.now(),
   });
-  const nameOf = (vmId: string) => rows.find((r) => r.id === vmId)!.name;
-  const notStarted = (step: RestartStep, reason: string) =>
-    (step.restart === 'restart' ? out.unplaced : out.skipped).push({
-      vmId: step.vmId,
-      name: nameOf(step.vmId),
-      reason,
-    });
   const restartOne = async (step: RestartStep) => {
-    const name = nameOf(step.vmId);
     if (step.hostId === null) {
-      notStarted(step, step.reason ?? 'no host fits');
+      await notStarted(step.vmId, step.reason ?? 'no host fits');
       return;
     }
     const wait = step.notBeforeMs - Date.now();
     if (wait > 0) await sleep(wait, ctx.signal);
     ctx.throwIfCancelled();
     const target = await deps.hosts.get(step.hostId);
-    await ctx.log(`restarting ${name} on ${target.name}`);
+    await ctx.log(`restarting ${nameOf(step.vmId)} on ${target.name}`);
     // The inventory names the new host first: the failed one no longer speaks for this VM.
     await deps.store.update(step.vmId, {
       hostId: step.hostId,
       state: 'stopped',
       stateReason: restartingReason,
+      haRestartFrom: failedId,
     });
-    try {
-      await startVm(deps, ctx, step.vmId, { haRestart: true });
-      out.restarted.push({ vmId: step.vmId, name, on: target.name });
-    } catch (err) {
-      notStarted(step, (err as Error).message);
-      await ctx.log(`${name} did not start on ${target.name}: ${(err as Error).message}`);
-    }
+    await start(step.vmId);
   };
   for (const wave of waves(steps, (id) => policies.get(id)!)) {
     await inParallel(
@@ -139,6 +181,10 @@ async function restartRound(
     );
   }
   return out;
+}
+
+async function hostName(deps: FailoverDeps, hostId: string | null): Promise<string> {
+  return hostId ? (await deps.hosts.get(hostId)).name : '';
 }
 
 export type FailoverDeps = VmDeps & { alerts: AlertStore };
@@ -165,15 +211,6 @@ export function failoverTask(
           message: `VM ${u.name} ${what}`,
         });
       await ctx.step(`restarting the protected VMs of ${host.name}`, 5);
-      // VMs moved but not started (a manager restart in the middle) are started first.
-      for (const r of await deps.db
-        .selectFrom('vms')
-        .selectAll()
-        .where('stateReason', '=', restartingReason)
-        .execute()) {
-        if (r.hostId && r.hostId !== p.hostId && r.state === 'stopped')
-          await startVm(deps, ctx, r.id, { haRestart: true });
-      }
       // Until every protected VM of the host runs again: a VM that finds no room waits for
       // some (a host back, a VM stopped), retried with backoff, and is alerted meanwhile.
       for (let attempt = 1; ; attempt++) {
@@ -203,6 +240,15 @@ export function failoverTask(
         ctx.throwIfCancelled();
       }
       return out;
+    },
+    async cleanup(_ctx, p) {
+      // Cancelled or failed: its unfinished restarts are stopped VMs on their new hosts now,
+      // which another failover may restart (none does while this one holds them).
+      await deps.db
+        .updateTable('vms')
+        .set({ haRestartFrom: null })
+        .where('haRestartFrom', '=', p.hostId)
+        .execute();
     },
   };
 }

@@ -11,7 +11,7 @@ import type { HaHostStatus } from '../../wire/ha.ts';
 import type { AlertStore } from '../alerts/store.ts';
 import type { TaskEngine } from '../tasks/engine.ts';
 import type { VmDeps } from '../vms/deps.ts';
-import { parseAcknowledged, statefilePath } from './assignment.ts';
+import { parseAcknowledged, protectedByHost, statefilePath } from './assignment.ts';
 import { detect, type HostDetection, type HostHealth } from './detector.ts';
 import { type FailoverParams, failoverTask } from './failover.ts';
 
@@ -101,10 +101,12 @@ export class HaMonitor {
   /** What the detector said of each host in the last round, by host name. */
   async statusOfHosts(): Promise<HaHostStatus[]> {
     const hosts = await this.#hostRows();
+    const placed = await protectedByHost(this.#deps.db);
     return this.#status.map((d) =>
       this.#statusOf(
         d,
         hosts.find((h) => h.id === d.hostId),
+        placed,
       ),
     );
   }
@@ -119,14 +121,17 @@ export class HaMonitor {
   #statusOf(
     d: HostDetection,
     host: { name: string; haAcknowledged: string | null } | undefined,
+    placed: Map<string, string[]>,
   ): HaHostStatus {
+    const confirmed = parseAcknowledged(host?.haAcknowledged ?? null);
     return {
       host: host?.name ?? d.hostId,
       state: d.state,
       networkSilentMs: Math.round(d.networkSilentMs),
       leaseSilentMs: Math.round(d.leaseSilentMs),
       leaseSeen: this.#leases.has(d.hostId),
-      protecting: parseAcknowledged(host?.haAcknowledged ?? null).size,
+      protecting: confirmed.size,
+      unconfirmed: (placed.get(d.hostId) ?? []).filter((id) => !confirmed.has(id)).length,
     };
   }
 
@@ -135,12 +140,14 @@ export class HaMonitor {
     hosts: readonly { id: string; name: string; haAcknowledged: string | null }[],
   ): Promise<void> {
     const seen = new Set<string>();
+    let placed: Map<string, string[]> | null = null;
     for (const d of this.#status) {
       seen.add(d.hostId);
       if (this.#published.get(d.hostId) === d.state) continue;
       this.#published.set(d.hostId, d.state);
       const host = hosts.find((h) => h.id === d.hostId);
-      this.#deps.bus.publish({ type: 'ha', status: this.#statusOf(d, host) });
+      placed ??= await protectedByHost(this.#deps.db);
+      this.#deps.bus.publish({ type: 'ha', status: this.#statusOf(d, host, placed) });
       await this.#alerts(d.hostId, host?.name ?? d.hostId, d.state);
     }
     // Hosts no longer watched (HA off, host removed) keep no HA alert.

@@ -45,6 +45,7 @@ export function newVmRow(
     poolVersion: imagePool?.version ?? null,
     cpuMode,
     haPolicy: null,
+    haRestartFrom: null,
     spec: JSON.stringify(plan.spec),
     diskSizes: JSON.stringify(plan.diskSizes),
     guest: JSON.stringify(emptyGuestInfo()),
