@@ -62,42 +62,49 @@ export async function startSimCluster(
       return { manager: manager.clusterUrl, token: t.token, caFingerprint: t.caFingerprint };
     },
   });
-  const disk = path.join(dir, 'shared', 'templates', 'sim', 'disk.qcow2');
-  fs.mkdirSync(path.dirname(disk), { recursive: true });
-  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '64M']);
-  await manager.services.templates.insert(
-    {
-      name: 'sim',
-      description: 'an empty disk for simulated VMs',
-      machine: 'q35',
-      vcpus: 1,
-      memoryMiB: 512,
-      disk: { pool: 'shared', path: 'templates/sim/disk.qcow2' },
-      diskSizeBytes: 64 * 1024 * 1024,
-      boot: null,
-      createdAt: new Date().toISOString(),
-    },
-    (await manager.services.hosts.get(sim.hosts[0].name)).id,
-  );
-  const deadline = Date.now() + 60_000;
-  for (const h of sim.hosts) {
-    await api.waitHost(
-      h.name,
-      (x) => x.state === 'online' && x.facts !== null,
-      Math.max(1, deadline - Date.now()),
-      'online with its facts',
+  const close = async () => {
+    await sim.close();
+    await manager.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  // A cluster that does not come up is closed here: the caller never gets it to close.
+  try {
+    const disk = path.join(dir, 'shared', 'templates', 'sim', 'disk.qcow2');
+    fs.mkdirSync(path.dirname(disk), { recursive: true });
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '64M']);
+    await manager.services.templates.insert(
+      {
+        name: 'sim',
+        description: 'an empty disk for simulated VMs',
+        machine: 'q35',
+        vcpus: 1,
+        memoryMiB: 512,
+        disk: { pool: 'shared', path: 'templates/sim/disk.qcow2' },
+        diskSizeBytes: 64 * 1024 * 1024,
+        boot: null,
+        createdAt: new Date().toISOString(),
+      },
+      (await manager.services.hosts.get(sim.hosts[0].name)).id,
     );
+    const deadline = Date.now() + 60_000;
+    for (const h of sim.hosts) {
+      await api.waitHost(
+        h.name,
+        (x) => x.state === 'online' && x.facts !== null,
+        Math.max(1, deadline - Date.now()),
+        'online with its facts',
+      );
+    }
+  } catch (err) {
+    await close();
+    throw err;
   }
   return {
     dir,
     manager,
     api,
     sim,
-    async close() {
-      await sim.close();
-      await manager.close();
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
+    close,
   };
 }
 

@@ -110,7 +110,13 @@ async function fetchPinnedCa(manager: string, fingerprint: string): Promise<stri
  * `answered` gets every reply (it carries the host's HA duties): an answer is HA's network
  * heartbeat, so it is passed on as soon as it arrives, with when it was sent: the manager heard
  * the host no earlier than that, so the host's fence deadline never runs past the manager's.
+ * For the same reason a late answer is still worth having, so a beat waits several periods for
+ * it: a manager slower to answer than one period (a busy one) must still hand the host its HA
+ * duties, or the host never confirms them and its VMs never count as protected.
  */
+/** How many heartbeat periods a beat waits for its answer. */
+const answerPeriods = 5;
+
 export function heartbeat(
   m: Membership,
   intervalMs: number,
@@ -128,7 +134,7 @@ export function heartbeat(
         method: 'POST',
         headers: {},
         body: report(),
-        timeoutMs: intervalMs,
+        timeoutMs: intervalMs * answerPeriods,
         unreachable: (why) => `manager unreachable: ${why}`,
         peer: 'the manager',
         fetch: f,

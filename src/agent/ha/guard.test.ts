@@ -204,3 +204,14 @@ test('HA disabled: the watchdog is disarmed', async () => {
   // Nothing armed, nothing killed.
   assert.equal(s.vm.exitCode, null);
 });
+
+test('an answer to an older heartbeat does not bring back the duties a newer one replaced', () => {
+  const s = setup({ watchdog: false });
+  const newer = { ...s.assignment, protectedVms: [s.id, randomUUID()].sort(), generation: 2 };
+  // The manager was slow: the second beat's answer (new duties) came before the first's.
+  s.guard.heartbeatAnswered({ host: 'h1', state: 'online', ha: newer }, 2000);
+  s.guard.heartbeatAnswered({ host: 'h1', state: 'online', ha: s.assignment }, 1000);
+  assert.equal(s.guard.generation, 2);
+  const kept = JSON.parse(fs.readFileSync(path.join(s.stateDir, 'ha', 'assignment.json'), 'utf8'));
+  assert.equal(kept.assignment.generation, 2);
+});

@@ -55,6 +55,8 @@ export class HaGuard {
   readonly #tickMs: number;
   readonly #watchdog: WatchdogLink | null;
   #duties: Duties | null = null;
+  /** When the beat whose answer gave the current duties was sent. */
+  #dutiesSentAt = Number.NEGATIVE_INFINITY;
   #timer: NodeJS.Timeout | null = null;
   #ticking = false;
   /** Monotonic times of the last renewal (when the write began) and the last manager answer. */
@@ -126,6 +128,10 @@ export class HaGuard {
     this.#managerOkAt = Math.max(this.#managerOkAt, sentAtMs);
     const r = reply as { host?: unknown; ha?: unknown } | null;
     if (!r || r.ha === undefined) return;
+    // Beats overlap when the manager is slow: an answer to an older beat than the one whose
+    // duties apply is older news, and must not bring back the duties before them.
+    if (sentAtMs < this.#dutiesSentAt) return;
+    this.#dutiesSentAt = sentAtMs;
     if (typeof r.host !== 'string' || !Value.Check(HaAssignment, r.ha)) {
       this.#o.log.error('the manager sent an HA assignment this agent cannot read; keeping the previous one');
       return;
