@@ -118,6 +118,8 @@ after(async () => {
 
 test('an all-in-one killed during vm create --start: recovery waits for its agent, nothing is left unknown', async () => {
   const names = ['k-1', 'k-2', 'k-3', 'k-4', 'k-5'];
+  const stopped = await api.task('POST', '/api/v1/vms', { name: 'k-s', template: 'tiny' });
+  assert.equal(stopped.state, 'succeeded', JSON.stringify(stopped.error));
   // Listen first, so the kill follows the first QEMU start closely.
   const starting = firstEvent(
     (e) =>
@@ -130,6 +132,7 @@ test('an all-in-one killed during vm create --start: recovery waits for its agen
       api.request<{ task: Task; vm: Vm }>('POST', '/api/v1/vms', { name, template: 'tiny', start: true }),
     ),
   );
+  const start = (await api.request<{ task: Task }>('POST', '/api/v1/vms/k-s/start')).task;
   await starting;
   await aio!.kill();
 
@@ -160,6 +163,14 @@ test('an all-in-one killed during vm create --start: recovery waits for its agen
     tasks.every((t) => t.state === 'succeeded'),
     `every creation resumed: ${tasks.map((t) => `${t.state} ${t.error?.message ?? ''}`).join('; ')}`,
   );
+  // An interrupted start resumes once the host is back, as it says.
+  const started = await api.settle(start);
+  assert.equal(started.state, 'succeeded', JSON.stringify(started.error));
+  assert.ok(
+    [started, ...tasks].some((t) => t.log?.some((l) => l.line === 'waiting for host local to connect')),
+    'recovery waited for the local agent',
+  );
+  assert.equal((await api.request<Vm>('GET', '/api/v1/vms/k-s')).state, 'running');
   const running = await api.request<{ items: Task[] }>('GET', '/api/v1/tasks?state=running');
   assert.deepEqual(running.items, []);
 });
