@@ -196,6 +196,21 @@ test('a secret set from stdin is revealed byte for byte, to its owner only', asy
   assert.doesNotMatch(list.stdout, /trailing/);
 });
 
+test("a self-service user's escape sequences reach the admin's terminal written out, never acted on", async () => {
+  // Clears the screen, retitles the terminal, and hides the rest of the line.
+  const object = 'vm:x\x1b[2J\x1b]0;pwned\x07\x1b[8m';
+  ok(await tern(['secret', 'set', 'innocent', '--object', object], { as: alice, input: 'v' }));
+  const list = await tern(['secret', 'list']);
+  ok(list);
+  assert.equal(list.stdout.includes('\x1b'), false, 'no ESC byte on the admin’s terminal');
+  assert.match(list.stdout, /^innocent\s+generic\s+vm:x\\x1b\[2J\\x1b\]0;pwned\\x07\\x1b\[8m\s+alice\s/m);
+  const json = JSON.parse((await tern(['secret', 'list', '-o', 'json'])).stdout) as {
+    name: string;
+    object: string;
+  }[];
+  assert.equal(json.find((x) => x.name === 'innocent')?.object, object, 'JSON keeps the exact string');
+});
+
 test('keys backup writes a 0600 file that restores offline', async () => {
   const file = path.join(c.dir, 'keys.backup');
   const env = { TERN_KEY_PASSPHRASE: 'correct horse battery staple' };

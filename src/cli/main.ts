@@ -28,6 +28,7 @@ import { projectCommand } from './commands/project.ts';
 import { keysCommand, secretCommand } from './commands/secret.ts';
 import { vmCommand } from './commands/vm.ts';
 import { parseCommandLine } from './flags.ts';
+import { printable } from './output.ts';
 
 const usage = `tern: manage VMs on KVM/QEMU hosts
 
@@ -40,7 +41,8 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
                       [--user-data FILE] [--pool P] [--start]          (NAME may be a range: web-{1..20})
                       [--cpu-mode compat|host] [--group G] [--explain]  (--explain: where it would go, and why)
                       [--project P]                  (the project whose quota it counts against)
-  tern vm show|console NAME
+  tern vm show NAME
+  tern vm console NAME [--bytes N] [--raw]      the serial console's output (--raw: escape sequences too)
   tern vm start|stop|pause|resume NAME...                      (any NAME... may hold ranges: t-{1..100})
   tern vm shutdown NAME... [--timeout SECONDS] [--force]
   tern vm reboot NAME... [--force]
@@ -232,7 +234,7 @@ main(process.argv.slice(2)).then(
   },
   (err) => {
     const e = asTernError(err);
-    process.stderr.write(`tern: ${e.message}\n`);
+    process.stderr.write(`tern: ${printable(e.message, true)}\n`);
     if (process.env.TERN_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
     exitWhenFlushed(e.code === 'invalid_request' ? 2 : 1);
   },

@@ -6,7 +6,7 @@ import { TernError } from '../errors.ts';
 import type { Task } from '../wire/task.ts';
 import type { ApiClient } from './client.ts';
 import type { Flags } from './flags.ts';
-import { printJson } from './output.ts';
+import { printable, printJson, printText } from './output.ts';
 
 const finished = (t: Task) => t.state === 'succeeded' || t.state === 'failed' || t.state === 'cancelled';
 
@@ -24,8 +24,10 @@ export async function waitForTask(api: ApiClient, task: Task, quiet = false): Pr
   let lastStep = '';
   const show = (t: Task) => {
     if (quiet) return;
-    if (tty) process.stderr.write(`\r\x1b[2K${t.kind} ${bar(t)}`);
-    else if (t.step !== lastStep) process.stderr.write(`${t.kind}: ${t.step} (${t.progress}%)\n`);
+    // A step may name what a user chose: its control characters stay inert.
+    if (tty) process.stderr.write(`\r\x1b[2K${t.kind} ${printable(bar(t), true)}`);
+    else if (t.step !== lastStep)
+      process.stderr.write(`${t.kind}: ${printable(t.step, true)} (${t.progress}%)\n`);
     lastStep = t.step;
   };
   const stop = new AbortController();
@@ -83,7 +85,7 @@ export async function submitTask(
 export async function followTask(api: ApiClient, flags: Flags, task: Task): Promise<void> {
   if (flags['no-wait']) {
     if (flags.output === 'json') printJson(task);
-    else process.stdout.write(`task ${task.id} (${task.kind}) accepted\n`);
+    else printText(`task ${task.id} (${task.kind}) accepted\n`);
     return;
   }
   const done = await waitForTask(api, task, flags.output === 'json');

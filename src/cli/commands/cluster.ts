@@ -4,7 +4,7 @@ import type { PlacementGroup } from '../../wire/cluster.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
-import { mib, printFields, printJson, printTable } from '../output.ts';
+import { mib, printFields, printJson, printTable, printText } from '../output.ts';
 import { parseSize } from '../sizes.ts';
 
 interface ClusterInfo {
@@ -81,7 +81,7 @@ export async function clusterCommand(
       checked: string;
     }>('POST', '/api/v1/cluster/capacity', { size, tolerate, ...(flags.pool ? { pool: flags.pool } : {}) });
     if (flags.output === 'json') return printJson(a);
-    process.stdout.write(
+    printText(
       `${a.fits} more VM(s) of ${size.vcpus} vCPU, ${mib(size.memoryMiB)} fit while surviving ${tolerate} host failure(s)\n` +
         `limited by: ${a.limitedBy}\nkept free for failover: ${a.reservedForFailover.vcpus} vCPU, ${mib(a.reservedForFailover.memoryMiB)} (${a.checked})\n`,
     );
@@ -120,7 +120,7 @@ export async function groupCommand(
       kind: flags.affinity ? 'affinity' : 'anti-affinity',
     });
     if (flags.output === 'json') return printJson(g);
-    process.stdout.write(
+    printText(
       `placement group ${g.name} (${g.kind}) created; add VMs with tern vm create --group ${g.name}\n`,
     );
     return;

@@ -5,7 +5,7 @@ import type { Vm } from '../../wire/vm.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
-import { printFields, printJson, printTable } from '../output.ts';
+import { printFields, printJson, printTable, printText } from '../output.ts';
 
 export async function haCommand(
   api: ApiClient,
@@ -68,9 +68,9 @@ export async function haCommand(
       plan: { vm: string; from: string; to: string | null; reason?: string }[];
     }>('GET', '/api/v1/ha/plan');
     if (flags.output === 'json') return printJson(p);
-    process.stdout.write(`${p.summary}\n`);
+    printText(`${p.summary}\n`);
     if (p.plan.length > 0) {
-      process.stdout.write(`if ${p.failureSet.join(', ')} failed:\n`);
+      printText(`if ${p.failureSet.join(', ')} failed:\n`);
       printTable(
         ['VM', 'FROM', 'RESTARTS ON'],
         p.plan.map((x) => [x.vm, x.from, x.to ?? `- (${x.reason ?? 'no room'})`]),

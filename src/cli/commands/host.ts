@@ -6,7 +6,7 @@ import type { Task } from '../../wire/task.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
-import { ago, bytes, mib, printFields, printJson, printTable } from '../output.ts';
+import { ago, bytes, mib, printFields, printJson, printTable, printText } from '../output.ts';
 import { waitForTask } from '../progress.ts';
 
 const enc = encodeURIComponent;
@@ -78,14 +78,14 @@ export async function hostCommand(
   if (sub === 'add' && name) {
     const t = await api.request<JoinToken>('POST', '/api/v1/hosts', { name });
     if (flags.output === 'json') return printJson(t);
-    process.stdout.write(
+    printText(
       `Join token for host ${t.host} (single use, expires ${t.expiresAt}).\nOn the host, run:\n\n  ${t.command}\n\nThe agent trusts only the cluster CA ${t.caFingerprint}.\n`,
     );
     return;
   }
   if (sub === 'remove' && name) {
     await api.request('DELETE', `/api/v1/hosts/${enc(name)}`);
-    if (flags.output !== 'json') process.stdout.write(`host ${name} removed; its certificate is revoked\n`);
+    if (flags.output !== 'json') printText(`host ${name} removed; its certificate is revoked\n`);
     return;
   }
   if (sub === 'maintenance' && (args[0] === 'on' || args[0] === 'off') && args[1]) {
@@ -93,20 +93,20 @@ export async function hostCommand(
     if (args[0] === 'off') {
       const h = await api.request<Host>('DELETE', `/api/v1/hosts/${enc(host)}/maintenance`);
       if (flags.output === 'json') return printJson(h);
-      process.stdout.write(`host ${h.name} is ${h.state}\n`);
+      printText(`host ${h.name} is ${h.state}\n`);
       return;
     }
     const r = await api.request<{ task: Task }>('POST', `/api/v1/hosts/${enc(host)}/maintenance`, {
       stopUnmovable: flags['stop-unmovable'],
     });
     if (flags['no-wait']) {
-      process.stdout.write(`task ${r.task.id} (${r.task.kind}) accepted\n`);
+      printText(`task ${r.task.id} (${r.task.kind}) accepted\n`);
       return;
     }
     const done = await waitForTask(api, r.task, flags.output === 'json');
     const result = done.result as { moved: string[]; stopped: string[] } | null;
     if (flags.output === 'json') return printJson(done);
-    process.stdout.write(
+    printText(
       `host ${host} is in maintenance: ${result?.moved.length ?? 0} VM(s) migrated away${
         result?.stopped.length ? `, stopped: ${result.stopped.join(', ')}` : ''
       }\n`,

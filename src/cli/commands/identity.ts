@@ -15,7 +15,7 @@ import type { ApiToken, Group, User, Whoami } from '../../wire/identity.ts';
 import { type ApiClient, caFromEnvironment, unreachableManager } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
-import { ago, printFields, printJson, printTable } from '../output.ts';
+import { ago, printFields, printJson, printTable, printText } from '../output.ts';
 import { askSecret, readStdin } from '../prompt.ts';
 
 const enc = encodeURIComponent;
@@ -120,7 +120,7 @@ export async function loginCommand(flags: Flags): Promise<void> {
   writeCliConfig({ url, token: made.token, ...(ca ? { ca } : {}) }, file);
   if (flags.output === 'json')
     return printJson({ ...me, tokenId: made.id, tokenExpiresAt: made.expiresAt, config: file });
-  process.stdout.write(
+  printText(
     `logged in to ${url} as ${me.user} (${me.roles.length > 0 ? `roles: ${me.roles.join(', ')}` : 'no roles yet'})\n` +
       `token ${name} (expires ${made.expiresAt}) saved in ${file}\n`,
   );
@@ -136,7 +136,7 @@ export async function logoutCommand(api: ApiClient, flags: Flags): Promise<void>
   const fromConfig = !(process.env.TERN_URL && process.env.TERN_TOKEN);
   if (fromConfig) fs.rmSync(cliConfigPath(), { force: true });
   if (flags.output === 'json') return printJson({ revoked: me.tokenId });
-  process.stdout.write(
+  printText(
     `logged out: token ${me.tokenId} of ${me.user} is revoked${fromConfig ? `, ${cliConfigPath()} removed` : ''}\n` +
       `log in again with: tern login --url ${api.url} --user ${me.user}\n`,
   );
@@ -209,7 +209,7 @@ export async function userCommand(
       ...(flags.group.length > 0 ? { groups: flags.group } : {}),
     });
     if (flags.output === 'json') return printJson(u);
-    process.stdout.write(
+    printText(
       `user ${u.name} created (${u.roles.length > 0 ? `roles: ${u.roles.join(', ')}` : 'no role yet'})${
         password ? '' : `; it has no password: make it a token with tern token create NAME --user ${u.name}`
       }\n`,
@@ -235,19 +235,19 @@ export async function userCommand(
       const password = await newPassword(flags);
       if (!password) throw new TernError('invalid_request', 'the new password is empty');
       await api.request('PATCH', `/api/v1/users/${enc(name)}`, { password });
-      if (flags.output !== 'json') process.stdout.write(`password of ${name} changed\n`);
+      if (flags.output !== 'json') printText(`password of ${name} changed\n`);
       return;
     }
     const current = await askSecret('current password', { env: 'TERN_PASSWORD' });
     const password = await newPassword(flags);
     if (!password) throw new TernError('invalid_request', 'the new password is empty');
     await api.request('PUT', '/api/v1/session/password', { current, password });
-    if (flags.output !== 'json') process.stdout.write('your password is changed\n');
+    if (flags.output !== 'json') printText('your password is changed\n');
     return;
   }
   if (sub === 'delete' && args.length === 1) {
     await api.request('DELETE', `/api/v1/users/${enc(name)}`);
-    if (flags.output !== 'json') process.stdout.write(`user ${name} deleted; its tokens are revoked\n`);
+    if (flags.output !== 'json') printText(`user ${name} deleted; its tokens are revoked\n`);
     return;
   }
   throw new TernError('invalid_request', userUsage);
@@ -290,7 +290,7 @@ async function groupCommand(
   }
   if (sub === 'delete' && args.length === 1) {
     await api.request('DELETE', `/api/v1/groups/${enc(name)}`);
-    if (flags.output !== 'json') process.stdout.write(`group ${name} deleted\n`);
+    if (flags.output !== 'json') printText(`group ${name} deleted\n`);
     return;
   }
   if ((sub === 'add' || sub === 'remove') && args.length === 2) {
@@ -358,12 +358,12 @@ export async function tokenCommand(
       `token ${args[0]} (id ${made.id}${flags.user ? `, for ${flags.user}` : ''}), expires ${made.expiresAt}.\n` +
         'It is shown only this once: keep it now. Use it as TERN_TOKEN, or as "Authorization: Bearer <token>".\n',
     );
-    process.stdout.write(`${made.token}\n`);
+    printText(`${made.token}\n`);
     return;
   }
   if (sub === 'revoke' && args.length === 1) {
     await api.request('DELETE', `/api/v1/tokens/${enc(args[0])}`);
-    if (flags.output !== 'json') process.stdout.write(`token ${args[0]} revoked\n`);
+    if (flags.output !== 'json') printText(`token ${args[0]} revoked\n`);
     return;
   }
   throw new TernError('invalid_request', tokenUsage);
@@ -383,7 +383,7 @@ export async function ldapCommand(
   const show = (settings: DirectorySettings | null) => {
     if (flags.output === 'json') return printJson({ settings });
     if (!settings) {
-      process.stdout.write('no directory: people log in with local passwords only\n');
+      printText('no directory: people log in with local passwords only\n');
       return;
     }
     printFields([
@@ -422,8 +422,7 @@ export async function ldapCommand(
   }
   if (sub === 'clear' && args.length === 0) {
     await api.request('DELETE', '/api/v1/identity/ldap');
-    if (flags.output !== 'json')
-      process.stdout.write('directory cleared: people log in with local passwords only\n');
+    if (flags.output !== 'json') printText('directory cleared: people log in with local passwords only\n');
     return;
   }
   throw new TernError('invalid_request', ldapUsage);

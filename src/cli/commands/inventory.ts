@@ -7,7 +7,7 @@ import { forEachName } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
-import { ago, bytes, mib, printFields, printJson, printTable } from '../output.ts';
+import { ago, bytes, mib, printFields, printJson, printTable, printText } from '../output.ts';
 import { submitTask, waitForTask } from '../progress.ts';
 
 export async function taskCommand(
@@ -43,7 +43,7 @@ export async function taskCommand(
         ['created', t.createdAt],
         ['finished', t.finishedAt],
       ]);
-      for (const l of t.log ?? []) process.stdout.write(`  ${l.time}  ${l.line}\n`);
+      for (const l of t.log ?? []) printText(`  ${l.time}  ${l.line}\n`);
       return;
     }
     case 'wait': {
@@ -55,7 +55,7 @@ export async function taskCommand(
     case 'cancel': {
       const t = await api.request<Task>('POST', `/api/v1/tasks/${encodeURIComponent(args[0] ?? '')}/cancel`);
       if (json) return printJson(t);
-      process.stdout.write(`cancellation of ${t.id} requested\n`);
+      printText(`cancellation of ${t.id} requested\n`);
       return;
     }
     default:

@@ -3,7 +3,7 @@ import { TernError } from '../../errors.ts';
 import type { Task } from '../../wire/task.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
-import { printJson, printTable } from '../output.ts';
+import { printJson, printTable, printText } from '../output.ts';
 import { waitForTask } from '../progress.ts';
 
 const enc = encodeURIComponent;
@@ -23,7 +23,7 @@ export function printExplanation(e: Explanation): void {
       v.eligible ? (v.rating?.toFixed(3) ?? '') : (v.reason ?? ''),
     ]),
   );
-  process.stdout.write(`${e.summary}\n`);
+  printText(`${e.summary}\n`);
 }
 
 export async function migrateCommand(api: ApiClient, args: string[], flags: Flags): Promise<void> {
@@ -49,16 +49,14 @@ export async function migrateCommand(api: ApiClient, args: string[], flags: Flag
     }>('POST', `/api/v1/vms/${enc(vm)}/migrate/preview`, body);
     if (flags.output === 'json') return printJson(p);
     printExplanation(p.placement);
-    if (p.refused) process.stdout.write(`refused: ${p.refused}\n`);
+    if (p.refused) printText(`refused: ${p.refused}\n`);
     else if (p.storage)
-      process.stdout.write(
-        `storage: ${p.storage}${p.mirrored.length ? ` (copies ${p.mirrored.join(', ')})` : ''}\n`,
-      );
+      printText(`storage: ${p.storage}${p.mirrored.length ? ` (copies ${p.mirrored.join(', ')})` : ''}\n`);
     return;
   }
   const r = await api.request<{ task: Task }>('POST', `/api/v1/vms/${enc(vm)}/migrate`, body);
   if (flags['no-wait']) {
-    process.stdout.write(`task ${r.task.id} (${r.task.kind}) accepted\n`);
+    printText(`task ${r.task.id} (${r.task.kind}) accepted\n`);
     return;
   }
   const done = await waitForTask(api, r.task, flags.output === 'json');
@@ -72,7 +70,7 @@ export async function migrateCommand(api: ApiClient, args: string[], flags: Flag
     transferredBytes: number;
     totalMs: number;
   };
-  process.stdout.write(
+  printText(
     `${vm} moved from ${o.from} to ${o.to} (${o.storage} storage) in ${(o.totalMs / 1000).toFixed(1)} s: downtime ${o.downtimeMs} ms (QEMU ${o.qemuDowntimeMs} ms), ${Math.round(o.transferredBytes / 1024 / 1024)} MiB sent\n`,
   );
 }

@@ -4,7 +4,7 @@ import type { ImagePool } from '../../wire/image-pool.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
-import { printJson, printTable } from '../output.ts';
+import { printJson, printTable, printText } from '../output.ts';
 import { submitTask } from '../progress.ts';
 
 const usage = `usage: tern pool list | show POOL
@@ -42,7 +42,7 @@ export async function poolCommand(
       ['VERSION', 'PARENT', 'STATE', 'MAINTENANCE VM'],
       p.versions.map((v) => [v.number, v.parent, v.state, v.maintenanceVm]),
     );
-    process.stdout.write('\n');
+    printText('\n');
     return printTable(
       ['VM', 'VERSION', 'STATE'],
       byName(p.vms).map((v) => [v.name, v.version, v.state]),

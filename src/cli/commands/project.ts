@@ -4,7 +4,7 @@ import type { Project, Quota } from '../../wire/identity.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
-import { bytes, mib, printFields, printJson, printTable } from '../output.ts';
+import { bytes, mib, printFields, printJson, printTable, printText } from '../output.ts';
 import { parseSize } from '../sizes.ts';
 
 const enc = encodeURIComponent;
@@ -103,7 +103,7 @@ export async function projectCommand(
   }
   if (sub === 'delete' && args.length === 1) {
     await api.request('DELETE', `/api/v1/projects/${enc(name)}`);
-    if (flags.output !== 'json') process.stdout.write(`project ${name} deleted\n`);
+    if (flags.output !== 'json') printText(`project ${name} deleted\n`);
     return;
   }
   if ((sub === 'add' || sub === 'remove') && args.length === 3 && (kind === 'user' || kind === 'group')) {

@@ -9,7 +9,7 @@ import type { KeyStatus, Rotation, Secret } from '../../wire/secret.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
-import { ago, printFields, printJson, printTable } from '../output.ts';
+import { ago, printFields, printJson, printRaw, printTable, printText } from '../output.ts';
 import { askSecret, readStdin } from '../prompt.ts';
 
 const enc = encodeURIComponent;
@@ -75,14 +75,15 @@ export async function secretCommand(
   if (sub === 'reveal' && args.length === 1) {
     const { value } = await api.request<{ value: string }>('POST', `/api/v1/secrets/${enc(name)}/reveal`);
     if (flags.output === 'json') return printJson({ value });
-    // Exactly the bytes stored, so `tern secret reveal X > file` gives back what was set.
-    process.stdout.write(value);
-    if (process.stdout.isTTY && !value.endsWith('\n')) process.stdout.write('\n');
+    // Exactly the bytes stored, so `tern secret reveal X > file` gives back what was set; on a
+    // terminal, another user's escape sequences stay inert.
+    if (process.stdout.isTTY) printText(value.endsWith('\n') ? value : `${value}\n`);
+    else printRaw(value);
     return;
   }
   if (sub === 'delete' && args.length === 1) {
     await api.request('DELETE', `/api/v1/secrets/${enc(name)}`);
-    if (flags.output !== 'json') process.stdout.write(`secret ${name} deleted\n`);
+    if (flags.output !== 'json') printText(`secret ${name} deleted\n`);
     return;
   }
   throw new TernError('invalid_request', secretUsage);
@@ -106,7 +107,7 @@ export async function keysCommand(
       ['store', s.storeError ? `${s.store} (error: ${s.storeError})` : s.store],
       ['active key', s.activeKek],
     ]);
-    process.stdout.write('\n');
+    printText('\n');
     return printTable(
       ['KEY', 'ACTIVE', 'IN STORE', 'SECRETS', 'CREATED'],
       s.keys.map((k) => [
@@ -122,7 +123,7 @@ export async function keysCommand(
     const r = await api.request<Rotation>('POST', '/api/v1/keys/rotate');
     if (flags.output === 'json') printJson(r);
     else
-      process.stdout.write(
+      printText(
         `new key ${r.kek} is active; ${r.rewrapped} data key(s) re-wrapped with it\nmake a new backup: tern keys backup --out FILE\n`,
       );
     if (r.failed.length > 0)
@@ -146,7 +147,7 @@ export async function keysCommand(
       throw new TernError('storage_error', `cannot write ${file}: ${(err as Error).message}`);
     }
     if (flags.output === 'json') return printJson({ file });
-    process.stdout.write(
+    printText(
       `keys backed up to ${file} (mode 0600), sealed with the passphrase; keep the two apart.\n` +
         `restore (offline, on the manager's machine): bin/tern-manager keys restore --from ${file} [--key-file F | --key-store CONFIG.json]\n`,
     );

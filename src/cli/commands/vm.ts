@@ -7,7 +7,17 @@ import { forEachName } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { byName, expandNames } from '../names.ts';
-import { ago, bytes, type Format, mib, printFields, printJson, printTable } from '../output.ts';
+import {
+  ago,
+  bytes,
+  type Format,
+  mib,
+  printFields,
+  printJson,
+  printRaw,
+  printTable,
+  printText,
+} from '../output.ts';
 import { submitTask } from '../progress.ts';
 import { parseSize } from '../sizes.ts';
 import { vmHaCommand } from './ha.ts';
@@ -283,13 +293,16 @@ export async function vmCommand(
     case 'snapshot':
       return snapshotCommand(api, args, flags);
     case 'console': {
-      const name = one(args, 'tern vm console NAME [--bytes N]');
+      const name = one(args, 'tern vm console NAME [--bytes N] [--raw]');
       const r = await api.request<{ text: string }>(
         'GET',
         `/api/v1/vms/${enc(name)}/console?bytes=${Number(flags.bytes ?? 16384)}`,
       );
       if (format === 'json') return printJson(r);
-      process.stdout.write(r.text.endsWith('\n') || r.text === '' ? r.text : `${r.text}\n`);
+      const text = r.text.endsWith('\n') || r.text === '' ? r.text : `${r.text}\n`;
+      // The guest's escape sequences reach the terminal only when asked for.
+      if (flags.raw) printRaw(text);
+      else printText(text);
       return;
     }
     default:
