@@ -315,18 +315,23 @@ export class HostRegistry {
   }
 
   /**
-   * Applies the full report of a host (every connected host without one) again: what its agent
-   * runs is the truth, so a change that could not be recorded (a full disk) is recorded now.
+   * Applies what is known of a host (of every host without one) again: whether its link is up,
+   * and what its agent reports it runs (or, when the link is down, that its VMs are unknown).
+   * A change that could not be recorded (a full disk) is recorded now.
    */
   resync(hostId?: string): void {
-    for (const id of hostId ? [hostId] : [...this.#connected]) {
+    for (const id of hostId ? [hostId] : [...this.#clients.keys()]) {
       clearTimeout(this.#resyncs.get(id));
       this.#resyncs.delete(id);
       const client = this.#clients.get(id);
-      if (!client || !this.#connected.has(id)) continue;
-      this.#enqueue(id, () =>
-        this.#clients.get(id) === client ? this.#fullReport(id, client) : Promise.resolve(),
-      );
+      if (!client) continue;
+      this.#enqueue(id, async () => {
+        const row = await this.#db.selectFrom('hosts').selectAll().where('id', '=', id).executeTakeFirst();
+        if (!row || this.#clients.get(id) !== client) return;
+        const up = this.#connected.has(id);
+        await this.#onConnection(row, up, 'connection lost');
+        if (up) await this.#fullReport(id, client);
+      });
     }
   }
 
