@@ -114,19 +114,22 @@ test('recovered tasks wait for their gate; an undo that fails says so', async ()
   const r = await engine.submit(gated('resumable', 'resume').k, { n: 1 }, ['vm:r']);
   const f = await engine.submit(gated('failing', 'fail').k, { n: 2 }, ['vm:f']);
   const u = await engine.submit(gated('unreachable', 'fail').k, { n: 3 }, ['vm:u']);
+  const l = await engine.submit(gated('late', 'resume').k, { n: 4 }, ['vm:l']);
   engine.abandon();
 
   const next = new TaskEngine(db, bus, log);
   const resumable = gated('resumable', 'resume');
   const failing = gated('failing', 'fail');
   const unreachable = gated('unreachable', 'fail');
-  for (const x of [resumable, failing, unreachable]) next.register(x.k);
+  const late = gated('late', 'resume');
+  for (const x of [resumable, failing, unreachable, late]) next.register(x.k);
   let open!: () => void;
   const hostBack = new Promise<void>((resolve) => {
     open = resolve;
   });
   await next.recover(async (objects) => {
-    if (objects.includes('vm:u')) throw new TernError('unavailable', 'host h did not connect within 120 s');
+    if (objects.includes('vm:u') || objects.includes('vm:l'))
+      throw new TernError('unavailable', 'host h did not connect within 120 s');
     await hostBack;
   });
   // Nothing is undone or resumed before the host is back; the tasks still hold their locks.
@@ -138,6 +141,11 @@ test('recovered tasks wait for their gate; an undo that fails says so', async ()
   assert.equal(stuck.state, 'failed');
   assert.match(stuck.error?.message ?? '', /undoing its partial work failed: host h did not connect/);
   assert.deepEqual(unreachable.cleaned, []);
+  // A resumed task goes on without its host, as it would without a restart.
+  late.release();
+  const goneOn = await next.settled(l.id);
+  assert.equal(goneOn.state, 'succeeded');
+  assert.ok(goneOn.log?.some((x) => /did not connect within 120 s; going on without it/.test(x.line)));
 
   open();
   resumable.release();

@@ -38,7 +38,8 @@ export interface TaskKind<P> {
 
 /**
  * Holds a recovered task back until what it needs is reachable (its hosts' agents), with a
- * bound; throws when the wait is over without them. `objects` are the task's locked objects.
+ * bound; throws when the wait is over without them: an undo then fails saying so, a resumed
+ * task goes on. `objects` are the task's locked objects.
  */
 export type RecoveryGate = (objects: string[], ctx: TaskContext) => Promise<void>;
 
@@ -297,7 +298,13 @@ export class TaskEngine {
         .where('id', '=', id)
         .execute();
       await this.#publish(id);
-      if (gate) await gate(ctx);
+      // A resumed task whose host stays away goes on after the wait: it copes with an
+      // unreachable host as it would without a restart (a start places the VM elsewhere).
+      if (gate)
+        await gate(ctx).catch(async (err) => {
+          if (controller.signal.aborted) throw err;
+          await this.#appendLog(id, `${asTernError(err).message}; going on without it`);
+        });
       ctx.throwIfCancelled();
       const result = await kind.run(ctx, params);
       await this.#ending(id, () => this.#finish(id, 'succeeded', result ?? null, null));
