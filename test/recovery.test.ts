@@ -55,8 +55,9 @@ test('tasks interrupted by a manager crash resume or fail cleanly', async () => 
   await waitRunning(stop.id);
   await waitRunning(create.task.id);
   await c.manager.kill();
-  c.agent.signal('SIGCONT');
+  // The manager comes back before its host: recovery waits for the host instead of failing.
   await c.startManager();
+  c.agent.signal('SIGCONT');
 
   const stopped = await c.api.settle(stop);
   assert.equal(stopped.state, 'succeeded', JSON.stringify(stopped.error));
@@ -67,6 +68,7 @@ test('tasks interrupted by a manager crash resume or fail cleanly', async () => 
   const created = await c.api.settle(create.task);
   assert.equal(created.state, 'succeeded', JSON.stringify(created.error));
   assert.ok(created.log?.some((l) => /resuming/.test(l.line)));
+  assert.ok(created.log?.some((l) => l.line === 'waiting for host local to connect'));
   assert.equal((await c.api.request<Vm>('GET', '/api/v1/vms/halfway')).state, 'stopped');
   assert.ok(fs.existsSync(path.join(c.pool, 'vms', create.vm.id, 'disk0.qcow2')), 'with its disk');
 
