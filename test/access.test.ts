@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { Agent, fetch as undiciFetch } from 'undici';
 import type { Role } from '../src/manager/auth/permissions.ts';
 import { routePermissions } from '../src/manager/auth/permissions.ts';
 import type { AuditRecord, Project, Whoami } from '../src/wire/identity.ts';
@@ -395,6 +396,72 @@ test('parallel password guesses are counted before their answers: the lock holds
     headers: { cookie: 'tern_session=%E0%A4%A' },
   });
   assert.equal(bad.status, 401, 'a malformed cookie is no session, not an error');
+});
+
+test('a stranger guessing from elsewhere cannot lock a user out of the user’s own address', async () => {
+  // The stranger is 127.0.0.2; the admin logs in from 127.0.0.1, as every other test does.
+  const stranger = new Agent({
+    localAddress: '127.0.0.2',
+    connect: { ca: fs.readFileSync(c.api.caFile, 'utf8') },
+  });
+  const login = (password: string, dispatcher?: Agent) =>
+    undiciFetch(`${c.manager.url}/api/v1/session`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ user: 'the-admin', password }),
+      dispatcher: dispatcher ?? new Agent({ connect: { ca: fs.readFileSync(c.api.caFile, 'utf8') } }),
+    });
+  try {
+    for (let i = 0; i < 5; i++) assert.equal((await login(`wrong-${i}`, stranger)).status, 401);
+    const locked = await login('the-admin-password-1', stranger);
+    assert.equal(locked.status, 401);
+    assert.match(
+      ((await locked.json()) as { error: { message: string } }).error.message,
+      /too many failed logins/,
+    );
+    const own = await login('the-admin-password-1');
+    assert.equal(own.status, 200, 'the admin still logs in from the admin’s own address');
+  } finally {
+    await stranger.close();
+  }
+});
+
+test('a flood of requests without credentials adds one audit record per address and minute, not one each', async () => {
+  const since = new Date().toISOString();
+  const flooder = new Agent({
+    localAddress: '127.0.0.3',
+    connect: { ca: fs.readFileSync(c.api.caFile, 'utf8') },
+    connections: 8,
+  });
+  try {
+    const statuses = await Promise.all(
+      Array.from({ length: 300 }, () =>
+        undiciFetch(`${c.manager.url}/api/v1/vms`, { dispatcher: flooder }).then(async (r) => {
+          await r.body?.cancel();
+          return r.status;
+        }),
+      ),
+    );
+    assert.ok(statuses.every((st) => st === 401));
+  } finally {
+    await flooder.close();
+  }
+  const log = await api('auditor').request<{ items: AuditRecord[] }>(
+    'GET',
+    `/api/v1/audit?action=${encodeURIComponent('GET /vms')}&since=${since}&limit=1000`,
+  );
+  const mine = log.items.filter((e) => e.sourceIp === '127.0.0.3');
+  assert.equal(mine.length, 1, 'the first at once; the rest are counted');
+  assert.deepEqual([mine[0].actor, mine[0].result, mine[0].status], ['anonymous', 'denied', 401]);
+  // At shutdown (or after the minute) the count is written.
+  await c.manager.services.audit.close();
+  const after = await api('auditor').request<{ items: AuditRecord[] }>(
+    'GET',
+    `/api/v1/audit?action=${encodeURIComponent('GET /vms')}&since=${since}&limit=1000`,
+  );
+  const counted = after.items.filter((e) => e.sourceIp === '127.0.0.3');
+  assert.equal(counted.length, 2);
+  assert.match(counted[0].detail ?? '', /^299 more refused without credentials in the minute since /);
 });
 
 test('self-service users cannot reach what others share: placement groups, bridges, kept disks', async () => {

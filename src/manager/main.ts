@@ -2,6 +2,7 @@
  * A standalone manager process:
  *   node src/manager/main.ts --database F --port N [--cluster-port N] [--host ADDR]
  *                            [--cluster-host ADDR] [--tls-cert F --tls-key F]
+ *                            [--audit-retention-days N]   (0: keep audit records for ever)
  *                            [--admin-token-file F] [--guest-dir DIR [--guest-pool NAME]]
  *                            [--key-file F | --key-store CONFIG.json]
  *   node src/manager/main.ts keys restore --from BACKUP [--key-file F | --key-store CONFIG.json]
@@ -35,6 +36,7 @@ const { values, positionals } = parseArgs({
     'key-file': { type: 'string' },
     'key-store': { type: 'string' },
     'tls-cert': { type: 'string' },
+    'audit-retention-days': { type: 'string' },
     'tls-key': { type: 'string' },
     from: { type: 'string' },
   },
@@ -77,6 +79,9 @@ try {
         key: fs.readFileSync(values['tls-key'] as string, 'utf8'),
       }
     : undefined;
+  const retention = values['audit-retention-days'];
+  if (retention !== undefined && !/^\d+$/.test(retention))
+    throw new Error('--audit-retention-days takes a whole number of days (0: for ever)');
   const manager = await startManager({
     database: values.database,
     host: values.host,
@@ -85,6 +90,7 @@ try {
     clusterHost: values['cluster-host'],
     keyStore,
     tls,
+    auditRetentionDays: retention === undefined ? undefined : Number(retention),
     log,
   });
   const s = manager.services;

@@ -60,6 +60,11 @@ export interface ManagerOptions {
    * cluster CA issues one for the names and addresses the API is reached by.
    */
   tls?: ApiTls;
+  /**
+   * How many days audit records are kept: a whole number, or 0 for ever (the default); without
+   * it, the retention set before stays.
+   */
+  auditRetentionDays?: number;
   log: Logger;
 }
 
@@ -136,7 +141,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     login: new Login(users, groups, directory),
     directory,
     projects: new ProjectStore(db),
-    audit: new AuditLog(db),
+    audit: new AuditLog(db, (err) => opts.log.error({ err }, 'could not write the audit log')),
     secrets,
     images: new ImageStore(db),
     alerts,
@@ -152,6 +157,12 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   services.beforeStart = (vmId) => prepareStart(services, vmId);
   const stopAlerts = services.alerts.watch();
   watchDiskSpace(space, services);
+  if (opts.auditRetentionDays !== undefined)
+    await services.audit.setRetention(opts.auditRetentionDays === 0 ? null : opts.auditRetentionDays);
+  const prune = () =>
+    services.audit.prune().catch((err: Error) => opts.log.error({ err }, 'pruning the audit log failed'));
+  await prune();
+  const pruning = setInterval(prune, 3600_000).unref();
   const app = await buildApi(services, opts.log, apiTls);
   await hosts.start();
   // Task kinds are registered by the routes; recovery needs them. Each recovered task waits
@@ -180,6 +191,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     db,
     services,
     async close() {
+      clearInterval(pruning);
       space.close();
       services.ha.stop();
       stopAlerts();
@@ -187,10 +199,12 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
       hosts.close();
       await app.close();
       await cluster.close();
+      await services.audit.close();
       await keyStore.close();
       await db.destroy();
     },
     async crash() {
+      clearInterval(pruning);
       space.close();
       services.ha.stop();
       stopAlerts();

@@ -51,7 +51,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
       },
     },
     async (req, reply) => {
-      const { user, via } = await s.login.login(req.body.user, req.body.password);
+      const { user, via } = await s.login.login(req.body.user, req.body.password, req.ip);
       const session = await s.sessions.create(user.id, req.ip);
       req.principal = await s.authenticator.sessionOf(user, session.expiresAt);
       req.auditVia = via;
@@ -106,7 +106,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
       const p = principalOf(req);
       if (!p.userId) throw new TernError('invalid_request', 'this token has no user; it has no password');
       const user = await s.users.get(p.userId);
-      await s.login.login(user.name, req.body.current);
+      await s.login.login(user.name, req.body.current, req.ip);
       await s.users.update(user.id, { password: req.body.password });
       return reply.code(204).send(null);
     },

@@ -14,6 +14,7 @@ import { learnMethods } from '../../http/methods.ts';
 import { openObjects, validation } from '../../http/validation.ts';
 import { type Logger, quietRequests } from '../../log.ts';
 import { UserName } from '../../wire/identity.ts';
+import type { AuditEntry } from '../audit/log.ts';
 import { refusal, routePermissions } from '../auth/permissions.ts';
 import { type Principal, runAs, seesAllVms } from '../auth/principal.ts';
 import { alertRoutes } from './alerts.ts';
@@ -129,27 +130,29 @@ export async function buildApi(s: ApiServices, log: Logger, tls: ApiTls): Promis
     const p = req.principal;
     const named =
       typeof body?.user === 'string' && Value.Check(UserName, body.user) ? body.user : 'anonymous';
-    await s.audit
-      .append({
-        actor: p?.name ?? named,
-        actorId: p?.userId ?? null,
-        via: req.auditVia ?? p?.via ?? 'anonymous',
-        action: `${req.method} ${route.slice('/api/v1'.length)}`,
-        object: auditObject(route, req.params as Record<string, string>, body),
-        sourceIp: req.ip,
-        result:
-          status === null
-            ? 'failed'
-            : status < 400
-              ? 'ok'
-              : status === 401 || status === 403
-                ? 'denied'
-                : 'failed',
-        status,
-        detail:
-          status === null ? 'the client closed the connection before the answer' : (req.auditDetail ?? null),
-      })
-      .catch((err: Error) => req.log.error({ err }, 'could not write the audit log'));
+    const entry: AuditEntry = {
+      actor: p?.name ?? named,
+      actorId: p?.userId ?? null,
+      via: req.auditVia ?? p?.via ?? 'anonymous',
+      action: `${req.method} ${route.slice('/api/v1'.length)}`,
+      object: auditObject(route, req.params as Record<string, string>, body),
+      sourceIp: req.ip,
+      result:
+        status === null
+          ? 'failed'
+          : status < 400
+            ? 'ok'
+            : status === 401 || status === 403
+              ? 'denied'
+              : 'failed',
+      status,
+      detail:
+        status === null ? 'the client closed the connection before the answer' : (req.auditDetail ?? null),
+    };
+    // Refusals without credentials are tallied per address and minute, not written one by one.
+    await (status === 401 && !p ? s.audit.refusedAnonymously(entry) : s.audit.append(entry)).catch(
+      (err: Error) => req.log.error({ err }, 'could not write the audit log'),
+    );
   };
   app.addHook('onResponse', async (req, reply) => record(req, reply.statusCode));
   app.addHook('onRequestAbort', async (req) => record(req, null));

@@ -1,10 +1,13 @@
 /**
  * The audit log: who did what to which object, when, from where, and how it ended. Records
- * are only ever appended; the table's triggers refuse updates and deletes from anyone.
+ * are only ever appended; the table's triggers refuse updates from anyone, and deletes of any
+ * record younger than the retention the operator set (none: every record is kept).
+ * Refusals of requests without credentials are tallied per address and minute (refusals.ts).
  */
 import type { AuditRecord } from '../../wire/identity.ts';
 import { type Db, now } from '../db/database.ts';
 import type { AuditLogTable } from '../db/schema.ts';
+import { RefusalTally } from './refusals.ts';
 
 /** A record as it is appended: the row without its number and time, which the log gives it. */
 export type AuditEntry = Omit<AuditLogTable, 'seq' | 'at' | 'result'> & { result: AuditRecord['result'] };
@@ -26,9 +29,74 @@ const clip = (s: string | null, n: number) => (s !== null && s.length > n ? `${s
 
 export class AuditLog {
   readonly #db: Db;
+  readonly #refusals: RefusalTally;
 
-  constructor(db: Db) {
+  constructor(db: Db, onError: (err: Error) => void = () => {}) {
     this.#db = db;
+    this.#refusals = new RefusalTally((e) => this.append(e), onError);
+  }
+
+  /** A request without credentials was refused: counted with its address's others. */
+  refusedAnonymously(e: AuditEntry): Promise<void> {
+    return this.#refusals.refused(e);
+  }
+
+  /** Writes out what is still being tallied. */
+  close(): Promise<void> {
+    return this.#refusals.close();
+  }
+
+  /**
+   * Keeps records for `days` (at least one), or for ever (null). The database's trigger reads
+   * the same setting, so no other path can remove younger records.
+   */
+  async setRetention(days: number | null): Promise<void> {
+    if (days === null) {
+      await this.#db.deleteFrom('settings').where('key', '=', 'audit').execute();
+      return;
+    }
+    if (!Number.isInteger(days) || days < 1)
+      throw new Error('the audit retention is a whole number of days, at least 1');
+    const value = JSON.stringify({ retentionDays: days });
+    await this.#db
+      .insertInto('settings')
+      .values({ key: 'audit', value })
+      .onConflict((oc) => oc.column('key').doUpdateSet({ value }))
+      .execute();
+  }
+
+  async retentionDays(): Promise<number | null> {
+    const row = await this.#db
+      .selectFrom('settings')
+      .select('value')
+      .where('key', '=', 'audit')
+      .executeTakeFirst();
+    return row ? ((JSON.parse(row.value) as { retentionDays?: number }).retentionDays ?? null) : null;
+  }
+
+  /**
+   * Removes the records older than the retention, oldest first, and says so in the log itself
+   * (the gap is explained by a record of who removed what).
+   */
+  async prune(at = Date.now()): Promise<number> {
+    const days = await this.retentionDays();
+    if (days === null) return 0;
+    const cutoff = new Date(at - days * 24 * 3600_000).toISOString();
+    const r = await this.#db.deleteFrom('auditLog').where('at', '<', cutoff).executeTakeFirst();
+    const removed = Number(r.numDeletedRows);
+    if (removed > 0)
+      await this.append({
+        actor: 'tern',
+        actorId: null,
+        via: 'retention',
+        action: 'prune audit log',
+        object: 'audit',
+        sourceIp: null,
+        result: 'ok',
+        status: null,
+        detail: `${removed} record${removed === 1 ? '' : 's'} from before ${cutoff} removed: the audit retention is ${days} days`,
+      });
+    return removed;
   }
 
   async append(e: AuditEntry): Promise<void> {

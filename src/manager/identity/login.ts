@@ -1,58 +1,57 @@
 /**
  * Password login: a local user's scrypt hash, or the directory when the user is not local.
  * A directory user is recorded at its first login and its mapped groups are set from the
- * directory each time. Every failure gives the same answer; repeated failures for one name
- * slow that name down, so guessing costs time as well as scrypt work.
+ * directory each time. Every failure gives the same answer; repeated failures lock the name
+ * from the address that guesses (lockout.ts), so guessing costs time as well as scrypt work.
  */
 import { TernError } from '../../errors.ts';
 import type { Directory } from './directory.ts';
 import type { GroupStore } from './groups.ts';
 import { ldapAuthenticate, rolesFromGroups } from './ldap.ts';
+import { Lockout } from './lockout.ts';
 import { spendPasswordTime, verifyPassword } from './passwords.ts';
 import type { UserRow, UserStore } from './users.ts';
 
 const wrong = () => new TernError('unauthorized', 'invalid user name or password');
-const maxFailures = 5;
-const failureWindowMs = 10 * 60_000;
-const lockMs = 60_000;
 
 export class Login {
   readonly #users: UserStore;
   readonly #groups: GroupStore;
   readonly #directory: Directory;
-  readonly #failures = new Map<string, { count: number; first: number; lockedUntil: number }>();
-  /** Attempts under way per name: parallel guesses count before their answers come. */
-  readonly #pending = new Map<string, number>();
+  readonly #lockout: Lockout;
 
-  constructor(users: UserStore, groups: GroupStore, directory: Directory) {
+  constructor(users: UserStore, groups: GroupStore, directory: Directory, lockout = new Lockout()) {
     this.#users = users;
     this.#groups = groups;
     this.#directory = directory;
+    this.#lockout = lockout;
   }
 
-  /** The user these credentials prove, and how (`password` or `ldap`). */
-  async login(name: string, password: string): Promise<{ user: UserRow; via: 'password' | 'ldap' }> {
+  /** The user these credentials prove, and how (`password` or `ldap`), tried from `address`. */
+  async login(
+    name: string,
+    password: string,
+    address: string,
+  ): Promise<{ user: UserRow; via: 'password' | 'ldap' }> {
     const key = name.toLowerCase();
-    const f = this.#failures.get(key);
-    const pending = this.#pending.get(key) ?? 0;
-    if ((f && f.lockedUntil > Date.now()) || (f?.count ?? 0) + pending >= maxFailures)
+    const wait = this.#lockout.wait(key, address);
+    if (wait > 0)
       throw new TernError(
         'unauthorized',
-        `too many failed logins for ${name}; try again in ${Math.max(1, Math.ceil(((f?.lockedUntil ?? 0) - Date.now()) / 1000))} s`,
+        `too many failed logins for ${name}; try again in ${Math.ceil(wait / 1000)} s`,
       );
-    this.#pending.set(key, pending + 1);
+    this.#lockout.begin(key, address);
+    let outcome: 'ok' | 'wrong' | 'error' = 'error';
     try {
       const done = await this.#check(name, password);
-      this.#failures.delete(key);
+      outcome = 'ok';
       await this.#users.recordLogin(done.user.id);
       return done;
     } catch (err) {
-      if (err instanceof TernError && err.code === 'unauthorized') this.#failed(key);
+      if (err instanceof TernError && err.code === 'unauthorized') outcome = 'wrong';
       throw err;
     } finally {
-      const left = (this.#pending.get(key) ?? 1) - 1;
-      if (left > 0) this.#pending.set(key, left);
-      else this.#pending.delete(key);
+      this.#lockout.end(key, address, outcome);
     }
   }
 
@@ -87,19 +86,5 @@ export class Login {
     if (user.disabled) throw wrong();
     await this.#groups.setMappedMembership(user.id, groups);
     return { user, via: 'ldap' };
-  }
-
-  #failed(key: string): void {
-    const t = Date.now();
-    const f = this.#failures.get(key);
-    const next =
-      f && t - f.first < failureWindowMs
-        ? { ...f, count: f.count + 1 }
-        : { count: 1, first: t, lockedUntil: 0 };
-    if (next.count >= maxFailures) next.lockedUntil = t + lockMs;
-    this.#failures.set(key, next);
-    // Bounded: old entries go when the map grows large.
-    if (this.#failures.size > 10_000)
-      for (const [k, v] of this.#failures) if (t - v.first > failureWindowMs) this.#failures.delete(k);
   }
 }
