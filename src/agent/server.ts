@@ -2,6 +2,7 @@
  * The agent's side of the agent protocol (docs/agent-protocol.md): a small HTTP API that
  * only managers of its cluster may call (mutual TLS), plus an event stream of VM changes.
  */
+import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -50,6 +51,15 @@ import {
 } from './storage/volumes.ts';
 
 export const agentVersion = '0.1.0';
+
+/** Aborts when the caller closes its connection before the answer is complete. */
+function callerGone(res: ServerResponse): AbortSignal {
+  const gone = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) gone.abort();
+  });
+  return gone.signal;
+}
 
 export interface AgentServerOptions {
   driver: HypervisorDriver;
@@ -179,8 +189,9 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
     async (req) => ({ text: await driver.consoleTail(req.params.id, req.query.bytes ?? 16 * 1024) }),
   );
 
-  app.post('/agent/v1/volumes', { schema: { body: CreateVolumeRequest } }, async (req) => ({
-    volume: await createVolume(pools, req.body),
+  // A manager that goes away (killed) during a copy stops it: nobody would record its result.
+  app.post('/agent/v1/volumes', { schema: { body: CreateVolumeRequest } }, async (req, reply) => ({
+    volume: await createVolume(pools, req.body, callerGone(reply.raw)),
   }));
   app.post('/agent/v1/volumes/seed', { schema: { body: CreateSeedRequest } }, async (req) => ({
     volume: await createSeed(pools, req.body),
@@ -272,15 +283,12 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
       if (!res.destroyed) res.write(`${JSON.stringify(e)}\n`);
     };
     // The manager gone (crashed, or the task cancelled) stops the import and removes its files.
-    const gone = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) gone.abort();
-    });
+    const gone = callerGone(res);
     const beat = setInterval(() => send({ type: 'heartbeat' }), 5000);
     let shown = -1;
     try {
       const image = await runImport(plan, {
-        signal: gone.signal,
+        signal: gone,
         step: (step) => send({ type: 'step', step }),
         progress: (percent) => {
           if (Math.floor(percent) === shown) return;
@@ -336,12 +344,9 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
     const beat = setInterval(() => {
       if (latest && Date.now() - sentAt >= 900) send(latest);
     }, 1000);
-    const gone = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) gone.abort();
-    });
+    const gone = callerGone(res);
     try {
-      send(await work(send, gone.signal));
+      send(await work(send, gone));
     } catch (err) {
       const e = asTernError(err);
       if (e.status >= 500) req.log.error({ err }, e.message);

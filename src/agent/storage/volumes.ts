@@ -14,15 +14,18 @@ import type {
   VolumeSnapshotRequest,
 } from '../../wire/agent.ts';
 import type { VolumeRef } from '../../wire/vm.ts';
+import { discardPartial, partialOf } from './partials.ts';
 import { type Pools, resolveVolume } from './pools.ts';
 
 const run = promisify(execFile);
 
-async function tool(cmd: string, args: string[], what: string): Promise<string> {
+/** Runs a storage tool; `signal` (its caller gone) kills it. */
+async function tool(cmd: string, args: string[], what: string, signal?: AbortSignal): Promise<string> {
   try {
-    return (await run(cmd, args, { maxBuffer: 16 * 1024 * 1024 })).stdout;
+    return (await run(cmd, args, { maxBuffer: 16 * 1024 * 1024, signal, killSignal: 'SIGKILL' })).stdout;
   } catch (err) {
     const e = err as { stderr?: string; message: string; code?: string };
+    if (e.code === 'ABORT_ERR') throw new TernError('cancelled', `${what} was stopped: its caller went away`);
     if (e.code === 'ENOENT')
       throw new TernError('storage_error', `${cmd} is not installed (run tern doctor)`);
     const detail = (e.stderr ?? e.message).trim().split('\n').slice(-3).join(' ');
@@ -118,7 +121,12 @@ export async function volumeSnapshot(pools: Pools, req: VolumeSnapshotRequest): 
   return volumeInfo(pools, req.volume);
 }
 
-export async function createVolume(pools: Pools, req: CreateVolumeRequest): Promise<VolumeInfo> {
+/** `signal`: the caller went away; a copy in progress stops and leaves nothing behind. */
+export async function createVolume(
+  pools: Pools,
+  req: CreateVolumeRequest,
+  signal?: AbortSignal,
+): Promise<VolumeInfo> {
   const file = resolveVolume(pools, req.volume);
   if (fs.existsSync(file))
     throw new TernError('conflict', `volume ${req.volume.pool}:${req.volume.path} exists`);
@@ -130,7 +138,7 @@ export async function createVolume(pools: Pools, req: CreateVolumeRequest): Prom
   if (req.backing && req.copyOf)
     throw new TernError('invalid_request', 'a volume has a backing or is a copy, not both');
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  if (req.copyOf) return copyVolume(pools, req, file);
+  if (req.copyOf) return copyVolume(pools, req, file, signal);
   const args = ['create', '-q', '-f', req.format];
   let base: { file: string; info: VolumeInfo } | null = null;
   if (req.backing) {
@@ -181,7 +189,8 @@ export async function importVolume(pools: Pools, req: ImportVolumeRequest): Prom
   if (fs.existsSync(file))
     throw new TernError('conflict', `volume ${req.volume.pool}:${req.volume.path} exists`);
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  const partial = `${file}.partial`;
+  discardPartial(file);
+  const partial = partialOf(file);
   try {
     if (req.format === 'raw') {
       fs.copyFileSync(req.sourcePath, partial);
@@ -219,6 +228,8 @@ export async function importVolume(pools: Pools, req: ImportVolumeRequest): Prom
 
 export function deleteVolume(pools: Pools, ref: VolumeRef): void {
   const file = resolveVolume(pools, ref);
+  // A copy of it still under way (its writer orphaned by a killed agent) goes too.
+  discardPartial(file);
   fs.rmSync(file, { force: true });
   // What an agent stopped in the middle of making it left (copies and seeds are made aside).
   fs.rmSync(`${file}.partial`, { force: true });
@@ -272,20 +283,29 @@ export async function createSeed(pools: Pools, req: CreateSeedRequest): Promise<
 }
 
 /** A standalone copy (its backing chain flattened), grown to the requested size; atomic. */
-async function copyVolume(pools: Pools, req: CreateVolumeRequest, file: string): Promise<VolumeInfo> {
+async function copyVolume(
+  pools: Pools,
+  req: CreateVolumeRequest,
+  file: string,
+  signal?: AbortSignal,
+): Promise<VolumeInfo> {
   const source = resolveVolume(pools, req.copyOf!);
-  const partial = `${file}.partial`;
+  // A copy an earlier agent left half-done would hold the write lock this one needs.
+  discardPartial(file);
+  const partial = partialOf(file);
   try {
     await tool(
       'qemu-img',
       ['convert', '-q', '-U', '-O', req.format, source, partial],
       `copying ${req.copyOf!.path}`,
+      signal,
     );
     if (req.sizeBytes) {
       await tool(
         'qemu-img',
         ['resize', '-q', '-f', req.format, partial, String(req.sizeBytes)],
         'growing the copy',
+        signal,
       );
     }
     fs.renameSync(partial, file);

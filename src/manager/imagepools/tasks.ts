@@ -198,6 +198,25 @@ export function versionCreateTask(deps: PoolDeps): TaskKind<VersionParams> {
       await deps.imagePools.setVersion(p.pool, next.number, { maintenanceVm: id });
       return { version: next.number, maintenanceVm: name };
     },
+    async cleanup(ctx, p) {
+      // Whatever of the new version was made goes: its volume would block the next attempt.
+      const pool = await deps.imagePools.row(p.pool).catch(() => null);
+      if (!pool) return;
+      const versions = await deps.imagePools.versions(p.pool);
+      // Only this task (it holds the pool) leaves a maintenance version without its VM.
+      const half = versions.find((v) => v.state === 'maintenance' && v.maintenanceVm === null);
+      if (versions.some((v) => v.state === 'maintenance' && v.maintenanceVm !== null)) return;
+      const n = half?.number ?? Math.max(...versions.map((v) => v.number)) + 1;
+      const agent = deps.hosts.client(pool.hostId);
+      const vm = await deps.store.find(`${p.pool}-v${n}`);
+      const volumes = [versionVolume(pool, n), ...(vm ? [(JSON.parse(vm.spec) as VmSpec).seed!] : [])];
+      for (const v of volumes.filter(Boolean))
+        await agent
+          .deleteVolume(v)
+          .catch((err: Error) => ctx.log(`could not remove ${v.path}: ${err.message}`));
+      if (vm) await deps.store.remove(vm.id);
+      if (half) await deps.imagePools.removeVersion(p.pool, n);
+    },
   };
 }
 

@@ -29,21 +29,40 @@ export function resizeTask(deps: VmDeps): TaskKind<ResizeParams> {
           `disk ${p.index} is ${current.virtualBytes} bytes; disks only grow`,
         );
       }
-      if (row.state === 'running' || row.state === 'paused') {
-        await ctx.step('growing the disk online (the guest sees the new size at once)', 30);
-        await agent.resizeDisk(p.vmId, p.index, p.sizeBytes);
-      } else if (row.state === 'stopped') {
-        await ctx.step('growing the disk image', 30);
-        await agent.resizeVolume({ volume: disk.volume, sizeBytes: p.sizeBytes });
-      } else {
-        throw new TernError('conflict', `VM ${row.name} is ${row.state}`);
+      // A run interrupted after the host grew the disk only has the inventory left to update.
+      if (current.virtualBytes < p.sizeBytes) {
+        if (row.state === 'running' || row.state === 'paused') {
+          await ctx.step('growing the disk online (the guest sees the new size at once)', 30);
+          await agent.resizeDisk(p.vmId, p.index, p.sizeBytes);
+        } else if (row.state === 'stopped') {
+          await ctx.step('growing the disk image', 30);
+          await agent.resizeVolume({ volume: disk.volume, sizeBytes: p.sizeBytes });
+        } else {
+          throw new TernError('conflict', `VM ${row.name} is ${row.state}`);
+        }
       }
-      const sizes = JSON.parse(row.diskSizes) as number[];
-      sizes[p.index] = p.sizeBytes;
-      await deps.store.update(p.vmId, { diskSizes: JSON.stringify(sizes) });
-      return { index: p.index, sizeBytes: p.sizeBytes };
+      return { index: p.index, sizeBytes: await recordDiskSize(deps, p.vmId, p.index) };
+    },
+    async cleanup(ctx, p) {
+      // The host may have grown the disk before the failure: the inventory says what it has.
+      await recordDiskSize(deps, p.vmId, p.index).catch((err: Error) =>
+        ctx.log(`could not read the size of disk ${p.index} back: ${err.message}`),
+      );
     },
   };
+}
+
+/** Reads a disk's size from its host into the inventory; reality wins. */
+async function recordDiskSize(deps: VmDeps, vmId: string, index: number): Promise<number> {
+  const { row, disk, agent } = await loadDisk(deps, vmId, index);
+  const info = await agent.volumeInfo(disk.volume);
+  if (!info) throw new TernError('storage_error', `disk ${index} of ${row.name} is missing on its host`);
+  const sizes = JSON.parse(row.diskSizes) as number[];
+  if (sizes[index] !== info.virtualBytes) {
+    sizes[index] = info.virtualBytes;
+    await deps.store.update(vmId, { diskSizes: JSON.stringify(sizes) });
+  }
+  return info.virtualBytes;
 }
 
 /** The lowest free disk slot; on q35 only the slots with a hot-pluggable port. */
@@ -95,17 +114,37 @@ export function attachTask(deps: VmDeps): TaskKind<AttachParams> {
       return { index: spec.disks.length, slot: p.disk.slot, volume: p.disk.volume };
     },
     async cleanup(ctx, p, err) {
+      const row = await deps.store.row(p.vmId).catch(() => null);
+      if (!row?.hostId) return;
+      const spec = JSON.parse(row.spec) as VmSpec;
+      const same = (d: DiskSpec) =>
+        d.volume.pool === p.disk.volume.pool && d.volume.path === p.disk.volume.path;
+      if (spec.disks.some(same)) return;
+      const agent = deps.hosts.client(row.hostId);
+      if (row.state === 'running' || row.state === 'paused') {
+        // The host may have plugged the disk in before the task failed (a manager killed while it
+        // did): it comes out again, at the index after the disks the inventory lists.
+        try {
+          await agent.detachDisk(p.vmId, spec.disks.length);
+        } catch (detachErr) {
+          if ((detachErr as TernError).code !== 'not_found') {
+            // The guest holds it: the inventory says so rather than pretend it is not there.
+            const info = await agent.volumeInfo(p.disk.volume);
+            await deps.store.update(p.vmId, {
+              spec: JSON.stringify({ ...spec, disks: [...spec.disks, p.disk] }),
+              diskSizes: JSON.stringify([
+                ...(JSON.parse(row.diskSizes) as number[]),
+                info?.virtualBytes ?? 0,
+              ]),
+            });
+            await ctx.log(`the disk stays attached: ${(detachErr as Error).message}`);
+            return;
+          }
+        }
+      }
       // A volume that was there before this task (a conflict on creation) is not ours to remove.
       if (!p.sizeBytes || err.code === 'conflict') return;
-      const row = await deps.store.row(p.vmId).catch(() => null);
-      if (!row) return;
-      const spec = JSON.parse(row.spec) as VmSpec;
-      if (
-        spec.disks.some((d) => d.volume.pool === p.disk.volume.pool && d.volume.path === p.disk.volume.path)
-      )
-        return;
-      await deps.hosts
-        .client(row.hostId!)
+      await agent
         .deleteVolume(p.disk.volume)
         .catch((err: Error) => ctx.log(`could not remove ${p.disk.volume.path}: ${err.message}`));
     },
@@ -144,6 +183,19 @@ export function detachTask(deps: VmDeps): TaskKind<DetachParams> {
         await keepVolumes(deps.db, [disk.volume]);
       }
       return { detached: disk.volume, kept: p.keep };
+    },
+    async cleanup(ctx, p) {
+      // The host may have unplugged the disk before the task failed (a manager killed while it
+      // did); the inventory still lists it, so it goes back in. Still plugged in: a conflict.
+      const vm = await loadDisk(deps, p.vmId, p.index).catch(() => null);
+      if (!vm || (vm.row.state !== 'running' && vm.row.state !== 'paused')) return;
+      await vm.agent
+        .attachDisk(p.vmId, { ...vm.disk, slot: diskSlot(vm.disk, p.index) })
+        .then(() => ctx.log(`disk ${p.index} was plugged back in`))
+        .catch((err: TernError) => {
+          if (err.code !== 'conflict')
+            return ctx.log(`could not plug disk ${p.index} back in: ${err.message}`);
+        });
     },
   };
 }
