@@ -62,7 +62,11 @@ before(async () => {
   await manager.waitForLine('manager listening');
   const tokenFile = path.join(dir, 'admin.token');
   await until('the admin token written', 30_000, async () => fs.existsSync(tokenFile) || undefined);
-  api = new TestApi(`http://127.0.0.1:${ports[0]}`, fs.readFileSync(tokenFile, 'utf8').trim());
+  api = new TestApi(
+    `https://127.0.0.1:${ports[0]}`,
+    fs.readFileSync(tokenFile, 'utf8').trim(),
+    path.join(dir, 'pki', 'ca.crt'),
+  );
   sim = await startSimHosts(2, {
     baseDir: dir,
     log: silent,
