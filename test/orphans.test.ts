@@ -219,6 +219,11 @@ test('orphans are named in an alert and adopted or removed; a running one is rem
   assert.equal((await api.raw('DELETE', `/api/v1/hosts/local/orphans/${doomed.id}?force=true`)).status, 204);
   assert.equal(qemuVmIds().includes(doomed.id), false);
   assert.equal(vmDirs().includes(doomed.id), false);
+  const now = (await api.request<{ items: Alert[] }>('GET', '/api/v1/alerts')).items.find((a) =>
+    a.id.endsWith(':orphans'),
+  );
+  assert.doesNotMatch(now?.message ?? '', new RegExp(doomed.id), 'the alert names what is orphaned now');
+  assert.match(now?.message ?? '', new RegExp(lost.id));
 
   const back = await api.request<OrphanAdopted>('POST', `/api/v1/hosts/local/orphans/${lost.id}/adopt`);
   assert.deepEqual([back.as, back.vm], ['vm', 'k-1']);

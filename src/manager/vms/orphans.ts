@@ -89,11 +89,20 @@ export class Orphans {
         const orphans = await this.list(hostId);
         if (orphans.length === 0) return this.#d.alerts.clear(alertId(hostId));
         this.#d.log.warn({ host: host.name, orphans: orphans.map((o) => o.id) }, 'host holds orphans');
+        const message = orphanMessage(host.name, orphans);
+        // An alert names what is orphaned now: a changed set replaces it.
+        const active = await this.#d.db
+          .selectFrom('alerts')
+          .select('message')
+          .where('id', '=', alertId(hostId))
+          .where('clearedAt', 'is', null)
+          .executeTakeFirst();
+        if (active && active.message !== message) await this.#d.alerts.clear(alertId(hostId));
         await this.#d.alerts.raise({
           id: alertId(hostId),
           severity: 'warning',
           object: `host:${hostId}`,
-          message: orphanMessage(host.name, orphans),
+          message,
         });
       })
       .catch((err: Error) => this.#d.log.warn({ host: hostId, err: err.message }, 'orphan scan failed'));
