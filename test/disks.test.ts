@@ -50,9 +50,23 @@ test('a running VM grows its disk online', async () => {
 });
 
 test('a running snapshot freezes the guest filesystems; revert brings the disk back', async () => {
-  const snap = await c.api.task('POST', '/api/v1/vms/d1/snapshots', { name: 'before' });
-  assert.equal(snap.state, 'succeeded', JSON.stringify(snap.error));
-  assert.equal((snap.result as { consistency: string }).consistency, 'filesystem-frozen');
+  const d1 = await c.api.request<Vm>('GET', '/api/v1/vms/d1');
+  const frozenSeen: boolean[] = [];
+  const watch = new AbortController();
+  await new Promise<void>((open, fail) => {
+    c.api
+      .events(`vm=${d1.id}`, (e) => e.type === 'vm' && frozenSeen.push(e.vm.guest.frozen), watch.signal, open)
+      .catch((err) => watch.signal.aborted || fail(err));
+  });
+  try {
+    const snap = await c.api.task('POST', '/api/v1/vms/d1/snapshots', { name: 'before' });
+    assert.equal(snap.state, 'succeeded', JSON.stringify(snap.error));
+    assert.equal((snap.result as { consistency: string }).consistency, 'filesystem-frozen');
+    await c.api.waitVm('d1', (v) => !v.guest.frozen, 10_000, 'thawed after the snapshot');
+  } finally {
+    watch.abort();
+  }
+  assert.ok(frozenSeen.includes(true), 'the guest was shown frozen while the snapshot was taken');
   const dup = await c.api.task('POST', '/api/v1/vms/d1/snapshots', { name: 'before' });
   assert.equal(dup.state, 'failed');
   const bad = await c.api.raw('POST', '/api/v1/vms/d1/snapshots', {

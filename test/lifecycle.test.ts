@@ -7,8 +7,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { QgaClient } from '../src/agent/qemu/qga.ts';
 import type { Vm } from '../src/wire/vm.ts';
-import { type Cluster, qemuPids, startCluster } from './harness.ts';
+import { type Cluster, qemuPids, shellOn, startCluster } from './harness.ts';
 
 let c: Cluster;
 const responding = (vm: Vm) => vm.state === 'running' && vm.guest.agent === 'responding';
@@ -90,6 +91,86 @@ test('a reboot through the guest agent keeps the VM running and the guest comes 
   await c.api.waitVm('demo', (v) => v.guest.agent === 'not-responding', 60_000, 'rebooting');
   const after = await c.api.waitVm('demo', responding, 90_000, 'answering after the reboot');
   assert.deepEqual(qemuPids(after.id), qemuPids(before.id));
+});
+
+test('a guest left frozen by a snapshot cut short is thawed when its agent comes back', async () => {
+  const vm = await c.api.request<Vm>('GET', '/api/v1/vms/demo');
+  await c.agent.kill();
+  // What an agent killed between a snapshot's freeze and its thaw leaves behind.
+  const qga = new QgaClient(path.join(c.hosts[0].stateDir, 'run', vm.id, 'qga.sock'));
+  try {
+    const n = await qga.execute<number>('guest-fsfreeze-freeze', undefined, { timeoutMs: 30_000 });
+    assert.ok(n > 0, 'the guest froze its filesystems');
+  } finally {
+    qga.close();
+  }
+  const restartedAt = new Date().toISOString();
+  await c.startAgent();
+  const back = await c.api.waitVm(
+    'demo',
+    (v) => responding(v) && (v.guest.lastHeartbeat ?? '') > restartedAt && v.guest.frozen === false,
+    60_000,
+    'reattached, answering and thawed',
+  );
+  assert.equal(back.state, 'running');
+  // The guest writes again (a frozen root filesystem would hold this write).
+  await shellOn(c.hosts[0], vm.id, 'echo x > /thawed && sync && echo wrote | tr a-z A-Z', /WROTE/);
+  assert.match(fs.readFileSync(c.agent.logFile, 'utf8'), /left frozen by an interrupted snapshot/);
+});
+
+test('a QEMU whose monitor does not answer is unreachable, not crashed: nothing ends it without --force', async () => {
+  const vm = await c.api.request<Vm>('GET', '/api/v1/vms/demo');
+  const [pid] = qemuPids(vm.id);
+  const disk = path.join(c.pool, vm.disks[0].volume.path);
+  await c.agent.kill();
+  // A stopped process: its monitor socket accepts a connection but nothing answers on it.
+  process.kill(pid, 'SIGSTOP');
+  try {
+    await c.startAgent();
+    const u = await c.api.waitVm('demo', (v) => v.state === 'unreachable', 30_000, 'unreachable');
+    assert.match(
+      u.stateReason ?? '',
+      new RegExp(`QEMU runs \\(pid ${pid}\\) but its monitor does not answer`),
+    );
+    const refused: [string, string, unknown?][] = [
+      ['POST', '/api/v1/vms/demo/start'],
+      ['POST', '/api/v1/vms/demo/stop'],
+      ['POST', '/api/v1/vms/demo/shutdown'],
+      ['DELETE', '/api/v1/vms/demo'],
+      ['POST', '/api/v1/vms/demo/snapshots', { name: 'while-unreachable' }],
+    ];
+    for (const [method, route, body] of refused) {
+      const t = await c.api.task(method, route, body);
+      assert.equal(t.state, 'failed', `${method} ${route}`);
+      assert.match(t.error?.message ?? '', /is unreachable .*--force/, `${method} ${route}`);
+    }
+    assert.deepEqual(qemuPids(vm.id), [pid], 'its QEMU still runs');
+    assert.ok(fs.existsSync(disk), 'its disk is still there');
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+  // Its monitor answers again: the same QEMU, the same guest, running on.
+  await c.api.waitVm('demo', responding, 60_000, 'running again');
+  assert.deepEqual(qemuPids(vm.id), [pid]);
+});
+
+test('a VM whose monitor socket is gone is unreachable while its guest answers; start --force starts it afresh', async () => {
+  const vm = await c.api.request<Vm>('GET', '/api/v1/vms/demo');
+  const [pid] = qemuPids(vm.id);
+  fs.rmSync(path.join(c.hosts[0].stateDir, 'run', vm.id, 'qmp.sock'));
+  await c.agent.kill();
+  await c.startAgent();
+  await c.api.waitVm(
+    'demo',
+    (v) => v.state === 'unreachable' && v.guest.agent === 'responding',
+    30_000,
+    'unreachable with its guest agent answering',
+  );
+  const t = await c.api.task('POST', '/api/v1/vms/demo/start', { force: true });
+  assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+  const pids = qemuPids(vm.id);
+  assert.equal(pids.length, 1);
+  assert.notEqual(pids[0], pid, 'the old QEMU ended, a new one runs');
 });
 
 test('a QEMU killed from outside is reported as crashed, and starts again', async () => {

@@ -118,8 +118,13 @@ export class ApiClient {
     return json as T;
   }
 
-  /** Follows the event stream until `signal` aborts. */
-  async events(query: string, onEvent: (e: ManagerEvent) => void, signal: AbortSignal): Promise<void> {
+  /** Follows the event stream until `signal` aborts; `onOpen` once every later event will be seen. */
+  async events(
+    query: string,
+    onEvent: (e: ManagerEvent) => void,
+    signal: AbortSignal,
+    onOpen?: () => void,
+  ): Promise<void> {
     let res: Response;
     try {
       res = await this.fetch(`${this.url}/api/v1/events?${query}`, {
@@ -132,6 +137,7 @@ export class ApiClient {
       throw new TernError('unavailable', unreachableManager(this.url, cause.message, cause));
     }
     if (!res.ok || !res.body) throw new TernError('unavailable', `event stream answered ${res.status}`);
+    onOpen?.();
     const decoder = new TextDecoder();
     let buffer = '';
     for await (const chunk of res.body) {

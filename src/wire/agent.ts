@@ -24,6 +24,7 @@ export const AgentVmState = Type.Union([
   Type.Literal('shutdown'),
   Type.Literal('stopped'),
   Type.Literal('crashed'),
+  Type.Literal('unreachable'),
 ]);
 export type AgentVmState = Static<typeof AgentVmState>;
 
@@ -49,10 +50,11 @@ export const VmAction = Type.Union(
     Type.Literal('pause'),
     Type.Literal('resume'),
     Type.Literal('kill'),
+    Type.Literal('thaw'),
   ],
   {
     description:
-      'powerdown: ACPI power button; guest-shutdown/guest-reboot: through qemu-ga; reset: hard reset; kill: force off',
+      'powerdown: ACPI power button; guest-shutdown/guest-reboot: through qemu-ga; reset: hard reset; kill: force off; thaw: thaw guest filesystems a snapshot left frozen',
   },
 );
 export type VmAction = Static<typeof VmAction>;

@@ -117,12 +117,13 @@ export const PowerState = Type.Union(
     Type.Literal('running'),
     Type.Literal('paused'),
     Type.Literal('crashed'),
+    Type.Literal('unreachable'),
     Type.Literal('missing'),
     Type.Literal('unknown'),
   ],
   {
     description:
-      'creating: its disks are being made; stopped: not running; crashed: its QEMU ended without being asked to; missing: expected on its host but the host does not know it; unknown: its host cannot be reached',
+      'creating: its disks are being made; stopped: not running; crashed: its QEMU ended without being asked to; unreachable: its QEMU runs but its monitor does not answer (its guest may be alive: nothing destructive happens to it without force); missing: expected on its host but the host does not know it; unknown: its host cannot be reached',
   },
 );
 export type PowerState = Static<typeof PowerState>;
@@ -160,6 +161,10 @@ export const GuestInfo = Type.Object({
   disks: Type.Array(Type.String(), { description: 'block devices the guest sees, e.g. /dev/vdb' }),
   os: Type.Union([GuestOs, Type.Null()]),
   interfaces: Type.Array(GuestInterface),
+  frozen: Type.Boolean({
+    description:
+      'its filesystems are frozen (writes wait): a snapshot in progress, or a freeze left behind that Tern could not thaw yet',
+  }),
 });
 export type GuestInfo = Static<typeof GuestInfo>;
 
@@ -171,6 +176,7 @@ export const emptyGuestInfo = (): GuestInfo => ({
   disks: [],
   os: null,
   interfaces: [],
+  frozen: false,
 });
 
 export const Vm = Type.Object({

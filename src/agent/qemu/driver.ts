@@ -184,6 +184,12 @@ export class QemuDriver implements HypervisorDriver {
 
   async #run(spec: VmSpec): Promise<AgentVm> {
     const existing = this.#vms.get(spec.id);
+    // Its QEMU runs, perhaps with a live guest: a second one would share its disks.
+    if (existing?.state === 'unreachable')
+      throw new TernError(
+        'conflict',
+        `VM ${spec.name} is unreachable (${existing.snapshot().reason}); force it off before starting it`,
+      );
     if (existing && existing.state !== 'crashed') return existing.snapshot();
     this.#dropStopped(spec.id);
     if (existing) {
@@ -247,6 +253,8 @@ export class QemuDriver implements HypervisorDriver {
   #running(id: string): VmProcess {
     const vm = this.#vms.get(id);
     if (!vm) throw new TernError('not_found', `VM ${id} is not running on this host`);
+    if (vm.state === 'unreachable')
+      throw new TernError('conflict', `VM ${vm.spec.name} is unreachable: ${vm.snapshot().reason}`);
     return vm;
   }
 

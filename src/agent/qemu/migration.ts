@@ -312,7 +312,7 @@ async function leftSwitchover(vm: VmProcess): Promise<void> {
  * stays completed: the VM stays stopped in `postmigrate` for the manager to decide).
  */
 export async function recoverInterrupted(vm: VmProcess, log: Logger): Promise<void> {
-  if (vm.state === 'crashed' || vm.state === 'stopped') return;
+  if (vm.state === 'crashed' || vm.state === 'stopped' || vm.state === 'unreachable') return;
   const info = await queryMigration(vm);
   let cancelled = false;
   if (migrationActive.has(info.status)) {

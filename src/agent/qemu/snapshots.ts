@@ -28,7 +28,7 @@ export async function snapshotRunning(vm: VmProcess, name: string, log: Logger):
   if (disks.length === 0) throw new TernError('conflict', `VM ${vm.spec.name} has no qcow2 disk to snapshot`);
   let frozen = false;
   try {
-    await vm.guestAgent('guest-fsfreeze-freeze', undefined, 30_000);
+    await vm.freezeFilesystems();
     frozen = true;
   } catch (err) {
     log.warn({ vm: vm.id, err: (err as Error).message }, 'snapshot without filesystem freeze');
@@ -39,7 +39,7 @@ export async function snapshotRunning(vm: VmProcess, name: string, log: Logger):
     });
   } finally {
     // Thaw even if the snapshot failed: a frozen guest stops writing altogether.
-    if (frozen) await vm.guestAgent('guest-fsfreeze-thaw', undefined, 30_000).catch(() => {});
+    if (frozen) await vm.thawFilesystems();
   }
   return { consistency: frozen ? 'filesystem-frozen' : 'crash-consistent' };
 }

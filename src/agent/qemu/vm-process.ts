@@ -157,6 +157,13 @@ export class VmProcess {
   #guest: GuestInfo = emptyGuestInfo();
   #timer: NodeJS.Timeout | null = null;
   #pings = 0;
+  /** A snapshot holds the guest's filesystems frozen on purpose: the heartbeat leaves them be. */
+  #holdingFreeze = false;
+  /**
+   * The guest's filesystems may be frozen with no snapshot holding them (after a reattach, or a
+   * freeze or thaw that failed): the heartbeat asks the guest agent and thaws them.
+   */
+  #freezeUnknown = false;
   #closing = false;
   /** Ending on purpose without leaving a record (the VM lives on another host now). */
   #forgotten = false;
@@ -370,16 +377,19 @@ export class VmProcess {
       return vm;
     }
     vm.#pid = pid;
+    // Filesystems frozen by a snapshot this agent's predecessor did not finish are thawed
+    // once the guest agent answers.
+    vm.#freezeUnknown = true;
     try {
       vm.#qmp = await QmpClient.connect(paths.qmp, 5000);
     } catch (err) {
-      vm.#markCrashed(`QEMU runs (pid ${pid}) but its monitor does not answer: ${(err as Error).message}`);
+      vm.#markUnreachable(`its monitor does not answer: ${(err as Error).message}`);
       return vm;
     }
     try {
       await vm.#watch();
     } catch (err) {
-      vm.#markCrashed(`QEMU runs (pid ${pid}) but does not report its status: ${(err as Error).message}`);
+      vm.#markUnreachable(`its monitor does not report its status: ${(err as Error).message}`);
     }
     return vm;
   }
@@ -456,7 +466,8 @@ export class VmProcess {
         }
         break;
       case 'RESET':
-        this.#guest = { ...this.#guest, agent: 'not-responding' };
+        // The guest starts afresh, its filesystems unfrozen.
+        this.#guest = { ...this.#guest, agent: 'not-responding', frozen: false };
         this.#pings = 0;
         this.#emit();
         break;
@@ -480,7 +491,9 @@ export class VmProcess {
   async #heartbeat(): Promise<void> {
     this.#timer = null;
     if (this.#closing || this.#state === 'crashed' || this.#state === 'stopped') return;
-    if (this.#state !== 'running') {
+    // #watch schedules the next beat once the monitor answers again.
+    if (this.#state === 'unreachable' && (await this.#reconnect())) return;
+    if (this.#state !== 'running' && this.#state !== 'unreachable') {
       this.#scheduleHeartbeat(this.#hooks.heartbeatMs);
       return;
     }
@@ -489,6 +502,13 @@ export class VmProcess {
       await this.#qga.execute('guest-ping', undefined, { timeoutMs: before === 'responding' ? 2000 : 1000 });
       this.#guest.agent = 'responding';
       this.#guest.lastHeartbeat = new Date().toISOString();
+      if (!this.#holdingFreeze && (this.#freezeUnknown || this.#guest.frozen))
+        await this.#thawLeftover().catch((err: Error) =>
+          this.#hooks.log.warn(
+            { vm: this.id, err: err.message },
+            "could not thaw the guest's filesystems; trying again",
+          ),
+        );
       // Guest facts change rarely: fetch them when the agent (re)appears and every tenth ping.
       if (before !== 'responding' || this.#pings % 10 === 0) await this.#fetchGuestFacts();
       this.#pings++;
@@ -498,7 +518,9 @@ export class VmProcess {
     if (this.#closing) return;
     this.#emit();
     // Until the guest agent first answers, probe often so a booting VM is seen promptly.
-    this.#scheduleHeartbeat(this.#guest.agent === 'responding' ? this.#hooks.heartbeatMs : 500);
+    this.#scheduleHeartbeat(
+      this.#guest.agent === 'responding' || this.#state === 'unreachable' ? this.#hooks.heartbeatMs : 500,
+    );
   }
 
   async #fetchGuestFacts(): Promise<void> {
@@ -551,12 +573,89 @@ export class VmProcess {
 
   /** A QMP command on the running VM (disk operations and snapshots build on it). */
   monitor<T>(command: string, args?: Record<string, unknown>, timeoutMs = 30_000): Promise<T> {
-    if (!this.#qmp || this.#state === 'crashed' || this.#state === 'stopped') {
-      return Promise.reject(
-        new TernError('conflict', `VM ${this.spec.name} is not running (${this.#state})`),
-      );
+    if (
+      !this.#qmp ||
+      this.#state === 'crashed' ||
+      this.#state === 'stopped' ||
+      this.#state === 'unreachable'
+    ) {
+      return Promise.reject(this.#notAvailable());
     }
     return this.#qmp.execute<T>(command, args, timeoutMs);
+  }
+
+  /**
+   * Freezes the guest's filesystems for a snapshot (throws when the guest agent cannot); each
+   * freeze is followed by `thawFilesystems`, and until then the heartbeat leaves them frozen.
+   */
+  async freezeFilesystems(): Promise<void> {
+    if (this.#freezeUnknown && this.#guest.agent === 'responding') await this.#thawLeftover().catch(() => {});
+    this.#holdingFreeze = true;
+    try {
+      await this.guestAgent('guest-fsfreeze-freeze', undefined, 30_000);
+    } catch (err) {
+      this.#holdingFreeze = false;
+      // A freeze that timed out may have happened all the same: the heartbeat finds out.
+      this.#freezeUnknown = true;
+      throw err;
+    }
+    this.#guest.frozen = true;
+    this.#emit();
+  }
+
+  /** Ends a snapshot's freeze; a thaw that fails is retried by the heartbeat. */
+  async thawFilesystems(): Promise<void> {
+    try {
+      await this.guestAgent('guest-fsfreeze-thaw', undefined, 30_000);
+      this.#guest.frozen = false;
+    } catch (err) {
+      this.#freezeUnknown = true;
+      this.#hooks.log.warn(
+        { vm: this.id, err: (err as Error).message },
+        "thawing the guest's filesystems after a snapshot failed; trying again",
+      );
+    } finally {
+      this.#holdingFreeze = false;
+      this.#emit();
+    }
+  }
+
+  /**
+   * Thaws filesystems that no snapshot holds frozen any more: its agent died between freeze and
+   * thaw, or the thaw failed. A frozen guest stops writing altogether, its next snapshot cannot
+   * freeze it and its shutdown hangs. Throws when the guest agent cannot say or thaw.
+   */
+  async thawLeftover(): Promise<void> {
+    this.#freezeUnknown = true;
+    if (this.#holdingFreeze) return;
+    if (this.#guest.agent !== 'responding') throw this.#notAvailable();
+    await this.#thawLeftover();
+  }
+
+  async #thawLeftover(): Promise<void> {
+    const status = await this.#qga.execute('guest-fsfreeze-status', undefined, { timeoutMs: 3000 });
+    // A snapshot that began meanwhile owns the freeze; its thaw is queued behind our question.
+    if (this.#holdingFreeze) return;
+    if (status === 'frozen') {
+      this.#guest.frozen = true;
+      this.#emit();
+      this.#hooks.log.warn(
+        { vm: this.id },
+        "the guest's filesystems were left frozen by an interrupted snapshot; thawing them",
+      );
+      await this.#qga.execute('guest-fsfreeze-thaw', undefined, { timeoutMs: 30_000 });
+    }
+    this.#guest.frozen = false;
+    this.#freezeUnknown = false;
+  }
+
+  /** Why the VM takes no command now. */
+  #notAvailable(): TernError {
+    if (this.#state === 'unreachable')
+      return new TernError('conflict', `VM ${this.spec.name} is unreachable: ${this.#reason}`);
+    if (this.#state === 'running' || this.#state === 'paused')
+      return new TernError('guest_error', `the guest agent of ${this.spec.name} does not answer`);
+    return new TernError('conflict', `VM ${this.spec.name} is not running (${this.#state})`);
   }
 
   /** A guest agent command, only while the guest agent answers. */
@@ -574,11 +673,12 @@ export class VmProcess {
       await this.#quit();
       return;
     }
-    if (this.#state === 'crashed' || !this.#qmp) {
-      throw new TernError('conflict', `VM ${this.spec.name} is not running (${this.#state})`);
-    }
+    if (this.#state === 'crashed' || this.#state === 'unreachable' || !this.#qmp) throw this.#notAvailable();
     const qmp = this.#qmp;
     switch (action) {
+      case 'thaw':
+        await this.thawLeftover();
+        break;
       case 'powerdown':
         await qmp.execute('system_powerdown');
         break;
@@ -635,6 +735,9 @@ export class VmProcess {
       // The monitor may close before answering; the pid check below decides.
     }
     const pid = this.#pid;
+    // Without a monitor, QEMU is asked by signal (it exits cleanly on SIGTERM when it can).
+    if (this.#state === 'unreachable' && pid !== null && pidAlive(pid) && isOurQemu(pid, this.paths.qmp))
+      process.kill(pid, 'SIGTERM');
     if (pid !== null) {
       const deadline = Date.now() + 10_000;
       while (pidAlive(pid) && isOurQemu(pid, this.paths.qmp)) {
@@ -663,7 +766,7 @@ export class VmProcess {
   }
 
   #onQemuGone(): void {
-    if (this.#state === 'stopped' || this.#state === 'crashed') return;
+    if (this.#state === 'stopped' || this.#state === 'crashed' || this.#state === 'unreachable') return;
     if (this.#closing || fs.existsSync(this.paths.quitting)) {
       // #quit finishes the bookkeeping once the pid is gone.
       if (!this.#closing) this.#finishStopped();
@@ -677,10 +780,54 @@ export class VmProcess {
           this.#qmp = qmp;
           await this.#watch();
         })
-        .catch((err) => this.#markCrashed(`monitor lost: ${(err as Error).message}`));
+        .catch((err) => this.#markUnreachable(`its monitor was lost: ${(err as Error).message}`));
       return;
     }
     this.#markCrashed('QEMU ended without being asked to');
+  }
+
+  /**
+   * QEMU runs (its pid is alive and its command line is ours) but its monitor does not answer:
+   * a deleted socket, a hung or stopped QEMU. Its guest may well be alive, so this is not a
+   * crash and nothing ends it on a guess; the heartbeat keeps trying the monitor and the guest
+   * agent, and a monitor that answers again brings the VM back.
+   */
+  #markUnreachable(why: string): void {
+    this.#state = 'unreachable';
+    this.#reason = `QEMU runs (pid ${this.#pid}) but ${why}`;
+    const qmp = this.#qmp;
+    this.#qmp = null;
+    qmp?.close();
+    this.#guest = { ...this.#guest, agent: 'unknown' };
+    this.#hooks.log.error({ vm: this.id }, this.#reason);
+    // Probe the guest agent at once: whether the guest is alive matters to whoever looks.
+    this.#scheduleHeartbeat(0);
+    this.#emit();
+  }
+
+  /** One try at the monitor of an unreachable VM; true when it answers again (or QEMU ended). */
+  async #reconnect(): Promise<boolean> {
+    const pid = this.#pid;
+    if (pid === null || !pidAlive(pid) || !isOurQemu(pid, this.paths.qmp)) {
+      this.#markCrashed('QEMU ended while its monitor did not answer');
+      return true;
+    }
+    let qmp: QmpClient | null = null;
+    try {
+      qmp = await QmpClient.connect(this.paths.qmp, 3000);
+      if (this.#closing) {
+        qmp.close();
+        return true;
+      }
+      this.#qmp = qmp;
+      await this.#watch();
+      this.#hooks.log.info({ vm: this.id }, 'the monitor answers again');
+      return true;
+    } catch {
+      if (this.#qmp === qmp) this.#qmp = null;
+      qmp?.close();
+      return false;
+    }
   }
 
   #markCrashed(why: string): void {

@@ -319,6 +319,8 @@ export class SimDriver implements HypervisorDriver {
           vm.reason = null;
         }
         break;
+      case 'thaw':
+        break;
     }
     this.#emit(vm);
     return this.#snapshot(vm);
@@ -888,6 +890,8 @@ export class SimDriver implements HypervisorDriver {
         { name: 'lo', addresses: ['127.0.0.1/8'] },
         ...spec.nics.map((nic, i) => ({ name: `eth${i}`, mac: nic.mac, addresses: [guestAddress(nic)] })),
       ],
+      // A simulated guest never freezes: its snapshots are crash-consistent.
+      frozen: false,
     };
   }
 

@@ -72,7 +72,7 @@ function showVm(vm: Vm, format: Format): void {
         .map((n) => `${n.mac} ${n.network.mode === 'user' ? 'user' : `bridge ${n.network.bridge}`}`)
         .join(', '),
     ],
-    ['guest agent', vm.guest.agent],
+    ['guest agent', guestStatus(vm)],
     [
       'last heartbeat',
       vm.guest.lastHeartbeat ? `${vm.guest.lastHeartbeat} (${ago(vm.guest.lastHeartbeat)})` : null,
@@ -85,6 +85,11 @@ function showVm(vm: Vm, format: Format): void {
     ['vnc', vm.vncPort ? `127.0.0.1:${vm.vncPort} on ${vm.host}` : null],
     ['created', vm.createdAt],
   ]);
+}
+
+/** The guest agent's status, and a freeze that holds the guest's writes, which must not go unseen. */
+function guestStatus(vm: Vm): string {
+  return vm.guest.frozen ? `${vm.guest.agent}, filesystems frozen` : vm.guest.agent;
 }
 
 function createBody(flags: Flags): Omit<CreateVmRequest, 'name'> {
@@ -221,7 +226,7 @@ export async function vmCommand(
           v.host,
           v.vcpus,
           mib(v.memoryMiB),
-          v.guest.agent,
+          guestStatus(v),
           v.ipAddresses[0],
         ]),
       );
@@ -255,8 +260,8 @@ export async function vmCommand(
     case 'resume':
     case 'shutdown':
     case 'reboot': {
-      const body: Record<string, unknown> | undefined =
-        sub === 'shutdown' || sub === 'reboot' ? { force: flags.force } : undefined;
+      const forceable = sub !== 'pause' && sub !== 'resume';
+      const body: Record<string, unknown> | undefined = forceable ? { force: flags.force } : undefined;
       if (sub === 'shutdown' && flags.timeout && body) body.timeoutSeconds = Number(flags.timeout);
       const past = {
         start: 'started',
@@ -267,7 +272,7 @@ export async function vmCommand(
         reboot: 'rebooted',
       };
       return forEachName(api, flags, args, {
-        usage: `usage: tern vm ${sub} NAME...${sub === 'shutdown' ? ' [--timeout SECONDS] [--force]' : sub === 'reboot' ? ' [--force]' : ''}`,
+        usage: `usage: tern vm ${sub} NAME...${sub === 'shutdown' ? ' [--timeout SECONDS]' : ''}${forceable ? ' [--force]' : ''}`,
         noun: 'VMs',
         done: past[sub],
         submit: async (name) =>

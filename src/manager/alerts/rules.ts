@@ -5,7 +5,7 @@ import type { Vm } from '../../wire/vm.ts';
 export type WantedAlert = Pick<Alert, 'id' | 'severity' | 'object' | 'message'>;
 
 /** Every alert kind this module can raise for a VM, so the ones not wanted any more are cleared. */
-export const vmAlertKinds = ['storage-full', 'io-error', 'crashed'] as const;
+export const vmAlertKinds = ['storage-full', 'io-error', 'crashed', 'unreachable'] as const;
 
 export function vmAlerts(vm: Vm): WantedAlert[] {
   const object = `vm:${vm.id}`;
@@ -27,6 +27,16 @@ export function vmAlerts(vm: Vm): WantedAlert[] {
         severity: 'critical',
         object,
         message: `VM ${vm.name} is paused: ${reason}`,
+      },
+    ];
+  }
+  if (vm.state === 'unreachable') {
+    return [
+      {
+        id: `${object}:unreachable`,
+        severity: 'warning',
+        object,
+        message: `VM ${vm.name} is unreachable: ${reason}. Its guest may still run; Tern changes nothing without --force.`,
       },
     ];
   }

@@ -114,7 +114,9 @@ export function clusterRoutes(app: App, s: ApiServices): void {
       // must also find room again after the failures.
       const vms = await s.db.selectFrom('vms').select(['hostId', 'spec', 'state', 'haPolicy']).execute();
       const load = vms
-        .filter((v) => v.hostId && ['running', 'paused', 'unknown', 'creating'].includes(v.state))
+        .filter(
+          (v) => v.hostId && ['running', 'paused', 'unknown', 'unreachable', 'creating'].includes(v.state),
+        )
         .map((v) => {
           const spec = JSON.parse(v.spec) as { vcpus: number; memoryMiB: number };
           const policy = v.haPolicy ? (JSON.parse(v.haPolicy) as VmHaPolicy) : null;

@@ -12,27 +12,65 @@ const responses = { 202: TaskAccepted, 400: ErrorBody, 404: ErrorBody, 409: Erro
 
 export function vmActionRoutes(app: App, s: ApiServices): void {
   const simple = {
-    start: startTask(s),
-    stop: stopTask(s),
     pause: pauseTask(s, 'pause'),
     resume: pauseTask(s, 'resume'),
   };
+  const forceable = {
+    start: startTask(s),
+    stop: stopTask(s),
+  };
   const shutdown = shutdownTask(s);
   const reboot = rebootTask(s);
-  for (const k of [...Object.values(simple), shutdown, reboot]) s.tasks.register(k);
+  for (const k of [...Object.values(simple), ...Object.values(forceable), shutdown, reboot])
+    s.tasks.register(k);
 
-  const summaries: Record<keyof typeof simple, string> = {
-    start: 'Start a VM',
-    stop: 'Force a VM off at once (no guest shutdown)',
+  const summaries: Record<keyof typeof simple | keyof typeof forceable, string> = {
+    start: 'Start a VM (with force, an unreachable one is forced off and started afresh)',
+    stop: 'Force a VM off at once (no guest shutdown); an unreachable one only with force',
     pause: 'Pause a VM',
     resume: 'Resume a paused VM (also after a storage-full pause once space is free)',
   };
-  for (const [action, kind] of Object.entries(simple) as [keyof typeof simple, (typeof simple)['start']][]) {
+  for (const [action, kind] of Object.entries(simple) as [keyof typeof simple, (typeof simple)['pause']][]) {
     app.post(
       `/api/v1/vms/:vm/${action}`,
       { schema: { summary: summaries[action], tags: ['vm actions'], params: VmRef, response: responses } },
       async (req, reply) => {
         return acceptVmTask(s, reply, req.params.vm, kind, (vmId) => ({ vmId }));
+      },
+    );
+  }
+
+  for (const [action, kind] of Object.entries(forceable) as [
+    keyof typeof forceable,
+    (typeof forceable)['start'],
+  ][]) {
+    app.post(
+      `/api/v1/vms/:vm/${action}`,
+      {
+        preValidation: emptyBodyAsObject,
+        schema: {
+          summary: summaries[action],
+          tags: ['vm actions'],
+          params: VmRef,
+          body: Type.Optional(
+            Type.Object(
+              {
+                force: Type.Optional(
+                  Type.Boolean({
+                    description:
+                      'also end a QEMU whose monitor does not answer (an unreachable VM, whose guest may be alive)',
+                  }),
+                ),
+              },
+              { additionalProperties: false },
+            ),
+          ),
+          response: responses,
+        },
+      },
+      async (req, reply) => {
+        const force = req.body?.force ?? false;
+        return acceptVmTask(s, reply, req.params.vm, kind, (vmId) => ({ vmId, force }));
       },
     );
   }

@@ -14,7 +14,7 @@ import { clusterBaseline } from '../placement/cpu-models.ts';
 import type { CpuDemand, HostState, PlacementHost, VmGroup } from '../placement/model.ts';
 
 /** VM states that hold their host's CPU and memory. */
-const holding = ['running', 'paused', 'creating', 'unknown'];
+const holding = ['running', 'paused', 'creating', 'unknown', 'unreachable'];
 
 export interface ClusterSnapshot {
   hosts: PlacementHost[];

@@ -5,6 +5,7 @@ import type { SecretStore } from '../secrets/store.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import type { VmDeps } from './deps.ts';
 import { keepVolumes } from './kept.ts';
+import { refuseUnreachable } from './unreachable.ts';
 
 export interface DeleteParams {
   vmId: string;
@@ -21,7 +22,13 @@ export function deleteTask(deps: VmDeps & { secrets: SecretStore }): TaskKind<De
       if (!row) return { deleted: p.vmId };
       const spec = JSON.parse(row.spec) as VmSpec;
       const agent = deps.hosts.client(row.hostId!);
-      if (row.state === 'running' || row.state === 'paused' || row.state === 'unknown') {
+      if (
+        row.state === 'running' ||
+        row.state === 'paused' ||
+        row.state === 'unknown' ||
+        row.state === 'unreachable'
+      ) {
+        if (!p.force) refuseUnreachable(row, 'use --force to force it off and delete it');
         if (!p.force)
           throw new TernError('conflict', `VM ${row.name} is ${row.state}; stop it first or use --force`);
         await ctx.step('forcing power off', 10);

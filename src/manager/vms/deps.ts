@@ -7,6 +7,7 @@ import type { EventBus } from '../events/bus.ts';
 import type { HostRegistry } from '../hosts/registry.ts';
 import type { TemplateStore } from '../library/templates.ts';
 import type { VmStore } from './store.ts';
+import { forceOffFirst, refuseUnreachable } from './unreachable.ts';
 
 export interface VmDeps {
   db: Db;
@@ -26,9 +27,10 @@ export async function loadVm(deps: VmDeps, vmId: string) {
   return { row, spec: JSON.parse(row.spec) as VmSpec, agent: deps.hosts.client(row.hostId) };
 }
 
-/** Disk `index` of a VM, with the VM. */
+/** Disk `index` of a VM, with the VM; never of an unreachable VM, whose guest may be writing it. */
 export async function loadDisk(deps: VmDeps, vmId: string, index: number) {
   const vm = await loadVm(deps, vmId);
+  refuseUnreachable(vm.row, forceOffFirst(vm.row.name));
   const disk = vm.spec.disks[index];
   if (!disk) throw new TernError('not_found', `VM ${vm.row.name} has no disk ${index}`);
   return { ...vm, disk };

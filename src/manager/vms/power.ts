@@ -10,10 +10,16 @@ import { admitProtected } from '../ha/admit-start.ts';
 import type { TaskContext, TaskKind } from '../tasks/engine.ts';
 import { loadVm, type VmDeps } from './deps.ts';
 import { hostForStart } from './start-host.ts';
+import { forceOffFirst, refuseUnreachable } from './unreachable.ts';
 import { isState, waitForVm } from './wait.ts';
 
 export interface VmParams {
   vmId: string;
+}
+
+/** Start and stop: `force` ends an unreachable VM's QEMU, whose guest may be alive. */
+export interface ForceParams extends VmParams {
+  force?: boolean;
 }
 
 export interface ShutdownParams extends VmParams {
@@ -30,6 +36,8 @@ export interface StartOptions {
   creating?: boolean;
   /** An HA restart after its host failed: admission does not hold it back. */
   haRestart?: boolean;
+  /** An unreachable VM's QEMU is forced off first. */
+  force?: boolean;
 }
 
 /** Starts a VM and waits until its host reports it running. Idempotent. */
@@ -39,9 +47,15 @@ export async function startVm(
   vmId: string,
   opts: StartOptions = {},
 ): Promise<Vm> {
-  const { row } = await loadVm(deps, vmId);
+  let { row } = await loadVm(deps, vmId);
   if (row.state === 'creating' && !opts.creating)
     throw new TernError('conflict', `VM ${row.name} is still being created`);
+  if (row.state === 'unreachable') {
+    if (!opts.force) refuseUnreachable(row, 'use --force to force it off and start it afresh');
+    await ctx.step('forcing off its QEMU, whose monitor does not answer');
+    await act(deps, vmId, 'kill');
+    row = await deps.store.row(vmId);
+  }
   const stopped =
     row.state === 'stopped' || row.state === 'crashed' || row.state === 'missing' || row.state === 'creating';
   if (deps.beforeStart && stopped) await deps.beforeStart(vmId);
@@ -71,17 +85,18 @@ const running = (vm: Vm) => vm.state === 'running' || vm.state === 'paused';
 
 async function requireRunning(deps: VmDeps, vmId: string): Promise<Vm> {
   const vm = await deps.store.get(vmId);
+  refuseUnreachable(vm, forceOffFirst(vm.name));
   if (!running(vm)) throw new TernError('conflict', `VM ${vm.name} is ${vm.state}`);
   return vm;
 }
 
-export function startTask(deps: VmDeps): TaskKind<VmParams> {
+export function startTask(deps: VmDeps): TaskKind<ForceParams> {
   return {
     kind: 'vm.start',
     onInterrupt: 'resume',
     async run(ctx, p) {
       await ctx.step('starting', 10);
-      const vm = await startVm(deps, ctx, p.vmId);
+      const vm = await startVm(deps, ctx, p.vmId, { force: p.force });
       return { state: vm.state, vncPort: vm.vncPort };
     },
   };
@@ -100,6 +115,13 @@ export async function shutdownVm(
 ): Promise<'none' | 'acpi' | 'guest-agent' | 'force'> {
   const vm = await deps.store.get(vmId);
   if (vm.state === 'stopped') return 'none';
+  if (vm.state === 'unreachable') {
+    // Neither ACPI nor the guest agent can be asked through a monitor that does not answer.
+    if (!force) refuseUnreachable(vm, 'use --force to force it off');
+    await ctx.step(`${vm.name}: forcing power off (its monitor does not answer)`);
+    await act(deps, vmId, 'kill');
+    return 'force';
+  }
   if (!running(vm)) throw new TernError('conflict', `VM ${vm.name} is ${vm.state}`);
   const deadline = Date.now() + timeoutSeconds * 1000;
   const stopped = (ms: number) =>
@@ -170,13 +192,14 @@ export function rebootTask(deps: VmDeps): TaskKind<RebootParams> {
   };
 }
 
-export function stopTask(deps: VmDeps): TaskKind<VmParams> {
+export function stopTask(deps: VmDeps): TaskKind<ForceParams> {
   return {
     kind: 'vm.stop',
     onInterrupt: 'resume',
     async run(ctx, p) {
       const vm = await deps.store.get(p.vmId);
       if (vm.state === 'stopped') return { state: 'stopped' };
+      if (!p.force) refuseUnreachable(vm, 'use --force to force it off');
       await ctx.step('forcing power off', 30);
       await act(deps, p.vmId, 'kill');
       await waitForVm(deps.bus, deps.store, p.vmId, isState('stopped'), 15_000, ctx.signal, 'power off');

@@ -25,6 +25,10 @@ test('the host report decides', () => {
     reason: 'boom',
   });
   assert.equal(reconcileVm({ state: 'running', reason: null }, reported('shutdown')).state, 'stopped');
+  assert.deepEqual(
+    reconcileVm({ state: 'running', reason: null }, reported('unreachable', 'its monitor does not answer')),
+    { state: 'unreachable', reason: 'its monitor does not answer' },
+  );
   assert.equal(
     reconcileVm({ state: 'running', reason: null }, reported('paused', 'storage full')).reason,
     'storage full',

@@ -24,9 +24,16 @@ export function reconcileVm(current: VmState, reported: AgentVm | null): VmState
         return { state: 'stopped', reason: reported.reason };
       case 'crashed':
         return { state: 'crashed', reason: reported.reason };
+      case 'unreachable':
+        return { state: 'unreachable', reason: reported.reason };
     }
   }
-  if (current.state === 'running' || current.state === 'paused' || current.state === 'unknown') {
+  if (
+    current.state === 'running' ||
+    current.state === 'paused' ||
+    current.state === 'unreachable' ||
+    current.state === 'unknown'
+  ) {
     return { state: 'missing', reason: 'its host does not run it any more' };
   }
   return current;
@@ -34,7 +41,7 @@ export function reconcileVm(current: VmState, reported: AgentVm | null): VmState
 
 /** The host cannot be reached: what ran there is unknown, what was stopped stays stopped. */
 export function hostUnreachable(current: VmState, why: string): VmState {
-  if (current.state === 'running' || current.state === 'paused') {
+  if (current.state === 'running' || current.state === 'paused' || current.state === 'unreachable') {
     return { state: 'unknown', reason: `host unreachable: ${why}` };
   }
   return current;

@@ -7,6 +7,7 @@ import { TernError } from '../../errors.ts';
 import type { VolumeRef } from '../../wire/vm.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import { loadVm, type VmDeps } from './deps.ts';
+import { forceOffFirst, refuseUnreachable } from './unreachable.ts';
 
 export interface SnapshotParams {
   vmId: string;
@@ -41,6 +42,7 @@ export function snapshotCreateTask(deps: VmDeps): TaskKind<SnapshotParams> {
     onInterrupt: 'fail',
     async run(ctx, p) {
       const { row, disks, agent } = await context(deps, p.vmId);
+      refuseUnreachable(row, forceOffFirst(row.name));
       if ((await listSnapshots(deps, p.vmId)).some((s) => s.name === p.name)) {
         throw new TernError('conflict', `VM ${row.name} already has a snapshot ${p.name}`);
       }
@@ -64,7 +66,16 @@ export function snapshotCreateTask(deps: VmDeps): TaskKind<SnapshotParams> {
         disks: [],
         agent: null,
       }));
-      if (!row || !agent || live(row.state)) return;
+      if (!row || !agent) return;
+      if (live(row.state)) {
+        // A snapshot cut short (its host's agent killed between freeze and thaw) may have left
+        // the guest's filesystems frozen; the host also thaws them once its guest agent answers.
+        await agent.act(p.vmId, 'thaw').then(
+          () => ctx.log("the guest's filesystems are thawed"),
+          (e: Error) => ctx.log(`could not thaw the guest's filesystems yet (${e.message}); its host will`),
+        );
+        return;
+      }
       for (const volume of disks) {
         await agent
           .volumeSnapshot({ volume, op: 'delete', name: p.name })
@@ -80,6 +91,7 @@ export function snapshotRevertTask(deps: VmDeps): TaskKind<SnapshotParams> {
     onInterrupt: 'resume',
     async run(ctx, p) {
       const { row, disks, agent } = await context(deps, p.vmId);
+      refuseUnreachable(row, forceOffFirst(row.name));
       if (row.state !== 'stopped')
         throw new TernError('conflict', `VM ${row.name} is ${row.state}; stop it to revert`);
       // Check every disk first, so a revert is all or nothing.
@@ -104,6 +116,7 @@ export function snapshotDeleteTask(deps: VmDeps): TaskKind<SnapshotParams> {
     onInterrupt: 'resume',
     async run(ctx, p) {
       const { row, disks, agent } = await context(deps, p.vmId);
+      refuseUnreachable(row, forceOffFirst(row.name));
       if (!(await listSnapshots(deps, p.vmId)).some((s) => s.name === p.name)) {
         throw new TernError('not_found', `VM ${row.name} has no snapshot ${p.name}`);
       }
