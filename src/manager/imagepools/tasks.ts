@@ -14,6 +14,7 @@ import { loadVm, type VmDeps } from '../vms/deps.ts';
 import { planVm, randomMac } from '../vms/plan.ts';
 import { shutdownVm, startVm } from '../vms/power.ts';
 import { newVmRow } from '../vms/store.ts';
+import { forceOffFirst, refuseUnreachable } from '../vms/unreachable.ts';
 import { bootVolume, type ImagePoolStore, versionVolume } from './store.ts';
 import { markTest, planNewVersion, refuseDelete, rollingPlan } from './versions.ts';
 
@@ -57,7 +58,14 @@ export async function rebuildCache(deps: PoolDeps, vmId: string, version: number
  */
 export async function prepareStart(deps: PoolDeps, vmId: string): Promise<void> {
   const { row } = await loadVm(deps, vmId);
-  if (!row.imagePool || row.state === 'running' || row.state === 'paused' || row.state === 'unknown') return;
+  if (
+    !row.imagePool ||
+    row.state === 'running' ||
+    row.state === 'paused' ||
+    row.state === 'unknown' ||
+    row.state === 'unreachable'
+  )
+    return;
   const pool = await deps.imagePools.row(row.imagePool);
   if (pool.cache === 'non-persistent') await rebuildCache(deps, vmId, pool.production);
 }
@@ -272,6 +280,8 @@ export function rollTask(deps: PoolDeps): TaskKind<RollParams> {
         await Promise.all(
           batch.map(async (member) => {
             const row = await deps.store.row(member.name);
+            // Its guest may be alive on the cache that would be made anew.
+            refuseUnreachable(row, forceOffFirst(row.name));
             const wasRunning = row.state === 'running' || row.state === 'paused';
             if (wasRunning) await shutdownVm(deps, ctx, row.id, 60, true);
             await rebuildCache(deps, row.id, p.target);
