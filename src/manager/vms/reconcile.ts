@@ -47,8 +47,12 @@ export function hostUnreachable(current: VmState, why: string): VmState {
   return current;
 }
 
-/** A running (or paused) orphan is adopted as a VM, from the spec its QEMU runs with. */
-export const adoptsAsVm = (o: Orphan): boolean => o.qemu?.state === 'running' || o.qemu?.state === 'paused';
+/**
+ * A running (or paused, or unreachable: its QEMU runs) orphan is adopted as a VM, from the spec
+ * its QEMU runs with.
+ */
+export const adoptsAsVm = (o: Orphan): boolean =>
+  o.qemu?.state === 'running' || o.qemu?.state === 'paused' || o.qemu?.state === 'unreachable';
 
 /**
  * What a host holds that no VM of the inventory accounts for: a QEMU process (or record) of an
