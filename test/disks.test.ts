@@ -1,10 +1,13 @@
 /** Disk operations on a real guest: online and offline growth, snapshots and revert. */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { headerBytes, parseQcow2Header } from '../src/agent/storage/qcow2-layout.ts';
+import type { Alert } from '../src/wire/alert.ts';
 import type { Vm } from '../src/wire/vm.ts';
-import { type Cluster, startCluster } from './harness.ts';
+import { type Cluster, qemuPids, startCluster } from './harness.ts';
 
 let c: Cluster;
 before(async () => {
@@ -143,4 +146,94 @@ test('disks are hot-plugged into and out of a running VM, and the guest sees the
   const boot = await c.api.task('DELETE', '/api/v1/vms/d1/disks/0');
   assert.equal(boot.state, 'failed');
   assert.match(boot.error?.message ?? '', /boot disk/);
+});
+
+test('a disk cut short is refused before start, saying what is wrong', async () => {
+  const t = await c.api.task('POST', '/api/v1/vms', { name: 'cut', template: 'tiny' });
+  assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+  const vm = await c.api.request<Vm>('GET', '/api/v1/vms/cut');
+  fs.truncateSync(path.join(c.pool, vm.disks[0].volume.path), 64 * 1024);
+  const start = await c.api.task('POST', '/api/v1/vms/cut/start');
+  assert.equal(start.state, 'failed');
+  assert.match(start.error?.message ?? '', /disk 0 .* of VM cut is damaged: it is cut short/);
+  assert.equal((await c.api.request<Vm>('GET', '/api/v1/vms/cut')).state, 'stopped');
+  assert.deepEqual(qemuPids(vm.id), []);
+});
+
+/** Points every data cluster the first L2 table of a qcow2 file maps at a misaligned offset. */
+function misalignFirstL2Table(file: string): number {
+  const fd = fs.openSync(file, 'r+');
+  try {
+    const head = Buffer.alloc(headerBytes);
+    fs.readSync(fd, head, 0, headerBytes, 0);
+    const h = parseQcow2Header(head);
+    assert.ok(typeof h !== 'string', String(h));
+    const l1 = Buffer.alloc(8);
+    fs.readSync(fd, l1, 0, 8, h.l1.offset);
+    const l2Offset = Number(l1.readBigUInt64BE(0) & 0x00ff_ffff_ffff_fe00n);
+    assert.ok(l2Offset > 0, 'the overlay maps data of its first GiB');
+    const l2 = Buffer.alloc(h.clusterBytes);
+    fs.readSync(fd, l2, 0, h.clusterBytes, l2Offset);
+    let changed = 0;
+    for (let at = 0; at < l2.length; at += 8) {
+      const entry = l2.readBigUInt64BE(at);
+      if ((entry & 0x00ff_ffff_ffff_fe00n) === 0n) continue;
+      l2.writeBigUInt64BE(entry + 0x200n, at);
+      changed++;
+    }
+    fs.writeSync(fd, l2, 0, l2.length, l2Offset);
+    return changed;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+test('QEMU finding a disk corrupt while the guest runs raises a critical alert; the next start is refused', async () => {
+  assert.equal((await c.api.task('POST', '/api/v1/vms/d1/shutdown')).state, 'succeeded');
+  const d1 = await c.api.request<Vm>('GET', '/api/v1/vms/d1');
+  const file = path.join(c.pool, d1.disks[0].volume.path);
+  // Damage deeper than the cheap check before start reads: the guest's own reads find it.
+  assert.ok(misalignFirstL2Table(file) > 0);
+  const watch = new AbortController();
+  let raised!: Promise<Alert>;
+  await new Promise<void>((open, fail) => {
+    raised = new Promise<Alert>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no corrupt-disk alert within 60 s')), 60_000);
+      watch.signal.addEventListener('abort', () => clearTimeout(timer));
+      c.api
+        .events(
+          '',
+          (e) => {
+            if (e.type === 'alert' && e.alert.id === `vm:${d1.id}:corrupt` && !e.alert.clearedAt)
+              resolve(e.alert);
+          },
+          watch.signal,
+          open,
+        )
+        .catch((err) => {
+          if (watch.signal.aborted) return;
+          fail(err);
+          reject(err);
+        });
+    });
+  });
+  try {
+    assert.equal((await c.api.task('POST', '/api/v1/vms/d1/start')).state, 'succeeded');
+    const vm = await c.api.waitVm(
+      'd1',
+      (v) => /^disk image corrupt: disk 0 /.test(v.stateReason ?? ''),
+      60_000,
+      'reported with a corrupt disk',
+    );
+    assert.equal(vm.state, 'running');
+    assert.equal((await raised).severity, 'critical');
+  } finally {
+    watch.abort();
+  }
+  const stop = await c.api.task('POST', '/api/v1/vms/d1/stop');
+  assert.equal(stop.state, 'succeeded', JSON.stringify(stop.error));
+  // QEMU marked the image corrupt in its header: the check before start sees it.
+  const again = await c.api.task('POST', '/api/v1/vms/d1/start');
+  assert.equal(again.state, 'failed');
+  assert.match(again.error?.message ?? '', /QEMU marked it corrupt/);
 });

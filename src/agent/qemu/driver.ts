@@ -21,6 +21,7 @@ import type { HostFacts } from '../../wire/host.ts';
 import { type DiskSpec, diskSlot, type VmSpec, type VolumeRef, withoutDisk } from '../../wire/vm.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { type Pools, resolveVolume } from '../storage/pools.ts';
+import { qcow2Problem } from '../storage/qcow2-layout.ts';
 import { createVolume, deleteVolume, poolUsage, volumeInfo } from '../storage/volumes.ts';
 import { type AcceleratorChoice, detectAccelerator, readCpuFacts } from './accelerator.ts';
 import { diskDevice, diskNodes, type ResolvedVolumes } from './command-line.ts';
@@ -38,6 +39,25 @@ import { deleteSnapshotRunning, snapshotRunning } from './snapshots.ts';
 import { tailFile, VmProcess, vmPaths } from './vm-process.ts';
 
 const run = promisify(execFile);
+
+/**
+ * A damaged qcow2 disk (cut short, or marked corrupt by QEMU) is refused before QEMU runs the
+ * guest into I/O errors on it while the VM reads as running. The check is cheap (qcow2-layout.ts).
+ */
+async function checkDisks(spec: VmSpec, volumes: ResolvedVolumes): Promise<void> {
+  for (const [i, disk] of spec.disks.entries()) {
+    if (disk.format !== 'qcow2') continue;
+    const problem = await qcow2Problem(volumes.disks[i]).catch(
+      (err: Error) => `it cannot be read: ${err.message}`,
+    );
+    if (problem) {
+      throw new TernError(
+        'storage_error',
+        `disk ${i} (${disk.volume.pool}:${disk.volume.path}) of VM ${spec.name} is damaged: ${problem}. Tern does not start a VM on a damaged disk: repair it (qemu-img check -r all) or restore it from a backup`,
+      );
+    }
+  }
+}
 
 export interface QemuDriverOptions {
   stateDir: string;
@@ -191,6 +211,8 @@ export class QemuDriver implements HypervisorDriver {
         `VM ${spec.name} is unreachable (${existing.snapshot().reason}); force it off before starting it`,
       );
     if (existing && existing.state !== 'crashed') return existing.snapshot();
+    const volumes = this.#volumesOf(spec);
+    await checkDisks(spec, volumes);
     this.#dropStopped(spec.id);
     if (existing) {
       existing.discard();
@@ -199,7 +221,7 @@ export class QemuDriver implements HypervisorDriver {
     const vm = await VmProcess.launch(
       this.#binary,
       spec,
-      this.#volumesOf(spec),
+      volumes,
       vmPaths(this.#opts.stateDir, spec.id),
       this.#accel,
       this.#hooks(),

@@ -10,7 +10,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { AgentVm, AgentVmState, VmAction } from '../../wire/agent.ts';
-import { emptyGuestInfo, type GuestInfo, type VmSpec } from '../../wire/vm.ts';
+import { diskSlot, emptyGuestInfo, type GuestInfo, type VmSpec } from '../../wire/vm.ts';
 import type { AcceleratorChoice } from './accelerator.ts';
 import {
   buildCommandLine,
@@ -164,6 +164,8 @@ export class VmProcess {
    * freeze or thaw that failed): the heartbeat asks the guest agent and thaws them.
    */
   #freezeUnknown = false;
+  /** A disk QEMU found corrupt while this QEMU runs: the reason a running VM carries. */
+  #corrupt: string | null = null;
   #closing = false;
   /** Ending on purpose without leaving a record (the VM lives on another host now). */
   #forgotten = false;
@@ -399,6 +401,7 @@ export class VmProcess {
     qmp.on('event', (e) => this.#onEvent(e));
     qmp.on('close', () => this.#onQemuGone());
     await this.#refreshStatus();
+    await this.#readCorruptDisks().catch(() => {});
     try {
       const vnc = await qmp.execute<{ service?: string }>('query-vnc');
       const port = Number.parseInt(vnc.service ?? '', 10);
@@ -429,7 +432,53 @@ export class VmProcess {
             ? (this.#reason ?? 'disk I/O error')
             : (pauseReasons[status] ?? status));
     } else {
-      this.#reason = state === 'shutdown' ? 'the guest powered off' : null;
+      this.#reason = state === 'shutdown' ? 'the guest powered off' : this.#corrupt;
+    }
+  }
+
+  /**
+   * QEMU found a disk image corrupt (BLOCK_IMAGE_CORRUPTED, or the flag it keeps on the node):
+   * when fatal it stops using the image and the guest sees I/O errors, so a VM that still runs
+   * says so, and the manager raises a critical alert.
+   */
+  #noteCorrupt(node: string, detail: string): void {
+    if (this.#corrupt) return;
+    const i = this.spec.disks.findIndex((d, n) => {
+      const nodes = this.blockNodes(diskSlot(d, n));
+      return nodes.format === node || nodes.file === node;
+    });
+    const disk = this.spec.disks[i];
+    const which = disk ? `disk ${i} (${disk.volume.pool}:${disk.volume.path})` : `block node ${node}`;
+    this.#corrupt = `disk image corrupt: ${which}: ${detail.slice(0, 300)}`;
+    this.#hooks.log.error({ vm: this.id, node }, this.#corrupt);
+    this.#applyStatus(this.#status);
+    this.#emit();
+  }
+
+  /**
+   * When the monitor connects: a disk QEMU found corrupt before anyone listened (QEMU reads the
+   * boot disk while it starts) or while no agent ran has no medium any more, which is what
+   * QEMU does with an image it stopped using; its log says why.
+   */
+  async #readCorruptDisks(): Promise<void> {
+    const devices = await this.#qmp!.execute<unknown>('query-block');
+    if (!Array.isArray(devices)) return;
+    for (const [i, disk] of this.spec.disks.entries()) {
+      const nodes = this.blockNodes(diskSlot(disk, i));
+      const device = (devices as { qdev?: unknown; inserted?: unknown }[]).find(
+        (d) => typeof d.qdev === 'string' && d.qdev.includes(`/peripheral/${nodes.device}/`),
+      );
+      if (device && !device.inserted) {
+        const said = [
+          ...tailFile(this.paths.qemuLog, 16 * 1024).matchAll(
+            /Marking image as corrupt: ([^\n]*?);? further/g,
+          ),
+        ].pop();
+        this.#noteCorrupt(
+          nodes.format,
+          `${said?.[1] ?? 'QEMU found it corrupt'} (QEMU stopped using the image)`,
+        );
+      }
     }
   }
 
@@ -456,6 +505,13 @@ export class VmProcess {
             : `I/O error on disk ${d['node-name'] ?? d.device ?? '?'}`;
           this.#hooks.log.warn({ vm: this.id, event: d }, this.#reason);
         }
+        break;
+      }
+      case 'BLOCK_IMAGE_CORRUPTED': {
+        const d = e.data as { device?: unknown; 'node-name'?: unknown; msg?: unknown; fatal?: unknown };
+        const node = typeof d['node-name'] === 'string' ? d['node-name'] : String(d.device ?? '?');
+        const msg = typeof d.msg === 'string' ? d.msg : 'no detail';
+        this.#noteCorrupt(node, d.fatal === false ? msg : `${msg} (QEMU stopped using the image)`);
         break;
       }
       case 'VSERPORT_CHANGE':

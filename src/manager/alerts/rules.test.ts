@@ -35,6 +35,21 @@ test('a storage-full pause is a critical alert that says what to do', () => {
   assert.match(a.message, /Free space .*\(tern vm resume db-1\)/);
 });
 
+test('a disk QEMU found corrupt is a critical alert while the VM runs on', () => {
+  const [a] = vmAlerts(
+    vm('running', 'disk image corrupt: disk 0 (local:vms/db-1/disk0.qcow2): bad L2 entry'),
+  );
+  assert.equal(a.id, 'vm:00000000-0000-4000-8000-000000000001:corrupt');
+  assert.equal(a.severity, 'critical');
+  assert.match(a.message, /disk 0 .*I\/O errors.*qemu-img check/);
+});
+
+test('an unreachable VM warns that its guest may still run', () => {
+  const [a] = vmAlerts(vm('unreachable', 'QEMU runs (pid 7) but its monitor does not answer'));
+  assert.equal(a.severity, 'warning');
+  assert.match(a.message, /may still run.*--force/);
+});
+
 test('running and paused-by-request VMs raise nothing; crashes warn', () => {
   assert.deepEqual(vmAlerts(vm('running', null)), []);
   assert.deepEqual(vmAlerts(vm('paused', 'paused by request')), []);

@@ -5,7 +5,7 @@ import type { Vm } from '../../wire/vm.ts';
 export type WantedAlert = Pick<Alert, 'id' | 'severity' | 'object' | 'message'>;
 
 /** Every alert kind this module can raise for a VM, so the ones not wanted any more are cleared. */
-export const vmAlertKinds = ['storage-full', 'io-error', 'crashed', 'unreachable'] as const;
+export const vmAlertKinds = ['storage-full', 'io-error', 'corrupt', 'crashed', 'unreachable'] as const;
 
 export function vmAlerts(vm: Vm): WantedAlert[] {
   const object = `vm:${vm.id}`;
@@ -27,6 +27,16 @@ export function vmAlerts(vm: Vm): WantedAlert[] {
         severity: 'critical',
         object,
         message: `VM ${vm.name} is paused: ${reason}`,
+      },
+    ];
+  }
+  if ((vm.state === 'running' || vm.state === 'paused') && reason.startsWith('disk image corrupt')) {
+    return [
+      {
+        id: `${object}:corrupt`,
+        severity: 'critical',
+        object,
+        message: `VM ${vm.name}: ${reason}. Its guest gets I/O errors on that disk: shut it down, then repair the image (qemu-img check -r all) or restore it from a backup.`,
       },
     ];
   }

@@ -20,6 +20,10 @@ test('the host report decides', () => {
     state: 'running',
     reason: null,
   });
+  assert.equal(
+    reconcileVm({ state: 'running', reason: null }, reported('running', 'disk image corrupt: disk 0')).reason,
+    'disk image corrupt: disk 0',
+  );
   assert.deepEqual(reconcileVm({ state: 'running', reason: null }, reported('crashed', 'boom')), {
     state: 'crashed',
     reason: 'boom',
@@ -45,6 +49,7 @@ test('a VM its host does not know is missing only if it should run', () => {
 
 test('an unreachable host makes its running VMs unknown', () => {
   assert.equal(hostUnreachable({ state: 'running', reason: null }, 'refused').state, 'unknown');
+  assert.equal(hostUnreachable({ state: 'unreachable', reason: 'x' }, 'refused').state, 'unknown');
   assert.equal(hostUnreachable({ state: 'stopped', reason: null }, 'refused').state, 'stopped');
 });
 

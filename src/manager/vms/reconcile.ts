@@ -16,7 +16,8 @@ export function reconcileVm(current: VmState, reported: AgentVm | null): VmState
   if (reported) {
     switch (reported.state) {
       case 'running':
-        return { state: 'running', reason: null };
+        // A running VM has a reason only when something is wrong with it (a corrupt disk).
+        return { state: 'running', reason: reported.reason };
       case 'paused':
         return { state: 'paused', reason: reported.reason };
       case 'shutdown':
