@@ -53,22 +53,23 @@ export async function startSimCluster(
     await issueAdminToken(manager.services, 'admin'),
     path.join(managerDir ?? dir, 'pki', 'ca.crt'),
   );
-  const sim = await startSimHosts(hosts, {
-    baseDir: dir,
-    log: silent,
-    ...simOpts,
-    join: async (name) => {
-      const t = await api.request<JoinToken>('POST', '/api/v1/hosts', { name });
-      return { manager: manager.clusterUrl, token: t.token, caFingerprint: t.caFingerprint };
-    },
-  });
+  let sim: SimHosts | null = null;
   const close = async () => {
-    await sim.close();
+    await sim?.close();
     await manager.close();
     fs.rmSync(dir, { recursive: true, force: true });
   };
   // A cluster that does not come up is closed here: the caller never gets it to close.
   try {
+    sim = await startSimHosts(hosts, {
+      baseDir: dir,
+      log: silent,
+      ...simOpts,
+      join: async (name) => {
+        const t = await api.request<JoinToken>('POST', '/api/v1/hosts', { name });
+        return { manager: manager.clusterUrl, token: t.token, caFingerprint: t.caFingerprint };
+      },
+    });
     const disk = path.join(dir, 'shared', 'templates', 'sim', 'disk.qcow2');
     fs.mkdirSync(path.dirname(disk), { recursive: true });
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '64M']);
