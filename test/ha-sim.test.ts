@@ -3,14 +3,16 @@
  * protocol: 100 sim hosts join over mutual TLS, heartbeat, and run the real HA guard, which
  * renews each host's lease in the statefile on the shared pool (sim hosts fence in-process).
  * 3,000 VMs run with a mix of restart policies. Then, in rounds with a seeded RNG
- * (HA_SIM_SEED=n repeats one), 5 random hosts lose power at once: every `restart` and
- * `best-effort` VM of theirs must run again on exactly one survivor, `none` ones must not, no
- * other VM may be lost, and the inventory must agree with what the hosts really run (each sim
- * driver's own list). Powered on again, the hosts must not bring back stale copies. A network
- * cut alone must restart nothing (the hosts still renew their leases: `isolated`); a network and
- * storage cut must make the hosts fence (kill their protected VMs) before the manager restarts
- * them elsewhere. Throughout, a sampler over every host's driver checks that no VM ever runs on
- * two hosts at once.
+ * (HA_SIM_SEED=n repeats one), 5 random hosts lose power at once (from the second round on,
+ * one of them a host that lost power before), each round once every host has confirmed the
+ * protected VMs it runs: every `restart` and `best-effort` VM of theirs must run again on
+ * exactly one survivor, `none` ones must not, no other VM may be lost, and the inventory must
+ * agree with what the hosts really run (each sim driver's own list). Powered on again, the
+ * hosts must not bring back stale copies. A network cut alone must restart nothing (the hosts
+ * still renew their leases: `isolated`); a network and storage cut must make the hosts fence
+ * (kill their protected VMs) before the manager restarts them elsewhere; a restart refused by
+ * the host it lands on must be tried again until the VM runs. Throughout, a sampler over every
+ * host's driver checks that no VM ever runs on two hosts at once.
  *
  * Sizes: HA_SIM_HOSTS (100), HA_SIM_VMS (500: CI's size; 3000 for the full-scale run, about ten
  * minutes of creating VMs on two cores), HA_SIM_ROUNDS (3).
