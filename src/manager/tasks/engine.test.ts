@@ -153,3 +153,24 @@ test('recovered tasks wait for their gate; an undo that fails says so', async ()
   assert.deepEqual(failing.cleaned, ['2:internal']);
   assert.equal((await next.settled(r.id)).state, 'succeeded');
 });
+
+test('a manager that stops leaves tasks waiting for their hosts to the next one', async () => {
+  const { db, bus, engine } = await setup();
+  const f = await engine.submit(gated('failing', 'fail').k, { n: 1 }, ['vm:f']);
+  const r = await engine.submit(gated('resumable', 'resume').k, { n: 2 }, ['vm:r']);
+  engine.abandon();
+  const next = new TaskEngine(db, bus, log);
+  const failing = gated('failing', 'fail');
+  next.register(failing.k);
+  next.register(gated('resumable', 'resume').k);
+  await next.recover(
+    (_objects, ctx) =>
+      new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason))),
+  );
+  const started = performance.now();
+  await next.close(10_000);
+  assert.ok(performance.now() - started < 5000, 'close does not wait for hosts');
+  assert.equal((await next.get(f.id)).state, 'running');
+  assert.equal((await next.get(r.id)).state, 'running');
+  assert.deepEqual(failing.cleaned, []);
+});

@@ -72,6 +72,8 @@ export class TaskEngine {
   // biome-ignore lint/suspicious/noExplicitAny: each kind has its own params type
   readonly #kinds = new Map<string, TaskKind<any>>();
   readonly #running = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  /** Recovered tasks still waiting for their hosts: a stopping manager leaves them to the next. */
+  readonly #gated = new Set<string>();
   #closing = false;
   /**
    * Tasks of this process that ended while their end could not be written (the manager's disk
@@ -205,6 +207,7 @@ export class TaskEngine {
       const kind = this.#kinds.get(row.kind);
       const params = JSON.parse(row.params) as unknown;
       const objects = JSON.parse(row.objects) as string[];
+      this.#gated.add(row.id);
       if (kind && kind.onInterrupt === 'resume' && row.cancelRequested === 0) {
         await this.#appendLog(row.id, 'manager restarted; resuming');
         this.#track(row.id, (controller) =>
@@ -235,10 +238,11 @@ export class TaskEngine {
     let error = new TernError('internal', `${interrupted}; its partial work was undone`);
     try {
       if (kind?.cleanup) {
-        await gate(ctx);
+        await this.#waitAtGate(id, controller, () => gate(ctx));
         await kind.cleanup(ctx, params, error);
         await this.#appendLog(id, 'manager restarted; cleaned up and marked failed');
       } else {
+        this.#gated.delete(id);
         error = new TernError('internal', `${interrupted}; a ${kind?.kind ?? 'task'} does not resume`);
       }
     } catch (err) {
@@ -253,6 +257,8 @@ export class TaskEngine {
   /** Stops accepting tasks and waits for the running ones (bounded). */
   async close(timeoutMs = 10_000): Promise<void> {
     this.#closing = true;
+    for (const id of this.#gated)
+      this.#running.get(id)?.controller.abort(new TernError('unavailable', 'manager stopping'));
     const all = Promise.all([...this.#running.values()].map((r) => r.done));
     await Promise.race([all, new Promise((r) => setTimeout(r, timeoutMs).unref())]);
   }
@@ -262,6 +268,16 @@ export class TaskEngine {
     this.#closing = true;
     for (const r of this.#running.values())
       r.controller.abort(new TernError('unavailable', 'manager stopping'));
+  }
+
+  /** Waits at a recovered task's gate; the task counts as gated from recover() until it passes. */
+  async #waitAtGate(id: string, controller: AbortController, wait: () => Promise<void>): Promise<void> {
+    try {
+      if (controller.signal.aborted) throw controller.signal.reason;
+      await wait();
+    } finally {
+      this.#gated.delete(id);
+    }
   }
 
   #start<P>(id: string, kind: TaskKind<P>, params: P, resumed: boolean): void {
@@ -301,7 +317,7 @@ export class TaskEngine {
       // A resumed task whose host stays away goes on after the wait: it copes with an
       // unreachable host as it would without a restart (a start places the VM elsewhere).
       if (gate)
-        await gate(ctx).catch(async (err) => {
+        await this.#waitAtGate(id, controller, () => gate(ctx)).catch(async (err) => {
           if (controller.signal.aborted) throw err;
           await this.#appendLog(id, `${asTernError(err).message}; going on without it`);
         });
