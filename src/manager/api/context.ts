@@ -7,6 +7,7 @@ import type {
   RawReplyDefaultExpression,
   RawRequestDefaultExpression,
 } from 'fastify';
+import type { BodyPaces } from '../../http/body-pace.ts';
 import type { AlertStore } from '../alerts/store.ts';
 import type { AuditLog } from '../audit/log.ts';
 import type { Authenticator } from '../auth/principal.ts';
@@ -57,6 +58,8 @@ export interface ApiServices extends VmDeps {
   ha: HaMonitor;
   /** Where agents join, and the CA fingerprint they pin. */
   joining: { url: string; caFingerprint: string };
+  /** How fast request bodies must arrive (default: defaultBodyPaces; tests make them quick). */
+  bodyPaces?: BodyPaces;
   /** Largest image upload accepted (default: maxUploadBytes()). */
   maxUploadBytes?: number;
 }

@@ -9,6 +9,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyRequest } from 'fastify';
 import { Value } from 'typebox/value';
 import { TernError } from '../../errors.ts';
+import { defaultBodyPaces, installBodyPace } from '../../http/body-pace.ts';
 import { installErrorHandling } from '../../http/errors.ts';
 import { learnMethods } from '../../http/methods.ts';
 import { openObjects, validation } from '../../http/validation.ts';
@@ -60,9 +61,15 @@ export async function buildApi(s: ApiServices, log: Logger, tls: ApiTls): Promis
     bodyLimit: 256 * 1024,
     ...validation,
     https: { cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' },
+    // A connection with nothing going either way for two minutes (the event stream writes a
+    // keepalive every 15 s) is closed, and so is an idle keep-alive one after 10 s; a body that
+    // trickles in is cut by its pace (http/body-pace.ts).
+    connectionTimeout: 120_000,
+    keepAliveTimeout: 10_000,
   }).withTypeProvider<TypeBoxTypeProvider>();
   installErrorHandling(app, learnMethods(app));
   installSecurityHeaders(app);
+  installBodyPace(app, () => s.bodyPaces ?? defaultBodyPaces);
 
   await app.register(swagger, {
     openapi: {
