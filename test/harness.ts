@@ -159,6 +159,8 @@ export interface ClusterOptions {
   shared?: boolean;
   /** Run every host in its own network namespace, with its own path to the shared pool. */
   isolated?: boolean;
+  /** Directories every host may import images from by path (default: each host's own). */
+  importDirs?: string[];
 }
 
 /** A manager and its hosts, each its own process, joined over mutual TLS as a real deployment is. */
@@ -209,6 +211,7 @@ export async function startCluster(name: string, opts: ClusterOptions = {}): Pro
             `local=${h.pool}`,
             ...Object.entries(extraPools).flatMap(([n, d]) => ['--pool', `${n}=${d}`]),
             ...(sharedPool ? ['--shared-pool', `shared=${sharedPool}`] : []),
+            ...(opts.importDirs ?? []).flatMap((d) => ['--import-dir', d]),
             ...join,
           ],
           path.join(dir, `agent-${hostName}.log`),

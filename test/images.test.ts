@@ -42,7 +42,8 @@ before(async () => {
   fs.mkdirSync(isoContent);
   fs.writeFileSync(path.join(isoContent, 'readme.txt'), 'hello from an ISO\n');
   execFileSync('genisoimage', ['-quiet', '-o', file('test.iso'), '-V', 'TERNTEST', isoContent]);
-  c = await startCluster('images');
+  // The only place an import by path may read from.
+  c = await startCluster('images', { importDirs: [src] });
 });
 after(async () => {
   await c?.stop();
@@ -271,6 +272,60 @@ test('refusals say why and leave nothing: backing file, random bytes, VMDK exten
   );
 });
 
+test('an import by path reads only from the import directories, and a refusal tells nothing of what is elsewhere', async () => {
+  const files = libraryFiles();
+  const elsewhere = tempDir('tern-img-elsewhere');
+  try {
+    const secret = path.join(elsewhere, 'secret.raw');
+    fs.writeFileSync(secret, Buffer.alloc(4096, 7));
+    fs.writeFileSync(path.join(elsewhere, 'short.raw'), 'ab\n');
+    const refusal = async (name: string, given: string) => {
+      const t = await importPath(name, given, { format: 'raw' });
+      assert.equal(t.state, 'failed', `${given} was imported`);
+      assert.equal(t.error?.code, 'forbidden', t.error?.message);
+      assert.equal((await c.api.raw('GET', `/api/v1/images/${name}`)).status, 404);
+      // The same words whatever is (or is not) at that path.
+      return t.error!.message.replace(given, 'PATH');
+    };
+    fs.symlinkSync(secret, file('link-out.raw'));
+    fs.symlinkSync(path.join(elsewhere, 'nothing'), file('dangling.raw'));
+    fs.symlinkSync(path.join(elsewhere, 'no-dir'), file('dangling-dir'));
+    const messages = [
+      await refusal('db', path.join(c.dir, 'tern.db')), // the manager's own database
+      await refusal('secret', secret),
+      await refusal('nothing', path.join(elsewhere, 'nothing.raw')),
+      await refusal('dotdot', `${src}/../${path.basename(elsewhere)}/secret.raw`),
+      await refusal('link', file('link-out.raw')),
+      await refusal('dangling', file('dangling.raw')),
+      await refusal('danglingdir', path.join(file('dangling-dir'), 'x.raw')),
+    ];
+    assert.deepEqual(new Set(messages).size, 1, messages.join('\n'));
+    assert.match(messages[0], /^PATH is not in an import directory of this host \(/);
+    // A VMDK inside whose extents lie outside: refused for where they are, before their size or
+    // whether they exist is looked at.
+    for (const [name, extent] of [
+      ['short', path.join(elsewhere, 'short.raw')],
+      ['gone', path.join(elsewhere, 'gone.raw')],
+      ['up', `../${path.basename(elsewhere)}/secret.raw`],
+    ]) {
+      fs.writeFileSync(
+        file(`ext-${name}.vmdk`),
+        '# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType="monolithicFlat"\n' +
+          `RW 8 FLAT "${extent}" 0\n`,
+      );
+      await refused(
+        await importPath(`ext-${name}`, file(`ext-${name}.vmdk`)),
+        /VMDK extent file \S+ outside the library and the VMDK's own directory/,
+        `ext-${name}`,
+        files,
+      );
+    }
+  } finally {
+    fs.rmSync(elsewhere, { recursive: true, force: true });
+  }
+  assert.deepEqual(libraryFiles(), files);
+});
+
 test('bad input at the API is a clear 4xx before any work', async () => {
   const files = libraryFiles();
   const json = { 'content-type': 'application/json' };
@@ -299,7 +354,7 @@ test('bad input at the API is a clear 4xx before any work', async () => {
   const missing = await importPath('missing', file('nosuch.qcow2'));
   assert.equal(missing.state, 'failed');
   assert.equal(missing.error?.code, 'not_found');
-  const dir = await importPath('dir', src);
+  const dir = await importPath('dir', path.join(src, 'iso-content'));
   assert.equal(dir.error?.code, 'invalid_request');
   assert.match(dir.error!.message, /not a regular file/);
   const notStream = await c.api.raw('PUT', '/api/v1/images/js', { body: '{}', headers: json });

@@ -2,6 +2,8 @@
  * The agent process:
  *   node src/agent/main.ts --state-dir DIR --port N --pool name=dir [--shared-pool name=dir]
  *                          [--join URL --join-token T --ca-fingerprint F] [--advertise URL]
+ *                          [--import-dir DIR]...   (where images may be imported from by path;
+ *                                                   default: STATE-DIR/import)
  * The first start joins the cluster with the token `tern host add` printed; later starts use
  * the certificate kept in the state directory. VMs it runs outlive it; a new agent on the same
  * state directory reattaches to them.
@@ -22,6 +24,7 @@ const { values } = parseArgs({
     advertise: { type: 'string' },
     pool: { type: 'string', multiple: true, default: [] },
     'shared-pool': { type: 'string', multiple: true, default: [] },
+    'import-dir': { type: 'string', multiple: true, default: [] },
   },
 });
 
@@ -60,6 +63,9 @@ try {
     advertise: values.advertise,
     pools,
     sharedPools: shared,
+    ...(values['import-dir'].length > 0
+      ? { importDirs: values['import-dir'].map((d) => path.resolve(d)) }
+      : {}),
     log,
   });
   for (const sig of ['SIGINT', 'SIGTERM'] as const)

@@ -37,6 +37,7 @@ import { type ImportEvent, ImportImageRequest, maxUploadBytes, UploadQuery } fro
 import { DiskSpec, VmSpec, VolumeRef } from '../wire/vm.ts';
 import type { HypervisorDriver } from './driver.ts';
 import { planImport, runImport } from './storage/images.ts';
+import { ImportSources } from './storage/import-sources.ts';
 import { type Pools, resolveVolume } from './storage/pools.ts';
 import { planUpload, receiveUpload } from './storage/uploads.ts';
 import { listVmDirs } from './storage/vm-dirs.ts';
@@ -71,10 +72,13 @@ export interface AgentServerOptions {
   maxUploadBytes?: number;
   /** True while the host has fenced itself (HA): commands that change anything are refused. */
   fenced?: () => boolean;
+  /** Directories an import by path may read from (none: imports by upload only). */
+  importDirs?: readonly string[];
 }
 
 export async function buildAgentServer(opts: AgentServerOptions): Promise<FastifyInstance> {
   const { driver, pools } = opts;
+  const sources = new ImportSources(opts.importDirs ?? []);
   const app = Fastify({
     loggerInstance: quietRequests(opts.log),
     bodyLimit: 1024 * 1024,
@@ -275,7 +279,7 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
   // An import answers newline-delimited JSON: steps and progress, then `done` or `error`.
   // Checks that need no reading of the file fail first, with a plain error status.
   app.post('/agent/v1/images/import', { schema: { body: ImportImageRequest } }, async (req, reply) => {
-    const plan = planImport(pools, req.body);
+    const plan = planImport(pools, req.body, sources);
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });

@@ -1,6 +1,7 @@
 /** Starts an agent (driver + protocol server); used by the agent process and by all-in-one mode. */
 import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { TernError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { HypervisorDriver } from './driver.ts';
@@ -17,6 +18,8 @@ export interface AgentOptions {
   pools: Record<string, string>;
   /** Names of the pools every host sees at the same path. */
   sharedPools?: string[];
+  /** Directories images may be imported from by path (default: `<stateDir>/import`). */
+  importDirs?: string[];
   log: Logger;
   heartbeatMs?: number;
   driver?: HypervisorDriver;
@@ -82,9 +85,12 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     heartbeatMs: beatMs,
     ...((opts.haWatchdog ?? !opts.driver) ? {} : { watchdog: null }),
   });
+  const importDirs = opts.importDirs ?? [path.join(opts.stateDir, 'import')];
+  for (const dir of importDirs) fs.mkdirSync(dir, { recursive: true });
   const app = await buildAgentServer({
     driver,
     pools: opts.pools,
+    importDirs,
     identity: membership.identity,
     log: opts.log,
     fenced: () => guard.fenced,

@@ -25,6 +25,8 @@ export interface AllInOneOptions {
   cliConfig?: string;
   guestDir?: string;
   heartbeatMs?: number;
+  /** Where images may be imported from by path (default: `<dataDir>/import`). */
+  importDirs?: string[];
 }
 
 const repoRoot = path.resolve(import.meta.dirname, '..', '..');
@@ -79,6 +81,7 @@ export async function startAllInOne(opts: AllInOneOptions) {
       shared: path.join(opts.dataDir, 'pools', 'shared'),
     },
     sharedPools: ['shared'],
+    importDirs: opts.importDirs ?? [path.join(opts.dataDir, 'import')],
     log: opts.log.child({ part: 'agent' }),
     heartbeatMs: opts.heartbeatMs,
     join,

@@ -26,6 +26,7 @@ const options = {
   port: { type: 'string' },
   'agent-port': { type: 'string' },
   'cluster-port': { type: 'string' },
+  'import-dir': { type: 'string', multiple: true, default: [] as string[] },
   full: { type: 'boolean', default: false },
   all: { type: 'boolean', default: false },
   size: { type: 'string' },
@@ -117,6 +118,7 @@ export interface Flags {
   port?: string;
   'agent-port'?: string;
   'cluster-port'?: string;
+  'import-dir': string[];
   full: boolean;
   all: boolean;
   size?: string;

@@ -33,7 +33,8 @@ import { printable } from './output.ts';
 const usage = `tern: manage VMs on KVM/QEMU hosts
 
   tern up [--data-dir DIR] [--port 7410] [--agent-port 7411] [--cluster-port 7412]
-                                       run all-in-one (manager + local host)
+          [--import-dir DIR]...        run all-in-one (manager + local host); image import --path
+                                       reads only from import dirs (default DATA-DIR/import)
   tern doctor                                                   check this machine's prerequisites
   tern vm list [--state S] [--host H] [--name PREFIX] [--limit N] [--cursor C]
   tern vm create NAME... [--template T [--full]] [--vcpus N] [--memory 512M] [--disk 10G]
@@ -73,6 +74,7 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern template create NAME --from-vm VM [--description TEXT]
   tern image list | show NAME | delete NAME...
   tern image import NAME --path HOSTPATH [--iso] [--format raw|qcow2|vmdk|vhd|vhdx]
+                                       (HOSTPATH in one of the host's import dirs)
   tern image upload NAME FILE [--iso] [--format F]        streamed; disk images are stored as qcow2
   tern login [--url URL] [--ca FILE] --user NAME   password typed, or TERN_PASSWORD; keeps a 30-day
                        token (and the CA that signed the manager's certificate) in the config
@@ -132,6 +134,9 @@ async function up(flags: ReturnType<typeof parseCommandLine>['flags']): Promise<
     managerPort: Number(flags.port ?? 7410),
     agentPort: Number(flags['agent-port'] ?? 7411),
     clusterPort: Number(flags['cluster-port'] ?? 7412),
+    ...(flags['import-dir'].length > 0
+      ? { importDirs: flags['import-dir'].map((d) => path.resolve(d)) }
+      : {}),
     log,
   });
   process.stderr.write(

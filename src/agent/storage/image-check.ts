@@ -135,6 +135,16 @@ export function extentProblem(extents: string[], source: string, allowedDir: str
   return null;
 }
 
+/**
+ * The extent files a text VMDK descriptor names (`RW 8 FLAT "file" 0`), read from the start of
+ * a file; none for anything else.
+ */
+export function descriptorExtents(header: Buffer): string[] {
+  const text = header.toString('latin1');
+  if (!text.startsWith('# Disk DescriptorFile')) return [];
+  return [...text.matchAll(/^\s*(?:RW|RDONLY|NOACCESS)\s+\d+\s+\w+\s+"([^"]*)"/gm)].map((m) => m[1]);
+}
+
 /** ISO 9660: "CD001" at byte 32769; returns the volume's size in bytes, or null if not an ISO. */
 export function isoVolumeBytes(header: Buffer): number | null {
   if (header.length < 32768 + 2048) return null;

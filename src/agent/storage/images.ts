@@ -15,6 +15,7 @@ import {
   checkable,
   checkProblem,
   convertProgress,
+  descriptorExtents,
   extentProblem,
   isoVolumeBytes,
   mapLineEnd,
@@ -22,6 +23,7 @@ import {
   type QemuImgInfo,
   qemuFormat,
 } from './image-check.ts';
+import type { ImportSources } from './import-sources.ts';
 import { type Pools, resolveVolume } from './pools.ts';
 import { qemuImg } from './qemu-img.ts';
 import { poolUsage } from './volumes.ts';
@@ -47,8 +49,11 @@ export interface ImportPlan {
 /** Destinations being written now, so two imports can never share a partial file. */
 const active = new Set<string>();
 
-/** The checks that need no reading of the source; they fail before any work starts. */
-export function planImport(pools: Pools, req: ImportImageRequest): ImportPlan {
+/**
+ * The checks that need no reading of the source; they fail before any work starts. A host path
+ * must lie in one of the `sources` (see `ImportSources`); an upload is the agent's own file.
+ */
+export function planImport(pools: Pools, req: ImportImageRequest, sources: ImportSources): ImportPlan {
   if ((req.sourcePath === undefined) === (req.upload === undefined))
     throw new TernError('invalid_request', 'give either sourcePath or upload');
   if (req.kind === 'iso' && req.format !== undefined && req.format !== 'auto' && req.format !== 'raw')
@@ -69,11 +74,7 @@ export function planImport(pools: Pools, req: ImportImageRequest): ImportPlan {
     const given = req.sourcePath!;
     if (!path.isAbsolute(given)) throw new TernError('invalid_request', 'sourcePath must be absolute');
     what = given;
-    try {
-      source = fs.realpathSync(given);
-    } catch {
-      throw new TernError('not_found', `${given} does not exist on this host`);
-    }
+    source = sources.resolve(given);
     extentDir = path.dirname(source);
   }
   let st: fs.Stats;
@@ -146,17 +147,25 @@ async function probe(plan: ImportPlan, requested: ImageSourceFormat, signal: Abo
   return { found, actualBytes: typeof info['actual-size'] === 'number' ? info['actual-size'] : 0 };
 }
 
-/** Every extent of a VMDK must be the file itself or (path imports) lie in its directory. */
+/**
+ * Every extent of a VMDK must be the file itself or (path imports) lie in its directory, which
+ * is inside the import sources. Where an extent is named is checked before anything about it is
+ * looked at, so a refusal never tells whether a file elsewhere exists, or its size.
+ */
 function checkExtents(plan: ImportPlan, extents: { file: string; format: string; virtualBytes: number }[]) {
   const real: string[] = [];
   for (const e of extents) {
     const file = path.resolve(path.dirname(plan.source), e.file);
+    const named = extentProblem([file], plan.source, plan.extentDir);
+    if (named) throw refuse(plan, named);
     let resolved: string;
     try {
       resolved = fs.realpathSync(file);
     } catch {
       throw refuse(plan, `VMDK extent file ${file} is missing`);
     }
+    const problem = extentProblem([resolved], plan.source, plan.extentDir);
+    if (problem) throw refuse(plan, problem);
     real.push(resolved);
     // A flat extent shorter than it claims would be read as zeros: a truncated file.
     if (e.format.toUpperCase() === 'FLAT' && fs.statSync(resolved).size < e.virtualBytes)
@@ -165,8 +174,6 @@ function checkExtents(plan: ImportPlan, extents: { file: string; format: string;
         `it is truncated: VMDK extent ${resolved} is shorter than its ${e.virtualBytes} bytes`,
       );
   }
-  const problem = extentProblem(real, plan.source, plan.extentDir);
-  if (problem) throw refuse(plan, problem);
   return real.every((f) => f === plan.source);
 }
 
@@ -194,6 +201,16 @@ async function convertDisk(plan: ImportPlan, partial: string, hooks: ImportHooks
   hooks.step(`probing ${plan.what}`);
   if (requested === 'auto' && isoVolumeBytes(await readHeader(plan.source, 34816)) !== null)
     throw refuse(plan, 'it is an ISO 9660 image, not a disk image; import it as an ISO');
+  // qemu-img opens a VMDK descriptor's extents to probe it, and its errors would tell whether
+  // a file elsewhere exists: where they are named is checked first.
+  for (const named of descriptorExtents(await readHeader(plan.source, 64 * 1024))) {
+    const problem = extentProblem(
+      [path.resolve(path.dirname(plan.source), named)],
+      plan.source,
+      plan.extentDir,
+    );
+    if (problem) throw refuse(plan, problem);
+  }
   const { found, actualBytes } = await probe(plan, requested, hooks.signal);
   const singleFile = checkExtents(plan, found.extents);
   const size = fs.statSync(plan.source).size;
