@@ -26,22 +26,25 @@ export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
 }
 
-/** Distinct free loopback ports: all are held open until every one is chosen. */
+/**
+ * Distinct free loopback ports, all held open until every one is chosen. They lie below the
+ * kernel's ephemeral range (32768 and up): a process restarted on its port (a test that kills
+ * and restarts a manager) must not find it taken meanwhile by some outgoing connection.
+ */
 export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<net.Server>((resolve, reject) => {
-          const srv = net.createServer();
-          srv.once('error', reject);
-          srv.listen(0, '127.0.0.1', () => resolve(srv));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  return ports;
+  const servers = new Map<number, net.Server>();
+  while (servers.size < n) {
+    const port = 10_000 + Math.floor(Math.random() * 22_000);
+    if (servers.has(port)) continue;
+    const srv = await new Promise<net.Server | null>((resolve) => {
+      const s = net.createServer();
+      s.once('error', () => resolve(null));
+      s.listen(port, '127.0.0.1', () => resolve(s));
+    });
+    if (srv) servers.set(port, srv);
+  }
+  await Promise.all([...servers.values()].map((s) => new Promise((r) => s.close(r))));
+  return [...servers.keys()];
 }
 
 let cachedGuest: string | undefined;
