@@ -27,6 +27,8 @@ export interface AllInOneOptions {
   heartbeatMs?: number;
   /** Where images may be imported from by path (default: `<dataDir>/import`). */
   importDirs?: string[];
+  /** Days audit records are kept (0: for ever); without it, as set before. */
+  auditRetentionDays?: number;
 }
 
 const repoRoot = path.resolve(import.meta.dirname, '..', '..');
@@ -58,6 +60,7 @@ export async function startAllInOne(opts: AllInOneOptions) {
     host: '127.0.0.1',
     port: opts.managerPort,
     clusterPort: opts.clusterPort,
+    auditRetentionDays: opts.auditRetentionDays,
     log: opts.log.child({ part: 'manager' }),
   });
   const s = manager.services;

@@ -27,6 +27,7 @@ const options = {
   'agent-port': { type: 'string' },
   'cluster-port': { type: 'string' },
   'import-dir': { type: 'string', multiple: true, default: [] as string[] },
+  'audit-retention-days': { type: 'string' },
   full: { type: 'boolean', default: false },
   all: { type: 'boolean', default: false },
   size: { type: 'string' },
@@ -119,6 +120,8 @@ export interface Flags {
   'agent-port'?: string;
   'cluster-port'?: string;
   'import-dir': string[];
+  /** `tern up`: days audit records are kept (0: for ever). */
+  'audit-retention-days'?: string;
   full: boolean;
   all: boolean;
   size?: string;
@@ -208,6 +211,7 @@ export function parseCommandLine(argv: string[]): { positionals: string[]; flags
     'port',
     'agent-port',
     'cluster-port',
+    'audit-retention-days',
     'downtime',
     'bandwidth',
     'tolerate',

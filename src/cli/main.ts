@@ -33,8 +33,10 @@ import { printable } from './output.ts';
 const usage = `tern: manage VMs on KVM/QEMU hosts
 
   tern up [--data-dir DIR] [--port 7410] [--agent-port 7411] [--cluster-port 7412]
-          [--import-dir DIR]...        run all-in-one (manager + local host); image import --path
-                                       reads only from import dirs (default DATA-DIR/import)
+          [--import-dir DIR]... [--audit-retention-days N]
+                                       run all-in-one (manager + local host); image import --path
+                                       reads only from import dirs (default DATA-DIR/import);
+                                       audit records are kept N days (0, the default: for ever)
   tern doctor                                                   check this machine's prerequisites
   tern vm list [--state S] [--host H] [--name PREFIX] [--limit N] [--cursor C]
   tern vm create NAME... [--template T [--full]] [--vcpus N] [--memory 512M] [--disk 10G]
@@ -137,6 +139,8 @@ async function up(flags: ReturnType<typeof parseCommandLine>['flags']): Promise<
     ...(flags['import-dir'].length > 0
       ? { importDirs: flags['import-dir'].map((d) => path.resolve(d)) }
       : {}),
+    auditRetentionDays:
+      flags['audit-retention-days'] === undefined ? undefined : Number(flags['audit-retention-days']),
     log,
   });
   process.stderr.write(
