@@ -6,8 +6,9 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { headerBytes, parseQcow2Header } from '../src/agent/storage/qcow2-layout.ts';
 import type { Alert } from '../src/wire/alert.ts';
+import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
-import { type Cluster, qemuPids, startCluster } from './harness.ts';
+import { type Cluster, qemuPids, shellOn, startCluster } from './harness.ts';
 
 let c: Cluster;
 before(async () => {
@@ -146,6 +147,50 @@ test('disks are hot-plugged into and out of a running VM, and the guest sees the
   const boot = await c.api.task('DELETE', '/api/v1/vms/d1/disks/0');
   assert.equal(boot.state, 'failed');
   assert.match(boot.error?.message ?? '', /boot disk/);
+});
+
+test('an all-in-one Tern killed while a snapshot holds the guest frozen: the task ends and the guest is thawed', async () => {
+  const d1 = await c.api.waitVm('d1', answering, 120_000, 'up');
+  const watch = new AbortController();
+  let frozen!: Promise<void>;
+  await new Promise<void>((open, fail) => {
+    frozen = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the guest was never shown frozen')), 60_000);
+      watch.signal.addEventListener('abort', () => clearTimeout(timer));
+      c.api
+        .events(`vm=${d1.id}`, (e) => e.type === 'vm' && e.vm.guest.frozen && resolve(), watch.signal, open)
+        .catch((err) => {
+          if (watch.signal.aborted) return;
+          fail(err);
+          reject(err);
+        });
+    });
+  });
+  const { task } = await c.api.request<{ task: Task }>('POST', '/api/v1/vms/d1/snapshots', { name: 'cut' });
+  try {
+    await frozen;
+  } finally {
+    // Manager and agent die together, as the one process of `tern up` does.
+    c.manager.signal('SIGKILL');
+    c.agent.signal('SIGKILL');
+    watch.abort();
+  }
+  await Promise.all([c.manager.exited, c.agent.exited]);
+  await c.startManager();
+  await c.startAgent();
+  const ended = await c.api.waitTask(
+    task.id,
+    (t) => t.state === 'failed' || t.state === 'succeeded',
+    120_000,
+    'ended after the restart',
+  );
+  assert.notEqual(ended.state, 'running');
+  await c.api.waitVm('d1', (v) => answering(v) && !v.guest.frozen, 60_000, 'answering and thawed');
+  await shellOn(c.hosts[0], d1.id, 'echo x > /thawed && sync && echo wrote | tr a-z A-Z', /WROTE/);
+  // The next snapshot freezes the guest again: it is not silently crash-consistent.
+  const next = await c.api.task('POST', '/api/v1/vms/d1/snapshots', { name: 'after-the-kill' });
+  assert.equal(next.state, 'succeeded', JSON.stringify(next.error));
+  assert.equal((next.result as { consistency: string }).consistency, 'filesystem-frozen');
 });
 
 test('a disk cut short is refused before start, saying what is wrong', async () => {

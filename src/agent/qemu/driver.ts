@@ -203,7 +203,13 @@ export class QemuDriver implements HypervisorDriver {
   }
 
   async #run(spec: VmSpec): Promise<AgentVm> {
-    const existing = this.#vms.get(spec.id);
+    let existing = this.#vms.get(spec.id);
+    // A guest that powered off reads as stopped while its QEMU is still being ended: a start
+    // waits for that, then starts it afresh (instead of answering with the QEMU going away).
+    if (existing?.state === 'shutdown') {
+      await existing.ended();
+      existing = this.#vms.get(spec.id);
+    }
     // Its QEMU runs, perhaps with a live guest: a second one would share its disks.
     if (existing?.state === 'unreachable')
       throw new TernError(

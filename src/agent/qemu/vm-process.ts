@@ -166,6 +166,7 @@ export class VmProcess {
   #freezeUnknown = false;
   /** A disk QEMU found corrupt while this QEMU runs: the reason a running VM carries. */
   #corrupt: string | null = null;
+  #quitting: Promise<void> | null = null;
   #closing = false;
   /** Ending on purpose without leaving a record (the VM lives on another host now). */
   #forgotten = false;
@@ -780,8 +781,21 @@ export class VmProcess {
     await this.#quit();
   }
 
+  /**
+   * Resolves once an end of QEMU under way (a guest that powered off is ended by the agent) is
+   * done: the host reports such a VM stopped while its QEMU is still going away.
+   */
+  async ended(): Promise<void> {
+    await this.#quitting?.catch(() => {});
+  }
+
   /** Ends QEMU at once (force off), waiting until the process is really gone. */
-  async #quit(): Promise<void> {
+  #quit(): Promise<void> {
+    this.#quitting ??= this.#endQemu();
+    return this.#quitting;
+  }
+
+  async #endQemu(): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
     fs.writeFileSync(this.paths.quitting, this.#forgotten ? released : '');
