@@ -1,14 +1,41 @@
 /** /api/v1/vms/{vm}/{action}: power operations, each an asynchronous task. */
+import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
 import { emptyBodyAsObject } from '../../http/errors.ts';
 import { ErrorBody } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
-import { pauseTask, rebootTask, shutdownTask, startTask, stopTask } from '../vms/power.ts';
+import type { TaskKind } from '../tasks/engine.ts';
+import { type ForceParams, pauseTask, rebootTask, shutdownTask, startTask, stopTask } from '../vms/power.ts';
+import { admitStart } from '../vms/start-host.ts';
 import type { ApiServices, App } from './context.ts';
 import { acceptVmTask } from './reply.ts';
 import { VmRef } from './vms.ts';
 
 const responses = { 202: TaskAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody };
+
+/**
+ * A start is admitted before it is accepted, so that of many starts at once those beyond what
+ * the hosts hold are refused here with 409 and the reasons; the task keeps the room held.
+ */
+async function acceptStart(
+  s: ApiServices,
+  reply: FastifyReply,
+  ref: string,
+  kind: TaskKind<ForceParams>,
+  force: boolean,
+) {
+  const row = await s.store.row(ref);
+  const stopped = row.state === 'stopped' || row.state === 'crashed' || row.state === 'missing';
+  // A start already admitted is in flight: this one is refused for its lock, the room kept.
+  const { hold } = stopped && !s.placer.holds(row.id) ? await admitStart(s, row) : { hold: undefined };
+  try {
+    return await acceptVmTask(s, reply, row.id, kind, (vmId) => ({ vmId, force }));
+  } catch (err) {
+    // Not accepted (another task has the VM, say): the room goes back, unless that task holds it.
+    if (hold) s.placer.release(row.id, hold);
+    throw err;
+  }
+}
 
 export function vmActionRoutes(app: App, s: ApiServices): void {
   const simple = {
@@ -70,6 +97,7 @@ export function vmActionRoutes(app: App, s: ApiServices): void {
       },
       async (req, reply) => {
         const force = req.body?.force ?? false;
+        if (action === 'start') return acceptStart(s, reply, req.params.vm, kind, force);
         return acceptVmTask(s, reply, req.params.vm, kind, (vmId) => ({ vmId, force }));
       },
     );

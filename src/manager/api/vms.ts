@@ -92,22 +92,32 @@ export function vmRoutes(app: App, s: ApiServices): void {
       );
       const diskPool = plan.volumes[0]?.volume.pool ?? req.body.pool ?? 'local';
       const templateHost = template ? await s.templates.hostOf(template.name) : null;
-      const hostId = await s.placer.choose(
-        {
-          vcpus: plan.spec.vcpus,
-          memoryMiB: plan.spec.memoryMiB,
-          // Disks are thin: only a full clone takes its template's size at once.
-          diskBytes: req.body.full && template ? template.diskSizeBytes : 0,
-          pools: [
-            diskPool,
-            ...(template && templateHost ? [existingPool(snapshot, templateHost, template.disk)] : []),
-          ],
-          cpu: cpuMode === 'host' ? { mode: 'host' } : { mode: 'compat', model: baselineOf(snapshot).model },
-          groups,
-        },
-        snapshot,
-        `VM ${req.body.name}`,
-      );
+      const demand = {
+        vcpus: plan.spec.vcpus,
+        memoryMiB: plan.spec.memoryMiB,
+        // Disks are thin: only a full clone takes its template's size at once.
+        diskBytes: req.body.full && template ? template.diskSizeBytes : 0,
+        pools: [
+          diskPool,
+          ...(template && templateHost ? [existingPool(snapshot, templateHost, template.disk)] : []),
+        ],
+        cpu:
+          cpuMode === 'host'
+            ? { mode: 'host' as const }
+            : { mode: 'compat' as const, model: baselineOf(snapshot).model },
+        groups,
+      };
+      const what = `VM ${req.body.name}`;
+      // CPU and memory are admitted by a start: created to start, the VM holds its room from
+      // here (the task's start keeps it); created stopped, it needs room for its disks only.
+      const admitted = req.body.start
+        ? await s.placer.reserve(id, async () => ({
+            hostId: await s.placer.choose(demand, await s.placer.snapshot(id), what),
+            vcpus: demand.vcpus,
+            memoryMiB: demand.memoryMiB,
+          }))
+        : null;
+      const hostId = admitted?.hostId ?? (await s.placer.chooseStopped(demand, snapshot, what));
       plan.spec.cpuModel = cpuMode === 'host' ? 'host' : baselineOf(snapshot).model;
       const project = await s.projects.choose(
         req.body.project,
@@ -119,8 +129,8 @@ export function vmRoutes(app: App, s: ApiServices): void {
         project,
       };
       const insert = () => s.store.insert(row);
-      const vm = project
-        ? await s.projects.admit(
+      const vm = await (project
+        ? s.projects.admit(
             project,
             {
               vms: 1,
@@ -130,7 +140,11 @@ export function vmRoutes(app: App, s: ApiServices): void {
             },
             insert,
           )
-        : await insert();
+        : insert()
+      ).catch((err: unknown) => {
+        s.placer.release(id);
+        throw err;
+      });
       await joinGroups(s.db, id, groups);
       try {
         const { userData, ...seed } = plan.seed;
@@ -153,6 +167,7 @@ export function vmRoutes(app: App, s: ApiServices): void {
         );
         return accepted(reply, task, { vm });
       } catch (err) {
+        s.placer.release(id);
         await s.secrets.removeFor(`vm:${id}`);
         await s.store.remove(id);
         throw err;

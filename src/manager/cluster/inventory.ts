@@ -13,32 +13,62 @@ import type { Db } from '../db/database.ts';
 import { clusterBaseline } from '../placement/cpu-models.ts';
 import type { CpuDemand, HostState, PlacementHost, VmGroup } from '../placement/model.ts';
 
-/** VM states that hold their host's CPU and memory. */
-const holding = ['running', 'paused', 'creating', 'unknown', 'unreachable'];
+/**
+ * VM states that hold their host's CPU and memory. A stopped VM holds none, nor does one being
+ * created: room is taken by a start, from its admission on (see `Reservation`).
+ */
+const holding = ['running', 'paused', 'unknown', 'unreachable'];
+
+/** The room a start was admitted to on a host, held until the VM runs there (or fails to). */
+export interface Reservation {
+  hostId: string;
+  vcpus: number;
+  memoryMiB: number;
+}
 
 export interface ClusterSnapshot {
   hosts: PlacementHost[];
   facts: Map<string, HostFacts>;
 }
 
-/** `without`: a VM being placed, left out so it neither takes room from nor groups with itself. */
-export async function clusterSnapshot(db: Db, without?: string): Promise<ClusterSnapshot> {
+/**
+ * `without`: a VM being placed, left out so it neither takes room from nor groups with itself.
+ * `reserved`: starts admitted and not yet running, by VM id.
+ */
+export async function clusterSnapshot(
+  db: Db,
+  without?: string,
+  reserved: ReadonlyMap<string, Reservation> = new Map(),
+): Promise<ClusterSnapshot> {
   const hostRows = await db.selectFrom('hosts').selectAll().orderBy('name').execute();
   const vms = await db.selectFrom('vms').select(['id', 'hostId', 'state', 'spec']).execute();
   const members = await db.selectFrom('placementGroupMembers').select(['groupName', 'vmId']).execute();
   const groupsOf = new Map<string, string[]>();
   for (const m of members) groupsOf.set(m.vmId, [...(groupsOf.get(m.vmId) ?? []), m.groupName]);
   const used = new Map<string, { vcpus: number; memoryMiB: number; groups: Map<string, number> }>();
+  const usedOn = (hostId: string) => {
+    const u = used.get(hostId) ?? { vcpus: 0, memoryMiB: 0, groups: new Map<string, number>() };
+    used.set(hostId, u);
+    return u;
+  };
+  const holds = new Set<string>();
   for (const vm of vms) {
     if (!vm.hostId || vm.id === without) continue;
-    const u = used.get(vm.hostId) ?? { vcpus: 0, memoryMiB: 0, groups: new Map<string, number>() };
-    used.set(vm.hostId, u);
+    const u = usedOn(vm.hostId);
     // Group membership counts whatever the VM's state: a stopped member still lives there.
     for (const g of groupsOf.get(vm.id) ?? []) u.groups.set(g, (u.groups.get(g) ?? 0) + 1);
     if (!holding.includes(vm.state)) continue;
+    holds.add(vm.id);
     const spec = JSON.parse(vm.spec) as VmSpec;
     u.vcpus += spec.vcpus;
     u.memoryMiB += spec.memoryMiB;
+  }
+  for (const [vmId, r] of reserved) {
+    // A VM that runs already holds its room by its state; count it once.
+    if (vmId === without || holds.has(vmId)) continue;
+    const u = usedOn(r.hostId);
+    u.vcpus += r.vcpus;
+    u.memoryMiB += r.memoryMiB;
   }
   const facts = new Map<string, HostFacts>();
   const hosts: PlacementHost[] = [];

@@ -28,7 +28,7 @@ export interface PlacementHost {
   memoryMiB: number;
   cpu: CpuIdentity;
   pools: readonly HostPool[];
-  /** What the VMs already on the host take (running ones and ones placed there). */
+  /** What the VMs on the host take: those that run (or may), and starts admitted there. */
   allocated: { vcpus: number; memoryMiB: number };
   /** Affinity groups of the VMs on this host, with how many members each. */
   groups: ReadonlyMap<string, number>;

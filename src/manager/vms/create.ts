@@ -9,7 +9,7 @@ import type { CreateVolumeRequest } from '../../wire/agent.ts';
 import type { VmSpec } from '../../wire/vm.ts';
 import type { AgentClient } from '../hosts/agent-client.ts';
 import type { SecretStore } from '../secrets/store.ts';
-import type { TaskKind } from '../tasks/engine.ts';
+import type { TaskContext, TaskKind } from '../tasks/engine.ts';
 import type { VmDeps } from './deps.ts';
 import type { SeedContent } from './plan.ts';
 import { startVm } from './power.ts';
@@ -32,53 +32,13 @@ export function createTask(deps: VmDeps & { secrets: SecretStore }): TaskKind<Cr
     kind: 'vm.create',
     onInterrupt: 'resume',
     async run(ctx, p) {
-      const row = await deps.store.row(p.vmId);
-      const spec = JSON.parse(row.spec) as VmSpec;
-      const agent = deps.hosts.client(row.hostId!);
-      if (ctx.resumed && row.state !== 'creating') {
-        // Its host reports it (running, stopped or crashed): the disks and seed are there.
-        if (!p.start || row.state === 'running' || row.state === 'paused') return { vm: p.vmId };
-        await ctx.step('starting', 90);
-        await startVm(deps, ctx, p.vmId);
-        return { vm: p.vmId };
-      }
-      if (ctx.resumed) {
-        await ctx.step('removing what the interrupted creation made', 0);
-        await removeVolumes(agent, p, spec);
-      }
-      const steps = p.volumes.length + 1 + (p.start ? 1 : 0);
-      let done = 0;
-      for (const v of p.volumes) {
-        ctx.throwIfCancelled();
-        const how = v.backing ? ` on ${v.backing.path}` : v.copyOf ? ` as a copy of ${v.copyOf.path}` : '';
-        await ctx.step(`creating ${v.volume.path}${how}`, (done++ / steps) * 100);
-        await agent.createVolume(v);
-      }
-      if (spec.seed) {
-        await ctx.step('writing the cloud-init seed (hostname, instance id)', (done++ / steps) * 100);
-        const userData = p.userDataSecret ? await deps.secrets.reveal(p.userDataSecret) : undefined;
-        await agent.createSeed({
-          volume: spec.seed,
-          ...p.seed,
-          ...(userData !== undefined ? { userData } : {}),
-        });
-      }
-      if (!p.start) {
-        await deps.store.setState(p.vmId, { state: 'stopped', reason: null });
-        return { vm: p.vmId };
-      }
-      await ctx.step('starting', (done / steps) * 100);
-      // Still `creating` until it runs: a stopped VM takes no room, so VMs placed meanwhile
-      // would take the room its placement counted on, and it would start elsewhere or not at all.
+      // Created to start, the VM held its room from its admission on; that hold ends with the
+      // task (its start, if it comes, holds and ends its own).
       try {
-        await startVm(deps, ctx, p.vmId, { creating: true });
-      } catch (err) {
-        // A failed start leaves a created VM stopped (cleanup removes only unfinished ones).
-        if ((await deps.store.row(p.vmId)).state === 'creating')
-          await deps.store.setState(p.vmId, { state: 'stopped', reason: null });
-        throw err;
+        return await runCreate(deps, ctx, p);
+      } finally {
+        deps.placer.release(p.vmId);
       }
-      return { vm: p.vmId };
     },
     async cleanup(ctx, p) {
       const row = await deps.store.row(p.vmId).catch(() => null);
@@ -104,4 +64,57 @@ async function removeVolumes(agent: AgentClient, p: CreateParams, spec: VmSpec):
   for (const v of [...p.volumes.map((x) => x.volume), ...(spec.seed ? [spec.seed] : [])]) {
     await agent.deleteVolume(v).catch(gone);
   }
+}
+
+async function runCreate(
+  deps: VmDeps & { secrets: SecretStore },
+  ctx: TaskContext,
+  p: CreateParams,
+): Promise<{ vm: string }> {
+  const row = await deps.store.row(p.vmId);
+  const spec = JSON.parse(row.spec) as VmSpec;
+  const agent = deps.hosts.client(row.hostId!);
+  if (ctx.resumed && row.state !== 'creating') {
+    // Its host reports it (running, stopped or crashed): the disks and seed are there.
+    if (!p.start || row.state === 'running' || row.state === 'paused') return { vm: p.vmId };
+    await ctx.step('starting', 90);
+    await startVm(deps, ctx, p.vmId);
+    return { vm: p.vmId };
+  }
+  if (ctx.resumed) {
+    await ctx.step('removing what the interrupted creation made', 0);
+    await removeVolumes(agent, p, spec);
+  }
+  const steps = p.volumes.length + 1 + (p.start ? 1 : 0);
+  let done = 0;
+  for (const v of p.volumes) {
+    ctx.throwIfCancelled();
+    const how = v.backing ? ` on ${v.backing.path}` : v.copyOf ? ` as a copy of ${v.copyOf.path}` : '';
+    await ctx.step(`creating ${v.volume.path}${how}`, (done++ / steps) * 100);
+    await agent.createVolume(v);
+  }
+  if (spec.seed) {
+    await ctx.step('writing the cloud-init seed (hostname, instance id)', (done++ / steps) * 100);
+    const userData = p.userDataSecret ? await deps.secrets.reveal(p.userDataSecret) : undefined;
+    await agent.createSeed({
+      volume: spec.seed,
+      ...p.seed,
+      ...(userData !== undefined ? { userData } : {}),
+    });
+  }
+  if (!p.start) {
+    await deps.store.setState(p.vmId, { state: 'stopped', reason: null });
+    return { vm: p.vmId };
+  }
+  await ctx.step('starting', (done / steps) * 100);
+  // Still `creating` until it runs; its room has been held since the API admitted it.
+  try {
+    await startVm(deps, ctx, p.vmId, { creating: true });
+  } catch (err) {
+    // A failed start leaves a created VM stopped (cleanup removes only unfinished ones).
+    if ((await deps.store.row(p.vmId)).state === 'creating')
+      await deps.store.setState(p.vmId, { state: 'stopped', reason: null });
+    throw err;
+  }
+  return { vm: p.vmId };
 }

@@ -40,13 +40,24 @@ export interface StartOptions {
   force?: boolean;
 }
 
-/** Starts a VM and waits until its host reports it running. Idempotent. */
+/**
+ * Starts a VM and waits until its host reports it running. Idempotent. A stopped VM's start is
+ * admitted first (its room held on the host), and the hold ends when it runs or fails to.
+ */
 export async function startVm(
   deps: VmDeps,
   ctx: TaskContext,
   vmId: string,
   opts: StartOptions = {},
 ): Promise<Vm> {
+  try {
+    return await admitAndStart(deps, ctx, vmId, opts);
+  } finally {
+    deps.placer.release(vmId);
+  }
+}
+
+async function admitAndStart(deps: VmDeps, ctx: TaskContext, vmId: string, opts: StartOptions): Promise<Vm> {
   let { row } = await loadVm(deps, vmId);
   if (row.state === 'creating' && !opts.creating)
     throw new TernError('conflict', `VM ${row.name} is still being created`);

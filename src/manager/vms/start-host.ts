@@ -6,7 +6,7 @@
  */
 import { TernError } from '../../errors.ts';
 import type { VmSpec, VolumeRef } from '../../wire/vm.ts';
-import { baselineOf, existingPool, groupsOfVm } from '../cluster/inventory.ts';
+import { baselineOf, existingPool, groupsOfVm, type Reservation } from '../cluster/inventory.ts';
 import type { VmTable } from '../db/schema.ts';
 import type { VmDeps } from './deps.ts';
 
@@ -18,37 +18,54 @@ export function volumesOf(spec: VmSpec): VolumeRef[] {
   ];
 }
 
-export async function hostForStart(deps: VmDeps, row: VmTable): Promise<{ hostId: string; spec: VmSpec }> {
+/**
+ * Admits the start of a stopped VM: picks its host as above and holds the room there (see
+ * `Placer.reserve`) until `deps.placer.release(row.id)`; writes nothing. A start that no host
+ * has room for is refused as a conflict, with every host's reason.
+ */
+export async function admitStart(
+  deps: VmDeps,
+  row: VmTable,
+): Promise<{ hostId: string; spec: VmSpec; hold: Reservation }> {
   const spec = JSON.parse(row.spec) as VmSpec;
   const current = row.hostId!;
-  const snapshot = await deps.placer.snapshot(row.id);
-  const cpuModel = row.cpuMode === 'host' ? 'host' : baselineOf(snapshot).model;
-  const pools = [...new Set(volumesOf(spec).map((v) => existingPool(snapshot, current, v)))];
-  const placement = await deps.placer.explain(
-    {
-      vcpus: spec.vcpus,
-      memoryMiB: spec.memoryMiB,
-      diskBytes: 0,
-      pools,
-      cpu: row.cpuMode === 'host' ? { mode: 'host' } : { mode: 'compat', model: cpuModel },
-      groups: await groupsOfVm(deps.db, row.id),
-    },
-    snapshot,
-  );
-  const here = placement.verdicts.find((v) => v.hostId === current);
-  let hostId = current;
-  if (!here?.eligible) {
-    if (!placement.hostId) {
-      throw new TernError(
-        'unavailable',
-        `VM ${row.name} cannot start: ${here?.reason ?? 'its host is gone'}; ${placement.summary}`,
-      );
+  const groups = await groupsOfVm(deps.db, row.id);
+  return deps.placer.reserve(row.id, async () => {
+    const snapshot = await deps.placer.snapshot(row.id);
+    const cpuModel = row.cpuMode === 'host' ? 'host' : baselineOf(snapshot).model;
+    const pools = [...new Set(volumesOf(spec).map((v) => existingPool(snapshot, current, v)))];
+    const placement = await deps.placer.explain(
+      {
+        vcpus: spec.vcpus,
+        memoryMiB: spec.memoryMiB,
+        diskBytes: 0,
+        pools,
+        cpu: row.cpuMode === 'host' ? { mode: 'host' } : { mode: 'compat', model: cpuModel },
+        groups,
+      },
+      snapshot,
+    );
+    const here = placement.verdicts.find((v) => v.hostId === current);
+    let hostId = current;
+    if (!here?.eligible) {
+      if (!placement.hostId) {
+        throw new TernError(
+          'conflict',
+          `VM ${row.name} cannot start: ${here?.reason ?? 'its host is gone'}; ${placement.summary}`,
+          { verdicts: placement.verdicts.map((v) => ({ host: v.host, filter: v.filter, reason: v.reason })) },
+        );
+      }
+      hostId = placement.hostId;
     }
-    hostId = placement.hostId;
+    return { hostId, vcpus: spec.vcpus, memoryMiB: spec.memoryMiB, spec: { ...spec, cpuModel } };
+  });
+}
+
+/** Admits the start (see `admitStart`) and records the host and CPU model it starts with. */
+export async function hostForStart(deps: VmDeps, row: VmTable): Promise<{ hostId: string; spec: VmSpec }> {
+  const { hostId, spec } = await admitStart(deps, row);
+  if (hostId !== row.hostId || spec.cpuModel !== (JSON.parse(row.spec) as VmSpec).cpuModel) {
+    await deps.store.update(row.id, { hostId, spec: JSON.stringify(spec) });
   }
-  const next = { ...spec, cpuModel };
-  if (hostId !== current || cpuModel !== spec.cpuModel) {
-    await deps.store.update(row.id, { hostId, spec: JSON.stringify(next) });
-  }
-  return { hostId, spec: next };
+  return { hostId, spec };
 }
