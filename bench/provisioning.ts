@@ -12,8 +12,10 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
+import type { ClusterSettings } from '../src/manager/cluster/settings.ts';
 import type { AgentClient } from '../src/manager/hosts/agent-client.ts';
 import type { ManagerEvent } from '../src/wire/event.ts';
+import type { Host } from '../src/wire/host.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Template } from '../src/wire/template.ts';
 import type { Vm, VolumeRef } from '../src/wire/vm.ts';
@@ -289,6 +291,15 @@ let watch: Watch | undefined;
 let keep: Vm[] = [];
 let ok = false;
 try {
+  // All clones boot at once on one host, one vCPU each: more than a small host's cores times the
+  // default overcommit. Starts are admitted against the overcommit, so allow what is measured.
+  const [host] = (await c.api.request<{ items: Host[] }>('GET', '/api/v1/hosts')).items;
+  const cpuOvercommit = Math.ceil(clones / (host.facts?.cores ?? 1));
+  const settings = await c.api.request<ClusterSettings>('GET', '/api/v1/cluster/settings');
+  if (settings.cpuOvercommit < cpuOvercommit) {
+    await c.api.request('PATCH', '/api/v1/cluster/settings', { cpuOvercommit });
+    console.log(`cpuOvercommit ${cpuOvercommit} (${clones} 1-vCPU clones on ${host.facts?.cores} cores)`);
+  }
   watch = await Watch.open(c);
   const w = watch;
   const template = await c.api.request<Template>('GET', '/api/v1/templates/tiny');
