@@ -76,6 +76,8 @@ export function snapshotCreateTask(deps: VmDeps): TaskKind<SnapshotParams> {
         );
         return;
       }
+      // Offline snapshots are undone only on disks no QEMU may hold (not an unreachable VM's).
+      if (row.state !== 'stopped') return;
       for (const volume of disks) {
         await agent
           .volumeSnapshot({ volume, op: 'delete', name: p.name })
