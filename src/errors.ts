@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'not_found'
   | 'method_not_allowed'
   | 'conflict'
+  | 'no_capacity'
   | 'locked'
   | 'payload_too_large'
   | 'unsupported_media_type'
@@ -33,6 +34,8 @@ const statusByCode: Record<ErrorCode, number> = {
   not_found: 404,
   method_not_allowed: 405,
   conflict: 409,
+  /** No host fits: a refusal of this request, not the manager being unavailable. */
+  no_capacity: 409,
   locked: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,

@@ -196,7 +196,7 @@ test('anti-affinity: one member per host, and a member more than hosts is refuse
     start: true,
   });
   assert.ok(refused(r), 'the extra member is refused');
-  assert.equal(r.status, 503, r.message);
+  assert.equal(r.status, 409, r.message);
   assert.match(r.message, new RegExp(`all ${hostCount} hosts rejected: ${hostCount} by anti-affinity`));
   const gone = await attempt<Vm>('GET', '/api/v1/vms/web-extra');
   assert.ok(refused(gone) && gone.status === 404, 'nothing is left of the refused VM');
@@ -294,7 +294,7 @@ test('capacity: with a low CPU overcommit, exactly what cores × ratio allow is 
     }
     assert.equal(tasks.length, expected, 'VMs accepted');
     assert.ok(refusal, 'a VM beyond the capacity is refused');
-    assert.equal(refusal.status, 503);
+    assert.equal(refusal.status, 409);
     assert.match(refusal.message, new RegExp(`all ${hostCount} hosts rejected: ${hostCount} by capacity`));
     for (const t of await Promise.all(tasks.map((x) => api.settle(x))))
       assert.equal(t.state, 'succeeded', JSON.stringify(t.error));

@@ -55,6 +55,7 @@ const options = {
   tolerate: { type: 'string' },
   'cpu-overcommit': { type: 'string' },
   'memory-overcommit': { type: 'string' },
+  'storage-overcommit': { type: 'string' },
   strategy: { type: 'string' },
   affinity: { type: 'boolean', default: false },
   'anti-affinity': { type: 'boolean', default: false },
@@ -149,6 +150,7 @@ export interface Flags {
   tolerate?: string;
   'cpu-overcommit'?: string;
   'memory-overcommit'?: string;
+  'storage-overcommit'?: string;
   strategy?: string;
   affinity: boolean;
   'anti-affinity': boolean;

@@ -66,7 +66,7 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern host orphans adopt HOST ID | remove HOST ID [--force]   --force: also kill a running orphan
   tern vm migrate VM [--to HOST] [--quick] [--target-pool P] [--downtime MS] [--bandwidth MIB/S] [--explain]
   tern vm disk move VM INDEX POOL                         storage migration (live when the VM runs)
-  tern cluster show | settings [--cpu-overcommit N] [--memory-overcommit N] [--strategy spread|pack]
+  tern cluster show | settings [--cpu-overcommit N] [--memory-overcommit N] [--storage-overcommit N] [--strategy spread|pack]
   tern cluster capacity --size 2cpu,4G,20G [--tolerate K]  VMs that still fit with K hosts failed
   tern group list | create NAME --affinity|--anti-affinity | delete NAME
   tern ha status | plan | check                            hosts as HA sees them, the restart plan, readiness

@@ -61,7 +61,10 @@ export function installErrorHandling(app: FastifyInstance, allowed?: AllowedMeth
   });
 }
 
-/** For routes whose body is optional: no body is validated as an empty object. */
+/**
+ * For routes whose body is optional: no body is validated as an empty object. A body of JSON
+ * `null` is a body, of the wrong type.
+ */
 export async function emptyBodyAsObject(req: { body: unknown }): Promise<void> {
-  req.body ??= {};
+  if (req.body === undefined) req.body = {};
 }

@@ -22,7 +22,31 @@ function buildValidator(externalSchemas: Record<string, unknown>, options: { cus
     }) as unknown as Validate;
   const body = build(false);
   const text = build('array');
-  return (route: RouteSchema) => (route.httpPart === 'body' ? body(route) : text(route));
+  return (route: RouteSchema) =>
+    route.httpPart === 'body' ? body(route) : finiteOnly(text(route) as AjvValidate);
+}
+
+type AjvValidate = ((data: unknown, ctx?: unknown) => boolean) & { errors?: unknown[] | null };
+
+/**
+ * Ajv reads "1e999" in a query string as Infinity and then lets it through every bound; no
+ * count, size or limit is infinite.
+ */
+function finiteOnly(validate: AjvValidate): AjvValidate {
+  const checked: AjvValidate = (data, ctx) => {
+    if (!validate(data, ctx)) {
+      checked.errors = validate.errors;
+      return false;
+    }
+    const bad = Object.entries(data ?? {}).find(([, v]) =>
+      [v].flat().some((x) => typeof x === 'number' && !Number.isFinite(x)),
+    );
+    checked.errors = bad
+      ? [{ instancePath: `/${bad[0]}`, keyword: 'type', params: {}, message: 'must be a finite number' }]
+      : null;
+    return !bad;
+  };
+  return checked;
 }
 
 /** Spread into the options of a Fastify server. */

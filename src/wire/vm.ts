@@ -39,6 +39,17 @@ export type DiskSpec = Static<typeof DiskSpec>;
 /** Disk slots with a hot-pluggable port from boot, so disks can be added to a running VM. */
 export const hotplugSlots = 8;
 
+/**
+ * A disk size people give in GiB: at least 1 MiB (a smaller one would silently become 1 MiB),
+ * at most 64 TiB; whether its pool can take it is decided against the pool's free space.
+ */
+export const DiskGiB = (description = 'GiB') =>
+  Type.Number({
+    minimum: 1 / 1024,
+    maximum: 65536,
+    description: `${description} (from 1/1024 = 1 MiB to 65536; rounded up to a whole MiB)`,
+  });
+
 /** Disk sizes people give in GiB, as bytes: rounded up to whole MiB, which qemu-img accepts. */
 export function gibToBytes(gib: number): number {
   const MiB = 1024 * 1024;
@@ -224,15 +235,9 @@ export const CreateVmRequest = Type.Object(
     vcpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
     memoryMiB: Type.Optional(Type.Integer({ minimum: 32, maximum: 4 * 1024 * 1024 })),
     diskGiB: Type.Optional(
-      Type.Number({
-        exclusiveMinimum: 0,
-        maximum: 65536,
-        description: 'size of the boot disk; required without a template, grows the template disk with one',
-      }),
+      DiskGiB('size of the boot disk; required without a template, grows the template disk with one'),
     ),
-    extraDisksGiB: Type.Optional(
-      Type.Array(Type.Number({ exclusiveMinimum: 0, maximum: 65536 }), { maxItems: 8 }),
-    ),
+    extraDisksGiB: Type.Optional(Type.Array(DiskGiB(), { maxItems: 8 })),
     nics: Type.Optional(
       Type.Array(
         Type.Union([

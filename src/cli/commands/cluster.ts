@@ -54,6 +54,7 @@ export async function clusterCommand(
     const changes: Record<string, unknown> = {};
     if (flags['cpu-overcommit']) changes.cpuOvercommit = Number(flags['cpu-overcommit']);
     if (flags['memory-overcommit']) changes.memoryOvercommit = Number(flags['memory-overcommit']);
+    if (flags['storage-overcommit']) changes.storageOvercommit = Number(flags['storage-overcommit']);
     if (flags.strategy) changes.strategy = flags.strategy;
     if (flags.downtime) changes.migrationDowntimeMs = Number(flags.downtime);
     if (flags.bandwidth) changes.migrationBandwidthMiBps = Number(flags.bandwidth);
@@ -94,7 +95,7 @@ export async function clusterCommand(
   }
   throw new TernError(
     'invalid_request',
-    'usage: tern cluster show | settings [--cpu-overcommit N] [--memory-overcommit N] [--strategy spread|pack] | capacity --size 2cpu,4G,20G [--tolerate K]',
+    'usage: tern cluster show | settings [--cpu-overcommit N] [--memory-overcommit N] [--storage-overcommit N] [--strategy spread|pack] | capacity --size 2cpu,4G,20G [--tolerate K]',
   );
 }
 

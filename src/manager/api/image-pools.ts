@@ -11,7 +11,7 @@ import {
   versionDeleteTask,
   versionTestTask,
 } from '../imagepools/tasks.ts';
-import { promote, rollback } from '../imagepools/versions.ts';
+import { find, promote, refuseDelete, rollback } from '../imagepools/versions.ts';
 import type { ApiServices, App } from './context.ts';
 import { accepted } from './reply.ts';
 
@@ -116,6 +116,8 @@ export function imagePoolRoutes(app: App, s: ApiServices): void {
     },
     async (req, reply) => {
       const p = { pool: req.params.pool, number: req.params.number };
+      // Refused before a task when the pool or version does not exist (the task checks again).
+      find(await s.imagePools.state(p.pool), p.number);
       return accepted(reply, await s.tasks.submit(test, p, lock(p.pool)));
     },
   );
@@ -166,6 +168,8 @@ export function imagePoolRoutes(app: App, s: ApiServices): void {
     },
     async (req, reply) => {
       const p = { pool: req.params.pool, number: req.params.number };
+      // Refused before a task when nothing could be deleted; the task checks again under its lock.
+      refuseDelete(await s.imagePools.state(p.pool), p.number, await s.imagePools.members(p.pool));
       return accepted(reply, await s.tasks.submit(remove, p, lock(p.pool)));
     },
   );

@@ -24,7 +24,12 @@ export function taskRoutes(app: App, s: ApiServices): void {
         querystring: Type.Object(
           {
             state: Type.Optional(TaskState),
-            object: Type.Optional(Type.String({ maxLength: 100, description: 'e.g. vm:<id>' })),
+            object: Type.Optional(
+              Type.String({
+                maxLength: 100,
+                description: 'one of the objects it locks, exactly, e.g. vm:<id>',
+              }),
+            ),
             limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 50 })),
             before: Type.Optional(
               Type.String({ maxLength: 40, description: 'createdAt of the last task seen' }),

@@ -5,10 +5,11 @@ import { TernError } from '../../errors.ts';
 import { SnapshotName } from '../../wire/agent.ts';
 import { ErrorBody } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
-import { gibToBytes, type VmSpec, VolumeRef } from '../../wire/vm.ts';
+import { DiskGiB, gibToBytes, type VmSpec, VolumeRef } from '../../wire/vm.ts';
 import { principalOf, seesAllVms } from '../auth/principal.ts';
 import type { VmTable } from '../db/schema.ts';
-import { type AttachParams, attachTask, detachTask, freeSlot, resizeTask } from '../vms/disks.ts';
+import { fitsPool, formatBytes } from '../placement/filters.ts';
+import { type AttachParams, attachTask, detachTask, freeSlot, growth, resizeTask } from '../vms/disks.ts';
 import {
   listSnapshots,
   snapshotCreateTask,
@@ -42,18 +43,15 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
         summary: 'Grow a disk: online when the VM runs, offline otherwise',
         tags: ['vm storage'],
         params: Type.Object({ vm: VmRef.properties.vm, index: Type.Integer({ minimum: 0, maximum: 15 }) }),
-        body: Type.Object(
-          { sizeGiB: Type.Number({ exclusiveMinimum: 0, maximum: 65536 }) },
-          { additionalProperties: false },
-        ),
+        body: Type.Object({ sizeGiB: DiskGiB('the new size') }, { additionalProperties: false }),
         response: responses,
       },
     },
     async (req, reply) => {
       const sizeBytes = gibToBytes(req.body.sizeGiB);
       const row = await s.store.row(req.params.vm);
-      const current = (JSON.parse(row.diskSizes) as number[])[req.params.index] ?? 0;
-      await admitDisk(s, row, sizeBytes - current);
+      const added = growth(row, req.params.index, sizeBytes);
+      await admitDisk(s, row, (JSON.parse(row.spec) as VmSpec).disks[req.params.index].volume.pool, added);
       return acceptVmTask(s, reply, req.params.vm, resize, (vmId) => ({
         vmId,
         index: req.params.index,
@@ -70,10 +68,7 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
         tags: ['vm storage'],
         params: VmRef,
         body: Type.Union([
-          Type.Object(
-            { sizeGiB: Type.Number({ exclusiveMinimum: 0, maximum: 65536 }) },
-            { additionalProperties: false },
-          ),
+          Type.Object({ sizeGiB: DiskGiB('size of a new empty disk') }, { additionalProperties: false }),
           Type.Object({ volume: VolumeRef }, { additionalProperties: false }),
         ]),
         response: responses,
@@ -95,7 +90,7 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
           disk: { volume, format: 'qcow2', readonly: false, slot },
           sizeBytes: gibToBytes(req.body.sizeGiB),
         };
-        await admitDisk(s, row, params.sizeBytes ?? 0);
+        await admitDisk(s, row, volume.pool, params.sizeBytes ?? 0);
       } else {
         const { volume } = req.body;
         // Only VM disks (such as one detached with --keep-disks) attach writable: template
@@ -215,11 +210,23 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
 }
 
 /**
- * Refuses disk growth beyond the VM's project quota. The check is serialized with other
- * admissions of the project, but the use only grows when the task has run: two disk
- * requests racing each other may both pass.
+ * Refuses, before any task, disk growth that the VM's pool cannot promise under the storage
+ * overcommit (its host's last report of free space), or beyond the VM's project quota. The
+ * quota check is serialized with other admissions of the project, but the use only grows when
+ * the task has run: two disk requests racing each other may both pass.
  */
-async function admitDisk(s: ApiServices, row: VmTable, addBytes: number): Promise<void> {
-  if (row.project && addBytes > 0)
-    await s.projects.admit(row.project, { diskBytes: addBytes }, async () => undefined);
+async function admitDisk(s: ApiServices, row: VmTable, poolName: string, addBytes: number): Promise<void> {
+  if (addBytes <= 0) return;
+  if (row.hostId) {
+    const host = await s.hosts.get(row.hostId);
+    const pool = host.facts?.pools.find((p) => p.name === poolName);
+    const { storageOvercommit } = await s.placer.settings.get();
+    if (pool && !fitsPool(pool.freeBytes, addBytes, storageOvercommit))
+      throw new TernError(
+        'no_capacity',
+        `pool ${poolName} on host ${host.name} cannot take ${formatBytes(addBytes)} more of disk: ${formatBytes(pool.freeBytes)} free × storageOvercommit ${storageOvercommit}`,
+        { pool: poolName, host: host.name, freeBytes: pool.freeBytes, bytes: addBytes, storageOvercommit },
+      );
+  }
+  if (row.project) await s.projects.admit(row.project, { diskBytes: addBytes }, async () => undefined);
 }

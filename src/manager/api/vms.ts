@@ -95,8 +95,9 @@ export function vmRoutes(app: App, s: ApiServices): void {
       const demand = {
         vcpus: plan.spec.vcpus,
         memoryMiB: plan.spec.memoryMiB,
-        // Disks are thin: only a full clone takes its template's size at once.
-        diskBytes: req.body.full && template ? template.diskSizeBytes : 0,
+        // Every new disk at the size the guest sees, a linked clone's overlay too (it may grow
+        // to it); the template's base is written already.
+        diskBytes: plan.diskSizes.reduce((a, b) => a + b, 0),
         pools: [
           diskPool,
           ...(template && templateHost ? [existingPool(snapshot, templateHost, template.disk)] : []),

@@ -74,7 +74,7 @@ export class Placer {
   async choose(demand: VmDemand, snapshot: ClusterSnapshot, what: string): Promise<string> {
     const p = await this.explain(demand, snapshot);
     if (p.hostId) return p.hostId;
-    throw new TernError('unavailable', `no host can take ${what}: ${p.summary}`, {
+    throw new TernError('no_capacity', `no host can take ${what}: ${p.summary}`, {
       verdicts: p.verdicts.map((v) => ({ host: v.host, filter: v.filter, reason: v.reason })),
     });
   }

@@ -12,6 +12,12 @@ export const ClusterSettings = Type.Object(
   {
     cpuOvercommit: Type.Number({ minimum: 0.1, maximum: 64, description: 'vCPUs allowed per host core' }),
     memoryOvercommit: Type.Number({ minimum: 0.1, maximum: 4, description: '1.0: no memory overcommit' }),
+    storageOvercommit: Type.Number({
+      minimum: 0.1,
+      maximum: 1000,
+      description:
+        'virtual disk bytes a new or grown disk may take per byte free in its pool; 1.0: it fits in full',
+    }),
     strategy: Type.Union([Type.Literal('spread'), Type.Literal('pack')]),
     migrationDowntimeMs: Type.Integer({ minimum: 1, maximum: 60_000 }),
     migrationBandwidthMiBps: Type.Integer({ minimum: 0, maximum: 1_000_000, description: '0: unlimited' }),
@@ -24,6 +30,7 @@ export type ClusterSettings = Static<typeof ClusterSettings>;
 export const defaultSettings: ClusterSettings = {
   cpuOvercommit: defaultPolicy.cpuOvercommit,
   memoryOvercommit: defaultPolicy.memoryOvercommit,
+  storageOvercommit: defaultPolicy.storageOvercommit,
   strategy: defaultPolicy.strategy,
   migrationDowntimeMs: 300,
   migrationBandwidthMiBps: 0,
@@ -80,6 +87,7 @@ export class SettingsStore {
       ...defaultPolicy,
       cpuOvercommit: s.cpuOvercommit,
       memoryOvercommit: s.memoryOvercommit,
+      storageOvercommit: s.storageOvercommit,
       strategy: s.strategy,
     };
   }

@@ -31,7 +31,8 @@ export interface PoolVm {
   running: boolean;
 }
 
-function find(pool: PoolState, n: number): Version {
+/** Version `n` of the pool; not_found when it has none. */
+export function find(pool: PoolState, n: number): Version {
   const v = pool.versions.find((x) => x.number === n);
   if (!v) throw new TernError('not_found', `pool ${pool.name} has no version ${n}`);
   return v;

@@ -84,9 +84,15 @@ test('capacity: new disk bytes against the free bytes of pools[0] on that host',
   const v = vm({ pools: ['local', 'shared'], diskBytes: 200 * GiB });
   assert.deepEqual(verdict([h], h, v), {
     filter: 'capacity',
-    reason: 'needs 200.0 GiB in pool local, 100.0 GiB free',
+    reason: 'needs 200.0 GiB in pool local, 100.0 GiB free × 1.0',
   });
   assert.equal(verdict([h], h, { ...v, diskBytes: 50 * GiB }), null);
+  // Thin promises, as far as the operator allows them.
+  assert.equal(verdict([h], h, v, { ...defaultPolicy, storageOvercommit: 2 }), null);
+  assert.equal(
+    verdict([h], h, { ...v, diskBytes: 201 * GiB }, { ...defaultPolicy, storageOvercommit: 2 })?.filter,
+    'capacity',
+  );
 });
 
 test('storage: the host must see every pool of the VM', () => {

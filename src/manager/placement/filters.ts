@@ -68,6 +68,11 @@ export function passesExclude(host: PlacementHost, d: Demand): boolean {
   return true;
 }
 
+/** Whether a pool with `freeBytes` free may take `bytes` more of virtual disk size. */
+export function fitsPool(freeBytes: number, bytes: number, storageOvercommit: number): boolean {
+  return bytes <= freeBytes * storageOvercommit;
+}
+
 export function passesCapacity(host: PlacementHost, d: Demand): boolean {
   const { vm, policy } = d;
   if (host.allocated.vcpus + vm.vcpus > host.cores * policy.cpuOvercommit) return false;
@@ -75,7 +80,7 @@ export function passesCapacity(host: PlacementHost, d: Demand): boolean {
   if (vm.diskBytes > 0 && d.diskPool !== null) {
     const pool = poolOf(host, d.diskPool);
     // A pool the host cannot see is the storage filter's to report.
-    if (pool !== undefined && pool.freeBytes < vm.diskBytes) return false;
+    if (pool !== undefined && !fitsPool(pool.freeBytes, vm.diskBytes, policy.storageOvercommit)) return false;
   }
   return true;
 }
@@ -137,7 +142,7 @@ export function rejectionReason(host: PlacementHost, d: Demand, filter: FilterNa
         return `needs ${vm.memoryMiB} MiB, ${num(Math.max(0, memFree))} MiB free of ${host.memoryMiB} × ${ratio(policy.memoryOvercommit)}`;
       }
       const pool = d.diskPool === null ? undefined : poolOf(host, d.diskPool);
-      return `needs ${formatBytes(vm.diskBytes)} in pool ${d.diskPool}, ${formatBytes(pool?.freeBytes ?? 0)} free`;
+      return `needs ${formatBytes(vm.diskBytes)} in pool ${d.diskPool}, ${formatBytes(pool?.freeBytes ?? 0)} free × ${ratio(policy.storageOvercommit)}`;
     }
     case 'storage': {
       const missing = vm.pools.filter((p) => poolOf(host, p) === undefined);

@@ -59,6 +59,13 @@ export interface PlacementPolicy {
   cpuOvercommit: number;
   /** Memory allowed per MiB of host memory; 1.0 is no overcommit. */
   memoryOvercommit: number;
+  /**
+   * Virtual disk bytes one request may add to a pool per byte the pool has free. 1.0: every new
+   * or grown disk (a linked clone's overlay too, at the size the guest sees) fits in the free
+   * space in full. Disks already there count by what they take now (thin disks grow later, and
+   * storage-full protection pauses a VM whose disk cannot).
+   */
+  storageOvercommit: number;
   /** `spread` prefers the host with the most headroom left, `pack` the one with the least. */
   strategy: 'spread' | 'pack';
   weights: { memory: number; cpu: number; storage: number };
@@ -67,6 +74,7 @@ export interface PlacementPolicy {
 export const defaultPolicy: PlacementPolicy = Object.freeze({
   cpuOvercommit: 4,
   memoryOvercommit: 1.0,
+  storageOvercommit: 1.0,
   strategy: 'spread',
   weights: Object.freeze({ memory: 3, cpu: 2, storage: 1 }),
 });

@@ -8,6 +8,7 @@
  * manager), and a cleanup that cannot reach its host has undone nothing.
  */
 import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
 import { asTernError, TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { Task, TaskLogLine, TaskState } from '../../wire/task.ts';
@@ -170,7 +171,11 @@ export class TaskEngine {
       .orderBy('id')
       .limit(filter.limit);
     if (filter.state) q = q.where('state', '=', filter.state);
-    if (filter.object) q = q.where('objects', 'like', `%${JSON.stringify(filter.object).slice(1, -1)}%`);
+    if (filter.object) {
+      // One whole element of the JSON list, its % and _ meaning themselves.
+      const element = JSON.stringify(filter.object).replace(/[\\%_]/g, (c) => `\\${c}`);
+      q = q.where(sql<boolean>`objects like ${`%${element}%`} escape '\\'`);
+    }
     if (filter.before) q = q.where('createdAt', '<', filter.before);
     if (filter.requestedBy) q = q.where('requestedBy', '=', filter.requestedBy);
     return (await q.execute()).map((r) => toTask(r));

@@ -65,6 +65,28 @@ async function recordDiskSize(deps: VmDeps, vmId: string, index: number): Promis
   return info.virtualBytes;
 }
 
+/**
+ * How many bytes growing disk `index` to `sizeBytes` adds, refused before any task when the VM
+ * has no such disk or the size is below the disk's: disks only grow (a shrink would cut off
+ * whatever the guest keeps at the disk's end).
+ */
+export function growth(
+  vm: { name: string; diskSizes: string; spec: string },
+  index: number,
+  sizeBytes: number,
+) {
+  if ((JSON.parse(vm.spec) as VmSpec).disks[index] === undefined)
+    throw new TernError('not_found', `VM ${vm.name} has no disk ${index}`);
+  const current = (JSON.parse(vm.diskSizes) as number[])[index] ?? 0;
+  if (sizeBytes < current)
+    throw new TernError(
+      'conflict',
+      `disk ${index} of ${vm.name} is ${current} bytes, more than ${sizeBytes}: disks only grow`,
+      { sizeBytes: current },
+    );
+  return sizeBytes - current;
+}
+
 /** The lowest free disk slot; on q35 only the slots with a hot-pluggable port. */
 export function freeSlot(spec: VmSpec): number {
   const used = new Set(spec.disks.map((d, i) => diskSlot(d, i)));
