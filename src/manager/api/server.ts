@@ -29,6 +29,7 @@ import { identityRoutes } from './identity.ts';
 import { imagePoolRoutes } from './image-pools.ts';
 import { imageRoutes } from './images.ts';
 import { migrationRoutes } from './migration.ts';
+import { apiDocument } from './openapi.ts';
 import { projectRoutes } from './projects.ts';
 import { secretRoutes } from './secrets.ts';
 import { taskRoutes } from './tasks.ts';
@@ -78,6 +79,7 @@ export async function buildApi(s: ApiServices, log: Logger, tls: ApiTls): Promis
       components: { securitySchemes: { token: { type: 'http', scheme: 'bearer' } } },
       security: [{ token: [] }],
     },
+    transformObject: apiDocument,
   });
 
   // Deny by default: a route nobody gave a rule refuses to exist.
