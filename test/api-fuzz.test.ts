@@ -26,7 +26,7 @@ interface Failure {
 }
 
 const seed = Number(process.env.TERN_FUZZ_SEED ?? 20240611);
-const perOperation = 20;
+const perOperation = 50;
 
 let c: SimCluster;
 let doc: { paths: Record<string, Record<string, Schema>>; components?: { schemas?: Record<string, Schema> } };

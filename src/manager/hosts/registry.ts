@@ -304,7 +304,7 @@ export class HostRegistry {
   /** The host new VMs go to. Placement across many hosts arrives with clusters. */
   async pickHost(): Promise<Host> {
     const online = (await this.list()).filter((h) => h.state === 'online');
-    if (online.length === 0) throw new TernError('unavailable', 'no host is online to run VMs');
+    if (online.length === 0) throw new TernError('no_capacity', 'no host is online to run VMs');
     return online.sort((a, b) => a.vmCount - b.vmCount)[0];
   }
 
