@@ -6,7 +6,7 @@ import { ErrorBody } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import { type ForceParams, pauseTask, rebootTask, shutdownTask, startTask, stopTask } from '../vms/power.ts';
-import { admitStart } from '../vms/start-host.ts';
+import { admitStartUnlessHeld } from '../vms/start-host.ts';
 import type { ApiServices, App } from './context.ts';
 import { acceptVmTask } from './reply.ts';
 import { VmRef } from './vms.ts';
@@ -27,7 +27,7 @@ async function acceptStart(
   const row = await s.store.row(ref);
   const stopped = row.state === 'stopped' || row.state === 'crashed' || row.state === 'missing';
   // A start already admitted is in flight: this one is refused for its lock, the room kept.
-  const { hold } = stopped && !s.placer.holds(row.id) ? await admitStart(s, row) : { hold: undefined };
+  const hold = stopped ? (await admitStartUnlessHeld(s, row))?.hold : undefined;
   try {
     return await acceptVmTask(s, reply, row.id, kind, (vmId) => ({ vmId, force }));
   } catch (err) {

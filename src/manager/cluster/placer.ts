@@ -33,7 +33,20 @@ export class Placer {
    * is admitted again when its task resumes.
    */
   reserve<T extends Reservation>(vmId: string, decide: () => Promise<T>): Promise<T & { hold: Reservation }> {
+    return this.#admit(vmId, decide, false) as Promise<T & { hold: Reservation }>;
+  }
+
+  /** As `reserve`, unless a start of the VM holds room already (it is in flight): then null. */
+  reserveUnlessHeld<T extends Reservation>(
+    vmId: string,
+    decide: () => Promise<T>,
+  ): Promise<(T & { hold: Reservation }) | null> {
+    return this.#admit(vmId, decide, true);
+  }
+
+  #admit<T extends Reservation>(vmId: string, decide: () => Promise<T>, unlessHeld: boolean) {
     const admitted = this.#turn.then(async () => {
+      if (unlessHeld && this.#reserved.has(vmId)) return null;
       const r = await decide();
       const hold = { hostId: r.hostId, vcpus: r.vcpus, memoryMiB: r.memoryMiB };
       this.#reserved.set(vmId, hold);
@@ -51,11 +64,6 @@ export class Placer {
     const p = await this.explain(demand, snapshot);
     if (p.hostId) return p.hostId;
     return this.choose({ ...demand, vcpus: 0, memoryMiB: 0 }, snapshot, what);
-  }
-
-  /** Whether a start of the VM is admitted and holds room now. */
-  holds(vmId: string): boolean {
-    return this.#reserved.has(vmId);
   }
 
   /**

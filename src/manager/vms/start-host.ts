@@ -8,6 +8,7 @@ import { TernError } from '../../errors.ts';
 import type { VmSpec, VolumeRef } from '../../wire/vm.ts';
 import { baselineOf, existingPool, groupsOfVm, type Reservation } from '../cluster/inventory.ts';
 import type { VmTable } from '../db/schema.ts';
+import type { VmGroup } from '../placement/model.ts';
 import type { VmDeps } from './deps.ts';
 
 export function volumesOf(spec: VmSpec): VolumeRef[] {
@@ -27,10 +28,21 @@ export async function admitStart(
   deps: VmDeps,
   row: VmTable,
 ): Promise<{ hostId: string; spec: VmSpec; hold: Reservation }> {
+  return deps.placer.reserve(row.id, decideStart(deps, row, await groupsOfVm(deps.db, row.id)));
+}
+
+/** As `admitStart`, unless a start of the VM holds room already: then null. */
+export async function admitStartUnlessHeld(
+  deps: VmDeps,
+  row: VmTable,
+): Promise<{ hostId: string; spec: VmSpec; hold: Reservation } | null> {
+  return deps.placer.reserveUnlessHeld(row.id, decideStart(deps, row, await groupsOfVm(deps.db, row.id)));
+}
+
+function decideStart(deps: VmDeps, row: VmTable, groups: VmGroup[]) {
   const spec = JSON.parse(row.spec) as VmSpec;
   const current = row.hostId!;
-  const groups = await groupsOfVm(deps.db, row.id);
-  return deps.placer.reserve(row.id, async () => {
+  return async () => {
     const snapshot = await deps.placer.snapshot(row.id);
     const cpuModel = row.cpuMode === 'host' ? 'host' : baselineOf(snapshot).model;
     const pools = [...new Set(volumesOf(spec).map((v) => existingPool(snapshot, current, v)))];
@@ -58,7 +70,7 @@ export async function admitStart(
       hostId = placement.hostId;
     }
     return { hostId, vcpus: spec.vcpus, memoryMiB: spec.memoryMiB, spec: { ...spec, cpuModel } };
-  });
+  };
 }
 
 /** Admits the start (see `admitStart`) and records the host and CPU model it starts with. */
