@@ -73,6 +73,8 @@ test('the wire objects are named types', () => {
     'Image',
     'ImagePool',
     'Alert',
+    'Host',
+    'Project',
   ])
     assert.ok(schemas[name], `${name} is a named schema`);
   const show = doc.paths['/api/v1/vms/{vm}'].get.responses['200'].content?.['application/json'];

@@ -54,18 +54,30 @@ function canonical(value: unknown): string {
   return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical((value as Json)[k])}`).join(',')}}`;
 }
 
+/**
+ * A schema node as @fastify/swagger writes it into the document: a const is an enum of one, a
+ * record's any-key pattern is additionalProperties.
+ */
+function asSwaggerSpellsIt(_key: string, x: unknown): unknown {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return x;
+  return Object.fromEntries(
+    Object.entries(x).map(([k, y]) => {
+      if (k === 'const') return ['enum', [y]];
+      const any = (y as Json | null)?.['^.*$'];
+      if (k === 'patternProperties' && any !== undefined && Object.keys(y as Json).length === 1)
+        return ['additionalProperties', any];
+      return [k, y];
+    }),
+  );
+}
+
 /** The object schemas exported by wire modules, by their export name. */
 export function namedSchemas(...modules: Record<string, unknown>[]): Record<string, Json> {
   const named: Record<string, Json> = {};
   for (const m of modules) {
     for (const [name, v] of Object.entries(m)) {
       if (typeof v !== 'object' || v === null || Array.isArray(v)) continue;
-      // As @fastify/swagger spells them: a const is an enum of one.
-      const s = JSON.parse(JSON.stringify(v), (_, x) =>
-        x && typeof x === 'object' && 'const' in x && !Array.isArray(x)
-          ? Object.fromEntries(Object.entries(x).map(([k, y]) => (k === 'const' ? ['enum', [y]] : [k, y])))
-          : x,
-      ) as Json;
+      const s = JSON.parse(JSON.stringify(v), asSwaggerSpellsIt) as Json;
       if (s.type === 'object' || Array.isArray(s.anyOf)) named[name] ??= s;
     }
   }
