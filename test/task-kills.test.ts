@@ -555,3 +555,21 @@ for (const c of table) {
     await assertTruthful();
   });
 }
+
+test('vm.disk.detach: killed at the hot-unplug, a disk that cannot be plugged back in is not called undone', async () => {
+  const v = await makeVm('k-replug', { extra: [0.0625] });
+  const host = hostOf(v);
+  const t = await killDuring(del('/api/v1/vms/k-replug/disks/1'), holding(host, 'detachDisk'), () => {
+    // The host unplugs the disk while no manager is there, then refuses to plug it back in.
+    releaseAll();
+    host.driver.faults.failNext('attachDisk', 1, new Error('the guest refused the disk'));
+  });
+  assert.equal(t.state, 'failed');
+  assert.match(t.error!.message, /undoing its partial work failed: could not plug disk 1 back in/);
+  assert.doesNotMatch(t.error!.message, /was undone/);
+  // The inventory still lists the disk the guest no longer has: the VM goes, so the tests after
+  // this one find the hosts and the inventory in agreement.
+  const gone = await api.task('DELETE', '/api/v1/vms/k-replug?force=true');
+  assert.equal(gone.state, 'succeeded', JSON.stringify(gone.error));
+  await assertTruthful();
+});

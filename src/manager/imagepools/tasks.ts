@@ -10,6 +10,7 @@ import type { VmSpec } from '../../wire/vm.ts';
 import { now } from '../db/database.ts';
 import type { ImagePoolTable } from '../db/schema.ts';
 import type { TaskKind } from '../tasks/engine.ts';
+import { Undo } from '../tasks/undo.ts';
 import { loadVm, type VmDeps } from '../vms/deps.ts';
 import { planVm, randomMac } from '../vms/plan.ts';
 import { shutdownVm, startVm } from '../vms/power.ts';
@@ -149,8 +150,12 @@ export function poolCreateTask(deps: PoolDeps): TaskKind<PoolCreateParams> {
       }
       return { pool: p.name, vms: p.size };
     },
-    async cleanup(ctx, p) {
-      await ctx.log(`pool ${p.name} was not completed; delete its VMs and volumes by hand if any remain`);
+    async cleanup(_ctx, p) {
+      // Tern has no way yet to take a pool apart; saying so beats claiming it was undone.
+      throw new TernError(
+        'conflict',
+        `pool ${p.name} was not completed; delete its VMs and volumes by hand if any remain`,
+      );
     },
   };
 }
@@ -206,7 +211,7 @@ export function versionCreateTask(deps: PoolDeps): TaskKind<VersionParams> {
       await deps.imagePools.setVersion(p.pool, next.number, { maintenanceVm: id });
       return { version: next.number, maintenanceVm: name };
     },
-    async cleanup(ctx, p) {
+    async cleanup(_ctx, p) {
       // Whatever of the new version was made goes: its volume would block the next attempt.
       const pool = await deps.imagePools.row(p.pool).catch(() => null);
       if (!pool) return;
@@ -218,10 +223,11 @@ export function versionCreateTask(deps: PoolDeps): TaskKind<VersionParams> {
       const agent = deps.hosts.client(pool.hostId);
       const vm = await deps.store.find(`${p.pool}-v${n}`);
       const volumes = [versionVolume(pool, n), ...(vm ? [(JSON.parse(vm.spec) as VmSpec).seed!] : [])];
+      const undo = new Undo();
       for (const v of volumes.filter(Boolean))
-        await agent
-          .deleteVolume(v)
-          .catch((err: Error) => ctx.log(`could not remove ${v.path}: ${err.message}`));
+        await undo.step(`remove ${v.path}`, () => agent.deleteVolume(v));
+      // The rows go only with their volumes: a row is how the next attempt finds what is left.
+      undo.done();
       if (vm) await deps.store.remove(vm.id);
       if (half) await deps.imagePools.removeVersion(p.pool, n);
     },

@@ -8,6 +8,7 @@ import type { VolumeRef } from '../../wire/vm.ts';
 import { now } from '../db/database.ts';
 import type { HostRegistry } from '../hosts/registry.ts';
 import type { TaskKind } from '../tasks/engine.ts';
+import { Undo } from '../tasks/undo.ts';
 import type { ImageStore } from './images.ts';
 
 export interface ImageDeps {
@@ -76,17 +77,15 @@ export function importTask(deps: ImageDeps): TaskKind<ImportParams> {
         actualBytes: image.actualBytes,
       };
     },
-    async cleanup(ctx, p) {
+    async cleanup(_ctx, p) {
       const agent = deps.hosts.client(p.hostId);
       const leftovers = p.upload ? [p.upload] : [];
       // A row means the volume belongs to an image (this one, or an older one of that name).
       if (!(await deps.images.has(p.name)))
         leftovers.push(p.volume, { pool: p.volume.pool, path: `${p.volume.path}.partial` });
-      for (const v of leftovers) {
-        await agent
-          .deleteVolume(v)
-          .catch((err) => ctx.log(`could not remove ${v.path}: ${asTernError(err).message}`));
-      }
+      const undo = new Undo();
+      for (const v of leftovers) await undo.step(`remove ${v.path}`, () => agent.deleteVolume(v));
+      undo.done();
     },
   };
 }

@@ -8,6 +8,7 @@ import { TernError } from '../../errors.ts';
 import type { VmSpec, VolumeRef } from '../../wire/vm.ts';
 import { now } from '../db/database.ts';
 import type { TaskKind } from '../tasks/engine.ts';
+import { Undo } from '../tasks/undo.ts';
 import type { VmDeps } from '../vms/deps.ts';
 import type { TemplateStore } from './templates.ts';
 
@@ -67,16 +68,16 @@ export function sealTask(deps: VmDeps): TaskKind<SealParams> {
       );
       return { template: p.name };
     },
-    async cleanup(ctx, p) {
+    async cleanup(_ctx, p) {
       if (await deps.templates.has(p.name)) return;
       const row = await deps.store.row(p.vmId).catch(() => null);
       if (!row?.hostId) return;
       const agent = deps.hosts.client(row.hostId);
-      for (const c of copiesOf(JSON.parse(row.spec) as VmSpec, p.name)) {
-        await agent
-          .deleteVolume(c.to)
-          .catch((err: Error) => ctx.log(`could not remove ${c.to.path}: ${err.message}`));
-      }
+      // A copy left behind would block the next attempt with the same name.
+      const undo = new Undo();
+      for (const c of copiesOf(JSON.parse(row.spec) as VmSpec, p.name))
+        await undo.step(`remove ${c.to.path}`, () => agent.deleteVolume(c.to));
+      undo.done();
     },
   };
 }

@@ -5,7 +5,7 @@
  * the inventory names exactly one host — the source until the target runs it, then the target.
  */
 import { TernError } from '../../errors.ts';
-import type { MigrationMode, MigrationReport } from '../../wire/agent.ts';
+import type { AgentVm, MigrationMode, MigrationReport } from '../../wire/agent.ts';
 import type { VmSpec, VolumeRef } from '../../wire/vm.ts';
 import { cpuDemand, groupsOfVm } from '../cluster/inventory.ts';
 import type { Placer } from '../cluster/placer.ts';
@@ -14,6 +14,7 @@ import type { AgentClient } from '../hosts/agent-client.ts';
 import { supportsModel } from '../placement/cpu-models.ts';
 import type { VmDemand } from '../placement/model.ts';
 import type { TaskContext, TaskKind } from '../tasks/engine.ts';
+import { Undo } from '../tasks/undo.ts';
 import { loadVm, type VmDeps } from '../vms/deps.ts';
 import { cpuMismatch, type MovePlan, planMove } from './plan.ts';
 
@@ -284,13 +285,13 @@ export async function migrateVm(
   // The inventory names the target before the source lets go: the source's `gone` then
   // concerns a VM that is no longer its own.
   await commitMove(deps, p.vmId, p.to, plan.spec, finished.vm);
+  // The move is done whatever the source still holds: the log says what that is.
   await releaseSource(
     deps,
-    ctx,
     p.from,
     p.vmId,
     plan.mirrored.map((m) => m.from),
-  );
+  ).catch((err: Error) => ctx.log(`the VM moved, but ${err.message}`));
   const outcome: MigrationOutcome = {
     from: fromHost.name,
     to: toHost.name,
@@ -329,31 +330,28 @@ async function commitMove(
   await deps.store.applyReport(to, vmId, reported);
 }
 
-/** The source's stopped copy goes, and with it the volumes that were copied away. */
+/**
+ * The source's stopped copy goes, and with it the volumes that were copied away; throws naming
+ * what the source still holds.
+ */
 async function releaseSource(
   deps: MigrationDeps,
-  ctx: TaskContext,
   from: string,
   vmId: string,
   copied: VolumeRef[],
 ): Promise<void> {
   const src = deps.hosts.client(from);
-  await src
-    .releaseMigrated(vmId)
-    .catch((err: Error) => ctx.log(`the source did not release the VM: ${err.message}`));
-  for (const ref of copied) {
-    await src
-      .deleteVolume(ref)
-      .catch((err: Error) =>
-        ctx.log(`could not remove ${ref.pool}:${ref.path} from the source: ${err.message}`),
-      );
-  }
+  const undo = new Undo();
+  await undo.step('release the VM on the source', () => src.releaseMigrated(vmId));
+  for (const ref of copied)
+    await undo.step(`remove ${ref.pool}:${ref.path} from the source`, () => src.deleteVolume(ref));
+  undo.done();
 }
 
 /**
  * After a failure, cancellation or manager crash: whichever host really runs the VM wins. If the
  * target already runs it, the move is completed; otherwise the target's waiting copy goes and the
- * source's copy runs again.
+ * source's copy runs again. Throws naming what could not be settled.
  */
 export async function settleMigration(
   deps: MigrationDeps,
@@ -364,11 +362,16 @@ export async function settleMigration(
   if (!row) return;
   const src: AgentClient = deps.hosts.client(p.from);
   const dst: AgentClient = deps.hosts.client(p.to);
-  if (row.hostId === p.to) {
-    await src.releaseMigrated(p.vmId).catch(() => {});
-    return;
+  if (row.hostId === p.to) return releaseSource(deps, p.from, p.vmId, []);
+  const undo = new Undo();
+  let onTarget: AgentVm | null;
+  try {
+    onTarget = await dst.getVm(p.vmId);
+  } catch (err) {
+    // Whether the target runs the VM is unknown: resuming it on the source could run it twice.
+    undo.fail('ask the target whether it runs the VM (it is not resumed on the source)', err);
+    return undo.done();
   }
-  const onTarget = await dst.getVm(p.vmId).catch(() => null);
   if (onTarget?.state === 'running') {
     await ctx.log('the target already runs the VM; completing the move');
     const snapshot = await deps.placer.snapshot(p.vmId);
@@ -383,25 +386,23 @@ export async function settleMigration(
     );
     if (plan.ok) {
       await commitMove(deps, p.vmId, p.to, plan.spec, onTarget);
-      await releaseSource(
+      return releaseSource(
         deps,
-        ctx,
         p.from,
         p.vmId,
         plan.mirrored.map((m) => m.from),
       );
-      return;
     }
   }
-  await dst
-    .abortIncoming(p.vmId)
-    .catch((err: Error) => ctx.log(`could not clear the target: ${err.message}`));
-  const onSource = await src.getVm(p.vmId).catch(() => null);
-  if (onSource?.state === 'paused') {
+  await undo.step('clear the target', () => dst.abortIncoming(p.vmId));
+  await undo.step('resume the VM on the source', async () => {
+    const onSource = await src.getVm(p.vmId);
+    if (onSource?.state !== 'paused') return;
     await ctx.log('resuming the VM on the source');
     const vm = await src.act(p.vmId, 'resume');
     await deps.store.applyReport(p.from, p.vmId, vm);
-  }
+  });
+  undo.done();
 }
 
 export function migrateTask(deps: MigrationDeps): TaskKind<MigrateParams> {

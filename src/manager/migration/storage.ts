@@ -1,11 +1,13 @@
 /**
  * Storage migration: one disk of a VM moves to another pool of its host. A running VM keeps
  * running (its host mirrors the disk and switches over); a stopped one gets a copy. Either way
- * the spec names the new volume before the old one is removed.
+ * the spec names the new volume before the old one is removed. A failed copy of a stopped VM's
+ * disk is removed again.
  */
 import { TernError } from '../../errors.ts';
 import type { VmSpec } from '../../wire/vm.ts';
 import type { TaskKind } from '../tasks/engine.ts';
+import { Undo } from '../tasks/undo.ts';
 import { loadDisk, type VmDeps } from '../vms/deps.ts';
 
 export interface MoveDiskParams {
@@ -60,6 +62,26 @@ export function moveDiskTask(deps: VmDeps): TaskKind<MoveDiskParams> {
         .deleteVolume(from)
         .catch((err: Error) => ctx.log(`could not remove ${from.path}: ${err.message}`));
       return { disk: p.index, from: `${from.pool}:${from.path}`, to: `${to.pool}:${to.path}` };
+    },
+    async cleanup(_ctx, p, err) {
+      // A refusal made nothing; a spec that names the new pool means the move was done.
+      if (err.code === 'conflict' || err.code === 'not_found') return;
+      const vm = await loadDisk(deps, p.vmId, p.index).catch(() => null);
+      if (!vm || vm.disk.volume.pool === p.pool) return;
+      const to = { pool: p.pool, path: vm.disk.volume.path };
+      const undo = new Undo();
+      if (vm.row.state === 'running' || vm.row.state === 'paused') {
+        // The host may have switched the guest over to the copy before the failure, and only
+        // QEMU knows which file it writes to: removing the copy could take the disk away.
+        undo.fail(
+          `remove the copy ${to.pool}:${to.path}`,
+          new TernError('conflict', 'the running VM may already use it'),
+        );
+      } else {
+        // A stopped VM uses what its spec names; the copy would block the next move.
+        await undo.step(`remove the copy ${to.pool}:${to.path}`, () => vm.agent.deleteVolume(to));
+      }
+      undo.done();
     },
   };
 }

@@ -2,9 +2,10 @@
  * A VM's disks: grow (online through QMP when it runs, with qemu-img when not), add and
  * remove (hot-plugged when it runs: q35 VMs have spare PCIe root ports for that).
  */
-import { TernError } from '../../errors.ts';
+import { asTernError, TernError } from '../../errors.ts';
 import { type DiskSpec, diskSlot, hotplugSlots, type VmSpec, withoutDisk } from '../../wire/vm.ts';
 import type { TaskKind } from '../tasks/engine.ts';
+import { Undo } from '../tasks/undo.ts';
 import { loadDisk, loadVm, type VmDeps } from './deps.ts';
 import { keepVolumes } from './kept.ts';
 
@@ -43,11 +44,11 @@ export function resizeTask(deps: VmDeps): TaskKind<ResizeParams> {
       }
       return { index: p.index, sizeBytes: await recordDiskSize(deps, p.vmId, p.index) };
     },
-    async cleanup(ctx, p) {
+    async cleanup(_ctx, p) {
       // The host may have grown the disk before the failure: the inventory says what it has.
-      await recordDiskSize(deps, p.vmId, p.index).catch((err: Error) =>
-        ctx.log(`could not read the size of disk ${p.index} back: ${err.message}`),
-      );
+      const undo = new Undo();
+      await undo.step(`read the size of disk ${p.index} back`, () => recordDiskSize(deps, p.vmId, p.index));
+      undo.done();
     },
   };
 }
@@ -135,7 +136,7 @@ export function attachTask(deps: VmDeps): TaskKind<AttachParams> {
       });
       return { index: spec.disks.length, slot: p.disk.slot, volume: p.disk.volume };
     },
-    async cleanup(ctx, p, err) {
+    async cleanup(_ctx, p, err) {
       const row = await deps.store.row(p.vmId).catch(() => null);
       if (!row?.hostId) return;
       const spec = JSON.parse(row.spec) as VmSpec;
@@ -143,15 +144,17 @@ export function attachTask(deps: VmDeps): TaskKind<AttachParams> {
         d.volume.pool === p.disk.volume.pool && d.volume.path === p.disk.volume.path;
       if (spec.disks.some(same)) return;
       const agent = deps.hosts.client(row.hostId);
+      const undo = new Undo();
       if (row.state === 'running' || row.state === 'paused') {
         // The host may have plugged the disk in before the task failed (a manager killed while it
         // did): it comes out again, at the index after the disks the inventory lists.
         try {
           await agent.detachDisk(p.vmId, spec.disks.length);
         } catch (detachErr) {
-          if ((detachErr as TernError).code !== 'not_found') {
-            // The guest holds it: the inventory says so rather than pretend it is not there.
-            const info = await agent.volumeInfo(p.disk.volume);
+          if (asTernError(detachErr).code !== 'not_found') {
+            // The guest holds it, or its host cannot be asked: the inventory lists the disk
+            // rather than pretend it is not there, and its volume stays.
+            const info = await agent.volumeInfo(p.disk.volume).catch(() => null);
             await deps.store.update(p.vmId, {
               spec: JSON.stringify({ ...spec, disks: [...spec.disks, p.disk] }),
               diskSizes: JSON.stringify([
@@ -159,16 +162,15 @@ export function attachTask(deps: VmDeps): TaskKind<AttachParams> {
                 info?.virtualBytes ?? 0,
               ]),
             });
-            await ctx.log(`the disk stays attached: ${(detachErr as Error).message}`);
-            return;
+            undo.fail(`unplug ${p.disk.volume.path} (it stays attached)`, detachErr);
+            return undo.done();
           }
         }
       }
       // A volume that was there before this task (a conflict on creation) is not ours to remove.
-      if (!p.sizeBytes || err.code === 'conflict') return;
-      await agent
-        .deleteVolume(p.disk.volume)
-        .catch((err: Error) => ctx.log(`could not remove ${p.disk.volume.path}: ${err.message}`));
+      if (p.sizeBytes && err.code !== 'conflict')
+        await undo.step(`remove ${p.disk.volume.path}`, () => agent.deleteVolume(p.disk.volume));
+      undo.done();
     },
   };
 }
@@ -211,13 +213,16 @@ export function detachTask(deps: VmDeps): TaskKind<DetachParams> {
       // did); the inventory still lists it, so it goes back in. Still plugged in: a conflict.
       const vm = await loadDisk(deps, p.vmId, p.index).catch(() => null);
       if (!vm || (vm.row.state !== 'running' && vm.row.state !== 'paused')) return;
-      await vm.agent
-        .attachDisk(p.vmId, { ...vm.disk, slot: diskSlot(vm.disk, p.index) })
-        .then(() => ctx.log(`disk ${p.index} was plugged back in`))
-        .catch((err: TernError) => {
-          if (err.code !== 'conflict')
-            return ctx.log(`could not plug disk ${p.index} back in: ${err.message}`);
-        });
+      const undo = new Undo();
+      await undo.step(`plug disk ${p.index} back in`, async () => {
+        try {
+          await vm.agent.attachDisk(p.vmId, { ...vm.disk, slot: diskSlot(vm.disk, p.index) });
+          await ctx.log(`disk ${p.index} was plugged back in`);
+        } catch (err) {
+          if (asTernError(err).code !== 'conflict') throw err;
+        }
+      });
+      undo.done();
     },
   };
 }

@@ -6,6 +6,7 @@
 import { TernError } from '../../errors.ts';
 import type { VolumeRef } from '../../wire/vm.ts';
 import type { TaskKind } from '../tasks/engine.ts';
+import { Undo } from '../tasks/undo.ts';
 import { loadVm, type VmDeps } from './deps.ts';
 import { forceOffFirst, refuseUnreachable } from './unreachable.ts';
 
@@ -78,11 +79,15 @@ export function snapshotCreateTask(deps: VmDeps): TaskKind<SnapshotParams> {
       }
       // Offline snapshots are undone only on disks no QEMU may hold (not an unreachable VM's).
       if (row.state !== 'stopped') return;
+      const undo = new Undo();
       for (const volume of disks) {
-        await agent
-          .volumeSnapshot({ volume, op: 'delete', name: p.name })
-          .catch(() => ctx.log(`no ${p.name} on ${volume.path}`));
+        await undo.step(`remove snapshot ${p.name} of ${volume.path}`, async () => {
+          const info = await agent.volumeInfo(volume);
+          if (info?.snapshots?.some((s) => s.name === p.name))
+            await agent.volumeSnapshot({ volume, op: 'delete', name: p.name });
+        });
       }
+      undo.done();
     },
   };
 }
