@@ -26,6 +26,7 @@ import { until } from './sim-harness.ts';
 
 const silent: Logger = pino({ level: 'silent' }, pino.destination('/dev/null'));
 const dir = tempDir('tern-kills');
+const importDir = path.join(dir, 'import');
 let ports: number[];
 let manager: TernProcess;
 let api: TestApi;
@@ -71,6 +72,8 @@ before(async () => {
     baseDir: dir,
     log: silent,
     driver: { cores: 16, memoryMiB: 32 * 1024, bootDelayMs: 50 },
+    // Either host may take an import: both read from the same directory.
+    agent: { importDirs: [importDir] },
     join: async (name) => {
       const t = await api.request<JoinToken>('POST', '/api/v1/hosts', { name });
       return { manager: `https://127.0.0.1:${ports[1]}`, token: t.token, caFingerprint: t.caFingerprint };
@@ -437,18 +440,25 @@ const table: KillCase[] = [
     kind: 'image.import',
     at: 'its start',
     setup: async () => {
-      execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', path.join(dir, 'k-image.qcow2'), '64M']);
+      execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', path.join(importDir, 'k-image.qcow2'), '64M']);
     },
-    submit: post('/api/v1/images', { name: 'k-image', sourcePath: path.join(dir, 'k-image.qcow2') }),
+    submit: post('/api/v1/images', { name: 'k-image', sourcePath: path.join(importDir, 'k-image.qcow2') }),
   },
   {
     kind: 'image.delete',
     at: 'its start',
     setup: async () => {
-      execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', path.join(dir, 'k-image2.qcow2'), '64M']);
+      execFileSync('qemu-img', [
+        'create',
+        '-q',
+        '-f',
+        'qcow2',
+        path.join(importDir, 'k-image2.qcow2'),
+        '64M',
+      ]);
       const t = await api.task('POST', '/api/v1/images', {
         name: 'k-image2',
-        sourcePath: path.join(dir, 'k-image2.qcow2'),
+        sourcePath: path.join(importDir, 'k-image2.qcow2'),
       });
       assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
     },
