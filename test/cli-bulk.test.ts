@@ -3,12 +3,11 @@
  * in the order people count, and JSON that reaches a pipe whole.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Vm } from '../src/wire/vm.ts';
-import { repoRoot } from './harness.ts';
+import { repoRoot, runTern } from './harness.ts';
 import { type SimCluster, startSimCluster } from './sim-harness.ts';
 
 let c: SimCluster;
@@ -19,31 +18,8 @@ after(async () => {
   await c?.close();
 });
 
-/**
- * Runs bin/tern as a script does, its stdout into a real pipe (`tern … | cat`: Node's own child
- * stdio is a socket, which takes what a pipe would not); asynchronously, as the manager runs here.
- */
-function tern(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      'bash',
-      ['-o', 'pipefail', '-c', '"$0" "$@" | cat', path.join(repoRoot, 'bin', 'tern'), ...args],
-      {
-        env: { ...process.env, ...c.api.cliEnv },
-      },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+/** bin/tern as a script runs it, its stdout into a real pipe. */
+const tern = (...args: string[]) => runTern(args, { env: c.api.cliEnv, pipe: true });
 
 const count = 105;
 const expected = Array.from({ length: count }, (_, i) => `t-${i + 1}`);

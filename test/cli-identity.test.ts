@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { AuditRecord, Whoami } from '../src/wire/identity.ts';
-import { repoRoot } from './harness.ts';
+import { repoRoot, runTern, type TernRun } from './harness.ts';
 import { type SimCluster, startSimCluster } from './sim-harness.ts';
 
 let c: SimCluster;
@@ -26,44 +26,18 @@ after(async () => {
   await c?.close();
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/**
- * Runs bin/tern. Never spawnSync: the manager runs in this process and must keep answering.
- * `as`: the admin (TERN_URL and TERN_TOKEN) or a CLI config file.
- */
+/** bin/tern with `as`: the admin (TERN_URL, TERN_TOKEN, TERN_CA) or a CLI config file. */
 function tern(
   args: string[],
   opts: { as?: 'admin' | { config: string }; input?: string; env?: Record<string, string> } = {},
-): Promise<Run> {
-  const env: Record<string, string | undefined> = { ...process.env, XDG_CONFIG_HOME: c.dir };
-  for (const k of Object.keys(env)) if (k.startsWith('TERN_')) delete env[k];
+): Promise<TernRun> {
   const as = opts.as ?? 'admin';
-  if (as === 'admin') Object.assign(env, c.api.cliEnv);
-  else env.TERN_CONFIG = as.config;
-  Object.assign(env, opts.env);
-  return new Promise((resolve, reject) => {
-    const child = spawn(path.join(repoRoot, 'bin', 'tern'), args, { env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(opts.input ?? '');
-  });
+  const who = as === 'admin' ? c.api.cliEnv : { TERN_CONFIG: as.config };
+  return runTern(args, { env: { XDG_CONFIG_HOME: c.dir, ...who, ...opts.env }, input: opts.input });
 }
 
-const ok = (r: Run) => assert.equal(r.code, 0, `exit ${r.code}: ${r.stderr}`);
-const oneLine = (r: Run) => {
+const ok = (r: TernRun) => assert.equal(r.code, 0, `exit ${r.code}: ${r.stderr}`);
+const oneLine = (r: TernRun) => {
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /^tern: [^\n]+\n$/, 'one line on stderr');
   assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
@@ -224,7 +198,7 @@ test('keys backup writes a 0600 file that restores offline', async () => {
   const status = await tern(['keys', 'status']);
   ok(status);
   assert.match(status.stdout, /^KEY\s+ACTIVE\s+IN STORE\s+SECRETS/m);
-  const restored = await new Promise<Run>((resolve) => {
+  const restored = await new Promise<TernRun>((resolve) => {
     const child = spawn(
       path.join(repoRoot, 'node_modules', '.bin', 'node'),
       [

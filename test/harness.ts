@@ -21,6 +21,52 @@ import { type Isolation, isolateHost } from './isolation.ts';
 
 export const repoRoot = path.resolve(import.meta.dirname, '..');
 
+/** What a run of the tern CLI printed and how it exited. */
+export interface TernRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** This process's environment without its TERN_ variables (but TERN_GUEST_DIR), then `env`. */
+export function ternEnv(env: Record<string, string | undefined> = {}): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = { ...process.env };
+  for (const k of Object.keys(out)) if (k.startsWith('TERN_') && k !== 'TERN_GUEST_DIR') delete out[k];
+  return Object.assign(out, env);
+}
+
+/**
+ * Runs bin/tern as a user would: without this process's TERN_ variables (but TERN_GUEST_DIR,
+ * the tests' guest), with `env` saying which manager, CA, token or config it uses (a TestApi's
+ * `cliEnv` for its manager), and `input` (or nothing) on its stdin. Asynchronous, as a manager
+ * may run in this process and must keep answering. `pipe` sends stdout through a real pipe, as
+ * `tern … | cat` in a script does: Node's own child stdio is a socket, which takes what a pipe
+ * would not.
+ */
+export function runTern(
+  args: string[],
+  opts: { env?: Record<string, string | undefined>; input?: string; pipe?: boolean } = {},
+): Promise<TernRun> {
+  const env = ternEnv(opts.env);
+  const bin = path.join(repoRoot, 'bin', 'tern');
+  const child = opts.pipe
+    ? spawn('bash', ['-o', 'pipefail', '-c', '"$0" "$@" | cat', bin, ...args], { env })
+    : spawn(bin, args, { env });
+  return new Promise((resolve, reject) => {
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
 export function tempDir(prefix: string): string {
   // Short paths: unix sockets of VMs live below it.
   return fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));

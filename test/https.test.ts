@@ -12,7 +12,7 @@ import { after, before, test } from 'node:test';
 import { issueAdminToken } from '../src/manager/identity/bootstrap.ts';
 import type { RunningManager } from '../src/manager/start.ts';
 import { ClusterCa } from '../src/pki/ca.ts';
-import { freePorts, repoRoot, TestApi, tempDir } from './harness.ts';
+import { freePorts, repoRoot, runTern, TestApi, tempDir, ternEnv } from './harness.ts';
 import { startQuietManager } from './sim-harness.ts';
 
 let dir: string;
@@ -29,30 +29,9 @@ after(async () => {
   await m?.close();
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** bin/tern with only the given TERN_ variables (never spawnSync: the manager runs here). */
-function tern(args: string[], env: Record<string, string>): Promise<Run> {
-  const base: Record<string, string | undefined> = { ...process.env, XDG_CONFIG_HOME: dir };
-  for (const k of Object.keys(base)) if (k.startsWith('TERN_')) delete base[k];
-  return new Promise((resolve, reject) => {
-    const child = spawn(path.join(repoRoot, 'bin', 'tern'), args, { env: { ...base, ...env } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+/** bin/tern with only the given TERN_ variables and a config directory of this test's own. */
+const tern = (args: string[], env: Record<string, string>) =>
+  runTern(args, { env: { XDG_CONFIG_HOME: dir, ...env } });
 
 test('the API answers over HTTPS only, with security headers on every answer', async () => {
   assert.match(m.url, /^https:\/\//);
@@ -141,12 +120,10 @@ test('tern up: HTTPS with the CA in the CLI config, and a private data directory
   const config = path.join(home, 'config.json');
   const [port, agentPort, clusterPort] = await freePorts(3);
   const env = { TERN_HOME: path.join(home, 'data'), TERN_CONFIG: config };
-  const base: Record<string, string | undefined> = { ...process.env };
-  for (const k of Object.keys(base)) if (k.startsWith('TERN_') && k !== 'TERN_GUEST_DIR') delete base[k];
   const up = spawn(
     path.join(repoRoot, 'bin', 'tern'),
     ['up', '--port', String(port), '--agent-port', String(agentPort), '--cluster-port', String(clusterPort)],
-    { env: { ...base, ...env }, stdio: ['ignore', 'ignore', 'pipe'] },
+    { env: ternEnv(env), stdio: ['ignore', 'ignore', 'pipe'] },
   );
   const exited = new Promise((resolve) => up.once('exit', resolve));
   try {
