@@ -113,3 +113,17 @@ test('the task filter by object matches it literally: % and _ are not wildcards'
     assert.deepEqual(r.items, [], pattern);
   }
 });
+
+test("an image pool's golden image must fit; its VMs' write caches are thin", async () => {
+  const sim = await c.manager.services.templates.get('sim');
+  await c.manager.services.templates.insert(
+    { ...sim, name: 'golden-2t', diskSizeBytes: 2048 * 1024 ** 3, createdAt: new Date().toISOString() },
+    (await c.manager.services.hosts.get(c.sim.hosts[0].name)).id,
+  );
+  const before = await taskCount();
+  const r = await post('/api/v1/image-pools', { name: 'desk', template: 'golden-2t', size: 2 });
+  assert.equal(r.status, 409, JSON.stringify(r.body));
+  assert.equal(r.body.error?.code, 'no_capacity');
+  assert.match(r.body.error!.message, /cannot take the golden image \(2048\.0 GiB\)/);
+  assert.equal(await taskCount(), before, 'no task started');
+});

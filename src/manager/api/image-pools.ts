@@ -12,6 +12,7 @@ import {
   versionTestTask,
 } from '../imagepools/tasks.ts';
 import { find, promote, refuseDelete, rollback } from '../imagepools/versions.ts';
+import { fitsPool, formatBytes } from '../placement/filters.ts';
 import type { ApiServices, App } from './context.ts';
 import { accepted } from './reply.ts';
 
@@ -69,10 +70,19 @@ export function imagePoolRoutes(app: App, s: ApiServices): void {
     async (req, reply) => {
       const b = req.body;
       if (await s.imagePools.has(b.name)) throw new TernError('conflict', `image pool ${b.name} exists`);
-      await s.templates.get(b.template);
+      const template = await s.templates.get(b.template);
       const host = await s.hosts.pickHost();
-      const diskPool = host.facts?.pools[0]?.name;
-      if (!diskPool) throw new TernError('unavailable', `host ${host.name} reports no storage pool`);
+      const pool = host.facts?.pools[0];
+      if (!pool) throw new TernError('unavailable', `host ${host.name} reports no storage pool`);
+      const diskPool = pool.name;
+      // The golden image is a full copy of the template's disk; the VMs' write caches are thin
+      // (and discarded at boot unless persistent): they count nothing, which is the point of a pool.
+      const { storageOvercommit } = await s.placer.settings.get();
+      if (!fitsPool(pool.freeBytes, template.diskSizeBytes, storageOvercommit))
+        throw new TernError(
+          'no_capacity',
+          `pool ${diskPool} on host ${host.name} cannot take the golden image (${formatBytes(template.diskSizeBytes)}): ${formatBytes(pool.freeBytes)} free × storageOvercommit ${storageOvercommit}`,
+        );
       const params = {
         name: b.name,
         template: b.template,
