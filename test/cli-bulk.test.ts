@@ -66,6 +66,19 @@ test('every verb takes several names and ranges, and names each failure', async 
   assert.deepEqual((JSON.parse(left.stdout) as { items: Vm[] }).items, []);
 });
 
+test('immediate deletes take ranges too, and go on past a failure', async () => {
+  for (const name of ['p-1', 'p-2', 'p-10']) await c.api.request('POST', '/api/v1/projects', { name });
+  const r = await tern('project', 'delete', 'p-{1..2}', 'p-nosuch', 'p-10');
+  assert.equal(r.code, 1);
+  assert.equal(r.stdout, 'project p-1 deleted\nproject p-2 deleted\nproject p-10 deleted\n');
+  assert.match(r.stderr, /^tern: 1 failed: p-nosuch \(.*\)\n$/);
+  const { items } = await c.api.request<{ items: { name: string }[] }>('GET', '/api/v1/projects');
+  assert.deepEqual(
+    items.filter((p) => p.name.startsWith('p-')),
+    [],
+  );
+});
+
 test('tern --version prints the version of package.json', async () => {
   const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string };
   const r = await tern('--version');

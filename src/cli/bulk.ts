@@ -62,3 +62,26 @@ export async function forEachName(api: ApiClient, flags: Flags, args: string[], 
     );
   }
 }
+
+/**
+ * One immediate verb (no task) on many names, in turn: `tern user delete u-{1..5}`. Every name
+ * is tried; the failures are named together at the end.
+ */
+export async function eachName(
+  args: string[],
+  usage: string,
+  act: (name: string) => Promise<void>,
+): Promise<void> {
+  const names = expandNames(args);
+  if (names.length === 0) throw new TernError('invalid_request', usage);
+  if (names.length === 1) return act(names[0]);
+  const failed: string[] = [];
+  for (const name of names) {
+    try {
+      await act(name);
+    } catch (err) {
+      failed.push(`${name} (${(err as Error).message})`);
+    }
+  }
+  if (failed.length > 0) throw new TernError('conflict', `${failed.length} failed: ${failed.join('; ')}`);
+}

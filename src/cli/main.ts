@@ -68,7 +68,7 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern vm disk move VM INDEX POOL                         storage migration (live when the VM runs)
   tern cluster show | settings [--cpu-overcommit N] [--memory-overcommit N] [--storage-overcommit N] [--strategy spread|pack]
   tern cluster capacity --size 2cpu,4G,20G [--tolerate K]  VMs that still fit with K hosts failed
-  tern group list | create NAME --affinity|--anti-affinity | delete NAME
+  tern group list | create NAME --affinity|--anti-affinity | delete NAME...
   tern ha status | plan | check                            hosts as HA sees them, the restart plan, readiness
   tern ha settings [--enable|--disable] [--timeout S] [--tolerate K] [--strict] [--statefile-pool P]
   tern vm ha VM [--restart restart|best-effort|none] [--priority high|medium|low] [--order N] [--delay S]
@@ -81,20 +81,20 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern login [--url URL] [--ca FILE] --user NAME   password typed, or TERN_PASSWORD; keeps a 30-day
                        token (and the CA that signed the manager's certificate) in the config
   tern logout | whoami
-  tern user list | show NAME | delete NAME
+  tern user list | show NAME | delete NAME...
   tern user create NAME [--role R] [--group G]... [--display-name S] [--password-stdin]
   tern user set NAME [--role R|--no-role] [--disable|--enable] [--display-name S]
   tern user passwd [NAME] [--password-stdin]              without NAME: your own (asks the current one)
-  tern user group list | create NAME --role R [--ldap-group DN_OR_CN] | delete NAME | add|remove NAME USER
+  tern user group list | create NAME --role R [--ldap-group DN_OR_CN] | delete NAME... | add|remove NAME USER
   tern token list [--all] | revoke ID
   tern token create NAME [--expires-in-days N] [--scope PERM]... [--user U]   the token is shown once
   tern ldap show | clear | set --url URL --bind-dn DN --user-base DN --user-filter F
                           [--group-base DN] [--group-filter F]   (bind password typed, or TERN_LDAP_BIND_PASSWORD)
-  tern project list | show NAME | delete NAME | add|remove NAME user|group MEMBER
+  tern project list | show NAME | delete NAME... | add|remove NAME user|group MEMBER
   tern project create NAME [--vms N] [--vcpus N] [--memory 8G] [--disk 100G] [--description S]
   tern project quota NAME [--vms N|none] [--vcpus N|none] [--memory SIZE|none] [--disk SIZE|none]
   tern audit list [--actor A] [--action S] [--object PREFIX] [--result ok|denied|failed] [--since ISO] [--limit N]
-  tern secret list | show NAME | reveal NAME | delete NAME
+  tern secret list | show NAME | reveal NAME | delete NAME...
   tern secret set NAME [--kind K] [--object O]           the value from stdin, or typed; never an argument
   tern keys status | rotate | backup --out FILE          backup passphrase typed twice, or TERN_KEY_PASSPHRASE
                        restore is offline: bin/tern-manager keys restore --from FILE [--key-file F]

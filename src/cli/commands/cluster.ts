@@ -1,6 +1,7 @@
 /** `tern cluster …` and `tern group …`: the cluster as a whole, capacity, placement groups. */
 import { TernError } from '../../errors.ts';
 import type { PlacementGroup } from '../../wire/cluster.ts';
+import { eachName } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
@@ -126,12 +127,13 @@ export async function groupCommand(
     );
     return;
   }
-  if (sub === 'delete' && args.length === 1) {
-    await api.request('DELETE', `/api/v1/placement-groups/${encodeURIComponent(args[0])}`);
-    return;
+  if (sub === 'delete' && args.length > 0) {
+    return eachName(args, 'usage: tern group delete NAME...', async (name) => {
+      await api.request('DELETE', `/api/v1/placement-groups/${encodeURIComponent(name)}`);
+    });
   }
   throw new TernError(
     'invalid_request',
-    'usage: tern group list | create NAME --affinity|--anti-affinity | delete NAME',
+    'usage: tern group list | create NAME --affinity|--anti-affinity | delete NAME...',
   );
 }

@@ -12,6 +12,7 @@ import { requestJson } from '../../http/json-client.ts';
 import type { DirectorySettings } from '../../manager/identity/directory.ts';
 import { tlsFetch } from '../../pki/identity.ts';
 import type { ApiToken, Group, User, Whoami } from '../../wire/identity.ts';
+import { eachName } from '../bulk.ts';
 import { type ApiClient, caFromEnvironment, unreachableManager } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
@@ -148,11 +149,11 @@ export async function whoamiCommand(api: ApiClient, flags: Flags): Promise<void>
   showWhoami(me, api.url);
 }
 
-const userUsage = `usage: tern user list | show NAME | delete NAME
+const userUsage = `usage: tern user list | show NAME | delete NAME...
        tern user create NAME [--role R] [--group G]... [--display-name S] [--password-stdin]
        tern user set NAME [--role R | --no-role] [--disable | --enable] [--display-name S]
        tern user passwd [NAME] [--password-stdin]     (without NAME: one's own, asks the current one)
-       tern user group list | create NAME --role R [--ldap-group DN_OR_CN] | delete NAME | add|remove NAME USER`;
+       tern user group list | create NAME --role R [--ldap-group DN_OR_CN] | delete NAME... | add|remove NAME USER`;
 
 function showUser(u: User, flags: Flags): void {
   if (flags.output === 'json') {
@@ -245,10 +246,11 @@ export async function userCommand(
     if (flags.output !== 'json') printText('your password is changed\n');
     return;
   }
-  if (sub === 'delete' && args.length === 1) {
-    await api.request('DELETE', `/api/v1/users/${enc(name)}`);
-    if (flags.output !== 'json') printText(`user ${name} deleted; its tokens are revoked\n`);
-    return;
+  if (sub === 'delete' && args.length > 0) {
+    return eachName(args, userUsage, async (user) => {
+      await api.request('DELETE', `/api/v1/users/${enc(user)}`);
+      if (flags.output !== 'json') printText(`user ${user} deleted; its tokens are revoked\n`);
+    });
   }
   throw new TernError('invalid_request', userUsage);
 }
@@ -288,10 +290,11 @@ async function groupCommand(
       }),
     );
   }
-  if (sub === 'delete' && args.length === 1) {
-    await api.request('DELETE', `/api/v1/groups/${enc(name)}`);
-    if (flags.output !== 'json') printText(`group ${name} deleted\n`);
-    return;
+  if (sub === 'delete' && args.length > 0) {
+    return eachName(args, 'usage: tern user group delete NAME...', async (group) => {
+      await api.request('DELETE', `/api/v1/groups/${enc(group)}`);
+      if (flags.output !== 'json') printText(`group ${group} deleted\n`);
+    });
   }
   if ((sub === 'add' || sub === 'remove') && args.length === 2) {
     return show(
@@ -303,7 +306,7 @@ async function groupCommand(
   }
   throw new TernError(
     'invalid_request',
-    'usage: tern user group list | create NAME --role R [--ldap-group DN_OR_CN] | delete NAME | add NAME USER | remove NAME USER',
+    'usage: tern user group list | create NAME --role R [--ldap-group DN_OR_CN] | delete NAME... | add NAME USER | remove NAME USER',
   );
 }
 

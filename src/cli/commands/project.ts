@@ -1,6 +1,7 @@
 /** `tern project …`: projects, their quotas and usage, and who may create VMs in them. */
 import { TernError } from '../../errors.ts';
 import type { Project, Quota } from '../../wire/identity.ts';
+import { eachName } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
@@ -8,7 +9,7 @@ import { bytes, mib, printFields, printJson, printTable, printText } from '../ou
 import { parseSize } from '../sizes.ts';
 
 const enc = encodeURIComponent;
-const usage = `usage: tern project list | show NAME | delete NAME
+const usage = `usage: tern project list | show NAME | delete NAME...
        tern project create NAME [--vms N] [--vcpus N] [--memory 8G] [--disk 100G] [--description S]
        tern project quota NAME [--vms N|none] [--vcpus N|none] [--memory SIZE|none] [--disk SIZE|none]
        tern project add|remove NAME user|group MEMBER`;
@@ -101,10 +102,11 @@ export async function projectCommand(
       flags,
     );
   }
-  if (sub === 'delete' && args.length === 1) {
-    await api.request('DELETE', `/api/v1/projects/${enc(name)}`);
-    if (flags.output !== 'json') printText(`project ${name} deleted\n`);
-    return;
+  if (sub === 'delete' && args.length > 0) {
+    return eachName(args, 'usage: tern project delete NAME...', async (project) => {
+      await api.request('DELETE', `/api/v1/projects/${enc(project)}`);
+      if (flags.output !== 'json') printText(`project ${project} deleted\n`);
+    });
   }
   if ((sub === 'add' || sub === 'remove') && args.length === 3 && (kind === 'user' || kind === 'group')) {
     return showProject(

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import { TernError } from '../../errors.ts';
 import type { KeyStatus, Rotation, Secret } from '../../wire/secret.ts';
+import { eachName } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
@@ -14,7 +15,7 @@ import { askSecret, readStdin } from '../prompt.ts';
 
 const enc = encodeURIComponent;
 
-const secretUsage = `usage: tern secret list | show NAME | reveal NAME | delete NAME
+const secretUsage = `usage: tern secret list | show NAME | reveal NAME | delete NAME...
        tern secret set NAME [--kind generic|password|ssh-key|token|certificate] [--object O]
                        (the value is piped in on stdin, or typed; never an argument)`;
 
@@ -81,10 +82,11 @@ export async function secretCommand(
     else printRaw(value);
     return;
   }
-  if (sub === 'delete' && args.length === 1) {
-    await api.request('DELETE', `/api/v1/secrets/${enc(name)}`);
-    if (flags.output !== 'json') printText(`secret ${name} deleted\n`);
-    return;
+  if (sub === 'delete' && args.length > 0) {
+    return eachName(args, secretUsage, async (secret) => {
+      await api.request('DELETE', `/api/v1/secrets/${enc(secret)}`);
+      if (flags.output !== 'json') printText(`secret ${secret} deleted\n`);
+    });
   }
   throw new TernError('invalid_request', secretUsage);
 }
