@@ -47,3 +47,28 @@ test('a manager slower to answer than one heartbeat period still hands the host 
   }
   assert.ok(answered.length >= 3);
 });
+
+test('an agent that stops does not wait for the answer to a beat in flight', async () => {
+  const server = http.createServer((req) => req.resume()); // never answers
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  let arrived: () => void;
+  const beat = new Promise<void>((resolve) => {
+    arrived = resolve;
+  });
+  server.on('request', () => arrived());
+  const stop = heartbeat(
+    { identity: { key: '', cert: '', ca: '' }, manager: `http://127.0.0.1:${port}` },
+    1_000,
+    log,
+  );
+  try {
+    await beat;
+    const t0 = performance.now();
+    await stop();
+    assert.ok(performance.now() - t0 < 1_000, `stopped in ${Math.round(performance.now() - t0)} ms`);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+});

@@ -125,6 +125,13 @@ export function heartbeat(
   report: () => HeartbeatRequest = () => ({ haGeneration: null }),
 ): () => Promise<void> {
   const f = tlsFetch(m.identity);
+  // A beat waits long for its answer, but not an agent that stops: it ends the beats in flight.
+  const stopping = new AbortController();
+  const send = (url: string, init: RequestInit = {}) =>
+    f(url, {
+      ...init,
+      signal: init.signal ? AbortSignal.any([init.signal, stopping.signal]) : stopping.signal,
+    });
   let last = '';
   const beat = async () => {
     let outcome: string;
@@ -137,7 +144,7 @@ export function heartbeat(
         timeoutMs: intervalMs * answerPeriods,
         unreachable: (why) => `manager unreachable: ${why}`,
         peer: 'the manager',
-        fetch: f,
+        fetch: send,
       });
       answered?.(reply, sentAtMs);
       outcome = 'ok';
@@ -154,6 +161,7 @@ export function heartbeat(
   void beat();
   return async () => {
     clearInterval(timer);
+    stopping.abort();
     await f.close();
   };
 }
