@@ -101,9 +101,10 @@ test('a maintenance version is promoted by rolling reboot, and rolled back', asy
     pool.vms.map((v) => v.version),
     [2, 2],
   );
-  const target = await c.api.task('DELETE', '/api/v1/image-pools/desk/versions/1');
-  assert.equal(target.state, 'failed');
-  assert.match((target.error as { message: string }).message, /rollback target/);
+  // Refused before any task: the rollback target and production are never deletable.
+  const target = await c.api.raw('DELETE', '/api/v1/image-pools/desk/versions/1');
+  assert.equal(target.status, 409);
+  assert.match(target.body.error?.message ?? '', /rollback target/);
 
   const back = await c.api.task('POST', '/api/v1/image-pools/desk/rollback');
   assert.equal(back.state, 'succeeded', JSON.stringify(back.error));
@@ -113,7 +114,7 @@ test('a maintenance version is promoted by rolling reboot, and rolled back', asy
   }
   pool = await c.api.request<ImagePool>('GET', '/api/v1/image-pools/desk');
   assert.equal(pool.production, 1);
-  const inUse = await c.api.task('DELETE', '/api/v1/image-pools/desk/versions/1');
-  assert.equal(inUse.state, 'failed');
-  assert.match((inUse.error as { message: string }).message, /production/);
+  const inUse = await c.api.raw('DELETE', '/api/v1/image-pools/desk/versions/1');
+  assert.equal(inUse.status, 409);
+  assert.match(inUse.body.error?.message ?? '', /production/);
 });
