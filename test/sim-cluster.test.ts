@@ -96,7 +96,9 @@ test('placement refuses a VM no simulated host has the memory for', async () => 
     body: JSON.stringify({ name: 'huge', template: 'sim', memoryMiB: 48 * 1024, start: true }),
     headers: { 'content-type': 'application/json' },
   });
-  assert.equal(r.status, 503, JSON.stringify(r.body));
+  // A refusal of this request (409), with each host's reason, never the manager being unavailable.
+  assert.equal(r.status, 409, JSON.stringify(r.body));
+  assert.equal(r.body.error?.code, 'no_capacity');
   assert.match(r.body.error?.message ?? '', /no host fits/);
 });
 
