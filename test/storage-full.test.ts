@@ -56,6 +56,8 @@ test('a full pool pauses the VM with an alert; resume after freeing space loses 
     `setsid sh -c 'yes ${line.trim()} | head -c ${fill} >/dev/vdb; sync; echo "FILL-DONE $(head -c ${fill} /dev/vdb | sha256sum)" >/dev/console; poweroff' </dev/null >/dev/null 2>&1 &`,
     '',
   ].join('\n');
+  // The pool is thin-provisioned past its size on purpose: that is how a running disk fills it.
+  await c.api.request('PATCH', '/api/v1/cluster/settings', { storageOvercommit: 16 });
   const t = await c.api.task('POST', '/api/v1/vms', {
     name: 'filler',
     template: 'tiny',
