@@ -11,13 +11,23 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { after, before, test } from 'node:test';
 import pino from 'pino';
 import { type SimHost, type SimHosts, startSimHosts } from '../src/agent/sim/cluster.ts';
 import type { SimOperation } from '../src/agent/sim/faults.ts';
 import type { Logger } from '../src/log.ts';
+import { joinGroups } from '../src/manager/cluster/groups.ts';
+import { openDatabase } from '../src/manager/db/database.ts';
+import { EventBus } from '../src/manager/events/bus.ts';
+import { openKeyStore } from '../src/manager/secrets/keystores/open.ts';
+import { SecretStore } from '../src/manager/secrets/store.ts';
+import { userDataSecret } from '../src/manager/vms/create.ts';
+import { planVm } from '../src/manager/vms/plan.ts';
+import { newVmRow, VmStore } from '../src/manager/vms/store.ts';
 import type { JoinToken } from '../src/wire/host.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
@@ -581,5 +591,80 @@ test('vm.disk.detach: killed at the hot-unplug, a disk that cannot be plugged ba
   // this one find the hosts and the inventory in agreement.
   const gone = await api.task('DELETE', '/api/v1/vms/k-replug?force=true');
   assert.equal(gone.state, 'succeeded', JSON.stringify(gone.error));
+  await assertTruthful();
+});
+
+/**
+ * The state a kill leaves between `POST /vms` recording its VM and submitting vm.create: the
+ * VM `creating`, in its placement group, with its user-data secret, and no task. Written here
+ * through the manager's own stores while no manager runs, as the route writes it.
+ */
+async function strandCreation(name: string, group: string): Promise<string> {
+  const db = await openDatabase(path.join(dir, 'tern.db'));
+  const keyStore = openKeyStore({ kind: 'file', path: path.join(dir, 'keys', 'kek.json') });
+  try {
+    const secrets = await SecretStore.open(db, keyStore);
+    const store = new VmStore(db, new EventBus());
+    const { id: hostId } = await db.selectFrom('hosts').select('id').executeTakeFirstOrThrow();
+    const id = randomUUID();
+    const plan = planVm({ name, diskGiB: 0.0625 }, null, id, 'shared', () => '52:54:00:00:00:99');
+    await store.insert(newVmRow(plan, hostId, null, randomUUID()));
+    await joinGroups(db, id, [{ name: group, kind: 'affinity' }]);
+    await secrets.put(userDataSecret(id), '#cloud-config\npassword: hunter2\n', {
+      kind: 'user-data',
+      object: `vm:${id}`,
+      ownerId: null,
+    });
+    return id;
+  } finally {
+    await keyStore.close();
+    await db.destroy();
+  }
+}
+
+test('vm create killed before its task was recorded: the VM goes, with its name, secret and group; one whose task ran resumes', async () => {
+  await api.request('POST', '/api/v1/placement-groups', { name: 'k-strand-group', kind: 'affinity' });
+  // A creation under its task, held at its start (still `creating`), killed with the other.
+  const hold = holdOnAny('run');
+  const live = await api.request<{ task: Task; vm: Vm }>('POST', '/api/v1/vms', {
+    name: 'k-live-create',
+    template: 'tiny',
+    start: true,
+  });
+  await hold();
+  assert.equal((await vm('k-live-create')).state, 'creating');
+  await manager.kill();
+  const id = await strandCreation('k-stranded', 'k-strand-group');
+  releaseAll();
+  manager = startManager();
+  const swept = manager.waitForLine('removed VM k-stranded');
+  await manager.waitForLine('manager listening');
+  await swept;
+  await hostsOnline();
+
+  await assert.rejects(vm('k-stranded'), /does not exist/);
+  const { items: secrets } = await api.request<{ items: { name: string }[] }>('GET', '/api/v1/secrets');
+  assert.ok(!secrets.some((s) => s.name === userDataSecret(id)), 'its user-data secret is gone');
+  const check = new DatabaseSync(path.join(dir, 'tern.db'), { readOnly: true });
+  try {
+    const left = check.prepare('select count(*) as n from placement_group_members where vm_id = ?').get(id);
+    assert.equal(left?.n, 0, 'its group membership is gone');
+  } finally {
+    check.close();
+  }
+  const audit = await api.request<{ items: { actor: string; action: string }[] }>(
+    'GET',
+    '/api/v1/audit?object=vms/k-stranded',
+  );
+  assert.ok(audit.items.some((r) => r.actor === 'tern' && r.action === 'remove stranded VM'));
+  // Its name is free again.
+  const again = await api.task('POST', '/api/v1/vms', { name: 'k-stranded', diskGiB: 0.0625 });
+  assert.equal(again.state, 'succeeded', JSON.stringify(again.error));
+
+  // The creation whose task was recorded was left to it: it resumed and ran.
+  const t = await api.waitTask(live.task.id, ended, 60_000, 'ended');
+  assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+  assert.equal((await vm('k-live-create')).id, live.vm.id);
+  await api.waitVm('k-live-create', (v) => v.state === 'running', 30_000, 'running');
   await assertTruthful();
 });

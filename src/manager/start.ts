@@ -38,6 +38,7 @@ import { TaskEngine } from './tasks/engine.ts';
 import { hostGate } from './tasks/host-gate.ts';
 import { Orphans } from './vms/orphans.ts';
 import { VmStore } from './vms/store.ts';
+import { sweepStrandedCreations } from './vms/stranded.ts';
 
 export interface ManagerOptions {
   database: string;
@@ -168,6 +169,9 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   // Task kinds are registered by the routes; recovery needs them. Each recovered task waits
   // in the background for its hosts, so the agents (in all-in-one, the local one) can connect.
   await tasks.recover(hostGate(db, hosts));
+  // After recovery has its tasks, before the API takes new ones: a create killed before its
+  // task was recorded leaves a VM nothing would ever finish.
+  await sweepStrandedCreations({ ...services, log: opts.log });
   services.ha.start();
   const cluster = await buildClusterEndpoint({
     ca,
