@@ -1,5 +1,6 @@
 /**
- * Kill-during-task, for every task kind (vm.create and vm.start: recovery.test.ts). Each case
+ * Kill-during-task, for every task kind (vm.create and vm.start also in recovery.test.ts and
+ * orphans.test.ts, with real QEMU; here also a create killed before its task was recorded). Each case
  * submits its task, SIGKILLs the manager at the step that matters, restarts it, and asserts that
  * the task ended and that the inventory tells what the hosts really have: VM states, disks and
  * their sizes, files, no stray VM, no half-written volume, no qemu-img left running.
