@@ -2,6 +2,7 @@
  * The agent's side of the agent protocol (docs/agent-protocol.md): a small HTTP API that
  * only managers of its cluster may call (mutual TLS), plus an event stream of VM changes.
  */
+import fs from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
@@ -36,7 +37,8 @@ import {
 import { type ImportEvent, ImportImageRequest, maxUploadBytes, UploadQuery } from '../wire/image.ts';
 import { DiskSpec, VmSpec, VolumeRef } from '../wire/vm.ts';
 import type { HypervisorDriver } from './driver.ts';
-import { planImport, runImport } from './storage/images.ts';
+import { fileSha256 } from './storage/digest.ts';
+import { libraryFile, planImport, runImport } from './storage/images.ts';
 import { ImportSources } from './storage/import-sources.ts';
 import { type Pools, resolveVolume } from './storage/pools.ts';
 import { planUpload, receiveUpload } from './storage/uploads.ts';
@@ -276,6 +278,19 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
     }
   });
 
+  // A library image's stored file: its digest (read whole, as long as that takes; the caller
+  // leaving stops it) and its bytes, streamed as they are read.
+  app.get('/agent/v1/images/digest', { schema: { querystring: UploadQuery } }, async (req, reply) => {
+    const { file, bytes } = libraryFile(pools, req.query);
+    return { bytes, sha256: await fileSha256(file, callerGone(reply.raw)) };
+  });
+  app.get('/agent/v1/images/content', { schema: { querystring: UploadQuery } }, async (req, reply) => {
+    const { file, bytes } = libraryFile(pools, req.query);
+    return reply
+      .header('content-type', 'application/octet-stream')
+      .header('content-length', String(bytes))
+      .send(fs.createReadStream(file));
+  });
   // An import answers newline-delimited JSON: steps and progress, then `done` or `error`.
   // Checks that need no reading of the file fail first, with a plain error status.
   app.post('/agent/v1/images/import', { schema: { body: ImportImageRequest } }, async (req, reply) => {

@@ -118,6 +118,31 @@ export class ApiClient {
     return json as T;
   }
 
+  /** A GET whose answer is a file (application/octet-stream with a Content-Length), streamed. */
+  async download(path: string): Promise<{ body: ReadableStream<Uint8Array>; length: number }> {
+    let res: Response;
+    try {
+      res = await this.fetch(`${this.url}${path}`, { headers: { authorization: `Bearer ${this.#token}` } });
+    } catch (err) {
+      const cause = ((err as Error).cause as Error | undefined) ?? (err as Error);
+      throw new TernError('unavailable', unreachableManager(this.url, cause.message, cause));
+    }
+    if (!res.ok) {
+      const text = await res.text();
+      let json: unknown = null;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        // fromBody says the answer was not ours.
+      }
+      throw TernError.fromBody(json, `the manager answered ${res.status}`);
+    }
+    const length = Number(res.headers.get('content-length'));
+    if (!res.body || !Number.isSafeInteger(length))
+      throw new TernError('protocol_error', 'the manager sent the file without a length');
+    return { body: res.body, length };
+  }
+
   /** Follows the event stream until `signal` aborts; `onOpen` once every later event will be seen. */
   async events(
     query: string,

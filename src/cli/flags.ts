@@ -42,6 +42,7 @@ const options = {
   description: { type: 'string' },
   path: { type: 'string' },
   iso: { type: 'boolean', default: false },
+  compress: { type: 'boolean', default: false },
   format: { type: 'string' },
   to: { type: 'string' },
   quick: { type: 'boolean', default: false },
@@ -137,6 +138,8 @@ export interface Flags {
   description?: string;
   path?: string;
   iso: boolean;
+  /** `tern image import|upload --compress`: store the disk as compressed qcow2. */
+  compress: boolean;
   format?: string;
   to?: string;
   quick: boolean;

@@ -75,9 +75,12 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern template list | show NAME | delete NAME...
   tern template create NAME --from-vm VM [--description TEXT]
   tern image list | show NAME | delete NAME...
-  tern image import NAME --path HOSTPATH [--iso] [--format raw|qcow2|vmdk|vhd|vhdx]
+  tern image import NAME --path HOSTPATH [--iso] [--format raw|qcow2|vmdk|vhd|vhdx] [--compress]
                                        (HOSTPATH in one of the host's import dirs)
-  tern image upload NAME FILE [--iso] [--format F]        streamed; disk images are stored as qcow2
+  tern image upload NAME FILE [--iso] [--format F] [--compress]   streamed; disks are stored as
+                                       qcow2 (--compress: compressed qcow2)
+  tern image verify NAME               re-hash the stored file against its recorded sha256
+  tern image export NAME --out FILE    download the stored file (checked against its sha256)
   tern login [--url URL] [--ca FILE] --user NAME   password typed, or TERN_PASSWORD; keeps a 30-day
                        token (and the CA that signed the manager's certificate) in the config
   tern logout | whoami

@@ -43,10 +43,17 @@ export const Image = Type.Object({
   volume: VolumeRef,
   virtualBytes: Type.Integer(),
   actualBytes: Type.Integer(),
-  sha256: Type.Union([Sha256, Type.Null()], { description: 'of the file as uploaded or copied, when known' }),
+  sha256: Type.Union([Sha256, Type.Null()], {
+    description:
+      'of the stored file (what `verify` checks and `content` sends); null only for images imported before digests were recorded',
+  }),
   createdAt: Timestamp,
 });
 export type Image = Static<typeof Image>;
+
+const Compress = Type.Boolean({
+  description: 'store a disk as compressed qcow2 (qemu-img convert -c); default false',
+});
 
 export const CreateImageRequest = Type.Object(
   {
@@ -54,13 +61,18 @@ export const CreateImageRequest = Type.Object(
     kind: Type.Optional(ImageKind),
     sourcePath: HostPath,
     format: Type.Optional(ImageSourceFormat),
+    compress: Type.Optional(Compress),
   },
   { additionalProperties: false },
 );
 export type CreateImageRequest = Static<typeof CreateImageRequest>;
 
 export const UploadImageQuery = Type.Object(
-  { kind: Type.Optional(ImageKind), format: Type.Optional(ImageSourceFormat) },
+  {
+    kind: Type.Optional(ImageKind),
+    format: Type.Optional(ImageSourceFormat),
+    compress: Type.Optional(Type.Union([Type.Literal('true'), Type.Literal('false')])),
+  },
   { additionalProperties: false },
 );
 export type UploadImageQuery = Static<typeof UploadImageQuery>;
@@ -75,6 +87,7 @@ export const ImportImageRequest = Type.Object(
     upload: Type.Optional(VolumeRef),
     kind: ImageKind,
     format: Type.Optional(ImageSourceFormat),
+    compress: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );
@@ -99,6 +112,10 @@ export type ImportEvent =
   | { type: 'error'; error: { code: string; message: string } };
 
 export const UploadQuery = VolumeRef;
+
+/** A stored file re-hashed on its host (`image verify`). */
+export const VolumeDigest = Type.Object({ bytes: Type.Integer(), sha256: Sha256 });
+export type VolumeDigest = Static<typeof VolumeDigest>;
 
 export const UploadResult = Type.Object({
   volume: VolumeRef,

@@ -10,6 +10,8 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { asTernError, TernError } from '../../errors.ts';
 import type { ImageSourceFormat, ImportedImage, ImportImageRequest } from '../../wire/image.ts';
+import type { VolumeRef } from '../../wire/vm.ts';
+import { fileSha256 } from './digest.ts';
 import {
   assessProbe,
   checkable,
@@ -58,6 +60,8 @@ export function planImport(pools: Pools, req: ImportImageRequest, sources: Impor
     throw new TernError('invalid_request', 'give either sourcePath or upload');
   if (req.kind === 'iso' && req.format !== undefined && req.format !== 'auto' && req.format !== 'raw')
     throw new TernError('invalid_request', 'an ISO has no disk format to give');
+  if (req.kind === 'iso' && req.compress)
+    throw new TernError('invalid_request', 'an ISO is stored as it is; only disks are compressed');
   const dest = resolveVolume(pools, req.volume);
   if (fs.existsSync(dest) || active.has(dest))
     throw new TernError('conflict', `volume ${req.volume.pool}:${req.volume.path} exists`);
@@ -236,8 +240,11 @@ async function convertDisk(plan: ImportPlan, partial: string, hooks: ImportHooks
       `pool ${plan.req.volume.pool} has ${free} bytes free, the image needs about ${needs}`,
     );
 
-  hooks.step(`converting ${found.sourceFormat} to qcow2`);
-  const r = await qemuImg(['convert', '-p', '-f', found.format, '-O', 'qcow2', plan.source, partial], {
+  // -c: compressed clusters (zlib); written once, read as usual, rewritten uncompressed on write.
+  const compress = plan.req.compress === true;
+  hooks.step(`converting ${found.sourceFormat} to ${compress ? 'compressed ' : ''}qcow2`);
+  const args = ['convert', '-p', ...(compress ? ['-c'] : []), '-f', found.format, '-O', 'qcow2'];
+  const r = await qemuImg([...args, plan.source, partial], {
     signal: hooks.signal,
     onStdout: (text) => {
       const p = convertProgress(text);
@@ -259,13 +266,15 @@ async function convertDisk(plan: ImportPlan, partial: string, hooks: ImportHooks
   };
   if (info['virtual-size'] !== found.virtualBytes)
     throw new TernError('storage_error', `the converted image does not match ${plan.what}`);
+  hooks.step('computing the SHA-256 of the stored image');
+  const sha256 = await fileSha256(partial, hooks.signal);
   return {
     volume: plan.req.volume,
     format: 'qcow2',
     sourceFormat: found.sourceFormat,
     virtualBytes: found.virtualBytes,
     actualBytes: info['actual-size'] ?? 0,
-    sha256: null,
+    sha256,
   };
 }
 
@@ -323,4 +332,22 @@ async function copyIso(plan: ImportPlan, partial: string, hooks: ImportHooks): P
     actualBytes: st.blocks * 512,
     sha256: hash.digest('hex'),
   };
+}
+
+/**
+ * A library image's stored file, for re-hashing or sending back: only under `images/` of a
+ * pool, and only a regular file.
+ */
+export function libraryFile(pools: Pools, ref: VolumeRef): { file: string; bytes: number } {
+  if (!ref.path.startsWith('images/'))
+    throw new TernError('invalid_request', 'only library images (images/ in a pool) are read here');
+  const file = resolveVolume(pools, ref);
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch {
+    throw new TernError('not_found', `volume ${ref.pool}:${ref.path} does not exist`);
+  }
+  if (!st.isFile()) throw new TernError('invalid_request', `${ref.pool}:${ref.path} is not a regular file`);
+  return { file, bytes: st.size };
 }

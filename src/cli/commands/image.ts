@@ -1,7 +1,10 @@
 /** `tern image …`: disk images and ISOs in the library. */
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { TernError } from '../../errors.ts';
 import type { Image } from '../../wire/image.ts';
 import type { Task } from '../../wire/task.ts';
@@ -14,13 +17,54 @@ import { followTask, submitTask } from '../progress.ts';
 
 const enc = encodeURIComponent;
 const usage =
-  'usage: tern image list | show NAME | delete NAME | import NAME --path HOSTPATH [--iso] [--format F] | upload NAME FILE [--iso] [--format F]';
+  'usage: tern image list | show NAME | delete NAME | import NAME --path HOSTPATH [--iso] [--format F] [--compress] | upload NAME FILE [--iso] [--format F] [--compress] | verify NAME | export NAME --out FILE';
 const formats = ['auto', 'raw', 'qcow2', 'vmdk', 'vhd', 'vhdx'];
 
 function kindAndFormat(flags: Flags): { kind: 'disk' | 'iso'; format?: string } {
   if (flags.format !== undefined && !formats.includes(flags.format))
     throw new TernError('invalid_request', `--format is one of ${formats.join(', ')}`);
   return { kind: flags.iso ? 'iso' : 'disk', ...(flags.format ? { format: flags.format } : {}) };
+}
+
+/**
+ * Writes the image's stored file to `out` (through `out.partial`, renamed when whole), and
+ * checks the bytes against the digest recorded at import.
+ */
+async function exportImage(api: ApiClient, name: string, out: string, flags: Flags): Promise<void> {
+  if (fs.existsSync(out)) throw new TernError('conflict', `${out} exists; give a new file`);
+  const image = await api.request<Image>('GET', `/api/v1/images/${enc(name)}`);
+  const { body, length } = await api.download(`/api/v1/images/${enc(name)}/content`);
+  const partial = `${out}.partial`;
+  const hash = createHash('sha256');
+  let got = 0;
+  try {
+    await pipeline(
+      Readable.fromWeb(body as WebReadableStream<Uint8Array>),
+      new Transform({
+        transform(chunk: Buffer, _enc, done) {
+          got += chunk.length;
+          hash.update(chunk);
+          done(null, chunk);
+        },
+      }),
+      fs.createWriteStream(partial, { flags: 'wx' }),
+    );
+    if (got !== length)
+      throw new TernError('unavailable', `the download ended after ${got} of ${length} bytes`);
+    const sha256 = hash.digest('hex');
+    if (image.sha256 !== null && sha256 !== image.sha256)
+      throw new TernError(
+        'storage_error',
+        `the downloaded bytes hash to ${sha256}, not the recorded ${image.sha256}; run "tern image verify ${name}"`,
+      );
+    fs.renameSync(partial, out);
+    if (flags.output === 'json') printJson({ image: name, file: out, bytes: got, sha256 });
+    else process.stderr.write(`exported ${name} to ${out} (${bytes(got)}), sha256 ${sha256}\n`);
+  } catch (err) {
+    fs.rmSync(partial, { force: true });
+    if (err instanceof TernError) throw err;
+    throw new TernError('unavailable', `the export of ${name} failed: ${(err as Error).message}`);
+  }
 }
 
 function show(i: Image): void {
@@ -67,7 +111,10 @@ async function upload(api: ApiClient, name: string, file: string, flags: Flags):
   });
   if (!tty && flags.output !== 'json') process.stderr.write(`uploading ${file} (${bytes(size)})\n`);
   const body = (Readable.toWeb(fs.createReadStream(file)) as ReadableStream<Uint8Array>).pipeThrough(counter);
-  const q = new URLSearchParams(kindAndFormat(flags));
+  const q = new URLSearchParams({
+    ...kindAndFormat(flags),
+    ...(flags.compress ? { compress: 'true' } : {}),
+  });
   let r: { task: Task; bytes: number; sha256: string };
   try {
     r = await api.upload('PUT', `/api/v1/images/${enc(name)}?${q}`, body, size);
@@ -120,18 +167,32 @@ export async function imageCommand(
       if (args.length !== 1 || !flags.path)
         throw new TernError(
           'invalid_request',
-          'usage: tern image import NAME --path HOSTPATH [--iso] [--format F]',
+          'usage: tern image import NAME --path HOSTPATH [--iso] [--format F] [--compress]',
         );
       // The path is on the host; a relative one is taken from here, as all-in-one shares the machine.
       return submitTask(api, flags, 'POST', '/api/v1/images', {
         name: args[0],
         sourcePath: path.resolve(flags.path),
         ...kindAndFormat(flags),
+        ...(flags.compress ? { compress: true } : {}),
       });
     }
+    case 'verify':
+      if (args.length !== 1) throw new TernError('invalid_request', 'usage: tern image verify NAME');
+      await submitTask(api, flags, 'POST', `/api/v1/images/${enc(args[0])}/verify`);
+      if (flags.output !== 'json' && !flags['no-wait'])
+        process.stderr.write(`image ${args[0]}: the stored file matches its recorded sha256\n`);
+      return;
+    case 'export':
+      if (args.length !== 1 || !flags.out)
+        throw new TernError('invalid_request', 'usage: tern image export NAME --out FILE');
+      return exportImage(api, args[0], path.resolve(flags.out), flags);
     case 'upload':
       if (args.length !== 2)
-        throw new TernError('invalid_request', 'usage: tern image upload NAME FILE [--iso] [--format F]');
+        throw new TernError(
+          'invalid_request',
+          'usage: tern image upload NAME FILE [--iso] [--format F] [--compress]',
+        );
       return upload(api, args[0], args[1], flags);
     default:
       throw new TernError('invalid_request', usage);

@@ -1,10 +1,13 @@
 /**
  * /api/v1/images: disk images and ISOs in the library. Imported from a path on the host or
  * uploaded (streamed through to the host, never held here), then checked and converted by a
- * task on the host.
+ * task on the host; verified against their recorded SHA-256 by a task, and downloaded back
+ * (streamed from the host, never held here either).
  */
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { Type } from 'typebox';
 import { TernError } from '../../errors.ts';
 import { discardUnreadBody } from '../../http/unread-body.ts';
@@ -19,7 +22,7 @@ import {
   UploadImageQuery,
 } from '../../wire/image.ts';
 import { TaskAccepted } from '../../wire/task.ts';
-import { deleteTask, importTask } from '../library/image-tasks.ts';
+import { deleteTask, importTask, verifyTask } from '../library/image-tasks.ts';
 import { imageVolumePath } from '../library/images.ts';
 import type { ApiServices, App } from './context.ts';
 import { accepted } from './reply.ts';
@@ -48,16 +51,20 @@ function contentLength(header: string | undefined): number {
   return Number(header);
 }
 
-function checkFormat(kind: ImageKind, format: ImageSourceFormat | undefined): void {
+function checkFormat(kind: ImageKind, format: ImageSourceFormat | undefined, compress: boolean): void {
   if (kind === 'iso' && format !== undefined && format !== 'auto' && format !== 'raw')
     throw new TernError('invalid_request', 'an ISO has no disk format to give');
+  if (kind === 'iso' && compress)
+    throw new TernError('invalid_request', 'an ISO is stored as it is; only disks are compressed');
 }
 
 export function imageRoutes(app: App, s: ApiServices): void {
   const importer = importTask(s);
   const remove = deleteTask(s);
+  const verify = verifyTask(s);
   s.tasks.register(importer);
   s.tasks.register(remove);
+  s.tasks.register(verify);
   const limit = s.maxUploadBytes ?? maxUploadBytes();
   /** Names being uploaded: their task (and lock) only exists once the upload is complete. */
   const uploading = new Set<string>();
@@ -115,7 +122,8 @@ export function imageRoutes(app: App, s: ApiServices): void {
     async (req, reply) => {
       const { name, sourcePath } = req.body;
       const kind = req.body.kind ?? 'disk';
-      checkFormat(kind, req.body.format);
+      const compress = req.body.compress === true;
+      checkFormat(kind, req.body.format, compress);
       await ensureFree(name);
       const { host, pool } = await place();
       const task = await s.tasks.submit(
@@ -127,6 +135,7 @@ export function imageRoutes(app: App, s: ApiServices): void {
           hostId: host.id,
           volume: { pool, path: imageVolumePath(name, kind) },
           sourcePath,
+          ...(compress ? { compress } : {}),
         },
         [`image:${name}`],
       );
@@ -155,8 +164,9 @@ export function imageRoutes(app: App, s: ApiServices): void {
     async (req, reply) => {
       const { name } = req.params;
       const kind = req.query.kind ?? 'disk';
+      const compress = req.query.compress === 'true';
       try {
-        checkFormat(kind, req.query.format);
+        checkFormat(kind, req.query.format, compress);
         const length = contentLength(req.headers['content-length']);
         if (!(req.body instanceof Readable))
           throw new TernError('unsupported_media_type', 'send the file as application/octet-stream');
@@ -185,6 +195,7 @@ export function imageRoutes(app: App, s: ApiServices): void {
                 volume: { pool, path: imageVolumePath(name, kind) },
                 upload: staging,
                 sha256: sent.sha256,
+                ...(compress ? { compress } : {}),
               },
               [`image:${name}`],
             );
@@ -200,6 +211,57 @@ export function imageRoutes(app: App, s: ApiServices): void {
         discardUnreadBody(req.raw);
         throw err;
       }
+    },
+  );
+
+  app.get(
+    '/api/v1/images/:name/content',
+    {
+      schema: {
+        summary: 'Download an image: its stored file as it is (qcow2 or ISO), streamed from its host',
+        tags: ['library'],
+        params: NameParams,
+        response: { 400: ErrorBody, 404: ErrorBody, 503: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      const row = await s.images.row(req.params.name);
+      if (!row.hostId) throw new TernError('unavailable', `image ${row.name} has no host to read it from`);
+      // The client leaving stops the read on the host.
+      const gone = new AbortController();
+      reply.raw.on('close', () => gone.abort());
+      const { body, length } = await s.hosts
+        .client(row.hostId)
+        .download({ pool: row.pool, path: row.path }, gone.signal);
+      reply.hijack();
+      reply.raw.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        'content-length': String(length),
+        'content-disposition': `attachment; filename="${row.path.split('/').pop()}"`,
+      });
+      // A host failing midway cuts the connection: the client sees fewer bytes than announced.
+      await pipeline(Readable.fromWeb(body as WebReadableStream<Uint8Array>), reply.raw).catch((err) => {
+        req.log.warn({ err }, `download of image ${row.name} cut short`);
+        reply.raw.destroy();
+      });
+    },
+  );
+
+  app.post(
+    '/api/v1/images/:name/verify',
+    {
+      schema: {
+        summary:
+          'Check an image: re-hash its stored file on its host against the SHA-256 recorded at import (the task fails on a mismatch, changing nothing)',
+        tags: ['library'],
+        params: NameParams,
+        response: { 202: TaskAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+      },
+    },
+    async (req, reply) => {
+      const image = await s.images.get(req.params.name);
+      const task = await s.tasks.submit(verify, { name: image.name }, [`image:${image.name}`]);
+      return accepted(reply, task);
     },
   );
 

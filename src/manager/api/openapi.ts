@@ -44,6 +44,11 @@ const rawAnswers: Record<string, Json> = {
       'a stream of server-sent events (`event: <type>`, `data: <JSON ManagerEvent>`) that stays open; HEAD answers the headers only',
     content: { 'text/event-stream': { schema: { type: 'string' } } },
   },
+  'GET /api/v1/images/{name}/content': {
+    description:
+      "the stored file (qcow2 or ISO) as it is, with its Content-Length; its SHA-256 is the image's sha256",
+    content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
+  },
 };
 
 /** Schemas in a stable spelling, to recognise a named one wherever it is inlined. */

@@ -205,6 +205,8 @@ export const routePermissions: Record<string, RouteRule> = {
   'PUT /api/v1/images/:name': 'library.write',
   'GET /api/v1/images/:name': 'library.read',
   'DELETE /api/v1/images/:name': 'library.write',
+  'GET /api/v1/images/:name/content': 'library.read',
+  'POST /api/v1/images/:name/verify': 'library.write',
   'GET /api/v1/image-pools': 'library.read',
   'POST /api/v1/image-pools': 'library.write',
   'GET /api/v1/image-pools/:pool': 'library.read',

@@ -26,10 +26,16 @@ import {
   type VolumeInfo,
   type VolumeSnapshotRequest,
 } from '../../wire/agent.ts';
-import type { ImportedImage, ImportImageRequest, UploadResult } from '../../wire/image.ts';
+import type { ImportedImage, ImportImageRequest, UploadResult, VolumeDigest } from '../../wire/image.ts';
 import type { VmDir } from '../../wire/orphan.ts';
 import type { DiskSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
-import { type ImportProgress, importOnAgent, uploadToAgent } from './image-transfer.ts';
+import {
+  digestOnAgent,
+  downloadFromAgent,
+  type ImportProgress,
+  importOnAgent,
+  uploadToAgent,
+} from './image-transfer.ts';
 import { followOnAgent, type MigrationDone } from './migration-transfer.ts';
 
 /** How the manager reaches one agent: its address and a mutual-TLS fetch bound to that host. */
@@ -198,6 +204,19 @@ export class AgentClient {
     signal?: AbortSignal,
   ): Promise<UploadResult> {
     return uploadToAgent(this.transport, ref, body, length, signal);
+  }
+
+  /** Streams a library image's stored file back from the host. */
+  download(
+    ref: VolumeRef,
+    signal?: AbortSignal,
+  ): Promise<{ body: ReadableStream<Uint8Array>; length: number }> {
+    return downloadFromAgent(this.transport, ref, signal);
+  }
+
+  /** Re-hashes a library image's stored file on the host. */
+  imageDigest(ref: VolumeRef, signal?: AbortSignal): Promise<VolumeDigest> {
+    return digestOnAgent(this.transport, ref, signal);
   }
 
   /** Migration target: start the VM waiting for its state (docs/agent-protocol.md, "Migration"). */

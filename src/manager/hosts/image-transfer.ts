@@ -1,10 +1,17 @@
 /**
- * The two agent calls that move image data: an upload streamed through to a host's staging
- * area, and an import whose answer streams its progress (newline-delimited JSON).
+ * The agent calls that move or read image data: an upload streamed through to a host's
+ * staging area, an import whose answer streams its progress (newline-delimited JSON), a
+ * stored image streamed back, and a stored image re-hashed.
  */
 import { TernError } from '../../errors.ts';
 import { ndjson } from '../../http/ndjson.ts';
-import type { ImportEvent, ImportedImage, ImportImageRequest, UploadResult } from '../../wire/image.ts';
+import type {
+  ImportEvent,
+  ImportedImage,
+  ImportImageRequest,
+  UploadResult,
+  VolumeDigest,
+} from '../../wire/image.ts';
 import type { VolumeRef } from '../../wire/vm.ts';
 import type { AgentTransport } from './agent-client.ts';
 
@@ -113,4 +120,39 @@ export async function importOnAgent(
   } finally {
     clearTimeout(watchdog);
   }
+}
+
+/** A library image's stored bytes as the agent streams them, with their length. */
+export async function downloadFromAgent(
+  { url, fetch, headers }: AgentTransport,
+  ref: VolumeRef,
+  signal?: AbortSignal,
+): Promise<{ body: ReadableStream<Uint8Array>; length: number }> {
+  let res: Response;
+  try {
+    res = await fetch(`${url}/agent/v1/images/content?${new URLSearchParams(ref)}`, { headers, signal });
+  } catch (err) {
+    throw unreachable(url, err, signal);
+  }
+  if (!res.ok) throw await errorOf(res, 'host agent');
+  const length = Number(res.headers.get('content-length'));
+  if (!res.body || !Number.isSafeInteger(length))
+    throw new TernError('protocol_error', 'host agent sent the image without a length');
+  return { body: res.body, length };
+}
+
+/** Re-hashes a library image's stored file on its host: as long as reading it takes. */
+export async function digestOnAgent(
+  { url, fetch, headers }: AgentTransport,
+  ref: VolumeRef,
+  signal?: AbortSignal,
+): Promise<VolumeDigest> {
+  let res: Response;
+  try {
+    res = await fetch(`${url}/agent/v1/images/digest?${new URLSearchParams(ref)}`, { headers, signal });
+  } catch (err) {
+    throw unreachable(url, err, signal);
+  }
+  if (!res.ok) throw await errorOf(res, 'host agent');
+  return (await res.json()) as VolumeDigest;
 }

@@ -1,6 +1,7 @@
 /**
  * image.import: a host file or an upload becomes a library image (the host probes, checks
- * and converts it; see agent/storage/images.ts). image.delete: the volume, then the row.
+ * and converts it; see agent/storage/images.ts). image.verify: the stored file re-hashed on
+ * its host against the digest recorded at import. image.delete: the volume, then the row.
  */
 import { asTernError, TernError } from '../../errors.ts';
 import type { ImageKind, ImageSourceFormat } from '../../wire/image.ts';
@@ -25,7 +26,9 @@ export interface ImportParams {
   sourcePath?: string;
   /** A staged upload on the host; removed once imported or failed. */
   upload?: VolumeRef;
+  /** The upload's digest (of the file as sent, not as stored); shown in the result. */
   sha256?: string;
+  compress?: boolean;
 }
 
 export function importTask(deps: ImageDeps): TaskKind<ImportParams> {
@@ -43,7 +46,14 @@ export function importTask(deps: ImageDeps): TaskKind<ImportParams> {
         writes = writes.then(write).catch(() => {});
       };
       const image = await agent.importImage(
-        { volume: p.volume, kind: p.kind, format: p.format, sourcePath: p.sourcePath, upload: p.upload },
+        {
+          volume: p.volume,
+          kind: p.kind,
+          format: p.format,
+          sourcePath: p.sourcePath,
+          upload: p.upload,
+          ...(p.compress ? { compress: true } : {}),
+        },
         {
           signal: ctx.signal,
           step: (name) => later(() => ctx.step(name)),
@@ -62,7 +72,8 @@ export function importTask(deps: ImageDeps): TaskKind<ImportParams> {
         path: p.volume.path,
         virtualBytes: image.virtualBytes,
         actualBytes: image.actualBytes,
-        sha256: p.sha256 ?? image.sha256,
+        // Of the stored file: what verify and export can check later.
+        sha256: image.sha256,
         createdAt: now(),
       });
       if (p.upload) {
@@ -75,6 +86,8 @@ export function importTask(deps: ImageDeps): TaskKind<ImportParams> {
         sourceFormat: image.sourceFormat,
         virtualBytes: image.virtualBytes,
         actualBytes: image.actualBytes,
+        sha256: image.sha256,
+        ...(p.sha256 ? { sourceSha256: p.sha256 } : {}),
       };
     },
     async cleanup(_ctx, p) {
@@ -107,6 +120,45 @@ export function deleteTask(deps: ImageDeps): TaskKind<DeleteParams> {
       }
       await deps.images.remove(p.name);
       return { deleted: p.name };
+    },
+  };
+}
+
+export interface VerifyParams {
+  name: string;
+}
+
+/**
+ * Re-hashes the stored file on its host. A mismatch fails the task saying so and changes
+ * nothing: the file may be damaged, or changed by hand, and only a person can tell which. An
+ * image imported before digests were recorded gets the one computed now.
+ */
+export function verifyTask(deps: ImageDeps): TaskKind<VerifyParams> {
+  return {
+    kind: 'image.verify',
+    // Read-only: nothing to undo, and a new verify is the way to retry.
+    onInterrupt: 'fail',
+    async run(ctx, p) {
+      const row = await deps.images.row(p.name);
+      if (!row.hostId) throw new TernError('unavailable', `image ${p.name} has no host to read it on`);
+      await ctx.step(`hashing ${row.pool}:${row.path} on its host`, 10);
+      const found = await deps.hosts
+        .client(row.hostId)
+        .imageDigest({ pool: row.pool, path: row.path }, ctx.signal);
+      if (row.sha256 === null) {
+        await deps.images.setSha256(p.name, found.sha256);
+        await ctx.log(`no digest was recorded for ${p.name}; recorded ${found.sha256}`);
+        return { image: p.name, ok: true, sha256: found.sha256, bytes: found.bytes, recorded: true };
+      }
+      if (found.sha256 !== row.sha256)
+        throw new TernError(
+          'storage_error',
+          `image ${p.name} does not match its recorded SHA-256: the stored file ${row.pool}:${row.path} ` +
+            `hashes to ${found.sha256}, ${row.sha256} was recorded at import. Nothing was changed; ` +
+            're-import the image or restore the file from a copy.',
+          { recorded: row.sha256, actual: found.sha256 },
+        );
+      return { image: p.name, ok: true, sha256: found.sha256, bytes: found.bytes };
     },
   };
 }

@@ -74,6 +74,10 @@ export class ImageStore {
     }
   }
 
+  async setSha256(name: string, sha256: string): Promise<void> {
+    await this.#db.updateTable('images').set({ sha256 }).where('name', '=', name).execute();
+  }
+
   async remove(name: string): Promise<void> {
     await this.#db.deleteFrom('images').where('name', '=', name).execute();
   }
