@@ -1,7 +1,9 @@
 /**
  * The library's disk images and ISOs with real qemu-img: every accepted format imports as
  * exactly the original bytes in qcow2, by path and by streamed upload; truncated, backed,
- * random and oversized files are refused with a clear error and leave nothing behind.
+ * random and oversized files are refused with a clear error and leave nothing behind. Every
+ * image records the SHA-256 of its stored file, which verify re-checks and export sends back;
+ * --compress stores a smaller qcow2 with the same content.
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -72,6 +74,12 @@ function sameBytes(libraryPath: string): boolean {
 }
 
 const sha256 = (f: string) => createHash('sha256').update(fs.readFileSync(f)).digest('hex');
+
+const tern = (...args: string[]) =>
+  spawnSync(path.join(repoRoot, 'bin', 'tern'), args, {
+    encoding: 'utf8',
+    env: { ...process.env, ...c.api.cliEnv },
+  });
 
 function importPath(name: string, sourcePath: string, extra: Record<string, unknown> = {}): Promise<Task> {
   return c.api.task('POST', '/api/v1/images', { name, sourcePath, ...extra });
@@ -156,17 +164,13 @@ test('an upload streams through to the host and imports', async () => {
   assert.equal(task.state, 'succeeded', JSON.stringify(task.error));
   const image = await c.api.request<Image>('GET', '/api/v1/images/uploaded');
   assert.equal(image.sourceFormat, 'vmdk');
-  assert.equal(image.sha256, r.body.sha256);
+  // The answer's digest is of the bytes sent; the image's, of the qcow2 stored from them.
+  assert.equal(image.sha256, sha256(path.join(c.pool, image.volume.path)));
   assert.ok(sameBytes(image.volume.path));
   assert.ok(!libraryFiles().some((f) => f.startsWith('uploads/')), 'the staged upload is gone');
 });
 
 test('the CLI uploads, lists and shows images', () => {
-  const tern = (...args: string[]) =>
-    spawnSync(path.join(repoRoot, 'bin', 'tern'), args, {
-      encoding: 'utf8',
-      env: { ...process.env, ...c.api.cliEnv },
-    });
   const up = tern('image', 'upload', 'cli-up', file('base.qcow2'));
   assert.equal(up.status, 0, up.stderr);
   assert.match(up.stderr, /image\.import: succeeded \(100%\)/);
@@ -174,7 +178,7 @@ test('the CLI uploads, lists and shows images', () => {
   assert.match(list.stdout, /^NAME\s+KIND\s+FROM/m);
   assert.match(list.stdout, /^cli-up\s+disk\s+qcow2\s+4 MiB/m);
   const show = JSON.parse(tern('image', 'show', 'cli-up', '-o', 'json').stdout) as Image;
-  assert.equal(show.sha256, sha256(file('base.qcow2')));
+  assert.equal(show.sha256, sha256(path.join(c.pool, show.volume.path)));
   const bad = tern('image', 'import', 'cli-bad', '--path', file('base.raw'));
   assert.equal(bad.status, 2, 'a refused file is the user input at fault');
   assert.match(bad.stderr, /^tern: image\.import failed: .*base\.raw: not a disk image/m);
@@ -182,6 +186,93 @@ test('the CLI uploads, lists and shows images', () => {
     const del = tern('image', 'delete', name);
     assert.equal(del.status, 0, del.stderr);
   }
+});
+
+test('an import records the SHA-256 of the stored file; verify finds one changed byte and changes nothing; export sends the stored bytes', async () => {
+  const task = await importPath('digest', file('base.vmdk'));
+  assert.equal(task.state, 'succeeded', JSON.stringify(task.error));
+  const image = await c.api.request<Image>('GET', '/api/v1/images/digest');
+  const stored = path.join(c.pool, image.volume.path);
+  assert.equal(image.sha256, sha256(stored), 'the digest of the stored qcow2');
+
+  const ok = await c.api.task('POST', '/api/v1/images/digest/verify');
+  assert.equal(ok.kind, 'image.verify');
+  assert.equal(ok.state, 'succeeded', JSON.stringify(ok.error));
+
+  const res = await c.api.fetch(`${c.api.url}/api/v1/images/digest/content`, {
+    headers: { authorization: `Bearer ${c.api.token}` },
+  });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('content-type'), 'application/octet-stream');
+  assert.equal(Number(res.headers.get('content-length')), fs.statSync(stored).size);
+  const sent = Buffer.from(await res.arrayBuffer());
+  assert.equal(createHash('sha256').update(sent).digest('hex'), image.sha256);
+  const out = path.join(tempDir('tern-img-out'), 'digest.qcow2');
+  const exported = tern('image', 'export', 'digest', '--out', out);
+  assert.equal(exported.status, 0, exported.stderr);
+  assert.equal(sha256(out), image.sha256);
+  assert.ok(!fs.existsSync(`${out}.partial`));
+  const missing = await c.api.raw('GET', '/api/v1/images/nothing/content');
+  assert.equal(missing.status, 404);
+
+  // One byte changed on the host: a mismatch, said clearly, and the image left as it is.
+  const fd = fs.openSync(stored, 'r+');
+  const at = fs.fstatSync(fd).size - 1;
+  const one = Buffer.alloc(1);
+  fs.readSync(fd, one, 0, 1, at);
+  fs.writeSync(fd, Buffer.from([one[0] ^ 0xff]), 0, 1, at);
+  fs.closeSync(fd);
+  const changed = sha256(stored);
+  const bad = await c.api.task('POST', '/api/v1/images/digest/verify');
+  assert.equal(bad.state, 'failed');
+  assert.equal(bad.error?.code, 'storage_error');
+  assert.match(bad.error!.message, /does not match its recorded SHA-256/);
+  assert.ok(bad.error!.message.includes(changed) && bad.error!.message.includes(image.sha256!));
+  const cli = tern('image', 'verify', 'digest');
+  assert.notEqual(cli.status, 0);
+  assert.match(cli.stderr, /image\.verify failed: image digest does not match/);
+  const after = await c.api.request<Image>('GET', '/api/v1/images/digest');
+  assert.equal(after.sha256, image.sha256, 'the recorded digest is kept');
+  assert.equal(sha256(stored), changed, 'the file is not touched');
+  assert.equal((await c.api.task('DELETE', '/api/v1/images/digest')).state, 'succeeded');
+});
+
+test('--compress stores a smaller qcow2 with the same content, by path and by upload', async () => {
+  // Sectors of one repeated byte and a label: plain qcow2 keeps all 4 MiB, zlib far less.
+  const plain = await importPath('plain', file('base.raw'), { format: 'raw' });
+  assert.equal(plain.state, 'succeeded', JSON.stringify(plain.error));
+  const packed = await importPath('packed', file('base.raw'), { format: 'raw', compress: true });
+  assert.equal(packed.state, 'succeeded', JSON.stringify(packed.error));
+  assert.ok(packed.log?.some((l) => l.line === 'converting raw to compressed qcow2'));
+  const up = tern('image', 'upload', 'packed-up', file('base.qcow2'), '--compress');
+  assert.equal(up.status, 0, up.stderr);
+  const size = (name: string) => fs.statSync(path.join(c.pool, `images/${name}.qcow2`)).size;
+  assert.ok(size('packed') * 2 < size('plain'), `compressed ${size('packed')} vs plain ${size('plain')}`);
+  assert.ok(size('packed-up') * 2 < size('plain'), `uploaded ${size('packed-up')} vs ${size('plain')}`);
+  for (const name of ['packed', 'packed-up']) {
+    assert.ok(sameBytes(`images/${name}.qcow2`), `${name}: the guest sees the original bytes`);
+    const r = spawnSync('qemu-img', [
+      'compare',
+      path.join(c.pool, 'images/plain.qcow2'),
+      path.join(c.pool, `images/${name}.qcow2`),
+    ]);
+    assert.equal(r.status, 0, `${name}: identical to the plain import`);
+    const image = await c.api.request<Image>('GET', `/api/v1/images/${name}`);
+    assert.equal(image.sha256, sha256(path.join(c.pool, image.volume.path)));
+  }
+  const iso = await c.api.raw('POST', '/api/v1/images', {
+    body: JSON.stringify({ name: 'iso-packed', kind: 'iso', sourcePath: file('test.iso'), compress: true }),
+    headers: { 'content-type': 'application/json' },
+  });
+  assert.equal(iso.status, 400);
+  assert.match(iso.body.error!.message, /only disks are compressed/);
+  const loose = await c.api.raw('POST', '/api/v1/images', {
+    body: JSON.stringify({ name: 'loose', sourcePath: file('base.raw'), compress: 'yes' }),
+    headers: { 'content-type': 'application/json' },
+  });
+  assert.equal(loose.status, 400, 'no coercion of compress');
+  for (const name of ['plain', 'packed', 'packed-up'])
+    assert.equal((await c.api.task('DELETE', `/api/v1/images/${name}`)).state, 'succeeded');
 });
 
 test('a truncated qcow2 is refused and leaves nothing half-imported', async () => {
