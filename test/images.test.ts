@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, test } from 'node:test';
+import type { Alert } from '../src/wire/alert.ts';
 import type { Image } from '../src/wire/image.ts';
 import type { Task } from '../src/wire/task.ts';
 import { type Cluster, repoRoot, startCluster, tempDir } from './harness.ts';
@@ -234,7 +235,13 @@ test('an import records the SHA-256 of the stored file; verify finds one changed
   const after = await c.api.request<Image>('GET', '/api/v1/images/digest');
   assert.equal(after.sha256, image.sha256, 'the recorded digest is kept');
   assert.equal(sha256(stored), changed, 'the file is not touched');
+  const alerts = async () =>
+    (await c.api.request<{ items: Alert[] }>('GET', '/api/v1/alerts')).items.filter(
+      (a) => a.object === 'image:digest' && a.clearedAt === null,
+    );
+  assert.match((await alerts())[0]?.message ?? '', /does not match its recorded SHA-256/, 'an alert');
   assert.equal((await c.api.task('DELETE', '/api/v1/images/digest')).state, 'succeeded');
+  assert.deepEqual(await alerts(), [], 'deleting the image clears its alert');
 });
 
 test('--compress stores a smaller qcow2 with the same content, by path and by upload', async () => {

@@ -6,6 +6,7 @@
 import { asTernError, TernError } from '../../errors.ts';
 import type { ImageKind, ImageSourceFormat } from '../../wire/image.ts';
 import type { VolumeRef } from '../../wire/vm.ts';
+import type { AlertStore } from '../alerts/store.ts';
 import { now } from '../db/database.ts';
 import type { HostRegistry } from '../hosts/registry.ts';
 import type { TaskKind } from '../tasks/engine.ts';
@@ -15,7 +16,11 @@ import type { ImageStore } from './images.ts';
 export interface ImageDeps {
   images: ImageStore;
   hosts: HostRegistry;
+  alerts: AlertStore;
 }
+
+/** The alert a failed verify raises; a verify that matches, or the image's deletion, clears it. */
+const mismatchAlert = (name: string) => `image:${name}:sha256-mismatch`;
 
 export interface ImportParams {
   name: string;
@@ -119,6 +124,7 @@ export function deleteTask(deps: ImageDeps): TaskKind<DeleteParams> {
         await deps.hosts.client(row.hostId).deleteVolume({ pool: row.pool, path: row.path });
       }
       await deps.images.remove(p.name);
+      await deps.alerts.clear(mismatchAlert(p.name));
       return { deleted: p.name };
     },
   };
@@ -150,14 +156,20 @@ export function verifyTask(deps: ImageDeps): TaskKind<VerifyParams> {
         await ctx.log(`no digest was recorded for ${p.name}; recorded ${found.sha256}`);
         return { image: p.name, ok: true, sha256: found.sha256, bytes: found.bytes, recorded: true };
       }
-      if (found.sha256 !== row.sha256)
-        throw new TernError(
-          'storage_error',
+      if (found.sha256 !== row.sha256) {
+        const message =
           `image ${p.name} does not match its recorded SHA-256: the stored file ${row.pool}:${row.path} ` +
-            `hashes to ${found.sha256}, ${row.sha256} was recorded at import. Nothing was changed; ` +
-            're-import the image or restore the file from a copy.',
-          { recorded: row.sha256, actual: found.sha256 },
-        );
+          `hashes to ${found.sha256}, ${row.sha256} was recorded at import. Nothing was changed; ` +
+          're-import the image or restore the file from a copy.';
+        await deps.alerts.raise({
+          id: mismatchAlert(p.name),
+          severity: 'warning',
+          object: `image:${p.name}`,
+          message,
+        });
+        throw new TernError('storage_error', message, { recorded: row.sha256, actual: found.sha256 });
+      }
+      await deps.alerts.clear(mismatchAlert(p.name));
       return { image: p.name, ok: true, sha256: found.sha256, bytes: found.bytes };
     },
   };
