@@ -26,7 +26,7 @@ import {
   qemuFormat,
 } from './image-check.ts';
 import type { ImportSources } from './import-sources.ts';
-import { type Pools, resolveVolume } from './pools.ts';
+import { type Pools, resolveVolume, statVolume } from './pools.ts';
 import { qemuImg } from './qemu-img.ts';
 import { poolUsage } from './volumes.ts';
 
@@ -341,13 +341,7 @@ async function copyIso(plan: ImportPlan, partial: string, hooks: ImportHooks): P
 export function libraryFile(pools: Pools, ref: VolumeRef): { file: string; bytes: number } {
   if (!ref.path.startsWith('images/'))
     throw new TernError('invalid_request', 'only library images (images/ in a pool) are read here');
-  const file = resolveVolume(pools, ref);
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(file);
-  } catch {
-    throw new TernError('not_found', `volume ${ref.pool}:${ref.path} does not exist`);
-  }
+  const { file, st } = statVolume(pools, ref);
   if (!st.isFile()) throw new TernError('invalid_request', `${ref.pool}:${ref.path} is not a regular file`);
   return { file, bytes: st.size };
 }

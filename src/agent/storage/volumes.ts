@@ -15,7 +15,7 @@ import type {
 } from '../../wire/agent.ts';
 import type { VolumeRef } from '../../wire/vm.ts';
 import { discardPartial, partialOf } from './partials.ts';
-import { type Pools, resolveVolume } from './pools.ts';
+import { type Pools, resolveVolume, statVolume } from './pools.ts';
 
 const run = promisify(execFile);
 
@@ -166,13 +166,7 @@ export async function createVolume(
 const baseCache = new Map<string, { key: string; info: VolumeInfo }>();
 
 async function baseInfo(pools: Pools, ref: VolumeRef): Promise<VolumeInfo> {
-  const file = resolveVolume(pools, ref);
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(file);
-  } catch {
-    throw new TernError('not_found', `volume ${ref.pool}:${ref.path} does not exist`);
-  }
+  const { file, st } = statVolume(pools, ref);
   const key = `${st.ino}:${st.size}:${st.mtimeMs}`;
   const hit = baseCache.get(file);
   if (hit?.key === key) return hit.info;
