@@ -476,6 +476,33 @@ const table: KillCase[] = [
     submit: del('/api/v1/images/k-image2'),
   },
   {
+    kind: 'image.verify',
+    at: 'its start',
+    setup: async () => {
+      execFileSync('qemu-img', [
+        'create',
+        '-q',
+        '-f',
+        'qcow2',
+        path.join(importDir, 'k-image3.qcow2'),
+        '64M',
+      ]);
+      const t = await api.task('POST', '/api/v1/images', {
+        name: 'k-image3',
+        sourcePath: path.join(importDir, 'k-image3.qcow2'),
+      });
+      assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+    },
+    submit: post('/api/v1/images/k-image3/verify'),
+    check: async () => {
+      // Read-only: the image and its recorded digest are as they were, and a new verify passes.
+      const image = await api.request<{ sha256: string | null }>('GET', '/api/v1/images/k-image3');
+      assert.match(image.sha256 ?? '', /^[0-9a-f]{64}$/);
+      const again = await api.task('POST', '/api/v1/images/k-image3/verify');
+      assert.equal(again.state, 'succeeded', JSON.stringify(again.error));
+    },
+  },
+  {
     kind: 'imagepool.create',
     at: 'the start of its VMs',
     setup: async () => {
