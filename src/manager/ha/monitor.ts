@@ -191,7 +191,7 @@ export class HaMonitor {
       statefileReadAtMs: this.#statefileReadAt,
       hosts: hosts.map((h) => ({
         hostId: h.id,
-        networkOkAtMs: this.#deps.hosts.heardAt(h.id),
+        networkOkAtMs: this.#deps.hosts.heartbeats.heardAt(h.id),
         leaseOkAtMs: this.#leases.get(h.id)?.okAt ?? null,
         timeoutS: this.#leases.get(h.id)?.timeoutS,
       })),

@@ -85,7 +85,7 @@ export async function buildClusterEndpoint(opts: ClusterEndpointOptions): Promis
     },
     async (req) => {
       const host = await callingHost(req);
-      await opts.hosts.heartbeat(host.id);
+      await opts.hosts.heartbeats.heard(host.id);
       const ha = await opts.haAssignment(host.id);
       // Agents before HA send no body: they enforce nothing.
       const report = Value.Check(HeartbeatRequest, req.body) ? req.body.haGeneration : null;

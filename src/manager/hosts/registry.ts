@@ -7,14 +7,15 @@ import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { IssuedCert } from '../../pki/ca.ts';
 import { type Identity, tlsFetch } from '../../pki/identity.ts';
-import type { AgentEvent, AgentVm } from '../../wire/agent.ts';
+import type { AgentEvent } from '../../wire/agent.ts';
 import type { Host, HostFacts, HostState } from '../../wire/host.ts';
 import { type Db, now } from '../db/database.ts';
-import { bestEffort } from '../db/disk-space.ts';
 import type { HostTable } from '../db/schema.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { VmStore } from '../vms/store.ts';
 import { AgentClient } from './agent-client.ts';
+import { HostHeartbeats } from './heartbeats.ts';
+import { HostReports } from './reports.ts';
 
 export class HostRegistry {
   readonly #db: Db;
@@ -30,16 +31,12 @@ export class HostRegistry {
   readonly #identity: Identity;
   readonly #bus: EventBus;
   readonly #onlineWaiters: ((host: Host) => void)[] = [];
-  /** Monotonic arrival time of each host's last heartbeat on the cluster endpoint. */
-  readonly #heard = new Map<string, number>();
   /** Hosts whose event stream is up right now. */
   readonly #connected = new Set<string>();
-  /** Hosts whose link is up and whose full report the inventory holds: what recovery waits for. */
-  readonly #reported = new Set<string>();
-  readonly #reportWaiters = new Map<string, Set<() => void>>();
   /** Hosts with an event that could not be applied, waiting to apply their full report again. */
   readonly #resyncs = new Map<string, NodeJS.Timeout>();
-  readonly #reportListeners: ((hostId: string) => void)[] = [];
+  readonly #reports: HostReports;
+  readonly heartbeats: HostHeartbeats;
 
   constructor(db: Db, vms: VmStore, log: Logger, identity: Identity, bus: EventBus) {
     this.#db = db;
@@ -47,6 +44,8 @@ export class HostRegistry {
     this.#vms = vms;
     this.#log = log;
     this.#identity = identity;
+    this.#reports = new HostReports(db, vms, log);
+    this.heartbeats = new HostHeartbeats(db, log);
   }
 
   /** Loads known hosts and starts following each of them. */
@@ -189,25 +188,6 @@ export class HostRegistry {
     return this.get(hostId);
   }
 
-  /**
-   * A host's own heartbeat over the cluster endpoint (the event stream has its own). Hearing
-   * the host is what counts; `lastSeen` is bookkeeping that a full disk must not turn into a
-   * failed heartbeat.
-   */
-  async heartbeat(hostId: string): Promise<void> {
-    this.#heard.set(hostId, performance.now());
-    await bestEffort(
-      this.#db.updateTable('hosts').set({ lastSeen: now() }).where('id', '=', hostId).execute(),
-      this.#log,
-      'when a host was last seen',
-    );
-  }
-
-  /** When (this manager's monotonic clock) the host's own heartbeat last arrived; null: not yet. */
-  heardAt(hostId: string): number | null {
-    return this.#heard.get(hostId) ?? null;
-  }
-
   /** The first host that is (or comes) online. */
   async whenOnline(): Promise<Host> {
     const online = (await this.list()).find((h) => h.state === 'online');
@@ -217,7 +197,7 @@ export class HostRegistry {
 
   /** Called (not awaited) each time a host's full report has been applied. */
   onReported(listener: (hostId: string) => void): void {
-    this.#reportListeners.push(listener);
+    this.#reports.onReported(listener);
   }
 
   /**
@@ -230,39 +210,7 @@ export class HostRegistry {
     signal?: AbortSignal,
     waiting?: (host: string) => Promise<void>,
   ): Promise<AgentClient> {
-    if (!this.#reported.has(hostId)) {
-      const name = (await this.get(hostId)).name;
-      await waiting?.(name);
-      const waiters = this.#reportWaiters.get(hostId) ?? new Set();
-      this.#reportWaiters.set(hostId, waiters);
-      await new Promise<void>((resolve, reject) => {
-        const done = (fn: () => void) => {
-          clearTimeout(timer);
-          waiters.delete(ready);
-          signal?.removeEventListener('abort', aborted);
-          fn();
-        };
-        const ready = () => done(resolve);
-        const aborted = () => done(() => reject(signal?.reason));
-        const timer = setTimeout(
-          () =>
-            done(() =>
-              reject(
-                new TernError(
-                  'unavailable',
-                  `host ${name} did not connect within ${Math.round(timeoutMs / 1000)} s`,
-                ),
-              ),
-            ),
-          timeoutMs,
-        );
-        waiters.add(ready);
-        // The report may have arrived while the name was looked up.
-        if (this.#reported.has(hostId)) ready();
-        else if (signal?.aborted) aborted();
-        else signal?.addEventListener('abort', aborted, { once: true });
-      });
-    }
+    await this.#reports.wait(hostId, timeoutMs, async () => (await this.get(hostId)).name, signal, waiting);
     return this.client(hostId);
   }
 
@@ -330,7 +278,7 @@ export class HostRegistry {
         if (!row || this.#clients.get(id) !== client) return;
         const up = this.#connected.has(id);
         await this.#onConnection(row, up, 'connection lost');
-        if (up) await this.#fullReport(id, client);
+        if (up) await this.#reports.apply(id, client);
       });
     }
   }
@@ -393,7 +341,7 @@ export class HostRegistry {
   async #onEvent(hostId: string, client: AgentClient, e: AgentEvent): Promise<void> {
     switch (e.type) {
       case 'hello':
-        await this.#fullReport(hostId, client);
+        await this.#reports.apply(hostId, client);
         break;
       case 'vm':
         await this.#vms.applyReport(hostId, e.vm.id, e.vm);
@@ -402,60 +350,8 @@ export class HostRegistry {
         await this.#vms.applyReport(hostId, e.id, null);
         break;
       case 'heartbeat':
-        await bestEffort(
-          this.#db.updateTable('hosts').set({ lastSeen: e.time }).where('id', '=', hostId).execute(),
-          this.#log,
-          'when a host was last seen',
-        );
+        await this.heartbeats.seen(hostId, e.time);
         break;
-    }
-  }
-
-  async #fullReport(hostId: string, client: AgentClient): Promise<void> {
-    const reported = await client.listVms();
-    await this.#vms.applyFullReport(hostId, reported);
-    await this.#forgetStrays(hostId, client, reported);
-    this.#reported.add(hostId);
-    for (const ready of [...(this.#reportWaiters.get(hostId) ?? [])]) ready();
-    for (const listener of this.#reportListeners) listener(hostId);
-  }
-
-  /**
-   * A host that comes back may still hold records of VMs that live elsewhere now (restarted
-   * by HA, migrated, deleted while it was away). Stopped or crashed ones are forgotten there, so
-   * they neither show nor block the VM coming back to this host; a running one is reported, not
-   * killed: the inventory may be about to name this host (a migration in flight).
-   */
-  async #forgetStrays(hostId: string, client: AgentClient, reported: AgentVm[]): Promise<void> {
-    if (reported.length === 0) return;
-    const owners = new Map(
-      (
-        await this.#db
-          .selectFrom('vms')
-          .select(['id', 'hostId'])
-          .where(
-            'id',
-            'in',
-            reported.map((v) => v.id),
-          )
-          .execute()
-      ).map((r) => [r.id, r.hostId]),
-    );
-    for (const vm of reported) {
-      if (owners.get(vm.id) === hostId) continue;
-      if (vm.state === 'crashed' || vm.state === 'stopped') {
-        await client
-          .forgetVm(vm.id)
-          .catch((err: Error) =>
-            this.#log.warn({ vm: vm.id, err: err.message }, 'could not forget a stray VM'),
-          );
-        this.#log.info({ vm: vm.id, host: hostId }, 'forgot a stopped copy of a VM that lives elsewhere');
-      } else {
-        this.#log.warn(
-          { vm: vm.id, host: hostId, state: vm.state },
-          'a host reports a VM the inventory places elsewhere',
-        );
-      }
     }
   }
 
@@ -482,7 +378,7 @@ export class HostRegistry {
       this.#connected.add(row.id);
     } else {
       this.#connected.delete(row.id);
-      this.#reported.delete(row.id);
+      this.#reports.forget(row.id);
     }
     if (up) {
       if (current.state === 'offline') {
