@@ -8,8 +8,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import pino from 'pino';
+import { SimClock } from '../src/agent/sim/clock.ts';
 import type { SimHosts } from '../src/agent/sim/cluster.ts';
-import { SimClock } from '../src/agent/sim/driver.ts';
 import type { Logger } from '../src/log.ts';
 import type { ClusterSettings } from '../src/manager/cluster/settings.ts';
 import type { Host } from '../src/wire/host.ts';

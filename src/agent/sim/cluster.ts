@@ -15,7 +15,8 @@ import path from 'node:path';
 import type { Logger } from '../../log.ts';
 import { type JoinParams, loadMembership } from '../enrol.ts';
 import { type AgentOptions, type RunningAgent, startAgent } from '../start.ts';
-import { type SimClock, SimDriver, type SimDriverOptions } from './driver.ts';
+import type { SimClock } from './clock.ts';
+import { SimDriver, type SimDriverOptions } from './driver.ts';
 import { SharedMount } from './mount.ts';
 import { addressOf, Relay } from './relay.ts';
 

@@ -8,7 +8,8 @@ import { after, test } from 'node:test';
 import { rejectsWith } from '../../testing.ts';
 import type { AgentVm, MigrateRequest, MigrationReport } from '../../wire/agent.ts';
 import type { VmSpec } from '../../wire/vm.ts';
-import { SimClock, SimDriver } from './driver.ts';
+import { SimClock } from './clock.ts';
+import { SimDriver } from './driver.ts';
 import { planPrecopy } from './migration.ts';
 
 const MiB = 1024 * 1024;

@@ -5,11 +5,9 @@
  * the real driver; storage stays real files in the host's pools. See README.md for what is
  * simulated and the knobs.
  */
-import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type {
@@ -37,7 +35,10 @@ import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { diskNodes } from '../qemu/command-line.ts';
 import { type Pools, resolveVolume } from '../storage/pools.ts';
 import { createVolume, deleteVolume, resizeVolume, volumeSnapshot } from '../storage/volumes.ts';
+import { SimClock } from './clock.ts';
+import { PoolUsage } from './disks.ts';
 import { SimFaults, type SimOperation } from './faults.ts';
+import { guestFacts } from './guest.ts';
 import {
   allocatedBytes,
   type IncomingEntry,
@@ -49,42 +50,6 @@ import {
 } from './migration.ts';
 
 const MiB = 1024 * 1024;
-
-/**
- * Simulated time: durations (boot, shutdown, migration rounds) are simulated milliseconds that
- * pass `scale` times faster than real ones, so a test can migrate 64 GiB without waiting for it.
- */
-export class SimClock {
-  readonly scale: number;
-  readonly #origin = Date.now();
-
-  constructor(scale = 1) {
-    if (!(scale > 0)) throw new TernError('invalid_request', 'the clock scale must be positive');
-    this.scale = scale;
-  }
-
-  /** Simulated epoch milliseconds; equal to Date.now() at scale 1. */
-  now(): number {
-    return this.#origin + (Date.now() - this.#origin) * this.scale;
-  }
-
-  /** Real milliseconds that `simMs` simulated milliseconds take. */
-  real(simMs: number): number {
-    return simMs / this.scale;
-  }
-
-  async sleep(simMs: number, signal?: AbortSignal): Promise<void> {
-    try {
-      await sleep(this.real(simMs), undefined, { signal });
-    } catch (err) {
-      if (signal?.aborted) throw new TernError('cancelled', 'the operation was cancelled');
-      throw err;
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The driver.
 
 export interface SimCpu {
   vendor: string;
@@ -149,7 +114,6 @@ interface SimVm {
 /** Beyond Linux's largest pid, so no simulated pid names a real process. */
 let nextPid = 5_000_000;
 const consoleLimit = 64 * 1024;
-const poolUsageTtlMs = 5000;
 
 export class SimDriver implements HypervisorDriver {
   readonly events = new EventEmitter<DriverEvents>();
@@ -165,7 +129,7 @@ export class SimDriver implements HypervisorDriver {
   /** VMs stopped on purpose, until they start again or are forgotten (as the QEMU driver keeps them). */
   readonly #stopped = new Map<string, AgentVm>();
   readonly #consoles = new Map<string, string>();
-  readonly #usage = new Map<string, { at: number; used: number }>();
+  readonly #usage = new PoolUsage();
   #heartbeat: NodeJS.Timeout | null = null;
   #poweredOff = false;
   /** VMs that ran when the power went: found crashed when the host comes back. */
@@ -231,7 +195,7 @@ export class SimDriver implements HypervisorDriver {
           path: dir,
           shared: this.#o.sharedPools.includes(name),
           totalBytes,
-          freeBytes: Math.max(0, totalBytes - this.#poolUsed(dir)),
+          freeBytes: Math.max(0, totalBytes - this.#usage.used(dir)),
         };
       }),
       versions: { sim: '1', node: process.versions.node },
@@ -802,7 +766,7 @@ export class SimDriver implements HypervisorDriver {
     if (this.#vms.get(vm.spec.id) !== vm || vm.state === 'crashed' || vm.incoming) return;
     vm.booted = true;
     vm.boots++;
-    vm.guest = this.#guestFacts(vm);
+    vm.guest = guestFacts(vm.spec, vm.guestHung);
     this.#appendConsole(
       vm.spec.id,
       `TERN-GUEST-READY hostname=${vm.spec.name} instance=${vm.spec.id} boot=${vm.boots}`,
@@ -869,32 +833,6 @@ export class SimDriver implements HypervisorDriver {
     this.#emit(vm);
   }
 
-  #guestFacts(vm: SimVm): GuestInfo {
-    const { spec } = vm;
-    const hash = createHash('sha256').update(spec.id).digest('hex');
-    return {
-      agent: vm.guestHung ? 'not-responding' : 'responding',
-      lastHeartbeat: new Date().toISOString(),
-      hostname: spec.name,
-      machineId: hash.slice(0, 32),
-      disks: spec.disks.map((_, i) => `/dev/vd${String.fromCharCode(97 + i)}`).sort(),
-      os: {
-        id: 'tern-sim',
-        name: 'Tern simulated guest',
-        prettyName: 'Tern simulated guest 1',
-        version: '1',
-        kernelRelease: 'sim',
-        machine: 'x86_64',
-      },
-      interfaces: [
-        { name: 'lo', addresses: ['127.0.0.1/8'] },
-        ...spec.nics.map((nic, i) => ({ name: `eth${i}`, mac: nic.mac, addresses: [guestAddress(nic)] })),
-      ],
-      // A simulated guest never freezes: its snapshots are crash-consistent.
-      frozen: false,
-    };
-  }
-
   #refreshGuestDisks(vm: SimVm): void {
     if (vm.booted && !vm.guestHung) {
       vm.guest = { ...vm.guest, disks: vm.spec.disks.map((_, i) => `/dev/vd${String.fromCharCode(97 + i)}`) };
@@ -914,14 +852,6 @@ export class SimDriver implements HypervisorDriver {
   #appendConsole(id: string, line: string): void {
     const text = `${this.#consoles.get(id) ?? ''}${line}\n`;
     this.#consoles.set(id, text.length > consoleLimit ? text.slice(text.length - consoleLimit) : text);
-  }
-
-  #poolUsed(dir: string): number {
-    const hit = this.#usage.get(dir);
-    if (hit && Date.now() - hit.at < poolUsageTtlMs) return hit.used;
-    const used = directoryUsage(dir);
-    this.#usage.set(dir, { at: Date.now(), used });
-    return used;
   }
 
   #reachIncoming(req: MigrateRequest, vm: SimVm): IncomingEntry {
@@ -990,31 +920,4 @@ function bandwidth(req: MigrateRequest, ownMiBps: number, peerMiBps?: number): n
 /** Writable disks by drive (node) name, as the QEMU driver names them for NBD exports. */
 function writableDrives(spec: VmSpec): [string, VolumeRef][] {
   return spec.disks.flatMap((d, i) => (d.readonly ? [] : [[diskNodes(diskSlot(d, i)).format, d.volume]]));
-}
-
-/** The address a simulated guest gets: QEMU's user network hands out 10.0.2.15; bridges, one per MAC. */
-function guestAddress(nic: VmSpec['nics'][number]): string {
-  if (nic.network.mode === 'user') return '10.0.2.15/24';
-  const b = nic.mac.split(':').map((x) => Number.parseInt(x, 16));
-  return `10.${b[3]}.${b[4]}.${Math.min(254, Math.max(2, b[5]))}/8`;
-}
-
-/** Bytes the files under `dir` take on disk. */
-function directoryUsage(dir: string): number {
-  let used = 0;
-  let entries: fs.Dirent[];
-  try {
-    entries = fs.readdirSync(dir, { withFileTypes: true, recursive: true });
-  } catch {
-    return 0;
-  }
-  for (const e of entries) {
-    if (!e.isFile()) continue;
-    try {
-      used += fs.statSync(path.join(e.parentPath, e.name)).blocks * 512;
-    } catch {
-      // Removed while we counted.
-    }
-  }
-  return used;
 }

@@ -15,8 +15,8 @@ import { parseArgs } from 'node:util';
 import { ApiClient } from '../../cli/client.ts';
 import { createLogger } from '../../log.ts';
 import type { JoinToken } from '../../wire/host.ts';
+import { SimClock } from './clock.ts';
 import { startSimHosts } from './cluster.ts';
-import { SimClock } from './driver.ts';
 
 const { values } = parseArgs({
   options: {

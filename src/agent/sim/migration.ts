@@ -8,7 +8,7 @@ import path from 'node:path';
 import { TernError } from '../../errors.ts';
 import type { AgentVmState, MigrateRequest, MigrationReport } from '../../wire/agent.ts';
 import type { GuestInfo, VmSpec } from '../../wire/vm.ts';
-import type { SimClock } from './driver.ts';
+import type { SimClock } from './clock.ts';
 
 const MiB = 1024 * 1024;
 

@@ -1,0 +1,36 @@
+/** The simulated guest: what its agent reports once it has booted. */
+import { createHash } from 'node:crypto';
+import type { GuestInfo, VmSpec } from '../../wire/vm.ts';
+
+/** What the guest agent of a booted VM reports; `hung` guests do not answer. */
+export function guestFacts(spec: VmSpec, hung: boolean): GuestInfo {
+  const hash = createHash('sha256').update(spec.id).digest('hex');
+  return {
+    agent: hung ? 'not-responding' : 'responding',
+    lastHeartbeat: new Date().toISOString(),
+    hostname: spec.name,
+    machineId: hash.slice(0, 32),
+    disks: spec.disks.map((_, i) => `/dev/vd${String.fromCharCode(97 + i)}`).sort(),
+    os: {
+      id: 'tern-sim',
+      name: 'Tern simulated guest',
+      prettyName: 'Tern simulated guest 1',
+      version: '1',
+      kernelRelease: 'sim',
+      machine: 'x86_64',
+    },
+    interfaces: [
+      { name: 'lo', addresses: ['127.0.0.1/8'] },
+      ...spec.nics.map((nic, i) => ({ name: `eth${i}`, mac: nic.mac, addresses: [guestAddress(nic)] })),
+    ],
+    // A simulated guest never freezes: its snapshots are crash-consistent.
+    frozen: false,
+  };
+}
+
+/** The address a simulated guest gets: QEMU's user network hands out 10.0.2.15; bridges, one per MAC. */
+function guestAddress(nic: VmSpec['nics'][number]): string {
+  if (nic.network.mode === 'user') return '10.0.2.15/24';
+  const b = nic.mac.split(':').map((x) => Number.parseInt(x, 16));
+  return `10.${b[3]}.${b[4]}.${Math.min(254, Math.max(2, b[5]))}/8`;
+}
