@@ -35,8 +35,9 @@ import {
   listenIncoming,
   resumeIncoming,
 } from './migration-incoming.ts';
+import { tailFile, vmPaths } from './process-files.ts';
 import { deleteSnapshotRunning, snapshotRunning } from './snapshots.ts';
-import { tailFile, VmProcess, vmPaths } from './vm-process.ts';
+import { VmProcess } from './vm-process.ts';
 
 const run = promisify(execFile);
 

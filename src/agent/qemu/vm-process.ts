@@ -10,15 +10,10 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { AgentVm, AgentVmState, VmAction } from '../../wire/agent.ts';
-import { diskSlot, emptyGuestInfo, type GuestInfo, type VmSpec } from '../../wire/vm.ts';
+import { emptyGuestInfo, type GuestInfo, type VmSpec } from '../../wire/vm.ts';
 import type { AcceleratorChoice } from './accelerator.ts';
-import {
-  buildCommandLine,
-  diskNodes,
-  type LaunchOptions,
-  type ResolvedVolumes,
-  type RuntimePaths,
-} from './command-line.ts';
+import { buildCommandLine, type LaunchOptions, type ResolvedVolumes } from './command-line.ts';
+import { corruptDisksFound, corruptEvent, corruptReason } from './disk-corruption.ts';
 import {
   sanitizeDisks,
   sanitizeHostname,
@@ -26,42 +21,10 @@ import {
   sanitizeMachineId,
   sanitizeOsInfo,
 } from './guest-info.ts';
+import { type DiskNodes, type MovedNodes, nodesOf, readMovedNodes, writeMovedNodes } from './moved-nodes.ts';
+import { isOurQemu, lastLines, pidAlive, readPid, tailFile, type VmPaths } from './process-files.ts';
 import { QgaClient } from './qga.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
-
-export interface VmPaths extends RuntimePaths {
-  runDir: string;
-  spec: string;
-  qemuLog: string;
-  /** Present while we are stopping QEMU on purpose, so a later agent knows the exit was wanted. */
-  quitting: string;
-  /** Block nodes of disks that moved to another volume while the VM ran (see blockNodes). */
-  nodes: string;
-}
-
-/** Unix socket paths are limited to 107 bytes by the kernel. */
-const maxSocketPath = 107;
-
-export function vmPaths(stateDir: string, id: string): VmPaths {
-  const runDir = path.join(stateDir, 'run', id);
-  const logDir = path.join(stateDir, 'logs', id);
-  const p: VmPaths = {
-    runDir,
-    spec: path.join(runDir, 'spec.json'),
-    qmp: path.join(runDir, 'qmp.sock'),
-    qga: path.join(runDir, 'qga.sock'),
-    serial: path.join(runDir, 'serial.sock'),
-    pidfile: path.join(runDir, 'qemu.pid'),
-    quitting: path.join(runDir, 'quitting'),
-    nodes: path.join(runDir, 'nodes.json'),
-    consoleLog: path.join(logDir, 'console.log'),
-    qemuLog: path.join(logDir, 'qemu.log'),
-  };
-  if (Buffer.byteLength(p.serial) > maxSocketPath) {
-    throw new TernError('invalid_request', `agent state directory ${stateDir} is too long for unix sockets`);
-  }
-  return p;
-}
 
 export interface VmHooks {
   log: Logger;
@@ -69,59 +32,6 @@ export interface VmHooks {
   /** The VM stopped on purpose and its runtime state is gone. */
   stopped: (vm: AgentVm) => void;
   heartbeatMs: number;
-}
-
-export function tailFile(file: string, maxBytes: number): string {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, 'r');
-  } catch {
-    return '';
-  }
-  try {
-    const size = fs.fstatSync(fd).size;
-    const len = Math.min(size, maxBytes);
-    const buf = Buffer.alloc(len);
-    fs.readSync(fd, buf, 0, len, size - len);
-    return buf.toString('utf8');
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-function lastLines(file: string, n: number): string {
-  return tailFile(file, 16 * 1024)
-    .trimEnd()
-    .split('\n')
-    .slice(-n)
-    .join('\n');
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Our QEMU, not a recycled pid: its command line names the VM's QMP socket. */
-function isOurQemu(pid: number, qmpPath: string): boolean {
-  try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(qmpPath);
-  } catch {
-    return false;
-  }
-}
-
-function readPid(file: string): number | null {
-  try {
-    const pid = Number.parseInt(fs.readFileSync(file, 'utf8').trim(), 10);
-    return Number.isInteger(pid) && pid > 0 ? pid : null;
-  } catch {
-    return null;
-  }
 }
 
 const runtimeStates: Record<string, AgentVmState> = { running: 'running', shutdown: 'shutdown' };
@@ -138,9 +48,6 @@ const pauseReasons: Record<string, string> = {
 
 /** What `quitting` holds when the VM left for another host: a later agent keeps no record. */
 const released = 'released';
-
-export type DiskNodes = ReturnType<typeof diskNodes>;
-type MovedNodes = Record<string, { file: string; format: string }>;
 
 export class VmProcess {
   readonly id: string;
@@ -200,17 +107,11 @@ export class VmProcess {
    * ones are recorded here until QEMU ends.
    */
   blockNodes(slot: number): DiskNodes {
-    const moved = this.#nodes[String(slot)];
-    return moved ? { ...diskNodes(slot), ...moved } : diskNodes(slot);
+    return nodesOf(this.#nodes, slot);
   }
 
   setBlockNodes(slot: number, nodes: { file: string; format: string } | null): void {
-    const next = { ...this.#nodes };
-    if (nodes) next[String(slot)] = nodes;
-    else delete next[String(slot)];
-    fs.writeFileSync(`${this.paths.nodes}.new`, JSON.stringify(next));
-    fs.renameSync(`${this.paths.nodes}.new`, this.paths.nodes);
-    this.#nodes = next;
+    this.#nodes = writeMovedNodes(this.paths.nodes, this.#nodes, slot, nodes);
   }
 
   /** Keeps the guest from being resumed (by request or by QEMU) until `release` is called. */
@@ -361,11 +262,7 @@ export class VmProcess {
       return null;
     }
     const vm = new VmProcess(spec, paths, hooks);
-    try {
-      vm.#nodes = JSON.parse(fs.readFileSync(paths.nodes, 'utf8')) as MovedNodes;
-    } catch {
-      // No disk moved while it ran.
-    }
+    vm.#nodes = readMovedNodes(paths.nodes);
     const pid = readPid(paths.pidfile);
     vm.#startedAt = fs.existsSync(paths.pidfile) ? fs.statSync(paths.pidfile).mtime.toISOString() : null;
     if (pid === null || !pidAlive(pid) || !isOurQemu(pid, paths.qmp)) {
@@ -437,50 +334,24 @@ export class VmProcess {
     }
   }
 
-  /**
-   * QEMU found a disk image corrupt (BLOCK_IMAGE_CORRUPTED, or the flag it keeps on the node):
-   * when fatal it stops using the image and the guest sees I/O errors, so a VM that still runs
-   * says so, and the manager raises a critical alert.
-   */
+  /** A disk QEMU found corrupt (disk-corruption.ts): the reason a running VM carries. */
   #noteCorrupt(node: string, detail: string): void {
     if (this.#corrupt) return;
-    const i = this.spec.disks.findIndex((d, n) => {
-      const nodes = this.blockNodes(diskSlot(d, n));
-      return nodes.format === node || nodes.file === node;
-    });
-    const disk = this.spec.disks[i];
-    const which = disk ? `disk ${i} (${disk.volume.pool}:${disk.volume.path})` : `block node ${node}`;
-    this.#corrupt = `disk image corrupt: ${which}: ${detail.slice(0, 300)}`;
+    this.#corrupt = corruptReason(this.spec, (slot) => this.blockNodes(slot), node, detail);
     this.#hooks.log.error({ vm: this.id, node }, this.#corrupt);
     this.#applyStatus(this.#status);
     this.#emit();
   }
 
-  /**
-   * When the monitor connects: a disk QEMU found corrupt before anyone listened (QEMU reads the
-   * boot disk while it starts) or while no agent ran has no medium any more, which is what
-   * QEMU does with an image it stopped using; its log says why.
-   */
   async #readCorruptDisks(): Promise<void> {
     const devices = await this.#qmp!.execute<unknown>('query-block');
-    if (!Array.isArray(devices)) return;
-    for (const [i, disk] of this.spec.disks.entries()) {
-      const nodes = this.blockNodes(diskSlot(disk, i));
-      const device = (devices as { qdev?: unknown; inserted?: unknown }[]).find(
-        (d) => typeof d.qdev === 'string' && d.qdev.includes(`/peripheral/${nodes.device}/`),
-      );
-      if (device && !device.inserted) {
-        const said = [
-          ...tailFile(this.paths.qemuLog, 16 * 1024).matchAll(
-            /Marking image as corrupt: ([^\n]*?);? further/g,
-          ),
-        ].pop();
-        this.#noteCorrupt(
-          nodes.format,
-          `${said?.[1] ?? 'QEMU found it corrupt'} (QEMU stopped using the image)`,
-        );
-      }
-    }
+    const found = corruptDisksFound(
+      this.spec,
+      (slot) => this.blockNodes(slot),
+      devices,
+      () => tailFile(this.paths.qemuLog, 16 * 1024),
+    );
+    for (const { node, detail } of found) this.#noteCorrupt(node, detail);
   }
 
   #onEvent(e: QmpEvent): void {
@@ -509,10 +380,8 @@ export class VmProcess {
         break;
       }
       case 'BLOCK_IMAGE_CORRUPTED': {
-        const d = e.data as { device?: unknown; 'node-name'?: unknown; msg?: unknown; fatal?: unknown };
-        const node = typeof d['node-name'] === 'string' ? d['node-name'] : String(d.device ?? '?');
-        const msg = typeof d.msg === 'string' ? d.msg : 'no detail';
-        this.#noteCorrupt(node, d.fatal === false ? msg : `${msg} (QEMU stopped using the image)`);
+        const { node, detail } = corruptEvent(e.data);
+        this.#noteCorrupt(node, detail);
         break;
       }
       case 'VSERPORT_CHANGE':

@@ -1,0 +1,95 @@
+/**
+ * The files a VM's QEMU leaves on the host (runtime directory, sockets, pidfile, logs) and the
+ * checks on its process: is the pid alive, and is it still our QEMU rather than a recycled pid.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { TernError } from '../../errors.ts';
+import type { RuntimePaths } from './command-line.ts';
+
+export interface VmPaths extends RuntimePaths {
+  runDir: string;
+  spec: string;
+  qemuLog: string;
+  /** Present while we are stopping QEMU on purpose, so a later agent knows the exit was wanted. */
+  quitting: string;
+  /** Block nodes of disks that moved to another volume while the VM ran (see blockNodes). */
+  nodes: string;
+}
+
+/** Unix socket paths are limited to 107 bytes by the kernel. */
+const maxSocketPath = 107;
+
+export function vmPaths(stateDir: string, id: string): VmPaths {
+  const runDir = path.join(stateDir, 'run', id);
+  const logDir = path.join(stateDir, 'logs', id);
+  const p: VmPaths = {
+    runDir,
+    spec: path.join(runDir, 'spec.json'),
+    qmp: path.join(runDir, 'qmp.sock'),
+    qga: path.join(runDir, 'qga.sock'),
+    serial: path.join(runDir, 'serial.sock'),
+    pidfile: path.join(runDir, 'qemu.pid'),
+    quitting: path.join(runDir, 'quitting'),
+    nodes: path.join(runDir, 'nodes.json'),
+    consoleLog: path.join(logDir, 'console.log'),
+    qemuLog: path.join(logDir, 'qemu.log'),
+  };
+  if (Buffer.byteLength(p.serial) > maxSocketPath) {
+    throw new TernError('invalid_request', `agent state directory ${stateDir} is too long for unix sockets`);
+  }
+  return p;
+}
+
+export function tailFile(file: string, maxBytes: number): string {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch {
+    return '';
+  }
+  try {
+    const size = fs.fstatSync(fd).size;
+    const len = Math.min(size, maxBytes);
+    const buf = Buffer.alloc(len);
+    fs.readSync(fd, buf, 0, len, size - len);
+    return buf.toString('utf8');
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export function lastLines(file: string, n: number): string {
+  return tailFile(file, 16 * 1024)
+    .trimEnd()
+    .split('\n')
+    .slice(-n)
+    .join('\n');
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Our QEMU, not a recycled pid: its command line names the VM's QMP socket. */
+export function isOurQemu(pid: number, qmpPath: string): boolean {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(qmpPath);
+  } catch {
+    return false;
+  }
+}
+
+export function readPid(file: string): number | null {
+  try {
+    const pid = Number.parseInt(fs.readFileSync(file, 'utf8').trim(), 10);
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
+  } catch {
+    return null;
+  }
+}
