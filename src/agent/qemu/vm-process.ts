@@ -10,20 +10,13 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { AgentVm, AgentVmState, VmAction } from '../../wire/agent.ts';
-import { emptyGuestInfo, type GuestInfo, type VmSpec } from '../../wire/vm.ts';
+import { emptyGuestInfo, type VmSpec } from '../../wire/vm.ts';
 import type { AcceleratorChoice } from './accelerator.ts';
 import { buildCommandLine, type LaunchOptions, type ResolvedVolumes } from './command-line.ts';
 import { corruptDisksFound, corruptEvent, corruptReason } from './disk-corruption.ts';
-import {
-  sanitizeDisks,
-  sanitizeHostname,
-  sanitizeInterfaces,
-  sanitizeMachineId,
-  sanitizeOsInfo,
-} from './guest-info.ts';
+import { GuestWatch } from './guest-watch.ts';
 import { type DiskNodes, type MovedNodes, nodesOf, readMovedNodes, writeMovedNodes } from './moved-nodes.ts';
 import { isOurQemu, lastLines, pidAlive, readPid, tailFile, type VmPaths } from './process-files.ts';
-import { QgaClient } from './qga.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
 
 export interface VmHooks {
@@ -55,22 +48,13 @@ export class VmProcess {
   readonly paths: VmPaths;
   #hooks: VmHooks;
   #qmp: QmpClient | null = null;
-  #qga: QgaClient;
+  readonly #g: GuestWatch;
   #state: AgentVmState = 'running';
   #reason: string | null = null;
   #pid: number | null = null;
   #vncPort: number | null = null;
   #startedAt: string | null = null;
-  #guest: GuestInfo = emptyGuestInfo();
   #timer: NodeJS.Timeout | null = null;
-  #pings = 0;
-  /** A snapshot holds the guest's filesystems frozen on purpose: the heartbeat leaves them be. */
-  #holdingFreeze = false;
-  /**
-   * The guest's filesystems may be frozen with no snapshot holding them (after a reattach, or a
-   * freeze or thaw that failed): the heartbeat asks the guest agent and thaws them.
-   */
-  #freezeUnknown = false;
   /** A disk QEMU found corrupt while this QEMU runs: the reason a running VM carries. */
   #corrupt: string | null = null;
   #quitting: Promise<void> | null = null;
@@ -89,7 +73,12 @@ export class VmProcess {
     this.#spec = spec;
     this.paths = paths;
     this.#hooks = hooks;
-    this.#qga = new QgaClient(paths.qga, (m) => hooks.log.warn({ vm: spec.id }, m));
+    this.#g = new GuestWatch(spec.id, paths.qga, {
+      name: () => this.#spec.name,
+      log: hooks.log,
+      emit: () => this.#emit(),
+      closing: () => this.#closing,
+    });
   }
 
   get spec(): VmSpec {
@@ -148,16 +137,8 @@ export class VmProcess {
    * After a change the guest should see (a disk plugged in or out): reads the guest's facts
    * until its disk list changes, for at most `timeoutMs`, when the guest agent answers.
    */
-  async refreshGuestFacts(timeoutMs = 15_000): Promise<void> {
-    const before = this.#guest.disks.join(',');
-    const deadline = Date.now() + timeoutMs;
-    while (this.#guest.agent === 'responding' && !this.#closing) {
-      await this.#fetchGuestFacts();
-      if (this.#guest.disks.join(',') !== before || Date.now() > deadline) break;
-      // The guest's kernel takes a moment to bring up a new PCI device.
-      await delay(500);
-    }
-    this.#emit();
+  refreshGuestFacts(timeoutMs = 15_000): Promise<void> {
+    return this.#g.refreshFacts(timeoutMs);
   }
 
   /** Resolves when QEMU reports an event of that name matching `filter`. */
@@ -179,7 +160,7 @@ export class VmProcess {
       pid: this.#pid,
       vncPort: this.#vncPort,
       startedAt: this.#startedAt,
-      guest: { ...this.#guest, interfaces: this.#guest.interfaces.map((i) => ({ ...i })) },
+      guest: { ...this.#g.guest, interfaces: this.#g.guest.interfaces.map((i) => ({ ...i })) },
     };
   }
 
@@ -279,7 +260,7 @@ export class VmProcess {
     vm.#pid = pid;
     // Filesystems frozen by a snapshot this agent's predecessor did not finish are thawed
     // once the guest agent answers.
-    vm.#freezeUnknown = true;
+    vm.#g.freezeUnknown = true;
     try {
       vm.#qmp = await QmpClient.connect(paths.qmp, 5000);
     } catch (err) {
@@ -393,8 +374,8 @@ export class VmProcess {
         break;
       case 'RESET':
         // The guest starts afresh, its filesystems unfrozen.
-        this.#guest = { ...this.#guest, agent: 'not-responding', frozen: false };
-        this.#pings = 0;
+        this.#g.guest = { ...this.#g.guest, agent: 'not-responding', frozen: false };
+        this.#g.pings = 0;
         this.#emit();
         break;
     }
@@ -423,78 +404,13 @@ export class VmProcess {
       this.#scheduleHeartbeat(this.#hooks.heartbeatMs);
       return;
     }
-    const before = this.#guest.agent;
-    try {
-      await this.#qga.execute('guest-ping', undefined, { timeoutMs: before === 'responding' ? 2000 : 1000 });
-      this.#guest.agent = 'responding';
-      this.#guest.lastHeartbeat = new Date().toISOString();
-      if (!this.#holdingFreeze && (this.#freezeUnknown || this.#guest.frozen))
-        await this.#thawLeftover().catch((err: Error) =>
-          this.#hooks.log.warn(
-            { vm: this.id, err: err.message },
-            "could not thaw the guest's filesystems; trying again",
-          ),
-        );
-      // Guest facts change rarely: fetch them when the agent (re)appears and every tenth ping.
-      if (before !== 'responding' || this.#pings % 10 === 0) await this.#fetchGuestFacts();
-      this.#pings++;
-    } catch {
-      this.#guest.agent = 'not-responding';
-    }
+    await this.#g.beat();
     if (this.#closing) return;
     this.#emit();
     // Until the guest agent first answers, probe often so a booting VM is seen promptly.
     this.#scheduleHeartbeat(
-      this.#guest.agent === 'responding' || this.#state === 'unreachable' ? this.#hooks.heartbeatMs : 500,
+      this.#g.guest.agent === 'responding' || this.#state === 'unreachable' ? this.#hooks.heartbeatMs : 500,
     );
-  }
-
-  async #fetchGuestFacts(): Promise<void> {
-    const notes: string[] = [];
-    const get = async <T>(
-      cmd: string,
-      sanitize: (raw: unknown) => { value: T; notes: string[] },
-      keep: T,
-    ) => {
-      try {
-        const r = sanitize(await this.#qga.execute(cmd, undefined, { timeoutMs: 3000 }));
-        notes.push(...r.notes);
-        return r.value;
-      } catch (err) {
-        notes.push(`${cmd}: ${(err as Error).message}`);
-        return keep;
-      }
-    };
-    this.#guest.os = await get('guest-get-osinfo', sanitizeOsInfo, this.#guest.os);
-    this.#guest.hostname = await get('guest-get-host-name', sanitizeHostname, this.#guest.hostname);
-    this.#guest.interfaces = await get(
-      'guest-network-get-interfaces',
-      sanitizeInterfaces,
-      this.#guest.interfaces,
-    );
-    this.#guest.disks = await get('guest-get-disks', sanitizeDisks, this.#guest.disks);
-    this.#guest.machineId = await this.#readMachineId().then(
-      (r) => {
-        notes.push(...r.notes);
-        return r.value;
-      },
-      (err: Error) => {
-        notes.push(`machine-id: ${err.message}`);
-        return this.#guest.machineId;
-      },
-    );
-    if (notes.length > 0) this.#hooks.log.warn({ vm: this.id, notes }, 'guest agent replies were adjusted');
-  }
-
-  /** /etc/machine-id through the guest agent's file commands: the guest's own identity. */
-  async #readMachineId(): Promise<{ value: string | null; notes: string[] }> {
-    const handle = await this.#qga.execute<number>('guest-file-open', { path: '/etc/machine-id', mode: 'r' });
-    if (!Number.isInteger(handle)) return { value: null, notes: ['machine-id: bad file handle'] };
-    try {
-      return sanitizeMachineId(await this.#qga.execute('guest-file-read', { handle, count: 64 }));
-    } finally {
-      await this.#qga.execute('guest-file-close', { handle }).catch(() => {});
-    }
   }
 
   /** A QMP command on the running VM (disk operations and snapshots build on it). */
@@ -510,40 +426,14 @@ export class VmProcess {
     return this.#qmp.execute<T>(command, args, timeoutMs);
   }
 
-  /**
-   * Freezes the guest's filesystems for a snapshot (throws when the guest agent cannot); each
-   * freeze is followed by `thawFilesystems`, and until then the heartbeat leaves them frozen.
-   */
-  async freezeFilesystems(): Promise<void> {
-    if (this.#freezeUnknown && this.#guest.agent === 'responding') await this.#thawLeftover().catch(() => {});
-    this.#holdingFreeze = true;
-    try {
-      await this.guestAgent('guest-fsfreeze-freeze', undefined, 30_000);
-    } catch (err) {
-      this.#holdingFreeze = false;
-      // A freeze that timed out may have happened all the same: the heartbeat finds out.
-      this.#freezeUnknown = true;
-      throw err;
-    }
-    this.#guest.frozen = true;
-    this.#emit();
+  /** Freezes the guest's filesystems for a snapshot (guest-watch.ts). */
+  freezeFilesystems(): Promise<void> {
+    return this.#g.freeze();
   }
 
   /** Ends a snapshot's freeze; a thaw that fails is retried by the heartbeat. */
-  async thawFilesystems(): Promise<void> {
-    try {
-      await this.guestAgent('guest-fsfreeze-thaw', undefined, 30_000);
-      this.#guest.frozen = false;
-    } catch (err) {
-      this.#freezeUnknown = true;
-      this.#hooks.log.warn(
-        { vm: this.id, err: (err as Error).message },
-        "thawing the guest's filesystems after a snapshot failed; trying again",
-      );
-    } finally {
-      this.#holdingFreeze = false;
-      this.#emit();
-    }
+  thawFilesystems(): Promise<void> {
+    return this.#g.thaw();
   }
 
   /**
@@ -552,27 +442,10 @@ export class VmProcess {
    * freeze it and its shutdown hangs. Throws when the guest agent cannot say or thaw.
    */
   async thawLeftover(): Promise<void> {
-    this.#freezeUnknown = true;
-    if (this.#holdingFreeze) return;
-    if (this.#guest.agent !== 'responding') throw this.#notAvailable();
-    await this.#thawLeftover();
-  }
-
-  async #thawLeftover(): Promise<void> {
-    const status = await this.#qga.execute('guest-fsfreeze-status', undefined, { timeoutMs: 3000 });
-    // A snapshot that began meanwhile owns the freeze; its thaw is queued behind our question.
-    if (this.#holdingFreeze) return;
-    if (status === 'frozen') {
-      this.#guest.frozen = true;
-      this.#emit();
-      this.#hooks.log.warn(
-        { vm: this.id },
-        "the guest's filesystems were left frozen by an interrupted snapshot; thawing them",
-      );
-      await this.#qga.execute('guest-fsfreeze-thaw', undefined, { timeoutMs: 30_000 });
-    }
-    this.#guest.frozen = false;
-    this.#freezeUnknown = false;
+    this.#g.freezeUnknown = true;
+    if (this.#g.holdingFreeze) return;
+    if (this.#g.guest.agent !== 'responding') throw this.#notAvailable();
+    await this.#g.thawLeftover();
   }
 
   /** Why the VM takes no command now. */
@@ -586,12 +459,7 @@ export class VmProcess {
 
   /** A guest agent command, only while the guest agent answers. */
   guestAgent<T>(command: string, args?: Record<string, unknown>, timeoutMs = 10_000): Promise<T> {
-    if (this.#guest.agent !== 'responding') {
-      return Promise.reject(
-        new TernError('guest_error', `the guest agent of ${this.spec.name} does not answer`),
-      );
-    }
-    return this.#qga.execute<T>(command, args, { timeoutMs });
+    return this.#g.execute<T>(command, args, timeoutMs);
   }
 
   async act(action: VmAction): Promise<void> {
@@ -625,8 +493,8 @@ export class VmProcess {
         if (this.#state !== 'running')
           throw new TernError('conflict', `VM ${this.spec.name} is ${this.#state}`);
         // qemu-ga sends no reply when the shutdown goes through, so we do not wait for one.
-        await this.#qga.execute('guest-ping', undefined, { timeoutMs: 3000 });
-        await this.#qga.execute(
+        await this.#g.qga.execute('guest-ping', undefined, { timeoutMs: 3000 });
+        await this.#g.qga.execute(
           'guest-shutdown',
           { mode: action === 'guest-reboot' ? 'reboot' : 'powerdown' },
           { expectReply: false },
@@ -697,7 +565,7 @@ export class VmProcess {
     this.#state = 'stopped';
     this.#reason = null;
     this.#pid = null;
-    this.#guest = emptyGuestInfo();
+    this.#g.guest = emptyGuestInfo();
     fs.rmSync(this.paths.runDir, { recursive: true, force: true });
     if (this.#forgotten) return;
     this.#hooks.stopped({ ...this.snapshot(), startedAt: null });
@@ -737,7 +605,7 @@ export class VmProcess {
     const qmp = this.#qmp;
     this.#qmp = null;
     qmp?.close();
-    this.#guest = { ...this.#guest, agent: 'unknown' };
+    this.#g.guest = { ...this.#g.guest, agent: 'unknown' };
     this.#hooks.log.error({ vm: this.id }, this.#reason);
     // Probe the guest agent at once: whether the guest is alive matters to whoever looks.
     this.#scheduleHeartbeat(0);
@@ -779,7 +647,7 @@ export class VmProcess {
     // A QEMU that still runs (its monitor lost) keeps its pid, so a stop can still end it.
     const pid = this.#pid;
     this.#pid = pid !== null && pidAlive(pid) && isOurQemu(pid, this.paths.qmp) ? pid : null;
-    this.#guest = { ...emptyGuestInfo(), lastHeartbeat: this.#guest.lastHeartbeat };
+    this.#g.guest = { ...emptyGuestInfo(), lastHeartbeat: this.#g.guest.lastHeartbeat };
     this.#hooks.log.error({ vm: this.id }, this.#reason);
     this.#emit();
   }
@@ -787,7 +655,7 @@ export class VmProcess {
   #stopTimers(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
-    this.#qga.close();
+    this.#g.qga.close();
     this.#qmp?.close();
   }
 
