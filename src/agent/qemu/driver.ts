@@ -18,22 +18,23 @@ import type {
   VmAction,
 } from '../../wire/agent.ts';
 import type { HostFacts } from '../../wire/host.ts';
-import { type DiskSpec, diskSlot, type VmSpec, type VolumeRef, withoutDisk } from '../../wire/vm.ts';
+import { type DiskSpec, diskSlot, type VmSpec } from '../../wire/vm.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { type Pools, resolveVolume } from '../storage/pools.ts';
 import { qcow2Problem } from '../storage/qcow2-layout.ts';
 import { createVolume, deleteVolume, poolUsage, volumeInfo } from '../storage/volumes.ts';
 import { type AcceleratorChoice, detectAccelerator, readCpuFacts } from './accelerator.ts';
-import { diskDevice, diskNodes, type ResolvedVolumes } from './command-line.ts';
+import type { ResolvedVolumes } from './command-line.ts';
 import { moveDiskRunning } from './disk-move.ts';
+import { attachDiskRunning, detachDiskRunning } from './hotplug.ts';
 import { type MigrationDone, migrateOut, recoverInterrupted } from './migration.ts';
 import {
-  type ExportedDrive,
-  type IncomingRecord,
+  abortIncoming,
+  finishIncoming,
+  type IncomingHost,
   IncomingRecords,
   incomingHold,
-  listenIncoming,
-  resumeIncoming,
+  prepareIncoming,
 } from './migration-incoming.ts';
 import { tailFile, vmPaths } from './process-files.ts';
 import { deleteSnapshotRunning, snapshotRunning } from './snapshots.ts';
@@ -299,66 +300,12 @@ export class QemuDriver implements HypervisorDriver {
 
   /** Hot-plugs a disk into a running VM at a free slot. */
   async attachDisk(id: string, disk: DiskSpec): Promise<void> {
-    const vm = this.#running(id);
-    const slot = disk.slot ?? 0;
-    if (vm.spec.disks.some((d, i) => diskSlot(d, i) === slot)) {
-      throw new TernError('conflict', `slot ${slot} of ${vm.spec.name} holds a disk`);
-    }
-    const file = resolveVolume(this.#opts.pools, disk.volume);
-    if (!fs.existsSync(file))
-      throw new TernError('storage_error', `volume ${disk.volume.path} does not exist`);
-    const n = diskNodes(slot);
-    const ro = disk.readonly;
-    await vm.monitor('blockdev-add', {
-      driver: 'file',
-      filename: file,
-      'node-name': n.file,
-      'read-only': ro,
-    });
-    try {
-      await vm.monitor('blockdev-add', {
-        driver: disk.format,
-        file: n.file,
-        'node-name': n.format,
-        'read-only': ro,
-      });
-      try {
-        await vm.monitor('device_add', diskDevice(slot, vm.spec.machine === 'q35'));
-      } catch (err) {
-        await vm.monitor('blockdev-del', { 'node-name': n.format }).catch(() => {});
-        throw err;
-      }
-    } catch (err) {
-      await vm.monitor('blockdev-del', { 'node-name': n.file }).catch(() => {});
-      throw err;
-    }
-    vm.updateSpec({ ...vm.spec, disks: [...vm.spec.disks, { ...disk, slot }] });
-    await vm.refreshGuestFacts().catch(() => {});
+    return attachDiskRunning(this.#running(id), disk, this.#opts.pools);
   }
 
   /** Unplugs a disk from a running VM; the guest has to let go of it (PCIe hot-unplug). */
   async detachDisk(id: string, index: number): Promise<void> {
-    const vm = this.#running(id);
-    const disk = vm.spec.disks[index];
-    if (!disk) throw new TernError('not_found', `VM ${vm.spec.name} has no disk ${index}`);
-    const n = vm.blockNodes(diskSlot(disk, index));
-    const deleted = vm.event('DEVICE_DELETED', 60_000, (d) => d.device === n.device);
-    deleted.catch(() => {});
-    await vm.monitor('device_del', { id: n.device });
-    try {
-      await deleted;
-    } catch {
-      throw new TernError(
-        'timeout',
-        `the guest of ${vm.spec.name} did not release disk ${index} within 60 s`,
-      );
-    }
-    await vm.monitor('blockdev-del', { 'node-name': n.format });
-    await vm.monitor('blockdev-del', { 'node-name': n.file });
-    vm.setBlockNodes(diskSlot(disk, index), null);
-    // The other disks keep their slots: QEMU names their nodes and devices after them.
-    vm.updateSpec({ ...vm.spec, disks: withoutDisk(vm.spec, index) });
-    await vm.refreshGuestFacts().catch(() => {});
+    return detachDiskRunning(this.#running(id), index);
   }
 
   snapshot(id: string, name: string) {
@@ -381,40 +328,30 @@ export class QemuDriver implements HypervisorDriver {
   }
 
   prepareIncoming(req: IncomingMigrationRequest): Promise<IncomingMigration> {
-    const { spec } = req;
-    return this.#exclusive(spec.id, async () => {
-      // A crashed copy left here (the host failed and the VM was restarted elsewhere) is only a
-      // record: the VM coming back replaces it.
-      if (this.#vms.get(spec.id)?.state === 'crashed') await this.forget(spec.id);
-      if (this.#vms.has(spec.id) || this.#starting.has(spec.id) || this.#incoming.get(spec.id)) {
-        throw new TernError('conflict', `VM ${spec.name} is on this host already`);
-      }
-      if (req.mode === 'quick' && (req.storage !== 'shared' || !req.stateFile)) {
-        throw new TernError('invalid_request', 'a quick migration needs shared storage and a stateFile');
-      }
-      this.#dropStopped(spec.id);
-      const rec: IncomingRecord = {
-        id: spec.id,
-        mode: req.mode,
-        storage: req.storage,
-        created: [],
-        stateFile: req.stateFile ?? null,
-        exports: [],
-        copies: [],
-      };
-      this.#incoming.save(rec);
-      try {
-        for (const c of req.create ?? []) {
-          await createVolume(this.#opts.pools, {
-            volume: c.volume,
-            format: c.format,
-            sizeBytes: c.sizeBytes,
-          });
-          rec.created.push(c.volume);
-          this.#incoming.save(rec);
-        }
-        const volumes = this.#volumesOf(spec);
-        const vm = await VmProcess.launch(
+    return this.#exclusive(req.spec.id, () => prepareIncoming(this.#incomingHost(), req));
+  }
+
+  finishIncoming(id: string): Promise<FinishIncomingResult> {
+    return this.#exclusive(id, () => finishIncoming(this.#incomingHost(), id));
+  }
+
+  abortIncoming(id: string): Promise<void> {
+    return this.#exclusive(id, () => abortIncoming(this.#incomingHost(), id));
+  }
+
+  #incomingHost(): IncomingHost {
+    return {
+      pools: this.#opts.pools,
+      log: this.#opts.log,
+      records: this.#incoming,
+      resumed: this.#resumed,
+      vms: this.#vms,
+      starting: (id) => this.#starting.has(id),
+      forget: (id) => this.forget(id),
+      dropStopped: (id) => this.#dropStopped(id),
+      volumesOf: (spec) => this.#volumesOf(spec),
+      launch: (spec, volumes) =>
+        VmProcess.launch(
           this.#binary,
           spec,
           volumes,
@@ -422,87 +359,9 @@ export class QemuDriver implements HypervisorDriver {
           this.#accel,
           this.#hooks(),
           { incoming: true },
-        );
-        vm.hold(incomingHold);
-        this.#vms.set(vm.id, vm);
-        const made = (ref: VolumeRef) => rec.created.some((c) => c.pool === ref.pool && c.path === ref.path);
-        // Filled over NBD: exactly the drives whose volumes were made empty for this migration.
-        const drives: ExportedDrive[] = spec.disks.flatMap((d, i) =>
-          made(d.volume)
-            ? [
-                {
-                  node: diskNodes(diskSlot(d, i)).format,
-                  file: volumes.disks[i],
-                  format: d.format,
-                  readonly: d.readonly,
-                },
-              ]
-            : [],
-        );
-        if (spec.seed && volumes.seed && made(spec.seed))
-          drives.push({ node: 'seed', file: volumes.seed, format: 'raw', readonly: true });
-        const stateFile = req.stateFile ? resolveVolume(this.#opts.pools, req.stateFile) : null;
-        const answer = await listenIncoming(vm, req, rec, stateFile, drives);
-        this.#incoming.save(rec);
-        this.#opts.log.info(
-          { vm: spec.id, mode: req.mode, storage: req.storage },
-          'waiting for an incoming VM',
-        );
-        return answer;
-      } catch (err) {
-        await this.#abortIncoming(spec.id).catch((e) =>
-          this.#opts.log.error({ vm: spec.id, err: e }, 'cleaning up a failed incoming migration failed'),
-        );
-        throw err;
-      }
-    });
-  }
-
-  finishIncoming(id: string): Promise<FinishIncomingResult> {
-    return this.#exclusive(id, async () => {
-      const rec = this.#incoming.get(id);
-      const vm = this.#vms.get(id);
-      if (!rec) {
-        const resumedAt = this.#resumed.get(id);
-        if (vm && resumedAt !== undefined) return { vm: vm.snapshot(), resumedAt };
-        throw new TernError('not_found', `no incoming migration of VM ${id} on this host`);
-      }
-      if (!vm) throw new TernError('hypervisor_error', `the incoming VM ${id} is not running on this host`);
-      const { resumedAt } = await resumeIncoming(vm, rec, 10 * 60_000);
-      if (rec.stateFile) deleteVolume(this.#opts.pools, rec.stateFile);
-      this.#incoming.drop(id);
-      this.#resumed.set(id, resumedAt);
-      this.#opts.log.info({ vm: id }, 'incoming VM runs');
-      return { vm: vm.snapshot(), resumedAt };
-    });
-  }
-
-  abortIncoming(id: string): Promise<void> {
-    return this.#exclusive(id, () => this.#abortIncoming(id));
-  }
-
-  async #abortIncoming(id: string): Promise<void> {
-    const rec = this.#incoming.get(id);
-    const vm = this.#vms.get(id);
-    if (!rec) {
-      if (vm)
-        throw new TernError(
-          'conflict',
-          `VM ${vm.spec.name} runs on this host; it is not an incoming migration`,
-        );
-      return;
-    }
-    if (vm) {
-      // Once its guest ran here, this is the only copy of the VM: never end it as an abort.
-      if (vm.state === 'running' && !vm.held)
-        throw new TernError('conflict', `VM ${vm.spec.name} runs on this host already`);
-      await vm.release();
-      this.#vms.delete(id);
-      this.events.emit('gone', id);
-    }
-    for (const ref of rec.created) deleteVolume(this.#opts.pools, ref);
-    this.#incoming.drop(id);
-    this.#opts.log.info({ vm: id }, 'aborted an incoming migration');
+        ),
+      gone: (id) => this.events.emit('gone', id),
+    };
   }
 
   async migrate(

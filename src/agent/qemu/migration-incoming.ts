@@ -12,8 +12,17 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { TernError } from '../../errors.ts';
-import type { IncomingMigration, IncomingMigrationRequest, NbdTarget } from '../../wire/agent.ts';
-import type { VolumeRef } from '../../wire/vm.ts';
+import type { Logger } from '../../log.ts';
+import type {
+  FinishIncomingResult,
+  IncomingMigration,
+  IncomingMigrationRequest,
+  NbdTarget,
+} from '../../wire/agent.ts';
+import { diskSlot, type VmSpec, type VolumeRef } from '../../wire/vm.ts';
+import { type Pools, resolveVolume } from '../storage/pools.ts';
+import { createVolume, deleteVolume } from '../storage/volumes.ts';
+import { diskNodes, type ResolvedVolumes } from './command-line.ts';
 import { shellQuote } from './migration.ts';
 import { eventTime, gone, queryMigration, watchEvents } from './migration-info.ts';
 import type { VmProcess } from './vm-process.ts';
@@ -225,4 +234,130 @@ export async function resumeIncoming(
     off();
   }
   return { resumedAt: resumedAt ?? Date.now() };
+}
+
+/** What of the driver's VM registry an incoming migration reads and changes. */
+export interface IncomingHost {
+  pools: Pools;
+  log: Logger;
+  records: IncomingRecords;
+  /** When finished incoming VMs resumed, for a repeated finish. */
+  resumed: Map<string, number>;
+  vms: Map<string, VmProcess>;
+  starting(id: string): boolean;
+  forget(id: string): Promise<void>;
+  dropStopped(id: string): void;
+  volumesOf(spec: VmSpec): ResolvedVolumes;
+  /** Starts the VM's QEMU with `-incoming defer -S`. */
+  launch(spec: VmSpec, volumes: ResolvedVolumes): Promise<VmProcess>;
+  gone(id: string): void;
+}
+
+export async function prepareIncoming(
+  host: IncomingHost,
+  req: IncomingMigrationRequest,
+): Promise<IncomingMigration> {
+  const { spec } = req;
+  // A crashed copy left here (the host failed and the VM was restarted elsewhere) is only a
+  // record: the VM coming back replaces it.
+  if (host.vms.get(spec.id)?.state === 'crashed') await host.forget(spec.id);
+  if (host.vms.has(spec.id) || host.starting(spec.id) || host.records.get(spec.id)) {
+    throw new TernError('conflict', `VM ${spec.name} is on this host already`);
+  }
+  if (req.mode === 'quick' && (req.storage !== 'shared' || !req.stateFile)) {
+    throw new TernError('invalid_request', 'a quick migration needs shared storage and a stateFile');
+  }
+  host.dropStopped(spec.id);
+  const rec: IncomingRecord = {
+    id: spec.id,
+    mode: req.mode,
+    storage: req.storage,
+    created: [],
+    stateFile: req.stateFile ?? null,
+    exports: [],
+    copies: [],
+  };
+  host.records.save(rec);
+  try {
+    for (const c of req.create ?? []) {
+      await createVolume(host.pools, {
+        volume: c.volume,
+        format: c.format,
+        sizeBytes: c.sizeBytes,
+      });
+      rec.created.push(c.volume);
+      host.records.save(rec);
+    }
+    const volumes = host.volumesOf(spec);
+    const vm = await host.launch(spec, volumes);
+    vm.hold(incomingHold);
+    host.vms.set(vm.id, vm);
+    const made = (ref: VolumeRef) => rec.created.some((c) => c.pool === ref.pool && c.path === ref.path);
+    // Filled over NBD: exactly the drives whose volumes were made empty for this migration.
+    const drives: ExportedDrive[] = spec.disks.flatMap((d, i) =>
+      made(d.volume)
+        ? [
+            {
+              node: diskNodes(diskSlot(d, i)).format,
+              file: volumes.disks[i],
+              format: d.format,
+              readonly: d.readonly,
+            },
+          ]
+        : [],
+    );
+    if (spec.seed && volumes.seed && made(spec.seed))
+      drives.push({ node: 'seed', file: volumes.seed, format: 'raw', readonly: true });
+    const stateFile = req.stateFile ? resolveVolume(host.pools, req.stateFile) : null;
+    const answer = await listenIncoming(vm, req, rec, stateFile, drives);
+    host.records.save(rec);
+    host.log.info({ vm: spec.id, mode: req.mode, storage: req.storage }, 'waiting for an incoming VM');
+    return answer;
+  } catch (err) {
+    await abortIncoming(host, spec.id).catch((e) =>
+      host.log.error({ vm: spec.id, err: e }, 'cleaning up a failed incoming migration failed'),
+    );
+    throw err;
+  }
+}
+
+export async function finishIncoming(host: IncomingHost, id: string): Promise<FinishIncomingResult> {
+  const rec = host.records.get(id);
+  const vm = host.vms.get(id);
+  if (!rec) {
+    const resumedAt = host.resumed.get(id);
+    if (vm && resumedAt !== undefined) return { vm: vm.snapshot(), resumedAt };
+    throw new TernError('not_found', `no incoming migration of VM ${id} on this host`);
+  }
+  if (!vm) throw new TernError('hypervisor_error', `the incoming VM ${id} is not running on this host`);
+  const { resumedAt } = await resumeIncoming(vm, rec, 10 * 60_000);
+  if (rec.stateFile) deleteVolume(host.pools, rec.stateFile);
+  host.records.drop(id);
+  host.resumed.set(id, resumedAt);
+  host.log.info({ vm: id }, 'incoming VM runs');
+  return { vm: vm.snapshot(), resumedAt };
+}
+
+export async function abortIncoming(host: IncomingHost, id: string): Promise<void> {
+  const rec = host.records.get(id);
+  const vm = host.vms.get(id);
+  if (!rec) {
+    if (vm)
+      throw new TernError(
+        'conflict',
+        `VM ${vm.spec.name} runs on this host; it is not an incoming migration`,
+      );
+    return;
+  }
+  if (vm) {
+    // Once its guest ran here, this is the only copy of the VM: never end it as an abort.
+    if (vm.state === 'running' && !vm.held)
+      throw new TernError('conflict', `VM ${vm.spec.name} runs on this host already`);
+    await vm.release();
+    host.vms.delete(id);
+    host.gone(id);
+  }
+  for (const ref of rec.created) deleteVolume(host.pools, ref);
+  host.records.drop(id);
+  host.log.info({ vm: id }, 'aborted an incoming migration');
 }
