@@ -5,10 +5,51 @@
  * names of their own, recorded by the VM process (blockNodes) until QEMU ends.
  */
 import { TernError } from '../../errors.ts';
-import type { MigrationReport } from '../../wire/agent.ts';
+import type { Logger } from '../../log.ts';
+import type { MigrationReport, MoveDiskRequest } from '../../wire/agent.ts';
 import { diskSlot } from '../../wire/vm.ts';
+import { type Pools, resolveVolume } from '../storage/pools.ts';
+import { createVolume, deleteVolume, volumeInfo } from '../storage/volumes.ts';
 import { endJobs, waitReady } from './disk-mirror.ts';
 import type { VmProcess } from './vm-process.ts';
+
+/**
+ * Moves disk `req.index` of a running VM to a new volume `req.target`, made here for it and
+ * removed again if the move fails; the VM's spec names the new volume once it is in use.
+ */
+export async function moveDisk(
+  vm: VmProcess,
+  req: MoveDiskRequest,
+  pools: Pools,
+  log: Logger,
+  progress: (r: MigrationReport) => void,
+  signal: AbortSignal,
+): Promise<void> {
+  const disk = vm.spec.disks[req.index];
+  if (!disk) throw new TernError('not_found', `VM ${vm.spec.name} has no disk ${req.index}`);
+  if (disk.readonly)
+    throw new TernError('invalid_request', `disk ${req.index} is read-only; copy its volume`);
+  if (vm.state !== 'running') throw new TernError('conflict', `VM ${vm.spec.name} is ${vm.state}`);
+  const info = await volumeInfo(pools, disk.volume);
+  await createVolume(pools, { volume: req.target, format: disk.format, sizeBytes: info.virtualBytes });
+  try {
+    await moveDiskRunning(
+      vm,
+      req.index,
+      { file: resolveVolume(pools, req.target), format: disk.format },
+      progress,
+      signal,
+    );
+  } catch (err) {
+    deleteVolume(pools, req.target);
+    throw err;
+  }
+  const disks = vm.spec.disks.map((d, i) =>
+    i === req.index ? { ...d, volume: req.target, slot: diskSlot(d, i) } : d,
+  );
+  vm.updateSpec({ ...vm.spec, disks });
+  log.info({ vm: vm.id, index: req.index, to: req.target }, 'moved a disk');
+}
 
 export async function moveDiskRunning(
   vm: VmProcess,

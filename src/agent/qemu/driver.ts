@@ -22,10 +22,10 @@ import { type DiskSpec, diskSlot, type VmSpec } from '../../wire/vm.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { type Pools, resolveVolume } from '../storage/pools.ts';
 import { qcow2Problem } from '../storage/qcow2-layout.ts';
-import { createVolume, deleteVolume, poolUsage, volumeInfo } from '../storage/volumes.ts';
+import { poolUsage } from '../storage/volumes.ts';
 import { type AcceleratorChoice, detectAccelerator, readCpuFacts } from './accelerator.ts';
 import type { ResolvedVolumes } from './command-line.ts';
-import { moveDiskRunning } from './disk-move.ts';
+import { moveDisk } from './disk-move.ts';
 import { attachDiskRunning, detachDiskRunning } from './hotplug.ts';
 import { type MigrationDone, migrateOut, recoverInterrupted } from './migration.ts';
 import {
@@ -412,33 +412,7 @@ export class QemuDriver implements HypervisorDriver {
     signal: AbortSignal,
   ): Promise<void> {
     const vm = this.#running(id);
-    return this.#exclusive(id, async () => {
-      const disk = vm.spec.disks[req.index];
-      if (!disk) throw new TernError('not_found', `VM ${vm.spec.name} has no disk ${req.index}`);
-      if (disk.readonly)
-        throw new TernError('invalid_request', `disk ${req.index} is read-only; copy its volume`);
-      if (vm.state !== 'running') throw new TernError('conflict', `VM ${vm.spec.name} is ${vm.state}`);
-      const pools = this.#opts.pools;
-      const info = await volumeInfo(pools, disk.volume);
-      await createVolume(pools, { volume: req.target, format: disk.format, sizeBytes: info.virtualBytes });
-      try {
-        await moveDiskRunning(
-          vm,
-          req.index,
-          { file: resolveVolume(pools, req.target), format: disk.format },
-          progress,
-          signal,
-        );
-      } catch (err) {
-        deleteVolume(pools, req.target);
-        throw err;
-      }
-      const disks = vm.spec.disks.map((d, i) =>
-        i === req.index ? { ...d, volume: req.target, slot: diskSlot(d, i) } : d,
-      );
-      vm.updateSpec({ ...vm.spec, disks });
-      this.#opts.log.info({ vm: id, index: req.index, to: req.target }, 'moved a disk');
-    });
+    return this.#exclusive(id, () => moveDisk(vm, req, this.#opts.pools, this.#opts.log, progress, signal));
   }
 
   async consoleTail(id: string, maxBytes: number): Promise<string> {
