@@ -3,20 +3,19 @@
  * agent, reattached after an agent restart, watched through QMP events, and probed through
  * the guest agent for a heartbeat and guest facts.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { AgentVm, AgentVmState, VmAction } from '../../wire/agent.ts';
 import { emptyGuestInfo, type VmSpec } from '../../wire/vm.ts';
 import type { AcceleratorChoice } from './accelerator.ts';
-import { buildCommandLine, type LaunchOptions, type ResolvedVolumes } from './command-line.ts';
+import type { LaunchOptions, ResolvedVolumes } from './command-line.ts';
 import { corruptDisksFound, corruptEvent, corruptReason } from './disk-corruption.ts';
 import { GuestWatch } from './guest-watch.ts';
 import { type DiskNodes, type MovedNodes, nodesOf, readMovedNodes, writeMovedNodes } from './moved-nodes.ts';
 import { isOurQemu, lastLines, pidAlive, readPid, tailFile, type VmPaths } from './process-files.ts';
+import { startQemu } from './qemu-launch.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
 
 export interface VmHooks {
@@ -173,51 +172,9 @@ export class VmProcess {
     hooks: VmHooks,
     launch: LaunchOptions = {},
   ): Promise<VmProcess> {
-    fs.rmSync(paths.runDir, { recursive: true, force: true });
-    fs.mkdirSync(paths.runDir, { recursive: true, mode: 0o700 });
-    fs.mkdirSync(path.dirname(paths.qemuLog), { recursive: true });
-    fs.writeFileSync(paths.spec, JSON.stringify(spec));
-    const args = buildCommandLine(spec, volumes, paths, accel, launch);
-    const logFd = fs.openSync(paths.qemuLog, 'a');
-    fs.writeSync(logFd, `--- ${new Date().toISOString()} starting ${binary} ${args.join(' ')}\n`);
-    const logStart = fs.fstatSync(logFd).size;
-    // Detached in its own session: the VM must outlive the agent (and an agent restart).
-    const child = spawn(binary, args, { detached: true, stdio: ['ignore', logFd, logFd] });
-    fs.closeSync(logFd);
-    child.unref();
-    let exited: string | null = null;
-    child.once('error', (err) => {
-      exited = `cannot run ${binary}: ${err.message}`;
-    });
-    child.once('exit', (code, signal) => {
-      exited = `QEMU exited ${signal ? `on ${signal}` : `with code ${code}`}`;
-    });
-
+    const { child, qmp } = await startQemu(binary, spec, volumes, paths, accel, launch);
     const vm = new VmProcess(spec, paths, hooks);
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      if (exited) {
-        const stderr = tailFile(paths.qemuLog, 8192).slice(-(fs.statSync(paths.qemuLog).size - logStart));
-        const last = stderr.trimEnd().split('\n').slice(-5).join('\n');
-        fs.rmSync(paths.runDir, { recursive: true, force: true });
-        throw new TernError('hypervisor_error', `${exited} while starting: ${last || 'no output'}`, {
-          stderr: last,
-        });
-      }
-      if (fs.existsSync(paths.qmp)) {
-        try {
-          vm.#qmp = await QmpClient.connect(paths.qmp, 3000);
-          break;
-        } catch (err) {
-          if (Date.now() > deadline) throw err;
-        }
-      }
-      if (Date.now() > deadline) {
-        child.kill('SIGKILL');
-        throw new TernError('timeout', 'QEMU did not open its monitor within 30 s');
-      }
-      await delay(25);
-    }
+    vm.#qmp = qmp;
     vm.#pid = child.pid ?? readPid(paths.pidfile);
     vm.#startedAt = new Date().toISOString();
     child.once('exit', () => vm.#onQemuGone());
