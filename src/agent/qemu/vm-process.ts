@@ -17,6 +17,7 @@ import { type DiskNodes, type MovedNodes, nodesOf, readMovedNodes, writeMovedNod
 import { isOurQemu, lastLines, pidAlive, readPid, tailFile, type VmPaths } from './process-files.ts';
 import { startQemu } from './qemu-launch.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
+import { runState } from './run-state.ts';
 
 export interface VmHooks {
   log: Logger;
@@ -25,18 +26,6 @@ export interface VmHooks {
   stopped: (vm: AgentVm) => void;
   heartbeatMs: number;
 }
-
-const runtimeStates: Record<string, AgentVmState> = { running: 'running', shutdown: 'shutdown' };
-
-/** Why a VM is paused, for QEMU run states other than a pause by request or an I/O error. */
-const pauseReasons: Record<string, string> = {
-  inmigrate: 'incoming migration',
-  postmigrate: 'migrated to another host',
-  'finish-migrate': 'migration switchover',
-  prelaunch: 'not started yet',
-  'restore-vm': 'restoring its state',
-  'save-vm': 'saving its state',
-};
 
 /** What `quitting` holds when the VM left for another host: a later agent keeps no record. */
 const released = 'released';
@@ -256,20 +245,10 @@ export class VmProcess {
   }
 
   #applyStatus(status: string): void {
-    const state = runtimeStates[status] ?? 'paused';
-    this.#state = state;
+    const next = runState(status, { hold: this.#hold, reason: this.#reason, corrupt: this.#corrupt });
+    this.#state = next.state;
     this.#status = status;
-    if (state === 'paused') {
-      this.#reason =
-        this.#hold ??
-        (status === 'paused'
-          ? 'paused by request'
-          : status === 'io-error'
-            ? (this.#reason ?? 'disk I/O error')
-            : (pauseReasons[status] ?? status));
-    } else {
-      this.#reason = state === 'shutdown' ? 'the guest powered off' : this.#corrupt;
-    }
+    this.#reason = next.reason;
   }
 
   /** A disk QEMU found corrupt (disk-corruption.ts): the reason a running VM carries. */
