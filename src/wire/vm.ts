@@ -163,9 +163,17 @@ export const GuestAgentStatus = Type.Union([
 ]);
 export type GuestAgentStatus = Static<typeof GuestAgentStatus>;
 
-/** What the guest agent reported; untrusted, so bounded and sanitized by the host before it travels. */
+/**
+ * What the guest agent reported; untrusted, so bounded and sanitized by the host before it travels.
+ * `boots` alone is the host's own count, from QEMU's events, which the guest cannot forge.
+ */
 export const GuestInfo = Type.Object({
   agent: GuestAgentStatus,
+  boots: Type.Integer({
+    minimum: 0,
+    description:
+      'boots of the guest its host has seen since its QEMU started: 1 at power-on, one more at each reboot or reset (0 when it does not run)',
+  }),
   lastHeartbeat: Type.Union([Timestamp, Type.Null()]),
   hostname: Type.Union([Type.String(), Type.Null()]),
   machineId: Type.Union([Type.String(), Type.Null()], { description: "the guest's /etc/machine-id" }),
@@ -181,6 +189,7 @@ export type GuestInfo = Static<typeof GuestInfo>;
 
 export const emptyGuestInfo = (): GuestInfo => ({
   agent: 'unknown',
+  boots: 0,
   lastHeartbeat: null,
   hostname: null,
   machineId: null,

@@ -28,6 +28,19 @@ function text(raw: unknown, field: string, notes: string[]): string | undefined 
   return s;
 }
 
+/**
+ * A message from the guest (a guest agent's error) fit to show: control characters (line
+ * breaks, terminal escapes) become spaces, and it is cut to `guestLimits.text` characters.
+ * Null when it is not a string or says nothing.
+ */
+export function guestMessage(raw: unknown): string | null {
+  if (typeof raw !== 'string') return null;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping control characters is the point
+  const s = raw.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ').trim();
+  if (s === '') return null;
+  return s.length > guestLimits.text ? `${s.slice(0, guestLimits.text)}…` : s;
+}
+
 export function sanitizeOsInfo(raw: unknown): Sanitized<GuestOs | null> {
   const notes: string[] = [];
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {

@@ -15,6 +15,8 @@ export interface VmPaths extends RuntimePaths {
   quitting: string;
   /** Block nodes of disks that moved to another volume while the VM ran (see blockNodes). */
   nodes: string;
+  /** The guest's boots this QEMU has seen, kept so an agent restart does not count afresh. */
+  boots: string;
 }
 
 /** Unix socket paths are limited to 107 bytes by the kernel. */
@@ -32,6 +34,7 @@ export function vmPaths(stateDir: string, id: string): VmPaths {
     pidfile: path.join(runDir, 'qemu.pid'),
     quitting: path.join(runDir, 'quitting'),
     nodes: path.join(runDir, 'nodes.json'),
+    boots: path.join(runDir, 'boots'),
     consoleLog: path.join(logDir, 'console.log'),
     qemuLog: path.join(logDir, 'qemu.log'),
   };
@@ -39,6 +42,21 @@ export function vmPaths(stateDir: string, id: string): VmPaths {
     throw new TernError('invalid_request', `agent state directory ${stateDir} is too long for unix sockets`);
   }
   return p;
+}
+
+/** The boots recorded for a VM's QEMU; 0 when there is no record (one from an older agent). */
+export function readBoots(file: string): number {
+  try {
+    const n = Number.parseInt(fs.readFileSync(file, 'utf8'), 10);
+    return Number.isInteger(n) && n > 0 ? n : 0;
+  } catch {
+    return 0;
+  }
+}
+
+export function writeBoots(file: string, boots: number): void {
+  fs.writeFileSync(`${file}.new`, String(boots));
+  fs.renameSync(`${file}.new`, file);
 }
 
 export function tailFile(file: string, maxBytes: number): string {

@@ -354,12 +354,13 @@ test('a sync that gets no answer times out', async () => {
   );
 });
 
-test('expectReply: false resolves without waiting, and the next command resyncs', async () => {
+test('a command without a success reply: silence for errorWithinMs is accepted, and the next command resyncs', async () => {
   await withAgent(
     (cmd) => cmd.execute === 'guest-shutdown',
     async (fake, client) => {
-      const result = await client.execute('guest-shutdown', { mode: 'powerdown' }, { expectReply: false });
-      assert.equal(result, undefined);
+      const started = Date.now();
+      await client.executeNoReply('guest-shutdown', { mode: 'powerdown' }, { errorWithinMs: 150 });
+      assert.ok(Date.now() - started >= 140, 'it waited for an error that might come');
       const shutdown = await fake.seen('guest-shutdown');
       assert.deepEqual(shutdown.arguments, { mode: 'powerdown' });
       assert.deepEqual(await client.execute('guest-ping'), {});
@@ -371,6 +372,65 @@ test('expectReply: false resolves without waiting, and the next command resyncs'
         '0:guest-sync-delimited',
         '0:guest-ping',
       ]);
+    },
+  );
+});
+
+test("a command without a success reply fails with the guest agent's own error, sanitized and bounded", async () => {
+  const desc = `child process has failed to shutdown\r\n\u001b[31mFailed to connect to bus${'!'.repeat(2000)}`;
+  await withAgent(
+    (cmd, conn) => {
+      if (cmd.execute !== 'guest-shutdown') return false;
+      // qemu-ga answers once its shutdown child has failed: a moment later.
+      setTimeout(() => conn.write(`${JSON.stringify({ error: { class: 'GenericError', desc } })}\n`), 30);
+      return true;
+    },
+    async (_fake, client) => {
+      const err = await rejectsWith(
+        client.executeNoReply('guest-shutdown', { mode: 'reboot' }, { errorWithinMs: 5000 }),
+        'guest_error',
+        /^guest agent error: child process has failed to shutdown \[31mFailed to connect to bus!+…$/,
+      );
+      assert.ok(err.message.length < 300, `${err.message.length} characters`);
+      assert.deepEqual(await client.execute('guest-ping'), {});
+    },
+  );
+});
+
+test('a command without a success reply is accepted when the channel closes or the guest is seen going down', async () => {
+  await withAgent(
+    (cmd, conn) => {
+      if (cmd.execute !== 'guest-shutdown') return false;
+      if (cmd.arguments?.mode === 'powerdown') conn.socket.destroy();
+      return true;
+    },
+    async (_fake, client) => {
+      const started = Date.now();
+      await client.executeNoReply('guest-shutdown', { mode: 'powerdown' }, { errorWithinMs: 5000 });
+      let goingDown = () => {};
+      const accepted = new Promise<void>((resolve) => {
+        goingDown = resolve;
+      });
+      const reboot = client.executeNoReply(
+        'guest-shutdown',
+        { mode: 'reboot' },
+        { errorWithinMs: 5000, accepted },
+      );
+      setTimeout(goingDown, 30);
+      await reboot;
+      assert.ok(Date.now() - started < 3000, 'neither waited out errorWithinMs');
+    },
+  );
+});
+
+test('an error that comes after the wait is stale: the next command gets its own reply', async () => {
+  await withAgent(
+    (cmd) => cmd.execute === 'guest-shutdown',
+    async (fake, client) => {
+      await client.executeNoReply('guest-shutdown', { mode: 'reboot' }, { errorWithinMs: 20 });
+      // Written before the next command's sync is even sent, so it arrives first.
+      fake.connections[0].write('{"error": {"class": "GenericError", "desc": "too late"}}\n');
+      assert.deepEqual(await client.execute('guest-ping'), {});
     },
   );
 });

@@ -10,11 +10,16 @@
  */
 import net from 'node:net';
 import { TernError } from '../../errors.ts';
+import { guestMessage } from './guest-info.ts';
 import { JsonLineReader } from './json-lines.ts';
 
 export const maxGuestReplyBytes = 1024 * 1024;
 
 type Waiter = { resolve: (v: unknown) => void; reject: (e: Error) => void };
+
+/** The guest agent's own error reply to a command, as opposed to a failure on the way to it. */
+const replyError = (desc: string) =>
+  new TernError('guest_error', `guest agent error: ${desc}`, { guestAgentError: desc });
 
 export class QgaClient {
   readonly #path: string;
@@ -41,27 +46,68 @@ export class QgaClient {
     );
   }
 
-  /** Runs one command; `expectReply: false` for commands that end the guest (guest-shutdown). */
+  /** Runs one command and returns its reply. */
   execute<T = unknown>(
     command: string,
     args?: Record<string, unknown>,
-    opts: { timeoutMs?: number; expectReply?: boolean } = {},
+    opts: { timeoutMs?: number } = {},
   ): Promise<T> {
-    const run = async () => {
+    return this.#enqueue(async () => {
       const timeoutMs = opts.timeoutMs ?? 5000;
       if (!this.#synced) await this.#sync(Math.min(timeoutMs, 3000));
-      const payload = JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}) });
-      if (opts.expectReply === false) {
-        this.#socket!.write(`${payload}\n`);
-        this.#synced = false;
-        return undefined as T;
-      }
-      const reply = await this.#request(payload, timeoutMs, command);
-      return reply as T;
-    };
+      return (await this.#request(this.#payload(command, args), timeoutMs, command)) as T;
+    });
+  }
+
+  /**
+   * Runs a command that sends no reply when it succeeds (guest-shutdown: the guest goes down
+   * instead) but does send its error when it fails: waits up to `errorWithinMs` for that error and
+   * fails with the guest agent's own message. Silence, the channel closing, or `accepted` settling
+   * first (the host sees the guest going down) means the guest agent took the command.
+   */
+  executeNoReply(
+    command: string,
+    args: Record<string, unknown> | undefined,
+    opts: { errorWithinMs: number; accepted?: Promise<unknown> },
+  ): Promise<void> {
+    return this.#enqueue(async () => {
+      if (!this.#synced) await this.#sync(3000);
+      const socket = this.#socket;
+      if (!socket) throw new TernError('guest_error', 'guest agent channel is not open');
+      // Whatever comes after we stop listening (a late error) is stale to the next command.
+      this.#synced = false;
+      await new Promise<void>((resolve, reject) => {
+        const waiter: Waiter = {
+          resolve: () => done(),
+          // Only the guest agent's own error reply fails the command; a channel that closes
+          // under it is a guest going down, and a garbled line proves nothing either way.
+          reject: (e) => done((e as TernError).details?.guestAgentError !== undefined ? e : undefined),
+        };
+        const done = (err?: Error) => {
+          clearTimeout(timer);
+          if (this.#waiter === waiter) this.#waiter = null;
+          if (err) reject(err);
+          else resolve();
+        };
+        const timer = setTimeout(() => done(), opts.errorWithinMs);
+        opts.accepted?.then(
+          () => done(),
+          () => done(),
+        );
+        this.#waiter = waiter;
+        socket.write(`${this.#payload(command, args)}\n`);
+      });
+    });
+  }
+
+  #enqueue<T>(run: () => Promise<T>): Promise<T> {
     const p = this.#queue.then(run, run);
     this.#queue = p.catch(() => undefined);
     return p;
+  }
+
+  #payload(command: string, args?: Record<string, unknown>): string {
+    return JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}) });
   }
 
   close(): void {
@@ -163,8 +209,7 @@ export class QgaClient {
     this.#waiter = null;
     if ('return' in v) waiter.resolve(v.return);
     else if (v.error) {
-      const desc = typeof v.error.desc === 'string' ? v.error.desc.slice(0, 500) : 'unknown error';
-      waiter.reject(new TernError('guest_error', `guest agent error: ${desc}`));
+      waiter.reject(replyError(guestMessage(v.error.desc) ?? 'unknown error'));
     } else {
       this.#synced = false;
       waiter.reject(new TernError('guest_error', 'guest agent sent a reply without return or error'));

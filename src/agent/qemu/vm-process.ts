@@ -14,7 +14,16 @@ import type { LaunchOptions, ResolvedVolumes } from './command-line.ts';
 import { corruptDisksFound, corruptEvent, corruptReason } from './disk-corruption.ts';
 import { GuestWatch } from './guest-watch.ts';
 import { type DiskNodes, type MovedNodes, nodesOf, readMovedNodes, writeMovedNodes } from './moved-nodes.ts';
-import { isOurQemu, lastLines, pidAlive, readPid, tailFile, type VmPaths } from './process-files.ts';
+import {
+  isOurQemu,
+  lastLines,
+  pidAlive,
+  readBoots,
+  readPid,
+  tailFile,
+  type VmPaths,
+  writeBoots,
+} from './process-files.ts';
 import { startQemu } from './qemu-launch.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
 import { runState } from './run-state.ts';
@@ -54,6 +63,8 @@ export class VmProcess {
   /** While set, the guest may not be resumed except by the one who set it (an incoming migration). */
   #hold: string | null = null;
   #nodes: MovedNodes = {};
+  /** The guest's boots seen in this QEMU: 1 at launch, one more at each RESET event. */
+  #boots = 0;
   readonly #listeners = new Set<(e: QmpEvent) => void>();
 
   private constructor(spec: VmSpec, paths: VmPaths, hooks: VmHooks) {
@@ -148,7 +159,11 @@ export class VmProcess {
       pid: this.#pid,
       vncPort: this.#vncPort,
       startedAt: this.#startedAt,
-      guest: { ...this.#g.guest, interfaces: this.#g.guest.interfaces.map((i) => ({ ...i })) },
+      guest: {
+        ...this.#g.guest,
+        boots: this.#boots,
+        interfaces: this.#g.guest.interfaces.map((i) => ({ ...i })),
+      },
     };
   }
 
@@ -166,6 +181,8 @@ export class VmProcess {
     vm.#qmp = qmp;
     vm.#pid = child.pid ?? readPid(paths.pidfile);
     vm.#startedAt = new Date().toISOString();
+    vm.#boots = 1;
+    writeBoots(paths.boots, vm.#boots);
     child.once('exit', () => vm.#onQemuGone());
     try {
       await vm.#watch();
@@ -204,6 +221,8 @@ export class VmProcess {
       return vm;
     }
     vm.#pid = pid;
+    // Boots while no agent ran went unseen: a reboot waiting for one fails rather than guesses.
+    vm.#boots = readBoots(paths.boots);
     // Filesystems frozen by a snapshot this agent's predecessor did not finish are thawed
     // once the guest agent answers.
     vm.#g.freezeUnknown = true;
@@ -310,6 +329,12 @@ export class VmProcess {
         break;
       case 'RESET':
         // The guest starts afresh, its filesystems unfrozen.
+        this.#boots++;
+        try {
+          writeBoots(this.paths.boots, this.#boots);
+        } catch (err) {
+          this.#hooks.log.warn({ vm: this.id, err }, 'could not record the guest boot count');
+        }
         this.#g.guest = { ...this.#g.guest, agent: 'not-responding', frozen: false };
         this.#g.pings = 0;
         this.#emit();
@@ -428,16 +453,41 @@ export class VmProcess {
       case 'guest-reboot':
         if (this.#state !== 'running')
           throw new TernError('conflict', `VM ${this.spec.name} is ${this.#state}`);
-        // qemu-ga sends no reply when the shutdown goes through, so we do not wait for one.
         await this.#g.qga.execute('guest-ping', undefined, { timeoutMs: 3000 });
-        await this.#g.qga.execute(
-          'guest-shutdown',
-          { mode: action === 'guest-reboot' ? 'reboot' : 'powerdown' },
-          { expectReply: false },
-        );
+        await this.#guestShutdown(action === 'guest-reboot' ? 'reboot' : 'powerdown');
         break;
     }
     if (action === 'pause' || action === 'resume') await this.#refreshStatus();
+  }
+
+  /**
+   * qemu-ga's guest-shutdown runs the guest's `shutdown` and answers only when that fails (its
+   * error, e.g. "child process has failed to shutdown" from a systemd guest without logind). So
+   * the answer is awaited for a while: the guest seen going down (a reset, a power-off, qemu-ga
+   * closing its port) ends the wait early, and silence means the guest agent took it.
+   */
+  async #guestShutdown(mode: 'reboot' | 'powerdown'): Promise<void> {
+    let stopListening = () => {};
+    const goingDown = new Promise<void>((resolve) => {
+      stopListening = this.onEvent((e) => {
+        const port = e.data as { id?: string; open?: boolean };
+        if (
+          e.event === 'RESET' ||
+          e.event === 'SHUTDOWN' ||
+          (e.event === 'VSERPORT_CHANGE' && port.id === 'qga0-port' && port.open === false)
+        )
+          resolve();
+      });
+    });
+    try {
+      await this.#g.qga.executeNoReply(
+        'guest-shutdown',
+        { mode },
+        { errorWithinMs: 10_000, accepted: goingDown },
+      );
+    } finally {
+      stopListening();
+    }
   }
 
   /**
@@ -501,6 +551,7 @@ export class VmProcess {
     this.#state = 'stopped';
     this.#reason = null;
     this.#pid = null;
+    this.#boots = 0;
     this.#g.guest = emptyGuestInfo();
     fs.rmSync(this.paths.runDir, { recursive: true, force: true });
     if (this.#forgotten) return;
@@ -583,6 +634,7 @@ export class VmProcess {
     // A QEMU that still runs (its monitor lost) keeps its pid, so a stop can still end it.
     const pid = this.#pid;
     this.#pid = pid !== null && pidAlive(pid) && isOurQemu(pid, this.paths.qmp) ? pid : null;
+    this.#boots = 0;
     this.#g.guest = { ...emptyGuestInfo(), lastHeartbeat: this.#g.guest.lastHeartbeat };
     this.#hooks.log.error({ vm: this.id }, this.#reason);
     this.#emit();

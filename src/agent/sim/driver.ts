@@ -100,9 +100,12 @@ interface SimVm {
   startedAt: string | null;
   guest: GuestInfo;
   booted: boolean;
+  /** 1 at power-on, one more at each reboot or reset, as QEMU's RESET events count them. */
   boots: number;
   dirtyMiBps: number;
   guestHung: boolean;
+  /** Its power-off is broken: ACPI is ignored and its guest agent answers shutdowns with this. */
+  powerOffFails: string | null;
   /** Boot or shutdown under way in the guest. */
   timer: NodeJS.Timeout | null;
   incoming: { entry: IncomingEntry; stateFile: VolumeRef | null; created: VolumeRef[] } | null;
@@ -227,6 +230,7 @@ export class SimDriver implements HypervisorDriver {
     this.#stopped.delete(spec.id);
     if (existing) this.#discard(existing);
     const vm = this.#newVm(spec, 'running', null);
+    vm.boots = 1;
     this.#appendConsole(spec.id, `[sim] ${spec.name}: power on, ${spec.vcpus} vCPU, ${spec.memoryMiB} MiB`);
     this.#scheduleBoot(vm);
     this.#log?.info({ vm: spec.id, name: spec.name }, 'started VM');
@@ -258,13 +262,17 @@ export class SimDriver implements HypervisorDriver {
     switch (action) {
       case 'powerdown':
         // Like a real guest: ACPI is handled once the guest has booted, and not while paused.
-        if (vm.state === 'running' && vm.booted && !vm.guestHung) this.#scheduleShutdown(vm);
+        if (vm.state === 'running' && vm.booted && !vm.guestHung && vm.powerOffFails === null)
+          this.#scheduleShutdown(vm);
         break;
       case 'guest-shutdown':
       case 'guest-reboot':
         if (vm.state !== 'running') throw new TernError('conflict', `VM ${name} is ${vm.state}`);
         if (vm.guest.agent !== 'responding' || vm.guestHung)
           throw new TernError('guest_error', `the guest agent of ${name} does not answer`);
+        // As the QEMU driver words a guest agent's error reply.
+        if (vm.powerOffFails !== null)
+          throw new TernError('guest_error', `guest agent error: ${vm.powerOffFails}`);
         if (action === 'guest-reboot') this.#reboot(vm);
         else this.#scheduleShutdown(vm);
         break;
@@ -622,6 +630,17 @@ export class SimDriver implements HypervisorDriver {
   }
 
   /**
+   * Breaks (with a message) or mends (null) the guest's power-off, as on a systemd guest without
+   * logind: the ACPI button does nothing, and its guest agent answers guest-shutdown (also in
+   * reboot mode) with the error `message`.
+   */
+  setGuestPowerOffFails(id: string, message: string | null): void {
+    const vm = this.#vms.get(id);
+    if (!vm) throw new TernError('not_found', `VM ${id} is not on ${this.hostname}`);
+    vm.powerOffFails = message;
+  }
+
+  /**
    * The host loses power: every VM is gone at once, the agent is unreachable, and (in a sim
    * cluster, which follows `faults.power`) the agent stops: no heartbeat, no lease renewal.
    * After `powerOn` the agent starts again and finds the VMs that ran crashed, as after a reboot.
@@ -684,6 +703,7 @@ export class SimDriver implements HypervisorDriver {
       boots: 0,
       dirtyMiBps: this.#o.dirtyMiBps,
       guestHung: false,
+      powerOffFails: null,
       timer: null,
       incoming: null,
       migration: null,
@@ -705,6 +725,7 @@ export class SimDriver implements HypervisorDriver {
       startedAt: vm.startedAt,
       guest: {
         ...vm.guest,
+        boots: vm.boots,
         interfaces: vm.guest.interfaces.map((i) => ({ ...i, addresses: [...i.addresses] })),
       },
     };
@@ -765,8 +786,7 @@ export class SimDriver implements HypervisorDriver {
   #boot(vm: SimVm): void {
     if (this.#vms.get(vm.spec.id) !== vm || vm.state === 'crashed' || vm.incoming) return;
     vm.booted = true;
-    vm.boots++;
-    vm.guest = guestFacts(vm.spec, vm.guestHung);
+    vm.guest = guestFacts(vm.spec, vm.guestHung, vm.boots);
     this.#appendConsole(
       vm.spec.id,
       `TERN-GUEST-READY hostname=${vm.spec.name} instance=${vm.spec.id} boot=${vm.boots}`,
@@ -776,6 +796,7 @@ export class SimDriver implements HypervisorDriver {
 
   #reboot(vm: SimVm): void {
     vm.booted = false;
+    vm.boots++;
     vm.guest = { ...vm.guest, agent: 'not-responding' };
     this.#appendConsole(vm.spec.id, `[sim] ${vm.spec.name}: reset`);
     this.#scheduleBoot(vm);
@@ -828,6 +849,7 @@ export class SimDriver implements HypervisorDriver {
     vm.reason = reason;
     vm.pid = null;
     vm.booted = false;
+    vm.boots = 0;
     vm.guest = { ...emptyGuestInfo(), lastHeartbeat: vm.guest.lastHeartbeat };
     this.#log?.error({ vm: vm.spec.id }, reason);
     this.#emit(vm);

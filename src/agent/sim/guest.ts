@@ -2,11 +2,12 @@
 import { createHash } from 'node:crypto';
 import type { GuestInfo, VmSpec } from '../../wire/vm.ts';
 
-/** What the guest agent of a booted VM reports; `hung` guests do not answer. */
-export function guestFacts(spec: VmSpec, hung: boolean): GuestInfo {
+/** What the guest agent of a booted VM reports, in its `boots`-th boot; `hung` guests do not answer. */
+export function guestFacts(spec: VmSpec, hung: boolean, boots: number): GuestInfo {
   const hash = createHash('sha256').update(spec.id).digest('hex');
   return {
     agent: hung ? 'not-responding' : 'responding',
+    boots,
     lastHeartbeat: new Date().toISOString(),
     hostname: spec.name,
     machineId: hash.slice(0, 32),
