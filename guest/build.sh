@@ -28,7 +28,11 @@ FS_HASH_SEED=5e6c7a1e-7e44-4c1d-9b2a-7465726e0002
 MODULES=(virtio_pci virtio_blk virtio_net virtio_console crc32c_generic ext4 isofs vfat nls_cp437
 	nls_ascii button evdev)
 # Host tools; qemu-guest-agent and busybox-static also provide guest binaries.
-HOST_PACKAGES=(busybox-static qemu-guest-agent e2fsprogs qemu-utils genisoimage cpio xz-utils zstd)
+# The live ISO's initramfs adds the CD-ROM drivers: IDE (pc), AHCI (q35) and virtio-scsi.
+ISO_MODULES=(ata_piix ahci virtio_scsi sr_mod)
+ISO_LABEL=TERN_ISO
+HOST_PACKAGES=(busybox-static qemu-guest-agent e2fsprogs qemu-utils genisoimage cpio xz-utils zstd
+	isolinux syslinux-common xorriso)
 QGA=/usr/sbin/qemu-ga
 
 log() { echo "build.sh: $*" >&2; }
@@ -93,7 +97,8 @@ resolve() {
 		pkgs+=("$found")
 	done
 	dpkg-query -W -f='package ${Package} ${Version}\n' $(printf '%s\n' "${pkgs[@]}" | sort -u)
-	dpkg-query -W -f='tool ${Package} ${Version}\n' e2fsprogs qemu-utils cpio gzip
+	dpkg-query -W -f='tool ${Package} ${Version}\n' e2fsprogs qemu-utils cpio gzip isolinux syslinux-common \
+		xorriso
 }
 # apt-cache alone can take a second, so the answer is memoized until the apt lists or the
 # installed packages change.
@@ -293,6 +298,48 @@ fi
 qemu-img convert -q -f raw -O qcow2 "$WORK/disk.raw" "$WORK/disk.qcow2"
 rm -f "$WORK/disk.raw"
 
+# --- live ISO ----------------------------------------------------------------------------------
+# A CD that boots the same system with no disk at all (isolinux, El Torito BIOS boot): the
+# bzImage (isolinux cannot boot the ELF kernel), and an initramfs that adds the CD drivers and
+# carries the root filesystem under /live (see initramfs/init). /TERN-ISO holds a marker that
+# the guest prints on the console and tests can look for.
+log "writing live.iso"
+ISO_MARKER=tern-tiny-iso-$KEY
+LIVE=$WORK/live-initramfs
+cp -a "$IRD" "$LIVE"
+IRD=$LIVE # add_module copies into $IRD
+ORDER=()
+for m in "${ISO_MODULES[@]}"; do add_module "$m"; done
+printf '%s\n' "${ORDER[@]}" >>"$LIVE/lib/modules/$KREL/load.order"
+cp "$WORK/modules.dep" "$LIVE/lib/modules/$KREL/modules.dep"
+cp -a "$RFS" "$LIVE/live"
+ISO=$WORK/iso
+mkdir -p "$ISO/isolinux"
+cp /usr/lib/ISOLINUX/isolinux.bin /usr/lib/syslinux/modules/bios/ldlinux.c32 "$ISO/isolinux/"
+cat >"$ISO/isolinux/isolinux.cfg" <<EOF
+SERIAL 0 115200
+DEFAULT live
+PROMPT 0
+TIMEOUT 0
+LABEL live
+  KERNEL /vmlinuz
+  INITRD /initrd.img
+  APPEND ${CMDLINE/root=\/dev\/vda rw rootfstype=ext4/tern.live=LABEL=$ISO_LABEL}
+EOF
+cp "$WORK/kernel/boot/vmlinuz-$KREL" "$ISO/vmlinuz"
+echo "$ISO_MARKER" >"$ISO/TERN-ISO"
+chown -R -h 0:0 "$LIVE" "$ISO"
+find "$LIVE" "$ISO" -type d -exec chmod 0755 {} +
+chmod 0644 "$ISO/TERN-ISO" "$ISO"/isolinux/* "$ISO/vmlinuz"
+find "$LIVE" "$ISO" -exec touch -h -d "@$EPOCH" {} +
+(cd "$LIVE" && find . -print0 | sort -z |
+	cpio -o -H newc --null --reproducible -R 0:0 --quiet) | gzip -n -9 >"$ISO/initrd.img"
+touch -d "@$EPOCH" "$ISO/initrd.img" "$ISO" # the new file changed the directory time
+# xorriso, unlike genisoimage, takes every date and the volume id from SOURCE_DATE_EPOCH.
+SOURCE_DATE_EPOCH=$EPOCH xorriso -as mkisofs -quiet -o "$WORK/live.iso" -V "$ISO_LABEL" -J -r \
+	-b isolinux/isolinux.bin -c isolinux/boot.cat -no-emul-boot -boot-load-size 4 -boot-info-table \
+	"$ISO" >&2
+
 # --- manifest ------------------------------------------------------------------------------------
 json_map() { # name=value lines -> JSON object members
 	local first=1 k v
@@ -308,6 +355,7 @@ sha() { sha256sum "$WORK/$1" | cut -d' ' -f1; }
 	printf '  "name": "tiny",\n'
 	printf '  "key": "%s",\n' "$KEY"
 	printf '  "kernel": "vmlinuz",\n  "initrd": "initrd.img",\n  "disk": "disk.qcow2",\n'
+	printf '  "iso": "live.iso",\n  "iso_label": "%s",\n  "iso_marker": "%s",\n' "$ISO_LABEL" "$ISO_MARKER"
 	printf '  "kernel_format": "%s",\n' "$KERNEL_FORMAT"
 	printf '  "cmdline": "%s",\n' "$CMDLINE"
 	printf '  "packages": {'
@@ -318,14 +366,14 @@ sha() { sha256sum "$WORK/$1" | cut -d' ' -f1; }
 	printf '  "os": {\n    "id": "tern-tiny",\n    "name": "Tern tiny guest",\n'
 	printf '    "version_id": "%s",\n    "build_id": "%s",\n    "kernel_release": "%s"\n  },\n' \
 		"$GUEST_VERSION" "${KEY:0:12}" "$KREL"
-	printf '  "sha256": {\n    "vmlinuz": "%s",\n    "initrd.img": "%s",\n    "disk.qcow2": "%s"\n  }\n}\n' \
-		"$(sha vmlinuz)" "$(sha initrd.img)" "$(sha disk.qcow2)"
+	printf '  "sha256": {\n    "vmlinuz": "%s",\n    "initrd.img": "%s",\n    "disk.qcow2": "%s",\n    "live.iso": "%s"\n  }\n}\n' \
+		"$(sha vmlinuz)" "$(sha initrd.img)" "$(sha disk.qcow2)" "$(sha live.iso)"
 } >"$WORK/manifest.json.tmp"
 
 # Publish atomically: the directory appears complete, with manifest.json written last.
 STAGE=$ROOT/.$KEY.$$
 mkdir -p "$STAGE"
-mv "$WORK/vmlinuz" "$WORK/initrd.img" "$WORK/disk.qcow2" "$STAGE/"
+mv "$WORK/vmlinuz" "$WORK/initrd.img" "$WORK/disk.qcow2" "$WORK/live.iso" "$STAGE/"
 mv "$WORK/manifest.json.tmp" "$STAGE/manifest.json"
 if [ -f "$OUT/manifest.json" ]; then
 	rm -rf "$STAGE" # built concurrently by someone else

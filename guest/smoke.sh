@@ -253,7 +253,7 @@ boot seed-a || exit 1
 FIRST_READY=$READY_SECS
 # The serial console ends lines with CR LF.
 check "READY line names hostname and instance" \
-	eval 'tr -d "\r" <"$WORK/console.log" | grep -qx "TERN-GUEST-READY hostname=smoke-alpha instance=iid-smoke-a"'
+	eval 'tr -d "\r" <"$WORK/console.log" | grep -qx "TERN-GUEST-READY hostname=smoke-alpha instance=iid-smoke-a boot=1"'
 check "guest-sync + guest-ping" vm qga "$QGA" guest-ping
 osid=$(vm qga "$QGA" guest-get-osinfo | jget id || true)
 check "guest-get-osinfo id is tern-tiny (got '$osid')" test "$osid" = tern-tiny
