@@ -301,6 +301,41 @@ test('a self-service user sees and operates only its own VMs, within its project
   assert.equal(elsewhere.body.error?.message, 'you are not a member of project prod');
 });
 
+test('a self-service user runs guest commands only in its own VMs, audited with the command', async () => {
+  const user = api('user');
+  const body = (b: unknown) => ({ body: JSON.stringify(b), headers: { 'content-type': 'application/json' } });
+  for (const path of ['/api/v1/vms/theirs-1/exec', '/api/v1/vms/theirs-1/files/read']) {
+    const r = await user.raw(
+      'POST',
+      path,
+      body(path.endsWith('exec') ? { command: ['id'] } : { path: '/etc/shadow' }),
+    );
+    assert.equal(r.status, 404, path);
+    assert.equal(r.body.error?.message, 'VM theirs-1 does not exist');
+  }
+  // Its own VM: allowed, and the simulated guest says honestly that it runs nothing.
+  const own = await user.raw(
+    'POST',
+    '/api/v1/vms/mine-1/exec',
+    body({ command: ['cat', '/etc/hostname'], input: 'c2VjcmV0' }),
+  );
+  assert.equal(own.status, 409);
+  assert.match(own.body.error?.message ?? '', /not supported by the sim driver/);
+  // An auditor may read everything but operates nothing.
+  const auditor = api('auditor');
+  assert.equal((await auditor.raw('POST', '/api/v1/vms/mine-1/exec', body({ command: ['id'] }))).status, 403);
+  const log = await auditor.request<{ items: AuditRecord[] }>(
+    'GET',
+    '/api/v1/audit?actor=the-user&limit=1000',
+  );
+  const exec = log.items.find((e) => e.action === 'POST /vms/:vm/exec' && e.object === 'vms/mine-1/exec');
+  assert.ok(exec, 'the exec is recorded');
+  assert.match(exec.detail ?? '', /^command: "cat" "\/etc\/hostname": .*sim driver/);
+  assert.ok(!JSON.stringify(log.items).includes('c2VjcmV0'), 'the input is not recorded');
+  const denied = log.items.find((e) => e.object === 'vms/theirs-1/files/read');
+  assert.equal(denied?.result, 'failed');
+});
+
 test('tokens are scoped, expire and can be revoked; sessions end at logout and password change', async () => {
   const scoped = await c.api.request<{ token: string; id: string }>('POST', '/api/v1/tokens', {
     name: 'read-only',

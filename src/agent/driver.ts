@@ -14,6 +14,7 @@ import type {
   MoveDiskRequest,
   VmAction,
 } from '../wire/agent.ts';
+import type { GuestExecRequest, GuestExecResult } from '../wire/guest-command.ts';
 import type { HostFacts } from '../wire/host.ts';
 import type { DiskSpec, VmSpec } from '../wire/vm.ts';
 
@@ -74,5 +75,9 @@ export interface HypervisorDriver {
     progress: (r: MigrationReport) => void,
     signal: AbortSignal,
   ): Promise<void>;
+  /** Runs a command inside a running VM's guest, through its guest agent (qemu/guest-exec.ts). */
+  guestExec(id: string, req: GuestExecRequest): Promise<GuestExecResult>;
+  /** Reads a file of a running VM's guest, refusing one larger than `maxBytes`. */
+  guestFileRead(id: string, path: string, maxBytes?: number): Promise<Buffer>;
   close(): Promise<void>;
 }

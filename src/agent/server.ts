@@ -34,6 +34,7 @@ import {
   VmAction,
   VolumeSnapshotRequest,
 } from '../wire/agent.ts';
+import { GuestExecRequest, GuestFileReadRequest } from '../wire/guest-command.ts';
 import { type ImportEvent, ImportImageRequest, maxUploadBytes, UploadQuery } from '../wire/image.ts';
 import { DiskSpec, VmSpec, VolumeRef } from '../wire/vm.ts';
 import type { HypervisorDriver } from './driver.ts';
@@ -260,6 +261,21 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
     async (req, reply) => {
       await driver.deleteSnapshot(req.params.id, req.params.name);
       return reply.status(204).send();
+    },
+  );
+
+  // Guest commands (docs/agent-protocol.md): a command's standard input may be 1 MiB, in base64.
+  app.post(
+    '/agent/v1/vms/:id/guest/exec',
+    { bodyLimit: 2 * 1024 * 1024, schema: { params: IdParams, body: GuestExecRequest } },
+    async (req) => driver.guestExec(req.params.id, req.body),
+  );
+  app.post(
+    '/agent/v1/vms/:id/guest/file-read',
+    { schema: { params: IdParams, body: GuestFileReadRequest } },
+    async (req, reply) => {
+      const bytes = await driver.guestFileRead(req.params.id, req.body.path, req.body.maxBytes);
+      return reply.header('content-type', 'application/octet-stream').send(bytes);
     },
   );
 

@@ -17,6 +17,7 @@ import type {
   MoveDiskRequest,
   VmAction,
 } from '../../wire/agent.ts';
+import type { GuestExecRequest, GuestExecResult } from '../../wire/guest-command.ts';
 import type { HostFacts } from '../../wire/host.ts';
 import { type DiskSpec, diskSlot, type VmSpec } from '../../wire/vm.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
@@ -26,6 +27,7 @@ import { poolUsage } from '../storage/volumes.ts';
 import { type AcceleratorChoice, detectAccelerator, readCpuFacts } from './accelerator.ts';
 import type { ResolvedVolumes } from './command-line.ts';
 import { moveDisk } from './disk-move.ts';
+import { guestExec, guestFileRead } from './guest-exec.ts';
 import { attachDiskRunning, detachDiskRunning } from './hotplug.ts';
 import { type MigrationDone, migrateOut, recoverInterrupted } from './migration.ts';
 import {
@@ -306,6 +308,24 @@ export class QemuDriver implements HypervisorDriver {
   /** Unplugs a disk from a running VM; the guest has to let go of it (PCIe hot-unplug). */
   async detachDisk(id: string, index: number): Promise<void> {
     return detachDiskRunning(this.#running(id), index);
+  }
+
+  /** A VM whose guest can be talked to: running, not paused or on its way out. */
+  #guestUp(id: string): VmProcess {
+    const vm = this.#running(id);
+    if (vm.state !== 'running')
+      throw new TernError('conflict', `VM ${vm.spec.name} is ${vm.state}: its guest runs no commands now`);
+    return vm;
+  }
+
+  guestExec(id: string, req: GuestExecRequest): Promise<GuestExecResult> {
+    const vm = this.#guestUp(id);
+    return guestExec(vm.guestChannel, vm.spec.name, req);
+  }
+
+  guestFileRead(id: string, path: string, maxBytes?: number): Promise<Buffer> {
+    const vm = this.#guestUp(id);
+    return guestFileRead(vm.guestChannel, vm.spec.name, path, maxBytes);
   }
 
   snapshot(id: string, name: string) {

@@ -4,7 +4,7 @@
  */
 export class JsonLineReader {
   #buffer = '';
-  readonly #maxLine: number;
+  #maxLine: number;
   readonly #onValue: (value: unknown) => void;
   readonly #onError: (message: string) => void;
 
@@ -12,6 +12,11 @@ export class JsonLineReader {
     this.#maxLine = maxLine;
     this.#onValue = onValue;
     this.#onError = onError;
+  }
+
+  /** The longest line accepted from now on (a command whose reply is known to be large). */
+  set maxLine(bytes: number) {
+    this.#maxLine = bytes;
   }
 
   /** Drops whatever is buffered (after a resynchronisation). */

@@ -529,3 +529,35 @@ test('syncs answered late and all at once are skipped in order', async () => {
     },
   );
 });
+
+test('an error reply carries the guest agent error class', async () => {
+  await withAgent(
+    (cmd, conn) => {
+      if (cmd.execute !== 'guest-exec') return false;
+      conn.write('{"error": {"class": "CommandNotFound", "desc": "Command guest-exec has been disabled"}}\n');
+      return true;
+    },
+    async (_fake, client) => {
+      const err = await rejectsWith(client.execute('guest-exec'), 'guest_error', /disabled/);
+      assert.equal(err.details?.class, 'CommandNotFound');
+    },
+  );
+});
+
+test('maxReplyBytes raises the reply bound for that command only', async () => {
+  const big = 'x'.repeat(maxGuestReplyBytes + 1000);
+  await withAgent(
+    (cmd, conn) => {
+      if (cmd.execute !== 'guest-exec-status' && cmd.execute !== 'guest-info') return false;
+      conn.reply({ 'out-data': big });
+      return true;
+    },
+    async (_fake, client) => {
+      const r = await client.execute<{ 'out-data': string }>('guest-exec-status', undefined, {
+        maxReplyBytes: 2 * maxGuestReplyBytes,
+      });
+      assert.equal(r['out-data'].length, big.length);
+      await rejectsWith(client.execute('guest-info'), 'guest_error', /limit/);
+    },
+  );
+});

@@ -18,8 +18,8 @@ export const maxGuestReplyBytes = 1024 * 1024;
 type Waiter = { resolve: (v: unknown) => void; reject: (e: Error) => void };
 
 /** The guest agent's own error reply to a command, as opposed to a failure on the way to it. */
-const replyError = (desc: string) =>
-  new TernError('guest_error', `guest agent error: ${desc}`, { guestAgentError: desc });
+const replyError = (desc: string, errorClass: string) =>
+  new TernError('guest_error', `guest agent error: ${desc}`, { guestAgentError: desc, class: errorClass });
 
 export class QgaClient {
   readonly #path: string;
@@ -46,16 +46,25 @@ export class QgaClient {
     );
   }
 
-  /** Runs one command and returns its reply. */
+  /**
+   * Runs one command and returns its reply. `maxReplyBytes` raises the bound on this command's
+   * reply (a command's captured output). An error reply is a guest_error whose details carry
+   * the guest agent's message and error class.
+   */
   execute<T = unknown>(
     command: string,
     args?: Record<string, unknown>,
-    opts: { timeoutMs?: number } = {},
+    opts: { timeoutMs?: number; maxReplyBytes?: number } = {},
   ): Promise<T> {
     return this.#enqueue(async () => {
       const timeoutMs = opts.timeoutMs ?? 5000;
       if (!this.#synced) await this.#sync(Math.min(timeoutMs, 3000));
-      return (await this.#request(this.#payload(command, args), timeoutMs, command)) as T;
+      this.#reader.maxLine = Math.max(opts.maxReplyBytes ?? 0, maxGuestReplyBytes);
+      try {
+        return (await this.#request(this.#payload(command, args), timeoutMs, command)) as T;
+      } finally {
+        this.#reader.maxLine = maxGuestReplyBytes;
+      }
     });
   }
 
@@ -209,7 +218,8 @@ export class QgaClient {
     this.#waiter = null;
     if ('return' in v) waiter.resolve(v.return);
     else if (v.error) {
-      waiter.reject(replyError(guestMessage(v.error.desc) ?? 'unknown error'));
+      const errorClass = typeof v.error.class === 'string' ? v.error.class.slice(0, 100) : 'unknown';
+      waiter.reject(replyError(guestMessage(v.error.desc) ?? 'unknown error', errorClass));
     } else {
       this.#synced = false;
       waiter.reject(new TernError('guest_error', 'guest agent sent a reply without return or error'));

@@ -25,6 +25,7 @@ import {
   writeBoots,
 } from './process-files.ts';
 import { startQemu } from './qemu-launch.ts';
+import type { QgaClient } from './qga.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
 import { runState } from './run-state.ts';
 
@@ -138,6 +139,11 @@ export class VmProcess {
    */
   refreshGuestFacts(timeoutMs = 15_000): Promise<void> {
     return this.#g.refreshFacts(timeoutMs);
+  }
+
+  /** The guest agent's channel, for commands run inside the guest (guest-exec.ts). */
+  get guestChannel(): QgaClient {
+    return this.#g.qga;
   }
 
   /** Resolves when QEMU reports an event of that name matching `filter`. */

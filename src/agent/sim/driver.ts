@@ -21,6 +21,7 @@ import type {
   MoveDiskRequest,
   VmAction,
 } from '../../wire/agent.ts';
+import type { GuestExecResult } from '../../wire/guest-command.ts';
 import type { HostFacts } from '../../wire/host.ts';
 import {
   type DiskSpec,
@@ -374,6 +375,17 @@ export class SimDriver implements HypervisorDriver {
         if (!/not found|does not exist/i.test(err.message)) throw err;
       });
     }
+  }
+
+  // The simulated guest has no programs and no files: it says so rather than making output up.
+  async guestExec(id: string): Promise<GuestExecResult> {
+    await this.#enter('guestExec');
+    throw notInSim(this.#running(id).spec.name, 'runs no commands');
+  }
+
+  async guestFileRead(id: string): Promise<Buffer> {
+    await this.#enter('guestFileRead');
+    throw notInSim(this.#running(id).spec.name, 'has no files to read');
   }
 
   // --- migration --------------------------------------------------------------------------------
@@ -932,6 +944,13 @@ export class SimDriver implements HypervisorDriver {
 }
 
 /** Bytes per simulated second: this host's link, the request's limit and the peer's link. */
+function notInSim(vm: string, what: string): TernError {
+  return new TernError(
+    'conflict',
+    `the simulated guest of VM ${vm} ${what}: guest commands and file reads are not supported by the sim driver`,
+  );
+}
+
 function bandwidth(req: MigrateRequest, ownMiBps: number, peerMiBps?: number): number {
   let mibps = ownMiBps;
   if (req.bandwidthMiBps > 0) mibps = Math.min(mibps, req.bandwidthMiBps);

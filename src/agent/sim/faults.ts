@@ -24,7 +24,9 @@ export type SimOperation =
   | 'abortIncoming'
   | 'migrate'
   | 'releaseMigrated'
-  | 'moveDisk';
+  | 'moveDisk'
+  | 'guestExec'
+  | 'guestFileRead';
 
 interface Armed {
   count: number;

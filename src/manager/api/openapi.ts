@@ -8,6 +8,7 @@ import * as alert from '../../wire/alert.ts';
 import * as cluster from '../../wire/cluster.ts';
 import * as common from '../../wire/common.ts';
 import * as event from '../../wire/event.ts';
+import * as guestCommand from '../../wire/guest-command.ts';
 import * as ha from '../../wire/ha.ts';
 import * as haPolicy from '../../wire/ha-policy.ts';
 import * as host from '../../wire/host.ts';
@@ -43,6 +44,10 @@ const rawAnswers: Record<string, Json> = {
     description:
       'a stream of server-sent events (`event: <type>`, `data: <JSON ManagerEvent>`) that stays open; HEAD answers the headers only',
     content: { 'text/event-stream': { schema: { type: 'string' } } },
+  },
+  'POST /api/v1/vms/{vm}/files/read': {
+    description: "the file's bytes as they are in the guest",
+    content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
   },
   'GET /api/v1/images/{name}/content': {
     description:
@@ -183,6 +188,7 @@ const wireSchemas = namedSchemas(
   ha,
   haPolicy,
   event,
+  guestCommand,
 );
 
 /** For @fastify/swagger's `transformObject`. */

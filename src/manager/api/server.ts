@@ -35,6 +35,7 @@ import { secretRoutes } from './secrets.ts';
 import { taskRoutes } from './tasks.ts';
 import { templateRoutes } from './templates.ts';
 import { vmActionRoutes } from './vm-actions.ts';
+import { vmGuestRoutes } from './vm-guest.ts';
 import { vmStorageRoutes } from './vm-storage.ts';
 import { vmRoutes } from './vms.ts';
 
@@ -43,7 +44,7 @@ declare module 'fastify' {
     principal?: Principal;
     /** How a login proved itself (`password`, `ldap`), for the audit log. */
     auditVia?: string;
-    /** Why the request failed, for the audit log. */
+    /** What the request did or why it failed, for the audit log. */
     auditDetail?: string;
   }
 }
@@ -120,7 +121,9 @@ export async function buildApi(s: ApiServices, log: Logger, tls: ApiTls): Promis
   app.addHook('onSend', async (req, reply, payload) => {
     if (reply.statusCode >= 400 && typeof payload === 'string') {
       try {
-        req.auditDetail = (JSON.parse(payload) as { error?: { message?: string } }).error?.message;
+        const why = (JSON.parse(payload) as { error?: { message?: string } }).error?.message;
+        // What the handler noted (the command run, say) stays, followed by why it failed.
+        req.auditDetail = req.auditDetail && why ? `${req.auditDetail}: ${why}` : (why ?? req.auditDetail);
       } catch {
         // Not ours to explain.
       }
@@ -178,6 +181,7 @@ export async function buildApi(s: ApiServices, log: Logger, tls: ApiTls): Promis
   haRoutes(app, s);
   vmActionRoutes(app, s);
   vmStorageRoutes(app, s);
+  vmGuestRoutes(app, s);
   taskRoutes(app, s);
   hostRoutes(app, s);
   templateRoutes(app, s);

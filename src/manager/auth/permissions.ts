@@ -155,6 +155,9 @@ export const routePermissions: Record<string, RouteRule> = {
   'POST /api/v1/vms/:vm/resume': 'vm.write',
   'POST /api/v1/vms/:vm/shutdown': 'vm.write',
   'POST /api/v1/vms/:vm/reboot': 'vm.write',
+  // Commands in the guest are operating the VM, as its power actions are.
+  'POST /api/v1/vms/:vm/exec': 'vm.write',
+  'POST /api/v1/vms/:vm/files/read': 'vm.write',
   'POST /api/v1/vms/:vm/disks': 'vm.write',
   'DELETE /api/v1/vms/:vm/disks/:index': 'vm.write',
   'POST /api/v1/vms/:vm/disks/:index/resize': 'vm.write',

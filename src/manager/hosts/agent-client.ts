@@ -26,12 +26,14 @@ import {
   type VolumeInfo,
   type VolumeSnapshotRequest,
 } from '../../wire/agent.ts';
+import type { GuestExecRequest, GuestExecResult, GuestFileReadRequest } from '../../wire/guest-command.ts';
 import type { ImportedImage, ImportImageRequest, UploadResult, VolumeDigest } from '../../wire/image.ts';
 import type { VmDir } from '../../wire/orphan.ts';
 import type { DiskSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
 import {
   digestOnAgent,
   downloadFromAgent,
+  errorOf,
   type ImportProgress,
   importOnAgent,
   uploadToAgent,
@@ -182,6 +184,34 @@ export class AgentClient {
       undefined,
       300_000,
     );
+  }
+
+  /**
+   * Runs a command in a running VM's guest through its guest agent and waits for it to end
+   * (at most its timeout, plus the time to reach the guest agent).
+   */
+  async guestExec(id: string, req: GuestExecRequest): Promise<GuestExecResult> {
+    const timeoutMs = (req.timeoutSeconds ?? 30) * 1000 + 30_000;
+    return this.#call<GuestExecResult>('POST', `/agent/v1/vms/${id}/guest/exec`, req, timeoutMs);
+  }
+
+  /** Reads a file of a running VM's guest, whole (the agent refuses one beyond `maxBytes`). */
+  async guestFileRead(id: string, req: GuestFileReadRequest): Promise<Buffer> {
+    const url = `${this.url}/agent/v1/vms/${id}/guest/file-read`;
+    let res: Response;
+    try {
+      res = await this.#fetch(url, {
+        method: 'POST',
+        headers: { ...this.#headers(), 'content-type': 'application/json' },
+        body: JSON.stringify(req),
+        signal: AbortSignal.timeout(300_000),
+      });
+      if (!res.ok) throw await errorOf(res, 'host agent');
+      return Buffer.from(await res.arrayBuffer());
+    } catch (err) {
+      if (err instanceof TernError) throw err;
+      throw new TernError('unavailable', `host agent at ${this.url} unreachable: ${(err as Error).message}`);
+    }
   }
 
   /** The HA statefile's first `slots` slots, as this host reads them from shared storage. */
