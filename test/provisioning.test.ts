@@ -90,7 +90,11 @@ test('a stopped VM seals into a template whose clones get new identities', async
   const before = await c.api.request<Vm>('GET', '/api/v1/vms/clone-a');
   const down = await c.api.task('POST', '/api/v1/vms/clone-a/shutdown', { timeoutSeconds: 60 });
   assert.equal(down.state, 'succeeded', JSON.stringify(down.error));
-  const sealed = await c.api.task('POST', '/api/v1/templates', { name: 'sealed', fromVm: 'clone-a' });
+  const sealed = await c.api.task('POST', '/api/v1/templates', {
+    name: 'sealed',
+    fromVm: 'clone-a',
+    force: true,
+  });
   assert.equal(sealed.state, 'succeeded', JSON.stringify(sealed.error));
   const t = await c.api.request<Template>('GET', '/api/v1/templates/sealed');
   assert.equal(

@@ -73,7 +73,9 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern ha settings [--enable|--disable] [--timeout S] [--tolerate K] [--strict] [--statefile-pool P]
   tern vm ha VM [--restart restart|best-effort|none] [--priority high|medium|low] [--order N] [--delay S]
   tern template list | show NAME | delete NAME...
-  tern template create NAME --from-vm VM [--description TEXT]
+  tern template create NAME --from-vm VM [--description TEXT] [--force]
+                                 a running Linux VM is generalized through its guest agent, then
+                                 shut down; --force seals one that cannot be, as it is
   tern image list | show NAME | delete NAME...
   tern image import NAME --path HOSTPATH [--iso] [--format raw|qcow2|vmdk|vhd|vhdx] [--compress]
                                        (HOSTPATH in one of the host's import dirs)

@@ -3,6 +3,12 @@ import { type Static, Type } from 'typebox';
 import { Name, Timestamp } from './common.ts';
 import { BootSpec, Machine, VolumeRef } from './vm.ts';
 
+export const Generalization = Type.Union([Type.Literal('guest-agent'), Type.Literal('none')], {
+  description:
+    'guest-agent: the VM was generalized through its guest agent before it was sealed (machine-id emptied, SSH host keys removed, cloud-init cleaned); none: sealed as it was, with --force',
+});
+export type Generalization = Static<typeof Generalization>;
+
 export const Template = Type.Object({
   name: Name,
   description: Type.String({ maxLength: 500 }),
@@ -12,6 +18,12 @@ export const Template = Type.Object({
   disk: VolumeRef,
   diskSizeBytes: Type.Integer(),
   boot: Type.Union([BootSpec, Type.Null()]),
+  generalization: Type.Union([Generalization, Type.Null()], {
+    description: 'how the VM it was sealed from was generalized; null: not sealed from a VM by Tern',
+  }),
+  risk: Type.Union([Type.String(), Type.Null()], {
+    description: 'what its clones share because it was not generalized',
+  }),
   createdAt: Timestamp,
 });
 export type Template = Static<typeof Template>;
@@ -19,8 +31,19 @@ export type Template = Static<typeof Template>;
 export const CreateTemplateRequest = Type.Object(
   {
     name: Name,
-    fromVm: Type.String({ minLength: 1, maxLength: 63, description: 'a stopped VM (name or id) to seal' }),
+    fromVm: Type.String({
+      minLength: 1,
+      maxLength: 63,
+      description:
+        'the VM (name or id) to seal: a running Linux VM is generalized through its guest agent, then shut down',
+    }),
     description: Type.Optional(Type.String({ maxLength: 500 })),
+    force: Type.Optional(
+      Type.Boolean({
+        description:
+          'seal a VM that cannot be generalized (stopped, no guest agent, Windows) as it is; the risk is recorded on the template',
+      }),
+    ),
   },
   { additionalProperties: false },
 );

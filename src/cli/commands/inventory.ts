@@ -73,8 +73,15 @@ export async function templateCommand(
     const items = byName((await api.request<{ items: Template[] }>('GET', '/api/v1/templates')).items);
     if (flags.output === 'json') return printJson(items);
     return printTable(
-      ['NAME', 'VCPUS', 'MEMORY', 'DISK', 'DESCRIPTION'],
-      items.map((t) => [t.name, t.vcpus, mib(t.memoryMiB), bytes(t.diskSizeBytes), t.description]),
+      ['NAME', 'VCPUS', 'MEMORY', 'DISK', 'GENERALIZED', 'DESCRIPTION'],
+      items.map((t) => [
+        t.name,
+        t.vcpus,
+        mib(t.memoryMiB),
+        bytes(t.diskSizeBytes),
+        t.generalization ?? '-',
+        t.description,
+      ]),
     );
   }
   if (sub === 'show') {
@@ -86,6 +93,7 @@ export async function templateCommand(
       name: args[0],
       fromVm: flags['from-vm'],
       ...(flags.description ? { description: flags.description } : {}),
+      ...(flags.force ? { force: true } : {}),
     };
     return submitTask(api, flags, 'POST', '/api/v1/templates', body);
   }
@@ -100,7 +108,7 @@ export async function templateCommand(
   }
   throw new TernError(
     'invalid_request',
-    'usage: tern template list | show NAME | create NAME --from-vm VM [--description D] | delete NAME',
+    'usage: tern template list | show NAME | create NAME --from-vm VM [--description D] [--force] | delete NAME',
   );
 }
 

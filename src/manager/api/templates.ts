@@ -4,6 +4,7 @@ import { TernError } from '../../errors.ts';
 import { ErrorBody, Name } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
 import { CreateTemplateRequest, Template } from '../../wire/template.ts';
+import { planSeal } from '../library/generalize.ts';
 import { refuseIfLinked, sealTask, templateDeleteTask } from '../library/seal.ts';
 import type { ApiServices, App } from './context.ts';
 import { accepted } from './reply.ts';
@@ -43,7 +44,9 @@ export function templateRoutes(app: App, s: ApiServices): void {
     '/api/v1/templates',
     {
       schema: {
-        summary: 'Seal a stopped VM into a template',
+        summary: 'Seal a VM into a template, generalizing it first',
+        description:
+          'A running Linux VM whose guest agent answers is generalized (machine-id emptied, SSH host keys removed, cloud-init cleaned), checked, shut down and copied. A VM that cannot be generalized (stopped, no guest agent, Windows) is refused with the way out, unless `force`: then it is sealed as it is and the template records the risk.',
         tags: ['library'],
         body: CreateTemplateRequest,
         response: { 202: TaskAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody },
@@ -53,14 +56,15 @@ export function templateRoutes(app: App, s: ApiServices): void {
       if (await s.templates.has(req.body.name))
         throw new TernError('conflict', `template ${req.body.name} exists`);
       const vm = await s.store.get(req.body.fromVm);
-      if (vm.state !== 'stopped')
-        throw new TernError('conflict', `VM ${vm.name} is ${vm.state}; shut it down first`);
+      // Refused here with the way out; the task decides again on what it finds then.
+      planSeal(vm, req.body.force ?? false);
       const task = await s.tasks.submit(
         seal,
         {
           vmId: vm.id,
           name: req.body.name,
           description: req.body.description ?? `sealed from VM ${vm.name}`,
+          force: req.body.force ?? false,
         },
         [`vm:${vm.id}`, `template:${req.body.name}`],
       );

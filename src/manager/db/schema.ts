@@ -62,6 +62,10 @@ export interface TemplateTable {
   boot: string | null;
   createdAt: string;
   hostId: string | null;
+  /** How the VM it was sealed from was generalized (wire Generalization); null: not sealed by Tern. */
+  generalization: string | null;
+  /** What its clones share because it was not generalized. */
+  risk: string | null;
 }
 
 export interface VmTable {

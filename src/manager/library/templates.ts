@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
-import type { Template } from '../../wire/template.ts';
+import type { Generalization, Template } from '../../wire/template.ts';
 import type { BootSpec } from '../../wire/vm.ts';
 import { type Db, now } from '../db/database.ts';
 import type { TemplateTable } from '../db/schema.ts';
@@ -19,9 +19,15 @@ function toWire(r: TemplateTable): Template {
     disk: { pool: r.diskPool, path: r.diskPath },
     diskSizeBytes: Number(r.diskSizeBytes),
     boot: r.boot ? (JSON.parse(r.boot) as BootSpec) : null,
+    generalization: r.generalization as Generalization | null,
+    risk: r.risk,
     createdAt: r.createdAt,
   };
 }
+
+/** A new template; one not sealed from a VM by Tern has no generalization of record. */
+export type NewTemplate = Omit<Template, 'generalization' | 'risk'> &
+  Partial<Pick<Template, 'generalization' | 'risk'>>;
 
 export class TemplateStore {
   readonly #db: Db;
@@ -79,7 +85,7 @@ export class TemplateStore {
   }
 
   /** `hostId`: the host the template's disk was made on. */
-  async insert(t: Template, hostId: string): Promise<void> {
+  async insert(t: NewTemplate, hostId: string): Promise<void> {
     await this.#db
       .insertInto('templates')
       .values({
@@ -93,6 +99,8 @@ export class TemplateStore {
         hostId,
         diskSizeBytes: t.diskSizeBytes,
         boot: t.boot ? JSON.stringify(t.boot) : null,
+        generalization: t.generalization ?? null,
+        risk: t.risk ?? null,
         createdAt: t.createdAt,
       })
       .execute();

@@ -66,6 +66,12 @@ async function removeVolumes(agent: AgentClient, p: CreateParams, spec: VmSpec):
   }
 }
 
+/** What clones of a template share because it was sealed without being generalized. */
+async function templateRisk(deps: VmDeps, name: string): Promise<string | null> {
+  const t = await deps.templates.get(name).catch(() => null);
+  return t?.generalization === 'none' ? t.risk : null;
+}
+
 async function runCreate(
   deps: VmDeps & { secrets: SecretStore },
   ctx: TaskContext,
@@ -85,6 +91,8 @@ async function runCreate(
     await ctx.step('removing what the interrupted creation made', 0);
     await removeVolumes(agent, p, spec);
   }
+  const risk = row.template ? await templateRisk(deps, row.template) : null;
+  if (risk) await ctx.log(`warning: template ${row.template} was sealed without being generalized: ${risk}`);
   const steps = p.volumes.length + 1 + (p.start ? 1 : 0);
   let done = 0;
   for (const v of p.volumes) {

@@ -12,6 +12,8 @@ const tiny: Template = {
   disk: { pool: 'local', path: 'templates/tiny/disk.qcow2' },
   diskSizeBytes: 512 * 1024 ** 2,
   boot: { kernel: { pool: 'local', path: 'templates/tiny/vmlinuz' }, cmdline: 'root=/dev/vda' },
+  generalization: null,
+  risk: null,
   createdAt: '2026-01-01T00:00:00.000Z',
 };
 const id = '11111111-2222-4333-8444-555555555555';

@@ -90,7 +90,9 @@ export function planVm(
 
 /**
  * The NoCloud meta-data giving the VM its own identity: a new instance id makes cloud-init
- * (and the tiny guest) regenerate the machine id and SSH host keys on first boot.
+ * create new SSH host keys on first boot (and the tiny guest a new machine id). Real guests
+ * get a new machine id only from a generalized template (library/generalize.ts): systemd
+ * fills an empty /etc/machine-id, and cloud-init leaves it alone.
  */
 export function seedMetaData(spec: VmSpec, clientMachineId: string = spec.id): string {
   return `instance-id: ${spec.id}\nlocal-hostname: ${spec.name}\nclient-machine-id: ${clientMachineId}\n`;
