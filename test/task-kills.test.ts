@@ -296,6 +296,13 @@ const table: KillCase[] = [
       holdOn = await onHostOf('k-reboot', 'act');
     },
     submit: post('/api/v1/vms/k-reboot/reboot'),
+    // The host reboots the guest while no manager watches: a new manager did not see the new
+    // boot, so it does not claim the reboot done.
+    check: async (t) => {
+      assert.equal(t.state, 'failed');
+      assert.match(t.error!.message, /manager stopped/);
+      assert.equal((await vm('k-reboot')).state, 'running');
+    },
   },
   {
     kind: 'vm.delete',

@@ -48,7 +48,7 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern vm console NAME [--bytes N] [--raw]      the serial console's output (--raw: escape sequences too)
   tern vm start|stop|pause|resume NAME...                      (any NAME... may hold ranges: t-{1..100})
   tern vm shutdown NAME... [--timeout SECONDS] [--force]
-  tern vm reboot NAME... [--force]
+  tern vm reboot NAME... [--timeout SECONDS] [--force]
   tern vm delete NAME... [--keep-disks] [--force]
   tern vm disk add VM SIZE|POOL:PATH | remove VM INDEX [--keep-disks] | resize VM INDEX SIZE
                                                                  (hot-plugged when the VM runs)

@@ -18,12 +18,22 @@ import {
   printTable,
   printText,
 } from '../output.ts';
-import { submitTask } from '../progress.ts';
+import { submitTask, waitForTask } from '../progress.ts';
 import { parseSize } from '../sizes.ts';
 import { vmHaCommand } from './ha.ts';
 import { migrateCommand, printExplanation } from './migration.ts';
 
 const enc = encodeURIComponent;
+
+/** One VM's reboot, followed to its end: says how it rebooted and which boot was seen. */
+async function rebootOne(api: ApiClient, flags: Flags, name: string, body: unknown): Promise<void> {
+  const { task } = await api.request<{ task: Task }>('POST', `/api/v1/vms/${enc(name)}/reboot`, body);
+  const done = await waitForTask(api, task, flags.output === 'json');
+  if (flags.output === 'json') return printJson(done);
+  const r = done.result as { method?: string; boot?: number; seconds?: number } | null;
+  const how = r?.method === 'reset' ? 'by a hard reset' : 'through its guest agent';
+  printText(`${name} rebooted ${how}: boot ${r?.boot ?? '?'} seen after ${r?.seconds ?? '?'} s\n`);
+}
 
 function one(args: string[], usage: string): string {
   if (args.length !== 1) throw new TernError('invalid_request', `usage: ${usage}`);
@@ -262,7 +272,10 @@ export async function vmCommand(
     case 'reboot': {
       const forceable = sub !== 'pause' && sub !== 'resume';
       const body: Record<string, unknown> | undefined = forceable ? { force: flags.force } : undefined;
-      if (sub === 'shutdown' && flags.timeout && body) body.timeoutSeconds = Number(flags.timeout);
+      const timed = sub === 'shutdown' || sub === 'reboot';
+      if (timed && flags.timeout && body) body.timeoutSeconds = Number(flags.timeout);
+      if (sub === 'reboot' && expandNames(args).length === 1 && !flags['no-wait'])
+        return rebootOne(api, flags, expandNames(args)[0], body);
       const past = {
         start: 'started',
         stop: 'stopped',
@@ -272,7 +285,7 @@ export async function vmCommand(
         reboot: 'rebooted',
       };
       return forEachName(api, flags, args, {
-        usage: `usage: tern vm ${sub} NAME...${sub === 'shutdown' ? ' [--timeout SECONDS]' : ''}${forceable ? ' [--force]' : ''}`,
+        usage: `usage: tern vm ${sub} NAME...${timed ? ' [--timeout SECONDS]' : ''}${forceable ? ' [--force]' : ''}`,
         noun: 'VMs',
         done: past[sub],
         submit: async (name) =>

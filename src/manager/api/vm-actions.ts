@@ -5,7 +5,8 @@ import { emptyBodyAsObject } from '../../http/errors.ts';
 import { ErrorBody } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
 import type { TaskKind } from '../tasks/engine.ts';
-import { type ForceParams, pauseTask, rebootTask, shutdownTask, startTask, stopTask } from '../vms/power.ts';
+import { type ForceParams, pauseTask, shutdownTask, startTask, stopTask } from '../vms/power.ts';
+import { defaultRebootTimeoutSeconds, rebootTask } from '../vms/reboot.ts';
 import { admitStartUnlessHeld } from '../vms/start-host.ts';
 import type { ApiServices, App } from './context.ts';
 import { acceptVmTask } from './reply.ts';
@@ -135,11 +136,27 @@ export function vmActionRoutes(app: App, s: ApiServices): void {
     {
       preValidation: emptyBodyAsObject,
       schema: {
-        summary: 'Reboot a VM through its guest agent, or reset it with force',
+        summary:
+          'Reboot a VM through its guest agent, or reset it with force; done when its host has seen the guest boot again and its guest agent answer again',
         tags: ['vm actions'],
         params: VmRef,
         body: Type.Optional(
-          Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+          Type.Object(
+            {
+              force: Type.Optional(
+                Type.Boolean({ description: 'a hard reset instead of asking the guest agent' }),
+              ),
+              timeoutSeconds: Type.Optional(
+                Type.Integer({
+                  minimum: 1,
+                  maximum: 3600,
+                  default: defaultRebootTimeoutSeconds,
+                  description: 'how long to wait for the guest to come back',
+                }),
+              ),
+            },
+            { additionalProperties: false },
+          ),
         ),
         response: responses,
       },
@@ -147,7 +164,8 @@ export function vmActionRoutes(app: App, s: ApiServices): void {
     async (req, reply) => {
       return acceptVmTask(s, reply, req.params.vm, reboot, (vmId) => ({
         vmId,
-        force: req.body.force ?? false,
+        force: req.body?.force ?? false,
+        timeoutSeconds: req.body?.timeoutSeconds ?? defaultRebootTimeoutSeconds,
       }));
     },
   );

@@ -1,7 +1,8 @@
 /**
  * Power tasks: start, graceful shutdown (ACPI, then the guest agent, then an error unless
  * forced), reboot, force off, pause and resume. Each asks the VM's host and then waits, with
- * a bound, for the inventory to show the outcome the host reports.
+ * a bound, for the inventory to show the outcome the host reports: a reboot is done when its
+ * host has seen the guest boot again (reboot.ts), never when it was merely asked.
  */
 import { TernError } from '../../errors.ts';
 import type { VmAction } from '../../wire/agent.ts';
@@ -24,10 +25,6 @@ export interface ForceParams extends VmParams {
 
 export interface ShutdownParams extends VmParams {
   timeoutSeconds: number;
-  force: boolean;
-}
-
-export interface RebootParams extends VmParams {
   force: boolean;
 }
 
@@ -85,16 +82,16 @@ async function admitAndStart(deps: VmDeps, ctx: TaskContext, vmId: string, opts:
   return waitForVm(deps.bus, deps.store, vmId, isState('running', 'paused'), 30_000, ctx.signal, 'start');
 }
 
-async function act(deps: VmDeps, vmId: string, action: VmAction): Promise<void> {
+export async function act(deps: VmDeps, vmId: string, action: VmAction): Promise<void> {
   const { row, agent } = await loadVm(deps, vmId);
   const reported = await agent.act(vmId, action);
   await deps.store.applyReport(row.hostId!, vmId, reported.state === 'stopped' ? null : reported);
   if (reported.state === 'stopped') await deps.store.setState(vmId, { state: 'stopped', reason: null });
 }
 
-const running = (vm: Vm) => vm.state === 'running' || vm.state === 'paused';
+export const running = (vm: Vm) => vm.state === 'running' || vm.state === 'paused';
 
-async function requireRunning(deps: VmDeps, vmId: string): Promise<Vm> {
+export async function requireRunning(deps: VmDeps, vmId: string): Promise<Vm> {
   const vm = await deps.store.get(vmId);
   refuseUnreachable(vm, forceOffFirst(vm.name));
   if (!running(vm)) throw new TernError('conflict', `VM ${vm.name} is ${vm.state}`);
@@ -143,6 +140,8 @@ export async function shutdownVm(
         return false;
       },
     );
+  // What the guest agent said, for the error: the reason a guest does not stop is in it.
+  let agentSaid = 'it was not asked: its guest agent does not answer';
   if (vm.state === 'running') {
     // ACPI first: it works without the guest agent; give it half the time.
     await ctx.step(`${vm.name}: ACPI power button`);
@@ -151,16 +150,23 @@ export async function shutdownVm(
     const now = await deps.store.get(vmId);
     if (now.guest.agent === 'responding') {
       await ctx.step(`${vm.name}: no reaction to ACPI; asking the guest agent`);
-      await act(deps, vmId, 'guest-shutdown').catch((err: TernError) => ctx.log(err.message));
+      agentSaid = 'it took the request';
+      await act(deps, vmId, 'guest-shutdown').catch(async (err: TernError) => {
+        agentSaid = err.message;
+        await ctx.log(err.message);
+      });
+      // ACPI may still be on its way in a slow guest: the rest of the time is waited out.
       if (await stopped(deadline - Date.now())) return 'guest-agent';
     } else if (await stopped(deadline - Date.now())) {
       return 'acpi';
     }
+  } else {
+    agentSaid = `it was not asked: the VM is ${vm.state}`;
   }
   if (!force) {
     throw new TernError(
       'timeout',
-      `VM ${vm.name} did not shut down within ${timeoutSeconds} s; use --force to power it off`,
+      `VM ${vm.name} did not shut down within ${timeoutSeconds} s: no reaction to the ACPI power button, and the guest agent: ${agentSaid}; use --force to power it off`,
     );
   }
   await ctx.step(`${vm.name}: forcing power off`);
@@ -175,30 +181,6 @@ export function shutdownTask(deps: VmDeps): TaskKind<ShutdownParams> {
     async run(ctx, p) {
       const method = await shutdownVm(deps, ctx, p.vmId, p.timeoutSeconds, p.force);
       return method === 'none' ? { method, state: 'stopped' } : { method };
-    },
-  };
-}
-
-export function rebootTask(deps: VmDeps): TaskKind<RebootParams> {
-  return {
-    kind: 'vm.reboot',
-    onInterrupt: 'fail',
-    async run(ctx, p) {
-      const vm = await requireRunning(deps, p.vmId);
-      if (!p.force) {
-        if (vm.guest.agent !== 'responding') {
-          throw new TernError(
-            'conflict',
-            `the guest agent of ${vm.name} does not answer; use --force to reset the VM`,
-          );
-        }
-        await ctx.step('asking the guest agent to reboot', 30);
-        await act(deps, p.vmId, 'guest-reboot');
-        return { method: 'guest-agent' };
-      }
-      await ctx.step('hard reset', 30);
-      await act(deps, p.vmId, 'reset');
-      return { method: 'reset' };
     },
   };
 }
