@@ -1,0 +1,114 @@
+/**
+ * Guest commands on a real guest: `vm exec` and `vm file get` through the tiny guest's qemu-ga,
+ * and a disk grown with --grow-fs. One booted VM serves every case.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, test } from 'node:test';
+import type { GuestExecResult } from '../src/wire/guest-command.ts';
+import type { Vm } from '../src/wire/vm.ts';
+import { type Cluster, startCluster } from './harness.ts';
+
+let c: Cluster;
+before(async () => {
+  c = await startCluster('guest-commands');
+  const t = await c.api.task('POST', '/api/v1/vms', { name: 'g1', template: 'tiny', start: true });
+  assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+  await c.api.waitVm('g1', (v) => v.state === 'running' && v.guest.agent === 'responding', 120_000, 'up');
+});
+after(async () => {
+  await c?.stop();
+});
+
+const json = (body: unknown) => ({
+  body: JSON.stringify(body),
+  headers: { 'content-type': 'application/json' },
+});
+const exec = (body: unknown) => c.api.request<GuestExecResult>('POST', '/api/v1/vms/g1/exec', body);
+const text = (b64: string) => Buffer.from(b64, 'base64').toString('utf8');
+
+test('exec runs a command in the guest: its exit code, stdout and stderr', async () => {
+  const ok = await exec({ command: ['cat', '/etc/hostname'] });
+  assert.equal(ok.exitCode, 0);
+  assert.equal(text(ok.stdout), 'g1\n');
+  assert.equal(text(ok.stderr), '');
+
+  const failing = await exec({ command: ['sh', '-c', 'echo to-out; echo oops >&2; exit 7'] });
+  assert.equal(failing.exitCode, 7);
+  assert.equal(text(failing.stdout), 'to-out\n');
+  assert.equal(text(failing.stderr), 'oops\n');
+
+  const fed = await exec({ command: ['cat'], input: Buffer.from('fed on stdin').toString('base64') });
+  assert.equal(text(fed.stdout), 'fed on stdin');
+
+  const cut = await exec({ command: ['sh', '-c', 'head -c 5000 /dev/zero'], maxOutputBytes: 1000 });
+  assert.equal(Buffer.from(cut.stdout, 'base64').length, 1000);
+  assert.equal(cut.stdoutTruncated, true);
+
+  const missing = await c.api.raw('POST', '/api/v1/vms/g1/exec', json({ command: ['no-such-tool'] }));
+  assert.equal(missing.status, 502);
+  assert.match(missing.body.error?.message ?? '', /could not start no-such-tool.*No such file/);
+});
+
+test('a command that outlives its timeout is reported with its pid, and can be ended', async () => {
+  const started = Date.now();
+  const r = await c.api.raw(
+    'POST',
+    '/api/v1/vms/g1/exec',
+    json({ command: ['sleep', '600'], timeoutSeconds: 1 }),
+  );
+  assert.equal(r.status, 504);
+  assert.match(r.body.error?.message ?? '', /did not end within 1 s.*pid \d+/);
+  assert.ok(Date.now() - started < 15_000);
+  const pid = (r.body.error as { details?: { pid?: number } } | undefined)?.details?.pid;
+  assert.ok(pid);
+  const alive = await exec({ command: ['kill', '-0', String(pid)] });
+  assert.equal(alive.exitCode, 0, 'it still runs in the guest');
+  assert.equal((await exec({ command: ['kill', String(pid)] })).exitCode, 0);
+});
+
+test('file get reads a guest file byte-exact, in chunks; a missing file is not found', async () => {
+  const content = randomBytes(700 * 1024);
+  const wrote = await exec({
+    command: ['sh', '-c', 'cat > /tmp/blob'],
+    input: content.subarray(0, 512 * 1024).toString('base64'),
+  });
+  assert.equal(wrote.exitCode, 0);
+  // stdin takes at most 1 MiB; the rest is appended by a second command.
+  assert.equal(
+    (
+      await exec({
+        command: ['sh', '-c', 'cat >> /tmp/blob'],
+        input: content.subarray(512 * 1024).toString('base64'),
+      })
+    ).exitCode,
+    0,
+  );
+  const res = await c.api.fetch(`${c.api.url}/api/v1/vms/g1/files/read`, {
+    method: 'POST',
+    body: JSON.stringify({ path: '/tmp/blob' }),
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${c.api.token}` },
+  });
+  assert.equal(res.status, 200);
+  assert.ok(Buffer.from(await res.arrayBuffer()).equals(content));
+
+  const small = await c.api.raw(
+    'POST',
+    '/api/v1/vms/g1/files/read',
+    json({ path: '/tmp/blob', maxBytes: 4096 }),
+  );
+  assert.equal(small.status, 413);
+  const none = await c.api.raw('POST', '/api/v1/vms/g1/files/read', json({ path: '/no/such/file' }));
+  assert.equal(none.status, 404);
+  assert.match(none.body.error?.message ?? '', /cannot open \/no\/such\/file/);
+});
+
+test('a VM that is not running runs no commands', async () => {
+  const t = await c.api.task('POST', '/api/v1/vms', { name: 'g2', template: 'tiny' });
+  assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+  const r = await c.api.raw('POST', '/api/v1/vms/g2/exec', json({ command: ['true'] }));
+  assert.equal(r.status, 409);
+  assert.equal(r.body.error?.message, 'VM g2 is stopped: start it to run commands in its guest');
+  const vm = await c.api.request<Vm>('GET', '/api/v1/vms/g2');
+  assert.equal(vm.state, 'stopped');
+});
