@@ -4,10 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { GuestExecResult } from '../src/wire/guest-command.ts';
 import type { Vm } from '../src/wire/vm.ts';
-import { type Cluster, startCluster } from './harness.ts';
+import { type Cluster, runTern, startCluster, tempDir } from './harness.ts';
 
 let c: Cluster;
 before(async () => {
@@ -101,6 +103,39 @@ test('file get reads a guest file byte-exact, in chunks; a missing file is not f
   const none = await c.api.raw('POST', '/api/v1/vms/g1/files/read', json({ path: '/no/such/file' }));
   assert.equal(none.status, 404);
   assert.match(none.body.error?.message ?? '', /cannot open \/no\/such\/file/);
+});
+
+test('the CLI passes the guest bytes through and exits with the command’s exit code', async () => {
+  const env = c.api.cliEnv;
+  const r = await runTern(
+    ['vm', 'exec', 'g1', '--', 'sh', '-c', 'printf "a\\033[2Jb"; echo err >&2; exit 3'],
+    {
+      env,
+      pipe: true,
+    },
+  );
+  assert.equal(r.code, 3, r.stderr);
+  assert.equal(r.stdout, 'a\u001b[2Jb', 'into a pipe the bytes go as they are');
+  assert.equal(r.stderr, 'err\n');
+  const fed = await runTern(['vm', 'exec', 'g1', '--input', '-', '--', 'tr', 'a-z', 'A-Z'], {
+    env,
+    input: 'shout',
+  });
+  assert.equal(fed.stdout, 'SHOUT');
+  assert.equal(fed.code, 0);
+
+  const got = await runTern(['vm', 'file', 'get', 'g1', '/etc/hostname'], { env });
+  assert.equal(got.stdout, 'g1\n');
+  const out = path.join(tempDir('guest-file'), 'hostname');
+  const saved = await runTern(['vm', 'file', 'get', 'g1', '/etc/hostname', '--out', out], { env });
+  assert.equal(saved.code, 0, saved.stderr);
+  assert.equal(fs.readFileSync(out, 'utf8'), 'g1\n');
+  const timedOut = await runTern(['vm', 'exec', 'g1', '--timeout', '1', '--', 'sleep', '5'], { env });
+  assert.equal(timedOut.code, 124);
+  assert.match(
+    timedOut.stderr,
+    /^tern: sleep did not end within 1 s in VM g1; it keeps running there as pid \d+/,
+  );
 });
 
 test('a VM that is not running runs no commands', async () => {

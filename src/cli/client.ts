@@ -69,12 +69,12 @@ export class ApiClient {
     return new ApiClient(config.url, config.token, ca);
   }
 
-  request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  request<T>(method: string, path: string, body?: unknown, timeoutMs = 120_000): Promise<T> {
     return requestJson<T>(`${this.url}${path}`, {
       method,
       headers: { authorization: `Bearer ${this.#token}` },
       body,
-      timeoutMs: 120_000,
+      timeoutMs,
       unreachable: (why, cause) => unreachableManager(this.url, why, cause),
       peer: 'the manager',
       fetch: this.fetch,
@@ -116,6 +116,32 @@ export class ApiClient {
     }
     if (!res.ok) throw TernError.fromBody(json, `the manager answered ${res.status}`);
     return json as T;
+  }
+
+  /** A JSON request whose answer is bytes (application/octet-stream), read whole. */
+  async requestBytes(method: string, path: string, body: unknown): Promise<Buffer> {
+    let res: Response;
+    try {
+      res = await this.fetch(`${this.url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${this.#token}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    } catch (err) {
+      const cause = ((err as Error).cause as Error | undefined) ?? (err as Error);
+      throw new TernError('unavailable', unreachableManager(this.url, cause.message, cause));
+    }
+    if (!res.ok) {
+      const text = await res.text();
+      let json: unknown = null;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        // fromBody says the answer was not ours.
+      }
+      throw TernError.fromBody(json, `the manager answered ${res.status}`);
+    }
+    return Buffer.from(await res.arrayBuffer());
   }
 
   /** A GET whose answer is a file (application/octet-stream with a Content-Length), streamed. */

@@ -94,6 +94,9 @@ const options = {
   since: { type: 'string' },
   kind: { type: 'string' },
   out: { type: 'string' },
+  input: { type: 'string' },
+  'max-bytes': { type: 'string' },
+  'grow-fs': { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
   version: { type: 'boolean', default: false },
 } satisfies ParseArgsOptionsConfig;
@@ -194,6 +197,11 @@ export interface Flags {
   since?: string;
   kind?: string;
   out?: string;
+  /** `tern vm exec`: a file (or - for stdin) given to the command on its stdin. */
+  input?: string;
+  'max-bytes'?: string;
+  /** `tern vm disk resize`: grow the partition and filesystem inside the guest too. */
+  'grow-fs': boolean;
   help: boolean;
   version: boolean;
 }

@@ -27,6 +27,7 @@ import { poolCommand } from './commands/pool.ts';
 import { projectCommand } from './commands/project.ts';
 import { keysCommand, secretCommand } from './commands/secret.ts';
 import { vmCommand } from './commands/vm.ts';
+import { vmExecCommand } from './commands/vm-guest.ts';
 import { parseCommandLine } from './flags.ts';
 import { printable } from './output.ts';
 
@@ -50,8 +51,12 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern vm shutdown NAME... [--timeout SECONDS] [--force]
   tern vm reboot NAME... [--timeout SECONDS] [--force]
   tern vm delete NAME... [--keep-disks] [--force]
-  tern vm disk add VM SIZE|POOL:PATH | remove VM INDEX [--keep-disks] | resize VM INDEX SIZE
-                                                                 (hot-plugged when the VM runs)
+  tern vm disk add VM SIZE|POOL:PATH | remove VM INDEX [--keep-disks] | resize VM INDEX SIZE [--grow-fs]
+                                   (hot-plugged when the VM runs; --grow-fs: partition and filesystem too)
+  tern vm exec VM [--timeout S] [--input FILE|-] [--max-bytes N] [--raw] -- CMD ARGS...
+                      run a command in the guest (qemu-ga); its output, and its exit code as tern's
+                      (124: still running at the timeout)
+  tern vm file get VM PATH [--out FILE] [--max-bytes N] [--raw]   read a file of the guest (qemu-ga)
   tern vm snapshot list VM | create|revert|delete VM NAME
   tern task list|show|wait|cancel [ID]
   tern alert list [--all]
@@ -177,6 +182,8 @@ async function main(argv: string[]): Promise<number> {
     case 'doctor':
       return doctor(flags);
     case 'vm':
+      // The guest command's exit code is tern's.
+      if (sub === 'exec') return vmExecCommand(ApiClient.fromEnvironment(), args, flags);
       await vmCommand(ApiClient.fromEnvironment(), sub, args, flags);
       return 0;
     case 'task':

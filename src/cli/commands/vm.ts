@@ -22,6 +22,7 @@ import { submitTask, waitForTask } from '../progress.ts';
 import { parseSize } from '../sizes.ts';
 import { vmHaCommand } from './ha.ts';
 import { migrateCommand, printExplanation } from './migration.ts';
+import { vmFileCommand } from './vm-guest.ts';
 
 const enc = encodeURIComponent;
 
@@ -310,6 +311,8 @@ export async function vmCommand(
       return vmHaCommand(api, args, flags);
     case 'snapshot':
       return snapshotCommand(api, args, flags);
+    case 'file':
+      return vmFileCommand(api, args, flags);
     case 'console': {
       const name = one(args, 'tern vm console NAME [--bytes N] [--raw]');
       const r = await api.request<{ text: string }>(
@@ -326,7 +329,7 @@ export async function vmCommand(
     default:
       throw new TernError(
         'invalid_request',
-        'usage: tern vm list|show|create|start|shutdown|reboot|stop|pause|resume|delete|console|disk|snapshot',
+        'usage: tern vm list|show|create|start|shutdown|reboot|stop|pause|resume|delete|console|disk|snapshot|exec|file',
       );
   }
 }
