@@ -2,7 +2,7 @@
  * Provisioning from templates: every clone gets its own identity (hostname, machine id,
  * client machine id, network config, user-data) through its NoCloud seed, seen through the
  * guest agent; linked clones share the template disk, full clones do not; a template in use
- * cannot be deleted; a stopped VM seals into a template of its own.
+ * cannot be deleted; a running VM is generalized and sealed into a template of its own.
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -86,22 +86,48 @@ test('a template used by linked clones cannot be deleted, and says by which', as
   assert.match(r.body.error!.message, /2 linked clone\(s\): clone-a, clone-b/);
 });
 
-test('a stopped VM seals into a template whose clones get new identities', async () => {
+/** The tiny guest's root is ext4 directly on the disk: read a file or a directory of it offline. */
+function readTemplateDisk(file: string, request: string): string {
+  const raw = path.join(c.dir, 'template-disk.raw');
+  try {
+    execFileSync('qemu-img', ['convert', '-U', '-O', 'raw', file, raw]);
+    return execFileSync('debugfs', ['-R', request, raw], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  } finally {
+    fs.rmSync(raw, { force: true });
+  }
+}
+
+test('a running VM is generalized through its guest agent, then sealed; its clones get new identities', async () => {
   const before = await c.api.request<Vm>('GET', '/api/v1/vms/clone-a');
-  const down = await c.api.task('POST', '/api/v1/vms/clone-a/shutdown', { timeoutSeconds: 60 });
-  assert.equal(down.state, 'succeeded', JSON.stringify(down.error));
-  const sealed = await c.api.task('POST', '/api/v1/templates', {
-    name: 'sealed',
-    fromVm: 'clone-a',
-    force: true,
+  assert.match(before.guest.machineId ?? '', /^[0-9a-f]{32}$/, 'a machine id written at first boot');
+  // The tiny guest has no SSH server: host keys are planted to be seen gone.
+  const plant = await c.api.request<{ exitCode: number }>('POST', '/api/v1/vms/clone-a/exec', {
+    command: [
+      'sh',
+      '-c',
+      'mkdir -p /etc/ssh && echo k >/etc/ssh/ssh_host_ed25519_key && echo k >/etc/ssh/ssh_host_ed25519_key.pub',
+    ],
   });
+  assert.equal(plant.exitCode, 0);
+  const sealed = await c.api.task('POST', '/api/v1/templates', { name: 'sealed', fromVm: 'clone-a' });
   assert.equal(sealed.state, 'succeeded', JSON.stringify(sealed.error));
+  assert.equal((await c.api.request<Vm>('GET', '/api/v1/vms/clone-a')).state, 'stopped');
   const t = await c.api.request<Template>('GET', '/api/v1/templates/sealed');
+  assert.equal(t.generalization, 'guest-agent');
+  assert.equal(t.risk, null);
   assert.equal(
     backingOf(c.pool, t.disk.path),
     null,
     'the template does not depend on the VM or its template',
   );
+  const disk = path.join(c.pool, t.disk.path);
+  assert.match(readTemplateDisk(disk, 'stat /etc/machine-id'), /Size: 0\b/, 'machine-id kept, empty');
+  assert.equal(readTemplateDisk(disk, 'cat /etc/machine-id'), '');
+  const ssh = readTemplateDisk(disk, 'ls -l /etc/ssh');
+  assert.doesNotMatch(ssh, /ssh_host_/, 'no SSH host key left');
 
   const made = await c.api.task('POST', '/api/v1/vms', {
     name: 'from-sealed',

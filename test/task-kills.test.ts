@@ -435,6 +435,28 @@ const table: KillCase[] = [
     },
   },
   {
+    kind: 'template.create',
+    at: 'the generalization asked of the guest agent',
+    setup: async () => {
+      await makeVm('k-general');
+      holdOn = await onHostOf('k-general', 'guestExec');
+    },
+    submit: post('/api/v1/templates', { name: 'k-general-t', fromVm: 'k-general' }),
+    check: async (t) => {
+      // Resumed, it asks the guest again; the simulated guest runs no commands, so it fails
+      // there, having copied nothing and left the VM running.
+      assert.equal(t.state, 'failed');
+      assert.match(t.error!.message, /simulated guest/);
+      assert.equal((await api.raw('GET', '/api/v1/templates/k-general-t')).status, 404);
+      assert.deepEqual(
+        filesUnder(dir).filter((f) => f.includes('templates/k-general-t')),
+        [],
+      );
+      assert.equal((await vm('k-general')).state, 'running');
+      await assertTruthful();
+    },
+  },
+  {
     kind: 'template.delete',
     at: 'its start',
     setup: async () => {

@@ -37,6 +37,7 @@ test('a running VM whose generalization fails is not sealed, and stays running',
   // The simulated guest runs no commands: the generalization cannot happen, so neither does the seal.
   const t = await c.api.task('POST', '/api/v1/templates', { name: 'gold-t', fromVm: 'gold', force: true });
   assert.equal(t.state, 'failed');
+  assert.match(t.error!.message, /simulated guest of VM gold runs no commands/);
   assert.equal((await c.api.raw('GET', '/api/v1/templates/gold-t')).status, 404);
   assert.equal(copiesOf('gold-t'), false, 'nothing copied');
   assert.equal((await c.api.request<Vm>('GET', '/api/v1/vms/gold')).state, 'running');
