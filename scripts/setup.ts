@@ -12,6 +12,8 @@ const packages = [
   'qemu-guest-agent',
   'busybox-static',
   'genisoimage',
+  // UEFI firmware for VMs (--firmware uefi).
+  'ovmf',
   'e2fsprogs',
   'cpio',
   'xz-utils',

@@ -16,7 +16,7 @@ import type {
 } from '../wire/agent.ts';
 import type { GuestExecRequest, GuestExecResult } from '../wire/guest-command.ts';
 import type { HostFacts } from '../wire/host.ts';
-import type { DiskSpec, VmSpec } from '../wire/vm.ts';
+import type { DiskSpec, VmSpec, VolumeRef } from '../wire/vm.ts';
 
 export interface DriverEvents {
   vm: [AgentVm];
@@ -44,6 +44,11 @@ export interface HypervisorDriver {
   attachDisk(id: string, disk: DiskSpec): Promise<void>;
   /** Unplugs disk `index` from a running VM. */
   detachDisk(id: string, index: number): Promise<void>;
+  /**
+   * Changes the medium in a running VM's CD-ROM drive (null: ejects it); `force` opens a tray
+   * the guest has locked. The VM's spec tells what is in the drive afterwards, also on failure.
+   */
+  changeCdrom(id: string, medium: VolumeRef | null, force: boolean): Promise<void>;
   /** Snapshots every writable disk of a running VM at once. */
   snapshot(id: string, name: string): Promise<{ consistency: 'filesystem-frozen' | 'crash-consistent' }>;
   deleteSnapshot(id: string, name: string): Promise<void>;

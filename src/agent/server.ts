@@ -20,6 +20,7 @@ import {
   type AgentEvent,
   type AgentVm,
   agentProtocolVersion,
+  ChangeCdromRequest,
   CreateSeedRequest,
   CreateVolumeRequest,
   ImportVolumeRequest,
@@ -230,6 +231,14 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
     },
     async (req) => {
       await driver.resizeDisk(req.params.id, req.params.index, req.body.sizeBytes);
+      return { ok: true };
+    },
+  );
+  app.post(
+    '/agent/v1/vms/:id/cdrom',
+    { schema: { params: IdParams, body: ChangeCdromRequest } },
+    async (req) => {
+      await driver.changeCdrom(req.params.id, req.body.medium, req.body.force);
       return { ok: true };
     },
   );

@@ -39,6 +39,11 @@ const options = {
   dns: { type: 'string', multiple: true, default: [] as string[] },
   'user-data': { type: 'string' },
   'from-vm': { type: 'string' },
+  'from-image': { type: 'string' },
+  image: { type: 'string' },
+  firmware: { type: 'string' },
+  boot: { type: 'string' },
+  os: { type: 'string' },
   description: { type: 'string' },
   path: { type: 'string' },
   iso: { type: 'boolean', default: false },
@@ -138,8 +143,18 @@ export interface Flags {
   dns: string[];
   'user-data'?: string;
   'from-vm'?: string;
+  /** `tern template create --from-image`: the library disk image the template is made from. */
+  'from-image'?: string;
+  /** `tern vm create --image`: the library disk image the VM's first disk is made from. */
+  image?: string;
+  /** `tern vm create --iso IMG`: the library ISO in the VM's CD-ROM (`--iso` of `vm` commands). */
+  isoImage?: string;
+  firmware?: string;
+  boot?: string;
+  os?: string;
   description?: string;
   path?: string;
+  /** `tern image import|upload --iso`: the file is an ISO. */
   iso: boolean;
   /** `tern image import|upload --compress`: store the disk as compressed qcow2. */
   compress: boolean;
@@ -208,10 +223,21 @@ export interface Flags {
 
 export function parseCommandLine(argv: string[]): { positionals: string[]; flags: Flags } {
   let parsed: { values: Record<string, unknown>; positionals: string[] };
+  // `--iso` is a switch of `image import` and names a library ISO in `vm` commands.
+  const group = parseArgs({ args: argv, options, allowPositionals: true, strict: false }).positionals[0];
+  const isoNamed = group === 'vm';
   try {
-    parsed = parseArgs({ args: argv, options, allowPositionals: true });
+    parsed = parseArgs({
+      args: argv,
+      options: isoNamed ? { ...options, iso: { type: 'string' } } : options,
+      allowPositionals: true,
+    });
   } catch (err) {
     throw new TernError('invalid_request', (err as Error).message);
+  }
+  if (isoNamed) {
+    parsed.values.isoImage = parsed.values.iso;
+    parsed.values.iso = false;
   }
   const v = parsed.values as unknown as Flags;
   if (v.output !== 'table' && v.output !== 'json')

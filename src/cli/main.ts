@@ -40,12 +40,14 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
                                        audit records are kept N days (0, the default: for ever)
   tern doctor                                                   check this machine's prerequisites
   tern vm list [--state S] [--host H] [--name PREFIX] [--limit N] [--cursor C]
-  tern vm create NAME... [--template T [--full]] [--vcpus N] [--memory 512M] [--disk 10G]
+  tern vm create NAME... [--template T | --image IMG] [--full] [--vcpus N] [--memory 512M] [--disk 10G]
+                      [--iso ISO [--boot cd|disk]] [--firmware bios|uefi]   (ISO: a CD-ROM to install from)
                       [--extra-disk 5G] [--nic user|bridge:BR] [--ip CIDR [--gateway IP] [--dns IP]]
                       [--user-data FILE] [--pool P] [--start]          (NAME may be a range: web-{1..20})
                       [--cpu-mode compat|host] [--group G] [--explain]  (--explain: where it would go, and why)
                       [--project P]                  (the project whose quota it counts against)
   tern vm show NAME
+  tern vm cdrom insert VM ISO | eject VM [--force]   change the CD-ROM's medium (--force: a locked tray)
   tern vm console NAME [--bytes N] [--raw]      the serial console's output (--raw: escape sequences too)
   tern vm start|stop|pause|resume NAME...                      (any NAME... may hold ranges: t-{1..100})
   tern vm shutdown NAME... [--timeout SECONDS] [--force]
@@ -81,6 +83,7 @@ const usage = `tern: manage VMs on KVM/QEMU hosts
   tern template create NAME --from-vm VM [--description TEXT] [--force]
                                  a running Linux VM is generalized through its guest agent, then
                                  shut down; --force seals one that cannot be, as it is
+  tern template create NAME --from-image IMG [--vcpus N] [--memory M] [--disk SIZE] [--firmware bios|uefi] [--os linux|windows|other]
   tern image list | show NAME | delete NAME...
   tern image import NAME --path HOSTPATH [--iso] [--format raw|qcow2|vmdk|vhd|vhdx] [--compress]
                                        (HOSTPATH in one of the host's import dirs)

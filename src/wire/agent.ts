@@ -85,6 +85,11 @@ export const CreateVolumeRequest = Type.Object(
     backing: Type.Optional(VolumeRef),
     // A standalone copy of this volume, its backing chain flattened (full clones).
     copyOf: Type.Optional(VolumeRef),
+    content: Type.Optional(
+      Type.Literal('uefi-vars', {
+        description: "a copy of the host's empty UEFI variable store (OVMF_VARS), for a UEFI VM",
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -261,3 +266,13 @@ export const MoveDiskRequest = Type.Object(
   { additionalProperties: false },
 );
 export type MoveDiskRequest = Static<typeof MoveDiskRequest>;
+
+/** Changes the medium in a running VM's CD-ROM drive: an ISO volume, or none (eject). */
+export const ChangeCdromRequest = Type.Object(
+  {
+    medium: Type.Union([VolumeRef, Type.Null()]),
+    force: Type.Boolean({ description: 'open the tray even if the guest has locked it' }),
+  },
+  { additionalProperties: false },
+);
+export type ChangeCdromRequest = Static<typeof ChangeCdromRequest>;

@@ -25,6 +25,9 @@ export const HostFacts = Type.Object({
     }),
   ),
   versions: Type.Record(Type.String(), Type.String()),
+  uefi: Type.Optional(
+    Type.Boolean({ description: 'the host has UEFI firmware (OVMF) for VMs; absent: an older agent, none' }),
+  ),
 });
 export type HostFacts = Static<typeof HostFacts>;
 

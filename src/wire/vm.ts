@@ -94,6 +94,24 @@ export type BootSpec = Static<typeof BootSpec>;
 
 export const Machine = Type.Union([Type.Literal('q35'), Type.Literal('pc')]);
 
+export const Firmware = Type.Union([Type.Literal('bios'), Type.Literal('uefi')], {
+  description: 'bios: SeaBIOS; uefi: OVMF (the host needs the ovmf package)',
+});
+export type Firmware = Static<typeof Firmware>;
+
+export const BootOrder = Type.Union([Type.Literal('cd'), Type.Literal('disk')], {
+  description:
+    'cd: the CD-ROM first (to install from it), then the disk; disk: the disk first, then the CD-ROM',
+});
+export type BootOrder = Static<typeof BootOrder>;
+
+/** A CD-ROM drive and the medium in it (an ISO volume), or none when it is empty. */
+export const CdromSpec = Type.Object(
+  { medium: Type.Union([VolumeRef, Type.Null()]) },
+  { additionalProperties: false },
+);
+export type CdromSpec = Static<typeof CdromSpec>;
+
 /** Everything a host needs to run a VM; the manager resolves templates and defaults before sending it. */
 export const VmSpec = Type.Object(
   {
@@ -110,6 +128,11 @@ export const VmSpec = Type.Object(
     nics: Type.Array(NicSpec, { maxItems: 8 }),
     boot: Type.Optional(BootSpec),
     seed: Type.Optional(VolumeRef),
+    firmware: Type.Optional(Firmware),
+    /** UEFI only: the VM's own copy of the firmware's variable store (a writable pflash). */
+    efiVars: Type.Optional(VolumeRef),
+    cdrom: Type.Optional(CdromSpec),
+    bootOrder: Type.Optional(BootOrder),
   },
   { additionalProperties: false },
 );
@@ -226,6 +249,18 @@ export const Vm = Type.Object({
     }),
   ),
   nics: Type.Array(NicSpec),
+  image: Type.Union([Name, Type.Null()], { description: 'the library image its first disk was made from' }),
+  firmware: Firmware,
+  cdrom: Type.Union(
+    [
+      Type.Object({
+        medium: Type.Union([VolumeRef, Type.Null()]),
+        image: Type.Union([Name, Type.Null()], { description: 'the library ISO in the drive' }),
+      }),
+      Type.Null(),
+    ],
+    { description: 'its CD-ROM drive and the medium in it; null: it has none' },
+  ),
   guest: GuestInfo,
   ipAddresses: Type.Array(Type.String()),
   vncPort: Type.Union([Type.Integer(), Type.Null()]),
@@ -241,10 +276,30 @@ export const CreateVmRequest = Type.Object(
     name: Name,
     project: Type.Optional(Name),
     template: Type.Optional(Name),
+    image: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 63,
+        description:
+          'a library disk image the first disk is made from: a linked clone on it (or a copy with full), grown to diskGiB if asked',
+      }),
+    ),
+    iso: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 63,
+        description:
+          'a library ISO in a CD-ROM drive (to install from; the disk is blank without image or template)',
+      }),
+    ),
+    firmware: Type.Optional(Firmware),
+    bootOrder: Type.Optional(BootOrder),
     vcpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
     memoryMiB: Type.Optional(Type.Integer({ minimum: 32, maximum: 4 * 1024 * 1024 })),
     diskGiB: Type.Optional(
-      DiskGiB('size of the boot disk; required without a template, grows the template disk with one'),
+      DiskGiB(
+        'size of the boot disk; required without a template or image, grows the template or image disk with one',
+      ),
     ),
     extraDisksGiB: Type.Optional(Type.Array(DiskGiB(), { maxItems: 8 })),
     nics: Type.Optional(
@@ -264,7 +319,7 @@ export const CreateVmRequest = Type.Object(
     ),
     full: Type.Optional(
       Type.Boolean({
-        description: 'a full clone (standalone copy of the template disk) instead of a linked one',
+        description: 'a full clone (standalone copy of the template or image disk) instead of a linked one',
       }),
     ),
     ip: Type.Optional(

@@ -94,3 +94,73 @@ test('a migration target waits for its state, stopped, with the same devices as 
   assert.deepEqual(target.slice(plain.length), ['-S', '-incoming', 'defer']);
   assert.ok(!plain.includes('-incoming'));
 });
+
+const tcg = { accelerator: 'tcg' as const, reason: '' };
+const bootable: VmSpec = { ...spec, boot: undefined };
+const iso = { pool: 'local', path: 'images/debian.iso' };
+
+test('a CD-ROM on q35 is an ide-cd on the built-in AHCI with stable node names; cd first boots it before the disk', () => {
+  const args = buildCommandLine(
+    { ...bootable, cdrom: { medium: iso }, bootOrder: 'cd' },
+    { disks: ['/d0'], cdrom: '/p/images/debian.iso' },
+    paths,
+    tcg,
+  );
+  const devices = argValues(args, '-device');
+  const cd = devices.find((d) => d.startsWith('ide-cd,'));
+  assert.equal(cd, 'ide-cd,bus=ide.0,id=cd0-dev,drive=cd0,bootindex=1');
+  assert.ok(devices.some((d) => d.startsWith('virtio-blk-pci,drive=disk0') && d.endsWith('bootindex=2')));
+  const blockdevs = argValues(args, '-blockdev');
+  assert.ok(blockdevs.includes('driver=file,filename=/p/images/debian.iso,node-name=cd0-file,read-only=on'));
+  assert.ok(blockdevs.includes('driver=raw,file=cd0-file,node-name=cd0,read-only=on'));
+});
+
+test('disk first is the default boot order; an empty drive has no medium node; pc uses its IDE channel', () => {
+  const args = buildCommandLine(
+    { ...bootable, machine: 'pc', cdrom: { medium: null } },
+    { disks: ['/d0'] },
+    paths,
+    tcg,
+  );
+  const devices = argValues(args, '-device');
+  assert.ok(devices.includes('ide-cd,bus=ide.1,id=cd0-dev,bootindex=2'));
+  assert.ok(devices.some((d) => d.startsWith('virtio-blk-pci,drive=disk0') && d.endsWith('bootindex=1')));
+  assert.ok(!argValues(args, '-blockdev').some((b) => b.includes('cd0')));
+});
+
+test('direct kernel boot gives the CD-ROM no boot index', () => {
+  const args = buildCommandLine(
+    { ...spec, cdrom: { medium: iso }, bootOrder: 'cd' },
+    { disks: ['/d0'], kernel: '/k', cdrom: '/iso' },
+    paths,
+    tcg,
+  );
+  assert.ok(argValues(args, '-device').includes('ide-cd,bus=ide.0,id=cd0-dev,drive=cd0'));
+});
+
+test('UEFI: OVMF code as read-only pflash0, the VM own variable store as writable pflash1', () => {
+  const args = buildCommandLine(
+    { ...bootable, firmware: 'uefi', efiVars: { pool: 'local', path: 'vms/x/efivars.fd' } },
+    { disks: ['/d0'], firmwareCode: '/ovmf/CODE.fd', efiVars: '/p/vms/x/efivars.fd' },
+    paths,
+    tcg,
+  );
+  assert.deepEqual(argValues(args, '-machine'), ['q35,pflash0=pflash0,pflash1=pflash1']);
+  const blockdevs = argValues(args, '-blockdev');
+  assert.ok(blockdevs.includes('driver=file,filename=/ovmf/CODE.fd,node-name=pflash0-file,read-only=on'));
+  assert.ok(blockdevs.includes('driver=raw,file=pflash0-file,node-name=pflash0,read-only=on'));
+  assert.ok(
+    blockdevs.includes('driver=file,filename=/p/vms/x/efivars.fd,node-name=pflash1-file,read-only=off'),
+  );
+  assert.ok(blockdevs.includes('driver=raw,file=pflash1-file,node-name=pflash1,read-only=off'));
+  assert.throws(() => buildCommandLine({ ...bootable, firmware: 'uefi' }, { disks: ['/d0'] }, paths, tcg));
+  const bios = buildCommandLine(bootable, { disks: ['/d0'] }, paths, tcg);
+  assert.deepEqual(argValues(bios, '-machine'), ['q35']);
+  assert.ok(!argValues(bios, '-blockdev').some((b) => b.includes('pflash')));
+});
+
+test('every VM has a VGA display for its VNC console, added after the other devices', () => {
+  const args = buildCommandLine(spec, { disks: ['/d0'], kernel: '/k' }, paths, tcg);
+  const devices = argValues(args, '-device');
+  assert.equal(devices.at(-1), 'VGA,id=video0');
+});

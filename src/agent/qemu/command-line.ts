@@ -18,6 +18,28 @@ export interface ResolvedVolumes {
   seed?: string;
   kernel?: string;
   initrd?: string;
+  /** UEFI: the firmware's code (shared, read-only) and the VM's own variable store. */
+  firmwareCode?: string;
+  efiVars?: string;
+  /** The ISO in the CD-ROM drive, if any. */
+  cdrom?: string;
+}
+
+/**
+ * The CD-ROM's block nodes and device: fixed names, so QMP can change its medium. It sits on
+ * the machine's own IDE bus (q35's built-in AHCI, pc's secondary IDE channel), which every
+ * firmware and installer can boot from.
+ */
+export const cdromNodes = Object.freeze({ file: 'cd0-file', format: 'cd0', device: 'cd0-dev' });
+
+export function cdromMediumNodes(file: string): {
+  file: Record<string, unknown>;
+  format: Record<string, unknown>;
+} {
+  return {
+    file: { driver: 'file', filename: file, 'node-name': cdromNodes.file, 'read-only': true },
+    format: { driver: 'raw', file: cdromNodes.file, 'node-name': cdromNodes.format, 'read-only': true },
+  };
 }
 
 /** A disk's block nodes and device; node names follow the slot, so they stay stable. */
@@ -26,7 +48,13 @@ export function diskNodes(slot: number) {
 }
 
 /** The -blockdev/-device arguments of one disk. */
-function diskArgs(disk: DiskSpec, slot: number, file: string, q35: boolean, boot: boolean): string[] {
+function diskArgs(
+  disk: DiskSpec,
+  slot: number,
+  file: string,
+  q35: boolean,
+  bootIndex: number | null,
+): string[] {
   const n = diskNodes(slot);
   const ro = disk.readonly ? 'on' : 'off';
   return [
@@ -35,7 +63,7 @@ function diskArgs(disk: DiskSpec, slot: number, file: string, q35: boolean, boot
     '-blockdev',
     `driver=${disk.format},file=${n.file},node-name=${n.format},read-only=${ro},discard=unmap`,
     '-device',
-    `${deviceOption(diskDevice(slot, q35))}${boot ? ',bootindex=1' : ''}`,
+    `${deviceOption(diskDevice(slot, q35))}${bootIndex !== null ? `,bootindex=${bootIndex}` : ''}`,
   ];
 }
 
@@ -83,13 +111,16 @@ export function buildCommandLine(
 ): string[] {
   // "host" passthrough needs KVM; under TCG "max" is the closest: every feature TCG can emulate.
   const cpu = spec.cpuModel === 'host' && accel.accelerator !== 'kvm' ? 'max' : spec.cpuModel;
+  const uefi = spec.firmware === 'uefi';
+  if (uefi && (!volumes.firmwareCode || !volumes.efiVars))
+    throw new Error('a UEFI VM needs the resolved firmware code and variable store paths');
   const args = [
     '-name',
     `guest=${opt(spec.name)},debug-threads=on`,
     '-uuid',
     spec.id,
     '-machine',
-    spec.machine,
+    uefi ? `${spec.machine},pflash0=pflash0,pflash1=pflash1` : spec.machine,
     '-accel',
     accel.accelerator,
     '-cpu',
@@ -138,8 +169,26 @@ export function buildCommandLine(
       args.push('-device', `pcie-root-port,id=rp${slot},chassis=${slot + 1},port=${slot + 1}`);
     }
   }
+  if (uefi) {
+    args.push(
+      '-blockdev',
+      `driver=file,filename=${opt(volumes.firmwareCode!)},node-name=pflash0-file,read-only=on`,
+      '-blockdev',
+      'driver=raw,file=pflash0-file,node-name=pflash0,read-only=on',
+      '-blockdev',
+      `driver=file,filename=${opt(volumes.efiVars!)},node-name=pflash1-file,read-only=off`,
+      '-blockdev',
+      'driver=raw,file=pflash1-file,node-name=pflash1,read-only=off',
+    );
+  }
+
+  // Direct kernel boot needs no boot order; otherwise the first disk and the CD-ROM, in the
+  // order the spec asks (disk first unless said).
+  const cdFirst = spec.cdrom !== undefined && spec.bootOrder === 'cd';
+  const diskBoot = spec.boot ? null : cdFirst ? 2 : 1;
+  const cdBoot = spec.boot ? null : cdFirst ? 1 : 2;
   spec.disks.forEach((disk, i) => {
-    args.push(...diskArgs(disk, diskSlot(disk, i), volumes.disks[i], q35, i === 0 && !spec.boot));
+    args.push(...diskArgs(disk, diskSlot(disk, i), volumes.disks[i], q35, i === 0 ? diskBoot : null));
   });
 
   if (volumes.seed) {
@@ -156,6 +205,24 @@ export function buildCommandLine(
     );
   }
 
+  if (spec.cdrom) {
+    const n = cdromNodes;
+    const medium = spec.cdrom.medium ? volumes.cdrom : undefined;
+    if (spec.cdrom.medium && !medium) throw new Error('a CD-ROM medium needs its resolved path');
+    if (medium) {
+      args.push(
+        '-blockdev',
+        `driver=file,filename=${opt(medium)},node-name=${n.file},read-only=on`,
+        '-blockdev',
+        `driver=raw,file=${n.file},node-name=${n.format},read-only=on`,
+      );
+    }
+    args.push(
+      '-device',
+      `ide-cd,bus=${q35 ? 'ide.0' : 'ide.1'},id=${n.device}${medium ? `,drive=${n.format}` : ''}${cdBoot !== null ? `,bootindex=${cdBoot}` : ''}`,
+    );
+  }
+
   spec.nics.forEach((nic, i) => {
     const netdev =
       nic.network.mode === 'user' ? `user,id=net${i}` : `bridge,id=net${i},br=${opt(nic.network.bridge)}`;
@@ -167,6 +234,9 @@ export function buildCommandLine(
     args.push('-kernel', volumes.kernel, '-append', spec.boot.cmdline);
     if (volumes.initrd) args.push('-initrd', volumes.initrd);
   }
+  // A display for the VNC console (installers and firmware menus draw on it). Last, so the
+  // devices above keep the PCI addresses they had before VMs had one.
+  args.push('-device', 'VGA,id=video0');
   // Everything above is the same on both ends of a migration: QEMU loads the state into
   // devices that must match the source's one for one, node names included.
   if (launch.incoming) args.push('-S', '-incoming', 'defer');

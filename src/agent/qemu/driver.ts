@@ -19,14 +19,16 @@ import type {
 } from '../../wire/agent.ts';
 import type { GuestExecRequest, GuestExecResult } from '../../wire/guest-command.ts';
 import type { HostFacts } from '../../wire/host.ts';
-import { type DiskSpec, diskSlot, type VmSpec } from '../../wire/vm.ts';
+import { type DiskSpec, diskSlot, type VmSpec, type VolumeRef } from '../../wire/vm.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { type Pools, resolveVolume } from '../storage/pools.ts';
 import { qcow2Problem } from '../storage/qcow2-layout.ts';
 import { poolUsage } from '../storage/volumes.ts';
 import { type AcceleratorChoice, detectAccelerator, readCpuFacts } from './accelerator.ts';
+import { changeCdromRunning } from './cdrom.ts';
 import type { ResolvedVolumes } from './command-line.ts';
 import { moveDisk } from './disk-move.ts';
+import { ovmf, ovmfPresent } from './firmware.ts';
 import { guestExec, guestFileRead } from './guest-exec.ts';
 import { attachDiskRunning, detachDiskRunning } from './hotplug.ts';
 import { type MigrationDone, migrateOut, recoverInterrupted } from './migration.ts';
@@ -183,6 +185,7 @@ export class QemuDriver implements HypervisorDriver {
         })),
       ),
       versions: { qemu: qemuVersion, node: process.versions.node },
+      uefi: ovmfPresent(),
     };
   }
 
@@ -248,10 +251,29 @@ export class QemuDriver implements HypervisorDriver {
       seed: spec.seed ? resolveVolume(pools, spec.seed) : undefined,
       kernel: spec.boot ? resolveVolume(pools, spec.boot.kernel) : undefined,
       initrd: spec.boot?.initrd ? resolveVolume(pools, spec.boot.initrd) : undefined,
+      efiVars: spec.efiVars ? resolveVolume(pools, spec.efiVars) : undefined,
+      cdrom: spec.cdrom?.medium ? resolveVolume(pools, spec.cdrom.medium) : undefined,
     };
-    for (const file of [...volumes.disks, volumes.seed, volumes.kernel, volumes.initrd]) {
+    if (spec.firmware === 'uefi') {
+      if (!ovmfPresent())
+        throw new TernError(
+          'hypervisor_error',
+          `VM ${spec.name} boots with UEFI and this host has no OVMF (${ovmf.code}); install the ovmf package (tern doctor)`,
+        );
+      if (!volumes.efiVars)
+        throw new TernError('invalid_request', `UEFI VM ${spec.name} has no variable store volume`);
+    }
+    for (const file of [
+      ...volumes.disks,
+      volumes.seed,
+      volumes.kernel,
+      volumes.initrd,
+      volumes.efiVars,
+      volumes.cdrom,
+    ]) {
       if (file && !fs.existsSync(file)) throw new TernError('storage_error', `volume ${file} does not exist`);
     }
+    if (spec.firmware === 'uefi') return { ...volumes, firmwareCode: ovmf.code };
     return volumes;
   }
 
@@ -326,6 +348,10 @@ export class QemuDriver implements HypervisorDriver {
   guestFileRead(id: string, path: string, maxBytes?: number): Promise<Buffer> {
     const vm = this.#guestUp(id);
     return guestFileRead(vm.guestChannel, vm.spec.name, path, maxBytes);
+  }
+
+  changeCdrom(id: string, medium: VolumeRef | null, force: boolean): Promise<void> {
+    return changeCdromRunning(this.#running(id), medium, force, this.#opts.pools);
   }
 
   snapshot(id: string, name: string) {

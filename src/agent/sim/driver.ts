@@ -77,6 +77,8 @@ export interface SimDriverOptions {
   cpu?: SimCpu;
   /** Size each pool reports (bytes), one figure for all or per pool; 1 TiB by default. */
   poolTotalBytes?: number | Record<string, number>;
+  /** Whether the host has UEFI firmware for VMs (true by default). */
+  uefi?: boolean;
   /** From start until the guest agent answers (simulated ms). */
   bootDelayMs?: number;
   /** From an ACPI or guest-agent shutdown request until the guest is off (simulated ms). */
@@ -151,6 +153,7 @@ export class SimDriver implements HypervisorDriver {
       cores: opts.cores ?? 32,
       memoryMiB: opts.memoryMiB ?? 256 * 1024,
       cpu: opts.cpu ?? defaultSimCpu,
+      uefi: opts.uefi ?? true,
       bootDelayMs,
       shutdownDelayMs: opts.shutdownDelayMs ?? Math.max(1, bootDelayMs / 2),
       guestHeartbeatMs: opts.guestHeartbeatMs ?? 10_000,
@@ -203,6 +206,7 @@ export class SimDriver implements HypervisorDriver {
         };
       }),
       versions: { sim: '1', node: process.versions.node },
+      uefi: this.#o.uefi,
     };
   }
 
@@ -338,6 +342,20 @@ export class SimDriver implements HypervisorDriver {
       throw new TernError('storage_error', `volume ${disk.volume.path} does not exist`);
     vm.spec = { ...vm.spec, disks: [...vm.spec.disks, { ...disk, slot }] };
     this.#refreshGuestDisks(vm);
+  }
+
+  /** The simulated guest never locks its tray: a change always goes through. */
+  async changeCdrom(id: string, medium: VolumeRef | null, _force: boolean): Promise<void> {
+    await this.#enter('changeCdrom');
+    const vm = this.#running(id);
+    if (!vm.spec.cdrom)
+      throw new TernError(
+        'conflict',
+        `VM ${vm.spec.name} has no CD-ROM drive; a drive can only be added while it is stopped`,
+      );
+    if (medium && !fs.existsSync(resolveVolume(this.#o.pools, medium)))
+      throw new TernError('storage_error', `volume ${medium.pool}:${medium.path} does not exist`);
+    vm.spec = { ...vm.spec, cdrom: { medium } };
   }
 
   async detachDisk(id: string, index: number): Promise<void> {
@@ -758,7 +776,16 @@ export class SimDriver implements HypervisorDriver {
 
   #checkVolumes(spec: VmSpec): void {
     const pools = this.#o.pools;
-    const refs = [...spec.disks.map((d) => d.volume), spec.seed, spec.boot?.kernel, spec.boot?.initrd];
+    if (spec.firmware === 'uefi' && !this.#o.uefi)
+      throw new TernError('hypervisor_error', `VM ${spec.name} boots with UEFI and this host has no OVMF`);
+    const refs = [
+      ...spec.disks.map((d) => d.volume),
+      spec.seed,
+      spec.boot?.kernel,
+      spec.boot?.initrd,
+      spec.efiVars,
+      spec.cdrom?.medium ?? undefined,
+    ];
     for (const ref of refs) {
       if (!ref) continue;
       const file = resolveVolume(pools, ref);

@@ -17,6 +17,7 @@ export type SimOperation =
   | 'resizeDisk'
   | 'attachDisk'
   | 'detachDisk'
+  | 'changeCdrom'
   | 'snapshot'
   | 'deleteSnapshot'
   | 'prepareIncoming'

@@ -14,6 +14,7 @@ import type {
   VolumeSnapshotRequest,
 } from '../../wire/agent.ts';
 import type { VolumeRef } from '../../wire/vm.ts';
+import { ovmf, ovmfPresent } from '../qemu/firmware.ts';
 import { discardPartial, partialOf } from './partials.ts';
 import { type Pools, resolveVolume, statVolume } from './pools.ts';
 
@@ -130,6 +131,7 @@ export async function createVolume(
   const file = resolveVolume(pools, req.volume);
   if (fs.existsSync(file))
     throw new TernError('conflict', `volume ${req.volume.pool}:${req.volume.path} exists`);
+  if (req.content === 'uefi-vars') return uefiVars(req, file);
   if (!req.backing && !req.copyOf && !req.sizeBytes) {
     throw new TernError('invalid_request', 'a new volume needs a size, a backing or a volume to copy');
   }
@@ -155,6 +157,30 @@ export async function createVolume(
     virtualBytes: req.sizeBytes ?? base?.info.virtualBytes ?? 0,
     actualBytes: fs.statSync(file).blocks * 512,
     backing: base?.file ?? null,
+    snapshots: [],
+  };
+}
+
+/** A UEFI VM's own variable store: a copy of OVMF's empty one, made aside and renamed. */
+function uefiVars(req: CreateVolumeRequest, file: string): VolumeInfo {
+  if (req.format !== 'raw' || req.backing || req.copyOf || req.sizeBytes)
+    throw new TernError(
+      'invalid_request',
+      'a UEFI variable store is a raw copy of the firmware one, nothing else',
+    );
+  if (!ovmfPresent())
+    throw new TernError('storage_error', `this host has no OVMF (${ovmf.vars}); install the ovmf package`);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.copyFileSync(ovmf.vars, `${file}.partial`);
+  fs.chmodSync(`${file}.partial`, 0o600);
+  fs.renameSync(`${file}.partial`, file);
+  const bytes = fs.statSync(file).size;
+  return {
+    volume: req.volume,
+    format: 'raw',
+    virtualBytes: bytes,
+    actualBytes: bytes,
+    backing: null,
     snapshots: [],
   };
 }

@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import { chooseAccelerator, probeKvmDevice, readCpuFacts } from '../../agent/qemu/accelerator.ts';
+import { ovmf, ovmfPresent } from '../../agent/qemu/firmware.ts';
 import { dataDir } from '../../allinone/config.ts';
 import type { Flags } from '../flags.ts';
 import { printJson, printTable } from '../output.ts';
@@ -57,6 +58,14 @@ export async function doctor(flags: Flags): Promise<number> {
   tool('qemu', 'qemu-system-x86_64', ['--version'], 'qemu-system-x86');
   tool('qemu-img', 'qemu-img', ['--version'], 'qemu-utils');
   tool('seed images', 'genisoimage', ['--version'], 'genisoimage');
+  const uefi = ovmfPresent();
+  checks.push({
+    check: 'uefi firmware',
+    ok: uefi,
+    detail: uefi ? `OVMF at ${ovmf.code}` : `${ovmf.code} not found: VMs boot with BIOS only`,
+    fix: uefi ? '' : 'apt-get install -y ovmf',
+    required: false,
+  });
   const cpu = readCpuFacts();
   const accel = chooseAccelerator(cpu.flags, probeKvmDevice());
   checks.push({

@@ -2,13 +2,14 @@
 import { TernError } from '../../errors.ts';
 import type { Alert } from '../../wire/alert.ts';
 import type { Task } from '../../wire/task.ts';
-import type { Template } from '../../wire/template.ts';
+import type { CreateTemplateRequest, Template } from '../../wire/template.ts';
 import { forEachName } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
 import { ago, bytes, mib, printFields, printJson, printTable, printText } from '../output.ts';
 import { submitTask, waitForTask } from '../progress.ts';
+import { parseSize } from '../sizes.ts';
 
 export async function taskCommand(
   api: ApiClient,
@@ -63,6 +64,25 @@ export async function taskCommand(
   }
 }
 
+function fromImageBody(name: string, flags: Flags): CreateTemplateRequest {
+  const body: CreateTemplateRequest = { name, fromImage: flags['from-image'] };
+  if (flags.description) body.description = flags.description;
+  if (flags.vcpus) body.vcpus = Number(flags.vcpus);
+  if (flags.memory) body.memoryMiB = Math.round(parseSize(flags.memory, 'M', '--memory'));
+  if (flags.disk) body.diskGiB = parseSize(flags.disk, 'G', '--disk') / 1024;
+  if (flags.firmware) {
+    if (flags.firmware !== 'bios' && flags.firmware !== 'uefi')
+      throw new TernError('invalid_request', '--firmware is bios or uefi');
+    body.firmware = flags.firmware;
+  }
+  if (flags.os) {
+    if (flags.os !== 'linux' && flags.os !== 'windows' && flags.os !== 'other')
+      throw new TernError('invalid_request', '--os is linux, windows or other');
+    body.os = flags.os;
+  }
+  return body;
+}
+
 export async function templateCommand(
   api: ApiClient,
   sub: string | undefined,
@@ -97,6 +117,9 @@ export async function templateCommand(
     };
     return submitTask(api, flags, 'POST', '/api/v1/templates', body);
   }
+  if (sub === 'create' && args.length === 1 && flags['from-image']) {
+    return submitTask(api, flags, 'POST', '/api/v1/templates', fromImageBody(args[0], flags));
+  }
   if (sub === 'delete' && args.length > 0) {
     return forEachName(api, flags, args, {
       usage: 'usage: tern template delete NAME...',
@@ -108,7 +131,7 @@ export async function templateCommand(
   }
   throw new TernError(
     'invalid_request',
-    'usage: tern template list | show NAME | create NAME --from-vm VM [--description D] [--force] | delete NAME',
+    'usage: tern template list | show NAME | create NAME --from-vm VM [--description D] [--force] | create NAME --from-image IMG [--vcpus N --memory M --disk SIZE --firmware bios|uefi --os linux|windows|other] | delete NAME',
   );
 }
 

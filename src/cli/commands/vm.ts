@@ -73,6 +73,9 @@ function showVm(vm: Vm, format: Format): void {
     ['state', vm.stateReason ? `${vm.state} (${vm.stateReason})` : vm.state],
     ['host', vm.host],
     ['template', vm.template ? `${vm.template}${vm.clone ? ` (${vm.clone} clone)` : ''}` : null],
+    ['image', vm.image ? `${vm.image}${vm.clone ? ` (${vm.clone} clone)` : ''}` : null],
+    ['firmware', vm.firmware],
+    ['cd-rom', vm.cdrom ? (vm.cdrom.image ?? (vm.cdrom.medium ? vm.cdrom.medium.path : 'empty')) : null],
     ['client machine id', vm.clientMachineId],
     ['vcpus', vm.vcpus],
     ['memory', mib(vm.memoryMiB)],
@@ -103,10 +106,20 @@ function guestStatus(vm: Vm): string {
   return vm.guest.frozen ? `${vm.guest.agent}, filesystems frozen` : vm.guest.agent;
 }
 
+function oneOf<T extends string>(value: string, allowed: readonly T[], flag: string): T {
+  if (!(allowed as readonly string[]).includes(value))
+    throw new TernError('invalid_request', `${flag} is ${allowed.join(' or ')}`);
+  return value as T;
+}
+
 function createBody(flags: Flags): Omit<CreateVmRequest, 'name'> {
   const body: Omit<CreateVmRequest, 'name'> = {};
   if (flags.project) body.project = flags.project;
   if (flags.template) body.template = flags.template;
+  if (flags.image) body.image = flags.image;
+  if (flags.isoImage) body.iso = flags.isoImage;
+  if (flags.firmware) body.firmware = oneOf(flags.firmware, ['bios', 'uefi'] as const, '--firmware');
+  if (flags.boot) body.bootOrder = oneOf(flags.boot, ['cd', 'disk'] as const, '--boot');
   if (flags.full) body.full = true;
   if (flags.pool) body.pool = flags.pool;
   if (flags['cpu-mode']) {
@@ -212,6 +225,17 @@ async function snapshotCommand(api: ApiClient, args: string[], flags: Flags): Pr
   throw new TernError('invalid_request', 'usage: tern vm snapshot list VM | create|revert|delete VM NAME');
 }
 
+/** `tern vm cdrom insert VM ISO` / `tern vm cdrom eject VM`, `--force` for a locked tray. */
+async function cdromCommand(api: ApiClient, args: string[], flags: Flags): Promise<void> {
+  const [op, vm, image] = args;
+  const base = vm ? `/api/v1/vms/${enc(vm)}/cdrom` : '';
+  if (op === 'insert' && vm && image && args.length === 3)
+    return submitTask(api, flags, 'POST', base, { image, ...(flags.force ? { force: true } : {}) });
+  if (op === 'eject' && vm && args.length === 2)
+    return submitTask(api, flags, 'DELETE', `${base}?force=${flags.force}`);
+  throw new TernError('invalid_request', 'usage: tern vm cdrom insert VM ISO [--force] | eject VM [--force]');
+}
+
 export async function vmCommand(
   api: ApiClient,
   sub: string | undefined,
@@ -253,7 +277,7 @@ export async function vmCommand(
     case 'create': {
       const body = createBody(flags);
       const usage =
-        'usage: tern vm create NAME... [--template T [--full]] [--vcpus N] [--memory 512M] [--disk 10G] [--start]';
+        'usage: tern vm create NAME... [--template T | --image IMG [--full]] [--iso ISO [--boot cd|disk]] [--firmware bios|uefi] [--vcpus N] [--memory 512M] [--disk 10G] [--start]';
       if (flags.explain) return explainCreate(api, flags, body);
       if (body.ip && expandNames(args).length > 1)
         throw new TernError('invalid_request', 'one static --ip cannot serve several VMs');
@@ -305,6 +329,8 @@ export async function vmCommand(
     }
     case 'disk':
       return diskCommand(api, args, flags);
+    case 'cdrom':
+      return cdromCommand(api, args, flags);
     case 'migrate':
       return migrateCommand(api, args, flags);
     case 'ha':
@@ -329,7 +355,7 @@ export async function vmCommand(
     default:
       throw new TernError(
         'invalid_request',
-        'usage: tern vm list|show|create|start|shutdown|reboot|stop|pause|resume|delete|console|disk|snapshot|exec|file',
+        'usage: tern vm list|show|create|start|shutdown|reboot|stop|pause|resume|delete|console|disk|cdrom|snapshot|exec|file',
       );
   }
 }

@@ -23,7 +23,7 @@ import {
 } from '../../wire/image.ts';
 import { TaskAccepted } from '../../wire/task.ts';
 import { deleteTask, importTask, verifyTask } from '../library/image-tasks.ts';
-import { imageVolumePath } from '../library/images.ts';
+import { imageVolumePath, refuseIfUsed } from '../library/images.ts';
 import type { ApiServices, App } from './context.ts';
 import { accepted } from './reply.ts';
 
@@ -277,6 +277,7 @@ export function imageRoutes(app: App, s: ApiServices): void {
     },
     async (req, reply) => {
       const image = await s.images.get(req.params.name);
+      await refuseIfUsed(s.images, image.name);
       const task = await s.tasks.submit(remove, { name: image.name }, [`image:${image.name}`]);
       return accepted(reply, task);
     },

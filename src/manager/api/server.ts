@@ -35,6 +35,7 @@ import { secretRoutes } from './secrets.ts';
 import { taskRoutes } from './tasks.ts';
 import { templateRoutes } from './templates.ts';
 import { vmActionRoutes } from './vm-actions.ts';
+import { vmCdromRoutes } from './vm-cdrom.ts';
 import { vmGuestRoutes } from './vm-guest.ts';
 import { vmStorageRoutes } from './vm-storage.ts';
 import { vmRoutes } from './vms.ts';
@@ -182,6 +183,7 @@ export async function buildApi(s: ApiServices, log: Logger, tls: ApiTls): Promis
   vmActionRoutes(app, s);
   vmStorageRoutes(app, s);
   vmGuestRoutes(app, s);
+  vmCdromRoutes(app, s);
   taskRoutes(app, s);
   hostRoutes(app, s);
   templateRoutes(app, s);

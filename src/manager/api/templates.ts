@@ -1,19 +1,30 @@
 /** /api/v1/templates: what VMs are made from; sealing a VM into one; deleting unused ones. */
+import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
 import { TernError } from '../../errors.ts';
 import { ErrorBody, Name } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
 import { CreateTemplateRequest, Template } from '../../wire/template.ts';
+import { gibToBytes } from '../../wire/vm.ts';
 import { planSeal } from '../library/generalize.ts';
+import { imageNamed } from '../library/lookup.ts';
 import { refuseIfLinked, sealTask, templateDeleteTask } from '../library/seal.ts';
+import {
+  type FromImageParams,
+  templateDiskOf,
+  templateFromImageTask,
+} from '../library/template-from-image.ts';
+import type { TaskKind } from '../tasks/engine.ts';
 import type { ApiServices, App } from './context.ts';
 import { accepted } from './reply.ts';
 
 export function templateRoutes(app: App, s: ApiServices): void {
   const seal = sealTask(s);
   const remove = templateDeleteTask(s);
+  const fromImage = templateFromImageTask(s);
   s.tasks.register(seal);
   s.tasks.register(remove);
+  s.tasks.register(fromImage);
 
   app.get(
     '/api/v1/templates',
@@ -44,9 +55,9 @@ export function templateRoutes(app: App, s: ApiServices): void {
     '/api/v1/templates',
     {
       schema: {
-        summary: 'Seal a VM into a template, generalizing it first',
+        summary: 'Seal a VM into a template, generalizing it first, or make one from a library disk image',
         description:
-          'A running Linux VM whose guest agent answers is generalized (machine-id emptied, SSH host keys removed, cloud-init cleaned), checked, shut down and copied. A VM that cannot be generalized (stopped, no guest agent, Windows) is refused with the way out, unless `force`: then it is sealed as it is and the template records the risk.',
+          'A running Linux VM whose guest agent answers is generalized (machine-id emptied, SSH host keys removed, cloud-init cleaned), checked, shut down and copied. A VM that cannot be generalized (stopped, no guest agent, Windows) is refused with the way out, unless `force`: then it is sealed as it is and the template records the risk. With `fromImage` instead, the template disk is a flattened copy of a library disk image, with the vCPU, memory, disk size, firmware and OS kind given.',
         tags: ['library'],
         body: CreateTemplateRequest,
         response: { 202: TaskAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody },
@@ -55,6 +66,22 @@ export function templateRoutes(app: App, s: ApiServices): void {
     async (req, reply) => {
       if (await s.templates.has(req.body.name))
         throw new TernError('conflict', `template ${req.body.name} exists`);
+      if (req.body.fromImage !== undefined) return acceptFromImage(s, reply, req.body, fromImage);
+      if (req.body.fromVm === undefined)
+        throw new TernError(
+          'invalid_request',
+          'a template is made from a VM (fromVm) or an image (fromImage)',
+          {
+            field: 'fromVm',
+          },
+        );
+      const defaults = imageOnly.filter((f) => req.body[f] !== undefined);
+      if (defaults.length > 0)
+        throw new TernError(
+          'invalid_request',
+          `${defaults.join(', ')}: a template sealed from a VM takes the VM's own settings`,
+          { field: defaults[0] },
+        );
       const vm = await s.store.get(req.body.fromVm);
       // Refused here with the way out; the task decides again on what it finds then.
       planSeal(vm, req.body.force ?? false);
@@ -89,4 +116,50 @@ export function templateRoutes(app: App, s: ApiServices): void {
       return accepted(reply, task);
     },
   );
+}
+
+/** What only a template from an image takes: a sealed VM brings its own. */
+const imageOnly = ['vcpus', 'memoryMiB', 'diskGiB', 'firmware', 'os'] as const;
+
+async function acceptFromImage(
+  s: ApiServices,
+  reply: FastifyReply,
+  body: CreateTemplateRequest,
+  kind: TaskKind<FromImageParams>,
+) {
+  if (body.fromVm !== undefined)
+    throw new TernError('invalid_request', 'a template is made from a VM or from an image, not both', {
+      field: 'fromImage',
+    });
+  if (body.force !== undefined)
+    throw new TernError('invalid_request', 'force goes with fromVm: an image is not sealed', {
+      field: 'force',
+    });
+  const image = await imageNamed(s.images, body.fromImage!, 'disk');
+  const sizeBytes = body.diskGiB !== undefined ? gibToBytes(body.diskGiB) : null;
+  if (sizeBytes !== null && sizeBytes < image.virtualBytes)
+    throw new TernError(
+      'invalid_request',
+      `diskGiB is smaller than image ${image.name}'s virtual size (${image.virtualBytes} bytes); disks only grow`,
+      { field: 'diskGiB', minimumBytes: image.virtualBytes },
+    );
+  const hostId = (await s.images.row(image.name)).hostId!;
+  const task = await s.tasks.submit(
+    kind,
+    {
+      name: body.name,
+      image: image.name,
+      description: body.description ?? `made from image ${image.name}`,
+      hostId,
+      source: image.volume,
+      disk: templateDiskOf(body.name, image.volume.pool),
+      sizeBytes,
+      vcpus: body.vcpus ?? 1,
+      memoryMiB: body.memoryMiB ?? 1024,
+      firmware: body.firmware ?? 'bios',
+      os: body.os ?? 'linux',
+    },
+    [`template:${body.name}`, `image:${image.name}`],
+  );
+  return accepted(reply, task);
 }

@@ -8,6 +8,7 @@ import { CreateVmRequest, PowerState, Vm } from '../../wire/vm.ts';
 import { principalOf, seesAllVms } from '../auth/principal.ts';
 import { groupsNamed, joinGroups } from '../cluster/groups.ts';
 import { baselineOf, existingPool } from '../cluster/inventory.ts';
+import { imageNamed, templateNamed } from '../library/lookup.ts';
 import { createTask, userDataSecret } from '../vms/create.ts';
 import { deleteTask } from '../vms/delete.ts';
 import { planVm, randomMac } from '../vms/plan.ts';
@@ -61,7 +62,7 @@ export function vmRoutes(app: App, s: ApiServices): void {
     '/api/v1/vms',
     {
       schema: {
-        summary: 'Create a VM from a template or with an empty disk',
+        summary: 'Create a VM from a template, a library image or with an empty disk (an ISO in its CD-ROM)',
         tags: ['vms'],
         body: CreateVmRequest,
         response: {
@@ -74,7 +75,9 @@ export function vmRoutes(app: App, s: ApiServices): void {
     async (req, reply) => {
       const p = principalOf(req);
       if (!seesAllVms(p)) selfServiceLimits(req.body);
-      const template = req.body.template ? await s.templates.get(req.body.template) : null;
+      const template = req.body.template ? await templateNamed(s, req.body.template) : null;
+      const image = req.body.image ? await imageNamed(s.images, req.body.image, 'disk') : null;
+      const iso = req.body.iso ? await imageNamed(s.images, req.body.iso, 'iso') : null;
       const id = randomUUID();
       const clientMachineId = randomUUID();
       const snapshot = await s.placer.snapshot();
@@ -89,9 +92,17 @@ export function vmRoutes(app: App, s: ApiServices): void {
         defaultPool(snapshot),
         () => randomMac(randomBytes),
         clientMachineId,
+        { image, iso },
       );
       const diskPool = plan.volumes[0]?.volume.pool ?? req.body.pool ?? 'local';
       const templateHost = template ? await s.templates.hostOf(template.name) : null;
+      // The library items it reads must be reachable from its host: the image its disk is a
+      // clone of (or copied from), the ISO in its drive.
+      const media = await Promise.all(
+        [image, iso].flatMap((m) =>
+          m ? [s.images.row(m.name).then((r) => existingPool(snapshot, r.hostId!, m.volume))] : [],
+        ),
+      );
       const demand = {
         vcpus: plan.spec.vcpus,
         memoryMiB: plan.spec.memoryMiB,
@@ -101,7 +112,9 @@ export function vmRoutes(app: App, s: ApiServices): void {
         pools: [
           diskPool,
           ...(template && templateHost ? [existingPool(snapshot, templateHost, template.disk)] : []),
+          ...media,
         ],
+        uefi: plan.spec.firmware === 'uefi',
         cpu:
           cpuMode === 'host'
             ? { mode: 'host' as const }
@@ -126,6 +139,7 @@ export function vmRoutes(app: App, s: ApiServices): void {
       );
       const row = {
         ...newVmRow(plan, hostId, template?.name ?? null, clientMachineId, null, cpuMode),
+        image: image?.name ?? null,
         ownerId: p.userId,
         project,
       };

@@ -162,6 +162,8 @@ export const routePermissions: Record<string, RouteRule> = {
   'DELETE /api/v1/vms/:vm/disks/:index': 'vm.write',
   'POST /api/v1/vms/:vm/disks/:index/resize': 'vm.write',
   'POST /api/v1/vms/:vm/disks/:index/move': 'vm.admin',
+  'POST /api/v1/vms/:vm/cdrom': 'vm.write',
+  'DELETE /api/v1/vms/:vm/cdrom': 'vm.write',
   'GET /api/v1/vms/:vm/snapshots': 'vm.read',
   'POST /api/v1/vms/:vm/snapshots': 'vm.write',
   'DELETE /api/v1/vms/:vm/snapshots/:name': 'vm.write',

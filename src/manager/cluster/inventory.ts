@@ -90,6 +90,7 @@ export async function clusterSnapshot(
       }),
       allocated: { vcpus: u?.vcpus ?? 0, memoryMiB: u?.memoryMiB ?? 0 },
       groups: u?.groups ?? new Map(),
+      uefi: f.uefi === true,
     });
   }
   return { hosts, facts };

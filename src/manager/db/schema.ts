@@ -66,6 +66,10 @@ export interface TemplateTable {
   generalization: string | null;
   /** What its clones share because it was not generalized. */
   risk: string | null;
+  /** bios or uefi: what VMs made from it boot with. */
+  firmware: string;
+  /** linux, windows or other, as its maker said; null for templates from before it was asked. */
+  osKind: string | null;
 }
 
 export interface VmTable {
@@ -75,6 +79,8 @@ export interface VmTable {
   state: string;
   stateReason: string | null;
   template: string | null;
+  /** The library image its first disk was made from (a linked clone on it needs it). */
+  image: string | null;
   clone: string | null;
   clientMachineId: string | null;
   /** For members of an image pool: the pool, and the version their write cache sits on. */

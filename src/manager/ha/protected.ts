@@ -28,6 +28,7 @@ export async function haVms(db: Db, snapshot: ClusterSnapshot, rows: readonly Vm
         pools: [...new Set(volumesOf(spec).map((v) => existingPool(snapshot, r.hostId!, v)))],
         cpu: r.cpuMode === 'host' ? { mode: 'host' } : { mode: 'compat', model: baseline },
         groups: await groupsOfVm(db, r.id),
+        uefi: spec.firmware === 'uefi',
         exclude: [r.hostId],
       },
     });

@@ -11,6 +11,7 @@ import {
   type AgentInfo,
   type AgentVm,
   agentProtocolVersion,
+  type ChangeCdromRequest,
   type CreateSeedRequest,
   type CreateVolumeRequest,
   type FinishIncomingResult,
@@ -167,6 +168,10 @@ export class AgentClient {
 
   async attachDisk(id: string, disk: DiskSpec): Promise<void> {
     await this.#call('POST', `/agent/v1/vms/${id}/disks`, disk);
+  }
+
+  async changeCdrom(id: string, req: ChangeCdromRequest): Promise<void> {
+    await this.#call('POST', `/agent/v1/vms/${id}/cdrom`, req);
   }
 
   async detachDisk(id: string, index: number): Promise<void> {

@@ -11,7 +11,7 @@ import { now } from '../db/database.ts';
 import type { HostRegistry } from '../hosts/registry.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import { Undo } from '../tasks/undo.ts';
-import type { ImageStore } from './images.ts';
+import { type ImageStore, refuseIfUsed } from './images.ts';
 
 export interface ImageDeps {
   images: ImageStore;
@@ -119,6 +119,7 @@ export function deleteTask(deps: ImageDeps): TaskKind<DeleteParams> {
     async run(ctx, p) {
       const row = await deps.images.row(p.name).catch(() => null);
       if (!row) return { deleted: p.name };
+      await refuseIfUsed(deps.images, p.name);
       if (row.hostId) {
         await ctx.step(`removing ${row.pool}:${row.path}`, 10);
         await deps.hosts.client(row.hostId).deleteVolume({ pool: row.pool, path: row.path });

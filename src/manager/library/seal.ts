@@ -169,6 +169,8 @@ export function sealTask(deps: SealDeps): TaskKind<SealParams> {
           boot: spec.boot ? { kernel, ...(initrd ? { initrd } : {}), cmdline: spec.boot.cmdline } : null,
           generalization: plan.method,
           risk: plan.method === 'guest-agent' ? null : plan.risk,
+          // Its clones boot as it did (their own variable stores start empty).
+          firmware: spec.firmware ?? 'bios',
           createdAt: now(),
         },
         row.hostId!,

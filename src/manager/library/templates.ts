@@ -3,8 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
-import type { Generalization, Template } from '../../wire/template.ts';
-import type { BootSpec } from '../../wire/vm.ts';
+import type { Generalization, OsKind, Template } from '../../wire/template.ts';
+import type { BootSpec, Firmware } from '../../wire/vm.ts';
 import { type Db, now } from '../db/database.ts';
 import type { TemplateTable } from '../db/schema.ts';
 import type { AgentClient } from '../hosts/agent-client.ts';
@@ -21,13 +21,18 @@ function toWire(r: TemplateTable): Template {
     boot: r.boot ? (JSON.parse(r.boot) as BootSpec) : null,
     generalization: r.generalization as Generalization | null,
     risk: r.risk,
+    firmware: (r.firmware ?? 'bios') as Firmware,
+    os: r.osKind as OsKind | null,
     createdAt: r.createdAt,
   };
 }
 
-/** A new template; one not sealed from a VM by Tern has no generalization of record. */
-export type NewTemplate = Omit<Template, 'generalization' | 'risk'> &
-  Partial<Pick<Template, 'generalization' | 'risk'>>;
+/**
+ * A new template: one not sealed from a VM by Tern has no generalization of record; its firmware
+ * is BIOS and its OS unknown unless said.
+ */
+export type NewTemplate = Omit<Template, 'generalization' | 'risk' | 'firmware' | 'os'> &
+  Partial<Pick<Template, 'generalization' | 'risk' | 'firmware' | 'os'>>;
 
 export class TemplateStore {
   readonly #db: Db;
@@ -101,6 +106,8 @@ export class TemplateStore {
         boot: t.boot ? JSON.stringify(t.boot) : null,
         generalization: t.generalization ?? null,
         risk: t.risk ?? null,
+        firmware: t.firmware ?? 'bios',
+        osKind: t.os ?? null,
         createdAt: t.createdAt,
       })
       .execute();

@@ -85,6 +85,7 @@ export async function migrationDemand(
     pools: [...(copied > 0 && copyPool ? [copyPool] : []), ...pools],
     cpu: cpuDemand(snapshot, row.cpuMode, spec, row.hostId),
     groups: await groupsOfVm(deps.db, vmId),
+    uefi: spec.firmware === 'uefi',
     exclude: [row.hostId!],
   };
   return { demand, spec, from: row.hostId!, snapshot };

@@ -82,6 +82,21 @@ export function planMove(
       };
     }
   }
+  if (spec.cdrom?.medium && !reach(spec.cdrom.medium)) {
+    const m = spec.cdrom.medium;
+    return {
+      ok: false,
+      reason: `the CD-ROM's medium (${m.pool}:${m.path}) is in a pool host ${target.hostname} cannot reach; eject it first`,
+    };
+  }
+  // The variable store is a pflash device, not a drive a block mirror can copy while the guest
+  // runs: a UEFI VM moves with it on shared storage only.
+  if (spec.efiVars && !reach(spec.efiVars)) {
+    return {
+      ok: false,
+      reason: `the UEFI variable store (${spec.efiVars.pool}:${spec.efiVars.path}) is in a local pool: a UEFI VM moves between hosts on shared storage only`,
+    };
+  }
   if (opts.mode === 'quick' && mirrored.length > 0) {
     return {
       ok: false,

@@ -112,6 +112,7 @@ export function firstRejection(host: PlacementHost, d: Demand): FilterName | nul
   if (!passesCapacity(host, d)) return 'capacity';
   if (!passesStorage(host, d)) return 'storage';
   if (!passesCpu(host, d)) return 'cpu';
+  if (d.vm.uefi && !host.uefi) return 'firmware';
   if (d.together.length > 0 || d.apart.length > 0) return groupRejection(host, d);
   return null;
 }
@@ -156,6 +157,8 @@ export function rejectionReason(host: PlacementHost, d: Demand, filter: FilterNa
       }
       return `not the same CPU as the VM's (${cpuDifference(host.cpu, cpu.sameAs!)})`;
     }
+    case 'firmware':
+      return 'has no UEFI firmware (install the ovmf package; tern doctor)';
     case 'affinity': {
       const g = d.together.find((name) => !((host.groups.get(name) ?? 0) > 0));
       return `holds no member of affinity group ${g}, whose members are on other hosts`;

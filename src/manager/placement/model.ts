@@ -32,6 +32,8 @@ export interface PlacementHost {
   allocated: { vcpus: number; memoryMiB: number };
   /** Affinity groups of the VMs on this host, with how many members each. */
   groups: ReadonlyMap<string, number>;
+  /** The host has UEFI firmware (OVMF) for VMs. */
+  uefi?: boolean;
 }
 
 export type CpuDemand = { mode: 'compat'; model: string } | { mode: 'host'; sameAs?: CpuIdentity };
@@ -50,6 +52,8 @@ export interface VmDemand {
   pools: readonly string[];
   cpu: CpuDemand;
   groups: readonly VmGroup[];
+  /** The VM boots with UEFI: only hosts with OVMF take it. */
+  uefi?: boolean;
   /** Host ids never chosen (a migration's source host). */
   exclude?: readonly string[];
 }
@@ -89,6 +93,7 @@ export const filterNames = [
   'capacity',
   'storage',
   'cpu',
+  'firmware',
   'affinity',
   'anti-affinity',
 ] as const;

@@ -43,6 +43,8 @@ export function deleteTask(deps: VmDeps & { secrets: SecretStore }): TaskKind<De
       const volumes = [
         ...(p.keepDisks ? [] : spec.disks.map((d) => d.volume)),
         ...(spec.seed ? [spec.seed] : []),
+        // The UEFI variable store is the VM's alone: nothing could boot with it but the VM.
+        ...(spec.efiVars ? [spec.efiVars] : []),
       ];
       let i = 0;
       for (const v of volumes) {

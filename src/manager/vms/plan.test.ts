@@ -14,6 +14,8 @@ const tiny: Template = {
   boot: { kernel: { pool: 'local', path: 'templates/tiny/vmlinuz' }, cmdline: 'root=/dev/vda' },
   generalization: null,
   risk: null,
+  firmware: 'bios',
+  os: null,
   createdAt: '2026-01-01T00:00:00.000Z',
 };
 const id = '11111111-2222-4333-8444-555555555555';

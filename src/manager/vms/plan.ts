@@ -4,8 +4,9 @@
  */
 import { TernError } from '../../errors.ts';
 import type { CreateVolumeRequest } from '../../wire/agent.ts';
+import type { Image } from '../../wire/image.ts';
 import type { Template } from '../../wire/template.ts';
-import { type CreateVmRequest, gibToBytes, type VmSpec } from '../../wire/vm.ts';
+import { type CreateVmRequest, gibToBytes, type VmSpec, type VolumeRef } from '../../wire/vm.ts';
 
 export interface SeedContent {
   metaData: string;
@@ -27,6 +28,35 @@ export function randomMac(random: (n: number) => Buffer): string {
   return ['52', '54', '00', ...[...random(3)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
 }
 
+/** Library items a VM is made from besides its template: a disk image, an ISO for its CD-ROM. */
+export interface PlanMedia {
+  image?: Image | null;
+  iso?: Image | null;
+}
+
+/** The disk a VM's first disk is cloned from: its template's or a library image's. */
+function baseOf(template: Template | null, image: Image | null) {
+  if (template && image)
+    throw new TernError('invalid_request', 'a VM is made from a template or an image, not both', {
+      field: 'image',
+    });
+  if (template)
+    return { volume: template.disk, bytes: template.diskSizeBytes, what: `template ${template.name}'s disk` };
+  if (image) {
+    if (image.kind !== 'disk')
+      throw new TernError(
+        'invalid_request',
+        `image ${image.name} is an ISO: it goes in a CD-ROM (iso: ${image.name}), it is no disk to clone`,
+        { field: 'image' },
+      );
+    return { volume: image.volume, bytes: image.virtualBytes, what: `image ${image.name}'s virtual size` };
+  }
+  return null;
+}
+
+const GiB = 1024 ** 3;
+const gib = (bytes: number) => `${Math.round((bytes / GiB) * 100) / 100} GiB`;
+
 export function planVm(
   req: CreateVmRequest,
   template: Template | null,
@@ -34,33 +64,52 @@ export function planVm(
   defaultPool: string,
   macs: () => string,
   clientMachineId: string = id,
+  media: PlanMedia = {},
 ): VmPlan {
+  const image = media.image ?? null;
+  const iso = media.iso ?? null;
+  const base = baseOf(template, image);
+  if (iso && iso.kind !== 'iso')
+    throw new TernError(
+      'invalid_request',
+      `image ${iso.name} is a disk image, not an ISO: make the VM from it with image: ${iso.name}`,
+      { field: 'iso' },
+    );
+  if (req.bootOrder && !iso)
+    throw new TernError('invalid_request', 'a boot order (cd or disk) needs a CD-ROM: give an iso', {
+      field: 'bootOrder',
+    });
   // The VM's disks go to the requested pool; a linked clone's backing may live in another.
-  const pool = req.pool ?? template?.disk.pool ?? defaultPool;
+  const pool = req.pool ?? base?.volume.pool ?? defaultPool;
   const dir = `vms/${id}`;
   const volumes: CreateVolumeRequest[] = [];
   const diskSizes: number[] = [];
   const bootSize = req.diskGiB ? gibToBytes(req.diskGiB) : undefined;
 
-  if (template) {
-    if (bootSize !== undefined && bootSize < template.diskSizeBytes) {
-      throw new TernError('invalid_request', `diskGiB is smaller than template ${template.name}'s disk`, {
-        field: 'diskGiB',
-      });
+  if (base) {
+    // Disks only grow: a smaller disk would cut off the end of the guest's filesystem.
+    if (bootSize !== undefined && bootSize < base.bytes) {
+      throw new TernError(
+        'invalid_request',
+        `diskGiB (${gib(bootSize)}) is smaller than ${base.what} (${gib(base.bytes)}); disks only grow`,
+        { field: 'diskGiB', minimumBytes: base.bytes },
+      );
     }
-    // A linked clone is a qcow2 overlay whose backing file is the template's read-only base;
-    // a full clone is a standalone copy that no longer needs the template.
-    const source = req.full ? { copyOf: template.disk } : { backing: template.disk };
+    // A linked clone is a qcow2 overlay whose backing file is the read-only base (a template's
+    // disk or a library image, compressed or not); a full clone is a standalone copy.
+    const source = req.full ? { copyOf: base.volume } : { backing: base.volume };
     volumes.push({
       volume: { pool, path: `${dir}/disk0.qcow2` },
       format: 'qcow2',
       ...source,
       sizeBytes: bootSize,
     });
-    diskSizes.push(bootSize ?? template.diskSizeBytes);
+    diskSizes.push(bootSize ?? base.bytes);
   } else {
     if (!bootSize)
-      throw new TernError('invalid_request', 'diskGiB is required without a template', { field: 'diskGiB' });
+      throw new TernError('invalid_request', 'diskGiB is required without a template or an image', {
+        field: 'diskGiB',
+      });
     volumes.push({ volume: { pool, path: `${dir}/disk0.qcow2` }, format: 'qcow2', sizeBytes: bootSize });
     diskSizes.push(bootSize);
   }
@@ -70,6 +119,20 @@ export function planVm(
     diskSizes.push(size);
   });
 
+  const disks = volumes.map((v, slot) => ({
+    volume: v.volume,
+    format: 'qcow2' as const,
+    readonly: false,
+    slot,
+  }));
+  const firmware = req.firmware ?? template?.firmware ?? 'bios';
+  let efiVars: VolumeRef | undefined;
+  if (firmware === 'uefi') {
+    // The VM's own variable store (boot entries, settings), made from the host's empty one;
+    // one of its volumes, so it moves and goes with the VM.
+    efiVars = { pool, path: `${dir}/efivars.fd` };
+    volumes.push({ volume: efiVars, format: 'raw', content: 'uefi-vars' });
+  }
   const spec: VmSpec = {
     id,
     name: req.name,
@@ -77,15 +140,24 @@ export function planVm(
     cpuModel: 'host',
     vcpus: req.vcpus ?? template?.vcpus ?? 1,
     memoryMiB: req.memoryMiB ?? template?.memoryMiB ?? 512,
-    disks: volumes.map((v, slot) => ({ volume: v.volume, format: 'qcow2', readonly: false, slot })),
+    disks,
     nics: (req.nics ?? [{ mode: 'user' }]).map((network) => ({ mac: macs(), network })),
     ...(template?.boot ? { boot: template.boot } : {}),
     seed: { pool, path: `${dir}/seed.iso` },
+    ...(firmware === 'uefi' ? { firmware, efiVars } : {}),
+    ...(iso
+      ? {
+          cdrom: { medium: iso.volume },
+          // An install boots from the CD while the blank disk has no OS; anything with an OS
+          // boots from its disk, the CD after it.
+          bootOrder: req.bootOrder ?? (base ? 'disk' : 'cd'),
+        }
+      : {}),
   };
   const seed: SeedContent = { metaData: seedMetaData(spec, clientMachineId) };
   if (req.userData !== undefined) seed.userData = req.userData;
   if (req.ip) seed.networkConfig = networkConfig(spec.nics[0]?.mac, req.ip);
-  return { spec, volumes, diskSizes, clone: template ? (req.full ? 'full' : 'linked') : null, seed };
+  return { spec, volumes, diskSizes, clone: base ? (req.full ? 'full' : 'linked') : null, seed };
 }
 
 /**

@@ -16,6 +16,8 @@ export function volumesOf(spec: VmSpec): VolumeRef[] {
     ...spec.disks.map((d) => d.volume),
     ...(spec.seed ? [spec.seed] : []),
     ...(spec.boot ? [spec.boot.kernel, ...(spec.boot.initrd ? [spec.boot.initrd] : [])] : []),
+    ...(spec.efiVars ? [spec.efiVars] : []),
+    ...(spec.cdrom?.medium ? [spec.cdrom.medium] : []),
   ];
 }
 
@@ -54,6 +56,7 @@ function decideStart(deps: VmDeps, row: VmTable, groups: VmGroup[]) {
         pools,
         cpu: row.cpuMode === 'host' ? { mode: 'host' } : { mode: 'compat', model: cpuModel },
         groups,
+        uefi: spec.firmware === 'uefi',
       },
       snapshot,
     );

@@ -8,6 +8,7 @@ import { emptyGuestInfo, type GuestInfo, type PowerState, type Vm, type VmSpec }
 import { type Db, now } from '../db/database.ts';
 import type { VmTable } from '../db/schema.ts';
 import type { EventBus } from '../events/bus.ts';
+import { imageNameOf } from '../library/images.ts';
 import type { VmPlan } from './plan.ts';
 import { hostUnreachable, reconcileVm, type VmState } from './reconcile.ts';
 
@@ -39,6 +40,7 @@ export function newVmRow(
     state: 'creating',
     stateReason: null,
     template,
+    image: null,
     clone: plan.clone,
     clientMachineId,
     imagePool: imagePool?.pool ?? null,
@@ -93,6 +95,11 @@ export class VmStore {
       cpuModel: spec.cpuModel,
       disks: spec.disks.map((d, i) => ({ ...d, sizeBytes: sizes[i] ?? 0 })),
       nics: spec.nics,
+      image: row.image ?? null,
+      firmware: spec.firmware ?? 'bios',
+      cdrom: spec.cdrom
+        ? { medium: spec.cdrom.medium, image: spec.cdrom.medium ? imageNameOf(spec.cdrom.medium) : null }
+        : null,
       guest,
       ipAddresses: usefulAddresses(guest.interfaces),
       vncPort: row.vncPort,
