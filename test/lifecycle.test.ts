@@ -84,13 +84,74 @@ test('a VM keeps running through an agent restart and is reattached', async () =
   assert.deepEqual(qemuPids(vm.id), [pid], 'the same QEMU process');
 });
 
-test('a reboot through the guest agent keeps the VM running and the guest comes back', async () => {
+/** A command run in demo's guest through its guest agent: its exit code and output. */
+async function inGuest(script: string): Promise<{ exitCode: number | null; stdout: string }> {
+  const r = await c.api.request<{ exitCode: number | null; stdout: string; stderr: string }>(
+    'POST',
+    '/api/v1/vms/demo/exec',
+    { command: ['sh', '-c', script] },
+  );
+  return { exitCode: r.exitCode, stdout: Buffer.from(r.stdout, 'base64').toString('utf8') };
+}
+
+/** The guest's own count of its boots: a line per boot in /var/log/boots on its disk. */
+const guestBoots = async () => Number((await inGuest('wc -l </var/log/boots')).stdout.trim());
+
+test('a reboot through the guest agent is done once the guest has booted again and its agent answers', async () => {
   const before = await c.api.request<Vm>('GET', '/api/v1/vms/demo');
+  // The host's count went through the agent restart above (kept in the runtime directory).
+  assert.equal(before.guest.boots, 1);
+  const disk = await guestBoots();
   const t = await c.api.task('POST', '/api/v1/vms/demo/reboot');
   assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
-  await c.api.waitVm('demo', (v) => v.guest.agent === 'not-responding', 60_000, 'rebooting');
-  const after = await c.api.waitVm('demo', responding, 90_000, 'answering after the reboot');
+  const r = t.result as { method: string; boots: number; guestAgent: boolean };
+  assert.equal(r.method, 'guest-agent');
+  assert.equal(r.guestAgent, true);
+  // Done means back: the host saw a new boot, the guest counted it on its disk, its agent answers.
+  const after = await c.api.request<Vm>('GET', '/api/v1/vms/demo');
+  assert.ok(r.boots > before.guest.boots, `boots ${before.guest.boots} → ${r.boots}`);
+  assert.ok(responding(after));
+  assert.equal(await guestBoots(), disk + 1);
   assert.deepEqual(qemuPids(after.id), qemuPids(before.id));
+});
+
+test("a guest that cannot power off: reboot and shutdown fail with its guest agent's error; --force resets it", async () => {
+  // What a systemd guest without logind does: its shutdown fails ("Failed to connect to bus"),
+  // and nothing handles the ACPI button. Undone by the reset at the end (a bind mount on /run).
+  const broken = await inGuest(
+    "printf '#!/bin/sh\\necho Failed to connect to bus >&2\\nexit 1\\n' >/run/noshut && chmod +x /run/noshut && mount -o bind /run/noshut /sbin/shutdown && killall acpid",
+  );
+  assert.equal(broken.exitCode, 0);
+  const tried = await inGuest('/sbin/shutdown -r +0 2>&1; echo "exit=$?"');
+  assert.match(tried.stdout, /Failed to connect to bus\nexit=1/);
+  const disk = await guestBoots();
+  const boots = (await c.api.request<Vm>('GET', '/api/v1/vms/demo')).guest.boots;
+
+  const reboot = await c.api.task('POST', '/api/v1/vms/demo/reboot');
+  assert.equal(reboot.state, 'failed');
+  assert.match(
+    reboot.error?.message ?? '',
+    /^demo did not reboot: guest agent error: child process has failed to shutdown; use --force to reset the VM$/,
+  );
+  const shutdown = await c.api.task('POST', '/api/v1/vms/demo/shutdown', { timeoutSeconds: 5 });
+  assert.equal(shutdown.state, 'failed');
+  assert.match(
+    shutdown.error?.message ?? '',
+    /did not shut down within 5 s: no reaction to the ACPI power button, and the guest agent: guest agent error: child process has failed to shutdown; use --force/,
+  );
+  const still = await c.api.request<Vm>('GET', '/api/v1/vms/demo');
+  assert.ok(responding(still));
+  assert.equal(still.guest.boots, boots, 'the host saw no new boot');
+  assert.equal(await guestBoots(), disk, 'the guest did not boot again');
+
+  const forced = await c.api.task('POST', '/api/v1/vms/demo/reboot', { force: true });
+  assert.equal(forced.state, 'succeeded', JSON.stringify(forced.error));
+  const r = forced.result as { method: string; boots: number };
+  assert.equal(r.method, 'reset');
+  assert.ok(r.boots > boots, `boots ${boots} → ${r.boots}`);
+  assert.equal(await guestBoots(), disk + 1);
+  const { text } = await c.api.request<{ text: string }>('GET', '/api/v1/vms/demo/console?bytes=200000');
+  assert.match(text, new RegExp(`TERN-GUEST-READY hostname=demo instance=\\S+ boot=${disk + 1}\\b`));
 });
 
 test('a guest left frozen by a snapshot cut short is thawed when its agent comes back', async () => {

@@ -195,7 +195,7 @@ export const GuestInfo = Type.Object({
   boots: Type.Integer({
     minimum: 0,
     description:
-      'boots of the guest its host has seen since its QEMU started: 1 at power-on, one more at each reboot or reset (0 when it does not run)',
+      "boots of the guest its host has seen begin since its QEMU started: 1 at power-on, one more at each reset QEMU reports (a reboot of a BIOS guest begins two: its own reset, then its firmware's); 0 when it does not run",
   }),
   lastHeartbeat: Type.Union([Timestamp, Type.Null()]),
   hostname: Type.Union([Type.String(), Type.Null()]),

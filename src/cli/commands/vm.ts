@@ -31,9 +31,10 @@ async function rebootOne(api: ApiClient, flags: Flags, name: string, body: unkno
   const { task } = await api.request<{ task: Task }>('POST', `/api/v1/vms/${enc(name)}/reboot`, body);
   const done = await waitForTask(api, task, flags.output === 'json');
   if (flags.output === 'json') return printJson(done);
-  const r = done.result as { method?: string; boot?: number; seconds?: number } | null;
+  const r = done.result as { method?: string; guestAgent?: boolean; seconds?: number } | null;
   const how = r?.method === 'reset' ? 'by a hard reset' : 'through its guest agent';
-  printText(`${name} rebooted ${how}: boot ${r?.boot ?? '?'} seen after ${r?.seconds ?? '?'} s\n`);
+  const seen = r?.guestAgent ? 'a new boot seen and its guest agent answering' : 'a new boot seen';
+  printText(`${name} rebooted ${how}: ${seen} after ${r?.seconds ?? '?'} s\n`);
 }
 
 function one(args: string[], usage: string): string {

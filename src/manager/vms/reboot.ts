@@ -21,9 +21,11 @@ export const defaultRebootTimeoutSeconds = 120;
 
 export interface Rebooted {
   method: 'guest-agent' | 'reset';
-  /** The boot seen: the guest's boot count on its host. */
-  boot: number;
-  /** Seconds from the request to the guest back (booted, and its agent answering where it had one). */
+  /** The guest's boot count on its host once back (`guest.boots`). */
+  boots: number;
+  /** Its guest agent answered again (false only for a guest that had none answering before). */
+  guestAgent: boolean;
+  /** Seconds from the request to the guest back. */
   seconds: number;
 }
 
@@ -80,28 +82,31 @@ export async function rebootVm(
       'conflict',
       `${vm.name} is ${booted.state} instead of rebooting: ${booted.stateReason}`,
     );
-  await ctx.log(`boot ${booted.guest.boots} seen after ${how}`);
+  await ctx.log(`a new boot seen after ${how}`);
   let back = booted;
   if (hadAgent) {
     await ctx.step('waiting for the guest agent to answer again', 70);
-    back = await until(
-      deps,
-      ctx,
-      vmId,
-      deadline,
-      (v) => !running(v) || v.guest.boots > booted.guest.boots || v.guest.agent === 'responding',
-    ).catch((err: TernError) => {
-      throw err.code === 'timeout'
-        ? new TernError(
-            'timeout',
-            `${vm.name} booted again (boot ${booted.guest.boots}) but its guest agent did not answer within ${timeoutSeconds} s`,
-          )
-        : err;
-    });
+    // A BIOS guest's reboot passes through two resets (its own, then its firmware's): the
+    // agent that answers is the one of the boot that came up, whichever that was.
+    back = await until(deps, ctx, vmId, deadline, (v) => !running(v) || v.guest.agent === 'responding').catch(
+      (err: TernError) => {
+        throw err.code === 'timeout'
+          ? new TernError(
+              'timeout',
+              `${vm.name} booted again but its guest agent did not answer within ${timeoutSeconds} s`,
+            )
+          : err;
+      },
+    );
     if (!running(back))
       throw new TernError('conflict', `${vm.name} is ${back.state} after rebooting: ${back.stateReason}`);
   }
-  return { method, boot: back.guest.boots, seconds: Math.round((Date.now() - started) / 100) / 10 };
+  return {
+    method,
+    boots: back.guest.boots,
+    guestAgent: hadAgent,
+    seconds: Math.round((Date.now() - started) / 100) / 10,
+  };
 }
 
 const until = (deps: VmDeps, ctx: TaskContext, vmId: string, deadline: number, ok: (v: Vm) => boolean) =>
