@@ -109,7 +109,7 @@ async function stop(deps: SealDeps, ctx: TaskContext, vmId: string, plan: SealPl
     if (plan.method !== 'guest-agent') throw err;
     throw new TernError(
       (err as TernError).code ?? 'internal',
-      `${(err as Error).message}. It is generalized already: stop it (tern vm stop ${vm.name}) and seal it with --force`,
+      `${(err as Error).message}. It is generalized already and makes a new identity at its next boot; to seal it, stop it (tern vm stop ${vm.name}) and seal it with --force (the template then records it as not generalized), or seal it again while it runs`,
     );
   }
 }
@@ -132,6 +132,7 @@ export function sealTask(deps: SealDeps): TaskKind<SealParams> {
         await ctx.step('removing what the interrupted seal copied', 0);
         await removeCopies(agent, spec, p.name);
       }
+      ctx.throwIfCancelled();
       let plan: SealPlan;
       if (await generalizedBefore(deps, ctx)) {
         plan = { method: 'guest-agent' };
