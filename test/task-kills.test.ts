@@ -534,6 +534,63 @@ const table: KillCase[] = [
     },
   },
   {
+    kind: 'vm.cdrom',
+    at: 'the eject asked of the host',
+    setup: async () => {
+      const src = path.join(importDir, 'k-iso-src');
+      fs.mkdirSync(src, { recursive: true });
+      fs.writeFileSync(path.join(src, 'readme'), 'tern\n');
+      execFileSync('genisoimage', ['-quiet', '-o', path.join(importDir, 'k-iso.iso'), src]);
+      const imported = await api.task('POST', '/api/v1/images', {
+        name: 'k-iso',
+        kind: 'iso',
+        sourcePath: path.join(importDir, 'k-iso.iso'),
+      });
+      assert.equal(imported.state, 'succeeded', JSON.stringify(imported.error));
+      const t = await api.task('POST', '/api/v1/vms', {
+        name: 'k-cd',
+        template: 'tiny',
+        iso: 'k-iso',
+        start: true,
+      });
+      assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+      holdOn = await onHostOf('k-cd', 'changeCdrom');
+    },
+    submit: del('/api/v1/vms/k-cd/cdrom'),
+    check: async (t) => {
+      // The host ejected while no manager watched; resumed, the eject is asked again and recorded.
+      assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+      const v = await vm('k-cd');
+      assert.deepEqual(v.cdrom, { medium: null, image: null });
+      assert.deepEqual(hostOf(v).driver.spec(v.id)?.cdrom, { medium: null });
+    },
+  },
+  {
+    kind: 'template.from-image',
+    at: 'its start',
+    setup: async () => {
+      execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', path.join(importDir, 'k-disk.qcow2'), '64M']);
+      const t = await api.task('POST', '/api/v1/images', {
+        name: 'k-disk',
+        sourcePath: path.join(importDir, 'k-disk.qcow2'),
+      });
+      assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+    },
+    submit: post('/api/v1/templates', { name: 'k-from-img', fromImage: 'k-disk', firmware: 'uefi' }),
+    check: async (t) => {
+      // Either recorded with its disk, or failed with no copy left behind.
+      const tpl = await api.raw('GET', '/api/v1/templates/k-from-img');
+      const files = filesUnder(dir).filter((f) => f.includes('templates/k-from-img'));
+      if (t.state === 'succeeded') {
+        assert.equal(tpl.status, 200);
+        assert.ok(files.some((f) => f.endsWith('disk.qcow2')));
+      } else {
+        assert.equal(tpl.status, 404);
+        assert.deepEqual(files, []);
+      }
+    },
+  },
+  {
     kind: 'imagepool.create',
     at: 'the start of its VMs',
     setup: async () => {
