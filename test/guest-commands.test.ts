@@ -138,6 +138,34 @@ test('the CLI passes the guest bytes through and exits with the command’s exit
   );
 });
 
+test('--grow-fs finds the disk in the guest by its serial; without resize2fs it says the filesystem was not grown', async () => {
+  const serial = await exec({ command: ['cat', '/sys/block/vda/serial'] });
+  assert.equal(text(serial.stdout), 'tern-disk-0', 'the guest sees which disk is Tern’s disk 0');
+  const df = async () =>
+    Number(text((await exec({ command: ['sh', '-c', "df -k / | awk 'NR==2 {print $2}'"] })).stdout));
+  const before = await df();
+  const t = await c.api.task('POST', '/api/v1/vms/g1/disks/0/resize', { sizeGiB: 1, growFs: true });
+  assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+  const fsReport = (t.result as { filesystem: { grown: string[]; notGrown: string[]; message: string } })
+    .filesystem;
+  // The tiny guest's root is ext4 on the whole disk (no partition) and it has no e2fsprogs.
+  assert.deepEqual(fsReport.grown, []);
+  assert.deepEqual(fsReport.notGrown, [
+    'ext4 on /dev/vda (/): e2fsprogs (resize2fs) is not installed in the guest',
+  ]);
+  assert.match(fsReport.message, /^the filesystem was not grown: /);
+  const size = await exec({ command: ['cat', '/sys/block/vda/size'] });
+  assert.equal(Number(text(size.stdout)) * 512, 1024 ** 3, 'the disk itself grew, as the guest sees it');
+  assert.equal(await df(), before, 'its filesystem did not');
+
+  const cli = await runTern(['vm', 'disk', 'resize', 'g1', '0', '1G', '--grow-fs'], { env: c.api.cliEnv });
+  assert.equal(cli.code, 0, cli.stderr);
+  assert.match(
+    cli.stdout,
+    /the filesystem was not grown: ext4 on \/dev\/vda \(\/\): e2fsprogs \(resize2fs\) is not installed/,
+  );
+});
+
 test('a VM that is not running runs no commands', async () => {
   const t = await c.api.task('POST', '/api/v1/vms', { name: 'g2', template: 'tiny' });
   assert.equal(t.state, 'succeeded', JSON.stringify(t.error));

@@ -2,6 +2,7 @@
  * Builds the QEMU command line from a VM spec. Pure: paths are resolved by the caller, so the
  * same spec always gives the same argv and the mapping is tested without QEMU.
  */
+import { diskSerial } from '../../wire/guest-command.ts';
 import { type DiskSpec, diskSlot, hotplugSlots, type VmSpec } from '../../wire/vm.ts';
 import type { AcceleratorChoice } from './accelerator.ts';
 
@@ -78,6 +79,8 @@ export function diskDevice(slot: number, q35: boolean): Record<string, string> {
     driver: 'virtio-blk-pci',
     drive: n.format,
     id: n.device,
+    // How the guest tells which of its disks is Tern's disk in this slot (--grow-fs).
+    serial: diskSerial(slot),
     werror: 'enospc',
     rerror: 'report',
     ...(q35 ? { bus: n.port } : {}),

@@ -199,13 +199,19 @@ async function diskCommand(api: ApiClient, args: string[], flags: Flags): Promis
     return submitTask(api, flags, 'POST', `${base}/${a}/move`, { pool: b });
   }
   if (op === 'resize' && vm && a !== undefined && /^\d+$/.test(a) && b) {
-    return submitTask(api, flags, 'POST', `${base}/${a}/resize`, {
-      sizeGiB: parseSize(b, 'G', 'SIZE') / 1024,
-    });
+    const body = { sizeGiB: parseSize(b, 'G', 'SIZE') / 1024, ...(flags['grow-fs'] ? { growFs: true } : {}) };
+    if (!flags['grow-fs'] || flags['no-wait'] || flags.output === 'json')
+      return submitTask(api, flags, 'POST', `${base}/${a}/resize`, body);
+    // What was grown inside the guest, and what was not and why.
+    const { task } = await api.request<{ task: Task }>('POST', `${base}/${a}/resize`, body);
+    const done = await waitForTask(api, task, false);
+    const fs = (done.result as { filesystem?: { message: string } } | null)?.filesystem;
+    if (fs) printText(`${fs.message}\n`);
+    return;
   }
   throw new TernError(
     'invalid_request',
-    'usage: tern vm disk add VM SIZE|POOL:PATH | remove VM INDEX [--keep-disks] | resize VM INDEX SIZE | move VM INDEX POOL',
+    'usage: tern vm disk add VM SIZE|POOL:PATH | remove VM INDEX [--keep-disks] | resize VM INDEX SIZE [--grow-fs] | move VM INDEX POOL',
   );
 }
 

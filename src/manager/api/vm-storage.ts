@@ -43,7 +43,18 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
         summary: 'Grow a disk: online when the VM runs, offline otherwise',
         tags: ['vm storage'],
         params: Type.Object({ vm: VmRef.properties.vm, index: Type.Integer({ minimum: 0, maximum: 15 }) }),
-        body: Type.Object({ sizeGiB: DiskGiB('the new size') }, { additionalProperties: false }),
+        body: Type.Object(
+          {
+            sizeGiB: DiskGiB('the new size'),
+            growFs: Type.Optional(
+              Type.Boolean({
+                description:
+                  'also grow the partition (growpart) and filesystem (resize2fs, xfs_growfs) on it inside a running Linux guest, through its guest agent; the task result says what was grown',
+              }),
+            ),
+          },
+          { additionalProperties: false },
+        ),
         response: responses,
       },
     },
@@ -56,6 +67,7 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
         vmId,
         index: req.params.index,
         sizeBytes,
+        ...(req.body.growFs ? { growFs: true } : {}),
       }));
     },
   );

@@ -3,16 +3,20 @@
  * remove (hot-plugged when it runs: q35 VMs have spare PCIe root ports for that).
  */
 import { asTernError, TernError } from '../../errors.ts';
+import { diskSerial } from '../../wire/guest-command.ts';
 import { type DiskSpec, diskSlot, hotplugSlots, type VmSpec, withoutDisk } from '../../wire/vm.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import { Undo } from '../tasks/undo.ts';
 import { loadDisk, loadVm, type VmDeps } from './deps.ts';
+import { type GrowthReport, growInGuest } from './grow-fs.ts';
 import { keepVolumes } from './kept.ts';
 
 export interface ResizeParams {
   vmId: string;
   index: number;
   sizeBytes: number;
+  /** Also grow the partition and filesystem inside the guest (grow-fs.ts). */
+  growFs?: boolean;
 }
 
 export function resizeTask(deps: VmDeps): TaskKind<ResizeParams> {
@@ -42,7 +46,21 @@ export function resizeTask(deps: VmDeps): TaskKind<ResizeParams> {
           throw new TernError('conflict', `VM ${row.name} is ${row.state}`);
         }
       }
-      return { index: p.index, sizeBytes: await recordDiskSize(deps, p.vmId, p.index) };
+      const sizeBytes = await recordDiskSize(deps, p.vmId, p.index);
+      if (!p.growFs) return { index: p.index, sizeBytes };
+      // Idempotent (growpart and the resizers do nothing when there is nothing to grow), so a
+      // resumed run does it again; the disk has grown either way, so the task succeeds.
+      let filesystem: GrowthReport;
+      if (row.state === 'running') {
+        await ctx.step('growing the partition and filesystem inside the guest', 70);
+        const serial = diskSerial(diskSlot(disk, p.index));
+        filesystem = await growInGuest((req) => agent.guestExec(p.vmId, req), serial);
+      } else {
+        const why = `VM ${row.name} is ${row.state}: the filesystem was not grown (it grows with --grow-fs while the VM runs)`;
+        filesystem = { grown: [], notGrown: [why], message: why };
+      }
+      await ctx.log(filesystem.message);
+      return { index: p.index, sizeBytes, filesystem };
     },
     async cleanup(_ctx, p) {
       // The host may have grown the disk before the failure: the inventory says what it has.
