@@ -118,6 +118,7 @@ test('a running VM is generalized through its guest agent, then sealed; its clon
   const t = await c.api.request<Template>('GET', '/api/v1/templates/sealed');
   assert.equal(t.generalization, 'guest-agent');
   assert.equal(t.risk, null);
+  assert.equal(t.os, 'linux', 'the generalization ran on Linux');
   assert.equal(
     backingOf(c.pool, t.disk.path),
     null,

@@ -8,7 +8,7 @@ import { CreateTemplateRequest, Template } from '../../wire/template.ts';
 import { gibToBytes } from '../../wire/vm.ts';
 import { planSeal } from '../library/generalize.ts';
 import { imageNamed } from '../library/lookup.ts';
-import { refuseIfLinked, sealTask, templateDeleteTask } from '../library/seal.ts';
+import { osOfTemplate, refuseIfLinked, sealTask, templateDeleteTask } from '../library/seal.ts';
 import {
   type FromImageParams,
   templateDiskOf,
@@ -84,7 +84,7 @@ export function templateRoutes(app: App, s: ApiServices): void {
         );
       const vm = await s.store.get(req.body.fromVm);
       // Refused here with the way out; the task decides again on what it finds then.
-      planSeal(vm, req.body.force ?? false);
+      planSeal(vm, req.body.force ?? false, await osOfTemplate(s.templates, vm.template));
       const task = await s.tasks.submit(
         seal,
         {

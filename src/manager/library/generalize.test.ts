@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { emptyGuestInfo, type GuestInfo, type Vm } from '../../wire/vm.ts';
-import { isWindows, leftIdentity, planSeal, sharedIdentityRisk } from './generalize.ts';
+import { isWindows, leftIdentity, planSeal, sealedOs, sharedIdentityRisk } from './generalize.ts';
 
 const linux = { id: 'debian', name: 'Debian GNU/Linux', kernelRelease: '6.1.0-18-amd64' };
 const windows = { id: 'mswindows', name: 'Microsoft Windows', prettyName: 'Windows Server 2022' };
@@ -52,6 +52,20 @@ test('Windows is refused with sysprep as the fix, running or stopped, unless for
   assert.equal(isWindows({ name: 'Microsoft Windows' }), true);
   assert.equal(isWindows(linux), false);
   assert.equal(isWindows(null), false);
+});
+
+test('a VM made from a Windows template is refused even before its guest agent ever reported', () => {
+  assert.throws(() => planSeal(vm('stopped'), false, 'windows'), /runs Windows.*sysprep/);
+  assert.throws(() => planSeal(vm('running', { agent: 'responding' }), false, 'windows'), /sysprep/);
+  assert.deepEqual(planSeal(vm('running', answering), false, 'linux'), { method: 'guest-agent' });
+});
+
+test('the sealed template says Linux once generalized, Windows when the guest said so, else its own', () => {
+  const none = { method: 'none', risk: sharedIdentityRisk } as const;
+  assert.equal(sealedOs({ method: 'guest-agent' }, linux, null), 'linux');
+  assert.equal(sealedOs(none, windows, null), 'windows');
+  assert.equal(sealedOs(none, null, 'windows'), 'windows');
+  assert.equal(sealedOs(none, null, null), null);
 });
 
 test('a VM in between (paused, unreachable, creating) is refused even with force', () => {

@@ -7,7 +7,7 @@
  * on a new instance id: a machine id left in a template is the machine id of every clone.
  */
 import { TernError } from '../../errors.ts';
-import type { Generalization } from '../../wire/template.ts';
+import type { Generalization, OsKind } from '../../wire/template.ts';
 import type { GuestOs, Vm } from '../../wire/vm.ts';
 
 export const sharedIdentityRisk = 'clones share machine-id and SSH host keys';
@@ -26,13 +26,18 @@ const asIs = { method: 'none', risk: sharedIdentityRisk } as const;
 /**
  * How a VM can be sealed. A running Linux guest whose agent answers is generalized through it;
  * anything else is refused with the way out, or sealed as it is with `force` (and the risk
- * recorded). `vm.guest.os` is the last the guest agent reported, kept while the VM is stopped.
+ * recorded). `vm.guest.os` is the last the guest agent reported, kept while the VM is stopped;
+ * `templateOs` the OS kind of the template the VM was made from, if it says.
  */
-export function planSeal(vm: Pick<Vm, 'name' | 'state' | 'guest'>, force: boolean): SealPlan {
+export function planSeal(
+  vm: Pick<Vm, 'name' | 'state' | 'guest'>,
+  force: boolean,
+  templateOs: OsKind | null = null,
+): SealPlan {
   if (vm.state !== 'stopped' && vm.state !== 'running') {
     throw new TernError('conflict', `VM ${vm.name} is ${vm.state}; start it or shut it down first`);
   }
-  if (isWindows(vm.guest.os)) {
+  if (isWindows(vm.guest.os) || templateOs === 'windows') {
     if (force) return asIs;
     throw new TernError(
       'conflict',
@@ -48,6 +53,16 @@ export function planSeal(vm: Pick<Vm, 'name' | 'state' | 'guest'>, force: boolea
     'conflict',
     `${why}, so Tern cannot generalize it (${sharedIdentityRisk} otherwise): start the VM so its guest agent can generalize it, or use --force to seal it as it is`,
   );
+}
+
+/**
+ * The OS kind a template sealed from the VM records: Linux once the generalization (which
+ * checks `uname -s`) ran, Windows when the guest said so, otherwise its own template's.
+ */
+export function sealedOs(plan: SealPlan, guestOs: GuestOs | null, templateOs: OsKind | null): OsKind | null {
+  if (plan.method === 'guest-agent') return 'linux';
+  if (isWindows(guestOs)) return 'windows';
+  return templateOs;
 }
 
 /**

@@ -15,6 +15,7 @@
  * asked again, one not yet is generalized again (every step can run twice).
  */
 import { TernError } from '../../errors.ts';
+import type { OsKind } from '../../wire/template.ts';
 import type { VmSpec, VolumeRef } from '../../wire/vm.ts';
 import { now } from '../db/database.ts';
 import type { AgentClient } from '../hosts/agent-client.ts';
@@ -22,7 +23,14 @@ import type { TaskContext, TaskEngine, TaskKind } from '../tasks/engine.ts';
 import { Undo } from '../tasks/undo.ts';
 import type { VmDeps } from '../vms/deps.ts';
 import { shutdownVm } from '../vms/power.ts';
-import { generalizeScript, inspectScript, leftIdentity, planSeal, type SealPlan } from './generalize.ts';
+import {
+  generalizeScript,
+  inspectScript,
+  leftIdentity,
+  planSeal,
+  type SealPlan,
+  sealedOs,
+} from './generalize.ts';
 import type { TemplateStore } from './templates.ts';
 
 export interface SealParams {
@@ -34,6 +42,12 @@ export interface SealParams {
 }
 
 export type SealDeps = VmDeps & { tasks: TaskEngine };
+
+/** The OS kind the template a VM was made from records, if any (it may be gone since). */
+export async function osOfTemplate(templates: TemplateStore, name: string | null): Promise<OsKind | null> {
+  if (!name) return null;
+  return (await templates.get(name).catch(() => null))?.os ?? null;
+}
 
 /** A guest that takes longer than this to stop after being generalized is left running. */
 const shutdownSeconds = 120;
@@ -133,11 +147,12 @@ export function sealTask(deps: SealDeps): TaskKind<SealParams> {
         await removeCopies(agent, spec, p.name);
       }
       ctx.throwIfCancelled();
+      const templateOs = await osOfTemplate(deps.templates, row.template);
       let plan: SealPlan;
       if (await generalizedBefore(deps, ctx)) {
         plan = { method: 'guest-agent' };
       } else {
-        plan = planSeal(await deps.store.get(p.vmId), p.force ?? false);
+        plan = planSeal(await deps.store.get(p.vmId), p.force ?? false, templateOs);
         if (plan.method === 'guest-agent') await generalize(deps, ctx, p.vmId);
         else await ctx.log(`warning: sealed as it is, not generalized: ${plan.risk}`);
       }
@@ -170,6 +185,7 @@ export function sealTask(deps: SealDeps): TaskKind<SealParams> {
           boot: spec.boot ? { kernel, ...(initrd ? { initrd } : {}), cmdline: spec.boot.cmdline } : null,
           generalization: plan.method,
           risk: plan.method === 'guest-agent' ? null : plan.risk,
+          os: sealedOs(plan, (await deps.store.get(p.vmId)).guest.os, templateOs),
           // Its clones boot as it did (their own variable stores start empty).
           firmware: spec.firmware ?? 'bios',
           createdAt: now(),
