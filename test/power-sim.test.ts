@@ -88,7 +88,7 @@ test("a guest whose agent cannot power off: reboot fails with the agent's messag
   }
 });
 
-test('a reboot without an answering guest agent is refused with the fix; the API bounds the wait', async () => {
+test('a reboot without an answering guest agent or of a paused VM is refused with the fix; the API bounds the wait', async () => {
   const v = await vm('p1');
   driverOf(v).setGuestHung(v.id, true);
   try {
@@ -106,9 +106,37 @@ test('a reboot without an answering guest agent is refused with the fix; the API
   } finally {
     driverOf(v).setGuestHung(v.id, false);
   }
+  const paused = await api.task('POST', '/api/v1/vms/p1/pause');
+  assert.equal(paused.state, 'succeeded', JSON.stringify(paused.error));
+  const refused = await api.task('POST', '/api/v1/vms/p1/reboot', { force: true });
+  assert.equal(refused.state, 'failed');
+  assert.match(refused.error?.message ?? '', /VM p1 is paused: resume it to reboot it/);
+  assert.equal((await api.task('POST', '/api/v1/vms/p1/resume')).state, 'succeeded');
+  await api.waitVm('p1', (x) => x.guest.agent === 'responding', 10_000, 'its agent back');
   const bad = await api.raw('POST', '/api/v1/vms/p1/reboot', {
     body: JSON.stringify({ timeoutSeconds: 0 }),
     headers: { 'content-type': 'application/json' },
   });
   assert.equal(bad.status, 400);
+});
+
+test('a guest that reboots but whose agent does not come back fails the reboot at its timeout, saying so', async () => {
+  const v = await vm('p1');
+  const driver = driverOf(v);
+  // The moment the guest goes down for its reboot, its next boot is made to come up without an agent.
+  const onVm = (x: { id: string; guest: { boots: number } }) => {
+    if (x.id !== v.id || x.guest.boots <= v.guest.boots) return;
+    driver.events.off('vm', onVm);
+    driver.setGuestHung(v.id, true);
+  };
+  driver.events.on('vm', onVm);
+  try {
+    const t = await api.task('POST', '/api/v1/vms/p1/reboot', { timeoutSeconds: 2 });
+    assert.equal(t.state, 'failed');
+    assert.equal(t.error?.message, 'p1 booted again but its guest agent did not answer within 2 s');
+  } finally {
+    driver.events.off('vm', onVm);
+    driver.setGuestHung(v.id, false);
+  }
+  await api.waitVm('p1', (x) => x.guest.agent === 'responding', 10_000, 'its agent back');
 });

@@ -37,6 +37,9 @@ export async function rebootVm(
   force: boolean,
 ): Promise<Rebooted> {
   const vm = await requireRunning(deps, vmId);
+  // A paused guest would not come back until resumed: the wait would be for nothing.
+  if (vm.state === 'paused')
+    throw new TernError('conflict', `VM ${vm.name} is paused: resume it to reboot it`);
   const before = vm.guest.boots;
   const hadAgent = vm.guest.agent === 'responding';
   const started = Date.now();
