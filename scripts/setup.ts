@@ -1,7 +1,7 @@
 /**
  * Installs what Tern needs on a Debian host (QEMU, qemu-img, the guest agent, seed image
- * tools) and builds the tiny test guest. Safe to run again: it only installs what is missing,
- * and the guest build answers from its cache.
+ * tools) and builds the test guests (the tiny one and the Debian cloud one). Safe to run again:
+ * it only installs what is missing, and the guest builds answer from their caches.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import path from 'node:path';
@@ -25,6 +25,16 @@ const packages = [
   'slapd',
   'ldap-utils',
   'postgresql',
+  // The guests' builds: the live ISO of the tiny guest, and the cloud guest's disk image.
+  'isolinux',
+  'syslinux-common',
+  'xorriso',
+  'mmdebstrap',
+  'fdisk',
+  'dosfstools',
+  'mtools',
+  'syslinux',
+  'systemd-boot-efi',
 ];
 
 function installed(pkg: string): boolean {
@@ -60,3 +70,9 @@ const out = execFileSync('bash', [path.join(root, 'guest', 'build.sh')], {
   stdio: ['ignore', 'pipe', 'inherit'],
 });
 process.stderr.write(`setup: tiny guest ready in ${out.trim().split('\n').pop()}\n`);
+// The cloud guest (Debian with systemd and cloud-init): the first build downloads ~200 MB.
+const cloud = execFileSync('bash', [path.join(root, 'guest', 'cloud', 'build.sh')], {
+  encoding: 'utf8',
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+process.stderr.write(`setup: cloud guest ready in ${cloud.trim().split('\n').pop()}\n`);

@@ -106,6 +106,31 @@ export function guestDir(): string {
   return cachedGuest;
 }
 
+/** The cloud guest as guest/cloud/build.sh describes it in its manifest.json. */
+export interface CloudGuest {
+  dir: string;
+  /** Absolute path of the self-booting qcow2 disk image (BIOS and UEFI). */
+  disk: string;
+  manifest: { key: string; virtual_size: number; os: { kernel_release: string }; [k: string]: unknown };
+}
+
+let cachedCloudGuest: CloudGuest | undefined;
+/** The Debian cloud guest, built (or found in the cache) by guest/cloud/build.sh. */
+export function cloudGuest(): CloudGuest {
+  if (!cachedCloudGuest) {
+    const dir = execFileSync('bash', [path.join(repoRoot, 'guest', 'cloud', 'build.sh')], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+      .trim()
+      .split('\n')
+      .pop()!;
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+    cachedCloudGuest = { dir, disk: path.join(dir, manifest.disk), manifest };
+  }
+  return cachedCloudGuest;
+}
+
 /** A Tern process whose stderr is kept in a log file and watched for a readiness line. */
 export class TernProcess {
   readonly child: ChildProcess;
