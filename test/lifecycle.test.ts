@@ -137,7 +137,7 @@ test("a guest that cannot power off: reboot and shutdown fail with its guest age
   assert.equal(shutdown.state, 'failed');
   assert.match(
     shutdown.error?.message ?? '',
-    /did not shut down within 5 s: no reaction to the ACPI power button, and the guest agent: guest agent error: child process has failed to shutdown; use --force/,
+    /did not shut down within 5 s: no reaction to the ACPI power button, and its guest agent could not \(guest agent error: child process has failed to shutdown\); use --force/,
   );
   const still = await c.api.request<Vm>('GET', '/api/v1/vms/demo');
   assert.ok(responding(still));

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
   guestLimits,
+  guestMessage,
   sanitizeDisks,
   sanitizeHostname,
   sanitizeInterfaces,
@@ -68,4 +69,15 @@ test('disks are whole devices with plain names', () => {
   ]);
   assert.deepEqual(r.value, ['/dev/vda', '/dev/vdb']);
   assert.deepEqual(sanitizeDisks('x').value, []);
+});
+
+test("a guest agent's message is made inert and bounded; one that says nothing is null", () => {
+  assert.equal(
+    guestMessage('Failed to connect to bus\r\n\u001b[2J\u009b31m  now\u0007'),
+    'Failed to connect to bus [2J 31m  now',
+  );
+  const long = guestMessage('y'.repeat(10_000));
+  assert.equal(long, `${'y'.repeat(guestLimits.text)}…`);
+  for (const nothing of [undefined, null, 42, { desc: 'x' }, '', ' \n\t '])
+    assert.equal(guestMessage(nothing), null);
 });

@@ -140,8 +140,8 @@ export async function shutdownVm(
         return false;
       },
     );
-  // What the guest agent said, for the error: the reason a guest does not stop is in it.
-  let agentSaid = 'it was not asked: its guest agent does not answer';
+  // Why it did not stop, for the error: the guest agent's own answer says the most.
+  let why = 'no reaction to the ACPI power button, and its guest agent does not answer';
   if (vm.state === 'running') {
     // ACPI first: it works without the guest agent; give it half the time.
     await ctx.step(`${vm.name}: ACPI power button`);
@@ -150,9 +150,9 @@ export async function shutdownVm(
     const now = await deps.store.get(vmId);
     if (now.guest.agent === 'responding') {
       await ctx.step(`${vm.name}: no reaction to ACPI; asking the guest agent`);
-      agentSaid = 'it took the request';
+      why = 'no reaction to the ACPI power button, nor to the request its guest agent took';
       await act(deps, vmId, 'guest-shutdown').catch(async (err: TernError) => {
-        agentSaid = err.message;
+        why = `no reaction to the ACPI power button, and its guest agent could not (${err.message})`;
         await ctx.log(err.message);
       });
       // ACPI may still be on its way in a slow guest: the rest of the time is waited out.
@@ -161,12 +161,12 @@ export async function shutdownVm(
       return 'acpi';
     }
   } else {
-    agentSaid = `it was not asked: the VM is ${vm.state}`;
+    why = `it is ${vm.state}, so neither ACPI nor its guest agent could be asked`;
   }
   if (!force) {
     throw new TernError(
       'timeout',
-      `VM ${vm.name} did not shut down within ${timeoutSeconds} s: no reaction to the ACPI power button, and the guest agent: ${agentSaid}; use --force to power it off`,
+      `VM ${vm.name} did not shut down within ${timeoutSeconds} s: ${why}; use --force to power it off`,
     );
   }
   await ctx.step(`${vm.name}: forcing power off`);
