@@ -50,3 +50,57 @@ test('MACs use the QEMU prefix', () => {
     /^52:54:00:01:02:ff$/,
   );
 });
+
+const image = {
+  name: 'deb',
+  kind: 'disk' as const,
+  format: 'qcow2',
+  sourceFormat: 'qcow2',
+  host: 'h1',
+  volume: { pool: 'shared', path: 'images/deb.qcow2' },
+  virtualBytes: 2 * 1024 ** 3,
+  actualBytes: 1,
+  sha256: null,
+  createdAt: '2026-01-01T00:00:00.000Z',
+};
+const iso = {
+  ...image,
+  name: 'inst',
+  kind: 'iso' as const,
+  volume: { pool: 'shared', path: 'images/inst.iso' },
+};
+
+test('an image VM is a linked clone on the image in its pool, grown only; an ISO install boots the CD first', () => {
+  const p = planVm({ name: 'a', diskGiB: 4 }, null, id, 'local', mac, id, { image });
+  assert.deepEqual(p.volumes[0].backing, image.volume);
+  assert.equal(p.volumes[0].volume.pool, 'shared');
+  assert.equal(p.clone, 'linked');
+  assert.equal(p.spec.cdrom, undefined);
+  assert.throws(
+    () => planVm({ name: 'a', diskGiB: 1 }, null, id, 'local', mac, id, { image }),
+    /disks only grow/,
+  );
+  assert.throws(() => planVm({ name: 'a' }, tiny, id, 'local', mac, id, { image }), /not both/);
+
+  const install = planVm({ name: 'b', diskGiB: 8 }, null, id, 'local', mac, id, { iso });
+  assert.deepEqual(install.spec.cdrom, { medium: iso.volume });
+  assert.equal(install.spec.bootOrder, 'cd');
+  assert.equal(install.clone, null);
+  const withDisk = planVm({ name: 'c' }, null, id, 'local', mac, id, { image, iso });
+  assert.equal(withDisk.spec.bootOrder, 'disk');
+  assert.throws(
+    () => planVm({ name: 'd', diskGiB: 1, bootOrder: 'cd' }, null, id, 'local', mac),
+    /needs a CD-ROM/,
+  );
+});
+
+test('UEFI: a variable store volume beside the disks, not one of them; a template passes its firmware on', () => {
+  const p = planVm({ name: 'e', diskGiB: 1, firmware: 'uefi' }, null, id, 'local', mac);
+  assert.equal(p.spec.firmware, 'uefi');
+  assert.deepEqual(p.spec.efiVars, { pool: 'local', path: `vms/${id}/efivars.fd` });
+  assert.equal(p.spec.disks.length, 1);
+  assert.deepEqual(p.volumes.at(-1), { volume: p.spec.efiVars, format: 'raw', content: 'uefi-vars' });
+  const fromTemplate = planVm({ name: 'f' }, { ...tiny, firmware: 'uefi' }, id, 'local', mac);
+  assert.equal(fromTemplate.spec.firmware, 'uefi');
+  assert.equal(planVm({ name: 'g' }, tiny, id, 'local', mac).spec.firmware, undefined);
+});
