@@ -17,6 +17,7 @@ import { parseCommandLine } from '../src/cli/flags.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Template } from '../src/wire/template.ts';
 import type { Vm, VmSpec } from '../src/wire/vm.ts';
+import { runTern } from './harness.ts';
 import { type SimCluster, startSimCluster } from './sim-harness.ts';
 
 const MiB = 1024 * 1024;
@@ -279,4 +280,42 @@ test('the CLI: --iso names an ISO in vm commands and stays a switch of image imp
   assert.deepEqual(img.positionals, ['image', 'import', 'inst']);
   const json = parseCommandLine(['-o', 'json', 'vm', 'create', 'y', '--iso', 'inst']);
   assert.equal(json.flags.isoImage, 'inst');
+});
+
+test('the CLI: template from an image, a VM from it with an ISO, eject, and the hint for an image named as a template', async () => {
+  const env = c.api.cliEnv;
+  const tpl = await runTern(
+    [
+      'template',
+      'create',
+      'cli-tpl',
+      '--from-image',
+      'deb',
+      '--vcpus',
+      '2',
+      '--memory',
+      '1G',
+      '--firmware',
+      'uefi',
+      '--os',
+      'windows',
+    ],
+    { env },
+  );
+  assert.equal(tpl.code, 0, tpl.stderr);
+  const made = await runTern(['vm', 'create', 'cli-vm', '--template', 'cli-tpl', '--iso', 'inst'], { env });
+  assert.equal(made.code, 0, made.stderr);
+  assert.equal((await specOf('cli-vm')).bootOrder, 'disk', 'a VM with an OS boots its disk first');
+  const ejected = await runTern(['vm', 'cdrom', 'eject', 'cli-vm'], { env });
+  assert.equal(ejected.code, 0, ejected.stderr);
+  const shown = await runTern(['vm', 'show', 'cli-vm'], { env });
+  assert.match(shown.stdout, /firmware:\s+uefi/);
+  assert.match(shown.stdout, /cd-rom:\s+empty/);
+  const inserted = await runTern(['vm', 'cdrom', 'insert', 'cli-vm', 'inst'], { env });
+  assert.equal(inserted.code, 0, inserted.stderr);
+  assert.match((await runTern(['vm', 'show', 'cli-vm'], { env })).stdout, /cd-rom:\s+inst/);
+  const oops = await runTern(['vm', 'create', 'oops', '--template', 'deb'], { env });
+  assert.notEqual(oops.code, 0);
+  assert.match(oops.stderr, /tern vm create NAME --image deb/);
+  assert.match(oops.stderr, /tern template create deb --from-image deb/);
 });

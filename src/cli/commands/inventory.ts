@@ -93,12 +93,14 @@ export async function templateCommand(
     const items = byName((await api.request<{ items: Template[] }>('GET', '/api/v1/templates')).items);
     if (flags.output === 'json') return printJson(items);
     return printTable(
-      ['NAME', 'VCPUS', 'MEMORY', 'DISK', 'GENERALIZED', 'DESCRIPTION'],
+      ['NAME', 'VCPUS', 'MEMORY', 'DISK', 'FIRMWARE', 'OS', 'GENERALIZED', 'DESCRIPTION'],
       items.map((t) => [
         t.name,
         t.vcpus,
         mib(t.memoryMiB),
         bytes(t.diskSizeBytes),
+        t.firmware,
+        t.os ?? '-',
         t.generalization ?? '-',
         t.description,
       ]),
