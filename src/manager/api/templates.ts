@@ -157,7 +157,7 @@ async function acceptFromImage(
       vcpus: body.vcpus ?? 1,
       memoryMiB: body.memoryMiB ?? 1024,
       firmware: body.firmware ?? 'bios',
-      os: body.os ?? 'linux',
+      os: body.os ?? null,
     },
     [`template:${body.name}`, `image:${image.name}`],
   );

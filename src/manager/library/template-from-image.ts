@@ -26,7 +26,8 @@ export interface FromImageParams {
   vcpus: number;
   memoryMiB: number;
   firmware: Firmware;
-  os: OsKind;
+  /** As its maker said; null when not said (Tern does not guess). */
+  os: OsKind | null;
 }
 
 export const templateDiskOf = (name: string, pool: string): VolumeRef => ({
