@@ -126,10 +126,9 @@ test('--image: the first disk is a linked clone on the image stored file, which 
   await succeeds('DELETE', '/api/v1/vms/img1');
 });
 
-test('--firmware uefi: QEMU runs OVMF from two pflash units, the variable store goes with the VM', async () => {
+test('--firmware uefi: OVMF from two pflash units; the variable store moves with a live migration and goes with the VM', async () => {
   await succeeds('POST', '/api/v1/vms', {
     name: 'efi1',
-    iso: 'live',
     diskGiB: 0.0625,
     memoryMiB: 256,
     firmware: 'uefi',
@@ -146,11 +145,26 @@ test('--firmware uefi: QEMU runs OVMF from two pflash units, the variable store 
   );
   assert.ok(args.some((a) => a.includes('OVMF_CODE_4M.fd') && a.includes('read-only=on')));
   assert.ok(args.some((a) => a.includes(vars) && a.includes('read-only=off')));
-  // OVMF's boot manager reports on the serial console as it tries the boot devices.
+  // OVMF's boot manager reports on the serial console as it tries the boot devices, having
+  // recorded them as variables in the VM's own store.
   await until('OVMF at its boot manager', 90_000, async () =>
     /BdsDxe/.test(await consoleText('efi1')) ? true : undefined,
   );
-  assert.equal((await c.api.request<Vm>('GET', '/api/v1/vms/efi1')).state, 'running');
+  const bootOrder = Buffer.from('BootOrder', 'utf16le');
+  assert.ok(fs.readFileSync(vars).includes(bootOrder), 'the guest wrote its boot order');
+  assert.ok(!fs.readFileSync('/usr/share/OVMF/OVMF_VARS_4M.fd').includes(bootOrder));
+
+  // On local storage the target makes an empty store; QEMU carries its content with the guest.
+  const b = await c.addHost('b');
+  await succeeds('POST', '/api/v1/vms/efi1/migrate', { to: 'b' });
+  const moved = await c.api.request<Vm>('GET', '/api/v1/vms/efi1');
+  assert.equal(moved.host, 'b');
+  assert.equal(moved.state, 'running');
+  const target = path.join(b.pool, `vms/${vm.id}/efivars.fd`);
+  await until('the variables written to the target store', 20_000, async () =>
+    fs.readFileSync(target).includes(bootOrder) ? true : undefined,
+  );
+  assert.ok(!fs.existsSync(vars), 'the source store went with the source');
   await succeeds('DELETE', '/api/v1/vms/efi1?force=true');
-  assert.ok(!fs.existsSync(vars));
+  assert.ok(!fs.existsSync(target));
 });

@@ -33,22 +33,34 @@ const spec: VmSpec = {
   nics: [],
 };
 
-test('a UEFI VM moves with its variable store on shared storage only', () => {
+test('a UEFI VM on local storage moves with its variable store made anew on the target', () => {
   const local = planMove(
     { ...spec, firmware: 'uefi', efiVars: { pool: 'local', path: 'vms/v/efivars.fd' } },
     facts('a'),
     facts('b'),
     { mode: 'live' },
   );
-  assert.equal(local.ok, false);
-  assert.match(!local.ok ? local.reason : '', /UEFI variable store .* local pool/);
+  assert.ok(local.ok);
+  assert.deepEqual(local.spec.efiVars, { pool: 'local', path: 'vms/v/efivars.fd' });
+  assert.ok(local.mirrored.some((m) => m.from.path === 'vms/v/efivars.fd' && m.format === 'raw'));
+  const quick = planMove(
+    { ...spec, firmware: 'uefi', efiVars: { pool: 'local', path: 'vms/v/efivars.fd' } },
+    facts('a'),
+    facts('b'),
+    { mode: 'quick' },
+  );
+  assert.equal(quick.ok, false);
   const shared = planMove(
     { ...spec, firmware: 'uefi', efiVars: { pool: 'shared', path: 'vms/v/efivars.fd' } },
     facts('a'),
     facts('b'),
     { mode: 'live' },
   );
-  assert.equal(shared.ok, true);
+  assert.ok(shared.ok);
+  assert.deepEqual(
+    shared.mirrored.map((m) => m.from.path),
+    ['vms/v/disk0.qcow2'],
+  );
 });
 
 test("a CD-ROM's medium must be reachable from the target; an empty drive moves", () => {

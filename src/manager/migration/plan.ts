@@ -1,7 +1,8 @@
 /**
  * What moving a VM to another host involves, decided from the VM's spec and the two hosts'
  * facts alone: which of its volumes the target already reaches (shared pools), which must be
- * copied there (writable disks and the seed in local pools, mirrored over NBD), and what makes
+ * copied there (writable disks and the seed in local pools, mirrored over NBD; a UEFI variable
+ * store, which QEMU migrates with the guest's memory), and what makes
  * a move impossible. Pure; the migrate task carries it out.
  */
 import type { MigrationMode, MigrationStorage } from '../../wire/agent.ts';
@@ -89,13 +90,14 @@ export function planMove(
       reason: `the CD-ROM's medium (${m.pool}:${m.path}) is in a pool host ${target.hostname} cannot reach; eject it first`,
     };
   }
-  // The variable store is a pflash device, not a drive a block mirror can copy while the guest
-  // runs: a UEFI VM moves with it on shared storage only.
-  if (spec.efiVars && !reach(spec.efiVars)) {
-    return {
-      ok: false,
-      reason: `the UEFI variable store (${spec.efiVars.pool}:${spec.efiVars.path}) is in a local pool: a UEFI VM moves between hosts on shared storage only`,
-    };
+  // The variable store is a pflash device, not a drive: the target makes it empty, and QEMU
+  // itself carries its content in the migration stream (the flash is guest memory) and writes
+  // it to the target's file when the guest resumes there.
+  let efiVars = spec.efiVars;
+  if (efiVars && !reach(efiVars)) {
+    const to = copy(efiVars, 'raw');
+    if (typeof to === 'string') return { ok: false, reason: to };
+    efiVars = to;
   }
   if (opts.mode === 'quick' && mirrored.length > 0) {
     return {
@@ -106,7 +108,7 @@ export function planMove(
   return {
     ok: true,
     storage: mirrored.length > 0 ? 'mirror' : 'shared',
-    spec: { ...spec, disks, ...(seed ? { seed } : {}) },
+    spec: { ...spec, disks, ...(seed ? { seed } : {}), ...(efiVars ? { efiVars } : {}) },
     mirrored,
   };
 }
