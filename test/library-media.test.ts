@@ -226,6 +226,23 @@ test('--firmware uefi: its own variable store, on hosts with OVMF only, gone wit
       [c.sim.hosts[1].name, false],
     ],
   );
+  // What --explain shows: the host without OVMF rejected, and why.
+  const e = await c.api
+    .request<{ host: string; verdicts: { host: string; filter?: string; reason?: string }[] }>(
+      'POST',
+      '/api/v1/cluster/placement',
+      { vcpus: 1, memoryMiB: 512, template: 'deb-tpl-none', image: 'deb', firmware: 'uefi' },
+    )
+    .catch((err: Error) => err);
+  assert.match(String(e), /template deb-tpl-none does not exist/);
+  const why = await c.api.request<{
+    host: string;
+    verdicts: { host: string; filter?: string; reason?: string }[];
+  }>('POST', '/api/v1/cluster/placement', { vcpus: 1, memoryMiB: 512, image: 'deb', firmware: 'uefi' });
+  assert.equal(why.host, uefiHost);
+  const other = why.verdicts.find((v) => v.host === c.sim.hosts[1].name);
+  assert.equal(other?.filter, 'firmware');
+  assert.match(other?.reason ?? '', /no UEFI firmware/);
   const vars = path.join(shared, (await specOf(vms[0].id)).efiVars!.path);
   for (const vm of vms) await succeeds('DELETE', `/api/v1/vms/${vm.id}?force=true`);
   assert.ok(!fs.existsSync(vars));

@@ -10,10 +10,12 @@ import {
 } from '../../wire/cluster.ts';
 import { ErrorBody, Name } from '../../wire/common.ts';
 import type { VmHaPolicy } from '../../wire/ha-policy.ts';
+import { Firmware } from '../../wire/vm.ts';
 import { createGroup, deleteGroup, groupsNamed, listGroups } from '../cluster/groups.ts';
 import { baselineOf, existingPool } from '../cluster/inventory.ts';
 import { ClusterSettings } from '../cluster/settings.ts';
 import { isProtected } from '../ha/assignment.ts';
+import { imageNamed, imagePools, templateNamed } from '../library/lookup.ts';
 import { capacity } from '../placement/capacity.ts';
 import type { Placement } from '../placement/model.ts';
 import type { ApiServices, App } from './context.ts';
@@ -25,6 +27,9 @@ const PlacementRequest = Type.Object(
     memoryMiB: Type.Integer({ minimum: 32, maximum: 4 * 1024 * 1024 }),
     diskBytes: Type.Optional(Type.Integer({ minimum: 0 })),
     template: Type.Optional(Name),
+    image: Type.Optional(Name),
+    iso: Type.Optional(Name),
+    firmware: Type.Optional(Firmware),
     pool: Type.Optional(Name),
     cpuMode: Type.Optional(Type.Union([Type.Literal('compat'), Type.Literal('host')])),
     groups: Type.Optional(Type.Array(Name, { maxItems: 16 })),
@@ -151,9 +156,11 @@ export function clusterRoutes(app: App, s: ApiServices): void {
     async (req) => {
       const b = req.body;
       const snapshot = await s.placer.snapshot();
-      const template = b.template ? await s.templates.get(b.template) : null;
+      const template = b.template ? await templateNamed(s, b.template) : null;
       const templateHost = template ? await s.templates.hostOf(template.name) : null;
-      const pool = b.pool ?? template?.disk.pool ?? 'local';
+      const image = b.image ? await imageNamed(s.images, b.image, 'disk') : null;
+      const iso = b.iso ? await imageNamed(s.images, b.iso, 'iso') : null;
+      const pool = b.pool ?? template?.disk.pool ?? image?.volume.pool ?? 'local';
       const p = await s.placer.explain(
         {
           vcpus: b.vcpus,
@@ -162,10 +169,12 @@ export function clusterRoutes(app: App, s: ApiServices): void {
           pools: [
             pool,
             ...(template && templateHost ? [existingPool(snapshot, templateHost, template.disk)] : []),
+            ...(await imagePools(s.images, snapshot, [image, iso])),
           ],
           cpu:
             b.cpuMode === 'host' ? { mode: 'host' } : { mode: 'compat', model: baselineOf(snapshot).model },
           groups: await groupsNamed(s.db, b.groups ?? []),
+          uefi: (b.firmware ?? template?.firmware) === 'uefi',
         },
         snapshot,
       );

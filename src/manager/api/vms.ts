@@ -8,7 +8,7 @@ import { CreateVmRequest, PowerState, Vm } from '../../wire/vm.ts';
 import { principalOf, seesAllVms } from '../auth/principal.ts';
 import { groupsNamed, joinGroups } from '../cluster/groups.ts';
 import { baselineOf, existingPool } from '../cluster/inventory.ts';
-import { imageNamed, templateNamed } from '../library/lookup.ts';
+import { imageNamed, imagePools, templateNamed } from '../library/lookup.ts';
 import { createTask, userDataSecret } from '../vms/create.ts';
 import { deleteTask } from '../vms/delete.ts';
 import { planVm, randomMac } from '../vms/plan.ts';
@@ -96,13 +96,8 @@ export function vmRoutes(app: App, s: ApiServices): void {
       );
       const diskPool = plan.volumes[0]?.volume.pool ?? req.body.pool ?? 'local';
       const templateHost = template ? await s.templates.hostOf(template.name) : null;
-      // The library items it reads must be reachable from its host: the image its disk is a
-      // clone of (or copied from), the ISO in its drive.
-      const media = await Promise.all(
-        [image, iso].flatMap((m) =>
-          m ? [s.images.row(m.name).then((r) => existingPool(snapshot, r.hostId!, m.volume))] : [],
-        ),
-      );
+      // The library items it reads must be reachable from its host.
+      const media = await imagePools(s.images, snapshot, [image, iso]);
       const demand = {
         vcpus: plan.spec.vcpus,
         memoryMiB: plan.spec.memoryMiB,

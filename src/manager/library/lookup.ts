@@ -5,6 +5,7 @@
 import { TernError } from '../../errors.ts';
 import type { Image, ImageKind } from '../../wire/image.ts';
 import type { Template } from '../../wire/template.ts';
+import { type ClusterSnapshot, existingPool } from '../cluster/inventory.ts';
 import type { ImageStore } from './images.ts';
 import type { TemplateStore } from './templates.ts';
 
@@ -45,4 +46,22 @@ export async function imageNamed(images: ImageStore, name: string, kind: ImageKi
   }
   if (!image.host) throw new TernError('conflict', `image ${name} has no host that holds it`);
   return image;
+}
+
+/**
+ * The pools placement must find for the library images a VM reads (the image its disk is a
+ * clone of, the ISO in its drive): the image's shared pool, or its host's own.
+ */
+export async function imagePools(
+  images: ImageStore,
+  snapshot: ClusterSnapshot,
+  items: (Image | null)[],
+): Promise<string[]> {
+  const pools: string[] = [];
+  for (const image of items) {
+    if (!image) continue;
+    const row = await images.row(image.name);
+    pools.push(existingPool(snapshot, row.hostId!, image.volume));
+  }
+  return pools;
 }
