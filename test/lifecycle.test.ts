@@ -8,8 +8,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { QgaClient } from '../src/agent/qemu/qga.ts';
+import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
 import { type Cluster, qemuPids, shellOn, startCluster } from './harness.ts';
+import { until } from './sim-harness.ts';
 
 let c: Cluster;
 const responding = (vm: Vm) => vm.state === 'running' && vm.guest.agent === 'responding';
@@ -113,6 +115,31 @@ test('a reboot through the guest agent is done once the guest has booted again a
   assert.ok(responding(after));
   assert.equal(await guestBoots(), disk + 1);
   assert.deepEqual(qemuPids(after.id), qemuPids(before.id));
+});
+
+test('a reboot the host agent missed (killed while the guest rebooted) is seen by its new boot id', async () => {
+  const vm = await c.api.request<Vm>('GET', '/api/v1/vms/demo');
+  const disk = await guestBoots();
+  const { task } = await c.api.request<{ task: Task }>('POST', '/api/v1/vms/demo/reboot');
+  // The guest agent took the reboot; the host agent goes before the guest resets.
+  await c.api.waitTask(task.id, (t) => t.progress >= 40 || t.state !== 'running', 30_000, 'asked');
+  await c.agent.kill();
+  // QEMU writes the console log itself: the guest's next boot shows there with no agent running.
+  const consoleLog = path.join(c.hosts[0].stateDir, 'logs', vm.id, 'console.log');
+  const booted = new RegExp(`TERN-GUEST-READY hostname=demo instance=\\S+ boot=${disk + 1}\\b`);
+  await until(
+    'the guest booted again',
+    90_000,
+    async () => booted.test(fs.readFileSync(consoleLog, 'utf8')) || undefined,
+  );
+  await c.startAgent();
+  const done = await c.api.waitTask(task.id, (t) => t.state !== 'running', 150_000, 'ended');
+  assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
+  const after = await c.api.request<Vm>('GET', '/api/v1/vms/demo');
+  assert.ok(responding(after));
+  assert.equal(after.guest.boots, vm.guest.boots, 'the host missed the reset');
+  assert.notEqual(after.guest.bootId, vm.guest.bootId);
+  assert.equal(await guestBoots(), disk + 1, 'the guest booted once more');
 });
 
 test("a guest that cannot power off: reboot and shutdown fail with its guest agent's error; --force resets it", async () => {

@@ -200,6 +200,10 @@ export const GuestInfo = Type.Object({
   lastHeartbeat: Type.Union([Timestamp, Type.Null()]),
   hostname: Type.Union([Type.String(), Type.Null()]),
   machineId: Type.Union([Type.String(), Type.Null()], { description: "the guest's /etc/machine-id" }),
+  bootId: Type.Union([Type.String(), Type.Null()], {
+    description:
+      "the guest kernel's id of its current boot (/proc/sys/kernel/random/boot_id): a new one is a new boot",
+  }),
   disks: Type.Array(Type.String(), { description: 'block devices the guest sees, e.g. /dev/vdb' }),
   os: Type.Union([GuestOs, Type.Null()]),
   interfaces: Type.Array(GuestInterface),
@@ -216,6 +220,7 @@ export const emptyGuestInfo = (): GuestInfo => ({
   lastHeartbeat: null,
   hostname: null,
   machineId: null,
+  bootId: null,
   disks: [],
   os: null,
   interfaces: [],

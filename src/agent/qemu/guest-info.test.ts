@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import {
   guestLimits,
   guestMessage,
+  sanitizeBootId,
   sanitizeDisks,
   sanitizeHostname,
   sanitizeInterfaces,
@@ -80,4 +81,13 @@ test("a guest agent's message is made inert and bounded; one that says nothing i
   assert.equal(long, `${'y'.repeat(guestLimits.text)}…`);
   for (const nothing of [undefined, null, 42, { desc: 'x' }, '', ' \n\t '])
     assert.equal(guestMessage(nothing), null);
+});
+
+test('a boot id is a UUID or nothing', () => {
+  const id = '0f6a9a5e-7c1e-4c55-9a43-1f0a5b1f3a01';
+  const b64 = (t: string) => ({ 'buf-b64': Buffer.from(t).toString('base64'), count: t.length, eof: true });
+  assert.deepEqual(sanitizeBootId(b64(`${id}\n`)), { value: id, notes: [] });
+  assert.equal(sanitizeBootId(b64('not-a-boot-id\n')).value, null);
+  assert.equal(sanitizeBootId({ 'buf-b64': 'x'.repeat(1000) }).value, null);
+  assert.equal(sanitizeBootId(null).value, null);
 });

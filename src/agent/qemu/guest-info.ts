@@ -120,6 +120,17 @@ export function sanitizeMachineId(raw: unknown): Sanitized<string | null> {
   return { value: text, notes: [] };
 }
 
+/** The guest kernel's boot id, a UUID, read with guest-file-read. */
+export function sanitizeBootId(raw: unknown): Sanitized<string | null> {
+  const b64 = (raw as { 'buf-b64'?: unknown } | null)?.['buf-b64'];
+  if (typeof b64 !== 'string' || b64.length > 128)
+    return { value: null, notes: ['boot id: malformed reply'] };
+  const text = Buffer.from(b64, 'base64').toString('latin1').trim();
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(text))
+    return { value: null, notes: ['boot id: not a UUID'] };
+  return { value: text, notes: [] };
+}
+
 /** The addresses worth showing to people: not loopback, not link-local. */
 export function usefulAddresses(interfaces: GuestInterface[]): string[] {
   const out: string[] = [];

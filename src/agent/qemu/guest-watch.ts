@@ -9,6 +9,8 @@ import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { emptyGuestInfo, type GuestInfo } from '../../wire/vm.ts';
 import {
+  type Sanitized,
+  sanitizeBootId,
   sanitizeDisks,
   sanitizeHostname,
   sanitizeInterfaces,
@@ -109,25 +111,32 @@ export class GuestWatch {
       this.guest.interfaces,
     );
     this.guest.disks = await get('guest-get-disks', sanitizeDisks, this.guest.disks);
-    this.guest.machineId = await this.#readMachineId().then(
-      (r) => {
-        notes.push(...r.notes);
-        return r.value;
-      },
-      (err: Error) => {
-        notes.push(`machine-id: ${err.message}`);
-        return this.guest.machineId;
-      },
-    );
+    const file = (path: string, sanitize: (raw: unknown) => Sanitized<string | null>, keep: string | null) =>
+      this.#readFile(path, sanitize).then(
+        (r) => {
+          notes.push(...r.notes);
+          return r.value;
+        },
+        (err: Error) => {
+          notes.push(`${path}: ${err.message}`);
+          return keep;
+        },
+      );
+    this.guest.machineId = await file('/etc/machine-id', sanitizeMachineId, this.guest.machineId);
+    // A reboot is seen by this too when the host missed its reset (no agent ran then).
+    this.guest.bootId = await file('/proc/sys/kernel/random/boot_id', sanitizeBootId, this.guest.bootId);
     if (notes.length > 0) this.#log.warn({ vm: this.#id, notes }, 'guest agent replies were adjusted');
   }
 
-  /** /etc/machine-id through the guest agent's file commands: the guest's own identity. */
-  async #readMachineId(): Promise<{ value: string | null; notes: string[] }> {
-    const handle = await this.qga.execute<number>('guest-file-open', { path: '/etc/machine-id', mode: 'r' });
-    if (!Number.isInteger(handle)) return { value: null, notes: ['machine-id: bad file handle'] };
+  /** A small guest file (its machine-id, its boot id) through the guest agent's file commands. */
+  async #readFile(
+    path: string,
+    sanitize: (raw: unknown) => Sanitized<string | null>,
+  ): Promise<Sanitized<string | null>> {
+    const handle = await this.qga.execute<number>('guest-file-open', { path, mode: 'r' });
+    if (!Number.isInteger(handle)) return { value: null, notes: [`${path}: bad file handle`] };
     try {
-      return sanitizeMachineId(await this.qga.execute('guest-file-read', { handle, count: 64 }));
+      return sanitize(await this.qga.execute('guest-file-read', { handle, count: 64 }));
     } finally {
       await this.qga.execute('guest-file-close', { handle }).catch(() => {});
     }

@@ -341,7 +341,7 @@ export class VmProcess {
         } catch (err) {
           this.#hooks.log.warn({ vm: this.id, err }, 'could not record the guest boot count');
         }
-        this.#g.guest = { ...this.#g.guest, agent: 'not-responding', frozen: false };
+        this.#g.guest = { ...this.#g.guest, agent: 'not-responding', frozen: false, bootId: null };
         this.#g.pings = 0;
         this.#emit();
         break;

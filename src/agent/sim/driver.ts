@@ -836,7 +836,7 @@ export class SimDriver implements HypervisorDriver {
   #reboot(vm: SimVm): void {
     vm.booted = false;
     vm.boots++;
-    vm.guest = { ...vm.guest, agent: 'not-responding' };
+    vm.guest = { ...vm.guest, agent: 'not-responding', bootId: null };
     this.#appendConsole(vm.spec.id, `[sim] ${vm.spec.name}: reset`);
     this.#scheduleBoot(vm);
   }

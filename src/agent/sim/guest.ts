@@ -11,6 +11,7 @@ export function guestFacts(spec: VmSpec, hung: boolean, boots: number): GuestInf
     lastHeartbeat: new Date().toISOString(),
     hostname: spec.name,
     machineId: hash.slice(0, 32),
+    bootId: bootId(spec, boots),
     disks: spec.disks.map((_, i) => `/dev/vd${String.fromCharCode(97 + i)}`).sort(),
     os: {
       id: 'tern-sim',
@@ -27,6 +28,12 @@ export function guestFacts(spec: VmSpec, hung: boolean, boots: number): GuestInf
     // A simulated guest never freezes: its snapshots are crash-consistent.
     frozen: false,
   };
+}
+
+/** A boot id as a Linux guest's kernel makes one (a random UUID), stable per VM and boot here. */
+function bootId(spec: VmSpec, boots: number): string {
+  const h = createHash('sha256').update(`${spec.id}:${boots}`).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }
 
 /** The address a simulated guest gets: QEMU's user network hands out 10.0.2.15; bridges, one per MAC. */

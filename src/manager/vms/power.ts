@@ -89,7 +89,7 @@ export async function act(deps: VmDeps, vmId: string, action: VmAction): Promise
   if (reported.state === 'stopped') await deps.store.setState(vmId, { state: 'stopped', reason: null });
 }
 
-export const running = (vm: Vm) => vm.state === 'running' || vm.state === 'paused';
+export const running = (vm: Pick<Vm, 'state'>) => vm.state === 'running' || vm.state === 'paused';
 
 export async function requireRunning(deps: VmDeps, vmId: string): Promise<Vm> {
   const vm = await deps.store.get(vmId);

@@ -1,7 +1,7 @@
 /**
  * Reboot: through the guest agent, or (forced) a hard reset; done only when the VM's host has
- * seen the guest boot again (its boot count grew: QEMU's RESET event) and, where the guest had
- * an agent answering, that agent answers again. A guest agent that cannot reboot its guest
+ * seen the guest boot again (its boot count grew: QEMU's RESET event; or its guest agent tells a
+ * new boot id) and, where the guest had an agent answering, that agent answers again. A guest agent that cannot reboot its guest
  * fails the task with its own message; nothing is reported done that was not seen.
  */
 import { TernError } from '../../errors.ts';
@@ -69,40 +69,29 @@ export async function rebootVm(
     method = 'guest-agent';
   }
   const how = method === 'reset' ? 'a hard reset' : 'the guest agent took the reboot';
-  await ctx.step('waiting for the guest to boot again', 40);
-  const booted = await until(deps, ctx, vmId, deadline, (v) => !running(v) || v.guest.boots > before).catch(
-    (err: TernError) => {
-      throw err.code === 'timeout'
-        ? new TernError(
-            'timeout',
-            `${vm.name} did not reboot within ${timeoutSeconds} s: ${how}, but its host saw no new boot`,
-          )
-        : err;
-    },
-  );
-  if (!running(booted))
-    throw new TernError(
-      'conflict',
-      `${vm.name} is ${booted.state} instead of rebooting: ${booted.stateReason}`,
-    );
-  await ctx.log(`a new boot seen after ${how}`);
-  let back = booted;
-  if (hadAgent) {
-    await ctx.step('waiting for the guest agent to answer again', 70);
-    // A BIOS guest's reboot passes through two resets (its own, then its firmware's): the
-    // agent that answers is the one of the boot that came up, whichever that was.
-    back = await until(deps, ctx, vmId, deadline, (v) => !running(v) || v.guest.agent === 'responding').catch(
+  const mark: BootMark = { boots: before, bootId: vm.guest.bootId, agent: hadAgent };
+  const wait = async (timedOut: string, done: (stage: RebootStage) => boolean) => {
+    const v = await until(deps, ctx, vmId, deadline, (x) => done(rebootStage(mark, x))).catch(
       (err: TernError) => {
-        throw err.code === 'timeout'
-          ? new TernError(
-              'timeout',
-              `${vm.name} booted again but its guest agent did not answer within ${timeoutSeconds} s`,
-            )
-          : err;
+        throw err.code === 'timeout' ? new TernError('timeout', timedOut) : err;
       },
     );
-    if (!running(back))
-      throw new TernError('conflict', `${vm.name} is ${back.state} after rebooting: ${back.stateReason}`);
+    if (rebootStage(mark, v) === 'ended')
+      throw new TernError('conflict', `${vm.name} is ${v.state} instead of rebooting: ${v.stateReason}`);
+    return v;
+  };
+  await ctx.step('waiting for the guest to boot again', 40);
+  let back = await wait(
+    `${vm.name} did not reboot within ${timeoutSeconds} s: ${how}, but its host saw no new boot`,
+    (stage) => stage !== 'not-seen',
+  );
+  await ctx.log(`a new boot seen after ${how}`);
+  if (hadAgent) {
+    await ctx.step('waiting for the guest agent to answer again', 70);
+    back = await wait(
+      `${vm.name} booted again but its guest agent did not answer within ${timeoutSeconds} s`,
+      (stage) => stage === 'back' || stage === 'ended',
+    );
   }
   return {
     method,
@@ -111,6 +100,33 @@ export async function rebootVm(
     seconds: Math.round((Date.now() - started) / 100) / 10,
   };
 }
+
+/** What the VM looked like as its reboot was asked. */
+export interface BootMark {
+  boots: number;
+  bootId: string | null;
+  /** Its guest agent answered: the reboot waits for it to answer again. */
+  agent: boolean;
+}
+
+/**
+ * Where a reboot stands, from what the VM's host reports: `not-seen` (no new boot yet, or the
+ * VM is out of sight: its host or monitor unreachable), `booted` (a new boot, its guest agent
+ * not answering yet), `back`, or `ended` (the VM stopped, crashed or went missing meanwhile).
+ * A new boot is a boot count that grew (QEMU's resets) or a new boot id from the guest agent
+ * (which tells a reboot the host missed while its agent was not running).
+ */
+export function rebootStage(before: BootMark, v: Pick<Vm, 'state' | 'guest'>): RebootStage {
+  if (v.state === 'unknown' || v.state === 'unreachable') return 'not-seen';
+  if (!running(v)) return 'ended';
+  const newBoot =
+    v.guest.boots > before.boots ||
+    (before.bootId !== null && v.guest.bootId !== null && v.guest.bootId !== before.bootId);
+  if (!newBoot) return 'not-seen';
+  return before.agent && v.guest.agent !== 'responding' ? 'booted' : 'back';
+}
+
+export type RebootStage = 'not-seen' | 'booted' | 'back' | 'ended';
 
 const until = (deps: VmDeps, ctx: TaskContext, vmId: string, deadline: number, ok: (v: Vm) => boolean) =>
   waitForVm(deps.bus, deps.store, vmId, ok, Math.max(deadline - Date.now(), 1), ctx.signal, 'reboot');
