@@ -49,6 +49,10 @@ test('vm reboot ends when the guest has booted again and its agent answers, and 
   assert.equal(after.guest.boots, 2);
   assert.equal(after.guest.agent, 'responding');
   assert.match(await consoleOf('p1'), /TERN-GUEST-READY hostname=p1 instance=\S+ boot=2/);
+  assert.notEqual(after.guest.bootId, before.guest.bootId);
+  const show = await tern('vm', 'show', 'p1');
+  assert.match(show.stdout, /^boots seen: +2$/m);
+  assert.match(show.stdout, new RegExp(`^guest boot id: +${after.guest.bootId}$`, 'm'));
 });
 
 test("a guest whose agent cannot power off: reboot fails with the agent's message, shutdown names it, --force resets", async () => {

@@ -94,6 +94,8 @@ function showVm(vm: Vm, format: Format): void {
     ],
     ['guest hostname', vm.guest.hostname],
     ['guest machine id', vm.guest.machineId],
+    ['guest boot id', vm.guest.bootId],
+    ['boots seen', vm.guest.boots > 0 ? String(vm.guest.boots) : null],
     ['guest os', vm.guest.os ? (vm.guest.os.prettyName ?? vm.guest.os.name ?? vm.guest.os.id) : null],
     ['guest kernel', vm.guest.os?.kernelRelease],
     ['ip addresses', vm.ipAddresses.join(', ')],

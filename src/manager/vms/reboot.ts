@@ -1,8 +1,9 @@
 /**
  * Reboot: through the guest agent, or (forced) a hard reset; done only when the VM's host has
- * seen the guest boot again (its boot count grew: QEMU's RESET event; or its guest agent tells a
- * new boot id) and, where the guest had an agent answering, that agent answers again. A guest agent that cannot reboot its guest
- * fails the task with its own message; nothing is reported done that was not seen.
+ * seen the guest boot again (its boot count grew: QEMU's RESET event; or its guest agent tells
+ * a new boot id) and, where the guest had an agent answering, that agent answers again. A guest
+ * agent that cannot reboot its guest fails the task with its own message; nothing is reported
+ * done that was not seen.
  */
 import { TernError } from '../../errors.ts';
 import type { Vm } from '../../wire/vm.ts';
