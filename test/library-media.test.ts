@@ -270,6 +270,17 @@ test('template create --from-image: a flattened copy with the defaults given; it
   assert.equal(vm.memoryMiB, 768);
   assert.ok((await specOf(vm.id)).efiVars);
 
+  // An image pool of it: its VMs, the maintenance VM of a new version too, have their own stores.
+  await succeeds('POST', '/api/v1/image-pools', {
+    name: 'efipool',
+    template: 'deb-tpl',
+    size: 1,
+    start: true,
+  });
+  await succeeds('POST', '/api/v1/image-pools/efipool/versions');
+  await succeeds('POST', '/api/v1/vms/efipool-v2/start', { force: false });
+  for (const name of ['efipool-1', 'efipool-v2']) assert.ok((await specOf(name)).efiVars, name);
+
   const vmOnly = await refusal('POST', '/api/v1/templates', { name: 'x', fromVm: 'from-deb-tpl', vcpus: 2 });
   assert.equal(vmOnly.status, 400);
   const shrink = await refusal('POST', '/api/v1/templates', { name: 'x', fromImage: 'deb', diskGiB: 0.0625 });

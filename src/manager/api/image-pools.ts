@@ -71,7 +71,11 @@ export function imagePoolRoutes(app: App, s: ApiServices): void {
       const b = req.body;
       if (await s.imagePools.has(b.name)) throw new TernError('conflict', `image pool ${b.name} exists`);
       const template = await s.templates.get(b.template);
-      const host = await s.hosts.pickHost();
+      // UEFI VMs run only where OVMF is.
+      const host =
+        template.firmware === 'uefi'
+          ? await s.hosts.pickHost((h) => h.facts?.uefi === true, 'with UEFI firmware (OVMF)')
+          : await s.hosts.pickHost();
       const pool = host.facts?.pools[0];
       if (!pool) throw new TernError('unavailable', `host ${host.name} reports no storage pool`);
       const diskPool = pool.name;

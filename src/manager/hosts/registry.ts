@@ -250,9 +250,11 @@ export class HostRegistry {
   }
 
   /** The host new VMs go to. Placement across many hosts arrives with clusters. */
-  async pickHost(): Promise<Host> {
-    const online = (await this.list()).filter((h) => h.state === 'online');
-    if (online.length === 0) throw new TernError('no_capacity', 'no host is online to run VMs');
+  /** The online host with the fewest VMs; of those that `fits` (`lacking` says what the others lack). */
+  async pickHost(fits?: (h: Host) => boolean, lacking?: string): Promise<Host> {
+    const online = (await this.list()).filter((h) => h.state === 'online' && (fits?.(h) ?? true));
+    if (online.length === 0)
+      throw new TernError('no_capacity', `no host is online to run VMs${lacking ? ` ${lacking}` : ''}`);
     return online.sort((a, b) => a.vmCount - b.vmCount)[0];
   }
 

@@ -206,6 +206,9 @@ export function versionCreateTask(deps: PoolDeps): TaskKind<VersionParams> {
       );
       const spec: VmSpec = { ...plan.spec, disks: [{ volume, format: 'qcow2', readonly: false, slot: 0 }] };
       await deps.store.insert(newVmRow({ ...plan, spec }, pool.hostId, null, clientMachineId));
+      // A UEFI template's VMs each have their own variable store, this one too.
+      if (spec.efiVars)
+        await agent.createVolume({ volume: spec.efiVars, format: 'raw', content: 'uefi-vars' });
       await agent.createSeed({ volume: spec.seed!, ...plan.seed });
       await deps.store.setState(id, { state: 'stopped', reason: null });
       await deps.imagePools.setVersion(p.pool, next.number, { maintenanceVm: id });
@@ -222,7 +225,11 @@ export function versionCreateTask(deps: PoolDeps): TaskKind<VersionParams> {
       const n = half?.number ?? Math.max(...versions.map((v) => v.number)) + 1;
       const agent = deps.hosts.client(pool.hostId);
       const vm = await deps.store.find(`${p.pool}-v${n}`);
-      const volumes = [versionVolume(pool, n), ...(vm ? [(JSON.parse(vm.spec) as VmSpec).seed!] : [])];
+      const vmSpec = vm ? (JSON.parse(vm.spec) as VmSpec) : null;
+      const volumes = [
+        versionVolume(pool, n),
+        ...(vmSpec ? [vmSpec.seed!, ...(vmSpec.efiVars ? [vmSpec.efiVars] : [])] : []),
+      ];
       const undo = new Undo();
       for (const v of volumes.filter(Boolean))
         await undo.step(`remove ${v.path}`, () => agent.deleteVolume(v));
@@ -249,6 +256,7 @@ export function versionTestTask(deps: PoolDeps): TaskKind<Required<VersionParams
         const { spec, agent } = await loadVm(deps, vmRow.id);
         await agent.forgetVm(vmRow.id);
         if (spec.seed) await agent.deleteVolume(spec.seed);
+        if (spec.efiVars) await agent.deleteVolume(spec.efiVars);
         await deps.store.remove(vmRow.id);
       }
       await deps.imagePools.setVersion(p.pool, p.number, { state: 'test', maintenanceVm: null });
