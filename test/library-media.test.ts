@@ -342,6 +342,18 @@ test('the CLI: template from an image, a VM from it with an ISO, eject, and the 
   const inserted = await runTern(['vm', 'cdrom', 'insert', 'cli-vm', 'inst'], { env });
   assert.equal(inserted.code, 0, inserted.stderr);
   assert.match((await runTern(['vm', 'show', 'cli-vm'], { env })).stdout, /cd-rom:\s+inst/);
+  // Audited like every VM action.
+  const log = await c.api.request<{ items: { action: string; object: string; result: string }[] }>(
+    'GET',
+    '/api/v1/audit?object=vms/cli-vm/cdrom',
+  );
+  assert.deepEqual(
+    log.items.map((e) => [e.action, e.result]),
+    [
+      ['POST /vms/:vm/cdrom', 'ok'],
+      ['DELETE /vms/:vm/cdrom', 'ok'],
+    ],
+  );
   const oops = await runTern(['vm', 'create', 'oops', '--template', 'deb'], { env });
   assert.notEqual(oops.code, 0);
   assert.match(oops.stderr, /tern vm create NAME --image deb/);
