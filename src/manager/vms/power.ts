@@ -152,7 +152,10 @@ export async function shutdownVm(
       await ctx.step(`${vm.name}: no reaction to ACPI; asking the guest agent`);
       why = 'no reaction to the ACPI power button, nor to the request its guest agent took';
       await act(deps, vmId, 'guest-shutdown').catch(async (err: TernError) => {
-        why = `no reaction to the ACPI power button, and its guest agent could not (${err.message})`;
+        // Only a guest_error is the guest's own answer; anything else failed on the way to it.
+        const agent =
+          err.code === 'guest_error' ? 'its guest agent could not' : 'its guest agent could not be asked';
+        why = `no reaction to the ACPI power button, and ${agent} (${err.message})`;
         await ctx.log(err.message);
       });
       // ACPI may still be on its way in a slow guest: the rest of the time is waited out.

@@ -61,7 +61,9 @@ export async function rebootVm(
     try {
       await act(deps, vmId, 'guest-reboot');
     } catch (err) {
-      if (!(err instanceof TernError) || err.code !== 'guest_error') throw err;
+      // The guest agent's refusal, or its silence: a reset is the way left. (A host that cannot
+      // be reached is another matter, which --force would not mend.)
+      if (!(err instanceof TernError) || (err.code !== 'guest_error' && err.code !== 'timeout')) throw err;
       throw new TernError(
         'guest_error',
         `${vm.name} did not reboot: ${err.message}; use --force to reset the VM`,
