@@ -17,8 +17,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
+import { issueAdminToken } from '../src/manager/auth/bootstrap.ts';
 import { sessionCookie } from '../src/manager/auth/sessions.ts';
-import { issueAdminToken } from '../src/manager/identity/bootstrap.ts';
 import { startQuietManager } from '../test/sim-harness.ts';
 import { loadavg, table } from './report.ts';
 

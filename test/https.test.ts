@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { issueAdminToken } from '../src/manager/identity/bootstrap.ts';
+import { issueAdminToken } from '../src/manager/auth/bootstrap.ts';
 import type { RunningManager } from '../src/manager/start.ts';
 import { ClusterCa } from '../src/pki/ca.ts';
 import { freePorts, repoRoot, runTern, TestApi, tempDir, ternEnv } from './harness.ts';

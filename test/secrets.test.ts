@@ -13,7 +13,7 @@ import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, before, test } from 'node:test';
 import pino from 'pino';
-import { issueAdminToken } from '../src/manager/identity/bootstrap.ts';
+import { issueAdminToken } from '../src/manager/auth/bootstrap.ts';
 import type { KeyStoreConfig } from '../src/manager/secrets/keystore.ts';
 import { LdapKeyStore } from '../src/manager/secrets/keystores/ldap.ts';
 import { type RunningManager, startManager } from '../src/manager/start.ts';

@@ -9,7 +9,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { type SimHosts, type SimHostsOptions, startSimHosts } from '../src/agent/sim/cluster.ts';
 import type { Logger } from '../src/log.ts';
-import { issueAdminToken } from '../src/manager/identity/bootstrap.ts';
+import { issueAdminToken } from '../src/manager/auth/bootstrap.ts';
 import { type RunningManager, startManager } from '../src/manager/start.ts';
 import type { JoinToken } from '../src/wire/host.ts';
 import { TestApi, tempDir } from './harness.ts';

@@ -11,7 +11,7 @@ import { loadMembership } from '../agent/enrol.ts';
 import { startAgent } from '../agent/start.ts';
 import { asTernError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { issueAdminToken } from '../manager/identity/bootstrap.ts';
+import { issueAdminToken } from '../manager/auth/bootstrap.ts';
 import { importTinyTemplate } from '../manager/library/templates.ts';
 import { startManager } from '../manager/start.ts';
 import { type CliConfig, cliConfigPath, writeCliConfig } from './config.ts';

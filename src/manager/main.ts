@@ -14,9 +14,9 @@
  */
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
-import { askSecret } from '../cli/prompt.ts';
 import { createLogger } from '../log.ts';
-import { issueAdminToken } from './identity/bootstrap.ts';
+import { askSecret } from '../cli/prompt.ts';
+import { issueAdminToken } from './auth/bootstrap.ts';
 import { importTinyTemplate } from './library/templates.ts';
 import { readKeyStoreConfig } from './secrets/keystore.ts';
 import { openKeyStore } from './secrets/keystores/open.ts';

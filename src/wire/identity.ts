@@ -1,7 +1,7 @@
 /** Wire objects of identity and access: users, groups, sessions, tokens, projects, audit. */
 import { type Static, Type } from 'typebox';
-import { permissions, roles } from '../manager/auth/permissions.ts';
 import { Name, Timestamp, Uuid } from './common.ts';
+import { permissions, roles } from './permissions.ts';
 
 export const Role = Type.Enum(roles, { description: 'admin, operator, auditor, or user (self-service)' });
 export const Permission = Type.Enum(permissions);

@@ -4,37 +4,7 @@
  * `routePermissions` makes the manager refuse to start, so nothing is reachable by default.
  */
 
-export const roles = ['admin', 'operator', 'auditor', 'user'] as const;
-export type Role = (typeof roles)[number];
-
-export const permissions = [
-  'vm.read',
-  'vm.write',
-  'vm.delete',
-  /** Placement of VMs: migration, HA policy, moving disks between pools. */
-  'vm.admin',
-  /** The VM permissions apply to every VM, not only to the principal's own. */
-  'vm.all',
-  'host.read',
-  'host.write',
-  'cluster.read',
-  'cluster.write',
-  'library.read',
-  'library.write',
-  'task.read',
-  'task.write',
-  'alert.read',
-  'event.read',
-  'audit.read',
-  'identity.read',
-  'identity.write',
-  'project.read',
-  'project.write',
-  'secret.read',
-  'secret.write',
-  'key.admin',
-] as const;
-export type Permission = (typeof permissions)[number];
+import { type Permission, permissions, type Role } from '../../wire/permissions.ts';
 
 const readEverything: Permission[] = [
   'vm.read',
@@ -89,9 +59,6 @@ export function effectivePermissions(
   const all = new Set(held.flatMap((r) => rolePermissions[r]));
   return scopes ? new Set(scopes.filter((p) => all.has(p))) : all;
 }
-
-export const isRole = (x: string): x is Role => (roles as readonly string[]).includes(x);
-export const isPermission = (x: string): x is Permission => (permissions as readonly string[]).includes(x);
 
 /**
  * `public`: no principal needed; `authenticated`: any principal (about itself only).

@@ -5,8 +5,9 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { TernError } from '../../errors.ts';
+import { isRole, type Permission, type Role } from '../../wire/permissions.ts';
 import type { UserRow, UserStore } from '../identity/users.ts';
-import { effectivePermissions, isRole, type Permission, type Role } from './permissions.ts';
+import { effectivePermissions } from './permissions.ts';
 import { type SessionStore, sessionCookie } from './sessions.ts';
 import { parseScopes, type TokenStore } from './tokens.ts';
 

@@ -6,10 +6,10 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { TernError } from '../../errors.ts';
 import type { ApiToken } from '../../wire/identity.ts';
+import { isPermission, type Permission } from '../../wire/permissions.ts';
 import { type Db, now } from '../db/database.ts';
 import { bestEffort } from '../db/disk-space.ts';
 import type { ApiTokenTable } from '../db/schema.ts';
-import { isPermission, type Permission } from './permissions.ts';
 
 export const secretHash = (secret: string) => createHash('sha256').update(secret).digest('hex');
 

@@ -4,8 +4,8 @@
  */
 import { TernError } from '../../errors.ts';
 import type { Group } from '../../wire/identity.ts';
-import type { Role } from '../auth/permissions.ts';
-import { isRole } from '../auth/permissions.ts';
+import type { Role } from '../../wire/permissions.ts';
+import { isRole } from '../../wire/permissions.ts';
 import { type Db, now } from '../db/database.ts';
 import { keepAnAdmin } from './admins.ts';
 

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { TernError } from '../../errors.ts';
 import type { User } from '../../wire/identity.ts';
-import { isRole, type Role } from '../auth/permissions.ts';
+import { isRole, type Role } from '../../wire/permissions.ts';
 import { type Db, now } from '../db/database.ts';
 import type { UserTable } from '../db/schema.ts';
 import { keepAnAdmin } from './admins.ts';

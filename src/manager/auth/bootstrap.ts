@@ -4,9 +4,9 @@
  * `tern user passwd admin`); tokens made before users existed become that admin's.
  */
 import { TernError } from '../../errors.ts';
-import type { TokenStore } from '../auth/tokens.ts';
 import type { Db } from '../db/database.ts';
-import type { UserRow, UserStore } from './users.ts';
+import type { UserRow, UserStore } from '../identity/users.ts';
+import type { TokenStore } from './tokens.ts';
 
 /** The first enabled admin, made on a new manager; undefined when every admin is gone. */
 export async function ensureAdmin(db: Db, users: UserStore): Promise<UserRow | undefined> {
