@@ -15,7 +15,7 @@
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../log.ts';
-import { askSecret } from '../cli/prompt.ts';
+import { askSecret } from '../prompt.ts';
 import { issueAdminToken } from './auth/bootstrap.ts';
 import { importTinyTemplate } from './library/templates.ts';
 import { readKeyStoreConfig } from './secrets/keystore.ts';

@@ -11,13 +11,13 @@ import { TernError } from '../../errors.ts';
 import { requestJson } from '../../http/json-client.ts';
 import type { DirectorySettings } from '../../manager/identity/directory.ts';
 import { tlsFetch } from '../../pki/identity.ts';
+import { askSecret, readStdin } from '../../prompt.ts';
 import type { ApiToken, Group, User, Whoami } from '../../wire/identity.ts';
 import { eachName } from '../bulk.ts';
 import { type ApiClient, caFromEnvironment, unreachableManager } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
 import { ago, printFields, printJson, printTable, printText } from '../output.ts';
-import { askSecret, readStdin } from '../prompt.ts';
 
 const enc = encodeURIComponent;
 

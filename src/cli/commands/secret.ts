@@ -5,13 +5,13 @@
  */
 import fs from 'node:fs';
 import { TernError } from '../../errors.ts';
+import { askSecret, readStdin } from '../../prompt.ts';
 import type { KeyStatus, Rotation, Secret } from '../../wire/secret.ts';
 import { eachName } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
 import { ago, printFields, printJson, printRaw, printTable, printText } from '../output.ts';
-import { askSecret, readStdin } from '../prompt.ts';
 
 const enc = encodeURIComponent;
 

@@ -2,7 +2,7 @@
  * What a person types or pipes in that must not show or stay anywhere: passwords and
  * passphrases, typed without echo, or from the environment or stdin for scripts.
  */
-import { TernError } from '../errors.ts';
+import { TernError } from './errors.ts';
 
 /** A line typed at the terminal without echo. */
 async function typeHidden(prompt: string): Promise<string> {
