@@ -1,6 +1,7 @@
 /** Newline-delimited JSON from a response body, one value at a time, lines bounded in length. */
-import { JsonLineReader } from '../agent/qemu/json-lines.ts';
+
 import { TernError } from '../errors.ts';
+import { JsonLineReader } from './json-lines.ts';
 
 export async function* ndjson(
   body: AsyncIterable<Uint8Array>,

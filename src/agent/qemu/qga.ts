@@ -10,8 +10,8 @@
  */
 import net from 'node:net';
 import { TernError } from '../../errors.ts';
+import { JsonLineReader } from '../../http/json-lines.ts';
 import { guestMessage } from './guest-info.ts';
-import { JsonLineReader } from './json-lines.ts';
 
 export const maxGuestReplyBytes = 1024 * 1024;
 

@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { TernError } from '../../errors.ts';
-import { JsonLineReader } from './json-lines.ts';
+import { JsonLineReader } from '../../http/json-lines.ts';
 
 export interface QmpEvent {
   event: string;

@@ -1,6 +1,6 @@
 /**
  * Splits a socket's byte stream into JSON lines with a bound on line length, so a
- * misbehaving peer (QEMU monitor or guest agent) cannot make us buffer without limit.
+ * misbehaving peer (QEMU monitor, guest agent, a host agent's progress stream) cannot make us buffer without limit.
  */
 export class JsonLineReader {
   #buffer = '';
