@@ -137,14 +137,14 @@ test('sealing generalizes: two clones of the template have their own machine-id 
     );
 });
 
-test('vm reboot is done only once the guest has booted again', async () => {
+const rebootOneClone = async () => {
   const before = await bootId('c1');
   await ok(400_000, 'vm', 'reboot', 'c1', '--timeout', '360');
   // Right after the reboot reported success, the guest answers from its new boot.
   assert.notEqual(await bootId('c1'), before, 'a new boot id');
-});
+};
 
-test('a guest that cannot power off: reboot and shutdown fail with the guest agent reason', async () => {
+const powerOffImpossible = async () => {
   // No logind (so the ACPI power button does nothing) and a shutdown command that fails, as on
   // a guest whose agent cannot power it off. /sbin/shutdown, what qemu-ga runs, is a link to
   // systemctl on Debian: it now points at false instead.
@@ -170,4 +170,15 @@ test('a guest that cannot power off: reboot and shutdown fail with the guest age
   // Nothing happened: the same boot, still running.
   assert.equal(await bootId('c2'), before);
   assert.match(await ok(60_000, 'vm', 'show', 'c2'), /running/);
+};
+
+// The two clones' power actions are independent: they run at the same time.
+test('the clones: power actions', { concurrency: 2, timeout: 600_000 }, async (t) => {
+  await Promise.all([
+    t.test('vm reboot is done only once the guest has booted again', rebootOneClone),
+    t.test(
+      'a guest that cannot power off: reboot and shutdown fail with the guest agent reason',
+      powerOffImpossible,
+    ),
+  ]);
 });
