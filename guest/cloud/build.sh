@@ -102,7 +102,13 @@ fi
 
 log "building cloud guest $KEY"
 WORK=$(mktemp -d "$ROOT/.build.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+# mmdebstrap mounts /proc, /sys and device nodes into the root it builds and unmounts them when
+# it ends; if it was killed some may be left. Never delete through a mount into the host.
+cleanup() {
+	findmnt -rno TARGET | grep "^$WORK/" | sort -r | xargs -r umount -l 2>/dev/null || true
+	rm -rf --one-file-system "$WORK"
+}
+trap cleanup EXIT
 START=$SECONDS
 
 # --- root filesystem -----------------------------------------------------------------------
