@@ -5,7 +5,6 @@
 import { TernError } from '../../errors.ts';
 import type { SlotState } from '../../ha/statefile.ts';
 import { requestJson } from '../../http/json-client.ts';
-import { ndjson } from '../../http/ndjson.ts';
 import {
   type AgentEvent,
   type AgentInfo,
@@ -31,22 +30,16 @@ import type { GuestExecRequest, GuestExecResult, GuestFileReadRequest } from '..
 import type { ImportedImage, ImportImageRequest, UploadResult, VolumeDigest } from '../../wire/image.ts';
 import type { VmDir } from '../../wire/orphan.ts';
 import type { DiskSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
+import { followAgentStream } from './agent-stream.ts';
+import { type AgentTransport, errorOf } from './agent-transport.ts';
 import {
   digestOnAgent,
   downloadFromAgent,
-  errorOf,
   type ImportProgress,
   importOnAgent,
   uploadToAgent,
 } from './image-transfer.ts';
 import { followOnAgent, type MigrationDone } from './migration-transfer.ts';
-
-/** How the manager reaches one agent: its address and a mutual-TLS fetch bound to that host. */
-export interface AgentTransport {
-  url: string;
-  fetch: (url: string, init?: RequestInit) => Promise<Response>;
-  headers: Record<string, string>;
-}
 
 export class AgentClient {
   readonly url: string;
@@ -322,37 +315,28 @@ export class AgentClient {
     signal: AbortSignal,
   ): Promise<void> {
     let backoff = 250;
+    const stream = {
+      method: 'GET',
+      path: '/agent/v1/events',
+      maxLine: 4 * 1024 * 1024,
+      silenceMs: 16_000,
+      signal,
+      during: 'the event stream',
+    } as const;
     while (!signal.aborted) {
-      const attempt = new AbortController();
-      const stop = () => attempt.abort();
-      signal.addEventListener('abort', stop, { once: true });
-      let watchdog: NodeJS.Timeout | undefined;
-      const feed = () => {
-        clearTimeout(watchdog);
-        watchdog = setTimeout(() => attempt.abort(), 16_000);
-      };
       try {
-        const res = await this.#fetch(`${this.url}/agent/v1/events`, {
-          headers: this.#headers(),
-          signal: attempt.signal,
-        });
-        if (!res.ok || !res.body) throw new Error(`event stream answered ${res.status}`);
-        feed();
-        for await (const value of ndjson(res.body, 4 * 1024 * 1024, feed)) {
+        await followAgentStream(this.transport, stream, (value) => {
           const event = value as AgentEvent;
           if (event.type === 'hello') {
             backoff = 250;
             onConnection(true);
           }
           onEvent(event);
-        }
-        throw new Error('event stream ended');
+          return undefined;
+        });
       } catch (err) {
         if (signal.aborted) break;
         onConnection(false, (err as Error).message);
-      } finally {
-        clearTimeout(watchdog);
-        signal.removeEventListener('abort', stop);
       }
       await new Promise((r) => setTimeout(r, backoff));
       backoff = Math.min(backoff * 2, 5000);

@@ -4,7 +4,6 @@
  * stored image streamed back, and a stored image re-hashed.
  */
 import { TernError } from '../../errors.ts';
-import { ndjson } from '../../http/ndjson.ts';
 import type {
   ImportEvent,
   ImportedImage,
@@ -13,7 +12,8 @@ import type {
   VolumeDigest,
 } from '../../wire/image.ts';
 import type { VolumeRef } from '../../wire/vm.ts';
-import type { AgentTransport } from './agent-client.ts';
+import { followAgentStream } from './agent-stream.ts';
+import { type AgentTransport, errorOf, unreachable } from './agent-transport.ts';
 
 export interface ImportProgress {
   signal: AbortSignal;
@@ -23,28 +23,6 @@ export interface ImportProgress {
 
 /** The agent sends a line at least every 5 s; this much silence means it is gone. */
 const importSilenceMs = 60_000;
-
-/** An agent's error answer as the TernError it describes. */
-export async function errorOf(res: Response, peer: string): Promise<TernError> {
-  const text = await res.text().catch(() => '');
-  let body: unknown = null;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    // Not our error shape; fromBody says so.
-  }
-  return TernError.fromBody(body, `${peer} answered ${res.status}`);
-}
-
-/** A failed request to an agent: cancelled by us, or the agent could not be reached. */
-export function unreachable(url: string, err: unknown, signal?: AbortSignal): TernError {
-  if (signal?.aborted) return new TernError('cancelled', 'the transfer was cancelled');
-  const e = err as Error;
-  return new TernError(
-    'unavailable',
-    `host agent at ${url} unreachable: ${(e.cause as Error | undefined)?.message ?? e.message}`,
-  );
-}
 
 export async function uploadToAgent(
   { url, fetch, headers }: AgentTransport,
@@ -74,52 +52,30 @@ export async function uploadToAgent(
 }
 
 export async function importOnAgent(
-  { url, fetch, headers }: AgentTransport,
+  t: AgentTransport,
   req: ImportImageRequest,
   p: ImportProgress,
 ): Promise<ImportedImage> {
-  const silence = new AbortController();
-  let watchdog: NodeJS.Timeout | undefined;
-  const feed = () => {
-    clearTimeout(watchdog);
-    watchdog = setTimeout(() => silence.abort(), importSilenceMs);
-  };
-  const signal = AbortSignal.any([p.signal, silence.signal]);
-  const lost = (err: unknown) =>
-    silence.signal.aborted && !p.signal.aborted
-      ? new TernError('unavailable', `host agent at ${url} went silent during the import`)
-      : unreachable(url, err, p.signal);
-  try {
-    feed();
-    let res: Response;
-    try {
-      res = await fetch(`${url}/agent/v1/images/import`, {
-        method: 'POST',
-        headers: { ...headers, 'content-type': 'application/json' },
-        body: JSON.stringify(req),
-        signal,
-      });
-    } catch (err) {
-      throw lost(err);
-    }
-    if (!res.ok) throw await errorOf(res, 'host agent');
-    if (!res.body) throw new TernError('protocol_error', 'host agent sent no import report');
-    try {
-      for await (const value of ndjson(res.body, 1024 * 1024, feed)) {
-        const e = value as ImportEvent;
-        if (e.type === 'step') p.step(e.step);
-        else if (e.type === 'progress') p.progress(e.percent);
-        else if (e.type === 'done') return e.image;
-        else if (e.type === 'error') throw TernError.fromBody(e, 'the import failed on the host');
-      }
-    } catch (err) {
-      if (err instanceof TernError) throw err;
-      throw lost(err);
-    }
-    throw new TernError('unavailable', `host agent at ${url} stopped answering during the import`);
-  } finally {
-    clearTimeout(watchdog);
-  }
+  return followAgentStream(
+    t,
+    {
+      method: 'POST',
+      path: '/agent/v1/images/import',
+      body: req,
+      maxLine: 1024 * 1024,
+      silenceMs: importSilenceMs,
+      signal: p.signal,
+      during: 'the import',
+    },
+    (value) => {
+      const e = value as ImportEvent;
+      if (e.type === 'step') p.step(e.step);
+      else if (e.type === 'progress') p.progress(e.percent);
+      else if (e.type === 'done') return e.image;
+      else if (e.type === 'error') throw TernError.fromBody(e, 'the import failed on the host');
+      return undefined;
+    },
+  );
 }
 
 /** A library image's stored bytes as the agent streams them, with their length. */

@@ -1,0 +1,33 @@
+/**
+ * How the manager reaches one agent (its address and a mutual-TLS fetch bound to that host),
+ * and what a failed exchange with it becomes.
+ */
+import { TernError } from '../../errors.ts';
+
+export interface AgentTransport {
+  url: string;
+  fetch: (url: string, init?: RequestInit) => Promise<Response>;
+  headers: Record<string, string>;
+}
+
+/** An agent's error answer as the TernError it describes. */
+export async function errorOf(res: Response, peer: string): Promise<TernError> {
+  const text = await res.text().catch(() => '');
+  let body: unknown = null;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // Not our error shape; fromBody says so.
+  }
+  return TernError.fromBody(body, `${peer} answered ${res.status}`);
+}
+
+/** A failed request to an agent: cancelled by us, or the agent could not be reached. */
+export function unreachable(url: string, err: unknown, signal?: AbortSignal): TernError {
+  if (signal?.aborted) return new TernError('cancelled', 'the transfer was cancelled');
+  const e = err as Error;
+  return new TernError(
+    'unavailable',
+    `host agent at ${url} unreachable: ${(e.cause as Error | undefined)?.message ?? e.message}`,
+  );
+}
