@@ -15,7 +15,7 @@ import { learnMethods } from '../../http/methods.ts';
 import { openObjects, validation } from '../../http/validation.ts';
 import { type Logger, quietRequests } from '../../log.ts';
 import { UserName } from '../../wire/identity.ts';
-import type { AuditEntry } from '../audit/log.ts';
+import type { AuditEntry } from '../audit/entry.ts';
 import { refusal, routePermissions } from '../auth/permissions.ts';
 import { type Principal, runAs, seesAllVms } from '../auth/principal.ts';
 import { alertRoutes } from './alerts.ts';

@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { type Db, openDatabase } from '../db/database.ts';
-import { type AuditEntry, AuditLog } from './log.ts';
+import type { AuditEntry } from './entry.ts';
+import { AuditLog } from './log.ts';
 import { RefusalTally } from './refusals.ts';
 
 let db: Db;

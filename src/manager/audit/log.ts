@@ -6,11 +6,8 @@
  */
 import type { AuditRecord } from '../../wire/identity.ts';
 import { type Db, now } from '../db/database.ts';
-import type { AuditLogTable } from '../db/schema.ts';
+import type { AuditEntry } from './entry.ts';
 import { RefusalTally } from './refusals.ts';
-
-/** A record as it is appended: the row without its number and time, which the log gives it. */
-export type AuditEntry = Omit<AuditLogTable, 'seq' | 'at' | 'result'> & { result: AuditRecord['result'] };
 
 export interface AuditQuery {
   actor?: string;

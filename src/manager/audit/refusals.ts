@@ -6,7 +6,7 @@
  * tried. A flood of anonymous requests (2,000 in two seconds) grows the log by two records, not
  * two thousand, yet nothing goes unrecorded.
  */
-import type { AuditEntry } from './log.ts';
+import type { AuditEntry } from './entry.ts';
 
 interface Tally {
   /** When the address's minute began (its first refusal, written at once). */
