@@ -13,7 +13,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { ovmf } from '../src/agent/qemu/firmware.ts';
-import { parseCommandLine } from '../src/cli/flags.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Template } from '../src/wire/template.ts';
 import type { Vm, VmSpec } from '../src/wire/vm.ts';
@@ -297,17 +296,6 @@ test('a template name that is an image says so and gives both commands', async (
   assert.ok(r.message.includes('tern template create deb --from-image deb'), r.message);
   const iso = await refusal('POST', '/api/v1/vms', { name: 'oops', template: 'inst' });
   assert.match(iso.message, /--iso inst/);
-});
-
-test('the CLI: --iso names an ISO in vm commands and stays a switch of image import', () => {
-  const vm = parseCommandLine(['vm', 'create', 'x', '--iso', 'inst', '--boot', 'cd', '--firmware', 'uefi']);
-  assert.equal(vm.flags.isoImage, 'inst');
-  assert.deepEqual(vm.positionals, ['vm', 'create', 'x']);
-  const img = parseCommandLine(['image', 'import', 'inst', '--path', '/tmp/x.iso', '--iso']);
-  assert.equal(img.flags.iso, true);
-  assert.deepEqual(img.positionals, ['image', 'import', 'inst']);
-  const json = parseCommandLine(['-o', 'json', 'vm', 'create', 'y', '--iso', 'inst']);
-  assert.equal(json.flags.isoImage, 'inst');
 });
 
 test('the CLI: template from an image, a VM from it with an ISO, eject, and the hint for an image named as a template', async () => {

@@ -1,110 +1,149 @@
-/** The CLI's options, parsed once for every command. */
-import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
-import { TernError } from '../errors.ts';
+/**
+ * The CLI's flags: every flag any command takes, with its type and what it usually means. A
+ * command declares which of them it takes (`flags: ['template', 'vcpus']`, src/cli/registry.ts),
+ * with its own words where the meaning differs; the parser accepts only those, plus the globals.
+ */
 import type { Format } from './output.ts';
 
-const options = {
-  output: { type: 'string', short: 'o', default: 'table' },
-  'no-wait': { type: 'boolean', default: false },
-  force: { type: 'boolean', default: false },
-  'keep-disks': { type: 'boolean', default: false },
-  start: { type: 'boolean', default: false },
-  template: { type: 'string' },
-  vcpus: { type: 'string' },
-  memory: { type: 'string' },
-  disk: { type: 'string' },
-  'extra-disk': { type: 'string', multiple: true, default: [] as string[] },
-  nic: { type: 'string', multiple: true, default: [] as string[] },
-  timeout: { type: 'string' },
-  state: { type: 'string' },
-  host: { type: 'string' },
-  name: { type: 'string' },
-  limit: { type: 'string' },
-  cursor: { type: 'string' },
-  bytes: { type: 'string' },
-  'data-dir': { type: 'string' },
-  port: { type: 'string' },
-  'agent-port': { type: 'string' },
-  'cluster-port': { type: 'string' },
-  'import-dir': { type: 'string', multiple: true, default: [] as string[] },
-  'audit-retention-days': { type: 'string' },
-  full: { type: 'boolean', default: false },
-  all: { type: 'boolean', default: false },
-  size: { type: 'string' },
-  persistent: { type: 'boolean', default: false },
-  'max-unavailable': { type: 'string' },
-  pool: { type: 'string' },
-  ip: { type: 'string' },
-  gateway: { type: 'string' },
-  dns: { type: 'string', multiple: true, default: [] as string[] },
-  'user-data': { type: 'string' },
-  'from-vm': { type: 'string' },
-  'from-image': { type: 'string' },
-  image: { type: 'string' },
-  firmware: { type: 'string' },
-  boot: { type: 'string' },
-  os: { type: 'string' },
-  description: { type: 'string' },
-  path: { type: 'string' },
-  iso: { type: 'boolean', default: false },
-  compress: { type: 'boolean', default: false },
-  format: { type: 'string' },
-  to: { type: 'string' },
-  quick: { type: 'boolean', default: false },
-  'target-pool': { type: 'string' },
-  downtime: { type: 'string' },
-  bandwidth: { type: 'string' },
-  explain: { type: 'boolean', default: false },
-  'stop-unmovable': { type: 'boolean', default: false },
-  'cpu-mode': { type: 'string' },
-  group: { type: 'string', multiple: true, default: [] as string[] },
-  tolerate: { type: 'string' },
-  'cpu-overcommit': { type: 'string' },
-  'memory-overcommit': { type: 'string' },
-  'storage-overcommit': { type: 'string' },
-  strategy: { type: 'string' },
-  affinity: { type: 'boolean', default: false },
-  'anti-affinity': { type: 'boolean', default: false },
-  enable: { type: 'boolean', default: false },
-  disable: { type: 'boolean', default: false },
-  strict: { type: 'boolean' },
-  'statefile-pool': { type: 'string' },
-  'storage-failover': { type: 'string' },
-  restart: { type: 'string' },
-  priority: { type: 'string' },
-  order: { type: 'string' },
-  delay: { type: 'string' },
-  project: { type: 'string' },
-  url: { type: 'string' },
-  ca: { type: 'string' },
-  raw: { type: 'boolean', default: false },
-  user: { type: 'string' },
-  role: { type: 'string' },
-  'no-role': { type: 'boolean', default: false },
-  'display-name': { type: 'string' },
-  'password-stdin': { type: 'boolean', default: false },
-  'ldap-group': { type: 'string' },
-  'expires-in-days': { type: 'string' },
-  scope: { type: 'string', multiple: true, default: [] as string[] },
-  'bind-dn': { type: 'string' },
-  'user-base': { type: 'string' },
-  'user-filter': { type: 'string' },
-  'group-base': { type: 'string' },
-  'group-filter': { type: 'string' },
-  vms: { type: 'string' },
-  actor: { type: 'string' },
-  action: { type: 'string' },
-  object: { type: 'string' },
-  result: { type: 'string' },
-  since: { type: 'string' },
-  kind: { type: 'string' },
-  out: { type: 'string' },
-  input: { type: 'string' },
-  'max-bytes': { type: 'string' },
-  'grow-fs': { type: 'boolean', default: false },
-  help: { type: 'boolean', short: 'h', default: false },
-  version: { type: 'boolean', default: false },
-} satisfies ParseArgsOptionsConfig;
+export interface FlagSpec {
+  /** `integer` is kept as text, as the handlers convert it; the parser checks it is whole. */
+  type: 'string' | 'boolean' | 'integer';
+  /** What help shows for the value: `--memory SIZE`. */
+  value?: string;
+  short?: string;
+  /** Given several times, it gathers a list (`--nic user --nic bridge:br0`). */
+  multiple?: boolean;
+  /** Taken when the flag is not given, as text (shown in help). */
+  default?: string;
+  /** `--vcpus none`: a word beside whole numbers (a quota lifted). */
+  orNone?: boolean;
+  /** Where the value lands in Flags, when not under its own name (`vm create --iso` → isoImage). */
+  key?: keyof Flags;
+  help: string;
+}
+
+const text = (value: string, help: string): FlagSpec => ({ type: 'string', value, help });
+const whole = (value: string, help: string): FlagSpec => ({ type: 'integer', value, help });
+const on = (help: string): FlagSpec => ({ type: 'boolean', help });
+const list = (value: string, help: string): FlagSpec => ({ type: 'string', value, multiple: true, help });
+
+/** Flags every command takes. */
+export const globalFlags = {
+  output: {
+    type: 'string',
+    short: 'o',
+    value: 'table|json',
+    default: 'table',
+    help: 'json: machine-readable output',
+  },
+  help: { type: 'boolean', short: 'h', help: 'this help' },
+  version: { type: 'boolean', help: 'the version of this tern' },
+} satisfies Record<string, FlagSpec>;
+
+export const flagCatalog = {
+  'no-wait': on('return once the task is accepted'),
+  force: on('go ahead even where it is refused by default'),
+  'keep-disks': on('keep the disks'),
+  start: on('start it once made'),
+  template: text('T', 'the template'),
+  vcpus: { ...whole('N', 'virtual CPUs'), orNone: true },
+  memory: text('SIZE', 'memory, e.g. 512M'),
+  disk: text('SIZE', 'disk size, e.g. 10G'),
+  'extra-disk': list('SIZE', 'one more empty disk (repeatable)'),
+  nic: list('user|bridge:BR', 'a network card (repeatable)'),
+  timeout: whole('SECONDS', 'how long to wait'),
+  state: text('S', 'only in this state'),
+  host: text('H', 'only on this host'),
+  name: text('PREFIX', 'only names starting so'),
+  limit: whole('N', 'at most N entries'),
+  cursor: text('C', 'the page after this cursor'),
+  bytes: whole('N', 'the last N bytes'),
+  'data-dir': text('DIR', 'where Tern keeps its state'),
+  port: { ...whole('PORT', "the manager's port"), default: '7410' },
+  'agent-port': { ...whole('PORT', "the local agent's port"), default: '7411' },
+  'cluster-port': { ...whole('PORT', 'the port hosts join the cluster on'), default: '7412' },
+  'import-dir': list(
+    'DIR',
+    'a directory image import --path reads from (repeatable; default DATA-DIR/import)',
+  ),
+  'audit-retention-days': whole('N', 'days audit records are kept (0: for ever)'),
+  full: on('a full copy rather than a linked clone'),
+  all: on('all of them, not only the current ones'),
+  size: text('N', 'the size'),
+  persistent: on('VMs keep their changes across restarts'),
+  'max-unavailable': whole('PCT', 'at most this percentage of VMs down at once'),
+  pool: text('P', 'the storage pool'),
+  ip: text('CIDR', 'a static address'),
+  gateway: text('IP', 'the gateway (with --ip)'),
+  dns: list('IP', 'a DNS server (with --ip; repeatable)'),
+  'user-data': text('FILE', 'cloud-init user data'),
+  'from-vm': text('VM', 'the VM it is made from'),
+  'from-image': text('IMG', 'the library disk image it is made from'),
+  image: text('IMG', 'the library disk image the first disk is made from'),
+  firmware: text('bios|uefi', 'the firmware'),
+  boot: text('cd|disk', 'what boots first'),
+  os: text('linux|windows|other', 'the guest OS'),
+  description: text('TEXT', 'what it is for'),
+  path: text('HOSTPATH', "a file in one of the host's import dirs"),
+  iso: on('the file is an ISO'),
+  compress: on('store the disk as compressed qcow2'),
+  format: text('raw|qcow2|vmdk|vhd|vhdx', "the file's format"),
+  to: text('HOST', 'the host to move to'),
+  quick: on('stop, move and start rather than live'),
+  'target-pool': text('P', 'the pool the disks go to'),
+  downtime: whole('MS', 'the longest pause allowed'),
+  bandwidth: whole('MIB/S', 'the bandwidth limit'),
+  explain: on('say where it would go, and why; change nothing'),
+  'stop-unmovable': on('stop the VMs that cannot be moved'),
+  'cpu-mode': text('compat|host', 'the CPU model the guest sees'),
+  group: list('G', 'a group (repeatable)'),
+  tolerate: whole('K', 'host failures to survive'),
+  'cpu-overcommit': text('N', 'vCPUs per core'),
+  'memory-overcommit': text('N', 'memory allocated per memory present'),
+  'storage-overcommit': text('N', 'disk allocated per disk present'),
+  strategy: text('spread|pack', 'how VMs are placed'),
+  affinity: on('its VMs go to one host'),
+  'anti-affinity': on('its VMs go to different hosts'),
+  enable: on('turn it on'),
+  disable: on('turn it off'),
+  strict: on('refuse what could not be restarted'),
+  'statefile-pool': text('P', 'the shared pool holding the HA state file'),
+  'storage-failover': whole('SECONDS', 'how long shared storage may be silent'),
+  restart: text('restart|best-effort|none', 'what HA does when its host fails'),
+  priority: text('high|medium|low', 'which VMs restart first'),
+  order: whole('N', 'the restart order within a priority'),
+  delay: whole('SECONDS', 'the wait after it started, before the next'),
+  project: text('P', 'the project'),
+  url: text('URL', "the manager's URL"),
+  ca: text('FILE', "the CA that signed the manager's certificate"),
+  raw: on("the guest's bytes as they are, escape sequences too"),
+  user: text('NAME', 'the user'),
+  role: text('R', 'the role'),
+  'no-role': on('take the role away'),
+  'display-name': text('S', 'the name people see'),
+  'password-stdin': on('read the password from stdin'),
+  'ldap-group': text('DN_OR_CN', 'the directory group whose members get it'),
+  'expires-in-days': whole('N', 'days until it expires'),
+  scope: list('PERM', 'a permission it is limited to (repeatable)'),
+  'bind-dn': text('DN', 'the DN Tern binds as'),
+  'user-base': text('DN', 'where users are searched'),
+  'user-filter': text('F', 'the filter that finds a user'),
+  'group-base': text('DN', 'where groups are searched'),
+  'group-filter': text('F', "the filter that finds a user's groups"),
+  vms: text('N|none', 'the most VMs (none: no limit)'),
+  actor: text('A', 'only by this actor'),
+  action: text('"POST /vms"', 'only this action'),
+  object: text('O', 'the object'),
+  result: text('ok|denied|failed', 'only with this result'),
+  since: text('ISO', 'only since this time'),
+  kind: text('K', 'the kind'),
+  out: text('FILE', 'the file written'),
+  input: text('FILE|-', 'given to the command on its stdin'),
+  'max-bytes': text('N', 'at most N bytes'),
+  'grow-fs': on('grow the partition and filesystem inside the guest too'),
+} satisfies Record<string, FlagSpec>;
+
+export type FlagName = keyof typeof flagCatalog;
 
 export interface Flags {
   output: Format;
@@ -177,7 +216,7 @@ export interface Flags {
   'anti-affinity': boolean;
   enable: boolean;
   disable: boolean;
-  strict?: boolean;
+  strict: boolean;
   'statefile-pool'?: string;
   'storage-failover'?: string;
   restart?: string;
@@ -219,50 +258,4 @@ export interface Flags {
   'grow-fs': boolean;
   help: boolean;
   version: boolean;
-}
-
-export function parseCommandLine(argv: string[]): { positionals: string[]; flags: Flags } {
-  let parsed: { values: Record<string, unknown>; positionals: string[] };
-  // `--iso` is a switch of `image import` and names a library ISO in `vm` commands.
-  const group = parseArgs({ args: argv, options, allowPositionals: true, strict: false }).positionals[0];
-  const isoNamed = group === 'vm';
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: isoNamed ? { ...options, iso: { type: 'string' } } : options,
-      allowPositionals: true,
-    });
-  } catch (err) {
-    throw new TernError('invalid_request', (err as Error).message);
-  }
-  if (isoNamed) {
-    parsed.values.isoImage = parsed.values.iso;
-    parsed.values.iso = false;
-  }
-  const v = parsed.values as unknown as Flags;
-  if (v.output !== 'table' && v.output !== 'json')
-    throw new TernError('invalid_request', '--output is table or json');
-  for (const n of [
-    'vcpus',
-    'timeout',
-    'limit',
-    'bytes',
-    'port',
-    'agent-port',
-    'cluster-port',
-    'audit-retention-days',
-    'downtime',
-    'bandwidth',
-    'tolerate',
-    'storage-failover',
-    'order',
-    'delay',
-    'max-unavailable',
-    'expires-in-days',
-  ] as const) {
-    // `none` lifts a project's vCPU quota (tern project quota NAME --vcpus none).
-    if (v[n] !== undefined && !/^\d+$/.test(v[n]) && !(n === 'vcpus' && v[n] === 'none'))
-      throw new TernError('invalid_request', `--${n} takes a whole number`);
-  }
-  return { positionals: parsed.positionals, flags: v };
 }

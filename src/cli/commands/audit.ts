@@ -4,6 +4,7 @@ import type { AuditRecord } from '../../wire/identity.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { printJson, printTable } from '../output.ts';
+import { type Command, viaGroup } from '../registry.ts';
 
 const usage =
   'usage: tern audit list [--actor A] [--action "POST /vms"] [--object PREFIX] [--result ok|denied|failed] [--since ISO] [--limit N] [--cursor C]';
@@ -56,3 +57,13 @@ export async function auditCommand(
   );
   if (page.nextCursor) process.stderr.write(`(older entries: --cursor ${page.nextCursor})\n`);
 }
+
+export const auditCommands: Command[] = [
+  {
+    path: 'audit list',
+    summary: 'the audit log, newest first: every change and every refusal',
+    flags: ['actor', 'action', ['object', 'only objects starting so'], 'result', 'since', 'limit', 'cursor'],
+    groupDefault: true,
+    run: viaGroup(auditCommand),
+  },
+];

@@ -6,6 +6,7 @@ import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
 import { mib, printFields, printJson, printTable, printText } from '../output.ts';
+import { type Command, viaGroup } from '../registry.ts';
 import { parseSize } from '../sizes.ts';
 
 interface ClusterInfo {
@@ -137,3 +138,42 @@ export async function groupCommand(
     'usage: tern group list | create NAME --affinity|--anti-affinity | delete NAME...',
   );
 }
+
+const cluster = viaGroup(clusterCommand);
+const group = viaGroup(groupCommand);
+
+export const clusterCommands: Command[] = [
+  { path: 'cluster show', summary: 'hosts, CPU baseline and capacity', groupDefault: true, run: cluster },
+  {
+    path: 'cluster settings',
+    summary: 'the cluster settings; changed by the flags given',
+    flags: [
+      'cpu-overcommit',
+      'memory-overcommit',
+      'storage-overcommit',
+      'strategy',
+      ['downtime', 'the longest pause of a live migration'],
+      ['bandwidth', 'the bandwidth limit of migrations'],
+    ],
+    run: cluster,
+  },
+  {
+    path: 'cluster capacity',
+    summary: 'VMs of a size that still fit with K hosts failed',
+    flags: [
+      ['size', 'vCPUs, memory[, disk] of one VM: 2cpu,4G,20G'],
+      ['tolerate', 'host failures to survive (default 1)'],
+      'pool',
+    ],
+    run: cluster,
+  },
+  { path: 'group list', summary: 'placement groups', groupDefault: true, run: group },
+  {
+    path: 'group create',
+    args: 'NAME',
+    summary: 'a placement group',
+    flags: ['affinity', 'anti-affinity'],
+    run: group,
+  },
+  { path: 'group delete', args: 'NAME...', summary: 'delete placement groups', run: group },
+];

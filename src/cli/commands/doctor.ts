@@ -7,6 +7,7 @@ import { ovmf, ovmfPresent } from '../../agent/qemu/firmware.ts';
 import { dataDir } from '../../allinone/config.ts';
 import type { Flags } from '../flags.ts';
 import { printJson, printTable } from '../output.ts';
+import type { Command } from '../registry.ts';
 
 interface Check {
   check: string;
@@ -120,3 +121,16 @@ export async function doctor(flags: Flags): Promise<number> {
   }
   return checks.some((c) => !c.ok && c.required) ? 1 : 0;
 }
+
+export const doctorCommands: Command[] = [
+  {
+    path: 'doctor',
+    summary: "check this machine's prerequisites",
+    flags: [
+      ['port', 'the manager port to check'],
+      ['agent-port', 'the agent port to check'],
+      ['cluster-port', 'the cluster port to check'],
+    ],
+    run: ({ flags }) => doctor(flags),
+  },
+];

@@ -6,6 +6,7 @@ import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
 import { printFields, printJson, printTable, printText } from '../output.ts';
+import { type Command, viaGroup } from '../registry.ts';
 
 export async function haCommand(
   api: ApiClient,
@@ -21,7 +22,8 @@ export async function haCommand(
     if (flags.disable) changes.enabled = false;
     if (flags.timeout) changes.timeoutS = Number(flags.timeout);
     if (flags.tolerate) changes.failuresToTolerate = Number(flags.tolerate);
-    if (flags.strict !== undefined) changes.strictAdmission = flags.strict;
+    // --strict only turns it on, as there is no --no-strict.
+    if (flags.strict) changes.strictAdmission = true;
     if (flags['statefile-pool']) changes.statefilePool = flags['statefile-pool'];
     if (flags['storage-failover']) changes.storageFailoverS = Number(flags['storage-failover']);
     const changing = Object.keys(changes).length > 0;
@@ -117,3 +119,26 @@ export async function vmHaCommand(api: ApiClient, args: string[], flags: Flags):
     ['delay', `${vm.ha.delayS} s`],
   ]);
 }
+
+const ha = viaGroup(haCommand);
+
+export const haCommands: Command[] = [
+  {
+    path: 'ha settings',
+    summary: 'the HA settings; changed by the flags given',
+    flags: [
+      ['enable', 'turn HA on'],
+      ['disable', 'turn HA off'],
+      ['timeout', 'seconds a host may be silent before it is deemed failed'],
+      'tolerate',
+      ['strict', 'refuse VMs that could not be restarted'],
+      'statefile-pool',
+      'storage-failover',
+    ],
+    groupDefault: true,
+    run: ha,
+  },
+  { path: 'ha status', summary: 'hosts as HA sees them', run: ha },
+  { path: 'ha plan', summary: 'where VMs would restart if hosts failed', run: ha },
+  { path: 'ha check', summary: 'HA readiness, with fixes', run: ha },
+];

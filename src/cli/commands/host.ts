@@ -8,6 +8,7 @@ import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
 import { ago, bytes, mib, printFields, printJson, printTable, printText } from '../output.ts';
 import { waitForTask } from '../progress.ts';
+import { type Command, viaGroup } from '../registry.ts';
 
 const enc = encodeURIComponent;
 const usage =
@@ -156,3 +157,49 @@ async function orphansCommand(api: ApiClient, args: string[], flags: Flags): Pro
     ]),
   );
 }
+
+const host = viaGroup(hostCommand);
+
+export const hostCommands: Command[] = [
+  { path: 'host list', summary: 'the hosts', groupDefault: true, run: host },
+  { path: 'host show', args: 'NAME', summary: 'one host: its facts, pools and certificate', run: host },
+  {
+    path: 'host add',
+    args: 'NAME',
+    summary: 'prints the join token and the agent command that joins the host',
+    run: host,
+  },
+  {
+    path: 'host remove',
+    args: 'NAME',
+    summary: "revokes the host's certificate (the host must have no VMs)",
+    run: host,
+  },
+  {
+    path: 'host maintenance on',
+    args: 'NAME',
+    summary: 'evacuates by live migration, then takes no VMs',
+    flags: ['stop-unmovable', 'no-wait'],
+    run: host,
+  },
+  { path: 'host maintenance off', args: 'NAME', summary: 'the host takes VMs again', run: host },
+  {
+    path: 'host orphans',
+    args: '[HOST]',
+    summary: 'QEMU processes and VM volumes a host holds for VMs the inventory does not know',
+    run: host,
+  },
+  {
+    path: 'host orphans adopt',
+    args: 'HOST ID',
+    summary: 'make an orphan a VM again, or keep its volumes',
+    run: host,
+  },
+  {
+    path: 'host orphans remove',
+    args: 'HOST ID',
+    summary: 'remove an orphan',
+    flags: [['force', 'also kill a running orphan']],
+    run: host,
+  },
+];

@@ -18,6 +18,7 @@ import { type ApiClient, caFromEnvironment, unreachableManager } from '../client
 import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
 import { ago, printFields, printJson, printTable, printText } from '../output.ts';
+import { type Command, viaGroup } from '../registry.ts';
 
 const enc = encodeURIComponent;
 
@@ -430,3 +431,98 @@ export async function ldapCommand(
   }
   throw new TernError('invalid_request', ldapUsage);
 }
+
+const user = viaGroup(userCommand);
+const token = viaGroup(tokenCommand);
+const ldap = viaGroup(ldapCommand);
+
+export const identityCommands: Command[] = [
+  {
+    path: 'login',
+    summary: 'log in: keeps a 30-day token (and the CA of the manager) in the config',
+    details: 'the password is typed, or TERN_PASSWORD',
+    flags: ['url', 'ca', ['user', 'who logs in']],
+    run: ({ flags }) => loginCommand(flags),
+  },
+  {
+    path: 'logout',
+    summary: 'revoke the token of the config',
+    run: ({ api, flags }) => logoutCommand(api(), flags),
+  },
+  {
+    path: 'whoami',
+    summary: 'who the CLI acts as, and with what rights',
+    run: ({ api, flags }) => whoamiCommand(api(), flags),
+  },
+  { path: 'user list', summary: 'the users', groupDefault: true, run: user },
+  { path: 'user show', args: 'NAME', summary: 'one user', run: user },
+  {
+    path: 'user create',
+    args: 'NAME',
+    summary: 'a local user (the password typed, or --password-stdin)',
+    flags: ['role', ['group', 'a group it joins (repeatable)'], 'display-name', 'password-stdin'],
+    run: user,
+  },
+  {
+    path: 'user set',
+    args: 'NAME',
+    summary: "change a user's role, state or name",
+    flags: [
+      'role',
+      'no-role',
+      ['disable', 'the user can no longer log in'],
+      ['enable', 'the user can log in again'],
+      'display-name',
+    ],
+    run: user,
+  },
+  {
+    path: 'user passwd',
+    args: '[NAME]',
+    summary: 'set a password; without NAME your own (asks the current one)',
+    flags: ['password-stdin'],
+    run: user,
+  },
+  { path: 'user delete', args: 'NAME...', summary: 'delete users; their tokens are revoked', run: user },
+  { path: 'user group list', summary: 'user groups', groupDefault: true, run: user },
+  {
+    path: 'user group create',
+    args: 'NAME',
+    summary: 'a user group with a role',
+    flags: [['role', 'the role its members get'], 'ldap-group'],
+    run: user,
+  },
+  { path: 'user group delete', args: 'NAME...', summary: 'delete user groups', run: user },
+  { path: 'user group add', args: 'NAME USER', summary: 'add a user to a group', run: user },
+  { path: 'user group remove', args: 'NAME USER', summary: 'take a user out of a group', run: user },
+  {
+    path: 'token list',
+    summary: 'API tokens',
+    flags: [['all', "everyone's, not only yours"]],
+    groupDefault: true,
+    run: token,
+  },
+  {
+    path: 'token create',
+    args: 'NAME',
+    summary: 'an API token; it is shown once',
+    flags: ['expires-in-days', 'scope', ['user', 'the user it acts as']],
+    run: token,
+  },
+  { path: 'token revoke', args: 'ID', summary: 'revoke a token', run: token },
+  { path: 'ldap show', summary: 'the directory people log in with', groupDefault: true, run: ldap },
+  {
+    path: 'ldap set',
+    summary: 'log in through a directory (bind password typed, or TERN_LDAP_BIND_PASSWORD)',
+    flags: [
+      ['url', "the directory's URL"],
+      'bind-dn',
+      'user-base',
+      'user-filter',
+      'group-base',
+      'group-filter',
+    ],
+    run: ldap,
+  },
+  { path: 'ldap clear', summary: 'no directory: local passwords only', run: ldap },
+];

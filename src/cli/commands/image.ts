@@ -14,6 +14,7 @@ import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
 import { ago, bytes, printFields, printJson, printTable } from '../output.ts';
 import { followTask, submitTask } from '../progress.ts';
+import { type Command, viaGroup } from '../registry.ts';
 
 const enc = encodeURIComponent;
 const usage =
@@ -198,3 +199,39 @@ export async function imageCommand(
       throw new TernError('invalid_request', usage);
   }
 }
+
+const image = viaGroup(imageCommand);
+
+export const imageCommands: Command[] = [
+  { path: 'image list', summary: 'the image library', groupDefault: true, run: image },
+  { path: 'image show', args: 'NAME', summary: 'one image', run: image },
+  { path: 'image delete', args: 'NAME...', summary: 'delete images', flags: ['no-wait'], run: image },
+  {
+    path: 'image import',
+    args: 'NAME',
+    summary: "an image from a file in one of the host's import dirs",
+    flags: ['path', 'iso', 'format', 'compress', 'no-wait'],
+    run: image,
+  },
+  {
+    path: 'image upload',
+    args: 'NAME FILE',
+    summary: 'an image from a local file, streamed; disks are stored as qcow2',
+    flags: ['iso', 'format', 'compress', 'no-wait'],
+    run: image,
+  },
+  {
+    path: 'image verify',
+    args: 'NAME',
+    summary: 're-hash the stored file against its recorded sha256',
+    flags: ['no-wait'],
+    run: image,
+  },
+  {
+    path: 'image export',
+    args: 'NAME',
+    summary: 'download the stored file (checked against its sha256)',
+    flags: [['out', 'the file it is written to']],
+    run: image,
+  },
+];

@@ -9,6 +9,7 @@ import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
 import { ago, bytes, mib, printFields, printJson, printTable, printText } from '../output.ts';
 import { submitTask, waitForTask } from '../progress.ts';
+import { type Command, viaGroup } from '../registry.ts';
 import { parseSize } from '../sizes.ts';
 
 export async function taskCommand(
@@ -152,3 +153,57 @@ export async function alertCommand(
     items.map((a) => [a.severity, ago(a.raisedAt), a.clearedAt ? ago(a.clearedAt) : '', a.message]),
   );
 }
+
+const task = viaGroup(taskCommand);
+const template = viaGroup(templateCommand);
+
+export const inventoryCommands: Command[] = [
+  {
+    path: 'task list',
+    summary: 'recent tasks',
+    flags: [
+      ['limit', 'at most N tasks (default 20)'],
+      ['state', 'only tasks in this state'],
+    ],
+    run: task,
+  },
+  { path: 'task show', args: 'ID', summary: 'one task, with its log', run: task },
+  { path: 'task wait', args: 'ID', summary: 'wait for a task to end', run: task },
+  { path: 'task cancel', args: 'ID', summary: 'ask a task to stop', run: task },
+  {
+    path: 'alert list',
+    summary: 'alerts raised and not cleared',
+    flags: [['all', 'cleared ones too']],
+    groupDefault: true,
+    run: viaGroup(alertCommand),
+  },
+  { path: 'template list', summary: 'the templates', groupDefault: true, run: template },
+  { path: 'template show', args: 'NAME', summary: 'one template', run: template },
+  {
+    path: 'template create',
+    args: 'NAME',
+    summary: 'a template from a VM (--from-vm) or a library disk image (--from-image)',
+    details:
+      'a running Linux VM is generalized through its guest agent, then shut down;\n--force seals one that cannot be, as it is',
+    flags: [
+      'from-vm',
+      'from-image',
+      'description',
+      ['force', 'seal a VM that cannot be generalized, as it is'],
+      ['vcpus', 'virtual CPUs (--from-image)'],
+      ['memory', 'memory (--from-image)'],
+      ['disk', 'disk size (--from-image)'],
+      'firmware',
+      'os',
+      'no-wait',
+    ],
+    run: template,
+  },
+  {
+    path: 'template delete',
+    args: 'NAME...',
+    summary: 'delete templates',
+    flags: ['no-wait'],
+    run: template,
+  },
+];

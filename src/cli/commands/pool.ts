@@ -6,6 +6,7 @@ import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
 import { printJson, printTable, printText } from '../output.ts';
 import { submitTask } from '../progress.ts';
+import { type Command, viaGroup } from '../registry.ts';
 
 const usage = `usage: tern pool list | show POOL
        tern pool create POOL --template T --size N [--persistent] [--max-unavailable PCT] [--start]
@@ -75,3 +76,47 @@ export async function poolCommand(
   }
   throw new TernError('invalid_request', usage);
 }
+
+const pool = viaGroup(poolCommand);
+
+export const poolCommands: Command[] = [
+  { path: 'pool list', summary: 'image pools', groupDefault: true, run: pool },
+  { path: 'pool show', args: 'POOL', summary: 'one pool: its versions and VMs', run: pool },
+  {
+    path: 'pool create',
+    args: 'POOL',
+    summary: 'a pool of VMs from a template',
+    flags: [
+      ['template', 'the template its VMs are made from'],
+      ['size', 'how many VMs'],
+      'persistent',
+      'max-unavailable',
+      ['start', 'start its VMs'],
+      'no-wait',
+    ],
+    run: pool,
+  },
+  {
+    path: 'pool rollback',
+    args: 'POOL',
+    summary: 'back to the previous version',
+    flags: ['no-wait'],
+    run: pool,
+  },
+  {
+    path: 'pool version create',
+    args: 'POOL',
+    summary: 'a new version, with a maintenance VM',
+    flags: ['no-wait'],
+    run: pool,
+  },
+  { path: 'pool version test', args: 'POOL N', summary: 'try a version', flags: ['no-wait'], run: pool },
+  {
+    path: 'pool version promote',
+    args: 'POOL N',
+    summary: 'make a version production',
+    flags: ['no-wait'],
+    run: pool,
+  },
+  { path: 'pool version delete', args: 'POOL N', summary: 'delete a version', flags: ['no-wait'], run: pool },
+];

@@ -6,6 +6,7 @@ import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
 import { bytes, mib, printFields, printJson, printTable, printText } from '../output.ts';
+import { type Command, type FlagUse, viaGroup } from '../registry.ts';
 import { parseSize } from '../sizes.ts';
 
 const enc = encodeURIComponent;
@@ -119,3 +120,27 @@ export async function projectCommand(
   }
   throw new TernError('invalid_request', usage);
 }
+
+const project = viaGroup(projectCommand);
+const quota: FlagUse[] = [
+  'vms',
+  ['vcpus', 'the most vCPUs (none: no limit)'],
+  ['memory', 'the most memory, e.g. 8G (none: no limit)'],
+  ['disk', 'the most disk, e.g. 100G (none: no limit)'],
+];
+
+export const projectCommands: Command[] = [
+  { path: 'project list', summary: 'projects, their usage and quotas', groupDefault: true, run: project },
+  { path: 'project show', args: 'NAME', summary: 'one project', run: project },
+  {
+    path: 'project create',
+    args: 'NAME',
+    summary: 'a project',
+    flags: [...quota, 'description'],
+    run: project,
+  },
+  { path: 'project quota', args: 'NAME', summary: "change a project's quota", flags: quota, run: project },
+  { path: 'project delete', args: 'NAME...', summary: 'delete projects', run: project },
+  { path: 'project add', args: 'NAME user|group MEMBER', summary: 'who may create VMs in it', run: project },
+  { path: 'project remove', args: 'NAME user|group MEMBER', summary: 'take a member out', run: project },
+];

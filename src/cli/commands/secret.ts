@@ -12,6 +12,7 @@ import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
 import { ago, printFields, printJson, printRaw, printTable, printText } from '../output.ts';
+import { type Command, viaGroup } from '../registry.ts';
 
 const enc = encodeURIComponent;
 
@@ -157,3 +158,35 @@ export async function keysCommand(
   }
   throw new TernError('invalid_request', keysUsage);
 }
+
+const secret = viaGroup(secretCommand);
+const keys = viaGroup(keysCommand);
+
+export const secretCommands: Command[] = [
+  { path: 'secret list', summary: 'the secrets (never their values)', groupDefault: true, run: secret },
+  { path: 'secret show', args: 'NAME', summary: 'one secret (not its value)', run: secret },
+  {
+    path: 'secret set',
+    args: 'NAME',
+    summary: 'set a secret: the value from stdin, or typed; never an argument',
+    flags: [
+      ['kind', 'what kind of secret'],
+      ['object', 'the object it belongs to (vm:NAME)'],
+    ],
+    run: secret,
+  },
+  { path: 'secret reveal', args: 'NAME', summary: "a secret's value", run: secret },
+  { path: 'secret delete', args: 'NAME...', summary: 'delete secrets', run: secret },
+  { path: 'keys status', summary: 'the key that encrypts secrets', groupDefault: true, run: keys },
+  { path: 'keys rotate', summary: 'a new key; secrets re-encrypted', run: keys },
+  {
+    path: 'keys backup',
+    summary: 'back the key up (passphrase typed twice, or TERN_KEY_PASSPHRASE)',
+    details: 'restore is offline: bin/tern-manager keys restore --from FILE [--key-file F]',
+    flags: [
+      ['out', 'the backup file'],
+      ['force', 'overwrite the file'],
+    ],
+    run: keys,
+  },
+];

@@ -19,10 +19,11 @@ import {
   printText,
 } from '../output.ts';
 import { submitTask, waitForTask } from '../progress.ts';
+import { type Command, type FlagUse, viaGroup } from '../registry.ts';
 import { parseSize } from '../sizes.ts';
 import { vmHaCommand } from './ha.ts';
 import { migrateCommand, printExplanation } from './migration.ts';
-import { vmFileCommand } from './vm-guest.ts';
+import { vmExecCommand, vmFileCommand } from './vm-guest.ts';
 
 const enc = encodeURIComponent;
 
@@ -371,3 +372,184 @@ export async function vmCommand(
       );
   }
 }
+
+const run = viaGroup(vmCommand);
+const power = (verb: string, summary: string, flags: FlagUse[]): Command => ({
+  path: `vm ${verb}`,
+  args: 'NAME...',
+  summary,
+  flags: [...flags, 'no-wait'],
+  run,
+});
+
+export const vmCommands: Command[] = [
+  {
+    path: 'vm list',
+    summary: 'the VMs, in name order',
+    flags: [
+      ['state', 'only VMs in this state'],
+      ['host', 'only VMs on this host'],
+      ['name', 'only VMs whose name starts so'],
+      'limit',
+      'cursor',
+    ],
+    run,
+  },
+  { path: 'vm show', args: 'NAME', summary: 'one VM: its state, disks, NICs and guest', run },
+  {
+    path: 'vm create',
+    args: 'NAME...',
+    summary: 'create VMs (NAME may be a range: web-{1..20})',
+    details:
+      'from a template (--template) or a library disk image (--image), or empty to install from an ISO',
+    flags: [
+      ['template', 'the template the VM is cloned from'],
+      'image',
+      'full',
+      [
+        'iso',
+        {
+          type: 'string',
+          value: 'ISO',
+          key: 'isoImage',
+          help: 'a library ISO in the CD-ROM, to install from',
+        },
+      ],
+      ['boot', 'what boots first (with --iso)'],
+      'firmware',
+      ['vcpus', 'virtual CPUs'],
+      ['memory', 'memory, e.g. 512M'],
+      ['disk', 'the first disk, e.g. 10G'],
+      'extra-disk',
+      'nic',
+      'ip',
+      'gateway',
+      'dns',
+      'user-data',
+      ['pool', 'the storage pool of its disks'],
+      ['start', 'start it once created'],
+      'cpu-mode',
+      ['group', 'a placement group it joins (repeatable)'],
+      'explain',
+      ['project', 'the project whose quota it counts against'],
+      'no-wait',
+    ],
+    run,
+  },
+  power('start', 'start VMs', [['force', 'start even where placement refuses']]),
+  power('stop', 'stop VMs at once (power off)', [['force', 'stop even where it is refused']]),
+  power('pause', 'pause VMs', []),
+  power('resume', 'resume paused VMs', []),
+  power('shutdown', 'shut VMs down through the guest', [
+    ['timeout', 'seconds the guest has to shut down'],
+    ['force', 'power off a guest that does not shut down in time'],
+  ]),
+  power('reboot', 'reboot VMs through the guest', [
+    ['timeout', 'seconds the guest has to reboot'],
+    ['force', 'reset a guest that does not reboot'],
+  ]),
+  power('delete', 'delete VMs', [
+    ['keep-disks', 'keep their disks'],
+    ['force', 'delete running VMs too'],
+  ]),
+  {
+    path: 'vm console',
+    args: 'NAME',
+    summary: "the serial console's output",
+    flags: [
+      ['bytes', 'the last N bytes (default 16384)'],
+      ['raw', 'escape sequences too'],
+    ],
+    run,
+  },
+  {
+    path: 'vm exec',
+    args: 'VM -- CMD ARGS...',
+    summary: 'run a command in the guest (qemu-ga); its output, and its exit code as tern’s',
+    details: '124: still running at the timeout',
+    flags: [
+      ['timeout', 'seconds the command may run'],
+      'input',
+      ['max-bytes', 'at most N bytes of output'],
+      'raw',
+    ],
+    // The guest command's exit code is tern's.
+    run: ({ api, args, flags }) => vmExecCommand(api(), args, flags),
+  },
+  {
+    path: 'vm file get',
+    args: 'VM PATH',
+    summary: 'read a file of the guest (qemu-ga)',
+    flags: [['out', 'the file it is written to'], 'max-bytes', 'raw'],
+    run,
+  },
+  {
+    path: 'vm disk add',
+    args: 'VM SIZE|POOL:PATH',
+    summary: 'a new empty disk, or an existing volume (hot-plugged when the VM runs)',
+    flags: ['no-wait'],
+    run,
+  },
+  {
+    path: 'vm disk remove',
+    args: 'VM INDEX',
+    summary: 'detach a disk, and delete it unless --keep-disks',
+    flags: [['keep-disks', 'keep the volume'], 'no-wait'],
+    run,
+  },
+  {
+    path: 'vm disk resize',
+    args: 'VM INDEX SIZE',
+    summary: 'grow a disk',
+    flags: ['grow-fs', 'no-wait'],
+    run,
+  },
+  {
+    path: 'vm disk move',
+    args: 'VM INDEX POOL',
+    summary: 'storage migration (live when the VM runs)',
+    flags: ['no-wait'],
+    run,
+  },
+  {
+    path: 'vm cdrom insert',
+    args: 'VM ISO',
+    summary: "put a library ISO in the VM's CD-ROM",
+    flags: [['force', 'a locked tray too'], 'no-wait'],
+    run,
+  },
+  {
+    path: 'vm cdrom eject',
+    args: 'VM',
+    summary: "empty the VM's CD-ROM",
+    flags: [['force', 'a locked tray too'], 'no-wait'],
+    run,
+  },
+  { path: 'vm snapshot list', args: 'VM', summary: "the VM's snapshots", run },
+  { path: 'vm snapshot create', args: 'VM NAME', summary: 'take a snapshot', flags: ['no-wait'], run },
+  { path: 'vm snapshot revert', args: 'VM NAME', summary: 'go back to a snapshot', flags: ['no-wait'], run },
+  { path: 'vm snapshot delete', args: 'VM NAME', summary: 'delete a snapshot', flags: ['no-wait'], run },
+  {
+    path: 'vm migrate',
+    args: 'VM',
+    summary: 'move a VM to another host (live unless --quick)',
+    flags: [
+      'to',
+      'quick',
+      'target-pool',
+      'downtime',
+      'bandwidth',
+      ['timeout', 'seconds the migration may take'],
+      'explain',
+      'no-wait',
+    ],
+    run,
+  },
+  {
+    path: 'vm ha',
+    args: 'VM',
+    summary: "the VM's HA restart policy",
+    flags: ['restart', 'priority', 'order', 'delay'],
+    run,
+  },
+];

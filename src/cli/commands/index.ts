@@ -1,0 +1,54 @@
+/** Every command of the CLI, in the order help lists them, and the groups they fall in. */
+import type { Registry } from '../registry.ts';
+import { auditCommands } from './audit.ts';
+import { clusterCommands } from './cluster.ts';
+import { doctorCommands } from './doctor.ts';
+import { haCommands } from './ha.ts';
+import { helpCommands } from './help.ts';
+import { hostCommands } from './host.ts';
+import { identityCommands } from './identity.ts';
+import { imageCommands } from './image.ts';
+import { inventoryCommands } from './inventory.ts';
+import { poolCommands } from './pool.ts';
+import { projectCommands } from './project.ts';
+import { secretCommands } from './secret.ts';
+import { upCommands } from './up.ts';
+import { vmCommands } from './vm.ts';
+
+export const registry: Registry = {
+  commands: [
+    ...upCommands,
+    ...doctorCommands,
+    ...vmCommands,
+    ...inventoryCommands,
+    ...poolCommands,
+    ...hostCommands,
+    ...clusterCommands,
+    ...haCommands,
+    ...imageCommands,
+    ...identityCommands,
+    ...projectCommands,
+    ...auditCommands,
+    ...secretCommands,
+    ...helpCommands,
+  ],
+  groups: [
+    { name: 'vm', summary: 'VMs: create, power, disks, CD-ROM, snapshots, guest commands, migration' },
+    { name: 'task', summary: 'the tasks that carry out long operations' },
+    { name: 'alert', summary: 'what needs attention' },
+    { name: 'template', summary: 'templates VMs are cloned from' },
+    { name: 'pool', summary: 'image pools: many VMs of one template, in versions' },
+    { name: 'host', summary: 'the hosts of the cluster, how they join and leave, maintenance' },
+    { name: 'cluster', summary: 'the cluster as a whole: settings and capacity' },
+    { name: 'group', summary: 'placement groups: affinity and anti-affinity' },
+    { name: 'ha', summary: 'high availability: settings, status, the restart plan' },
+    { name: 'image', summary: 'the image library: disk images and ISOs' },
+    { name: 'user', summary: 'users and user groups' },
+    { name: 'token', summary: 'API tokens' },
+    { name: 'ldap', summary: 'logging in through a directory' },
+    { name: 'project', summary: 'projects: quotas and who may create VMs in them' },
+    { name: 'audit', summary: 'the audit log' },
+    { name: 'secret', summary: 'secrets, encrypted at rest' },
+    { name: 'keys', summary: 'the key that encrypts secrets' },
+  ],
+};
