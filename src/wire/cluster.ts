@@ -39,6 +39,7 @@ export const MigrationPreview = Type.Object({
   mirrored: Type.Array(Type.String()),
   refused: Type.Union([Type.String(), Type.Null()]),
 });
+export type MigrationPreview = Static<typeof MigrationPreview>;
 
 export const MoveDiskRequest = Type.Object({ pool: Name }, { additionalProperties: false });
 
@@ -74,6 +75,7 @@ export const CapacityAnswer = Type.Object({
   reservedForFailover: Type.Object({ vcpus: Type.Number(), memoryMiB: Type.Number() }),
   checked: Type.String(),
 });
+export type CapacityAnswer = Static<typeof CapacityAnswer>;
 
 export const ClusterInfo = Type.Object({
   hosts: Type.Object({ online: Type.Integer(), offline: Type.Integer(), maintenance: Type.Integer() }),
@@ -85,6 +87,7 @@ export const ClusterInfo = Type.Object({
     allocatedMemoryMiB: Type.Integer(),
   }),
 });
+export type ClusterInfo = Static<typeof ClusterInfo>;
 
 export const PlacementGroupKind = Type.Union([Type.Literal('affinity'), Type.Literal('anti-affinity')]);
 

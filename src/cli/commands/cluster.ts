@@ -1,6 +1,6 @@
 /** `tern cluster …` and `tern group …`: the cluster as a whole, capacity, placement groups. */
 import { TernError } from '../../errors.ts';
-import type { PlacementGroup } from '../../wire/cluster.ts';
+import type { CapacityAnswer, ClusterInfo, PlacementGroup } from '../../wire/cluster.ts';
 import { eachName } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
@@ -8,12 +8,6 @@ import { byName } from '../names.ts';
 import { mib, printFields, printJson, printTable, printText } from '../output.ts';
 import { type Command, viaGroup } from '../registry.ts';
 import { parseSize } from '../sizes.ts';
-
-interface ClusterInfo {
-  hosts: { online: number; offline: number; maintenance: number };
-  cpuBaseline: { model: string; reason: string };
-  capacity: { cores: number; memoryMiB: number; allocatedVcpus: number; allocatedMemoryMiB: number };
-}
 
 /** `2cpu,4G,20G`: vCPUs, memory and disk of one VM, in any order. */
 export function parseVmSize(text: string): { vcpus: number; memoryMiB: number; diskBytes: number } {
@@ -76,13 +70,11 @@ export async function clusterCommand(
       );
     const size = parseVmSize(flags.size);
     const tolerate = Number(flags.tolerate ?? 1);
-    const a = await api.request<{
-      fits: number;
-      perHost: { host: string; count: number }[];
-      limitedBy: string;
-      reservedForFailover: { vcpus: number; memoryMiB: number };
-      checked: string;
-    }>('POST', '/api/v1/cluster/capacity', { size, tolerate, ...(flags.pool ? { pool: flags.pool } : {}) });
+    const a = await api.request<CapacityAnswer>('POST', '/api/v1/cluster/capacity', {
+      size,
+      tolerate,
+      ...(flags.pool ? { pool: flags.pool } : {}),
+    });
     if (flags.output === 'json') return printJson(a);
     printText(
       `${a.fits} more VM(s) of ${size.vcpus} vCPU, ${mib(size.memoryMiB)} fit while surviving ${tolerate} host failure(s)\n` +

@@ -1,5 +1,6 @@
 /** `tern vm migrate` and `tern vm disk move`: moving a VM between hosts, a disk between pools. */
 import { TernError } from '../../errors.ts';
+import type { MigrationPreview, PlacementExplanation } from '../../wire/cluster.ts';
 import type { Task } from '../../wire/task.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
@@ -8,13 +9,7 @@ import { waitForTask } from '../progress.ts';
 
 const enc = encodeURIComponent;
 
-interface Explanation {
-  host: string | null;
-  summary: string;
-  verdicts: { host: string; eligible: boolean; filter?: string; reason?: string; rating?: number }[];
-}
-
-export function printExplanation(e: Explanation): void {
+export function printExplanation(e: PlacementExplanation): void {
   printTable(
     ['HOST', 'VERDICT', 'RATING / REASON'],
     e.verdicts.map((v) => [
@@ -41,12 +36,7 @@ export async function migrateCommand(api: ApiClient, args: string[], flags: Flag
   if (flags.bandwidth) body.bandwidthMiBps = Number(flags.bandwidth);
   if (flags.timeout) body.timeoutS = Number(flags.timeout);
   if (flags.explain) {
-    const p = await api.request<{
-      placement: Explanation;
-      storage: string | null;
-      mirrored: string[];
-      refused: string | null;
-    }>('POST', `/api/v1/vms/${enc(vm)}/migrate/preview`, body);
+    const p = await api.request<MigrationPreview>('POST', `/api/v1/vms/${enc(vm)}/migrate/preview`, body);
     if (flags.output === 'json') return printJson(p);
     printExplanation(p.placement);
     if (p.refused) printText(`refused: ${p.refused}\n`);

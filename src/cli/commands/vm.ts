@@ -1,6 +1,7 @@
 /** `tern vm …`: the VM lifecycle. */
 import fs from 'node:fs';
 import { TernError } from '../../errors.ts';
+import type { PlacementExplanation } from '../../wire/cluster.ts';
 import type { Task } from '../../wire/task.ts';
 import type { CreateVmRequest, Vm } from '../../wire/vm.ts';
 import { forEachName } from '../bulk.ts';
@@ -174,7 +175,7 @@ async function explainCreate(
         `/api/v1/templates/${enc(body.template)}`,
       )
     : null;
-  const e = await api.request<Parameters<typeof printExplanation>[0]>('POST', '/api/v1/cluster/placement', {
+  const e = await api.request<PlacementExplanation>('POST', '/api/v1/cluster/placement', {
     vcpus: body.vcpus ?? template?.vcpus ?? 1,
     memoryMiB: body.memoryMiB ?? template?.memoryMiB ?? 512,
     ...(body.template ? { template: body.template } : {}),
