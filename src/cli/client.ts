@@ -8,7 +8,9 @@ import { cliConfigPath } from '../allinone/config.ts';
 import { TernError } from '../errors.ts';
 import { requestJson } from '../http/json-client.ts';
 import { tlsFetch } from '../pki/identity.ts';
+import { type CallArgs, callRoute } from '../wire/api-client.ts';
 import type { ManagerEvent } from '../wire/event.ts';
+import type { ReplyOf, Route } from '../wire/route.ts';
 
 /** Errors of a certificate chain or name that the CLI does not trust. */
 const untrustedCodes = new Set([
@@ -67,6 +69,11 @@ export class ApiClient {
     }
     const ca = caFromEnvironment() ?? (typeof config.ca === 'string' ? config.ca : null);
     return new ApiClient(config.url, config.token, ca);
+  }
+
+  /** Calls a declared route (wire/api/): its parameters, query and body in, its answer typed. */
+  call<const R extends Route>(r: R, ...input: CallArgs<R>): Promise<ReplyOf<R>> {
+    return callRoute((method, path, body) => this.request(method, path, body), r, ...input);
   }
 
   request<T>(method: string, path: string, body?: unknown, timeoutMs = 120_000): Promise<T> {

@@ -3,6 +3,7 @@
  * event stream and re-reads the task, so a missed event cannot leave the CLI waiting forever.
  */
 import { TernError } from '../errors.ts';
+import { taskRoutes } from '../wire/api/tasks.ts';
 import type { Task } from '../wire/task.ts';
 import type { ApiClient } from './client.ts';
 import type { Flags } from './flags.ts';
@@ -46,7 +47,7 @@ export async function waitForTask(api: ApiClient, task: Task, quiet = false): Pr
     // The stream may miss what happened before it connected; a periodic read covers that.
     const poll = async () => {
       while (!stop.signal.aborted) {
-        check(await api.request<Task>('GET', `/api/v1/tasks/${task.id}`));
+        check(await api.call(taskRoutes.show, { params: { id: task.id } }));
         await new Promise((r) => setTimeout(r, 1000));
       }
     };
@@ -59,7 +60,7 @@ export async function waitForTask(api: ApiClient, task: Task, quiet = false): Pr
     if (tty) process.stderr.write('\n');
   }
   if (current.state !== 'succeeded') {
-    const full = await api.request<Task>('GET', `/api/v1/tasks/${task.id}`);
+    const full = await api.call(taskRoutes.show, { params: { id: task.id } });
     const err = full.error ?? { code: 'internal', message: `task ${full.state}` };
     throw new TernError(
       TernError.isCode(err.code) ? err.code : 'internal',

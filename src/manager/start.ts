@@ -9,6 +9,7 @@ import type { ApiServices } from './api/context.ts';
 import { type ApiTls, buildApi } from './api/server.ts';
 import { AuditLog } from './audit/log.ts';
 import { ensureAdmin } from './auth/bootstrap.ts';
+import type { RouteRule } from './auth/permissions.ts';
 import { Authenticator } from './auth/principal.ts';
 import { SessionStore } from './auth/sessions.ts';
 import { TokenStore } from './auth/tokens.ts';
@@ -34,6 +35,7 @@ import { ProjectStore } from './projects/store.ts';
 import type { KeyStoreConfig } from './secrets/keystore.ts';
 import { openKeyStore } from './secrets/keystores/open.ts';
 import { SecretStore } from './secrets/store.ts';
+import { registerTaskKinds } from './task-kinds.ts';
 import { TaskEngine } from './tasks/engine.ts';
 import { hostGate } from './tasks/host-gate.ts';
 import { Orphans } from './vms/orphans.ts';
@@ -84,6 +86,8 @@ export interface RunningManager {
   ca: ClusterCa;
   db: Db;
   services: ApiServices;
+  /** What each API route needs, by `METHOD /route`, as the routes declare it. */
+  routeAccess: ReadonlyMap<string, RouteRule>;
   close(): Promise<void>;
   /** Stops at once, leaving tasks as a crash would (for recovery tests). */
   crash(): Promise<void>;
@@ -154,7 +158,9 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   // Every full report of a host is compared with the inventory for what no VM accounts for.
   hosts.onReported((hostId) => void base.orphans.scan(hostId));
   // The HA watch registers its failover task before recovery, so one interrupted resumes.
-  const services: ApiServices = Object.assign(base, { ha: new HaMonitor(base, tasks, opts.log) });
+  const withHa = Object.assign(base, { ha: new HaMonitor(base, tasks, opts.log) });
+  // Every other kind too, before recovery: an interrupted task resumes whatever serves HTTP.
+  const services: ApiServices = Object.assign(withHa, { kinds: registerTaskKinds(withHa, tasks) });
   services.beforeStart = (vmId) => prepareStart(services, vmId);
   const stopAlerts = services.alerts.watch();
   watchDiskSpace(space, services);
@@ -166,7 +172,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const pruning = setInterval(prune, 3600_000).unref();
   const app = await buildApi(services, opts.log, apiTls);
   await hosts.start();
-  // Task kinds are registered by the routes; recovery needs them. Each recovered task waits
+  // Each recovered task waits
   // in the background for its hosts, so the agents (in all-in-one, the local one) can connect.
   await tasks.recover(hostGate(db, hosts));
   // After recovery has its tasks, before the API takes new ones: a create killed before its
@@ -194,6 +200,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     ca,
     db,
     services,
+    routeAccess: app.routeAccess,
     async close() {
       clearInterval(pruning);
       space.close();

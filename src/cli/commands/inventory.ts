@@ -1,6 +1,7 @@
 /** `tern task …`, `tern host …`, `tern template …`. */
 import { TernError } from '../../errors.ts';
-import type { Alert } from '../../wire/alert.ts';
+import { alertRoutes } from '../../wire/api/alerts.ts';
+import { taskRoutes } from '../../wire/api/tasks.ts';
 import type { Task } from '../../wire/task.ts';
 import type { CreateTemplateRequest, Template } from '../../wire/template.ts';
 import { forEachName } from '../bulk.ts';
@@ -31,7 +32,7 @@ export async function taskCommand(
       );
     }
     case 'show': {
-      const t = await api.request<Task>('GET', `/api/v1/tasks/${encodeURIComponent(args[0] ?? '')}`);
+      const t = await api.call(taskRoutes.show, { params: { id: args[0] ?? '' } });
       if (json) return printJson(t);
       printFields([
         ['id', t.id],
@@ -49,13 +50,13 @@ export async function taskCommand(
       return;
     }
     case 'wait': {
-      const t = await api.request<Task>('GET', `/api/v1/tasks/${encodeURIComponent(args[0] ?? '')}`);
+      const t = await api.call(taskRoutes.show, { params: { id: args[0] ?? '' } });
       const done = await waitForTask(api, t, json);
       if (json) printJson(done);
       return;
     }
     case 'cancel': {
-      const t = await api.request<Task>('POST', `/api/v1/tasks/${encodeURIComponent(args[0] ?? '')}/cancel`);
+      const t = await api.call(taskRoutes.cancel, { params: { id: args[0] ?? '' } });
       if (json) return printJson(t);
       printText(`cancellation of ${t.id} requested\n`);
       return;
@@ -146,7 +147,7 @@ export async function alertCommand(
 ): Promise<void> {
   if (sub !== 'list' && sub !== undefined)
     throw new TernError('invalid_request', 'usage: tern alert list [--all]');
-  const { items } = await api.request<{ items: Alert[] }>('GET', `/api/v1/alerts?all=${flags.all}`);
+  const { items } = await api.call(alertRoutes.list, { query: { all: flags.all } });
   if (flags.output === 'json') return printJson(items);
   printTable(
     ['SEVERITY', 'RAISED', 'CLEARED', 'MESSAGE'],

@@ -55,6 +55,7 @@ export function clusterRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/cluster',
     {
+      config: { access: 'cluster.read' },
       schema: {
         summary: 'The cluster: hosts by state, CPU baseline, capacity',
         tags: ['cluster'],
@@ -81,6 +82,7 @@ export function clusterRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/cluster/settings',
     {
+      config: { access: 'cluster.read' },
       schema: {
         summary: 'Placement and migration settings',
         tags: ['cluster'],
@@ -92,6 +94,7 @@ export function clusterRoutes(app: App, s: ApiServices): void {
   app.patch(
     '/api/v1/cluster/settings',
     {
+      config: { access: 'cluster.write' },
       schema: {
         summary: 'Change placement and migration settings (kept across restarts)',
         tags: ['cluster'],
@@ -105,6 +108,7 @@ export function clusterRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/cluster/capacity',
     {
+      config: { access: 'cluster.read' },
       schema: {
         summary:
           'How many more VMs of a size fit while every protected VM could restart after `tolerate` host failures',
@@ -146,6 +150,7 @@ export function clusterRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/cluster/placement',
     {
+      config: { access: 'cluster.read' },
       schema: {
         summary: 'Where a new VM would go, and why each host was chosen or rejected',
         tags: ['cluster'],
@@ -185,6 +190,7 @@ export function clusterRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/placement-groups',
     {
+      config: { access: 'cluster.read' },
       schema: {
         summary: 'Affinity and anti-affinity groups',
         tags: ['cluster'],
@@ -196,6 +202,7 @@ export function clusterRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/placement-groups',
     {
+      config: { access: 'cluster.write' },
       schema: {
         summary: 'Create a placement group; VMs join it when created with `groups`',
         tags: ['cluster'],
@@ -208,6 +215,7 @@ export function clusterRoutes(app: App, s: ApiServices): void {
   app.delete(
     '/api/v1/placement-groups/:name',
     {
+      config: { access: 'cluster.write' },
       schema: {
         summary: 'Delete a placement group (its VMs stay where they are)',
         tags: ['cluster'],

@@ -23,6 +23,7 @@ import type { ImagePoolStore } from '../imagepools/store.ts';
 import type { ImageStore } from '../library/images.ts';
 import type { ProjectStore } from '../projects/store.ts';
 import type { SecretStore } from '../secrets/store.ts';
+import type { TaskKinds } from '../task-kinds.ts';
 import type { TaskEngine } from '../tasks/engine.ts';
 import type { VmDeps } from '../vms/deps.ts';
 import type { Orphans } from '../vms/orphans.ts';
@@ -38,6 +39,8 @@ export type App = FastifyInstance<
 
 export interface ApiServices extends VmDeps {
   tasks: TaskEngine;
+  /** Every task kind, registered before recovery (task-kinds.ts); handlers submit these. */
+  kinds: TaskKinds;
   tokens: TokenStore;
   users: UserStore;
   groups: GroupStore;

@@ -10,6 +10,7 @@ export function eventRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/events',
     {
+      config: { access: 'event.read' },
       schema: {
         summary: 'Stream of events (text/event-stream): task, vm, host and alert',
         tags: ['events'],

@@ -52,6 +52,7 @@ export function haRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/ha/status',
     {
+      config: { access: 'cluster.read' },
       schema: {
         summary: 'Each host as the HA watch sees it: healthy, isolated, storage-lost, suspect or failed',
         tags: ['ha'],
@@ -66,6 +67,7 @@ export function haRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/ha/plan',
     {
+      config: { access: 'cluster.read' },
       schema: {
         summary: 'How many host failures every protected VM survives now, and where they would restart',
         tags: ['ha'],
@@ -95,6 +97,7 @@ export function haRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/ha/check',
     {
+      config: { access: 'cluster.read' },
       schema: {
         summary: 'Readiness checks: single points of failure and settings that keep HA from working',
         tags: ['ha'],
@@ -123,12 +126,16 @@ export function haRoutes(app: App, s: ApiServices): void {
 
   app.get(
     '/api/v1/ha/settings',
-    { schema: { summary: 'HA settings', tags: ['ha'], response: { 200: HaSettings } } },
+    {
+      config: { access: 'cluster.read' },
+      schema: { summary: 'HA settings', tags: ['ha'], response: { 200: HaSettings } },
+    },
     async () => s.placer.settings.ha(),
   );
   app.patch(
     '/api/v1/ha/settings',
     {
+      config: { access: 'cluster.write' },
       schema: {
         summary: 'Change HA settings; they persist, and switching HA off and on keeps them',
         tags: ['ha'],
@@ -166,6 +173,7 @@ export function haRoutes(app: App, s: ApiServices): void {
   app.put(
     '/api/v1/vms/:vm/ha',
     {
+      config: { access: 'vm.admin' },
       schema: {
         summary: "Set a VM's HA restart policy",
         tags: ['vms', 'ha'],

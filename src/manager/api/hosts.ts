@@ -11,6 +11,7 @@ export function hostRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/hosts',
     {
+      config: { access: 'host.read' },
       schema: {
         summary: 'List hosts',
         tags: ['hosts'],
@@ -22,6 +23,7 @@ export function hostRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/hosts/:host',
     {
+      config: { access: 'host.read' },
       schema: {
         summary: 'Show a host',
         tags: ['hosts'],
@@ -34,6 +36,7 @@ export function hostRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/hosts',
     {
+      config: { access: 'host.write' },
       schema: {
         summary: 'Add a host: make a single-use join token for its agent (valid one hour)',
         tags: ['hosts'],
@@ -49,6 +52,7 @@ export function hostRoutes(app: App, s: ApiServices): void {
   app.delete(
     '/api/v1/hosts/:host',
     {
+      config: { access: 'host.write' },
       schema: {
         summary: 'Remove a host and revoke its certificate; it must have no VMs',
         tags: ['hosts'],
@@ -67,6 +71,7 @@ export function hostRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/hosts/:host/orphans',
     {
+      config: { access: 'host.read' },
       schema: {
         summary:
           'List what the host holds for VMs the inventory does not know: QEMU processes and VM volumes',
@@ -80,6 +85,7 @@ export function hostRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/hosts/:host/orphans/:id/adopt',
     {
+      config: { access: 'host.write' },
       schema: {
         summary:
           'Adopt an orphan: a running one becomes a VM again, any other keeps its disks as kept volumes',
@@ -93,6 +99,7 @@ export function hostRoutes(app: App, s: ApiServices): void {
   app.delete(
     '/api/v1/hosts/:host/orphans/:id',
     {
+      config: { access: 'host.write' },
       schema: {
         summary: 'Remove an orphan: its files, and its QEMU (a running one only with force=true)',
         tags: ['hosts'],

@@ -43,6 +43,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/session',
     {
+      config: { access: 'public' },
       schema: {
         summary: 'Log in with a password (sets the session cookie)',
         tags: ['identity'],
@@ -66,6 +67,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/session',
     {
+      config: { access: 'authenticated' },
       schema: {
         summary: 'Who the caller is, with its roles and permissions',
         tags: ['identity'],
@@ -78,6 +80,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
   app.delete(
     '/api/v1/session',
     {
+      config: { access: 'authenticated' },
       schema: {
         summary: 'Log out (ends the session)',
         tags: ['identity'],
@@ -95,6 +98,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
   app.put(
     '/api/v1/session/password',
     {
+      config: { access: 'authenticated' },
       schema: {
         summary: 'Change one’s own password (needs the current one)',
         tags: ['identity'],
@@ -115,6 +119,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/tokens',
     {
+      config: { access: 'authenticated' },
       schema: {
         summary: 'API tokens: one’s own; every token with all=true (identity.read)',
         tags: ['identity'],
@@ -136,6 +141,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/tokens',
     {
+      config: { access: 'authenticated' },
       schema: {
         summary: 'Make an API token (shown once), for oneself or, as admin, for another user',
         tags: ['identity'],
@@ -176,6 +182,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
   app.delete(
     '/api/v1/tokens/:id',
     {
+      config: { access: 'authenticated' },
       schema: {
         summary: 'Revoke an API token (one’s own; any, as admin)',
         tags: ['identity'],
@@ -196,6 +203,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/users',
     {
+      config: { access: 'identity.read' },
       schema: {
         summary: 'List users',
         tags: ['identity'],
@@ -208,6 +216,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/users',
     {
+      config: { access: 'identity.write' },
       schema: {
         summary: 'Make a local user',
         tags: ['identity'],
@@ -226,6 +235,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/users/:user',
     {
+      config: { access: 'identity.read' },
       schema: {
         summary: 'Show a user',
         tags: ['identity'],
@@ -239,6 +249,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
   app.patch(
     '/api/v1/users/:user',
     {
+      config: { access: 'identity.write' },
       schema: {
         summary: 'Change a user: name shown, password, role, disabled',
         tags: ['identity'],
@@ -253,6 +264,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
   app.delete(
     '/api/v1/users/:user',
     {
+      config: { access: 'identity.write' },
       schema: {
         summary: 'Remove a user (revokes its tokens)',
         tags: ['identity'],
@@ -269,6 +281,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/groups',
     {
+      config: { access: 'identity.read' },
       schema: {
         summary: 'List groups',
         tags: ['identity'],
@@ -281,6 +294,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/groups',
     {
+      config: { access: 'identity.write' },
       schema: {
         summary: 'Make a group that gives its members a role',
         tags: ['identity'],
@@ -294,6 +308,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
   app.delete(
     '/api/v1/groups/:group',
     {
+      config: { access: 'identity.write' },
       schema: {
         summary: 'Remove a group',
         tags: ['identity'],
@@ -311,6 +326,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
   app.put(
     '/api/v1/groups/:group/members/:user',
     {
+      config: { access: 'identity.write' },
       schema: {
         summary: 'Add a user to a group',
         tags: ['identity'],
@@ -327,6 +343,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
   app.delete(
     '/api/v1/groups/:group/members/:user',
     {
+      config: { access: 'identity.write' },
       schema: {
         summary: 'Remove a user from a group',
         tags: ['identity'],
@@ -343,6 +360,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/identity/ldap',
     {
+      config: { access: 'identity.read' },
       schema: {
         summary: 'The directory people log in through (its password is never shown)',
         tags: ['identity'],
@@ -355,6 +373,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
   app.put(
     '/api/v1/identity/ldap',
     {
+      config: { access: 'identity.write' },
       schema: {
         summary: 'Log people in through an LDAP directory or Active Directory',
         tags: ['identity'],
@@ -374,6 +393,7 @@ export function identityRoutes(app: App, s: ApiServices): void {
   app.delete(
     '/api/v1/identity/ldap',
     {
+      config: { access: 'identity.write' },
       schema: {
         summary: 'Stop logging people in through the directory',
         tags: ['identity'],

@@ -4,13 +4,6 @@ import { TernError } from '../../errors.ts';
 import { ErrorBody } from '../../wire/common.ts';
 import { CreateImagePoolRequest, ImagePool } from '../../wire/image-pool.ts';
 import { TaskAccepted } from '../../wire/task.ts';
-import {
-  poolCreateTask,
-  rollTask,
-  versionCreateTask,
-  versionDeleteTask,
-  versionTestTask,
-} from '../imagepools/tasks.ts';
 import { find, promote, refuseDelete, rollback } from '../imagepools/versions.ts';
 import { fitsPool, formatBytes } from '../placement/filters.ts';
 import type { ApiServices, App } from './context.ts';
@@ -21,21 +14,12 @@ const PoolRef = Type.Object({ pool: Type.String({ minLength: 1, maxLength: 41 })
 const VersionRef = Type.Object({ pool: PoolRef.properties.pool, number: Type.Integer({ minimum: 1 }) });
 
 export function imagePoolRoutes(app: App, s: ApiServices): void {
-  const create = poolCreateTask(s);
-  const version = versionCreateTask(s);
-  const test = versionTestTask(s);
-  const roll = rollTask(s);
-  const remove = versionDeleteTask(s);
-  s.tasks.register(create);
-  s.tasks.register(version);
-  s.tasks.register(test);
-  s.tasks.register(roll);
-  s.tasks.register(remove);
   const lock = (pool: string) => [`imagepool:${pool}`];
 
   app.get(
     '/api/v1/image-pools',
     {
+      config: { access: 'library.read' },
       schema: {
         summary: 'List image pools',
         tags: ['image pools'],
@@ -47,6 +31,7 @@ export function imagePoolRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/image-pools/:pool',
     {
+      config: { access: 'library.read' },
       schema: {
         summary: 'Show an image pool',
         tags: ['image pools'],
@@ -60,6 +45,7 @@ export function imagePoolRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/image-pools',
     {
+      config: { access: 'library.write' },
       schema: {
         summary: 'Make a pool: version 1 of the golden image from a template, and its VMs',
         tags: ['image pools'],
@@ -98,13 +84,14 @@ export function imagePoolRoutes(app: App, s: ApiServices): void {
         hostId: host.id,
         diskPool,
       };
-      return accepted(reply, await s.tasks.submit(create, params, lock(b.name)));
+      return accepted(reply, await s.tasks.submit(s.kinds.poolCreate, params, lock(b.name)));
     },
   );
 
   app.post(
     '/api/v1/image-pools/:pool/versions',
     {
+      config: { access: 'library.write' },
       schema: {
         summary: 'Open a maintenance version on top of production, with the one VM that may write to it',
         tags: ['image pools'],
@@ -114,13 +101,17 @@ export function imagePoolRoutes(app: App, s: ApiServices): void {
     },
     async (req, reply) => {
       await s.imagePools.row(req.params.pool);
-      return accepted(reply, await s.tasks.submit(version, { pool: req.params.pool }, lock(req.params.pool)));
+      return accepted(
+        reply,
+        await s.tasks.submit(s.kinds.poolVersionCreate, { pool: req.params.pool }, lock(req.params.pool)),
+      );
     },
   );
 
   app.post(
     '/api/v1/image-pools/:pool/versions/:number/test',
     {
+      config: { access: 'library.write' },
       schema: {
         summary: 'Seal a maintenance version for testing (its maintenance VM must be shut down)',
         tags: ['image pools'],
@@ -132,13 +123,14 @@ export function imagePoolRoutes(app: App, s: ApiServices): void {
       const p = { pool: req.params.pool, number: req.params.number };
       // Refused before a task when the pool or version does not exist (the task checks again).
       find(await s.imagePools.state(p.pool), p.number);
-      return accepted(reply, await s.tasks.submit(test, p, lock(p.pool)));
+      return accepted(reply, await s.tasks.submit(s.kinds.poolVersionTest, p, lock(p.pool)));
     },
   );
 
   app.post(
     '/api/v1/image-pools/:pool/versions/:number/promote',
     {
+      config: { access: 'library.write' },
       schema: {
         summary: 'Make a tested version production: the pool rolls onto it by rolling reboot',
         tags: ['image pools'],
@@ -149,13 +141,14 @@ export function imagePoolRoutes(app: App, s: ApiServices): void {
     async (req, reply) => {
       const next = promote(await s.imagePools.state(req.params.pool), req.params.number);
       const p = { pool: req.params.pool, target: next.production, previous: next.previous };
-      return accepted(reply, await s.tasks.submit(roll, p, lock(p.pool)));
+      return accepted(reply, await s.tasks.submit(s.kinds.poolRoll, p, lock(p.pool)));
     },
   );
 
   app.post(
     '/api/v1/image-pools/:pool/rollback',
     {
+      config: { access: 'library.write' },
       schema: {
         summary: 'Return the pool to its previous production version by rolling reboot',
         tags: ['image pools'],
@@ -166,13 +159,14 @@ export function imagePoolRoutes(app: App, s: ApiServices): void {
     async (req, reply) => {
       const next = rollback(await s.imagePools.state(req.params.pool));
       const p = { pool: req.params.pool, target: next.production, previous: next.previous };
-      return accepted(reply, await s.tasks.submit(roll, p, lock(p.pool)));
+      return accepted(reply, await s.tasks.submit(s.kinds.poolRoll, p, lock(p.pool)));
     },
   );
 
   app.delete(
     '/api/v1/image-pools/:pool/versions/:number',
     {
+      config: { access: 'library.write' },
       schema: {
         summary: 'Delete a version nothing uses',
         tags: ['image pools'],
@@ -184,7 +178,7 @@ export function imagePoolRoutes(app: App, s: ApiServices): void {
       const p = { pool: req.params.pool, number: req.params.number };
       // Refused before a task when nothing could be deleted; the task checks again under its lock.
       refuseDelete(await s.imagePools.state(p.pool), p.number, await s.imagePools.members(p.pool));
-      return accepted(reply, await s.tasks.submit(remove, p, lock(p.pool)));
+      return accepted(reply, await s.tasks.submit(s.kinds.poolVersionDelete, p, lock(p.pool)));
     },
   );
 }

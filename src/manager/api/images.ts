@@ -22,7 +22,6 @@ import {
   UploadImageQuery,
 } from '../../wire/image.ts';
 import { TaskAccepted } from '../../wire/task.ts';
-import { deleteTask, importTask, verifyTask } from '../library/image-tasks.ts';
 import { imageVolumePath, refuseIfUsed } from '../library/images.ts';
 import type { ApiServices, App } from './context.ts';
 import { accepted } from './reply.ts';
@@ -59,12 +58,6 @@ function checkFormat(kind: ImageKind, format: ImageSourceFormat | undefined, com
 }
 
 export function imageRoutes(app: App, s: ApiServices): void {
-  const importer = importTask(s);
-  const remove = deleteTask(s);
-  const verify = verifyTask(s);
-  s.tasks.register(importer);
-  s.tasks.register(remove);
-  s.tasks.register(verify);
   const limit = s.maxUploadBytes ?? maxUploadBytes();
   /** Names being uploaded: their task (and lock) only exists once the upload is complete. */
   const uploading = new Set<string>();
@@ -86,6 +79,7 @@ export function imageRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/images',
     {
+      config: { access: 'library.read' },
       schema: {
         summary: 'List disk images and ISOs',
         tags: ['library'],
@@ -98,6 +92,7 @@ export function imageRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/images/:name',
     {
+      config: { access: 'library.read' },
       schema: {
         summary: 'Show an image',
         tags: ['library'],
@@ -111,6 +106,7 @@ export function imageRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/images',
     {
+      config: { access: 'library.write' },
       schema: {
         summary:
           'Import a disk image (raw, qcow2, VMDK, VHD, VHDX; stored as qcow2) or an ISO from a path on the host',
@@ -127,7 +123,7 @@ export function imageRoutes(app: App, s: ApiServices): void {
       await ensureFree(name);
       const { host, pool } = await place();
       const task = await s.tasks.submit(
-        importer,
+        s.kinds.imageImport,
         {
           name,
           kind,
@@ -146,6 +142,7 @@ export function imageRoutes(app: App, s: ApiServices): void {
   app.put(
     '/api/v1/images/:name',
     {
+      config: { access: 'library.write' },
       schema: {
         summary:
           'Upload a disk image or ISO (application/octet-stream with a Content-Length), then import it',
@@ -186,7 +183,7 @@ export function imageRoutes(app: App, s: ApiServices): void {
           const sent = await agent.upload(staging, bodyStream(req.body), length);
           try {
             const task = await s.tasks.submit(
-              importer,
+              s.kinds.imageImport,
               {
                 name,
                 kind,
@@ -217,6 +214,7 @@ export function imageRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/images/:name/content',
     {
+      config: { access: 'library.read' },
       schema: {
         summary: 'Download an image: its stored file as it is (qcow2 or ISO), streamed from its host',
         tags: ['library'],
@@ -250,6 +248,7 @@ export function imageRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/images/:name/verify',
     {
+      config: { access: 'library.write' },
       schema: {
         summary:
           'Check an image: re-hash its stored file on its host against the SHA-256 recorded at import (the task fails on a mismatch, changing nothing)',
@@ -260,7 +259,7 @@ export function imageRoutes(app: App, s: ApiServices): void {
     },
     async (req, reply) => {
       const image = await s.images.get(req.params.name);
-      const task = await s.tasks.submit(verify, { name: image.name }, [`image:${image.name}`]);
+      const task = await s.tasks.submit(s.kinds.imageVerify, { name: image.name }, [`image:${image.name}`]);
       return accepted(reply, task);
     },
   );
@@ -268,6 +267,7 @@ export function imageRoutes(app: App, s: ApiServices): void {
   app.delete(
     '/api/v1/images/:name',
     {
+      config: { access: 'library.write' },
       schema: {
         summary: 'Delete an image and its volume',
         tags: ['library'],
@@ -278,7 +278,7 @@ export function imageRoutes(app: App, s: ApiServices): void {
     async (req, reply) => {
       const image = await s.images.get(req.params.name);
       await refuseIfUsed(s.images, image.name);
-      const task = await s.tasks.submit(remove, { name: image.name }, [`image:${image.name}`]);
+      const task = await s.tasks.submit(s.kinds.imageDelete, { name: image.name }, [`image:${image.name}`]);
       return accepted(reply, task);
     },
   );

@@ -10,10 +10,8 @@ import {
 import { ErrorBody } from '../../wire/common.ts';
 import { Host } from '../../wire/host.ts';
 import { TaskAccepted } from '../../wire/task.ts';
-import { maintenanceTask } from '../hosts/maintenance.ts';
-import { migrateTask, migrationDemand, planMigration } from '../migration/migrate.ts';
+import { migrationDemand, planMigration } from '../migration/migrate.ts';
 import { planMove } from '../migration/plan.ts';
-import { moveDiskTask } from '../migration/storage.ts';
 import { explanation } from './cluster.ts';
 import type { ApiServices, App } from './context.ts';
 import { accepted } from './reply.ts';
@@ -21,16 +19,10 @@ import { accepted } from './reply.ts';
 const VmRef = Type.Object({ vm: Type.String({ maxLength: 63 }) });
 
 export function migrationRoutes(app: App, s: ApiServices): void {
-  const migrate = migrateTask(s);
-  const maintenance = maintenanceTask(s);
-  const moveDisk = moveDiskTask(s);
-  s.tasks.register(migrate);
-  s.tasks.register(maintenance);
-  s.tasks.register(moveDisk);
-
   app.post(
     '/api/v1/vms/:vm/migrate',
     {
+      config: { access: 'vm.admin' },
       schema: {
         summary: 'Move a running VM to another host (placement picks it unless `to` is given)',
         tags: ['vms'],
@@ -42,13 +34,14 @@ export function migrationRoutes(app: App, s: ApiServices): void {
     async (req, reply) => {
       const vm = await s.store.get(req.params.vm);
       const { params } = await planMigration(s, vm.id, req.body, await s.placer.settings.get());
-      return accepted(reply, await s.tasks.submit(migrate, params, [`vm:${vm.id}`]));
+      return accepted(reply, await s.tasks.submit(s.kinds.migrate, params, [`vm:${vm.id}`]));
     },
   );
 
   app.post(
     '/api/v1/vms/:vm/migrate/preview',
     {
+      config: { access: 'vm.admin' },
       schema: {
         summary:
           'Where a migration would go and why: every host with its rating or the filter that rejected it',
@@ -86,6 +79,7 @@ export function migrationRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/vms/:vm/disks/:index/move',
     {
+      config: { access: 'vm.admin' },
       schema: {
         summary: 'Move a disk to another storage pool of its host (live when the VM runs)',
         tags: ['vms'],
@@ -102,7 +96,7 @@ export function migrationRoutes(app: App, s: ApiServices): void {
       if (!vm.disks[req.params.index])
         throw new TernError('not_found', `VM ${vm.name} has no disk ${req.params.index}`);
       const task = await s.tasks.submit(
-        moveDisk,
+        s.kinds.diskMove,
         { vmId: vm.id, index: req.params.index, pool: req.body.pool },
         [`vm:${vm.id}`],
       );
@@ -114,6 +108,7 @@ export function migrationRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/hosts/:host/maintenance',
     {
+      config: { access: 'host.write' },
       schema: {
         summary: 'Enter maintenance: live-migrate every running VM away, then take no new VMs',
         tags: ['hosts'],
@@ -125,7 +120,7 @@ export function migrationRoutes(app: App, s: ApiServices): void {
     async (req, reply) => {
       const host = await s.hosts.get(req.params.host);
       const task = await s.tasks.submit(
-        maintenance,
+        s.kinds.maintenance,
         { hostId: host.id, stopUnmovable: req.body.stopUnmovable ?? false },
         [`host:${host.id}`],
       );
@@ -135,6 +130,7 @@ export function migrationRoutes(app: App, s: ApiServices): void {
   app.delete(
     '/api/v1/hosts/:host/maintenance',
     {
+      config: { access: 'host.write' },
       schema: {
         summary: 'Leave maintenance: the host takes VMs again',
         tags: ['hosts'],

@@ -19,7 +19,7 @@ import * as secret from '../../wire/secret.ts';
 import * as task from '../../wire/task.ts';
 import * as template from '../../wire/template.ts';
 import * as vm from '../../wire/vm.ts';
-import { type RouteRule, routePermissions } from '../auth/permissions.ts';
+import type { RouteRule } from '../auth/permissions.ts';
 import * as settings from '../cluster/settings.ts';
 
 type Json = Record<string, unknown>;
@@ -106,7 +106,7 @@ function operationId(method: string, path: string): string {
 export function finishDocument(
   doc: Json,
   named: Record<string, Json>,
-  rules: Record<string, RouteRule>,
+  rules: ReadonlyMap<string, RouteRule>,
 ): Json {
   const byShape = new Map(Object.entries(named).map(([name, s]) => [canonical(s), name]));
   const used = new Set<string>(['ErrorBody']);
@@ -126,7 +126,7 @@ export function finishDocument(
     const route = path.replace(/\{(\w+)\}/g, ':$1');
     for (const [method, op] of Object.entries(item)) {
       const key = `${method.toUpperCase()} ${path}`;
-      const rule = rules[`${method.toUpperCase()} ${route}`];
+      const rule = rules.get(`${method.toUpperCase()} ${route}`);
       op.operationId ??= operationId(method, path);
       op.responses ??= {};
       const responses = op.responses;
@@ -191,8 +191,11 @@ const wireSchemas = namedSchemas(
   guestCommand,
 );
 
-/** For @fastify/swagger's `transformObject`. */
-export function apiDocument(document: { openapiObject: unknown } | { swaggerObject: unknown }): never {
+/** For @fastify/swagger's `transformObject`, with what each registered route needs. */
+export function apiDocument(
+  document: { openapiObject: unknown } | { swaggerObject: unknown },
+  rules: ReadonlyMap<string, RouteRule>,
+): never {
   const doc = 'openapiObject' in document ? document.openapiObject : document.swaggerObject;
-  return finishDocument(doc as Json, wireSchemas, routePermissions) as never;
+  return finishDocument(doc as Json, wireSchemas, rules) as never;
 }

@@ -24,6 +24,7 @@ export function projectRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/projects',
     {
+      config: { access: 'project.read' },
       schema: {
         summary: 'Projects with quota and usage (self-service users: their own)',
         tags: ['projects'],
@@ -41,6 +42,7 @@ export function projectRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/projects',
     {
+      config: { access: 'project.write' },
       schema: {
         summary: 'Make a project',
         tags: ['projects'],
@@ -54,6 +56,7 @@ export function projectRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/projects/:project',
     {
+      config: { access: 'project.read' },
       schema: {
         summary: 'Show a project',
         tags: ['projects'],
@@ -75,6 +78,7 @@ export function projectRoutes(app: App, s: ApiServices): void {
   app.patch(
     '/api/v1/projects/:project',
     {
+      config: { access: 'project.write' },
       schema: {
         summary: 'Change a project’s description or quota (null: no limit)',
         tags: ['projects'],
@@ -89,6 +93,7 @@ export function projectRoutes(app: App, s: ApiServices): void {
   app.delete(
     '/api/v1/projects/:project',
     {
+      config: { access: 'project.write' },
       schema: {
         summary: 'Remove an empty project',
         tags: ['projects'],
@@ -105,6 +110,7 @@ export function projectRoutes(app: App, s: ApiServices): void {
   app.put(
     '/api/v1/projects/:project/members/:kind/:member',
     {
+      config: { access: 'project.write' },
       schema: {
         summary: 'Let a user or group create in a project',
         tags: ['projects'],
@@ -123,6 +129,7 @@ export function projectRoutes(app: App, s: ApiServices): void {
   app.delete(
     '/api/v1/projects/:project/members/:kind/:member',
     {
+      config: { access: 'project.write' },
       schema: {
         summary: 'Remove a member from a project',
         tags: ['projects'],
@@ -141,6 +148,7 @@ export function projectRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/audit',
     {
+      config: { access: 'audit.read' },
       schema: {
         summary: 'The audit log, newest first',
         tags: ['audit'],

@@ -41,6 +41,7 @@ export function secretRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/secrets',
     {
+      config: { access: 'secret.read' },
       schema: {
         summary: 'Secrets (never their values)',
         tags: ['secrets'],
@@ -58,6 +59,7 @@ export function secretRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/secrets',
     {
+      config: { access: 'secret.write' },
       schema: {
         summary: 'Store a secret, encrypted; replaces the value of one of one’s own',
         tags: ['secrets'],
@@ -97,6 +99,7 @@ export function secretRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/secrets/:name',
     {
+      config: { access: 'secret.read' },
       schema: {
         summary: 'Show a secret (not its value)',
         tags: ['secrets'],
@@ -110,6 +113,7 @@ export function secretRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/secrets/:name/reveal',
     {
+      config: { access: 'secret.read' },
       schema: {
         summary: 'A secret’s value (its owner, or an admin; recorded in the audit log)',
         tags: ['secrets'],
@@ -131,6 +135,7 @@ export function secretRoutes(app: App, s: ApiServices): void {
   app.delete(
     '/api/v1/secrets/:name',
     {
+      config: { access: 'secret.write' },
       schema: {
         summary: 'Remove a secret',
         tags: ['secrets'],
@@ -153,6 +158,7 @@ export function secretRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/keys',
     {
+      config: { access: 'key.admin' },
       schema: {
         summary: 'The key store and its key-encryption keys',
         tags: ['keys'],
@@ -165,6 +171,7 @@ export function secretRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/keys/rotate',
     {
+      config: { access: 'key.admin' },
       schema: {
         summary: 'Make a new key-encryption key and re-wrap every data key with it (no downtime)',
         tags: ['keys'],
@@ -177,6 +184,7 @@ export function secretRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/keys/backup',
     {
+      config: { access: 'key.admin' },
       schema: {
         summary: 'Every key-encryption key, sealed with a passphrase (restore: tern-manager keys restore)',
         tags: ['keys'],

@@ -8,27 +8,17 @@ import { CreateTemplateRequest, Template } from '../../wire/template.ts';
 import { gibToBytes } from '../../wire/vm.ts';
 import { planSeal } from '../library/generalize.ts';
 import { imageNamed } from '../library/lookup.ts';
-import { osOfTemplate, refuseIfLinked, sealTask, templateDeleteTask } from '../library/seal.ts';
-import {
-  type FromImageParams,
-  templateDiskOf,
-  templateFromImageTask,
-} from '../library/template-from-image.ts';
+import { osOfTemplate, refuseIfLinked } from '../library/seal.ts';
+import { type FromImageParams, templateDiskOf } from '../library/template-from-image.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import type { ApiServices, App } from './context.ts';
 import { accepted } from './reply.ts';
 
 export function templateRoutes(app: App, s: ApiServices): void {
-  const seal = sealTask(s);
-  const remove = templateDeleteTask(s);
-  const fromImage = templateFromImageTask(s);
-  s.tasks.register(seal);
-  s.tasks.register(remove);
-  s.tasks.register(fromImage);
-
   app.get(
     '/api/v1/templates',
     {
+      config: { access: 'library.read' },
       schema: {
         summary: 'List templates',
         tags: ['library'],
@@ -41,6 +31,7 @@ export function templateRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/templates/:name',
     {
+      config: { access: 'library.read' },
       schema: {
         summary: 'Show a template',
         tags: ['library'],
@@ -54,6 +45,7 @@ export function templateRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/templates',
     {
+      config: { access: 'library.write' },
       schema: {
         summary: 'Seal a VM into a template, generalizing it first, or make one from a library disk image',
         description:
@@ -66,7 +58,8 @@ export function templateRoutes(app: App, s: ApiServices): void {
     async (req, reply) => {
       if (await s.templates.has(req.body.name))
         throw new TernError('conflict', `template ${req.body.name} exists`);
-      if (req.body.fromImage !== undefined) return acceptFromImage(s, reply, req.body, fromImage);
+      if (req.body.fromImage !== undefined)
+        return acceptFromImage(s, reply, req.body, s.kinds.templateFromImage);
       if (req.body.fromVm === undefined)
         throw new TernError(
           'invalid_request',
@@ -86,7 +79,7 @@ export function templateRoutes(app: App, s: ApiServices): void {
       // Refused here with the way out; the task decides again on what it finds then.
       planSeal(vm, req.body.force ?? false, await osOfTemplate(s.templates, vm.template));
       const task = await s.tasks.submit(
-        seal,
+        s.kinds.templateSeal,
         {
           vmId: vm.id,
           name: req.body.name,
@@ -102,6 +95,7 @@ export function templateRoutes(app: App, s: ApiServices): void {
   app.delete(
     '/api/v1/templates/:name',
     {
+      config: { access: 'library.write' },
       schema: {
         summary: 'Delete a template no linked clone uses',
         tags: ['library'],
@@ -112,7 +106,9 @@ export function templateRoutes(app: App, s: ApiServices): void {
     async (req, reply) => {
       await s.templates.get(req.params.name);
       await refuseIfLinked(s.templates, req.params.name);
-      const task = await s.tasks.submit(remove, { name: req.params.name }, [`template:${req.params.name}`]);
+      const task = await s.tasks.submit(s.kinds.templateDelete, { name: req.params.name }, [
+        `template:${req.params.name}`,
+      ]);
       return accepted(reply, task);
     },
   );

@@ -5,8 +5,8 @@ import { emptyBodyAsObject } from '../../http/errors.ts';
 import { ErrorBody } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
 import type { TaskKind } from '../tasks/engine.ts';
-import { type ForceParams, pauseTask, shutdownTask, startTask, stopTask } from '../vms/power.ts';
-import { defaultRebootTimeoutSeconds, rebootTask } from '../vms/reboot.ts';
+import type { ForceParams } from '../vms/power.ts';
+import { defaultRebootTimeoutSeconds } from '../vms/reboot.ts';
 import { admitStartUnlessHeld } from '../vms/start-host.ts';
 import type { ApiServices, App } from './context.ts';
 import { acceptVmTask } from './reply.ts';
@@ -39,18 +39,8 @@ async function acceptStart(
 }
 
 export function vmActionRoutes(app: App, s: ApiServices): void {
-  const simple = {
-    pause: pauseTask(s, 'pause'),
-    resume: pauseTask(s, 'resume'),
-  };
-  const forceable = {
-    start: startTask(s),
-    stop: stopTask(s),
-  };
-  const shutdown = shutdownTask(s);
-  const reboot = rebootTask(s);
-  for (const k of [...Object.values(simple), ...Object.values(forceable), shutdown, reboot])
-    s.tasks.register(k);
+  const simple = { pause: s.kinds.vmPause, resume: s.kinds.vmResume };
+  const forceable = { start: s.kinds.vmStart, stop: s.kinds.vmStop };
 
   const summaries: Record<keyof typeof simple | keyof typeof forceable, string> = {
     start: 'Start a VM (with force, an unreachable one is forced off and started afresh)',
@@ -61,7 +51,10 @@ export function vmActionRoutes(app: App, s: ApiServices): void {
   for (const [action, kind] of Object.entries(simple) as [keyof typeof simple, (typeof simple)['pause']][]) {
     app.post(
       `/api/v1/vms/:vm/${action}`,
-      { schema: { summary: summaries[action], tags: ['vm actions'], params: VmRef, response: responses } },
+      {
+        config: { access: 'vm.write' },
+        schema: { summary: summaries[action], tags: ['vm actions'], params: VmRef, response: responses },
+      },
       async (req, reply) => {
         return acceptVmTask(s, reply, req.params.vm, kind, (vmId) => ({ vmId }));
       },
@@ -75,6 +68,7 @@ export function vmActionRoutes(app: App, s: ApiServices): void {
     app.post(
       `/api/v1/vms/:vm/${action}`,
       {
+        config: { access: 'vm.write' },
         preValidation: emptyBodyAsObject,
         schema: {
           summary: summaries[action],
@@ -107,6 +101,7 @@ export function vmActionRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/vms/:vm/shutdown',
     {
+      config: { access: 'vm.write' },
       preValidation: emptyBodyAsObject,
       schema: {
         summary: 'Shut a VM down: ACPI, then the guest agent; fails after the timeout unless forced',
@@ -127,13 +122,18 @@ export function vmActionRoutes(app: App, s: ApiServices): void {
     async (req, reply) => {
       const timeoutSeconds = req.body.timeoutSeconds ?? 60;
       const force = req.body.force ?? false;
-      return acceptVmTask(s, reply, req.params.vm, shutdown, (vmId) => ({ vmId, timeoutSeconds, force }));
+      return acceptVmTask(s, reply, req.params.vm, s.kinds.vmShutdown, (vmId) => ({
+        vmId,
+        timeoutSeconds,
+        force,
+      }));
     },
   );
 
   app.post(
     '/api/v1/vms/:vm/reboot',
     {
+      config: { access: 'vm.write' },
       preValidation: emptyBodyAsObject,
       schema: {
         summary:
@@ -162,7 +162,7 @@ export function vmActionRoutes(app: App, s: ApiServices): void {
       },
     },
     async (req, reply) => {
-      return acceptVmTask(s, reply, req.params.vm, reboot, (vmId) => ({
+      return acceptVmTask(s, reply, req.params.vm, s.kinds.vmReboot, (vmId) => ({
         vmId,
         force: req.body?.force ?? false,
         timeoutSeconds: req.body?.timeoutSeconds ?? defaultRebootTimeoutSeconds,

@@ -5,7 +5,7 @@ import { ErrorBody, Name } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
 import { existingPool } from '../cluster/inventory.ts';
 import { imageNamed } from '../library/lookup.ts';
-import { cdromTask, refuseCdromChange } from '../vms/cdrom.ts';
+import { refuseCdromChange } from '../vms/cdrom.ts';
 import type { ApiServices, App } from './context.ts';
 import { accepted } from './reply.ts';
 import { VmRef } from './vms.ts';
@@ -14,12 +14,10 @@ const responses = { 202: TaskAccepted, 400: ErrorBody, 404: ErrorBody, 409: Erro
 const Force = Type.Boolean({ description: 'open the tray even if the guest has locked it (a mounted disc)' });
 
 export function vmCdromRoutes(app: App, s: ApiServices): void {
-  const change = cdromTask(s);
-  s.tasks.register(change);
-
   app.post(
     '/api/v1/vms/:vm/cdrom',
     {
+      config: { access: 'vm.write' },
       schema: {
         summary: "Insert a library ISO into a VM's CD-ROM (a stopped VM without a drive gets one)",
         tags: ['vm storage'],
@@ -42,7 +40,7 @@ export function vmCdromRoutes(app: App, s: ApiServices): void {
           `image ${iso.name} is in pool ${iso.volume.pool} of host ${iso.host}, which the host of VM ${row.name} cannot reach`,
         );
       const task = await s.tasks.submit(
-        change,
+        s.kinds.vmCdrom,
         { vmId: row.id, medium: iso.volume, image: iso.name, force: req.body.force ?? false },
         [`vm:${row.id}`],
       );
@@ -53,6 +51,7 @@ export function vmCdromRoutes(app: App, s: ApiServices): void {
   app.delete(
     '/api/v1/vms/:vm/cdrom',
     {
+      config: { access: 'vm.write' },
       schema: {
         summary: "Eject the medium from a VM's CD-ROM",
         tags: ['vm storage'],
@@ -65,7 +64,7 @@ export function vmCdromRoutes(app: App, s: ApiServices): void {
       const row = await s.store.row(req.params.vm);
       refuseCdromChange(row, false);
       const task = await s.tasks.submit(
-        change,
+        s.kinds.vmCdrom,
         { vmId: row.id, medium: null, image: null, force: req.query.force ?? false },
         [`vm:${row.id}`],
       );

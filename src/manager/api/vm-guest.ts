@@ -36,6 +36,7 @@ export function vmGuestRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/vms/:vm/exec',
     {
+      config: { access: 'vm.write' },
       bodyLimit: 2 * 1024 * 1024,
       schema: {
         summary:
@@ -56,6 +57,7 @@ export function vmGuestRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/vms/:vm/files/read',
     {
+      config: { access: 'vm.write' },
       schema: {
         summary: 'Read a file of the guest through its guest agent; the answer is its bytes',
         tags: ['vm guest'],

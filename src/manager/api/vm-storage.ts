@@ -9,13 +9,8 @@ import { DiskGiB, gibToBytes, type VmSpec, VolumeRef } from '../../wire/vm.ts';
 import { principalOf, seesAllVms } from '../auth/principal.ts';
 import type { VmTable } from '../db/schema.ts';
 import { fitsPool, formatBytes } from '../placement/filters.ts';
-import { type AttachParams, attachTask, detachTask, freeSlot, growth, resizeTask } from '../vms/disks.ts';
-import {
-  listSnapshots,
-  snapshotCreateTask,
-  snapshotDeleteTask,
-  snapshotRevertTask,
-} from '../vms/snapshots.ts';
+import { type AttachParams, freeSlot, growth } from '../vms/disks.ts';
+import { listSnapshots } from '../vms/snapshots.ts';
 import type { ApiServices, App } from './context.ts';
 import { accepted, acceptVmTask } from './reply.ts';
 import { VmRef } from './vms.ts';
@@ -23,22 +18,10 @@ import { VmRef } from './vms.ts';
 const responses = { 202: TaskAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody };
 
 export function vmStorageRoutes(app: App, s: ApiServices): void {
-  const resize = resizeTask(s);
-  const create = snapshotCreateTask(s);
-  const revert = snapshotRevertTask(s);
-  const remove = snapshotDeleteTask(s);
-  const attach = attachTask(s);
-  const detach = detachTask(s);
-  s.tasks.register(resize);
-  s.tasks.register(attach);
-  s.tasks.register(detach);
-  s.tasks.register(create);
-  s.tasks.register(revert);
-  s.tasks.register(remove);
-
   app.post(
     '/api/v1/vms/:vm/disks/:index/resize',
     {
+      config: { access: 'vm.write' },
       schema: {
         summary: 'Grow a disk: online when the VM runs, offline otherwise',
         tags: ['vm storage'],
@@ -63,7 +46,7 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
       const row = await s.store.row(req.params.vm);
       const added = growth(row, req.params.index, sizeBytes);
       await admitDisk(s, row, (JSON.parse(row.spec) as VmSpec).disks[req.params.index].volume.pool, added);
-      return acceptVmTask(s, reply, req.params.vm, resize, (vmId) => ({
+      return acceptVmTask(s, reply, req.params.vm, s.kinds.diskResize, (vmId) => ({
         vmId,
         index: req.params.index,
         sizeBytes,
@@ -75,6 +58,7 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/vms/:vm/disks',
     {
+      config: { access: 'vm.write' },
       schema: {
         summary: 'Add a disk: a new empty one (sizeGiB) or an existing volume; hot-plugged when the VM runs',
         tags: ['vm storage'],
@@ -123,13 +107,14 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
         const format = volume.path.endsWith('.qcow2') ? 'qcow2' : 'raw';
         params = { vmId: row.id, disk: { volume, format, readonly: false, slot } };
       }
-      return accepted(reply, await s.tasks.submit(attach, params, [`vm:${row.id}`]));
+      return accepted(reply, await s.tasks.submit(s.kinds.diskAttach, params, [`vm:${row.id}`]));
     },
   );
 
   app.delete(
     '/api/v1/vms/:vm/disks/:index',
     {
+      config: { access: 'vm.write' },
       schema: {
         summary: 'Remove a disk (hot-unplugged when the VM runs); its volume is deleted unless keep=true',
         tags: ['vm storage'],
@@ -146,7 +131,7 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
           'forbidden',
           'keeping a removed disk needs an operator; it would count against no quota',
         );
-      return acceptVmTask(s, reply, req.params.vm, detach, (vmId) => ({
+      return acceptVmTask(s, reply, req.params.vm, s.kinds.diskDetach, (vmId) => ({
         vmId,
         index: req.params.index,
         keep,
@@ -157,6 +142,7 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/vms/:vm/snapshots',
     {
+      config: { access: 'vm.read' },
       schema: {
         summary: "List a VM's snapshots",
         tags: ['vm storage'],
@@ -175,6 +161,7 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/vms/:vm/snapshots',
     {
+      config: { access: 'vm.write' },
       schema: {
         summary: 'Snapshot every disk of a VM at once (running: filesystems frozen through the guest agent)',
         tags: ['vm storage'],
@@ -184,7 +171,10 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
       },
     },
     async (req, reply) => {
-      return acceptVmTask(s, reply, req.params.vm, create, (vmId) => ({ vmId, name: req.body.name }));
+      return acceptVmTask(s, reply, req.params.vm, s.kinds.snapshotCreate, (vmId) => ({
+        vmId,
+        name: req.body.name,
+      }));
     },
   );
 
@@ -193,6 +183,7 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/vms/:vm/snapshots/:name/revert',
     {
+      config: { access: 'vm.write' },
       schema: {
         summary: 'Revert a stopped VM to a snapshot',
         tags: ['vm storage'],
@@ -201,13 +192,17 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
       },
     },
     async (req, reply) => {
-      return acceptVmTask(s, reply, req.params.vm, revert, (vmId) => ({ vmId, name: req.params.name }));
+      return acceptVmTask(s, reply, req.params.vm, s.kinds.snapshotRevert, (vmId) => ({
+        vmId,
+        name: req.params.name,
+      }));
     },
   );
 
   app.delete(
     '/api/v1/vms/:vm/snapshots/:name',
     {
+      config: { access: 'vm.write' },
       schema: {
         summary: 'Delete a snapshot',
         tags: ['vm storage'],
@@ -216,7 +211,10 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
       },
     },
     async (req, reply) => {
-      return acceptVmTask(s, reply, req.params.vm, remove, (vmId) => ({ vmId, name: req.params.name }));
+      return acceptVmTask(s, reply, req.params.vm, s.kinds.snapshotDelete, (vmId) => ({
+        vmId,
+        name: req.params.name,
+      }));
     },
   );
 }

@@ -9,8 +9,7 @@ import { principalOf, seesAllVms } from '../auth/principal.ts';
 import { groupsNamed, joinGroups } from '../cluster/groups.ts';
 import { baselineOf, existingPool } from '../cluster/inventory.ts';
 import { imageNamed, imagePools, templateNamed } from '../library/lookup.ts';
-import { createTask, userDataSecret } from '../vms/create.ts';
-import { deleteTask } from '../vms/delete.ts';
+import { userDataSecret } from '../vms/create.ts';
 import { planVm, randomMac } from '../vms/plan.ts';
 import { newVmRow } from '../vms/store.ts';
 import type { ApiServices, App } from './context.ts';
@@ -22,14 +21,10 @@ export const VmRef = Type.Object({
 });
 
 export function vmRoutes(app: App, s: ApiServices): void {
-  const create = createTask(s);
-  const remove = deleteTask(s);
-  s.tasks.register(create);
-  s.tasks.register(remove);
-
   app.get(
     '/api/v1/vms',
     {
+      config: { access: 'vm.read' },
       schema: {
         summary: 'List VMs',
         tags: ['vms'],
@@ -61,6 +56,7 @@ export function vmRoutes(app: App, s: ApiServices): void {
   app.post(
     '/api/v1/vms',
     {
+      config: { access: 'vm.write' },
       schema: {
         summary: 'Create a VM from a template, a library image or with an empty disk (an ISO in its CD-ROM)',
         tags: ['vms'],
@@ -165,7 +161,7 @@ export function vmRoutes(app: App, s: ApiServices): void {
             ownerId: p.userId,
           });
         const task = await s.tasks.submit(
-          create,
+          s.kinds.vmCreate,
           {
             vmId: id,
             volumes: plan.volumes,
@@ -187,13 +183,17 @@ export function vmRoutes(app: App, s: ApiServices): void {
 
   app.get(
     '/api/v1/vms/:vm',
-    { schema: { summary: 'Show a VM', tags: ['vms'], params: VmRef, response: { 200: Vm, 404: ErrorBody } } },
+    {
+      config: { access: 'vm.read' },
+      schema: { summary: 'Show a VM', tags: ['vms'], params: VmRef, response: { 200: Vm, 404: ErrorBody } },
+    },
     async (req) => s.store.get(req.params.vm),
   );
 
   app.delete(
     '/api/v1/vms/:vm',
     {
+      config: { access: 'vm.delete' },
       schema: {
         summary: 'Delete a VM (stopped, or with force), with or without its disks',
         tags: ['vms'],
@@ -213,7 +213,7 @@ export function vmRoutes(app: App, s: ApiServices): void {
           'self-service VMs take their disks with them: keepDisks needs an operator',
         );
       const task = await s.tasks.submit(
-        remove,
+        s.kinds.vmDelete,
         { vmId: vm.id, keepDisks: req.query.keepDisks ?? false, force: req.query.force ?? false },
         [`vm:${vm.id}`],
       );
@@ -224,6 +224,7 @@ export function vmRoutes(app: App, s: ApiServices): void {
   app.get(
     '/api/v1/vms/:vm/console',
     {
+      config: { access: 'vm.write' },
       schema: {
         summary: 'The tail of the serial console log',
         tags: ['vms'],

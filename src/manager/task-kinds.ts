@@ -1,0 +1,72 @@
+/**
+ * Every kind of task the manager runs, built once and registered with the engine before crash
+ * recovery, so an interrupted task resumes whatever serves HTTP. Handlers submit these.
+ */
+import type { ApiServices } from './api/context.ts';
+import { maintenanceTask } from './hosts/maintenance.ts';
+import {
+  poolCreateTask,
+  rollTask,
+  versionCreateTask,
+  versionDeleteTask,
+  versionTestTask,
+} from './imagepools/tasks.ts';
+import { deleteTask as imageDeleteTask, importTask, verifyTask } from './library/image-tasks.ts';
+import { sealTask, templateDeleteTask } from './library/seal.ts';
+import { templateFromImageTask } from './library/template-from-image.ts';
+import { migrateTask } from './migration/migrate.ts';
+import { moveDiskTask } from './migration/storage.ts';
+import type { TaskEngine, TaskKind } from './tasks/engine.ts';
+import { cdromTask } from './vms/cdrom.ts';
+import { createTask } from './vms/create.ts';
+import { deleteTask } from './vms/delete.ts';
+import { attachTask, detachTask, resizeTask } from './vms/disks.ts';
+import { pauseTask, shutdownTask, startTask, stopTask } from './vms/power.ts';
+import { rebootTask } from './vms/reboot.ts';
+import { snapshotCreateTask, snapshotDeleteTask, snapshotRevertTask } from './vms/snapshots.ts';
+
+/** What the task builders use: the manager's services, the kinds aside. */
+type KindServices = Omit<ApiServices, 'kinds'>;
+
+export function taskKinds(s: KindServices) {
+  return {
+    vmCreate: createTask(s),
+    vmDelete: deleteTask(s),
+    vmStart: startTask(s),
+    vmStop: stopTask(s),
+    vmPause: pauseTask(s, 'pause'),
+    vmResume: pauseTask(s, 'resume'),
+    vmShutdown: shutdownTask(s),
+    vmReboot: rebootTask(s),
+    vmCdrom: cdromTask(s),
+    diskResize: resizeTask(s),
+    diskAttach: attachTask(s),
+    diskDetach: detachTask(s),
+    diskMove: moveDiskTask(s),
+    snapshotCreate: snapshotCreateTask(s),
+    snapshotRevert: snapshotRevertTask(s),
+    snapshotDelete: snapshotDeleteTask(s),
+    migrate: migrateTask(s),
+    maintenance: maintenanceTask(s),
+    templateSeal: sealTask(s),
+    templateDelete: templateDeleteTask(s),
+    templateFromImage: templateFromImageTask(s),
+    imageImport: importTask(s),
+    imageDelete: imageDeleteTask(s),
+    imageVerify: verifyTask(s),
+    poolCreate: poolCreateTask(s),
+    poolVersionCreate: versionCreateTask(s),
+    poolVersionTest: versionTestTask(s),
+    poolRoll: rollTask(s),
+    poolVersionDelete: versionDeleteTask(s),
+  };
+}
+
+export type TaskKinds = ReturnType<typeof taskKinds>;
+
+/** Builds every kind and registers it with `engine`; the HA watch registers its failover itself. */
+export function registerTaskKinds(s: KindServices, engine: TaskEngine): TaskKinds {
+  const kinds = taskKinds(s);
+  for (const kind of Object.values(kinds) as TaskKind<unknown>[]) engine.register(kind);
+  return kinds;
+}
