@@ -20,6 +20,7 @@ import { type RouteRule, refusal } from '../auth/permissions.ts';
 import { type Principal, runAs, seesAllVms } from '../auth/principal.ts';
 import { requireAccess } from './access.ts';
 import { alertRoutes } from './alerts.ts';
+import { auditRoutes } from './audit.ts';
 import { clusterRoutes } from './cluster.ts';
 import type { ApiServices, App } from './context.ts';
 import { eventRoutes } from './events.ts';
@@ -178,6 +179,7 @@ export async function buildApi(s: ApiServices, log: Logger, tls: ApiTls): Promis
 
   identityRoutes(app, s);
   projectRoutes(app, s);
+  auditRoutes(app, s);
   secretRoutes(app, s);
   vmRoutes(app, s);
   migrationRoutes(app, s);

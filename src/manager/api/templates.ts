@@ -1,10 +1,8 @@
 /** /api/v1/templates: what VMs are made from; sealing a VM into one; deleting unused ones. */
 import type { FastifyReply } from 'fastify';
-import { Type } from 'typebox';
 import { TernError } from '../../errors.ts';
-import { ErrorBody, Name } from '../../wire/common.ts';
-import { TaskAccepted } from '../../wire/task.ts';
-import { CreateTemplateRequest, Template } from '../../wire/template.ts';
+import { templateRoutes as routes } from '../../wire/api/templates.ts';
+import type { CreateTemplateRequest } from '../../wire/template.ts';
 import { gibToBytes } from '../../wire/vm.ts';
 import { planSeal } from '../library/generalize.ts';
 import { imageNamed } from '../library/lookup.ts';
@@ -13,105 +11,57 @@ import { type FromImageParams, templateDiskOf } from '../library/template-from-i
 import type { TaskKind } from '../tasks/engine.ts';
 import type { ApiServices, App } from './context.ts';
 import { accepted } from './reply.ts';
+import { serve } from './serve.ts';
 
 export function templateRoutes(app: App, s: ApiServices): void {
-  app.get(
-    '/api/v1/templates',
-    {
-      config: { access: 'library.read' },
-      schema: {
-        summary: 'List templates',
-        tags: ['library'],
-        response: { 200: Type.Object({ items: Type.Array(Template) }) },
-      },
-    },
-    async () => ({ items: await s.templates.list() }),
-  );
+  serve(app, routes.list, 'library.read', async () => ({ items: await s.templates.list() }));
 
-  app.get(
-    '/api/v1/templates/:name',
-    {
-      config: { access: 'library.read' },
-      schema: {
-        summary: 'Show a template',
-        tags: ['library'],
-        params: Type.Object({ name: Name }),
-        response: { 200: Template, 404: ErrorBody },
-      },
-    },
-    async (req) => s.templates.get(req.params.name),
-  );
+  serve(app, routes.show, 'library.read', async (req) => s.templates.get(req.params.name));
 
-  app.post(
-    '/api/v1/templates',
-    {
-      config: { access: 'library.write' },
-      schema: {
-        summary: 'Seal a VM into a template, generalizing it first, or make one from a library disk image',
-        description:
-          'A running Linux VM whose guest agent answers is generalized (machine-id emptied, SSH host keys removed, cloud-init cleaned), checked, shut down and copied. A VM that cannot be generalized (stopped, no guest agent, Windows) is refused with the way out, unless `force`: then it is sealed as it is and the template records the risk. With `fromImage` instead, the template disk is a flattened copy of a library disk image, with the vCPU, memory, disk size, firmware and OS kind given.',
-        tags: ['library'],
-        body: CreateTemplateRequest,
-        response: { 202: TaskAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody },
-      },
-    },
-    async (req, reply) => {
-      if (await s.templates.has(req.body.name))
-        throw new TernError('conflict', `template ${req.body.name} exists`);
-      if (req.body.fromImage !== undefined)
-        return acceptFromImage(s, reply, req.body, s.kinds.templateFromImage);
-      if (req.body.fromVm === undefined)
-        throw new TernError(
-          'invalid_request',
-          'a template is made from a VM (fromVm) or an image (fromImage)',
-          {
-            field: 'fromVm',
-          },
-        );
-      const defaults = imageOnly.filter((f) => req.body[f] !== undefined);
-      if (defaults.length > 0)
-        throw new TernError(
-          'invalid_request',
-          `${defaults.join(', ')}: a template sealed from a VM takes the VM's own settings`,
-          { field: defaults[0] },
-        );
-      const vm = await s.store.get(req.body.fromVm);
-      // Refused here with the way out; the task decides again on what it finds then.
-      planSeal(vm, req.body.force ?? false, await osOfTemplate(s.templates, vm.template));
-      const task = await s.tasks.submit(
-        s.kinds.templateSeal,
+  serve(app, routes.create, 'library.write', async (req, reply) => {
+    if (await s.templates.has(req.body.name))
+      throw new TernError('conflict', `template ${req.body.name} exists`);
+    if (req.body.fromImage !== undefined)
+      return acceptFromImage(s, reply, req.body, s.kinds.templateFromImage);
+    if (req.body.fromVm === undefined)
+      throw new TernError(
+        'invalid_request',
+        'a template is made from a VM (fromVm) or an image (fromImage)',
         {
-          vmId: vm.id,
-          name: req.body.name,
-          description: req.body.description ?? `sealed from VM ${vm.name}`,
-          force: req.body.force ?? false,
+          field: 'fromVm',
         },
-        [`vm:${vm.id}`, `template:${req.body.name}`],
       );
-      return accepted(reply, task);
-    },
-  );
-
-  app.delete(
-    '/api/v1/templates/:name',
-    {
-      config: { access: 'library.write' },
-      schema: {
-        summary: 'Delete a template no linked clone uses',
-        tags: ['library'],
-        params: Type.Object({ name: Name }),
-        response: { 202: TaskAccepted, 404: ErrorBody, 409: ErrorBody },
+    const defaults = imageOnly.filter((f) => req.body[f] !== undefined);
+    if (defaults.length > 0)
+      throw new TernError(
+        'invalid_request',
+        `${defaults.join(', ')}: a template sealed from a VM takes the VM's own settings`,
+        { field: defaults[0] },
+      );
+    const vm = await s.store.get(req.body.fromVm);
+    // Refused here with the way out; the task decides again on what it finds then.
+    planSeal(vm, req.body.force ?? false, await osOfTemplate(s.templates, vm.template));
+    const task = await s.tasks.submit(
+      s.kinds.templateSeal,
+      {
+        vmId: vm.id,
+        name: req.body.name,
+        description: req.body.description ?? `sealed from VM ${vm.name}`,
+        force: req.body.force ?? false,
       },
-    },
-    async (req, reply) => {
-      await s.templates.get(req.params.name);
-      await refuseIfLinked(s.templates, req.params.name);
-      const task = await s.tasks.submit(s.kinds.templateDelete, { name: req.params.name }, [
-        `template:${req.params.name}`,
-      ]);
-      return accepted(reply, task);
-    },
-  );
+      [`vm:${vm.id}`, `template:${req.body.name}`],
+    );
+    return accepted(reply, task);
+  });
+
+  serve(app, routes.remove, 'library.write', async (req, reply) => {
+    await s.templates.get(req.params.name);
+    await refuseIfLinked(s.templates, req.params.name);
+    const task = await s.tasks.submit(s.kinds.templateDelete, { name: req.params.name }, [
+      `template:${req.params.name}`,
+    ]);
+    return accepted(reply, task);
+  });
 }
 
 /** What only a template from an image takes: a sealed VM brings its own. */

@@ -2,6 +2,7 @@
 import type { FastifyReply } from 'fastify';
 import { Type } from 'typebox';
 import { emptyBodyAsObject } from '../../http/errors.ts';
+import { VmRef } from '../../wire/api/vms.ts';
 import { ErrorBody } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
 import type { TaskKind } from '../tasks/engine.ts';
@@ -10,7 +11,6 @@ import { defaultRebootTimeoutSeconds } from '../vms/reboot.ts';
 import { admitStartUnlessHeld } from '../vms/start-host.ts';
 import type { ApiServices, App } from './context.ts';
 import { acceptVmTask } from './reply.ts';
-import { VmRef } from './vms.ts';
 
 const responses = { 202: TaskAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody };
 

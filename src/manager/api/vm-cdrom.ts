@@ -1,6 +1,7 @@
 /** /api/v1/vms/{vm}/cdrom: a library ISO into a VM's CD-ROM drive, or out of it. */
 import { Type } from 'typebox';
 import { TernError } from '../../errors.ts';
+import { VmRef } from '../../wire/api/vms.ts';
 import { ErrorBody, Name } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
 import { existingPool } from '../cluster/inventory.ts';
@@ -8,7 +9,6 @@ import { imageNamed } from '../library/lookup.ts';
 import { refuseCdromChange } from '../vms/cdrom.ts';
 import type { ApiServices, App } from './context.ts';
 import { accepted } from './reply.ts';
-import { VmRef } from './vms.ts';
 
 const responses = { 202: TaskAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody };
 const Force = Type.Boolean({ description: 'open the tray even if the guest has locked it (a mounted disc)' });

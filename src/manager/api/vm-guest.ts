@@ -5,11 +5,11 @@
  * was run or read, never with the input given.
  */
 import { TernError } from '../../errors.ts';
+import { VmRef } from '../../wire/api/vms.ts';
 import { ErrorBody } from '../../wire/common.ts';
 import { GuestExecRequest, GuestExecResult, GuestFileReadRequest } from '../../wire/guest-command.ts';
 import { forceOffFirst, refuseUnreachable } from '../vms/unreachable.ts';
 import type { ApiServices, App } from './context.ts';
-import { VmRef } from './vms.ts';
 
 const errors = {
   400: ErrorBody,

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { Type } from 'typebox';
 import { TernError } from '../../errors.ts';
 import { SnapshotName } from '../../wire/agent.ts';
+import { VmRef } from '../../wire/api/vms.ts';
 import { ErrorBody } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
 import { DiskGiB, gibToBytes, type VmSpec, VolumeRef } from '../../wire/vm.ts';
@@ -13,7 +14,6 @@ import { type AttachParams, freeSlot, growth } from '../vms/disks.ts';
 import { listSnapshots } from '../vms/snapshots.ts';
 import type { ApiServices, App } from './context.ts';
 import { accepted, acceptVmTask } from './reply.ts';
-import { VmRef } from './vms.ts';
 
 const responses = { 202: TaskAccepted, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody };
 
