@@ -3,7 +3,6 @@
  * recovery, so an interrupted task resumes whatever serves HTTP. Handlers submit these.
  */
 import type { ApiServices } from './api/context.ts';
-import { maintenanceTask } from './hosts/maintenance.ts';
 import {
   poolCreateTask,
   rollTask,
@@ -14,6 +13,7 @@ import {
 import { deleteTask as imageDeleteTask, importTask, verifyTask } from './library/image-tasks.ts';
 import { sealTask, templateDeleteTask } from './library/seal.ts';
 import { templateFromImageTask } from './library/template-from-image.ts';
+import { maintenanceTask } from './migration/evacuate.ts';
 import { migrateTask } from './migration/migrate.ts';
 import { moveDiskTask } from './migration/storage.ts';
 import type { TaskEngine, TaskKind } from './tasks/engine.ts';

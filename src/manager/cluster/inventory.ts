@@ -133,3 +133,19 @@ export async function groupsOfVm(db: Db, vmId: string): Promise<VmGroup[]> {
     .execute();
   return rows.map((r) => ({ name: r.name, kind: r.kind as VmGroup['kind'] }));
 }
+
+/** The placement groups of each of `vmIds` that is in any, in one read. */
+export async function groupsOfVms(db: Db, vmIds: readonly string[]): Promise<Map<string, VmGroup[]>> {
+  const byVm = new Map<string, VmGroup[]>();
+  if (vmIds.length === 0) return byVm;
+  const rows = await db
+    .selectFrom('placementGroupMembers')
+    .innerJoin('placementGroups', 'placementGroups.name', 'placementGroupMembers.groupName')
+    .select(['placementGroupMembers.vmId', 'placementGroups.name', 'placementGroups.kind'])
+    .where('placementGroupMembers.vmId', 'in', vmIds)
+    .execute();
+  for (const r of rows) {
+    byVm.set(r.vmId, [...(byVm.get(r.vmId) ?? []), { name: r.name, kind: r.kind as VmGroup['kind'] }]);
+  }
+  return byVm;
+}

@@ -7,7 +7,7 @@
 import { TernError } from '../../errors.ts';
 import type { AgentVm, MigrationMode, MigrationReport } from '../../wire/agent.ts';
 import type { VmSpec, VolumeRef } from '../../wire/vm.ts';
-import { cpuDemand, groupsOfVm } from '../cluster/inventory.ts';
+import { groupsOfVm } from '../cluster/inventory.ts';
 import type { Placer } from '../cluster/placer.ts';
 import type { ClusterSettings } from '../cluster/settings.ts';
 import type { AgentClient } from '../hosts/agent-client.ts';
@@ -16,6 +16,7 @@ import type { VmDemand } from '../placement/model.ts';
 import type { TaskContext, TaskKind } from '../tasks/engine.ts';
 import { Undo } from '../tasks/undo.ts';
 import { loadVm, type VmDeps } from '../vms/deps.ts';
+import { moveDemand } from './demand.ts';
 import { cpuMismatch, type MovePlan, planMove } from './plan.ts';
 
 export type MigrationDeps = VmDeps;
@@ -66,28 +67,14 @@ export async function migrationDemand(
 }> {
   const { row, spec } = await loadVm(deps, vmId);
   const snapshot = await deps.placer.snapshot(vmId);
-  const source = snapshot.facts.get(row.hostId!);
-  if (!source) throw new TernError('unavailable', `the host of VM ${row.name} has not reported its facts`);
-  // Volumes the VM keeps where they are must be reachable; copied ones need room on the target.
-  const pools = new Set<string>();
-  let copied = 0;
-  const sizes = JSON.parse(row.diskSizes) as number[];
-  for (const [i, d] of spec.disks.entries()) {
-    const shared = source.pools.some((p) => p.name === d.volume.pool && p.shared);
-    if (shared) pools.add(d.volume.pool);
-    else copied += sizes[i] ?? 0;
-  }
-  const copyPool = opts.targetPool ?? spec.disks.find((d) => !pools.has(d.volume.pool))?.volume.pool;
-  const demand: VmDemand = {
-    vcpus: spec.vcpus,
-    memoryMiB: spec.memoryMiB,
-    diskBytes: copied,
-    pools: [...(copied > 0 && copyPool ? [copyPool] : []), ...pools],
-    cpu: cpuDemand(snapshot, row.cpuMode, spec, row.hostId),
-    groups: await groupsOfVm(deps.db, vmId),
-    uefi: spec.firmware === 'uefi',
-    exclude: [row.hostId!],
-  };
+  const demand = moveDemand(
+    { ...row, hostId: row.hostId! },
+    spec,
+    snapshot,
+    await groupsOfVm(deps.db, vmId),
+    opts.targetPool,
+  );
+  if (!demand) throw new TernError('unavailable', `the host of VM ${row.name} has not reported its facts`);
   return { demand, spec, from: row.hostId!, snapshot };
 }
 

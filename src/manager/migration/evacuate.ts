@@ -1,78 +1,47 @@
 /**
  * Maintenance mode. Entering it first stops the host from taking new VMs, then plans where every
- * running VM goes (placement, each planned move counted against its target before the next is
- * chosen) and only if all can move — or the caller accepts stopping the rest — live-migrates them
- * one by one. VMs that are not running stay registered on the host; they take nothing from it.
+ * running VM goes (evacuation-plan.ts, over one read of the inventory) and only if all can move —
+ * or the caller accepts stopping the rest — live-migrates them one by one. VMs that are not
+ * running stay registered on the host; they take nothing from it.
  */
 import { TernError } from '../../errors.ts';
-import { groupsOfVm } from '../cluster/inventory.ts';
-import { type MigrateParams, type MigrationDeps, migrateVm, migrationDemand } from '../migration/migrate.ts';
-import { planMove } from '../migration/plan.ts';
-import { place } from '../placement/place.ts';
+import type { VmSpec } from '../../wire/vm.ts';
+import { groupsOfVms } from '../cluster/inventory.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import { shutdownVm } from '../vms/power.ts';
+import { type EvacuationInput, planEvacuation } from './evacuation-plan.ts';
+import { type MigrateParams, type MigrationDeps, migrateVm } from './migrate.ts';
 
 export interface MaintenanceParams {
   hostId: string;
   stopUnmovable: boolean;
 }
 
-export interface EvacuationPlan {
-  moves: { vmId: string; vm: string; to: string; toName: string }[];
-  unmovable: { vmId: string; vm: string; reason: string }[];
-}
-
-/** Where each running VM of the host would go; pure apart from reading the inventory. */
-export async function planEvacuation(deps: MigrationDeps, hostId: string): Promise<EvacuationPlan> {
-  const vms = (await deps.store.list({ limit: 100_000 })).items.filter(
-    (v) => v.host !== null && (v.state === 'running' || v.state === 'paused'),
+/** What the planner decides over: the host's running and paused VMs, the cluster, the policy. */
+async function readEvacuation(deps: MigrationDeps, hostId: string): Promise<EvacuationInput> {
+  const rows = await deps.db
+    .selectFrom('vms')
+    .selectAll()
+    .where('hostId', '=', hostId)
+    .where('state', 'in', ['running', 'paused'])
+    .orderBy('name')
+    .execute();
+  const groups = await groupsOfVms(
+    deps.db,
+    rows.map((r) => r.id),
   );
-  const host = await deps.hosts.get(hostId);
-  const plan: EvacuationPlan = { moves: [], unmovable: [] };
   const policy = await deps.placer.settings.policy();
   const snapshot = await deps.placer.snapshot();
-  const chosen = new Map<string, { vcpus: number; memoryMiB: number }>();
-  for (const vm of vms.filter((v) => v.host === host.name)) {
-    if (vm.state !== 'running') {
-      plan.unmovable.push({
-        vmId: vm.id,
-        vm: vm.name,
-        reason: `it is ${vm.state}; only running VMs migrate`,
-      });
-      continue;
-    }
-    const { demand, spec } = await migrationDemand(deps, vm.id, { mode: 'live' });
-    // Earlier moves of this evacuation take room on their targets.
-    const hosts = snapshot.hosts.map((h) => {
-      const extra = chosen.get(h.id);
-      return extra
-        ? {
-            ...h,
-            allocated: {
-              vcpus: h.allocated.vcpus + extra.vcpus,
-              memoryMiB: h.allocated.memoryMiB + extra.memoryMiB,
-            },
-          }
-        : h;
-    });
-    const p = place(hosts, { ...demand, groups: await groupsOfVm(deps.db, vm.id) }, policy, {
-      explain: true,
-    });
-    if (!p.hostId) {
-      plan.unmovable.push({ vmId: vm.id, vm: vm.name, reason: p.summary });
-      continue;
-    }
-    const move = planMove(spec, snapshot.facts.get(hostId)!, snapshot.facts.get(p.hostId)!, { mode: 'live' });
-    if (!move.ok) {
-      plan.unmovable.push({ vmId: vm.id, vm: vm.name, reason: move.reason });
-      continue;
-    }
-    const c = chosen.get(p.hostId) ?? { vcpus: 0, memoryMiB: 0 };
-    chosen.set(p.hostId, { vcpus: c.vcpus + spec.vcpus, memoryMiB: c.memoryMiB + spec.memoryMiB });
-    const target = snapshot.hosts.find((h) => h.id === p.hostId)!;
-    plan.moves.push({ vmId: vm.id, vm: vm.name, to: p.hostId, toName: target.name });
-  }
-  return plan;
+  const running = rows.find((r) => r.state === 'running');
+  if (running && !snapshot.facts.has(hostId))
+    throw new TernError('unavailable', `the host of VM ${running.name} has not reported its facts`);
+  const vms = rows.map((r) => ({
+    ...r,
+    hostId,
+    spec: JSON.parse(r.spec) as VmSpec,
+    groups: groups.get(r.id) ?? [],
+  }));
+  return { hostId, vms, snapshot, policy };
 }
 
 export function maintenanceTask(deps: MigrationDeps): TaskKind<MaintenanceParams> {
@@ -84,7 +53,7 @@ export function maintenanceTask(deps: MigrationDeps): TaskKind<MaintenanceParams
       const previous = host.state;
       await deps.hosts.setState(p.hostId, 'maintenance');
       await ctx.step('planning the evacuation', 2);
-      const plan = await planEvacuation(deps, p.hostId);
+      const plan = planEvacuation(await readEvacuation(deps, p.hostId));
       for (const u of plan.unmovable) await ctx.log(`cannot move ${u.vm}: ${u.reason}`);
       if (plan.unmovable.length > 0 && !p.stopUnmovable) {
         if (previous !== 'maintenance') await deps.hosts.setState(p.hostId, previous);
