@@ -12,14 +12,13 @@ import type { Host, HostFacts, HostState } from '../../wire/host.ts';
 import { type Db, now } from '../db/database.ts';
 import type { HostTable } from '../db/schema.ts';
 import type { EventBus } from '../events/bus.ts';
-import type { VmStore } from '../vms/store.ts';
 import { AgentClient } from './agent-client.ts';
 import { HostHeartbeats } from './heartbeats.ts';
-import { HostReports } from './reports.ts';
+import { HostReports, type VmReportSink } from './reports.ts';
 
 export class HostRegistry {
   readonly #db: Db;
-  readonly #vms: VmStore;
+  readonly #vms: VmReportSink;
   readonly #log: Logger;
   readonly #clients = new Map<string, AgentClient>();
   readonly #following = new Map<string, AbortController>();
@@ -38,7 +37,7 @@ export class HostRegistry {
   readonly #reports: HostReports;
   readonly heartbeats: HostHeartbeats;
 
-  constructor(db: Db, vms: VmStore, log: Logger, identity: Identity, bus: EventBus) {
+  constructor(db: Db, vms: VmReportSink, log: Logger, identity: Identity, bus: EventBus) {
     this.#db = db;
     this.#bus = bus;
     this.#vms = vms;

@@ -7,19 +7,31 @@ import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { AgentVm } from '../../wire/agent.ts';
 import type { Db } from '../db/database.ts';
-import type { VmStore } from '../vms/store.ts';
 import type { AgentClient } from './agent-client.ts';
+
+/**
+ * Where what agents say about VMs goes (the VM store, given at start): hosts/ hands reports on
+ * and decides nothing about VMs.
+ */
+export interface VmReportSink {
+  /** One VM changed (`null`: the host no longer has it). */
+  applyReport(hostId: string, vmId: string, reported: AgentVm | null): Promise<void>;
+  /** Every VM the host has, after it (re)connects. */
+  applyFullReport(hostId: string, reported: AgentVm[]): Promise<void>;
+  markHostUnreachable(hostId: string, why: string): Promise<void>;
+  setHostName(hostId: string, name: string): void;
+}
 
 export class HostReports {
   readonly #db: Db;
-  readonly #vms: VmStore;
+  readonly #vms: VmReportSink;
   readonly #log: Logger;
   /** Hosts whose link is up and whose full report the inventory holds: what recovery waits for. */
   readonly #reported = new Set<string>();
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #listeners: ((hostId: string) => void)[] = [];
 
-  constructor(db: Db, vms: VmStore, log: Logger) {
+  constructor(db: Db, vms: VmReportSink, log: Logger) {
     this.#db = db;
     this.#vms = vms;
     this.#log = log;
