@@ -17,7 +17,9 @@ import { Placer } from './cluster/placer.ts';
 import { SettingsStore } from './cluster/settings.ts';
 import { type Db, openDatabase } from './db/database.ts';
 import { DiskSpace } from './db/disk-space.ts';
+import type { VmTable } from './db/schema.ts';
 import { EventBus } from './events/bus.ts';
+import { admitProtected } from './ha/admit-start.ts';
 import { acknowledgeAssignment, haAssignment } from './ha/assignment.ts';
 import { HaMonitor } from './ha/monitor.ts';
 import { buildClusterEndpoint } from './hosts/cluster-endpoint.ts';
@@ -130,9 +132,11 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const directory = new Directory(db, secrets);
   await ensureAdmin(db, users);
   const alerts = new AlertStore(db, bus);
+  const placer = new Placer(db, settings);
   const base = {
     db,
-    placer: new Placer(db, settings),
+    placer,
+    admitStart: (row: VmTable, hostId: string) => admitProtected({ db, placer }, row, hostId),
     store,
     hosts,
     templates: new TemplateStore(db),

@@ -96,6 +96,17 @@ export async function clusterSnapshot(
   return { hosts, facts };
 }
 
+/** Every volume a VM's spec names: disks, seed, kernel and initrd, UEFI variables, CD-ROM medium. */
+export function volumesOf(spec: VmSpec): VolumeRef[] {
+  return [
+    ...spec.disks.map((d) => d.volume),
+    ...(spec.seed ? [spec.seed] : []),
+    ...(spec.boot ? [spec.boot.kernel, ...(spec.boot.initrd ? [spec.boot.initrd] : [])] : []),
+    ...(spec.efiVars ? [spec.efiVars] : []),
+    ...(spec.cdrom?.medium ? [spec.cdrom.medium] : []),
+  ];
+}
+
 /** The pool name placement must find for a volume that exists on `hostId` now. */
 export function existingPool(snapshot: ClusterSnapshot, hostId: string, ref: VolumeRef): string {
   const shared = snapshot.facts.get(hostId)?.pools.some((p) => p.name === ref.pool && p.shared);

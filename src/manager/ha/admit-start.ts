@@ -4,13 +4,18 @@
  * with the reason.
  */
 import { TernError } from '../../errors.ts';
+import type { Placer } from '../cluster/placer.ts';
+import type { Db } from '../db/database.ts';
 import type { VmTable } from '../db/schema.ts';
-import type { VmDeps } from '../vms/deps.ts';
 import { admit } from './admission.ts';
 import { haVms } from './protected.ts';
 
 /** Returns a warning for the task log, or null; throws when strict admission refuses. */
-export async function admitProtected(deps: VmDeps, row: VmTable, hostId: string): Promise<string | null> {
+export async function admitProtected(
+  deps: { db: Db; placer: Placer },
+  row: VmTable,
+  hostId: string,
+): Promise<string | null> {
   const settings = await deps.placer.settings.ha();
   if (!settings.enabled) return null;
   // The cluster as it is without this VM: its own room is what admission weighs.

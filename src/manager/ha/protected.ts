@@ -1,10 +1,15 @@
 /** The VMs HA looks after, with what a restart of each needs, read from the inventory. */
 import type { VmHaPolicy } from '../../wire/ha.ts';
 import type { VmSpec } from '../../wire/vm.ts';
-import { baselineOf, type ClusterSnapshot, existingPool, groupsOfVm } from '../cluster/inventory.ts';
+import {
+  baselineOf,
+  type ClusterSnapshot,
+  existingPool,
+  groupsOfVm,
+  volumesOf,
+} from '../cluster/inventory.ts';
 import type { Db } from '../db/database.ts';
 import type { VmTable } from '../db/schema.ts';
-import { volumesOf } from '../vms/start-host.ts';
 import { isProtected } from './assignment.ts';
 import type { HaVm } from './restart-plan.ts';
 

@@ -3,6 +3,7 @@ import { TernError } from '../../errors.ts';
 import type { VmSpec } from '../../wire/vm.ts';
 import type { Placer } from '../cluster/placer.ts';
 import type { Db } from '../db/database.ts';
+import type { VmTable } from '../db/schema.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { HostRegistry } from '../hosts/registry.ts';
 import type { TemplateStore } from '../library/templates.ts';
@@ -16,6 +17,11 @@ export interface VmDeps {
   hosts: HostRegistry;
   templates: TemplateStore;
   bus: EventBus;
+  /**
+   * HA admission of a stopped VM's start on `hostId` (ha/admit-start.ts, given at start: HA sits
+   * above VMs): a warning for the task log, or null; throws when strict admission refuses.
+   */
+  admitStart: (row: VmTable, hostId: string) => Promise<string | null>;
   /** Runs before a stopped VM starts (image pools remake non-persistent write caches there). */
   beforeStart?: (vmId: string) => Promise<void>;
 }

@@ -7,7 +7,6 @@
 import { TernError } from '../../errors.ts';
 import type { VmAction } from '../../wire/agent.ts';
 import type { Vm, VmSpec } from '../../wire/vm.ts';
-import { admitProtected } from '../ha/admit-start.ts';
 import type { TaskContext, TaskKind } from '../tasks/engine.ts';
 import { loadVm, type VmDeps } from './deps.ts';
 import { hostForStart } from './start-host.ts';
@@ -74,7 +73,7 @@ async function admitAndStart(deps: VmDeps, ctx: TaskContext, vmId: string, opts:
   if (hostId !== row.hostId)
     await ctx.log(`its host cannot take it now; starting on ${(await deps.hosts.get(hostId)).name}`);
   const warning =
-    stopped && !opts.haRestart ? await admitProtected(deps, await deps.store.row(vmId), hostId) : null;
+    stopped && !opts.haRestart ? await deps.admitStart(await deps.store.row(vmId), hostId) : null;
   if (warning) await ctx.log(`warning: ${warning}`);
   await ctx.log(`asking host to start ${spec.vcpus} vCPU, ${spec.memoryMiB} MiB, CPU ${spec.cpuModel}`);
   const reported = await deps.hosts.client(hostId).runVm(spec);

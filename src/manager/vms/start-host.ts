@@ -5,21 +5,11 @@
  * it is now, since hosts may have joined or left since it last ran.
  */
 import { TernError } from '../../errors.ts';
-import type { VmSpec, VolumeRef } from '../../wire/vm.ts';
-import { baselineOf, existingPool, groupsOfVm, type Reservation } from '../cluster/inventory.ts';
+import type { VmSpec } from '../../wire/vm.ts';
+import { baselineOf, existingPool, groupsOfVm, type Reservation, volumesOf } from '../cluster/inventory.ts';
 import type { VmTable } from '../db/schema.ts';
 import type { VmGroup } from '../placement/model.ts';
 import type { VmDeps } from './deps.ts';
-
-export function volumesOf(spec: VmSpec): VolumeRef[] {
-  return [
-    ...spec.disks.map((d) => d.volume),
-    ...(spec.seed ? [spec.seed] : []),
-    ...(spec.boot ? [spec.boot.kernel, ...(spec.boot.initrd ? [spec.boot.initrd] : [])] : []),
-    ...(spec.efiVars ? [spec.efiVars] : []),
-    ...(spec.cdrom?.medium ? [spec.cdrom.medium] : []),
-  ];
-}
 
 /**
  * Admits the start of a stopped VM: picks its host as above and holds the room there (see
