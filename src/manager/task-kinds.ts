@@ -11,7 +11,7 @@ import {
   versionTestTask,
 } from './imagepools/tasks.ts';
 import { deleteTask as imageDeleteTask, importTask, verifyTask } from './library/image-tasks.ts';
-import { sealTask, templateDeleteTask } from './library/seal.ts';
+import { templateDeleteTask } from './library/template-delete.ts';
 import { templateFromImageTask } from './library/template-from-image.ts';
 import { maintenanceTask } from './migration/evacuate.ts';
 import { migrateTask } from './migration/migrate.ts';
@@ -23,6 +23,7 @@ import { deleteTask } from './vms/delete.ts';
 import { attachTask, detachTask, resizeTask } from './vms/disks.ts';
 import { pauseTask, shutdownTask, startTask, stopTask } from './vms/power.ts';
 import { rebootTask } from './vms/reboot.ts';
+import { sealTask } from './vms/seal.ts';
 import { snapshotCreateTask, snapshotDeleteTask, snapshotRevertTask } from './vms/snapshots.ts';
 
 /** What the task builders use: the manager's services, the kinds aside. */

@@ -123,6 +123,12 @@ interface GuestManifest {
   cmdline: string;
 }
 
+/** The OS kind the template a VM was made from records, if any (it may be gone since). */
+export async function osOfTemplate(templates: TemplateStore, name: string | null): Promise<OsKind | null> {
+  if (!name) return null;
+  return (await templates.get(name).catch(() => null))?.os ?? null;
+}
+
 /**
  * Imports the test guest built by guest/build.sh (its output directory) as the `tiny`
  * template, copying kernel, initrd and disk into the host's pool. Idempotent.
