@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { ovmf } from '../src/agent/qemu/firmware.ts';
+import { ovmf } from '../src/agent/firmware.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Template } from '../src/wire/template.ts';
 import type { Vm, VmSpec } from '../src/wire/vm.ts';

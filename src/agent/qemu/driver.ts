@@ -21,6 +21,7 @@ import type { GuestExecRequest, GuestExecResult } from '../../wire/guest-command
 import type { HostFacts } from '../../wire/host.ts';
 import { type DiskSpec, diskSlot, type VmSpec, type VolumeRef } from '../../wire/vm.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
+import { ovmf, ovmfPresent } from '../firmware.ts';
 import { type Pools, resolveVolume } from '../storage/pools.ts';
 import { qcow2Problem } from '../storage/qcow2-layout.ts';
 import { poolUsage } from '../storage/volumes.ts';
@@ -28,7 +29,6 @@ import { type AcceleratorChoice, detectAccelerator, readCpuFacts } from './accel
 import { changeCdromRunning } from './cdrom.ts';
 import type { ResolvedVolumes } from './command-line.ts';
 import { moveDisk } from './disk-move.ts';
-import { ovmf, ovmfPresent } from './firmware.ts';
 import { guestExec, guestFileRead } from './guest-exec.ts';
 import { attachDiskRunning, detachDiskRunning } from './hotplug.ts';
 import { type MigrationDone, migrateOut, recoverInterrupted } from './migration.ts';

@@ -14,7 +14,7 @@ import type {
   VolumeSnapshotRequest,
 } from '../../wire/agent.ts';
 import type { VolumeRef } from '../../wire/vm.ts';
-import { ovmf, ovmfPresent } from '../qemu/firmware.ts';
+import { ovmf, ovmfPresent } from '../firmware.ts';
 import { discardPartial, partialOf } from './partials.ts';
 import { type Pools, resolveVolume, statVolume } from './pools.ts';
 

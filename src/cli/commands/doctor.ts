@@ -2,8 +2,8 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import { ovmf, ovmfPresent } from '../../agent/firmware.ts';
 import { chooseAccelerator, probeKvmDevice, readCpuFacts } from '../../agent/qemu/accelerator.ts';
-import { ovmf, ovmfPresent } from '../../agent/qemu/firmware.ts';
 import { dataDir } from '../../allinone/config.ts';
 import type { Flags } from '../flags.ts';
 import { printJson, printTable } from '../output.ts';
