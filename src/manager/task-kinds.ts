@@ -2,20 +2,26 @@
  * Every kind of task the manager runs, built once and registered with the engine before crash
  * recovery, so an interrupted task resumes whatever serves HTTP. Handlers submit these.
  */
-import type { ApiServices } from './api/context.ts';
 import {
+  type PoolDeps,
   poolCreateTask,
   rollTask,
   versionCreateTask,
   versionDeleteTask,
   versionTestTask,
 } from './imagepools/tasks.ts';
-import { deleteTask as imageDeleteTask, importTask, verifyTask } from './library/image-tasks.ts';
+import {
+  type ImageDeps,
+  deleteTask as imageDeleteTask,
+  importTask,
+  verifyTask,
+} from './library/image-tasks.ts';
 import { templateDeleteTask } from './library/template-delete.ts';
 import { templateFromImageTask } from './library/template-from-image.ts';
 import { maintenanceTask } from './migration/evacuate.ts';
 import { migrateTask } from './migration/migrate.ts';
 import { moveDiskTask } from './migration/storage.ts';
+import type { SecretStore } from './secrets/store.ts';
 import type { TaskEngine, TaskKind } from './tasks/engine.ts';
 import { cdromTask } from './vms/cdrom.ts';
 import { createTask } from './vms/create.ts';
@@ -23,11 +29,14 @@ import { deleteTask } from './vms/delete.ts';
 import { attachTask, detachTask, resizeTask } from './vms/disks.ts';
 import { pauseTask, shutdownTask, startTask, stopTask } from './vms/power.ts';
 import { rebootTask } from './vms/reboot.ts';
-import { sealTask } from './vms/seal.ts';
+import { type SealDeps, sealTask } from './vms/seal.ts';
 import { snapshotCreateTask, snapshotDeleteTask, snapshotRevertTask } from './vms/snapshots.ts';
 
-/** What the task builders use: the manager's services, the kinds aside. */
-type KindServices = Omit<ApiServices, 'kinds'>;
+/**
+ * What the task builders use: a part of the manager's services (api/context.ts gives them all,
+ * the kinds included; this file does not import it back).
+ */
+type KindServices = SealDeps & ImageDeps & PoolDeps & { secrets: SecretStore };
 
 export function taskKinds(s: KindServices) {
   return {
