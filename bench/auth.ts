@@ -20,7 +20,7 @@ import { Pool } from 'undici';
 import { issueAdminToken } from '../src/manager/auth/bootstrap.ts';
 import { sessionCookie } from '../src/manager/auth/sessions.ts';
 import { startQuietManager } from '../test/sim-harness.ts';
-import { loadavg, table } from './report.ts';
+import { loadavg, percentile, table } from './report.ts';
 
 const { values } = parseArgs({
   options: {
@@ -37,8 +37,6 @@ const levels = [
   { c: 8, n: Number(values.c8) },
 ];
 
-const pct = (sorted: number[], p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const us = (ms: number) => Math.round(ms * 1000);
 
@@ -173,8 +171,8 @@ try {
         k,
         rps: (xs.length / (wall.get(k) ?? 1)) * 1000,
         mean: mean(xs),
-        p50: pct(xs, 0.5),
-        p99: pct(xs, 0.99),
+        p50: percentile(xs, 0.5),
+        p99: percentile(xs, 0.99),
       };
     });
     const floor = stats[0];
@@ -220,7 +218,7 @@ try {
       xs.push(performance.now() - t0);
     }
     xs.sort((a, b) => a - b);
-    direct.push([name, directN, us(mean(xs)), us(pct(xs, 0.5)), us(pct(xs, 0.99))]);
+    direct.push([name, directN, us(mean(xs)), us(percentile(xs, 0.5)), us(percentile(xs, 0.99))]);
   }
   console.log('\n# authenticate() called directly (no HTTP), one at a time\n');
   table(['credential', 'calls', 'mean µs', 'p50 µs', 'p99 µs'], direct);

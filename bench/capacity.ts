@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util';
 import { type CapacityVm, capacity } from '../src/manager/placement/capacity.ts';
 import type { PlacementHost } from '../src/manager/placement/model.ts';
 import { seededRandom } from '../test/seeded-random.ts';
-import { table } from './report.ts';
+import { median, table } from './report.ts';
 
 const { values } = parseArgs({
   options: {
@@ -20,8 +20,6 @@ const { values } = parseArgs({
   },
 });
 const reps = Number(values.reps);
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const shapes = [
   { memGiB: 64, cores: 16 },

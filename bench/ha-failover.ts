@@ -36,7 +36,7 @@ import { defaultHaSettings, type HaHostStatus } from '../src/wire/ha.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
 import { type Cluster, qemuPids, startCluster, type TestHost } from '../test/harness.ts';
-import { loadavg, table } from './report.ts';
+import { loadavg, median, percentile, table } from './report.ts';
 
 const { values } = parseArgs({
   options: {
@@ -73,25 +73,10 @@ const statusPeriodMs = 100;
 /** Wall clock in ms with sub-ms resolution: comparable with the manager's and agents' times. */
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const sorted = (xs: number[]) => xs.filter(Number.isFinite).sort((a, b) => a - b);
-const median = (xs: number[]) => {
-  const s = sorted(xs);
-  if (!s.length) return Number.NaN;
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
-/** Nearest rank: with few samples, the p95 is the max. */
-const p95 = (xs: number[]) => {
-  const s = sorted(xs);
-  return s.length ? s[Math.ceil(0.95 * s.length) - 1] : Number.NaN;
-};
-const max = (xs: number[]) => {
-  const s = sorted(xs);
-  return s.length ? s[s.length - 1] : Number.NaN;
-};
+const max = (xs: number[]) => percentile(xs, 1);
 const ms = (n: number) => (Number.isFinite(n) ? String(Math.round(n)) : '-');
 /** How many, median, p95 and max of a sample: the columns of every table here. */
-const spread = (xs: number[]) => [xs.length, ms(median(xs)), ms(p95(xs)), ms(max(xs))];
+const spread = (xs: number[]) => [xs.length, ms(median(xs)), ms(percentile(xs, 0.95)), ms(max(xs))];
 
 /** Polls `probe` until it gives a value, within a bound. */
 async function waitFor<T>(

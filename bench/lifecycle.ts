@@ -20,7 +20,7 @@ import { planVm, randomMac, seedMetaData } from '../src/manager/vms/plan.ts';
 import type { Template } from '../src/wire/template.ts';
 import { emptyGuestInfo, type Vm } from '../src/wire/vm.ts';
 import { startCluster } from '../test/harness.ts';
-import { table } from './report.ts';
+import { median, percentile, table } from './report.ts';
 
 const { values } = parseArgs({
   options: {
@@ -33,9 +33,6 @@ const runs = Number(values.runs);
 const inventorySize = Number(values.vms);
 const requests = Number(values.requests);
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const pct = (xs: number[], p: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
 const ms = (n: number) => `${n.toFixed(n < 10 ? 2 : 0)}`;
 
 /** The floor: overlay, seed and QEMU by hand, then guest-ping until the guest agent answers. */
@@ -192,9 +189,9 @@ try {
   let showP50 = 0;
   for (const [label, route, auth] of routes) {
     const xs = await latency(c, route, auth);
-    lrows.push([label, ms(pct(xs, 0.5)), ms(pct(xs, 0.95)), ms(pct(xs, 0.99))]);
-    if (route === '/api/v1/vms?limit=100') listP50 = pct(xs, 0.5);
-    if (route === '/api/v1/vms/vm-05000') showP50 = pct(xs, 0.5);
+    lrows.push([label, ms(percentile(xs, 0.5)), ms(percentile(xs, 0.95)), ms(percentile(xs, 0.99))]);
+    if (route === '/api/v1/vms?limit=100') listP50 = percentile(xs, 0.5);
+    if (route === '/api/v1/vms/vm-05000') showP50 = percentile(xs, 0.5);
   }
   table(['request', 'p50 ms', 'p95 ms', 'p99 ms'], lrows);
   console.log(

@@ -27,6 +27,7 @@ import { createSeed } from '../src/agent/storage/volumes.ts';
 import { defaultSettings } from '../src/manager/cluster/settings.ts';
 import type { VmSpec } from '../src/wire/vm.ts';
 import { freePorts, guestDir, tempDir } from '../test/harness.ts';
+import { median } from './report.ts';
 
 export interface RawMigrationOptions {
   downtimeLimitMs?: number;
@@ -273,7 +274,6 @@ export async function rawMigration(opts: RawMigrationOptions = {}): Promise<RawM
 if (import.meta.main) {
   const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' } } });
   const runs = Number(values.runs);
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   console.log(
     `# raw QMP live migration, tiny guest, ${detectAccelerator().accelerator}, downtime limit ${defaultSettings.migrationDowntimeMs} ms, bandwidth ${defaultSettings.migrationBandwidthMiBps || 'unlimited'} MiB/s`,
   );

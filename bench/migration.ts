@@ -25,7 +25,7 @@ import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
 import { type Cluster, startCluster } from '../test/harness.ts';
 import { RawGuest, type RawMigrationResult } from './migration-raw.ts';
-import { loadavg, table } from './report.ts';
+import { loadavg, median, table } from './report.ts';
 
 const { values } = parseArgs({
   options: {
@@ -39,11 +39,6 @@ const mirrorRuns = Number(values.mirror);
 const quickRuns = Number(values.quick);
 const goal = 1.3;
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-};
 const ms = (n: number) => (Number.isFinite(n) ? `${n.toFixed(n < 10 ? 1 : 0)}` : '-');
 const spread = (all: number[]) => {
   const xs = all.filter(Number.isFinite);

@@ -14,7 +14,7 @@ import { cpuModel } from '../src/manager/placement/cpu-models.ts';
 import { defaultPolicy, type PlacementHost, type VmDemand } from '../src/manager/placement/model.ts';
 import { place } from '../src/manager/placement/place.ts';
 import { seededRandom } from '../test/seeded-random.ts';
-import { table } from './report.ts';
+import { percentile, table } from './report.ts';
 
 const { values } = parseArgs({
   options: {
@@ -30,8 +30,6 @@ const GiB = 1024 ** 3;
 const TiB = 1024 * GiB;
 
 const pick = <T>(rnd: () => number, xs: readonly T[]) => xs[Math.floor(rnd() * xs.length)];
-const pct = (xs: number[], p: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
 
 type Host = PlacementHost & { allocated: { vcpus: number; memoryMiB: number }; groups: Map<string, number> };
 
@@ -196,8 +194,8 @@ function run(strategy: 'spread' | 'pack') {
   return {
     strategy,
     perSecond: (vms.length / total) * 1000,
-    p50: pct(sorted, 0.5),
-    p99: pct(sorted, 0.99),
+    p50: percentile(sorted, 0.5),
+    p99: percentile(sorted, 0.99),
     placed,
     used,
     bound: lowerBound(hosts, vcpus, memoryMiB),

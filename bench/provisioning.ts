@@ -20,7 +20,7 @@ import type { Task } from '../src/wire/task.ts';
 import type { Template } from '../src/wire/template.ts';
 import type { Vm, VolumeRef } from '../src/wire/vm.ts';
 import { type Cluster, startCluster, tempDir } from '../test/harness.ts';
-import { loadavg, table } from './report.ts';
+import { loadavg, median, table } from './report.ts';
 
 const { values } = parseArgs({
   options: {
@@ -37,7 +37,6 @@ const reps = Number(values.reps);
 const bootTimeoutMs = Number(values['boot-timeout']) * 1000;
 
 const run = promisify(execFile);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const max = (xs: number[]) => Math.max(...xs);
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const ms = (n: number) => `${n.toFixed(n < 10 ? 2 : 0)}`;

@@ -12,3 +12,19 @@ export function table(headers: string[], rows: (string | number)[][]): void {
 
 /** The 1, 5 and 15 minute load averages: a benchmark's figures mean little on a busy machine. */
 export const loadavg = () => fs.readFileSync('/proc/loadavg', 'utf8').trim().split(' ').slice(0, 3).join(' ');
+
+const finiteSorted = (xs: readonly number[]) => xs.filter(Number.isFinite).sort((a, b) => a - b);
+
+/** The middle of the finite values (the mean of the middle two for an even count); NaN for none. */
+export function median(xs: readonly number[]): number {
+  const s = finiteSorted(xs);
+  if (s.length === 0) return Number.NaN;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Nearest rank (0 < p ≤ 1) of the finite values: with few samples, the p95 is the max. NaN for none. */
+export function percentile(xs: readonly number[], p: number): number {
+  const s = finiteSorted(xs);
+  return s.length ? s[Math.max(0, Math.ceil(p * s.length) - 1)]! : Number.NaN;
+}
