@@ -1,11 +1,11 @@
 /** Starts an agent (driver + protocol server); used by the agent process and by all-in-one mode. */
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { TernError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { HypervisorDriver } from './driver.ts';
 import { heartbeat, type JoinParams, join, loadMembership } from './enrol.ts';
+import { freePort } from './free-port.ts';
 import { HaGuard } from './ha/guard.ts';
 import { QemuDriver } from './qemu/driver.ts';
 import { buildAgentServer } from './server.ts';
@@ -116,15 +116,4 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       await driver.close();
     },
   };
-}
-
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, host, () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }

@@ -9,7 +9,6 @@
  * in `<state>/incoming/<id>.json`, so a restarted agent can still finish or abort it.
  */
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
@@ -20,6 +19,7 @@ import type {
   NbdTarget,
 } from '../../wire/agent.ts';
 import { diskSlot, type VmSpec, type VolumeRef } from '../../wire/vm.ts';
+import { freePort } from '../free-port.ts';
 import { type Pools, resolveVolume } from '../storage/pools.ts';
 import { createVolume, deleteVolume } from '../storage/volumes.ts';
 import { diskNodes, type ResolvedVolumes } from './command-line.ts';
@@ -90,18 +90,6 @@ export interface ExportedDrive {
 }
 
 const hostInUri = (host: string) => (host.includes(':') ? `[${host}]` : host);
-
-/** A port that was free a moment ago on `host` (QEMU's NBD server cannot report the one it picked). */
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, host, () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 async function startNbd(
   vm: VmProcess,

@@ -10,10 +10,10 @@
  * business: `join` gives the join parameters of a host's first start.
  */
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from '../../log.ts';
 import { type JoinParams, loadMembership } from '../enrol.ts';
+import { freePort } from '../free-port.ts';
 import { type AgentOptions, type RunningAgent, startAgent } from '../start.ts';
 import type { SimClock } from './clock.ts';
 import { SimDriver, type SimDriverOptions } from './driver.ts';
@@ -210,15 +210,4 @@ export async function startSimHosts(n: number, opts: SimHostsOptions): Promise<S
     },
     close: closeAll,
   };
-}
-
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, host, () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
