@@ -54,8 +54,14 @@ export class TernError extends Error {
   readonly code: ErrorCode;
   readonly details: Record<string, unknown> | undefined;
 
-  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
-    super(message);
+  /** `cause`: the error this one explains (a network error under `unavailable`), kept for logs. */
+  constructor(
+    code: ErrorCode,
+    message: string,
+    details?: Record<string, unknown>,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
     this.name = 'TernError';
     this.code = code;
     this.details = details;
@@ -85,6 +91,15 @@ export class TernError extends Error {
     }
     return new TernError('protocol_error', fallbackMessage);
   }
+}
+
+/**
+ * What lies under a failed request, the one way to read it: fetch's bare "fetch failed" wraps
+ * the error that says why (ECONNREFUSED, an untrusted certificate…); any other error is its own.
+ */
+export function rootCause(err: unknown): Error {
+  const e = err instanceof Error ? err : new Error(String(err));
+  return e.cause instanceof Error ? e.cause : e;
 }
 
 /** Any thrown value as a TernError, keeping the message of unexpected errors for logs. */

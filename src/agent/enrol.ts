@@ -11,7 +11,7 @@ import { sign, X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Agent, fetch as undiciFetch } from 'undici';
-import { TernError } from '../errors.ts';
+import { rootCause, TernError } from '../errors.ts';
 import { requestJson } from '../http/json-client.ts';
 import type { Logger } from '../log.ts';
 import { type Identity, loadIdentity, newKeyPair, saveIdentity, tlsFetch } from '../pki/identity.ts';
@@ -82,7 +82,9 @@ async function fetchPinnedCa(manager: string, fingerprint: string): Promise<stri
     }).catch((err: Error) => {
       throw new TernError(
         'unavailable',
-        `the manager at ${manager} is unreachable: ${(err.cause as Error)?.message ?? err.message}`,
+        `the manager at ${manager} is unreachable: ${rootCause(err).message}`,
+        undefined,
+        { cause: err },
       );
     });
     const pem = await res.text();

@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import { cliConfigPath } from '../allinone/config.ts';
-import { TernError } from '../errors.ts';
+import { rootCause, TernError } from '../errors.ts';
 import { requestJson } from '../http/json-client.ts';
 import { tlsFetch } from '../pki/identity.ts';
 import { type CallArgs, callRoute } from '../wire/api-client.ts';
@@ -108,10 +108,12 @@ export class ApiClient {
         duplex: 'half',
       } as RequestInit);
     } catch (err) {
-      const cause = ((err as Error).cause as Error | undefined) ?? (err as Error);
+      const cause = rootCause(err);
       throw new TernError(
         'unavailable',
         `the upload failed: ${unreachableManager(this.url, cause.message, cause)}`,
+        undefined,
+        { cause: err },
       );
     }
     const text = await res.text();
@@ -135,8 +137,10 @@ export class ApiClient {
         body: JSON.stringify(body),
       });
     } catch (err) {
-      const cause = ((err as Error).cause as Error | undefined) ?? (err as Error);
-      throw new TernError('unavailable', unreachableManager(this.url, cause.message, cause));
+      const cause = rootCause(err);
+      throw new TernError('unavailable', unreachableManager(this.url, cause.message, cause), undefined, {
+        cause: err,
+      });
     }
     if (!res.ok) {
       const text = await res.text();
@@ -157,8 +161,10 @@ export class ApiClient {
     try {
       res = await this.fetch(`${this.url}${path}`, { headers: { authorization: `Bearer ${this.#token}` } });
     } catch (err) {
-      const cause = ((err as Error).cause as Error | undefined) ?? (err as Error);
-      throw new TernError('unavailable', unreachableManager(this.url, cause.message, cause));
+      const cause = rootCause(err);
+      throw new TernError('unavailable', unreachableManager(this.url, cause.message, cause), undefined, {
+        cause: err,
+      });
     }
     if (!res.ok) {
       const text = await res.text();
@@ -191,8 +197,10 @@ export class ApiClient {
       });
     } catch (err) {
       if (signal.aborted) throw err;
-      const cause = ((err as Error).cause as Error | undefined) ?? (err as Error);
-      throw new TernError('unavailable', unreachableManager(this.url, cause.message, cause));
+      const cause = rootCause(err);
+      throw new TernError('unavailable', unreachableManager(this.url, cause.message, cause), undefined, {
+        cause: err,
+      });
     }
     if (!res.ok || !res.body) throw new TernError('unavailable', `event stream answered ${res.status}`);
     onOpen?.();

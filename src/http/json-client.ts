@@ -1,5 +1,5 @@
 /** One JSON-over-HTTP request with a deadline; every failure becomes a TernError. */
-import { TernError } from '../errors.ts';
+import { rootCause, TernError } from '../errors.ts';
 
 export interface JsonRequest {
   method: string;
@@ -24,12 +24,9 @@ export async function requestJson<T>(url: string, r: JsonRequest): Promise<T> {
       signal: AbortSignal.timeout(r.timeoutMs),
     });
   } catch (err) {
-    const e = err as Error;
-    const why =
-      e.name === 'TimeoutError'
-        ? `no answer within ${r.timeoutMs} ms`
-        : ((e.cause as Error)?.message ?? e.message);
-    throw new TernError('unavailable', r.unreachable(why, (e.cause as Error) ?? e));
+    const cause = rootCause(err);
+    const why = (err as Error).name === 'TimeoutError' ? `no answer within ${r.timeoutMs} ms` : cause.message;
+    throw new TernError('unavailable', r.unreachable(why, cause), undefined, { cause: err });
   }
   if (res.status === 204) return undefined as T;
   const text = await res.text();

@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { cliConfigPath, writeCliConfig } from '../../allinone/config.ts';
-import { TernError } from '../../errors.ts';
+import { rootCause, TernError } from '../../errors.ts';
 import { requestJson } from '../../http/json-client.ts';
 import type { DirectorySettings } from '../../manager/identity/directory.ts';
 import { tlsFetch } from '../../pki/identity.ts';
@@ -96,9 +96,8 @@ export async function loginCommand(flags: Flags): Promise<void> {
       signal: AbortSignal.timeout(30_000),
     });
   } catch (err) {
-    const e = err as Error;
-    const cause = (e.cause as Error) ?? e;
-    throw new TernError('unavailable', unreachable(cause.message, cause));
+    const cause = rootCause(err);
+    throw new TernError('unavailable', unreachable(cause.message, cause), undefined, { cause: err });
   }
   const body = (await res.json().catch(() => null)) as unknown;
   if (!res.ok) throw TernError.fromBody(body, `the manager answered ${res.status}`);

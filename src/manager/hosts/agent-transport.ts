@@ -2,7 +2,7 @@
  * How the manager reaches one agent (its address and a mutual-TLS fetch bound to that host),
  * and what a failed exchange with it becomes.
  */
-import { TernError } from '../../errors.ts';
+import { rootCause, TernError } from '../../errors.ts';
 
 export interface AgentTransport {
   url: string;
@@ -25,9 +25,12 @@ export async function errorOf(res: Response, peer: string): Promise<TernError> {
 /** A failed request to an agent: cancelled by us, or the agent could not be reached. */
 export function unreachable(url: string, err: unknown, signal?: AbortSignal): TernError {
   if (signal?.aborted) return new TernError('cancelled', 'the transfer was cancelled');
-  const e = err as Error;
   return new TernError(
     'unavailable',
-    `host agent at ${url} unreachable: ${(e.cause as Error | undefined)?.message ?? e.message}`,
+    `host agent at ${url} unreachable: ${rootCause(err).message}`,
+    undefined,
+    {
+      cause: err,
+    },
   );
 }
