@@ -1,22 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { defaultVmHaPolicy, type RestartPolicy } from '../../wire/ha.ts';
+import { placementHost } from '../placement/fixtures.ts';
 import type { PlacementHost } from '../placement/model.ts';
 import { admit, type HaPlanInput, haPlan, tolerance } from './admission.ts';
 import type { HaVm } from './restart-plan.ts';
 
-const host = (name: string, over: Partial<PlacementHost> = {}): PlacementHost => ({
-  id: name,
-  name,
-  state: 'online',
-  cores: 8,
-  memoryMiB: 8192,
-  cpu: { vendor: 'GenuineIntel', model: 'x', flags: [] },
-  pools: [{ name: 'san', shared: true, freeBytes: 1e13 }],
-  allocated: { vcpus: 0, memoryMiB: 0 },
-  groups: new Map(),
-  ...over,
-});
+const host = (name: string, over: Partial<PlacementHost> = {}): PlacementHost =>
+  placementHost(name, { ...over });
 
 let serial = 0;
 const vm = (hostId: string, memoryMiB = 2048, restart: RestartPolicy = 'restart'): HaVm => ({

@@ -1,33 +1,17 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { defaultVmHaPolicy, type VmHaPolicy } from '../../wire/ha.ts';
+import { placementHost, vmDemand } from '../placement/fixtures.ts';
 import type { PlacementHost, VmDemand } from '../placement/model.ts';
 import { type HaVm, planRestarts, type RestartRequest, retryDelayMs, waves } from './restart-plan.ts';
 
 const GiB = 1024 ** 3;
 
-const host = (name: string, over: Partial<PlacementHost> = {}): PlacementHost => ({
-  id: name,
-  name,
-  state: 'online',
-  cores: 8,
-  memoryMiB: 8192,
-  cpu: { vendor: 'GenuineIntel', model: 'x', flags: [] },
-  pools: [{ name: 'san', shared: true, freeBytes: 1000 * GiB }],
-  allocated: { vcpus: 0, memoryMiB: 0 },
-  groups: new Map(),
-  ...over,
-});
+const host = (name: string, over: Partial<PlacementHost> = {}): PlacementHost =>
+  placementHost(name, { pools: [{ name: 'san', shared: true, freeBytes: 1000 * GiB }], ...over });
 
-const demand = (memoryMiB: number, over: Partial<VmDemand> = {}): VmDemand => ({
-  vcpus: 1,
-  memoryMiB,
-  diskBytes: 0,
-  pools: ['san'],
-  cpu: { mode: 'host' },
-  groups: [],
-  ...over,
-});
+const demand = (memoryMiB: number, over: Partial<VmDemand> = {}): VmDemand =>
+  vmDemand({ vcpus: 1, memoryMiB, ...over });
 
 const vm = (vmId: string, policy: Partial<VmHaPolicy>, memoryMiB = 2048, over: Partial<HaVm> = {}): HaVm => ({
   vmId,

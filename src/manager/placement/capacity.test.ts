@@ -1,25 +1,19 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type CapacityVm, capacity } from './capacity.ts';
+import { placementHost } from './fixtures.ts';
 import { defaultPolicy, type PlacementHost } from './model.ts';
 
 const GiB = 1024 ** 3;
 
-const host = (name: string, over: Partial<PlacementHost> = {}): PlacementHost => ({
-  id: name,
-  name,
-  state: 'online',
-  cores: 8,
-  memoryMiB: 8192,
-  cpu: { vendor: 'GenuineIntel', model: 'x', flags: [] },
-  pools: [
-    { name: 'san', shared: true, freeBytes: 10_000 * GiB },
-    { name: 'local', shared: false, freeBytes: 100 * GiB },
-  ],
-  allocated: { vcpus: 0, memoryMiB: 0 },
-  groups: new Map(),
-  ...over,
-});
+const host = (name: string, over: Partial<PlacementHost> = {}): PlacementHost =>
+  placementHost(name, {
+    pools: [
+      { name: 'san', shared: true, freeBytes: 10_000 * GiB },
+      { name: 'local', shared: false, freeBytes: 100 * GiB },
+    ],
+    ...over,
+  });
 
 const small = { vcpus: 1, memoryMiB: 2048, diskBytes: 0 };
 const three = () => [host('a'), host('b'), host('c')];

@@ -2,36 +2,24 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { cpuModel } from './cpu-models.ts';
 import { demandOf, firstRejection, rejectionReason } from './filters.ts';
+import { placementHost, vmDemand } from './fixtures.ts';
 import { defaultPolicy, type PlacementHost, type VmDemand } from './model.ts';
 
 const GiB = 1024 ** 3;
 const intel = (model: string) => ({ vendor: 'GenuineIntel', model, flags: [...cpuModel(model)!.flags] });
 
-const host = (name: string, over: Partial<PlacementHost> = {}): PlacementHost => ({
-  id: `id-${name}`,
-  name,
-  state: 'online',
-  cores: 8,
-  memoryMiB: 8192,
-  cpu: intel('Cascadelake-Server-noTSX'),
-  pools: [
-    { name: 'shared', shared: true, freeBytes: 1000 * GiB },
-    { name: 'local', shared: false, freeBytes: 100 * GiB },
-  ],
-  allocated: { vcpus: 0, memoryMiB: 0 },
-  groups: new Map(),
-  ...over,
-});
+const host = (name: string, over: Partial<PlacementHost> = {}): PlacementHost =>
+  placementHost(name, {
+    id: `id-${name}`,
+    cpu: intel('Cascadelake-Server-noTSX'),
+    pools: [
+      { name: 'shared', shared: true, freeBytes: 1000 * GiB },
+      { name: 'local', shared: false, freeBytes: 100 * GiB },
+    ],
+    ...over,
+  });
 
-const vm = (over: Partial<VmDemand> = {}): VmDemand => ({
-  vcpus: 2,
-  memoryMiB: 2048,
-  diskBytes: 0,
-  pools: ['shared'],
-  cpu: { mode: 'host' },
-  groups: [],
-  ...over,
-});
+const vm = (over: Partial<VmDemand> = {}): VmDemand => vmDemand({ pools: ['shared'], ...over });
 
 const verdict = (hosts: PlacementHost[], h: PlacementHost, v: VmDemand, policy = defaultPolicy) => {
   const d = demandOf(hosts, v, policy);

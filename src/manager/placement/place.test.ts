@@ -1,33 +1,21 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { cpuModel } from './cpu-models.ts';
+import { placementHost, vmDemand } from './fixtures.ts';
 import { defaultPolicy, type PlacementHost, type VmDemand } from './model.ts';
 import { place, rejectionCounts } from './place.ts';
 
 const intel = (model: string) => ({ vendor: 'GenuineIntel', model, flags: [...cpuModel(model)!.flags] });
 
-const host = (name: string, over: Partial<PlacementHost> = {}): PlacementHost => ({
-  id: `id-${name}`,
-  name,
-  state: 'online',
-  cores: 8,
-  memoryMiB: 8192,
-  cpu: intel('Icelake-Server-noTSX'),
-  pools: [{ name: 'shared', shared: true, freeBytes: 1e12 }],
-  allocated: { vcpus: 0, memoryMiB: 0 },
-  groups: new Map(),
-  ...over,
-});
+const host = (name: string, over: Partial<PlacementHost> = {}): PlacementHost =>
+  placementHost(name, {
+    id: `id-${name}`,
+    cpu: intel('Icelake-Server-noTSX'),
+    pools: [{ name: 'shared', shared: true, freeBytes: 1e12 }],
+    ...over,
+  });
 
-const vm = (over: Partial<VmDemand> = {}): VmDemand => ({
-  vcpus: 2,
-  memoryMiB: 2048,
-  diskBytes: 0,
-  pools: ['shared'],
-  cpu: { mode: 'host' },
-  groups: [],
-  ...over,
-});
+const vm = (over: Partial<VmDemand> = {}): VmDemand => vmDemand({ pools: ['shared'], ...over });
 
 test('spread picks the host with the most headroom, pack the one with the least', () => {
   const hosts = [

@@ -1,23 +1,20 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { demandOf } from './filters.ts';
+import { placementHost } from './fixtures.ts';
 import { defaultPolicy, type PlacementHost, type PlacementPolicy, type VmDemand } from './model.ts';
 import { headroom, preferred, rating } from './rating.ts';
 
 const GiB = 1024 ** 3;
 
-const host = (name: string, over: Partial<PlacementHost> = {}): PlacementHost => ({
-  id: `id-${name}`,
-  name,
-  state: 'online',
-  cores: 10,
-  memoryMiB: 10000,
-  cpu: { vendor: 'GenuineIntel', model: 'x', flags: [] },
-  pools: [{ name: 'local', shared: false, freeBytes: 100 * GiB, sizeBytes: 200 * GiB }],
-  allocated: { vcpus: 0, memoryMiB: 0 },
-  groups: new Map(),
-  ...over,
-});
+const host = (name: string, over: Partial<PlacementHost> = {}): PlacementHost =>
+  placementHost(name, {
+    id: `id-${name}`,
+    cores: 10,
+    memoryMiB: 10000,
+    pools: [{ name: 'local', shared: false, freeBytes: 100 * GiB, sizeBytes: 200 * GiB }],
+    ...over,
+  });
 
 const vm: VmDemand = {
   vcpus: 4,
