@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import { TernError } from '../../errors.ts';
+import { clip } from '../../text.ts';
 import type { ImageSourceFormat } from '../../wire/image.ts';
 
 /** The parts of `qemu-img info --output=json` that matter here (all untrusted). */
@@ -61,8 +62,6 @@ export interface Probe {
   /** VMDK extent files as qemu-img names them (not yet resolved). */
   extents: Extent[];
 }
-
-const clip = (s: string, n = 300) => (s.length > n ? `${s.slice(0, n)}…` : s);
 
 function refuse(what: string, problem: string): TernError {
   return new TernError('invalid_request', `${what}: ${problem}`);

@@ -4,6 +4,8 @@
  * record younger than the retention the operator set (none: every record is kept).
  * Refusals of requests without credentials are tallied per address and minute (refusals.ts).
  */
+
+import { clip } from '../../text.ts';
 import type { AuditRecord } from '../../wire/identity.ts';
 import { type Db, now } from '../db/database.ts';
 import type { AuditEntry } from './entry.ts';
@@ -21,8 +23,6 @@ export interface AuditQuery {
   before?: number;
   limit: number;
 }
-
-const clip = (s: string | null, n: number) => (s !== null && s.length > n ? `${s.slice(0, n)}…` : s);
 
 export class AuditLog {
   readonly #db: Db;
@@ -101,15 +101,15 @@ export class AuditLog {
       .insertInto('auditLog')
       .values({
         at: now(),
-        actor: clip(e.actor, 200) ?? '',
+        actor: clip(e.actor ?? '', 200),
         actorId: e.actorId,
         via: e.via,
-        action: clip(e.action, 200) ?? '',
-        object: clip(e.object, 500) ?? '',
+        action: clip(e.action ?? '', 200),
+        object: clip(e.object ?? '', 500),
         sourceIp: e.sourceIp,
         result: e.result,
         status: e.status,
-        detail: clip(e.detail, 1000),
+        detail: e.detail === null ? null : clip(e.detail, 1000),
       })
       .execute();
   }
