@@ -14,6 +14,7 @@ import { Firmware } from '../../wire/vm.ts';
 import { createGroup, deleteGroup, groupsNamed, listGroups } from '../cluster/groups.ts';
 import { baselineOf, existingPool } from '../cluster/inventory.ts';
 import { ClusterSettings } from '../cluster/settings.ts';
+import { vmSpecOf } from '../db/vm-spec.ts';
 import { isProtected } from '../ha/assignment.ts';
 import { imageNamed, imagePools, templateNamed } from '../library/lookup.ts';
 import { capacity } from '../placement/capacity.ts';
@@ -127,7 +128,7 @@ export function clusterRoutes(app: App, s: ApiServices): void {
           (v) => v.hostId && ['running', 'paused', 'unknown', 'unreachable', 'creating'].includes(v.state),
         )
         .map((v) => {
-          const spec = JSON.parse(v.spec) as { vcpus: number; memoryMiB: number };
+          const spec = vmSpecOf(v);
           const policy = v.haPolicy ? (JSON.parse(v.haPolicy) as VmHaPolicy) : null;
           return {
             hostId: v.hostId!,

@@ -6,9 +6,10 @@ import { SnapshotName } from '../../wire/agent.ts';
 import { VmRef } from '../../wire/api/vms.ts';
 import { ErrorBody } from '../../wire/common.ts';
 import { TaskAccepted } from '../../wire/task.ts';
-import { DiskGiB, gibToBytes, type VmSpec, VolumeRef } from '../../wire/vm.ts';
+import { DiskGiB, gibToBytes, VolumeRef } from '../../wire/vm.ts';
 import { principalOf, seesAllVms } from '../auth/principal.ts';
 import type { VmTable } from '../db/schema.ts';
+import { vmSpecOf } from '../db/vm-spec.ts';
 import { fitsPool, formatBytes } from '../placement/filters.ts';
 import { type AttachParams, freeSlot, growth } from '../vms/disks.ts';
 import { listSnapshots } from '../vms/snapshots.ts';
@@ -45,7 +46,7 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
       const sizeBytes = gibToBytes(req.body.sizeGiB);
       const row = await s.store.row(req.params.vm);
       const added = growth(row, req.params.index, sizeBytes);
-      await admitDisk(s, row, (JSON.parse(row.spec) as VmSpec).disks[req.params.index].volume.pool, added);
+      await admitDisk(s, row, vmSpecOf(row).disks[req.params.index].volume.pool, added);
       return acceptVmTask(s, reply, req.params.vm, s.kinds.diskResize, (vmId) => ({
         vmId,
         index: req.params.index,
@@ -72,7 +73,7 @@ export function vmStorageRoutes(app: App, s: ApiServices): void {
     },
     async (req, reply) => {
       const row = await s.store.row(req.params.vm);
-      const spec = JSON.parse(row.spec) as VmSpec;
+      const spec = vmSpecOf(row);
       const slot = freeSlot(spec);
       let params: AttachParams;
       if ('sizeGiB' in req.body) {

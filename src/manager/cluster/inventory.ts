@@ -10,6 +10,7 @@
 import type { HostFacts } from '../../wire/host.ts';
 import type { VmSpec, VolumeRef } from '../../wire/vm.ts';
 import type { Db } from '../db/database.ts';
+import { vmSpecOf } from '../db/vm-spec.ts';
 import { clusterBaseline } from '../placement/cpu-models.ts';
 import type { CpuDemand, HostState, PlacementHost, VmGroup } from '../placement/model.ts';
 
@@ -59,7 +60,7 @@ export async function clusterSnapshot(
     for (const g of groupsOf.get(vm.id) ?? []) u.groups.set(g, (u.groups.get(g) ?? 0) + 1);
     if (!holding.includes(vm.state)) continue;
     holds.add(vm.id);
-    const spec = JSON.parse(vm.spec) as VmSpec;
+    const spec = vmSpecOf(vm);
     u.vcpus += spec.vcpus;
     u.memoryMiB += spec.memoryMiB;
   }

@@ -1,6 +1,5 @@
 /** The VMs HA looks after, with what a restart of each needs, read from the inventory. */
 import type { VmHaPolicy } from '../../wire/ha.ts';
-import type { VmSpec } from '../../wire/vm.ts';
 import {
   baselineOf,
   type ClusterSnapshot,
@@ -10,6 +9,7 @@ import {
 } from '../cluster/inventory.ts';
 import type { Db } from '../db/database.ts';
 import type { VmTable } from '../db/schema.ts';
+import { vmSpecOf } from '../db/vm-spec.ts';
 import { isProtected } from './assignment.ts';
 import type { HaVm } from './restart-plan.ts';
 
@@ -20,7 +20,7 @@ export async function haVms(db: Db, snapshot: ClusterSnapshot, rows: readonly Vm
   for (const r of rows) {
     const policy = r.haPolicy ? (JSON.parse(r.haPolicy) as VmHaPolicy) : null;
     if (!r.hostId || !policy || !isProtected(policy)) continue;
-    const spec = JSON.parse(r.spec) as VmSpec;
+    const spec = vmSpecOf(r);
     out.push({
       vmId: r.id,
       hostId: r.hostId,

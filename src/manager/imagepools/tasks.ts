@@ -9,6 +9,7 @@ import type { Template } from '../../wire/template.ts';
 import type { VmSpec } from '../../wire/vm.ts';
 import { now } from '../db/database.ts';
 import type { ImagePoolTable } from '../db/schema.ts';
+import { vmSpecOf } from '../db/vm-spec.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import { Undo } from '../tasks/undo.ts';
 import { loadVm, type VmDeps } from '../vms/deps.ts';
@@ -225,7 +226,7 @@ export function versionCreateTask(deps: PoolDeps): TaskKind<VersionParams> {
       const n = half?.number ?? Math.max(...versions.map((v) => v.number)) + 1;
       const agent = deps.hosts.client(pool.hostId);
       const vm = await deps.store.find(`${p.pool}-v${n}`);
-      const vmSpec = vm ? (JSON.parse(vm.spec) as VmSpec) : null;
+      const vmSpec = vm ? vmSpecOf(vm) : null;
       const volumes = [
         versionVolume(pool, n),
         ...(vmSpec ? [vmSpec.seed!, ...(vmSpec.efiVars ? [vmSpec.efiVars] : [])] : []),

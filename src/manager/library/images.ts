@@ -1,9 +1,10 @@
 /** Disk images and ISOs in the library: one row each, pointing at a volume on a host's pool. */
 import { TernError } from '../../errors.ts';
 import type { Image, ImageKind } from '../../wire/image.ts';
-import type { VmSpec, VolumeRef } from '../../wire/vm.ts';
+import type { VolumeRef } from '../../wire/vm.ts';
 import type { Db } from '../db/database.ts';
 import type { ImageTable } from '../db/schema.ts';
+import { vmSpecOf } from '../db/vm-spec.ts';
 
 /** Where an image lives in its pool. */
 export function imageVolumePath(name: string, kind: ImageKind): string {
@@ -115,7 +116,7 @@ export class ImageStore {
       .execute();
     const names = new Set(linked.map((r) => r.name));
     for (const r of inDrive) {
-      const medium = (JSON.parse(r.spec) as VmSpec).cdrom?.medium;
+      const medium = vmSpecOf(r).cdrom?.medium;
       if (medium?.pool === row.pool && medium.path === row.path) names.add(r.name);
     }
     return [...names].sort();

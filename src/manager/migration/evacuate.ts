@@ -5,8 +5,8 @@
  * running stay registered on the host; they take nothing from it.
  */
 import { TernError } from '../../errors.ts';
-import type { VmSpec } from '../../wire/vm.ts';
 import { groupsOfVms } from '../cluster/inventory.ts';
+import { vmSpecOf } from '../db/vm-spec.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import { shutdownVm } from '../vms/power.ts';
 import { type EvacuationInput, planEvacuation } from './evacuation-plan.ts';
@@ -38,7 +38,7 @@ async function readEvacuation(deps: MigrationDeps, hostId: string): Promise<Evac
   const vms = rows.map((r) => ({
     ...r,
     hostId,
-    spec: JSON.parse(r.spec) as VmSpec,
+    spec: vmSpecOf(r),
     groups: groups.get(r.id) ?? [],
   }));
   return { hostId, vms, snapshot, policy };

@@ -10,6 +10,7 @@ import type { VmSpec, VolumeRef } from '../../wire/vm.ts';
 import { groupsOfVm } from '../cluster/inventory.ts';
 import type { Placer } from '../cluster/placer.ts';
 import type { ClusterSettings } from '../cluster/settings.ts';
+import { vmSpecOf } from '../db/vm-spec.ts';
 import type { AgentClient } from '../hosts/agent-client.ts';
 import { supportsModel } from '../placement/cpu-models.ts';
 import type { VmDemand } from '../placement/model.ts';
@@ -363,15 +364,10 @@ export async function settleMigration(
   if (onTarget?.state === 'running') {
     await ctx.log('the target already runs the VM; completing the move');
     const snapshot = await deps.placer.snapshot(p.vmId);
-    const plan = planMove(
-      JSON.parse(row.spec) as VmSpec,
-      snapshot.facts.get(p.from)!,
-      snapshot.facts.get(p.to)!,
-      {
-        mode: p.mode,
-        targetPool: p.targetPool,
-      },
-    );
+    const plan = planMove(vmSpecOf(row), snapshot.facts.get(p.from)!, snapshot.facts.get(p.to)!, {
+      mode: p.mode,
+      targetPool: p.targetPool,
+    });
     if (plan.ok) {
       await commitMove(deps, p.vmId, p.to, plan.spec, onTarget);
       return releaseSource(

@@ -7,6 +7,7 @@ import { TernError } from '../../errors.ts';
 import type { Project, Quota, Usage } from '../../wire/identity.ts';
 import { type Db, now } from '../db/database.ts';
 import type { ProjectTable } from '../db/schema.ts';
+import { vmSpecOf } from '../db/vm-spec.ts';
 import { quotaRefusal, usageOf } from './quota.ts';
 
 /** A user and the groups it belongs to. */
@@ -177,7 +178,7 @@ export class ProjectStore {
       .execute();
     return usageOf(
       rows.map((r) => {
-        const spec = JSON.parse(r.spec) as { vcpus: number; memoryMiB: number };
+        const spec = vmSpecOf(r);
         const sizes = JSON.parse(r.diskSizes) as number[];
         return { vcpus: spec.vcpus, memoryMiB: spec.memoryMiB, diskBytes: sizes.reduce((a, b) => a + b, 0) };
       }),

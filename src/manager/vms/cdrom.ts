@@ -6,7 +6,8 @@
  * again (the change is idempotent).
  */
 import { TernError } from '../../errors.ts';
-import type { VmSpec, VolumeRef } from '../../wire/vm.ts';
+import type { VolumeRef } from '../../wire/vm.ts';
+import { vmSpecOf } from '../db/vm-spec.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import { loadVm, type VmDeps } from './deps.ts';
 
@@ -24,7 +25,7 @@ const runningStates = ['running', 'paused'];
 
 /** Whether the VM can take the change now: a conflict naming why not otherwise. */
 export function refuseCdromChange(row: { name: string; state: string; spec: string }, insert: boolean): void {
-  const spec = JSON.parse(row.spec) as VmSpec;
+  const spec = vmSpecOf(row);
   if (runningStates.includes(row.state)) {
     if (!spec.cdrom)
       throw new TernError(
@@ -42,7 +43,7 @@ export function refuseCdromChange(row: { name: string; state: string; spec: stri
 }
 
 async function record(deps: VmDeps, vmId: string, medium: VolumeRef | null): Promise<void> {
-  const spec = JSON.parse((await deps.store.row(vmId)).spec) as VmSpec;
+  const spec = vmSpecOf(await deps.store.row(vmId));
   await deps.store.update(vmId, {
     spec: JSON.stringify({ ...spec, cdrom: { medium }, bootOrder: spec.bootOrder ?? 'disk' }),
   });

@@ -7,6 +7,7 @@
 import type { TernError } from '../../errors.ts';
 import type { CreateVolumeRequest } from '../../wire/agent.ts';
 import type { VmSpec } from '../../wire/vm.ts';
+import { vmSpecOf } from '../db/vm-spec.ts';
 import type { AgentClient } from '../hosts/agent-client.ts';
 import type { SecretStore } from '../secrets/store.ts';
 import type { TaskContext, TaskKind } from '../tasks/engine.ts';
@@ -44,7 +45,7 @@ export function createTask(deps: VmDeps & { secrets: SecretStore }): TaskKind<Cr
       const row = await deps.store.row(p.vmId).catch(() => null);
       // Only a VM whose creation did not finish is undone; a failed start leaves it stopped.
       if (row?.state !== 'creating') return;
-      const spec = JSON.parse(row.spec) as VmSpec;
+      const spec = vmSpecOf(row);
       // The inventory forgets the VM only once its host holds nothing of it: otherwise what is
       // left would run or fill the pool unseen. A host that cannot be reached keeps the VM
       // `creating`, with this task's error saying why, until it is deleted.
@@ -78,7 +79,7 @@ async function runCreate(
   p: CreateParams,
 ): Promise<{ vm: string }> {
   const row = await deps.store.row(p.vmId);
-  const spec = JSON.parse(row.spec) as VmSpec;
+  const spec = vmSpecOf(row);
   const agent = deps.hosts.client(row.hostId!);
   if (ctx.resumed && row.state !== 'creating') {
     // Its host reports it (running, stopped or crashed): the disks and seed are there.

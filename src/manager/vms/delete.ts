@@ -1,6 +1,6 @@
 /** vm.delete: removes a stopped VM from its host and the inventory, with or without its disks. */
 import { TernError } from '../../errors.ts';
-import type { VmSpec } from '../../wire/vm.ts';
+import { vmSpecOf } from '../db/vm-spec.ts';
 import type { SecretStore } from '../secrets/store.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import type { VmDeps } from './deps.ts';
@@ -20,7 +20,7 @@ export function deleteTask(deps: VmDeps & { secrets: SecretStore }): TaskKind<De
     async run(ctx, p) {
       const row = await deps.store.row(p.vmId).catch(() => null);
       if (!row) return { deleted: p.vmId };
-      const spec = JSON.parse(row.spec) as VmSpec;
+      const spec = vmSpecOf(row);
       const agent = deps.hosts.client(row.hostId!);
       if (
         row.state === 'running' ||

@@ -1,9 +1,9 @@
 /** What the VM tasks need from the rest of the manager. */
 import { TernError } from '../../errors.ts';
-import type { VmSpec } from '../../wire/vm.ts';
 import type { Placer } from '../cluster/placer.ts';
 import type { Db } from '../db/database.ts';
 import type { VmTable } from '../db/schema.ts';
+import { vmSpecOf } from '../db/vm-spec.ts';
 import type { EventBus } from '../events/bus.ts';
 import type { HostRegistry } from '../hosts/registry.ts';
 import type { TemplateStore } from '../library/templates.ts';
@@ -30,7 +30,7 @@ export interface VmDeps {
 export async function loadVm(deps: VmDeps, vmId: string) {
   const row = await deps.store.row(vmId);
   if (!row.hostId) throw new TernError('conflict', `VM ${row.name} has no host`);
-  return { row, spec: JSON.parse(row.spec) as VmSpec, agent: deps.hosts.client(row.hostId) };
+  return { row, spec: vmSpecOf(row), agent: deps.hosts.client(row.hostId) };
 }
 
 /** Disk `index` of a VM, with the VM; never of an unreachable VM, whose guest may be writing it. */

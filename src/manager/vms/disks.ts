@@ -5,6 +5,7 @@
 import { asTernError, TernError } from '../../errors.ts';
 import { diskSerial } from '../../wire/guest-command.ts';
 import { type DiskSpec, diskSlot, hotplugSlots, type VmSpec, withoutDisk } from '../../wire/vm.ts';
+import { vmSpecOf } from '../db/vm-spec.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import { Undo } from '../tasks/undo.ts';
 import { loadDisk, loadVm, type VmDeps } from './deps.ts';
@@ -94,7 +95,7 @@ export function growth(
   index: number,
   sizeBytes: number,
 ) {
-  if ((JSON.parse(vm.spec) as VmSpec).disks[index] === undefined)
+  if (vmSpecOf(vm).disks[index] === undefined)
     throw new TernError('not_found', `VM ${vm.name} has no disk ${index}`);
   const current = (JSON.parse(vm.diskSizes) as number[])[index] ?? 0;
   if (sizeBytes < current)
@@ -157,7 +158,7 @@ export function attachTask(deps: VmDeps): TaskKind<AttachParams> {
     async cleanup(_ctx, p, err) {
       const row = await deps.store.row(p.vmId).catch(() => null);
       if (!row?.hostId) return;
-      const spec = JSON.parse(row.spec) as VmSpec;
+      const spec = vmSpecOf(row);
       const same = (d: DiskSpec) =>
         d.volume.pool === p.disk.volume.pool && d.volume.path === p.disk.volume.path;
       if (spec.disks.some(same)) return;

@@ -6,7 +6,8 @@
  */
 import { TernError } from '../../errors.ts';
 import type { VmAction } from '../../wire/agent.ts';
-import type { Vm, VmSpec } from '../../wire/vm.ts';
+import type { Vm } from '../../wire/vm.ts';
+import { vmSpecOf } from '../db/vm-spec.ts';
 import type { TaskContext, TaskKind } from '../tasks/engine.ts';
 import { loadVm, type VmDeps } from './deps.ts';
 import { hostForStart } from './start-host.ts';
@@ -69,7 +70,7 @@ async function admitAndStart(deps: VmDeps, ctx: TaskContext, vmId: string, opts:
   // A VM that runs already stays where it is; a stopped one goes where placement allows.
   const { hostId, spec } = stopped
     ? await hostForStart(deps, await deps.store.row(vmId))
-    : { hostId: row.hostId!, spec: JSON.parse(row.spec) as VmSpec };
+    : { hostId: row.hostId!, spec: vmSpecOf(row) };
   if (hostId !== row.hostId)
     await ctx.log(`its host cannot take it now; starting on ${(await deps.hosts.get(hostId)).name}`);
   const warning =

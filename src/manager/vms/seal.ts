@@ -17,6 +17,7 @@
 import { TernError } from '../../errors.ts';
 import type { VmSpec, VolumeRef } from '../../wire/vm.ts';
 import { now } from '../db/database.ts';
+import { vmSpecOf } from '../db/vm-spec.ts';
 import type { AgentClient } from '../hosts/agent-client.ts';
 import {
   generalizeScript,
@@ -132,7 +133,7 @@ export function sealTask(deps: SealDeps): TaskKind<SealParams> {
         throw new TernError('conflict', `template ${p.name} exists`);
       }
       const row = await deps.store.row(p.vmId);
-      const spec = JSON.parse(row.spec) as VmSpec;
+      const spec = vmSpecOf(row);
       if (spec.disks.length === 0) throw new TernError('conflict', `VM ${row.name} has no disk`);
       const agent = deps.hosts.client(row.hostId!);
       if (ctx.resumed) {
@@ -191,7 +192,7 @@ export function sealTask(deps: SealDeps): TaskKind<SealParams> {
       if (await deps.templates.has(p.name)) return;
       const row = await deps.store.row(p.vmId).catch(() => null);
       if (!row?.hostId) return;
-      await removeCopies(deps.hosts.client(row.hostId), JSON.parse(row.spec) as VmSpec, p.name);
+      await removeCopies(deps.hosts.client(row.hostId), vmSpecOf(row), p.name);
     },
   };
 }

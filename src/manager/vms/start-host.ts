@@ -8,6 +8,7 @@ import { TernError } from '../../errors.ts';
 import type { VmSpec } from '../../wire/vm.ts';
 import { baselineOf, existingPool, groupsOfVm, type Reservation, volumesOf } from '../cluster/inventory.ts';
 import type { VmTable } from '../db/schema.ts';
+import { vmSpecOf } from '../db/vm-spec.ts';
 import type { VmGroup } from '../placement/model.ts';
 import type { VmDeps } from './deps.ts';
 
@@ -32,7 +33,7 @@ export async function admitStartUnlessHeld(
 }
 
 function decideStart(deps: VmDeps, row: VmTable, groups: VmGroup[]) {
-  const spec = JSON.parse(row.spec) as VmSpec;
+  const spec = vmSpecOf(row);
   const current = row.hostId!;
   return async () => {
     const snapshot = await deps.placer.snapshot(row.id);
@@ -69,7 +70,7 @@ function decideStart(deps: VmDeps, row: VmTable, groups: VmGroup[]) {
 /** Admits the start (see `admitStart`) and records the host and CPU model it starts with. */
 export async function hostForStart(deps: VmDeps, row: VmTable): Promise<{ hostId: string; spec: VmSpec }> {
   const { hostId, spec } = await admitStart(deps, row);
-  if (hostId !== row.hostId || spec.cpuModel !== (JSON.parse(row.spec) as VmSpec).cpuModel) {
+  if (hostId !== row.hostId || spec.cpuModel !== vmSpecOf(row).cpuModel) {
     await deps.store.update(row.id, { hostId, spec: JSON.stringify(spec) });
   }
   return { hostId, spec };

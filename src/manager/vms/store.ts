@@ -4,9 +4,10 @@ import { usefulAddresses } from '../../agent/qemu/guest-info.ts';
 import { TernError } from '../../errors.ts';
 import type { AgentVm } from '../../wire/agent.ts';
 import { defaultVmHaPolicy, type VmHaPolicy } from '../../wire/ha.ts';
-import { emptyGuestInfo, type GuestInfo, type PowerState, type Vm, type VmSpec } from '../../wire/vm.ts';
+import { emptyGuestInfo, type GuestInfo, type PowerState, type Vm } from '../../wire/vm.ts';
 import { type Db, now } from '../db/database.ts';
 import type { VmTable } from '../db/schema.ts';
+import { vmSpecOf } from '../db/vm-spec.ts';
 import type { EventBus } from '../events/bus.ts';
 import { imageNameOf } from '../library/images.ts';
 import type { VmPlan } from './plan.ts';
@@ -75,7 +76,7 @@ export class VmStore {
   }
 
   toWire(row: VmTable): Vm {
-    const spec = JSON.parse(row.spec) as VmSpec;
+    const spec = vmSpecOf(row);
     const sizes = JSON.parse(row.diskSizes) as number[];
     // Rows written before a guest fact existed lack it; the defaults fill it in.
     const guest = { ...emptyGuestInfo(), ...(JSON.parse(row.guest) as Partial<GuestInfo>) };
@@ -167,7 +168,7 @@ export class VmStore {
   async volumeOwner(volume: { pool: string; path: string }): Promise<string | null> {
     const rows = await this.#db.selectFrom('vms').select(['name', 'spec']).execute();
     for (const r of rows) {
-      const spec = JSON.parse(r.spec) as VmSpec;
+      const spec = vmSpecOf(r);
       if (spec.disks.some((d) => d.volume.pool === volume.pool && d.volume.path === volume.path))
         return r.name;
     }
