@@ -9,6 +9,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { ClusterCa } from '../src/pki/ca.ts';
 import { newKeyPair, tlsFetch } from '../src/pki/identity.ts';
+import { agentRoutes } from '../src/wire/agent-routes.ts';
 import type { Host, JoinToken } from '../src/wire/host.ts';
 import { type Cluster, startCluster, TernProcess, tempDir } from './harness.ts';
 
@@ -52,7 +53,7 @@ test('joined hosts are online with their inventory and a certificate from the cl
 
 test('an agent refuses callers without a manager certificate of its cluster', async () => {
   const host = await waitOnline('a');
-  const url = `${host.address}/agent/v1/info`;
+  const url = `${host.address}${agentRoutes.info.path}`;
   const ca = read(path.join(managerPki(), 'ca.crt'));
   // No client certificate at all: the TLS handshake fails.
   const anonymous = tlsFetch(null, { ca });

@@ -22,28 +22,17 @@
 import fs from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { TernError } from '../errors.ts';
+import { maxStatefileSlots, type SlotRecord, type SlotState } from '../wire/ha.ts';
+
+export type { SlotRecord, SlotState };
 
 export const slotSize = 512;
-export const maxSlots = 4096;
+export const maxSlots = maxStatefileSlots;
 const magic = 0x54524e48; // "TRNH"
 const version = 1;
 const maxHostIdBytes = 200;
 const hostIdOffset = 29;
 const crcOffset = slotSize - 4;
-
-export interface SlotRecord {
-  hostId: string;
-  counter: number;
-  wallTimeMs: number;
-  timeoutS: number;
-  fenced: boolean;
-}
-
-export type SlotState =
-  | { slot: number; state: 'valid'; record: SlotRecord }
-  /** Never written (zeros, or beyond the end of the file). */
-  | { slot: number; state: 'empty' }
-  | { slot: number; state: 'invalid'; reason: string };
 
 export function encodeSlot(r: SlotRecord): Buffer {
   const id = Buffer.from(r.hostId, 'utf8');

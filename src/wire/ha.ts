@@ -105,3 +105,24 @@ export const HaHostStatus = Type.Object({
   unconfirmed: Type.Integer(),
 });
 export type HaHostStatus = Static<typeof HaHostStatus>;
+
+/** Slots an HA statefile has: one per host of the cluster. */
+export const maxStatefileSlots = 4096;
+
+/** One host's lease in the HA statefile, as decoded from its slot. */
+export const SlotRecord = Type.Object({
+  hostId: Type.String(),
+  counter: Type.Integer({ minimum: 0 }),
+  wallTimeMs: Type.Number(),
+  timeoutS: Type.Integer(),
+  fenced: Type.Boolean(),
+});
+export type SlotRecord = Static<typeof SlotRecord>;
+
+/** A statefile slot: a valid lease, never written (empty), or not readable as one (invalid). */
+export const SlotState = Type.Union([
+  Type.Object({ slot: Type.Integer(), state: Type.Literal('valid'), record: SlotRecord }),
+  Type.Object({ slot: Type.Integer(), state: Type.Literal('empty') }),
+  Type.Object({ slot: Type.Integer(), state: Type.Literal('invalid'), reason: Type.String() }),
+]);
+export type SlotState = Static<typeof SlotState>;

@@ -104,12 +104,17 @@ export const ImportedImage = Type.Object({
 export type ImportedImage = Static<typeof ImportedImage>;
 
 /** The lines of an import's `application/x-ndjson` answer; it ends with `done` or `error`. */
-export type ImportEvent =
-  | { type: 'step'; step: string }
-  | { type: 'progress'; percent: number }
-  | { type: 'heartbeat' }
-  | { type: 'done'; image: ImportedImage }
-  | { type: 'error'; error: { code: string; message: string } };
+export const ImportEvent = Type.Union([
+  Type.Object({ type: Type.Literal('step'), step: Type.String() }),
+  Type.Object({ type: Type.Literal('progress'), percent: Type.Number() }),
+  Type.Object({ type: Type.Literal('heartbeat') }),
+  Type.Object({ type: Type.Literal('done'), image: ImportedImage }),
+  Type.Object({
+    type: Type.Literal('error'),
+    error: Type.Object({ code: Type.String(), message: Type.String() }),
+  }),
+]);
+export type ImportEvent = Static<typeof ImportEvent>;
 
 export const UploadQuery = VolumeRef;
 

@@ -30,6 +30,10 @@ export interface Route {
   rawReply?: RawBody;
   /** Left out of the OpenAPI document (health, the document itself). */
   hide?: boolean;
+  /** With a newline-delimited JSON answer (`rawReply`): the schema of each line. */
+  lines?: TSchema;
+  /** The largest body taken, when not the server's default. */
+  bodyLimit?: number;
 }
 
 /** Declares a route, keeping every schema's type for the server and the client. */
@@ -45,6 +49,9 @@ type Success = 200 | 201 | 202 | 204;
 export type ReplyOf<R extends Route> = {
   [K in keyof R['reply'] & Success]: StaticOf<R['reply'][K]>;
 }[keyof R['reply'] & Success];
+
+/** One line of a route answering newline-delimited JSON. */
+export type LineOf<R extends Route> = StaticOf<R['lines']>;
 
 /** What a call gives: the path's parameters, the query and the body, as the route declares them. */
 export type CallOf<R extends Route> = (R['params'] extends TSchema ? { params: ParamsOf<R> } : unknown) &

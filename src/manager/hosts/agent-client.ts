@@ -2,6 +2,7 @@
  * The manager's side of the agent protocol: typed calls to one host's agent, and a
  * self-reconnecting subscription to its event stream.
  */
+
 import { TernError } from '../../errors.ts';
 import type { SlotState } from '../../ha/statefile.ts';
 import { requestJson } from '../../http/json-client.ts';
@@ -26,12 +27,14 @@ import {
   type VolumeInfo,
   type VolumeSnapshotRequest,
 } from '../../wire/agent.ts';
+import { agentRoutes } from '../../wire/agent-routes.ts';
 import type { GuestExecRequest, GuestExecResult, GuestFileReadRequest } from '../../wire/guest-command.ts';
 import type { ImportedImage, ImportImageRequest, UploadResult, VolumeDigest } from '../../wire/image.ts';
 import type { VmDir } from '../../wire/orphan.ts';
+import { type CallOf, pathOf, type ReplyOf, type Route } from '../../wire/route.ts';
 import type { DiskSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
-import { followAgentStream } from './agent-stream.ts';
-import { type AgentTransport, errorOf } from './agent-transport.ts';
+import { followRoute } from './agent-stream.ts';
+import { type AgentTransport, checkedReply, errorOf } from './agent-transport.ts';
 import {
   digestOnAgent,
   downloadFromAgent,
@@ -54,20 +57,40 @@ export class AgentClient {
     return { url: this.url, fetch: this.#fetch, headers: this.#headers() };
   }
 
-  #call<T>(method: string, path: string, body?: unknown, timeoutMs = 60_000): Promise<T> {
-    return requestJson<T>(`${this.url}${path}`, {
-      method,
-      headers: this.#headers(),
-      body,
-      fetch: this.#fetch,
-      timeoutMs,
-      unreachable: (why) => `host agent at ${this.url} unreachable: ${why}`,
-      peer: 'host agent',
-    });
+  /** One request on a plain route of the agent protocol; the answer is checked against its schema. */
+  async #call<R extends Route>(r: R, req: CallOf<R>, timeoutMs = 60_000): Promise<ReplyOf<R>> {
+    const { params, query, body } = req as {
+      params?: Record<string, unknown>;
+      query?: object;
+      body?: unknown;
+    };
+    const answer = await requestJson<unknown>(
+      `${this.url}${pathOf(r, params, query as Record<string, unknown>)}`,
+      {
+        method: r.method,
+        headers: this.#headers(),
+        body,
+        fetch: this.#fetch,
+        timeoutMs,
+        unreachable: (why) => `host agent at ${this.url} unreachable: ${why}`,
+        peer: 'host agent',
+      },
+    );
+    return checkedReply(this.url, r, answer);
+  }
+
+  /** A plain route's answer, or null when the agent says the thing asked for is not there. */
+  async #find<R extends Route>(r: R, req: CallOf<R>, timeoutMs?: number): Promise<ReplyOf<R> | null> {
+    try {
+      return await this.#call(r, req, timeoutMs);
+    } catch (err) {
+      if (err instanceof TernError && err.code === 'not_found') return null;
+      throw err;
+    }
   }
 
   async info(): Promise<AgentInfo> {
-    const info = await this.#call<AgentInfo>('GET', '/agent/v1/info', undefined, 10_000);
+    const info = await this.#call(agentRoutes.info, {}, 10_000);
     if (info.protocol !== agentProtocolVersion) {
       throw new TernError(
         'protocol_error',
@@ -78,110 +101,85 @@ export class AgentClient {
   }
 
   async listVms(): Promise<AgentVm[]> {
-    return (await this.#call<{ vms: AgentVm[] }>('GET', '/agent/v1/vms', undefined, 15_000)).vms;
+    return (await this.#call(agentRoutes.listVms, {}, 15_000)).vms;
   }
 
   async getVm(id: string): Promise<AgentVm | null> {
-    try {
-      return (await this.#call<{ vm: AgentVm }>('GET', `/agent/v1/vms/${id}`, undefined, 10_000)).vm;
-    } catch (err) {
-      if (err instanceof TernError && err.code === 'not_found') return null;
-      throw err;
-    }
+    return (await this.#find(agentRoutes.getVm, { params: { id } }, 10_000))?.vm ?? null;
   }
 
   /** The spec a VM runs with on this host; null when no process of it runs here. */
   async vmSpec(id: string): Promise<VmSpec | null> {
-    try {
-      return (await this.#call<{ spec: VmSpec }>('GET', `/agent/v1/vms/${id}/spec`, undefined, 10_000)).spec;
-    } catch (err) {
-      if (err instanceof TernError && err.code === 'not_found') return null;
-      throw err;
-    }
+    return (await this.#find(agentRoutes.vmSpec, { params: { id } }, 10_000))?.spec ?? null;
   }
 
   /** The `vms/<id>/` directories of the host's pools. */
   async vmDirs(): Promise<VmDir[]> {
-    return (await this.#call<{ dirs: VmDir[] }>('GET', '/agent/v1/volumes/vm-dirs', undefined, 30_000)).dirs;
+    return (await this.#call(agentRoutes.vmDirs, {}, 30_000)).dirs;
   }
 
   async runVm(spec: VmSpec): Promise<AgentVm> {
-    return (await this.#call<{ vm: AgentVm }>('PUT', `/agent/v1/vms/${spec.id}`, spec, 90_000)).vm;
+    return (await this.#call(agentRoutes.runVm, { params: { id: spec.id }, body: spec }, 90_000)).vm;
   }
 
   async act(id: string, action: VmAction): Promise<AgentVm> {
-    return (
-      await this.#call<{ vm: AgentVm }>('POST', `/agent/v1/vms/${id}/actions/${action}`, undefined, 30_000)
-    ).vm;
+    return (await this.#call(agentRoutes.act, { params: { id, action } }, 30_000)).vm;
   }
 
   async forgetVm(id: string): Promise<void> {
-    await this.#call('DELETE', `/agent/v1/vms/${id}`);
+    await this.#call(agentRoutes.forgetVm, { params: { id } });
   }
 
   async console(id: string, bytes: number): Promise<string> {
-    return (await this.#call<{ text: string }>('GET', `/agent/v1/vms/${id}/console?bytes=${bytes}`)).text;
+    return (await this.#call(agentRoutes.console, { params: { id }, query: { bytes } })).text;
   }
 
   async createVolume(req: CreateVolumeRequest): Promise<VolumeInfo> {
-    return (await this.#call<{ volume: VolumeInfo }>('POST', '/agent/v1/volumes', req)).volume;
+    return (await this.#call(agentRoutes.createVolume, { body: req })).volume;
   }
 
   async createSeed(req: CreateSeedRequest): Promise<VolumeInfo> {
-    return (await this.#call<{ volume: VolumeInfo }>('POST', '/agent/v1/volumes/seed', req)).volume;
+    return (await this.#call(agentRoutes.createSeed, { body: req })).volume;
   }
 
   async importVolume(req: ImportVolumeRequest): Promise<VolumeInfo> {
-    return (await this.#call<{ volume: VolumeInfo }>('POST', '/agent/v1/volumes/import', req, 600_000))
-      .volume;
+    return (await this.#call(agentRoutes.importVolume, { body: req }, 600_000)).volume;
   }
 
   async volumeInfo(ref: VolumeRef): Promise<VolumeInfo | null> {
-    try {
-      const q = new URLSearchParams(ref).toString();
-      return (await this.#call<{ volume: VolumeInfo }>('GET', `/agent/v1/volumes/info?${q}`)).volume;
-    } catch (err) {
-      if (err instanceof TernError && err.code === 'not_found') return null;
-      throw err;
-    }
+    return (await this.#find(agentRoutes.volumeInfo, { query: ref }))?.volume ?? null;
   }
 
   async resizeVolume(req: ResizeVolumeRequest): Promise<VolumeInfo> {
-    return (await this.#call<{ volume: VolumeInfo }>('POST', '/agent/v1/volumes/resize', req)).volume;
+    return (await this.#call(agentRoutes.resizeVolume, { body: req })).volume;
   }
 
   async volumeSnapshot(req: VolumeSnapshotRequest): Promise<VolumeInfo> {
-    return (await this.#call<{ volume: VolumeInfo }>('POST', '/agent/v1/volumes/snapshots', req, 300_000))
-      .volume;
+    return (await this.#call(agentRoutes.volumeSnapshot, { body: req }, 300_000)).volume;
   }
 
   async resizeDisk(id: string, index: number, sizeBytes: number): Promise<void> {
-    await this.#call('POST', `/agent/v1/vms/${id}/disks/${index}/resize`, { sizeBytes });
+    await this.#call(agentRoutes.resizeDisk, { params: { id, index }, body: { sizeBytes } });
   }
 
   async attachDisk(id: string, disk: DiskSpec): Promise<void> {
-    await this.#call('POST', `/agent/v1/vms/${id}/disks`, disk);
+    await this.#call(agentRoutes.attachDisk, { params: { id }, body: disk });
   }
 
   async changeCdrom(id: string, req: ChangeCdromRequest): Promise<void> {
-    await this.#call('POST', `/agent/v1/vms/${id}/cdrom`, req);
+    await this.#call(agentRoutes.changeCdrom, { params: { id }, body: req });
   }
 
   async detachDisk(id: string, index: number): Promise<void> {
-    await this.#call('DELETE', `/agent/v1/vms/${id}/disks/${index}`, undefined, 90_000);
+    await this.#call(agentRoutes.detachDisk, { params: { id, index } }, 90_000);
   }
 
   async snapshotVm(id: string, name: string): Promise<{ consistency: string }> {
-    return this.#call('POST', `/agent/v1/vms/${id}/snapshots`, { name }, 300_000);
+    return this.#call(agentRoutes.snapshotVm, { params: { id }, body: { name } }, 300_000);
   }
 
   async deleteVmSnapshot(id: string, name: string): Promise<void> {
-    await this.#call(
-      'DELETE',
-      `/agent/v1/vms/${id}/snapshots/${encodeURIComponent(name)}`,
-      undefined,
-      300_000,
-    );
+    await this.#call(agentRoutes.deleteVmSnapshot, { params: { id, name } }, 300_000);
   }
 
   /**
@@ -190,16 +188,16 @@ export class AgentClient {
    */
   async guestExec(id: string, req: GuestExecRequest): Promise<GuestExecResult> {
     const timeoutMs = (req.timeoutSeconds ?? 30) * 1000 + 30_000;
-    return this.#call<GuestExecResult>('POST', `/agent/v1/vms/${id}/guest/exec`, req, timeoutMs);
+    return this.#call(agentRoutes.guestExec, { params: { id }, body: req }, timeoutMs);
   }
 
   /** Reads a file of a running VM's guest, whole (the agent refuses one beyond `maxBytes`). */
   async guestFileRead(id: string, req: GuestFileReadRequest): Promise<Buffer> {
-    const url = `${this.url}/agent/v1/vms/${id}/guest/file-read`;
+    const url = `${this.url}${pathOf(agentRoutes.guestFileRead, { id })}`;
     let res: Response;
     try {
       res = await this.#fetch(url, {
-        method: 'POST',
+        method: agentRoutes.guestFileRead.method,
         headers: { ...this.#headers(), 'content-type': 'application/json' },
         body: JSON.stringify(req),
         signal: AbortSignal.timeout(300_000),
@@ -214,14 +212,11 @@ export class AgentClient {
 
   /** The HA statefile's first `slots` slots, as this host reads them from shared storage. */
   async readStatefile(ref: VolumeRef, slots: number, timeoutMs: number): Promise<SlotState[]> {
-    const q = new URLSearchParams({ ...ref, slots: String(slots) });
-    return (
-      await this.#call<{ slots: SlotState[] }>('GET', `/agent/v1/ha/statefile?${q}`, undefined, timeoutMs)
-    ).slots;
+    return (await this.#call(agentRoutes.readStatefile, { query: { ...ref, slots } }, timeoutMs)).slots;
   }
 
   async deleteVolume(ref: VolumeRef): Promise<void> {
-    await this.#call('DELETE', `/agent/v1/volumes?${new URLSearchParams(ref).toString()}`);
+    await this.#call(agentRoutes.deleteVolume, { query: ref });
   }
 
   /** Streams `length` bytes into a staging file (`uploads/…`) of a pool on the host. */
@@ -250,22 +245,17 @@ export class AgentClient {
   /** Migration target: start the VM waiting for its state (docs/agent-protocol.md, "Migration"). */
   async prepareIncoming(req: IncomingMigrationRequest): Promise<IncomingMigration> {
     // Creating empty volumes and starting QEMU: well within a few minutes even on slow storage.
-    return this.#call<IncomingMigration>('POST', '/agent/v1/migrations/incoming', req, 300_000);
+    return this.#call(agentRoutes.prepareIncoming, { body: req }, 300_000);
   }
 
   /** Migration target: the state arrived (or arrives now); run the guest. */
   async finishIncoming(id: string): Promise<FinishIncomingResult> {
-    return this.#call<FinishIncomingResult>(
-      'POST',
-      `/agent/v1/migrations/incoming/${id}/finish`,
-      undefined,
-      660_000,
-    );
+    return this.#call(agentRoutes.finishIncoming, { params: { id } }, 660_000);
   }
 
   /** Migration target: end the waiting VM and remove what was made for it; idempotent. */
   async abortIncoming(id: string): Promise<void> {
-    await this.#call('DELETE', `/agent/v1/migrations/incoming/${id}`, undefined, 120_000);
+    await this.#call(agentRoutes.abortIncoming, { params: { id } }, 120_000);
   }
 
   /**
@@ -278,12 +268,12 @@ export class AgentClient {
     onReport: (r: MigrationReport) => void,
     signal: AbortSignal,
   ): Promise<MigrationDone> {
-    return followOnAgent(this.transport, `/agent/v1/vms/${id}/migrate`, req, onReport, signal);
+    return followOnAgent(this.transport, agentRoutes.migrate, id, req, onReport, signal);
   }
 
   /** Migration source, once the target runs the VM: end the stopped copy and forget it. */
   async releaseMigrated(id: string): Promise<void> {
-    await this.#call('POST', `/agent/v1/vms/${id}/release`, undefined, 60_000);
+    await this.#call(agentRoutes.releaseMigrated, { params: { id } }, 60_000);
   }
 
   /** Moves a running VM's disk to a new volume on its host, reporting progress. */
@@ -293,7 +283,7 @@ export class AgentClient {
     onReport: (r: MigrationReport) => void,
     signal: AbortSignal,
   ): Promise<MigrationDone> {
-    return followOnAgent(this.transport, `/agent/v1/vms/${id}/disks/move`, req, onReport, signal);
+    return followOnAgent(this.transport, agentRoutes.moveDisk, id, req, onReport, signal);
   }
 
   /** Imports a disk image or ISO into a pool; as long as it takes, with progress. */
@@ -315,18 +305,10 @@ export class AgentClient {
     signal: AbortSignal,
   ): Promise<void> {
     let backoff = 250;
-    const stream = {
-      method: 'GET',
-      path: '/agent/v1/events',
-      maxLine: 4 * 1024 * 1024,
-      silenceMs: 16_000,
-      signal,
-      during: 'the event stream',
-    } as const;
+    const stream = { maxLine: 4 * 1024 * 1024, silenceMs: 16_000, signal, during: 'the event stream' };
     while (!signal.aborted) {
       try {
-        await followAgentStream(this.transport, stream, (value) => {
-          const event = value as AgentEvent;
+        await followRoute(this.transport, agentRoutes.events, {}, stream, (event) => {
           if (event.type === 'hello') {
             backoff = 250;
             onConnection(true);

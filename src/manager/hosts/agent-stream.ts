@@ -5,12 +5,15 @@
  * seconds, heartbeats included). Closing the connection (aborting `signal`) is how the
  * manager cancels: the agent takes a closed stream as "stop".
  */
+import type { TSchema } from 'typebox';
+import { Value } from 'typebox/value';
 import { TernError } from '../../errors.ts';
 import { ndjson } from '../../http/ndjson.ts';
+import { type LineOf, type Method, pathOf, type Route } from '../../wire/route.ts';
 import { type AgentTransport, errorOf, unreachable } from './agent-transport.ts';
 
 export interface AgentStream {
-  method: 'GET' | 'POST';
+  method: Method;
   path: string;
   /** Sent as JSON; none for a GET. */
   body?: unknown;
@@ -75,4 +78,26 @@ export async function followAgentStream<T>(
   } finally {
     clearTimeout(watchdog);
   }
+}
+
+/** A route of the agent protocol that answers newline-delimited JSON (src/wire/agent-routes.ts). */
+export type StreamRoute = Route & { lines: TSchema };
+
+/**
+ * Follows a declared streaming route: method and path from its declaration, and every line
+ * checked against the declared line schema before `onLine` sees it.
+ */
+export function followRoute<R extends StreamRoute, T>(
+  t: AgentTransport,
+  r: R,
+  req: { params?: Record<string, unknown>; body?: unknown },
+  s: Omit<AgentStream, 'method' | 'path' | 'body'>,
+  onLine: (line: LineOf<R>) => T | undefined,
+): Promise<T> {
+  const stream = { ...s, method: r.method, path: pathOf(r, req.params), body: req.body };
+  return followAgentStream(t, stream, (value) => {
+    if (!Value.Check(r.lines, value))
+      throw new TernError('protocol_error', `host agent sent a line that is not part of ${s.during}`);
+    return onLine(value as LineOf<R>);
+  });
 }

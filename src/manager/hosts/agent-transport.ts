@@ -2,7 +2,10 @@
  * How the manager reaches one agent (its address and a mutual-TLS fetch bound to that host),
  * and what a failed exchange with it becomes.
  */
+import type { TSchema } from 'typebox';
+import { Value } from 'typebox/value';
 import { rootCause, TernError } from '../../errors.ts';
+import type { ReplyOf, Route } from '../../wire/route.ts';
 
 export interface AgentTransport {
   url: string;
@@ -33,4 +36,17 @@ export function unreachable(url: string, err: unknown, signal?: AbortSignal): Te
       cause: err,
     },
   );
+}
+
+/** A JSON answer of an agent on a declared route, checked against the route's reply schema. */
+export function checkedReply<R extends Route>(url: string, r: R, answer: unknown): ReplyOf<R> {
+  const schema: TSchema | undefined = r.reply[200];
+  if (schema && !Value.Check(schema, answer)) {
+    const first = Value.Errors(schema, answer)[0];
+    throw new TernError(
+      'protocol_error',
+      `host agent at ${url} answered ${r.method} ${r.path} with what the protocol does not allow: ${first?.instancePath || '/'} ${first?.message ?? ''}`,
+    );
+  }
+  return answer as ReplyOf<R>;
 }

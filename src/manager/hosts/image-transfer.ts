@@ -4,16 +4,12 @@
  * stored image streamed back, and a stored image re-hashed.
  */
 import { TernError } from '../../errors.ts';
-import type {
-  ImportEvent,
-  ImportedImage,
-  ImportImageRequest,
-  UploadResult,
-  VolumeDigest,
-} from '../../wire/image.ts';
+import { agentRoutes } from '../../wire/agent-routes.ts';
+import type { ImportedImage, ImportImageRequest, UploadResult, VolumeDigest } from '../../wire/image.ts';
+import { pathOf } from '../../wire/route.ts';
 import type { VolumeRef } from '../../wire/vm.ts';
-import { followAgentStream } from './agent-stream.ts';
-import { type AgentTransport, errorOf, unreachable } from './agent-transport.ts';
+import { followRoute } from './agent-stream.ts';
+import { type AgentTransport, checkedReply, errorOf, unreachable } from './agent-transport.ts';
 
 export interface ImportProgress {
   signal: AbortSignal;
@@ -33,8 +29,8 @@ export async function uploadToAgent(
 ): Promise<UploadResult> {
   let res: Response;
   try {
-    res = await fetch(`${url}/agent/v1/uploads?${new URLSearchParams(ref)}`, {
-      method: 'PUT',
+    res = await fetch(`${url}${pathOf(agentRoutes.upload, {}, ref)}`, {
+      method: agentRoutes.upload.method,
       headers: {
         ...headers,
         'content-type': 'application/octet-stream',
@@ -48,7 +44,7 @@ export async function uploadToAgent(
     throw unreachable(url, err, signal);
   }
   if (!res.ok) throw await errorOf(res, 'host agent');
-  return (await res.json()) as UploadResult;
+  return checkedReply(url, agentRoutes.upload, await res.json());
 }
 
 export async function importOnAgent(
@@ -56,26 +52,14 @@ export async function importOnAgent(
   req: ImportImageRequest,
   p: ImportProgress,
 ): Promise<ImportedImage> {
-  return followAgentStream(
-    t,
-    {
-      method: 'POST',
-      path: '/agent/v1/images/import',
-      body: req,
-      maxLine: 1024 * 1024,
-      silenceMs: importSilenceMs,
-      signal: p.signal,
-      during: 'the import',
-    },
-    (value) => {
-      const e = value as ImportEvent;
-      if (e.type === 'step') p.step(e.step);
-      else if (e.type === 'progress') p.progress(e.percent);
-      else if (e.type === 'done') return e.image;
-      else if (e.type === 'error') throw TernError.fromBody(e, 'the import failed on the host');
-      return undefined;
-    },
-  );
+  const stream = { maxLine: 1024 * 1024, silenceMs: importSilenceMs, signal: p.signal, during: 'the import' };
+  return followRoute(t, agentRoutes.importImage, { body: req }, stream, (e) => {
+    if (e.type === 'step') p.step(e.step);
+    else if (e.type === 'progress') p.progress(e.percent);
+    else if (e.type === 'done') return e.image;
+    else if (e.type === 'error') throw TernError.fromBody(e, 'the import failed on the host');
+    return undefined;
+  });
 }
 
 /** A library image's stored bytes as the agent streams them, with their length. */
@@ -86,7 +70,7 @@ export async function downloadFromAgent(
 ): Promise<{ body: ReadableStream<Uint8Array>; length: number }> {
   let res: Response;
   try {
-    res = await fetch(`${url}/agent/v1/images/content?${new URLSearchParams(ref)}`, { headers, signal });
+    res = await fetch(`${url}${pathOf(agentRoutes.imageContent, {}, ref)}`, { headers, signal });
   } catch (err) {
     throw unreachable(url, err, signal);
   }
@@ -105,10 +89,10 @@ export async function digestOnAgent(
 ): Promise<VolumeDigest> {
   let res: Response;
   try {
-    res = await fetch(`${url}/agent/v1/images/digest?${new URLSearchParams(ref)}`, { headers, signal });
+    res = await fetch(`${url}${pathOf(agentRoutes.imageDigest, {}, ref)}`, { headers, signal });
   } catch (err) {
     throw unreachable(url, err, signal);
   }
   if (!res.ok) throw await errorOf(res, 'host agent');
-  return (await res.json()) as VolumeDigest;
+  return checkedReply(url, agentRoutes.imageDigest, await res.json());
 }

@@ -4,8 +4,9 @@
  * the connection, which the agent takes as "cancel": the VM stays where it was.
  */
 import { TernError } from '../../errors.ts';
-import type { MigrationReport } from '../../wire/agent.ts';
-import { followAgentStream } from './agent-stream.ts';
+import type { MigrateRequest, MigrationReport, MoveDiskRequest } from '../../wire/agent.ts';
+import type { agentRoutes } from '../../wire/agent-routes.ts';
+import { followRoute } from './agent-stream.ts';
 import type { AgentTransport } from './agent-transport.ts';
 
 export type MigrationDone = Extract<MigrationReport, { type: 'done' }>;
@@ -13,29 +14,20 @@ export type MigrationDone = Extract<MigrationReport, { type: 'done' }>;
 /** The agent sends a line at least every second; this much silence means it is gone. */
 const silenceMs = 30_000;
 
-const reportTypes = new Set(['progress', 'done', 'error']);
-
+/**
+ * Follows a migration's or disk move's progress to its `done` report; an `error` line is
+ * thrown as the agent's error.
+ */
 export function followOnAgent(
   t: AgentTransport,
-  path: string,
-  body: unknown,
+  r: typeof agentRoutes.migrate | typeof agentRoutes.moveDisk,
+  id: string,
+  body: MigrateRequest | MoveDiskRequest,
   onReport: (r: MigrationReport) => void,
   signal: AbortSignal,
 ): Promise<MigrationDone> {
-  const stream = {
-    method: 'POST',
-    path,
-    body,
-    maxLine: 64 * 1024,
-    silenceMs,
-    signal,
-    during: 'the migration',
-  } as const;
-  return followAgentStream(t, stream, (value) => {
-    const r = value as MigrationReport;
-    if (typeof r !== 'object' || r === null || !reportTypes.has(r.type)) {
-      throw new TernError('protocol_error', 'host agent sent a line that is not a migration report');
-    }
+  const stream = { maxLine: 64 * 1024, silenceMs, signal, during: 'the migration' };
+  return followRoute(t, r, { params: { id }, body }, stream, (r) => {
     if (r.type === 'error') {
       throw TernError.fromBody(
         { error: { code: r.code, message: r.message } },

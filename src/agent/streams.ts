@@ -1,0 +1,112 @@
+/**
+ * The agent's newline-delimited JSON answers (`application/x-ndjson`): the event stream, an
+ * image import's progress, and a migration's or disk move's progress. Each takes over the
+ * raw response; the caller closing its connection is how a manager cancels.
+ */
+import type { ServerResponse } from 'node:http';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { asTernError } from '../errors.ts';
+import { type AgentEvent, type AgentVm, agentProtocolVersion, type MigrationReport } from '../wire/agent.ts';
+import type { ImportEvent } from '../wire/image.ts';
+import type { HypervisorDriver } from './driver.ts';
+
+/** Aborts when the caller closes its connection before the answer is complete. */
+export function callerGone(res: ServerResponse): AbortSignal {
+  const gone = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) gone.abort();
+  });
+  return gone.signal;
+}
+
+function startLines(reply: FastifyReply): ServerResponse {
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+  return res;
+}
+
+/**
+ * A hello, then every VM change, with a heartbeat every 5 s so the manager notices a dead
+ * connection.
+ */
+export function eventStream(
+  driver: HypervisorDriver,
+  req: Pick<FastifyRequest, 'raw'>,
+  reply: FastifyReply,
+): void {
+  const res = startLines(reply);
+  const send = (e: AgentEvent) => {
+    res.write(`${JSON.stringify(e)}\n`);
+    // A manager that stopped reading gets cut off rather than buffered for without end.
+    if (res.writableLength > 4 * 1024 * 1024) res.destroy();
+  };
+  send({ type: 'hello', protocol: agentProtocolVersion, time: new Date().toISOString() });
+  for (const vm of driver.list()) send({ type: 'vm', vm });
+  const vmListener = (vm: AgentVm) => send({ type: 'vm', vm });
+  const goneListener = (id: string) => send({ type: 'vm.gone', id });
+  driver.events.on('vm', vmListener);
+  driver.events.on('gone', goneListener);
+  const beat = setInterval(() => send({ type: 'heartbeat', time: new Date().toISOString() }), 5000);
+  req.raw.on('close', () => {
+    clearInterval(beat);
+    driver.events.off('vm', vmListener);
+    driver.events.off('gone', goneListener);
+  });
+}
+
+/** An import's steps and progress, a heartbeat every 5 s, then `done` or `error`. */
+export async function importStream(
+  req: Pick<FastifyRequest, 'log' | 'raw'>,
+  reply: FastifyReply,
+  work: (send: (e: ImportEvent) => void, signal: AbortSignal) => Promise<ImportEvent>,
+): Promise<void> {
+  const res = startLines(reply);
+  const send = (e: ImportEvent) => {
+    if (!res.destroyed) res.write(`${JSON.stringify(e)}\n`);
+  };
+  // The manager gone (crashed, or the task cancelled) stops the import and removes its files.
+  const gone = callerGone(res);
+  const beat = setInterval(() => send({ type: 'heartbeat' }), 5000);
+  try {
+    send(await work(send, gone));
+  } catch (err) {
+    const e = asTernError(err);
+    if (e.status >= 500) req.log.error({ err }, e.message);
+    send({ type: 'error', error: { code: e.code, message: e.message } });
+  } finally {
+    clearInterval(beat);
+    res.end();
+  }
+}
+
+/** Migration progress at least every second, then the `done` report or an `error` line. */
+export async function progressStream(
+  req: Pick<FastifyRequest, 'log' | 'raw'>,
+  reply: FastifyReply,
+  work: (progress: (r: MigrationReport) => void, signal: AbortSignal) => Promise<MigrationReport>,
+): Promise<void> {
+  const res = startLines(reply);
+  let sentAt = 0;
+  let latest: MigrationReport | null = null;
+  const send = (r: MigrationReport) => {
+    if (r.type === 'progress') latest = r;
+    sentAt = Date.now();
+    if (!res.destroyed) res.write(`${JSON.stringify(r)}\n`);
+  };
+  // A line at least every second, also while QEMU is set up or a cancel winds down.
+  const beat = setInterval(() => {
+    if (latest && Date.now() - sentAt >= 900) send(latest);
+  }, 1000);
+  const gone = callerGone(res);
+  try {
+    send(await work(send, gone));
+  } catch (err) {
+    const e = asTernError(err);
+    if (e.status >= 500) req.log.error({ err }, e.message);
+    send({ type: 'error', code: e.code, message: e.message });
+  } finally {
+    clearInterval(beat);
+    res.end();
+  }
+}
