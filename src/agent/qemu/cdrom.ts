@@ -8,26 +8,29 @@ import { TernError } from '../../errors.ts';
 import type { VolumeRef } from '../../wire/vm.ts';
 import { type Pools, resolveVolume } from '../storage/pools.ts';
 import { cdromMediumNodes, cdromNodes } from './command-line.ts';
+import {
+  addNodePair,
+  type BlockInfo,
+  blockdevDel,
+  blockNodeNames,
+  closeTray,
+  insertMedium,
+  openTray,
+  queryBlock,
+  removeMedium,
+} from './qmp-commands.ts';
 import type { VmProcess } from './vm-process.ts';
-
-interface BlockInfo {
-  device: string;
-  qdev?: string;
-  tray_open?: boolean;
-  locked?: boolean;
-  inserted?: { 'node-name'?: string; file?: string };
-}
 
 /** The CD-ROM drive as QEMU sees it now. */
 async function driveOf(vm: VmProcess): Promise<BlockInfo | undefined> {
-  const blocks = await vm.monitor<BlockInfo[]>('query-block');
+  const blocks = await queryBlock(vm.monitor);
   return blocks.find((b) => b.qdev === cdromNodes.device || b.qdev?.endsWith(`/${cdromNodes.device}`));
 }
 
 async function dropNodes(vm: VmProcess): Promise<void> {
-  const nodes = await vm.monitor<{ 'node-name': string }[]>('query-named-block-nodes', { flat: true });
+  const nodes = await blockNodeNames(vm.monitor);
   for (const name of [cdromNodes.format, cdromNodes.file]) {
-    if (nodes.some((n) => n['node-name'] === name)) await vm.monitor('blockdev-del', { 'node-name': name });
+    if (nodes.includes(name)) await blockdevDel(vm.monitor, name);
   }
 }
 
@@ -48,7 +51,7 @@ export async function changeCdromRunning(
   const id = cdromNodes.device;
   const before = await driveOf(vm);
   if (before?.inserted || !before?.tray_open) {
-    await vm.monitor('blockdev-open-tray', { id, force });
+    await openTray(vm.monitor, id, force);
     const now = await driveOf(vm);
     if (!now?.tray_open) {
       // QEMU asked the guest to eject; a guest that has the tray locked (a mounted CD) keeps it.
@@ -57,22 +60,21 @@ export async function changeCdromRunning(
         `the guest of ${vm.spec.name} keeps its CD-ROM tray locked (the disc is in use); unmount it in the guest or force it`,
       );
     }
-    await vm.monitor('blockdev-remove-medium', { id });
+    await removeMedium(vm.monitor, id);
     // Out is out, whatever happens next: the spec says so at once.
     vm.updateSpec({ ...vm.spec, cdrom: { medium: null } });
   }
   await dropNodes(vm);
   if (file) {
     const nodes = cdromMediumNodes(file);
-    await vm.monitor('blockdev-add', nodes.file);
+    await addNodePair(vm.monitor, nodes.file, nodes.format);
     try {
-      await vm.monitor('blockdev-add', nodes.format);
-      await vm.monitor('blockdev-insert-medium', { id, 'node-name': cdromNodes.format });
+      await insertMedium(vm.monitor, id, cdromNodes.format);
     } catch (err) {
       await dropNodes(vm).catch(() => {});
       throw err;
     }
   }
-  await vm.monitor('blockdev-close-tray', { id });
+  await closeTray(vm.monitor, id);
   vm.updateSpec({ ...vm.spec, cdrom: { medium } });
 }

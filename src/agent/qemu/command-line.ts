@@ -5,6 +5,7 @@
 import { diskSerial } from '../../wire/guest-command.ts';
 import { type DiskSpec, diskSlot, hotplugSlots, type VmSpec } from '../../wire/vm.ts';
 import type { AcceleratorChoice } from './accelerator.ts';
+import type { BlockdevOptions } from './qmp-commands.ts';
 
 export interface RuntimePaths {
   qmp: string;
@@ -33,10 +34,7 @@ export interface ResolvedVolumes {
  */
 export const cdromNodes = Object.freeze({ file: 'cd0-file', format: 'cd0', device: 'cd0-dev' });
 
-export function cdromMediumNodes(file: string): {
-  file: Record<string, unknown>;
-  format: Record<string, unknown>;
-} {
+export function cdromMediumNodes(file: string): { file: BlockdevOptions; format: BlockdevOptions } {
   return {
     file: { driver: 'file', filename: file, 'node-name': cdromNodes.file, 'read-only': true },
     format: { driver: 'raw', file: cdromNodes.file, 'node-name': cdromNodes.format, 'read-only': true },
@@ -73,7 +71,10 @@ function diskArgs(
  * It stops the VM on ENOSPC instead of reporting the error to the guest: a full pool pauses
  * the VM rather than corrupting its filesystem.
  */
-export function diskDevice(slot: number, q35: boolean): Record<string, string> {
+export function diskDevice(
+  slot: number,
+  q35: boolean,
+): { driver: string; id: string; [prop: string]: string } {
   const n = diskNodes(slot);
   return {
     driver: 'virtio-blk-pci',

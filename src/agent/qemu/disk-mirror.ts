@@ -8,16 +8,27 @@
  */
 import { TernError } from '../../errors.ts';
 import type { MigrationReport, NbdTarget } from '../../wire/agent.ts';
-import { type BlockJob, gone, queryBlockJobs, watchEvents } from './migration-info.ts';
+import { type BlockJob, gone, watchEvents } from './migration-info.ts';
+import {
+  blockdevAdd,
+  blockdevDel,
+  blockdevMirror,
+  blockJobCancel,
+  jobComplete,
+  jobDismiss,
+  nbdClientOptions,
+  qmpEvents,
+  queryBlockJobs,
+} from './qmp-commands.ts';
 import type { VmProcess } from './vm-process.ts';
 
 export type DiskProgress = Extract<MigrationReport, { type: 'progress' }>;
 
 const jobEvents = [
-  'BLOCK_JOB_READY',
-  'BLOCK_JOB_COMPLETED',
-  'BLOCK_JOB_CANCELLED',
-  'BLOCK_JOB_ERROR',
+  qmpEvents.blockJobReady,
+  qmpEvents.blockJobCompleted,
+  qmpEvents.blockJobCancelled,
+  qmpEvents.blockJobError,
 ] as const;
 
 /** Why each of our jobs ended, from QEMU's events (a job is gone from query-block-jobs after). */
@@ -29,9 +40,9 @@ class JobEndings {
     this.#off = vm.onEvent((e) => {
       const d = e.data as { device?: unknown; error?: unknown };
       if (typeof d.device !== 'string' || !ids.includes(d.device)) return;
-      if (e.event === 'BLOCK_JOB_COMPLETED' || e.event === 'BLOCK_JOB_CANCELLED') {
+      if (e.event === qmpEvents.blockJobCompleted || e.event === qmpEvents.blockJobCancelled) {
         const why = typeof d.error === 'string' ? d.error.slice(0, 300) : null;
-        this.#errors.set(d.device, e.event === 'BLOCK_JOB_CANCELLED' ? (why ?? 'cancelled') : why);
+        this.#errors.set(d.device, e.event === qmpEvents.blockJobCancelled ? (why ?? 'cancelled') : why);
       }
     });
   }
@@ -61,7 +72,7 @@ export async function waitReady(
   let speed = 0;
   try {
     for (;;) {
-      const jobs = await queryBlockJobs(vm);
+      const jobs = await queryBlockJobs(vm.monitor);
       const mine: BlockJob[] = [];
       for (const id of ids) {
         const job = jobs.find((j) => j.id === id);
@@ -113,18 +124,18 @@ export async function endJobs(
   const endings = new JobEndings(vm, ids);
   const pace = watchEvents(vm, jobEvents);
   try {
-    const present = new Set((await queryBlockJobs(vm)).map((j) => j.id));
+    const present = new Set((await queryBlockJobs(vm.monitor)).map((j) => j.id));
     for (const id of ids.filter((i) => present.has(i))) {
-      if (how === 'complete') await vm.monitor('job-complete', { id });
-      else await vm.monitor('block-job-cancel', { device: id, force: how === 'force-cancel' });
+      if (how === 'complete') await jobComplete(vm.monitor, id);
+      else await blockJobCancel(vm.monitor, id, how === 'force-cancel');
     }
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const left = (await queryBlockJobs(vm)).filter((j) => ids.includes(j.id));
+      const left = (await queryBlockJobs(vm.monitor)).filter((j) => ids.includes(j.id));
       if (left.length === 0) break;
       // A job that concluded without being dismissed (not ours to keep) is dismissed here.
       for (const j of left.filter((x) => x.status === 'concluded')) {
-        await vm.monitor('job-dismiss', { id: j.id }).catch(() => {});
+        await jobDismiss(vm.monitor, j.id).catch(() => {});
       }
       if (Date.now() > deadline)
         throw new TernError('timeout', `block jobs ${left.map((j) => j.id).join(', ')} did not end`);
@@ -167,15 +178,10 @@ export class NbdMirror {
       for (const drive of nbd.drives) {
         const source = nodeOf(drive);
         const client = `mig-nbd-${drive}`;
-        await vm.monitor('blockdev-add', {
-          driver: 'nbd',
-          'node-name': client,
-          server: { type: 'inet', host: nbd.host, port: String(nbd.port) },
-          export: drive,
-        });
+        await blockdevAdd(vm.monitor, nbdClientOptions(client, nbd.host, nbd.port, drive));
         m.#clients.push(client);
         const job = `mig-${drive}`;
-        await vm.monitor('blockdev-mirror', { 'job-id': job, device: source, target: client, sync: 'full' });
+        await blockdevMirror(vm.monitor, job, source, client);
         m.#jobs.push(job);
       }
     } catch (err) {
@@ -204,7 +210,7 @@ export class NbdMirror {
 
   async #dropClients(): Promise<void> {
     for (const node of this.#clients.splice(0)) {
-      await this.#vm.monitor('blockdev-del', { 'node-name': node }).catch(() => {});
+      await blockdevDel(this.#vm.monitor, node).catch(() => {});
     }
   }
 }

@@ -11,6 +11,7 @@ import { diskSlot } from '../../wire/vm.ts';
 import { type Pools, resolveVolume } from '../storage/pools.ts';
 import { createVolume, deleteVolume, volumeInfo } from '../storage/volumes.ts';
 import { endJobs, waitReady } from './disk-mirror.ts';
+import { addNodePair, blockdevMirror, removeNodePair } from './qmp-commands.ts';
 import type { VmProcess } from './vm-process.ts';
 
 /**
@@ -65,26 +66,14 @@ export async function moveDiskRunning(
   const tag = Date.now().toString(36);
   const to = { file: `disk${slot}-${tag}-file`, format: `disk${slot}-${tag}` };
   const job = `move-disk${slot}`;
-  await vm.monitor('blockdev-add', {
-    driver: 'file',
-    filename: target.file,
-    'node-name': to.file,
-    discard: 'unmap',
-  });
+  await addNodePair(
+    vm.monitor,
+    { driver: 'file', filename: target.file, 'node-name': to.file, discard: 'unmap' },
+    { driver: target.format, file: to.file, 'node-name': to.format, discard: 'unmap' },
+  );
   let switched = false;
   try {
-    await vm.monitor('blockdev-add', {
-      driver: target.format,
-      file: to.file,
-      'node-name': to.format,
-      discard: 'unmap',
-    });
-    await vm.monitor('blockdev-mirror', {
-      'job-id': job,
-      device: from.format,
-      target: to.format,
-      sync: 'full',
-    });
+    await blockdevMirror(vm.monitor, job, from.format, to.format);
     const check = () => (signal.aborted ? new TernError('cancelled', 'the disk move was cancelled') : null);
     await waitReady(vm, [job], check, progress);
     const check2 = check();
@@ -95,15 +84,11 @@ export async function moveDiskRunning(
     switched = true;
   } catch (err) {
     await endJobs(vm, [job], 'force-cancel').catch(() => []);
-    await vm.monitor('blockdev-del', { 'node-name': to.format }).catch(() => {});
-    await vm.monitor('blockdev-del', { 'node-name': to.file }).catch(() => {});
+    await removeNodePair(vm.monitor, to, true);
     throw err;
   } finally {
-    if (switched) {
-      // The old nodes hang on nothing now; closing them lets go of the old volume.
-      await vm.monitor('blockdev-del', { 'node-name': from.format }).catch(() => {});
-      await vm.monitor('blockdev-del', { 'node-name': from.file }).catch(() => {});
-    }
+    // The old nodes hang on nothing now; closing them lets go of the old volume.
+    if (switched) await removeNodePair(vm.monitor, from, true);
   }
   vm.setBlockNodes(slot, to);
   return to;

@@ -41,6 +41,7 @@ import {
   prepareIncoming,
 } from './migration-incoming.ts';
 import { tailFile, vmPaths } from './process-files.ts';
+import { blockResize, status as qmpStatus } from './qmp-commands.ts';
 import { deleteSnapshotRunning, snapshotRunning } from './snapshots.ts';
 import { VmProcess } from './vm-process.ts';
 
@@ -316,10 +317,7 @@ export class QemuDriver implements HypervisorDriver {
     const vm = this.#running(id);
     const disk = vm.spec.disks[index];
     if (!disk) throw new TernError('not_found', `VM ${vm.spec.name} has no disk ${index}`);
-    await vm.monitor('block_resize', {
-      'node-name': vm.blockNodes(diskSlot(disk, index)).format,
-      size: sizeBytes,
-    });
+    await blockResize(vm.monitor, vm.blockNodes(diskSlot(disk, index)).format, sizeBytes);
   }
 
   /** Hot-plugs a disk into a running VM at a free slot. */
@@ -436,7 +434,7 @@ export class QemuDriver implements HypervisorDriver {
         return;
       }
       // Only a copy whose state went elsewhere may be ended here: QEMU's word, asked afresh.
-      const { status } = await vm.monitor<{ status: string }>('query-status');
+      const status = await qmpStatus(vm.monitor);
       if (status !== 'postmigrate') {
         throw new TernError(
           'conflict',

@@ -24,7 +24,20 @@ import { type Pools, resolveVolume } from '../storage/pools.ts';
 import { createVolume, deleteVolume } from '../storage/volumes.ts';
 import { diskNodes, type ResolvedVolumes } from './command-line.ts';
 import { shellQuote } from './migration.ts';
-import { eventTime, gone, queryMigration, watchEvents } from './migration-info.ts';
+import { eventTime, gone, watchEvents } from './migration-info.ts';
+import {
+  blockdevAdd,
+  blockdevDel,
+  blockExportAdd,
+  blockExportCount,
+  blockExportDel,
+  migrateIncoming,
+  migrateSetCapabilities,
+  nbdServerStart,
+  nbdServerStop,
+  qmpEvents,
+  queryMigrate,
+} from './qmp-commands.ts';
 import type { VmProcess } from './vm-process.ts';
 
 export const incomingHold = 'incoming migration';
@@ -103,7 +116,7 @@ async function startNbd(
       throw new TernError('invalid_request', `cannot listen on ${host}: ${err.message}`);
     });
     try {
-      await vm.monitor('nbd-server-start', { addr: { type: 'inet', data: { host, port: String(port) } } });
+      await nbdServerStart(vm.monitor, host, port);
       break;
     } catch (err) {
       // Someone took the port between our probe and QEMU's bind: try another.
@@ -116,7 +129,7 @@ async function startNbd(
       // The guest's node of a read-only drive (the seed) cannot take writes; a second,
       // writable node on the same file receives the copy and is removed before the guest runs.
       node = `${d.node}-copy`;
-      await vm.monitor('blockdev-add', {
+      await blockdevAdd(vm.monitor, {
         driver: d.format,
         'node-name': node,
         'read-only': false,
@@ -125,13 +138,7 @@ async function startNbd(
       rec.copies.push(node);
     }
     const id = `mig-${d.node}`;
-    await vm.monitor('block-export-add', {
-      type: 'nbd',
-      id,
-      'node-name': node,
-      name: d.node,
-      writable: true,
-    });
+    await blockExportAdd(vm.monitor, id, node, d.node);
     rec.exports.push(id);
   }
   return { host, port, drives: drives.map((d) => d.node) };
@@ -145,24 +152,19 @@ export async function listenIncoming(
   stateFile: string | null,
   drives: ExportedDrive[],
 ): Promise<IncomingMigration> {
-  await vm.monitor('migrate-set-capabilities', {
-    capabilities: [
-      { capability: 'events', state: true },
-      { capability: 'late-block-activate', state: true },
-    ],
-  });
+  await migrateSetCapabilities(vm.monitor, { events: true, 'late-block-activate': true });
   const nbd = req.storage === 'mirror' ? await startNbd(vm, req.listenHost, drives, rec) : null;
   if (req.mode === 'quick') {
     if (!stateFile) throw new TernError('invalid_request', 'a quick migration needs a stateFile');
     if (!fs.existsSync(stateFile))
       throw new TernError('not_found', `state file ${req.stateFile?.path} does not exist`);
     const uri = `exec:exec cat ${shellQuote(stateFile)}`;
-    await vm.monitor('migrate-incoming', { uri });
+    await migrateIncoming(vm.monitor, uri);
     return { uri, nbd };
   }
   // Port 0: QEMU picks a free port itself and reports it, so no other process can take it.
-  await vm.monitor('migrate-incoming', { uri: `tcp:${hostInUri(req.listenHost)}:0` });
-  const port = (await queryMigration(vm)).ports[0];
+  await migrateIncoming(vm.monitor, `tcp:${hostInUri(req.listenHost)}:0`);
+  const port = (await queryMigrate(vm.monitor)).ports[0];
   if (!port) throw new TernError('hypervisor_error', 'QEMU did not report the port it listens on');
   return { uri: `tcp:${hostInUri(req.listenHost)}:${port}`, nbd };
 }
@@ -174,10 +176,10 @@ export async function resumeIncoming(
   timeoutMs: number,
 ): Promise<{ resumedAt: number }> {
   const deadline = Date.now() + timeoutMs;
-  const arrival = watchEvents(vm, ['MIGRATION']);
+  const arrival = watchEvents(vm, [qmpEvents.migration]);
   try {
     for (;;) {
-      const info = await queryMigration(vm);
+      const info = await queryMigrate(vm.monitor);
       if (info.status === 'completed') break;
       if (info.status === 'failed' || info.status === 'cancelled')
         throw new TernError('hypervisor_error', `the incoming migration ${info.status}: ${info.error ?? ''}`);
@@ -194,26 +196,25 @@ export async function resumeIncoming(
     arrival.close();
   }
   if (rec.exports.length > 0) {
-    const deleted = watchEvents(vm, ['BLOCK_EXPORT_DELETED']);
+    const deleted = watchEvents(vm, [qmpEvents.blockExportDeleted]);
     try {
-      for (const id of rec.exports) await vm.monitor('block-export-del', { id }).catch(() => {});
+      for (const id of rec.exports) await blockExportDel(vm.monitor, id).catch(() => {});
       // Exports end asynchronously, once their clients are gone.
       const until = Date.now() + 30_000;
       for (;;) {
-        const left = await vm.monitor<unknown>('query-block-exports');
-        if (!Array.isArray(left) || left.length === 0) break;
+        if ((await blockExportCount(vm.monitor)) === 0) break;
         if (Date.now() > until) throw new TernError('timeout', 'the NBD exports did not close within 30 s');
         await deleted.next(250);
       }
     } finally {
       deleted.close();
     }
-    await vm.monitor('nbd-server-stop').catch(() => {});
-    for (const node of rec.copies) await vm.monitor('blockdev-del', { 'node-name': node });
+    await nbdServerStop(vm.monitor).catch(() => {});
+    for (const node of rec.copies) await blockdevDel(vm.monitor, node);
   }
   let resumedAt: number | null = null;
   const off = vm.onEvent((e) => {
-    if (e.event === 'RESUME') resumedAt ??= eventTime(e);
+    if (e.event === qmpEvents.resume) resumedAt ??= eventTime(e);
   });
   try {
     vm.hold(null);

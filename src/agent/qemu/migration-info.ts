@@ -5,6 +5,7 @@
  */
 import { TernError } from '../../errors.ts';
 import type { QmpEvent } from './qmp.ts';
+import type { QmpEventName } from './qmp-commands.ts';
 import type { VmProcess } from './vm-process.ts';
 
 export interface MigrationInfo {
@@ -56,10 +57,6 @@ export function readMigrationInfo(raw: unknown): MigrationInfo {
   };
 }
 
-export async function queryMigration(vm: VmProcess): Promise<MigrationInfo> {
-  return readMigrationInfo(await vm.monitor('query-migrate'));
-}
-
 export interface BlockJob {
   id: string;
   type: string;
@@ -90,10 +87,6 @@ export function readBlockJobs(raw: unknown): BlockJob[] {
   });
 }
 
-export async function queryBlockJobs(vm: VmProcess): Promise<BlockJob[]> {
-  return readBlockJobs(await vm.monitor('query-block-jobs'));
-}
-
 /** An event's own time (epoch ms), or now when QEMU sent none we can read. */
 export function eventTime(e: QmpEvent): number {
   const t = record(e.timestamp);
@@ -112,11 +105,11 @@ export interface EventPace {
 }
 
 /** Starts watching now, before the caller's first query, so no event falls between the two. */
-export function watchEvents(vm: VmProcess, names: readonly string[]): EventPace {
+export function watchEvents(vm: VmProcess, names: readonly QmpEventName[]): EventPace {
   let seen = false;
   let wake: (() => void) | null = null;
   const off = vm.onEvent((e) => {
-    if (!names.includes(e.event)) return;
+    if (!names.includes(e.event as QmpEventName)) return;
     seen = true;
     wake?.();
   });

@@ -21,14 +21,22 @@ import type { Logger } from '../../log.ts';
 import type { MigrateRequest, MigrationReport } from '../../wire/agent.ts';
 import { type Pools, resolveVolume } from '../storage/pools.ts';
 import { type DiskProgress, endJobs, NbdMirror, waitReady } from './disk-mirror.ts';
+import { eventTime, gone, type MigrationInfo, watchEvents } from './migration-info.ts';
 import {
-  eventTime,
-  gone,
-  type MigrationInfo,
+  blockdevDel,
+  blockNodeNames,
+  cont,
+  migrate,
+  migrateCancel,
+  migrateContinue,
+  migrateSetCapabilities,
+  migrateSetParameters,
+  qmpEvents,
   queryBlockJobs,
-  queryMigration,
-  watchEvents,
-} from './migration-info.ts';
+  queryMigrate,
+  status,
+  stop,
+} from './qmp-commands.ts';
 import type { VmProcess } from './vm-process.ts';
 
 export type MigrationDone = Extract<MigrationReport, { type: 'done' }>;
@@ -81,16 +89,14 @@ async function configure(
     bandwidthMiBps: number;
   },
 ): Promise<void> {
-  await vm.monitor('migrate-set-capabilities', {
-    capabilities: [
-      { capability: 'events', state: true },
-      { capability: 'auto-converge', state: o.autoConverge },
-      { capability: 'pause-before-switchover', state: o.pauseBeforeSwitchover },
-    ],
+  await migrateSetCapabilities(vm.monitor, {
+    events: true,
+    'auto-converge': o.autoConverge,
+    'pause-before-switchover': o.pauseBeforeSwitchover,
   });
-  await vm.monitor('migrate-set-parameters', {
-    'downtime-limit': o.downtimeLimitMs,
-    'max-bandwidth': bandwidthBytes(o.bandwidthMiBps),
+  await migrateSetParameters(vm.monitor, {
+    downtimeLimitMs: o.downtimeLimitMs,
+    maxBandwidthBytes: bandwidthBytes(o.bandwidthMiBps),
   });
 }
 
@@ -107,10 +113,10 @@ async function follow(
 ): Promise<MigrationInfo> {
   let reported = 0;
   let switched = false;
-  const pace = watchEvents(vm, ['MIGRATION']);
+  const pace = watchEvents(vm, [qmpEvents.migration]);
   try {
     for (;;) {
-      const info = await queryMigration(vm);
+      const info = await queryMigrate(vm.monitor);
       if (info.status === 'completed') return info;
       if (info.status === 'failed')
         throw new TernError(
@@ -122,7 +128,7 @@ async function follow(
       if (info.status === 'pre-switchover' && !switched) {
         switched = true;
         await atSwitchover();
-        await vm.monitor('migrate-continue', { state: 'pre-switchover' });
+        await migrateContinue(vm.monitor);
         continue;
       }
       if (Date.now() - reported >= 500) {
@@ -152,12 +158,12 @@ async function follow(
  * true when it completed after all (the cancel came too late): the VM has left.
  */
 async function cancelMigration(vm: VmProcess): Promise<boolean> {
-  const pace = watchEvents(vm, ['MIGRATION']);
+  const pace = watchEvents(vm, [qmpEvents.migration]);
   try {
-    await vm.monitor('migrate_cancel').catch(() => {});
+    await migrateCancel(vm.monitor).catch(() => {});
     const deadline = Date.now() + 30_000;
     for (;;) {
-      const info = await queryMigration(vm);
+      const info = await queryMigrate(vm.monitor);
       if (info.status === 'completed') return true;
       if (!migrationActive.has(info.status)) return false;
       if (Date.now() > deadline)
@@ -171,10 +177,8 @@ async function cancelMigration(vm: VmProcess): Promise<boolean> {
 
 /** After a migration that did not happen: the guest runs here again, whoever stopped it. */
 async function resumeHere(vm: VmProcess): Promise<void> {
-  const { status } = await vm.monitor<{ status: string }>('query-status');
-  if (status === 'postmigrate' || status === 'finish-migrate' || status === 'paused') {
-    await vm.monitor('cont');
-  }
+  const now = await status(vm.monitor);
+  if (now === 'postmigrate' || now === 'finish-migrate' || now === 'paused') await cont(vm.monitor);
 }
 
 export async function migrateOut(
@@ -196,8 +200,8 @@ export async function migrateOut(
         : null;
   let stoppedAt: number | null = null;
   const off = vm.onEvent((e) => {
-    if (e.event === 'STOP') stoppedAt ??= eventTime(e);
-    if (e.event === 'RESUME') stoppedAt = null;
+    if (e.event === qmpEvents.stop) stoppedAt ??= eventTime(e);
+    if (e.event === qmpEvents.resume) stoppedAt = null;
   });
   try {
     const r =
@@ -242,14 +246,14 @@ async function live(
       });
     }
     sent = true;
-    await vm.monitor('migrate', { uri });
+    await migrate(vm.monitor, uri);
     const info = await follow(vm, 'memory', check, progress, async () => {
       await mirror?.complete();
     });
     return { info, diskBytes };
   } catch (err) {
     ctx.log.warn({ vm: vm.id, err: (err as Error).message }, 'migration failed; the VM stays here');
-    if (sent && (await cancelMigration(vm))) return { info: await queryMigration(vm), diskBytes };
+    if (sent && (await cancelMigration(vm))) return { info: await queryMigrate(vm.monitor), diskBytes };
     await mirror?.abort();
     await resumeHere(vm);
     throw err;
@@ -277,10 +281,10 @@ async function quick(
   const partial = `${file}.partial`;
   await configure(vm, { ...req, autoConverge: false, pauseBeforeSwitchover: false });
   try {
-    await vm.monitor('stop');
+    await stop(vm.monitor);
     // QEMU 7.2 has no file: URI; it writes the stream into this shell command's stdin. The
     // file holds guest memory: readable by this host's root only.
-    await vm.monitor('migrate', { uri: `exec:umask 077 && exec cat > ${shellQuote(partial)}` });
+    await migrate(vm.monitor, `exec:umask 077 && exec cat > ${shellQuote(partial)}`);
     const info = await follow(vm, 'state', check, progress, async () => {});
     fs.renameSync(partial, file);
     return { info, diskBytes: 0 };
@@ -300,8 +304,7 @@ async function quick(
  */
 async function leftSwitchover(vm: VmProcess): Promise<void> {
   for (let i = 0; i < 100; i++) {
-    const { status } = await vm.monitor<{ status: string }>('query-status');
-    if (status !== 'finish-migrate') return;
+    if ((await status(vm.monitor)) !== 'finish-migrate') return;
     await new Promise((r) => setTimeout(r, 10));
   }
 }
@@ -313,27 +316,22 @@ async function leftSwitchover(vm: VmProcess): Promise<void> {
  */
 export async function recoverInterrupted(vm: VmProcess, log: Logger): Promise<void> {
   if (vm.state === 'crashed' || vm.state === 'stopped' || vm.state === 'unreachable') return;
-  const info = await queryMigration(vm);
+  const info = await queryMigrate(vm.monitor);
   let cancelled = false;
   if (migrationActive.has(info.status)) {
     log.warn({ vm: vm.id, status: info.status }, 'cancelling a migration left by a previous agent');
     cancelled = !(await cancelMigration(vm));
   }
-  const jobs = (await queryBlockJobs(vm)).filter((j) => /^(mig|move)-/.test(j.id)).map((j) => j.id);
+  const jobs = (await queryBlockJobs(vm.monitor)).filter((j) => /^(mig|move)-/.test(j.id)).map((j) => j.id);
   if (jobs.length > 0) {
     log.warn({ vm: vm.id, jobs }, 'cancelling disk copies left by a previous agent');
     await endJobs(vm, jobs, 'force-cancel');
   }
-  const nodes = await vm.monitor<unknown>('query-named-block-nodes', { flat: true });
-  if (Array.isArray(nodes)) {
-    for (const n of nodes) {
-      const name = (n as { 'node-name'?: unknown })['node-name'];
-      if (typeof name === 'string' && name.startsWith('mig-nbd-'))
-        await vm.monitor('blockdev-del', { 'node-name': name }).catch(() => {});
-    }
+  for (const name of await blockNodeNames(vm.monitor)) {
+    if (name.startsWith('mig-nbd-')) await blockdevDel(vm.monitor, name).catch(() => {});
   }
   if (cancelled || info.status === 'cancelled' || info.status === 'failed') {
-    const { status } = await vm.monitor<{ status: string }>('query-status');
-    if (status === 'postmigrate' || status === 'finish-migrate') await vm.monitor('cont');
+    const now = await status(vm.monitor);
+    if (now === 'postmigrate' || now === 'finish-migrate') await cont(vm.monitor);
   }
 }

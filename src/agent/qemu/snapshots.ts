@@ -11,6 +11,7 @@
 import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import { diskSlot } from '../../wire/vm.ts';
+import { deleteSnapshotInternal, snapshotInternal } from './qmp-commands.ts';
 import type { VmProcess } from './vm-process.ts';
 
 export interface SnapshotResult {
@@ -34,9 +35,7 @@ export async function snapshotRunning(vm: VmProcess, name: string, log: Logger):
     log.warn({ vm: vm.id, err: (err as Error).message }, 'snapshot without filesystem freeze');
   }
   try {
-    await vm.monitor('transaction', {
-      actions: disks.map((device) => ({ type: 'blockdev-snapshot-internal-sync', data: { device, name } })),
-    });
+    await snapshotInternal(vm.monitor, disks, name);
   } finally {
     // Thaw even if the snapshot failed: a frozen guest stops writing altogether.
     if (frozen) await vm.thawFilesystems();
@@ -46,7 +45,7 @@ export async function snapshotRunning(vm: VmProcess, name: string, log: Logger):
 
 export async function deleteSnapshotRunning(vm: VmProcess, name: string): Promise<void> {
   for (const device of writableDisks(vm)) {
-    await vm.monitor('blockdev-snapshot-delete-internal-sync', { device, name }).catch((err: TernError) => {
+    await deleteSnapshotInternal(vm.monitor, device, name).catch((err: TernError) => {
       // A disk added after the snapshot does not have it.
       if (!/not found|does not exist/i.test(err.message)) throw err;
     });

@@ -27,6 +27,8 @@ import {
 import { startQemu } from './qemu-launch.ts';
 import type { QgaClient } from './qga.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
+import * as qmpc from './qmp-commands.ts';
+import { type Monitor, type QmpEventName, qmpEvents } from './qmp-commands.ts';
 import { runState } from './run-state.ts';
 
 export interface VmHooks {
@@ -147,7 +149,7 @@ export class VmProcess {
   }
 
   /** Resolves when QEMU reports an event of that name matching `filter`. */
-  event(name: string, timeoutMs: number, filter: (data: Record<string, unknown>) => boolean) {
+  event(name: QmpEventName, timeoutMs: number, filter: (data: Record<string, unknown>) => boolean) {
     if (!this.#qmp) return Promise.reject(new TernError('conflict', `VM ${this.#spec.name} is not running`));
     return this.#qmp.waitForEvent(name, timeoutMs, (e) => filter(e.data));
   }
@@ -253,9 +255,7 @@ export class VmProcess {
     await this.#refreshStatus();
     await this.#readCorruptDisks().catch(() => {});
     try {
-      const vnc = await qmp.execute<{ service?: string }>('query-vnc');
-      const port = Number.parseInt(vnc.service ?? '', 10);
-      this.#vncPort = Number.isInteger(port) ? port : null;
+      this.#vncPort = await qmpc.vncPort(qmp);
     } catch {
       this.#vncPort = null;
     }
@@ -264,8 +264,7 @@ export class VmProcess {
   }
 
   async #refreshStatus(): Promise<void> {
-    const status = await this.#qmp!.execute<{ status: string }>('query-status');
-    this.#applyStatus(status.status);
+    this.#applyStatus(await qmpc.status(this.#qmp!));
     if (this.#state === 'shutdown') void this.#quitAfterGuestPoweroff();
   }
 
@@ -286,7 +285,7 @@ export class VmProcess {
   }
 
   async #readCorruptDisks(): Promise<void> {
-    const devices = await this.#qmp!.execute<unknown>('query-block');
+    const devices = await qmpc.queryBlock(this.#qmp!);
     const found = corruptDisksFound(
       this.spec,
       (slot) => this.blockNodes(slot),
@@ -299,19 +298,19 @@ export class VmProcess {
   #onEvent(e: QmpEvent): void {
     for (const listener of this.#listeners) listener(e);
     switch (e.event) {
-      case 'STOP':
-      case 'RESUME':
-      case 'SHUTDOWN':
+      case qmpEvents.stop:
+      case qmpEvents.resume:
+      case qmpEvents.shutdown:
         this.#refreshStatus()
           .then(() => {
             this.#emit();
             // A guest that runs again (resumed, or arrived by migration) is probed at once
             // rather than at the next tick, so its agent is seen answering promptly.
-            if (e.event === 'RESUME') this.#scheduleHeartbeat(0);
+            if (e.event === qmpEvents.resume) this.#scheduleHeartbeat(0);
           })
           .catch(() => {});
         break;
-      case 'BLOCK_IO_ERROR': {
+      case qmpEvents.blockIoError: {
         const d = e.data as { device?: string; 'node-name'?: string; nospace?: boolean; action?: string };
         if (d.action === 'stop') {
           this.#reason = d.nospace
@@ -321,19 +320,19 @@ export class VmProcess {
         }
         break;
       }
-      case 'BLOCK_IMAGE_CORRUPTED': {
+      case qmpEvents.blockImageCorrupted: {
         const { node, detail } = corruptEvent(e.data);
         this.#noteCorrupt(node, detail);
         break;
       }
-      case 'VSERPORT_CHANGE':
+      case qmpEvents.vserportChange:
         // qemu-ga opened (or closed) its port: probe now instead of at the next tick.
         {
           const d = e.data as { id?: string; open?: boolean };
           if (d.id === 'qga0-port' && d.open) this.#scheduleHeartbeat(0);
         }
         break;
-      case 'RESET':
+      case qmpEvents.reset:
         // The guest starts afresh, its filesystems unfrozen.
         this.#boots++;
         try {
@@ -380,8 +379,16 @@ export class VmProcess {
     );
   }
 
-  /** A QMP command on the running VM (disk operations and snapshots build on it). */
-  monitor<T>(command: string, args?: Record<string, unknown>, timeoutMs = 30_000): Promise<T> {
+  /**
+   * The monitor of the running VM, for the commands of qmp-commands.ts (disk operations and
+   * snapshots build on it); it refuses while QEMU does not run.
+   */
+  readonly monitor: Monitor = {
+    execute: <T>(command: string, args?: Record<string, unknown>, timeoutMs?: number) =>
+      this.#monitor<T>(command, args, timeoutMs),
+  };
+
+  #monitor<T>(command: string, args?: Record<string, unknown>, timeoutMs = 30_000): Promise<T> {
     if (
       !this.#qmp ||
       this.#state === 'crashed' ||
@@ -441,19 +448,19 @@ export class VmProcess {
         await this.thawLeftover();
         break;
       case 'powerdown':
-        await qmp.execute('system_powerdown');
+        await qmpc.systemPowerdown(qmp);
         break;
       case 'reset':
-        await qmp.execute('system_reset');
+        await qmpc.systemReset(qmp);
         break;
       case 'pause':
-        await qmp.execute('stop');
+        await qmpc.stop(qmp);
         break;
       case 'resume':
         // A `cont` before an incoming migration's state arrived would start the guest as
         // soon as it does, behind the back of whoever decides which copy runs.
         if (this.#hold) throw new TernError('conflict', `VM ${this.spec.name} is held: ${this.#hold}`);
-        await qmp.execute('cont');
+        await qmpc.cont(qmp);
         break;
       case 'guest-shutdown':
       case 'guest-reboot':
@@ -478,9 +485,9 @@ export class VmProcess {
       stopListening = this.onEvent((e) => {
         const port = e.data as { id?: string; open?: boolean };
         if (
-          e.event === 'RESET' ||
-          e.event === 'SHUTDOWN' ||
-          (e.event === 'VSERPORT_CHANGE' && port.id === 'qga0-port' && port.open === false)
+          e.event === qmpEvents.reset ||
+          e.event === qmpEvents.shutdown ||
+          (e.event === qmpEvents.vserportChange && port.id === 'qga0-port' && port.open === false)
         )
           resolve();
       });
@@ -529,7 +536,7 @@ export class VmProcess {
     this.#closing = true;
     fs.writeFileSync(this.paths.quitting, this.#forgotten ? released : '');
     try {
-      await this.#qmp?.execute('quit', undefined, 5000);
+      if (this.#qmp) await qmpc.quit(this.#qmp, 5000);
     } catch {
       // The monitor may close before answering; the pid check below decides.
     }
