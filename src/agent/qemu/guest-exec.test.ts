@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { TernError } from '../../errors.ts';
 import { rejectsWith } from '../../testing.ts';
-import { fileChunkBytes, type GuestAgent, guestExec, guestFileRead } from './guest-exec.ts';
+import { fileChunkBytes, guestExec, guestFileRead } from './guest-exec.ts';
+import type { GuestAgent } from './qga-commands.ts';
 
 type Call = { command: string; args?: Record<string, unknown>; opts?: { maxReplyBytes?: number } };
 

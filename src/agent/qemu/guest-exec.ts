@@ -12,9 +12,8 @@ import {
   type GuestExecResult,
   maxExecOutputBytes,
 } from '../../wire/guest-command.ts';
-import type { QgaClient } from './qga.ts';
-
-export type GuestAgent = Pick<QgaClient, 'execute'>;
+import type { GuestAgent } from './qga-commands.ts';
+import * as qga from './qga-commands.ts';
 
 const base64Length = (bytes: number) => Math.ceil(bytes / 3) * 4;
 /** qemu-ga keeps at most 16 MiB of each stream: a status reply carries at most both, in base64. */
@@ -42,7 +41,7 @@ function blocked(vm: string, command: string, err: unknown): unknown {
 
 async function ping(ga: GuestAgent, vm: string): Promise<void> {
   try {
-    await ga.execute('guest-ping', undefined, { timeoutMs: 3000 });
+    await qga.ping(ga, { timeoutMs: 3000 });
   } catch (err) {
     throw new TernError(
       'unavailable',
@@ -77,14 +76,9 @@ export async function guestExec(ga: GuestAgent, vm: string, req: GuestExecReques
   const started = Date.now();
   let reply: unknown;
   try {
-    reply = await ga.execute('guest-exec', {
-      path,
-      arg: args,
-      'capture-output': true,
-      ...(req.input !== undefined ? { 'input-data': req.input } : {}),
-    });
+    reply = await qga.exec(ga, path, args, req.input);
   } catch (err) {
-    const e = blocked(vm, 'guest-exec', err);
+    const e = blocked(vm, qga.commandNames.exec, err);
     if (e !== err) throw e;
     if (err instanceof TernError && err.code === 'guest_error')
       throw new TernError('guest_error', `VM ${vm} could not start ${path}: ${err.message}`);
@@ -96,9 +90,9 @@ export async function guestExec(ga: GuestAgent, vm: string, req: GuestExecReques
   for (let wait = 10; ; wait = Math.min(wait * 2, 1000)) {
     let status: unknown;
     try {
-      status = await ga.execute('guest-exec-status', { pid }, { maxReplyBytes: statusReplyBytes });
+      status = await qga.execStatus(ga, pid, statusReplyBytes);
     } catch (err) {
-      throw blocked(vm, 'guest-exec-status', err);
+      throw blocked(vm, qga.commandNames.execStatus, err);
     }
     if (typeof status !== 'object' || status === null || Array.isArray(status))
       throw hostile(vm, 'a guest-exec-status reply that is not an object');
@@ -146,9 +140,9 @@ export async function guestFileRead(
   await ping(ga, vm);
   let handle: unknown;
   try {
-    handle = await ga.execute('guest-file-open', { path, mode: 'r' });
+    handle = await qga.fileOpen(ga, path);
   } catch (err) {
-    const e = blocked(vm, 'guest-file-open', err);
+    const e = blocked(vm, qga.commandNames.fileOpen, err);
     if (e !== err) throw e;
     if (err instanceof TernError && err.code === 'guest_error')
       throw new TernError(
@@ -164,7 +158,7 @@ export async function guestFileRead(
   let idle = 0;
   try {
     for (;;) {
-      const r = await ga.execute('guest-file-read', { handle, count: fileChunkBytes });
+      const r = await qga.fileRead(ga, handle, fileChunkBytes);
       if (typeof r !== 'object' || r === null)
         throw hostile(vm, 'a guest-file-read reply that is not an object');
       const { count, 'buf-b64': b64, eof } = r as Record<string, unknown>;
@@ -188,7 +182,7 @@ export async function guestFileRead(
       if (idle >= 3) throw hostile(vm, 'empty reads without an end of file');
     }
   } finally {
-    await ga.execute('guest-file-close', { handle }).catch(() => {});
+    await qga.fileClose(ga, handle).catch(() => {});
   }
   return Buffer.concat(chunks);
 }

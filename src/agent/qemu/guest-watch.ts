@@ -18,6 +18,7 @@ import {
   sanitizeOsInfo,
 } from './guest-info.ts';
 import { QgaClient } from './qga.ts';
+import * as qga from './qga-commands.ts';
 
 export class GuestWatch {
   readonly qga: QgaClient;
@@ -69,7 +70,7 @@ export class GuestWatch {
   async beat(): Promise<void> {
     const before = this.guest.agent;
     try {
-      await this.qga.execute('guest-ping', undefined, { timeoutMs: before === 'responding' ? 2000 : 1000 });
+      await qga.ping(this.qga, { timeoutMs: before === 'responding' ? 2000 : 1000 });
       this.guest.agent = 'responding';
       this.guest.lastHeartbeat = new Date().toISOString();
       if (!this.holdingFreeze && (this.freezeUnknown || this.guest.frozen))
@@ -90,27 +91,23 @@ export class GuestWatch {
   async fetchFacts(): Promise<void> {
     const notes: string[] = [];
     const get = async <T>(
-      cmd: string,
+      fact: qga.GuestFact,
       sanitize: (raw: unknown) => { value: T; notes: string[] },
       keep: T,
     ) => {
       try {
-        const r = sanitize(await this.qga.execute(cmd, undefined, { timeoutMs: 3000 }));
+        const r = sanitize(await fact.read(this.qga, { timeoutMs: 3000 }));
         notes.push(...r.notes);
         return r.value;
       } catch (err) {
-        notes.push(`${cmd}: ${(err as Error).message}`);
+        notes.push(`${fact.command}: ${(err as Error).message}`);
         return keep;
       }
     };
-    this.guest.os = await get('guest-get-osinfo', sanitizeOsInfo, this.guest.os);
-    this.guest.hostname = await get('guest-get-host-name', sanitizeHostname, this.guest.hostname);
-    this.guest.interfaces = await get(
-      'guest-network-get-interfaces',
-      sanitizeInterfaces,
-      this.guest.interfaces,
-    );
-    this.guest.disks = await get('guest-get-disks', sanitizeDisks, this.guest.disks);
+    this.guest.os = await get(qga.facts.os, sanitizeOsInfo, this.guest.os);
+    this.guest.hostname = await get(qga.facts.hostname, sanitizeHostname, this.guest.hostname);
+    this.guest.interfaces = await get(qga.facts.interfaces, sanitizeInterfaces, this.guest.interfaces);
+    this.guest.disks = await get(qga.facts.disks, sanitizeDisks, this.guest.disks);
     const file = (path: string, sanitize: (raw: unknown) => Sanitized<string | null>, keep: string | null) =>
       this.#readFile(path, sanitize).then(
         (r) => {
@@ -133,12 +130,13 @@ export class GuestWatch {
     path: string,
     sanitize: (raw: unknown) => Sanitized<string | null>,
   ): Promise<Sanitized<string | null>> {
-    const handle = await this.qga.execute<number>('guest-file-open', { path, mode: 'r' });
-    if (!Number.isInteger(handle)) return { value: null, notes: [`${path}: bad file handle`] };
+    const handle = await qga.fileOpen(this.qga, path);
+    if (typeof handle !== 'number' || !Number.isInteger(handle))
+      return { value: null, notes: [`${path}: bad file handle`] };
     try {
-      return sanitize(await this.qga.execute('guest-file-read', { handle, count: 64 }));
+      return sanitize(await qga.fileRead(this.qga, handle, 64));
     } finally {
-      await this.qga.execute('guest-file-close', { handle }).catch(() => {});
+      await qga.fileClose(this.qga, handle).catch(() => {});
     }
   }
 
@@ -150,7 +148,8 @@ export class GuestWatch {
     if (this.freezeUnknown && this.guest.agent === 'responding') await this.thawLeftover().catch(() => {});
     this.holdingFreeze = true;
     try {
-      await this.execute('guest-fsfreeze-freeze', undefined, 30_000);
+      this.#responding();
+      await qga.fsfreezeFreeze(this.qga, { timeoutMs: 30_000 });
     } catch (err) {
       this.holdingFreeze = false;
       // A freeze that timed out may have happened all the same: the heartbeat finds out.
@@ -164,7 +163,8 @@ export class GuestWatch {
   /** Ends a snapshot's freeze; a thaw that fails is retried by the heartbeat. */
   async thaw(): Promise<void> {
     try {
-      await this.execute('guest-fsfreeze-thaw', undefined, 30_000);
+      this.#responding();
+      await qga.fsfreezeThaw(this.qga, { timeoutMs: 30_000 });
       this.guest.frozen = false;
     } catch (err) {
       this.freezeUnknown = true;
@@ -180,7 +180,7 @@ export class GuestWatch {
 
   /** The guest-agent half of VmProcess.thawLeftover, once the guest agent answers. */
   async thawLeftover(): Promise<void> {
-    const status = await this.qga.execute('guest-fsfreeze-status', undefined, { timeoutMs: 3000 });
+    const status = await qga.fsfreezeStatus(this.qga, { timeoutMs: 3000 });
     // A snapshot that began meanwhile owns the freeze; its thaw is queued behind our question.
     if (this.holdingFreeze) return;
     if (status === 'frozen') {
@@ -190,19 +190,15 @@ export class GuestWatch {
         { vm: this.#id },
         "the guest's filesystems were left frozen by an interrupted snapshot; thawing them",
       );
-      await this.qga.execute('guest-fsfreeze-thaw', undefined, { timeoutMs: 30_000 });
+      await qga.fsfreezeThaw(this.qga, { timeoutMs: 30_000 });
     }
     this.guest.frozen = false;
     this.freezeUnknown = false;
   }
 
-  /** A guest agent command, only while the guest agent answers. */
-  execute<T>(command: string, args?: Record<string, unknown>, timeoutMs = 10_000): Promise<T> {
-    if (this.guest.agent !== 'responding') {
-      return Promise.reject(
-        new TernError('guest_error', `the guest agent of ${this.#name()} does not answer`),
-      );
-    }
-    return this.qga.execute<T>(command, args, { timeoutMs });
+  /** Guest agent commands of a snapshot go only to a guest agent that answers. */
+  #responding(): void {
+    if (this.guest.agent !== 'responding')
+      throw new TernError('guest_error', `the guest agent of ${this.#name()} does not answer`);
   }
 }

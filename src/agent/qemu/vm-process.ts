@@ -26,6 +26,7 @@ import {
 } from './process-files.ts';
 import { startQemu } from './qemu-launch.ts';
 import type { QgaClient } from './qga.ts';
+import * as qga from './qga-commands.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
 import * as qmpc from './qmp-commands.ts';
 import { type Monitor, type QmpEventName, qmpEvents } from './qmp-commands.ts';
@@ -431,11 +432,6 @@ export class VmProcess {
     return new TernError('conflict', `VM ${this.spec.name} is not running (${this.#state})`);
   }
 
-  /** A guest agent command, only while the guest agent answers. */
-  guestAgent<T>(command: string, args?: Record<string, unknown>, timeoutMs = 10_000): Promise<T> {
-    return this.#g.execute<T>(command, args, timeoutMs);
-  }
-
   async act(action: VmAction): Promise<void> {
     if (action === 'kill') {
       await this.#quit();
@@ -466,7 +462,7 @@ export class VmProcess {
       case 'guest-reboot':
         if (this.#state !== 'running')
           throw new TernError('conflict', `VM ${this.spec.name} is ${this.#state}`);
-        await this.#g.qga.execute('guest-ping', undefined, { timeoutMs: 3000 });
+        await qga.ping(this.#g.qga, { timeoutMs: 3000 });
         await this.#guestShutdown(action === 'guest-reboot' ? 'reboot' : 'powerdown');
         break;
     }
@@ -493,11 +489,7 @@ export class VmProcess {
       });
     });
     try {
-      await this.#g.qga.executeNoReply(
-        'guest-shutdown',
-        { mode },
-        { errorWithinMs: 10_000, accepted: goingDown },
-      );
+      await qga.shutdown(this.#g.qga, mode, { errorWithinMs: 10_000, accepted: goingDown });
     } finally {
       stopListening();
     }
