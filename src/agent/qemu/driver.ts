@@ -21,16 +21,15 @@ import type { GuestExecRequest, GuestExecResult } from '../../wire/guest-command
 import type { HostFacts } from '../../wire/host.ts';
 import { type DiskSpec, diskSlot, type VmSpec, type VolumeRef } from '../../wire/vm.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
-import { ovmf, ovmfPresent } from '../firmware.ts';
-import { type Pools, resolveVolume } from '../storage/pools.ts';
-import { qcow2Problem } from '../storage/qcow2-layout.ts';
+import { ovmfPresent } from '../firmware.ts';
+import type { Pools } from '../storage/pools.ts';
 import { poolUsage } from '../storage/volumes.ts';
 import { type AcceleratorChoice, detectAccelerator, readCpuFacts } from './accelerator.ts';
 import { changeCdromRunning } from './cdrom.ts';
-import type { ResolvedVolumes } from './command-line.ts';
 import { moveDisk } from './disk-move.ts';
 import { guestExec, guestFileRead } from './guest-exec.ts';
 import { attachDiskRunning, detachDiskRunning } from './hotplug.ts';
+import { checkDisks, launchVolumes } from './launch-volumes.ts';
 import { type MigrationDone, migrateOut, recoverInterrupted } from './migration.ts';
 import {
   abortIncoming,
@@ -43,28 +42,10 @@ import {
 import { tailFile, vmPaths } from './process-files.ts';
 import { blockResize, status as qmpStatus } from './qmp-commands.ts';
 import { deleteSnapshotRunning, snapshotRunning } from './snapshots.ts';
+import { StoppedVms } from './stopped-vms.ts';
 import { VmProcess } from './vm-process.ts';
 
 const run = promisify(execFile);
-
-/**
- * A damaged qcow2 disk (cut short, or marked corrupt by QEMU) is refused before QEMU runs the
- * guest into I/O errors on it while the VM reads as running. The check is cheap (qcow2-layout.ts).
- */
-async function checkDisks(spec: VmSpec, volumes: ResolvedVolumes): Promise<void> {
-  for (const [i, disk] of spec.disks.entries()) {
-    if (disk.format !== 'qcow2') continue;
-    const problem = await qcow2Problem(volumes.disks[i]).catch(
-      (err: Error) => `it cannot be read: ${err.message}`,
-    );
-    if (problem) {
-      throw new TernError(
-        'storage_error',
-        `disk ${i} (${disk.volume.pool}:${disk.volume.path}) of VM ${spec.name} is damaged: ${problem}. Tern does not start a VM on a damaged disk: repair it (qemu-img check -r all) or restore it from a backup`,
-      );
-    }
-  }
-}
 
 export interface QemuDriverOptions {
   stateDir: string;
@@ -82,11 +63,8 @@ export class QemuDriver implements HypervisorDriver {
   readonly #binary: string;
   readonly #accel: AcceleratorChoice;
   readonly #vms = new Map<string, VmProcess>();
-  /**
-   * VMs this host stopped on purpose, remembered until they start again or are forgotten,
-   * so a manager that was away when they stopped learns they stopped and did not vanish.
-   */
-  readonly #stopped = new Map<string, AgentVm>();
+  /** VMs this host stopped on purpose (stopped-vms.ts). */
+  readonly #stopped: StoppedVms;
   /** Starts in flight, so two concurrent runs of one VM cannot launch two QEMUs. */
   readonly #starting = new Map<string, Promise<AgentVm>>();
   readonly #incoming: IncomingRecords;
@@ -100,6 +78,7 @@ export class QemuDriver implements HypervisorDriver {
     this.#binary = opts.binary ?? 'qemu-system-x86_64';
     this.#accel = opts.accelerator ?? detectAccelerator();
     this.#incoming = new IncomingRecords(opts.stateDir);
+    this.#stopped = new StoppedVms(opts.stateDir);
   }
 
   #hooks() {
@@ -109,39 +88,15 @@ export class QemuDriver implements HypervisorDriver {
       changed: (vm: AgentVm) => this.events.emit('vm', vm),
       stopped: (vm: AgentVm) => {
         this.#vms.delete(vm.id);
-        this.#rememberStopped(vm);
+        this.#stopped.remember(vm);
       },
     };
-  }
-
-  #tombstone(id: string): string {
-    return path.join(this.#opts.stateDir, 'stopped', `${id}.json`);
-  }
-
-  #rememberStopped(vm: AgentVm): void {
-    this.#stopped.set(vm.id, vm);
-    fs.mkdirSync(path.dirname(this.#tombstone(vm.id)), { recursive: true });
-    fs.writeFileSync(this.#tombstone(vm.id), JSON.stringify(vm));
-  }
-
-  #dropStopped(id: string): void {
-    this.#stopped.delete(id);
-    fs.rmSync(this.#tombstone(id), { force: true });
   }
 
   async init(): Promise<void> {
     const runRoot = path.join(this.#opts.stateDir, 'run');
     fs.mkdirSync(runRoot, { recursive: true, mode: 0o700 });
-    const stoppedRoot = path.join(this.#opts.stateDir, 'stopped');
-    fs.mkdirSync(stoppedRoot, { recursive: true });
-    for (const file of fs.readdirSync(stoppedRoot)) {
-      try {
-        const vm = JSON.parse(fs.readFileSync(path.join(stoppedRoot, file), 'utf8')) as AgentVm;
-        this.#stopped.set(vm.id, vm);
-      } catch {
-        fs.rmSync(path.join(stoppedRoot, file), { force: true });
-      }
-    }
+    this.#stopped.load();
     this.#incoming.load();
     for (const id of fs.readdirSync(runRoot)) {
       const vm = await VmProcess.attach(vmPaths(this.#opts.stateDir, id), this.#hooks());
@@ -225,9 +180,9 @@ export class QemuDriver implements HypervisorDriver {
         `VM ${spec.name} is unreachable (${existing.snapshot().reason}); force it off before starting it`,
       );
     if (existing && existing.state !== 'crashed') return existing.snapshot();
-    const volumes = this.#volumesOf(spec);
+    const volumes = launchVolumes(spec, this.#opts.pools);
     await checkDisks(spec, volumes);
-    this.#dropStopped(spec.id);
+    this.#stopped.drop(spec.id);
     if (existing) {
       existing.discard();
       this.#vms.delete(spec.id);
@@ -243,39 +198,6 @@ export class QemuDriver implements HypervisorDriver {
     this.#vms.set(vm.id, vm);
     this.#opts.log.info({ vm: vm.id, name: spec.name }, 'started VM');
     return vm.snapshot();
-  }
-
-  #volumesOf(spec: VmSpec): ResolvedVolumes {
-    const pools = this.#opts.pools;
-    const volumes = {
-      disks: spec.disks.map((d) => resolveVolume(pools, d.volume)),
-      seed: spec.seed ? resolveVolume(pools, spec.seed) : undefined,
-      kernel: spec.boot ? resolveVolume(pools, spec.boot.kernel) : undefined,
-      initrd: spec.boot?.initrd ? resolveVolume(pools, spec.boot.initrd) : undefined,
-      efiVars: spec.efiVars ? resolveVolume(pools, spec.efiVars) : undefined,
-      cdrom: spec.cdrom?.medium ? resolveVolume(pools, spec.cdrom.medium) : undefined,
-    };
-    if (spec.firmware === 'uefi') {
-      if (!ovmfPresent())
-        throw new TernError(
-          'hypervisor_error',
-          `VM ${spec.name} boots with UEFI and this host has no OVMF (${ovmf.code}); install the ovmf package (tern doctor)`,
-        );
-      if (!volumes.efiVars)
-        throw new TernError('invalid_request', `UEFI VM ${spec.name} has no variable store volume`);
-    }
-    for (const file of [
-      ...volumes.disks,
-      volumes.seed,
-      volumes.kernel,
-      volumes.initrd,
-      volumes.efiVars,
-      volumes.cdrom,
-    ]) {
-      if (file && !fs.existsSync(file)) throw new TernError('storage_error', `volume ${file} does not exist`);
-    }
-    if (spec.firmware === 'uefi') return { ...volumes, firmwareCode: ovmf.code };
-    return volumes;
   }
 
   async act(id: string, action: VmAction): Promise<AgentVm> {
@@ -296,7 +218,7 @@ export class QemuDriver implements HypervisorDriver {
   }
 
   async forget(id: string): Promise<void> {
-    this.#dropStopped(id);
+    this.#stopped.drop(id);
     const vm = this.#vms.get(id);
     if (!vm) return;
     if (vm.state !== 'crashed') throw new TernError('conflict', `VM ${id} is ${vm.state}; stop it first`);
@@ -392,8 +314,8 @@ export class QemuDriver implements HypervisorDriver {
       vms: this.#vms,
       starting: (id) => this.#starting.has(id),
       forget: (id) => this.forget(id),
-      dropStopped: (id) => this.#dropStopped(id),
-      volumesOf: (spec) => this.#volumesOf(spec),
+      dropStopped: (id) => this.#stopped.drop(id),
+      volumesOf: (spec) => launchVolumes(spec, this.#opts.pools),
       launch: (spec, volumes) =>
         VmProcess.launch(
           this.#binary,
@@ -430,7 +352,7 @@ export class QemuDriver implements HypervisorDriver {
     return this.#exclusive(id, async () => {
       const vm = this.#vms.get(id);
       if (!vm) {
-        this.#dropStopped(id);
+        this.#stopped.drop(id);
         return;
       }
       // Only a copy whose state went elsewhere may be ended here: QEMU's word, asked afresh.
@@ -443,7 +365,7 @@ export class QemuDriver implements HypervisorDriver {
       }
       await vm.release();
       this.#vms.delete(id);
-      this.#dropStopped(id);
+      this.#stopped.drop(id);
       this.events.emit('gone', id);
       this.#opts.log.info({ vm: id }, 'released a VM that migrated away');
     });
