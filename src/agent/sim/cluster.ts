@@ -16,8 +16,9 @@ import { type JoinParams, loadMembership } from '../enrol.ts';
 import { freePort } from '../free-port.ts';
 import { type AgentOptions, type RunningAgent, startAgent } from '../start.ts';
 import type { SimClock } from './clock.ts';
-import { SimDriver, type SimDriverOptions } from './driver.ts';
+import { SimDriver } from './driver.ts';
 import { SharedMount } from './mount.ts';
+import type { SimDriverOptions } from './options.ts';
 import { addressOf, Relay } from './relay.ts';
 
 export type SimHostDriverOptions = Partial<

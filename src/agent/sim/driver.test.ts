@@ -10,7 +10,7 @@ import type { AgentVm, MigrateRequest, MigrationReport } from '../../wire/agent.
 import type { VmSpec } from '../../wire/vm.ts';
 import { SimClock } from './clock.ts';
 import { SimDriver } from './driver.ts';
-import { planPrecopy } from './migration.ts';
+import { planPrecopy } from './precopy.ts';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
