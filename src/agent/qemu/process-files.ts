@@ -4,6 +4,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { TernError } from '../../errors.ts';
 import type { RuntimePaths } from './command-line.ts';
 
@@ -100,6 +101,27 @@ export function isOurQemu(pid: number, qmpPath: string): boolean {
     return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(qmpPath);
   } catch {
     return false;
+  }
+}
+
+/** The VM's QEMU (pid `pid`, ours by its QMP socket) still runs. */
+export function qemuRuns(pid: number | null, qmpPath: string): pid is number {
+  return pid !== null && pidAlive(pid) && isOurQemu(pid, qmpPath);
+}
+
+/**
+ * Waits until the VM's QEMU is gone, asking it by SIGTERM first when `term` (it exits cleanly
+ * when it can); one that is still there after 10 s is killed.
+ */
+export async function waitQemuEnded(pid: number, qmpPath: string, term: boolean): Promise<void> {
+  if (term && qemuRuns(pid, qmpPath)) process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + 10_000;
+  while (qemuRuns(pid, qmpPath)) {
+    if (Date.now() > deadline) {
+      process.kill(pid, 'SIGKILL');
+      break;
+    }
+    await delay(5);
   }
 }
 

@@ -4,7 +4,6 @@
  * the guest agent for a heartbeat and guest facts.
  */
 import fs from 'node:fs';
-import { setTimeout as delay } from 'node:timers/promises';
 import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { AgentVm, AgentVmState, VmAction } from '../../wire/agent.ts';
@@ -12,21 +11,21 @@ import { emptyGuestInfo, type VmSpec } from '../../wire/vm.ts';
 import type { AcceleratorChoice } from './accelerator.ts';
 import type { LaunchOptions, ResolvedVolumes } from './command-line.ts';
 import { corruptDisksFound, corruptEvent, corruptReason } from './disk-corruption.ts';
+import { guestPower } from './guest-power.ts';
 import { GuestWatch } from './guest-watch.ts';
 import { type DiskNodes, type MovedNodes, nodesOf, readMovedNodes, writeMovedNodes } from './moved-nodes.ts';
 import {
-  isOurQemu,
   lastLines,
-  pidAlive,
+  qemuRuns,
   readBoots,
   readPid,
   tailFile,
   type VmPaths,
+  waitQemuEnded,
   writeBoots,
 } from './process-files.ts';
 import { startQemu } from './qemu-launch.ts';
 import type { QgaClient } from './qga.ts';
-import * as qga from './qga-commands.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
 import * as qmpc from './qmp-commands.ts';
 import { type Monitor, type QmpEventName, qmpEvents } from './qmp-commands.ts';
@@ -218,7 +217,7 @@ export class VmProcess {
     vm.#nodes = readMovedNodes(paths.nodes);
     const pid = readPid(paths.pidfile);
     vm.#startedAt = fs.existsSync(paths.pidfile) ? fs.statSync(paths.pidfile).mtime.toISOString() : null;
-    if (pid === null || !pidAlive(pid) || !isOurQemu(pid, paths.qmp)) {
+    if (!qemuRuns(pid, paths.qmp)) {
       if (fs.existsSync(paths.quitting)) {
         const wasReleased = fs.readFileSync(paths.quitting, 'utf8') === released;
         fs.rmSync(paths.runDir, { recursive: true, force: true });
@@ -462,37 +461,14 @@ export class VmProcess {
       case 'guest-reboot':
         if (this.#state !== 'running')
           throw new TernError('conflict', `VM ${this.spec.name} is ${this.#state}`);
-        await qga.ping(this.#g.qga, { timeoutMs: 3000 });
-        await this.#guestShutdown(action === 'guest-reboot' ? 'reboot' : 'powerdown');
+        await guestPower(
+          this.#g.qga,
+          (l) => this.onEvent(l),
+          action === 'guest-reboot' ? 'reboot' : 'powerdown',
+        );
         break;
     }
     if (action === 'pause' || action === 'resume') await this.#refreshStatus();
-  }
-
-  /**
-   * qemu-ga's guest-shutdown runs the guest's `shutdown` and answers only when that fails (its
-   * error, e.g. "child process has failed to shutdown" from a systemd guest without logind). So
-   * the answer is awaited for a while: the guest seen going down (a reset, a power-off, qemu-ga
-   * closing its port) ends the wait early, and silence means the guest agent took it.
-   */
-  async #guestShutdown(mode: 'reboot' | 'powerdown'): Promise<void> {
-    let stopListening = () => {};
-    const goingDown = new Promise<void>((resolve) => {
-      stopListening = this.onEvent((e) => {
-        const port = e.data as { id?: string; open?: boolean };
-        if (
-          e.event === qmpEvents.reset ||
-          e.event === qmpEvents.shutdown ||
-          (e.event === qmpEvents.vserportChange && port.id === 'qga0-port' && port.open === false)
-        )
-          resolve();
-      });
-    });
-    try {
-      await qga.shutdown(this.#g.qga, mode, { errorWithinMs: 10_000, accepted: goingDown });
-    } finally {
-      stopListening();
-    }
   }
 
   /**
@@ -532,20 +508,8 @@ export class VmProcess {
     } catch {
       // The monitor may close before answering; the pid check below decides.
     }
-    const pid = this.#pid;
-    // Without a monitor, QEMU is asked by signal (it exits cleanly on SIGTERM when it can).
-    if (this.#state === 'unreachable' && pid !== null && pidAlive(pid) && isOurQemu(pid, this.paths.qmp))
-      process.kill(pid, 'SIGTERM');
-    if (pid !== null) {
-      const deadline = Date.now() + 10_000;
-      while (pidAlive(pid) && isOurQemu(pid, this.paths.qmp)) {
-        if (Date.now() > deadline) {
-          process.kill(pid, 'SIGKILL');
-          break;
-        }
-        await delay(5);
-      }
-    }
+    // Without a monitor, QEMU is asked by signal.
+    if (this.#pid !== null) await waitQemuEnded(this.#pid, this.paths.qmp, this.#state === 'unreachable');
     this.#finishStopped();
   }
 
@@ -571,8 +535,7 @@ export class VmProcess {
       if (!this.#closing) this.#finishStopped();
       return;
     }
-    const pid = this.#pid;
-    if (pid !== null && pidAlive(pid) && isOurQemu(pid, this.paths.qmp)) {
+    if (qemuRuns(this.#pid, this.paths.qmp)) {
       this.#hooks.log.warn({ vm: this.id }, 'QMP connection lost while QEMU still runs; reconnecting');
       void QmpClient.connect(this.paths.qmp, 5000)
         .then(async (qmp) => {
@@ -606,8 +569,7 @@ export class VmProcess {
 
   /** One try at the monitor of an unreachable VM; true when it answers again (or QEMU ended). */
   async #reconnect(): Promise<boolean> {
-    const pid = this.#pid;
-    if (pid === null || !pidAlive(pid) || !isOurQemu(pid, this.paths.qmp)) {
+    if (!qemuRuns(this.#pid, this.paths.qmp)) {
       this.#markCrashed('QEMU ended while its monitor did not answer');
       return true;
     }
@@ -637,8 +599,7 @@ export class VmProcess {
     this.#state = 'crashed';
     this.#reason = last ? `${why}; last output: ${last}` : why;
     // A QEMU that still runs (its monitor lost) keeps its pid, so a stop can still end it.
-    const pid = this.#pid;
-    this.#pid = pid !== null && pidAlive(pid) && isOurQemu(pid, this.paths.qmp) ? pid : null;
+    if (!qemuRuns(this.#pid, this.paths.qmp)) this.#pid = null;
     this.#boots = 0;
     this.#g.guest = { ...emptyGuestInfo(), lastHeartbeat: this.#g.guest.lastHeartbeat };
     this.#hooks.log.error({ vm: this.id }, this.#reason);
@@ -656,7 +617,7 @@ export class VmProcess {
   discard(): void {
     this.#stopTimers();
     const pid = this.#pid;
-    if (pid !== null && pidAlive(pid) && isOurQemu(pid, this.paths.qmp)) process.kill(pid, 'SIGKILL');
+    if (qemuRuns(pid, this.paths.qmp)) process.kill(pid, 'SIGKILL');
     fs.rmSync(this.paths.runDir, { recursive: true, force: true });
   }
 
