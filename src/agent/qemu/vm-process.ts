@@ -10,7 +10,6 @@ import type { AgentVm, AgentVmState, VmAction } from '../../wire/agent.ts';
 import { emptyGuestInfo, type VmSpec } from '../../wire/vm.ts';
 import type { AcceleratorChoice } from './accelerator.ts';
 import type { LaunchOptions, ResolvedVolumes } from './command-line.ts';
-import { corruptDisksFound, corruptEvent, corruptReason } from './disk-corruption.ts';
 import { guestPower } from './guest-power.ts';
 import { GuestWatch } from './guest-watch.ts';
 import { type DiskNodes, type MovedNodes, nodesOf, readMovedNodes, writeMovedNodes } from './moved-nodes.ts';
@@ -19,7 +18,6 @@ import {
   qemuRuns,
   readBoots,
   readPid,
-  tailFile,
   type VmPaths,
   waitQemuEnded,
   writeBoots,
@@ -27,9 +25,9 @@ import {
 import { startQemu } from './qemu-launch.ts';
 import type { QgaClient } from './qga.ts';
 import { QmpClient, type QmpEvent } from './qmp.ts';
+import type { Monitor, QmpEventName } from './qmp-commands.ts';
 import * as qmpc from './qmp-commands.ts';
-import { type Monitor, type QmpEventName, qmpEvents } from './qmp-commands.ts';
-import { runState } from './run-state.ts';
+import { RunStateWatch } from './run-state-watch.ts';
 
 export interface VmHooks {
   log: Logger;
@@ -47,28 +45,19 @@ export class VmProcess {
   #spec: VmSpec;
   readonly paths: VmPaths;
   #hooks: VmHooks;
-  #qmp: QmpClient | null = null;
   readonly #g: GuestWatch;
-  #state: AgentVmState = 'running';
-  #reason: string | null = null;
+  /** What QEMU says over QMP (run-state-watch.ts). */
+  readonly #run: RunStateWatch;
   #pid: number | null = null;
-  #vncPort: number | null = null;
   #startedAt: string | null = null;
   #timer: NodeJS.Timeout | null = null;
-  /** A disk QEMU found corrupt while this QEMU runs: the reason a running VM carries. */
-  #corrupt: string | null = null;
   #quitting: Promise<void> | null = null;
   #closing = false;
   /** Ending on purpose without leaving a record (the VM lives on another host now). */
   #forgotten = false;
-  /** QEMU's own run state, finer than `state` (e.g. inmigrate, postmigrate). */
-  #status = 'running';
-  /** While set, the guest may not be resumed except by the one who set it (an incoming migration). */
-  #hold: string | null = null;
   #nodes: MovedNodes = {};
   /** The guest's boots seen in this QEMU: 1 at launch, one more at each RESET event. */
   #boots = 0;
-  readonly #listeners = new Set<(e: QmpEvent) => void>();
 
   private constructor(spec: VmSpec, paths: VmPaths, hooks: VmHooks) {
     this.id = spec.id;
@@ -81,6 +70,18 @@ export class VmProcess {
       emit: () => this.#emit(),
       closing: () => this.#closing,
     });
+    this.#run = new RunStateWatch({
+      id: spec.id,
+      log: hooks.log,
+      qemuLog: paths.qemuLog,
+      spec: () => this.#spec,
+      blockNodes: (slot) => this.blockNodes(slot),
+      changed: () => this.#emit(),
+      guestNow: () => this.#scheduleHeartbeat(0),
+      reset: () => this.#onReset(),
+      poweredOff: () => void this.#quitAfterGuestPoweroff(),
+      gone: () => this.#onQemuGone(),
+    });
   }
 
   get spec(): VmSpec {
@@ -89,7 +90,7 @@ export class VmProcess {
 
   /** QEMU's run state as last seen (running, paused, inmigrate, postmigrate, ...). */
   get status(): string {
-    return this.#status;
+    return this.#run.status;
   }
 
   /**
@@ -107,25 +108,24 @@ export class VmProcess {
 
   /** Keeps the guest from being resumed (by request or by QEMU) until `release` is called. */
   hold(reason: string | null): void {
-    this.#hold = reason;
-    if (this.#state === 'paused') this.#applyStatus(this.#status);
+    this.#run.hold = reason;
+    if (this.#run.state === 'paused') this.#run.applyStatus(this.#run.status);
     this.#emit();
   }
 
   get held(): string | null {
-    return this.#hold;
+    return this.#run.hold;
   }
 
   /** Reads QEMU's run state afresh (after a change that sends no event, e.g. a migration's end). */
   async refreshState(): Promise<void> {
-    await this.#refreshStatus();
+    await this.#run.refreshStatus();
     this.#emit();
   }
 
   /** Every QMP event of this VM, for as long as the returned function is not called. */
   onEvent(listener: (e: QmpEvent) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    return this.#run.onEvent(listener);
   }
 
   /** Records a changed spec (a disk added or removed while running) for a later agent. */
@@ -150,22 +150,21 @@ export class VmProcess {
 
   /** Resolves when QEMU reports an event of that name matching `filter`. */
   event(name: QmpEventName, timeoutMs: number, filter: (data: Record<string, unknown>) => boolean) {
-    if (!this.#qmp) return Promise.reject(new TernError('conflict', `VM ${this.#spec.name} is not running`));
-    return this.#qmp.waitForEvent(name, timeoutMs, (e) => filter(e.data));
+    return this.#run.event(name, timeoutMs, filter);
   }
 
   get state(): AgentVmState {
-    return this.#state;
+    return this.#run.state;
   }
 
   snapshot(): AgentVm {
     return {
       id: this.id,
       name: this.spec.name,
-      state: this.#state,
-      reason: this.#reason,
+      state: this.#run.state,
+      reason: this.#run.reason,
       pid: this.#pid,
-      vncPort: this.#vncPort,
+      vncPort: this.#run.vncPort,
       startedAt: this.#startedAt,
       guest: {
         ...this.#g.guest,
@@ -186,14 +185,14 @@ export class VmProcess {
   ): Promise<VmProcess> {
     const { child, qmp } = await startQemu(binary, spec, volumes, paths, accel, launch);
     const vm = new VmProcess(spec, paths, hooks);
-    vm.#qmp = qmp;
+    vm.#run.qmp = qmp;
     vm.#pid = child.pid ?? readPid(paths.pidfile);
     vm.#startedAt = new Date().toISOString();
     vm.#boots = 1;
     writeBoots(paths.boots, vm.#boots);
     child.once('exit', () => vm.#onQemuGone());
     try {
-      await vm.#watch();
+      await vm.#run.watch();
     } catch (err) {
       // Never leave behind a QEMU that nothing tracks.
       child.kill('SIGKILL');
@@ -235,116 +234,30 @@ export class VmProcess {
     // once the guest agent answers.
     vm.#g.freezeUnknown = true;
     try {
-      vm.#qmp = await QmpClient.connect(paths.qmp, 5000);
+      vm.#run.qmp = await QmpClient.connect(paths.qmp, 5000);
     } catch (err) {
       vm.#markUnreachable(`its monitor does not answer: ${(err as Error).message}`);
       return vm;
     }
     try {
-      await vm.#watch();
+      await vm.#run.watch();
     } catch (err) {
       vm.#markUnreachable(`its monitor does not report its status: ${(err as Error).message}`);
     }
     return vm;
   }
 
-  async #watch(): Promise<void> {
-    const qmp = this.#qmp!;
-    qmp.on('event', (e) => this.#onEvent(e));
-    qmp.on('close', () => this.#onQemuGone());
-    await this.#refreshStatus();
-    await this.#readCorruptDisks().catch(() => {});
+  /** The guest starts afresh (a RESET event), its filesystems unfrozen. */
+  #onReset(): void {
+    this.#boots++;
     try {
-      this.#vncPort = await qmpc.vncPort(qmp);
-    } catch {
-      this.#vncPort = null;
+      writeBoots(this.paths.boots, this.#boots);
+    } catch (err) {
+      this.#hooks.log.warn({ vm: this.id, err }, 'could not record the guest boot count');
     }
-    this.#scheduleHeartbeat(0);
+    this.#g.guest = { ...this.#g.guest, agent: 'not-responding', frozen: false, bootId: null };
+    this.#g.pings = 0;
     this.#emit();
-  }
-
-  async #refreshStatus(): Promise<void> {
-    this.#applyStatus(await qmpc.status(this.#qmp!));
-    if (this.#state === 'shutdown') void this.#quitAfterGuestPoweroff();
-  }
-
-  #applyStatus(status: string): void {
-    const next = runState(status, { hold: this.#hold, reason: this.#reason, corrupt: this.#corrupt });
-    this.#state = next.state;
-    this.#status = status;
-    this.#reason = next.reason;
-  }
-
-  /** A disk QEMU found corrupt (disk-corruption.ts): the reason a running VM carries. */
-  #noteCorrupt(node: string, detail: string): void {
-    if (this.#corrupt) return;
-    this.#corrupt = corruptReason(this.spec, (slot) => this.blockNodes(slot), node, detail);
-    this.#hooks.log.error({ vm: this.id, node }, this.#corrupt);
-    this.#applyStatus(this.#status);
-    this.#emit();
-  }
-
-  async #readCorruptDisks(): Promise<void> {
-    const devices = await qmpc.queryBlock(this.#qmp!);
-    const found = corruptDisksFound(
-      this.spec,
-      (slot) => this.blockNodes(slot),
-      devices,
-      () => tailFile(this.paths.qemuLog, 16 * 1024),
-    );
-    for (const { node, detail } of found) this.#noteCorrupt(node, detail);
-  }
-
-  #onEvent(e: QmpEvent): void {
-    for (const listener of this.#listeners) listener(e);
-    switch (e.event) {
-      case qmpEvents.stop:
-      case qmpEvents.resume:
-      case qmpEvents.shutdown:
-        this.#refreshStatus()
-          .then(() => {
-            this.#emit();
-            // A guest that runs again (resumed, or arrived by migration) is probed at once
-            // rather than at the next tick, so its agent is seen answering promptly.
-            if (e.event === qmpEvents.resume) this.#scheduleHeartbeat(0);
-          })
-          .catch(() => {});
-        break;
-      case qmpEvents.blockIoError: {
-        const d = e.data as { device?: string; 'node-name'?: string; nospace?: boolean; action?: string };
-        if (d.action === 'stop') {
-          this.#reason = d.nospace
-            ? `storage full: disk ${d['node-name'] ?? d.device ?? '?'} cannot grow`
-            : `I/O error on disk ${d['node-name'] ?? d.device ?? '?'}`;
-          this.#hooks.log.warn({ vm: this.id, event: d }, this.#reason);
-        }
-        break;
-      }
-      case qmpEvents.blockImageCorrupted: {
-        const { node, detail } = corruptEvent(e.data);
-        this.#noteCorrupt(node, detail);
-        break;
-      }
-      case qmpEvents.vserportChange:
-        // qemu-ga opened (or closed) its port: probe now instead of at the next tick.
-        {
-          const d = e.data as { id?: string; open?: boolean };
-          if (d.id === 'qga0-port' && d.open) this.#scheduleHeartbeat(0);
-        }
-        break;
-      case qmpEvents.reset:
-        // The guest starts afresh, its filesystems unfrozen.
-        this.#boots++;
-        try {
-          writeBoots(this.paths.boots, this.#boots);
-        } catch (err) {
-          this.#hooks.log.warn({ vm: this.id, err }, 'could not record the guest boot count');
-        }
-        this.#g.guest = { ...this.#g.guest, agent: 'not-responding', frozen: false, bootId: null };
-        this.#g.pings = 0;
-        this.#emit();
-        break;
-    }
   }
 
   /** With -no-shutdown QEMU stays up after the guest powers off; we finish the job. */
@@ -363,10 +276,10 @@ export class VmProcess {
 
   async #heartbeat(): Promise<void> {
     this.#timer = null;
-    if (this.#closing || this.#state === 'crashed' || this.#state === 'stopped') return;
+    if (this.#closing || this.#run.state === 'crashed' || this.#run.state === 'stopped') return;
     // #watch schedules the next beat once the monitor answers again.
-    if (this.#state === 'unreachable' && (await this.#reconnect())) return;
-    if (this.#state !== 'running' && this.#state !== 'unreachable') {
+    if (this.#run.state === 'unreachable' && (await this.#reconnect())) return;
+    if (this.#run.state !== 'running' && this.#run.state !== 'unreachable') {
       this.#scheduleHeartbeat(this.#hooks.heartbeatMs);
       return;
     }
@@ -375,7 +288,9 @@ export class VmProcess {
     this.#emit();
     // Until the guest agent first answers, probe often so a booting VM is seen promptly.
     this.#scheduleHeartbeat(
-      this.#g.guest.agent === 'responding' || this.#state === 'unreachable' ? this.#hooks.heartbeatMs : 500,
+      this.#g.guest.agent === 'responding' || this.#run.state === 'unreachable'
+        ? this.#hooks.heartbeatMs
+        : 500,
     );
   }
 
@@ -383,21 +298,8 @@ export class VmProcess {
    * The monitor of the running VM, for the commands of qmp-commands.ts (disk operations and
    * snapshots build on it); it refuses while QEMU does not run.
    */
-  readonly monitor: Monitor = {
-    execute: <T>(command: string, args?: Record<string, unknown>, timeoutMs?: number) =>
-      this.#monitor<T>(command, args, timeoutMs),
-  };
-
-  #monitor<T>(command: string, args?: Record<string, unknown>, timeoutMs = 30_000): Promise<T> {
-    if (
-      !this.#qmp ||
-      this.#state === 'crashed' ||
-      this.#state === 'stopped' ||
-      this.#state === 'unreachable'
-    ) {
-      return Promise.reject(this.#notAvailable());
-    }
-    return this.#qmp.execute<T>(command, args, timeoutMs);
+  get monitor(): Monitor {
+    return this.#run.monitor;
   }
 
   /** Freezes the guest's filesystems for a snapshot (guest-watch.ts). */
@@ -418,17 +320,8 @@ export class VmProcess {
   async thawLeftover(): Promise<void> {
     this.#g.freezeUnknown = true;
     if (this.#g.holdingFreeze) return;
-    if (this.#g.guest.agent !== 'responding') throw this.#notAvailable();
+    if (this.#g.guest.agent !== 'responding') throw this.#run.notAvailable();
     await this.#g.thawLeftover();
-  }
-
-  /** Why the VM takes no command now. */
-  #notAvailable(): TernError {
-    if (this.#state === 'unreachable')
-      return new TernError('conflict', `VM ${this.spec.name} is unreachable: ${this.#reason}`);
-    if (this.#state === 'running' || this.#state === 'paused')
-      return new TernError('guest_error', `the guest agent of ${this.spec.name} does not answer`);
-    return new TernError('conflict', `VM ${this.spec.name} is not running (${this.#state})`);
   }
 
   async act(action: VmAction): Promise<void> {
@@ -436,8 +329,9 @@ export class VmProcess {
       await this.#quit();
       return;
     }
-    if (this.#state === 'crashed' || this.#state === 'unreachable' || !this.#qmp) throw this.#notAvailable();
-    const qmp = this.#qmp;
+    if (this.#run.state === 'crashed' || this.#run.state === 'unreachable' || !this.#run.qmp)
+      throw this.#run.notAvailable();
+    const qmp = this.#run.qmp;
     switch (action) {
       case 'thaw':
         await this.thawLeftover();
@@ -454,13 +348,14 @@ export class VmProcess {
       case 'resume':
         // A `cont` before an incoming migration's state arrived would start the guest as
         // soon as it does, behind the back of whoever decides which copy runs.
-        if (this.#hold) throw new TernError('conflict', `VM ${this.spec.name} is held: ${this.#hold}`);
+        if (this.#run.hold)
+          throw new TernError('conflict', `VM ${this.spec.name} is held: ${this.#run.hold}`);
         await qmpc.cont(qmp);
         break;
       case 'guest-shutdown':
       case 'guest-reboot':
-        if (this.#state !== 'running')
-          throw new TernError('conflict', `VM ${this.spec.name} is ${this.#state}`);
+        if (this.#run.state !== 'running')
+          throw new TernError('conflict', `VM ${this.spec.name} is ${this.#run.state}`);
         await guestPower(
           this.#g.qga,
           (l) => this.onEvent(l),
@@ -468,7 +363,7 @@ export class VmProcess {
         );
         break;
     }
-    if (action === 'pause' || action === 'resume') await this.#refreshStatus();
+    if (action === 'pause' || action === 'resume') await this.#run.refreshStatus();
   }
 
   /**
@@ -477,8 +372,8 @@ export class VmProcess {
    */
   async release(): Promise<void> {
     this.#forgotten = true;
-    this.#hold = null;
-    if (this.#state === 'crashed') {
+    this.#run.hold = null;
+    if (this.#run.state === 'crashed') {
       this.discard();
       return;
     }
@@ -504,21 +399,21 @@ export class VmProcess {
     this.#closing = true;
     fs.writeFileSync(this.paths.quitting, this.#forgotten ? released : '');
     try {
-      if (this.#qmp) await qmpc.quit(this.#qmp, 5000);
+      if (this.#run.qmp) await qmpc.quit(this.#run.qmp, 5000);
     } catch {
       // The monitor may close before answering; the pid check below decides.
     }
     // Without a monitor, QEMU is asked by signal.
-    if (this.#pid !== null) await waitQemuEnded(this.#pid, this.paths.qmp, this.#state === 'unreachable');
+    if (this.#pid !== null) await waitQemuEnded(this.#pid, this.paths.qmp, this.#run.state === 'unreachable');
     this.#finishStopped();
   }
 
   #finishStopped(): void {
-    if (this.#state === 'stopped') return;
+    if (this.#run.state === 'stopped') return;
     this.#closing = true;
     this.#stopTimers();
-    this.#state = 'stopped';
-    this.#reason = null;
+    this.#run.state = 'stopped';
+    this.#run.reason = null;
     this.#pid = null;
     this.#boots = 0;
     this.#g.guest = emptyGuestInfo();
@@ -529,7 +424,8 @@ export class VmProcess {
   }
 
   #onQemuGone(): void {
-    if (this.#state === 'stopped' || this.#state === 'crashed' || this.#state === 'unreachable') return;
+    if (this.#run.state === 'stopped' || this.#run.state === 'crashed' || this.#run.state === 'unreachable')
+      return;
     if (this.#closing || fs.existsSync(this.paths.quitting)) {
       // #quit finishes the bookkeeping once the pid is gone.
       if (!this.#closing) this.#finishStopped();
@@ -539,8 +435,8 @@ export class VmProcess {
       this.#hooks.log.warn({ vm: this.id }, 'QMP connection lost while QEMU still runs; reconnecting');
       void QmpClient.connect(this.paths.qmp, 5000)
         .then(async (qmp) => {
-          this.#qmp = qmp;
-          await this.#watch();
+          this.#run.qmp = qmp;
+          await this.#run.watch();
         })
         .catch((err) => this.#markUnreachable(`its monitor was lost: ${(err as Error).message}`));
       return;
@@ -555,13 +451,13 @@ export class VmProcess {
    * agent, and a monitor that answers again brings the VM back.
    */
   #markUnreachable(why: string): void {
-    this.#state = 'unreachable';
-    this.#reason = `QEMU runs (pid ${this.#pid}) but ${why}`;
-    const qmp = this.#qmp;
-    this.#qmp = null;
+    this.#run.state = 'unreachable';
+    this.#run.reason = `QEMU runs (pid ${this.#pid}) but ${why}`;
+    const qmp = this.#run.qmp;
+    this.#run.qmp = null;
     qmp?.close();
     this.#g.guest = { ...this.#g.guest, agent: 'unknown' };
-    this.#hooks.log.error({ vm: this.id }, this.#reason);
+    this.#hooks.log.error({ vm: this.id }, this.#run.reason);
     // Probe the guest agent at once: whether the guest is alive matters to whoever looks.
     this.#scheduleHeartbeat(0);
     this.#emit();
@@ -580,12 +476,12 @@ export class VmProcess {
         qmp.close();
         return true;
       }
-      this.#qmp = qmp;
-      await this.#watch();
+      this.#run.qmp = qmp;
+      await this.#run.watch();
       this.#hooks.log.info({ vm: this.id }, 'the monitor answers again');
       return true;
     } catch {
-      if (this.#qmp === qmp) this.#qmp = null;
+      if (this.#run.qmp === qmp) this.#run.qmp = null;
       qmp?.close();
       return false;
     }
@@ -593,16 +489,16 @@ export class VmProcess {
 
   #markCrashed(why: string): void {
     // A target QEMU ends when its incoming migration fails: expected, and said so.
-    if (this.#hold) why = `${this.#hold} failed: ${why}`;
+    if (this.#run.hold) why = `${this.#run.hold} failed: ${why}`;
     const last = lastLines(this.paths.qemuLog, 3);
     this.#stopTimers();
-    this.#state = 'crashed';
-    this.#reason = last ? `${why}; last output: ${last}` : why;
+    this.#run.state = 'crashed';
+    this.#run.reason = last ? `${why}; last output: ${last}` : why;
     // A QEMU that still runs (its monitor lost) keeps its pid, so a stop can still end it.
     if (!qemuRuns(this.#pid, this.paths.qmp)) this.#pid = null;
     this.#boots = 0;
     this.#g.guest = { ...emptyGuestInfo(), lastHeartbeat: this.#g.guest.lastHeartbeat };
-    this.#hooks.log.error({ vm: this.id }, this.#reason);
+    this.#hooks.log.error({ vm: this.id }, this.#run.reason);
     this.#emit();
   }
 
@@ -610,7 +506,7 @@ export class VmProcess {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
     this.#g.qga.close();
-    this.#qmp?.close();
+    this.#run.qmp?.close();
   }
 
   /** Drops the record of a crashed VM. */
