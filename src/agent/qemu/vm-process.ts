@@ -1,7 +1,8 @@
 /**
  * One VM's QEMU process as the agent supervises it: launched detached so it outlives the
- * agent, reattached after an agent restart, watched through QMP events, and probed through
- * the guest agent for a heartbeat and guest facts.
+ * agent, reattached after an agent restart, its power actions, and its end (asked, crashed, or
+ * its monitor lost). What QEMU reports over QMP is run-state-watch.ts; what the guest agent
+ * says (heartbeat, facts, freeze) is guest-watch.ts, probed here on the heartbeat's timer.
  */
 import fs from 'node:fs';
 import { TernError } from '../../errors.ts';
