@@ -8,7 +8,7 @@
  */
 import { TernError } from '../../errors.ts';
 import type { MigrationReport, NbdTarget } from '../../wire/agent.ts';
-import { type BlockJob, gone, watchEvents } from './migration-info.ts';
+import type { BlockJob } from './migration-info.ts';
 import {
   blockdevAdd,
   blockdevDel,
@@ -21,6 +21,7 @@ import {
   queryBlockJobs,
 } from './qmp-commands.ts';
 import type { VmProcess } from './vm-process.ts';
+import { gone, watchEvents } from './vm-waits.ts';
 
 export type DiskProgress = Extract<MigrationReport, { type: 'progress' }>;
 

@@ -24,7 +24,7 @@ import { type Pools, resolveVolume } from '../storage/pools.ts';
 import { createVolume, deleteVolume } from '../storage/volumes.ts';
 import { diskNodes, type ResolvedVolumes } from './command-line.ts';
 import { shellQuote } from './migration.ts';
-import { eventTime, gone, watchEvents } from './migration-info.ts';
+import { eventTime } from './migration-info.ts';
 import {
   blockdevAdd,
   blockdevDel,
@@ -39,6 +39,7 @@ import {
   queryMigrate,
 } from './qmp-commands.ts';
 import type { VmProcess } from './vm-process.ts';
+import { gone, watchEvents } from './vm-waits.ts';
 
 export const incomingHold = 'incoming migration';
 

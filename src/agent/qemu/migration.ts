@@ -21,7 +21,7 @@ import type { Logger } from '../../log.ts';
 import type { MigrateRequest, MigrationReport } from '../../wire/agent.ts';
 import { type Pools, resolveVolume } from '../storage/pools.ts';
 import { type DiskProgress, endJobs, NbdMirror, waitReady } from './disk-mirror.ts';
-import { eventTime, gone, type MigrationInfo, watchEvents } from './migration-info.ts';
+import { eventTime, type MigrationInfo } from './migration-info.ts';
 import {
   blockdevDel,
   blockNodeNames,
@@ -38,6 +38,7 @@ import {
   stop,
 } from './qmp-commands.ts';
 import type { VmProcess } from './vm-process.ts';
+import { gone, watchEvents } from './vm-waits.ts';
 
 export type MigrationDone = Extract<MigrationReport, { type: 'done' }>;
 
