@@ -59,23 +59,21 @@ export class AgentClient {
 
   /** One request on a plain route of the agent protocol; the answer is checked against its schema. */
   async #call<R extends Route>(r: R, req: CallOf<R>, timeoutMs = 60_000): Promise<ReplyOf<R>> {
+    // CallOf is an intersection that holds only what the route declares.
     const { params, query, body } = req as {
       params?: Record<string, unknown>;
-      query?: object;
+      query?: Record<string, unknown>;
       body?: unknown;
     };
-    const answer = await requestJson<unknown>(
-      `${this.url}${pathOf(r, params, query as Record<string, unknown>)}`,
-      {
-        method: r.method,
-        headers: this.#headers(),
-        body,
-        fetch: this.#fetch,
-        timeoutMs,
-        unreachable: (why) => `host agent at ${this.url} unreachable: ${why}`,
-        peer: 'host agent',
-      },
-    );
+    const answer = await requestJson<unknown>(`${this.url}${pathOf(r, params, query)}`, {
+      method: r.method,
+      headers: this.#headers(),
+      body,
+      fetch: this.#fetch,
+      timeoutMs,
+      unreachable: (why) => `host agent at ${this.url} unreachable: ${why}`,
+      peer: 'host agent',
+    });
     return checkedReply(this.url, r, answer);
   }
 
