@@ -5,7 +5,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { asTernError } from '../errors.ts';
+import { asTernError, type TernError } from '../errors.ts';
 import { type AgentEvent, type AgentVm, agentProtocolVersion, type MigrationReport } from '../wire/agent.ts';
 import type { ImportEvent } from '../wire/image.ts';
 import type { HypervisorDriver } from './driver.ts';
@@ -55,58 +55,87 @@ export function eventStream(
   });
 }
 
-/** An import's steps and progress, a heartbeat every 5 s, then `done` or `error`. */
-export async function importStream(
+/**
+ * A piece of work answering its lines: `work` sends them as it goes and gives the last one;
+ * a failure becomes the route's error line. `beat` keeps the stream from falling silent.
+ * The manager gone (crashed, or the task cancelled) aborts the work's signal.
+ */
+async function workLines<L>(
   req: Pick<FastifyRequest, 'log' | 'raw'>,
   reply: FastifyReply,
-  work: (send: (e: ImportEvent) => void, signal: AbortSignal) => Promise<ImportEvent>,
+  o: {
+    send: (res: ServerResponse, line: L) => void;
+    beat: (send: (line: L) => void) => void;
+    beatMs: number;
+  },
+  errorLine: (e: TernError) => L,
+  work: (send: (line: L) => void, signal: AbortSignal) => Promise<L>,
 ): Promise<void> {
   const res = startLines(reply);
-  const send = (e: ImportEvent) => {
-    if (!res.destroyed) res.write(`${JSON.stringify(e)}\n`);
-  };
-  // The manager gone (crashed, or the task cancelled) stops the import and removes its files.
+  const send = (line: L) => o.send(res, line);
   const gone = callerGone(res);
-  const beat = setInterval(() => send({ type: 'heartbeat' }), 5000);
+  const beat = setInterval(() => o.beat(send), o.beatMs);
   try {
     send(await work(send, gone));
   } catch (err) {
     const e = asTernError(err);
     if (e.status >= 500) req.log.error({ err }, e.message);
-    send({ type: 'error', error: { code: e.code, message: e.message } });
+    send(errorLine(e));
   } finally {
     clearInterval(beat);
     res.end();
   }
 }
 
+const write = (res: ServerResponse, line: unknown) => {
+  if (!res.destroyed) res.write(`${JSON.stringify(line)}\n`);
+};
+
+/** An import's steps and progress, a heartbeat every 5 s, then `done` or `error`. */
+export function importStream(
+  req: Pick<FastifyRequest, 'log' | 'raw'>,
+  reply: FastifyReply,
+  work: (send: (e: ImportEvent) => void, signal: AbortSignal) => Promise<ImportEvent>,
+): Promise<void> {
+  const o = {
+    send: write,
+    beat: (send: (e: ImportEvent) => void) => send({ type: 'heartbeat' }),
+    beatMs: 5000,
+  };
+  return workLines<ImportEvent>(
+    req,
+    reply,
+    o,
+    (e) => ({ type: 'error', error: { code: e.code, message: e.message } }),
+    work,
+  );
+}
+
 /** Migration progress at least every second, then the `done` report or an `error` line. */
-export async function progressStream(
+export function progressStream(
   req: Pick<FastifyRequest, 'log' | 'raw'>,
   reply: FastifyReply,
   work: (progress: (r: MigrationReport) => void, signal: AbortSignal) => Promise<MigrationReport>,
 ): Promise<void> {
-  const res = startLines(reply);
   let sentAt = 0;
   let latest: MigrationReport | null = null;
-  const send = (r: MigrationReport) => {
-    if (r.type === 'progress') latest = r;
-    sentAt = Date.now();
-    if (!res.destroyed) res.write(`${JSON.stringify(r)}\n`);
+  const o = {
+    send: (res: ServerResponse, r: MigrationReport) => {
+      if (r.type === 'progress') latest = r;
+      sentAt = Date.now();
+      write(res, r);
+    },
+    // A line at least every second, also while QEMU is set up or a cancel winds down.
+    beat: (send: (r: MigrationReport) => void) => {
+      if (latest && Date.now() - sentAt >= 900) send(latest);
+    },
+    beatMs: 1000,
   };
-  // A line at least every second, also while QEMU is set up or a cancel winds down.
-  const beat = setInterval(() => {
-    if (latest && Date.now() - sentAt >= 900) send(latest);
-  }, 1000);
-  const gone = callerGone(res);
-  try {
-    send(await work(send, gone));
-  } catch (err) {
-    const e = asTernError(err);
-    if (e.status >= 500) req.log.error({ err }, e.message);
-    send({ type: 'error', code: e.code, message: e.message });
-  } finally {
-    clearInterval(beat);
-    res.end();
-  }
+  return workLines<MigrationReport>(
+    req,
+    reply,
+    o,
+    (e) => ({ type: 'error', code: e.code, message: e.message }),
+    work,
+  );
 }
