@@ -11,7 +11,7 @@ import pino from 'pino';
 import { SimClock } from '../src/agent/sim/clock.ts';
 import type { SimHosts } from '../src/agent/sim/cluster.ts';
 import type { Logger } from '../src/log.ts';
-import type { ClusterSettings } from '../src/manager/cluster/settings.ts';
+import type { ClusterSettings } from '../src/wire/cluster.ts';
 import type { Host } from '../src/wire/host.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import type { ClusterSettings } from '../src/manager/cluster/settings.ts';
+import type { ClusterSettings } from '../src/wire/cluster.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
 import { type SimCluster, startSimCluster } from './sim-harness.ts';

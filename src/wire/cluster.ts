@@ -103,3 +103,22 @@ export const CreatePlacementGroup = Type.Object(
   { name: Name, kind: PlacementGroupKind },
   { additionalProperties: false },
 );
+
+export const ClusterSettings = Type.Object(
+  {
+    cpuOvercommit: Type.Number({ minimum: 0.1, maximum: 64, description: 'vCPUs allowed per host core' }),
+    memoryOvercommit: Type.Number({ minimum: 0.1, maximum: 4, description: '1.0: no memory overcommit' }),
+    storageOvercommit: Type.Number({
+      minimum: 0.1,
+      maximum: 1000,
+      description:
+        'virtual disk bytes a new or grown disk may take per byte free in its pool; 1.0: it fits in full',
+    }),
+    strategy: Type.Union([Type.Literal('spread'), Type.Literal('pack')]),
+    migrationDowntimeMs: Type.Integer({ minimum: 1, maximum: 60_000 }),
+    migrationBandwidthMiBps: Type.Integer({ minimum: 0, maximum: 1_000_000, description: '0: unlimited' }),
+    migrationTimeoutS: Type.Integer({ minimum: 10, maximum: 86_400 }),
+  },
+  { additionalProperties: false },
+);
+export type ClusterSettings = Static<typeof ClusterSettings>;

@@ -173,3 +173,21 @@ export const AuditRecord = Type.Object({
   detail: Type.Union([Type.String(), Type.Null()]),
 });
 export type AuditRecord = Static<typeof AuditRecord>;
+
+export const DirectorySettings = Type.Object(
+  {
+    url: Type.String({ pattern: '^ldaps?://', maxLength: 500 }),
+    bindDn: Type.String({ minLength: 1, maxLength: 1024 }),
+    userBase: Type.String({ minLength: 1, maxLength: 1024 }),
+    userFilter: Type.String({
+      minLength: 1,
+      maxLength: 1024,
+      description: '{user} stands for the escaped name: (uid={user}), AD (sAMAccountName={user})',
+    }),
+    groupBase: Type.Optional(Type.String({ maxLength: 1024 })),
+    groupFilter: Type.Optional(Type.String({ maxLength: 1024, description: '{dn}: the user’s DN' })),
+    timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 60_000 })),
+  },
+  { additionalProperties: false },
+);
+export type DirectorySettings = Static<typeof DirectorySettings>;

@@ -45,10 +45,10 @@ export type QueryOf<R extends Route> = StaticOf<R['query']>;
 export type BodyOf<R extends Route> = StaticOf<R['body']>;
 
 type Success = 200 | 201 | 202 | 204;
-/** What a successful call answers. */
-export type ReplyOf<R extends Route> = {
-  [K in keyof R['reply'] & Success]: StaticOf<R['reply'][K]>;
-}[keyof R['reply'] & Success];
+/** What a successful call answers (unknown when the route declares no successful answer). */
+export type ReplyOf<R extends Route> = [keyof R['reply'] & Success] extends [never]
+  ? unknown
+  : { [K in keyof R['reply'] & Success]: StaticOf<R['reply'][K]> }[keyof R['reply'] & Success];
 
 /** One line of a route answering newline-delimited JSON. */
 export type LineOf<R extends Route> = StaticOf<R['lines']>;

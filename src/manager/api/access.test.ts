@@ -6,7 +6,7 @@ import type { App } from './context.ts';
 
 test('a route that does not declare its access is refused; declared ones are collected', async () => {
   const app = Fastify() as unknown as App;
-  const access = requireAccess(app);
+  const { access } = requireAccess(app);
   app.get('/api/v1/things', { config: { access: 'vm.read' } }, async () => ({}));
   app.post('/api/v1/open', { config: { access: 'public' } }, async () => ({}));
   assert.throws(

@@ -16,16 +16,25 @@ declare module 'fastify' {
   }
 }
 
-/** Refuses routes without an access rule; the map fills, by `METHOD /route`, as routes register. */
-export function requireAccess(app: App): ReadonlyMap<string, RouteRule> {
+/**
+ * Refuses routes without an access rule. The maps fill, by `METHOD /route`, as routes register:
+ * what each needs, and the declaration each was served from (serve.ts).
+ */
+export function requireAccess(app: App): {
+  access: ReadonlyMap<string, RouteRule>;
+  declared: ReadonlyMap<string, Route>;
+} {
   const access = new Map<string, RouteRule>();
+  const declared = new Map<string, Route>();
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) {
       if (method === 'HEAD' || method === 'OPTIONS') continue;
       const rule = (route.config as { access?: RouteRule } | undefined)?.access;
       if (!rule) throw new Error(`route ${method} ${route.url} does not declare its access`);
       access.set(`${method} ${route.url}`, rule);
+      const decl = (route.config as { route?: Route } | undefined)?.route;
+      if (decl) declared.set(`${method} ${route.url}`, decl);
     }
   });
-  return access;
+  return { access, declared };
 }

@@ -1,42 +1,17 @@
 /** /api/v1/cluster: the cluster as a whole — its CPU baseline, settings, capacity, placement. */
-import { Type } from 'typebox';
-import {
-  CapacityAnswer,
-  CapacityRequest,
-  ClusterInfo,
-  CreatePlacementGroup,
-  PlacementExplanation,
-  PlacementGroup,
-} from '../../wire/cluster.ts';
-import { ErrorBody, Name } from '../../wire/common.ts';
+import { clusterRoutes as routes } from '../../wire/api/cluster.ts';
 import type { VmHaPolicy } from '../../wire/ha-policy.ts';
-import { Firmware } from '../../wire/vm.ts';
 import { createGroup, deleteGroup, groupsNamed, listGroups } from '../cluster/groups.ts';
 import { baselineOf, existingPool } from '../cluster/inventory.ts';
-import { ClusterSettings } from '../cluster/settings.ts';
 import { vmSpecOf } from '../db/vm-spec.ts';
 import { isProtected } from '../ha/assignment.ts';
 import { imageNamed, imagePools, templateNamed } from '../library/lookup.ts';
 import { capacity } from '../placement/capacity.ts';
 import type { Placement } from '../placement/model.ts';
 import type { ApiServices, App } from './context.ts';
+import { serve } from './serve.ts';
 
 /** A placement question about a new VM (what `tern vm create --explain` asks). */
-const PlacementRequest = Type.Object(
-  {
-    vcpus: Type.Integer({ minimum: 1, maximum: 256 }),
-    memoryMiB: Type.Integer({ minimum: 32, maximum: 4 * 1024 * 1024 }),
-    diskBytes: Type.Optional(Type.Integer({ minimum: 0 })),
-    template: Type.Optional(Name),
-    image: Type.Optional(Name),
-    iso: Type.Optional(Name),
-    firmware: Type.Optional(Firmware),
-    pool: Type.Optional(Name),
-    cpuMode: Type.Optional(Type.Union([Type.Literal('compat'), Type.Literal('host')])),
-    groups: Type.Optional(Type.Array(Name, { maxItems: 16 })),
-  },
-  { additionalProperties: false },
-);
 
 export function explanation(p: Placement, name: (id: string | null) => string | null) {
   return {
@@ -53,180 +28,87 @@ export function explanation(p: Placement, name: (id: string | null) => string | 
 }
 
 export function clusterRoutes(app: App, s: ApiServices): void {
-  app.get(
-    '/api/v1/cluster',
-    {
-      config: { access: 'cluster.read' },
-      schema: {
-        summary: 'The cluster: hosts by state, CPU baseline, capacity',
-        tags: ['cluster'],
-        response: { 200: ClusterInfo },
+  serve(app, routes.show, 'cluster.read', async () => {
+    const snapshot = await s.placer.snapshot();
+    const count = (state: string) => snapshot.hosts.filter((h) => h.state === state).length;
+    const up = snapshot.hosts.filter((h) => h.state !== 'offline');
+    return {
+      hosts: { online: count('online'), offline: count('offline'), maintenance: count('maintenance') },
+      cpuBaseline: baselineOf(snapshot),
+      capacity: {
+        cores: up.reduce((n, h) => n + h.cores, 0),
+        memoryMiB: up.reduce((n, h) => n + h.memoryMiB, 0),
+        allocatedVcpus: up.reduce((n, h) => n + h.allocated.vcpus, 0),
+        allocatedMemoryMiB: up.reduce((n, h) => n + h.allocated.memoryMiB, 0),
       },
-    },
-    async () => {
-      const snapshot = await s.placer.snapshot();
-      const count = (state: string) => snapshot.hosts.filter((h) => h.state === state).length;
-      const up = snapshot.hosts.filter((h) => h.state !== 'offline');
-      return {
-        hosts: { online: count('online'), offline: count('offline'), maintenance: count('maintenance') },
-        cpuBaseline: baselineOf(snapshot),
-        capacity: {
-          cores: up.reduce((n, h) => n + h.cores, 0),
-          memoryMiB: up.reduce((n, h) => n + h.memoryMiB, 0),
-          allocatedVcpus: up.reduce((n, h) => n + h.allocated.vcpus, 0),
-          allocatedMemoryMiB: up.reduce((n, h) => n + h.allocated.memoryMiB, 0),
-        },
-      };
-    },
-  );
+    };
+  });
 
-  app.get(
-    '/api/v1/cluster/settings',
-    {
-      config: { access: 'cluster.read' },
-      schema: {
-        summary: 'Placement and migration settings',
-        tags: ['cluster'],
-        response: { 200: ClusterSettings },
-      },
-    },
-    async () => s.placer.settings.get(),
-  );
-  app.patch(
-    '/api/v1/cluster/settings',
-    {
-      config: { access: 'cluster.write' },
-      schema: {
-        summary: 'Change placement and migration settings (kept across restarts)',
-        tags: ['cluster'],
-        body: Type.Partial(ClusterSettings, { additionalProperties: false }),
-        response: { 200: ClusterSettings, 400: ErrorBody },
-      },
-    },
-    async (req) => s.placer.settings.update(req.body),
-  );
+  serve(app, routes.settings, 'cluster.read', async () => s.placer.settings.get());
+  serve(app, routes.updateSettings, 'cluster.write', async (req) => s.placer.settings.update(req.body));
 
-  app.post(
-    '/api/v1/cluster/capacity',
-    {
-      config: { access: 'cluster.read' },
-      schema: {
-        summary:
-          'How many more VMs of a size fit while every protected VM could restart after `tolerate` host failures',
-        tags: ['cluster'],
-        body: CapacityRequest,
-        response: { 200: CapacityAnswer, 400: ErrorBody },
-      },
-    },
-    async (req) => {
-      const snapshot = await s.placer.snapshot();
-      // Every VM that holds a host's resources takes room; the ones with a restart policy
-      // must also find room again after the failures.
-      const vms = await s.db.selectFrom('vms').select(['hostId', 'spec', 'state', 'haPolicy']).execute();
-      const load = vms
-        .filter(
-          (v) => v.hostId && ['running', 'paused', 'unknown', 'unreachable', 'creating'].includes(v.state),
-        )
-        .map((v) => {
-          const spec = vmSpecOf(v);
-          const policy = v.haPolicy ? (JSON.parse(v.haPolicy) as VmHaPolicy) : null;
-          return {
-            hostId: v.hostId!,
-            vcpus: spec.vcpus,
-            memoryMiB: spec.memoryMiB,
-            protected: isProtected(policy),
-          };
-        });
-      // Allocations come from `load`; the snapshot's would count them twice.
-      const hosts = snapshot.hosts.map((h) => ({ ...h, allocated: { vcpus: 0, memoryMiB: 0 } }));
-      return capacity(
-        hosts,
-        load,
-        { ...req.body, ...(req.body.pool ? { pool: req.body.pool } : {}) },
-        await s.placer.settings.policy(),
-      );
-    },
-  );
+  serve(app, routes.capacity, 'cluster.read', async (req) => {
+    const snapshot = await s.placer.snapshot();
+    // Every VM that holds a host's resources takes room; the ones with a restart policy
+    // must also find room again after the failures.
+    const vms = await s.db.selectFrom('vms').select(['hostId', 'spec', 'state', 'haPolicy']).execute();
+    const load = vms
+      .filter(
+        (v) => v.hostId && ['running', 'paused', 'unknown', 'unreachable', 'creating'].includes(v.state),
+      )
+      .map((v) => {
+        const spec = vmSpecOf(v);
+        const policy = v.haPolicy ? (JSON.parse(v.haPolicy) as VmHaPolicy) : null;
+        return {
+          hostId: v.hostId!,
+          vcpus: spec.vcpus,
+          memoryMiB: spec.memoryMiB,
+          protected: isProtected(policy),
+        };
+      });
+    // Allocations come from `load`; the snapshot's would count them twice.
+    const hosts = snapshot.hosts.map((h) => ({ ...h, allocated: { vcpus: 0, memoryMiB: 0 } }));
+    return capacity(
+      hosts,
+      load,
+      { ...req.body, ...(req.body.pool ? { pool: req.body.pool } : {}) },
+      await s.placer.settings.policy(),
+    );
+  });
 
-  app.post(
-    '/api/v1/cluster/placement',
-    {
-      config: { access: 'cluster.read' },
-      schema: {
-        summary: 'Where a new VM would go, and why each host was chosen or rejected',
-        tags: ['cluster'],
-        body: PlacementRequest,
-        response: { 200: PlacementExplanation, 404: ErrorBody },
+  serve(app, routes.placement, 'cluster.read', async (req) => {
+    const b = req.body;
+    const snapshot = await s.placer.snapshot();
+    const template = b.template ? await templateNamed(s, b.template) : null;
+    const templateHost = template ? await s.templates.hostOf(template.name) : null;
+    const image = b.image ? await imageNamed(s.images, b.image, 'disk') : null;
+    const iso = b.iso ? await imageNamed(s.images, b.iso, 'iso') : null;
+    const pool = b.pool ?? template?.disk.pool ?? image?.volume.pool ?? 'local';
+    const p = await s.placer.explain(
+      {
+        vcpus: b.vcpus,
+        memoryMiB: b.memoryMiB,
+        diskBytes: b.diskBytes ?? 0,
+        pools: [
+          pool,
+          ...(template && templateHost ? [existingPool(snapshot, templateHost, template.disk)] : []),
+          ...(await imagePools(s.images, snapshot, [image, iso])),
+        ],
+        cpu: b.cpuMode === 'host' ? { mode: 'host' } : { mode: 'compat', model: baselineOf(snapshot).model },
+        groups: await groupsNamed(s.db, b.groups ?? []),
+        uefi: (b.firmware ?? template?.firmware) === 'uefi',
       },
-    },
-    async (req) => {
-      const b = req.body;
-      const snapshot = await s.placer.snapshot();
-      const template = b.template ? await templateNamed(s, b.template) : null;
-      const templateHost = template ? await s.templates.hostOf(template.name) : null;
-      const image = b.image ? await imageNamed(s.images, b.image, 'disk') : null;
-      const iso = b.iso ? await imageNamed(s.images, b.iso, 'iso') : null;
-      const pool = b.pool ?? template?.disk.pool ?? image?.volume.pool ?? 'local';
-      const p = await s.placer.explain(
-        {
-          vcpus: b.vcpus,
-          memoryMiB: b.memoryMiB,
-          diskBytes: b.diskBytes ?? 0,
-          pools: [
-            pool,
-            ...(template && templateHost ? [existingPool(snapshot, templateHost, template.disk)] : []),
-            ...(await imagePools(s.images, snapshot, [image, iso])),
-          ],
-          cpu:
-            b.cpuMode === 'host' ? { mode: 'host' } : { mode: 'compat', model: baselineOf(snapshot).model },
-          groups: await groupsNamed(s.db, b.groups ?? []),
-          uefi: (b.firmware ?? template?.firmware) === 'uefi',
-        },
-        snapshot,
-      );
-      return explanation(p, (id) => snapshot.hosts.find((h) => h.id === id)?.name ?? null);
-    },
-  );
+      snapshot,
+    );
+    return explanation(p, (id) => snapshot.hosts.find((h) => h.id === id)?.name ?? null);
+  });
 
-  app.get(
-    '/api/v1/placement-groups',
-    {
-      config: { access: 'cluster.read' },
-      schema: {
-        summary: 'Affinity and anti-affinity groups',
-        tags: ['cluster'],
-        response: { 200: Type.Object({ items: Type.Array(PlacementGroup) }) },
-      },
-    },
-    async () => ({ items: await listGroups(s.db) }),
+  serve(app, routes.placementGroups, 'cluster.read', async () => ({ items: await listGroups(s.db) }));
+  serve(app, routes.createPlacementGroup, 'cluster.write', async (req, reply) =>
+    reply.code(201).send(await createGroup(s.db, req.body.name, req.body.kind)),
   );
-  app.post(
-    '/api/v1/placement-groups',
-    {
-      config: { access: 'cluster.write' },
-      schema: {
-        summary: 'Create a placement group; VMs join it when created with `groups`',
-        tags: ['cluster'],
-        body: CreatePlacementGroup,
-        response: { 201: PlacementGroup, 409: ErrorBody },
-      },
-    },
-    async (req, reply) => reply.code(201).send(await createGroup(s.db, req.body.name, req.body.kind)),
-  );
-  app.delete(
-    '/api/v1/placement-groups/:name',
-    {
-      config: { access: 'cluster.write' },
-      schema: {
-        summary: 'Delete a placement group (its VMs stay where they are)',
-        tags: ['cluster'],
-        params: Type.Object({ name: Name }),
-        response: { 204: Type.Null(), 404: ErrorBody },
-      },
-    },
-    async (req, reply) => {
-      await deleteGroup(s.db, req.params.name);
-      return reply.code(204).send(null);
-    },
-  );
+  serve(app, routes.removePlacementGroup, 'cluster.write', async (req, reply) => {
+    await deleteGroup(s.db, req.params.name);
+    return reply.code(204).send(null);
+  });
 }

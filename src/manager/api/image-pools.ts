@@ -1,3 +1,4 @@
+/** /api/v1/image-pools: golden images in versions and the VMs that boot from them. */
 import { TernError } from '../../errors.ts';
 import { imagePoolRoutes as routes } from '../../wire/api/image-pools.ts';
 import { find, promote, refuseDelete, rollback } from '../imagepools/versions.ts';

@@ -15,12 +15,12 @@ import * as host from '../../wire/host.ts';
 import * as identity from '../../wire/identity.ts';
 import * as image from '../../wire/image.ts';
 import * as imagePool from '../../wire/image-pool.ts';
+import type { RawBody, Route } from '../../wire/route.ts';
 import * as secret from '../../wire/secret.ts';
 import * as task from '../../wire/task.ts';
 import * as template from '../../wire/template.ts';
 import * as vm from '../../wire/vm.ts';
 import type { RouteRule } from '../auth/permissions.ts';
-import * as settings from '../cluster/settings.ts';
 
 type Json = Record<string, unknown>;
 type Operation = Json & { responses?: Record<string, Json>; operationId?: string };
@@ -31,30 +31,14 @@ const errorResponse = (description: string) => ({
   content: { 'application/json': { schema: errorRef } },
 });
 
-/** Bodies that are not JSON: the request or answer the route reads or writes itself. */
-const rawRequests: Record<string, Json> = {
-  'PUT /api/v1/images/{name}': {
-    required: true,
-    description: 'the image file, streamed as it is (raw, qcow2, VMDK, VHD, VHDX or ISO)',
-    content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
-  },
-};
-const rawAnswers: Record<string, Json> = {
-  'GET /api/v1/events': {
-    description:
-      'a stream of server-sent events (`event: <type>`, `data: <JSON ManagerEvent>`) that stays open; HEAD answers the headers only',
-    content: { 'text/event-stream': { schema: { type: 'string' } } },
-  },
-  'POST /api/v1/vms/{vm}/files/read': {
-    description: "the file's bytes as they are in the guest",
-    content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
-  },
-  'GET /api/v1/images/{name}/content': {
-    description:
-      "the stored file (qcow2 or ISO) as it is, with its Content-Length; its SHA-256 is the image's sha256",
-    content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } },
-  },
-};
+/** A body that is not JSON, as OpenAPI describes it. */
+function rawContent(raw: RawBody): Json {
+  const schema =
+    raw.contentType === 'application/octet-stream'
+      ? { type: 'string', format: 'binary' }
+      : { type: 'string' };
+  return { description: raw.description, content: { [raw.contentType]: { schema } } };
+}
 
 /** Schemas in a stable spelling, to recognise a named one wherever it is inlined. */
 function canonical(value: unknown): string {
@@ -107,6 +91,7 @@ export function finishDocument(
   doc: Json,
   named: Record<string, Json>,
   rules: ReadonlyMap<string, RouteRule>,
+  declared: ReadonlyMap<string, Route> = new Map(),
 ): Json {
   const byShape = new Map(Object.entries(named).map(([name, s]) => [canonical(s), name]));
   const used = new Set<string>(['ErrorBody']);
@@ -125,8 +110,11 @@ export function finishDocument(
   for (const [path, item] of Object.entries(paths)) {
     const route = path.replace(/\{(\w+)\}/g, ':$1');
     for (const [method, op] of Object.entries(item)) {
-      const key = `${method.toUpperCase()} ${path}`;
+      const _key = `${method.toUpperCase()} ${path}`;
       const rule = rules.get(`${method.toUpperCase()} ${route}`);
+      const decl = declared.get(`${method.toUpperCase()} ${route}`);
+      const rawBody = decl?.rawBody;
+      const rawReply = decl?.rawReply;
       op.operationId ??= operationId(method, path);
       op.responses ??= {};
       const responses = op.responses;
@@ -134,8 +122,8 @@ export function finishDocument(
         // fastify-swagger's default description says nothing.
         if (r.description === 'Default Response') r.description = Number(status) < 400 ? 'done' : 'refused';
       }
-      if (rawRequests[key]) op.requestBody = rawRequests[key];
-      if (rawAnswers[key]) responses['200'] = rawAnswers[key];
+      if (rawBody) op.requestBody = { required: true, ...rawContent(rawBody) };
+      if (rawReply) responses['200'] = rawContent(rawReply);
       responses['400'] ??= errorResponse('the request is malformed or names a field it may not');
       if (rule !== 'public') {
         responses['401'] ??= errorResponse('no valid token or session');
@@ -184,7 +172,6 @@ const wireSchemas = namedSchemas(
   identity,
   secret,
   cluster,
-  settings,
   ha,
   haPolicy,
   event,
@@ -195,7 +182,8 @@ const wireSchemas = namedSchemas(
 export function apiDocument(
   document: { openapiObject: unknown } | { swaggerObject: unknown },
   rules: ReadonlyMap<string, RouteRule>,
+  declared: ReadonlyMap<string, Route>,
 ): never {
   const doc = 'openapiObject' in document ? document.openapiObject : document.swaggerObject;
-  return finishDocument(doc as Json, wireSchemas, rules) as never;
+  return finishDocument(doc as Json, wireSchemas, rules, declared) as never;
 }

@@ -1,5 +1,7 @@
 /** How every asynchronous operation answers: 202, the task, and where to follow it. */
 import type { FastifyReply } from 'fastify';
+import { taskRoutes } from '../../wire/api/tasks.ts';
+import { pathOf } from '../../wire/route.ts';
 import type { Task } from '../../wire/task.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import type { ApiServices } from './context.ts';
@@ -7,7 +9,7 @@ import type { ApiServices } from './context.ts';
 export function accepted(reply: FastifyReply, task: Task, extra: Record<string, unknown> = {}) {
   return reply
     .status(202)
-    .header('location', `/api/v1/tasks/${task.id}`)
+    .header('location', pathOf(taskRoutes.show, { id: task.id }))
     .send({ task, ...extra });
 }
 

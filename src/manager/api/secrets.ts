@@ -1,3 +1,8 @@
+/**
+ * /api/v1/secrets: values kept encrypted (envelope encryption) that only their owner, or an
+ * admin, may read back; /api/v1/keys: the key-encryption keys' status, rotation and backup.
+ * The manager's own credentials (e.g. the directory's service password) are never revealed.
+ */
 import { TernError } from '../../errors.ts';
 import { secretRoutes as routes, userKinds } from '../../wire/api/secrets.ts';
 import type { Secret } from '../../wire/secret.ts';

@@ -3,20 +3,21 @@
  * OpenAPI document, and its access rule sits here, beside its handler.
  */
 import type { FastifyReply, FastifyRequest, preValidationHookHandler } from 'fastify';
-import type { BodyOf, ParamsOf, QueryOf, ReplyOf, Route } from '../../wire/route.ts';
+import type { BodyOf, ParamsOf, QueryOf, RawBody, ReplyOf, Route } from '../../wire/route.ts';
 import type { RouteRule } from '../auth/permissions.ts';
 import type { App } from './context.ts';
 
 export type RouteRequest<R extends Route> = FastifyRequest & {
   params: ParamsOf<R>;
   query: QueryOf<R>;
-  body: BodyOf<R>;
+  /** A body that is not JSON (an upload) is the raw stream, for the handler to read. */
+  body: R['rawBody'] extends RawBody ? unknown : BodyOf<R>;
 };
 
 export type Handler<R extends Route> = (
   req: RouteRequest<R>,
   reply: FastifyReply,
-) => Promise<ReplyOf<R> | FastifyReply>;
+) => Promise<R['rawReply'] extends RawBody ? unknown : ReplyOf<R> | FastifyReply>;
 
 /** What a few routes need beyond their declaration. */
 export interface ServeOptions {

@@ -14,6 +14,7 @@ import { installErrorHandling } from '../../http/errors.ts';
 import { learnMethods } from '../../http/methods.ts';
 import { openObjects, validation } from '../../http/validation.ts';
 import { type Logger, quietRequests } from '../../log.ts';
+import { serviceRoutes } from '../../wire/api/service.ts';
 import { UserName } from '../../wire/identity.ts';
 import type { AuditEntry } from '../audit/entry.ts';
 import { type RouteRule, refusal } from '../auth/permissions.ts';
@@ -34,6 +35,7 @@ import { migrationRoutes } from './migration.ts';
 import { apiDocument } from './openapi.ts';
 import { projectRoutes } from './projects.ts';
 import { secretRoutes } from './secrets.ts';
+import { serve } from './serve.ts';
 import { taskRoutes } from './tasks.ts';
 import { templateRoutes } from './templates.ts';
 import { vmActionRoutes } from './vm-actions.ts';
@@ -78,7 +80,7 @@ export async function buildApi(s: ApiServices, log: Logger, tls: ApiTls): Promis
   installSecurityHeaders(app);
   installBodyPace(app, () => s.bodyPaces ?? defaultBodyPaces);
 
-  const routeAccess = requireAccess(app);
+  const { access: routeAccess, declared } = requireAccess(app);
   app.decorate('routeAccess', routeAccess);
   await app.register(swagger, {
     openapi: {
@@ -87,7 +89,7 @@ export async function buildApi(s: ApiServices, log: Logger, tls: ApiTls): Promis
       components: { securitySchemes: { token: { type: 'http', scheme: 'bearer' } } },
       security: [{ token: [] }],
     },
-    transformObject: (document) => apiDocument(document, routeAccess),
+    transformObject: (document) => apiDocument(document, routeAccess, declared),
   });
 
   app.addHook('onRoute', (route) => {
@@ -170,12 +172,8 @@ export async function buildApi(s: ApiServices, log: Logger, tls: ApiTls): Promis
   app.addHook('onResponse', async (req, reply) => record(req, reply.statusCode));
   app.addHook('onRequestAbort', async (req) => record(req, null));
 
-  app.get('/api/v1/health', { config: { access: 'public' }, schema: { hide: true } }, async () => ({
-    ok: true,
-  }));
-  app.get('/api/v1/openapi.json', { config: { access: 'public' }, schema: { hide: true } }, async () =>
-    app.swagger(),
-  );
+  serve(app, serviceRoutes.health, 'public', async () => ({ ok: true }));
+  serve(app, serviceRoutes.openapi, 'public', async () => app.swagger());
 
   identityRoutes(app, s);
   projectRoutes(app, s);

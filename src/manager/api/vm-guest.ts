@@ -5,20 +5,10 @@
  * was run or read, never with the input given.
  */
 import { TernError } from '../../errors.ts';
-import { VmRef } from '../../wire/api/vms.ts';
-import { ErrorBody } from '../../wire/common.ts';
-import { GuestExecRequest, GuestExecResult, GuestFileReadRequest } from '../../wire/guest-command.ts';
+import { vmGuestRoutes as routes } from '../../wire/api/vm-guest.ts';
 import { forceOffFirst, refuseUnreachable } from '../vms/unreachable.ts';
 import type { ApiServices, App } from './context.ts';
-
-const errors = {
-  400: ErrorBody,
-  404: ErrorBody,
-  409: ErrorBody,
-  502: ErrorBody,
-  503: ErrorBody,
-  504: ErrorBody,
-};
+import { serve } from './serve.ts';
 
 /** The agent of a VM whose guest can be asked: running on a host. */
 async function runningVm(s: ApiServices, ref: string) {
@@ -33,45 +23,23 @@ async function runningVm(s: ApiServices, ref: string) {
 const argvText = (argv: string[]) => argv.map((a) => JSON.stringify(a)).join(' ');
 
 export function vmGuestRoutes(app: App, s: ApiServices): void {
-  app.post(
-    '/api/v1/vms/:vm/exec',
-    {
-      config: { access: 'vm.write' },
-      bodyLimit: 2 * 1024 * 1024,
-      schema: {
-        summary:
-          'Run a command in the guest through its guest agent and wait for it to end (no shell: give one, e.g. ["sh", "-c", "…"])',
-        tags: ['vm guest'],
-        params: VmRef,
-        body: GuestExecRequest,
-        response: { 200: GuestExecResult, ...errors },
-      },
-    },
+  serve(
+    app,
+    routes.exec,
+    'vm.write',
     async (req) => {
       req.auditDetail = `command: ${argvText(req.body.command)}`.slice(0, 2000);
       const { row, agent } = await runningVm(s, req.params.vm);
       return agent.guestExec(row.id, req.body);
     },
+    { bodyLimit: 2 * 1024 * 1024 },
   );
 
-  app.post(
-    '/api/v1/vms/:vm/files/read',
-    {
-      config: { access: 'vm.write' },
-      schema: {
-        summary: 'Read a file of the guest through its guest agent; the answer is its bytes',
-        tags: ['vm guest'],
-        params: VmRef,
-        body: GuestFileReadRequest,
-        response: errors,
-      },
-    },
-    async (req, reply) => {
-      req.auditDetail = `path: ${JSON.stringify(req.body.path)}`.slice(0, 2000);
-      const { row, agent } = await runningVm(s, req.params.vm);
-      const bytes = await agent.guestFileRead(row.id, req.body);
-      // The bytes as they are; the response schemas describe only the error bodies.
-      return reply.header('content-type', 'application/octet-stream').send(bytes as never);
-    },
-  );
+  serve(app, routes.readFile, 'vm.write', async (req, reply) => {
+    req.auditDetail = `path: ${JSON.stringify(req.body.path)}`.slice(0, 2000);
+    const { row, agent } = await runningVm(s, req.params.vm);
+    const bytes = await agent.guestFileRead(row.id, req.body);
+    // The bytes as they are; the response schemas describe only the error bodies.
+    return reply.header('content-type', 'application/octet-stream').send(bytes as never);
+  });
 }

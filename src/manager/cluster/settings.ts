@@ -1,31 +1,7 @@
-/**
- * Cluster-wide settings kept in the database, so they survive restarts: the placement policy
- * (overcommit ratios, spread or pack), the migration defaults, and the HA settings (which keep
- * every value when HA is switched off and on: only `enabled` changes).
- */
-import { type Static, Type } from 'typebox';
+import type { ClusterSettings } from '../../wire/cluster.ts';
 import { defaultHaSettings, type HaSettings } from '../../wire/ha.ts';
 import type { Db } from '../db/database.ts';
 import { defaultPolicy, type PlacementPolicy } from '../placement/model.ts';
-
-export const ClusterSettings = Type.Object(
-  {
-    cpuOvercommit: Type.Number({ minimum: 0.1, maximum: 64, description: 'vCPUs allowed per host core' }),
-    memoryOvercommit: Type.Number({ minimum: 0.1, maximum: 4, description: '1.0: no memory overcommit' }),
-    storageOvercommit: Type.Number({
-      minimum: 0.1,
-      maximum: 1000,
-      description:
-        'virtual disk bytes a new or grown disk may take per byte free in its pool; 1.0: it fits in full',
-    }),
-    strategy: Type.Union([Type.Literal('spread'), Type.Literal('pack')]),
-    migrationDowntimeMs: Type.Integer({ minimum: 1, maximum: 60_000 }),
-    migrationBandwidthMiBps: Type.Integer({ minimum: 0, maximum: 1_000_000, description: '0: unlimited' }),
-    migrationTimeoutS: Type.Integer({ minimum: 10, maximum: 86_400 }),
-  },
-  { additionalProperties: false },
-);
-export type ClusterSettings = Static<typeof ClusterSettings>;
 
 export const defaultSettings: ClusterSettings = {
   cpuOvercommit: defaultPolicy.cpuOvercommit,

@@ -1,29 +1,7 @@
-/**
- * The directory (LDAP / Active Directory) people may log in through: its settings live in
- * the database, its service account's password as a secret, never in plaintext.
- */
-import { type Static, Type } from 'typebox';
+import type { DirectorySettings } from '../../wire/identity.ts';
 import type { Db } from '../db/database.ts';
 import type { SecretStore } from '../secrets/store.ts';
 import type { LdapAuthConfig } from './ldap.ts';
-
-export const DirectorySettings = Type.Object(
-  {
-    url: Type.String({ pattern: '^ldaps?://', maxLength: 500 }),
-    bindDn: Type.String({ minLength: 1, maxLength: 1024 }),
-    userBase: Type.String({ minLength: 1, maxLength: 1024 }),
-    userFilter: Type.String({
-      minLength: 1,
-      maxLength: 1024,
-      description: '{user} stands for the escaped name: (uid={user}), AD (sAMAccountName={user})',
-    }),
-    groupBase: Type.Optional(Type.String({ maxLength: 1024 })),
-    groupFilter: Type.Optional(Type.String({ maxLength: 1024, description: '{dn}: the user’s DN' })),
-    timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 60_000 })),
-  },
-  { additionalProperties: false },
-);
-export type DirectorySettings = Static<typeof DirectorySettings>;
 
 const key = 'identity.ldap';
 export const passwordSecret = 'ldap-bind-password';

@@ -6,10 +6,10 @@
  */
 import { TernError } from '../../errors.ts';
 import type { AgentVm, MigrationMode, MigrationReport } from '../../wire/agent.ts';
+import type { ClusterSettings } from '../../wire/cluster.ts';
 import type { VmSpec, VolumeRef } from '../../wire/vm.ts';
 import { groupsOfVm } from '../cluster/inventory.ts';
 import type { Placer } from '../cluster/placer.ts';
-import type { ClusterSettings } from '../cluster/settings.ts';
 import { vmSpecOf } from '../db/vm-spec.ts';
 import type { AgentClient } from '../hosts/agent-client.ts';
 import { supportsModel } from '../placement/cpu-models.ts';

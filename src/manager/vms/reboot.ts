@@ -6,6 +6,7 @@
  * done that was not seen.
  */
 import { TernError } from '../../errors.ts';
+import { defaultRebootTimeoutSeconds } from '../../wire/api/vm-actions.ts';
 import type { Vm } from '../../wire/vm.ts';
 import type { TaskContext, TaskKind } from '../tasks/engine.ts';
 import type { VmDeps } from './deps.ts';
@@ -17,8 +18,6 @@ export interface RebootParams extends VmParams {
   /** Absent in tasks submitted before the bound existed. */
   timeoutSeconds?: number;
 }
-
-export const defaultRebootTimeoutSeconds = 120;
 
 export interface Rebooted {
   method: 'guest-agent' | 'reset';

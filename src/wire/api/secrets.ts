@@ -1,4 +1,8 @@
-/** API routes. */
+/**
+ * /api/v1/secrets: values kept encrypted (envelope encryption) that only their owner, or an
+ * admin, may read back; /api/v1/keys: the key-encryption keys' status, rotation and backup.
+ * The manager's own credentials (e.g. the directory's service password) are never revealed.
+ */
 import { Type } from 'typebox';
 import { ErrorBody } from '../common.ts';
 import { route } from '../route.ts';
