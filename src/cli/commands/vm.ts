@@ -1,9 +1,7 @@
-/** `tern vm …`: the VM lifecycle. */
-import fs from 'node:fs';
+/** `tern vm …`: the VM lifecycle (disks, CD-ROM and snapshots beside it, in vm-disk.ts, vm-cdrom.ts, vm-snapshot.ts). */
 import { TernError } from '../../errors.ts';
-import type { PlacementExplanation } from '../../wire/cluster.ts';
 import type { Task } from '../../wire/task.ts';
-import type { CreateVmRequest, Vm } from '../../wire/vm.ts';
+import type { Vm } from '../../wire/vm.ts';
 import { forEachName } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
@@ -19,12 +17,15 @@ import {
   printTable,
   printText,
 } from '../output.ts';
-import { submitTask, waitForTask } from '../progress.ts';
+import { waitForTask } from '../progress.ts';
 import { type Command, type FlagUse, viaGroup } from '../registry.ts';
-import { parseSize } from '../sizes.ts';
 import { vmHaCommand } from './ha.ts';
-import { migrateCommand, printExplanation } from './migration.ts';
+import { migrateCommand } from './migration.ts';
+import { vmCdromCommands } from './vm-cdrom.ts';
+import { createBody, explainCreate } from './vm-create.ts';
+import { vmDiskCommands } from './vm-disk.ts';
 import { vmExecCommand, vmFileCommand } from './vm-guest.ts';
+import { vmSnapshotCommands } from './vm-snapshot.ts';
 
 const enc = encodeURIComponent;
 
@@ -109,145 +110,6 @@ function showVm(vm: Vm, format: Format): void {
 /** The guest agent's status, and a freeze that holds the guest's writes, which must not go unseen. */
 function guestStatus(vm: Vm): string {
   return vm.guest.frozen ? `${vm.guest.agent}, filesystems frozen` : vm.guest.agent;
-}
-
-function oneOf<T extends string>(value: string, allowed: readonly T[], flag: string): T {
-  if (!(allowed as readonly string[]).includes(value))
-    throw new TernError('invalid_request', `${flag} is ${allowed.join(' or ')}`);
-  return value as T;
-}
-
-function createBody(flags: Flags): Omit<CreateVmRequest, 'name'> {
-  const body: Omit<CreateVmRequest, 'name'> = {};
-  if (flags.project) body.project = flags.project;
-  if (flags.template) body.template = flags.template;
-  if (flags.image) body.image = flags.image;
-  if (flags.isoImage) body.iso = flags.isoImage;
-  if (flags.firmware) body.firmware = oneOf(flags.firmware, ['bios', 'uefi'] as const, '--firmware');
-  if (flags.boot) body.bootOrder = oneOf(flags.boot, ['cd', 'disk'] as const, '--boot');
-  if (flags.full) body.full = true;
-  if (flags.pool) body.pool = flags.pool;
-  if (flags['cpu-mode']) {
-    if (flags['cpu-mode'] !== 'compat' && flags['cpu-mode'] !== 'host')
-      throw new TernError('invalid_request', '--cpu-mode is compat or host');
-    body.cpuMode = flags['cpu-mode'];
-  }
-  if (flags.group.length > 0) body.groups = flags.group;
-  if (flags.vcpus) body.vcpus = Number(flags.vcpus);
-  if (flags.memory) body.memoryMiB = Math.round(parseSize(flags.memory, 'M', '--memory'));
-  if (flags.disk) body.diskGiB = parseSize(flags.disk, 'G', '--disk') / 1024;
-  if (flags['extra-disk'].length > 0) {
-    body.extraDisksGiB = flags['extra-disk'].map((d) => parseSize(d, 'G', '--extra-disk') / 1024);
-  }
-  if (flags.nic.length > 0) {
-    body.nics = flags.nic.map((n) =>
-      n === 'user'
-        ? { mode: 'user' as const }
-        : { mode: 'bridge' as const, bridge: n.replace(/^bridge[:=]/, '') },
-    );
-  }
-  if (flags.ip) {
-    body.ip = { address: flags.ip, ...(flags.gateway ? { gateway: flags.gateway } : {}) };
-    if (flags.dns.length > 0) body.ip.dns = flags.dns;
-  } else if (flags.gateway || flags.dns.length > 0) {
-    throw new TernError('invalid_request', '--gateway and --dns go with --ip');
-  }
-  if (flags['user-data']) {
-    try {
-      body.userData = fs.readFileSync(flags['user-data'], 'utf8');
-    } catch (err) {
-      throw new TernError('invalid_request', `cannot read --user-data: ${(err as Error).message}`);
-    }
-  }
-  if (flags.start) body.start = true;
-  return body;
-}
-
-/** Where `tern vm create` would put the VM, and why; nothing is created. */
-async function explainCreate(
-  api: ApiClient,
-  flags: Flags,
-  body: Omit<CreateVmRequest, 'name'>,
-): Promise<void> {
-  const template = body.template
-    ? await api.request<{ vcpus: number; memoryMiB: number }>(
-        'GET',
-        `/api/v1/templates/${enc(body.template)}`,
-      )
-    : null;
-  const e = await api.request<PlacementExplanation>('POST', '/api/v1/cluster/placement', {
-    vcpus: body.vcpus ?? template?.vcpus ?? 1,
-    memoryMiB: body.memoryMiB ?? template?.memoryMiB ?? 512,
-    ...(body.template ? { template: body.template } : {}),
-    ...(body.image ? { image: body.image } : {}),
-    ...(body.iso ? { iso: body.iso } : {}),
-    ...(body.firmware ? { firmware: body.firmware } : {}),
-    ...(body.pool ? { pool: body.pool } : {}),
-    ...(body.cpuMode ? { cpuMode: body.cpuMode } : {}),
-    ...(body.groups ? { groups: body.groups } : {}),
-  });
-  if (flags.output === 'json') return printJson(e);
-  printExplanation(e);
-}
-
-async function diskCommand(api: ApiClient, args: string[], flags: Flags): Promise<void> {
-  const [op, vm, a, b] = args;
-  const base = `/api/v1/vms/${enc(vm ?? '')}/disks`;
-  if (op === 'add' && vm && a) {
-    // SIZE makes a new empty disk; POOL:PATH attaches an existing volume.
-    const m = /^([A-Za-z0-9-]+):(.+)$/.exec(a);
-    const body = m ? { volume: { pool: m[1], path: m[2] } } : { sizeGiB: parseSize(a, 'G', 'SIZE') / 1024 };
-    return submitTask(api, flags, 'POST', base, body);
-  }
-  if (op === 'remove' && vm && a !== undefined && /^\d+$/.test(a)) {
-    return submitTask(api, flags, 'DELETE', `${base}/${a}?keep=${flags['keep-disks']}`);
-  }
-  if (op === 'move' && vm && a !== undefined && /^\d+$/.test(a) && b) {
-    return submitTask(api, flags, 'POST', `${base}/${a}/move`, { pool: b });
-  }
-  if (op === 'resize' && vm && a !== undefined && /^\d+$/.test(a) && b) {
-    const body = { sizeGiB: parseSize(b, 'G', 'SIZE') / 1024, ...(flags['grow-fs'] ? { growFs: true } : {}) };
-    if (!flags['grow-fs'] || flags['no-wait'] || flags.output === 'json')
-      return submitTask(api, flags, 'POST', `${base}/${a}/resize`, body);
-    // What was grown inside the guest, and what was not and why.
-    const { task } = await api.request<{ task: Task }>('POST', `${base}/${a}/resize`, body);
-    const done = await waitForTask(api, task, false);
-    const fs = (done.result as { filesystem?: { message: string } } | null)?.filesystem;
-    if (fs) printText(`${fs.message}\n`);
-    return;
-  }
-  throw new TernError(
-    'invalid_request',
-    'usage: tern vm disk add VM SIZE|POOL:PATH | remove VM INDEX [--keep-disks] | resize VM INDEX SIZE [--grow-fs] | move VM INDEX POOL',
-  );
-}
-
-async function snapshotCommand(api: ApiClient, args: string[], flags: Flags): Promise<void> {
-  const [op, vm, name] = args;
-  const base = `/api/v1/vms/${enc(vm ?? '')}/snapshots`;
-  if (op === 'list' && vm) {
-    const { items } = await api.request<{ items: { name: string; createdAt: string }[] }>('GET', base);
-    if (flags.output === 'json') return printJson(items);
-    return printTable(
-      ['NAME', 'CREATED'],
-      items.map((x) => [x.name, x.createdAt]),
-    );
-  }
-  if (op === 'create' && vm && name) return submitTask(api, flags, 'POST', base, { name });
-  if (op === 'revert' && vm && name) return submitTask(api, flags, 'POST', `${base}/${enc(name)}/revert`);
-  if (op === 'delete' && vm && name) return submitTask(api, flags, 'DELETE', `${base}/${enc(name)}`);
-  throw new TernError('invalid_request', 'usage: tern vm snapshot list VM | create|revert|delete VM NAME');
-}
-
-/** `tern vm cdrom insert VM ISO` / `tern vm cdrom eject VM`, `--force` for a locked tray. */
-async function cdromCommand(api: ApiClient, args: string[], flags: Flags): Promise<void> {
-  const [op, vm, image] = args;
-  const base = vm ? `/api/v1/vms/${enc(vm)}/cdrom` : '';
-  if (op === 'insert' && vm && image && args.length === 3)
-    return submitTask(api, flags, 'POST', base, { image, ...(flags.force ? { force: true } : {}) });
-  if (op === 'eject' && vm && args.length === 2)
-    return submitTask(api, flags, 'DELETE', `${base}?force=${flags.force}`);
-  throw new TernError('invalid_request', 'usage: tern vm cdrom insert VM ISO [--force] | eject VM [--force]');
 }
 
 export async function vmCommand(
@@ -341,16 +203,10 @@ export async function vmCommand(
           (await api.request<{ task: Task }>('DELETE', `/api/v1/vms/${enc(name)}?${q}`)).task,
       });
     }
-    case 'disk':
-      return diskCommand(api, args, flags);
-    case 'cdrom':
-      return cdromCommand(api, args, flags);
     case 'migrate':
       return migrateCommand(api, args, flags);
     case 'ha':
       return vmHaCommand(api, args, flags);
-    case 'snapshot':
-      return snapshotCommand(api, args, flags);
     case 'file':
       return vmFileCommand(api, args, flags);
     case 'console': {
@@ -484,52 +340,9 @@ export const vmCommands: Command[] = [
     flags: [['out', 'the file it is written to'], 'max-bytes', 'raw'],
     run,
   },
-  {
-    path: 'vm disk add',
-    args: 'VM SIZE|POOL:PATH',
-    summary: 'a new empty disk, or an existing volume (hot-plugged when the VM runs)',
-    flags: ['no-wait'],
-    run,
-  },
-  {
-    path: 'vm disk remove',
-    args: 'VM INDEX',
-    summary: 'detach a disk, and delete it unless --keep-disks',
-    flags: [['keep-disks', 'keep the volume'], 'no-wait'],
-    run,
-  },
-  {
-    path: 'vm disk resize',
-    args: 'VM INDEX SIZE',
-    summary: 'grow a disk',
-    flags: ['grow-fs', 'no-wait'],
-    run,
-  },
-  {
-    path: 'vm disk move',
-    args: 'VM INDEX POOL',
-    summary: 'storage migration (live when the VM runs)',
-    flags: ['no-wait'],
-    run,
-  },
-  {
-    path: 'vm cdrom insert',
-    args: 'VM ISO',
-    summary: "put a library ISO in the VM's CD-ROM",
-    flags: [['force', 'a locked tray too'], 'no-wait'],
-    run,
-  },
-  {
-    path: 'vm cdrom eject',
-    args: 'VM',
-    summary: "empty the VM's CD-ROM",
-    flags: [['force', 'a locked tray too'], 'no-wait'],
-    run,
-  },
-  { path: 'vm snapshot list', args: 'VM', summary: "the VM's snapshots", run },
-  { path: 'vm snapshot create', args: 'VM NAME', summary: 'take a snapshot', flags: ['no-wait'], run },
-  { path: 'vm snapshot revert', args: 'VM NAME', summary: 'go back to a snapshot', flags: ['no-wait'], run },
-  { path: 'vm snapshot delete', args: 'VM NAME', summary: 'delete a snapshot', flags: ['no-wait'], run },
+  ...vmDiskCommands,
+  ...vmCdromCommands,
+  ...vmSnapshotCommands,
   {
     path: 'vm migrate',
     args: 'VM',

@@ -1,0 +1,91 @@
+/** What `tern vm create` asks for, read from its flags, and `--explain`: where it would go. */
+import fs from 'node:fs';
+import { TernError } from '../../errors.ts';
+import type { PlacementExplanation } from '../../wire/cluster.ts';
+import type { CreateVmRequest } from '../../wire/vm.ts';
+import type { ApiClient } from '../client.ts';
+import type { Flags } from '../flags.ts';
+import { printJson } from '../output.ts';
+import { parseSize } from '../sizes.ts';
+import { printExplanation } from './migration.ts';
+
+const enc = encodeURIComponent;
+
+function oneOf<T extends string>(value: string, allowed: readonly T[], flag: string): T {
+  if (!(allowed as readonly string[]).includes(value))
+    throw new TernError('invalid_request', `${flag} is ${allowed.join(' or ')}`);
+  return value as T;
+}
+
+export function createBody(flags: Flags): Omit<CreateVmRequest, 'name'> {
+  const body: Omit<CreateVmRequest, 'name'> = {};
+  if (flags.project) body.project = flags.project;
+  if (flags.template) body.template = flags.template;
+  if (flags.image) body.image = flags.image;
+  if (flags.isoImage) body.iso = flags.isoImage;
+  if (flags.firmware) body.firmware = oneOf(flags.firmware, ['bios', 'uefi'] as const, '--firmware');
+  if (flags.boot) body.bootOrder = oneOf(flags.boot, ['cd', 'disk'] as const, '--boot');
+  if (flags.full) body.full = true;
+  if (flags.pool) body.pool = flags.pool;
+  if (flags['cpu-mode']) {
+    if (flags['cpu-mode'] !== 'compat' && flags['cpu-mode'] !== 'host')
+      throw new TernError('invalid_request', '--cpu-mode is compat or host');
+    body.cpuMode = flags['cpu-mode'];
+  }
+  if (flags.group.length > 0) body.groups = flags.group;
+  if (flags.vcpus) body.vcpus = Number(flags.vcpus);
+  if (flags.memory) body.memoryMiB = Math.round(parseSize(flags.memory, 'M', '--memory'));
+  if (flags.disk) body.diskGiB = parseSize(flags.disk, 'G', '--disk') / 1024;
+  if (flags['extra-disk'].length > 0) {
+    body.extraDisksGiB = flags['extra-disk'].map((d) => parseSize(d, 'G', '--extra-disk') / 1024);
+  }
+  if (flags.nic.length > 0) {
+    body.nics = flags.nic.map((n) =>
+      n === 'user'
+        ? { mode: 'user' as const }
+        : { mode: 'bridge' as const, bridge: n.replace(/^bridge[:=]/, '') },
+    );
+  }
+  if (flags.ip) {
+    body.ip = { address: flags.ip, ...(flags.gateway ? { gateway: flags.gateway } : {}) };
+    if (flags.dns.length > 0) body.ip.dns = flags.dns;
+  } else if (flags.gateway || flags.dns.length > 0) {
+    throw new TernError('invalid_request', '--gateway and --dns go with --ip');
+  }
+  if (flags['user-data']) {
+    try {
+      body.userData = fs.readFileSync(flags['user-data'], 'utf8');
+    } catch (err) {
+      throw new TernError('invalid_request', `cannot read --user-data: ${(err as Error).message}`);
+    }
+  }
+  if (flags.start) body.start = true;
+  return body;
+}
+
+/** Where `tern vm create` would put the VM, and why; nothing is created. */
+export async function explainCreate(
+  api: ApiClient,
+  flags: Flags,
+  body: Omit<CreateVmRequest, 'name'>,
+): Promise<void> {
+  const template = body.template
+    ? await api.request<{ vcpus: number; memoryMiB: number }>(
+        'GET',
+        `/api/v1/templates/${enc(body.template)}`,
+      )
+    : null;
+  const e = await api.request<PlacementExplanation>('POST', '/api/v1/cluster/placement', {
+    vcpus: body.vcpus ?? template?.vcpus ?? 1,
+    memoryMiB: body.memoryMiB ?? template?.memoryMiB ?? 512,
+    ...(body.template ? { template: body.template } : {}),
+    ...(body.image ? { image: body.image } : {}),
+    ...(body.iso ? { iso: body.iso } : {}),
+    ...(body.firmware ? { firmware: body.firmware } : {}),
+    ...(body.pool ? { pool: body.pool } : {}),
+    ...(body.cpuMode ? { cpuMode: body.cpuMode } : {}),
+    ...(body.groups ? { groups: body.groups } : {}),
+  });
+  if (flags.output === 'json') return printJson(e);
+  printExplanation(e);
+}
