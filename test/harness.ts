@@ -421,6 +421,20 @@ export function qemuPids(vmId: string): number[] {
   return pids;
 }
 
+/**
+ * Waits, with a bound, until a VM has no QEMU process left. A guest that powered off is
+ * `stopped` at once while its host is still ending the QEMU it left up (-no-shutdown), and a
+ * process's end has no event to wait on from here, so /proc is looked at again until then.
+ */
+export async function qemuGone(vmId: string, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (qemuPids(vmId).length > 0) {
+    if (Date.now() > deadline)
+      throw new Error(`QEMU of ${vmId} still runs after ${ms} ms: ${qemuPids(vmId)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 export class TestApi extends ApiClient {
   readonly token: string;
   /** The CA the manager's certificate comes from, as a file (TERN_CA, curl --cacert). */

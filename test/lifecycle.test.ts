@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 import { QgaClient } from '../src/agent/qemu/qga.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
-import { type Cluster, qemuPids, shellOn, startCluster } from './harness.ts';
+import { type Cluster, qemuGone, qemuPids, shellOn, startCluster } from './harness.ts';
 import { until } from './sim-harness.ts';
 
 let c: Cluster;
@@ -55,7 +55,7 @@ test('graceful shutdown powers the guest off through ACPI', async () => {
   assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
   assert.deepEqual(t.result, { method: 'acpi' });
   assert.equal((await c.api.request<Vm>('GET', '/api/v1/vms/demo')).state, 'stopped');
-  assert.deepEqual(qemuPids(vm.id), []);
+  await qemuGone(vm.id);
 });
 
 test('the guest wrote to its disk and it persists across boots', async () => {
