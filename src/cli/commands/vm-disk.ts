@@ -1,36 +1,41 @@
 /** `tern vm disk …`: a VM's disks: add, remove, resize, move to another pool. */
 import { TernError } from '../../errors.ts';
-import type { Task } from '../../wire/task.ts';
+import { migrationRoutes } from '../../wire/api/migration.ts';
+import { vmStorageRoutes } from '../../wire/api/vm-storage.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { printText } from '../output.ts';
-import { submitTask, waitForTask } from '../progress.ts';
+import { followTask, waitForTask } from '../progress.ts';
 import { type Command, viaGroup } from '../registry.ts';
 import { parseSize } from '../sizes.ts';
 
-const enc = encodeURIComponent;
-
 async function diskCommand(api: ApiClient, args: string[], flags: Flags): Promise<void> {
   const [op, vm, a, b] = args;
-  const base = `/api/v1/vms/${enc(vm ?? '')}/disks`;
+  // INDEX is checked here, before it becomes the route's number.
+  const index = a !== undefined && /^\d+$/.test(a) ? Number(a) : undefined;
   if (op === 'add' && vm && a) {
     // SIZE makes a new empty disk; POOL:PATH attaches an existing volume.
     const m = /^([A-Za-z0-9-]+):(.+)$/.exec(a);
     const body = m ? { volume: { pool: m[1], path: m[2] } } : { sizeGiB: parseSize(a, 'G', 'SIZE') / 1024 };
-    return submitTask(api, flags, 'POST', base, body);
+    const { task } = await api.call(vmStorageRoutes.attachDisk, { params: { vm }, body });
+    return followTask(api, flags, task);
   }
-  if (op === 'remove' && vm && a !== undefined && /^\d+$/.test(a)) {
-    return submitTask(api, flags, 'DELETE', `${base}/${a}?keep=${flags['keep-disks']}`);
+  if (op === 'remove' && vm && index !== undefined) {
+    const { task } = await api.call(vmStorageRoutes.detachDisk, {
+      params: { vm, index },
+      query: { keep: flags['keep-disks'] },
+    });
+    return followTask(api, flags, task);
   }
-  if (op === 'move' && vm && a !== undefined && /^\d+$/.test(a) && b) {
-    return submitTask(api, flags, 'POST', `${base}/${a}/move`, { pool: b });
+  if (op === 'move' && vm && index !== undefined && b) {
+    const { task } = await api.call(migrationRoutes.moveDisk, { params: { vm, index }, body: { pool: b } });
+    return followTask(api, flags, task);
   }
-  if (op === 'resize' && vm && a !== undefined && /^\d+$/.test(a) && b) {
+  if (op === 'resize' && vm && index !== undefined && b) {
     const body = { sizeGiB: parseSize(b, 'G', 'SIZE') / 1024, ...(flags['grow-fs'] ? { growFs: true } : {}) };
-    if (!flags['grow-fs'] || flags['no-wait'] || flags.output === 'json')
-      return submitTask(api, flags, 'POST', `${base}/${a}/resize`, body);
+    const { task } = await api.call(vmStorageRoutes.resizeDisk, { params: { vm, index }, body });
+    if (!flags['grow-fs'] || flags['no-wait'] || flags.output === 'json') return followTask(api, flags, task);
     // What was grown inside the guest, and what was not and why.
-    const { task } = await api.request<{ task: Task }>('POST', `${base}/${a}/resize`, body);
     const done = await waitForTask(api, task, false);
     const fs = (done.result as { filesystem?: { message: string } } | null)?.filesystem;
     if (fs) printText(`${fs.message}\n`);

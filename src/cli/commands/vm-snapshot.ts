@@ -1,27 +1,38 @@
 /** `tern vm snapshot …`: a VM's snapshots. */
 import { TernError } from '../../errors.ts';
+import { vmStorageRoutes } from '../../wire/api/vm-storage.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { printJson, printTable } from '../output.ts';
-import { submitTask } from '../progress.ts';
+import { followTask } from '../progress.ts';
 import { type Command, viaGroup } from '../registry.ts';
-
-const enc = encodeURIComponent;
 
 async function snapshotCommand(api: ApiClient, args: string[], flags: Flags): Promise<void> {
   const [op, vm, name] = args;
-  const base = `/api/v1/vms/${enc(vm ?? '')}/snapshots`;
   if (op === 'list' && vm) {
-    const { items } = await api.request<{ items: { name: string; createdAt: string }[] }>('GET', base);
+    const { items } = await api.call(vmStorageRoutes.snapshots, { params: { vm } });
     if (flags.output === 'json') return printJson(items);
     return printTable(
       ['NAME', 'CREATED'],
       items.map((x) => [x.name, x.createdAt]),
     );
   }
-  if (op === 'create' && vm && name) return submitTask(api, flags, 'POST', base, { name });
-  if (op === 'revert' && vm && name) return submitTask(api, flags, 'POST', `${base}/${enc(name)}/revert`);
-  if (op === 'delete' && vm && name) return submitTask(api, flags, 'DELETE', `${base}/${enc(name)}`);
+  if (op === 'create' && vm && name) {
+    const { task } = await api.call(vmStorageRoutes.createSnapshot, { params: { vm }, body: { name } });
+    return followTask(api, flags, task);
+  }
+  if (op === 'revert' && vm && name)
+    return followTask(
+      api,
+      flags,
+      (await api.call(vmStorageRoutes.revertSnapshot, { params: { vm, name } })).task,
+    );
+  if (op === 'delete' && vm && name)
+    return followTask(
+      api,
+      flags,
+      (await api.call(vmStorageRoutes.removeSnapshot, { params: { vm, name } })).task,
+    );
   throw new TernError('invalid_request', 'usage: tern vm snapshot list VM | create|revert|delete VM NAME');
 }
 
