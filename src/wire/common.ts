@@ -13,6 +13,9 @@ export const Uuid = Type.String({
   pattern: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
 });
 
+/** A MAC address, lower case. */
+export const Mac = Type.String({ pattern: '^([0-9a-f]{2}:){5}[0-9a-f]{2}$' });
+
 export const Timestamp = Type.String({ format: 'date-time', description: 'ISO 8601 UTC time' });
 
 export const ErrorBody = Type.Object({

@@ -1,7 +1,8 @@
 /** VM wire objects: the spec a host runs, the inventory record the API shows, and API requests. */
 import { type Static, Type } from 'typebox';
-import { Name, Timestamp, Uuid } from './common.ts';
+import { Mac, Name, Timestamp, Uuid } from './common.ts';
 import { VmHaPolicy } from './ha-policy.ts';
+import { IfName, Ipv4, PortRules } from './network.ts';
 
 /** A file inside a storage pool. The path is relative and may not climb out of the pool. */
 export const VolumeRef = Type.Object(
@@ -65,15 +66,28 @@ export function withoutDisk(spec: { disks: DiskSpec[] }, index: number): DiskSpe
   return spec.disks.map((d, i) => ({ ...d, slot: diskSlot(d, i) })).filter((_, i) => i !== index);
 }
 
-export const Mac = Type.String({ pattern: '^([0-9a-f]{2}:){5}[0-9a-f]{2}$' });
-
 export const NicSpec = Type.Object(
   {
     mac: Mac,
     network: Type.Union([
       Type.Object({ mode: Type.Literal('user') }, { additionalProperties: false }),
       Type.Object({ mode: Type.Literal('bridge'), bridge: Name }, { additionalProperties: false }),
+      // A managed network: the host plugs a tap of its own into the bridge, with the NIC's
+      // rules applied before the link comes up.
+      Type.Object(
+        {
+          mode: Type.Literal('network'),
+          network: Uuid,
+          bridge: IfName,
+          ip: Type.Union([Ipv4, Type.Null()]),
+          rules: Type.Union([PortRules, Type.Null()], { description: 'none: anti-spoofing only' }),
+        },
+        { additionalProperties: false },
+      ),
     ]),
+    link: Type.Optional(
+      Type.Union([Type.Literal('up'), Type.Literal('down')], { description: 'up when absent' }),
+    ),
   },
   { additionalProperties: false },
 );
