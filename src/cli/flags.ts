@@ -3,6 +3,7 @@
  * command declares which of them it takes (`flags: ['template', 'vcpus']`, src/cli/registry.ts),
  * with its own words where the meaning differs; the parser accepts only those, plus the globals.
  */
+import { TernError } from '../errors.ts';
 import type { Format } from './output.ts';
 
 export interface FlagSpec {
@@ -258,4 +259,11 @@ export interface Flags {
   'grow-fs': boolean;
   help: boolean;
   version: boolean;
+}
+
+/** A flag whose value is one of a few words (`--firmware bios|uefi`), as the type the API takes. */
+export function oneOf<T extends string>(value: string, allowed: readonly T[], flag: string): T {
+  if (!(allowed as readonly string[]).includes(value))
+    throw new TernError('invalid_request', `${flag} is ${allowed.join(' or ')}`);
+  return value as T;
 }

@@ -1,21 +1,14 @@
 /** What `tern vm create` asks for, read from its flags, and `--explain`: where it would go. */
 import fs from 'node:fs';
 import { TernError } from '../../errors.ts';
-import type { PlacementExplanation } from '../../wire/cluster.ts';
+import { clusterRoutes } from '../../wire/api/cluster.ts';
+import { templateRoutes } from '../../wire/api/templates.ts';
 import type { CreateVmRequest } from '../../wire/vm.ts';
 import type { ApiClient } from '../client.ts';
-import type { Flags } from '../flags.ts';
+import { type Flags, oneOf } from '../flags.ts';
 import { printJson } from '../output.ts';
 import { parseSize } from '../sizes.ts';
 import { printExplanation } from './migration.ts';
-
-const enc = encodeURIComponent;
-
-function oneOf<T extends string>(value: string, allowed: readonly T[], flag: string): T {
-  if (!(allowed as readonly string[]).includes(value))
-    throw new TernError('invalid_request', `${flag} is ${allowed.join(' or ')}`);
-  return value as T;
-}
 
 export function createBody(flags: Flags): Omit<CreateVmRequest, 'name'> {
   const body: Omit<CreateVmRequest, 'name'> = {};
@@ -70,21 +63,20 @@ export async function explainCreate(
   body: Omit<CreateVmRequest, 'name'>,
 ): Promise<void> {
   const template = body.template
-    ? await api.request<{ vcpus: number; memoryMiB: number }>(
-        'GET',
-        `/api/v1/templates/${enc(body.template)}`,
-      )
+    ? await api.call(templateRoutes.show, { params: { name: body.template } })
     : null;
-  const e = await api.request<PlacementExplanation>('POST', '/api/v1/cluster/placement', {
-    vcpus: body.vcpus ?? template?.vcpus ?? 1,
-    memoryMiB: body.memoryMiB ?? template?.memoryMiB ?? 512,
-    ...(body.template ? { template: body.template } : {}),
-    ...(body.image ? { image: body.image } : {}),
-    ...(body.iso ? { iso: body.iso } : {}),
-    ...(body.firmware ? { firmware: body.firmware } : {}),
-    ...(body.pool ? { pool: body.pool } : {}),
-    ...(body.cpuMode ? { cpuMode: body.cpuMode } : {}),
-    ...(body.groups ? { groups: body.groups } : {}),
+  const e = await api.call(clusterRoutes.placement, {
+    body: {
+      vcpus: body.vcpus ?? template?.vcpus ?? 1,
+      memoryMiB: body.memoryMiB ?? template?.memoryMiB ?? 512,
+      ...(body.template ? { template: body.template } : {}),
+      ...(body.image ? { image: body.image } : {}),
+      ...(body.iso ? { iso: body.iso } : {}),
+      ...(body.firmware ? { firmware: body.firmware } : {}),
+      ...(body.pool ? { pool: body.pool } : {}),
+      ...(body.cpuMode ? { cpuMode: body.cpuMode } : {}),
+      ...(body.groups ? { groups: body.groups } : {}),
+    },
   });
   if (flags.output === 'json') return printJson(e);
   printExplanation(e);

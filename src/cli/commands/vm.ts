@@ -1,10 +1,13 @@
 /** `tern vm …`: the VM lifecycle (disks, CD-ROM and snapshots beside it, in vm-disk.ts, vm-cdrom.ts, vm-snapshot.ts). */
 import { TernError } from '../../errors.ts';
+import { vmActionRoutes } from '../../wire/api/vm-actions.ts';
+import { vmRoutes } from '../../wire/api/vms.ts';
+import type { QueryOf, ReplyOf } from '../../wire/route.ts';
 import type { Task } from '../../wire/task.ts';
-import type { Vm } from '../../wire/vm.ts';
+import { PowerState, type Vm } from '../../wire/vm.ts';
 import { forEachName } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
-import type { Flags } from '../flags.ts';
+import { type Flags, oneOf } from '../flags.ts';
 import { byName, expandNames } from '../names.ts';
 import {
   ago,
@@ -27,11 +30,11 @@ import { vmDiskCommands } from './vm-disk.ts';
 import { vmExecCommand, vmFileCommand } from './vm-guest.ts';
 import { vmSnapshotCommands } from './vm-snapshot.ts';
 
-const enc = encodeURIComponent;
+const powerStates = PowerState.anyOf.map((state) => state.const);
 
 /** One VM's reboot, followed to its end: says how it rebooted and which boot was seen. */
-async function rebootOne(api: ApiClient, flags: Flags, name: string, body: unknown): Promise<void> {
-  const { task } = await api.request<{ task: Task }>('POST', `/api/v1/vms/${enc(name)}/reboot`, body);
+async function rebootOne(api: ApiClient, flags: Flags, name: string): Promise<void> {
+  const task = await powerOne(api, 'reboot', name, flags);
   const done = await waitForTask(api, task, flags.output === 'json');
   if (flags.output === 'json') return printJson(done);
   const r = done.result as { method?: string; guestAgent?: boolean; seconds?: number } | null;
@@ -45,24 +48,47 @@ function one(args: string[], usage: string): string {
   return args[0];
 }
 
-type VmPage = { items: Vm[]; nextCursor: string | null; total: number };
+type PowerVerb = 'start' | 'stop' | 'pause' | 'resume' | 'shutdown' | 'reboot';
+
+/** Submits one power operation on one VM: --force where the verb takes it, --timeout for the guest. */
+async function powerOne(api: ApiClient, verb: PowerVerb, vm: string, flags: Flags): Promise<Task> {
+  const params = { vm };
+  const timed = { force: flags.force, ...(flags.timeout ? { timeoutSeconds: Number(flags.timeout) } : {}) };
+  switch (verb) {
+    case 'start':
+      return (await api.call(vmActionRoutes.start, { params, body: { force: flags.force } })).task;
+    case 'stop':
+      return (await api.call(vmActionRoutes.stop, { params, body: { force: flags.force } })).task;
+    case 'pause':
+      return (await api.call(vmActionRoutes.pause, { params })).task;
+    case 'resume':
+      return (await api.call(vmActionRoutes.resume, { params })).task;
+    case 'shutdown':
+      return (await api.call(vmActionRoutes.shutdown, { params, body: timed })).task;
+    case 'reboot':
+      return (await api.call(vmActionRoutes.reboot, { params, body: timed })).task;
+  }
+}
+
+type VmPage = ReplyOf<typeof vmRoutes.list>;
+type VmQuery = Partial<QueryOf<typeof vmRoutes.list>>;
 
 /**
  * VMs in natural name order. Without --limit or --cursor, every page is read so that the order
  * holds for the whole list (the API pages in the database's byte order: t-10 before t-2).
  */
-async function listVms(api: ApiClient, q: URLSearchParams, whole: boolean): Promise<VmPage> {
+async function listVms(api: ApiClient, query: VmQuery, whole: boolean): Promise<VmPage> {
   if (!whole) {
-    const page = await api.request<VmPage>('GET', `/api/v1/vms?${q}`);
+    const page = await api.call(vmRoutes.list, { query });
     return { ...page, items: byName(page.items) };
   }
-  q.set('limit', '1000');
   const items: Vm[] = [];
+  let cursor: string | undefined;
   for (;;) {
-    const page = await api.request<VmPage>('GET', `/api/v1/vms?${q}`);
+    const page = await api.call(vmRoutes.list, { query: { ...query, limit: 1000, cursor } });
     items.push(...page.items);
     if (!page.nextCursor) return { items: byName(items), nextCursor: null, total: items.length };
-    q.set('cursor', page.nextCursor);
+    cursor = page.nextCursor;
   }
 }
 
@@ -121,13 +147,14 @@ export async function vmCommand(
   const format = flags.output;
   switch (sub) {
     case 'list': {
-      const q = new URLSearchParams();
-      if (flags.state) q.set('state', flags.state);
-      if (flags.host) q.set('host', flags.host);
-      if (flags.name) q.set('name', flags.name);
-      if (flags.limit) q.set('limit', flags.limit);
-      if (flags.cursor) q.set('cursor', flags.cursor);
-      const page = await listVms(api, q, !flags.limit && !flags.cursor);
+      const query: VmQuery = {
+        state: flags.state ? oneOf(flags.state, powerStates, '--state') : undefined,
+        host: flags.host,
+        name: flags.name,
+        limit: flags.limit ? Number(flags.limit) : undefined,
+        cursor: flags.cursor,
+      };
+      const page = await listVms(api, query, !flags.limit && !flags.cursor);
       if (format === 'json') return printJson(page);
       printTable(
         ['NAME', 'STATE', 'HOST', 'VCPUS', 'MEMORY', 'GUEST AGENT', 'IP'],
@@ -147,7 +174,7 @@ export async function vmCommand(
     }
     case 'show':
       return showVm(
-        await api.request<Vm>('GET', `/api/v1/vms/${enc(one(args, 'tern vm show NAME'))}`),
+        await api.call(vmRoutes.show, { params: { vm: one(args, 'tern vm show NAME') } }),
         format,
       );
     case 'create': {
@@ -161,8 +188,7 @@ export async function vmCommand(
         usage,
         noun: 'VMs',
         done: 'created',
-        submit: async (name) =>
-          (await api.request<{ task: Task }>('POST', '/api/v1/vms', { ...body, name })).task,
+        submit: async (name) => (await api.call(vmRoutes.create, { body: { ...body, name } })).task,
       });
     }
     case 'start':
@@ -172,11 +198,9 @@ export async function vmCommand(
     case 'shutdown':
     case 'reboot': {
       const forceable = sub !== 'pause' && sub !== 'resume';
-      const body: Record<string, unknown> | undefined = forceable ? { force: flags.force } : undefined;
       const timed = sub === 'shutdown' || sub === 'reboot';
-      if (timed && flags.timeout && body) body.timeoutSeconds = Number(flags.timeout);
       if (sub === 'reboot' && expandNames(args).length === 1 && !flags['no-wait'])
-        return rebootOne(api, flags, expandNames(args)[0], body);
+        return rebootOne(api, flags, expandNames(args)[0]);
       const past = {
         start: 'started',
         stop: 'stopped',
@@ -189,18 +213,16 @@ export async function vmCommand(
         usage: `usage: tern vm ${sub} NAME...${timed ? ' [--timeout SECONDS]' : ''}${forceable ? ' [--force]' : ''}`,
         noun: 'VMs',
         done: past[sub],
-        submit: async (name) =>
-          (await api.request<{ task: Task }>('POST', `/api/v1/vms/${enc(name)}/${sub}`, body)).task,
+        submit: (name) => powerOne(api, sub, name, flags),
       });
     }
     case 'delete': {
-      const q = new URLSearchParams({ keepDisks: String(flags['keep-disks']), force: String(flags.force) });
+      const query = { keepDisks: flags['keep-disks'], force: flags.force };
       return forEachName(api, flags, args, {
         usage: 'usage: tern vm delete NAME... [--keep-disks] [--force]',
         noun: 'VMs',
         done: 'deleted',
-        submit: async (name) =>
-          (await api.request<{ task: Task }>('DELETE', `/api/v1/vms/${enc(name)}?${q}`)).task,
+        submit: async (name) => (await api.call(vmRoutes.remove, { params: { vm: name }, query })).task,
       });
     }
     case 'migrate':
@@ -211,10 +233,10 @@ export async function vmCommand(
       return vmFileCommand(api, args, flags);
     case 'console': {
       const name = one(args, 'tern vm console NAME [--bytes N] [--raw]');
-      const r = await api.request<{ text: string }>(
-        'GET',
-        `/api/v1/vms/${enc(name)}/console?bytes=${Number(flags.bytes ?? 16384)}`,
-      );
+      const r = await api.call(vmRoutes.console, {
+        params: { vm: name },
+        query: { bytes: Number(flags.bytes ?? 16384) },
+      });
       if (format === 'json') return printJson(r);
       const text = r.text.endsWith('\n') || r.text === '' ? r.text : `${r.text}\n`;
       // The guest's escape sequences reach the terminal only when asked for.
