@@ -264,6 +264,9 @@ export interface Flags {
 /** A flag whose value is one of a few words (`--firmware bios|uefi`), as the type the API takes. */
 export function oneOf<T extends string>(value: string, allowed: readonly T[], flag: string): T {
   if (!(allowed as readonly string[]).includes(value))
-    throw new TernError('invalid_request', `${flag} is ${allowed.join(' or ')}`);
+    throw new TernError(
+      'invalid_request',
+      allowed.length <= 4 ? `${flag} is ${allowed.join(' or ')}` : `${flag} is one of ${allowed.join(', ')}`,
+    );
   return value as T;
 }

@@ -11,6 +11,8 @@ import { rootCause, TernError } from '../../errors.ts';
 import { requestJson } from '../../http/json-client.ts';
 import { tlsFetch } from '../../pki/identity.ts';
 import { askSecret } from '../../prompt.ts';
+import { identityRoutes } from '../../wire/api/identity.ts';
+import { callRoute, type Send } from '../../wire/api-client.ts';
 import type { Whoami } from '../../wire/identity.ts';
 import { type ApiClient, caFromEnvironment, unreachableManager } from '../client.ts';
 import type { Flags } from '../flags.ts';
@@ -19,8 +21,6 @@ import type { Command } from '../registry.ts';
 import { ldapCommands } from './ldap.ts';
 import { tokenCommands } from './token.ts';
 import { userCommands } from './user.ts';
-
-const enc = encodeURIComponent;
 
 /**
  * The manager to log in to, and the CA to trust for it: --url and --ca, then TERN_URL and
@@ -76,8 +76,8 @@ export async function loginCommand(flags: Flags): Promise<void> {
   const managerFetch = tlsFetch(null, { ca: ca ?? undefined, checkName: true });
   let res: Response;
   try {
-    res = await managerFetch(`${url}/api/v1/session`, {
-      method: 'POST',
+    res = await managerFetch(`${url}${identityRoutes.login.path}`, {
+      method: identityRoutes.login.method,
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ user, password }),
       signal: AbortSignal.timeout(30_000),
@@ -91,8 +91,8 @@ export async function loginCommand(flags: Flags): Promise<void> {
   const me = body as Whoami;
   const cookie = res.headers.getSetCookie()[0]?.split(';')[0];
   if (!cookie) throw new TernError('protocol_error', 'the manager started no session');
-  const withSession = (method: string, path: string, b?: unknown) =>
-    requestJson<{ token: string; id: string; expiresAt: string }>(`${url}${path}`, {
+  const withSession: Send = (method, path, b) =>
+    requestJson(`${url}${path}`, {
       method,
       headers: { cookie },
       body: b,
@@ -102,8 +102,10 @@ export async function loginCommand(flags: Flags): Promise<void> {
       fetch: managerFetch,
     });
   const name = `cli@${os.hostname()}`;
-  const made = await withSession('POST', '/api/v1/tokens', { name, expiresInDays: 30 });
-  await withSession('DELETE', '/api/v1/session').catch(() => undefined);
+  const made = await callRoute(withSession, identityRoutes.createToken, {
+    body: { name, expiresInDays: 30 },
+  });
+  await callRoute(withSession, identityRoutes.logout).catch(() => undefined);
   const file = cliConfigPath();
   writeCliConfig({ url, token: made.token, ...(ca ? { ca } : {}) }, file);
   if (flags.output === 'json')
@@ -118,9 +120,9 @@ export async function loginCommand(flags: Flags): Promise<void> {
 
 /** `tern logout`: revokes the CLI's token; removes the config when the token came from it. */
 export async function logoutCommand(api: ApiClient, flags: Flags): Promise<void> {
-  const me = await api.request<Whoami>('GET', '/api/v1/session');
+  const me = await api.call(identityRoutes.session);
   if (me.tokenId === null) throw new TernError('invalid_request', 'this is a session, not a token');
-  await api.request('DELETE', `/api/v1/tokens/${enc(me.tokenId)}`);
+  await api.call(identityRoutes.revokeToken, { params: { id: me.tokenId } });
   const fromConfig = !(process.env.TERN_URL && process.env.TERN_TOKEN);
   if (fromConfig) fs.rmSync(cliConfigPath(), { force: true });
   if (flags.output === 'json') return printJson({ revoked: me.tokenId });
@@ -131,7 +133,7 @@ export async function logoutCommand(api: ApiClient, flags: Flags): Promise<void>
 }
 
 export async function whoamiCommand(api: ApiClient, flags: Flags): Promise<void> {
-  const me = await api.request<Whoami>('GET', '/api/v1/session');
+  const me = await api.call(identityRoutes.session);
   if (flags.output === 'json') return printJson(me);
   showWhoami(me, api.url);
 }

@@ -1,12 +1,12 @@
 /** `tern token …`: API tokens. */
 import { TernError } from '../../errors.ts';
+import { identityRoutes } from '../../wire/api/identity.ts';
 import type { ApiToken } from '../../wire/identity.ts';
+import { permissions } from '../../wire/permissions.ts';
 import type { ApiClient } from '../client.ts';
-import type { Flags } from '../flags.ts';
+import { type Flags, oneOf } from '../flags.ts';
 import { ago, printJson, printTable, printText } from '../output.ts';
 import { type Command, viaGroup } from '../registry.ts';
-
-const enc = encodeURIComponent;
 
 const tokenUsage =
   'usage: tern token list [--all] | create NAME [--expires-in-days N] [--scope PERM]... [--user U] | revoke ID';
@@ -24,10 +24,7 @@ export async function tokenCommand(
   flags: Flags,
 ): Promise<void> {
   if ((sub === 'list' || sub === undefined) && args.length === 0) {
-    const { items } = await api.request<{ items: ApiToken[] }>(
-      'GET',
-      `/api/v1/tokens${flags.all ? '?all=true' : ''}`,
-    );
+    const { items } = await api.call(identityRoutes.tokens, { query: { all: flags.all || undefined } });
     if (flags.output === 'json') return printJson(items);
     return printTable(
       ['ID', 'NAME', 'USER', 'STATE', 'SCOPES', 'EXPIRES', 'LAST USED'],
@@ -43,16 +40,16 @@ export async function tokenCommand(
     );
   }
   if (sub === 'create' && args.length === 1) {
-    const made = await api.request<{ token: string; id: string; expiresAt: string }>(
-      'POST',
-      '/api/v1/tokens',
-      {
+    const made = await api.call(identityRoutes.createToken, {
+      body: {
         name: args[0],
         ...(flags['expires-in-days'] ? { expiresInDays: Number(flags['expires-in-days']) } : {}),
-        ...(flags.scope.length > 0 ? { scopes: flags.scope } : {}),
+        ...(flags.scope.length > 0
+          ? { scopes: flags.scope.map((s) => oneOf(s, permissions, '--scope')) }
+          : {}),
         ...(flags.user ? { user: flags.user } : {}),
       },
-    );
+    });
     if (flags.output === 'json') return printJson(made);
     // The token alone on stdout (TOKEN=$(tern token create ci)); what it is, on stderr.
     process.stderr.write(
@@ -63,7 +60,7 @@ export async function tokenCommand(
     return;
   }
   if (sub === 'revoke' && args.length === 1) {
-    await api.request('DELETE', `/api/v1/tokens/${enc(args[0])}`);
+    await api.call(identityRoutes.revokeToken, { params: { id: args[0] } });
     if (flags.output !== 'json') printText(`token ${args[0]} revoked\n`);
     return;
   }

@@ -1,15 +1,16 @@
 /** `tern user …` and `tern user group …`: local users, and the groups that give their members a role. */
 import { TernError } from '../../errors.ts';
 import { askSecret, readStdin } from '../../prompt.ts';
+import { identityRoutes } from '../../wire/api/identity.ts';
 import type { Group, User } from '../../wire/identity.ts';
+import { roles } from '../../wire/permissions.ts';
+import type { BodyOf } from '../../wire/route.ts';
 import { eachName } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
-import type { Flags } from '../flags.ts';
+import { type Flags, oneOf } from '../flags.ts';
 import { byName } from '../names.ts';
 import { ago, printFields, printJson, printTable, printText } from '../output.ts';
 import { type Command, viaGroup } from '../registry.ts';
-
-const enc = encodeURIComponent;
 
 /** A password piped in (`--password-stdin`): the first line, without its line ending. */
 async function passwordFromStdin(): Promise<string> {
@@ -56,7 +57,7 @@ export async function userCommand(
 ): Promise<void> {
   const name = args[0];
   if (sub === 'list' || sub === undefined) {
-    const items = byName((await api.request<{ items: User[] }>('GET', '/api/v1/users')).items);
+    const items = byName((await api.call(identityRoutes.users)).items);
     if (flags.output === 'json') return printJson(items);
     return printTable(
       ['NAME', 'SOURCE', 'ROLE', 'GROUPS', 'ROLES', 'STATE', 'LAST LOGIN', 'DISPLAY NAME'],
@@ -74,15 +75,17 @@ export async function userCommand(
   }
   if (sub === 'group') return groupCommand(api, args[0], args.slice(1), flags);
   if (sub === 'show' && args.length === 1)
-    return showUser(await api.request<User>('GET', `/api/v1/users/${enc(name)}`), flags);
+    return showUser(await api.call(identityRoutes.user, { params: { user: name } }), flags);
   if (sub === 'create' && args.length === 1) {
     const password = await newPassword(flags, 'password');
-    const u = await api.request<User>('POST', '/api/v1/users', {
-      name,
-      ...(flags['display-name'] !== undefined ? { displayName: flags['display-name'] } : {}),
-      ...(password ? { password } : {}),
-      ...(flags.role ? { role: flags.role } : {}),
-      ...(flags.group.length > 0 ? { groups: flags.group } : {}),
+    const u = await api.call(identityRoutes.createUser, {
+      body: {
+        name,
+        ...(flags['display-name'] !== undefined ? { displayName: flags['display-name'] } : {}),
+        ...(password ? { password } : {}),
+        ...(flags.role ? { role: oneOf(flags.role, roles, '--role') } : {}),
+        ...(flags.group.length > 0 ? { groups: flags.group } : {}),
+      },
     });
     if (flags.output === 'json') return printJson(u);
     printText(
@@ -97,33 +100,36 @@ export async function userCommand(
       throw new TernError('invalid_request', '--role or --no-role, not both');
     if (flags.enable && flags.disable)
       throw new TernError('invalid_request', '--enable or --disable, not both');
-    const change: Record<string, unknown> = {};
-    if (flags.role) change.role = flags.role;
+    const change: BodyOf<typeof identityRoutes.updateUser> = {};
+    if (flags.role) change.role = oneOf(flags.role, roles, '--role');
     if (flags['no-role']) change.role = null;
     if (flags.enable) change.disabled = false;
     if (flags.disable) change.disabled = true;
     if (flags['display-name'] !== undefined) change.displayName = flags['display-name'];
     if (Object.keys(change).length === 0) throw new TernError('invalid_request', userUsage);
-    return showUser(await api.request<User>('PATCH', `/api/v1/users/${enc(name)}`, change), flags);
+    return showUser(
+      await api.call(identityRoutes.updateUser, { params: { user: name }, body: change }),
+      flags,
+    );
   }
   if (sub === 'passwd' && args.length <= 1) {
     if (name) {
       const password = await newPassword(flags);
       if (!password) throw new TernError('invalid_request', 'the new password is empty');
-      await api.request('PATCH', `/api/v1/users/${enc(name)}`, { password });
+      await api.call(identityRoutes.updateUser, { params: { user: name }, body: { password } });
       if (flags.output !== 'json') printText(`password of ${name} changed\n`);
       return;
     }
     const current = await askSecret('current password', { env: 'TERN_PASSWORD' });
     const password = await newPassword(flags);
     if (!password) throw new TernError('invalid_request', 'the new password is empty');
-    await api.request('PUT', '/api/v1/session/password', { current, password });
+    await api.call(identityRoutes.changePassword, { body: { current, password } });
     if (flags.output !== 'json') printText('your password is changed\n');
     return;
   }
   if (sub === 'delete' && args.length > 0) {
     return eachName(args, userUsage, async (user) => {
-      await api.request('DELETE', `/api/v1/users/${enc(user)}`);
+      await api.call(identityRoutes.removeUser, { params: { user } });
       if (flags.output !== 'json') printText(`user ${user} deleted; its tokens are revoked\n`);
     });
   }
@@ -149,7 +155,7 @@ async function groupCommand(
     ]);
   };
   if (sub === 'list' || sub === undefined) {
-    const items = byName((await api.request<{ items: Group[] }>('GET', '/api/v1/groups')).items);
+    const items = byName((await api.call(identityRoutes.groups)).items);
     if (flags.output === 'json') return printJson(items);
     return printTable(
       ['NAME', 'ROLE', 'MEMBERS', 'DIRECTORY GROUP'],
@@ -158,25 +164,26 @@ async function groupCommand(
   }
   if (sub === 'create' && args.length === 1 && flags.role) {
     return show(
-      await api.request<Group>('POST', '/api/v1/groups', {
-        name,
-        role: flags.role,
-        ...(flags['ldap-group'] ? { ldapGroup: flags['ldap-group'] } : {}),
+      await api.call(identityRoutes.createGroup, {
+        body: {
+          name,
+          role: oneOf(flags.role, roles, '--role'),
+          ...(flags['ldap-group'] ? { ldapGroup: flags['ldap-group'] } : {}),
+        },
       }),
     );
   }
   if (sub === 'delete' && args.length > 0) {
     return eachName(args, 'usage: tern user group delete NAME...', async (group) => {
-      await api.request('DELETE', `/api/v1/groups/${enc(group)}`);
+      await api.call(identityRoutes.removeGroup, { params: { group } });
       if (flags.output !== 'json') printText(`group ${group} deleted\n`);
     });
   }
   if ((sub === 'add' || sub === 'remove') && args.length === 2) {
     return show(
-      await api.request<Group>(
-        sub === 'add' ? 'PUT' : 'DELETE',
-        `/api/v1/groups/${enc(name)}/members/${enc(user)}`,
-      ),
+      await api.call(sub === 'add' ? identityRoutes.addGroupMember : identityRoutes.removeGroupMember, {
+        params: { group: name, user },
+      }),
     );
   }
   throw new TernError(
