@@ -474,74 +474,93 @@ export class TestApi extends ApiClient {
   /** Waits on the event stream until the VM satisfies `until`. */
   async waitVm(ref: string, until: (vm: Vm) => boolean, timeoutMs: number, what: string): Promise<Vm> {
     const first = await this.request<Vm>('GET', `/api/v1/vms/${ref}`);
-    if (until(first)) return first;
-    const stop = new AbortController();
-    try {
-      return await new Promise<Vm>((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`VM ${ref}: not ${what} within ${timeoutMs} ms`)),
-          timeoutMs,
-        );
-        stop.signal.addEventListener('abort', () => clearTimeout(timer));
-        const check = (vm: Vm) => {
-          if (until(vm)) resolve(vm);
-        };
-        this.events(`vm=${first.id}`, (e: ManagerEvent) => e.type === 'vm' && check(e.vm), stop.signal).catch(
-          (err) => {
-            if (!stop.signal.aborted) reject(err);
-          },
-        );
-        // Anything that changed before the stream connected.
-        this.request<Vm>('GET', `/api/v1/vms/${ref}`).then(check, reject);
-      });
-    } finally {
-      stop.abort();
-    }
+    return this.waitOn(`VM ${ref}`, `vm=${first.id}`, (e) => (e.type === 'vm' ? e.vm : undefined), {
+      read: () => this.request<Vm>('GET', `/api/v1/vms/${first.id}`),
+      until,
+      timeoutMs,
+      what,
+      seen: (v) => ({ state: v.state, host: v.host, guest: v.guest }),
+    });
   }
 
   /** Waits on the event stream until the task satisfies `until`. */
   async waitTask(id: string, until: (t: Task) => boolean, timeoutMs: number, what: string): Promise<Task> {
-    const stop = new AbortController();
-    try {
-      return await new Promise<Task>((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`task ${id}: not ${what} within ${timeoutMs} ms`)),
-          timeoutMs,
-        );
-        stop.signal.addEventListener('abort', () => clearTimeout(timer));
-        const check = (t: Task) => {
-          if (until(t)) resolve(t);
-        };
-        this.events(`task=${id}`, (e: ManagerEvent) => e.type === 'task' && check(e.task), stop.signal).catch(
-          (err) => {
-            if (!stop.signal.aborted) reject(err);
-          },
-        );
-        this.request<Task>('GET', `/api/v1/tasks/${id}`).then(check, reject);
-      });
-    } finally {
-      stop.abort();
-    }
+    return this.waitOn(`task ${id}`, `task=${id}`, (e) => (e.type === 'task' ? e.task : undefined), {
+      read: () => this.request<Task>('GET', `/api/v1/tasks/${id}`),
+      until,
+      timeoutMs,
+      what,
+      seen: (t) => ({ state: t.state, error: t.error }),
+    });
   }
 
   /** Waits on the event stream until the host satisfies `until`. */
   async waitHost(name: string, until: (h: Host) => boolean, timeoutMs: number, what: string): Promise<Host> {
+    return this.waitOn(
+      `host ${name}`,
+      '',
+      (e) => (e.type === 'host' && e.host.name === name ? e.host : undefined),
+      {
+        read: () => this.request<Host>('GET', `/api/v1/hosts/${name}`),
+        until,
+        timeoutMs,
+        what,
+        seen: (h) => ({ state: h.state, lastSeen: h.lastSeen }),
+      },
+    );
+  }
+
+  /**
+   * Follows the event stream until an object satisfies `until`, within `timeoutMs`. The object is
+   * read again each time the stream opens (what changed before is not missed) and the stream is
+   * followed again when it ends (a restarted manager); a timeout names what was last seen.
+   */
+  private async waitOn<T>(
+    who: string,
+    query: string,
+    pick: (e: ManagerEvent) => T | undefined,
+    o: {
+      read: () => Promise<T>;
+      until: (x: T) => boolean;
+      timeoutMs: number;
+      what: string;
+      seen: (x: T) => unknown;
+    },
+  ): Promise<T> {
     const stop = new AbortController();
+    let last: T | undefined;
     try {
-      return await new Promise<Host>((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`host ${name}: not ${what} within ${timeoutMs} ms`)),
-          timeoutMs,
-        );
+      return await new Promise<T>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          const seen = last === undefined ? 'nothing' : JSON.stringify(o.seen(last));
+          reject(new Error(`${who}: not ${o.what} within ${o.timeoutMs} ms; last seen: ${seen}`));
+        }, o.timeoutMs);
         stop.signal.addEventListener('abort', () => clearTimeout(timer));
-        const check = (h: Host) => {
-          if (h.name === name && until(h)) resolve(h);
+        const check = (x: T) => {
+          last = x;
+          if (o.until(x)) resolve(x);
         };
-        this.events('', (e: ManagerEvent) => e.type === 'host' && check(e.host), stop.signal).catch((err) => {
-          if (!stop.signal.aborted) reject(err);
-        });
-        // Anything that changed before the stream connected.
-        this.request<Host>('GET', `/api/v1/hosts/${name}`).then(check, () => {});
+        const follow = async () => {
+          while (!stop.signal.aborted) {
+            try {
+              await this.events(
+                query,
+                (e) => {
+                  const x = pick(e);
+                  if (x !== undefined) check(x);
+                },
+                stop.signal,
+                () => void o.read().then(check, () => {}),
+              );
+            } catch (err) {
+              if (stop.signal.aborted) return;
+              if (!(err instanceof TernError && err.code === 'unavailable')) return reject(err);
+            }
+            // The stream ended or the manager is away for a moment: follow it again shortly.
+            await new Promise((r) => setTimeout(r, 200));
+          }
+        };
+        void follow();
       });
     } finally {
       stop.abort();
