@@ -161,9 +161,8 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   };
   // Every full report of a host is compared with the inventory for what no VM accounts for.
   hosts.onReported((hostId) => void base.orphans.scan(hostId));
-  // The HA watch registers its failover task before recovery, so one interrupted resumes.
   const withHa = Object.assign(base, { ha: new HaMonitor(base, tasks, opts.log) });
-  // Every other kind too, before recovery: an interrupted task resumes whatever serves HTTP.
+  // Every kind, the HA failover too, before recovery: an interrupted task resumes whatever serves HTTP.
   const services: ApiServices = Object.assign(withHa, { kinds: registerTaskKinds(withHa, tasks) });
   services.beforeStart = (vmId) => prepareStart(services, vmId);
   const stopAlerts = services.alerts.watch();
@@ -182,7 +181,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   // After recovery has its tasks, before the API takes new ones: a create killed before its
   // task was recorded leaves a VM nothing would ever finish.
   await sweepStrandedCreations({ ...services, log: opts.log });
-  services.ha.start();
+  services.ha.start(services.kinds.haFailover);
   const cluster = await buildClusterEndpoint({
     ca,
     identity,

@@ -18,3 +18,16 @@ test('no route module registers a task kind (recovery must not depend on the HTT
     assert.equal(builds, null, `${file} builds or registers a task kind: ${builds?.[0]}`);
   }
 });
+
+test('the HA failover is a kind like every other: built here, registered by no other module', () => {
+  const names = Object.values(taskKinds({} as never)).map((k) => k.kind);
+  assert.ok(names.includes('ha.failover'), `no ha.failover in ${names.join(', ')}`);
+  const dir = import.meta.dirname;
+  const files = fs
+    .readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && f !== 'task-kinds.ts');
+  for (const file of files) {
+    const registers = /\b(?:tasks|engine)\.register\(/.exec(fs.readFileSync(path.join(dir, file), 'utf8'));
+    assert.equal(registers, null, `${file} registers a task kind outside task-kinds.ts`);
+  }
+});

@@ -2,6 +2,8 @@
  * Every kind of task the manager runs, built once and registered with the engine before crash
  * recovery, so an interrupted task resumes whatever serves HTTP. Handlers submit these.
  */
+import { type FailoverDeps, failoverTask } from './ha/failover.ts';
+import type { HaMonitor } from './ha/monitor.ts';
 import {
   type PoolDeps,
   poolCreateTask,
@@ -36,7 +38,10 @@ import { snapshotCreateTask, snapshotDeleteTask, snapshotRevertTask } from './vm
  * What the task builders use: a part of the manager's services (api/context.ts gives them all,
  * the kinds included; this file does not import it back).
  */
-type KindServices = SealDeps & ImageDeps & PoolDeps & { secrets: SecretStore };
+type KindServices = SealDeps &
+  ImageDeps &
+  PoolDeps &
+  FailoverDeps & { secrets: SecretStore; ha: Pick<HaMonitor, 'isHealthy'> };
 
 export function taskKinds(s: KindServices) {
   return {
@@ -69,12 +74,14 @@ export function taskKinds(s: KindServices) {
     poolVersionTest: versionTestTask(s),
     poolRoll: rollTask(s),
     poolVersionDelete: versionDeleteTask(s),
+    // A failed host's VMs that found no room elsewhere may start on it once the watch sees it back.
+    haFailover: failoverTask(s, (hostId) => s.ha.isHealthy(hostId)),
   };
 }
 
 export type TaskKinds = ReturnType<typeof taskKinds>;
 
-/** Builds every kind and registers it with `engine`; the HA watch registers its failover itself. */
+/** Builds every kind and registers it with `engine`. */
 export function registerTaskKinds(s: KindServices, engine: TaskEngine): TaskKinds {
   const kinds = taskKinds(s);
   for (const kind of Object.values(kinds) as TaskKind<unknown>[]) engine.register(kind);

@@ -9,11 +9,11 @@ import type { SlotState } from '../../ha/statefile.ts';
 import type { Logger } from '../../log.ts';
 import type { HaHostStatus } from '../../wire/ha.ts';
 import type { AlertStore } from '../alerts/store.ts';
-import type { TaskEngine } from '../tasks/engine.ts';
+import type { TaskEngine, TaskKind } from '../tasks/engine.ts';
 import type { VmDeps } from '../vms/deps.ts';
 import { parseAcknowledged, protectedByHost, statefilePath } from './assignment.ts';
 import { detect, type HostDetection, type HostHealth } from './detector.ts';
-import { type FailoverParams, failoverTask } from './failover.ts';
+import type { FailoverParams } from './failover.ts';
 
 const tickMs = 500;
 /**
@@ -48,7 +48,8 @@ export class HaMonitor {
   readonly #deps: HaMonitorDeps;
   readonly #tasks: TaskEngine;
   readonly #log: Logger;
-  readonly #failover;
+  /** The failover kind (registered in task-kinds.ts with every other), given at start. */
+  #failover: TaskKind<FailoverParams> | null = null;
   /**
    * When this watch began: HA turned on (or its statefile moved) here or before this manager
    * started. Nothing before it counts, so silence from before HA was on fails no host.
@@ -73,11 +74,10 @@ export class HaMonitor {
     this.#deps = deps;
     this.#tasks = tasks;
     this.#log = log;
-    this.#failover = failoverTask(deps, (hostId) => this.#isHealthy(hostId));
-    tasks.register(this.#failover);
   }
 
-  start(): void {
+  start(failover: TaskKind<FailoverParams>): void {
+    this.#failover = failover;
     const loop = async () => {
       try {
         await this.tick();
@@ -94,7 +94,8 @@ export class HaMonitor {
     if (this.#timer) clearTimeout(this.#timer);
   }
 
-  #isHealthy(hostId: string): boolean {
+  /** Whether the last round found `hostId` healthy (a failed host back, to its failover). */
+  isHealthy(hostId: string): boolean {
     return this.#status.some((d) => d.hostId === hostId && d.state === 'healthy');
   }
 
@@ -204,6 +205,7 @@ export class HaMonitor {
         { host: host.name },
         'host failed: no heartbeat and no lease; restarting its protected VMs',
       );
+      if (!this.#failover) throw new Error('the HA watch ran a round before it was started');
       try {
         await this.#tasks.submit<FailoverParams>(this.#failover, { hostId: d.hostId }, [`ha:${d.hostId}`]);
         this.#failingOver.add(d.hostId);
