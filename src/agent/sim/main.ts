@@ -12,9 +12,11 @@
  */
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ApiClient } from '../../cli/client.ts';
+import { requestJson } from '../../http/json-client.ts';
 import { createLogger } from '../../log.ts';
-import type { JoinToken } from '../../wire/host.ts';
+import { tlsFetch } from '../../pki/identity.ts';
+import { hostRoutes } from '../../wire/api/hosts.ts';
+import { callRoute, type Send } from '../../wire/api-client.ts';
 import { SimClock } from './clock.ts';
 import { startSimHosts } from './cluster.ts';
 
@@ -50,14 +52,23 @@ try {
   const n = positive('hosts', values.hosts);
   if (!n || !Number.isInteger(n)) throw new Error('--hosts N is required');
   if (!values['base-dir']) throw new Error('--base-dir DIR is required');
-  let api: ApiClient | null = null;
+  let send: Send | null = null;
   if (values.manager) {
     if (!values['admin-token-file']) throw new Error('--manager needs --admin-token-file');
-    api = new ApiClient(
-      values.manager,
-      fs.readFileSync(values['admin-token-file'], 'utf8').trim(),
-      values['manager-ca'] ? fs.readFileSync(values['manager-ca'], 'utf8') : null,
-    );
+    const url = values.manager.replace(/\/$/, '');
+    const token = fs.readFileSync(values['admin-token-file'], 'utf8').trim();
+    const ca = values['manager-ca'] ? fs.readFileSync(values['manager-ca'], 'utf8') : undefined;
+    const fetch = tlsFetch(null, { ca, checkName: true });
+    send = (method, path, body) =>
+      requestJson(`${url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}` },
+        body,
+        timeoutMs: 120_000,
+        unreachable: (why) => `cannot reach the Tern manager at ${url} (${why})`,
+        peer: 'the manager',
+        fetch,
+      });
   }
   const poolGiB = positive('pool-gib', values['pool-gib']);
   const sim = await startSimHosts(n, {
@@ -75,9 +86,9 @@ try {
       dirtyMiBps: positive('dirty-mibps', values['dirty-mibps']),
     },
     join: async (name) => {
-      if (!api)
+      if (!send)
         throw new Error(`host ${name} has not joined a cluster: give --manager and --admin-token-file`);
-      const t = await api.request<JoinToken>('POST', '/api/v1/hosts', { name });
+      const t = await callRoute(send, hostRoutes.add, { body: { name } });
       const manager = values.join ?? /--join (\S+)/.exec(t.command)?.[1];
       if (!manager) throw new Error('give --join URL: the join token names no cluster endpoint');
       return { manager, token: t.token, caFingerprint: t.caFingerprint };
