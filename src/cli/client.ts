@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import { cliConfigPath } from '../allinone/config.ts';
 import { rootCause, TernError } from '../errors.ts';
 import { requestJson } from '../http/json-client.ts';
+import { sendUpload } from '../http/upload.ts';
 import { tlsFetch } from '../pki/identity.ts';
 import { type CallArgs, callRoute } from '../wire/api-client.ts';
 import type { ManagerEvent } from '../wire/event.ts';
@@ -97,16 +98,12 @@ export class ApiClient {
   ): Promise<T> {
     let res: Response;
     try {
-      res = await this.fetch(`${this.url}${path}`, {
+      res = await sendUpload(this.fetch, `${this.url}${path}`, {
         method,
-        headers: {
-          authorization: `Bearer ${this.#token}`,
-          'content-type': 'application/octet-stream',
-          'content-length': String(length),
-        },
+        headers: { authorization: `Bearer ${this.#token}` },
         body,
-        duplex: 'half',
-      } as RequestInit);
+        length,
+      });
     } catch (err) {
       const cause = rootCause(err);
       throw new TernError(

@@ -4,6 +4,7 @@
  * stored image streamed back, and a stored image re-hashed.
  */
 import { TernError } from '../../errors.ts';
+import { sendUpload } from '../../http/upload.ts';
 import { agentRoutes } from '../../wire/agent-routes.ts';
 import type { ImportedImage, ImportImageRequest, UploadResult, VolumeDigest } from '../../wire/image.ts';
 import { pathOf } from '../../wire/route.ts';
@@ -29,17 +30,13 @@ export async function uploadToAgent(
 ): Promise<UploadResult> {
   let res: Response;
   try {
-    res = await fetch(`${url}${pathOf(agentRoutes.upload, {}, ref)}`, {
+    res = await sendUpload(fetch, `${url}${pathOf(agentRoutes.upload, {}, ref)}`, {
       method: agentRoutes.upload.method,
-      headers: {
-        ...headers,
-        'content-type': 'application/octet-stream',
-        'content-length': String(length),
-      },
+      headers,
       body,
-      duplex: 'half',
+      length,
       signal,
-    } as RequestInit);
+    });
   } catch (err) {
     throw unreachable(url, err, signal);
   }
