@@ -11,7 +11,7 @@ import type { VmSpec } from '../../wire/vm.ts';
 import { corruptDisksFound, corruptEvent, corruptReason } from './disk-corruption.ts';
 import type { DiskNodes } from './moved-nodes.ts';
 import { tailFile } from './process-files.ts';
-import type { QmpClient, QmpEvent } from './qmp.ts';
+import { QmpClient, type QmpEvent } from './qmp.ts';
 import * as qmpc from './qmp-commands.ts';
 import { type Monitor, type QmpEventName, qmpEvents } from './qmp-commands.ts';
 import { runState } from './run-state.ts';
@@ -85,6 +85,44 @@ export class RunStateWatch {
     if (!this.qmp)
       return Promise.reject(new TernError('conflict', `VM ${this.#hooks.spec().name} is not running`));
     return this.qmp.waitForEvent(name, timeoutMs, (e) => filter(e.data));
+  }
+
+  /**
+   * QEMU runs (its pid is alive and its command line is ours) but its monitor does not answer:
+   * a deleted socket, a hung or stopped QEMU. Its guest may well be alive, so this is not a
+   * crash and nothing ends it on a guess; the heartbeat keeps trying the monitor (`reconnect`)
+   * and the guest agent, and a monitor that answers again brings the VM back.
+   */
+  unreachable(reason: string): void {
+    this.state = 'unreachable';
+    this.reason = reason;
+    const qmp = this.qmp;
+    this.qmp = null;
+    qmp?.close();
+    this.#hooks.log.error({ vm: this.#hooks.id }, reason);
+  }
+
+  /**
+   * One try at the monitor of an unreachable VM at `socket`; true when it answers again (or
+   * QEMU is being ended meanwhile, `closing`), and then it is followed again.
+   */
+  async reconnect(socket: string, closing: () => boolean): Promise<boolean> {
+    let qmp: QmpClient | null = null;
+    try {
+      qmp = await QmpClient.connect(socket, 3000);
+      if (closing()) {
+        qmp.close();
+        return true;
+      }
+      this.qmp = qmp;
+      await this.watch();
+      this.#hooks.log.info({ vm: this.#hooks.id }, 'the monitor answers again');
+      return true;
+    } catch {
+      if (this.qmp === qmp) this.qmp = null;
+      qmp?.close();
+      return false;
+    }
   }
 
   /** Follows the monitor connection `qmp` holds now: its events, QEMU's status, VNC port, disks. */

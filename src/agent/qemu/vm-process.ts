@@ -5,15 +5,15 @@
  * says (heartbeat, facts, freeze) is guest-watch.ts, probed here on the heartbeat's timer.
  */
 import fs from 'node:fs';
-import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { AgentVm, AgentVmState, VmAction } from '../../wire/agent.ts';
 import { emptyGuestInfo, type VmSpec } from '../../wire/vm.ts';
 import type { AcceleratorChoice } from './accelerator.ts';
 import type { LaunchOptions, ResolvedVolumes } from './command-line.ts';
-import { guestPower } from './guest-power.ts';
 import { GuestWatch } from './guest-watch.ts';
+import { Heartbeat } from './heartbeat.ts';
 import { type DiskNodes, type MovedNodes, nodesOf, readMovedNodes, writeMovedNodes } from './moved-nodes.ts';
+import { powerAction } from './power-actions.ts';
 import {
   lastLines,
   qemuRuns,
@@ -47,11 +47,11 @@ export class VmProcess {
   readonly paths: VmPaths;
   #hooks: VmHooks;
   readonly #g: GuestWatch;
+  readonly #heartbeat: Heartbeat;
   /** What QEMU says over QMP (run-state-watch.ts). */
   readonly #run: RunStateWatch;
   #pid: number | null = null;
   #startedAt: string | null = null;
-  #timer: NodeJS.Timeout | null = null;
   #quitting: Promise<void> | null = null;
   #closing = false;
   /** Ending on purpose without leaving a record (the VM lives on another host now). */
@@ -78,10 +78,18 @@ export class VmProcess {
       spec: () => this.#spec,
       blockNodes: (slot) => this.blockNodes(slot),
       changed: () => this.#emit(),
-      guestNow: () => this.#scheduleHeartbeat(0),
+      guestNow: () => this.#heartbeat.schedule(0),
       reset: () => this.#onReset(),
       poweredOff: () => void this.#quitAfterGuestPoweroff(),
       gone: () => this.#onQemuGone(),
+    });
+    this.#heartbeat = new Heartbeat({
+      everyMs: hooks.heartbeatMs,
+      guest: this.#g,
+      state: () => this.#run.state,
+      closing: () => this.#closing,
+      reconnect: () => this.#reconnect(),
+      changed: () => this.#emit(),
     });
   }
 
@@ -270,31 +278,6 @@ export class VmProcess {
     );
   }
 
-  #scheduleHeartbeat(ms: number): void {
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = setTimeout(() => void this.#heartbeat(), ms);
-  }
-
-  async #heartbeat(): Promise<void> {
-    this.#timer = null;
-    if (this.#closing || this.#run.state === 'crashed' || this.#run.state === 'stopped') return;
-    // #watch schedules the next beat once the monitor answers again.
-    if (this.#run.state === 'unreachable' && (await this.#reconnect())) return;
-    if (this.#run.state !== 'running' && this.#run.state !== 'unreachable') {
-      this.#scheduleHeartbeat(this.#hooks.heartbeatMs);
-      return;
-    }
-    await this.#g.beat();
-    if (this.#closing) return;
-    this.#emit();
-    // Until the guest agent first answers, probe often so a booting VM is seen promptly.
-    this.#scheduleHeartbeat(
-      this.#g.guest.agent === 'responding' || this.#run.state === 'unreachable'
-        ? this.#hooks.heartbeatMs
-        : 500,
-    );
-  }
-
   /**
    * The monitor of the running VM, for the commands of qmp-commands.ts (disk operations and
    * snapshots build on it); it refuses while QEMU does not run.
@@ -325,46 +308,16 @@ export class VmProcess {
     await this.#g.thawLeftover();
   }
 
+  /** A power action (power-actions.ts); `kill` forces QEMU off and ends the VM process. */
   async act(action: VmAction): Promise<void> {
     if (action === 'kill') {
       await this.#quit();
       return;
     }
-    if (this.#run.state === 'crashed' || this.#run.state === 'unreachable' || !this.#run.qmp)
-      throw this.#run.notAvailable();
-    const qmp = this.#run.qmp;
-    switch (action) {
-      case 'thaw':
-        await this.thawLeftover();
-        break;
-      case 'powerdown':
-        await qmpc.systemPowerdown(qmp);
-        break;
-      case 'reset':
-        await qmpc.systemReset(qmp);
-        break;
-      case 'pause':
-        await qmpc.stop(qmp);
-        break;
-      case 'resume':
-        // A `cont` before an incoming migration's state arrived would start the guest as
-        // soon as it does, behind the back of whoever decides which copy runs.
-        if (this.#run.hold)
-          throw new TernError('conflict', `VM ${this.spec.name} is held: ${this.#run.hold}`);
-        await qmpc.cont(qmp);
-        break;
-      case 'guest-shutdown':
-      case 'guest-reboot':
-        if (this.#run.state !== 'running')
-          throw new TernError('conflict', `VM ${this.spec.name} is ${this.#run.state}`);
-        await guestPower(
-          this.#g.qga,
-          (l) => this.onEvent(l),
-          action === 'guest-reboot' ? 'reboot' : 'powerdown',
-        );
-        break;
-    }
-    if (action === 'pause' || action === 'resume') await this.#run.refreshStatus();
+    await powerAction(
+      { name: this.spec.name, run: this.#run, qga: this.#g.qga, thawLeftover: () => this.thawLeftover() },
+      action,
+    );
   }
 
   /**
@@ -445,47 +398,22 @@ export class VmProcess {
     this.#markCrashed('QEMU ended without being asked to');
   }
 
-  /**
-   * QEMU runs (its pid is alive and its command line is ours) but its monitor does not answer:
-   * a deleted socket, a hung or stopped QEMU. Its guest may well be alive, so this is not a
-   * crash and nothing ends it on a guess; the heartbeat keeps trying the monitor and the guest
-   * agent, and a monitor that answers again brings the VM back.
-   */
+  /** QEMU runs but its monitor does not answer (RunStateWatch.unreachable): not a crash. */
   #markUnreachable(why: string): void {
-    this.#run.state = 'unreachable';
-    this.#run.reason = `QEMU runs (pid ${this.#pid}) but ${why}`;
-    const qmp = this.#run.qmp;
-    this.#run.qmp = null;
-    qmp?.close();
     this.#g.guest = { ...this.#g.guest, agent: 'unknown' };
-    this.#hooks.log.error({ vm: this.id }, this.#run.reason);
+    this.#run.unreachable(`QEMU runs (pid ${this.#pid}) but ${why}`);
     // Probe the guest agent at once: whether the guest is alive matters to whoever looks.
-    this.#scheduleHeartbeat(0);
+    this.#heartbeat.schedule(0);
     this.#emit();
   }
 
-  /** One try at the monitor of an unreachable VM; true when it answers again (or QEMU ended). */
+  /** The heartbeat's try at the monitor of an unreachable VM; true when it answers again (or QEMU ended). */
   async #reconnect(): Promise<boolean> {
     if (!qemuRuns(this.#pid, this.paths.qmp)) {
       this.#markCrashed('QEMU ended while its monitor did not answer');
       return true;
     }
-    let qmp: QmpClient | null = null;
-    try {
-      qmp = await QmpClient.connect(this.paths.qmp, 3000);
-      if (this.#closing) {
-        qmp.close();
-        return true;
-      }
-      this.#run.qmp = qmp;
-      await this.#run.watch();
-      this.#hooks.log.info({ vm: this.id }, 'the monitor answers again');
-      return true;
-    } catch {
-      if (this.#run.qmp === qmp) this.#run.qmp = null;
-      qmp?.close();
-      return false;
-    }
+    return this.#run.reconnect(this.paths.qmp, () => this.#closing);
   }
 
   #markCrashed(why: string): void {
@@ -504,8 +432,7 @@ export class VmProcess {
   }
 
   #stopTimers(): void {
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#heartbeat.stop();
     this.#g.qga.close();
     this.#run.qmp?.close();
   }
