@@ -1,8 +1,8 @@
 /**
  * The guest as qemu-ga tells it: the heartbeat's ping, the guest's facts (OS, hostname,
  * interfaces, disks, machine-id), and the filesystem freeze a snapshot holds, with the thaw of
- * a freeze nobody holds any more. The VM process owns the timer and its run state; this owns
- * what the guest agent said.
+ * a freeze nobody holds any more. The heartbeat (heartbeat.ts) sets the pace and the VM's run
+ * state is run-state-watch.ts; this owns what the guest agent said.
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { TernError } from '../../errors.ts';

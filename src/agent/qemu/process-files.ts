@@ -60,6 +60,23 @@ export function writeBoots(file: string, boots: number): void {
   fs.renameSync(`${file}.new`, file);
 }
 
+/**
+ * Marks QEMU as ending on purpose, before it is asked to, so that a later agent that finds it
+ * gone knows the exit was wanted; `released` when the VM lives on another host now and no
+ * record of it is kept here.
+ */
+export function writeQuitting(file: string, released: boolean): void {
+  fs.writeFileSync(file, released ? releasedMark : '');
+}
+
+/** Why QEMU was ending on purpose (writeQuitting), or null when it was not. */
+export function readQuitting(file: string): 'stopped' | 'released' | null {
+  if (!fs.existsSync(file)) return null;
+  return fs.readFileSync(file, 'utf8') === releasedMark ? 'released' : 'stopped';
+}
+
+const releasedMark = 'released';
+
 export function tailFile(file: string, maxBytes: number): string {
   let fd: number;
   try {

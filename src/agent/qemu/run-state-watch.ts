@@ -1,8 +1,9 @@
 /**
  * A VM's run state as its QEMU reports it over QMP: the monitor connection, QEMU's own status
  * and the state Tern shows for it (run-state.ts decides), the hold of an incoming migration,
- * I/O errors and corrupt disks, and the events others wait on. The VM process (vm-process.ts)
- * owns the process, the guest and the end of QEMU; this tells it what QEMU said.
+ * I/O errors and corrupt disks, the events others wait on, and a monitor that stopped answering
+ * while QEMU runs (unreachable) and its retry. What becomes of the process is qemu-lifetime.ts;
+ * this tells it what QEMU said.
  */
 import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';

@@ -1,33 +1,26 @@
 /**
- * One VM's QEMU process as the agent supervises it: launched detached so it outlives the
- * agent, reattached after an agent restart, its power actions, and its end (asked, crashed, or
- * its monitor lost). What QEMU reports over QMP is run-state-watch.ts; what the guest agent
- * says (heartbeat, facts, freeze) is guest-watch.ts, probed here on the heartbeat's timer.
+ * One VM's QEMU as the agent's operations see it: launched (qemu-launch.ts) or reattached after
+ * an agent restart (reattach.ts), its spec and block nodes, its monitor and events, its guest
+ * agent, and its power actions (power-actions.ts). It is put together from what QEMU says over
+ * QMP (run-state-watch.ts), what the guest agent says (guest-watch.ts), and what becomes of the
+ * QEMU process: its heartbeat and its end, asked, crashed or its monitor lost (qemu-lifetime.ts).
  */
 import fs from 'node:fs';
 import type { Logger } from '../../log.ts';
 import type { AgentVm, AgentVmState, VmAction } from '../../wire/agent.ts';
-import { emptyGuestInfo, type VmSpec } from '../../wire/vm.ts';
+import type { VmSpec } from '../../wire/vm.ts';
 import type { AcceleratorChoice } from './accelerator.ts';
 import type { LaunchOptions, ResolvedVolumes } from './command-line.ts';
 import { GuestWatch } from './guest-watch.ts';
-import { Heartbeat } from './heartbeat.ts';
-import { type DiskNodes, type MovedNodes, nodesOf, readMovedNodes, writeMovedNodes } from './moved-nodes.ts';
+import { type DiskNodes, type MovedNodes, nodesOf, writeMovedNodes } from './moved-nodes.ts';
 import { powerAction } from './power-actions.ts';
-import {
-  lastLines,
-  qemuRuns,
-  readBoots,
-  readPid,
-  type VmPaths,
-  waitQemuEnded,
-  writeBoots,
-} from './process-files.ts';
+import { readPid, type VmPaths } from './process-files.ts';
 import { startQemu } from './qemu-launch.ts';
+import { QemuLifetime } from './qemu-lifetime.ts';
 import type { QgaClient } from './qga.ts';
-import { QmpClient, type QmpEvent } from './qmp.ts';
+import type { QmpEvent } from './qmp.ts';
 import type { Monitor, QmpEventName } from './qmp-commands.ts';
-import * as qmpc from './qmp-commands.ts';
+import { leftBehind } from './reattach.ts';
 import { RunStateWatch } from './run-state-watch.ts';
 
 export interface VmHooks {
@@ -38,27 +31,17 @@ export interface VmHooks {
   heartbeatMs: number;
 }
 
-/** What `quitting` holds when the VM left for another host: a later agent keeps no record. */
-const released = 'released';
-
 export class VmProcess {
   readonly id: string;
   #spec: VmSpec;
   readonly paths: VmPaths;
   #hooks: VmHooks;
   readonly #g: GuestWatch;
-  readonly #heartbeat: Heartbeat;
   /** What QEMU says over QMP (run-state-watch.ts). */
   readonly #run: RunStateWatch;
-  #pid: number | null = null;
-  #startedAt: string | null = null;
-  #quitting: Promise<void> | null = null;
-  #closing = false;
-  /** Ending on purpose without leaving a record (the VM lives on another host now). */
-  #forgotten = false;
+  /** What becomes of its QEMU process (qemu-lifetime.ts). */
+  readonly #life: QemuLifetime;
   #nodes: MovedNodes = {};
-  /** The guest's boots seen in this QEMU: 1 at launch, one more at each RESET event. */
-  #boots = 0;
 
   private constructor(spec: VmSpec, paths: VmPaths, hooks: VmHooks) {
     this.id = spec.id;
@@ -69,7 +52,7 @@ export class VmProcess {
       name: () => this.#spec.name,
       log: hooks.log,
       emit: () => this.#emit(),
-      closing: () => this.#closing,
+      closing: () => this.#life.closing,
     });
     this.#run = new RunStateWatch({
       id: spec.id,
@@ -78,18 +61,21 @@ export class VmProcess {
       spec: () => this.#spec,
       blockNodes: (slot) => this.blockNodes(slot),
       changed: () => this.#emit(),
-      guestNow: () => this.#heartbeat.schedule(0),
-      reset: () => this.#onReset(),
-      poweredOff: () => void this.#quitAfterGuestPoweroff(),
-      gone: () => this.#onQemuGone(),
+      guestNow: () => this.#life.heartbeat.schedule(0),
+      reset: () => this.#life.rebooted(),
+      poweredOff: () => void this.#life.guestPoweredOff(),
+      gone: () => this.#life.gone(),
     });
-    this.#heartbeat = new Heartbeat({
-      everyMs: hooks.heartbeatMs,
+    this.#life = new QemuLifetime({
+      id: spec.id,
+      paths,
+      log: hooks.log,
+      heartbeatMs: hooks.heartbeatMs,
+      run: this.#run,
       guest: this.#g,
-      state: () => this.#run.state,
-      closing: () => this.#closing,
-      reconnect: () => this.#reconnect(),
+      snapshot: () => this.snapshot(),
       changed: () => this.#emit(),
+      stopped: (vm) => hooks.stopped(vm),
     });
   }
 
@@ -172,12 +158,12 @@ export class VmProcess {
       name: this.spec.name,
       state: this.#run.state,
       reason: this.#run.reason,
-      pid: this.#pid,
+      pid: this.#life.pid,
       vncPort: this.#run.vncPort,
-      startedAt: this.#startedAt,
+      startedAt: this.#life.startedAt,
       guest: {
         ...this.#g.guest,
-        boots: this.#boots,
+        boots: this.#life.boots,
         interfaces: this.#g.guest.interfaces.map((i) => ({ ...i })),
       },
     };
@@ -195,11 +181,8 @@ export class VmProcess {
     const { child, qmp } = await startQemu(binary, spec, volumes, paths, accel, launch);
     const vm = new VmProcess(spec, paths, hooks);
     vm.#run.qmp = qmp;
-    vm.#pid = child.pid ?? readPid(paths.pidfile);
-    vm.#startedAt = new Date().toISOString();
-    vm.#boots = 1;
-    writeBoots(paths.boots, vm.#boots);
-    child.once('exit', () => vm.#onQemuGone());
+    vm.#life.launched(child.pid ?? readPid(paths.pidfile));
+    child.once('exit', () => vm.#life.gone());
     try {
       await vm.#run.watch();
     } catch (err) {
@@ -211,71 +194,21 @@ export class VmProcess {
     return vm;
   }
 
-  /** Picks up a VM left by a previous agent process; reports it crashed if its QEMU is gone. */
+  /**
+   * Picks up a VM left by a previous agent process (reattach.ts); reports it crashed if its QEMU
+   * is gone, stopped if it ended on purpose.
+   */
   static async attach(paths: VmPaths, hooks: VmHooks): Promise<VmProcess | null> {
-    let spec: VmSpec;
-    try {
-      spec = JSON.parse(fs.readFileSync(paths.spec, 'utf8')) as VmSpec;
-    } catch {
-      hooks.log.warn({ dir: paths.runDir }, 'runtime directory without a readable spec; removed');
-      fs.rmSync(paths.runDir, { recursive: true, force: true });
+    const left = leftBehind(paths, hooks.log);
+    if (left.kind === 'nothing') return null;
+    const vm = new VmProcess(left.spec, paths, hooks);
+    if (left.kind === 'stopped') {
+      hooks.stopped({ ...vm.snapshot(), state: 'stopped', startedAt: null });
       return null;
     }
-    const vm = new VmProcess(spec, paths, hooks);
-    vm.#nodes = readMovedNodes(paths.nodes);
-    const pid = readPid(paths.pidfile);
-    vm.#startedAt = fs.existsSync(paths.pidfile) ? fs.statSync(paths.pidfile).mtime.toISOString() : null;
-    if (!qemuRuns(pid, paths.qmp)) {
-      if (fs.existsSync(paths.quitting)) {
-        const wasReleased = fs.readFileSync(paths.quitting, 'utf8') === released;
-        fs.rmSync(paths.runDir, { recursive: true, force: true });
-        if (wasReleased) return null;
-        hooks.stopped({ ...vm.snapshot(), state: 'stopped', startedAt: null });
-        return null;
-      }
-      vm.#markCrashed('QEMU ended while the agent was not running');
-      return vm;
-    }
-    vm.#pid = pid;
-    // Boots while no agent ran went unseen: a reboot waiting for one fails rather than guesses.
-    vm.#boots = readBoots(paths.boots);
-    // Filesystems frozen by a snapshot this agent's predecessor did not finish are thawed
-    // once the guest agent answers.
-    vm.#g.freezeUnknown = true;
-    try {
-      vm.#run.qmp = await QmpClient.connect(paths.qmp, 5000);
-    } catch (err) {
-      vm.#markUnreachable(`its monitor does not answer: ${(err as Error).message}`);
-      return vm;
-    }
-    try {
-      await vm.#run.watch();
-    } catch (err) {
-      vm.#markUnreachable(`its monitor does not report its status: ${(err as Error).message}`);
-    }
+    vm.#nodes = left.nodes;
+    await vm.#life.found(left);
     return vm;
-  }
-
-  /** The guest starts afresh (a RESET event), its filesystems unfrozen. */
-  #onReset(): void {
-    this.#boots++;
-    try {
-      writeBoots(this.paths.boots, this.#boots);
-    } catch (err) {
-      this.#hooks.log.warn({ vm: this.id, err }, 'could not record the guest boot count');
-    }
-    this.#g.guest = { ...this.#g.guest, agent: 'not-responding', frozen: false, bootId: null };
-    this.#g.pings = 0;
-    this.#emit();
-  }
-
-  /** With -no-shutdown QEMU stays up after the guest powers off; we finish the job. */
-  async #quitAfterGuestPoweroff(): Promise<void> {
-    if (this.#closing) return;
-    this.#hooks.log.info({ vm: this.id }, 'guest powered off; stopping QEMU');
-    await this.#quit().catch((err) =>
-      this.#hooks.log.error({ vm: this.id, err }, 'quit after poweroff failed'),
-    );
   }
 
   /**
@@ -311,7 +244,7 @@ export class VmProcess {
   /** A power action (power-actions.ts); `kill` forces QEMU off and ends the VM process. */
   async act(action: VmAction): Promise<void> {
     if (action === 'kill') {
-      await this.#quit();
+      await this.#life.quit();
       return;
     }
     await powerAction(
@@ -324,131 +257,26 @@ export class VmProcess {
    * Ends QEMU and leaves no record behind: no stopped VM for the host to report, neither now
    * nor after an agent restart. For a VM that lives on another host now, or never ran here.
    */
-  async release(): Promise<void> {
-    this.#forgotten = true;
-    this.#run.hold = null;
-    if (this.#run.state === 'crashed') {
-      this.discard();
-      return;
-    }
-    await this.#quit();
+  release(): Promise<void> {
+    return this.#life.release();
   }
 
   /**
    * Resolves once an end of QEMU under way (a guest that powered off is ended by the agent) is
    * done: the host reports such a VM stopped while its QEMU is still going away.
    */
-  async ended(): Promise<void> {
-    await this.#quitting?.catch(() => {});
-  }
-
-  /** Ends QEMU at once (force off), waiting until the process is really gone. */
-  #quit(): Promise<void> {
-    this.#quitting ??= this.#endQemu();
-    return this.#quitting;
-  }
-
-  async #endQemu(): Promise<void> {
-    if (this.#closing) return;
-    this.#closing = true;
-    fs.writeFileSync(this.paths.quitting, this.#forgotten ? released : '');
-    try {
-      if (this.#run.qmp) await qmpc.quit(this.#run.qmp, 5000);
-    } catch {
-      // The monitor may close before answering; the pid check below decides.
-    }
-    // Without a monitor, QEMU is asked by signal.
-    if (this.#pid !== null) await waitQemuEnded(this.#pid, this.paths.qmp, this.#run.state === 'unreachable');
-    this.#finishStopped();
-  }
-
-  #finishStopped(): void {
-    if (this.#run.state === 'stopped') return;
-    this.#closing = true;
-    this.#stopTimers();
-    this.#run.state = 'stopped';
-    this.#run.reason = null;
-    this.#pid = null;
-    this.#boots = 0;
-    this.#g.guest = emptyGuestInfo();
-    fs.rmSync(this.paths.runDir, { recursive: true, force: true });
-    if (this.#forgotten) return;
-    this.#hooks.stopped({ ...this.snapshot(), startedAt: null });
-    this.#emit();
-  }
-
-  #onQemuGone(): void {
-    if (this.#run.state === 'stopped' || this.#run.state === 'crashed' || this.#run.state === 'unreachable')
-      return;
-    if (this.#closing || fs.existsSync(this.paths.quitting)) {
-      // #quit finishes the bookkeeping once the pid is gone.
-      if (!this.#closing) this.#finishStopped();
-      return;
-    }
-    if (qemuRuns(this.#pid, this.paths.qmp)) {
-      this.#hooks.log.warn({ vm: this.id }, 'QMP connection lost while QEMU still runs; reconnecting');
-      void QmpClient.connect(this.paths.qmp, 5000)
-        .then(async (qmp) => {
-          this.#run.qmp = qmp;
-          await this.#run.watch();
-        })
-        .catch((err) => this.#markUnreachable(`its monitor was lost: ${(err as Error).message}`));
-      return;
-    }
-    this.#markCrashed('QEMU ended without being asked to');
-  }
-
-  /** QEMU runs but its monitor does not answer (RunStateWatch.unreachable): not a crash. */
-  #markUnreachable(why: string): void {
-    this.#g.guest = { ...this.#g.guest, agent: 'unknown' };
-    this.#run.unreachable(`QEMU runs (pid ${this.#pid}) but ${why}`);
-    // Probe the guest agent at once: whether the guest is alive matters to whoever looks.
-    this.#heartbeat.schedule(0);
-    this.#emit();
-  }
-
-  /** The heartbeat's try at the monitor of an unreachable VM; true when it answers again (or QEMU ended). */
-  async #reconnect(): Promise<boolean> {
-    if (!qemuRuns(this.#pid, this.paths.qmp)) {
-      this.#markCrashed('QEMU ended while its monitor did not answer');
-      return true;
-    }
-    return this.#run.reconnect(this.paths.qmp, () => this.#closing);
-  }
-
-  #markCrashed(why: string): void {
-    // A target QEMU ends when its incoming migration fails: expected, and said so.
-    if (this.#run.hold) why = `${this.#run.hold} failed: ${why}`;
-    const last = lastLines(this.paths.qemuLog, 3);
-    this.#stopTimers();
-    this.#run.state = 'crashed';
-    this.#run.reason = last ? `${why}; last output: ${last}` : why;
-    // A QEMU that still runs (its monitor lost) keeps its pid, so a stop can still end it.
-    if (!qemuRuns(this.#pid, this.paths.qmp)) this.#pid = null;
-    this.#boots = 0;
-    this.#g.guest = { ...emptyGuestInfo(), lastHeartbeat: this.#g.guest.lastHeartbeat };
-    this.#hooks.log.error({ vm: this.id }, this.#run.reason);
-    this.#emit();
-  }
-
-  #stopTimers(): void {
-    this.#heartbeat.stop();
-    this.#g.qga.close();
-    this.#run.qmp?.close();
+  ended(): Promise<void> {
+    return this.#life.ended();
   }
 
   /** Drops the record of a crashed VM. */
   discard(): void {
-    this.#stopTimers();
-    const pid = this.#pid;
-    if (qemuRuns(pid, this.paths.qmp)) process.kill(pid, 'SIGKILL');
-    fs.rmSync(this.paths.runDir, { recursive: true, force: true });
+    this.#life.discard();
   }
 
   /** Lets go of a running VM without touching it (agent shutdown): it keeps running. */
   detach(): void {
-    this.#closing = true;
-    this.#stopTimers();
+    this.#life.detach();
   }
 
   #emit(): void {
