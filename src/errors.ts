@@ -102,6 +102,17 @@ export function rootCause(err: unknown): Error {
   return e.cause instanceof Error ? e.cause : e;
 }
 
+/**
+ * A peer that could not be reached (refused, silent, an untrusted certificate), the one way to
+ * say so: `unavailable`, with `says(why)` naming the peer, `why` the first line of what lies
+ * under, and the error kept as the cause. A TernError passes through: it already says why.
+ */
+export function unreachable(err: unknown, says: (why: string) => string): TernError {
+  if (err instanceof TernError) return err;
+  const why = rootCause(err).message.split('\n')[0] ?? '';
+  return new TernError('unavailable', says(why), undefined, { cause: err });
+}
+
 /** Any thrown value as a TernError, keeping the message of unexpected errors for logs. */
 export function asTernError(err: unknown): TernError {
   if (err instanceof TernError) return err;

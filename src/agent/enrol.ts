@@ -11,7 +11,7 @@ import { sign, X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Agent, fetch as undiciFetch } from 'undici';
-import { rootCause, TernError } from '../errors.ts';
+import { TernError, unreachable } from '../errors.ts';
 import { requestJson } from '../http/json-client.ts';
 import type { Logger } from '../log.ts';
 import { type Identity, loadIdentity, newKeyPair, saveIdentity, tlsFetch } from '../pki/identity.ts';
@@ -80,12 +80,7 @@ async function fetchPinnedCa(manager: string, fingerprint: string): Promise<stri
       dispatcher,
       signal: AbortSignal.timeout(15_000),
     }).catch((err: Error) => {
-      throw new TernError(
-        'unavailable',
-        `the manager at ${manager} is unreachable: ${rootCause(err).message}`,
-        undefined,
-        { cause: err },
-      );
+      throw unreachable(err, (why) => `the manager at ${manager} is unreachable: ${why}`);
     });
     const pem = await res.text();
     let actual: string;

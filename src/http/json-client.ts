@@ -1,5 +1,5 @@
 /** One JSON-over-HTTP request with a deadline; every failure becomes a TernError. */
-import { rootCause, TernError } from '../errors.ts';
+import { rootCause, TernError, unreachable } from '../errors.ts';
 
 export interface JsonRequest {
   method: string;
@@ -24,9 +24,10 @@ export async function requestJson<T>(url: string, r: JsonRequest): Promise<T> {
       signal: AbortSignal.timeout(r.timeoutMs),
     });
   } catch (err) {
-    const cause = rootCause(err);
-    const why = (err as Error).name === 'TimeoutError' ? `no answer within ${r.timeoutMs} ms` : cause.message;
-    throw new TernError('unavailable', r.unreachable(why, cause), undefined, { cause: err });
+    const timedOut = (err as Error).name === 'TimeoutError';
+    throw unreachable(err, (why) =>
+      r.unreachable(timedOut ? `no answer within ${r.timeoutMs} ms` : why, rootCause(err)),
+    );
   }
   if (res.status === 204) return undefined as T;
   const text = await res.text();

@@ -34,7 +34,7 @@ import type { VmDir } from '../../wire/orphan.ts';
 import { type CallOf, pathOf, type ReplyOf, type Route } from '../../wire/route.ts';
 import type { DiskSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
 import { followRoute } from './agent-stream.ts';
-import { type AgentTransport, checkedReply, errorOf } from './agent-transport.ts';
+import { type AgentTransport, agentUnreachable, checkedReply, errorOf } from './agent-transport.ts';
 import {
   digestOnAgent,
   downloadFromAgent,
@@ -203,8 +203,7 @@ export class AgentClient {
       if (!res.ok) throw await errorOf(res, 'host agent');
       return Buffer.from(await res.arrayBuffer());
     } catch (err) {
-      if (err instanceof TernError) throw err;
-      throw new TernError('unavailable', `host agent at ${this.url} unreachable: ${(err as Error).message}`);
+      throw agentUnreachable(this.url, err);
     }
   }
 

@@ -10,7 +10,7 @@ import { Value } from 'typebox/value';
 import { TernError } from '../../errors.ts';
 import { ndjson } from '../../http/ndjson.ts';
 import { type LineOf, type Method, pathOf, type Route } from '../../wire/route.ts';
-import { type AgentTransport, errorOf, unreachable } from './agent-transport.ts';
+import { type AgentTransport, agentUnreachable, errorOf } from './agent-transport.ts';
 
 export interface AgentStream {
   method: Method;
@@ -47,7 +47,7 @@ export async function followAgentStream<T>(
   const lost = (err: unknown) =>
     silence.signal.aborted && !s.signal.aborted
       ? new TernError('unavailable', `host agent at ${t.url} went silent during ${s.during}`)
-      : unreachable(t.url, err, s.signal);
+      : agentUnreachable(t.url, err, s.signal);
   try {
     feed();
     let res: Response;

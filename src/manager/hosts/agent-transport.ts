@@ -4,7 +4,7 @@
  */
 import type { TSchema } from 'typebox';
 import { Value } from 'typebox/value';
-import { rootCause, TernError } from '../../errors.ts';
+import { TernError, unreachable } from '../../errors.ts';
 import type { ReplyOf, Route } from '../../wire/route.ts';
 
 export interface AgentTransport {
@@ -26,16 +26,9 @@ export async function errorOf(res: Response, peer: string): Promise<TernError> {
 }
 
 /** A failed request to an agent: cancelled by us, or the agent could not be reached. */
-export function unreachable(url: string, err: unknown, signal?: AbortSignal): TernError {
+export function agentUnreachable(url: string, err: unknown, signal?: AbortSignal): TernError {
   if (signal?.aborted) return new TernError('cancelled', 'the transfer was cancelled');
-  return new TernError(
-    'unavailable',
-    `host agent at ${url} unreachable: ${rootCause(err).message}`,
-    undefined,
-    {
-      cause: err,
-    },
-  );
+  return unreachable(err, (why) => `host agent at ${url} unreachable: ${why}`);
 }
 
 /** A JSON answer of an agent on a declared route, checked against the route's reply schema. */

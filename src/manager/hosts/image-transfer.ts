@@ -10,7 +10,7 @@ import type { ImportedImage, ImportImageRequest, UploadResult, VolumeDigest } fr
 import { pathOf } from '../../wire/route.ts';
 import type { VolumeRef } from '../../wire/vm.ts';
 import { followRoute } from './agent-stream.ts';
-import { type AgentTransport, checkedReply, errorOf, unreachable } from './agent-transport.ts';
+import { type AgentTransport, agentUnreachable, checkedReply, errorOf } from './agent-transport.ts';
 
 export interface ImportProgress {
   signal: AbortSignal;
@@ -38,7 +38,7 @@ export async function uploadToAgent(
       signal,
     });
   } catch (err) {
-    throw unreachable(url, err, signal);
+    throw agentUnreachable(url, err, signal);
   }
   if (!res.ok) throw await errorOf(res, 'host agent');
   return checkedReply(url, agentRoutes.upload, await res.json());
@@ -69,7 +69,7 @@ export async function downloadFromAgent(
   try {
     res = await fetch(`${url}${pathOf(agentRoutes.imageContent, {}, ref)}`, { headers, signal });
   } catch (err) {
-    throw unreachable(url, err, signal);
+    throw agentUnreachable(url, err, signal);
   }
   if (!res.ok) throw await errorOf(res, 'host agent');
   const length = Number(res.headers.get('content-length'));
@@ -88,7 +88,7 @@ export async function digestOnAgent(
   try {
     res = await fetch(`${url}${pathOf(agentRoutes.imageDigest, {}, ref)}`, { headers, signal });
   } catch (err) {
-    throw unreachable(url, err, signal);
+    throw agentUnreachable(url, err, signal);
   }
   if (!res.ok) throw await errorOf(res, 'host agent');
   return checkedReply(url, agentRoutes.imageDigest, await res.json());

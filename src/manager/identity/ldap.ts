@@ -14,7 +14,7 @@ import {
   ResultCodeError,
   UnavailableError,
 } from 'ldapts';
-import { TernError } from '../../errors.ts';
+import { TernError, unreachable } from '../../errors.ts';
 
 export { type LdapGroupMapping, rolesFromGroups } from './ldap-groups.ts';
 
@@ -79,7 +79,7 @@ export async function ldapAuthenticate(
           'unavailable',
           `the directory ${cfg.url} refused the service account ${cfg.bindDn}: ${err.message}`,
         );
-      throw unreachable(cfg.url, err);
+      throw silent(cfg.url, err);
     }
 
     const found = await directory(cfg.url, () =>
@@ -125,7 +125,7 @@ export async function ldapAuthenticate(
     } catch (err) {
       // Busy and unavailable say nothing about the password; every other refusal does.
       if (err instanceof BusyError || err instanceof UnavailableError || !(err instanceof ResultCodeError))
-        throw unreachable(cfg.url, err);
+        throw silent(cfg.url, err);
       throw new TernError('unauthorized', badLogin);
     }
 
@@ -158,10 +158,8 @@ function filterFrom(template: string, placeholder: string, value: string, what: 
   return filter;
 }
 
-function unreachable(url: string, err: unknown): TernError {
-  if (err instanceof TernError) return err;
-  const why = err instanceof Error ? err.message.split('\n')[0] : String(err);
-  return new TernError('unavailable', `the directory ${url} did not answer: ${why}`);
+function silent(url: string, err: unknown): TernError {
+  return unreachable(err, (why) => `the directory ${url} did not answer: ${why}`);
 }
 
 /** Runs a search as the service account: a refusal or a lost connection is the directory's fault. */
@@ -169,7 +167,7 @@ async function directory<T>(url: string, op: () => Promise<T>): Promise<T> {
   try {
     return await op();
   } catch (err) {
-    if (!(err instanceof ResultCodeError)) throw unreachable(url, err);
+    if (!(err instanceof ResultCodeError)) throw silent(url, err);
     throw new TernError('unavailable', `the directory ${url} refused a search: ${err.message}`);
   }
 }

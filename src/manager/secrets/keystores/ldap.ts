@@ -14,7 +14,7 @@ import {
   NoSuchObjectError,
   ResultCodeError,
 } from 'ldapts';
-import { TernError } from '../../../errors.ts';
+import { TernError, unreachable } from '../../../errors.ts';
 import type { Kek, KeyStore, KeyStoreConfig } from '../keystore.ts';
 
 type LdapKeyStoreConfig = Extract<KeyStoreConfig, { kind: 'ldap' }>;
@@ -158,11 +158,7 @@ export class LdapKeyStore implements KeyStore {
     if (err instanceof NoSuchObjectError) why = 'the container is missing or hidden from it';
     else if (err instanceof InsufficientAccessError) why = 'insufficient access rights';
     else if (err instanceof ResultCodeError) why = `${lead}${err.message}`;
-    else
-      return new TernError(
-        'unavailable',
-        `key store ${this.description}: the directory did not answer: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`,
-      );
+    else return unreachable(err, (w) => `key store ${this.description}: the directory did not answer: ${w}`);
     return new TernError(
       'unavailable',
       `key store ${this.description}: the account ${this.#cfg.bindDn} ${what} (${why})`,
