@@ -72,8 +72,10 @@ export const CapacityAnswer = Type.Object({
   fits: Type.Integer(),
   perHost: Type.Array(Type.Object({ host: Type.String(), count: Type.Integer() })),
   limitedBy: Type.String(),
+  /** The protected load of the `tolerate` hosts holding the most: what the others keep room for. */
   reservedForFailover: Type.Object({ vcpus: Type.Number(), memoryMiB: Type.Number() }),
-  checked: Type.String(),
+  /** 'every failure set' when each set of `tolerate` hosts was checked; 'bound' when a conservative bound stood in. */
+  checked: Type.Union([Type.Literal('every failure set'), Type.Literal('bound'), Type.Literal('none')]),
 });
 export type CapacityAnswer = Static<typeof CapacityAnswer>;
 

@@ -20,8 +20,10 @@ export const Secret = Type.Object({
 });
 export type Secret = Static<typeof Secret>;
 
+/** The key store and every key-encryption key, each with how many secrets it wraps. */
 export const KeyStatus = Type.Object({
   store: Type.String(),
+  /** Null when the store answered; otherwise why it did not. */
   storeError: Type.Union([Type.String(), Type.Null()]),
   activeKek: Type.String(),
   keys: Type.Array(

@@ -7,12 +7,12 @@
  * already in host A's local pool asks for `local@A`, while new disks may go to any host's
  * `local`.
  */
-import type { HostFacts } from '../../wire/host.ts';
+import type { HostFacts, HostState } from '../../wire/host.ts';
 import type { VmSpec, VolumeRef } from '../../wire/vm.ts';
 import type { Db } from '../db/database.ts';
 import { vmSpecOf } from '../db/vm-spec.ts';
 import { clusterBaseline } from '../placement/cpu-models.ts';
-import type { CpuDemand, HostState, PlacementHost, VmGroup } from '../placement/model.ts';
+import type { CpuDemand, PlacementHost, VmGroup } from '../placement/model.ts';
 
 /**
  * VM states that hold their host's CPU and memory. A stopped VM holds none, nor does one being

@@ -3,7 +3,7 @@
  * job, each named with its fix. Pure: the shell describes the cluster, this judges it.
  */
 import type { HaSettings } from '../../wire/ha.ts';
-import type { HostState } from '../placement/model.ts';
+import type { HostState } from '../../wire/host.ts';
 
 export interface ReadinessHost {
   name: string;

@@ -3,6 +3,7 @@
  * restarted after any `tolerate` online hosts fail (N+k). See README.md for the algorithm and
  * where it is conservative.
  */
+import type { CapacityAnswer } from '../../wire/cluster.ts';
 import { byMemoryFirst, combinations, type FailoverCluster, failover } from './failover.ts';
 import { poolOf } from './filters.ts';
 import { defaultPolicy, type PlacementHost, type PlacementPolicy } from './model.ts';
@@ -22,16 +23,6 @@ export interface CapacityQuestion {
   newVmsProtected?: boolean;
   /** Pool the new VMs' disks go to; without it, disk space is not counted. */
   pool?: string;
-}
-
-export interface CapacityAnswer {
-  fits: number;
-  perHost: { host: string; count: number }[];
-  limitedBy: string;
-  /** The protected load of the `tolerate` hosts holding the most: what the others keep room for. */
-  reservedForFailover: { vcpus: number; memoryMiB: number };
-  /** 'every failure set' when each set of `tolerate` hosts was checked; 'bound' when a conservative bound stood in. */
-  checked: 'every failure set' | 'bound' | 'none';
 }
 
 /** Failure sets beyond this are not enumerated; the bound answers instead. */

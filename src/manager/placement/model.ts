@@ -2,8 +2,7 @@
  * The snapshot placement decides over: hosts with what they hold, the demand of one VM, and the
  * policy. Plain data, so the decisions stay pure and a benchmark can build thousands of hosts.
  */
-
-export type HostState = 'online' | 'offline' | 'maintenance';
+import type { HostState } from '../../wire/host.ts';
 
 /** As the host reports it: `vendor` is /proc/cpuinfo's vendor_id (GenuineIntel, AuthenticAMD), `flags` its flag names. */
 export interface CpuIdentity {

@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
+import type { KeyStatus } from '../../wire/secret.ts';
 import { type Db, now } from '../db/database.ts';
 import type { SecretTable } from '../db/schema.ts';
 import { exportKeys, restoreKeys } from './backup.ts';
@@ -32,23 +33,6 @@ export interface PutOptions {
   /** What the secret belongs to (`vm:<id>`); left as it was when replacing and not given. */
   object?: string | null;
   ownerId?: string | null;
-}
-
-export interface KeyStatus {
-  id: string;
-  createdAt: string | null;
-  active: boolean;
-  inStore: boolean;
-  /** How many secrets this key wraps. */
-  secrets: number;
-}
-
-export interface SecretStatus {
-  store: string;
-  /** Null when the store answered; otherwise why it did not. */
-  storeError: string | null;
-  activeKek: string;
-  keys: KeyStatus[];
 }
 
 const META = ['id', 'name', 'kind', 'object', 'ownerId', 'kekId', 'createdAt', 'updatedAt'] as const;
@@ -259,7 +243,7 @@ export class SecretStore {
     }
   }
 
-  async status(): Promise<SecretStatus> {
+  async status(): Promise<KeyStatus> {
     let inStore: Kek[] = [];
     let storeError: string | null = null;
     try {

@@ -4,6 +4,7 @@ import { ErrorBody } from '../common.ts';
 import { HaHostStatus, HaSettings, VmHaPolicy } from '../ha.ts';
 import { route } from '../route.ts';
 import { Vm } from '../vm.ts';
+import { VmRef } from './vms.ts';
 
 const Check = Type.Object({
   check: Type.String(),
@@ -71,7 +72,7 @@ export const haRoutes = {
     path: '/api/v1/vms/:vm/ha',
     summary: "Set a VM's HA restart policy",
     tags: ['vms', 'ha'],
-    params: Type.Object({ vm: Type.String({ maxLength: 63 }) }),
+    params: VmRef,
     body: VmHaPolicy,
     reply: { 200: Vm, 404: ErrorBody },
   }),

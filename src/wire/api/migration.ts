@@ -4,8 +4,7 @@ import { MigrateVmRequest, MigrationPreview, MoveDiskRequest } from '../cluster.
 import { ErrorBody } from '../common.ts';
 import { route } from '../route.ts';
 import { TaskAccepted } from '../task.ts';
-
-const VmRef = Type.Object({ vm: Type.String({ maxLength: 63 }) });
+import { VmRef } from './vms.ts';
 
 export const migrationRoutes = {
   migrate: route({
@@ -32,7 +31,7 @@ export const migrationRoutes = {
     summary: 'Move a disk to another storage pool of its host (live when the VM runs)',
     tags: ['vms'],
     params: Type.Object({
-      vm: Type.String({ maxLength: 63 }),
+      vm: VmRef.properties.vm,
       index: Type.Integer({ minimum: 0, maximum: 15 }),
     }),
     body: MoveDiskRequest,
