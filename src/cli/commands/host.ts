@@ -1,8 +1,7 @@
 /** `tern host …`: the hosts of the cluster, how they join and leave, maintenance. */
 import { TernError } from '../../errors.ts';
-import type { Host, JoinToken } from '../../wire/host.ts';
-import type { Orphan, OrphanAdopted } from '../../wire/orphan.ts';
-import type { Task } from '../../wire/task.ts';
+import { hostRoutes } from '../../wire/api/hosts.ts';
+import type { Orphan } from '../../wire/orphan.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
@@ -10,7 +9,6 @@ import { ago, bytes, mib, printFields, printJson, printTable, printText } from '
 import { waitForTask } from '../progress.ts';
 import { type Command, viaGroup } from '../registry.ts';
 
-const enc = encodeURIComponent;
 const usage =
   'usage: tern host list | show NAME | add NAME | remove NAME | maintenance on|off NAME [--stop-unmovable] | orphans [HOST] | orphans adopt HOST ID | orphans remove HOST ID [--force]';
 
@@ -21,7 +19,7 @@ export async function hostCommand(
   flags: Flags,
 ): Promise<void> {
   if (sub === 'list' || sub === undefined) {
-    const items = byName((await api.request<{ items: Host[] }>('GET', '/api/v1/hosts')).items);
+    const items = byName((await api.call(hostRoutes.list)).items);
     if (flags.output === 'json') return printJson(items);
     return printTable(
       ['NAME', 'STATE', 'ACCEL', 'CORES', 'MEMORY', 'VMS', 'LAST SEEN', 'ADDRESS'],
@@ -40,7 +38,7 @@ export async function hostCommand(
   if (sub === 'orphans') return orphansCommand(api, args, flags);
   const name = args[0];
   if (sub === 'show' && name) {
-    const h = await api.request<Host>('GET', `/api/v1/hosts/${enc(name)}`);
+    const h = await api.call(hostRoutes.show, { params: { host: name } });
     if (flags.output === 'json') return printJson(h);
     return printFields([
       ['name', h.name],
@@ -77,7 +75,7 @@ export async function hostCommand(
     ]);
   }
   if (sub === 'add' && name) {
-    const t = await api.request<JoinToken>('POST', '/api/v1/hosts', { name });
+    const t = await api.call(hostRoutes.add, { body: { name } });
     if (flags.output === 'json') return printJson(t);
     printText(
       `Join token for host ${t.host} (single use, expires ${t.expiresAt}).\nOn the host, run:\n\n  ${t.command}\n\nThe agent trusts only the cluster CA ${t.caFingerprint}.\n`,
@@ -85,20 +83,21 @@ export async function hostCommand(
     return;
   }
   if (sub === 'remove' && name) {
-    await api.request('DELETE', `/api/v1/hosts/${enc(name)}`);
+    await api.call(hostRoutes.remove, { params: { host: name } });
     if (flags.output !== 'json') printText(`host ${name} removed; its certificate is revoked\n`);
     return;
   }
   if (sub === 'maintenance' && (args[0] === 'on' || args[0] === 'off') && args[1]) {
     const host = args[1];
     if (args[0] === 'off') {
-      const h = await api.request<Host>('DELETE', `/api/v1/hosts/${enc(host)}/maintenance`);
+      const h = await api.call(hostRoutes.leaveMaintenance, { params: { host } });
       if (flags.output === 'json') return printJson(h);
       printText(`host ${h.name} is ${h.state}\n`);
       return;
     }
-    const r = await api.request<{ task: Task }>('POST', `/api/v1/hosts/${enc(host)}/maintenance`, {
-      stopUnmovable: flags['stop-unmovable'],
+    const r = await api.call(hostRoutes.enterMaintenance, {
+      params: { host },
+      body: { stopUnmovable: flags['stop-unmovable'] },
     });
     if (flags['no-wait']) {
       printText(`task ${r.task.id} (${r.task.kind}) accepted\n`);
@@ -121,7 +120,7 @@ export async function hostCommand(
 async function orphansCommand(api: ApiClient, args: string[], flags: Flags): Promise<void> {
   const [action, host, id] = args;
   if (action === 'adopt' && host && id) {
-    const r = await api.request<OrphanAdopted>('POST', `/api/v1/hosts/${enc(host)}/orphans/${enc(id)}/adopt`);
+    const r = await api.call(hostRoutes.adoptOrphan, { params: { host, id } });
     if (flags.output === 'json') return printJson(r);
     process.stdout.write(
       r.as === 'vm'
@@ -131,20 +130,19 @@ async function orphansCommand(api: ApiClient, args: string[], flags: Flags): Pro
     return;
   }
   if (action === 'remove' && host && id) {
-    const q = flags.force ? '?force=true' : '';
-    await api.request('DELETE', `/api/v1/hosts/${enc(host)}/orphans/${enc(id)}${q}`);
+    await api.call(hostRoutes.removeOrphan, {
+      params: { host, id },
+      query: { force: flags.force || undefined },
+    });
     if (flags.output !== 'json') process.stdout.write(`orphan ${id} removed from host ${host}\n`);
     return;
   }
   if (args.length > 1) throw new TernError('invalid_request', usage);
   const hosts = action
     ? [action]
-    : (await api.request<{ items: Host[] }>('GET', '/api/v1/hosts')).items
-        .filter((h) => h.state !== 'offline')
-        .map((h) => h.name);
+    : (await api.call(hostRoutes.list)).items.filter((h) => h.state !== 'offline').map((h) => h.name);
   const items: Orphan[] = [];
-  for (const h of hosts)
-    items.push(...(await api.request<{ items: Orphan[] }>('GET', `/api/v1/hosts/${enc(h)}/orphans`)).items);
+  for (const h of hosts) items.push(...(await api.call(hostRoutes.orphans, { params: { host: h } })).items);
   if (flags.output === 'json') return printJson(items);
   return printTable(
     ['HOST', 'ID', 'QEMU', 'FILES', 'SIZE'],
