@@ -6,15 +6,14 @@
 import fs from 'node:fs';
 import { TernError } from '../../errors.ts';
 import { askSecret, readStdin } from '../../prompt.ts';
-import type { KeyStatus, Rotation, Secret } from '../../wire/secret.ts';
+import { secretRoutes, userKinds } from '../../wire/api/secrets.ts';
+import type { Secret } from '../../wire/secret.ts';
 import { eachName } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
-import type { Flags } from '../flags.ts';
+import { type Flags, oneOf } from '../flags.ts';
 import { byName } from '../names.ts';
 import { ago, printFields, printJson, printRaw, printTable, printText } from '../output.ts';
 import { type Command, viaGroup } from '../registry.ts';
-
-const enc = encodeURIComponent;
 
 const secretUsage = `usage: tern secret list | show NAME | reveal NAME | delete NAME...
        tern secret set NAME [--kind generic|password|ssh-key|token|certificate] [--object O]
@@ -54,7 +53,7 @@ export async function secretCommand(
     ]);
   };
   if ((sub === 'list' || sub === undefined) && args.length === 0) {
-    const items = byName((await api.request<{ items: Secret[] }>('GET', '/api/v1/secrets')).items);
+    const items = byName((await api.call(secretRoutes.list)).items);
     if (flags.output === 'json') return printJson(items);
     return printTable(
       ['NAME', 'KIND', 'OBJECT', 'OWNER', 'KEY', 'UPDATED'],
@@ -62,20 +61,24 @@ export async function secretCommand(
     );
   }
   if (sub === 'show' && args.length === 1)
-    return show(await api.request<Secret>('GET', `/api/v1/secrets/${enc(name)}`));
+    return show(await api.call(secretRoutes.show, { params: { name } }));
   if (sub === 'set' && args.length === 1) {
+    // A wrong --kind is said before the value is asked for.
+    const kind = flags.kind ? oneOf(flags.kind, [...userKinds], '--kind') : undefined;
     const value = await secretValue();
     return show(
-      await api.request<Secret>('POST', '/api/v1/secrets', {
-        name,
-        value,
-        ...(flags.kind ? { kind: flags.kind } : {}),
-        ...(flags.object ? { object: flags.object } : {}),
+      await api.call(secretRoutes.create, {
+        body: {
+          name,
+          value,
+          ...(kind ? { kind } : {}),
+          ...(flags.object ? { object: flags.object } : {}),
+        },
       }),
     );
   }
   if (sub === 'reveal' && args.length === 1) {
-    const { value } = await api.request<{ value: string }>('POST', `/api/v1/secrets/${enc(name)}/reveal`);
+    const { value } = await api.call(secretRoutes.reveal, { params: { name } });
     if (flags.output === 'json') return printJson({ value });
     // Exactly the bytes stored, so `tern secret reveal X > file` gives back what was set; on a
     // terminal, another user's escape sequences stay inert.
@@ -85,7 +88,7 @@ export async function secretCommand(
   }
   if (sub === 'delete' && args.length > 0) {
     return eachName(args, secretUsage, async (secret) => {
-      await api.request('DELETE', `/api/v1/secrets/${enc(secret)}`);
+      await api.call(secretRoutes.remove, { params: { name: secret } });
       if (flags.output !== 'json') printText(`secret ${secret} deleted\n`);
     });
   }
@@ -104,7 +107,7 @@ export async function keysCommand(
   flags: Flags,
 ): Promise<void> {
   if ((sub === 'status' || sub === undefined) && args.length === 0) {
-    const s = await api.request<KeyStatus>('GET', '/api/v1/keys');
+    const s = await api.call(secretRoutes.keys);
     if (flags.output === 'json') return printJson(s);
     printFields([
       ['store', s.storeError ? `${s.store} (error: ${s.storeError})` : s.store],
@@ -123,7 +126,7 @@ export async function keysCommand(
     );
   }
   if (sub === 'rotate' && args.length === 0) {
-    const r = await api.request<Rotation>('POST', '/api/v1/keys/rotate');
+    const r = await api.call(secretRoutes.rotateKey);
     if (flags.output === 'json') printJson(r);
     else
       printText(
@@ -142,7 +145,7 @@ export async function keysCommand(
       throw new TernError('conflict', `${file} exists; give --force to replace it`);
     const passphrase = await askSecret('backup passphrase', { env: 'TERN_KEY_PASSPHRASE', confirm: true });
     if (!passphrase) throw new TernError('invalid_request', 'the passphrase is empty');
-    const { backup } = await api.request<{ backup: string }>('POST', '/api/v1/keys/backup', { passphrase });
+    const { backup } = await api.call(secretRoutes.backupKey, { body: { passphrase } });
     try {
       fs.writeFileSync(file, backup.endsWith('\n') ? backup : `${backup}\n`, { mode: 0o600 });
       fs.chmodSync(file, 0o600);
