@@ -1,5 +1,6 @@
 /** `tern project …`: projects, their quotas and usage, and who may create VMs in them. */
 import { TernError } from '../../errors.ts';
+import { projectRoutes } from '../../wire/api/projects.ts';
 import type { Project, Quota } from '../../wire/identity.ts';
 import { eachName } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
@@ -9,7 +10,6 @@ import { bytes, mib, printFields, printJson, printTable, printText } from '../ou
 import { type Command, type FlagUse, viaGroup } from '../registry.ts';
 import { parseSize } from '../sizes.ts';
 
-const enc = encodeURIComponent;
 const usage = `usage: tern project list | show NAME | delete NAME...
        tern project create NAME [--vms N] [--vcpus N] [--memory 8G] [--disk 100G] [--description S]
        tern project quota NAME [--vms N|none] [--vcpus N|none] [--memory SIZE|none] [--disk SIZE|none]
@@ -64,7 +64,7 @@ export async function projectCommand(
 ): Promise<void> {
   const [name, kind, member] = args;
   if ((sub === 'list' || sub === undefined) && args.length === 0) {
-    const items = byName((await api.request<{ items: Project[] }>('GET', '/api/v1/projects')).items);
+    const items = byName((await api.call(projectRoutes.list)).items);
     if (flags.output === 'json') return printJson(items);
     const cell = (n: number, limit: number | null, show: (x: number) => string | number = String) =>
       `${show(n)} / ${limit === null ? '-' : show(limit)}`;
@@ -82,15 +82,19 @@ export async function projectCommand(
     );
   }
   if (sub === 'show' && args.length === 1)
-    return showProject(await api.request<Project>('GET', `/api/v1/projects/${enc(name)}`), flags);
+    return showProject(await api.call(projectRoutes.show, { params: { project: name } }), flags);
   if (sub === 'create' && args.length === 1) {
     // A new project has no limits but those given: `none` needs no saying.
-    const quota = Object.fromEntries(Object.entries(quotaFlags(flags)).filter(([, v]) => v !== null));
+    const quota: Partial<Quota> = Object.fromEntries(
+      Object.entries(quotaFlags(flags)).filter(([, v]) => v !== null),
+    );
     return showProject(
-      await api.request<Project>('POST', '/api/v1/projects', {
-        name,
-        ...(flags.description !== undefined ? { description: flags.description } : {}),
-        ...(Object.keys(quota).length > 0 ? { quota } : {}),
+      await api.call(projectRoutes.create, {
+        body: {
+          name,
+          ...(flags.description !== undefined ? { description: flags.description } : {}),
+          ...(Object.keys(quota).length > 0 ? { quota } : {}),
+        },
       }),
       flags,
     );
@@ -99,22 +103,21 @@ export async function projectCommand(
     const quota = quotaFlags(flags);
     if (Object.keys(quota).length === 0) throw new TernError('invalid_request', usage);
     return showProject(
-      await api.request<Project>('PATCH', `/api/v1/projects/${enc(name)}`, { quota }),
+      await api.call(projectRoutes.update, { params: { project: name }, body: { quota } }),
       flags,
     );
   }
   if (sub === 'delete' && args.length > 0) {
     return eachName(args, 'usage: tern project delete NAME...', async (project) => {
-      await api.request('DELETE', `/api/v1/projects/${enc(project)}`);
+      await api.call(projectRoutes.remove, { params: { project } });
       if (flags.output !== 'json') printText(`project ${project} deleted\n`);
     });
   }
   if ((sub === 'add' || sub === 'remove') && args.length === 3 && (kind === 'user' || kind === 'group')) {
     return showProject(
-      await api.request<Project>(
-        sub === 'add' ? 'PUT' : 'DELETE',
-        `/api/v1/projects/${enc(name)}/members/${kind}/${enc(member)}`,
-      ),
+      await api.call(sub === 'add' ? projectRoutes.addMember : projectRoutes.removeMember, {
+        params: { project: name, kind, member },
+      }),
       flags,
     );
   }
