@@ -1,9 +1,11 @@
 /** `tern ha …` and `tern vm ha`: HA settings, restart policies, the plan and the checks. */
 import { TernError } from '../../errors.ts';
-import type { HaHostStatus, HaSettings, VmHaPolicy } from '../../wire/ha.ts';
-import type { Vm } from '../../wire/vm.ts';
+import { haRoutes } from '../../wire/api/ha.ts';
+import { vmRoutes } from '../../wire/api/vms.ts';
+import type { HaSettings, VmHaPolicy } from '../../wire/ha.ts';
+import { RestartPolicy, RestartPriority } from '../../wire/ha-policy.ts';
 import type { ApiClient } from '../client.ts';
-import type { Flags } from '../flags.ts';
+import { type Flags, oneOf } from '../flags.ts';
 import { byName } from '../names.ts';
 import { printFields, printJson, printTable, printText } from '../output.ts';
 import { type Command, viaGroup } from '../registry.ts';
@@ -27,11 +29,9 @@ export async function haCommand(
     if (flags['statefile-pool']) changes.statefilePool = flags['statefile-pool'];
     if (flags['storage-failover']) changes.storageFailoverS = Number(flags['storage-failover']);
     const changing = Object.keys(changes).length > 0;
-    const s = await api.request<HaSettings>(
-      changing ? 'PATCH' : 'GET',
-      '/api/v1/ha/settings',
-      changing ? changes : undefined,
-    );
+    const s = changing
+      ? await api.call(haRoutes.updateSettings, { body: changes })
+      : await api.call(haRoutes.settings);
     if (flags.output === 'json') return printJson(s);
     return printFields([
       ['enabled', String(s.enabled)],
@@ -43,10 +43,7 @@ export async function haCommand(
     ]);
   }
   if (sub === 'status') {
-    const items = byName(
-      (await api.request<{ items: HaHostStatus[] }>('GET', '/api/v1/ha/status')).items,
-      (h) => h.host,
-    );
+    const items = byName((await api.call(haRoutes.status)).items, (h) => h.host);
     if (flags.output === 'json') return printJson(items);
     return printTable(
       ['HOST', 'HA STATE', 'HEARTBEAT SILENT', 'LEASE SILENT', 'PROTECTS', 'UNCONFIRMED'],
@@ -61,14 +58,7 @@ export async function haCommand(
     );
   }
   if (sub === 'plan') {
-    const p = await api.request<{
-      tolerates: number;
-      failuresToTolerate: number;
-      ok: boolean;
-      summary: string;
-      failureSet: string[];
-      plan: { vm: string; from: string; to: string | null; reason?: string }[];
-    }>('GET', '/api/v1/ha/plan');
+    const p = await api.call(haRoutes.plan);
     if (flags.output === 'json') return printJson(p);
     printText(`${p.summary}\n`);
     if (p.plan.length > 0) {
@@ -81,9 +71,7 @@ export async function haCommand(
     return;
   }
   if (sub === 'check') {
-    const { items } = await api.request<{
-      items: { check: string; level: string; message: string; fix: string | null }[];
-    }>('GET', '/api/v1/ha/check');
+    const { items } = await api.call(haRoutes.check);
     if (flags.output === 'json') return printJson(items);
     printTable(
       ['CHECK', 'LEVEL', 'FINDING', 'FIX'],
@@ -97,6 +85,9 @@ export async function haCommand(
   );
 }
 
+const restartPolicies = RestartPolicy.anyOf.map((p) => p.const);
+const restartPriorities = RestartPriority.anyOf.map((p) => p.const);
+
 export async function vmHaCommand(api: ApiClient, args: string[], flags: Flags): Promise<void> {
   if (args.length !== 1) {
     throw new TernError(
@@ -104,13 +95,17 @@ export async function vmHaCommand(api: ApiClient, args: string[], flags: Flags):
       'usage: tern vm ha VM [--restart restart|best-effort|none] [--priority high|medium|low] [--order N] [--delay S]',
     );
   }
-  const current = await api.request<Vm>('GET', `/api/v1/vms/${encodeURIComponent(args[0])}`);
+  // Wrong words are said before anything is read.
+  const restart = flags.restart ? oneOf(flags.restart, restartPolicies, '--restart') : undefined;
+  const priority = flags.priority ? oneOf(flags.priority, restartPriorities, '--priority') : undefined;
+  const params = { vm: args[0] };
+  const current = await api.call(vmRoutes.show, { params });
   const policy: VmHaPolicy = { ...current.ha };
-  if (flags.restart) policy.restart = flags.restart as VmHaPolicy['restart'];
-  if (flags.priority) policy.priority = flags.priority as VmHaPolicy['priority'];
+  if (restart) policy.restart = restart;
+  if (priority) policy.priority = priority;
   if (flags.order) policy.order = Number(flags.order);
   if (flags.delay) policy.delayS = Number(flags.delay);
-  const vm = await api.request<Vm>('PUT', `/api/v1/vms/${encodeURIComponent(args[0])}/ha`, policy);
+  const vm = await api.call(haRoutes.setVmPolicy, { params, body: policy });
   if (flags.output === 'json') return printJson(vm.ha);
   printFields([
     ['restart', vm.ha.restart],
