@@ -270,3 +270,11 @@ export function oneOf<T extends string>(value: string, allowed: readonly T[], fl
     );
   return value as T;
 }
+
+/** A flag whose value is a number, whole or not (`--cpu-overcommit 1.5`). */
+export function decimal(value: string, flag: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n))
+    throw new TernError('invalid_request', `${flag} is a number, e.g. 1.5; got "${value}"`);
+  return n;
+}

@@ -1,9 +1,10 @@
 /** `tern cluster …` and `tern group …`: the cluster as a whole, capacity, placement groups. */
 import { TernError } from '../../errors.ts';
-import type { CapacityAnswer, ClusterInfo, PlacementGroup } from '../../wire/cluster.ts';
+import { clusterRoutes } from '../../wire/api/cluster.ts';
+import { ClusterSettings } from '../../wire/cluster.ts';
 import { eachName } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
-import type { Flags } from '../flags.ts';
+import { decimal, type Flags, oneOf } from '../flags.ts';
 import { byName } from '../names.ts';
 import { mib, printFields, printJson, printTable, printText } from '../output.ts';
 import { type Command, viaGroup } from '../registry.ts';
@@ -27,6 +28,8 @@ export function parseVmSize(text: string): { vcpus: number; memoryMiB: number; d
   };
 }
 
+const strategies = ClusterSettings.properties.strategy.anyOf.map((s) => s.const);
+
 export async function clusterCommand(
   api: ApiClient,
   sub: string | undefined,
@@ -34,7 +37,7 @@ export async function clusterCommand(
   flags: Flags,
 ): Promise<void> {
   if (sub === 'show' || sub === undefined) {
-    const c = await api.request<ClusterInfo>('GET', '/api/v1/cluster');
+    const c = await api.call(clusterRoutes.show);
     if (flags.output === 'json') return printJson(c);
     return printFields([
       [
@@ -47,18 +50,19 @@ export async function clusterCommand(
     ]);
   }
   if (sub === 'settings') {
-    const changes: Record<string, unknown> = {};
-    if (flags['cpu-overcommit']) changes.cpuOvercommit = Number(flags['cpu-overcommit']);
-    if (flags['memory-overcommit']) changes.memoryOvercommit = Number(flags['memory-overcommit']);
-    if (flags['storage-overcommit']) changes.storageOvercommit = Number(flags['storage-overcommit']);
-    if (flags.strategy) changes.strategy = flags.strategy;
+    const changes: Partial<ClusterSettings> = {};
+    if (flags['cpu-overcommit']) changes.cpuOvercommit = decimal(flags['cpu-overcommit'], '--cpu-overcommit');
+    if (flags['memory-overcommit'])
+      changes.memoryOvercommit = decimal(flags['memory-overcommit'], '--memory-overcommit');
+    if (flags['storage-overcommit'])
+      changes.storageOvercommit = decimal(flags['storage-overcommit'], '--storage-overcommit');
+    if (flags.strategy) changes.strategy = oneOf(flags.strategy, strategies, '--strategy');
     if (flags.downtime) changes.migrationDowntimeMs = Number(flags.downtime);
     if (flags.bandwidth) changes.migrationBandwidthMiBps = Number(flags.bandwidth);
-    const s = await api.request<Record<string, unknown>>(
-      Object.keys(changes).length > 0 ? 'PATCH' : 'GET',
-      '/api/v1/cluster/settings',
-      Object.keys(changes).length > 0 ? changes : undefined,
-    );
+    const s =
+      Object.keys(changes).length > 0
+        ? await api.call(clusterRoutes.updateSettings, { body: changes })
+        : await api.call(clusterRoutes.settings);
     if (flags.output === 'json') return printJson(s);
     return printFields(Object.entries(s).map(([k, v]) => [k, String(v)]));
   }
@@ -70,10 +74,8 @@ export async function clusterCommand(
       );
     const size = parseVmSize(flags.size);
     const tolerate = Number(flags.tolerate ?? 1);
-    const a = await api.request<CapacityAnswer>('POST', '/api/v1/cluster/capacity', {
-      size,
-      tolerate,
-      ...(flags.pool ? { pool: flags.pool } : {}),
+    const a = await api.call(clusterRoutes.capacity, {
+      body: { size, tolerate, ...(flags.pool ? { pool: flags.pool } : {}) },
     });
     if (flags.output === 'json') return printJson(a);
     printText(
@@ -100,9 +102,7 @@ export async function groupCommand(
   flags: Flags,
 ): Promise<void> {
   if (sub === 'list' || sub === undefined) {
-    const items = byName(
-      (await api.request<{ items: PlacementGroup[] }>('GET', '/api/v1/placement-groups')).items,
-    );
+    const items = byName((await api.call(clusterRoutes.placementGroups)).items);
     if (flags.output === 'json') return printJson(items);
     return printTable(
       ['NAME', 'KIND', 'MEMBERS'],
@@ -110,9 +110,8 @@ export async function groupCommand(
     );
   }
   if (sub === 'create' && args.length === 1 && flags.affinity !== flags['anti-affinity']) {
-    const g = await api.request<PlacementGroup>('POST', '/api/v1/placement-groups', {
-      name: args[0],
-      kind: flags.affinity ? 'affinity' : 'anti-affinity',
+    const g = await api.call(clusterRoutes.createPlacementGroup, {
+      body: { name: args[0], kind: flags.affinity ? 'affinity' : 'anti-affinity' },
     });
     if (flags.output === 'json') return printJson(g);
     printText(
@@ -122,7 +121,7 @@ export async function groupCommand(
   }
   if (sub === 'delete' && args.length > 0) {
     return eachName(args, 'usage: tern group delete NAME...', async (name) => {
-      await api.request('DELETE', `/api/v1/placement-groups/${encodeURIComponent(name)}`);
+      await api.call(clusterRoutes.removePlacementGroup, { params: { name } });
     });
   }
   throw new TernError(
