@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { decimal, oneOf } from './flags.ts';
+import { Firmware } from '../wire/vm.ts';
+import { decimal, oneOf, wordsOf } from './flags.ts';
 
 test('a word flag is one of the words the API takes, else the error lists them', () => {
   assert.equal(oneOf('pack', ['spread', 'pack'], '--strategy'), 'pack');
@@ -19,4 +20,9 @@ test('a number flag is a finite number, else the error names the flag and the va
       code: 'invalid_request',
       message: `--cpu-overcommit is a number, e.g. 1.5; got "${bad}"`,
     });
+});
+
+test('the words of a flag come from the union the wire declares', () => {
+  assert.deepEqual(wordsOf(Firmware), ['bios', 'uefi']);
+  assert.throws(() => oneOf('efi', wordsOf(Firmware), '--firmware'), /--firmware is bios or uefi/);
 });

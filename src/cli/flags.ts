@@ -261,6 +261,11 @@ export interface Flags {
   version: boolean;
 }
 
+/** The words of a union of literals the wire declares (`Firmware` → bios, uefi), for oneOf. */
+export function wordsOf<T extends string>(union: { anyOf: readonly { const: T }[] }): T[] {
+  return union.anyOf.map((literal) => literal.const);
+}
+
 /** A flag whose value is one of a few words (`--firmware bios|uefi`), as the type the API takes. */
 export function oneOf<T extends string>(value: string, allowed: readonly T[], flag: string): T {
   if (!(allowed as readonly string[]).includes(value))

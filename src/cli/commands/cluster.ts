@@ -4,7 +4,7 @@ import { clusterRoutes } from '../../wire/api/cluster.ts';
 import { ClusterSettings } from '../../wire/cluster.ts';
 import { eachName } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
-import { decimal, type Flags, oneOf } from '../flags.ts';
+import { decimal, type Flags, oneOf, wordsOf } from '../flags.ts';
 import { byName } from '../names.ts';
 import { mib, printFields, printJson, printTable, printText } from '../output.ts';
 import { type Command, viaGroup } from '../registry.ts';
@@ -28,7 +28,7 @@ export function parseVmSize(text: string): { vcpus: number; memoryMiB: number; d
   };
 }
 
-const strategies = ClusterSettings.properties.strategy.anyOf.map((s) => s.const);
+const strategies = wordsOf(ClusterSettings.properties.strategy);
 
 export async function clusterCommand(
   api: ApiClient,

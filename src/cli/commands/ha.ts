@@ -5,7 +5,7 @@ import { vmRoutes } from '../../wire/api/vms.ts';
 import type { HaSettings, VmHaPolicy } from '../../wire/ha.ts';
 import { RestartPolicy, RestartPriority } from '../../wire/ha-policy.ts';
 import type { ApiClient } from '../client.ts';
-import { type Flags, oneOf } from '../flags.ts';
+import { type Flags, oneOf, wordsOf } from '../flags.ts';
 import { byName } from '../names.ts';
 import { printFields, printJson, printTable, printText } from '../output.ts';
 import { type Command, viaGroup } from '../registry.ts';
@@ -85,8 +85,8 @@ export async function haCommand(
   );
 }
 
-const restartPolicies = RestartPolicy.anyOf.map((p) => p.const);
-const restartPriorities = RestartPriority.anyOf.map((p) => p.const);
+const restartPolicies = wordsOf(RestartPolicy);
+const restartPriorities = wordsOf(RestartPriority);
 
 export async function vmHaCommand(api: ApiClient, args: string[], flags: Flags): Promise<void> {
   if (args.length !== 1) {

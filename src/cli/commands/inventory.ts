@@ -2,14 +2,16 @@
 import { TernError } from '../../errors.ts';
 import { alertRoutes } from '../../wire/api/alerts.ts';
 import { taskRoutes } from '../../wire/api/tasks.ts';
-import type { Task } from '../../wire/task.ts';
-import type { CreateTemplateRequest, Template } from '../../wire/template.ts';
+import { templateRoutes } from '../../wire/api/templates.ts';
+import { TaskState } from '../../wire/task.ts';
+import { type CreateTemplateRequest, OsKind } from '../../wire/template.ts';
+import { Firmware } from '../../wire/vm.ts';
 import { forEachName } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
-import type { Flags } from '../flags.ts';
+import { type Flags, oneOf, wordsOf } from '../flags.ts';
 import { byName } from '../names.ts';
 import { ago, bytes, mib, printFields, printJson, printTable, printText } from '../output.ts';
-import { submitTask, waitForTask } from '../progress.ts';
+import { followTask, waitForTask } from '../progress.ts';
 import { type Command, viaGroup } from '../registry.ts';
 import { parseSize } from '../sizes.ts';
 
@@ -22,9 +24,12 @@ export async function taskCommand(
   const json = flags.output === 'json';
   switch (sub) {
     case 'list': {
-      const q = new URLSearchParams({ limit: flags.limit ?? '20' });
-      if (flags.state) q.set('state', flags.state);
-      const { items } = await api.request<{ items: Task[] }>('GET', `/api/v1/tasks?${q}`);
+      const { items } = await api.call(taskRoutes.list, {
+        query: {
+          limit: Number(flags.limit ?? 20),
+          state: flags.state ? oneOf(flags.state, wordsOf(TaskState), '--state') : undefined,
+        },
+      });
       if (json) return printJson(items);
       return printTable(
         ['ID', 'KIND', 'STATE', 'PROGRESS', 'STEP', 'CREATED'],
@@ -72,16 +77,8 @@ function fromImageBody(name: string, flags: Flags): CreateTemplateRequest {
   if (flags.vcpus) body.vcpus = Number(flags.vcpus);
   if (flags.memory) body.memoryMiB = Math.round(parseSize(flags.memory, 'M', '--memory'));
   if (flags.disk) body.diskGiB = parseSize(flags.disk, 'G', '--disk') / 1024;
-  if (flags.firmware) {
-    if (flags.firmware !== 'bios' && flags.firmware !== 'uefi')
-      throw new TernError('invalid_request', '--firmware is bios or uefi');
-    body.firmware = flags.firmware;
-  }
-  if (flags.os) {
-    if (flags.os !== 'linux' && flags.os !== 'windows' && flags.os !== 'other')
-      throw new TernError('invalid_request', '--os is linux, windows or other');
-    body.os = flags.os;
-  }
+  if (flags.firmware) body.firmware = oneOf(flags.firmware, wordsOf(Firmware), '--firmware');
+  if (flags.os) body.os = oneOf(flags.os, wordsOf(OsKind), '--os');
   return body;
 }
 
@@ -92,7 +89,7 @@ export async function templateCommand(
   flags: Flags,
 ): Promise<void> {
   if (sub === 'list' || sub === undefined) {
-    const items = byName((await api.request<{ items: Template[] }>('GET', '/api/v1/templates')).items);
+    const items = byName((await api.call(templateRoutes.list)).items);
     if (flags.output === 'json') return printJson(items);
     return printTable(
       ['NAME', 'VCPUS', 'MEMORY', 'DISK', 'FIRMWARE', 'OS', 'GENERALIZED', 'DESCRIPTION'],
@@ -109,7 +106,7 @@ export async function templateCommand(
     );
   }
   if (sub === 'show') {
-    const t = await api.request<Template>('GET', `/api/v1/templates/${encodeURIComponent(args[0] ?? '')}`);
+    const t = await api.call(templateRoutes.show, { params: { name: args[0] ?? '' } });
     return printJson(t);
   }
   if (sub === 'create' && args.length === 1 && flags['from-vm']) {
@@ -119,18 +116,18 @@ export async function templateCommand(
       ...(flags.description ? { description: flags.description } : {}),
       ...(flags.force ? { force: true } : {}),
     };
-    return submitTask(api, flags, 'POST', '/api/v1/templates', body);
+    return followTask(api, flags, (await api.call(templateRoutes.create, { body })).task);
   }
   if (sub === 'create' && args.length === 1 && flags['from-image']) {
-    return submitTask(api, flags, 'POST', '/api/v1/templates', fromImageBody(args[0], flags));
+    const body = fromImageBody(args[0], flags);
+    return followTask(api, flags, (await api.call(templateRoutes.create, { body })).task);
   }
   if (sub === 'delete' && args.length > 0) {
     return forEachName(api, flags, args, {
       usage: 'usage: tern template delete NAME...',
       noun: 'templates',
       done: 'deleted',
-      submit: async (name) =>
-        (await api.request<{ task: Task }>('DELETE', `/api/v1/templates/${encodeURIComponent(name)}`)).task,
+      submit: async (name) => (await api.call(templateRoutes.remove, { params: { name } })).task,
     });
   }
   throw new TernError(

@@ -7,7 +7,7 @@ import type { Task } from '../../wire/task.ts';
 import { PowerState, type Vm } from '../../wire/vm.ts';
 import { forEachName } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
-import { type Flags, oneOf } from '../flags.ts';
+import { type Flags, oneOf, wordsOf } from '../flags.ts';
 import { byName, expandNames } from '../names.ts';
 import {
   ago,
@@ -30,7 +30,7 @@ import { vmDiskCommands } from './vm-disk.ts';
 import { vmExecCommand, vmFileCommand } from './vm-guest.ts';
 import { vmSnapshotCommands } from './vm-snapshot.ts';
 
-const powerStates = PowerState.anyOf.map((state) => state.const);
+const powerStates = wordsOf(PowerState);
 
 /** One VM's reboot, followed to its end: says how it rebooted and which boot was seen. */
 async function rebootOne(api: ApiClient, flags: Flags, name: string): Promise<void> {
