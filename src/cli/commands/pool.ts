@@ -1,11 +1,11 @@
 /** `tern pool …`: image pools, their versions, promotion and rollback. */
 import { TernError } from '../../errors.ts';
-import type { ImagePool } from '../../wire/image-pool.ts';
+import { imagePoolRoutes } from '../../wire/api/image-pools.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { byName } from '../names.ts';
 import { printJson, printTable, printText } from '../output.ts';
-import { submitTask } from '../progress.ts';
+import { followTask } from '../progress.ts';
 import { type Command, viaGroup } from '../registry.ts';
 
 const usage = `usage: tern pool list | show POOL
@@ -19,9 +19,8 @@ export async function poolCommand(
   args: string[],
   flags: Flags,
 ): Promise<void> {
-  const enc = encodeURIComponent;
   if (sub === 'list' || sub === undefined) {
-    const items = byName((await api.request<{ items: ImagePool[] }>('GET', '/api/v1/image-pools')).items);
+    const items = byName((await api.call(imagePoolRoutes.list)).items);
     if (flags.output === 'json') return printJson(items);
     return printTable(
       ['NAME', 'TEMPLATE', 'CACHE', 'VMS', 'PRODUCTION', 'PREVIOUS', 'VERSIONS'],
@@ -37,7 +36,7 @@ export async function poolCommand(
     );
   }
   if (sub === 'show' && args.length === 1) {
-    const p = await api.request<ImagePool>('GET', `/api/v1/image-pools/${enc(args[0])}`);
+    const p = await api.call(imagePoolRoutes.show, { params: { pool: args[0] } });
     if (flags.output === 'json') return printJson(p);
     printTable(
       ['VERSION', 'PARENT', 'STATE', 'MAINTENANCE VM'],
@@ -52,26 +51,39 @@ export async function poolCommand(
   if (sub === 'create' && args.length === 1 && flags.template && flags.size) {
     if (!/^\d+$/.test(flags.size))
       throw new TernError('invalid_request', '--size takes a whole number of VMs');
-    return submitTask(api, flags, 'POST', '/api/v1/image-pools', {
+    const body = {
       name: args[0],
       template: flags.template,
       size: Number(flags.size),
-      cache: flags.persistent ? 'persistent' : 'non-persistent',
+      cache: flags.persistent ? ('persistent' as const) : ('non-persistent' as const),
       ...(flags['max-unavailable'] ? { maxUnavailablePercent: Number(flags['max-unavailable']) } : {}),
       start: flags.start,
-    });
+    };
+    return followTask(api, flags, (await api.call(imagePoolRoutes.create, { body })).task);
   }
   if (sub === 'rollback' && args.length === 1) {
-    return submitTask(api, flags, 'POST', `/api/v1/image-pools/${enc(args[0])}/rollback`);
+    return followTask(
+      api,
+      flags,
+      (await api.call(imagePoolRoutes.rollback, { params: { pool: args[0] } })).task,
+    );
   }
   if (sub === 'version') {
     const [op, pool, n] = args;
-    const base = `/api/v1/image-pools/${enc(pool ?? '')}/versions`;
-    if (op === 'create' && pool) return submitTask(api, flags, 'POST', base);
-    if (pool && n && /^\d+$/.test(n)) {
-      if (op === 'test') return submitTask(api, flags, 'POST', `${base}/${n}/test`);
-      if (op === 'promote') return submitTask(api, flags, 'POST', `${base}/${n}/promote`);
-      if (op === 'delete') return submitTask(api, flags, 'DELETE', `${base}/${n}`);
+    if (op === 'create' && pool)
+      return followTask(
+        api,
+        flags,
+        (await api.call(imagePoolRoutes.createVersion, { params: { pool } })).task,
+      );
+    const versionRoutes = {
+      test: imagePoolRoutes.testVersion,
+      promote: imagePoolRoutes.promoteVersion,
+      delete: imagePoolRoutes.removeVersion,
+    };
+    if (pool && n && /^\d+$/.test(n) && (op === 'test' || op === 'promote' || op === 'delete')) {
+      const params = { pool, number: Number(n) };
+      return followTask(api, flags, (await api.call(versionRoutes[op], { params })).task);
     }
   }
   throw new TernError('invalid_request', usage);
