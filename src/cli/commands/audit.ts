@@ -1,8 +1,9 @@
 /** `tern audit list`: the audit log, newest first: every change and every refusal. */
 import { TernError } from '../../errors.ts';
-import type { AuditRecord } from '../../wire/identity.ts';
+import { auditRoutes } from '../../wire/api/audit.ts';
+import type { QueryOf } from '../../wire/route.ts';
 import type { ApiClient } from '../client.ts';
-import type { Flags } from '../flags.ts';
+import { type Flags, oneOf, wordsOf } from '../flags.ts';
 import { printJson, printTable } from '../output.ts';
 import { type Command, viaGroup } from '../registry.ts';
 
@@ -16,15 +17,16 @@ export async function auditCommand(
   flags: Flags,
 ): Promise<void> {
   if ((sub !== 'list' && sub !== undefined) || args.length > 0) throw new TernError('invalid_request', usage);
-  const q = new URLSearchParams();
-  if (flags.actor) q.set('actor', flags.actor);
-  if (flags.action) q.set('action', flags.action);
-  if (flags.object) q.set('object', flags.object);
-  if (flags.result) {
-    if (!['ok', 'denied', 'failed'].includes(flags.result))
-      throw new TernError('invalid_request', '--result is ok, denied or failed');
-    q.set('result', flags.result);
-  }
+  const query: Partial<QueryOf<typeof auditRoutes.list>> = {
+    actor: flags.actor,
+    action: flags.action,
+    object: flags.object,
+    result: flags.result
+      ? oneOf(flags.result, wordsOf(auditRoutes.list.query.properties.result), '--result')
+      : undefined,
+    limit: flags.limit ? Number(flags.limit) : undefined,
+    cursor: flags.cursor,
+  };
   if (flags.since) {
     const t = Date.parse(flags.since);
     if (Number.isNaN(t))
@@ -32,14 +34,9 @@ export async function auditCommand(
         'invalid_request',
         `--since "${flags.since}" is not a time (e.g. 2025-01-31T08:00:00Z)`,
       );
-    q.set('since', new Date(t).toISOString());
+    query.since = new Date(t).toISOString();
   }
-  if (flags.limit) q.set('limit', flags.limit);
-  if (flags.cursor) q.set('cursor', flags.cursor);
-  const page = await api.request<{ items: AuditRecord[]; nextCursor: string | null }>(
-    'GET',
-    `/api/v1/audit?${q}`,
-  );
+  const page = await api.call(auditRoutes.list, { query });
   if (flags.output === 'json') return printJson(page);
   printTable(
     ['TIME', 'ACTOR', 'VIA', 'ACTION', 'OBJECT', 'RESULT', 'STATUS', 'FROM', 'DETAIL'],
