@@ -11,7 +11,7 @@ import { sendUpload } from '../http/upload.ts';
 import { tlsFetch } from '../pki/identity.ts';
 import { type CallArgs, callRoute } from '../wire/api-client.ts';
 import type { ManagerEvent } from '../wire/event.ts';
-import type { ReplyOf, Route } from '../wire/route.ts';
+import { type CallOf, pathOf, type ReplyOf, type Route } from '../wire/route.ts';
 
 /** Errors of a certificate chain or name that the CLI does not trust. */
 const untrustedCodes = new Set([
@@ -77,6 +77,11 @@ export class ApiClient {
     return callRoute((method, path, body) => this.request(method, path, body), r, ...input);
   }
 
+  /** As call, waiting up to `timeoutMs` for the answer (a guest command given a long timeout). */
+  callWithin<const R extends Route>(timeoutMs: number, r: R, ...input: CallArgs<R>): Promise<ReplyOf<R>> {
+    return callRoute((method, path, body) => this.request(method, path, body, timeoutMs), r, ...input);
+  }
+
   request<T>(method: string, path: string, body?: unknown, timeoutMs = 120_000): Promise<T> {
     return requestJson<T>(`${this.url}${path}`, {
       method,
@@ -89,17 +94,17 @@ export class ApiClient {
     });
   }
 
-  /** Sends `length` bytes of `body` as application/octet-stream, streamed; the answer is JSON. */
-  async upload<T>(
-    method: string,
-    path: string,
+  /** Sends `length` bytes of `body` to an upload route, streamed; the answer is JSON. */
+  async upload<const R extends Route>(
+    r: R,
+    input: CallOf<R>,
     body: ReadableStream<Uint8Array>,
     length: number,
-  ): Promise<T> {
+  ): Promise<ReplyOf<R>> {
     let res: Response;
     try {
-      res = await sendUpload(this.fetch, `${this.url}${path}`, {
-        method,
+      res = await sendUpload(this.fetch, `${this.url}${pathTo(r, input)}`, {
+        method: r.method,
         headers: { authorization: `Bearer ${this.#token}` },
         body,
         length,
@@ -121,17 +126,17 @@ export class ApiClient {
       throw new TernError('protocol_error', `the manager sent a non-JSON reply (${res.status})`);
     }
     if (!res.ok) throw TernError.fromBody(json, `the manager answered ${res.status}`);
-    return json as T;
+    return json as ReplyOf<R>;
   }
 
-  /** A JSON request whose answer is bytes (application/octet-stream), read whole. */
-  async requestBytes(method: string, path: string, body: unknown): Promise<Buffer> {
+  /** Calls a route whose answer is bytes (application/octet-stream), read whole. */
+  async callBytes<const R extends Route>(r: R, input: CallOf<R>): Promise<Buffer> {
     let res: Response;
     try {
-      res = await this.fetch(`${this.url}${path}`, {
-        method,
+      res = await this.fetch(`${this.url}${pathTo(r, input)}`, {
+        method: r.method,
         headers: { authorization: `Bearer ${this.#token}`, 'content-type': 'application/json' },
-        body: JSON.stringify(body),
+        body: JSON.stringify((input as { body?: unknown }).body),
       });
     } catch (err) {
       const cause = rootCause(err);
@@ -152,11 +157,17 @@ export class ApiClient {
     return Buffer.from(await res.arrayBuffer());
   }
 
-  /** A GET whose answer is a file (application/octet-stream with a Content-Length), streamed. */
-  async download(path: string): Promise<{ body: ReadableStream<Uint8Array>; length: number }> {
+  /** A route whose answer is a file (application/octet-stream with a Content-Length), streamed. */
+  async download<const R extends Route>(
+    r: R,
+    input: CallOf<R>,
+  ): Promise<{ body: ReadableStream<Uint8Array>; length: number }> {
     let res: Response;
     try {
-      res = await this.fetch(`${this.url}${path}`, { headers: { authorization: `Bearer ${this.#token}` } });
+      res = await this.fetch(`${this.url}${pathTo(r, input)}`, {
+        method: r.method,
+        headers: { authorization: `Bearer ${this.#token}` },
+      });
     } catch (err) {
       const cause = rootCause(err);
       throw new TernError('unavailable', unreachableManager(this.url, cause.message, cause), undefined, {
@@ -219,6 +230,12 @@ export class ApiClient {
       }
     }
   }
+}
+
+/** The path of a call: the route's, with the parameters and query the call gives. */
+function pathTo<R extends Route>(r: R, input: CallOf<R>): string {
+  const i = input as { params?: Record<string, unknown>; query?: Record<string, unknown> };
+  return pathOf(r, i.params, i.query);
 }
 
 /** TERN_CA: a PEM file with the CA to trust, as curl's --cacert. */

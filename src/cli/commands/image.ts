@@ -6,25 +6,23 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { TernError } from '../../errors.ts';
-import type { Image } from '../../wire/image.ts';
-import type { Task } from '../../wire/task.ts';
+import { imageRoutes } from '../../wire/api/images.ts';
+import { type Image, ImageSourceFormat } from '../../wire/image.ts';
+import type { ReplyOf } from '../../wire/route.ts';
 import { forEachName } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
-import type { Flags } from '../flags.ts';
+import { type Flags, oneOf, wordsOf } from '../flags.ts';
 import { byName } from '../names.ts';
 import { ago, bytes, printFields, printJson, printTable } from '../output.ts';
-import { followTask, submitTask } from '../progress.ts';
+import { followTask } from '../progress.ts';
 import { type Command, viaGroup } from '../registry.ts';
 
-const enc = encodeURIComponent;
 const usage =
   'usage: tern image list | show NAME | delete NAME | import NAME --path HOSTPATH [--iso] [--format F] [--compress] | upload NAME FILE [--iso] [--format F] [--compress] | verify NAME | export NAME --out FILE';
-const formats = ['auto', 'raw', 'qcow2', 'vmdk', 'vhd', 'vhdx'];
-
-function kindAndFormat(flags: Flags): { kind: 'disk' | 'iso'; format?: string } {
-  if (flags.format !== undefined && !formats.includes(flags.format))
-    throw new TernError('invalid_request', `--format is one of ${formats.join(', ')}`);
-  return { kind: flags.iso ? 'iso' : 'disk', ...(flags.format ? { format: flags.format } : {}) };
+function kindAndFormat(flags: Flags): { kind: 'disk' | 'iso'; format?: ImageSourceFormat } {
+  const format =
+    flags.format !== undefined ? oneOf(flags.format, wordsOf(ImageSourceFormat), '--format') : '';
+  return { kind: flags.iso ? 'iso' : 'disk', ...(format ? { format } : {}) };
 }
 
 /**
@@ -33,8 +31,8 @@ function kindAndFormat(flags: Flags): { kind: 'disk' | 'iso'; format?: string } 
  */
 async function exportImage(api: ApiClient, name: string, out: string, flags: Flags): Promise<void> {
   if (fs.existsSync(out)) throw new TernError('conflict', `${out} exists; give a new file`);
-  const image = await api.request<Image>('GET', `/api/v1/images/${enc(name)}`);
-  const { body, length } = await api.download(`/api/v1/images/${enc(name)}/content`);
+  const image = await api.call(imageRoutes.show, { params: { name } });
+  const { body, length } = await api.download(imageRoutes.content, { params: { name } });
   const partial = `${out}.partial`;
   const hash = createHash('sha256');
   let got = 0;
@@ -112,13 +110,10 @@ async function upload(api: ApiClient, name: string, file: string, flags: Flags):
   });
   if (!tty && flags.output !== 'json') process.stderr.write(`uploading ${file} (${bytes(size)})\n`);
   const body = (Readable.toWeb(fs.createReadStream(file)) as ReadableStream<Uint8Array>).pipeThrough(counter);
-  const q = new URLSearchParams({
-    ...kindAndFormat(flags),
-    ...(flags.compress ? { compress: 'true' } : {}),
-  });
-  let r: { task: Task; bytes: number; sha256: string };
+  const query = { ...kindAndFormat(flags), ...(flags.compress ? { compress: 'true' as const } : {}) };
+  let r: ReplyOf<typeof imageRoutes.upload>;
   try {
-    r = await api.upload('PUT', `/api/v1/images/${enc(name)}?${q}`, body, size);
+    r = await api.upload(imageRoutes.upload, { params: { name }, query }, body, size);
   } finally {
     if (tty) process.stderr.write('\n');
   }
@@ -136,7 +131,7 @@ export async function imageCommand(
   switch (sub) {
     case 'list':
     case undefined: {
-      const items = byName((await api.request<{ items: Image[] }>('GET', '/api/v1/images')).items);
+      const items = byName((await api.call(imageRoutes.list)).items);
       if (json) return printJson(items);
       return printTable(
         ['NAME', 'KIND', 'FROM', 'VIRTUAL', 'ALLOCATED', 'HOST', 'CREATED'],
@@ -153,7 +148,7 @@ export async function imageCommand(
     }
     case 'show': {
       if (args.length !== 1) throw new TernError('invalid_request', 'usage: tern image show NAME');
-      const image = await api.request<Image>('GET', `/api/v1/images/${enc(args[0])}`);
+      const image = await api.call(imageRoutes.show, { params: { name: args[0] } });
       return json ? printJson(image) : show(image);
     }
     case 'delete':
@@ -161,8 +156,7 @@ export async function imageCommand(
         usage: 'usage: tern image delete NAME...',
         noun: 'images',
         done: 'deleted',
-        submit: async (name) =>
-          (await api.request<{ task: Task }>('DELETE', `/api/v1/images/${enc(name)}`)).task,
+        submit: async (name) => (await api.call(imageRoutes.remove, { params: { name } })).task,
       });
     case 'import': {
       if (args.length !== 1 || !flags.path)
@@ -171,16 +165,17 @@ export async function imageCommand(
           'usage: tern image import NAME --path HOSTPATH [--iso] [--format F] [--compress]',
         );
       // The path is on the host; a relative one is taken from here, as all-in-one shares the machine.
-      return submitTask(api, flags, 'POST', '/api/v1/images', {
+      const body = {
         name: args[0],
         sourcePath: path.resolve(flags.path),
         ...kindAndFormat(flags),
         ...(flags.compress ? { compress: true } : {}),
-      });
+      };
+      return followTask(api, flags, (await api.call(imageRoutes.import, { body })).task);
     }
     case 'verify':
       if (args.length !== 1) throw new TernError('invalid_request', 'usage: tern image verify NAME');
-      await submitTask(api, flags, 'POST', `/api/v1/images/${enc(args[0])}/verify`);
+      await followTask(api, flags, (await api.call(imageRoutes.verify, { params: { name: args[0] } })).task);
       if (flags.output !== 'json' && !flags['no-wait'])
         process.stderr.write(`image ${args[0]}: the stored file matches its recorded sha256\n`);
       return;

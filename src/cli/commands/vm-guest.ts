@@ -7,12 +7,11 @@
  */
 import fs from 'node:fs';
 import { TernError } from '../../errors.ts';
+import { vmGuestRoutes } from '../../wire/api/vm-guest.ts';
 import { type GuestExecResult, maxExecInputBytes } from '../../wire/guest-command.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { printable, printJson } from '../output.ts';
-
-const enc = encodeURIComponent;
 
 /** Guest bytes onto a stream: as they are, unless a terminal would act on them. */
 function writeGuestBytes(stream: NodeJS.WriteStream, bytes: Buffer, raw: boolean): void {
@@ -53,17 +52,16 @@ export async function vmExecCommand(api: ApiClient, args: string[], flags: Flags
   const timeoutSeconds = flags.timeout === undefined ? undefined : Number(flags.timeout);
   let r: GuestExecResult;
   try {
-    r = await api.request<GuestExecResult>(
-      'POST',
-      `/api/v1/vms/${enc(vm)}/exec`,
-      {
+    // The answer comes when the command ends: wait for its timeout, and a minute more.
+    r = await api.callWithin((timeoutSeconds ?? 30) * 1000 + 60_000, vmGuestRoutes.exec, {
+      params: { vm },
+      body: {
         command,
         ...(flags.input !== undefined ? { input: readInput(flags.input) } : {}),
         ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
         ...(maxBytes(flags) !== undefined ? { maxOutputBytes: maxBytes(flags) } : {}),
       },
-      (timeoutSeconds ?? 30) * 1000 + 60_000,
-    );
+    });
   } catch (err) {
     // As timeout(1) does: scripts can tell a command that ran too long from one that failed.
     if (!(err instanceof TernError) || err.code !== 'timeout') throw err;
@@ -92,9 +90,9 @@ export async function vmFileCommand(api: ApiClient, args: string[], flags: Flags
     );
   if (flags.out && fs.existsSync(flags.out))
     throw new TernError('conflict', `${flags.out} exists; give a new file`);
-  const bytes = await api.requestBytes('POST', `/api/v1/vms/${enc(vm)}/files/read`, {
-    path: file,
-    ...(maxBytes(flags) !== undefined ? { maxBytes: maxBytes(flags) } : {}),
+  const bytes = await api.callBytes(vmGuestRoutes.readFile, {
+    params: { vm },
+    body: { path: file, ...(maxBytes(flags) !== undefined ? { maxBytes: maxBytes(flags) } : {}) },
   });
   if (!flags.out) return writeGuestBytes(process.stdout, bytes, flags.raw);
   fs.writeFileSync(flags.out, bytes, { flag: 'wx' });
