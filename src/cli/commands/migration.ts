@@ -1,13 +1,11 @@
 /** `tern vm migrate` and `tern vm disk move`: moving a VM between hosts, a disk between pools. */
 import { TernError } from '../../errors.ts';
-import type { MigrationPreview, PlacementExplanation } from '../../wire/cluster.ts';
-import type { Task } from '../../wire/task.ts';
+import { migrationRoutes } from '../../wire/api/migration.ts';
+import type { MigrateVmRequest, PlacementExplanation } from '../../wire/cluster.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { printJson, printTable, printText } from '../output.ts';
 import { waitForTask } from '../progress.ts';
-
-const enc = encodeURIComponent;
 
 export function printExplanation(e: PlacementExplanation): void {
   printTable(
@@ -29,14 +27,14 @@ export async function migrateCommand(api: ApiClient, args: string[], flags: Flag
     );
   }
   const vm = args[0];
-  const body: Record<string, unknown> = { mode: flags.quick ? 'quick' : 'live' };
+  const body: MigrateVmRequest = { mode: flags.quick ? 'quick' : 'live' };
   if (flags.to) body.to = flags.to;
   if (flags['target-pool']) body.targetPool = flags['target-pool'];
   if (flags.downtime) body.downtimeMs = Number(flags.downtime);
   if (flags.bandwidth) body.bandwidthMiBps = Number(flags.bandwidth);
   if (flags.timeout) body.timeoutS = Number(flags.timeout);
   if (flags.explain) {
-    const p = await api.request<MigrationPreview>('POST', `/api/v1/vms/${enc(vm)}/migrate/preview`, body);
+    const p = await api.call(migrationRoutes.migratePreview, { params: { vm }, body });
     if (flags.output === 'json') return printJson(p);
     printExplanation(p.placement);
     if (p.refused) printText(`refused: ${p.refused}\n`);
@@ -44,7 +42,7 @@ export async function migrateCommand(api: ApiClient, args: string[], flags: Flag
       printText(`storage: ${p.storage}${p.mirrored.length ? ` (copies ${p.mirrored.join(', ')})` : ''}\n`);
     return;
   }
-  const r = await api.request<{ task: Task }>('POST', `/api/v1/vms/${enc(vm)}/migrate`, body);
+  const r = await api.call(migrationRoutes.migrate, { params: { vm }, body });
   if (flags['no-wait']) {
     printText(`task ${r.task.id} (${r.task.kind}) accepted\n`);
     return;
