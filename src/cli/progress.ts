@@ -70,18 +70,6 @@ export async function waitForTask(api: ApiClient, task: Task, quiet = false): Pr
   return current;
 }
 
-/** Submits an asynchronous operation, then waits on its task unless --no-wait. */
-export async function submitTask(
-  api: ApiClient,
-  flags: Flags,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<void> {
-  const r = await api.request<{ task: Task }>(method, path, body);
-  await followTask(api, flags, r.task);
-}
-
 /** After a task was accepted: report it at once with --no-wait, else wait for it with progress. */
 export async function followTask(api: ApiClient, flags: Flags, task: Task): Promise<void> {
   if (flags['no-wait']) {
