@@ -9,9 +9,10 @@ import { rootCause, TernError } from '../errors.ts';
 import { requestJson } from '../http/json-client.ts';
 import { sendUpload } from '../http/upload.ts';
 import { tlsFetch } from '../pki/identity.ts';
-import { type CallArgs, callRoute } from '../wire/api-client.ts';
+import { eventRoutes } from '../wire/api/events.ts';
+import { type CallArgs, callRoute, pathOfCall } from '../wire/api-client.ts';
 import type { ManagerEvent } from '../wire/event.ts';
-import { type CallOf, pathOf, type ReplyOf, type Route } from '../wire/route.ts';
+import type { CallOf, ReplyOf, Route } from '../wire/route.ts';
 
 /** Errors of a certificate chain or name that the CLI does not trust. */
 const untrustedCodes = new Set([
@@ -103,7 +104,7 @@ export class ApiClient {
   ): Promise<ReplyOf<R>> {
     let res: Response;
     try {
-      res = await sendUpload(this.fetch, `${this.url}${pathTo(r, input)}`, {
+      res = await sendUpload(this.fetch, `${this.url}${pathOfCall(r, input)}`, {
         method: r.method,
         headers: { authorization: `Bearer ${this.#token}` },
         body,
@@ -133,7 +134,7 @@ export class ApiClient {
   async callBytes<const R extends Route>(r: R, input: CallOf<R>): Promise<Buffer> {
     let res: Response;
     try {
-      res = await this.fetch(`${this.url}${pathTo(r, input)}`, {
+      res = await this.fetch(`${this.url}${pathOfCall(r, input)}`, {
         method: r.method,
         headers: { authorization: `Bearer ${this.#token}`, 'content-type': 'application/json' },
         body: JSON.stringify((input as { body?: unknown }).body),
@@ -164,7 +165,7 @@ export class ApiClient {
   ): Promise<{ body: ReadableStream<Uint8Array>; length: number }> {
     let res: Response;
     try {
-      res = await this.fetch(`${this.url}${pathTo(r, input)}`, {
+      res = await this.fetch(`${this.url}${pathOfCall(r, input)}`, {
         method: r.method,
         headers: { authorization: `Bearer ${this.#token}` },
       });
@@ -199,7 +200,7 @@ export class ApiClient {
   ): Promise<void> {
     let res: Response;
     try {
-      res = await this.fetch(`${this.url}/api/v1/events?${query}`, {
+      res = await this.fetch(`${this.url}${eventRoutes.stream.path}?${query}`, {
         headers: { authorization: `Bearer ${this.#token}` },
         signal,
       });
@@ -230,12 +231,6 @@ export class ApiClient {
       }
     }
   }
-}
-
-/** The path of a call: the route's, with the parameters and query the call gives. */
-function pathTo<R extends Route>(r: R, input: CallOf<R>): string {
-  const i = input as { params?: Record<string, unknown>; query?: Record<string, unknown> };
-  return pathOf(r, i.params, i.query);
 }
 
 /** TERN_CA: a PEM file with the CA to trust, as curl's --cacert. */

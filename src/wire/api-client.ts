@@ -17,10 +17,12 @@ export async function callRoute<const R extends Route>(
   r: R,
   ...[input]: CallArgs<R>
 ): Promise<ReplyOf<R>> {
-  const i = (input ?? {}) as {
-    params?: Record<string, unknown>;
-    query?: Record<string, unknown>;
-    body?: unknown;
-  };
-  return (await send(r.method, pathOf(r, i.params, i.query), i.body)) as ReplyOf<R>;
+  const body = (input as { body?: unknown } | undefined)?.body;
+  return (await send(r.method, pathOfCall(r, input), body)) as ReplyOf<R>;
+}
+
+/** The path a call goes to: the route's, with the parameters and query the call gives. */
+export function pathOfCall<R extends Route>(r: R, input: CallOf<R> | undefined): string {
+  const i = input as { params?: Record<string, unknown>; query?: Record<string, unknown> } | undefined;
+  return pathOf(r, i?.params, i?.query);
 }
