@@ -9,7 +9,11 @@ test('a word flag is one of the words the API takes, else the error lists them',
     code: 'invalid_request',
     message: '--strategy is spread or pack',
   });
-  assert.throws(() => oneOf('x', ['a', 'b', 'c', 'd', 'e'], '--kind'), /--kind is one of a, b, c, d, e/);
+  assert.throws(
+    () => oneOf('x', ['ok', 'denied', 'failed'], '--result'),
+    /--result is ok, denied or failed$/,
+  );
+  assert.throws(() => oneOf('x', ['a', 'b', 'c', 'd', 'e'], '--kind'), /--kind is one of a, b, c, d, e$/);
 });
 
 test('a number flag is a finite number, else the error names the flag and the value', () => {

@@ -271,7 +271,9 @@ export function oneOf<T extends string>(value: string, allowed: readonly T[], fl
   if (!(allowed as readonly string[]).includes(value))
     throw new TernError(
       'invalid_request',
-      allowed.length <= 4 ? `${flag} is ${allowed.join(' or ')}` : `${flag} is one of ${allowed.join(', ')}`,
+      allowed.length <= 4
+        ? `${flag} is ${allowed.slice(0, -1).join(', ')}${allowed.length > 1 ? ' or ' : ''}${allowed.at(-1)}`
+        : `${flag} is one of ${allowed.join(', ')}`,
     );
   return value as T;
 }
