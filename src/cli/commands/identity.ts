@@ -11,7 +11,8 @@ import { rootCause, TernError } from '../../errors.ts';
 import { requestJson } from '../../http/json-client.ts';
 import { tlsFetch } from '../../pki/identity.ts';
 import { askSecret } from '../../prompt.ts';
-import { identityRoutes } from '../../wire/api/identity.ts';
+import { sessionRoutes } from '../../wire/api/session.ts';
+import { tokenRoutes } from '../../wire/api/tokens.ts';
 import { callRoute, type Send } from '../../wire/api-client.ts';
 import type { Whoami } from '../../wire/identity.ts';
 import { type ApiClient, caFromEnvironment, unreachableManager } from '../client.ts';
@@ -76,8 +77,8 @@ export async function loginCommand(flags: Flags): Promise<void> {
   const managerFetch = tlsFetch(null, { ca: ca ?? undefined, checkName: true });
   let res: Response;
   try {
-    res = await managerFetch(`${url}${identityRoutes.login.path}`, {
-      method: identityRoutes.login.method,
+    res = await managerFetch(`${url}${sessionRoutes.login.path}`, {
+      method: sessionRoutes.login.method,
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ user, password }),
       signal: AbortSignal.timeout(30_000),
@@ -102,10 +103,10 @@ export async function loginCommand(flags: Flags): Promise<void> {
       fetch: managerFetch,
     });
   const name = `cli@${os.hostname()}`;
-  const made = await callRoute(withSession, identityRoutes.createToken, {
+  const made = await callRoute(withSession, tokenRoutes.create, {
     body: { name, expiresInDays: 30 },
   });
-  await callRoute(withSession, identityRoutes.logout).catch(() => undefined);
+  await callRoute(withSession, sessionRoutes.logout).catch(() => undefined);
   const file = cliConfigPath();
   writeCliConfig({ url, token: made.token, ...(ca ? { ca } : {}) }, file);
   if (flags.output === 'json')
@@ -120,9 +121,9 @@ export async function loginCommand(flags: Flags): Promise<void> {
 
 /** `tern logout`: revokes the CLI's token; removes the config when the token came from it. */
 export async function logoutCommand(api: ApiClient, flags: Flags): Promise<void> {
-  const me = await api.call(identityRoutes.session);
+  const me = await api.call(sessionRoutes.show);
   if (me.tokenId === null) throw new TernError('invalid_request', 'this is a session, not a token');
-  await api.call(identityRoutes.revokeToken, { params: { id: me.tokenId } });
+  await api.call(tokenRoutes.revoke, { params: { id: me.tokenId } });
   const fromConfig = !(process.env.TERN_URL && process.env.TERN_TOKEN);
   if (fromConfig) fs.rmSync(cliConfigPath(), { force: true });
   if (flags.output === 'json') return printJson({ revoked: me.tokenId });
@@ -133,7 +134,7 @@ export async function logoutCommand(api: ApiClient, flags: Flags): Promise<void>
 }
 
 export async function whoamiCommand(api: ApiClient, flags: Flags): Promise<void> {
-  const me = await api.call(identityRoutes.session);
+  const me = await api.call(sessionRoutes.show);
   if (flags.output === 'json') return printJson(me);
   showWhoami(me, api.url);
 }

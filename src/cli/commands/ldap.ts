@@ -1,7 +1,7 @@
 /** `tern ldap …`: logging in through a directory. */
 import { TernError } from '../../errors.ts';
 import { askSecret } from '../../prompt.ts';
-import { identityRoutes } from '../../wire/api/identity.ts';
+import { ldapRoutes } from '../../wire/api/ldap.ts';
 import type { DirectorySettings } from '../../wire/identity.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
@@ -36,7 +36,7 @@ export async function ldapCommand(
     ]);
   };
   if ((sub === 'show' || sub === undefined) && args.length === 0) {
-    return show((await api.call(identityRoutes.ldap)).settings);
+    return show((await api.call(ldapRoutes.show)).settings);
   }
   if (sub === 'set' && args.length === 0) {
     if (!flags.url || !flags['bind-dn'] || !flags['user-base'] || !flags['user-filter'])
@@ -51,11 +51,11 @@ export async function ldapCommand(
     };
     const bindPassword = await askSecret('bind password', { env: 'TERN_LDAP_BIND_PASSWORD' });
     if (!bindPassword) throw new TernError('invalid_request', 'the bind password is empty');
-    const r = await api.call(identityRoutes.setLdap, { body: { settings, bindPassword } });
+    const r = await api.call(ldapRoutes.set, { body: { settings, bindPassword } });
     return show(r.settings);
   }
   if (sub === 'clear' && args.length === 0) {
-    await api.call(identityRoutes.removeLdap);
+    await api.call(ldapRoutes.remove);
     if (flags.output !== 'json') printText('directory cleared: people log in with local passwords only\n');
     return;
   }

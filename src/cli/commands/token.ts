@@ -1,6 +1,6 @@
 /** `tern token …`: API tokens. */
 import { TernError } from '../../errors.ts';
-import { identityRoutes } from '../../wire/api/identity.ts';
+import { tokenRoutes } from '../../wire/api/tokens.ts';
 import type { ApiToken } from '../../wire/identity.ts';
 import { permissions } from '../../wire/permissions.ts';
 import type { ApiClient } from '../client.ts';
@@ -24,7 +24,7 @@ export async function tokenCommand(
   flags: Flags,
 ): Promise<void> {
   if ((sub === 'list' || sub === undefined) && args.length === 0) {
-    const { items } = await api.call(identityRoutes.tokens, { query: { all: flags.all || undefined } });
+    const { items } = await api.call(tokenRoutes.list, { query: { all: flags.all || undefined } });
     if (flags.output === 'json') return printJson(items);
     return printTable(
       ['ID', 'NAME', 'USER', 'STATE', 'SCOPES', 'EXPIRES', 'LAST USED'],
@@ -40,7 +40,7 @@ export async function tokenCommand(
     );
   }
   if (sub === 'create' && args.length === 1) {
-    const made = await api.call(identityRoutes.createToken, {
+    const made = await api.call(tokenRoutes.create, {
       body: {
         name: args[0],
         ...(flags['expires-in-days'] ? { expiresInDays: Number(flags['expires-in-days']) } : {}),
@@ -60,7 +60,7 @@ export async function tokenCommand(
     return;
   }
   if (sub === 'revoke' && args.length === 1) {
-    await api.call(identityRoutes.revokeToken, { params: { id: args[0] } });
+    await api.call(tokenRoutes.revoke, { params: { id: args[0] } });
     if (flags.output !== 'json') printText(`token ${args[0]} revoked\n`);
     return;
   }

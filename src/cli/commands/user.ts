@@ -1,7 +1,9 @@
 /** `tern user …` and `tern user group …`: local users, and the groups that give their members a role. */
 import { TernError } from '../../errors.ts';
 import { askSecret, readStdin } from '../../prompt.ts';
-import { identityRoutes } from '../../wire/api/identity.ts';
+import { groupRoutes } from '../../wire/api/groups.ts';
+import { sessionRoutes } from '../../wire/api/session.ts';
+import { userRoutes } from '../../wire/api/users.ts';
 import type { Group, User } from '../../wire/identity.ts';
 import { roles } from '../../wire/permissions.ts';
 import type { BodyOf } from '../../wire/route.ts';
@@ -57,7 +59,7 @@ export async function userCommand(
 ): Promise<void> {
   const name = args[0];
   if (sub === 'list' || sub === undefined) {
-    const items = byName((await api.call(identityRoutes.users)).items);
+    const items = byName((await api.call(userRoutes.list)).items);
     if (flags.output === 'json') return printJson(items);
     return printTable(
       ['NAME', 'SOURCE', 'ROLE', 'GROUPS', 'ROLES', 'STATE', 'LAST LOGIN', 'DISPLAY NAME'],
@@ -75,10 +77,10 @@ export async function userCommand(
   }
   if (sub === 'group') return groupCommand(api, args[0], args.slice(1), flags);
   if (sub === 'show' && args.length === 1)
-    return showUser(await api.call(identityRoutes.user, { params: { user: name } }), flags);
+    return showUser(await api.call(userRoutes.show, { params: { user: name } }), flags);
   if (sub === 'create' && args.length === 1) {
     const password = await newPassword(flags, 'password');
-    const u = await api.call(identityRoutes.createUser, {
+    const u = await api.call(userRoutes.create, {
       body: {
         name,
         ...(flags['display-name'] !== undefined ? { displayName: flags['display-name'] } : {}),
@@ -100,36 +102,33 @@ export async function userCommand(
       throw new TernError('invalid_request', '--role or --no-role, not both');
     if (flags.enable && flags.disable)
       throw new TernError('invalid_request', '--enable or --disable, not both');
-    const change: BodyOf<typeof identityRoutes.updateUser> = {};
+    const change: BodyOf<typeof userRoutes.update> = {};
     if (flags.role) change.role = oneOf(flags.role, roles, '--role');
     if (flags['no-role']) change.role = null;
     if (flags.enable) change.disabled = false;
     if (flags.disable) change.disabled = true;
     if (flags['display-name'] !== undefined) change.displayName = flags['display-name'];
     if (Object.keys(change).length === 0) throw new TernError('invalid_request', userUsage);
-    return showUser(
-      await api.call(identityRoutes.updateUser, { params: { user: name }, body: change }),
-      flags,
-    );
+    return showUser(await api.call(userRoutes.update, { params: { user: name }, body: change }), flags);
   }
   if (sub === 'passwd' && args.length <= 1) {
     if (name) {
       const password = await newPassword(flags);
       if (!password) throw new TernError('invalid_request', 'the new password is empty');
-      await api.call(identityRoutes.updateUser, { params: { user: name }, body: { password } });
+      await api.call(userRoutes.update, { params: { user: name }, body: { password } });
       if (flags.output !== 'json') printText(`password of ${name} changed\n`);
       return;
     }
     const current = await askSecret('current password', { env: 'TERN_PASSWORD' });
     const password = await newPassword(flags);
     if (!password) throw new TernError('invalid_request', 'the new password is empty');
-    await api.call(identityRoutes.changePassword, { body: { current, password } });
+    await api.call(sessionRoutes.changePassword, { body: { current, password } });
     if (flags.output !== 'json') printText('your password is changed\n');
     return;
   }
   if (sub === 'delete' && args.length > 0) {
     return eachName(args, userUsage, async (user) => {
-      await api.call(identityRoutes.removeUser, { params: { user } });
+      await api.call(userRoutes.remove, { params: { user } });
       if (flags.output !== 'json') printText(`user ${user} deleted; its tokens are revoked\n`);
     });
   }
@@ -155,7 +154,7 @@ async function groupCommand(
     ]);
   };
   if (sub === 'list' || sub === undefined) {
-    const items = byName((await api.call(identityRoutes.groups)).items);
+    const items = byName((await api.call(groupRoutes.list)).items);
     if (flags.output === 'json') return printJson(items);
     return printTable(
       ['NAME', 'ROLE', 'MEMBERS', 'DIRECTORY GROUP'],
@@ -164,7 +163,7 @@ async function groupCommand(
   }
   if (sub === 'create' && args.length === 1 && flags.role) {
     return show(
-      await api.call(identityRoutes.createGroup, {
+      await api.call(groupRoutes.create, {
         body: {
           name,
           role: oneOf(flags.role, roles, '--role'),
@@ -175,13 +174,13 @@ async function groupCommand(
   }
   if (sub === 'delete' && args.length > 0) {
     return eachName(args, 'usage: tern user group delete NAME...', async (group) => {
-      await api.call(identityRoutes.removeGroup, { params: { group } });
+      await api.call(groupRoutes.remove, { params: { group } });
       if (flags.output !== 'json') printText(`group ${group} deleted\n`);
     });
   }
   if ((sub === 'add' || sub === 'remove') && args.length === 2) {
     return show(
-      await api.call(sub === 'add' ? identityRoutes.addGroupMember : identityRoutes.removeGroupMember, {
+      await api.call(sub === 'add' ? groupRoutes.addMember : groupRoutes.removeMember, {
         params: { group: name, user },
       }),
     );
