@@ -51,7 +51,10 @@ export const flagCatalog = {
   memory: text('SIZE', 'memory, e.g. 512M'),
   disk: text('SIZE', 'disk size, e.g. 10G'),
   'extra-disk': list('SIZE', 'one more empty disk (repeatable)'),
-  nic: list('user|bridge:BR', 'a network card (repeatable)'),
+  nic: list(
+    'user|bridge:BR|NETWORK[,ip=IP][,mac=MAC][,group=G]',
+    'a network card: user networking, a host bridge, or a managed network (repeatable)',
+  ),
   timeout: whole('SECONDS', 'how long to wait'),
   state: text('S', 'only in this state'),
   host: text('H', 'only on this host'),
@@ -142,6 +145,17 @@ export const flagCatalog = {
   input: text('FILE|-', 'given to the command on its stdin'),
   'max-bytes': text('N', 'at most N bytes'),
   'grow-fs': on('grow the partition and filesystem inside the guest too'),
+  type: text('bridge|nat|isolated|overlay', 'the kind of network'),
+  subnet: text('CIDR', 'its IPv4 subnet, e.g. 10.1.0.0/24'),
+  dhcp: text('START-END', 'the addresses DHCP hands to clients Tern does not know'),
+  domain: text('DOMAIN', 'the DNS domain VM names resolve in'),
+  uplink: text('IF', 'the host interface enslaved to the bridge'),
+  vlan: whole('ID', 'the 802.1Q tag on the uplink'),
+  vni: whole('N', 'the VXLAN network identifier (default: the next free one)'),
+  mtu: whole('BYTES', 'the MTU'),
+  inbound: text('allow|deny', 'what happens to inbound traffic no rule allows'),
+  outbound: text('allow|deny', 'what happens to outbound traffic no rule allows'),
+  rule: list('"in|out PROTO [PORTS] [CIDR|group:G]"', 'an allow rule (repeatable)'),
 } satisfies Record<string, FlagSpec>;
 
 export type FlagName = keyof typeof flagCatalog;
@@ -257,6 +271,19 @@ export interface Flags {
   'max-bytes'?: string;
   /** `tern vm disk resize`: grow the partition and filesystem inside the guest too. */
   'grow-fs': boolean;
+  /** `tern network create`: the network's type, subnet and what it serves. */
+  type?: string;
+  subnet?: string;
+  dhcp?: string;
+  domain?: string;
+  uplink?: string;
+  vlan?: string;
+  vni?: string;
+  mtu?: string;
+  /** `tern security-group`: its defaults and allow rules. */
+  inbound?: string;
+  outbound?: string;
+  rule: string[];
   help: boolean;
   version: boolean;
 }

@@ -40,7 +40,10 @@ test('help: all commands, a group, a command with its flags', () => {
   const create = helpFor(registry, ['vm', 'create']);
   assert.match(create, /^usage: tern vm create NAME\.\.\. \[flags\]\n/);
   assert.match(create, /--iso ISO +a library ISO in the CD-ROM/);
-  assert.match(create, /--nic user\|bridge:BR +a network card \(repeatable\)/);
+  assert.match(
+    create,
+    /--nic user\|bridge:BR\|NETWORK\[,ip=IP\]\[,mac=MAC\]\[,group=G\]\n +a network card: user networking, a host bridge, or a managed network \(repeatable\)/,
+  );
   assert.match(create, /-o, --output table\|json/);
   assert.doesNotMatch(create, /--path/);
   assert.match(helpFor(registry, ['image', 'import']), /--iso +the file is an ISO/);

@@ -33,6 +33,9 @@ import { ImagePoolStore } from './imagepools/store.ts';
 import { prepareStart } from './imagepools/tasks.ts';
 import { ImageStore } from './library/images.ts';
 import { TemplateStore } from './library/templates.ts';
+import { NetworkSync } from './networks/host-sync.ts';
+import { SecurityGroupStore } from './networks/security-groups.ts';
+import { NetworkStore } from './networks/store.ts';
 import { ProjectStore } from './projects/store.ts';
 import type { KeyStoreConfig } from './secrets/keystore.ts';
 import { openKeyStore } from './secrets/keystores/open.ts';
@@ -155,12 +158,18 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     images: new ImageStore(db),
     alerts,
     imagePools: new ImagePoolStore(db),
+    networks: new NetworkStore(db),
+    securityGroups: new SecurityGroupStore(db),
+    // Hosts are given networks once the agent protocol has routes for them.
+    networkSync: new NetworkSync({ db, log: opts.log, agentOf: () => null }),
     joinTokens,
     joining: { url: '', caFingerprint: ca.fingerprint },
     orphans: new Orphans({ db, hosts, store, alerts, log: opts.log }),
   };
   // Every full report of a host is compared with the inventory for what no VM accounts for.
   hosts.onReported((hostId) => void base.orphans.scan(hostId));
+  // A host that (re)connected may have missed changes, or lost its networks with a reboot.
+  hosts.onReported((hostId) => base.networkSync.hostReported(hostId));
   const withHa = Object.assign(base, { ha: new HaMonitor(base, tasks, opts.log) });
   // Every kind, the HA failover too, before recovery: an interrupted task resumes whatever serves HTTP.
   const services: ApiServices = Object.assign(withHa, { kinds: registerTaskKinds(withHa, tasks) });
@@ -206,6 +215,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     routeAccess: app.routeAccess,
     async close() {
       clearInterval(pruning);
+      services.networkSync.close();
       space.close();
       services.ha.stop();
       stopAlerts();
@@ -219,6 +229,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     },
     async crash() {
       clearInterval(pruning);
+      services.networkSync.close();
       space.close();
       services.ha.stop();
       stopAlerts();

@@ -208,3 +208,47 @@ export const NetworkCapabilities = Type.Object({
   reasons: Type.Array(Type.String({ maxLength: 500 }), { maxItems: 16 }),
 });
 export type NetworkCapabilities = Static<typeof NetworkCapabilities>;
+
+/** What `network create` takes; the manager fills in the rest (bridge name, VNI, gateway MAC). */
+export const CreateNetworkRequest = Type.Object(
+  {
+    name: Name,
+    type: NetworkType,
+    subnet: Ipv4Cidr,
+    gateway: Type.Optional(
+      Type.Union([Ipv4, Type.Null()], {
+        description: "the subnet's first address when absent (bridge: none); null: none",
+      }),
+    ),
+    dns: Type.Optional(Type.Array(Ipv4, { maxItems: 4 })),
+    dhcp: Type.Optional(Type.Union([DhcpRange, Type.Null()])),
+    domain: Type.Optional(Type.String({ pattern: '^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$' })),
+    uplink: Type.Optional(IfName),
+    vlan: Type.Optional(Type.Integer({ minimum: 1, maximum: 4094 })),
+    vni: Type.Optional(Type.Integer({ minimum: 1, maximum: 16777215 })),
+    mtu: Type.Optional(Type.Integer({ minimum: 576, maximum: 9000 })),
+  },
+  { additionalProperties: false },
+);
+export type CreateNetworkRequest = Static<typeof CreateNetworkRequest>;
+
+export const CreateSecurityGroupRequest = Type.Object(
+  {
+    name: Name,
+    inbound: Type.Optional(Type.Union([Type.Literal('allow'), Type.Literal('deny')], { default: 'deny' })),
+    outbound: Type.Optional(Type.Union([Type.Literal('allow'), Type.Literal('deny')], { default: 'allow' })),
+    rules: Type.Optional(Type.Array(SecurityRule, { maxItems: 256 })),
+  },
+  { additionalProperties: false },
+);
+export type CreateSecurityGroupRequest = Static<typeof CreateSecurityGroupRequest>;
+
+export const UpdateSecurityGroupRequest = Type.Object(
+  {
+    inbound: Type.Optional(Type.Union([Type.Literal('allow'), Type.Literal('deny')])),
+    outbound: Type.Optional(Type.Union([Type.Literal('allow'), Type.Literal('deny')])),
+    rules: Type.Optional(Type.Array(SecurityRule, { maxItems: 256 })),
+  },
+  { additionalProperties: false },
+);
+export type UpdateSecurityGroupRequest = Static<typeof UpdateSecurityGroupRequest>;

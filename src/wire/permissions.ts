@@ -29,6 +29,9 @@ export const permissions = [
   'identity.write',
   'project.read',
   'project.write',
+  /** Managed networks and security groups: reading them, and making or removing them. */
+  'network.read',
+  'network.write',
   'secret.read',
   'secret.write',
   'key.admin',

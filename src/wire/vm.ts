@@ -93,6 +93,23 @@ export const NicSpec = Type.Object(
 );
 export type NicSpec = Static<typeof NicSpec>;
 
+/** A NIC as a create request or a NIC add asks for it; the manager decides the rest. */
+export const NicRequest = Type.Union([
+  Type.Object({ mode: Type.Literal('user') }, { additionalProperties: false }),
+  Type.Object({ mode: Type.Literal('bridge'), bridge: Name }, { additionalProperties: false }),
+  Type.Object(
+    {
+      mode: Type.Literal('network'),
+      network: Name,
+      ip: Type.Optional(Type.String({ ...Ipv4, description: 'its address; the next free one when absent' })),
+      mac: Type.Optional(Type.String({ pattern: '^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$' })),
+      group: Type.Optional(Type.String({ ...Name, description: 'a security group for its port' })),
+    },
+    { additionalProperties: false },
+  ),
+]);
+export type NicRequest = Static<typeof NicRequest>;
+
 export const BootSpec = Type.Object(
   {
     kernel: VolumeRef,
@@ -321,15 +338,7 @@ export const CreateVmRequest = Type.Object(
       ),
     ),
     extraDisksGiB: Type.Optional(Type.Array(DiskGiB(), { maxItems: 8 })),
-    nics: Type.Optional(
-      Type.Array(
-        Type.Union([
-          Type.Object({ mode: Type.Literal('user') }, { additionalProperties: false }),
-          Type.Object({ mode: Type.Literal('bridge'), bridge: Name }, { additionalProperties: false }),
-        ]),
-        { maxItems: 8 },
-      ),
-    ),
+    nics: Type.Optional(Type.Array(NicRequest, { maxItems: 8 })),
     start: Type.Optional(Type.Boolean({ description: 'start the VM once created' })),
     pool: Type.Optional(Name),
     cpuMode: Type.Optional(CpuMode),

@@ -9,9 +9,11 @@ import { hostCommands } from './host.ts';
 import { identityCommands } from './identity.ts';
 import { imageCommands } from './image.ts';
 import { inventoryCommands } from './inventory.ts';
+import { networkCommands } from './network.ts';
 import { poolCommands } from './pool.ts';
 import { projectCommands } from './project.ts';
 import { secretCommands } from './secret.ts';
+import { securityGroupCommands } from './security-group.ts';
 import { upCommands } from './up.ts';
 import { vmCommands } from './vm.ts';
 
@@ -26,6 +28,8 @@ export const registry: Registry = {
     ...clusterCommands,
     ...haCommands,
     ...imageCommands,
+    ...networkCommands,
+    ...securityGroupCommands,
     ...identityCommands,
     ...projectCommands,
     ...auditCommands,
@@ -43,6 +47,8 @@ export const registry: Registry = {
     { name: 'group', summary: 'placement groups: affinity and anti-affinity' },
     { name: 'ha', summary: 'high availability: settings, status, the restart plan' },
     { name: 'image', summary: 'the image library: disk images and ISOs' },
+    { name: 'network', summary: 'managed networks: bridge, nat, isolated, overlay' },
+    { name: 'security-group', summary: 'the rules NICs on managed networks are given' },
     { name: 'user', summary: 'users and user groups' },
     { name: 'token', summary: 'API tokens' },
     { name: 'ldap', summary: 'logging in through a directory' },

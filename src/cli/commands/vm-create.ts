@@ -3,12 +3,34 @@ import fs from 'node:fs';
 import { TernError } from '../../errors.ts';
 import { clusterRoutes } from '../../wire/api/cluster.ts';
 import { templateRoutes } from '../../wire/api/templates.ts';
-import type { CreateVmRequest } from '../../wire/vm.ts';
+import type { CreateVmRequest, NicRequest } from '../../wire/vm.ts';
 import type { ApiClient } from '../client.ts';
 import { type Flags, oneOf } from '../flags.ts';
 import { printJson } from '../output.ts';
 import { parseSize } from '../sizes.ts';
 import { printExplanation } from './migration.ts';
+
+/**
+ * One `--nic`: `user`, `bridge:BR` (a host bridge), or a managed network
+ * `NETWORK[,ip=IP][,mac=MAC][,group=G]` (also spelt `network:NETWORK,…`).
+ */
+export function parseNic(text: string): NicRequest {
+  if (text === 'user') return { mode: 'user' };
+  if (/^bridge[:=]/.test(text)) return { mode: 'bridge', bridge: text.replace(/^bridge[:=]/, '') };
+  const [first = '', ...options] = text.split(',');
+  const nic: NicRequest & { mode: 'network' } = {
+    mode: 'network',
+    network: first.replace(/^network[:=]/, ''),
+  };
+  for (const o of options) {
+    const [key, value, extra] = o.split('=');
+    if (!value || extra !== undefined || (key !== 'ip' && key !== 'mac' && key !== 'group'))
+      throw new TernError('invalid_request', `--nic ${text}: ${o} is not ip=IP, mac=MAC or group=G`);
+    nic[key] = value;
+  }
+  if (!nic.network) throw new TernError('invalid_request', `--nic ${text}: which network?`);
+  return nic;
+}
 
 export function createBody(flags: Flags): Omit<CreateVmRequest, 'name'> {
   const body: Omit<CreateVmRequest, 'name'> = {};
@@ -32,13 +54,7 @@ export function createBody(flags: Flags): Omit<CreateVmRequest, 'name'> {
   if (flags['extra-disk'].length > 0) {
     body.extraDisksGiB = flags['extra-disk'].map((d) => parseSize(d, 'G', '--extra-disk') / 1024);
   }
-  if (flags.nic.length > 0) {
-    body.nics = flags.nic.map((n) =>
-      n === 'user'
-        ? { mode: 'user' as const }
-        : { mode: 'bridge' as const, bridge: n.replace(/^bridge[:=]/, '') },
-    );
-  }
+  if (flags.nic.length > 0) body.nics = flags.nic.map(parseNic);
   if (flags.ip) {
     body.ip = { address: flags.ip, ...(flags.gateway ? { gateway: flags.gateway } : {}) };
     if (flags.dns.length > 0) body.ip.dns = flags.dns;

@@ -21,6 +21,9 @@ import type { Login } from '../identity/login.ts';
 import type { UserStore } from '../identity/users.ts';
 import type { ImagePoolStore } from '../imagepools/store.ts';
 import type { ImageStore } from '../library/images.ts';
+import type { NetworkSync } from '../networks/host-sync.ts';
+import type { SecurityGroupStore } from '../networks/security-groups.ts';
+import type { NetworkStore } from '../networks/store.ts';
 import type { ProjectStore } from '../projects/store.ts';
 import type { SecretStore } from '../secrets/store.ts';
 import type { TaskKinds } from '../task-kinds.ts';
@@ -54,6 +57,10 @@ export interface ApiServices extends VmDeps {
   images: ImageStore;
   alerts: AlertStore;
   imagePools: ImagePoolStore;
+  networks: NetworkStore;
+  securityGroups: SecurityGroupStore;
+  /** Gives hosts their networks on every change and when they (re)connect. */
+  networkSync: NetworkSync;
   joinTokens: JoinTokens;
   /** What hosts hold for VMs the inventory does not know. */
   orphans: Orphans;

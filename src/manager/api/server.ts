@@ -33,9 +33,11 @@ import { imagePoolRoutes } from './image-pools.ts';
 import { imageRoutes } from './images.ts';
 import { ldapRoutes } from './ldap.ts';
 import { migrationRoutes } from './migration.ts';
+import { networkRoutes } from './networks.ts';
 import { apiDocument } from './openapi.ts';
 import { projectRoutes } from './projects.ts';
 import { secretRoutes } from './secrets.ts';
+import { securityGroupRoutes } from './security-groups.ts';
 import { serve } from './serve.ts';
 import { sessionRoutes } from './session.ts';
 import { taskRoutes } from './tasks.ts';
@@ -201,6 +203,8 @@ export async function buildApi(s: ApiServices, log: Logger, tls: ApiTls): Promis
   imageRoutes(app, s);
   alertRoutes(app, s);
   imagePoolRoutes(app, s);
+  networkRoutes(app, s);
+  securityGroupRoutes(app, s);
   eventRoutes(app, s);
   return app;
 }

@@ -17,6 +17,7 @@ const readEverything: Permission[] = [
   'event.read',
   'identity.read',
   'project.read',
+  'network.read',
 ];
 
 export const rolePermissions: Record<Role, readonly Permission[]> = {
@@ -29,6 +30,7 @@ export const rolePermissions: Record<Role, readonly Permission[]> = {
     'vm.admin',
     'host.write',
     'cluster.write',
+    'network.write',
     'library.write',
     'task.write',
     'secret.read',
@@ -42,6 +44,7 @@ export const rolePermissions: Record<Role, readonly Permission[]> = {
     'vm.write',
     'vm.delete',
     'library.read',
+    'network.read',
     'task.read',
     'task.write',
     'project.read',

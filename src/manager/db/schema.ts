@@ -290,7 +290,51 @@ export interface KeptVolumeTable {
   keptAt: string;
 }
 
+/** A managed network (wire Network); its DNS resolvers a JSON array. */
+export interface NetworkTable {
+  id: string;
+  name: string;
+  type: string;
+  subnet: string;
+  gateway: string | null;
+  /** The bridge's MAC on every host: one gateway neighbour for an overlay's VMs. */
+  gatewayMac: string;
+  dns: string;
+  dhcpStart: string | null;
+  dhcpEnd: string | null;
+  domain: string | null;
+  uplink: string | null;
+  vlan: number | null;
+  vni: number | null;
+  mtu: number;
+  bridge: string;
+  createdAt: string;
+}
+
+export interface SecurityGroupTable {
+  id: string;
+  name: string;
+  inbound: string;
+  outbound: string;
+  /** JSON array of wire SecurityRule. */
+  rules: string;
+  createdAt: string;
+}
+
+/** One NIC of a VM: its MAC unique cluster-wide; on a managed network, its address unique there. */
+export interface NicTable {
+  mac: string;
+  vmId: string;
+  networkId: string | null;
+  ip: string | null;
+  securityGroup: string | null;
+  createdAt: string;
+}
+
 export interface Database {
+  networks: NetworkTable;
+  securityGroups: SecurityGroupTable;
+  nics: NicTable;
   keptVolumes: KeptVolumeTable;
   imagePools: ImagePoolTable;
   imagePoolVersions: ImagePoolVersionTable;

@@ -12,6 +12,7 @@ import { groupsNamed, joinGroups } from '../cluster/groups.ts';
 import { baselineOf, existingPool } from '../cluster/inventory.ts';
 import type { ImageStore } from '../library/images.ts';
 import { imageNamed, imagePools, templateNamed } from '../library/lookup.ts';
+import { type NicDeps, planNics } from '../networks/nics.ts';
 import type { Member, ProjectStore } from '../projects/store.ts';
 import type { SecretStore } from '../secrets/store.ts';
 import type { TaskEngine, TaskKind } from '../tasks/engine.ts';
@@ -20,7 +21,7 @@ import type { VmDeps } from './deps.ts';
 import { planVm, randomMac } from './plan.ts';
 import { newVmRow } from './store.ts';
 
-export interface CreateVmDeps extends VmDeps {
+export interface CreateVmDeps extends VmDeps, NicDeps {
   images: ImageStore;
   projects: ProjectStore;
   secrets: SecretStore;
@@ -51,6 +52,8 @@ export async function createVm(
   const groups = await groupsNamed(d.db, body.groups ?? []);
   // The pool decides the disks' place before a host is chosen: the one asked for, the
   // template's, or the usual local one.
+  // Every NIC's MAC, and a managed network's address, from the inventory.
+  const nics = await planNics(d, body.nics ?? [{ mode: 'user' }]);
   const plan = planVm(
     body,
     template,
@@ -58,7 +61,11 @@ export async function createVm(
     defaultPool(snapshot),
     () => randomMac(randomBytes),
     clientMachineId,
-    { image, iso },
+    {
+      image,
+      iso,
+      nics,
+    },
   );
   const diskPool = plan.volumes[0]?.volume.pool ?? body.pool ?? 'local';
   const templateHost = template ? await d.templates.hostOf(template.name) : null;
@@ -104,7 +111,11 @@ export async function createVm(
     ownerId: who.userId,
     project,
   };
-  const insert = () => d.store.insert(row);
+  const insert = () =>
+    d.store.insert(
+      row,
+      nics.map((n) => n.row),
+    );
   const vm = await (project
     ? d.projects.admit(
         project,
@@ -153,14 +164,15 @@ export async function createVm(
 /**
  * What self-service users may not ask for: placement groups and host bridges are shared with
  * everyone else (they steer other people's placement, or reach networks the user may not).
+ * Managed networks are theirs to use: each NIC there has its own address and anti-spoofing.
  */
 function selfServiceLimits(body: { groups?: string[]; nics?: { mode: string }[] }): void {
   if (body.groups?.length)
     throw new TernError('forbidden', 'placement groups are operator work; create the VM without groups');
-  if (body.nics?.some((n) => n.mode !== 'user'))
+  if (body.nics?.some((n) => n.mode === 'bridge'))
     throw new TernError(
       'forbidden',
-      'bridged networks are operator work; self-service VMs use user networking',
+      'bridged networks (a host bridge) are operator work; self-service VMs use user networking or a managed network',
     );
 }
 

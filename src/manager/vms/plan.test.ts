@@ -44,10 +44,10 @@ test('a template disk cannot shrink', () => {
   assert.throws(() => planVm({ name: 'x', diskGiB: 0.1 }, tiny, id, 'local', mac), /smaller/);
 });
 
-test('MACs use the QEMU prefix', () => {
+test("MACs use Tern's locally administered prefix, not QEMU's that hand-made VMs use", () => {
   assert.match(
     randomMac(() => Buffer.from([1, 2, 255])),
-    /^52:54:00:01:02:ff$/,
+    /^02:74:6e:01:02:ff$/,
   );
 });
 
@@ -103,4 +103,52 @@ test('UEFI: a variable store volume beside the disks, not one of them; a templat
   const fromTemplate = planVm({ name: 'f' }, { ...tiny, firmware: 'uefi' }, id, 'local', mac);
   assert.equal(fromTemplate.spec.firmware, 'uefi');
   assert.equal(planVm({ name: 'g' }, tiny, id, 'local', mac).spec.firmware, undefined);
+});
+
+test("a NIC on a managed network: cloud-init is given the address its network's DHCP leases to its MAC; other NICs ask DHCP", () => {
+  const nics = [
+    {
+      spec: {
+        mac: '02:74:6e:00:00:01',
+        network: { mode: 'network' as const, network: id, bridge: 'tn11111111', ip: '10.1.0.5', rules: null },
+      },
+      address: { address: '10.1.0.5/24', gateway: '10.1.0.1', dns: ['10.1.0.1'] },
+    },
+    { spec: { mac: '02:74:6e:00:00:02', network: { mode: 'user' as const } }, address: null },
+  ];
+  const p = planVm({ name: 'n1' }, tiny, id, 'local', mac, id, { nics });
+  assert.deepEqual(
+    p.spec.nics,
+    nics.map((n) => n.spec),
+  );
+  assert.equal(
+    p.seed.networkConfig,
+    [
+      'version: 2',
+      'ethernets:',
+      '  nic0:',
+      '    match:',
+      '      macaddress: "02:74:6e:00:00:01"',
+      '    set-name: eth0',
+      '    addresses: [10.1.0.5/24]',
+      '    gateway4: 10.1.0.1',
+      '    nameservers:',
+      '      addresses: [10.1.0.1]',
+      '  nic1:',
+      '    match:',
+      '      macaddress: "02:74:6e:00:00:02"',
+      '    set-name: eth1',
+      '    dhcp4: true',
+      '',
+    ].join('\n'),
+  );
+  assert.throws(
+    () => planVm({ name: 'n1', ip: { address: '10.1.0.9/24' } }, tiny, id, 'local', mac, id, { nics }),
+    /gets from there: give it with ip= on the NIC/,
+  );
+  assert.equal(
+    planVm({ name: 'n2' }, tiny, id, 'local', mac).seed.networkConfig,
+    undefined,
+    'no address: no network-config',
+  );
 });

@@ -6,7 +6,15 @@ import { TernError } from '../../errors.ts';
 import type { CreateVolumeRequest } from '../../wire/agent.ts';
 import type { Image } from '../../wire/image.ts';
 import type { Template } from '../../wire/template.ts';
-import { type CreateVmRequest, gibToBytes, type VmSpec, type VolumeRef } from '../../wire/vm.ts';
+import {
+  type CreateVmRequest,
+  gibToBytes,
+  type NicSpec,
+  type VmSpec,
+  type VolumeRef,
+} from '../../wire/vm.ts';
+import { allocateMac } from '../networks/mac.ts';
+import type { StaticAddress } from '../networks/nics.ts';
 
 export interface SeedContent {
   metaData: string;
@@ -23,15 +31,41 @@ export interface VmPlan {
   seed: SeedContent;
 }
 
+/**
+ * A MAC under Tern's prefix from random bytes, for VMs made inside a task (image pools); the
+ * inventory's key on the MAC refuses the rare one another NIC has. VMs made through the API
+ * get theirs from networks/nics.ts, which looks.
+ */
 export function randomMac(random: (n: number) => Buffer): string {
-  // 52:54:00 is QEMU's locally administered prefix.
-  return ['52', '54', '00', ...[...random(3)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
+  return allocateMac(new Set(), random);
 }
 
-/** Library items a VM is made from besides its template: a disk image, an ISO for its CD-ROM. */
+/** A NIC decided from the inventory (networks/nics.ts): its spec, and the address the guest is told. */
+export interface NicPlan {
+  spec: NicSpec;
+  address: StaticAddress | null;
+}
+
+/**
+ * Library items a VM is made from besides its template: a disk image, an ISO for its CD-ROM;
+ * and its NICs when any is on a managed network (decided from the inventory).
+ */
 export interface PlanMedia {
   image?: Image | null;
   iso?: Image | null;
+  nics?: NicPlan[];
+}
+
+/** NICs outside managed networks need nothing from the inventory but a MAC. */
+function plainNics(req: CreateVmRequest, macs: () => string): NicPlan[] {
+  return (req.nics ?? [{ mode: 'user' as const }]).map((network, i) => {
+    if (network.mode === 'network')
+      throw new TernError(
+        'internal',
+        `NIC ${i} is on a managed network and was not planned from the inventory`,
+      );
+    return { spec: { mac: macs(), network }, address: null };
+  });
 }
 
 /** The disk a VM's first disk is cloned from: its template's or a library image's. */
@@ -133,6 +167,13 @@ export function planVm(
     efiVars = { pool, path: `${dir}/efivars.fd` };
     volumes.push({ volume: efiVars, format: 'raw', content: 'uefi-vars' });
   }
+  const nics = media.nics ?? plainNics(req, macs);
+  if (req.ip && nics[0]?.address)
+    throw new TernError(
+      'invalid_request',
+      'the first NIC is on a managed network, whose address it gets from there: give it with ip= on the NIC',
+      { field: 'ip' },
+    );
   const spec: VmSpec = {
     id,
     name: req.name,
@@ -141,7 +182,7 @@ export function planVm(
     vcpus: req.vcpus ?? template?.vcpus ?? 1,
     memoryMiB: req.memoryMiB ?? template?.memoryMiB ?? 512,
     disks,
-    nics: (req.nics ?? [{ mode: 'user' }]).map((network) => ({ mac: macs(), network })),
+    nics: nics.map((n) => n.spec),
     ...(template?.boot ? { boot: template.boot } : {}),
     seed: { pool, path: `${dir}/seed.iso` },
     ...(firmware === 'uefi' ? { firmware, efiVars } : {}),
@@ -156,7 +197,13 @@ export function planVm(
   };
   const seed: SeedContent = { metaData: seedMetaData(spec, clientMachineId) };
   if (req.userData !== undefined) seed.userData = req.userData;
-  if (req.ip) seed.networkConfig = networkConfig(spec.nics[0]?.mac, req.ip);
+  if (req.ip && !nics[0])
+    throw new TernError('invalid_request', 'a static address needs a NIC', { field: 'ip' });
+  const addresses = nics.map((n, i) => (i === 0 && req.ip ? req.ip : n.address));
+  if (addresses.some((a) => a !== null))
+    seed.networkConfig = networkConfig(
+      nics.map((n, i) => ({ mac: n.spec.mac, address: addresses[i] ?? null })),
+    );
   return { spec, volumes, diskSizes, clone: base ? (req.full ? 'full' : 'linked') : null, seed };
 }
 
@@ -170,19 +217,21 @@ export function seedMetaData(spec: VmSpec, clientMachineId: string = spec.id): s
   return `instance-id: ${spec.id}\nlocal-hostname: ${spec.name}\nclient-machine-id: ${clientMachineId}\n`;
 }
 
-/** cloud-init network config version 2 with a static address for the first NIC. */
-export function networkConfig(mac: string | undefined, ip: NonNullable<CreateVmRequest['ip']>): string {
-  if (!mac) throw new TernError('invalid_request', 'a static address needs a NIC', { field: 'ip' });
-  const lines = [
-    'version: 2',
-    'ethernets:',
-    '  nic0:',
-    '    match:',
-    `      macaddress: "${mac}"`,
-    '    set-name: eth0',
-    `    addresses: [${ip.address}]`,
-  ];
-  if (ip.gateway) lines.push(`    gateway4: ${ip.gateway}`);
-  if (ip.dns?.length) lines.push('    nameservers:', `      addresses: [${ip.dns.join(', ')}]`);
+/**
+ * cloud-init network config version 2: each NIC matched by its MAC, with its static address
+ * (the same its network's DHCP leases to that MAC) or DHCP.
+ */
+export function networkConfig(nics: readonly { mac: string; address: StaticAddress | null }[]): string {
+  const lines = ['version: 2', 'ethernets:'];
+  nics.forEach(({ mac, address }, i) => {
+    lines.push(`  nic${i}:`, '    match:', `      macaddress: "${mac}"`, `    set-name: eth${i}`);
+    if (!address) {
+      lines.push('    dhcp4: true');
+      return;
+    }
+    lines.push(`    addresses: [${address.address}]`);
+    if (address.gateway) lines.push(`    gateway4: ${address.gateway}`);
+    if (address.dns?.length) lines.push('    nameservers:', `      addresses: [${address.dns.join(', ')}]`);
+  });
   return `${lines.join('\n')}\n`;
 }

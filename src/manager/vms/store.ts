@@ -4,9 +4,9 @@ import { usefulAddresses } from '../../agent/qemu/guest-info.ts';
 import { TernError } from '../../errors.ts';
 import type { AgentVm } from '../../wire/agent.ts';
 import { defaultVmHaPolicy, type VmHaPolicy } from '../../wire/ha.ts';
-import { emptyGuestInfo, type GuestInfo, type PowerState, type Vm } from '../../wire/vm.ts';
+import { emptyGuestInfo, type GuestInfo, type PowerState, type Vm, type VmSpec } from '../../wire/vm.ts';
 import { type Db, now } from '../db/database.ts';
-import type { VmTable } from '../db/schema.ts';
+import type { NicTable, VmTable } from '../db/schema.ts';
 import { vmSpecOf } from '../db/vm-spec.ts';
 import type { EventBus } from '../events/bus.ts';
 import { imageNameOf } from '../library/images.ts';
@@ -14,6 +14,19 @@ import type { VmPlan } from './plan.ts';
 import { hostUnreachable, reconcileVm, type VmState } from './reconcile.ts';
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** A NIC as the inventory records it beside its VM. */
+export type NicRow = Omit<NicTable, 'vmId' | 'createdAt'>;
+
+/** The NICs of a spec, without security groups (which only a create or NIC add knows). */
+export function nicRowsOf(spec: VmSpec): NicRow[] {
+  return spec.nics.map((n) => ({
+    mac: n.mac,
+    networkId: n.network.mode === 'network' ? n.network.network : null,
+    ip: n.network.mode === 'network' ? n.network.ip : null,
+    securityGroup: null,
+  }));
+}
 
 export interface VmListFilter {
   state?: PowerState;
@@ -111,12 +124,29 @@ export class VmStore {
     };
   }
 
-  async insert(row: VmTable): Promise<Vm> {
+  /**
+   * Records a VM and its NICs together: a MAC another NIC has, or an address taken in its
+   * network meanwhile, refuses the VM as a whole (the database's keys decide, not a guess).
+   */
+  async insert(row: VmTable, nics: readonly NicRow[] = nicRowsOf(vmSpecOf(row))): Promise<Vm> {
     try {
-      await this.#db.insertInto('vms').values(row).execute();
+      await this.#db.transaction().execute(async (trx) => {
+        await trx.insertInto('vms').values(row).execute();
+        for (const n of nics)
+          await trx
+            .insertInto('nics')
+            .values({ ...n, vmId: row.id, createdAt: row.createdAt })
+            .execute();
+      });
     } catch (err) {
-      if (/UNIQUE/i.test((err as Error).message))
-        throw new TernError('conflict', `a VM named ${row.name} exists`);
+      const message = (err as Error).message;
+      if (/UNIQUE.*nics\.mac|nics_pkey/i.test(message))
+        throw new TernError('conflict', `VM ${row.name}: one of its MACs is another NIC's`);
+      if (/UNIQUE.*nics\.network_id|nics_network_ip/i.test(message))
+        throw new TernError('conflict', `VM ${row.name}: its address was taken meanwhile; ask again`);
+      if (/FOREIGN KEY/i.test(message))
+        throw new TernError('conflict', `VM ${row.name}: a network or security group of its NICs is gone`);
+      if (/UNIQUE/i.test(message)) throw new TernError('conflict', `a VM named ${row.name} exists`);
       throw err;
     }
     return this.#publish(row);

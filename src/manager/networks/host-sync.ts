@@ -1,0 +1,149 @@
+/**
+ * Keeps every host's networks as the inventory says: on any change, and whenever a host has
+ * (re)connected and reported, each host is given the spec of every network (idempotent on its
+ * side) and told to drop the networks the inventory no longer has. What each host answers is
+ * kept: placement sends a VM only where its networks are ready.
+ *
+ * One sync per host at a time; a change during a sync makes one more after it, never a pile.
+ */
+import type { Logger } from '../../log.ts';
+import type { HostNetworkSpec, HostNetworkState, Lease } from '../../wire/network.ts';
+import type { Db } from '../db/database.ts';
+import type { NetworkTable } from '../db/schema.ts';
+import { hostNetworkSpec, ipv4Of, type OverlayHost, overlayRefusal } from './host-spec.ts';
+
+/** What a host's agent does for networks (the agent routes of src/wire/agent-routes.ts). */
+export interface NetworkAgent {
+  listNetworks(): Promise<HostNetworkState[]>;
+  putNetwork(spec: HostNetworkSpec): Promise<HostNetworkState>;
+  deleteNetwork(id: string): Promise<void>;
+}
+
+export interface NetworkSyncDeps {
+  db: Db;
+  log: Logger;
+  /** The agent of a host, or null while the manager has no network routes to call on it. */
+  agentOf: (hostId: string) => NetworkAgent | null;
+}
+
+const failed = (n: NetworkTable, reason: string): HostNetworkState => ({
+  id: n.id,
+  name: n.name,
+  bridge: n.bridge,
+  state: 'failed',
+  reason: reason.slice(0, 2000),
+  dhcp: 'none',
+  ports: 0,
+});
+
+export class NetworkSync {
+  readonly #d: NetworkSyncDeps;
+  /** Host → network id → what the host last said of it. */
+  readonly #states = new Map<string, Map<string, HostNetworkState>>();
+  readonly #running = new Map<string, Promise<void>>();
+  readonly #again = new Set<string>();
+  #closed = false;
+
+  constructor(d: NetworkSyncDeps) {
+    this.#d = d;
+  }
+
+  /** The inventory changed: every host that is up gets its networks again. */
+  changed(): void {
+    void this.#d.db
+      .selectFrom('hosts')
+      .select('id')
+      .where('state', '!=', 'offline')
+      .execute()
+      .then((rows) => {
+        for (const r of rows) this.hostReported(r.id);
+      })
+      .catch((err: Error) => this.#d.log.error({ err }, 'could not list hosts to give them their networks'));
+  }
+
+  /** A host connected and reported: it gets every network (it may have missed changes). */
+  hostReported(hostId: string): void {
+    if (this.#closed) return;
+    if (this.#running.has(hostId)) {
+      this.#again.add(hostId);
+      return;
+    }
+    const run = this.sync(hostId)
+      .catch((err: Error) => this.#d.log.warn({ err, hostId }, 'giving a host its networks failed'))
+      .finally(() => {
+        this.#running.delete(hostId);
+        if (this.#again.delete(hostId)) this.hostReported(hostId);
+      });
+    this.#running.set(hostId, run);
+  }
+
+  /** Resolves once no sync runs or is due (tests, shutdown). */
+  async settled(): Promise<void> {
+    while (this.#running.size) await Promise.all(this.#running.values());
+  }
+
+  close(): void {
+    this.#closed = true;
+  }
+
+  /** Gives one host every network and takes away the ones the inventory no longer has. */
+  async sync(hostId: string): Promise<void> {
+    const agent = this.#d.agentOf(hostId);
+    if (!agent) return;
+    const networks = await this.#d.db.selectFrom('networks').selectAll().orderBy('name').execute();
+    const hosts = (await this.#d.db.selectFrom('hosts').select(['id', 'address']).execute()).map(
+      (h): OverlayHost => ({ id: h.id, ipv4: ipv4Of(h.address) }),
+    );
+    const host = hosts.find((h) => h.id === hostId);
+    if (!host) return;
+    const leases = await this.#leases();
+    const states = new Map<string, HostNetworkState>();
+    for (const n of networks) {
+      const why = n.type === 'overlay' ? overlayRefusal(host) : null;
+      if (why) {
+        states.set(n.id, failed(n, why));
+        continue;
+      }
+      const spec = hostNetworkSpec(n, leases.get(n.id) ?? [], host, hosts);
+      states.set(
+        n.id,
+        await agent
+          .putNetwork(spec)
+          .catch((err: Error) => failed(n, `the host could not realize it: ${err.message}`)),
+      );
+    }
+    const known = new Set(networks.map((n) => n.id));
+    for (const held of await agent.listNetworks()) {
+      if (!known.has(held.id)) await agent.deleteNetwork(held.id);
+    }
+    this.#states.set(hostId, states);
+  }
+
+  /** Every NIC with an address, by network: its MAC, address and its VM's name. */
+  async #leases(): Promise<Map<string, Lease[]>> {
+    const rows = await this.#d.db
+      .selectFrom('nics')
+      .innerJoin('vms', 'vms.id', 'nics.vmId')
+      .select(['nics.networkId', 'nics.mac', 'nics.ip', 'vms.name'])
+      .where('nics.networkId', 'is not', null)
+      .where('nics.ip', 'is not', null)
+      .execute();
+    const by = new Map<string, Lease[]>();
+    for (const r of rows) {
+      const list = by.get(r.networkId!) ?? [];
+      list.push({ mac: r.mac, ip: r.ip!, hostname: r.name });
+      by.set(r.networkId!, list);
+    }
+    return by;
+  }
+
+  /** What a host last said of each network; empty for a host not synced since the manager started. */
+  realized(hostId: string): ReadonlyMap<string, HostNetworkState> {
+    return this.#states.get(hostId) ?? new Map();
+  }
+
+  /** What every host said of one network, by host id (null: nothing yet). */
+  statesOf(networkId: string, hostIds: readonly string[]): Map<string, HostNetworkState | null> {
+    return new Map(hostIds.map((h) => [h, this.#states.get(h)?.get(networkId) ?? null]));
+  }
+}

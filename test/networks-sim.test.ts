@@ -1,0 +1,264 @@
+/**
+ * Managed networks through the API and the CLI against simulated hosts: networks and security
+ * groups as objects, NICs on VMs with addresses and MACs from the inventory (never two alike),
+ * a network in use that cannot be deleted, and who may do what.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import type { Network, SecurityGroup } from '../src/wire/network.ts';
+import type { Task } from '../src/wire/task.ts';
+import type { NicSpec, Vm } from '../src/wire/vm.ts';
+import { runTern, type TestApi } from './harness.ts';
+import { type SimCluster, startSimCluster } from './sim-harness.ts';
+
+let cluster: SimCluster;
+let api: TestApi;
+const tern = (...args: string[]) => runTern(args, { env: api.cliEnv });
+
+before(async () => {
+  cluster = await startSimCluster(2);
+  api = cluster.api;
+});
+
+after(async () => {
+  await cluster?.close();
+});
+
+type Err = {
+  status: number;
+  body: { error?: { code: string; message: string; details?: Record<string, unknown> } };
+};
+async function refused(method: string, path: string, body: unknown, as = api): Promise<Err> {
+  const r = (await as.raw(
+    method,
+    path,
+    body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } },
+  )) as Err;
+  assert.ok(r.status >= 400, `${method} ${path} answered ${r.status}`);
+  return r;
+}
+
+const managed = (n: NicSpec) => (n.network.mode === 'network' ? n.network : null);
+
+async function createVm(body: Record<string, unknown>): Promise<{ task: Task; vm: Vm }> {
+  const r = await api.request<{ task: Task; vm: Vm }>('POST', '/api/v1/vms', { template: 'sim', ...body });
+  const t = await api.settle(r.task);
+  assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+  return r;
+}
+
+test('a network is made whole from a few words, listed, shown; bad ones are refused with the field named', async () => {
+  const lab = await api.request<Network>('POST', '/api/v1/networks', {
+    name: 'lab',
+    type: 'overlay',
+    subnet: '10.20.0.0/24',
+    dhcp: { start: '10.20.0.200', end: '10.20.0.250' },
+    domain: 'lab.internal',
+  });
+  assert.equal(lab.gateway, '10.20.0.1');
+  assert.equal(lab.vni, 10000);
+  assert.equal(lab.mtu, 1450);
+  assert.equal(lab.bridge, `tn${lab.id.replaceAll('-', '').slice(0, 8)}`);
+  assert.equal(lab.nics, 0);
+  const list = await api.request<{ items: Network[] }>('GET', '/api/v1/networks');
+  assert.deepEqual(
+    list.items.map((n) => n.name),
+    ['lab'],
+  );
+
+  for (const [body, status, field, message] of [
+    [{ name: 'x', type: 'nat', subnet: '10.21.0.5/24' }, 400, 'subnet', /host bits set/],
+    [{ name: 'x', type: 'nat', subnet: '10.21.0.0/24', uplink: 'eth0' }, 400, 'uplink', /no uplink/],
+    [
+      { name: 'x', type: 'nat', subnet: '10.21.0.0/24', gateway: '10.22.0.1' },
+      400,
+      'gateway',
+      /no host address/,
+    ],
+    [
+      { name: 'lab', type: 'nat', subnet: '10.21.0.0/24' },
+      409,
+      undefined,
+      /a network with the name lab exists/,
+    ],
+    [{ name: 'x', type: 'overlay', subnet: '10.21.0.0/24', vni: 10000 }, 409, 'vni', /VNI 10000 is used/],
+  ] as const) {
+    const r = await refused('POST', '/api/v1/networks', body);
+    assert.equal(r.status, status, JSON.stringify(r.body));
+    assert.match(r.body.error?.message ?? '', message);
+    if (field) assert.equal(r.body.error?.details?.field, field);
+  }
+  const bad = await refused('POST', '/api/v1/networks', { name: 'x', type: 'wifi', subnet: '10.21.0.0/24' });
+  assert.equal(bad.status, 400, 'a type that does not exist is refused by the schema');
+});
+
+test('NICs on a network get addresses and MACs from the inventory, never two alike, and keep the network from going', async () => {
+  const web = await api.request<SecurityGroup>('POST', '/api/v1/security-groups', {
+    name: 'web',
+    rules: [{ direction: 'in', protocol: 'tcp', ports: { from: 80, to: 80 } }],
+  });
+  assert.equal(web.inbound, 'deny');
+  const a = await createVm({
+    name: 'net-a',
+    nics: [{ mode: 'network', network: 'lab', group: 'web' }, { mode: 'user' }],
+  });
+  const b = await createVm({ name: 'net-b', nics: [{ mode: 'network', network: 'lab', ip: '10.20.0.7' }] });
+  const [nicA, userA] = a.vm.nics;
+  const [nicB] = b.vm.nics;
+  assert.deepEqual(managed(nicA!), {
+    mode: 'network',
+    network: (await api.request<Network>('GET', '/api/v1/networks/lab')).id,
+    bridge: (await api.request<Network>('GET', '/api/v1/networks/lab')).bridge,
+    ip: '10.20.0.2',
+    rules: {
+      inbound: 'deny',
+      outbound: 'allow',
+      rules: [{ direction: 'in', protocol: 'tcp', ports: { from: 80, to: 80 } }],
+    },
+  });
+  assert.equal(managed(nicB!)?.ip, '10.20.0.7');
+  assert.equal(managed(nicB!)?.rules, null, 'no group: anti-spoofing only');
+  const macs = [nicA!.mac, userA!.mac, nicB!.mac];
+  for (const mac of macs) assert.match(mac, /^02:74:6e:/);
+  assert.equal(new Set(macs).size, 3);
+  assert.equal((await api.request<Network>('GET', '/api/v1/networks/lab')).nics, 2);
+
+  // Asked for what another has, or what the network cannot give: refused, nothing made.
+  const inUse = await refused('POST', '/api/v1/vms', {
+    name: 'net-c',
+    template: 'sim',
+    nics: [{ mode: 'network', network: 'lab', ip: '10.20.0.7' }],
+  });
+  assert.equal(inUse.status, 409);
+  assert.match(inUse.body.error?.message ?? '', /NIC 0 on lab: 10.20.0.7 is in use/);
+  const outside = await refused('POST', '/api/v1/vms', {
+    name: 'net-c',
+    template: 'sim',
+    nics: [{ mode: 'network', network: 'lab', ip: '10.99.0.7' }],
+  });
+  assert.equal(outside.status, 400);
+  assert.match(outside.body.error?.message ?? '', /not in the network's subnet 10.20.0.0\/24/);
+  const sameMac = await refused('POST', '/api/v1/vms', {
+    name: 'net-c',
+    template: 'sim',
+    nics: [{ mode: 'network', network: 'lab', mac: nicA!.mac.toUpperCase() }],
+  });
+  assert.equal(sameMac.status, 409);
+  assert.match(sameMac.body.error?.message ?? '', /MAC .* is in use by another NIC/);
+  const nowhere = await refused('POST', '/api/v1/vms', {
+    name: 'net-c',
+    template: 'sim',
+    nics: [{ mode: 'network', network: 'nowhere' }],
+  });
+  assert.equal(nowhere.status, 404);
+  const list = await api.request<{ items: Vm[] }>('GET', '/api/v1/vms?name=net-c');
+  assert.equal(list.items.length, 0);
+
+  // In use: the network and the group stay, and say by whom.
+  const del = await refused('DELETE', '/api/v1/networks/lab', undefined);
+  assert.equal(del.status, 409);
+  assert.match(del.body.error?.message ?? '', /network lab is in use by net-a, net-b/);
+  const delGroup = await refused('DELETE', '/api/v1/security-groups/web', undefined);
+  assert.equal(delGroup.status, 409);
+
+  // A deleted VM frees its address: the next VM gets it again.
+  assert.equal((await api.task('DELETE', '/api/v1/vms/net-a')).state, 'succeeded');
+  const c = await createVm({ name: 'net-c', nics: [{ mode: 'network', network: 'lab' }] });
+  assert.equal(managed(c.vm.nics[0]!)?.ip, '10.20.0.2');
+  assert.notEqual(c.vm.nics[0]!.mac, nicA!.mac);
+  for (const name of ['net-b', 'net-c'])
+    assert.equal((await api.task('DELETE', `/api/v1/vms/${name}`)).state, 'succeeded');
+  await api.request('DELETE', '/api/v1/security-groups/web');
+  await api.request('DELETE', '/api/v1/networks/lab');
+  assert.equal((await refused('GET', '/api/v1/networks/lab', undefined)).status, 404);
+});
+
+test('the CLI makes, lists and deletes networks and security groups, and puts a VM on one with --nic', async () => {
+  const made = await tern(
+    'network',
+    'create',
+    'cli-net',
+    '--type',
+    'nat',
+    '--subnet',
+    '10.30.0.0/24',
+    '--dhcp',
+    '10.30.0.100-10.30.0.150',
+  );
+  assert.equal(made.code, 0, made.stderr);
+  assert.match(made.stdout, /^gateway: +10\.30\.0\.1$/m);
+  assert.match(made.stdout, /^DHCP range: +10\.30\.0\.100-10\.30\.0\.150$/m);
+  const group = await tern(
+    'security-group',
+    'create',
+    'ssh',
+    '--rule',
+    'in tcp 22',
+    '--rule',
+    'in icmp 10.0.0.0/8',
+  );
+  assert.equal(group.code, 0, group.stderr);
+  assert.match(group.stdout, /^rules: +in tcp 22; in icmp 10\.0\.0\.0\/8$/m);
+  const vm = await tern(
+    'vm',
+    'create',
+    'cli-vm',
+    '--template',
+    'sim',
+    '--nic',
+    'cli-net,ip=10.30.0.9,group=ssh',
+  );
+  assert.equal(vm.code, 0, vm.stderr);
+  const v = await api.request<Vm>('GET', '/api/v1/vms/cli-vm');
+  assert.equal(managed(v.nics[0]!)?.ip, '10.30.0.9');
+  const list = await tern('network', 'list');
+  assert.match(
+    list.stdout,
+    /^cli-net +nat +10\.30\.0\.0\/24 +10\.30\.0\.1 +10\.30\.0\.100-10\.30\.0\.150 +tn[0-9a-f]{8} +1$/m,
+  );
+  const refusedDelete = await tern('network', 'delete', 'cli-net');
+  assert.equal(refusedDelete.code, 1);
+  assert.match(refusedDelete.stderr, /network cli-net is in use by cli-vm/);
+  assert.equal((await tern('vm', 'delete', 'cli-vm')).code, 0);
+  const deleted = await tern('network', 'delete', 'cli-net');
+  assert.equal(deleted.code, 0, deleted.stderr);
+  assert.equal((await tern('security-group', 'delete', 'ssh')).code, 0);
+});
+
+test('self-service users see networks and put their VMs on them, but do not make networks', async () => {
+  await api.request('POST', '/api/v1/networks', {
+    name: 'shared-net',
+    type: 'isolated',
+    subnet: '10.40.0.0/24',
+  });
+  await api.request('POST', '/api/v1/users', {
+    name: 'netuser',
+    password: 'netuser-password-1',
+    role: 'user',
+  });
+  const t = await api.request<{ token: string }>('POST', '/api/v1/tokens', {
+    name: 'netuser-token',
+    user: 'netuser',
+  });
+  const user = api.as(t.token);
+  await api.request('POST', '/api/v1/projects', { name: 'netproject' });
+  await api.request('PUT', '/api/v1/projects/netproject/members/user/netuser');
+  assert.equal((await user.request<{ items: Network[] }>('GET', '/api/v1/networks')).items.length, 1);
+  const r = await refused(
+    'POST',
+    '/api/v1/networks',
+    { name: 'mine', type: 'isolated', subnet: '10.41.0.0/24' },
+    user,
+  );
+  assert.equal(r.status, 403);
+  assert.match(r.body.error?.message ?? '', /network\.write/);
+  const vm = await user.request<{ task: Task; vm: Vm }>('POST', '/api/v1/vms', {
+    name: 'user-vm',
+    template: 'sim',
+    nics: [{ mode: 'network', network: 'shared-net' }],
+  });
+  assert.equal((await api.settle(vm.task)).state, 'succeeded');
+  assert.equal(managed(vm.vm.nics[0]!)?.ip, '10.40.0.2');
+  assert.equal((await api.task('DELETE', '/api/v1/vms/user-vm')).state, 'succeeded');
+  await api.request('DELETE', '/api/v1/networks/shared-net');
+});
