@@ -22,6 +22,10 @@ const packages = [
   // The HA fault tests: a network namespace and a FUSE view of the shared pool per host.
   'iproute2',
   'bindfs',
+  // Virtual networks: DHCP and DNS per network (the binary only, no system service), and the
+  // networks' and ports' packet filters.
+  'dnsmasq-base',
+  'nftables',
   // Identity and key-store tests run a real directory server and a real PostgreSQL.
   'slapd',
   'ldap-utils',

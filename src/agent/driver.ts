@@ -17,6 +17,7 @@ import type {
 import type { GuestExecRequest, GuestExecResult } from '../wire/guest-command.ts';
 import type { HostFacts } from '../wire/host.ts';
 import type { DiskSpec, VmSpec, VolumeRef } from '../wire/vm.ts';
+import type { HostNetworks } from './network/host-networks.ts';
 
 export interface DriverEvents {
   vm: [AgentVm];
@@ -25,6 +26,8 @@ export interface DriverEvents {
 
 export interface HypervisorDriver {
   readonly events: EventEmitter<DriverEvents>;
+  /** The host's virtual networks (network/): realized in the kernel, or recorded by the sim. */
+  readonly networks: HostNetworks;
   /** Reattaches to VMs that outlived a previous agent process. */
   init(): Promise<void>;
   facts(): Promise<HostFacts>;

@@ -162,6 +162,19 @@ export function agentHandlers(opts: HandlerOptions): Handlers<AgentRoutes> {
         .send(fs.createReadStream(file));
     },
 
+    listNetworks: async () => ({
+      networks: driver.networks.list(),
+      capabilities: await driver.networks.capabilities(),
+    }),
+    putNetwork: async (req) => {
+      if (req.body.id !== req.params.id)
+        throw new TernError('invalid_request', 'network spec id does not match the path');
+      return { network: await driver.networks.apply(req.body) };
+    },
+    deleteNetwork: async (req) => {
+      await driver.networks.remove(req.params.id);
+    },
+
     // Migration (docs/agent-protocol.md, "Migration"): the target's three steps are plain
     // calls; the source's send and a disk move answer progress lines. The caller closing the
     // connection cancels them: the VM stays where it was.

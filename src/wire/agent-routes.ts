@@ -29,6 +29,7 @@ import { Uuid } from './common.ts';
 import { GuestExecRequest, GuestExecResult, GuestFileReadRequest } from './guest-command.ts';
 import { maxStatefileSlots, SlotState } from './ha.ts';
 import { ImportEvent, ImportImageRequest, UploadQuery, UploadResult, VolumeDigest } from './image.ts';
+import { HostNetworkSpec, HostNetworkState, NetworkCapabilities } from './network.ts';
 import { VmDir } from './orphan.ts';
 import { route } from './route.ts';
 import { DiskSpec, VmSpec, VolumeRef } from './vm.ts';
@@ -317,6 +318,38 @@ export const agentRoutes = {
     query: UploadQuery,
     reply: {},
     rawReply: octets,
+  }),
+
+  // Virtual networks (src/agent/network/): the manager sends each host the networks it must
+  // realize; the host answers what it made of them.
+  listNetworks: route({
+    summary: 'The networks this host realized (or failed to), and what its kernel can do',
+    tags,
+    method: 'GET',
+    path: '/agent/v1/networks',
+    reply: {
+      200: Type.Object({ networks: Type.Array(HostNetworkState), capabilities: NetworkCapabilities }),
+    },
+  }),
+  putNetwork: route({
+    summary: 'Realize a network as the spec says and keep the spec; idempotent',
+    tags,
+    method: 'PUT',
+    path: '/agent/v1/networks/:id',
+    params: IdParams,
+    body: HostNetworkSpec,
+    // 65536 leases of about 80 bytes each.
+    bodyLimit: 8 * 1024 * 1024,
+    reply: { 200: Type.Object({ network: HostNetworkState }) },
+  }),
+  deleteNetwork: route({
+    summary:
+      'Tear a network down; refused while VM NICs on this host use it; removing what is not there is done',
+    tags,
+    method: 'DELETE',
+    path: '/agent/v1/networks/:id',
+    params: IdParams,
+    reply: { 204: Type.Null() },
   }),
 
   // Migration (docs/agent-protocol.md, "Migration") and storage migration.

@@ -31,6 +31,9 @@ export const Ipv4Cidr = Type.String({
   description: 'an IPv4 prefix, address/length',
 });
 
+/** The DNS domain of a network's names (it goes into dnsmasq's configuration: no spaces, no newlines). */
+export const DomainName = Type.String({ pattern: '^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$' });
+
 /** A host interface name as the kernel takes it: at most 15 characters, no slash or space. */
 export const IfName = Type.String({ pattern: '^[A-Za-z0-9_.-]{1,15}$' });
 
@@ -97,7 +100,7 @@ export const Network = Type.Object({
   }),
   dns: Type.Array(Ipv4, { maxItems: 4, description: 'resolvers handed to guests; the gateway when empty' }),
   dhcp: Type.Union([DhcpRange, Type.Null()]),
-  domain: Type.Union([Type.String({ pattern: '^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$' }), Type.Null()]),
+  domain: Type.Union([DomainName, Type.Null()]),
   uplink: Type.Union([IfName, Type.Null()], {
     description: 'bridge only: the host interface enslaved to it',
   }),
@@ -129,7 +132,7 @@ export const HostNetworkSpec = Type.Object(
     gatewayMac: Mac,
     dns: Type.Array(Ipv4, { maxItems: 4 }),
     dhcp: Type.Union([DhcpRange, Type.Null()]),
-    domain: Type.Union([Type.String({ maxLength: 63 }), Type.Null()]),
+    domain: Type.Union([DomainName, Type.Null()]),
     uplink: Type.Union([IfName, Type.Null()]),
     vlan: Type.Union([Type.Integer({ minimum: 1, maximum: 4094 }), Type.Null()]),
     mtu: Type.Integer({ minimum: 576, maximum: 9000 }),

@@ -22,6 +22,7 @@ import type { HostFacts } from '../../wire/host.ts';
 import { type DiskSpec, diskSlot, type VmSpec, type VolumeRef } from '../../wire/vm.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { ovmfPresent } from '../firmware.ts';
+import { KernelNetworks } from '../network/kernel-networks.ts';
 import type { Pools } from '../storage/pools.ts';
 import { poolUsage } from '../storage/volumes.ts';
 import { type AcceleratorChoice, detectAccelerator, readCpuFacts } from './accelerator.ts';
@@ -59,6 +60,7 @@ export interface QemuDriverOptions {
 
 export class QemuDriver implements HypervisorDriver {
   readonly events = new EventEmitter<DriverEvents>();
+  readonly networks: KernelNetworks;
   readonly #opts: QemuDriverOptions;
   readonly #binary: string;
   readonly #accel: AcceleratorChoice;
@@ -79,6 +81,7 @@ export class QemuDriver implements HypervisorDriver {
     this.#accel = opts.accelerator ?? detectAccelerator();
     this.#incoming = new IncomingRecords(opts.stateDir);
     this.#stopped = new StoppedVms(opts.stateDir);
+    this.networks = new KernelNetworks({ stateDir: opts.stateDir, log: opts.log });
   }
 
   #hooks() {
@@ -98,6 +101,8 @@ export class QemuDriver implements HypervisorDriver {
     fs.mkdirSync(runRoot, { recursive: true, mode: 0o700 });
     this.#stopped.load();
     this.#incoming.load();
+    // Networks first: a reattached VM's ports are on their bridges.
+    await this.networks.reconcile();
     for (const id of fs.readdirSync(runRoot)) {
       const vm = await VmProcess.attach(vmPaths(this.#opts.stateDir, id), this.#hooks());
       if (vm) {
@@ -386,6 +391,7 @@ export class QemuDriver implements HypervisorDriver {
   }
 
   async close(): Promise<void> {
+    await this.networks.close();
     for (const vm of this.#vms.values()) vm.detach();
     this.#vms.clear();
   }

@@ -22,6 +22,7 @@ import type { GuestExecResult } from '../../wire/guest-command.ts';
 import type { HostFacts } from '../../wire/host.ts';
 import type { DiskSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
+import { RecordedNetworks } from '../network/recorded-networks.ts';
 import { SimClock } from './clock.ts';
 import { attachDisk, changeCdrom, deleteSnapshot, detachDisk, resizeDisk, snapshot } from './disk-ops.ts';
 import { PoolUsage } from './disks.ts';
@@ -42,6 +43,7 @@ const _MiB = 1024 * 1024;
 
 export class SimDriver implements HypervisorDriver {
   readonly events = new EventEmitter<DriverEvents>();
+  readonly networks = new RecordedNetworks();
   readonly faults = new SimFaults();
   readonly hostname: string;
   readonly clock: SimClock;

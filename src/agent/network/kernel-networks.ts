@@ -1,0 +1,265 @@
+/**
+ * Networks realized in the host's kernel: a bridge per network (with a VXLAN device for an
+ * overlay), its two nftables tables, its dnsmasq, and the VMs' ports. Every change goes through
+ * one queue, so a port is never plugged into a network being rewritten.
+ */
+import { TernError } from '../../errors.ts';
+import type { Logger } from '../../log.ts';
+import type { HostNetworkSpec, HostNetworkState, NetworkCapabilities } from '../../wire/network.ts';
+import { ensureBridge, links, removeBridge } from './bridge.ts';
+import { detectCapabilities } from './capabilities.ts';
+import { dnsmasqPaths, dnsmasqPid, ensureDnsmasq, stopDnsmasq } from './dnsmasq.ts';
+import { wantsDnsmasq } from './dnsmasq-config.ts';
+import type { HostNetworks, PortSpec } from './host-networks.ts';
+import { type HostShell, hostShell } from './host-shell.ts';
+import { NetworkStore, type PortRecord } from './network-store.ts';
+import { addPortRules, networkRules, removeNetworkRules, removePortRules } from './nft-rules.ts';
+import { ensureVxlan, removeVxlans } from './overlay.ts';
+import { hostProblem, specProblem } from './spec-checks.ts';
+import { makeTap, newTapName, removeTap, tapUp } from './taps.ts';
+
+export interface KernelNetworksOptions {
+  stateDir: string;
+  log: Logger;
+  /** The network namespace standing in for the host (tests); undefined: the agent's own. */
+  netns?: string;
+  /** How often a dead dnsmasq is looked for (ms); 0: never. */
+  watchMs?: number;
+}
+
+interface Realized {
+  spec: HostNetworkSpec;
+  state: 'ready' | 'failed';
+  reason: string | null;
+  ports: Map<string, PortRecord>;
+}
+
+export class KernelNetworks implements HostNetworks {
+  readonly #shell: HostShell;
+  readonly #store: NetworkStore;
+  readonly #log: Logger;
+  readonly #nets = new Map<string, Realized>();
+  #queue: Promise<unknown> = Promise.resolve();
+  #caps: Promise<NetworkCapabilities> | undefined;
+  #watch: NodeJS.Timeout | undefined;
+
+  constructor(opts: KernelNetworksOptions) {
+    this.#shell = hostShell(opts.netns);
+    this.#store = new NetworkStore(opts.stateDir);
+    this.#log = opts.log;
+    const every = opts.watchMs ?? 2000;
+    if (every > 0) {
+      this.#watch = setInterval(() => void this.#restartDeadDnsmasq(), every);
+      this.#watch.unref();
+    }
+  }
+
+  /** Runs `fn` after every change before it. */
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.#queue.then(fn, fn);
+    this.#queue = next.catch(() => undefined);
+    return next;
+  }
+
+  capabilities(): Promise<NetworkCapabilities> {
+    this.#caps ??= detectCapabilities();
+    return this.#caps;
+  }
+
+  list(): HostNetworkState[] {
+    return [...this.#nets.values()].map((n) => this.#stateOf(n));
+  }
+
+  #stateOf(n: Realized): HostNetworkState {
+    const paths = dnsmasqPaths(this.#store.dir(n.spec.id));
+    return {
+      id: n.spec.id,
+      name: n.spec.name,
+      bridge: n.spec.bridge,
+      state: n.state,
+      reason: n.reason,
+      dhcp: !wantsDnsmasq(n.spec) ? 'none' : dnsmasqPid(paths) ? 'running' : 'stopped',
+      ports: n.ports.size,
+    };
+  }
+
+  apply(spec: HostNetworkSpec): Promise<HostNetworkState> {
+    return this.#serial(async () => {
+      const others = [...this.#nets.values()].map((n) => n.spec);
+      const problem = specProblem(spec, others);
+      if (problem) throw new TernError('invalid_request', `network ${spec.name}: ${problem}`);
+      const old = this.#nets.get(spec.id);
+      if (old && old.ports.size > 0 && old.spec.bridge !== spec.bridge)
+        throw new TernError(
+          'conflict',
+          `network ${spec.name}: its bridge cannot be renamed while ports use it`,
+        );
+      await this.#refuseForeignBridge(spec);
+      if (old && old.spec.bridge !== spec.bridge) await this.#teardown(old.spec);
+      this.#store.saveSpec(spec);
+      const n: Realized = { spec, state: 'ready', reason: null, ports: old?.ports ?? new Map() };
+      this.#nets.set(spec.id, n);
+      await this.#realize(n);
+      return this.#stateOf(n);
+    });
+  }
+
+  /** A bridge name the manager gives must not be an interface that is not this network's. */
+  async #refuseForeignBridge(spec: HostNetworkSpec): Promise<void> {
+    if (this.#nets.get(spec.id)?.spec.bridge === spec.bridge) return;
+    if ((await links(this.#shell)).some((l) => l.ifname === spec.bridge))
+      throw new TernError(
+        'conflict',
+        `network ${spec.name}: interface ${spec.bridge} exists on this host and is not Tern's`,
+      );
+  }
+
+  /** Realizes a kept spec; what fails is recorded as the network's state, with the reason. */
+  async #realize(n: Realized): Promise<void> {
+    const { spec } = n;
+    const cannot = hostProblem(spec, await this.capabilities());
+    if (cannot) {
+      Object.assign(n, { state: 'failed', reason: cannot });
+      return;
+    }
+    try {
+      await ensureBridge(this.#shell, spec);
+      if (spec.overlay) await ensureVxlan(this.#shell, spec);
+      await this.#nft(networkRules(spec, [...n.ports.values()]));
+      const paths = dnsmasqPaths(this.#store.dir(spec.id));
+      if (wantsDnsmasq(spec)) await ensureDnsmasq(this.#shell, spec, paths);
+      else await stopDnsmasq(paths);
+      Object.assign(n, { state: 'ready', reason: null });
+    } catch (err) {
+      this.#log.error({ network: spec.id, err }, 'realizing a network failed');
+      Object.assign(n, { state: 'failed', reason: String((err as Error).message).slice(0, 2000) });
+    }
+  }
+
+  #nft(text: string): Promise<string> {
+    return this.#shell.run(['nft', '-f', '-'], text);
+  }
+
+  remove(id: string): Promise<void> {
+    return this.#serial(async () => {
+      const n = this.#nets.get(id);
+      if (!n) return;
+      if (n.ports.size > 0)
+        throw new TernError('conflict', `network ${n.spec.name} has ${n.ports.size} VM NICs on this host`);
+      await this.#teardown(n.spec);
+      this.#nets.delete(id);
+      this.#store.drop(id);
+    });
+  }
+
+  async #teardown(spec: HostNetworkSpec): Promise<void> {
+    await stopDnsmasq(dnsmasqPaths(this.#store.dir(spec.id)));
+    await this.#nft(removeNetworkRules(spec.bridge));
+    await removeVxlans(this.#shell, spec.bridge);
+    await removeBridge(this.#shell, spec.bridge);
+  }
+
+  reconcile(): Promise<void> {
+    return this.#serial(async () => {
+      const kept = this.#store.load((file) =>
+        this.#log.warn({ file }, 'set aside an unreadable network file'),
+      );
+      for (const { spec, ports } of kept) {
+        const n: Realized = {
+          spec,
+          state: 'ready',
+          reason: null,
+          ports: new Map(ports.map((p) => [p.tap, p])),
+        };
+        this.#nets.set(spec.id, n);
+        // A port whose tap went (the host rebooted) is made again: its VM's start plugs it.
+        for (const p of ports) {
+          if (!(await links(this.#shell)).some((l) => l.ifname === p.tap)) {
+            await makeTap(this.#shell, p.tap, spec.bridge, spec.mtu).catch(() => undefined);
+          }
+        }
+        await this.#realize(n);
+        for (const p of ports) await tapUp(this.#shell, p.tap).catch(() => undefined);
+      }
+    });
+  }
+
+  plug(port: PortSpec): Promise<string> {
+    return this.#serial(async () => {
+      const n = this.#nets.get(port.network);
+      if (!n) throw new TernError('conflict', `network ${port.network} is not realized on this host`);
+      if (n.state !== 'ready')
+        throw new TernError('conflict', `network ${n.spec.name} failed here: ${n.reason}`);
+      const tap = newTapName();
+      const rec: PortRecord = { tap, ...port };
+      // Recorded first: a crash midway leaves a record the VM's stop or reconcile removes.
+      this.#store.savePort(rec);
+      try {
+        await makeTap(this.#shell, tap, n.spec.bridge, n.spec.mtu);
+        await this.#nft(addPortRules(n.spec, rec, false));
+        n.ports.set(tap, rec);
+        await tapUp(this.#shell, tap);
+      } catch (err) {
+        n.ports.delete(tap);
+        await removeTap(this.#shell, tap).catch(() => undefined);
+        await this.#nft(removePortRules(n.spec.bridge, tap)).catch(() => undefined);
+        this.#store.dropPort(port.network, tap);
+        throw err;
+      }
+      return tap;
+    });
+  }
+
+  #portNet(tap: string): Realized | undefined {
+    return [...this.#nets.values()].find((n) => n.ports.has(tap));
+  }
+
+  updatePort(tap: string, rules: PortSpec['rules']): Promise<void> {
+    return this.#serial(async () => {
+      const n = this.#portNet(tap);
+      if (!n) throw new TernError('not_found', `no port ${tap} on this host`);
+      const rec = { ...n.ports.get(tap)!, rules };
+      await this.#nft(addPortRules(n.spec, rec, true));
+      n.ports.set(tap, rec);
+      this.#store.savePort(rec);
+    });
+  }
+
+  unplug(tap: string): Promise<void> {
+    return this.#serial(async () => {
+      const n = this.#portNet(tap);
+      if (!n) return;
+      await removeTap(this.#shell, tap);
+      await this.#nft(removePortRules(n.spec.bridge, tap)).catch(() => undefined);
+      n.ports.delete(tap);
+      this.#store.dropPort(n.spec.id, tap);
+    });
+  }
+
+  portsOf(vm: string): string[] {
+    return [...this.#nets.values()].flatMap((n) =>
+      [...n.ports.values()].filter((p) => p.vm === vm).map((p) => p.tap),
+    );
+  }
+
+  /** A dnsmasq that died is started again (its leases are in its lease file). */
+  async #restartDeadDnsmasq(): Promise<void> {
+    for (const n of this.#nets.values()) {
+      if (n.state !== 'ready' || !wantsDnsmasq(n.spec)) continue;
+      const paths = dnsmasqPaths(this.#store.dir(n.spec.id));
+      if (dnsmasqPid(paths)) continue;
+      await this.#serial(async () => {
+        if (this.#nets.get(n.spec.id) !== n || dnsmasqPid(paths)) return;
+        this.#log.warn({ network: n.spec.id }, "the network's dnsmasq is gone; starting it again");
+        await ensureDnsmasq(this.#shell, n.spec, paths).catch((err) =>
+          this.#log.error({ network: n.spec.id, err }, 'starting dnsmasq again failed'),
+        );
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#watch);
+    await this.#queue;
+  }
+}
