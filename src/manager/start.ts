@@ -135,7 +135,9 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const directory = new Directory(db, secrets);
   await ensureAdmin(db, users);
   const alerts = new AlertStore(db, bus);
-  const placer = new Placer(db, settings);
+  // Hosts are given networks once the agent protocol has routes for them.
+  const networkSync = new NetworkSync({ db, log: opts.log, agentOf: () => null });
+  const placer = new Placer(db, settings, (hostId) => networkSync.realized(hostId));
   const base = {
     db,
     placer,
@@ -160,8 +162,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     imagePools: new ImagePoolStore(db),
     networks: new NetworkStore(db),
     securityGroups: new SecurityGroupStore(db),
-    // Hosts are given networks once the agent protocol has routes for them.
-    networkSync: new NetworkSync({ db, log: opts.log, agentOf: () => null }),
+    networkSync,
     joinTokens,
     joining: { url: '', caFingerprint: ca.fingerprint },
     orphans: new Orphans({ db, hosts, store, alerts, log: opts.log }),

@@ -12,7 +12,15 @@ import type { VmSpec, VolumeRef } from '../../wire/vm.ts';
 import type { Db } from '../db/database.ts';
 import { vmSpecOf } from '../db/vm-spec.ts';
 import { clusterBaseline } from '../placement/cpu-models.ts';
-import type { CpuDemand, PlacementHost, VmGroup } from '../placement/model.ts';
+import type { CpuDemand, HostNetwork, PlacementHost, VmGroup } from '../placement/model.ts';
+
+/**
+ * What a host last said of each network it was given (networks/host-sync.ts); null when hosts
+ * are not told of networks, so placement cannot know what they have.
+ */
+export type HostNetworkStates = (
+  hostId: string,
+) => ReadonlyMap<string, { state: 'ready' | 'failed'; reason: string | null }> | null;
 
 /**
  * VM states that hold their host's CPU and memory. A stopped VM holds none, nor does one being
@@ -40,8 +48,10 @@ export async function clusterSnapshot(
   db: Db,
   without?: string,
   reserved: ReadonlyMap<string, Reservation> = new Map(),
+  networkStates?: HostNetworkStates,
 ): Promise<ClusterSnapshot> {
   const hostRows = await db.selectFrom('hosts').selectAll().orderBy('name').execute();
+  const networks = networkStates ? await db.selectFrom('networks').select(['id', 'name']).execute() : [];
   const vms = await db.selectFrom('vms').select(['id', 'hostId', 'state', 'spec']).execute();
   const members = await db.selectFrom('placementGroupMembers').select(['groupName', 'vmId']).execute();
   const groupsOf = new Map<string, string[]>();
@@ -92,9 +102,24 @@ export async function clusterSnapshot(
       allocated: { vcpus: u?.vcpus ?? 0, memoryMiB: u?.memoryMiB ?? 0 },
       groups: u?.groups ?? new Map(),
       uefi: f.uefi === true,
+      ...hostNetworks(networks, networkStates?.(r.id) ?? null),
     });
   }
   return { hosts, facts };
+}
+
+/** Each network of the inventory as the host stands on it; nothing when that is not known. */
+function hostNetworks(
+  networks: readonly { id: string; name: string }[],
+  states: ReturnType<HostNetworkStates>,
+): { networks?: Map<string, HostNetwork> } {
+  if (!states) return {};
+  const out = new Map<string, HostNetwork>();
+  for (const n of networks) {
+    const s = states.get(n.id);
+    out.set(n.id, { name: n.name, ready: s?.state === 'ready', reason: s ? s.reason : null });
+  }
+  return { networks: out };
 }
 
 /** Every volume a VM's spec names: disks, seed, kernel and initrd, UEFI variables, CD-ROM medium. */

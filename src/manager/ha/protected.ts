@@ -10,6 +10,7 @@ import {
 import type { Db } from '../db/database.ts';
 import type { VmTable } from '../db/schema.ts';
 import { vmSpecOf } from '../db/vm-spec.ts';
+import { networksOf } from '../networks/nics.ts';
 import { isProtected } from './assignment.ts';
 import type { HaVm } from './restart-plan.ts';
 
@@ -34,6 +35,7 @@ export async function haVms(db: Db, snapshot: ClusterSnapshot, rows: readonly Vm
         cpu: r.cpuMode === 'host' ? { mode: 'host' } : { mode: 'compat', model: baseline },
         groups: await groupsOfVm(db, r.id),
         uefi: spec.firmware === 'uefi',
+        networks: networksOf(spec),
         exclude: [r.hostId],
       },
     });

@@ -6,6 +6,7 @@
  */
 import type { VmSpec } from '../../wire/vm.ts';
 import { type ClusterSnapshot, cpuDemand } from '../cluster/inventory.ts';
+import { networksOf } from '../networks/nics.ts';
 import type { VmDemand, VmGroup } from '../placement/model.ts';
 
 /** The inventory's view of a VM that moves: where it runs and what it holds there. */
@@ -44,6 +45,7 @@ export function moveDemand(
     cpu: cpuDemand(snapshot, vm.cpuMode, spec, vm.hostId),
     groups,
     uefi: spec.firmware === 'uefi',
+    networks: networksOf(spec),
     exclude: [vm.hostId],
   };
 }

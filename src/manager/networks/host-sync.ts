@@ -114,7 +114,16 @@ export class NetworkSync {
     }
     const known = new Set(networks.map((n) => n.id));
     for (const held of await agent.listNetworks()) {
-      if (!known.has(held.id)) await agent.deleteNetwork(held.id);
+      if (known.has(held.id)) continue;
+      // A host refuses while a VM's NIC there is on it; the next sync tries again.
+      await agent
+        .deleteNetwork(held.id)
+        .catch((err: Error) =>
+          this.#d.log.warn(
+            { err, hostId, network: held.name },
+            'a host kept a network the inventory no longer has',
+          ),
+        );
     }
     this.#states.set(hostId, states);
   }
@@ -137,8 +146,12 @@ export class NetworkSync {
     return by;
   }
 
-  /** What a host last said of each network; empty for a host not synced since the manager started. */
-  realized(hostId: string): ReadonlyMap<string, HostNetworkState> {
+  /**
+   * What a host last said of each network (empty before its first sync since the manager
+   * started); null when hosts are not told of networks, so nothing is known of theirs.
+   */
+  realized(hostId: string): ReadonlyMap<string, HostNetworkState> | null {
+    if (!this.#d.agentOf(hostId)) return null;
     return this.#states.get(hostId) ?? new Map();
   }
 

@@ -12,6 +12,11 @@ import { portRules } from './port-rules.ts';
 import { groupToWire, type SecurityGroupStore } from './security-groups.ts';
 import type { NetworkStore } from './store.ts';
 
+/** The managed networks a VM's NICs are on (ids): placement takes only hosts that have them all. */
+export function networksOf(spec: { nics: readonly NicSpec[] }): string[] {
+  return [...new Set(spec.nics.flatMap((n) => (n.network.mode === 'network' ? [n.network.network] : [])))];
+}
+
 /** A static address for cloud-init's network-config: CIDR form, the route and the resolvers. */
 export interface StaticAddress {
   address: string;

@@ -154,3 +154,37 @@ test('filters run cheap first: the first failing one is reported', () => {
   const full = host('b', { allocated: { vcpus: 999, memoryMiB: 0 } });
   assert.equal(verdict([full], full, vm({ pools: ['nope'] }))?.filter, 'capacity');
 });
+
+test('network: a host that lacks one of the VM’s networks, or where it failed, is rejected with the reason', () => {
+  const nets = (over: Record<string, { ready: boolean; reason: string | null }> = {}) =>
+    new Map(
+      Object.entries({
+        n1: { name: 'lab', ready: true, reason: null },
+        n2: { name: 'dmz', ready: true, reason: null },
+        ...Object.fromEntries(
+          Object.entries(over).map(([k, v]) => [k, { name: k === 'n1' ? 'lab' : 'dmz', ...v }]),
+        ),
+      }),
+    );
+  const v = vm({ networks: ['n1', 'n2'] });
+  assert.equal(verdict([], host('a', { networks: nets() }), v), null);
+  const failed = host('b', {
+    networks: nets({ n2: { ready: false, reason: 'the kernel has no VLAN devices' } }),
+  });
+  assert.deepEqual(verdict([], failed, v), {
+    filter: 'network',
+    reason: 'lacks network dmz: the kernel has no VLAN devices',
+  });
+  const pending = host('c', { networks: nets({ n1: { ready: false, reason: null } }) });
+  assert.equal(verdict([], pending, v)?.reason, 'has not realized network lab yet');
+  assert.equal(
+    verdict([], host('d', { networks: new Map() }), v)?.reason,
+    'has no network n1: the inventory does not know it',
+  );
+  assert.equal(
+    verdict([], host('e'), v),
+    null,
+    'a host not told of networks: nothing known, nothing refused',
+  );
+  assert.equal(verdict([], failed, vm()), null, 'a VM on no managed network goes anywhere');
+});

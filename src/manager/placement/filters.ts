@@ -96,6 +96,14 @@ export function passesCpu(host: PlacementHost, d: Demand): boolean {
   return d.sameAsKey === 0 || cpuIdentityKey(host.cpu) === d.sameAsKey;
 }
 
+/** The first of the VM's networks the host lacks (not realized, or failed), or null. */
+export function missingNetwork(host: PlacementHost, d: Demand): string | null {
+  const wanted = d.vm.networks;
+  if (!wanted || !host.networks) return null;
+  for (let i = 0; i < wanted.length; i++) if (!host.networks.get(wanted[i])?.ready) return wanted[i];
+  return null;
+}
+
 /** 'affinity' or 'anti-affinity' when the host breaks a group rule, null when it keeps them all. */
 export function groupRejection(host: PlacementHost, d: Demand): 'affinity' | 'anti-affinity' | null {
   const groups = host.groups;
@@ -113,6 +121,7 @@ export function firstRejection(host: PlacementHost, d: Demand): FilterName | nul
   if (!passesStorage(host, d)) return 'storage';
   if (!passesCpu(host, d)) return 'cpu';
   if (d.vm.uefi && !host.uefi) return 'firmware';
+  if (d.vm.networks?.length && missingNetwork(host, d) !== null) return 'network';
   if (d.together.length > 0 || d.apart.length > 0) return groupRejection(host, d);
   return null;
 }
@@ -159,6 +168,14 @@ export function rejectionReason(host: PlacementHost, d: Demand, filter: FilterNa
     }
     case 'firmware':
       return 'has no UEFI firmware (install the ovmf package; tern doctor)';
+    case 'network': {
+      const id = missingNetwork(host, d)!;
+      const n = host.networks?.get(id);
+      if (!n) return `has no network ${id}: the inventory does not know it`;
+      return n.reason === null
+        ? `has not realized network ${n.name} yet`
+        : `lacks network ${n.name}: ${n.reason}`;
+    }
     case 'affinity': {
       const g = d.together.find((name) => !((host.groups.get(name) ?? 0) > 0));
       return `holds no member of affinity group ${g}, whose members are on other hosts`;

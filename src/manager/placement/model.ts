@@ -33,6 +33,18 @@ export interface PlacementHost {
   groups: ReadonlyMap<string, number>;
   /** The host has UEFI firmware (OVMF) for VMs. */
   uefi?: boolean;
+  /**
+   * Every managed network of the inventory, by id, and whether the host has realized it (and if
+   * not, why). Absent: the host is not told of networks, so what it has is not known.
+   */
+  networks?: ReadonlyMap<string, HostNetwork>;
+}
+
+/** A managed network as one host last said of it. */
+export interface HostNetwork {
+  name: string;
+  ready: boolean;
+  reason: string | null;
 }
 
 export type CpuDemand = { mode: 'compat'; model: string } | { mode: 'host'; sameAs?: CpuIdentity };
@@ -53,6 +65,8 @@ export interface VmDemand {
   groups: readonly VmGroup[];
   /** The VM boots with UEFI: only hosts with OVMF take it. */
   uefi?: boolean;
+  /** Managed networks (ids) its NICs are on: only hosts where each is ready take it. */
+  networks?: readonly string[];
   /** Host ids never chosen (a migration's source host). */
   exclude?: readonly string[];
 }
@@ -93,6 +107,7 @@ export const filterNames = [
   'storage',
   'cpu',
   'firmware',
+  'network',
   'affinity',
   'anti-affinity',
 ] as const;

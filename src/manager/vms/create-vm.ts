@@ -12,7 +12,7 @@ import { groupsNamed, joinGroups } from '../cluster/groups.ts';
 import { baselineOf, existingPool } from '../cluster/inventory.ts';
 import type { ImageStore } from '../library/images.ts';
 import { imageNamed, imagePools, templateNamed } from '../library/lookup.ts';
-import { type NicDeps, planNics } from '../networks/nics.ts';
+import { type NicDeps, networksOf, planNics } from '../networks/nics.ts';
 import type { Member, ProjectStore } from '../projects/store.ts';
 import type { SecretStore } from '../secrets/store.ts';
 import type { TaskEngine, TaskKind } from '../tasks/engine.ts';
@@ -83,6 +83,7 @@ export async function createVm(
       ...media,
     ],
     uefi: plan.spec.firmware === 'uefi',
+    networks: networksOf(plan.spec),
     cpu:
       cpuMode === 'host'
         ? { mode: 'host' as const }

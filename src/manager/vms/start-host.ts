@@ -9,6 +9,7 @@ import type { VmSpec } from '../../wire/vm.ts';
 import { baselineOf, existingPool, groupsOfVm, type Reservation, volumesOf } from '../cluster/inventory.ts';
 import type { VmTable } from '../db/schema.ts';
 import { vmSpecOf } from '../db/vm-spec.ts';
+import { networksOf } from '../networks/nics.ts';
 import type { VmGroup } from '../placement/model.ts';
 import type { VmDeps } from './deps.ts';
 
@@ -48,6 +49,7 @@ function decideStart(deps: VmDeps, row: VmTable, groups: VmGroup[]) {
         cpu: row.cpuMode === 'host' ? { mode: 'host' } : { mode: 'compat', model: cpuModel },
         groups,
         uefi: spec.firmware === 'uefi',
+        networks: networksOf(spec),
       },
       snapshot,
     );
