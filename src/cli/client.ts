@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import { cliConfigPath } from '../allinone/config.ts';
-import { rootCause, TernError } from '../errors.ts';
+import { rootCause, TernError, unreachable } from '../errors.ts';
 import { requestJson } from '../http/json-client.ts';
 import { sendUpload } from '../http/upload.ts';
 import { tlsFetch } from '../pki/identity.ts';
@@ -95,6 +95,11 @@ export class ApiClient {
     });
   }
 
+  /** A request that never reached the manager, said as such (an untrusted certificate named). */
+  #unreachable(err: unknown, prefix = ''): TernError {
+    return unreachable(err, (why) => `${prefix}${unreachableManager(this.url, why, rootCause(err))}`);
+  }
+
   /** Sends `length` bytes of `body` to an upload route, streamed; the answer is JSON. */
   async upload<const R extends Route>(
     r: R,
@@ -111,13 +116,7 @@ export class ApiClient {
         length,
       });
     } catch (err) {
-      const cause = rootCause(err);
-      throw new TernError(
-        'unavailable',
-        `the upload failed: ${unreachableManager(this.url, cause.message, cause)}`,
-        undefined,
-        { cause: err },
-      );
+      throw this.#unreachable(err, 'the upload failed: ');
     }
     const text = await res.text();
     let json: unknown = null;
@@ -140,21 +139,9 @@ export class ApiClient {
         body: JSON.stringify((input as { body?: unknown }).body),
       });
     } catch (err) {
-      const cause = rootCause(err);
-      throw new TernError('unavailable', unreachableManager(this.url, cause.message, cause), undefined, {
-        cause: err,
-      });
+      throw this.#unreachable(err);
     }
-    if (!res.ok) {
-      const text = await res.text();
-      let json: unknown = null;
-      try {
-        json = JSON.parse(text);
-      } catch {
-        // fromBody says the answer was not ours.
-      }
-      throw TernError.fromBody(json, `the manager answered ${res.status}`);
-    }
+    if (!res.ok) throw await managerError(res);
     return Buffer.from(await res.arrayBuffer());
   }
 
@@ -170,21 +157,9 @@ export class ApiClient {
         headers: { authorization: `Bearer ${this.#token}` },
       });
     } catch (err) {
-      const cause = rootCause(err);
-      throw new TernError('unavailable', unreachableManager(this.url, cause.message, cause), undefined, {
-        cause: err,
-      });
+      throw this.#unreachable(err);
     }
-    if (!res.ok) {
-      const text = await res.text();
-      let json: unknown = null;
-      try {
-        json = JSON.parse(text);
-      } catch {
-        // fromBody says the answer was not ours.
-      }
-      throw TernError.fromBody(json, `the manager answered ${res.status}`);
-    }
+    if (!res.ok) throw await managerError(res);
     const length = Number(res.headers.get('content-length'));
     if (!res.body || !Number.isSafeInteger(length))
       throw new TernError('protocol_error', 'the manager sent the file without a length');
@@ -206,10 +181,7 @@ export class ApiClient {
       });
     } catch (err) {
       if (signal.aborted) throw err;
-      const cause = rootCause(err);
-      throw new TernError('unavailable', unreachableManager(this.url, cause.message, cause), undefined, {
-        cause: err,
-      });
+      throw this.#unreachable(err);
     }
     if (!res.ok || !res.body) throw new TernError('unavailable', `event stream answered ${res.status}`);
     onOpen?.();
@@ -231,6 +203,17 @@ export class ApiClient {
       }
     }
   }
+}
+
+/** The manager's error answer as the TernError it describes (or says the answer was not ours). */
+async function managerError(res: Response): Promise<TernError> {
+  let json: unknown = null;
+  try {
+    json = JSON.parse(await res.text());
+  } catch {
+    // fromBody says the answer was not ours.
+  }
+  return TernError.fromBody(json, `the manager answered ${res.status}`);
 }
 
 /** TERN_CA: a PEM file with the CA to trust, as curl's --cacert. */
