@@ -5,11 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import type { Network, SecurityGroup } from '../src/wire/network.ts';
+import type { MigrationPreview } from '../src/wire/cluster.ts';
+import type { HostNetworkSpec, HostNetworkState, Network, SecurityGroup } from '../src/wire/network.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { NicSpec, Vm } from '../src/wire/vm.ts';
 import { runTern, type TestApi } from './harness.ts';
-import { type SimCluster, startSimCluster } from './sim-harness.ts';
+import { type SimCluster, startSimCluster, until } from './sim-harness.ts';
 
 let cluster: SimCluster;
 let api: TestApi;
@@ -43,7 +44,7 @@ const managed = (n: NicSpec) => (n.network.mode === 'network' ? n.network : null
 async function createVm(body: Record<string, unknown>): Promise<{ task: Task; vm: Vm }> {
   const r = await api.request<{ task: Task; vm: Vm }>('POST', '/api/v1/vms', { template: 'sim', ...body });
   const t = await api.settle(r.task);
-  assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+  assert.equal(t.state, 'succeeded', `${body.name}: ${JSON.stringify(t.error)}`);
   return r;
 }
 
@@ -261,4 +262,103 @@ test('self-service users see networks and put their VMs on them, but do not make
   assert.equal(managed(vm.vm.nics[0]!)?.ip, '10.40.0.2');
   assert.equal((await api.task('DELETE', '/api/v1/vms/user-vm')).state, 'succeeded');
   await api.request('DELETE', '/api/v1/networks/shared-net');
+});
+
+type HostStates = { items: { host: string; state: HostNetworkState | null }[] };
+const hostStates = (network: string) => api.request<HostStates>('GET', `/api/v1/networks/${network}/hosts`);
+
+/** Waits (bounded) until every host has said something of the network, and gives what they said. */
+const realized = (network: string) =>
+  until(`network ${network} reported by every host`, 10_000, async () => {
+    const s = await hostStates(network);
+    return s.items.every((h) => h.state !== null) ? s : undefined;
+  });
+
+test('every host realizes a network; a host that cannot is left out of placement with its reason; deleting it tears it down everywhere', async () => {
+  const [h1, h2] = cluster.sim.hosts.map((h) => h.name) as [string, string];
+  const good = cluster.sim.host(h1).driver.networks;
+  const goodApply = good.apply.bind(good);
+  let leases: HostNetworkSpec['leases'] = [];
+  good.apply = async (spec) => {
+    if (spec.name === 'place-net') leases = spec.leases;
+    return goodApply(spec);
+  };
+  // What the host had been told when each VM's QEMU was asked to start.
+  const leasesAtStart = new Map<string, HostNetworkSpec['leases']>();
+  const driver = cluster.sim.host(h1).driver;
+  const run = driver.run.bind(driver);
+  driver.run = async (spec) => {
+    leasesAtStart.set(spec.name, leases);
+    return run(spec);
+  };
+  const broken = cluster.sim.host(h2).driver.networks;
+  const apply = broken.apply.bind(broken);
+  broken.apply = async (spec) => {
+    if (spec.name === 'place-net') throw new Error('the bridge name is taken by another interface');
+    return apply(spec);
+  };
+  try {
+    const net = await api.request<Network>('POST', '/api/v1/networks', {
+      name: 'place-net',
+      type: 'nat',
+      subnet: '10.50.0.0/24',
+    });
+    const states = await realized('place-net');
+    const by = new Map(states.items.map((h) => [h.host, h.state!]));
+    assert.equal(by.get(h1)?.state, 'ready');
+    assert.equal(by.get(h2)?.state, 'failed');
+    assert.match(by.get(h2)?.reason ?? '', /could not realize it: .*bridge name is taken/);
+    assert.equal(
+      cluster.sim
+        .host(h1)
+        .driver.networks.list()
+        .find((n) => n.id === net.id)?.bridge,
+      net.bridge,
+    );
+
+    // Every VM on it goes to the one host that has it, and stays off the other.
+    const made: Vm[] = [];
+    for (const name of ['pl-1', 'pl-2', 'pl-3']) {
+      made.push(
+        (await createVm({ name, start: true, nics: [{ mode: 'network', network: 'place-net' }] })).vm,
+      );
+    }
+    for (const v of made) assert.equal((await api.request<Vm>('GET', `/api/v1/vms/${v.name}`)).host, h1);
+    const preview = await api.request<MigrationPreview>('POST', '/api/v1/vms/pl-1/migrate/preview', {
+      to: h2,
+    });
+    const verdict = preview.placement.verdicts.find((v) => v.host === h2);
+    assert.equal(verdict?.filter, 'network');
+    assert.match(verdict?.reason ?? '', /lacks network place-net: the host could not realize it/);
+    const moved = await refused('POST', '/api/v1/vms/pl-1/migrate', { to: h2 });
+    assert.equal(moved.status, 409);
+    // Each VM's host knew its MAC, address and name before it started (DHCP and DNS).
+    for (const v of made) {
+      const nic = managed(v.nics[0]!)!;
+      assert.deepEqual(
+        leasesAtStart.get(v.name)?.find((l) => l.mac === v.nics[0]!.mac),
+        { mac: v.nics[0]!.mac, ip: nic.ip, hostname: v.name },
+      );
+    }
+    for (const name of ['pl-1', 'pl-2', 'pl-3']) {
+      const t = await api.task('DELETE', `/api/v1/vms/${name}?force=true`);
+      assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+    }
+  } finally {
+    broken.apply = apply;
+    good.apply = goodApply;
+    driver.run = run;
+  }
+  await api.request('DELETE', '/api/v1/networks/place-net');
+  await until('place-net gone from every host', 10_000, async () =>
+    cluster.sim.hosts.every(
+      (h) =>
+        !cluster.sim
+          .host(h.name)
+          .driver.networks.list()
+          .some((n) => n.name === 'place-net'),
+    )
+      ? true
+      : undefined,
+  );
 });

@@ -44,6 +44,7 @@ import { registerTaskKinds } from './task-kinds.ts';
 import { TaskEngine } from './tasks/engine.ts';
 import { hostGate } from './tasks/host-gate.ts';
 import { Orphans } from './vms/orphans.ts';
+import { prepareNetworks } from './vms/start-networks.ts';
 import { VmStore } from './vms/store.ts';
 import { sweepStrandedCreations } from './vms/stranded.ts';
 
@@ -135,8 +136,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const directory = new Directory(db, secrets);
   await ensureAdmin(db, users);
   const alerts = new AlertStore(db, bus);
-  // Hosts are given networks once the agent protocol has routes for them.
-  const networkSync = new NetworkSync({ db, log: opts.log, agentOf: () => null });
+  const networkSync = new NetworkSync({ db, log: opts.log, agentOf: (hostId) => hosts.client(hostId) });
   const placer = new Placer(db, settings, (hostId) => networkSync.realized(hostId));
   const base = {
     db,
@@ -174,7 +174,11 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const withHa = Object.assign(base, { ha: new HaMonitor(base, tasks, opts.log) });
   // Every kind, the HA failover too, before recovery: an interrupted task resumes whatever serves HTTP.
   const services: ApiServices = Object.assign(withHa, { kinds: registerTaskKinds(withHa, tasks) });
-  services.beforeStart = (vmId) => prepareStart(services, vmId);
+  services.beforeStart = async (vmId) => {
+    await prepareStart(services, vmId);
+    await prepareNetworks(services, vmId);
+  };
+  const stopNetworkWatch = services.networkSync.watch(bus);
   const stopAlerts = services.alerts.watch();
   watchDiskSpace(space, services);
   if (opts.auditRetentionDays !== undefined)
@@ -217,6 +221,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     async close() {
       clearInterval(pruning);
       services.networkSync.close();
+      stopNetworkWatch();
       space.close();
       services.ha.stop();
       stopAlerts();
@@ -231,6 +236,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     async crash() {
       clearInterval(pruning);
       services.networkSync.close();
+      stopNetworkWatch();
       space.close();
       services.ha.stop();
       stopAlerts();

@@ -225,7 +225,7 @@ export const CreateNetworkRequest = Type.Object(
     ),
     dns: Type.Optional(Type.Array(Ipv4, { maxItems: 4 })),
     dhcp: Type.Optional(Type.Union([DhcpRange, Type.Null()])),
-    domain: Type.Optional(Type.String({ pattern: '^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$' })),
+    domain: Type.Optional(DomainName),
     uplink: Type.Optional(IfName),
     vlan: Type.Optional(Type.Integer({ minimum: 1, maximum: 4094 })),
     vni: Type.Optional(Type.Integer({ minimum: 1, maximum: 16777215 })),

@@ -30,6 +30,7 @@ import {
 import { agentRoutes } from '../../wire/agent-routes.ts';
 import type { GuestExecRequest, GuestExecResult, GuestFileReadRequest } from '../../wire/guest-command.ts';
 import type { ImportedImage, ImportImageRequest, UploadResult, VolumeDigest } from '../../wire/image.ts';
+import type { HostNetworkSpec, HostNetworkState } from '../../wire/network.ts';
 import type { VmDir } from '../../wire/orphan.ts';
 import { type CallOf, pathOf, type ReplyOf, type Route } from '../../wire/route.ts';
 import type { DiskSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
@@ -214,6 +215,20 @@ export class AgentClient {
 
   async deleteVolume(ref: VolumeRef): Promise<void> {
     await this.#call(agentRoutes.deleteVolume, { query: ref });
+  }
+
+  /** The networks the host realized or failed to (its kernel's capabilities are in its facts' doctor). */
+  async listNetworks(): Promise<HostNetworkState[]> {
+    return (await this.#call(agentRoutes.listNetworks, {}, 15_000)).networks;
+  }
+
+  async putNetwork(spec: HostNetworkSpec): Promise<HostNetworkState> {
+    return (await this.#call(agentRoutes.putNetwork, { params: { id: spec.id }, body: spec }, 60_000))
+      .network;
+  }
+
+  async deleteNetwork(id: string): Promise<void> {
+    await this.#call(agentRoutes.deleteNetwork, { params: { id } }, 60_000);
   }
 
   /** Streams `length` bytes into a staging file (`uploads/…`) of a pool on the host. */

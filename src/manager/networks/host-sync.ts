@@ -10,6 +10,7 @@ import type { Logger } from '../../log.ts';
 import type { HostNetworkSpec, HostNetworkState, Lease } from '../../wire/network.ts';
 import type { Db } from '../db/database.ts';
 import type { NetworkTable } from '../db/schema.ts';
+import type { EventBus } from '../events/bus.ts';
 import { hostNetworkSpec, ipv4Of, type OverlayHost, overlayRefusal } from './host-spec.ts';
 
 /** What a host's agent does for networks (the agent routes of src/wire/agent-routes.ts). */
@@ -42,6 +43,8 @@ export class NetworkSync {
   readonly #states = new Map<string, Map<string, HostNetworkState>>();
   readonly #running = new Map<string, Promise<void>>();
   readonly #again = new Set<string>();
+  /** Host lists being read for a change: their syncs are due. */
+  readonly #listing = new Set<Promise<void>>();
   #closed = false;
 
   constructor(d: NetworkSyncDeps) {
@@ -50,7 +53,7 @@ export class NetworkSync {
 
   /** The inventory changed: every host that is up gets its networks again. */
   changed(): void {
-    void this.#d.db
+    const listing = this.#d.db
       .selectFrom('hosts')
       .select('id')
       .where('state', '!=', 'offline')
@@ -58,7 +61,30 @@ export class NetworkSync {
       .then((rows) => {
         for (const r of rows) this.hostReported(r.id);
       })
-      .catch((err: Error) => this.#d.log.error({ err }, 'could not list hosts to give them their networks'));
+      .catch((err: Error) => this.#d.log.error({ err }, 'could not list hosts to give them their networks'))
+      .finally(() => this.#listing.delete(listing));
+    this.#listing.add(listing);
+  }
+
+  /**
+   * Follows VM changes that move leases: a VM made with a NIC on a network (its lease and name),
+   * a VM gone (its NICs went with it). Nothing is sent while there is no managed network.
+   */
+  watch(bus: EventBus): () => void {
+    return bus.subscribe((e) => {
+      const made =
+        e.type === 'vm' && e.vm.state === 'creating' && e.vm.nics.some((n) => n.network.mode === 'network');
+      if (!made && e.type !== 'vm.deleted') return;
+      void this.#d.db
+        .selectFrom('networks')
+        .select('id')
+        .limit(1)
+        .execute()
+        .then((some) => {
+          if (some.length) this.changed();
+        })
+        .catch((err: Error) => this.#d.log.error({ err }, 'could not read the networks'));
+    });
   }
 
   /** A host connected and reported: it gets every network (it may have missed changes). */
@@ -77,9 +103,10 @@ export class NetworkSync {
     this.#running.set(hostId, run);
   }
 
-  /** Resolves once no sync runs or is due (tests, shutdown). */
+  /** Resolves once no sync runs or is due (a start waits for its VM's leases to be out). */
   async settled(): Promise<void> {
-    while (this.#running.size) await Promise.all(this.#running.values());
+    while (this.#running.size || this.#listing.size)
+      await Promise.all([...this.#running.values(), ...this.#listing]);
   }
 
   close(): void {
