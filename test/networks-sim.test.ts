@@ -362,3 +362,23 @@ test('every host realizes a network; a host that cannot is left out of placement
       : undefined,
   );
 });
+
+test('VMs made at the same time on one network each get an address of their own', async () => {
+  await api.request('POST', '/api/v1/networks', { name: 'busy', type: 'isolated', subnet: '10.60.0.0/24' });
+  const names = Array.from({ length: 12 }, (_, i) => `busy-${i + 1}`);
+  const answers = await Promise.all(
+    names.map((name) =>
+      api.request<{ task: Task; vm: Vm }>('POST', '/api/v1/vms', {
+        name,
+        template: 'sim',
+        nics: [{ mode: 'network', network: 'busy' }],
+      }),
+    ),
+  );
+  for (const a of answers) assert.equal((await api.settle(a.task)).state, 'succeeded');
+  const ips = answers.map((a) => managed(a.vm.nics[0]!)?.ip);
+  assert.equal(new Set(ips).size, names.length, ips.join(' '));
+  for (const name of names)
+    assert.equal((await api.task('DELETE', `/api/v1/vms/${name}`)).state, 'succeeded');
+  await api.request('DELETE', '/api/v1/networks/busy');
+});

@@ -38,7 +38,8 @@ export interface NicDeps {
 
 /**
  * `taken` holds what other NICs being planned with these hold already (MACs and addresses),
- * so one VM's NICs never share either.
+ * so one VM's NICs never share either. What is given stays reserved until the caller releases
+ * it (`networks.release`), once its NICs are recorded or dropped.
  */
 export async function planNics(
   d: NicDeps,
@@ -46,6 +47,23 @@ export async function planNics(
   taken: { macs: Set<string>; ips: Set<string> } = { macs: new Set(), ips: new Set() },
 ): Promise<PlannedNic[]> {
   const out: PlannedNic[] = [];
+  try {
+    await planEach(d, requests, taken, out);
+  } catch (err) {
+    // The NIC that failed may have had its MAC already.
+    const macs = [...taken.macs].map((mac) => ({ mac, networkId: null, ip: null }));
+    d.networks.release([...out.map((n) => n.row), ...macs]);
+    throw err;
+  }
+  return out;
+}
+
+async function planEach(
+  d: NicDeps,
+  requests: readonly NicRequest[],
+  taken: { macs: Set<string>; ips: Set<string> },
+  out: PlannedNic[],
+): Promise<void> {
   for (const [i, req] of requests.entries()) {
     const field = `nics/${i}`;
     const asked = req.mode === 'network' ? req.mac : undefined;
@@ -84,5 +102,4 @@ export async function planNics(
       },
     });
   }
-  return out;
 }

@@ -156,3 +156,17 @@ test('a security group in use, or named by another group’s rule, cannot go', a
     ['db'],
   );
 });
+
+test('what is given to a NIC not recorded yet is never given again until released', async () => {
+  const db = await openDatabase(':memory:');
+  const nets = new NetworkStore(db, fixed([9, 9, 9]));
+  const row = await nets.row((await nets.create({ name: 'n', type: 'nat', subnet: '10.8.0.0/24' })).id);
+  const first = { mac: await nets.freeMac(), ip: await nets.address(row) };
+  const second = { mac: await nets.freeMac(), ip: await nets.address(row) };
+  assert.deepEqual([first.ip, second.ip], ['10.8.0.2', '10.8.0.3']);
+  assert.notEqual(first.mac, second.mac);
+  await assert.rejects(nets.address(row, '10.8.0.2'), /in use/);
+  nets.release([{ ...first, networkId: row.id }]);
+  assert.equal(await nets.address(row), '10.8.0.2', 'released: free again');
+  assert.equal(await nets.freeMac(), first.mac);
+});

@@ -48,6 +48,12 @@ export const isUniqueViolation = (err: unknown): boolean =>
 export class NetworkStore {
   readonly #db: Db;
   readonly #random: (n: number) => Buffer;
+  /**
+   * MACs and addresses given to NICs not recorded yet (a create between its plan and its
+   * insert): never given twice in this manager, whatever runs at the same time.
+   */
+  readonly #pendingMacs = new Set<string>();
+  readonly #pendingIps = new Map<string, Set<string>>();
 
   constructor(db: Db, random: (n: number) => Buffer = randomBytes) {
     this.#db = db;
@@ -163,14 +169,24 @@ export class NetworkStore {
       .orderBy('mac')
       .limit(4096)
       .execute();
-    return allocateMac(new Set([...taken, ...rows.map((r) => r.mac)]), () => start);
+    const mac = allocateMac(
+      new Set([...taken, ...this.#pendingMacs, ...rows.map((r) => r.mac)]),
+      () => start,
+    );
+    this.#pendingMacs.add(mac);
+    return mac;
   }
 
   /** A MAC someone asked for, checked against every NIC's. */
   async requestedMac(mac: string, taken: ReadonlySet<string> = new Set()): Promise<string> {
     const m = mac.toLowerCase();
     const row = await this.#db.selectFrom('nics').select('mac').where('mac', '=', m).executeTakeFirst();
-    return checkRequestedMac(m, row || taken.has(m) ? new Set([m]) : new Set());
+    const checked = checkRequestedMac(
+      m,
+      row || taken.has(m) || this.#pendingMacs.has(m) ? new Set([m]) : new Set(),
+    );
+    this.#pendingMacs.add(checked);
+    return checked;
   }
 
   /** An address on the network: the one asked for, checked, or the next free one. */
@@ -180,8 +196,19 @@ export class NetworkStore {
     taken: ReadonlySet<string> = new Set(),
   ): Promise<string> {
     const rows = await this.#db.selectFrom('nics').select('ip').where('networkId', '=', network.id).execute();
-    const used = new Set([...taken, ...rows.map((r) => r.ip!).filter(Boolean)]);
+    const pending = this.#pendingIps.get(network.id) ?? new Set<string>();
+    const used = new Set([...taken, ...pending, ...rows.map((r) => r.ip!).filter(Boolean)]);
     const plan = addressPlanOf(network);
-    return requested === undefined ? nextFree(plan, used) : checkRequested(plan, requested, used);
+    const ip = requested === undefined ? nextFree(plan, used) : checkRequested(plan, requested, used);
+    this.#pendingIps.set(network.id, pending.add(ip));
+    return ip;
+  }
+
+  /** The NICs given these are recorded now (or never will be): their MACs and addresses are the database's to guard. */
+  release(nics: readonly { mac: string; networkId: string | null; ip: string | null }[]): void {
+    for (const n of nics) {
+      this.#pendingMacs.delete(n.mac);
+      if (n.networkId && n.ip) this.#pendingIps.get(n.networkId)?.delete(n.ip);
+    }
   }
 }

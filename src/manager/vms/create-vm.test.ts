@@ -12,7 +12,8 @@ function services(log: string[]): CreateVmDeps {
       release: (id: string) => log.push(`release ${id.length}`),
     },
     projects: { choose: async () => null },
-    networks: { freeMac: async () => '02:74:6e:00:00:01' },
+    networks: { freeMac: async () => '02:74:6e:00:00:01', release: () => {} },
+    networkSync: { settled: async () => {} },
     store: {
       insert: async (row: { name: string }) => {
         log.push(`insert ${row.name}`);

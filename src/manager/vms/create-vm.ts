@@ -6,13 +6,16 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { TernError } from '../../errors.ts';
+import type { Image } from '../../wire/image.ts';
 import type { Task } from '../../wire/task.ts';
-import type { CreateVmRequest, Vm } from '../../wire/vm.ts';
+import type { Template } from '../../wire/template.ts';
+import type { CpuMode, CreateVmRequest, Vm } from '../../wire/vm.ts';
 import { groupsNamed, joinGroups } from '../cluster/groups.ts';
-import { baselineOf, existingPool } from '../cluster/inventory.ts';
+import { baselineOf, type ClusterSnapshot, existingPool } from '../cluster/inventory.ts';
 import type { ImageStore } from '../library/images.ts';
 import { imageNamed, imagePools, templateNamed } from '../library/lookup.ts';
-import { type NicDeps, networksOf, planNics } from '../networks/nics.ts';
+import { type NicDeps, networksOf, type PlannedNic, planNics } from '../networks/nics.ts';
+import type { VmGroup } from '../placement/model.ts';
 import type { Member, ProjectStore } from '../projects/store.ts';
 import type { SecretStore } from '../secrets/store.ts';
 import type { TaskEngine, TaskKind } from '../tasks/engine.ts';
@@ -22,6 +25,7 @@ import { planVm, randomMac } from './plan.ts';
 import { newVmRow } from './store.ts';
 
 export interface CreateVmDeps extends VmDeps, NicDeps {
+  networkSync: { settled(): Promise<void> };
   images: ImageStore;
   projects: ProjectStore;
   secrets: SecretStore;
@@ -47,13 +51,51 @@ export async function createVm(
   const iso = body.iso ? await imageNamed(d.images, body.iso, 'iso') : null;
   const id = randomUUID();
   const clientMachineId = randomUUID();
+  // A network made a moment ago may still be on its way to the hosts: placement sees it
+  // once they have answered.
+  if (body.nics?.some((n) => n.mode === 'network')) await d.networkSync.settled();
   const snapshot = await d.placer.snapshot();
   const cpuMode = body.cpuMode ?? 'compat';
   const groups = await groupsNamed(d.db, body.groups ?? []);
+  // Every NIC's MAC, and a managed network's address, from the inventory; held for this VM
+  // until it is recorded (or refused).
+  const nics = await planNics(d, body.nics ?? [{ mode: 'user' }]);
+  try {
+    return await recordVm(d, body, who, {
+      template,
+      image,
+      iso,
+      id,
+      clientMachineId,
+      snapshot,
+      cpuMode,
+      groups,
+      nics,
+    });
+  } finally {
+    d.networks.release(nics.map((n) => n.row));
+  }
+}
+
+async function recordVm(
+  d: CreateVmDeps,
+  body: CreateVmRequest,
+  who: Requester,
+  c: {
+    template: Template | null;
+    image: Image | null;
+    iso: Image | null;
+    id: string;
+    clientMachineId: string;
+    snapshot: ClusterSnapshot;
+    cpuMode: CpuMode;
+    groups: VmGroup[];
+    nics: PlannedNic[];
+  },
+): Promise<{ task: Task; vm: Vm }> {
+  const { template, image, iso, id, clientMachineId, snapshot, cpuMode, groups, nics } = c;
   // The pool decides the disks' place before a host is chosen: the one asked for, the
   // template's, or the usual local one.
-  // Every NIC's MAC, and a managed network's address, from the inventory.
-  const nics = await planNics(d, body.nics ?? [{ mode: 'user' }]);
   const plan = planVm(
     body,
     template,
