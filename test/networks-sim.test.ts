@@ -382,3 +382,28 @@ test('VMs made at the same time on one network each get an address of their own'
     assert.equal((await api.task('DELETE', `/api/v1/vms/${name}`)).state, 'succeeded');
   await api.request('DELETE', '/api/v1/networks/busy');
 });
+
+test('tern vm nic adds a NIC on a network to a stopped VM, sets its link and removes it, freeing its address', async () => {
+  await api.request('POST', '/api/v1/networks', { name: 'nicnet', type: 'nat', subnet: '10.70.0.0/24' });
+  await createVm({ name: 'nic-vm' });
+  const add = await tern('vm', 'nic', 'add', 'nic-vm', 'nicnet,ip=10.70.0.40');
+  assert.equal(add.code, 0, add.stderr);
+  const v = await api.request<Vm>('GET', '/api/v1/vms/nic-vm');
+  assert.equal(v.nics.length, 2);
+  const mac = v.nics[1]!.mac;
+  assert.equal(managed(v.nics[1]!)?.ip, '10.70.0.40');
+  const link = await tern('vm', 'nic', 'link', 'nic-vm', mac, 'down');
+  assert.equal(link.code, 0, link.stderr);
+  const list = await tern('vm', 'nic', 'list', 'nic-vm');
+  assert.match(list.stdout, new RegExp(`^${mac} +tn[0-9a-f]{8} +10\\.70\\.0\\.40 +down$`, 'm'));
+  const taken = await tern('vm', 'nic', 'add', 'nic-vm', 'nicnet,ip=10.70.0.40');
+  assert.equal(taken.code, 1);
+  assert.match(taken.stderr, /10\.70\.0\.40 is in use/);
+  assert.equal((await api.request<Network>('GET', '/api/v1/networks/nicnet')).nics, 1);
+  const remove = await tern('vm', 'nic', 'remove', 'nic-vm', mac);
+  assert.equal(remove.code, 0, remove.stderr);
+  assert.equal((await api.request<Vm>('GET', '/api/v1/vms/nic-vm')).nics.length, 1);
+  assert.equal((await api.request<Network>('GET', '/api/v1/networks/nicnet')).nics, 0);
+  assert.equal((await api.task('DELETE', '/api/v1/vms/nic-vm')).state, 'succeeded');
+  await api.request('DELETE', '/api/v1/networks/nicnet');
+});

@@ -29,6 +29,7 @@ import { cdromTask } from './vms/cdrom.ts';
 import { createTask } from './vms/create.ts';
 import { deleteTask } from './vms/delete.ts';
 import { attachTask, detachTask, resizeTask } from './vms/disks.ts';
+import { type NicTaskDeps, nicAddTask, nicLinkTask, nicRemoveTask } from './vms/nics.ts';
 import { pauseTask, shutdownTask, startTask, stopTask } from './vms/power.ts';
 import { rebootTask } from './vms/reboot.ts';
 import { type SealDeps, sealTask } from './vms/seal.ts';
@@ -41,7 +42,8 @@ import { snapshotCreateTask, snapshotDeleteTask, snapshotRevertTask } from './vm
 type KindServices = SealDeps &
   ImageDeps &
   PoolDeps &
-  FailoverDeps & { secrets: SecretStore; ha: Pick<HaMonitor, 'isHealthy'> };
+  FailoverDeps &
+  NicTaskDeps & { secrets: SecretStore; ha: Pick<HaMonitor, 'isHealthy'> };
 
 export function taskKinds(s: KindServices) {
   return {
@@ -58,6 +60,9 @@ export function taskKinds(s: KindServices) {
     diskAttach: attachTask(s),
     diskDetach: detachTask(s),
     diskMove: moveDiskTask(s),
+    nicAdd: nicAddTask(s),
+    nicRemove: nicRemoveTask(s),
+    nicLink: nicLinkTask(s),
     snapshotCreate: snapshotCreateTask(s),
     snapshotRevert: snapshotRevertTask(s),
     snapshotDelete: snapshotDeleteTask(s),

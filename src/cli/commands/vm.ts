@@ -28,6 +28,7 @@ import { vmCdromCommands } from './vm-cdrom.ts';
 import { createBody, explainCreate } from './vm-create.ts';
 import { vmDiskCommands } from './vm-disk.ts';
 import { vmExecCommand, vmFileCommand } from './vm-guest.ts';
+import { vmNicCommands } from './vm-nic.ts';
 import { vmSnapshotCommands } from './vm-snapshot.ts';
 
 const powerStates = wordsOf(PowerState);
@@ -363,6 +364,7 @@ export const vmCommands: Command[] = [
     run,
   },
   ...vmDiskCommands,
+  ...vmNicCommands,
   ...vmCdromCommands,
   ...vmSnapshotCommands,
   {

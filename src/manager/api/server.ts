@@ -47,6 +47,7 @@ import { userRoutes } from './users.ts';
 import { vmActionRoutes } from './vm-actions.ts';
 import { vmCdromRoutes } from './vm-cdrom.ts';
 import { vmGuestRoutes } from './vm-guest.ts';
+import { vmNicRoutes } from './vm-nics.ts';
 import { vmStorageRoutes } from './vm-storage.ts';
 import { vmRoutes } from './vms.ts';
 
@@ -197,6 +198,7 @@ export async function buildApi(s: ApiServices, log: Logger, tls: ApiTls): Promis
   vmStorageRoutes(app, s);
   vmGuestRoutes(app, s);
   vmCdromRoutes(app, s);
+  vmNicRoutes(app, s);
   taskRoutes(app, s);
   hostRoutes(app, s);
   templateRoutes(app, s);
