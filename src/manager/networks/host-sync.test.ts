@@ -142,3 +142,20 @@ test('changes while a host syncs make one more sync after it, not one each', asy
   await sync.settled();
   assert.equal(syncs, 2);
 });
+
+test('a host that joins is a new peer for every overlay on the others', async () => {
+  const db = await openDatabase(':memory:');
+  const nets = new NetworkStore(db);
+  const h1 = await host(db, 'h1', 'https://10.0.0.1:7411');
+  const agents = new Map<string, FakeAgent>([[h1, new FakeAgent()]]);
+  const sync = new NetworkSync({ db, log, agentOf: (h) => agents.get(h) ?? null });
+  const lab = await nets.create({ name: 'lab', type: 'overlay', subnet: '10.5.0.0/24' });
+  await sync.sync(h1);
+  assert.deepEqual(agents.get(h1)!.held.get(lab.id)?.overlay?.peers, []);
+  const h2 = await host(db, 'h2', 'https://10.0.0.2:7411');
+  agents.set(h2, new FakeAgent());
+  sync.hostReported(h2);
+  await sync.settled();
+  assert.deepEqual(agents.get(h1)!.held.get(lab.id)?.overlay?.peers, ['10.0.0.2']);
+  assert.deepEqual(agents.get(h2)!.held.get(lab.id)?.overlay?.peers, ['10.0.0.1']);
+});

@@ -46,6 +46,8 @@ export class NetworkSync {
   /** Host lists being read for a change: their syncs are due. */
   readonly #listing = new Set<Promise<void>>();
   #closed = false;
+  /** The hosts' cluster addresses at the last sync: overlays' peers. */
+  #peers: string | undefined;
 
   constructor(d: NetworkSyncDeps) {
     this.#d = d;
@@ -123,6 +125,13 @@ export class NetworkSync {
     );
     const host = hosts.find((h) => h.id === hostId);
     if (!host) return;
+    // A host that joined or moved is a new peer for every overlay on the others.
+    const peers = hosts
+      .map((h) => h.ipv4 ?? '')
+      .sort()
+      .join(' ');
+    if (this.#peers !== undefined && this.#peers !== peers) this.changed();
+    this.#peers = peers;
     const leases = await this.#leases();
     const states = new Map<string, HostNetworkState>();
     for (const n of networks) {
