@@ -332,6 +332,9 @@ test('every host realizes a network; a host that cannot is left out of placement
     assert.match(verdict?.reason ?? '', /lacks network place-net: the host could not realize it/);
     const moved = await refused('POST', '/api/v1/vms/pl-1/migrate', { to: h2 });
     assert.equal(moved.status, 409);
+    const explain = await tern('vm', 'create', 'pl-4', '--template', 'sim', '--nic', 'place-net', '--explain');
+    assert.equal(explain.code, 0, explain.stderr);
+    assert.match(explain.stdout, new RegExp(`${h2}.*lacks network place-net`));
     // Each VM's host knew its MAC, address and name before it started (DHCP and DNS).
     for (const v of made) {
       const nic = managed(v.nics[0]!)!;
@@ -406,4 +409,28 @@ test('tern vm nic adds a NIC on a network to a stopped VM, sets its link and rem
   assert.equal((await api.request<Network>('GET', '/api/v1/networks/nicnet')).nics, 0);
   assert.equal((await api.task('DELETE', '/api/v1/vms/nic-vm')).state, 'succeeded');
   await api.request('DELETE', '/api/v1/networks/nicnet');
+});
+
+test('a VM on a network migrates only where the network is ready, and keeps its MAC and address', async () => {
+  const [h1, h2] = cluster.sim.hosts.map((h) => h.name) as [string, string];
+  await api.request('POST', '/api/v1/networks', {
+    name: 'move-net',
+    type: 'overlay',
+    subnet: '10.80.0.0/24',
+  });
+  const { vm } = await createVm({
+    name: 'mover',
+    start: true,
+    nics: [{ mode: 'network', network: 'move-net' }],
+  });
+  const from = (await api.request<Vm>('GET', '/api/v1/vms/mover')).host!;
+  const to = from === h1 ? h2 : h1;
+  const t = await api.task('POST', '/api/v1/vms/mover/migrate', { to });
+  assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+  const moved = await api.request<Vm>('GET', '/api/v1/vms/mover');
+  assert.equal(moved.host, to);
+  assert.equal(moved.nics[0]!.mac, vm.nics[0]!.mac);
+  assert.deepEqual(moved.nics[0]!.network, vm.nics[0]!.network);
+  assert.equal((await api.task('DELETE', '/api/v1/vms/mover?force=true')).state, 'succeeded');
+  await api.request('DELETE', '/api/v1/networks/move-net');
 });

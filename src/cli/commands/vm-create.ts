@@ -81,6 +81,7 @@ export async function explainCreate(
   const template = body.template
     ? await api.call(templateRoutes.show, { params: { name: body.template } })
     : null;
+  const networks = [...new Set((body.nics ?? []).flatMap((n) => (n.mode === 'network' ? [n.network] : [])))];
   const e = await api.call(clusterRoutes.placement, {
     body: {
       vcpus: body.vcpus ?? template?.vcpus ?? 1,
@@ -92,6 +93,7 @@ export async function explainCreate(
       ...(body.pool ? { pool: body.pool } : {}),
       ...(body.cpuMode ? { cpuMode: body.cpuMode } : {}),
       ...(body.groups ? { groups: body.groups } : {}),
+      ...(networks.length ? { networks } : {}),
     },
   });
   if (flags.output === 'json') return printJson(e);

@@ -97,6 +97,7 @@ export function clusterRoutes(app: App, s: ApiServices): void {
         cpu: b.cpuMode === 'host' ? { mode: 'host' } : { mode: 'compat', model: baselineOf(snapshot).model },
         groups: await groupsNamed(s.db, b.groups ?? []),
         uefi: (b.firmware ?? template?.firmware) === 'uefi',
+        networks: await Promise.all((b.networks ?? []).map(async (n) => (await s.networks.row(n)).id)),
       },
       snapshot,
     );

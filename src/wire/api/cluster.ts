@@ -25,6 +25,12 @@ const PlacementRequest = Type.Object(
     pool: Type.Optional(Name),
     cpuMode: Type.Optional(Type.Union([Type.Literal('compat'), Type.Literal('host')])),
     groups: Type.Optional(Type.Array(Name, { maxItems: 16 })),
+    networks: Type.Optional(
+      Type.Array(Name, {
+        maxItems: 8,
+        description: 'managed networks its NICs are on: only hosts that have them',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
