@@ -332,7 +332,16 @@ test('every host realizes a network; a host that cannot is left out of placement
     assert.match(verdict?.reason ?? '', /lacks network place-net: the host could not realize it/);
     const moved = await refused('POST', '/api/v1/vms/pl-1/migrate', { to: h2 });
     assert.equal(moved.status, 409);
-    const explain = await tern('vm', 'create', 'pl-4', '--template', 'sim', '--nic', 'place-net', '--explain');
+    const explain = await tern(
+      'vm',
+      'create',
+      'pl-4',
+      '--template',
+      'sim',
+      '--nic',
+      'place-net',
+      '--explain',
+    );
     assert.equal(explain.code, 0, explain.stderr);
     assert.match(explain.stdout, new RegExp(`${h2}.*lacks network place-net`));
     // Each VM's host knew its MAC, address and name before it started (DHCP and DNS).
