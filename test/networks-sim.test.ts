@@ -212,6 +212,11 @@ test('the CLI makes, lists and deletes networks and security groups, and puts a 
   assert.equal(vm.code, 0, vm.stderr);
   const v = await api.request<Vm>('GET', '/api/v1/vms/cli-vm');
   assert.equal(managed(v.nics[0]!)?.ip, '10.30.0.9');
+  const show = await tern('vm', 'show', 'cli-vm');
+  assert.match(
+    show.stdout,
+    new RegExp(`^nics: +${v.nics[0]!.mac} network tn[0-9a-f]{8} 10\\.30\\.0\\.9$`, 'm'),
+  );
   const list = await tern('network', 'list');
   assert.match(
     list.stdout,

@@ -2,12 +2,24 @@
 import { TernError } from '../../errors.ts';
 import { vmNicRoutes } from '../../wire/api/vm-nics.ts';
 import { vmRoutes } from '../../wire/api/vms.ts';
+import type { NicSpec } from '../../wire/vm.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
 import { printJson, printTable } from '../output.ts';
 import { followTask } from '../progress.ts';
 import { type Command, viaGroup } from '../registry.ts';
 import { parseNic } from './vm-create.ts';
+
+/** One NIC in a line: `02:74:6e:… network tn0a1b2c3d 10.1.0.5`, `… user`, `… bridge br0`, link if down. */
+export function nicText(n: NicSpec): string {
+  const where =
+    n.network.mode === 'network'
+      ? `network ${n.network.bridge}${n.network.ip ? ` ${n.network.ip}` : ''}`
+      : n.network.mode === 'bridge'
+        ? `bridge ${n.network.bridge}`
+        : 'user';
+  return `${n.mac} ${where}${n.link === 'down' ? ' (link down)' : ''}`;
+}
 
 const usage =
   'usage: tern vm nic list VM | add VM user|bridge:BR|NETWORK[,ip=IP][,mac=MAC][,group=G] | remove VM MAC | link VM MAC up|down';

@@ -28,7 +28,7 @@ import { vmCdromCommands } from './vm-cdrom.ts';
 import { createBody, explainCreate } from './vm-create.ts';
 import { vmDiskCommands } from './vm-disk.ts';
 import { vmExecCommand, vmFileCommand } from './vm-guest.ts';
-import { vmNicCommands } from './vm-nic.ts';
+import { nicText, vmNicCommands } from './vm-nic.ts';
 import { vmSnapshotCommands } from './vm-snapshot.ts';
 
 const powerStates = wordsOf(PowerState);
@@ -111,12 +111,7 @@ function showVm(vm: Vm, format: Format): void {
     ['vcpus', vm.vcpus],
     ['memory', mib(vm.memoryMiB)],
     ['disks', vm.disks.map((d) => `${d.volume.pool}:${d.volume.path} (${bytes(d.sizeBytes)})`).join(', ')],
-    [
-      'nics',
-      vm.nics
-        .map((n) => `${n.mac} ${n.network.mode === 'user' ? 'user' : `bridge ${n.network.bridge}`}`)
-        .join(', '),
-    ],
+    ['nics', vm.nics.map(nicText).join(', ')],
     ['guest agent', guestStatus(vm)],
     [
       'last heartbeat',
