@@ -113,12 +113,13 @@ test('every host is given every network with its leases and overlay peers, and l
   await nets.remove('out');
   await nets.create({ name: 'out2', type: 'isolated', subnet: '10.7.0.0/24' });
   agents.get(h2)!.refuse = 'out2';
+  agents.get(h2)!.calls.length = 0;
   await sync.sync(h2);
   assert.match(
     sync.realized(h2)?.get((await nets.row('out2')).id)?.reason ?? '',
     /could not realize it: bridge name taken/,
   );
-  assert.deepEqual(agents.get(h2)!.calls.slice(-3), ['put lab', 'put out2', 'delete out']);
+  assert.deepEqual(agents.get(h2)!.calls, ['put out2', 'delete out'], 'lab, unchanged, is not sent again');
 
   // No agent to call: nothing is known, so placement refuses nothing.
   const none = new NetworkSync({ db, log, agentOf: () => null });
@@ -158,4 +159,54 @@ test('a host that joins is a new peer for every overlay on the others', async ()
   await sync.settled();
   assert.deepEqual(agents.get(h1)!.held.get(lab.id)?.overlay?.peers, ['10.0.0.2']);
   assert.deepEqual(agents.get(h2)!.held.get(lab.id)?.overlay?.peers, ['10.0.0.1']);
+});
+
+test('a change sends each host only the networks that changed for it; a host that reconnects gets them all', async () => {
+  const db = await openDatabase(':memory:');
+  const nets = new NetworkStore(db);
+  const h1 = await host(db, 'h1', 'https://10.0.0.1:7411');
+  const agent = new FakeAgent();
+  const sync = new NetworkSync({ db, log, agentOf: () => agent });
+  const a = await nets.create({ name: 'a', type: 'nat', subnet: '10.1.0.0/24' });
+  await nets.create({ name: 'b', type: 'nat', subnet: '10.2.0.0/24' });
+  await sync.sync(h1);
+  assert.deepEqual(agent.calls, ['put a', 'put b']);
+  agent.calls.length = 0;
+  await sync.sync(h1);
+  assert.deepEqual(agent.calls, [], 'nothing changed: nothing sent');
+  await db
+    .insertInto('vms')
+    .values({
+      id: 'vm-1',
+      name: 'web-1',
+      state: 'stopped',
+      spec: '{}',
+      diskSizes: '[]',
+      guest: '{}',
+      cpuMode: 'compat',
+      createdAt: 't',
+      updatedAt: 't',
+    } as never)
+    .execute();
+  await db
+    .insertInto('nics')
+    .values({
+      mac: '02:74:6e:00:00:01',
+      vmId: 'vm-1',
+      networkId: a.id,
+      ip: '10.1.0.2',
+      securityGroup: null,
+      createdAt: 't',
+    })
+    .execute();
+  await sync.sync(h1);
+  assert.deepEqual(agent.calls, ['put a'], 'a new lease on a: only a');
+  agent.calls.length = 0;
+  await nets.remove('b');
+  await sync.sync(h1);
+  assert.deepEqual(agent.calls, ['delete b']);
+  agent.calls.length = 0;
+  sync.hostReported(h1);
+  await sync.settled();
+  assert.deepEqual(agent.calls, ['put a'], 'reconnected: every network again');
 });

@@ -5,6 +5,8 @@
  * kept: placement sends a VM only where its networks are ready.
  *
  * One sync per host at a time; a change during a sync makes one more after it, never a pile.
+ * A change sends a host only the networks whose spec differs from what it last realized; a
+ * host that (re)connected is sent every one, and asked what it holds.
  */
 import type { Logger } from '../../log.ts';
 import type { HostNetworkSpec, HostNetworkState, Lease } from '../../wire/network.ts';
@@ -43,6 +45,10 @@ export class NetworkSync {
   readonly #states = new Map<string, Map<string, HostNetworkState>>();
   readonly #running = new Map<string, Promise<void>>();
   readonly #again = new Set<string>();
+  /** Hosts to be sent every network at their next sync: they (re)connected. */
+  readonly #forced = new Set<string>();
+  /** Host → network id → the spec (JSON) it last realized. */
+  readonly #sent = new Map<string, Map<string, string>>();
   /** Host lists being read for a change: their syncs are due. */
   readonly #listing = new Set<Promise<void>>();
   #closed = false;
@@ -61,7 +67,7 @@ export class NetworkSync {
       .where('state', '!=', 'offline')
       .execute()
       .then((rows) => {
-        for (const r of rows) this.hostReported(r.id);
+        for (const r of rows) this.#schedule(r.id);
       })
       .catch((err: Error) => this.#d.log.error({ err }, 'could not list hosts to give them their networks'))
       .finally(() => this.#listing.delete(listing));
@@ -89,8 +95,13 @@ export class NetworkSync {
     });
   }
 
-  /** A host connected and reported: it gets every network (it may have missed changes). */
+  /** A host connected and reported: it gets every network (it may have missed changes, or lost them). */
   hostReported(hostId: string): void {
+    this.#forced.add(hostId);
+    this.#schedule(hostId);
+  }
+
+  #schedule(hostId: string): void {
     if (this.#closed) return;
     if (this.#running.has(hostId)) {
       this.#again.add(hostId);
@@ -100,7 +111,7 @@ export class NetworkSync {
       .catch((err: Error) => this.#d.log.warn({ err, hostId }, 'giving a host its networks failed'))
       .finally(() => {
         this.#running.delete(hostId);
-        if (this.#again.delete(hostId)) this.hostReported(hostId);
+        if (this.#again.delete(hostId)) this.#schedule(hostId);
       });
     this.#running.set(hostId, run);
   }
@@ -115,8 +126,12 @@ export class NetworkSync {
     this.#closed = true;
   }
 
-  /** Gives one host every network and takes away the ones the inventory no longer has. */
-  async sync(hostId: string): Promise<void> {
+  /**
+   * Gives one host the networks it lacks or holds otherwise than the inventory says, and takes
+   * away the ones the inventory no longer has; `force`: every network, and what it holds is asked.
+   */
+  async sync(hostId: string, force = this.#forced.has(hostId)): Promise<void> {
+    this.#forced.delete(hostId);
     const agent = this.#d.agentOf(hostId);
     if (!agent) return;
     const networks = await this.#d.db.selectFrom('networks').selectAll().orderBy('name').execute();
@@ -134,6 +149,9 @@ export class NetworkSync {
     this.#peers = peers;
     const leases = await this.#leases();
     const states = new Map<string, HostNetworkState>();
+    const before = this.#states.get(hostId);
+    const sent = this.#sent.get(hostId) ?? new Map<string, string>();
+    this.#sent.set(hostId, sent);
     for (const n of networks) {
       const why = n.type === 'overlay' ? overlayRefusal(host) : null;
       if (why) {
@@ -141,27 +159,35 @@ export class NetworkSync {
         continue;
       }
       const spec = hostNetworkSpec(n, leases.get(n.id) ?? [], host, hosts);
-      states.set(
-        n.id,
-        await agent
-          .putNetwork(spec)
-          .catch((err: Error) => failed(n, `the host could not realize it: ${err.message}`)),
-      );
+      const text = JSON.stringify(spec);
+      const last = before?.get(n.id);
+      if (!force && last?.state === 'ready' && sent.get(n.id) === text) {
+        states.set(n.id, last);
+        continue;
+      }
+      const state = await agent
+        .putNetwork(spec)
+        .catch((err: Error) => failed(n, `the host could not realize it: ${err.message}`));
+      if (state.state === 'ready') sent.set(n.id, text);
+      else sent.delete(n.id);
+      states.set(n.id, state);
     }
     const known = new Set(networks.map((n) => n.id));
+    const dropped = [...sent.keys()].filter((id) => !known.has(id));
+    for (const id of dropped) sent.delete(id);
+    this.#states.set(hostId, states);
+    if (!force && dropped.length === 0) return;
     for (const held of await agent.listNetworks()) {
       if (known.has(held.id)) continue;
       // A host refuses while a VM's NIC there is on it; the next sync tries again.
-      await agent
-        .deleteNetwork(held.id)
-        .catch((err: Error) =>
-          this.#d.log.warn(
-            { err, hostId, network: held.name },
-            'a host kept a network the inventory no longer has',
-          ),
+      await agent.deleteNetwork(held.id).catch((err: Error) => {
+        sent.set(held.id, '');
+        this.#d.log.warn(
+          { err, hostId, network: held.name },
+          'a host kept a network the inventory no longer has',
         );
+      });
     }
-    this.#states.set(hostId, states);
   }
 
   /** Every NIC with an address, by network: its MAC, address and its VM's name. */
