@@ -137,7 +137,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   await ensureAdmin(db, users);
   const alerts = new AlertStore(db, bus);
   const networkSync = new NetworkSync({ db, log: opts.log, agentOf: (hostId) => hosts.client(hostId) });
-  const placer = new Placer(db, settings, (hostId) => networkSync.realized(hostId));
+  const placer = new Placer(db, settings);
   const base = {
     db,
     placer,

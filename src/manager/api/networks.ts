@@ -17,10 +17,7 @@ export function networkRoutes(app: App, s: ApiServices): void {
   serve(app, routes.hosts, 'network.read', async (req) => {
     const row = await s.networks.row(req.params.network);
     const hosts = await s.hosts.list();
-    const states = s.networkSync.statesOf(
-      row.id,
-      hosts.map((h) => h.id),
-    );
+    const states = await s.networkSync.statesOf(row);
     return { items: hosts.map((h) => ({ host: h.name, state: states.get(h.id) ?? null })) };
   });
 

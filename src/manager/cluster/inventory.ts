@@ -15,14 +15,6 @@ import { clusterBaseline } from '../placement/cpu-models.ts';
 import type { CpuDemand, HostNetwork, PlacementHost, VmGroup } from '../placement/model.ts';
 
 /**
- * What a host last said of each network it was given (networks/host-sync.ts); null when hosts
- * are not told of networks, so placement cannot know what they have.
- */
-export type HostNetworkStates = (
-  hostId: string,
-) => ReadonlyMap<string, { state: 'ready' | 'failed'; reason: string | null }> | null;
-
-/**
  * VM states that hold their host's CPU and memory. A stopped VM holds none, nor does one being
  * created: room is taken by a start, from its admission on (see `Reservation`).
  */
@@ -48,10 +40,12 @@ export async function clusterSnapshot(
   db: Db,
   without?: string,
   reserved: ReadonlyMap<string, Reservation> = new Map(),
-  networkStates?: HostNetworkStates,
 ): Promise<ClusterSnapshot> {
   const hostRows = await db.selectFrom('hosts').selectAll().orderBy('name').execute();
-  const networks = networkStates ? await db.selectFrom('networks').select(['id', 'name']).execute() : [];
+  const networks = await db.selectFrom('networks').select(['id', 'name']).execute();
+  const said = networks.length
+    ? await db.selectFrom('hostNetworks').select(['hostId', 'networkId', 'state', 'reason']).execute()
+    : [];
   const vms = await db.selectFrom('vms').select(['id', 'hostId', 'state', 'spec']).execute();
   const members = await db.selectFrom('placementGroupMembers').select(['groupName', 'vmId']).execute();
   const groupsOf = new Map<string, string[]>();
@@ -102,24 +96,29 @@ export async function clusterSnapshot(
       allocated: { vcpus: u?.vcpus ?? 0, memoryMiB: u?.memoryMiB ?? 0 },
       groups: u?.groups ?? new Map(),
       uefi: f.uefi === true,
-      ...hostNetworks(networks, networkStates?.(r.id) ?? null),
+      networks: hostNetworks(
+        networks,
+        said.filter((s) => s.hostId === r.id),
+      ),
     });
   }
   return { hosts, facts };
 }
 
-/** Each network of the inventory as the host stands on it; nothing when that is not known. */
+/**
+ * Each network of the inventory as the host last said of it (networks/host-sync.ts records
+ * that); one it has said nothing of is not ready there.
+ */
 function hostNetworks(
   networks: readonly { id: string; name: string }[],
-  states: ReturnType<HostNetworkStates>,
-): { networks?: Map<string, HostNetwork> } {
-  if (!states) return {};
+  said: readonly { networkId: string; state: string; reason: string | null }[],
+): Map<string, HostNetwork> {
   const out = new Map<string, HostNetwork>();
   for (const n of networks) {
-    const s = states.get(n.id);
+    const s = said.find((x) => x.networkId === n.id);
     out.set(n.id, { name: n.name, ready: s?.state === 'ready', reason: s ? s.reason : null });
   }
-  return { networks: out };
+  return out;
 }
 
 /** Every volume a VM's spec names: disks, seed, kernel and initrd, UEFI variables, CD-ROM medium. */

@@ -6,12 +6,7 @@ import { TernError } from '../../errors.ts';
 import type { Db } from '../db/database.ts';
 import type { Placement, VmDemand } from '../placement/model.ts';
 import { place } from '../placement/place.ts';
-import {
-  type ClusterSnapshot,
-  clusterSnapshot,
-  type HostNetworkStates,
-  type Reservation,
-} from './inventory.ts';
+import { type ClusterSnapshot, clusterSnapshot, type Reservation } from './inventory.ts';
 import type { SettingsStore } from './settings.ts';
 
 export class Placer {
@@ -22,17 +17,13 @@ export class Placer {
   /** The last admission in line: each decides alone, after the room of those before is taken. */
   #turn: Promise<unknown> = Promise.resolve();
 
-  readonly #networks: HostNetworkStates | undefined;
-
-  /** `networks`: what each host has of the managed networks (placement leaves out hosts that lack one). */
-  constructor(db: Db, settings: SettingsStore, networks?: HostNetworkStates) {
+  constructor(db: Db, settings: SettingsStore) {
     this.#db = db;
     this.settings = settings;
-    this.#networks = networks;
   }
 
   snapshot(without?: string): Promise<ClusterSnapshot> {
-    return clusterSnapshot(this.#db, without, this.#reserved, this.#networks);
+    return clusterSnapshot(this.#db, without, this.#reserved);
   }
 
   /**

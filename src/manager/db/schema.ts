@@ -331,8 +331,20 @@ export interface NicTable {
   createdAt: string;
 }
 
+/** What a host last said of a network (wire HostNetworkState). */
+export interface HostNetworkTable {
+  hostId: string;
+  networkId: string;
+  state: string;
+  reason: string | null;
+  dhcp: string;
+  ports: number;
+  updatedAt: string;
+}
+
 export interface Database {
   networks: NetworkTable;
+  hostNetworks: HostNetworkTable;
   securityGroups: SecurityGroupTable;
   nics: NicTable;
   keptVolumes: KeptVolumeTable;

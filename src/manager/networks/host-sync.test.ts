@@ -102,11 +102,14 @@ test('every host is given every network with its leases and overlay peers, and l
     agents.get(h2)!.held.get(lab.id)!.gatewayMac,
     'one anycast gateway on every host',
   );
-  assert.equal(sync.realized(h1)?.get(lab.id)?.state, 'ready');
+  assert.equal((await sync.statesOf(await nets.row(lab.id))).get(h1)?.state, 'ready');
   // A host reached by a name has no address to tunnel from: its overlay fails, with the reason.
   assert.equal(agents.get(h3)!.held.has(lab.id), false);
-  assert.match(sync.realized(h3)?.get(lab.id)?.reason ?? '', /needs an IPv4 cluster address/);
-  assert.equal(sync.realized(h3)?.get((await nets.row('out')).id)?.state, 'ready');
+  assert.match(
+    (await sync.statesOf(await nets.row(lab.id))).get(h3)?.reason ?? '',
+    /needs an IPv4 cluster address/,
+  );
+  assert.equal((await sync.statesOf(await nets.row('out'))).get(h3)?.state, 'ready');
 
   // A host that cannot realize a network says why; the others are unaffected.
   agents.get(h2)!.refuse = 'out';
@@ -116,14 +119,18 @@ test('every host is given every network with its leases and overlay peers, and l
   agents.get(h2)!.calls.length = 0;
   await sync.sync(h2);
   assert.match(
-    sync.realized(h2)?.get((await nets.row('out2')).id)?.reason ?? '',
+    (await sync.statesOf(await nets.row('out2'))).get(h2)?.reason ?? '',
     /could not realize it: bridge name taken/,
   );
   assert.deepEqual(agents.get(h2)!.calls, ['put out2', 'delete out'], 'lab, unchanged, is not sent again');
 
-  // No agent to call: nothing is known, so placement refuses nothing.
-  const none = new NetworkSync({ db, log, agentOf: () => null });
-  assert.equal(none.realized(h1), null);
+  // What hosts said is recorded, for placement after a manager restart too.
+  const rows = await db.selectFrom('hostNetworks').selectAll().where('hostId', '=', h3).execute();
+  assert.deepEqual(
+    rows.map((r) => [r.networkId === lab.id, r.state]),
+    [[true, 'failed']],
+    "h3's word on out went with out",
+  );
 });
 
 test('changes while a host syncs make one more sync after it, not one each', async () => {

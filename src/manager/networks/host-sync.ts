@@ -176,6 +176,7 @@ export class NetworkSync {
     const dropped = [...sent.keys()].filter((id) => !known.has(id));
     for (const id of dropped) sent.delete(id);
     this.#states.set(hostId, states);
+    await this.#record(hostId, states);
     if (!force && dropped.length === 0) return;
     for (const held of await agent.listNetworks()) {
       if (known.has(held.id)) continue;
@@ -188,6 +189,35 @@ export class NetworkSync {
         );
       });
     }
+  }
+
+  /** What the host said, for placement (which reads it also after a manager restart). */
+  async #record(hostId: string, states: ReadonlyMap<string, HostNetworkState>): Promise<void> {
+    const at = new Date().toISOString();
+    await this.#d.db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('hostNetworks').where('hostId', '=', hostId).execute();
+      for (const [networkId, s] of states) {
+        // A network deleted while this host synced has no row to refer to.
+        const exists = await trx
+          .selectFrom('networks')
+          .select('id')
+          .where('id', '=', networkId)
+          .executeTakeFirst();
+        if (!exists) continue;
+        await trx
+          .insertInto('hostNetworks')
+          .values({
+            hostId,
+            networkId,
+            state: s.state,
+            reason: s.reason,
+            dhcp: s.dhcp,
+            ports: s.ports,
+            updatedAt: at,
+          })
+          .execute();
+      }
+    });
   }
 
   /** Every NIC with an address, by network: its MAC, address and its VM's name. */
@@ -208,17 +238,30 @@ export class NetworkSync {
     return by;
   }
 
-  /**
-   * What a host last said of each network (empty before its first sync since the manager
-   * started); null when hosts are not told of networks, so nothing is known of theirs.
-   */
-  realized(hostId: string): ReadonlyMap<string, HostNetworkState> | null {
-    if (!this.#d.agentOf(hostId)) return null;
-    return this.#states.get(hostId) ?? new Map();
-  }
-
-  /** What every host said of one network, by host id (null: nothing yet). */
-  statesOf(networkId: string, hostIds: readonly string[]): Map<string, HostNetworkState | null> {
-    return new Map(hostIds.map((h) => [h, this.#states.get(h)?.get(networkId) ?? null]));
+  /** What every host last said of one network, by host id (absent: nothing yet). */
+  async statesOf(network: {
+    id: string;
+    name: string;
+    bridge: string;
+  }): Promise<Map<string, HostNetworkState>> {
+    const rows = await this.#d.db
+      .selectFrom('hostNetworks')
+      .selectAll()
+      .where('networkId', '=', network.id)
+      .execute();
+    return new Map(
+      rows.map((r) => [
+        r.hostId,
+        {
+          id: network.id,
+          name: network.name,
+          bridge: network.bridge,
+          state: r.state as HostNetworkState['state'],
+          reason: r.reason,
+          dhcp: r.dhcp as HostNetworkState['dhcp'],
+          ports: r.ports,
+        },
+      ]),
+    );
   }
 }

@@ -35,7 +35,7 @@ export interface PlacementHost {
   uefi?: boolean;
   /**
    * Every managed network of the inventory, by id, and whether the host has realized it (and if
-   * not, why). Absent: the host is not told of networks, so what it has is not known.
+   * not, why). Absent: nothing is known of the host's networks (the filter then refuses nothing).
    */
   networks?: ReadonlyMap<string, HostNetwork>;
 }
