@@ -117,7 +117,8 @@ test('every host is given every network with its leases and overlay peers, and l
   await nets.create({ name: 'out2', type: 'isolated', subnet: '10.7.0.0/24' });
   agents.get(h2)!.refuse = 'out2';
   agents.get(h2)!.calls.length = 0;
-  await sync.sync(h2);
+  sync.changed();
+  await sync.settled();
   assert.match(
     (await sync.statesOf(await nets.row('out2'))).get(h2)?.reason ?? '',
     /could not realize it: bridge name taken/,
@@ -126,9 +127,15 @@ test('every host is given every network with its leases and overlay peers, and l
 
   // What hosts said is recorded, for placement after a manager restart too.
   const rows = await db.selectFrom('hostNetworks').selectAll().where('hostId', '=', h3).execute();
+  const out2 = await nets.row('out2');
   assert.deepEqual(
-    rows.map((r) => [r.networkId === lab.id, r.state]),
-    [[true, 'failed']],
+    rows
+      .map((r) => [r.networkId === lab.id ? 'lab' : r.networkId === out2.id ? 'out2' : r.networkId, r.state])
+      .sort(),
+    [
+      ['lab', 'failed'],
+      ['out2', 'ready'],
+    ],
     "h3's word on out went with out",
   );
 });
@@ -176,10 +183,12 @@ test('a change sends each host only the networks that changed for it; a host tha
   const sync = new NetworkSync({ db, log, agentOf: () => agent });
   const a = await nets.create({ name: 'a', type: 'nat', subnet: '10.1.0.0/24' });
   await nets.create({ name: 'b', type: 'nat', subnet: '10.2.0.0/24' });
-  await sync.sync(h1);
+  sync.changed();
+  await sync.settled();
   assert.deepEqual(agent.calls, ['put a', 'put b']);
   agent.calls.length = 0;
-  await sync.sync(h1);
+  sync.changed();
+  await sync.settled();
   assert.deepEqual(agent.calls, [], 'nothing changed: nothing sent');
   await db
     .insertInto('vms')
@@ -206,11 +215,13 @@ test('a change sends each host only the networks that changed for it; a host tha
       createdAt: 't',
     })
     .execute();
-  await sync.sync(h1);
+  sync.changed();
+  await sync.settled();
   assert.deepEqual(agent.calls, ['put a'], 'a new lease on a: only a');
   agent.calls.length = 0;
   await nets.remove('b');
-  await sync.sync(h1);
+  sync.changed();
+  await sync.settled();
   assert.deepEqual(agent.calls, ['delete b']);
   agent.calls.length = 0;
   sync.hostReported(h1);

@@ -8,6 +8,7 @@
  * A change sends a host only the networks whose spec differs from what it last realized; a
  * host that (re)connected is sent every one, and asked what it holds.
  */
+import { createHash } from 'node:crypto';
 import type { Logger } from '../../log.ts';
 import type { HostNetworkSpec, HostNetworkState, Lease } from '../../wire/network.ts';
 import type { Db } from '../db/database.ts';
@@ -27,6 +28,14 @@ export interface NetworkSyncDeps {
   log: Logger;
   /** The agent of a host, or null while the manager has no network routes to call on it. */
   agentOf: (hostId: string) => NetworkAgent | null;
+}
+
+interface Inventory {
+  networks: NetworkTable[];
+  hosts: OverlayHost[];
+  leases: Map<string, Lease[]>;
+  /** Per network, a digest of all its hosts' specs have in common (the row, leases, every host's address). */
+  keys: Map<string, string>;
 }
 
 const failed = (n: NetworkTable, reason: string): HostNetworkState => ({
@@ -52,6 +61,9 @@ export class NetworkSync {
   /** Host lists being read for a change: their syncs are due. */
   readonly #listing = new Set<Promise<void>>();
   #closed = false;
+  /** Bumped by every change: a sync reads the inventory again once per change. */
+  #generation = 0;
+  #read: { generation: number; read: Promise<Inventory> } | undefined;
   /** The hosts' cluster addresses at the last sync: overlays' peers. */
   #peers: string | undefined;
 
@@ -61,6 +73,7 @@ export class NetworkSync {
 
   /** The inventory changed: every host that is up gets its networks again. */
   changed(): void {
+    this.#generation++;
     const listing = this.#d.db
       .selectFrom('hosts')
       .select('id')
@@ -134,10 +147,12 @@ export class NetworkSync {
     this.#forced.delete(hostId);
     const agent = this.#d.agentOf(hostId);
     if (!agent) return;
-    const networks = await this.#d.db.selectFrom('networks').selectAll().orderBy('name').execute();
-    const hosts = (await this.#d.db.selectFrom('hosts').select(['id', 'address']).execute()).map(
-      (h): OverlayHost => ({ id: h.id, ipv4: ipv4Of(h.address) }),
-    );
+    let { networks, hosts, leases, keys } = await this.#inventory();
+    if (!hosts.some((h) => h.id === hostId)) {
+      // A host that joined after the last read: read again.
+      this.#generation++;
+      ({ networks, hosts, leases, keys } = await this.#inventory());
+    }
     const host = hosts.find((h) => h.id === hostId);
     if (!host) return;
     // A host that joined or moved is a new peer for every overlay on the others.
@@ -147,7 +162,6 @@ export class NetworkSync {
       .join(' ');
     if (this.#peers !== undefined && this.#peers !== peers) this.changed();
     this.#peers = peers;
-    const leases = await this.#leases();
     const states = new Map<string, HostNetworkState>();
     const before = this.#states.get(hostId);
     const sent = this.#sent.get(hostId) ?? new Map<string, string>();
@@ -158,13 +172,14 @@ export class NetworkSync {
         states.set(n.id, failed(n, why));
         continue;
       }
-      const spec = hostNetworkSpec(n, leases.get(n.id) ?? [], host, hosts);
-      const text = JSON.stringify(spec);
+      // What the host's spec is made of: the network's part (the same for every host) and its own address.
+      const text = `${keys.get(n.id)}|${host.ipv4}`;
       const last = before?.get(n.id);
       if (!force && last?.state === 'ready' && sent.get(n.id) === text) {
         states.set(n.id, last);
         continue;
       }
+      const spec = hostNetworkSpec(n, leases.get(n.id) ?? [], host, hosts);
       const state = await agent
         .putNetwork(spec)
         .catch((err: Error) => failed(n, `the host could not realize it: ${err.message}`));
@@ -218,6 +233,38 @@ export class NetworkSync {
           .execute();
       }
     });
+  }
+
+  /**
+   * Networks, hosts and leases, read once per change however many hosts sync for it: every
+   * change that moves them says so (`changed`), which starts a new read.
+   */
+  #inventory(): Promise<Inventory> {
+    if (this.#read?.generation !== this.#generation) {
+      const read = (async () => {
+        const networks = await this.#d.db.selectFrom('networks').selectAll().orderBy('name').execute();
+        const hosts = (await this.#d.db.selectFrom('hosts').select(['id', 'address']).execute()).map(
+          (h): OverlayHost => ({ id: h.id, ipv4: ipv4Of(h.address) }),
+        );
+        const leases = await this.#leases();
+        const all = hosts.map((h) => h.ipv4 ?? '').sort();
+        const keys = new Map(
+          networks.map((n) => [
+            n.id,
+            createHash('sha256')
+              .update(JSON.stringify([n, leases.get(n.id) ?? [], all]))
+              .digest('base64'),
+          ]),
+        );
+        return { networks, hosts, leases, keys };
+      })();
+      this.#read = { generation: this.#generation, read };
+      // A failed read is not kept.
+      read.catch(() => {
+        if (this.#read?.read === read) this.#read = undefined;
+      });
+    }
+    return this.#read.read;
   }
 
   /** Every NIC with an address, by network: its MAC, address and its VM's name. */
