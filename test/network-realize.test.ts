@@ -101,3 +101,41 @@ test('every network type is realized idempotently, kept, realized again at start
   assert.deepEqual(pids(host), []);
   assert.deepEqual(fs.readdirSync(path.join(stateDir, 'networks')), []);
 });
+
+test('a kept port is plugged again at start after a reboot: its tap on the bridge, its chains in place, up', async (t) => {
+  const host = namespace('h');
+  const before = footprint(host);
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tern-net-'));
+  t.after(() => fs.rmSync(stateDir, { recursive: true, force: true }));
+  const spec = testSpec('nat', 7, { leases: [testNic(7, 1)] });
+  let nets = new KernelNetworks({ stateDir, log, netns: host, watchMs: 0 });
+  t.after(() => nets.close());
+  await nets.apply(spec);
+  const vm = '00000000-0000-4000-8000-0000000000aa';
+  const tap = await nets.plug({ network: spec.id, vm, ...testNic(7, 1), rules: null });
+  const other = await nets.plug({ network: spec.id, vm, ...testNic(7, 2), rules: null });
+  const plugged = (name: string) => {
+    assert.match(sh(host, `ip link show ${name}`), new RegExp(`<[^>]*\\bUP\\b.*master ${spec.bridge}`));
+    assert.match(
+      sh(host, `nft list map bridge tern_${spec.bridge} out_ports`),
+      new RegExp(`"${name}" : jump`),
+    );
+  };
+  plugged(tap);
+
+  // A reboot: interfaces, ruleset and dnsmasq gone; the kept files stay.
+  await nets.close();
+  process.kill(dnsmasqPid(dnsmasqPaths(path.join(stateDir, 'networks', spec.id))), 'SIGKILL');
+  sh(host, `ip link del ${tap}; ip link del ${spec.bridge}; nft delete table bridge tern_${spec.bridge}`);
+  assert.doesNotMatch(sh(host, `ip link show ${other}`), /master/);
+  nets = new KernelNetworks({ stateDir, log, netns: host, watchMs: 0 });
+  await nets.reconcile();
+  assert.equal(nets.list()[0]?.state, 'ready');
+  // Made again, and (the tap that stayed) put back on the bridge made again.
+  plugged(tap);
+  plugged(other);
+
+  for (const p of nets.portsOf(vm)) await nets.unplug(p);
+  await nets.remove(spec.id);
+  assert.deepEqual(footprint(host), before);
+});

@@ -16,7 +16,7 @@ import { NetworkStore, type PortRecord } from './network-store.ts';
 import { addPortRules, networkRules, removeNetworkRules, removePortRules } from './nft-rules.ts';
 import { ensureVxlan, removeVxlans } from './overlay.ts';
 import { hostProblem, specProblem } from './spec-checks.ts';
-import { makeTap, newTapName, removeTap, tapUp } from './taps.ts';
+import { enslaveTap, makeTap, newTapName, removeTap, tapUp } from './taps.ts';
 
 export interface KernelNetworksOptions {
   stateDir: string;
@@ -172,14 +172,26 @@ export class KernelNetworks implements HostNetworks {
           ports: new Map(ports.map((p) => [p.tap, p])),
         };
         this.#nets.set(spec.id, n);
-        // A port whose tap went (the host rebooted) is made again: its VM's start plugs it.
-        for (const p of ports) {
-          if (!(await links(this.#shell)).some((l) => l.ifname === p.tap)) {
-            await makeTap(this.#shell, p.tap, spec.bridge, spec.mtu).catch(() => undefined);
-          }
-        }
+        // The bridge and the ruleset first: a tap can only be put on a bridge that is there, and
+        // comes up only once its chains are in place.
         await this.#realize(n);
-        for (const p of ports) await tapUp(this.#shell, p.tap).catch(() => undefined);
+        if (n.state !== 'ready' || ports.length === 0) continue;
+        // A port whose tap went (the host rebooted) is made again, one that lost its bridge (the
+        // bridge was made again) put back on it: its VM's start opens it.
+        const have = new Map((await links(this.#shell)).map((l) => [l.ifname, l]));
+        for (const p of ports) {
+          const tap = have.get(p.tap);
+          const made = !tap
+            ? makeTap(this.#shell, p.tap, spec.bridge, spec.mtu)
+            : tap.master !== spec.bridge
+              ? enslaveTap(this.#shell, p.tap, spec.bridge, spec.mtu)
+              : Promise.resolve();
+          await made
+            .then(() => tapUp(this.#shell, p.tap))
+            .catch((err) =>
+              this.#log.error({ network: spec.id, tap: p.tap, err }, 'plugging a kept port again failed'),
+            );
+        }
       }
     });
   }

@@ -13,6 +13,11 @@ export function newTapName(): string {
 /** Makes the tap and plugs it into the bridge, down: it comes up once its rules are in place. */
 export async function makeTap(shell: HostShell, tap: string, bridge: string, mtu: number): Promise<void> {
   await shell.run(['ip', 'tuntap', 'add', 'dev', tap, 'mode', 'tap', 'vnet_hdr']);
+  await enslaveTap(shell, tap, bridge, mtu);
+}
+
+/** Puts an existing tap on the bridge (again: a bridge made again has lost its ports). */
+export async function enslaveTap(shell: HostShell, tap: string, bridge: string, mtu: number): Promise<void> {
   await shell.run(['ip', 'link', 'set', tap, 'master', bridge, 'mtu', String(mtu)]);
 }
 
