@@ -35,6 +35,8 @@ export interface HostNetworks {
   updatePort(tap: string, rules: PortSpec['rules']): Promise<void>;
   /** Removes a port; removing what is not there is done. */
   unplug(tap: string): Promise<void>;
+  /** Every port plugged on this host, with its VM. */
+  ports(): { tap: string; vm: string }[];
   /** The ports of a VM on this host. */
   portsOf(vm: string): string[];
   /** Stops watching; what is realized (dnsmasq included) stays, as VMs do. */

@@ -248,6 +248,10 @@ export class KernelNetworks implements HostNetworks {
     });
   }
 
+  ports(): { tap: string; vm: string }[] {
+    return [...this.#nets.values()].flatMap((n) => [...n.ports.values()].map(({ tap, vm }) => ({ tap, vm })));
+  }
+
   portsOf(vm: string): string[] {
     return [...this.#nets.values()].flatMap((n) =>
       [...n.ports.values()].filter((p) => p.vm === vm).map((p) => p.tap),

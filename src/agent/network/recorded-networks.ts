@@ -64,6 +64,10 @@ export class RecordedNetworks implements HostNetworks {
     for (const n of this.#nets.values()) n.ports.delete(tap);
   }
 
+  ports(): { tap: string; vm: string }[] {
+    return [...this.#nets.values()].flatMap((n) => [...n.ports].map(([tap, p]) => ({ tap, vm: p.vm })));
+  }
+
   portsOf(vm: string): string[] {
     return [...this.#nets.values()].flatMap((n) =>
       [...n.ports].filter(([, p]) => p.vm === vm).map(([t]) => t),

@@ -72,6 +72,36 @@ test('bridge NICs and seeds', () => {
   assert.ok(argValues(args, '-blockdev').some((b) => b.includes('/s.iso') && b.includes('read-only=on')));
 });
 
+test('a NIC on a managed network opens the tap the agent plugged, with its MAC; none plugged is refused', () => {
+  const s: VmSpec = {
+    ...spec,
+    nics: [
+      { mac: '52:54:00:00:00:01', network: { mode: 'user' } },
+      {
+        mac: '02:7e:00:00:00:02',
+        network: {
+          mode: 'network',
+          network: '6f1c2b9e-8f0a-4c1e-9d3b-2a7e5c4d1f01',
+          bridge: 'tn6f1c2b9e',
+          ip: '10.0.0.2',
+          rules: null,
+        },
+      },
+    ],
+  };
+  const volumes = { disks: ['/d0'], kernel: '/k' };
+  const accel = { accelerator: 'kvm' as const, reason: '' };
+  const args = buildCommandLine(s, volumes, paths, accel, { taps: [null, 'tt0123456789ab'] });
+  assert.deepEqual(argValues(args, '-netdev'), [
+    'user,id=net0',
+    'tap,id=net1,ifname=tt0123456789ab,script=no,downscript=no',
+  ]);
+  assert.ok(
+    argValues(args, '-device').includes('virtio-net-pci,netdev=net1,id=net1-dev,mac=02:7e:00:00:00:02'),
+  );
+  assert.throws(() => buildCommandLine(s, volumes, paths, accel), /needs its plugged tap/);
+});
+
 test('q35 disks sit behind hot-pluggable root ports, the seed behind the last one', () => {
   const s: VmSpec = { ...spec, seed: { pool: 'local', path: 'seed.iso' } };
   const args = buildCommandLine(s, { disks: ['/d0'], seed: '/s.iso', kernel: '/k' }, paths, {

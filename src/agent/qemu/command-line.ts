@@ -3,7 +3,7 @@
  * same spec always gives the same argv and the mapping is tested without QEMU.
  */
 import { diskSerial } from '../../wire/guest-command.ts';
-import { type DiskSpec, diskSlot, hotplugSlots, type VmSpec } from '../../wire/vm.ts';
+import { type DiskSpec, diskSlot, hotplugSlots, type NicSpec, type VmSpec } from '../../wire/vm.ts';
 import type { AcceleratorChoice } from './accelerator.ts';
 import type { BlockdevOptions } from './qmp-commands.ts';
 
@@ -98,12 +98,35 @@ function opt(value: string): string {
   return value.replaceAll(',', ',,');
 }
 
+/** The id of NIC `index`'s device (set_link names it). */
+export function nicDevice(index: number): string {
+  return `net${index}-dev`;
+}
+
+function netdevOption(nic: NicSpec, i: number, tap: string | null): string {
+  switch (nic.network.mode) {
+    case 'user':
+      return `user,id=net${i}`;
+    case 'bridge':
+      return `bridge,id=net${i},br=${opt(nic.network.bridge)}`;
+    case 'network':
+      if (!tap) throw new Error(`NIC ${i} is on a managed network and needs its plugged tap`);
+      // The agent made the tap and owns it: QEMU runs no script on it, at start or at exit.
+      return `tap,id=net${i},ifname=${opt(tap)},script=no,downscript=no`;
+  }
+}
+
 export interface LaunchOptions {
   /**
    * Target of a migration: the guest's state arrives later through `migrate-incoming`, and
    * its CPUs stay stopped after it arrived until the agent says `cont`.
    */
   incoming?: boolean;
+  /**
+   * The taps the agent plugged for the NICs on managed networks, by NIC index (vm-ports.ts):
+   * QEMU only opens them, so their rules are in place before the guest sends anything.
+   */
+  taps?: readonly (string | null)[];
 }
 
 export function buildCommandLine(
@@ -228,9 +251,8 @@ export function buildCommandLine(
   }
 
   spec.nics.forEach((nic, i) => {
-    const netdev =
-      nic.network.mode === 'user' ? `user,id=net${i}` : `bridge,id=net${i},br=${opt(nic.network.bridge)}`;
-    args.push('-netdev', netdev, '-device', `virtio-net-pci,netdev=net${i},id=net${i}-dev,mac=${nic.mac}`);
+    args.push('-netdev', netdevOption(nic, i, launch.taps?.[i] ?? null));
+    args.push('-device', `virtio-net-pci,netdev=net${i},id=${nicDevice(i)},mac=${nic.mac}`);
   });
 
   if (spec.boot) {

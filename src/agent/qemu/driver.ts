@@ -27,6 +27,7 @@ import type { Pools } from '../storage/pools.ts';
 import { poolUsage } from '../storage/volumes.ts';
 import { type AcceleratorChoice, detectAccelerator, readCpuFacts } from './accelerator.ts';
 import { changeCdromRunning } from './cdrom.ts';
+import type { LaunchOptions, ResolvedVolumes } from './command-line.ts';
 import { moveDisk } from './disk-move.ts';
 import { guestExec, guestFileRead } from './guest-exec.ts';
 import { attachDiskRunning, detachDiskRunning } from './hotplug.ts';
@@ -44,6 +45,7 @@ import { tailFile, vmPaths } from './process-files.ts';
 import { blockResize, status as qmpStatus } from './qmp-commands.ts';
 import { deleteSnapshotRunning, snapshotRunning } from './snapshots.ts';
 import { StoppedVms } from './stopped-vms.ts';
+import { plugPorts, unplugPorts, unplugVm } from './vm-ports.ts';
 import { VmProcess } from './vm-process.ts';
 
 const run = promisify(execFile);
@@ -93,7 +95,38 @@ export class QemuDriver implements HypervisorDriver {
         this.#vms.delete(vm.id);
         this.#stopped.remember(vm);
       },
+      ended: (id: string) => void unplugVm(this.networks, id, this.#opts.log),
     };
+  }
+
+  /**
+   * Launches a VM's QEMU with its ports plugged first; a launch that fails unplugs them. No
+   * QEMU of the VM runs here at this point, so ports left of an earlier one go first.
+   */
+  async #launch(spec: VmSpec, volumes: ResolvedVolumes, launch: LaunchOptions = {}): Promise<VmProcess> {
+    await unplugVm(this.networks, spec.id, this.#opts.log);
+    const taps = await plugPorts(this.networks, spec);
+    try {
+      return await VmProcess.launch(
+        this.#binary,
+        spec,
+        volumes,
+        vmPaths(this.#opts.stateDir, spec.id),
+        this.#accel,
+        this.#hooks(),
+        { ...launch, taps },
+      );
+    } catch (err) {
+      await unplugPorts(this.networks, taps);
+      throw err;
+    }
+  }
+
+  /** Ports whose VM has no QEMU here any more (it ended while no agent ran) are removed. */
+  async #unplugOrphanPorts(): Promise<void> {
+    for (const vm of new Set(this.networks.ports().map((p) => p.vm))) {
+      if (this.#vms.get(vm)?.snapshot().pid == null) await unplugVm(this.networks, vm, this.#opts.log);
+    }
   }
 
   async init(): Promise<void> {
@@ -115,6 +148,7 @@ export class QemuDriver implements HypervisorDriver {
           );
       }
     }
+    await this.#unplugOrphanPorts();
   }
 
   async facts(): Promise<HostFacts> {
@@ -192,14 +226,7 @@ export class QemuDriver implements HypervisorDriver {
       existing.discard();
       this.#vms.delete(spec.id);
     }
-    const vm = await VmProcess.launch(
-      this.#binary,
-      spec,
-      volumes,
-      vmPaths(this.#opts.stateDir, spec.id),
-      this.#accel,
-      this.#hooks(),
-    );
+    const vm = await this.#launch(spec, volumes);
     this.#vms.set(vm.id, vm);
     this.#opts.log.info({ vm: vm.id, name: spec.name }, 'started VM');
     return vm.snapshot();
@@ -321,16 +348,7 @@ export class QemuDriver implements HypervisorDriver {
       forget: (id) => this.forget(id),
       dropStopped: (id) => this.#stopped.drop(id),
       volumesOf: (spec) => launchVolumes(spec, this.#opts.pools),
-      launch: (spec, volumes) =>
-        VmProcess.launch(
-          this.#binary,
-          spec,
-          volumes,
-          vmPaths(this.#opts.stateDir, spec.id),
-          this.#accel,
-          this.#hooks(),
-          { incoming: true },
-        ),
+      launch: (spec, volumes) => this.#launch(spec, volumes, { incoming: true }),
       gone: (id) => this.events.emit('gone', id),
     };
   }

@@ -38,6 +38,8 @@ export interface LifetimeHooks {
   changed(): void;
   /** QEMU stopped on purpose and the VM's runtime state is gone. */
   stopped(vm: AgentVm): void;
+  /** QEMU's process is gone, however it ended (said once per QEMU). */
+  ended(): void;
 }
 
 export class QemuLifetime {
@@ -49,6 +51,7 @@ export class QemuLifetime {
   readonly #h: LifetimeHooks;
   #quitting: Promise<void> | null = null;
   #closing = false;
+  #endSaid = false;
   /** Ending on purpose without leaving a record (the VM lives on another host now). */
   #forgotten = false;
 
@@ -180,6 +183,7 @@ export class QemuLifetime {
     this.boots = 0;
     this.#h.guest.guest = emptyGuestInfo();
     fs.rmSync(this.#h.paths.runDir, { recursive: true, force: true });
+    this.#ended();
     if (this.#forgotten) return;
     this.#h.stopped({ ...this.#h.snapshot(), startedAt: null });
     this.#h.changed();
@@ -235,7 +239,10 @@ export class QemuLifetime {
     run.state = 'crashed';
     run.reason = last ? `${why}; last output: ${last}` : why;
     // A QEMU that still runs (its monitor lost) keeps its pid, so a stop can still end it.
-    if (!qemuRuns(this.pid, paths.qmp)) this.pid = null;
+    if (!qemuRuns(this.pid, paths.qmp)) {
+      this.pid = null;
+      this.#ended();
+    }
     this.boots = 0;
     guest.guest = { ...emptyGuestInfo(), lastHeartbeat: guest.guest.lastHeartbeat };
     this.#h.log.error({ vm: this.#h.id }, run.reason);
@@ -254,6 +261,13 @@ export class QemuLifetime {
     const pid = this.pid;
     if (qemuRuns(pid, this.#h.paths.qmp)) process.kill(pid, 'SIGKILL');
     fs.rmSync(this.#h.paths.runDir, { recursive: true, force: true });
+    this.#ended();
+  }
+
+  #ended(): void {
+    if (this.#endSaid) return;
+    this.#endSaid = true;
+    this.#h.ended();
   }
 
   /** Lets go of a running VM without touching it (agent shutdown): it keeps running. */

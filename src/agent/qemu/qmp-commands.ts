@@ -148,6 +148,22 @@ export async function deviceDel(m: Monitor, id: string): Promise<void> {
   await m.execute('device_del', { id });
 }
 
+// --- network --------------------------------------------------------------------------------
+
+/** A network backend on a tap the agent made and owns: QEMU runs no script on it. */
+export async function netdevAddTap(m: Monitor, id: string, ifname: string): Promise<void> {
+  await m.execute('netdev_add', { type: 'tap', id, ifname, script: 'no', downscript: 'no' });
+}
+
+export async function netdevDel(m: Monitor, id: string): Promise<void> {
+  await m.execute('netdev_del', { id });
+}
+
+/** A NIC's link as its guest sees it (`name`: the NIC device's id). */
+export async function setLink(m: Monitor, name: string, up: boolean): Promise<void> {
+  await m.execute('set_link', { name, up });
+}
+
 export async function blockResize(m: Monitor, node: string, sizeBytes: number): Promise<void> {
   await m.execute('block_resize', { 'node-name': node, size: sizeBytes });
 }

@@ -22,12 +22,15 @@ import type { QmpEvent } from './qmp.ts';
 import type { Monitor, QmpEventName } from './qmp-commands.ts';
 import { leftBehind } from './reattach.ts';
 import { RunStateWatch } from './run-state-watch.ts';
+import { applyLinks } from './vm-ports.ts';
 
 export interface VmHooks {
   log: Logger;
   changed: (vm: AgentVm) => void;
   /** The VM stopped on purpose and its runtime state is gone. */
   stopped: (vm: AgentVm) => void;
+  /** Its QEMU process is gone (stopped, released, crashed or killed): what it used may go. */
+  ended: (id: string) => void;
   heartbeatMs: number;
 }
 
@@ -76,6 +79,7 @@ export class VmProcess {
       snapshot: () => this.snapshot(),
       changed: () => this.#emit(),
       stopped: (vm) => hooks.stopped(vm),
+      ended: () => hooks.ended(spec.id),
     });
   }
 
@@ -184,6 +188,7 @@ export class VmProcess {
     vm.#life.launched(child.pid ?? readPid(paths.pidfile));
     child.once('exit', () => vm.#life.gone());
     try {
+      await applyLinks(qmp, spec);
       await vm.#run.watch();
     } catch (err) {
       // Never leave behind a QEMU that nothing tracks.
