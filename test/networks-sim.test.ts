@@ -416,6 +416,13 @@ test('tern vm nic adds a NIC on a network to a stopped VM, sets its link and rem
   const taken = await tern('vm', 'nic', 'add', 'nic-vm', 'nicnet,ip=10.70.0.40');
   assert.equal(taken.code, 1);
   assert.match(taken.stderr, /10\.70\.0\.40 is in use/);
+  const outside = await refused('POST', '/api/v1/vms/nic-vm/nics', {
+    mode: 'network',
+    network: 'nicnet',
+    ip: '10.71.0.1',
+  });
+  assert.equal(outside.status, 400, 'refused when asked, before any task');
+  assert.match(outside.body.error?.message ?? '', /not in the network's subnet/);
   assert.equal((await api.request<Network>('GET', '/api/v1/networks/nicnet')).nics, 1);
   const remove = await tern('vm', 'nic', 'remove', 'nic-vm', mac);
   assert.equal(remove.code, 0, remove.stderr);

@@ -21,8 +21,13 @@ export function vmNicRoutes(app: App, s: ApiServices): void {
       throw new TernError('conflict', `VM ${row.name} has ${maxNics} NICs, the most it may have`);
     // Refused here rather than in the task: a network or group that does not exist.
     if (nic.mode === 'network') {
-      await s.networks.row(nic.network);
+      const network = await s.networks.row(nic.network);
       if (nic.group) await s.securityGroups.row(nic.group);
+      // An address asked for is checked now (the task takes it, or the next free one, when it runs).
+      if (nic.ip)
+        s.networks.release([
+          { mac: '', networkId: network.id, ip: await s.networks.address(network, nic.ip) },
+        ]);
     }
     const mac =
       nic.mode === 'network' && nic.mac ? await s.networks.requestedMac(nic.mac) : await s.networks.freeMac();
