@@ -81,7 +81,9 @@ export function cleanup(): void {
 /** What `ip -br link` and `nft list ruleset` show in a namespace: the before/after of teardown. */
 export function footprint(ns: string): { links: string; ruleset: string } {
   return {
-    links: sh(ns, 'ip -br link | sort'),
+    // Names and MACs, not operational state: a veth still coming up when the footprint was
+    // first taken reads UP afterwards, which is not something a test left behind.
+    links: sh(ns, "ip -br link | awk '{print $1, $3}' | sort"),
     ruleset: sh(ns, 'nft list ruleset'),
   };
 }
