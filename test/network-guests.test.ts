@@ -7,6 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { GuestExecResult } from '../src/wire/guest-command.ts';
 import type { Network } from '../src/wire/network.ts';
@@ -48,12 +50,16 @@ const taps = (): string[] =>
     .map((l) => l.split(/\s+/)[0].split('@')[0])
     .filter((n) => /^tt[0-9a-f]{12}$/.test(n));
 
-async function sh(vm: string, script: string): Promise<{ code: number; out: string }> {
+async function sh(vm: string, script: string): Promise<{ code: number; out: string; err: string }> {
   const r = await c.api.request<GuestExecResult>('POST', `/api/v1/vms/${vm}/exec`, {
     command: ['sh', '-c', script],
     timeoutSeconds: 20,
   });
-  return { code: r.exitCode ?? -1, out: Buffer.from(r.stdout, 'base64').toString('utf8') };
+  return {
+    code: r.exitCode ?? -1,
+    out: Buffer.from(r.stdout, 'base64').toString('utf8'),
+    err: Buffer.from(r.stderr, 'base64').toString('utf8'),
+  };
 }
 
 const addressOf = async (name: string) => {
@@ -62,6 +68,13 @@ const addressOf = async (name: string) => {
   assert.equal(n.mode, 'network');
   return { mac: vm.nics[0].mac, ip: n.mode === 'network' ? n.ip! : '' };
 };
+
+/** Asks DHCP on `ifc` of `vm` (bringing it up) and prints the address offered, configuring nothing. */
+const lease = (vm: string, ifc: string) =>
+  sh(
+    vm,
+    `printf '#!/bin/sh\\n[ "$1" = bound ] && echo "lease=$ip"\\nexit 0\\n' >/tmp/lease.sh && chmod +x /tmp/lease.sh && ip link set ${ifc} up && udhcpc -i ${ifc} -n -q -t 5 -T 1 -s /tmp/lease.sh`,
+  );
 
 /** Pings `target` from `vm`, a few tries (ARP and the first DNS answer take a moment). */
 const ping = (vm: string, target: string) =>
@@ -76,10 +89,7 @@ test('two guests on a managed network have their inventory addresses, by DHCP to
     assert.match(link.out, new RegExp(`inet ${ip.replaceAll('.', '\\.')}/24`));
     // The guest took its address from cloud-init's network-config; DHCP through the same tap
     // and port rules offers it the very same one.
-    const dhcp = await sh(
-      name,
-      `printf '#!/bin/sh\\n[ "$1" = bound ] && echo "lease=$ip"\\nexit 0\\n' >/tmp/lease.sh && chmod +x /tmp/lease.sh && udhcpc -i eth0 -n -q -t 3 -T 1 -s /tmp/lease.sh`,
-    );
+    const dhcp = await lease(name, 'eth0');
     assert.match(dhcp.out, new RegExp(`^lease=${ip.replaceAll('.', '\\.')}$`, 'm'), `${name}: ${dhcp.out}`);
   }
   assert.equal((await ping('g1', 'g2')).code, 0, 'g1 reaches g2 by name');
@@ -119,5 +129,50 @@ test('a stopped VM leaves no port; a link set down is down when it starts again'
   await c.api.waitVm('g1', answering, 120_000, 'g1 up again');
   assert.equal(taps().length, 1);
   assert.equal((await sh('g1', 'cat /sys/class/net/eth0/carrier')).out.trim(), '0', 'no carrier');
-  assert.ok(lab.id);
+});
+
+test('a running guest: its link goes down and up again, and a NIC is plugged in (with its lease) and out', async () => {
+  // g1's link was left down by the test before; g2 was left crashed.
+  let t = await c.api.task('POST', '/api/v1/vms/g2/start', {});
+  assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+  await c.api.waitVm('g2', answering, 120_000, 'g2 up again');
+  const g1 = await addressOf('g1');
+  const link = async (up: 'up' | 'down') => {
+    const r = await c.api.task('PUT', `/api/v1/vms/g1/nics/${g1.mac}/link`, { link: up });
+    assert.equal(r.state, 'succeeded', JSON.stringify(r.error));
+  };
+  await link('up');
+  assert.equal((await ping('g1', 'g2')).code, 0, 'the link up: g1 reaches g2');
+  await link('down');
+  assert.notEqual((await sh('g1', 'ping -c 2 -W 1 g2 >/dev/null')).code, 0, 'the link down: it does not');
+  await link('up');
+  assert.equal((await ping('g1', 'g2')).code, 0, 'up again: it does');
+
+  const ports = taps().length;
+  t = await c.api.task('POST', '/api/v1/vms/g2/nics', { mode: 'network', network: 'lab' });
+  assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+  const added = t.result as { mac: string; ip: string };
+  assert.equal(taps().length, ports + 1, 'its port is plugged');
+  const seen = await sh(
+    'g2',
+    `for i in $(seq 50); do for n in /sys/class/net/*; do [ "$(cat $n/address)" = ${added.mac} ] && echo \${n##*/} && exit 0; done; sleep 0.2; done; exit 1`,
+  );
+  assert.equal(seen.code, 0, 'the guest sees the NIC');
+  const ifc = seen.out.trim();
+  // Its lease reaches the host's DHCP through the network's next push (it is not the plug's).
+  const leases = path.join(host().stateDir, 'networks', lab.id, 'dnsmasq.dhcp-hosts');
+  const deadline = Date.now() + 15_000;
+  while (!fs.readFileSync(leases, 'utf8').includes(added.mac) && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 100));
+  assert.ok(fs.readFileSync(leases, 'utf8').includes(added.mac), 'the host has its lease');
+  const got = await lease('g2', ifc);
+  assert.match(got.out, new RegExp(`^lease=${added.ip.replaceAll('.', '\\.')}$`, 'm'), got.err);
+
+  t = await c.api.task('DELETE', `/api/v1/vms/g2/nics/${added.mac}`);
+  assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+  assert.equal(taps().length, ports, 'its port is gone');
+  const gone = await sh('g2', `[ ! -e /sys/class/net/${ifc} ]`);
+  assert.equal(gone.code, 0, 'the guest let go of it');
+  const vm = await c.api.request<Vm>('GET', '/api/v1/vms/g2');
+  assert.equal(vm.nics.length, 1);
 });

@@ -16,7 +16,7 @@ import type {
 } from '../wire/agent.ts';
 import type { GuestExecRequest, GuestExecResult } from '../wire/guest-command.ts';
 import type { HostFacts } from '../wire/host.ts';
-import type { DiskSpec, VmSpec, VolumeRef } from '../wire/vm.ts';
+import type { DiskSpec, NicSpec, VmSpec, VolumeRef } from '../wire/vm.ts';
 import type { HostNetworks } from './network/host-networks.ts';
 
 export interface DriverEvents {
@@ -47,6 +47,12 @@ export interface HypervisorDriver {
   attachDisk(id: string, disk: DiskSpec): Promise<void>;
   /** Unplugs disk `index` from a running VM. */
   detachDisk(id: string, index: number): Promise<void>;
+  /** Hot-plugs a NIC (at its slot, its port plugged first) into a running VM; one it has is done. */
+  plugNic(id: string, nic: NicSpec): Promise<void>;
+  /** Unplugs the NIC of MAC `mac` from a running VM, then its port; one it has not is done. */
+  unplugNic(id: string, mac: string): Promise<void>;
+  /** Sets a running VM's NIC link up or down. */
+  linkNic(id: string, mac: string, link: 'up' | 'down'): Promise<void>;
   /**
    * Changes the medium in a running VM's CD-ROM drive (null: ejects it); `force` opens a tray
    * the guest has locked. The VM's spec tells what is in the drive afterwards, also on failure.

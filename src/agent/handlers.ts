@@ -86,6 +86,17 @@ export function agentHandlers(opts: HandlerOptions): Handlers<AgentRoutes> {
     detachDisk: async (req) => {
       await driver.detachDisk(req.params.id, req.params.index);
     },
+    plugNic: async (req) => {
+      await driver.plugNic(req.params.id, req.body);
+      return { ok: true };
+    },
+    unplugNic: async (req) => {
+      await driver.unplugNic(req.params.id, req.params.mac);
+    },
+    linkNic: async (req) => {
+      await driver.linkNic(req.params.id, req.params.mac, req.body.link);
+      return { ok: true };
+    },
     resizeDisk: async (req) => {
       await driver.resizeDisk(req.params.id, req.params.index, req.body.sizeBytes);
       return { ok: true };

@@ -25,17 +25,18 @@ import {
   VolumeInfo,
   VolumeSnapshotRequest,
 } from './agent.ts';
-import { Uuid } from './common.ts';
+import { Mac, Uuid } from './common.ts';
 import { GuestExecRequest, GuestExecResult, GuestFileReadRequest } from './guest-command.ts';
 import { maxStatefileSlots, SlotState } from './ha.ts';
 import { ImportEvent, ImportImageRequest, UploadQuery, UploadResult, VolumeDigest } from './image.ts';
 import { HostNetworkSpec, HostNetworkState, NetworkCapabilities } from './network.ts';
 import { VmDir } from './orphan.ts';
 import { route } from './route.ts';
-import { DiskSpec, VmSpec, VolumeRef } from './vm.ts';
+import { DiskSpec, NicSpec, VmSpec, VolumeRef } from './vm.ts';
 
 const IdParams = Type.Object({ id: Uuid });
 const DiskParams = Type.Object({ id: Uuid, index: Type.Integer({ minimum: 0, maximum: 15 }) });
+const NicParams = Type.Object({ id: Uuid, mac: Mac });
 const Ok = Type.Object({ ok: Type.Literal(true) });
 const OneVm = Type.Object({ vm: AgentVm });
 const OneVolume = Type.Object({ volume: VolumeInfo });
@@ -155,6 +156,36 @@ export const agentRoutes = {
     path: '/agent/v1/vms/:id/disks/:index',
     params: DiskParams,
     reply: { 204: Type.Null() },
+  }),
+  plugNic: route({
+    summary:
+      'Hot-plug a NIC (at its slot) into a running VM, its port plugged first; one the VM has already is done',
+    tags,
+    method: 'POST',
+    path: '/agent/v1/vms/:id/nics',
+    params: IdParams,
+    body: NicSpec,
+    reply: { 200: Ok },
+  }),
+  unplugNic: route({
+    summary: 'Hot-unplug a NIC once the guest released it, then its port; one the VM has not is done',
+    tags,
+    method: 'DELETE',
+    path: '/agent/v1/vms/:id/nics/:mac',
+    params: NicParams,
+    reply: { 204: Type.Null() },
+  }),
+  linkNic: route({
+    summary: "Set a running VM's NIC link up or down (the cable plugged in or pulled)",
+    tags,
+    method: 'PUT',
+    path: '/agent/v1/vms/:id/nics/:mac/link',
+    params: NicParams,
+    body: Type.Object(
+      { link: Type.Union([Type.Literal('up'), Type.Literal('down')]) },
+      { additionalProperties: false },
+    ),
+    reply: { 200: Ok },
   }),
   resizeDisk: route({
     summary: "Grow a running VM's disk",

@@ -88,10 +88,34 @@ export const NicSpec = Type.Object(
     link: Type.Optional(
       Type.Union([Type.Literal('up'), Type.Literal('down')], { description: 'up when absent' }),
     ),
+    slot: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 7,
+        description:
+          "the NIC's place on the VM's bus, stable while NICs come and go on the running VM; its index when absent",
+      }),
+    ),
   },
   { additionalProperties: false },
 );
 export type NicSpec = Static<typeof NicSpec>;
+
+export function nicSlot(nic: NicSpec, index: number): number {
+  return nic.slot ?? index;
+}
+
+/** The lowest slot no NIC of the VM is on: where a NIC plugged into it while it runs goes. */
+export function freeNicSlot(spec: { nics: readonly NicSpec[] }): number | null {
+  const used = new Set(spec.nics.map(nicSlot));
+  for (let slot = 0; slot < 8; slot++) if (!used.has(slot)) return slot;
+  return null;
+}
+
+/** The NICs without the one of MAC `mac`, each of the others kept on the slot it has now. */
+export function withoutNic(spec: { nics: readonly NicSpec[] }, mac: string): NicSpec[] {
+  return spec.nics.map((n, i) => ({ ...n, slot: nicSlot(n, i) })).filter((n) => n.mac !== mac);
+}
 
 /** A NIC as a create request or a NIC add asks for it; the manager decides the rest. */
 export const NicRequest = Type.Union([

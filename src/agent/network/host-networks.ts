@@ -36,7 +36,7 @@ export interface HostNetworks {
   /** Removes a port; removing what is not there is done. */
   unplug(tap: string): Promise<void>;
   /** Every port plugged on this host, with its VM. */
-  ports(): { tap: string; vm: string }[];
+  ports(): { tap: string; vm: string; mac: string }[];
   /** The ports of a VM on this host. */
   portsOf(vm: string): string[];
   /** Stops watching; what is realized (dnsmasq included) stays, as VMs do. */

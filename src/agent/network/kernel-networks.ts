@@ -248,8 +248,10 @@ export class KernelNetworks implements HostNetworks {
     });
   }
 
-  ports(): { tap: string; vm: string }[] {
-    return [...this.#nets.values()].flatMap((n) => [...n.ports.values()].map(({ tap, vm }) => ({ tap, vm })));
+  ports(): { tap: string; vm: string; mac: string }[] {
+    return [...this.#nets.values()].flatMap((n) =>
+      [...n.ports.values()].map(({ tap, vm, mac }) => ({ tap, vm, mac })),
+    );
   }
 
   portsOf(vm: string): string[] {

@@ -64,8 +64,10 @@ export class RecordedNetworks implements HostNetworks {
     for (const n of this.#nets.values()) n.ports.delete(tap);
   }
 
-  ports(): { tap: string; vm: string }[] {
-    return [...this.#nets.values()].flatMap((n) => [...n.ports].map(([tap, p]) => ({ tap, vm: p.vm })));
+  ports(): { tap: string; vm: string; mac: string }[] {
+    return [...this.#nets.values()].flatMap((n) =>
+      [...n.ports].map(([tap, p]) => ({ tap, vm: p.vm, mac: p.mac })),
+    );
   }
 
   portsOf(vm: string): string[] {

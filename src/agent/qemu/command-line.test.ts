@@ -97,7 +97,9 @@ test('a NIC on a managed network opens the tap the agent plugged, with its MAC; 
     'tap,id=net1,ifname=tt0123456789ab,script=no,downscript=no',
   ]);
   assert.ok(
-    argValues(args, '-device').includes('virtio-net-pci,netdev=net1,id=net1-dev,mac=02:7e:00:00:00:02'),
+    argValues(args, '-device').includes(
+      'virtio-net-pci,netdev=net1,id=net1-dev,mac=02:7e:00:00:00:02,bus=rpn1',
+    ),
   );
   assert.throws(() => buildCommandLine(s, volumes, paths, accel), /needs its plugged tap/);
 });
@@ -109,7 +111,7 @@ test('q35 disks sit behind hot-pluggable root ports, the seed behind the last on
     reason: '',
   });
   const devices = argValues(args, '-device');
-  const ports = devices.filter((d) => d.startsWith('pcie-root-port'));
+  const ports = devices.filter((d) => d.startsWith('pcie-root-port') && !d.includes('id=rpn'));
   assert.equal(ports.length, 9);
   assert.ok(devices.some((d) => d.startsWith('virtio-blk-pci,drive=disk0') && d.includes('bus=rp0')));
   assert.ok(devices.some((d) => d.startsWith('virtio-blk-pci,drive=seed') && d.includes('bus=rp-seed')));
@@ -192,5 +194,37 @@ test('UEFI: OVMF code as read-only pflash0, the VM own variable store as writabl
 test('every VM has a VGA display for its VNC console, added after the other devices', () => {
   const args = buildCommandLine(spec, { disks: ['/d0'], kernel: '/k' }, paths, tcg);
   const devices = argValues(args, '-device');
-  assert.equal(devices.at(-1), 'VGA,id=video0');
+  // Only what came after it (the NIC slots for managed networks) follows it.
+  const after = devices.slice(devices.indexOf('VGA,id=video0') + 1);
+  assert.ok(after.length > 0 && after.every((d) => d.startsWith('pcie-root-port,id=rpn')));
+});
+
+test('NICs on managed networks come last, at their slots: q35 root ports of their own, fixed pc addresses', () => {
+  const nic = (mac: string, slot?: number) => ({
+    mac,
+    network: {
+      mode: 'network' as const,
+      network: '6f1c2b9e-8f0a-4c1e-9d3b-2a7e5c4d1f01',
+      bridge: 'tn6f1c2b9e',
+      ip: null,
+      rules: null,
+    },
+    ...(slot === undefined ? {} : { slot }),
+  });
+  const s: VmSpec = { ...spec, nics: [nic('02:00:00:00:00:01'), nic('02:00:00:00:00:02', 5)] };
+  const opts = { taps: ['tt000000000001', 'tt000000000002'] };
+  const q35 = argValues(buildCommandLine(s, { disks: ['/d0'], kernel: '/k' }, paths, tcg, opts), '-device');
+  assert.equal(q35.filter((d) => d.startsWith('pcie-root-port,id=rpn')).length, 8, 'a port for every slot');
+  assert.deepEqual(q35.slice(-2), [
+    'virtio-net-pci,netdev=net0,id=net0-dev,mac=02:00:00:00:00:01,bus=rpn0',
+    'virtio-net-pci,netdev=net5,id=net5-dev,mac=02:00:00:00:00:02,bus=rpn5',
+  ]);
+  const pc = buildCommandLine({ ...s, machine: 'pc' }, { disks: ['/d0'], kernel: '/k' }, paths, tcg, opts);
+  assert.ok(!argValues(pc, '-device').some((d) => d.startsWith('pcie-root-port')));
+  assert.ok(
+    argValues(pc, '-device').includes(
+      'virtio-net-pci,netdev=net5,id=net5-dev,mac=02:00:00:00:00:02,bus=pci.0,addr=0x1d',
+    ),
+  );
+  assert.ok(argValues(pc, '-netdev').includes('tap,id=net5,ifname=tt000000000002,script=no,downscript=no'));
 });

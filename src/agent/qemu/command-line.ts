@@ -3,7 +3,7 @@
  * same spec always gives the same argv and the mapping is tested without QEMU.
  */
 import { diskSerial } from '../../wire/guest-command.ts';
-import { type DiskSpec, diskSlot, hotplugSlots, type NicSpec, type VmSpec } from '../../wire/vm.ts';
+import { type DiskSpec, diskSlot, hotplugSlots, type NicSpec, nicSlot, type VmSpec } from '../../wire/vm.ts';
 import type { AcceleratorChoice } from './accelerator.ts';
 import type { BlockdevOptions } from './qmp-commands.ts';
 
@@ -98,21 +98,46 @@ function opt(value: string): string {
   return value.replaceAll(',', ',,');
 }
 
-/** The id of NIC `index`'s device (set_link names it). */
-export function nicDevice(index: number): string {
-  return `net${index}-dev`;
+/** A NIC's backend, device and (q35) root port: named after its slot, so they stay stable. */
+export function nicNodes(slot: number) {
+  return { netdev: `net${slot}`, device: `net${slot}-dev`, port: `rpn${slot}` };
 }
 
-function netdevOption(nic: NicSpec, i: number, tap: string | null): string {
+/** NIC slots with a hot-pluggable place from boot, so NICs can be added to a running VM. */
+const nicSlots = 8;
+
+/**
+ * The virtio-net device of a NIC, as properties (QMP device_add takes them as they are). A NIC
+ * on a managed network can come and go while the VM runs: on q35 it sits behind a root port of
+ * its slot, on pc at a fixed address of its slot (so a migration's target has it at the same
+ * place); the others sit where they always did.
+ */
+export function nicDevice(
+  nic: NicSpec,
+  slot: number,
+  q35: boolean,
+): { driver: string; id: string; [prop: string]: string } {
+  const n = nicNodes(slot);
+  const place: Record<string, string> =
+    nic.network.mode !== 'network'
+      ? {}
+      : q35
+        ? { bus: n.port }
+        : { bus: 'pci.0', addr: `0x${(0x18 + slot).toString(16)}` };
+  return { driver: 'virtio-net-pci', netdev: n.netdev, id: n.device, mac: nic.mac, ...place };
+}
+
+function netdevOption(nic: NicSpec, slot: number, tap: string | null): string {
+  const id = nicNodes(slot).netdev;
   switch (nic.network.mode) {
     case 'user':
-      return `user,id=net${i}`;
+      return `user,id=${id}`;
     case 'bridge':
-      return `bridge,id=net${i},br=${opt(nic.network.bridge)}`;
+      return `bridge,id=${id},br=${opt(nic.network.bridge)}`;
     case 'network':
-      if (!tap) throw new Error(`NIC ${i} is on a managed network and needs its plugged tap`);
+      if (!tap) throw new Error(`NIC ${nic.mac} is on a managed network and needs its plugged tap`);
       // The agent made the tap and owns it: QEMU runs no script on it, at start or at exit.
-      return `tap,id=net${i},ifname=${opt(tap)},script=no,downscript=no`;
+      return `tap,id=${id},ifname=${opt(tap)},script=no,downscript=no`;
   }
 }
 
@@ -250,9 +275,14 @@ export function buildCommandLine(
     );
   }
 
+  const nicArgs = (nic: NicSpec, i: number) => [
+    '-netdev',
+    netdevOption(nic, nicSlot(nic, i), launch.taps?.[i] ?? null),
+    '-device',
+    deviceOption(nicDevice(nic, nicSlot(nic, i), q35)),
+  ];
   spec.nics.forEach((nic, i) => {
-    args.push('-netdev', netdevOption(nic, i, launch.taps?.[i] ?? null));
-    args.push('-device', `virtio-net-pci,netdev=net${i},id=${nicDevice(i)},mac=${nic.mac}`);
+    if (nic.network.mode !== 'network') args.push(...nicArgs(nic, i));
   });
 
   if (spec.boot) {
@@ -263,6 +293,18 @@ export function buildCommandLine(
   // A display for the VNC console (installers and firmware menus draw on it). Last, so the
   // devices above keep the PCI addresses they had before VMs had one.
   args.push('-device', 'VGA,id=video0');
+  // NICs on managed networks, which can come and go while the VM runs, after everything that
+  // was there before them; on q35 behind root ports of their own (no I/O space: virtio-net on
+  // PCIe needs none, and the firmware has too little for many ports).
+  if (q35) {
+    for (let slot = 0; slot < nicSlots; slot++) {
+      const c = 32 + slot;
+      args.push('-device', `pcie-root-port,id=${nicNodes(slot).port},chassis=${c},port=${c},io-reserve=0`);
+    }
+  }
+  spec.nics.forEach((nic, i) => {
+    if (nic.network.mode === 'network') args.push(...nicArgs(nic, i));
+  });
   // Everything above is the same on both ends of a migration: QEMU loads the state into
   // devices that must match the source's one for one, node names included.
   if (launch.incoming) args.push('-S', '-incoming', 'defer');

@@ -19,7 +19,7 @@ import type {
 } from '../../wire/agent.ts';
 import type { GuestExecRequest, GuestExecResult } from '../../wire/guest-command.ts';
 import type { HostFacts } from '../../wire/host.ts';
-import { type DiskSpec, diskSlot, type VmSpec, type VolumeRef } from '../../wire/vm.ts';
+import { type DiskSpec, diskSlot, type NicSpec, type VmSpec, type VolumeRef } from '../../wire/vm.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { ovmfPresent } from '../firmware.ts';
 import { KernelNetworks } from '../network/kernel-networks.ts';
@@ -41,6 +41,7 @@ import {
   incomingHold,
   prepareIncoming,
 } from './migration-incoming.ts';
+import { linkNicRunning, plugNicRunning, unplugNicRunning } from './nic-hotplug.ts';
 import { tailFile, vmPaths } from './process-files.ts';
 import { blockResize, status as qmpStatus } from './qmp-commands.ts';
 import { deleteSnapshotRunning, snapshotRunning } from './snapshots.ts';
@@ -282,6 +283,18 @@ export class QemuDriver implements HypervisorDriver {
   /** Unplugs a disk from a running VM; the guest has to let go of it (PCIe hot-unplug). */
   async detachDisk(id: string, index: number): Promise<void> {
     return detachDiskRunning(this.#running(id), index);
+  }
+
+  plugNic(id: string, nic: NicSpec): Promise<void> {
+    return plugNicRunning(this.#running(id), nic, this.networks);
+  }
+
+  unplugNic(id: string, mac: string): Promise<void> {
+    return unplugNicRunning(this.#running(id), mac, this.networks);
+  }
+
+  linkNic(id: string, mac: string, link: 'up' | 'down'): Promise<void> {
+    return linkNicRunning(this.#running(id), mac, link);
   }
 
   /** A VM whose guest can be talked to: running, not paused or on its way out. */

@@ -4,9 +4,9 @@
  * While QEMU runs they stay, also across an agent restart (the network store keeps them).
  */
 import type { Logger } from '../../log.ts';
-import type { VmSpec } from '../../wire/vm.ts';
+import { nicSlot, type VmSpec } from '../../wire/vm.ts';
 import type { HostNetworks } from '../network/host-networks.ts';
-import { nicDevice } from './command-line.ts';
+import { nicNodes } from './command-line.ts';
 import { type Monitor, setLink } from './qmp-commands.ts';
 
 /**
@@ -53,6 +53,6 @@ export async function unplugVm(networks: HostNetworks, vm: string, log: Logger):
  */
 export async function applyLinks(m: Monitor, spec: VmSpec): Promise<void> {
   for (const [i, nic] of spec.nics.entries()) {
-    if (nic.link === 'down') await setLink(m, nicDevice(i), false);
+    if (nic.link === 'down') await setLink(m, nicNodes(nicSlot(nic, i)).device, false);
   }
 }

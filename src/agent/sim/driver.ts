@@ -20,7 +20,7 @@ import type {
 } from '../../wire/agent.ts';
 import type { GuestExecResult } from '../../wire/guest-command.ts';
 import type { HostFacts } from '../../wire/host.ts';
-import type { DiskSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
+import type { DiskSpec, NicSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { RecordedNetworks } from '../network/recorded-networks.ts';
 import { SimClock } from './clock.ts';
@@ -36,6 +36,7 @@ import {
   releaseMigrated,
   type SimLink,
 } from './migrate-vm.ts';
+import { linkNic, plugNic, unplugNic } from './nic-ops.ts';
 import { poolTotals, type SimDriverOptions, type SimSettings, simSettings } from './options.ts';
 import { SimVms } from './vms.ts';
 
@@ -207,6 +208,21 @@ export class SimDriver implements HypervisorDriver {
   async detachDisk(id: string, index: number): Promise<void> {
     await this.#enter('detachDisk');
     return detachDisk(this.#sim, id, index);
+  }
+
+  async plugNic(id: string, nic: NicSpec): Promise<void> {
+    await this.#enter('plugNic');
+    return plugNic(this.#sim, id, nic);
+  }
+
+  async unplugNic(id: string, mac: string): Promise<void> {
+    await this.#enter('unplugNic');
+    return unplugNic(this.#sim, id, mac);
+  }
+
+  async linkNic(id: string, mac: string, link: 'up' | 'down'): Promise<void> {
+    await this.#enter('linkNic');
+    return linkNic(this.#sim, id, mac, link);
   }
 
   async snapshot(id: string, name: string) {

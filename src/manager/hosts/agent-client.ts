@@ -33,7 +33,7 @@ import type { ImportedImage, ImportImageRequest, UploadResult, VolumeDigest } fr
 import type { HostNetworkSpec, HostNetworkState } from '../../wire/network.ts';
 import type { VmDir } from '../../wire/orphan.ts';
 import { type CallOf, pathOf, type ReplyOf, type Route } from '../../wire/route.ts';
-import type { DiskSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
+import type { DiskSpec, NicSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
 import { followRoute } from './agent-stream.ts';
 import { type AgentTransport, agentUnreachable, checkedReply, errorOf } from './agent-transport.ts';
 import {
@@ -163,6 +163,19 @@ export class AgentClient {
 
   async attachDisk(id: string, disk: DiskSpec): Promise<void> {
     await this.#call(agentRoutes.attachDisk, { params: { id }, body: disk });
+  }
+
+  async plugNic(id: string, nic: NicSpec): Promise<void> {
+    await this.#call(agentRoutes.plugNic, { params: { id }, body: nic });
+  }
+
+  /** Waits for the guest to release the NIC (up to a minute on the host). */
+  async unplugNic(id: string, mac: string): Promise<void> {
+    await this.#call(agentRoutes.unplugNic, { params: { id, mac } }, 90_000);
+  }
+
+  async linkNic(id: string, mac: string, link: 'up' | 'down'): Promise<void> {
+    await this.#call(agentRoutes.linkNic, { params: { id, mac }, body: { link } });
   }
 
   async changeCdrom(id: string, req: ChangeCdromRequest): Promise<void> {

@@ -109,8 +109,67 @@ test('a NIC remove killed after the spec dropped it resumes and frees its row; l
   assert.ok(changes.length >= 2, 'hosts are told of the leases that changed');
 });
 
-test('a running VM’s NICs are not changed until hosts hot-plug them', async () => {
-  const { deps, store } = await setup();
-  await store.update(vmId, { state: 'running' });
-  await assert.rejects(nicAddTask(deps).run(ctx, params), /VM v1 is running: NICs are added on a stopped VM/);
+test('a running VM’s NICs change on its host first: a resumed add asks again and records once, at the same slot', async () => {
+  const { db, deps, store } = await setup();
+  const hostId = '99999999-2222-4333-8444-555555555555';
+  await db
+    .insertInto('hosts')
+    .values({
+      id: hostId,
+      name: 'h1',
+      address: 'https://10.0.0.1:7411',
+      state: 'online',
+      lastSeen: null,
+      facts: null,
+      createdAt: 't',
+    } as never)
+    .execute();
+  await store.update(vmId, { state: 'running', hostId });
+  const calls: string[] = [];
+  (deps as { hosts: unknown }).hosts = {
+    client: () => ({
+      plugNic: async (_id: string, nic: { mac: string; slot?: number }) => {
+        calls.push(`plug ${nic.mac} ${nic.slot}`);
+      },
+      unplugNic: async (_id: string, mac: string) => {
+        calls.push(`unplug ${mac}`);
+      },
+      linkNic: async (_id: string, mac: string, link: string) => {
+        calls.push(`link ${mac} ${link}`);
+      },
+    }),
+  };
+  const update = store.update.bind(store);
+  store.update = async () => {
+    throw new Error('killed');
+  };
+  await assert.rejects(nicAddTask(deps).run(ctx, params), /killed/);
+  store.update = update;
+  await nicAddTask(deps).run({ ...ctx, resumed: true }, params);
+  assert.deepEqual(calls, [`plug ${params.mac} 1`, `plug ${params.mac} 1`], 'the same slot, asked again');
+  const nics = vmSpecOf(await store.row(vmId)).nics;
+  assert.equal(nics.length, 2);
+  assert.equal(nics[1]!.slot, 1);
+  assert.equal((await nicRows(db)).length, 2);
+
+  await nicLinkTask(deps).run(ctx, { vmId, mac: params.mac, link: 'down' });
+  await nicRemoveTask(deps).run(ctx, { vmId, mac: params.mac });
+  assert.deepEqual(calls.slice(2), [`link ${params.mac} down`, `unplug ${params.mac}`]);
+  assert.deepEqual(
+    vmSpecOf(await store.row(vmId)).nics.map((n) => n.slot),
+    [0],
+    'the others keep their slots',
+  );
+  assert.equal((await nicRows(db)).length, 1);
+
+  // A user-mode NIC is not plugged into a running VM, and nothing is held for it.
+  await assert.rejects(
+    nicAddTask(deps).run(ctx, { vmId, mac: '02:74:6e:00:00:08', request: { mode: 'user' } }),
+    /only a NIC on a managed network is plugged into a running VM/,
+  );
+  await store.update(vmId, { state: 'crashed' });
+  await assert.rejects(
+    nicAddTask(deps).run(ctx, params),
+    /VM v1 is crashed: NICs are added on a running or stopped VM/,
+  );
 });

@@ -1,0 +1,91 @@
+/**
+ * NICs of a running VM: one on a managed network plugged in (its port first, then QEMU's tap
+ * backend on it, then the device at its slot) and out (the device once the guest released it,
+ * then the backend, then the port), each step undone again if a later one fails; and any NIC's
+ * link set up or down. Each is done when already done, so a retried or resumed call is safe.
+ * The running spec records the change, for a later agent and a migration's target.
+ */
+import { TernError } from '../../errors.ts';
+import { freeNicSlot, type NicSpec, nicSlot, withoutNic } from '../../wire/vm.ts';
+import type { HostNetworks } from '../network/host-networks.ts';
+import { nicDevice, nicNodes } from './command-line.ts';
+import { deviceAdd, deviceDel, netdevAddTap, netdevDel, qmpEvents, setLink } from './qmp-commands.ts';
+import type { VmProcess } from './vm-process.ts';
+
+/** Hot-plugs a NIC on a managed network into a running VM, at its slot (the lowest free one when absent). */
+export async function plugNicRunning(vm: VmProcess, nic: NicSpec, networks: HostNetworks): Promise<void> {
+  if (vm.spec.nics.some((n) => n.mac === nic.mac)) return;
+  const n = nic.network;
+  if (n.mode !== 'network')
+    throw new TernError(
+      'invalid_request',
+      'only a NIC on a managed network can be plugged into a running VM',
+    );
+  const slot = nic.slot ?? freeNicSlot(vm.spec);
+  if (slot === null || vm.spec.nics.some((x, i) => nicSlot(x, i) === slot))
+    throw new TernError(
+      'conflict',
+      `VM ${vm.spec.name} has no free NIC slot${slot === null ? '' : ` ${slot}`}`,
+    );
+  const ids = nicNodes(slot);
+  const tap = await networks.plug({ network: n.network, vm: vm.id, mac: nic.mac, ip: n.ip, rules: n.rules });
+  try {
+    await netdevAddTap(vm.monitor, ids.netdev, tap);
+    try {
+      await deviceAdd(vm.monitor, nicDevice(nic, slot, vm.spec.machine === 'q35'));
+      if (nic.link === 'down') await setLink(vm.monitor, ids.device, false);
+    } catch (err) {
+      await netdevDel(vm.monitor, ids.netdev).catch(() => {});
+      throw err;
+    }
+  } catch (err) {
+    await networks.unplug(tap);
+    throw err;
+  }
+  vm.updateSpec({ ...vm.spec, nics: [...vm.spec.nics, { ...nic, slot }] });
+}
+
+/** Unplugs a NIC on a managed network from a running VM once the guest released it, then its port. */
+export async function unplugNicRunning(vm: VmProcess, mac: string, networks: HostNetworks): Promise<void> {
+  const index = vm.spec.nics.findIndex((n) => n.mac === mac);
+  const port = () => networks.ports().find((p) => p.vm === vm.id && p.mac === mac)?.tap;
+  if (index < 0) {
+    // Gone from QEMU already (a retry after the spec was written): only its port may be left.
+    const tap = port();
+    if (tap) await networks.unplug(tap);
+    return;
+  }
+  const nic = vm.spec.nics[index];
+  if (nic.network.mode !== 'network')
+    throw new TernError(
+      'conflict',
+      `NIC ${mac} of ${vm.spec.name} is not on a managed network: it goes while the VM is stopped`,
+    );
+  const ids = nicNodes(nicSlot(nic, index));
+  const deleted = vm.event(qmpEvents.deviceDeleted, 60_000, (d) => d.device === ids.device);
+  deleted.catch(() => {});
+  await deviceDel(vm.monitor, ids.device);
+  try {
+    await deleted;
+  } catch {
+    throw new TernError('timeout', `the guest of ${vm.spec.name} did not release NIC ${mac} within 60 s`);
+  }
+  await netdevDel(vm.monitor, ids.netdev);
+  // The other NICs keep their slots: QEMU names their devices after them.
+  vm.updateSpec({ ...vm.spec, nics: withoutNic(vm.spec, mac) });
+  const tap = port();
+  if (tap) await networks.unplug(tap);
+}
+
+/** Sets a running VM's NIC link up or down, as the guest sees it. */
+export async function linkNicRunning(vm: VmProcess, mac: string, link: 'up' | 'down'): Promise<void> {
+  const index = vm.spec.nics.findIndex((n) => n.mac === mac);
+  if (index < 0) throw new TernError('not_found', `VM ${vm.spec.name} has no NIC ${mac}`);
+  await setLink(vm.monitor, nicNodes(nicSlot(vm.spec.nics[index], index)).device, link === 'up');
+  const nics = vm.spec.nics.map((n, i) => {
+    if (i !== index) return n;
+    const { link: _, ...rest } = n;
+    return link === 'down' ? { ...rest, link } : rest;
+  });
+  vm.updateSpec({ ...vm.spec, nics });
+}

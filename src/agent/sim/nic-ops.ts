@@ -1,0 +1,53 @@
+/**
+ * NIC operations on a running simulated VM, answering as the QEMU driver's (qemu/nic-hotplug.ts)
+ * do: a NIC on a managed network plugged in at its slot and out (not while the guest hangs),
+ * any NIC's link up or down; each done when already done. Only the VM's spec changes.
+ */
+import { TernError } from '../../errors.ts';
+import { freeNicSlot, type NicSpec, nicSlot, withoutNic } from '../../wire/vm.ts';
+import type { SimVms } from './vms.ts';
+
+export async function plugNic(sim: SimVms, id: string, nic: NicSpec): Promise<void> {
+  const vm = sim.running(id);
+  if (vm.spec.nics.some((n) => n.mac === nic.mac)) return;
+  if (nic.network.mode !== 'network')
+    throw new TernError(
+      'invalid_request',
+      'only a NIC on a managed network can be plugged into a running VM',
+    );
+  const slot = nic.slot ?? freeNicSlot(vm.spec);
+  if (slot === null || vm.spec.nics.some((x, i) => nicSlot(x, i) === slot))
+    throw new TernError(
+      'conflict',
+      `VM ${vm.spec.name} has no free NIC slot${slot === null ? '' : ` ${slot}`}`,
+    );
+  vm.spec = { ...vm.spec, nics: [...vm.spec.nics, { ...nic, slot }] };
+}
+
+export async function unplugNic(sim: SimVms, id: string, mac: string): Promise<void> {
+  const vm = sim.running(id);
+  const nic = vm.spec.nics.find((n) => n.mac === mac);
+  if (!nic) return;
+  if (nic.network.mode !== 'network')
+    throw new TernError(
+      'conflict',
+      `NIC ${mac} of ${vm.spec.name} is not on a managed network: it goes while the VM is stopped`,
+    );
+  if (vm.guestHung || vm.state !== 'running')
+    throw new TernError('timeout', `the guest of ${vm.spec.name} did not release NIC ${mac} within 60 s`);
+  vm.spec = { ...vm.spec, nics: withoutNic(vm.spec, mac) };
+}
+
+export async function linkNic(sim: SimVms, id: string, mac: string, link: 'up' | 'down'): Promise<void> {
+  const vm = sim.running(id);
+  if (!vm.spec.nics.some((n) => n.mac === mac))
+    throw new TernError('not_found', `VM ${vm.spec.name} has no NIC ${mac}`);
+  vm.spec = {
+    ...vm.spec,
+    nics: vm.spec.nics.map((n) => {
+      if (n.mac !== mac) return n;
+      const { link: _, ...rest } = n;
+      return link === 'down' ? { ...rest, link } : rest;
+    }),
+  };
+}
