@@ -6,6 +6,7 @@
  * one of them moved to the other host by live migration, keeping its MAC and address.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import type { GuestExecResult } from '../src/wire/guest-command.ts';
 import type { Vm } from '../src/wire/vm.ts';
@@ -51,6 +52,16 @@ async function sh(vm: string, script: string): Promise<{ code: number; out: stri
 const ping = (vm: string, target: string) =>
   sh(vm, `for i in 1 2 3 4 5 6 7 8; do ping -c 1 -W 1 ${target} >/dev/null && exit 0; done; exit 1`);
 
+/** The ports (taps named by the agent) on host `name`. */
+function taps(name: string | null): string[] {
+  const h = c.hosts.find((x) => x.name === name);
+  assert.ok(h?.isolation, `host ${name}`);
+  return execFileSync('ip', ['netns', 'exec', h.isolation.ns, 'ip', '-br', 'link'], { encoding: 'utf8' })
+    .split('\n')
+    .map((l) => l.split(/\s+/)[0].split('@')[0])
+    .filter((n) => /^tt[0-9a-f]{12}$/.test(n));
+}
+
 const vm = (name: string) => c.api.request<Vm>('GET', `/api/v1/vms/${name}`);
 
 test('two guests on an overlay on two hosts reach each other by name, also after a live migration', async () => {
@@ -62,7 +73,15 @@ test('two guests on an overlay on two hosts reach each other by name, also after
     const ip = n.mode === 'network' ? n.ip! : '';
     const link = await sh(v.name, 'ip -4 -o addr show dev eth0');
     assert.match(link.out, new RegExp(`inet ${ip.replaceAll('.', '\\.')}/24`), `${v.name}: ${link.out}`);
+    // DHCP, answered by the guest's own host (never across the tunnel), offers the same address.
+    const dhcp = await sh(
+      v.name,
+      `printf '#!/bin/sh\\n[ "$1" = bound ] && echo "lease=$ip"\\nexit 0\\n' >/tmp/lease.sh && chmod +x /tmp/lease.sh && udhcpc -i eth0 -n -q -t 5 -T 1 -s /tmp/lease.sh`,
+    );
+    assert.match(dhcp.out, new RegExp(`^lease=${ip.replaceAll('.', '\\.')}$`, 'm'), `${v.name}: ${dhcp.out}`);
   }
+  assert.equal(taps(s1.host).length, 1);
+  assert.equal(taps(s2.host).length, 1);
   assert.equal((await ping('s1', 's2')).code, 0, 's1 reaches s2 by name across the tunnel');
   assert.equal((await ping('s2', 's1.span.internal')).code, 0, 's2 reaches s1 by its full name');
 
@@ -76,4 +95,9 @@ test('two guests on an overlay on two hosts reach each other by name, also after
   assert.deepEqual(moved.nics[0]!.network, s2.nics[0]!.network, 'same address, same network');
   assert.equal((await ping('s1', 's2')).code, 0, 's1 reaches s2 on the same host now');
   assert.equal((await ping('s2', 's1')).code, 0);
+  // The target plugged its port before its QEMU started; the source's went with the QEMU it released.
+  assert.equal(taps(s1.host).length, 2);
+  const deadline = Date.now() + 15_000;
+  while (taps(s2.host).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(taps(s2.host), [], 'no port left where s2 was');
 });
