@@ -9,7 +9,15 @@ import { TernError } from '../../errors.ts';
 import { freeNicSlot, type NicSpec, nicSlot, withoutNic } from '../../wire/vm.ts';
 import type { HostNetworks } from '../network/host-networks.ts';
 import { nicDevice, nicNodes } from './command-line.ts';
-import { deviceAdd, deviceDel, netdevAddTap, netdevDel, qmpEvents, setLink } from './qmp-commands.ts';
+import {
+  deviceAdd,
+  deviceDel,
+  deviceIds,
+  netdevAddTap,
+  netdevDel,
+  qmpEvents,
+  setLink,
+} from './qmp-commands.ts';
 import type { VmProcess } from './vm-process.ts';
 
 /** Hot-plugs a NIC on a managed network into a running VM, at its slot (the lowest free one when absent). */
@@ -28,18 +36,26 @@ export async function plugNicRunning(vm: VmProcess, nic: NicSpec, networks: Host
       `VM ${vm.spec.name} has no free NIC slot${slot === null ? '' : ` ${slot}`}`,
     );
   const ids = nicNodes(slot);
-  const tap = await networks.plug({ network: n.network, vm: vm.id, mac: nic.mac, ip: n.ip, rules: n.rules });
+  // An agent killed midway left the port (kept), perhaps the backend and the device too.
+  const left = portOf(networks, vm.id, nic.mac);
+  const tap =
+    left ?? (await networks.plug({ network: n.network, vm: vm.id, mac: nic.mac, ip: n.ip, rules: n.rules }));
   try {
-    await netdevAddTap(vm.monitor, ids.netdev, tap);
-    try {
-      await deviceAdd(vm.monitor, nicDevice(nic, slot, vm.spec.machine === 'q35'));
-      if (nic.link === 'down') await setLink(vm.monitor, ids.device, false);
-    } catch (err) {
+    if (!(await deviceIds(vm.monitor)).includes(ids.device)) {
+      // No device uses a backend of that id: one left without its device goes first.
       await netdevDel(vm.monitor, ids.netdev).catch(() => {});
-      throw err;
+      await netdevAddTap(vm.monitor, ids.netdev, tap);
+      try {
+        await deviceAdd(vm.monitor, nicDevice(nic, slot, vm.spec.machine === 'q35'));
+      } catch (err) {
+        await netdevDel(vm.monitor, ids.netdev).catch(() => {});
+        throw err;
+      }
     }
+    await setLink(vm.monitor, ids.device, nic.link !== 'down');
   } catch (err) {
-    await networks.unplug(tap);
+    if (!(await deviceIds(vm.monitor).catch(() => [ids.device])).includes(ids.device))
+      await networks.unplug(tap);
     throw err;
   }
   vm.updateSpec({ ...vm.spec, nics: [...vm.spec.nics, { ...nic, slot }] });
@@ -48,10 +64,9 @@ export async function plugNicRunning(vm: VmProcess, nic: NicSpec, networks: Host
 /** Unplugs a NIC on a managed network from a running VM once the guest released it, then its port. */
 export async function unplugNicRunning(vm: VmProcess, mac: string, networks: HostNetworks): Promise<void> {
   const index = vm.spec.nics.findIndex((n) => n.mac === mac);
-  const port = () => networks.ports().find((p) => p.vm === vm.id && p.mac === mac)?.tap;
   if (index < 0) {
     // Gone from QEMU already (a retry after the spec was written): only its port may be left.
-    const tap = port();
+    const tap = portOf(networks, vm.id, mac);
     if (tap) await networks.unplug(tap);
     return;
   }
@@ -62,19 +77,27 @@ export async function unplugNicRunning(vm: VmProcess, mac: string, networks: Hos
       `NIC ${mac} of ${vm.spec.name} is not on a managed network: it goes while the VM is stopped`,
     );
   const ids = nicNodes(nicSlot(nic, index));
-  const deleted = vm.event(qmpEvents.deviceDeleted, 60_000, (d) => d.device === ids.device);
-  deleted.catch(() => {});
-  await deviceDel(vm.monitor, ids.device);
-  try {
-    await deleted;
-  } catch {
-    throw new TernError('timeout', `the guest of ${vm.spec.name} did not release NIC ${mac} within 60 s`);
+  // An agent killed midway may have seen the guest release it already.
+  if ((await deviceIds(vm.monitor)).includes(ids.device)) {
+    const deleted = vm.event(qmpEvents.deviceDeleted, 60_000, (d) => d.device === ids.device);
+    deleted.catch(() => {});
+    await deviceDel(vm.monitor, ids.device);
+    try {
+      await deleted;
+    } catch {
+      throw new TernError('timeout', `the guest of ${vm.spec.name} did not release NIC ${mac} within 60 s`);
+    }
   }
-  await netdevDel(vm.monitor, ids.netdev);
+  await netdevDel(vm.monitor, ids.netdev).catch(() => {});
   // The other NICs keep their slots: QEMU names their devices after them.
   vm.updateSpec({ ...vm.spec, nics: withoutNic(vm.spec, mac) });
-  const tap = port();
+  const tap = portOf(networks, vm.id, mac);
   if (tap) await networks.unplug(tap);
+}
+
+/** The port of NIC `mac` of VM `vm` on this host, if it has one. */
+function portOf(networks: HostNetworks, vm: string, mac: string): string | undefined {
+  return networks.ports().find((p) => p.vm === vm && p.mac === mac)?.tap;
 }
 
 /** Sets a running VM's NIC link up or down, as the guest sees it. */

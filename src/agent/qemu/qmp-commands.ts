@@ -143,6 +143,15 @@ export async function deviceAdd(m: Monitor, device: { driver: string; id: string
   await m.execute('device_add', device);
 }
 
+/** The ids of the devices plugged in now (those given an id: every device Tern adds). */
+export async function deviceIds(m: Monitor): Promise<string[]> {
+  const list = await m.execute<unknown>('qom-list', { path: '/machine/peripheral' });
+  if (!Array.isArray(list)) return [];
+  return list.flatMap((p: { name?: unknown; type?: unknown }) =>
+    typeof p.name === 'string' && typeof p.type === 'string' && p.type.startsWith('child<') ? [p.name] : [],
+  );
+}
+
 /** Asks the guest to let go of a device; DEVICE_DELETED says when it did. */
 export async function deviceDel(m: Monitor, id: string): Promise<void> {
   await m.execute('device_del', { id });
