@@ -213,10 +213,7 @@ test('the CLI makes, lists and deletes networks and security groups, and puts a 
   const v = await api.request<Vm>('GET', '/api/v1/vms/cli-vm');
   assert.equal(managed(v.nics[0]!)?.ip, '10.30.0.9');
   const show = await tern('vm', 'show', 'cli-vm');
-  assert.match(
-    show.stdout,
-    new RegExp(`^nics: +${v.nics[0]!.mac} network tn[0-9a-f]{8} 10\\.30\\.0\\.9$`, 'm'),
-  );
+  assert.match(show.stdout, new RegExp(`^nics: +${v.nics[0]!.mac} cli-net 10\\.30\\.0\\.9$`, 'm'));
   const list = await tern('network', 'list');
   assert.match(
     list.stdout,
@@ -412,7 +409,7 @@ test('tern vm nic adds a NIC on a network to a stopped VM, sets its link and rem
   const link = await tern('vm', 'nic', 'link', 'nic-vm', mac, 'down');
   assert.equal(link.code, 0, link.stderr);
   const list = await tern('vm', 'nic', 'list', 'nic-vm');
-  assert.match(list.stdout, new RegExp(`^${mac} +tn[0-9a-f]{8} +10\\.70\\.0\\.40 +down$`, 'm'));
+  assert.match(list.stdout, new RegExp(`^${mac} +nicnet +10\\.70\\.0\\.40 +down$`, 'm'));
   const taken = await tern('vm', 'nic', 'add', 'nic-vm', 'nicnet,ip=10.70.0.40');
   assert.equal(taken.code, 1);
   assert.match(taken.stderr, /10\.70\.0\.40 is in use/);

@@ -1,5 +1,6 @@
 /** `tern vm nic …`: a VM's network cards: list, add, remove, link up or down. */
 import { TernError } from '../../errors.ts';
+import { networkRoutes } from '../../wire/api/networks.ts';
 import { vmNicRoutes } from '../../wire/api/vm-nics.ts';
 import { vmRoutes } from '../../wire/api/vms.ts';
 import type { NicSpec } from '../../wire/vm.ts';
@@ -10,15 +11,23 @@ import { followTask } from '../progress.ts';
 import { type Command, viaGroup } from '../registry.ts';
 import { parseNic } from './vm-create.ts';
 
-/** One NIC in a line: `02:74:6e:… network tn0a1b2c3d 10.1.0.5`, `… user`, `… bridge br0`, link if down. */
-export function nicText(n: NicSpec): string {
-  const where =
-    n.network.mode === 'network'
-      ? `network ${n.network.bridge}${n.network.ip ? ` ${n.network.ip}` : ''}`
-      : n.network.mode === 'bridge'
-        ? `bridge ${n.network.bridge}`
-        : 'user';
-  return `${n.mac} ${where}${n.link === 'down' ? ' (link down)' : ''}`;
+/** The names of the managed networks a VM's NICs are on, by id (none asked when it has none). */
+export async function networkNames(api: ApiClient, nics: readonly NicSpec[]): Promise<Map<string, string>> {
+  if (!nics.some((n) => n.network.mode === 'network')) return new Map();
+  const { items } = await api.call(networkRoutes.list);
+  return new Map(items.map((n) => [n.id, n.name]));
+}
+
+/** Where a NIC is: its managed network's name (the bridge if the network is gone), `bridge:BR`, `user`. */
+function nicPlace(n: NicSpec, names: Map<string, string>): string {
+  if (n.network.mode === 'network') return names.get(n.network.network) ?? n.network.bridge;
+  return n.network.mode === 'bridge' ? `bridge:${n.network.bridge}` : 'user';
+}
+
+/** One NIC in a line: `02:74:6e:… lab 10.1.0.5`, `… user`, `… bridge:br0`, link if down. */
+export function nicText(n: NicSpec, names: Map<string, string>): string {
+  const ip = n.network.mode === 'network' && n.network.ip ? ` ${n.network.ip}` : '';
+  return `${n.mac} ${nicPlace(n, names)}${ip}${n.link === 'down' ? ' (link down)' : ''}`;
 }
 
 const usage =
@@ -34,15 +43,12 @@ async function nicCommand(
   if (op === 'list' && vm && args.length === 1) {
     const v = await api.call(vmRoutes.show, { params: { vm } });
     if (flags.output === 'json') return printJson(v.nics);
+    const names = await networkNames(api, v.nics);
     return printTable(
       ['MAC', 'NETWORK', 'ADDRESS', 'LINK'],
       v.nics.map((n) => [
         n.mac,
-        n.network.mode === 'network'
-          ? n.network.bridge
-          : n.network.mode === 'bridge'
-            ? `bridge:${n.network.bridge}`
-            : 'user',
+        nicPlace(n, names),
         n.network.mode === 'network' ? n.network.ip : '-',
         n.link ?? 'up',
       ]),

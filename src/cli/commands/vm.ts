@@ -28,7 +28,7 @@ import { vmCdromCommands } from './vm-cdrom.ts';
 import { createBody, explainCreate } from './vm-create.ts';
 import { vmDiskCommands } from './vm-disk.ts';
 import { vmExecCommand, vmFileCommand } from './vm-guest.ts';
-import { nicText, vmNicCommands } from './vm-nic.ts';
+import { networkNames, nicText, vmNicCommands } from './vm-nic.ts';
 import { vmSnapshotCommands } from './vm-snapshot.ts';
 
 const powerStates = wordsOf(PowerState);
@@ -93,7 +93,7 @@ async function listVms(api: ApiClient, query: VmQuery, whole: boolean): Promise<
   }
 }
 
-function showVm(vm: Vm, format: Format): void {
+function showVm(vm: Vm, format: Format, networks: Map<string, string>): void {
   if (format === 'json') {
     printJson(vm);
     return;
@@ -111,7 +111,7 @@ function showVm(vm: Vm, format: Format): void {
     ['vcpus', vm.vcpus],
     ['memory', mib(vm.memoryMiB)],
     ['disks', vm.disks.map((d) => `${d.volume.pool}:${d.volume.path} (${bytes(d.sizeBytes)})`).join(', ')],
-    ['nics', vm.nics.map(nicText).join(', ')],
+    ['nics', vm.nics.map((n) => nicText(n, networks)).join(', ')],
     ['guest agent', guestStatus(vm)],
     [
       'last heartbeat',
@@ -168,11 +168,10 @@ export async function vmCommand(
         process.stderr.write(`(${page.total} in all; next page: --cursor ${page.nextCursor})\n`);
       return;
     }
-    case 'show':
-      return showVm(
-        await api.call(vmRoutes.show, { params: { vm: one(args, 'tern vm show NAME') } }),
-        format,
-      );
+    case 'show': {
+      const vm = await api.call(vmRoutes.show, { params: { vm: one(args, 'tern vm show NAME') } });
+      return showVm(vm, format, format === 'json' ? new Map() : await networkNames(api, vm.nics));
+    }
     case 'create': {
       const body = createBody(flags);
       const usage =
