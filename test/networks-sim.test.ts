@@ -452,3 +452,86 @@ test('a VM on a network migrates only where the network is ready, and keeps its 
   assert.equal((await api.task('DELETE', '/api/v1/vms/mover?force=true')).state, 'succeeded');
   await api.request('DELETE', '/api/v1/networks/move-net');
 });
+
+test('a security group change reaches running VMs without a restart: its own NICs, NICs whose rules name it, and a host that missed it once it is back', async () => {
+  await api.request('POST', '/api/v1/networks', { name: 'sg-net', type: 'isolated', subnet: '10.90.0.0/24' });
+  await api.request('POST', '/api/v1/security-groups', { name: 'sg-db', rules: [] });
+  await api.request('POST', '/api/v1/security-groups', {
+    name: 'sg-app',
+    rules: [{ direction: 'in', protocol: 'tcp', ports: { from: 22, to: 22 } }],
+  });
+  const app = await createVm({
+    name: 'sg-app-vm',
+    start: true,
+    nics: [{ mode: 'network', network: 'sg-net', group: 'sg-app', ip: '10.90.0.10' }],
+  });
+  const mac = app.vm.nics[0]!.mac;
+  /** The rules of the app VM's NIC as its host runs it, and as the inventory records them. */
+  const rulesOnHost = async () => {
+    const v = await api.request<Vm>('GET', '/api/v1/vms/sg-app-vm');
+    const spec = cluster.sim.host(v.host!).driver.spec(v.id);
+    return spec ? managed(spec.nics.find((n) => n.mac === mac)!)?.rules : undefined;
+  };
+  const rulesInInventory = async () =>
+    managed((await api.request<Vm>('GET', '/api/v1/vms/sg-app-vm')).nics[0]!)?.rules;
+  const reaches = (what: string, want: unknown) =>
+    until(what, 15_000, async () => {
+      const [host, inv] = [await rulesOnHost(), await rulesInInventory()];
+      return (
+        (JSON.stringify(host) === JSON.stringify(want) && JSON.stringify(inv) === JSON.stringify(want)) ||
+        undefined
+      );
+    });
+  const pidOf = async () => {
+    const v = await api.request<Vm>('GET', '/api/v1/vms/sg-app-vm');
+    return cluster.sim.host(v.host!).driver.get(v.id)?.pid;
+  };
+  const pid = await pidOf();
+
+  // The group's own rules change.
+  await api.request('PATCH', '/api/v1/security-groups/sg-app', {
+    rules: [{ direction: 'in', protocol: 'tcp', ports: { from: 443, to: 443 } }],
+  });
+  await reaches('the new rule on the running port', {
+    inbound: 'deny',
+    outbound: 'allow',
+    rules: [{ direction: 'in', protocol: 'tcp', ports: { from: 443, to: 443 } }],
+  });
+
+  // A rule naming another group reaches that group's NICs: one that joins (a VM made in it) is let in.
+  await api.request('PATCH', '/api/v1/security-groups/sg-app', {
+    rules: [{ direction: 'in', protocol: 'any', peer: { group: 'sg-db' } }],
+  });
+  await reaches('a rule naming an empty group allows nothing', {
+    inbound: 'deny',
+    outbound: 'allow',
+    rules: [],
+  });
+  await createVm({
+    name: 'sg-db-vm',
+    nics: [{ mode: 'network', network: 'sg-net', group: 'sg-db', ip: '10.90.0.20' }],
+  });
+  await reaches('the peer group member let in', {
+    inbound: 'deny',
+    outbound: 'allow',
+    rules: [{ direction: 'in', protocol: 'any', peers: ['10.90.0.20/32'] }],
+  });
+
+  // A host that cannot be reached misses the change: the inventory keeps what the host has, and
+  // the host gets it once it is back.
+  const host = cluster.sim.host((await api.request<Vm>('GET', '/api/v1/vms/sg-app-vm')).host!);
+  host.driver.faults.setReachable(false);
+  await api.request('PATCH', '/api/v1/security-groups/sg-app', { inbound: 'allow' });
+  const missed = {
+    inbound: 'deny',
+    outbound: 'allow',
+    rules: [{ direction: 'in', protocol: 'any', peers: ['10.90.0.20/32'] }],
+  };
+  assert.deepEqual(await rulesInInventory(), missed, 'not recorded before the host took it');
+  host.driver.faults.setReachable(true);
+  await reaches('the missed change once the host is back', { ...missed, inbound: 'allow' });
+  assert.equal(await pidOf(), pid, 'the VM was not restarted');
+
+  for (const name of ['sg-app-vm', 'sg-db-vm'])
+    assert.equal((await api.task('DELETE', `/api/v1/vms/${name}?force=true`)).state, 'succeeded');
+});

@@ -16,6 +16,7 @@ import type {
 } from '../wire/agent.ts';
 import type { GuestExecRequest, GuestExecResult } from '../wire/guest-command.ts';
 import type { HostFacts } from '../wire/host.ts';
+import type { PortRules } from '../wire/network.ts';
 import type { DiskSpec, NicSpec, VmSpec, VolumeRef } from '../wire/vm.ts';
 import type { HostNetworks } from './network/host-networks.ts';
 
@@ -53,6 +54,8 @@ export interface HypervisorDriver {
   unplugNic(id: string, mac: string): Promise<void>;
   /** Sets a running VM's NIC link up or down. */
   linkNic(id: string, mac: string, link: 'up' | 'down'): Promise<void>;
+  /** Rewrites the security rules of a running VM's NIC on a managed network (its port's chains). */
+  setNicRules(id: string, mac: string, rules: PortRules | null): Promise<void>;
   /**
    * Changes the medium in a running VM's CD-ROM drive (null: ejects it); `force` opens a tray
    * the guest has locked. The VM's spec tells what is in the drive afterwards, also on failure.

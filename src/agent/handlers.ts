@@ -97,6 +97,10 @@ export function agentHandlers(opts: HandlerOptions): Handlers<AgentRoutes> {
       await driver.linkNic(req.params.id, req.params.mac, req.body.link);
       return { ok: true };
     },
+    setNicRules: async (req) => {
+      await driver.setNicRules(req.params.id, req.params.mac, req.body.rules);
+      return { ok: true };
+    },
     resizeDisk: async (req) => {
       await driver.resizeDisk(req.params.id, req.params.index, req.body.sizeBytes);
       return { ok: true };

@@ -34,6 +34,7 @@ import { prepareStart } from './imagepools/tasks.ts';
 import { ImageStore } from './library/images.ts';
 import { TemplateStore } from './library/templates.ts';
 import { NetworkSync } from './networks/host-sync.ts';
+import { PortRulesSync } from './networks/port-sync.ts';
 import { SecurityGroupStore } from './networks/security-groups.ts';
 import { NetworkStore } from './networks/store.ts';
 import { ProjectStore } from './projects/store.ts';
@@ -136,7 +137,21 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const directory = new Directory(db, secrets);
   await ensureAdmin(db, users);
   const alerts = new AlertStore(db, bus);
-  const networkSync = new NetworkSync({ db, log: opts.log, agentOf: (hostId) => hosts.client(hostId) });
+  const securityGroups = new SecurityGroupStore(db);
+  // Running ports follow their security groups: every change that may move them is one the
+  // networks follow too.
+  const portRulesSync = new PortRulesSync({
+    db,
+    log: opts.log,
+    securityGroups,
+    agentOf: (hostId) => hosts.client(hostId),
+  });
+  const networkSync = new NetworkSync({
+    db,
+    log: opts.log,
+    agentOf: (hostId) => hosts.client(hostId),
+    onChange: () => portRulesSync.changed(),
+  });
   const placer = new Placer(db, settings);
   const base = {
     db,
@@ -161,7 +176,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     alerts,
     imagePools: new ImagePoolStore(db),
     networks: new NetworkStore(db),
-    securityGroups: new SecurityGroupStore(db),
+    securityGroups,
     networkSync,
     joinTokens,
     joining: { url: '', caFingerprint: ca.fingerprint },
@@ -171,6 +186,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   hosts.onReported((hostId) => void base.orphans.scan(hostId));
   // A host that (re)connected may have missed changes, or lost its networks with a reboot.
   hosts.onReported((hostId) => base.networkSync.hostReported(hostId));
+  hosts.onReported((hostId) => portRulesSync.hostReported(hostId));
   const withHa = Object.assign(base, { ha: new HaMonitor(base, tasks, opts.log) });
   // Every kind, the HA failover too, before recovery: an interrupted task resumes whatever serves HTTP.
   const services: ApiServices = Object.assign(withHa, { kinds: registerTaskKinds(withHa, tasks) });
@@ -179,6 +195,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     await prepareNetworks(services, vmId);
   };
   const stopNetworkWatch = services.networkSync.watch(bus);
+  const stopPortWatch = portRulesSync.watch(bus);
   const stopAlerts = services.alerts.watch();
   watchDiskSpace(space, services);
   if (opts.auditRetentionDays !== undefined)
@@ -222,6 +239,8 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
       clearInterval(pruning);
       services.networkSync.close();
       stopNetworkWatch();
+      portRulesSync.close();
+      stopPortWatch();
       space.close();
       services.ha.stop();
       stopAlerts();
@@ -237,6 +256,8 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
       clearInterval(pruning);
       services.networkSync.close();
       stopNetworkWatch();
+      portRulesSync.close();
+      stopPortWatch();
       space.close();
       services.ha.stop();
       stopAlerts();

@@ -29,7 +29,7 @@ import { Mac, Uuid } from './common.ts';
 import { GuestExecRequest, GuestExecResult, GuestFileReadRequest } from './guest-command.ts';
 import { maxStatefileSlots, SlotState } from './ha.ts';
 import { ImportEvent, ImportImageRequest, UploadQuery, UploadResult, VolumeDigest } from './image.ts';
-import { HostNetworkSpec, HostNetworkState, NetworkCapabilities } from './network.ts';
+import { HostNetworkSpec, HostNetworkState, NetworkCapabilities, PortRules } from './network.ts';
 import { VmDir } from './orphan.ts';
 import { route } from './route.ts';
 import { DiskSpec, NicSpec, VmSpec, VolumeRef } from './vm.ts';
@@ -185,6 +185,16 @@ export const agentRoutes = {
       { link: Type.Union([Type.Literal('up'), Type.Literal('down')]) },
       { additionalProperties: false },
     ),
+    reply: { 200: Ok },
+  }),
+  setNicRules: route({
+    summary:
+      "Rewrite the security rules of a running VM's NIC on a managed network (its port's chains, in one transaction)",
+    tags,
+    method: 'PUT',
+    path: '/agent/v1/vms/:id/nics/:mac/rules',
+    params: NicParams,
+    body: Type.Object({ rules: Type.Union([PortRules, Type.Null()]) }, { additionalProperties: false }),
     reply: { 200: Ok },
   }),
   resizeDisk: route({

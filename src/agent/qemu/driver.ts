@@ -19,6 +19,7 @@ import type {
 } from '../../wire/agent.ts';
 import type { GuestExecRequest, GuestExecResult } from '../../wire/guest-command.ts';
 import type { HostFacts } from '../../wire/host.ts';
+import type { PortRules } from '../../wire/network.ts';
 import { type DiskSpec, diskSlot, type NicSpec, type VmSpec, type VolumeRef } from '../../wire/vm.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { ovmfPresent } from '../firmware.ts';
@@ -41,7 +42,7 @@ import {
   incomingHold,
   prepareIncoming,
 } from './migration-incoming.ts';
-import { linkNicRunning, plugNicRunning, unplugNicRunning } from './nic-hotplug.ts';
+import { linkNicRunning, plugNicRunning, setNicRulesRunning, unplugNicRunning } from './nic-hotplug.ts';
 import { tailFile, vmPaths } from './process-files.ts';
 import { blockResize, status as qmpStatus } from './qmp-commands.ts';
 import { deleteSnapshotRunning, snapshotRunning } from './snapshots.ts';
@@ -295,6 +296,10 @@ export class QemuDriver implements HypervisorDriver {
 
   linkNic(id: string, mac: string, link: 'up' | 'down'): Promise<void> {
     return linkNicRunning(this.#running(id), mac, link);
+  }
+
+  setNicRules(id: string, mac: string, rules: PortRules | null): Promise<void> {
+    return setNicRulesRunning(this.#running(id), mac, rules, this.networks);
   }
 
   /** A VM whose guest can be talked to: running, not paused or on its way out. */

@@ -6,6 +6,7 @@
  * The running spec records the change, for a later agent and a migration's target.
  */
 import { TernError } from '../../errors.ts';
+import type { PortRules } from '../../wire/network.ts';
 import { freeNicSlot, type NicSpec, nicSlot, withoutNic } from '../../wire/vm.ts';
 import type { HostNetworks } from '../network/host-networks.ts';
 import { nicDevice, nicNodes } from './command-line.ts';
@@ -111,4 +112,32 @@ export async function linkNicRunning(vm: VmProcess, mac: string, link: 'up' | 'd
     return link === 'down' ? { ...rest, link } : rest;
   });
   vm.updateSpec({ ...vm.spec, nics });
+}
+
+/**
+ * Rewrites the rules of a running VM's NIC on a managed network: its port's chains (one nft
+ * transaction), then the running spec. Setting the rules it has already is done.
+ */
+export async function setNicRulesRunning(
+  vm: VmProcess,
+  mac: string,
+  rules: PortRules | null,
+  networks: HostNetworks,
+): Promise<void> {
+  const nic = vm.spec.nics.find((n) => n.mac === mac);
+  if (!nic) throw new TernError('not_found', `VM ${vm.spec.name} has no NIC ${mac}`);
+  if (nic.network.mode !== 'network')
+    throw new TernError(
+      'conflict',
+      `NIC ${mac} of ${vm.spec.name} is not on a managed network: it has no rules`,
+    );
+  const tap = portOf(networks, vm.id, mac);
+  if (!tap) throw new TernError('conflict', `NIC ${mac} of ${vm.spec.name} has no port on this host`);
+  await networks.updatePort(tap, rules);
+  vm.updateSpec({
+    ...vm.spec,
+    nics: vm.spec.nics.map((n) =>
+      n.mac === mac && n.network.mode === 'network' ? { ...n, network: { ...n.network, rules } } : n,
+    ),
+  });
 }

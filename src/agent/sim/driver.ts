@@ -20,6 +20,7 @@ import type {
 } from '../../wire/agent.ts';
 import type { GuestExecResult } from '../../wire/guest-command.ts';
 import type { HostFacts } from '../../wire/host.ts';
+import type { PortRules } from '../../wire/network.ts';
 import type { DiskSpec, NicSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { RecordedNetworks } from '../network/recorded-networks.ts';
@@ -36,7 +37,7 @@ import {
   releaseMigrated,
   type SimLink,
 } from './migrate-vm.ts';
-import { linkNic, plugNic, unplugNic } from './nic-ops.ts';
+import { linkNic, plugNic, setNicRules, unplugNic } from './nic-ops.ts';
 import { poolTotals, type SimDriverOptions, type SimSettings, simSettings } from './options.ts';
 import { SimVms } from './vms.ts';
 
@@ -223,6 +224,11 @@ export class SimDriver implements HypervisorDriver {
   async linkNic(id: string, mac: string, link: 'up' | 'down'): Promise<void> {
     await this.#enter('linkNic');
     return linkNic(this.#sim, id, mac, link);
+  }
+
+  async setNicRules(id: string, mac: string, rules: PortRules | null): Promise<void> {
+    await this.#enter('setNicRules');
+    return setNicRules(this.#sim, this.networks, id, mac, rules);
   }
 
   async snapshot(id: string, name: string) {

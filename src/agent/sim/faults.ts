@@ -19,6 +19,7 @@ export type SimOperation =
   | 'plugNic'
   | 'unplugNic'
   | 'linkNic'
+  | 'setNicRules'
   | 'detachDisk'
   | 'changeCdrom'
   | 'snapshot'

@@ -4,7 +4,9 @@
  * any NIC's link up or down; each done when already done. Only the VM's spec changes.
  */
 import { TernError } from '../../errors.ts';
+import type { PortRules } from '../../wire/network.ts';
 import { freeNicSlot, type NicSpec, nicSlot, withoutNic } from '../../wire/vm.ts';
+import type { HostNetworks } from '../network/host-networks.ts';
 import type { SimVms } from './vms.ts';
 
 export async function plugNic(sim: SimVms, id: string, nic: NicSpec): Promise<void> {
@@ -49,5 +51,31 @@ export async function linkNic(sim: SimVms, id: string, mac: string, link: 'up' |
       const { link: _, ...rest } = n;
       return link === 'down' ? { ...rest, link } : rest;
     }),
+  };
+}
+
+/** Rewrites the rules of a running VM's NIC on a managed network: its port's record, if any, and the spec. */
+export async function setNicRules(
+  sim: SimVms,
+  networks: HostNetworks,
+  id: string,
+  mac: string,
+  rules: PortRules | null,
+): Promise<void> {
+  const vm = sim.running(id);
+  const nic = vm.spec.nics.find((n) => n.mac === mac);
+  if (!nic) throw new TernError('not_found', `VM ${vm.spec.name} has no NIC ${mac}`);
+  if (nic.network.mode !== 'network')
+    throw new TernError(
+      'conflict',
+      `NIC ${mac} of ${vm.spec.name} is not on a managed network: it has no rules`,
+    );
+  const tap = networks.ports().find((p) => p.vm === id && p.mac === mac)?.tap;
+  if (tap) await networks.updatePort(tap, rules);
+  vm.spec = {
+    ...vm.spec,
+    nics: vm.spec.nics.map((n) =>
+      n.mac === mac && n.network.mode === 'network' ? { ...n, network: { ...n.network, rules } } : n,
+    ),
   };
 }

@@ -30,7 +30,7 @@ import {
 import { agentRoutes } from '../../wire/agent-routes.ts';
 import type { GuestExecRequest, GuestExecResult, GuestFileReadRequest } from '../../wire/guest-command.ts';
 import type { ImportedImage, ImportImageRequest, UploadResult, VolumeDigest } from '../../wire/image.ts';
-import type { HostNetworkSpec, HostNetworkState } from '../../wire/network.ts';
+import type { HostNetworkSpec, HostNetworkState, PortRules } from '../../wire/network.ts';
 import type { VmDir } from '../../wire/orphan.ts';
 import { type CallOf, pathOf, type ReplyOf, type Route } from '../../wire/route.ts';
 import type { DiskSpec, NicSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
@@ -176,6 +176,10 @@ export class AgentClient {
 
   async linkNic(id: string, mac: string, link: 'up' | 'down'): Promise<void> {
     await this.#call(agentRoutes.linkNic, { params: { id, mac }, body: { link } });
+  }
+
+  async setNicRules(id: string, mac: string, rules: PortRules | null): Promise<void> {
+    await this.#call(agentRoutes.setNicRules, { params: { id, mac }, body: { rules } });
   }
 
   async changeCdrom(id: string, req: ChangeCdromRequest): Promise<void> {

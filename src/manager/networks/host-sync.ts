@@ -28,6 +28,8 @@ export interface NetworkSyncDeps {
   log: Logger;
   /** The agent of a host, or null while the manager has no network routes to call on it. */
   agentOf: (hostId: string) => NetworkAgent | null;
+  /** Told of every change too (running ports' security rules follow the same changes). */
+  onChange?: () => void;
 }
 
 interface Inventory {
@@ -74,6 +76,7 @@ export class NetworkSync {
   /** The inventory changed: every host that is up gets its networks again. */
   changed(): void {
     this.#generation++;
+    this.#d.onChange?.();
     const listing = this.#d.db
       .selectFrom('hosts')
       .select('id')
