@@ -139,3 +139,71 @@ test('a kept port is plugged again at start after a reboot: its tap on the bridg
   await nets.remove(spec.id);
   assert.deepEqual(footprint(host), before);
 });
+
+test('ports plugged and unplugged together are done together, in the network link group; a bad port fails alone', async (t) => {
+  const host = namespace('h');
+  const before = footprint(host);
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tern-net-'));
+  t.after(() => fs.rmSync(stateDir, { recursive: true, force: true }));
+  const spec = testSpec('nat', 8);
+  const nets = new KernelNetworks({ stateDir, log, netns: host, watchMs: 0 });
+  t.after(() => nets.close());
+  await nets.apply(spec);
+  const group = JSON.parse(fs.readFileSync(path.join(stateDir, 'networks', spec.id, 'group.json'), 'utf8'));
+  const vm = '00000000-0000-4000-8000-0000000000aa';
+  // Asked at once, as by VMs starting together: they wait in the queue and go in one batch.
+  const asked = Array.from({ length: 20 }, (_, i) =>
+    nets.plug({ network: spec.id, vm, ...testNic(8, i + 1), rules: null }),
+  );
+  // A MAC nftables refuses fails its batch; the others are then plugged alone.
+  const bad = nets.plug({ network: spec.id, vm, mac: 'zz:00', ip: '10.8.0.99', rules: null });
+  const missing = nets.plug({
+    network: '00000000-0000-4000-8000-00000000ffff',
+    vm,
+    ...testNic(8, 30),
+    rules: null,
+  });
+  await assert.rejects(bad);
+  await assert.rejects(missing, /not realized/);
+  const taps = await Promise.all(asked);
+  assert.equal(new Set(taps).size, 20);
+  // `ip -j link show group` also answers an empty object per link without a name: left out.
+  const members = () =>
+    (
+      JSON.parse(sh(host, `ip -j link show group ${group}`)) as {
+        ifname?: string;
+        flags: string[];
+        master: string;
+      }[]
+    ).filter((l) => l.ifname);
+  const inGroup = members();
+  assert.deepEqual(inGroup.map((l) => l.ifname).sort(), [...taps].sort());
+  for (const l of inGroup) {
+    assert.equal(l.master, spec.bridge);
+    assert.ok(l.flags.includes('UP'), l.ifname);
+  }
+  const chains = () =>
+    sh(host, `nft list map bridge tern_${spec.bridge} out_ports`).match(/jump out_/g)?.length ?? 0;
+  assert.equal(chains(), 20);
+
+  // Half unplugged at once (one VM stopping of two): the other half stays as it was.
+  await Promise.all([
+    ...taps.slice(0, 10).map((tap) => nets.unplug(tap)),
+    nets.unplug(taps[0]),
+    nets.unplug('ttnotthere0'),
+  ]);
+  assert.deepEqual(
+    members()
+      .map((l) => l.ifname)
+      .sort(),
+    taps.slice(10).sort(),
+  );
+  assert.equal(chains(), 10);
+  assert.equal(nets.list()[0]?.ports, 10);
+  assert.equal(fs.readdirSync(path.join(stateDir, 'networks', spec.id, 'ports')).length, 10);
+  await assert.rejects(nets.remove(spec.id), /10 VM NICs/);
+
+  await Promise.all(taps.slice(10).map((tap) => nets.unplug(tap)));
+  await nets.remove(spec.id);
+  assert.deepEqual(footprint(host), before);
+});

@@ -16,7 +16,17 @@ import { NetworkStore, type PortRecord } from './network-store.ts';
 import { addPortRules, networkRules, removeNetworkRules, removePortRules } from './nft-rules.ts';
 import { ensureVxlan, removeVxlans } from './overlay.ts';
 import { hostProblem, specProblem } from './spec-checks.ts';
-import { enslaveTap, makeTap, newTapName, removeTap, tapUp } from './taps.ts';
+import {
+  enslaveTap,
+  ipBatch,
+  linkGroup,
+  makeTap,
+  newTapName,
+  removeTap,
+  removeTaps,
+  tapLines,
+  tapUp,
+} from './taps.ts';
 
 export interface KernelNetworksOptions {
   stateDir: string;
@@ -32,6 +42,17 @@ interface Realized {
   state: 'ready' | 'failed';
   reason: string | null;
   ports: Map<string, PortRecord>;
+  /** The link group of its taps here (even; the odd one above it takes taps being deleted). */
+  group: number;
+}
+
+/** What one call of a coalesced change gets: its own result or its own failure. */
+type Outcome<R> = { ok: R } | { err: unknown };
+
+/** Calls of one kind waiting in the queue together, to be done as one change. */
+interface Batch {
+  kind: 'plug' | 'unplug';
+  items: { item: never; done: (o: Outcome<never>) => void }[];
 }
 
 export class KernelNetworks implements HostNetworks {
@@ -40,6 +61,8 @@ export class KernelNetworks implements HostNetworks {
   readonly #log: Logger;
   readonly #nets = new Map<string, Realized>();
   #queue: Promise<unknown> = Promise.resolve();
+  /** The batch last in the queue, open to calls of its kind until anything else is queued. */
+  #open: Batch | undefined;
   #caps: Promise<NetworkCapabilities> | undefined;
   #watch: NodeJS.Timeout | undefined;
 
@@ -56,9 +79,35 @@ export class KernelNetworks implements HostNetworks {
 
   /** Runs `fn` after every change before it. */
   #serial<T>(fn: () => Promise<T>): Promise<T> {
+    this.#open = undefined;
     const next = this.#queue.then(fn, fn);
     this.#queue = next.catch(() => undefined);
     return next;
+  }
+
+  /**
+   * Queues `item` with the calls of the same kind queued right before it (nothing else between
+   * them), so plugs or unplugs arriving together (a host starting or stopping many VMs) cost one
+   * `ip -batch` and one nftables transaction, not a few processes each. Order is kept: a call
+   * never joins a batch queued before another change.
+   */
+  #coalesced<I, R>(kind: Batch['kind'], item: I, run: (items: I[]) => Promise<Outcome<R>[]>): Promise<R> {
+    let batch = this.#open;
+    if (batch?.kind !== kind) {
+      const b: Batch = { kind, items: [] };
+      void this.#serial(async () => {
+        if (this.#open === b) this.#open = undefined;
+        const items = b.items as unknown as { item: I; done: (o: Outcome<R>) => void }[];
+        const outcomes = await run(items.map((x) => x.item)).catch((err) => items.map(() => ({ err })));
+        for (const [i, x] of items.entries()) x.done(outcomes[i]);
+      });
+      this.#open = b;
+      batch = b;
+    }
+    const items = batch.items as unknown as { item: I; done: (o: Outcome<R>) => void }[];
+    return new Promise<R>((resolve, reject) =>
+      items.push({ item, done: (o) => ('ok' in o ? resolve(o.ok) : reject(o.err)) }),
+    );
   }
 
   capabilities(): Promise<NetworkCapabilities> {
@@ -97,11 +146,18 @@ export class KernelNetworks implements HostNetworks {
       await this.#refuseForeignBridge(spec);
       if (old && old.spec.bridge !== spec.bridge) await this.#teardown(old.spec);
       this.#store.saveSpec(spec);
-      const n: Realized = { spec, state: 'ready', reason: null, ports: old?.ports ?? new Map() };
+      const group = old?.group ?? this.#newGroup(spec.id);
+      this.#store.saveGroup(spec.id, group);
+      const n: Realized = { spec, state: 'ready', reason: null, ports: old?.ports ?? new Map(), group };
       this.#nets.set(spec.id, n);
       await this.#realize(n);
       return this.#stateOf(n);
     });
+  }
+
+  /** A link group for a network's taps that no other network here has. */
+  #newGroup(id: string): number {
+    return linkGroup(id, new Set([...this.#nets.values()].map((n) => n.group)));
   }
 
   /** A bridge name the manager gives must not be an interface that is not this network's. */
@@ -164,13 +220,15 @@ export class KernelNetworks implements HostNetworks {
       const kept = this.#store.load((file) =>
         this.#log.warn({ file }, 'set aside an unreadable network file'),
       );
-      for (const { spec, ports } of kept) {
+      for (const { spec, ports, group } of kept) {
         const n: Realized = {
           spec,
           state: 'ready',
           reason: null,
           ports: new Map(ports.map((p) => [p.tap, p])),
+          group: group ?? this.#newGroup(spec.id),
         };
+        if (group === null) this.#store.saveGroup(spec.id, n.group);
         this.#nets.set(spec.id, n);
         // The bridge and the ruleset first: a tap can only be put on a bridge that is there, and
         // comes up only once its chains are in place.
@@ -197,29 +255,63 @@ export class KernelNetworks implements HostNetworks {
   }
 
   plug(port: PortSpec): Promise<string> {
-    return this.#serial(async () => {
+    return this.#coalesced('plug', port, (ports: PortSpec[]) => this.#plugAll(ports));
+  }
+
+  /**
+   * Plugs ports: the chains of all in one nftables transaction, then the taps made, on their
+   * bridges and up in one `ip -batch`, so a tap never comes up before its chains. If the batch
+   * fails, what it made is taken back and each port is tried alone, so one bad port fails alone.
+   */
+  async #plugAll(ports: PortSpec[]): Promise<Outcome<string>[]> {
+    const out: Outcome<string>[] = [];
+    const todo: { n: Realized; rec: PortRecord; i: number }[] = [];
+    for (const [i, port] of ports.entries()) {
       const n = this.#nets.get(port.network);
-      if (!n) throw new TernError('conflict', `network ${port.network} is not realized on this host`);
-      if (n.state !== 'ready')
-        throw new TernError('conflict', `network ${n.spec.name} failed here: ${n.reason}`);
-      const tap = newTapName();
-      const rec: PortRecord = { tap, ...port };
-      // Recorded first: a crash midway leaves a record the VM's stop or reconcile removes.
-      this.#store.savePort(rec);
-      try {
-        await makeTap(this.#shell, tap, n.spec.bridge, n.spec.mtu);
-        await this.#nft(addPortRules(n.spec, rec, false));
-        n.ports.set(tap, rec);
-        await tapUp(this.#shell, tap);
-      } catch (err) {
-        n.ports.delete(tap);
-        await removeTap(this.#shell, tap).catch(() => undefined);
-        await this.#nft(removePortRules(n.spec.bridge, tap)).catch(() => undefined);
-        this.#store.dropPort(port.network, tap);
-        throw err;
-      }
-      return tap;
-    });
+      if (!n)
+        out[i] = { err: new TernError('conflict', `network ${port.network} is not realized on this host`) };
+      else if (n.state !== 'ready')
+        out[i] = { err: new TernError('conflict', `network ${n.spec.name} failed here: ${n.reason}`) };
+      else todo.push({ n, rec: { tap: newTapName(), ...port }, i });
+    }
+    if (todo.length === 0) return out;
+    // Recorded first: a crash midway leaves records the VMs' stop or reconcile removes.
+    for (const { rec } of todo) this.#store.savePort(rec);
+    try {
+      await this.#nft(todo.map(({ n, rec }) => addPortRules(n.spec, rec, false)).join(''));
+      for (const { n, rec } of todo) n.ports.set(rec.tap, rec);
+      await ipBatch(
+        this.#shell,
+        todo.flatMap(({ n, rec }) => tapLines(rec.tap, n.spec.bridge, n.spec.mtu, n.group)),
+      );
+      for (const { rec, i } of todo) out[i] = { ok: rec.tap };
+    } catch (err) {
+      const gone = todo.map(({ n, rec }) => ({ n, tap: rec.tap }));
+      await removeTaps(
+        this.#shell,
+        gone.map((g) => g.tap),
+        todo[0].n.group + 1,
+      ).catch(() => Promise.all(gone.map((g) => removeTap(this.#shell, g.tap).catch(() => undefined))));
+      await this.#forget(gone);
+      if (todo.length === 1) out[todo[0].i] = { err };
+      else for (const { i } of todo) [out[i]] = await this.#plugAll([ports[i]]);
+    }
+    return out;
+  }
+
+  /** Drops unplugged ports' chains (in one transaction if they are all there) and records. */
+  async #forget(gone: { n: Realized; tap: string }[]): Promise<void> {
+    if (gone.length === 0) return;
+    await this.#nft(gone.map(({ n, tap }) => removePortRules(n.spec.bridge, tap)).join('')).catch(
+      async () => {
+        for (const { n, tap } of gone)
+          await this.#nft(removePortRules(n.spec.bridge, tap)).catch(() => undefined);
+      },
+    );
+    for (const { n, tap } of gone) {
+      n.ports.delete(tap);
+      this.#store.dropPort(n.spec.id, tap);
+    }
   }
 
   #portNet(tap: string): Realized | undefined {
@@ -238,14 +330,41 @@ export class KernelNetworks implements HostNetworks {
   }
 
   unplug(tap: string): Promise<void> {
-    return this.#serial(async () => {
+    return this.#coalesced('unplug', tap, (taps: string[]) => this.#unplugAll(taps));
+  }
+
+  /**
+   * Unplugs ports: every tap deleted in one netlink request (`removeTaps`), then every port's
+   * chains in one transaction. If the taps cannot go together, each is removed alone and one
+   * that fails fails its own call.
+   */
+  async #unplugAll(taps: string[]): Promise<Outcome<void>[]> {
+    const out: Outcome<void>[] = taps.map(() => ({ ok: undefined }));
+    const found = new Map<string, Realized>();
+    for (const tap of taps) {
       const n = this.#portNet(tap);
-      if (!n) return;
-      await removeTap(this.#shell, tap);
-      await this.#nft(removePortRules(n.spec.bridge, tap)).catch(() => undefined);
-      n.ports.delete(tap);
-      this.#store.dropPort(n.spec.id, tap);
-    });
+      if (n) found.set(tap, n);
+    }
+    if (found.size === 0) return out;
+    const all = [...found].map(([tap, n]) => ({ n, tap }));
+    let gone = all;
+    try {
+      await removeTaps(this.#shell, [...found.keys()], all[0].n.group + 1);
+    } catch {
+      gone = [];
+      for (const g of all) {
+        try {
+          await removeTap(this.#shell, g.tap);
+          gone.push(g);
+        } catch (err) {
+          taps.forEach((t, i) => {
+            if (t === g.tap) out[i] = { err };
+          });
+        }
+      }
+    }
+    await this.#forget(gone);
+    return out;
   }
 
   ports(): { tap: string; vm: string; mac: string }[] {

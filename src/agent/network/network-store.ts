@@ -20,6 +20,8 @@ export const PortRecord = Type.Object({
 });
 export type PortRecord = Static<typeof PortRecord>;
 
+const LinkGroup = Type.Integer({ minimum: 1, maximum: 0xfffffffe });
+
 function writeAtomic(file: string, value: unknown): void {
   fs.writeFileSync(`${file}.new`, JSON.stringify(value), { mode: 0o600 });
   fs.renameSync(`${file}.new`, file);
@@ -41,6 +43,11 @@ export class NetworkStore {
     writeAtomic(path.join(this.dir(spec.id), 'spec.json'), spec);
   }
 
+  /** The network's link group on this host (its taps carry it), kept so it never changes. */
+  saveGroup(id: string, group: number): void {
+    writeAtomic(path.join(this.dir(id), 'group.json'), group);
+  }
+
   drop(id: string): void {
     fs.rmSync(this.dir(id), { recursive: true, force: true });
   }
@@ -54,14 +61,14 @@ export class NetworkStore {
   }
 
   /** Every kept network with its ports; `bad` hears of each file set aside. */
-  load(bad: (file: string) => void): { spec: HostNetworkSpec; ports: PortRecord[] }[] {
+  load(bad: (file: string) => void): { spec: HostNetworkSpec; ports: PortRecord[]; group: number | null }[] {
     let ids: string[] = [];
     try {
       ids = fs.readdirSync(this.#root);
     } catch {
       return [];
     }
-    const out: { spec: HostNetworkSpec; ports: PortRecord[] }[] = [];
+    const out: { spec: HostNetworkSpec; ports: PortRecord[]; group: number | null }[] = [];
     for (const id of ids) {
       const spec = readChecked(path.join(this.dir(id), 'spec.json'), HostNetworkSpec, bad);
       if (!spec || spec.id !== id) continue;
@@ -72,7 +79,9 @@ export class NetworkStore {
         const port = readChecked(path.join(portsDir, f), PortRecord, bad);
         if (port && port.network === id) ports.push(port);
       }
-      out.push({ spec, ports });
+      const groupFile = path.join(this.dir(id), 'group.json');
+      const group = fs.existsSync(groupFile) ? readChecked(groupFile, LinkGroup, bad) : null;
+      out.push({ spec, ports, group });
     }
     return out;
   }
