@@ -7,7 +7,7 @@ import type { Task } from '../wire/task.ts';
 import type { ApiClient } from './client.ts';
 import type { Flags } from './flags.ts';
 import { expandNames } from './names.ts';
-import { printJson } from './output.ts';
+import { type Format, printJson, printText } from './output.ts';
 import { followTask, waitForTask } from './progress.ts';
 
 export interface Bulk {
@@ -84,4 +84,18 @@ export async function eachName(
     }
   }
   if (failed.length > 0) throw new TernError('conflict', `${failed.length} failed: ${failed.join('; ')}`);
+}
+
+/** `tern network delete a b`: each name deleted in turn, and said so unless the output is JSON. */
+export function deleteEach(
+  args: string[],
+  usage: string,
+  noun: string,
+  format: Format,
+  remove: (name: string) => Promise<unknown>,
+): Promise<void> {
+  return eachName(args, usage, async (name) => {
+    await remove(name);
+    if (format !== 'json') printText(`${noun} ${name} deleted\n`);
+  });
 }

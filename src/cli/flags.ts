@@ -293,16 +293,22 @@ export function wordsOf<T extends string>(union: { anyOf: readonly { const: T }[
   return union.anyOf.map((literal) => literal.const);
 }
 
+/** Whether `value` is one of the words `allowed` (and so of their type). */
+export function isOneOf<T extends string>(value: string | undefined, allowed: readonly T[]): value is T {
+  return (allowed as readonly (string | undefined)[]).includes(value);
+}
+
+/** A few words as a sentence says them: "tcp, udp, icmp or any"; many: "one of a, b, …". */
+export function wordList(words: readonly string[]): string {
+  return words.length <= 4
+    ? `${words.slice(0, -1).join(', ')}${words.length > 1 ? ' or ' : ''}${words.at(-1)}`
+    : `one of ${words.join(', ')}`;
+}
+
 /** A flag whose value is one of a few words (`--firmware bios|uefi`), as the type the API takes. */
 export function oneOf<T extends string>(value: string, allowed: readonly T[], flag: string): T {
-  if (!(allowed as readonly string[]).includes(value))
-    throw new TernError(
-      'invalid_request',
-      allowed.length <= 4
-        ? `${flag} is ${allowed.slice(0, -1).join(', ')}${allowed.length > 1 ? ' or ' : ''}${allowed.at(-1)}`
-        : `${flag} is one of ${allowed.join(', ')}`,
-    );
-  return value as T;
+  if (!isOneOf(value, allowed)) throw new TernError('invalid_request', `${flag} is ${wordList(allowed)}`);
+  return value;
 }
 
 /** A flag whose value is a number, whole or not (`--cpu-overcommit 1.5`). */

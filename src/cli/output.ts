@@ -50,7 +50,9 @@ export function printJson(value: unknown): void {
   process.stdout.write(`${json}\n`);
 }
 
-export function printTable(headers: string[], rows: (string | number | null | undefined)[][]): void {
+type Cell = string | number | null | undefined;
+
+export function printTable(headers: string[], rows: Cell[][]): void {
   const cells = rows.map((r) =>
     r.map((c) => (c === null || c === undefined || c === '' ? '-' : printable(String(c), true))),
   );
@@ -64,12 +66,29 @@ export function printTable(headers: string[], rows: (string | number | null | un
   for (const r of cells) process.stdout.write(`${line(r)}\n`);
 }
 
-export function printFields(fields: [string, string | number | null | undefined][]): void {
+export function printFields(fields: [string, Cell][]): void {
   const width = Math.max(...fields.map(([k]) => k.length));
   for (const [k, v] of fields)
     process.stdout.write(
       `${`${k}:`.padEnd(width + 2)}${v === null || v === undefined || v === '' ? '-' : printable(String(v), true)}\n`,
     );
+}
+
+/** Objects as a table for people, or as they are (`--output json`) for scripts. */
+export function printList<T>(
+  format: Format,
+  items: readonly T[],
+  headers: string[],
+  row: (item: T) => Cell[],
+): void {
+  if (format === 'json') printJson(items);
+  else printTable(headers, items.map(row));
+}
+
+/** One object as fields for people, or as it is (`--output json`) for scripts. */
+export function printObject<T>(format: Format, value: T, fields: (v: T) => [string, Cell][]): void {
+  if (format === 'json') printJson(value);
+  else printFields(fields(value));
 }
 
 export function mib(n: number): string {

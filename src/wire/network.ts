@@ -43,25 +43,30 @@ export const DhcpRange = Type.Object(
 );
 export type DhcpRange = Static<typeof DhcpRange>;
 
+/** Which way a rule's traffic goes, seen from the NIC. */
+export const Direction = Type.Union([Type.Literal('in'), Type.Literal('out')]);
+export const Protocol = Type.Union([
+  Type.Literal('tcp'),
+  Type.Literal('udp'),
+  Type.Literal('icmp'),
+  Type.Literal('any'),
+]);
+/** What happens to traffic no rule allows. */
+export const Verdict = Type.Union([Type.Literal('allow'), Type.Literal('deny')]);
+export const Ports = Type.Object(
+  {
+    from: Type.Integer({ minimum: 1, maximum: 65535 }),
+    to: Type.Integer({ minimum: 1, maximum: 65535 }),
+  },
+  { additionalProperties: false, description: 'tcp and udp only' },
+);
+
 /** One allow rule of a security group; what no rule allows is dropped where the group says deny. */
 export const SecurityRule = Type.Object(
   {
-    direction: Type.Union([Type.Literal('in'), Type.Literal('out')]),
-    protocol: Type.Union([
-      Type.Literal('tcp'),
-      Type.Literal('udp'),
-      Type.Literal('icmp'),
-      Type.Literal('any'),
-    ]),
-    ports: Type.Optional(
-      Type.Object(
-        {
-          from: Type.Integer({ minimum: 1, maximum: 65535 }),
-          to: Type.Integer({ minimum: 1, maximum: 65535 }),
-        },
-        { additionalProperties: false, description: 'tcp and udp only' },
-      ),
-    ),
+    direction: Direction,
+    protocol: Protocol,
+    ports: Type.Optional(Ports),
     /** The other end: an address range, or the NICs of a group (resolved to addresses for hosts). */
     peer: Type.Optional(
       Type.Union([
@@ -77,10 +82,10 @@ export type SecurityRule = Static<typeof SecurityRule>;
 export const SecurityGroup = Type.Object({
   id: Uuid,
   name: Name,
-  inbound: Type.Union([Type.Literal('allow'), Type.Literal('deny')], {
+  inbound: Type.Union(Verdict.anyOf, {
     description: 'what happens to inbound traffic no rule allows',
   }),
-  outbound: Type.Union([Type.Literal('allow'), Type.Literal('deny')], {
+  outbound: Type.Union(Verdict.anyOf, {
     description: 'what happens to outbound traffic no rule allows',
   }),
   rules: Type.Array(SecurityRule, { maxItems: 256 }),
@@ -158,27 +163,14 @@ export type HostNetworkSpec = Static<typeof HostNetworkSpec>;
 /** A security group as a host applies it to a port: group peers already resolved to addresses. */
 export const PortRules = Type.Object(
   {
-    inbound: Type.Union([Type.Literal('allow'), Type.Literal('deny')]),
-    outbound: Type.Union([Type.Literal('allow'), Type.Literal('deny')]),
+    inbound: Verdict,
+    outbound: Verdict,
     rules: Type.Array(
       Type.Object(
         {
-          direction: Type.Union([Type.Literal('in'), Type.Literal('out')]),
-          protocol: Type.Union([
-            Type.Literal('tcp'),
-            Type.Literal('udp'),
-            Type.Literal('icmp'),
-            Type.Literal('any'),
-          ]),
-          ports: Type.Optional(
-            Type.Object(
-              {
-                from: Type.Integer({ minimum: 1, maximum: 65535 }),
-                to: Type.Integer({ minimum: 1, maximum: 65535 }),
-              },
-              { additionalProperties: false },
-            ),
-          ),
+          direction: Direction,
+          protocol: Protocol,
+          ports: Type.Optional(Ports),
           peers: Type.Optional(Type.Array(Ipv4Cidr, { maxItems: 4096 })),
         },
         { additionalProperties: false },
@@ -238,8 +230,8 @@ export type CreateNetworkRequest = Static<typeof CreateNetworkRequest>;
 export const CreateSecurityGroupRequest = Type.Object(
   {
     name: Name,
-    inbound: Type.Optional(Type.Union([Type.Literal('allow'), Type.Literal('deny')], { default: 'deny' })),
-    outbound: Type.Optional(Type.Union([Type.Literal('allow'), Type.Literal('deny')], { default: 'allow' })),
+    inbound: Type.Optional(Type.Union(Verdict.anyOf, { default: 'deny' })),
+    outbound: Type.Optional(Type.Union(Verdict.anyOf, { default: 'allow' })),
     rules: Type.Optional(Type.Array(SecurityRule, { maxItems: 256 })),
   },
   { additionalProperties: false },
@@ -248,8 +240,8 @@ export type CreateSecurityGroupRequest = Static<typeof CreateSecurityGroupReques
 
 export const UpdateSecurityGroupRequest = Type.Object(
   {
-    inbound: Type.Optional(Type.Union([Type.Literal('allow'), Type.Literal('deny')])),
-    outbound: Type.Optional(Type.Union([Type.Literal('allow'), Type.Literal('deny')])),
+    inbound: Type.Optional(Verdict),
+    outbound: Type.Optional(Verdict),
     rules: Type.Optional(Type.Array(SecurityRule, { maxItems: 256 })),
   },
   { additionalProperties: false },

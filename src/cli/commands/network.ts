@@ -1,15 +1,17 @@
 /** `tern network …`: managed networks (bridge, nat, isolated, overlay) and where hosts stand on them. */
 import { TernError } from '../../errors.ts';
 import { networkRoutes } from '../../wire/api/networks.ts';
-import type { CreateNetworkRequest, Network } from '../../wire/network.ts';
-import { eachName } from '../bulk.ts';
+import { type CreateNetworkRequest, type Network, NetworkType } from '../../wire/network.ts';
+import { deleteEach } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
-import { type Flags, oneOf } from '../flags.ts';
-import { printFields, printJson, printTable, printText } from '../output.ts';
+import { type Flags, oneOf, wordsOf } from '../flags.ts';
+import { printList, printObject } from '../output.ts';
 import { type Command, type FlagUse, viaGroup } from '../registry.ts';
 
+const types = wordsOf(NetworkType);
+
 const usage = `usage: tern network list | show NAME | hosts NAME | delete NAME...
-       tern network create NAME --type bridge|nat|isolated|overlay --subnet CIDR [--gateway IP|none]
+       tern network create NAME --type ${types.join('|')} --subnet CIDR [--gateway IP|none]
                  [--dhcp START-END] [--dns IP]... [--domain D] [--uplink IF] [--vlan ID] [--vni N] [--mtu N]`;
 
 const whole = (v: string | undefined) => (v === undefined ? undefined : Number(v));
@@ -20,7 +22,7 @@ export function networkBody(name: string, flags: Flags): CreateNetworkRequest {
     throw new TernError('invalid_request', `a network needs --type and --subnet\n${usage}`);
   const body: CreateNetworkRequest = {
     name,
-    type: oneOf(flags.type, ['bridge', 'nat', 'isolated', 'overlay'] as const, '--type'),
+    type: oneOf(flags.type, types, '--type'),
     subnet: flags.subnet,
   };
   if (flags.gateway !== undefined) body.gateway = flags.gateway === 'none' ? null : flags.gateway;
@@ -42,12 +44,8 @@ export function networkBody(name: string, flags: Flags): CreateNetworkRequest {
   return body;
 }
 
-function showNetwork(n: Network, flags: Flags): void {
-  if (flags.output === 'json') {
-    printJson(n);
-    return;
-  }
-  printFields([
+function showNetwork(network: Network, flags: Flags): void {
+  printObject(flags.output, network, (n) => [
     ['name', n.name],
     ['id', n.id],
     ['type', n.type],
@@ -75,10 +73,11 @@ export async function networkCommand(
   const name = args[0] ?? '';
   if ((sub === 'list' || sub === undefined) && args.length === 0) {
     const { items } = await api.call(networkRoutes.list);
-    if (flags.output === 'json') return printJson(items);
-    return printTable(
+    return printList(
+      flags.output,
+      items,
       ['NAME', 'TYPE', 'SUBNET', 'GATEWAY', 'DHCP', 'BRIDGE', 'NICS'],
-      items.map((n) => [
+      (n) => [
         n.name,
         n.type + (n.vni !== null ? ` (vni ${n.vni})` : n.vlan !== null ? ` (vlan ${n.vlan})` : ''),
         n.subnet,
@@ -86,26 +85,27 @@ export async function networkCommand(
         n.dhcp ? `${n.dhcp.start}-${n.dhcp.end}` : '-',
         n.bridge,
         n.nics,
-      ]),
+      ],
     );
   }
   if (sub === 'show' && args.length === 1)
     return showNetwork(await api.call(networkRoutes.show, { params: { network: name } }), flags);
   if (sub === 'hosts' && args.length === 1) {
     const { items } = await api.call(networkRoutes.hosts, { params: { network: name } });
-    if (flags.output === 'json') return printJson(items);
-    return printTable(
-      ['HOST', 'STATE', 'DHCP', 'PORTS', 'REASON'],
-      items.map((h) => [h.host, h.state?.state ?? 'unknown', h.state?.dhcp, h.state?.ports, h.state?.reason]),
-    );
+    return printList(flags.output, items, ['HOST', 'STATE', 'DHCP', 'PORTS', 'REASON'], (h) => [
+      h.host,
+      h.state?.state ?? 'unknown',
+      h.state?.dhcp,
+      h.state?.ports,
+      h.state?.reason,
+    ]);
   }
   if (sub === 'create' && args.length === 1)
     return showNetwork(await api.call(networkRoutes.create, { body: networkBody(name, flags) }), flags);
   if (sub === 'delete' && args.length > 0)
-    return eachName(args, 'usage: tern network delete NAME...', async (network) => {
-      await api.call(networkRoutes.remove, { params: { network } });
-      if (flags.output !== 'json') printText(`network ${network} deleted\n`);
-    });
+    return deleteEach(args, 'usage: tern network delete NAME...', 'network', flags.output, (network) =>
+      api.call(networkRoutes.remove, { params: { network } }),
+    );
   throw new TernError('invalid_request', usage);
 }
 

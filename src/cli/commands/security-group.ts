@@ -1,26 +1,30 @@
 /** `tern security-group …`: rule sets for NICs on managed networks. */
 import { TernError } from '../../errors.ts';
 import { securityGroupRoutes } from '../../wire/api/security-groups.ts';
-import type { SecurityGroup, SecurityRule } from '../../wire/network.ts';
-import { eachName } from '../bulk.ts';
+import { Direction, Protocol, type SecurityGroup, type SecurityRule, Verdict } from '../../wire/network.ts';
+import { deleteEach } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
-import { type Flags, oneOf } from '../flags.ts';
-import { printFields, printJson, printTable, printText } from '../output.ts';
+import { type Flags, isOneOf, oneOf, wordList, wordsOf } from '../flags.ts';
+import { printList, printObject } from '../output.ts';
 import { type Command, type FlagUse, viaGroup } from '../registry.ts';
 
+const directions = wordsOf(Direction);
+const protocols = wordsOf(Protocol);
+const verdicts = wordsOf(Verdict);
+const either = verdicts.join('|');
+
 const usage = `usage: tern security-group list | show NAME | delete NAME...
-       tern security-group create NAME [--inbound allow|deny] [--outbound allow|deny] [--rule RULE]...
-       tern security-group set NAME [--inbound allow|deny] [--outbound allow|deny] [--rule RULE]...
-RULE: "in|out tcp|udp|icmp|any [PORT|FROM-TO] [CIDR|group:NAME]", e.g. "in tcp 22", "in tcp 5432 group:web"`;
+       tern security-group create NAME [--inbound ${either}] [--outbound ${either}] [--rule RULE]...
+       tern security-group set NAME [--inbound ${either}] [--outbound ${either}] [--rule RULE]...
+RULE: "${directions.join('|')} ${protocols.join('|')} [PORT|FROM-TO] [CIDR|group:NAME]", e.g. "in tcp 22", "in tcp 5432 group:web"`;
 
 /** One rule as written on the command line. */
 export function parseRule(text: string): SecurityRule {
   const words = text.trim().split(/\s+/);
   const bad = (why: string) => new TernError('invalid_request', `--rule "${text}": ${why}\n${usage}`);
   const [dir, proto, ...rest] = words;
-  if (dir !== 'in' && dir !== 'out') throw bad('it starts with in or out');
-  if (proto !== 'tcp' && proto !== 'udp' && proto !== 'icmp' && proto !== 'any')
-    throw bad('the protocol is tcp, udp, icmp or any');
+  if (!isOneOf(dir, directions)) throw bad(`it starts with ${wordList(directions)}`);
+  if (!isOneOf(proto, protocols)) throw bad(`the protocol is ${wordList(protocols)}`);
   const rule: SecurityRule = { direction: dir, protocol: proto };
   for (const w of rest) {
     const ports = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(w);
@@ -46,19 +50,14 @@ export const ruleText = (r: SecurityRule): string =>
     .join(' ');
 
 function defaults(flags: Flags) {
-  const allowDeny = ['allow', 'deny'] as const;
   return {
-    ...(flags.inbound ? { inbound: oneOf(flags.inbound, allowDeny, '--inbound') } : {}),
-    ...(flags.outbound ? { outbound: oneOf(flags.outbound, allowDeny, '--outbound') } : {}),
+    ...(flags.inbound ? { inbound: oneOf(flags.inbound, verdicts, '--inbound') } : {}),
+    ...(flags.outbound ? { outbound: oneOf(flags.outbound, verdicts, '--outbound') } : {}),
   };
 }
 
-function showGroup(g: SecurityGroup, flags: Flags): void {
-  if (flags.output === 'json') {
-    printJson(g);
-    return;
-  }
-  printFields([
+function showGroup(group: SecurityGroup, flags: Flags): void {
+  printObject(flags.output, group, (g) => [
     ['name', g.name],
     ['inbound', `${g.inbound} unless a rule allows`],
     ['outbound', `${g.outbound} unless a rule allows`],
@@ -76,11 +75,12 @@ export async function securityGroupCommand(
   const name = args[0] ?? '';
   if ((sub === 'list' || sub === undefined) && args.length === 0) {
     const { items } = await api.call(securityGroupRoutes.list);
-    if (flags.output === 'json') return printJson(items);
-    return printTable(
-      ['NAME', 'INBOUND', 'OUTBOUND', 'RULES'],
-      items.map((g) => [g.name, g.inbound, g.outbound, g.rules.map(ruleText).join('; ')]),
-    );
+    return printList(flags.output, items, ['NAME', 'INBOUND', 'OUTBOUND', 'RULES'], (g) => [
+      g.name,
+      g.inbound,
+      g.outbound,
+      g.rules.map(ruleText).join('; '),
+    ]);
   }
   if (sub === 'show' && args.length === 1)
     return showGroup(await api.call(securityGroupRoutes.show, { params: { group: name } }), flags);
@@ -94,10 +94,13 @@ export async function securityGroupCommand(
     return showGroup(await api.call(securityGroupRoutes.update, { params: { group: name }, body }), flags);
   }
   if (sub === 'delete' && args.length > 0)
-    return eachName(args, 'usage: tern security-group delete NAME...', async (group) => {
-      await api.call(securityGroupRoutes.remove, { params: { group } });
-      if (flags.output !== 'json') printText(`security group ${group} deleted\n`);
-    });
+    return deleteEach(
+      args,
+      'usage: tern security-group delete NAME...',
+      'security group',
+      flags.output,
+      (group) => api.call(securityGroupRoutes.remove, { params: { group } }),
+    );
   throw new TernError('invalid_request', usage);
 }
 
