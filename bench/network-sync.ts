@@ -12,9 +12,9 @@
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { openDatabase } from '../src/manager/db/database.ts';
-import { type NetworkAgent, NetworkSync } from '../src/manager/networks/host-sync.ts';
+import { insertHost, insertNic, insertVm, KeepingAgent } from '../src/manager/networks/fixtures.ts';
+import { NetworkSync } from '../src/manager/networks/host-sync.ts';
 import { NetworkStore } from '../src/manager/networks/store.ts';
-import type { HostNetworkSpec, HostNetworkState } from '../src/wire/network.ts';
 import { loadavg, table } from './report.ts';
 
 const { values } = parseArgs({
@@ -28,49 +28,12 @@ const hostCount = Number(values.hosts);
 const networkCount = Number(values.networks);
 const vmCount = Number(values.vms);
 
-class Agent implements NetworkAgent {
-  puts = 0;
-  readonly held = new Map<string, HostNetworkSpec>();
-  async listNetworks(): Promise<HostNetworkState[]> {
-    return [...this.held.values()].map(state);
-  }
-  async putNetwork(spec: HostNetworkSpec): Promise<HostNetworkState> {
-    this.puts++;
-    this.held.set(spec.id, spec);
-    return state(spec);
-  }
-  async deleteNetwork(id: string): Promise<void> {
-    this.held.delete(id);
-  }
-}
-const state = (s: HostNetworkSpec): HostNetworkState => ({
-  id: s.id,
-  name: s.name,
-  bridge: s.bridge,
-  state: 'ready',
-  reason: null,
-  dhcp: 'running',
-  ports: 0,
-});
-
 const db = await openDatabase(':memory:');
 const nets = new NetworkStore(db);
-const agents = new Map<string, Agent>();
+const agents = new Map<string, KeepingAgent>();
 for (let i = 0; i < hostCount; i++) {
-  const id = `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
-  await db
-    .insertInto('hosts')
-    .values({
-      id,
-      name: `h${i}`,
-      address: `https://10.${Math.floor(i / 250)}.${i % 250}.1:7411`,
-      state: 'online',
-      lastSeen: null,
-      facts: null,
-      createdAt: 't',
-    } as never)
-    .execute();
-  agents.set(id, new Agent());
+  const id = await insertHost(db, `h${i}`, `https://10.${Math.floor(i / 250)}.${i % 250}.1:7411`);
+  agents.set(id, new KeepingAgent());
 }
 const networkIds: string[] = [];
 for (let n = 0; n < networkCount; n++)
@@ -79,33 +42,18 @@ for (let n = 0; n < networkCount; n++)
   );
 const vm = async (i: number) => {
   const id = `10000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
-  await db
-    .insertInto('vms')
-    .values({
-      id,
-      name: `vm${i}`,
-      state: 'stopped',
-      spec: '{}',
-      diskSizes: '[]',
-      guest: '{}',
-      cpuMode: 'compat',
-      createdAt: 't',
-      updatedAt: 't',
-    } as never)
-    .execute();
+  await insertVm(db, id, `vm${i}`);
   const network = await nets.row(networkIds[i % networkCount]!);
   const ip = await nets.address(network);
   const mac = await nets.freeMac();
-  await db
-    .insertInto('nics')
-    .values({ mac, vmId: id, networkId: network.id, ip, securityGroup: null, createdAt: 't' })
-    .execute();
+  await insertNic(db, { mac, vmId: id, networkId: network.id, ip });
   nets.release([{ mac, networkId: network.id, ip }]);
 };
 for (let i = 0; i < vmCount; i++) await vm(i);
 
 const sync = new NetworkSync({ db, log: pino({ level: 'silent' }), agentOf: (h) => agents.get(h) ?? null });
-const puts = () => [...agents.values()].reduce((a, x) => a + x.puts, 0);
+const puts = () =>
+  [...agents.values()].reduce((a, x) => a + x.calls.filter((c) => c.startsWith('put ')).length, 0);
 
 async function measure(what: string, act: () => void) {
   const before = puts();

@@ -1,95 +1,26 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pino from 'pino';
-import type { HostNetworkSpec, HostNetworkState } from '../../wire/network.ts';
-import { type Db, openDatabase } from '../db/database.ts';
-import { type NetworkAgent, NetworkSync } from './host-sync.ts';
+import { openDatabase } from '../db/database.ts';
+import { insertHost, insertNic, insertVm, KeepingAgent } from './fixtures.ts';
+import { NetworkSync } from './host-sync.ts';
 import { NetworkStore } from './store.ts';
 
 const log = pino({ level: 'silent' });
 
-/** A host's agent that keeps what it is given, as the sim driver does; `refuse` fails a network by name. */
-class FakeAgent implements NetworkAgent {
-  readonly held = new Map<string, HostNetworkSpec>();
-  readonly calls: string[] = [];
-  refuse: string | null = null;
-  async listNetworks(): Promise<HostNetworkState[]> {
-    return [...this.held.values()].map((s) => state(s));
-  }
-  async putNetwork(spec: HostNetworkSpec): Promise<HostNetworkState> {
-    this.calls.push(`put ${spec.name}`);
-    if (spec.name === this.refuse) throw new Error('bridge name taken by another interface');
-    this.held.set(spec.id, spec);
-    return state(spec);
-  }
-  async deleteNetwork(id: string): Promise<void> {
-    this.calls.push(`delete ${this.held.get(id)?.name ?? id}`);
-    this.held.delete(id);
-  }
-}
-const state = (s: HostNetworkSpec): HostNetworkState => ({
-  id: s.id,
-  name: s.name,
-  bridge: s.bridge,
-  state: 'ready',
-  reason: null,
-  dhcp: s.dhcp || s.leases.length ? 'running' : 'none',
-  ports: 0,
-});
-
-async function host(db: Db, name: string, address: string): Promise<string> {
-  const id = `00000000-0000-4000-8000-${name.padStart(12, '0')}`;
-  await db
-    .insertInto('hosts')
-    .values({
-      id,
-      name,
-      address,
-      state: 'online',
-      lastSeen: null,
-      facts: null,
-      createdAt: 't',
-    } as never)
-    .execute();
-  return id;
-}
-
 test('every host is given every network with its leases and overlay peers, and loses what the inventory dropped', async () => {
   const db = await openDatabase(':memory:');
   const nets = new NetworkStore(db);
-  const h1 = await host(db, 'h1', 'https://10.0.0.1:7411');
-  const h2 = await host(db, 'h2', 'https://10.0.0.2:7411');
-  const h3 = await host(db, 'h3', 'https://h3.example:7411');
-  const agents = new Map([h1, h2, h3].map((h) => [h, new FakeAgent()]));
+  const h1 = await insertHost(db, 'h1', 'https://10.0.0.1:7411');
+  const h2 = await insertHost(db, 'h2', 'https://10.0.0.2:7411');
+  const h3 = await insertHost(db, 'h3', 'https://h3.example:7411');
+  const agents = new Map([h1, h2, h3].map((h) => [h, new KeepingAgent()]));
   const sync = new NetworkSync({ db, log, agentOf: (h) => agents.get(h) ?? null });
 
   const lab = await nets.create({ name: 'lab', type: 'overlay', subnet: '10.5.0.0/24' });
   await nets.create({ name: 'out', type: 'nat', subnet: '10.6.0.0/24' });
-  await db
-    .insertInto('vms')
-    .values({
-      id: 'vm-1',
-      name: 'web-1',
-      state: 'stopped',
-      spec: '{}',
-      diskSizes: '[]',
-      guest: '{}',
-      cpuMode: 'compat',
-      createdAt: 't',
-      updatedAt: 't',
-    } as never)
-    .execute();
-  await db
-    .insertInto('nics')
-    .values({
-      mac: '02:74:6e:00:00:01',
-      vmId: 'vm-1',
-      networkId: lab.id,
-      ip: '10.5.0.2',
-      securityGroup: null,
-      createdAt: 't',
-    })
-    .execute();
+  await insertVm(db, 'vm-1', 'web-1');
+  await insertNic(db, { mac: '02:74:6e:00:00:01', vmId: 'vm-1', networkId: lab.id, ip: '10.5.0.2' });
 
   sync.changed();
   await new Promise((r) => setImmediate(r));
@@ -142,8 +73,8 @@ test('every host is given every network with its leases and overlay peers, and l
 
 test('changes while a host syncs make one more sync after it, not one each', async () => {
   const db = await openDatabase(':memory:');
-  const h1 = await host(db, 'h1', 'https://10.0.0.1:7411');
-  const agent = new FakeAgent();
+  const h1 = await insertHost(db, 'h1', 'https://10.0.0.1:7411');
+  const agent = new KeepingAgent();
   let syncs = 0;
   const sync = new NetworkSync({
     db,
@@ -161,14 +92,14 @@ test('changes while a host syncs make one more sync after it, not one each', asy
 test('a host that joins is a new peer for every overlay on the others', async () => {
   const db = await openDatabase(':memory:');
   const nets = new NetworkStore(db);
-  const h1 = await host(db, 'h1', 'https://10.0.0.1:7411');
-  const agents = new Map<string, FakeAgent>([[h1, new FakeAgent()]]);
+  const h1 = await insertHost(db, 'h1', 'https://10.0.0.1:7411');
+  const agents = new Map<string, KeepingAgent>([[h1, new KeepingAgent()]]);
   const sync = new NetworkSync({ db, log, agentOf: (h) => agents.get(h) ?? null });
   const lab = await nets.create({ name: 'lab', type: 'overlay', subnet: '10.5.0.0/24' });
   await sync.sync(h1);
   assert.deepEqual(agents.get(h1)!.held.get(lab.id)?.overlay?.peers, []);
-  const h2 = await host(db, 'h2', 'https://10.0.0.2:7411');
-  agents.set(h2, new FakeAgent());
+  const h2 = await insertHost(db, 'h2', 'https://10.0.0.2:7411');
+  agents.set(h2, new KeepingAgent());
   sync.hostReported(h2);
   await sync.settled();
   assert.deepEqual(agents.get(h1)!.held.get(lab.id)?.overlay?.peers, ['10.0.0.2']);
@@ -178,8 +109,8 @@ test('a host that joins is a new peer for every overlay on the others', async ()
 test('a change sends each host only the networks that changed for it; a host that reconnects gets them all', async () => {
   const db = await openDatabase(':memory:');
   const nets = new NetworkStore(db);
-  const h1 = await host(db, 'h1', 'https://10.0.0.1:7411');
-  const agent = new FakeAgent();
+  const h1 = await insertHost(db, 'h1', 'https://10.0.0.1:7411');
+  const agent = new KeepingAgent();
   const sync = new NetworkSync({ db, log, agentOf: () => agent });
   const a = await nets.create({ name: 'a', type: 'nat', subnet: '10.1.0.0/24' });
   await nets.create({ name: 'b', type: 'nat', subnet: '10.2.0.0/24' });
@@ -190,31 +121,8 @@ test('a change sends each host only the networks that changed for it; a host tha
   sync.changed();
   await sync.settled();
   assert.deepEqual(agent.calls, [], 'nothing changed: nothing sent');
-  await db
-    .insertInto('vms')
-    .values({
-      id: 'vm-1',
-      name: 'web-1',
-      state: 'stopped',
-      spec: '{}',
-      diskSizes: '[]',
-      guest: '{}',
-      cpuMode: 'compat',
-      createdAt: 't',
-      updatedAt: 't',
-    } as never)
-    .execute();
-  await db
-    .insertInto('nics')
-    .values({
-      mac: '02:74:6e:00:00:01',
-      vmId: 'vm-1',
-      networkId: a.id,
-      ip: '10.1.0.2',
-      securityGroup: null,
-      createdAt: 't',
-    })
-    .execute();
+  await insertVm(db, 'vm-1', 'web-1');
+  await insertNic(db, { mac: '02:74:6e:00:00:01', vmId: 'vm-1', networkId: a.id, ip: '10.1.0.2' });
   sync.changed();
   await sync.settled();
   assert.deepEqual(agent.calls, ['put a'], 'a new lease on a: only a');

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type Db, openDatabase } from '../db/database.ts';
+import { insertNic, insertVm } from './fixtures.ts';
 import { SecurityGroupStore } from './security-groups.ts';
 import { NetworkStore } from './store.ts';
 
@@ -8,37 +9,8 @@ let counter = 0;
 /** Predictable "random" bytes, so two allocations may be made to meet. */
 const fixed = (b: number[]) => () => Buffer.from(b);
 
-async function vm(db: Db, name: string): Promise<string> {
-  const id = `00000000-0000-4000-8000-${String(++counter).padStart(12, '0')}`;
-  await db
-    .insertInto('vms')
-    .values({
-      id,
-      name,
-      hostId: null,
-      state: 'stopped',
-      stateReason: null,
-      template: null,
-      image: null,
-      clone: null,
-      clientMachineId: null,
-      imagePool: null,
-      poolVersion: null,
-      cpuMode: 'compat',
-      haPolicy: null,
-      haRestartFrom: null,
-      spec: '{}',
-      diskSizes: '[]',
-      guest: '{}',
-      vncPort: null,
-      ownerId: null,
-      project: null,
-      createdAt: 't',
-      updatedAt: 't',
-    })
-    .execute();
-  return id;
-}
+const vm = (db: Db, name: string) =>
+  insertVm(db, `00000000-0000-4000-8000-${String(++counter).padStart(12, '0')}`, name);
 
 test('a network is made whole, listed with its NICs, and cannot go while a NIC is on it', async () => {
   const db = await openDatabase(':memory:');
@@ -59,10 +31,7 @@ test('a network is made whole, listed with its NICs, and cannot go while a NIC i
   const ip = await nets.address(row);
   assert.equal(ip, '10.5.0.2');
   const mac = await nets.freeMac();
-  await db
-    .insertInto('nics')
-    .values({ mac, vmId, networkId: row.id, ip, securityGroup: null, createdAt: 't' })
-    .execute();
+  await insertNic(db, { mac, vmId, networkId: row.id, ip });
   assert.equal(await nets.address(row), '10.5.0.3', 'an address in use is not given again');
   assert.equal((await nets.list()).find((x) => x.name === 'lab')?.nics, 1);
   await assert.rejects(
@@ -84,10 +53,7 @@ test('the database itself refuses two NICs with one MAC, or one address twice in
   const b = await vm(db, 'b');
   const mac = await nets.freeMac();
   assert.equal(mac, '02:74:6e:01:02:03');
-  await db
-    .insertInto('nics')
-    .values({ mac, vmId: a, networkId: row.id, ip: '10.7.0.2', securityGroup: null, createdAt: 't' })
-    .execute();
+  await insertNic(db, { mac, vmId: a, networkId: row.id, ip: '10.7.0.2' });
   assert.equal(await nets.freeMac(), '02:74:6e:01:02:04', 'the same random start walks past a MAC in use');
   assert.equal(await nets.freeMac(new Set(['02:74:6e:01:02:04'])), '02:74:6e:01:02:05');
   await assert.rejects(nets.requestedMac('02:74:6E:01:02:03'), /in use/);

@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import { type Db, openDatabase } from '../db/database.ts';
 import { vmSpecOf } from '../db/vm-spec.ts';
 import { EventBus } from '../events/bus.ts';
+import { insertHost } from '../networks/fixtures.ts';
 import { SecurityGroupStore } from '../networks/security-groups.ts';
 import { NetworkStore } from '../networks/store.ts';
 import type { TaskContext } from '../tasks/engine.ts';
@@ -112,18 +113,7 @@ test('a NIC remove killed after the spec dropped it resumes and frees its row; l
 test('a running VM’s NICs change on its host first: a resumed add asks again and records once, at the same slot', async () => {
   const { db, deps, store } = await setup();
   const hostId = '99999999-2222-4333-8444-555555555555';
-  await db
-    .insertInto('hosts')
-    .values({
-      id: hostId,
-      name: 'h1',
-      address: 'https://10.0.0.1:7411',
-      state: 'online',
-      lastSeen: null,
-      facts: null,
-      createdAt: 't',
-    } as never)
-    .execute();
+  await insertHost(db, 'h1', 'https://10.0.0.1:7411', hostId);
   await store.update(vmId, { state: 'running', hostId });
   const calls: string[] = [];
   (deps as { hosts: unknown }).hosts = {
