@@ -4,10 +4,17 @@
  * is removed by `cleanup()` (processes in it killed first, dnsmasq included), also when the test
  * failed; nothing is made in the machine's own namespace.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
 
+const run = promisify(execFile);
 const made: string[] = [];
 let serial = 0;
+/** udhcpc's script: says the address it was offered, configures nothing. */
+const leaseScript = path.join(os.tmpdir(), `tern-udhcpc-${process.pid}.sh`);
 
 export function sh(ns: string, script: string, input?: string): string {
   return execFileSync('ip', ['netns', 'exec', ns, 'sh', '-ec', script], {
@@ -49,6 +56,36 @@ export function guest(host: string, bridge: string, port: string, mac: string, m
   return ns;
 }
 
+/**
+ * The address a guest's eth0 is offered by DHCP (busybox udhcpc, up to 10 tries a second apart),
+ * or undefined; the guest is left unconfigured.
+ */
+export async function dhcpLease(guest: string): Promise<string | undefined> {
+  if (!fs.existsSync(leaseScript))
+    fs.writeFileSync(leaseScript, '#!/bin/sh\n[ "$1" = bound ] && echo "bound $ip"\nexit 0\n', {
+      mode: 0o755,
+    });
+  const { stdout } = await run('ip', [
+    'netns',
+    'exec',
+    guest,
+    'busybox',
+    'udhcpc',
+    '-i',
+    'eth0',
+    '-f',
+    '-q',
+    '-n',
+    '-t',
+    '10',
+    '-T',
+    '1',
+    '-s',
+    leaseScript,
+  ]);
+  return /bound (\S+)/.exec(stdout)?.[1];
+}
+
 /** Two hosts' "cluster addresses": a veth pair between them, `10.255.0.1` and `.2`. */
 export function wire(a: string, b: string): [string, string] {
   sh(a, `ip link add uplink type veth peer name uplink netns ${b}`);
@@ -64,7 +101,7 @@ export function pids(ns: string): number[] {
     .map(Number);
 }
 
-/** Every namespace made so far, its processes killed, removed. */
+/** Every namespace made so far, its processes killed, removed (and the DHCP lease script). */
 export function cleanup(): void {
   for (const ns of made.splice(0)) {
     for (const pid of pids(ns)) {
@@ -76,6 +113,7 @@ export function cleanup(): void {
     }
     execFileSync('ip', ['netns', 'del', ns]);
   }
+  fs.rmSync(leaseScript, { force: true });
 }
 
 /** What `ip -br link` and `nft list ruleset` show in a namespace: the before/after of teardown. */

@@ -4,18 +4,15 @@
  * anycast gateway answers locally), resolves the other by name, and reaches it through VXLAN.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { promisify } from 'node:util';
 import { KernelNetworks } from '../src/agent/network/kernel-networks.ts';
 import { testNic, testSpec } from '../src/agent/network/test-specs.ts';
 import { createLogger } from '../src/log.ts';
-import { cleanup, footprint, guest, namespace, sh, status, wire } from './netns.ts';
+import { cleanup, dhcpLease, footprint, guest, namespace, sh, status, wire } from './netns.ts';
 
-const run = promisify(execFile);
 after(cleanup);
 
 test('an overlay joins two hosts: local DHCP, names of both, traffic through the tunnel, nothing left after', async (t) => {
@@ -37,33 +34,8 @@ test('an overlay joins two hosts: local DHCP, names of both, traffic through the
     const state = await nets[i].apply({ ...base, overlay: { ...base.overlay!, local, peers: [ip1, ip2] } });
     assert.equal(state.state, 'ready', state.reason ?? '');
   }
-  const script = path.join(os.tmpdir(), `tern-udhcpc-${process.pid}.sh`);
-  fs.writeFileSync(script, '#!/bin/sh\n[ "$1" = bound ] && echo "bound $ip"\nexit 0\n', { mode: 0o755 });
-  t.after(() => fs.rmSync(script, { force: true }));
   const guests = [h1, h2].map((h, i) => guest(h, base.bridge, `go${i}`, leases[i].mac, base.mtu));
-  const got = await Promise.all(
-    guests.map(async (g) => {
-      const { stdout } = await run('ip', [
-        'netns',
-        'exec',
-        g,
-        'busybox',
-        'udhcpc',
-        '-i',
-        'eth0',
-        '-f',
-        '-q',
-        '-n',
-        '-t',
-        '10',
-        '-T',
-        '1',
-        '-s',
-        script,
-      ]);
-      return /bound (\S+)/.exec(stdout)?.[1];
-    }),
-  );
+  const got = await Promise.all(guests.map(dhcpLease));
   assert.deepEqual(
     got,
     leases.map((l) => l.ip),

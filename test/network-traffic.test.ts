@@ -6,19 +6,16 @@
  * as a table of cases says.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { promisify } from 'node:util';
 import { dnsmasqPaths, dnsmasqPid } from '../src/agent/network/dnsmasq.ts';
 import { KernelNetworks } from '../src/agent/network/kernel-networks.ts';
 import { testNic, testSpec } from '../src/agent/network/test-specs.ts';
 import { createLogger } from '../src/log.ts';
-import { cleanup, guest, namespace, sh, status } from './netns.ts';
+import { cleanup, dhcpLease, guest, namespace, sh, status } from './netns.ts';
 
-const run = promisify(execFile);
 const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tern-net-'));
 let host = '';
 let outside = '';
@@ -124,32 +121,7 @@ test('50 DHCP clients each get exactly their lease, also after dnsmasq restarts'
   const spec = testSpec('nat', 3, { leases });
   await nets.apply(spec);
   const guests = leases.map((l, i) => guest(host, spec.bridge, `gd${i}`, l.mac));
-  const script = path.join(stateDir, 'udhcpc.sh');
-  fs.writeFileSync(script, '#!/bin/sh\n[ "$1" = bound ] && echo "bound $ip"\nexit 0\n', { mode: 0o755 });
-  const dhcp = () =>
-    Promise.all(
-      guests.map(async (g) => {
-        const { stdout } = await run('ip', [
-          'netns',
-          'exec',
-          g,
-          'busybox',
-          'udhcpc',
-          '-i',
-          'eth0',
-          '-f',
-          '-q',
-          '-n',
-          '-t',
-          '10',
-          '-T',
-          '1',
-          '-s',
-          script,
-        ]);
-        return /bound (\S+)/.exec(stdout)?.[1];
-      }),
-    );
+  const dhcp = () => Promise.all(guests.map(dhcpLease));
   assert.deepEqual(
     await dhcp(),
     leases.map((l) => l.ip),
