@@ -190,6 +190,19 @@ async function untruths(): Promise<string[]> {
         `${v.name} has ${real.guest.disks.length} disks on its host, ${v.disks.length} in the inventory`,
       );
   }
+  for (const v of items) {
+    // A running VM's NICs on managed networks, and their links, are what its host runs.
+    const spec = v.host && v.state === 'running' ? hostOf(v).driver.spec(v.id) : undefined;
+    if (!spec) continue;
+    const nicsOf = (nics: Vm['nics']) =>
+      nics
+        .filter((n) => n.network.mode === 'network')
+        .map((n) => `${n.mac} ${n.link ?? 'up'}`)
+        .sort()
+        .join(', ');
+    if (nicsOf(v.nics) !== nicsOf(spec.nics))
+      out.push(`${v.name} has NICs [${nicsOf(spec.nics)}] on its host, [${nicsOf(v.nics)}] in the inventory`);
+  }
   for (const h of sim.hosts)
     for (const r of h.driver.list())
       if (!known.has(r.id) && r.state === 'running')
@@ -219,11 +232,15 @@ async function assertTruthful(): Promise<void> {
   }).catch(() => assert.fail(last.join('\n')));
 }
 
-async function makeVm(name: string, opts: { start?: boolean; extra?: number[]; diskGiB?: number } = {}) {
+async function makeVm(
+  name: string,
+  opts: { start?: boolean; extra?: number[]; diskGiB?: number; nics?: unknown[] } = {},
+) {
   const t = await api.task('POST', '/api/v1/vms', {
     name,
     template: 'tiny',
     start: opts.start ?? true,
+    ...(opts.nics ? { nics: opts.nics } : {}),
     ...(opts.extra ? { extraDisksGiB: opts.extra } : {}),
     ...(opts.diskGiB ? { diskGiB: opts.diskGiB } : {}),
   });
@@ -265,6 +282,18 @@ interface KillCase {
 const post = (p: string, body?: unknown) => () => api.request<{ task: Task }>('POST', p, body);
 const del = (p: string) => () => api.request<{ task: Task }>('DELETE', p);
 const onHostOf = async (name: string, op: SimOperation) => holding(hostOf(await vm(name)), op);
+/** The NIC a case works on, known once its VM is made. */
+let nicMac = '';
+/** The managed network the NIC cases use, made once. */
+async function knet(): Promise<void> {
+  const have = await api.request<{ items: { name: string }[] }>('GET', '/api/v1/networks');
+  if (!have.items.some((n) => n.name === 'k-net'))
+    await api.request('POST', '/api/v1/networks', {
+      name: 'k-net',
+      type: 'isolated',
+      subnet: '10.99.0.0/24',
+    });
+}
 /** What `setup` arms to hold the task at its step; unset, the kill comes as soon as it runs. */
 let holdOn: (() => Promise<void>) | null = null;
 
@@ -643,6 +672,44 @@ const table: KillCase[] = [
       holdOn = holdOnAny('act');
     },
     submit: post('/api/v1/image-pools/kr/versions/2/promote'),
+  },
+  {
+    kind: 'vm.nic.add',
+    at: "the hot-plug asked of a running VM's host",
+    setup: async () => {
+      await knet();
+      await makeVm('k-nic-add');
+      holdOn = await onHostOf('k-nic-add', 'plugNic');
+    },
+    submit: post('/api/v1/vms/k-nic-add/nics', { mode: 'network', network: 'k-net' }),
+    check: async () => assert.equal((await vm('k-nic-add')).nics.length, 2),
+  },
+  {
+    kind: 'vm.nic.remove',
+    at: "the hot-unplug asked of a running VM's host",
+    setup: async () => {
+      await knet();
+      const v = await makeVm('k-nic-rm', { nics: [{ mode: 'user' }, { mode: 'network', network: 'k-net' }] });
+      nicMac = v.nics[1]!.mac;
+      holdOn = await onHostOf('k-nic-rm', 'unplugNic');
+    },
+    submit: () => del(`/api/v1/vms/k-nic-rm/nics/${nicMac}`)(),
+    check: async () => assert.equal((await vm('k-nic-rm')).nics.length, 1),
+  },
+  {
+    kind: 'vm.nic.link',
+    at: "the link change asked of a running VM's host",
+    setup: async () => {
+      await knet();
+      const v = await makeVm('k-nic-link', {
+        nics: [{ mode: 'user' }, { mode: 'network', network: 'k-net' }],
+      });
+      nicMac = v.nics[1]!.mac;
+      holdOn = await onHostOf('k-nic-link', 'linkNic');
+    },
+    submit: () =>
+      api.request<{ task: Task }>('PUT', `/api/v1/vms/k-nic-link/nics/${nicMac}/link`, { link: 'down' }),
+    check: async () => assert.equal((await vm('k-nic-link')).nics[1]!.link, 'down'),
   },
   {
     kind: 'host.maintenance',
