@@ -49,6 +49,11 @@ export const ruleText = (r: SecurityRule): string =>
     .filter(Boolean)
     .join(' ');
 
+/** What a group does with traffic no rule names: rules only open a deny. */
+function verdictText(v: 'allow' | 'deny'): string {
+  return v === 'deny' ? 'deny unless a rule allows' : 'allow';
+}
+
 function defaults(flags: Flags) {
   return {
     ...(flags.inbound ? { inbound: oneOf(flags.inbound, verdicts, '--inbound') } : {}),
@@ -59,8 +64,8 @@ function defaults(flags: Flags) {
 function showGroup(group: SecurityGroup, flags: Flags): void {
   printObject(flags.output, group, (g) => [
     ['name', g.name],
-    ['inbound', `${g.inbound} unless a rule allows`],
-    ['outbound', `${g.outbound} unless a rule allows`],
+    ['inbound', verdictText(g.inbound)],
+    ['outbound', verdictText(g.outbound)],
     ['rules', g.rules.map(ruleText).join('; ') || 'none'],
     ['created', g.createdAt],
   ]);
