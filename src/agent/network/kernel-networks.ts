@@ -235,10 +235,22 @@ export class KernelNetworks implements HostNetworks {
         await this.#realize(n);
         if (n.state !== 'ready' || ports.length === 0) continue;
         // A port whose tap went (the host rebooted) is made again, one that lost its bridge (the
-        // bridge was made again) put back on it: its VM's start opens it.
+        // bridge was made again) put back on it, all in the network's link group and up, in one
+        // `ip -batch`: its VM's start opens it. If the batch fails, port by port, so one tap that
+        // cannot be made does not keep the others off.
         const have = new Map((await links(this.#shell)).map((l) => [l.ifname, l]));
-        for (const p of ports) {
-          const tap = have.get(p.tap);
+        const lines = (p: PortRecord) =>
+          have.has(p.tap)
+            ? [`link set dev ${p.tap} master ${spec.bridge} mtu ${spec.mtu} group ${n.group} up`]
+            : tapLines(p.tap, spec.bridge, spec.mtu, n.group);
+        const all = await ipBatch(this.#shell, ports.flatMap(lines)).then(
+          () => true,
+          () => false,
+        );
+        // What the batch did before it stopped is looked at again.
+        const now = all ? have : new Map((await links(this.#shell)).map((l) => [l.ifname, l]));
+        for (const p of all ? [] : ports) {
+          const tap = now.get(p.tap);
           const made = !tap
             ? makeTap(this.#shell, p.tap, spec.bridge, spec.mtu)
             : tap.master !== spec.bridge

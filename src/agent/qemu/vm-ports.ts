@@ -11,29 +11,33 @@ import { type Monitor, setLink } from './qmp-commands.ts';
 
 /**
  * Plugs a port for every NIC of `spec` on a managed network; answers the taps by NIC index
- * (null for the others). A port that cannot be plugged unplugs the ones before it.
+ * (null for the others). Asked all at once, so the host plugs them together; if one cannot be
+ * plugged, the others are unplugged.
  */
 export async function plugPorts(networks: HostNetworks, spec: VmSpec): Promise<(string | null)[]> {
-  const taps: (string | null)[] = [];
-  try {
-    for (const nic of spec.nics) {
-      const n = nic.network;
-      taps.push(
-        n.mode === 'network'
-          ? await networks.plug({ network: n.network, vm: spec.id, mac: nic.mac, ip: n.ip, rules: n.rules })
-          : null,
-      );
-    }
-  } catch (err) {
-    await unplugPorts(networks, taps);
-    throw err;
+  const asked = await Promise.allSettled(
+    spec.nics.map(({ network: n, mac }) =>
+      n.mode === 'network'
+        ? networks.plug({ network: n.network, vm: spec.id, mac, ip: n.ip, rules: n.rules })
+        : Promise.resolve(null),
+    ),
+  );
+  const failed = asked.find((a) => a.status === 'rejected');
+  if (failed) {
+    await unplugPorts(
+      networks,
+      asked.map((a) => (a.status === 'fulfilled' ? a.value : null)),
+    );
+    throw failed.reason;
   }
-  return taps;
+  return asked.map((a) => (a as PromiseFulfilledResult<string | null>).value);
 }
 
-/** Unplugs the given ports; one that is gone already is done. */
+/** Unplugs the given ports (asked at once: the host removes them together); one gone already is done. */
 export async function unplugPorts(networks: HostNetworks, taps: readonly (string | null)[]): Promise<void> {
-  for (const tap of taps) if (tap) await networks.unplug(tap);
+  const asked = await Promise.allSettled(taps.map((tap) => (tap ? networks.unplug(tap) : undefined)));
+  const failed = asked.find((a) => a.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 /**
