@@ -1,6 +1,7 @@
 /** Hosts as the manager inventories them. */
 import { type Static, Type } from 'typebox';
 import { Name, Timestamp, Uuid } from './common.ts';
+import { NetworkCapabilities } from './network.ts';
 
 export const Accelerator = Type.Union([Type.Literal('kvm'), Type.Literal('tcg'), Type.Literal('sim')]);
 export type Accelerator = Static<typeof Accelerator>;
@@ -28,6 +29,7 @@ export const HostFacts = Type.Object({
   uefi: Type.Optional(
     Type.Boolean({ description: 'the host has UEFI firmware (OVMF) for VMs; absent: an older agent, none' }),
   ),
+  network: Type.Optional(NetworkCapabilities),
 });
 export type HostFacts = Static<typeof HostFacts>;
 

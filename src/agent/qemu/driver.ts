@@ -183,6 +183,7 @@ export class QemuDriver implements HypervisorDriver {
       ),
       versions: { qemu: qemuVersion, node: process.versions.node },
       uefi: ovmfPresent(),
+      network: await this.networks.capabilities(),
     };
   }
 

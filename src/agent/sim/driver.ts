@@ -109,6 +109,7 @@ export class SimDriver implements HypervisorDriver {
       }),
       versions: { sim: '1', node: process.versions.node },
       uefi: this.#o.uefi,
+      network: await this.networks.capabilities(),
     };
   }
 

@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import { ovmf, ovmfPresent } from '../../agent/firmware.ts';
+import { detectCapabilities } from '../../agent/network/capabilities.ts';
 import { chooseAccelerator, probeKvmDevice, readCpuFacts } from '../../agent/qemu/accelerator.ts';
 import { dataDir } from '../../allinone/config.ts';
 import type { Flags } from '../flags.ts';
@@ -65,6 +66,24 @@ export async function doctor(flags: Flags): Promise<number> {
     ok: uefi,
     detail: uefi ? `OVMF at ${ovmf.code}` : `${ovmf.code} not found: VMs boot with BIOS only`,
     fix: uefi ? '' : 'apt-get install -y ovmf',
+    required: false,
+  });
+  // Managed networks: what the kernel and tools here can realize (probed in a scratch namespace).
+  const net = await detectCapabilities();
+  checks.push({
+    check: 'networks',
+    ok: net.reasons.length === 0,
+    detail:
+      net.reasons.length === 0
+        ? 'bridge, nat, isolated, overlay (VXLAN) and VLAN tags'
+        : net.reasons.join('; '),
+    fix:
+      !net.nftables || !net.dnsmasq
+        ? 'apt-get install -y nftables dnsmasq-base'
+        : `${[
+            ...(net.vlan ? [] : ['a kernel with 8021q and bridge VLAN filtering for VLAN tags']),
+            ...(net.vxlan ? [] : ['a kernel with vxlan for overlays']),
+          ].join('; ')}; the other network types work meanwhile`,
     required: false,
   });
   const cpu = readCpuFacts();

@@ -1,6 +1,7 @@
 /** `tern host …`: the hosts of the cluster, how they join and leave, maintenance. */
 import { TernError } from '../../errors.ts';
 import { hostRoutes } from '../../wire/api/hosts.ts';
+import type { NetworkCapabilities } from '../../wire/network.ts';
 import type { Orphan } from '../../wire/orphan.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
@@ -11,6 +12,14 @@ import { type Command, viaGroup } from '../registry.ts';
 
 const usage =
   'usage: tern host list | show NAME | add NAME | remove NAME | maintenance on|off NAME [--stop-unmovable] | orphans [HOST] | orphans adopt HOST ID | orphans remove HOST ID [--force]';
+
+/** What the host can realize: `bridge, nat, isolated, overlay; no VLAN (why)`. */
+function networkText(c: NetworkCapabilities): string {
+  if (!c.nftables || !c.dnsmasq) return `none managed: ${c.reasons.join('; ')}`;
+  const types = ['bridge', 'nat', 'isolated', ...(c.vxlan ? ['overlay'] : [])].join(', ');
+  const lacks = c.reasons.length > 0 ? `; ${c.reasons.join('; ')}` : '';
+  return `${types}${c.vlan ? ', VLAN tags' : ''}${lacks}`;
+}
 
 export async function hostCommand(
   api: ApiClient,
@@ -71,6 +80,7 @@ export async function hostCommand(
               .join(', ')
           : null,
       ],
+      ['networks', h.facts?.network ? networkText(h.facts.network) : null],
       ['vms', h.vmCount],
     ]);
   }
