@@ -535,3 +535,42 @@ test('a security group change reaches running VMs without a restart: its own NIC
   for (const name of ['sg-app-vm', 'sg-db-vm'])
     assert.equal((await api.task('DELETE', `/api/v1/vms/${name}?force=true`)).state, 'succeeded');
 });
+
+test("a simulated host's ports follow its VMs: plugged at start and hot-plug, moved by a migration, gone at stop", async () => {
+  const [h1, h2] = cluster.sim.hosts.map((h) => h.name) as [string, string];
+  const net = await api.request<Network>('POST', '/api/v1/networks', {
+    name: 'port-net',
+    type: 'isolated',
+    subnet: '10.91.0.0/24',
+  });
+  const ports = () =>
+    Object.fromEntries(
+      cluster.sim.hosts.map((h) => [
+        h.name,
+        h.driver.networks.list().find((n) => n.id === net.id)?.ports ?? 0,
+      ]),
+    );
+  const expect = (want: Record<string, number>) =>
+    until(
+      `ports ${JSON.stringify(want)}`,
+      15_000,
+      async () => JSON.stringify(ports()) === JSON.stringify(want) || undefined,
+    ).catch(() => assert.deepEqual(ports(), want));
+  await createVm({ name: 'porter', start: true, nics: [{ mode: 'network', network: 'port-net' }] });
+  const from = (await api.request<Vm>('GET', '/api/v1/vms/porter')).host!;
+  const to = from === h1 ? h2 : h1;
+  await expect({ [h1]: from === h1 ? 1 : 0, [h2]: from === h2 ? 1 : 0 });
+
+  const added = await api.task('POST', '/api/v1/vms/porter/nics', { mode: 'network', network: 'port-net' });
+  assert.equal(added.state, 'succeeded', JSON.stringify(added.error));
+  await expect({ [h1]: from === h1 ? 2 : 0, [h2]: from === h2 ? 2 : 0 });
+
+  const moved = await api.task('POST', '/api/v1/vms/porter/migrate', { to });
+  assert.equal(moved.state, 'succeeded', JSON.stringify(moved.error));
+  await expect({ [h1]: to === h1 ? 2 : 0, [h2]: to === h2 ? 2 : 0 });
+
+  assert.equal((await api.task('POST', '/api/v1/vms/porter/stop')).state, 'succeeded');
+  await expect({ [h1]: 0, [h2]: 0 });
+  assert.equal((await api.task('DELETE', '/api/v1/vms/porter?force=true')).state, 'succeeded');
+  await api.request('DELETE', '/api/v1/networks/port-net');
+});

@@ -63,7 +63,13 @@ export class SimDriver implements HypervisorDriver {
     this.clock = opts.clock ?? new SimClock();
     this.#log = opts.log;
     this.#o = simSettings(opts);
-    this.#sim = new SimVms({ ...this.#o, clock: this.clock, log: this.#log, events: this.events });
+    this.#sim = new SimVms({
+      ...this.#o,
+      clock: this.clock,
+      log: this.#log,
+      events: this.events,
+      networks: this.networks,
+    });
     this.#link = {
       networkMiBps: this.#o.networkMiBps,
       diskMiBps: this.#o.diskMiBps,
@@ -140,6 +146,7 @@ export class SimDriver implements HypervisorDriver {
     this.#sim.reserveMemory(spec);
     this.#sim.stopped.delete(spec.id);
     if (existing) this.#sim.discard(existing);
+    await this.#sim.plugPorts(spec);
     const vm = this.#sim.add(spec, 'running', null);
     vm.boots = 1;
     this.#sim.appendConsole(
@@ -229,7 +236,7 @@ export class SimDriver implements HypervisorDriver {
 
   async setNicRules(id: string, mac: string, rules: PortRules | null): Promise<void> {
     await this.#enter('setNicRules');
-    return setNicRules(this.#sim, this.networks, id, mac, rules);
+    return setNicRules(this.#sim, id, mac, rules);
   }
 
   async snapshot(id: string, name: string) {

@@ -84,6 +84,10 @@ export async function prepareIncoming(
       : null;
   host.stopped.delete(spec.id);
   if (existing) host.discard(existing);
+  await host.plugPorts(spec).catch((err) => {
+    for (const ref of created) deleteVolume(host.pools, ref);
+    throw err;
+  });
   const vm = host.add(spec, 'paused', 'incoming migration');
   const pools = host.pools;
   const entry: IncomingEntry = {

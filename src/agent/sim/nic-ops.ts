@@ -6,7 +6,6 @@
 import { TernError } from '../../errors.ts';
 import type { PortRules } from '../../wire/network.ts';
 import { freeNicSlot, type NicSpec, nicSlot, withoutNic } from '../../wire/vm.ts';
-import type { HostNetworks } from '../network/host-networks.ts';
 import type { SimVms } from './vms.ts';
 
 export async function plugNic(sim: SimVms, id: string, nic: NicSpec): Promise<void> {
@@ -23,13 +22,21 @@ export async function plugNic(sim: SimVms, id: string, nic: NicSpec): Promise<vo
       'conflict',
       `VM ${vm.spec.name} has no free NIC slot${slot === null ? '' : ` ${slot}`}`,
     );
+  // Its port, as the QEMU driver plugs one before the device (one left of a killed call is used again).
+  const n = nic.network;
+  if (!sim.networks.ports().some((p) => p.vm === id && p.mac === nic.mac))
+    await sim.networks.plug({ network: n.network, vm: id, mac: nic.mac, ip: n.ip, rules: n.rules });
   vm.spec = { ...vm.spec, nics: [...vm.spec.nics, { ...nic, slot }] };
 }
 
 export async function unplugNic(sim: SimVms, id: string, mac: string): Promise<void> {
   const vm = sim.running(id);
   const nic = vm.spec.nics.find((n) => n.mac === mac);
-  if (!nic) return;
+  if (!nic) {
+    // Gone from the VM already: only its port may be left.
+    for (const p of sim.networks.ports()) if (p.vm === id && p.mac === mac) await sim.networks.unplug(p.tap);
+    return;
+  }
   if (nic.network.mode !== 'network')
     throw new TernError(
       'conflict',
@@ -38,6 +45,7 @@ export async function unplugNic(sim: SimVms, id: string, mac: string): Promise<v
   if (vm.guestHung || vm.state !== 'running')
     throw new TernError('timeout', `the guest of ${vm.spec.name} did not release NIC ${mac} within 60 s`);
   vm.spec = { ...vm.spec, nics: withoutNic(vm.spec, mac) };
+  for (const p of sim.networks.ports()) if (p.vm === id && p.mac === mac) await sim.networks.unplug(p.tap);
 }
 
 export async function linkNic(sim: SimVms, id: string, mac: string, link: 'up' | 'down'): Promise<void> {
@@ -57,7 +65,6 @@ export async function linkNic(sim: SimVms, id: string, mac: string, link: 'up' |
 /** Rewrites the rules of a running VM's NIC on a managed network: its port's record, if any, and the spec. */
 export async function setNicRules(
   sim: SimVms,
-  networks: HostNetworks,
   id: string,
   mac: string,
   rules: PortRules | null,
@@ -70,8 +77,8 @@ export async function setNicRules(
       'conflict',
       `NIC ${mac} of ${vm.spec.name} is not on a managed network: it has no rules`,
     );
-  const tap = networks.ports().find((p) => p.vm === id && p.mac === mac)?.tap;
-  if (tap) await networks.updatePort(tap, rules);
+  const tap = sim.networks.ports().find((p) => p.vm === id && p.mac === mac)?.tap;
+  if (tap) await sim.networks.updatePort(tap, rules);
   vm.spec = {
     ...vm.spec,
     nics: vm.spec.nics.map((n) =>

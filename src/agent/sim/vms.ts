@@ -11,6 +11,8 @@ import type { Logger } from '../../log.ts';
 import type { AgentVm, AgentVmState, VmAction } from '../../wire/agent.ts';
 import { emptyGuestInfo, type GuestInfo, type VmSpec, type VolumeRef } from '../../wire/vm.ts';
 import type { DriverEvents } from '../driver.ts';
+import type { HostNetworks } from '../network/host-networks.ts';
+import { plugPorts } from '../qemu/vm-ports.ts';
 import { type Pools, resolveVolume } from '../storage/pools.ts';
 import { deleteVolume } from '../storage/volumes.ts';
 import type { SimClock } from './clock.ts';
@@ -54,6 +56,8 @@ export interface SimVmsOptions {
   clock: SimClock;
   log: Logger | undefined;
   events: EventEmitter<DriverEvents>;
+  /** The host's networks: a VM's ports are recorded while it has a process, as QEMU's taps are. */
+  networks: HostNetworks;
 }
 
 export class SimVms {
@@ -67,6 +71,7 @@ export class SimVms {
   readonly pools: Pools;
   readonly clock: SimClock;
   readonly events: EventEmitter<DriverEvents>;
+  readonly networks: HostNetworks;
   readonly #o: SimVmsOptions;
   readonly #log: Logger | undefined;
   /** VMs that ran when the power went: found crashed when the host comes back. */
@@ -77,6 +82,7 @@ export class SimVms {
     this.pools = o.pools;
     this.clock = o.clock;
     this.events = o.events;
+    this.networks = o.networks;
     this.#o = o;
     this.#log = o.log;
   }
@@ -305,7 +311,25 @@ export class SimVms {
   discard(vm: SimVm): void {
     this.clearTimer(vm);
     this.unregister(vm);
-    if (this.vms.get(vm.spec.id) === vm) this.vms.delete(vm.spec.id);
+    if (this.vms.get(vm.spec.id) === vm) {
+      this.vms.delete(vm.spec.id);
+      this.unplugPorts(vm.spec.id);
+    }
+  }
+
+  /**
+   * Before the VM has a process here (a start, an incoming migration): its ports, as the QEMU
+   * driver plugs them before QEMU opens them; a network not ready here fails the start. Ports
+   * left of an earlier process of it go first.
+   */
+  async plugPorts(spec: VmSpec): Promise<void> {
+    this.unplugPorts(spec.id);
+    await plugPorts(this.networks, spec);
+  }
+
+  /** Its process ended: the VM's ports go (records only, so this is done at once). */
+  unplugPorts(id: string): void {
+    for (const tap of this.networks.portsOf(id)) void this.networks.unplug(tap);
   }
 
   unregister(vm: SimVm): void {
@@ -320,6 +344,7 @@ export class SimVms {
       vm.incoming = null;
     }
     vm.state = 'crashed';
+    this.unplugPorts(vm.spec.id);
     vm.reason = reason;
     vm.pid = null;
     vm.booted = false;
