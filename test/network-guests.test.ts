@@ -2,7 +2,8 @@
  * Real guests on a managed network: the host plugs each NIC's port (a tap of the agent's, on
  * the network's bridge, its rules applied) before QEMU starts, QEMU opens it, the guests get
  * their inventory addresses (also by DHCP) and reach each other by name; ports stay while QEMU
- * runs across an agent restart and go when it ends, whoever ended it. The host is a network
+ * runs across an agent restart and go when it ends, whoever ended it; a security group's change
+ * reaches a running guest's port at once. The host is a network
  * namespace (isolated cluster), removed at the end with everything in it.
  */
 import assert from 'node:assert/strict';
@@ -27,12 +28,14 @@ before(async () => {
     subnet: '10.77.0.0/24',
     domain: 'lab.internal',
   });
+  // g2's NIC is in a group that lets everything in until the last test changes it.
+  await c.api.request('POST', '/api/v1/security-groups', { name: 'g2-in', inbound: 'allow' });
   for (const name of ['g1', 'g2']) {
     const t = await c.api.task('POST', '/api/v1/vms', {
       name,
       template: 'tiny',
       start: true,
-      nics: [{ mode: 'network', network: 'lab' }],
+      nics: [{ mode: 'network', network: 'lab', ...(name === 'g2' ? { group: 'g2-in' } : {}) }],
     });
     assert.equal(t.state, 'succeeded', `${name}: ${JSON.stringify(t.error)}`);
   }
@@ -175,4 +178,22 @@ test('a running guest: its link goes down and up again, and a NIC is plugged in 
   assert.equal(gone.code, 0, 'the guest let go of it');
   const vm = await c.api.request<Vm>('GET', '/api/v1/vms/g2');
   assert.equal(vm.nics.length, 1);
+});
+
+test("a security group's change reaches a running guest's port at once: a ping blocked, then let in again, no restart", async () => {
+  const { ip } = await addressOf('g2');
+  const boot = (await c.api.request<Vm>('GET', '/api/v1/vms/g2')).guest.bootId;
+  assert.equal((await ping('g1', ip)).code, 0, 'everything let in: g1 reaches g2');
+
+  await c.api.request('PATCH', '/api/v1/security-groups/g2-in', { inbound: 'deny' });
+  let blocked = false;
+  for (const deadline = Date.now() + 20_000; !blocked && Date.now() < deadline; )
+    blocked = (await sh('g1', `ping -c 1 -W 1 ${ip} >/dev/null`)).code !== 0;
+  assert.ok(blocked, 'inbound denied: the ping does not reach g2');
+
+  await c.api.request('PATCH', '/api/v1/security-groups/g2-in', {
+    rules: [{ direction: 'in', protocol: 'icmp' }],
+  });
+  assert.equal((await ping('g1', ip)).code, 0, 'ICMP let in: g1 reaches g2 again');
+  assert.equal((await c.api.request<Vm>('GET', '/api/v1/vms/g2')).guest.bootId, boot, 'g2 was not restarted');
 });
