@@ -5,10 +5,12 @@
  * link set up or down. Each is done when already done, so a retried or resumed call is safe.
  * The running spec records the change, for a later agent and a migration's target.
  */
+
 import { TernError } from '../../errors.ts';
 import type { PortRules } from '../../wire/network.ts';
-import { freeNicSlot, type NicSpec, nicSlot, withoutNic } from '../../wire/vm.ts';
+import { type NicSpec, nicSlot, withoutNic } from '../../wire/vm.ts';
 import type { HostNetworks } from '../network/host-networks.ts';
+import { hotplugSlot } from '../nic-slot.ts';
 import { nicDevice, nicNodes } from './command-line.ts';
 import {
   deviceAdd,
@@ -24,18 +26,7 @@ import type { VmProcess } from './vm-process.ts';
 /** Hot-plugs a NIC on a managed network into a running VM, at its slot (the lowest free one when absent). */
 export async function plugNicRunning(vm: VmProcess, nic: NicSpec, networks: HostNetworks): Promise<void> {
   if (vm.spec.nics.some((n) => n.mac === nic.mac)) return;
-  const n = nic.network;
-  if (n.mode !== 'network')
-    throw new TernError(
-      'invalid_request',
-      'only a NIC on a managed network can be plugged into a running VM',
-    );
-  const slot = nic.slot ?? freeNicSlot(vm.spec);
-  if (slot === null || vm.spec.nics.some((x, i) => nicSlot(x, i) === slot))
-    throw new TernError(
-      'conflict',
-      `VM ${vm.spec.name} has no free NIC slot${slot === null ? '' : ` ${slot}`}`,
-    );
+  const { slot, network: n } = hotplugSlot(vm.spec, nic);
   const ids = nicNodes(slot);
   // An agent killed midway left the port (kept), perhaps the backend and the device too.
   const left = portOf(networks, vm.id, nic.mac);

@@ -3,27 +3,18 @@
  * do: a NIC on a managed network plugged in at its slot and out (not while the guest hangs),
  * any NIC's link up or down; each done when already done. Only the VM's spec changes.
  */
+
 import { TernError } from '../../errors.ts';
 import type { PortRules } from '../../wire/network.ts';
-import { freeNicSlot, type NicSpec, nicSlot, withoutNic } from '../../wire/vm.ts';
+import { type NicSpec, withoutNic } from '../../wire/vm.ts';
+import { hotplugSlot } from '../nic-slot.ts';
 import type { SimVms } from './vms.ts';
 
 export async function plugNic(sim: SimVms, id: string, nic: NicSpec): Promise<void> {
   const vm = sim.running(id);
   if (vm.spec.nics.some((n) => n.mac === nic.mac)) return;
-  if (nic.network.mode !== 'network')
-    throw new TernError(
-      'invalid_request',
-      'only a NIC on a managed network can be plugged into a running VM',
-    );
-  const slot = nic.slot ?? freeNicSlot(vm.spec);
-  if (slot === null || vm.spec.nics.some((x, i) => nicSlot(x, i) === slot))
-    throw new TernError(
-      'conflict',
-      `VM ${vm.spec.name} has no free NIC slot${slot === null ? '' : ` ${slot}`}`,
-    );
+  const { slot, network: n } = hotplugSlot(vm.spec, nic);
   // Its port, as the QEMU driver plugs one before the device (one left of a killed call is used again).
-  const n = nic.network;
   if (!sim.networks.ports().some((p) => p.vm === id && p.mac === nic.mac))
     await sim.networks.plug({ network: n.network, vm: id, mac: nic.mac, ip: n.ip, rules: n.rules });
   vm.spec = { ...vm.spec, nics: [...vm.spec.nics, { ...nic, slot }] };
