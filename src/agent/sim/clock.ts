@@ -24,9 +24,16 @@ export class SimClock {
     return simMs / this.scale;
   }
 
+  /**
+   * Waits until `simMs` simulated milliseconds have passed by `now()`. A timer may fire a little
+   * early against Date.now() (it counts from the event loop's cached time), and at a large scale
+   * that little is whole simulated seconds: what is left is waited out.
+   */
   async sleep(simMs: number, signal?: AbortSignal): Promise<void> {
+    const until = this.now() + simMs;
     try {
-      await sleep(this.real(simMs), undefined, { signal });
+      for (let left = simMs; left > 0; left = until - this.now())
+        await sleep(this.real(left), undefined, { signal });
     } catch (err) {
       if (signal?.aborted) throw new TernError('cancelled', 'the operation was cancelled');
       throw err;
