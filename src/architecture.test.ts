@@ -94,6 +94,7 @@ const below: [string, string[]][] = [
   ['http', ['agent', 'manager', 'allinone', 'cli']],
   ['pki', ['agent', 'manager', 'allinone', 'cli']],
   ['ha', ['agent', 'manager', 'allinone', 'cli']],
+  ['backup', ['agent', 'manager', 'allinone', 'cli']],
   ['agent', ['manager', 'allinone', 'cli']],
   ['manager', ['allinone', 'cli']],
 ];

@@ -1,0 +1,108 @@
+/**
+ * The chunks of one datastore: `chunks/<first 4 hex digits>/<digest>`, each file written whole or
+ * not at all. Any number of writers (threads, processes, hosts on shared storage) may insert the
+ * same chunk at once: each writes its own temporary and renames it over the name, and every
+ * version is a valid encoding of the same plaintext, so readers see one whole file or none.
+ *
+ * Inserting a chunk that exists already only touches its access time: garbage collection sweeps
+ * chunks by access time with a safety window, so a chunk a running backup has just referenced
+ * is never swept (Proxmox Backup Server's rule).
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { TernError } from '../../errors.ts';
+import { writeFileAtomic } from './atomic-file.ts';
+import { decodeChunk, encodeChunk, MAX_CHUNK_FILE_BYTES } from './chunk-codec.ts';
+import { chunkDigest, type DatastoreKey, isDigestHex } from './chunk-key.ts';
+
+export interface InsertResult {
+  digest: string;
+  /** False when the datastore held the chunk already (deduplicated). */
+  written: boolean;
+  /** Bytes of the chunk file written (0 when deduplicated). */
+  storedBytes: number;
+}
+
+export class ChunkStore {
+  readonly #dir: string;
+  readonly #key: DatastoreKey | undefined;
+  readonly #level: number;
+
+  constructor(dir: string, options: { key?: DatastoreKey | undefined; level?: number } = {}) {
+    this.#dir = dir;
+    this.#key = options.key;
+    this.#level = options.level ?? 1;
+  }
+
+  /** The name `data` has in this store (keyed when the store is encrypted). */
+  digestOf(data: Uint8Array): string {
+    return chunkDigest(data, this.#key).toString('hex');
+  }
+
+  pathOf(digest: string): string {
+    if (!isDigestHex(digest)) throw new TernError('invalid_request', `not a chunk digest: ${String(digest)}`);
+    return path.join(this.#dir, digest.slice(0, 4), digest);
+  }
+
+  async has(digest: string): Promise<boolean> {
+    try {
+      await fs.access(this.pathOf(digest));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async insert(data: Buffer): Promise<InsertResult> {
+    const digest = this.digestOf(data);
+    const file = this.pathOf(digest);
+    if (await this.#touch(file)) return { digest, written: false, storedBytes: 0 };
+    const encoded = encodeChunk(data, { key: this.#key, level: this.#level });
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    await writeFileAtomic(file, encoded.file);
+    return { digest, written: true, storedBytes: encoded.file.length };
+  }
+
+  /** The chunk's plaintext, checked against its name; TernError('storage_error') otherwise. */
+  async read(digest: string): Promise<Buffer> {
+    const file = this.pathOf(digest);
+    let handle: fs.FileHandle;
+    try {
+      handle = await fs.open(file, 'r');
+    } catch (err) {
+      const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+      throw new TernError(
+        'storage_error',
+        missing
+          ? `chunk ${digest} is missing from the datastore`
+          : `chunk ${digest}: ${(err as Error).message}`,
+        { chunk: digest, missing },
+        { cause: err },
+      );
+    }
+    try {
+      const { size } = await handle.stat();
+      if (size > MAX_CHUNK_FILE_BYTES)
+        throw new TernError('storage_error', `chunk ${digest} is damaged: ${size} bytes is too large`, {
+          chunk: digest,
+          damaged: true,
+        });
+      return decodeChunk(await handle.readFile(), digest, this.#key);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** Marks an existing chunk as just used; false when there is none. */
+  async #touch(file: string): Promise<boolean> {
+    try {
+      const now = new Date();
+      const { mtime } = await fs.stat(file);
+      await fs.utimes(file, now, mtime);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw err;
+    }
+  }
+}
