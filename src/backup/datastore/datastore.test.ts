@@ -169,3 +169,17 @@ test('a datastore is created once, and a directory that is none is refused on op
   await rejectsWith(Datastore.open(fresh()), 'not_found', /not a datastore/);
   await rejectsWith(Datastore.open(dir, { key: randomBytes(32) }), 'invalid_request', /not encrypted/);
 });
+
+test('a chunk whose write was cut off leaves only a temporary, never a short chunk under its name', async () => {
+  const ds = await Datastore.create(fresh());
+  const data = randomBytes(100_000);
+  const digest = ds.chunks.digestOf(data);
+  const file = ds.chunks.pathOf(digest);
+  await fs.mkdir(path.dirname(file), { recursive: true });
+  // What a writer killed before its rename leaves behind.
+  await fs.writeFile(`${file}.tmp-4242-abcdef`, data.subarray(0, 4096));
+  assert.equal(await ds.chunks.has(digest), false);
+  await rejectsWith(ds.chunks.read(digest), 'storage_error', /missing/);
+  assert.equal((await ds.chunks.insert(data)).written, true);
+  assert.deepEqual(await ds.chunks.read(digest), data);
+});

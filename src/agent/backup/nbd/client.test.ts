@@ -111,6 +111,8 @@ async function serve(script: Script): Promise<string> {
               s.write(optionReply(10, 4, Buffer.concat([u32(i + 1), Buffer.from(c)])));
             });
             s.write(optionReply(10, 1));
+          } else if (option === 7 && data.subarray(4, 4 + data.readUInt32BE(0)).toString() === 'nope') {
+            s.write(optionReply(7, 0x80000006, Buffer.from('no such export\x1b[31m')));
           } else if (option === 7) {
             s.write(
               optionReply(7, 3, Buffer.concat([Buffer.from([0, 0]), u64(SIZE), Buffer.from([0x01, 0x03])])),
@@ -193,6 +195,20 @@ test('a dirty bitmap the export does not offer is reported by name, not as a bro
     NbdClient.connect({ path: sock }, { exportName: 'vda', metaContexts: ['base:allocation', BITMAP] }),
     'not_found',
     /offers no qemu:dirty-bitmap:tern/,
+  );
+});
+
+test('an export the server does not have, or no server at all, is said so', async () => {
+  const sock = await serve({});
+  await rejectsWith(
+    NbdClient.connect({ path: sock }, { exportName: 'nope' }),
+    'not_found',
+    /NBD handshake at .*: unknown export: no such export \[31m$/,
+  );
+  await rejectsWith(
+    NbdClient.connect({ path: `${sock}.absent` }, { exportName: 'vda' }),
+    'unavailable',
+    /ENOENT/,
   );
 });
 

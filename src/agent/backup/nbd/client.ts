@@ -84,8 +84,6 @@ export class NbdClient {
       });
     } catch (err) {
       socket.destroy();
-      if (err instanceof OptionRefused)
-        throw new TernError('unavailable', `NBD export ${options.exportName} at ${where}: ${err.message}`);
       throw client.#broken ?? client.#wrap('handshake', err);
     }
     const missing = (options.metaContexts ?? []).filter(
@@ -219,6 +217,11 @@ export class NbdClient {
 
   #wrap(what: string, err: unknown): TernError {
     if (err instanceof TernError) return err;
+    if (err instanceof OptionRefused)
+      return new TernError(
+        err.unknownExport ? 'not_found' : 'unavailable',
+        `NBD ${what} at ${this.#where}: ${err.message}`,
+      );
     if (err instanceof ServerError)
       return new TernError('storage_error', `NBD ${what} at ${this.#where}: ${err.message}`, {
         errno: err.errno,

@@ -30,7 +30,7 @@ import {
   REP_META_CONTEXT,
   serverText,
 } from './protocol.ts';
-import { ProtocolViolation, ServerError } from './read-reply.ts';
+import { ProtocolViolation } from './read-reply.ts';
 
 export interface ExportInfo {
   size: number;
@@ -48,7 +48,13 @@ const MAX_OPTION_REPLY = 4 + MAX_STRING_BYTES + 64;
 const MAX_CONTEXT_REPLIES = 64;
 
 /** An option the server refused: the connection is still good, the export is not usable as asked. */
-export class OptionRefused extends ServerError {}
+export class OptionRefused extends Error {
+  readonly unknownExport: boolean;
+  constructor(type: number, text: string) {
+    super(`${optionErrorName(type)}${text ? `: ${text}` : ''}`);
+    this.unknownExport = type === REP_ERROR_BIT + 6;
+  }
+}
 
 export async function handshake(
   queue: ByteQueue,
@@ -75,11 +81,7 @@ export async function handshake(
     if (header.length > MAX_OPTION_REPLY)
       throw new ProtocolViolation(`option reply of ${header.length} bytes`);
     const data = await queue.take(header.length);
-    if (header.type & REP_ERROR_BIT)
-      throw new OptionRefused(
-        0,
-        `${optionErrorName(header.type)}${data.length ? `: ${serverText(data)}` : ''}`,
-      );
+    if (header.type & REP_ERROR_BIT) throw new OptionRefused(header.type, serverText(data));
     return { type: header.type, data };
   };
 
