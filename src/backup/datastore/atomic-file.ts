@@ -19,7 +19,11 @@ export function isTempName(name: string): boolean {
  * Writes `data` to `file` atomically. Two writers of the same name never see each other's
  * half-written bytes: each has its own temporary, and rename(2) replaces the final name in one step.
  */
-export async function writeFileAtomic(file: string, data: Uint8Array): Promise<void> {
+export async function writeFileAtomic(
+  file: string,
+  data: Uint8Array,
+  options: { syncDirectory?: boolean } = {},
+): Promise<void> {
   const dir = path.dirname(file);
   const temp = `${file}${TEMP_INFIX}${process.pid}-${randomBytes(6).toString('hex')}`;
   const handle = await fs.open(temp, 'wx', 0o640);
@@ -38,7 +42,8 @@ export async function writeFileAtomic(file: string, data: Uint8Array): Promise<v
     await fs.rm(temp, { force: true });
     throw err;
   }
-  await syncDirectory(dir);
+  // A caller writing many files to few directories may flush each directory once, later.
+  if (options.syncDirectory !== false) await syncDirectory(dir);
 }
 
 /** Flushes a directory's entries (a rename or a new file in it) to disk. */

@@ -4,6 +4,13 @@
  * same chunk at once: each writes its own temporary and renames it over the name, and every
  * version is a valid encoding of the same plaintext, so readers see one whole file or none.
  *
+ * A chunk's bytes are flushed before its rename, but the directories that gained names are
+ * flushed once, in `flush()`, before a backup's indexes are written: flushing the directory
+ * costs about 0.2 ms per chunk here, of the 1.3 ms a 64 KiB chunk takes (bench/backup-chunks.ts,
+ * file-system figures in its notes). A crash before
+ * `flush()` may lose a name, never leave a short file under one; and the backup that lost it
+ * has no manifest, so nothing refers to it.
+ *
  * Inserting a chunk that exists already only touches its access time: garbage collection sweeps
  * chunks by access time with a safety window, so a chunk a running backup has just referenced
  * is never swept (Proxmox Backup Server's rule).
@@ -11,7 +18,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { TernError } from '../../errors.ts';
-import { writeFileAtomic } from './atomic-file.ts';
+import { syncDirectory, writeFileAtomic } from './atomic-file.ts';
 import { decodeChunk, encodeChunk, MAX_CHUNK_FILE_BYTES } from './chunk-codec.ts';
 import { chunkDigest, type DatastoreKey, isDigestHex } from './chunk-key.ts';
 
@@ -27,6 +34,8 @@ export class ChunkStore {
   readonly #dir: string;
   readonly #key: DatastoreKey | undefined;
   readonly #level: number;
+  /** Directories holding names this store wrote or relied on since the last flush. */
+  readonly #unsynced = new Set<string>();
 
   constructor(dir: string, options: { key?: DatastoreKey | undefined; level?: number } = {}) {
     this.#dir = dir;
@@ -56,11 +65,25 @@ export class ChunkStore {
   async insert(data: Buffer): Promise<InsertResult> {
     const digest = this.digestOf(data);
     const file = this.pathOf(digest);
+    // A name another writer has just made counts too: its directory may not be flushed yet.
+    this.#unsynced.add(path.dirname(file));
     if (await this.#touch(file)) return { digest, written: false, storedBytes: 0 };
     const encoded = encodeChunk(data, { key: this.#key, level: this.#level });
     await fs.mkdir(path.dirname(file), { recursive: true });
-    await writeFileAtomic(file, encoded.file);
+    await writeFileAtomic(file, encoded.file, { syncDirectory: false });
     return { digest, written: true, storedBytes: encoded.file.length };
+  }
+
+  /** Makes the names of every chunk inserted so far durable; before an index refers to them. */
+  async flush(): Promise<void> {
+    const dirs = [...this.#unsynced];
+    this.#unsynced.clear();
+    try {
+      for (let i = 0; i < dirs.length; i += 16) await Promise.all(dirs.slice(i, i + 16).map(syncDirectory));
+    } catch (err) {
+      for (const d of dirs) this.#unsynced.add(d);
+      throw err;
+    }
   }
 
   /** The chunk's plaintext, checked against its name; TernError('storage_error') otherwise. */

@@ -140,6 +140,7 @@ export class Datastore {
     labels: Record<string, string> = {},
   ): Promise<Manifest> {
     const dir = this.#backupDir(group, id);
+    await this.chunks.flush();
     await fs.mkdir(path.dirname(dir), { recursive: true });
     try {
       await fs.mkdir(dir);
