@@ -57,6 +57,12 @@ test('a backup restores to the same bytes, and a second backup of the same disk 
   assert.equal(second.written, 0);
   assert.deepEqual(await restore(ds, 'vm-1', '2026-12-07T11:00:00Z'), disk);
   await rejectsWith(backUp(ds, disk, 'vm-1', '2026-12-07T11:00:00Z'), 'conflict', /exists already/);
+  const partial = new FixedIndex(disk.length, CHUNK);
+  await rejectsWith(
+    ds.commitBackup('vm-1', 'partial', [{ name: 'vda', index: partial }]),
+    'internal',
+    /unnamed/,
+  );
 });
 
 test('a damaged, truncated or missing chunk fails the read loudly, naming the chunk', async () => {
