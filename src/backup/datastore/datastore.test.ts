@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -188,4 +189,52 @@ test('a chunk whose write was cut off leaves only a temporary, never a short chu
   await rejectsWith(ds.chunks.read(digest), 'storage_error', /missing/);
   assert.equal((await ds.chunks.insert(data)).written, true);
   assert.deepEqual(await ds.chunks.read(digest), data);
+});
+
+test('writer processes inserting the same chunks at once leave each chunk whole, readable by a third', async () => {
+  const dir = fresh();
+  await Datastore.create(dir);
+  // Each writer makes the same 12 chunks of 512 KiB from a seed and inserts them 3 times over.
+  const script = `
+    const { ChunkStore } = await import(${JSON.stringify(new URL('./chunk-store.ts', import.meta.url).pathname)});
+    const { createHash } = await import('node:crypto');
+    const store = new ChunkStore(${JSON.stringify(path.join(dir, 'chunks'))});
+    const chunk = (i) => {
+      const parts = [];
+      for (let n = 0; n < 16384; n++) parts.push(createHash('sha256').update(i + ':' + n).digest());
+      return Buffer.concat(parts);
+    };
+    const chunks = Array.from({ length: 12 }, (_, i) => chunk(i));
+    for (let round = 0; round < 3; round++) await Promise.all(chunks.map((c) => store.insert(c)));
+    await store.flush();
+  `;
+  const writer = () =>
+    new Promise<number | null>((resolve) => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'inherit' });
+      child.on('exit', resolve);
+    });
+  const reader = await Datastore.open(dir);
+  const expected = Array.from({ length: 12 }, (_, i) => {
+    const parts: Buffer[] = [];
+    for (let n = 0; n < 16384; n++) parts.push(createHash('sha256').update(`${i}:${n}`).digest());
+    return Buffer.concat(parts);
+  });
+  const digests = expected.map((c) => reader.chunks.digestOf(c));
+  const writers = Promise.all([writer(), writer(), writer()]);
+  let done = false;
+  void writers.then(() => {
+    done = true;
+  });
+  while (!done) {
+    for (const [i, d] of digests.entries())
+      await reader.chunks.read(d).then(
+        (data) => {
+          assert.deepEqual(data, expected[i]);
+        },
+        (err: { details?: { missing?: boolean } }) => assert.equal(err.details?.missing, true, String(err)),
+      );
+  }
+  assert.deepEqual(await writers, [0, 0, 0]);
+  for (const [i, d] of digests.entries()) assert.deepEqual(await reader.chunks.read(d), expected[i]);
+  assert.equal((await filesUnder(path.join(dir, 'chunks'))).length, 12, 'no temporaries left');
 });
