@@ -1,0 +1,253 @@
+/**
+ * Backup between the manager and a host: what a host is asked to do with a datastore
+ * (src/backup/datastore/) and what it answers. The manager decides (which datastore, which
+ * backup an incremental builds on, which bitmap, the key); the host reads disks, writes and
+ * reads chunks, and reports what it did, figures included, so a task can say it truly.
+ */
+import { type Static, Type } from 'typebox';
+import { Timestamp } from './common.ts';
+import { VolumeRef } from './vm.ts';
+
+/** A backup or group name inside a datastore (manifest.ts NAME_PATTERN). */
+export const BackupName = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$' });
+
+/** A chunk size: a power of two from 4 KiB to 64 MiB (fixed-index.ts). */
+export const ChunkSize = Type.Integer({ minimum: 4096, maximum: 64 * 1024 * 1024 });
+
+/**
+ * How a host opens a datastore. The key (32 bytes, base64) comes from the manager's secret store
+ * for each request and is never written on the host; null for an unencrypted datastore.
+ */
+export const DatastoreAccess = Type.Object(
+  {
+    path: Type.String({ minLength: 2, maxLength: 1024, pattern: '^/' }),
+    key: Type.Union([Type.String({ pattern: '^[A-Za-z0-9+/]{43}=$' }), Type.Null()]),
+  },
+  { additionalProperties: false },
+);
+export type DatastoreAccess = Static<typeof DatastoreAccess>;
+
+export const CreateDatastoreRequest = Type.Object(
+  { datastore: DatastoreAccess },
+  { additionalProperties: false },
+);
+export type CreateDatastoreRequest = Static<typeof CreateDatastoreRequest>;
+
+/** What a host sees of a datastore: reachable, the right key, room left. */
+export const DatastoreStatus = Type.Object({
+  path: Type.String(),
+  encrypted: Type.Boolean(),
+  totalBytes: Type.Integer(),
+  freeBytes: Type.Integer(),
+});
+export type DatastoreStatus = Static<typeof DatastoreStatus>;
+
+/** One disk to back up: its name in the backup (`disk0`…) and where it is on the host. */
+export const BackupDiskSource = Type.Object(
+  {
+    name: BackupName,
+    volume: VolumeRef,
+    format: Type.Union([Type.Literal('qcow2'), Type.Literal('raw')]),
+  },
+  { additionalProperties: false },
+);
+export type BackupDiskSource = Static<typeof BackupDiskSource>;
+
+/**
+ * Back up one VM, running or stopped, into a datastore. `previous` is the last backup of this
+ * VM in this datastore that the manager knows finished: an incremental reads only what the
+ * VM's persistent dirty bitmap (`bitmap`, one per VM and datastore) marked since it, when the
+ * host can prove that bitmap belongs to it; otherwise the backup reads everything, still
+ * stores only chunks the datastore lacks, and says why.
+ */
+export const BackupVmRequest = Type.Object(
+  {
+    datastore: DatastoreAccess,
+    chunkSize: ChunkSize,
+    group: BackupName,
+    id: BackupName,
+    previous: Type.Union([BackupName, Type.Null()]),
+    /** The prefix of the VM's dirty bitmaps for this datastore, e.g. `tern-bk-1a2b3c4d`. */
+    bitmap: Type.String({ pattern: '^[a-z0-9-]{1,40}$' }),
+    disks: Type.Array(BackupDiskSource, { minItems: 1, maxItems: 16 }),
+    /** Freeze the guest's filesystems while the point-in-time view is set up (when it has an agent). */
+    freeze: Type.Boolean(),
+    /** Bytes per second read from the disks; 0: no limit. */
+    bandwidth: Type.Integer({ minimum: 0 }),
+    labels: Type.Record(Type.String({ maxLength: 64 }), Type.String({ maxLength: 1024 })),
+  },
+  { additionalProperties: false },
+);
+export type BackupVmRequest = Static<typeof BackupVmRequest>;
+
+export const BackupDiskResult = Type.Object({
+  name: BackupName,
+  sizeBytes: Type.Integer(),
+  mode: Type.Union([Type.Literal('full'), Type.Literal('incremental')]),
+  /** Why a disk was read whole although a previous backup existed (null when incremental or first). */
+  fullReason: Type.Union([Type.String({ maxLength: 500 }), Type.Null()]),
+  /** Bytes the dirty bitmap marked (incremental), or the allocated bytes (full). */
+  dirtyBytes: Type.Integer(),
+  readBytes: Type.Integer(),
+  /** Chunks of the disk, and those that were new to the datastore with their stored bytes. */
+  chunks: Type.Integer(),
+  newChunks: Type.Integer(),
+  newBytes: Type.Integer(),
+});
+export type BackupDiskResult = Static<typeof BackupDiskResult>;
+
+export const BackupVmResult = Type.Object({
+  group: BackupName,
+  id: BackupName,
+  createdAt: Timestamp,
+  consistency: Type.Union([Type.Literal('application'), Type.Literal('crash')]),
+  /** Why the backup is only crash-consistent (no guest agent, freeze refused, a stopped VM is consistent). */
+  consistencyNote: Type.Union([Type.String({ maxLength: 500 }), Type.Null()]),
+  disks: Type.Array(BackupDiskResult),
+  /** The manifest's SHA-256, as written. */
+  manifestSha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+});
+export type BackupVmResult = Static<typeof BackupVmResult>;
+
+/** Progress of a long datastore operation: backup, restore, verify, sync. */
+export const TransferProgress = Type.Object({
+  type: Type.Literal('progress'),
+  /** The disk (or backup) being worked on. */
+  item: Type.String({ maxLength: 200 }),
+  doneBytes: Type.Integer(),
+  totalBytes: Type.Integer(),
+  /** Bytes written into the datastore or onto the target volume. */
+  writtenBytes: Type.Integer(),
+  bytesPerS: Type.Number(),
+});
+export type TransferProgress = Static<typeof TransferProgress>;
+
+const ErrorLine = Type.Object({
+  type: Type.Literal('error'),
+  code: Type.String(),
+  message: Type.String(),
+  details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+});
+
+export const BackupVmReport = Type.Union([
+  TransferProgress,
+  /** A line for the task log (why a disk is read whole, what froze). */
+  Type.Object({ type: Type.Literal('log'), message: Type.String({ maxLength: 1000 }) }),
+  Type.Object({ type: Type.Literal('done'), result: BackupVmResult }),
+  ErrorLine,
+]);
+export type BackupVmReport = Static<typeof BackupVmReport>;
+
+/** Write one disk of a backup onto a volume of the host (made by the caller, at least as large). */
+export const RestoreDiskRequest = Type.Object(
+  {
+    datastore: DatastoreAccess,
+    group: BackupName,
+    id: BackupName,
+    disk: BackupName,
+    target: VolumeRef,
+    format: Type.Union([Type.Literal('qcow2'), Type.Literal('raw')]),
+    bandwidth: Type.Integer({ minimum: 0 }),
+  },
+  { additionalProperties: false },
+);
+export type RestoreDiskRequest = Static<typeof RestoreDiskRequest>;
+
+export const RestoreDiskResult = Type.Object({
+  sizeBytes: Type.Integer(),
+  /** Bytes written (chunks of zeros are skipped on a fresh volume). */
+  writtenBytes: Type.Integer(),
+  /** SHA-256 of the whole disk as restored, to compare with what was backed up. */
+  sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+});
+export type RestoreDiskResult = Static<typeof RestoreDiskResult>;
+
+export const RestoreDiskReport = Type.Union([
+  TransferProgress,
+  Type.Object({ type: Type.Literal('done'), result: RestoreDiskResult }),
+  ErrorLine,
+]);
+export type RestoreDiskReport = Static<typeof RestoreDiskReport>;
+
+/** A backup as its manifest tells it, read from the datastore itself (reality wins). */
+export const StoredBackup = Type.Object({
+  group: BackupName,
+  id: BackupName,
+  createdAt: Type.String(),
+  labels: Type.Record(Type.String(), Type.String()),
+  disks: Type.Array(Type.Object({ name: BackupName, sizeBytes: Type.Integer(), chunkSize: Type.Integer() })),
+});
+export type StoredBackup = Static<typeof StoredBackup>;
+
+export const ListBackupsRequest = Type.Object(
+  { datastore: DatastoreAccess, group: Type.Optional(BackupName) },
+  { additionalProperties: false },
+);
+export type ListBackupsRequest = Static<typeof ListBackupsRequest>;
+
+export const ForgetBackupRequest = Type.Object(
+  { datastore: DatastoreAccess, group: BackupName, id: BackupName },
+  { additionalProperties: false },
+);
+export type ForgetBackupRequest = Static<typeof ForgetBackupRequest>;
+
+/** Re-read the chunks of the given backups and check each against its name. */
+export const VerifyRequest = Type.Object(
+  {
+    datastore: DatastoreAccess,
+    backups: Type.Array(Type.Object({ group: BackupName, id: BackupName }), { maxItems: 100000 }),
+  },
+  { additionalProperties: false },
+);
+export type VerifyRequest = Static<typeof VerifyRequest>;
+
+export const VerifyResult = Type.Object({
+  backups: Type.Array(
+    Type.Object({
+      group: BackupName,
+      id: BackupName,
+      ok: Type.Boolean(),
+      /** What is wrong: a missing or damaged index or chunk, named. */
+      problems: Type.Array(Type.String({ maxLength: 500 }), { maxItems: 100 }),
+    }),
+  ),
+  chunksChecked: Type.Integer(),
+  bytesChecked: Type.Integer(),
+});
+export type VerifyResult = Static<typeof VerifyResult>;
+
+export const VerifyReport = Type.Union([
+  TransferProgress,
+  Type.Object({ type: Type.Literal('done'), result: VerifyResult }),
+  ErrorLine,
+]);
+export type VerifyReport = Static<typeof VerifyReport>;
+
+/**
+ * Mark and sweep: chunks no manifest names are removed once untouched since `protectSince`
+ * (the start of the oldest backup still running anywhere, minus a margin), so a chunk a
+ * running backup inserted or found (and touched) is never taken from under it.
+ */
+export const GcRequest = Type.Object(
+  { datastore: DatastoreAccess, protectSince: Timestamp },
+  { additionalProperties: false },
+);
+export type GcRequest = Static<typeof GcRequest>;
+
+export const GcResult = Type.Object({
+  chunksKept: Type.Integer(),
+  bytesKept: Type.Integer(),
+  chunksRemoved: Type.Integer(),
+  bytesRemoved: Type.Integer(),
+  /** Unreferenced chunks kept because they were touched after `protectSince`. */
+  chunksProtected: Type.Integer(),
+  temporariesRemoved: Type.Integer(),
+});
+export type GcResult = Static<typeof GcResult>;
+
+export const GcReport = Type.Union([
+  TransferProgress,
+  Type.Object({ type: Type.Literal('done'), result: GcResult }),
+  ErrorLine,
+]);
+export type GcReport = Static<typeof GcReport>;
