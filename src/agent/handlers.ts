@@ -11,6 +11,7 @@ import { discardUnreadBody } from '../http/unread-body.ts';
 import { agentProtocolVersion } from '../wire/agent.ts';
 import type { AgentRoutes } from '../wire/agent-routes.ts';
 import { maxUploadBytes } from '../wire/image.ts';
+import { datastoreHandlers } from './backup/datastore-handlers.ts';
 import type { HypervisorDriver } from './driver.ts';
 import { fileSha256 } from './storage/digest.ts';
 import { libraryFile, planImport, runImport } from './storage/images.ts';
@@ -189,6 +190,7 @@ export function agentHandlers(opts: HandlerOptions): Handlers<AgentRoutes> {
     deleteNetwork: async (req) => {
       await driver.networks.remove(req.params.id);
     },
+    ...datastoreHandlers(),
 
     // Migration (docs/agent-protocol.md, "Migration"): the target's three steps are plain
     // calls; the source's send and a disk move answer progress lines. The caller closing the

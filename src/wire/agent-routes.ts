@@ -25,6 +25,7 @@ import {
   VolumeInfo,
   VolumeSnapshotRequest,
 } from './agent.ts';
+import { agentDatastoreRoutes } from './agent-datastore-routes.ts';
 import { agentNetworkRoutes } from './agent-network-routes.ts';
 import { IdParams, Ok, tags } from './agent-route-parts.ts';
 import { Uuid } from './common.ts';
@@ -320,6 +321,8 @@ export const agentRoutes = {
 
   // Virtual networks and a running VM's NICs on them (agent-network-routes.ts).
   ...agentNetworkRoutes,
+  // Backup datastores the host reaches (agent-datastore-routes.ts).
+  ...agentDatastoreRoutes,
 
   // Migration (docs/agent-protocol.md, "Migration") and storage migration.
   prepareIncoming: route({

@@ -238,3 +238,31 @@ test('writer processes inserting the same chunks at once leave each chunk whole,
   for (const [i, d] of digests.entries()) assert.deepEqual(await reader.chunks.read(d), expected[i]);
   assert.equal((await filesUnder(path.join(dir, 'chunks'))).length, 12, 'no temporaries left');
 });
+
+test('only backups with a manifest are listed; forget removes one whole, and one not there is done', async () => {
+  const ds = await Datastore.create(fresh());
+  const disk = sampleDisk();
+  await backUp(ds, disk, 'vm-b', '2026-12-07T10-00-00Z');
+  await backUp(ds, disk, 'vm-a', '2026-12-07T09-00-00Z');
+  await backUp(ds, disk, 'vm-a', '2026-12-07T11-00-00Z');
+  // A backup cut off before its manifest: its directory and index only.
+  const partial = path.join(ds.dir, 'backups', 'vm-a', '2026-12-07T12-00-00Z');
+  await fs.mkdir(partial);
+  await fs.writeFile(path.join(partial, 'vda.fidx'), 'half');
+  assert.deepEqual(await ds.listBackups(), [
+    { group: 'vm-a', id: '2026-12-07T09-00-00Z' },
+    { group: 'vm-a', id: '2026-12-07T11-00-00Z' },
+    { group: 'vm-b', id: '2026-12-07T10-00-00Z' },
+  ]);
+  assert.deepEqual(await ds.listBackups('vm-b'), [{ group: 'vm-b', id: '2026-12-07T10-00-00Z' }]);
+  assert.deepEqual(await ds.listBackups('vm-none'), []);
+  await ds.forgetBackup('vm-a', '2026-12-07T09-00-00Z');
+  await ds.forgetBackup('vm-a', '2026-12-07T12-00-00Z');
+  await ds.forgetBackup('vm-a', '2026-12-07T12-00-00Z');
+  await ds.forgetBackup('vm-b', '2026-12-07T10-00-00Z');
+  assert.deepEqual(await ds.listBackups(), [{ group: 'vm-a', id: '2026-12-07T11-00-00Z' }]);
+  assert.deepEqual(await fs.readdir(path.join(ds.dir, 'backups')), ['vm-a'], 'an empty group goes too');
+  assert.deepEqual(await restore(ds, 'vm-a', '2026-12-07T11-00-00Z'), disk, 'what is left still restores');
+  await rejectsWith(ds.forgetBackup('..', 'x'), 'invalid_request', /bad backup group/);
+  await rejectsWith(ds.forgetBackup('vm-a', '../vm-b'), 'invalid_request', /bad backup name/);
+});

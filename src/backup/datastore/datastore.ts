@@ -16,7 +16,7 @@ import path from 'node:path';
 import { Type } from 'typebox';
 import { Value } from 'typebox/value';
 import { TernError } from '../../errors.ts';
-import { writeFileAtomic } from './atomic-file.ts';
+import { syncDirectory, writeFileAtomic } from './atomic-file.ts';
 import { type DatastoreKey, deriveDatastoreKey } from './chunk-key.ts';
 import { ChunkStore } from './chunk-store.ts';
 import { FixedIndex } from './fixed-index.ts';
@@ -123,10 +123,14 @@ export class Datastore {
     return new Datastore(dir, key, options.level);
   }
 
+  #groupDir(group: string): string {
+    if (!isName(group)) throw new TernError('invalid_request', `bad backup group ${group}`);
+    return path.join(this.dir, 'backups', group);
+  }
+
   #backupDir(group: string, id: string): string {
-    if (!isName(group) || !isName(id))
-      throw new TernError('invalid_request', `bad backup name ${group}/${id}`);
-    return path.join(this.dir, 'backups', group, id);
+    if (!isName(id)) throw new TernError('invalid_request', `bad backup name ${group}/${id}`);
+    return path.join(this.#groupDir(group), id);
   }
 
   /**
@@ -178,6 +182,47 @@ export class Datastore {
     };
     await writeFileAtomic(path.join(dir, MANIFEST), encodeManifest(manifest, this.#key));
     return manifest;
+  }
+
+  /**
+   * Every finished backup (one with a manifest), of one group or all, sorted by group then id.
+   * Directories without a manifest are backups never finished (or being committed): not listed.
+   */
+  async listBackups(group?: string): Promise<{ group: string; id: string }[]> {
+    const root = path.join(this.dir, 'backups');
+    const groups = group === undefined ? (await namesIn(root)).filter(isName) : [group];
+    const found: { group: string; id: string }[] = [];
+    for (const g of groups.sort()) {
+      const gdir = this.#groupDir(g);
+      for (const id of (await namesIn(gdir)).filter(isName).sort()) {
+        if (await exists(path.join(gdir, id, MANIFEST))) found.push({ group: g, id });
+      }
+    }
+    return found;
+  }
+
+  /**
+   * Removes a backup, finished or not; one not there is done. The manifest goes first (and that
+   * is made durable), so a crash midway leaves an unfinished backup, never a manifest naming a
+   * missing index; garbage collection removes what is left. Its chunks stay until a GC.
+   */
+  async forgetBackup(group: string, id: string): Promise<void> {
+    const dir = this.#backupDir(group, id);
+    try {
+      await fs.rm(path.join(dir, MANIFEST));
+      await syncDirectory(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    await fs.rm(dir, { recursive: true, force: true });
+    // The group's directory goes with its last backup; another writer may have just made one.
+    await fs.rmdir(path.dirname(dir)).catch(() => {});
+  }
+
+  /** Size and free space of the file system holding the datastore. */
+  async usage(): Promise<{ totalBytes: number; freeBytes: number }> {
+    const s = await fs.statfs(this.dir);
+    return { totalBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize };
   }
 
   async readManifest(group: string, id: string): Promise<Manifest> {
@@ -248,5 +293,25 @@ async function readBounded(file: string, max: number, what: string): Promise<Buf
     return await handle.readFile();
   } finally {
     await handle.close();
+  }
+}
+
+/** The entries of a directory; none when it does not exist. */
+export async function namesIn(dir: string): Promise<string[]> {
+  try {
+    return await fs.readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR')
+      return [];
+    throw err;
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await fs.access(file);
+    return true;
+  } catch {
+    return false;
   }
 }

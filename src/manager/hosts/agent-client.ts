@@ -28,6 +28,7 @@ import {
   type VolumeSnapshotRequest,
 } from '../../wire/agent.ts';
 import { agentRoutes } from '../../wire/agent-routes.ts';
+import type { DatastoreAccess, DatastoreStatus, StoredBackup } from '../../wire/backup.ts';
 import type { GuestExecRequest, GuestExecResult, GuestFileReadRequest } from '../../wire/guest-command.ts';
 import type { ImportedImage, ImportImageRequest, UploadResult, VolumeDigest } from '../../wire/image.ts';
 import type { HostNetworkSpec, HostNetworkState, PortRules } from '../../wire/network.ts';
@@ -269,6 +270,27 @@ export class AgentClient {
   /** Re-hashes a library image's stored file on the host. */
   imageDigest(ref: VolumeRef, signal?: AbortSignal): Promise<VolumeDigest> {
     return digestOnAgent(this.transport, ref, signal);
+  }
+
+  /** Makes a directory the host reaches a datastore (encrypted when `access.key` is set). */
+  async createDatastore(access: DatastoreAccess): Promise<DatastoreStatus> {
+    return this.#call(agentRoutes.createDatastore, { body: { datastore: access } }, 60_000);
+  }
+
+  /** Opens a datastore with its key on the host: reachable, the right key, room left. */
+  async datastoreStatus(access: DatastoreAccess): Promise<DatastoreStatus> {
+    return this.#call(agentRoutes.datastoreStatus, { body: { datastore: access } }, 30_000);
+  }
+
+  /** The finished backups in a datastore, of one group (a VM) or all, read from their manifests. */
+  async listBackups(access: DatastoreAccess, group?: string): Promise<StoredBackup[]> {
+    const body = group === undefined ? { datastore: access } : { datastore: access, group };
+    return (await this.#call(agentRoutes.listBackups, { body }, 120_000)).backups;
+  }
+
+  /** Removes a backup from a datastore, finished or not; one not there is done. */
+  async forgetBackup(access: DatastoreAccess, group: string, id: string): Promise<void> {
+    await this.#call(agentRoutes.forgetBackup, { body: { datastore: access, group, id } }, 120_000);
   }
 
   /** Migration target: start the VM waiting for its state (docs/agent-protocol.md, "Migration"). */

@@ -1,0 +1,70 @@
+/**
+ * What the agent does for each datastore route (src/wire/agent-datastore-routes.ts): it opens
+ * the datastore with the key the manager sent for this request only, and answers from the
+ * directory itself: the manager's inventory follows what is there.
+ */
+import path from 'node:path';
+import { Datastore } from '../../backup/datastore/datastore.ts';
+import { TernError } from '../../errors.ts';
+import type { Handlers } from '../../http/declared-routes.ts';
+import type { agentDatastoreRoutes } from '../../wire/agent-datastore-routes.ts';
+import type { DatastoreAccess, DatastoreStatus, StoredBackup } from '../../wire/backup.ts';
+
+/** The key of a request, as the 32 bytes the datastore wants (null: none). */
+function keyOf(access: DatastoreAccess): Buffer | undefined {
+  if (access.key === null) return undefined;
+  const key = Buffer.from(access.key, 'base64');
+  if (key.length !== 32) throw new TernError('invalid_request', 'a datastore key is 32 bytes');
+  return key;
+}
+
+/** The directory, as an absolute path without `..` (the manager names it; a slip must not climb). */
+function dirOf(access: DatastoreAccess): string {
+  const dir = path.resolve(access.path);
+  if (dir !== access.path.replace(/\/+$/, '') || dir === '/')
+    throw new TernError('invalid_request', `datastore path ${access.path} is not a plain absolute path`);
+  return dir;
+}
+
+export function openDatastore(access: DatastoreAccess): Promise<Datastore> {
+  return Datastore.open(dirOf(access), { key: keyOf(access) });
+}
+
+async function statusOf(ds: Datastore): Promise<DatastoreStatus> {
+  return { path: ds.dir, encrypted: ds.encrypted, ...(await ds.usage()) };
+}
+
+export function datastoreHandlers(): Handlers<typeof agentDatastoreRoutes> {
+  return {
+    createDatastore: async (req) => {
+      const access = req.body.datastore;
+      return statusOf(await Datastore.create(dirOf(access), { key: keyOf(access) }));
+    },
+    datastoreStatus: async (req) => statusOf(await openDatastore(req.body.datastore)),
+    listBackups: async (req) => {
+      const ds = await openDatastore(req.body.datastore);
+      const backups: StoredBackup[] = [];
+      for (const { group, id } of await ds.listBackups(req.body.group)) {
+        try {
+          const m = await ds.readManifest(group, id);
+          backups.push({
+            group,
+            id,
+            createdAt: m.createdAt,
+            labels: m.labels,
+            disks: m.disks.map((d) => ({ name: d.name, sizeBytes: d.size, chunkSize: d.chunkSize })),
+          });
+        } catch (err) {
+          // A damaged manifest is no backup anyone can restore; verify names what is wrong.
+          req.log.warn({ err, group, id, datastore: ds.dir }, 'backup manifest unreadable: not listed');
+        }
+      }
+      return { backups };
+    },
+    forgetBackup: async (req) => {
+      const ds = await openDatastore(req.body.datastore);
+      await ds.forgetBackup(req.body.group, req.body.id);
+      return { ok: true as const };
+    },
+  };
+}

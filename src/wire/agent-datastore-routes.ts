@@ -1,0 +1,52 @@
+/**
+ * The agent routes of backup datastores (src/backup/datastore/): a host that reaches a
+ * datastore's directory creates it, tells its state, lists and forgets its backups. The key
+ * travels in each request body (never in a URL, never written on the host), hence POST
+ * everywhere. Part of `agentRoutes`.
+ */
+import { Type } from 'typebox';
+import { Ok, tags } from './agent-route-parts.ts';
+import {
+  CreateDatastoreRequest,
+  DatastoreAccess,
+  DatastoreStatus,
+  ForgetBackupRequest,
+  ListBackupsRequest,
+  StoredBackup,
+} from './backup.ts';
+import { route } from './route.ts';
+
+export const agentDatastoreRoutes = {
+  createDatastore: route({
+    summary: 'Make a directory a datastore (encrypted when a key is given); one there already is a conflict',
+    tags,
+    method: 'POST',
+    path: '/agent/v1/datastores/create',
+    body: CreateDatastoreRequest,
+    reply: { 200: DatastoreStatus },
+  }),
+  datastoreStatus: route({
+    summary: 'Open a datastore with its key and tell its size and free space',
+    tags,
+    method: 'POST',
+    path: '/agent/v1/datastores/status',
+    body: Type.Object({ datastore: DatastoreAccess }, { additionalProperties: false }),
+    reply: { 200: DatastoreStatus },
+  }),
+  listBackups: route({
+    summary: 'The finished backups of a datastore (of one group, or all), as their manifests tell',
+    tags,
+    method: 'POST',
+    path: '/agent/v1/datastores/backups',
+    body: ListBackupsRequest,
+    reply: { 200: Type.Object({ backups: Type.Array(StoredBackup) }) },
+  }),
+  forgetBackup: route({
+    summary: 'Remove a backup, finished or not (its chunks stay until a GC); one not there is done',
+    tags,
+    method: 'POST',
+    path: '/agent/v1/datastores/forget',
+    body: ForgetBackupRequest,
+    reply: { 200: Ok },
+  }),
+};
