@@ -32,6 +32,9 @@ export const permissions = [
   /** Managed networks and security groups: reading them, and making or removing them. */
   'network.read',
   'network.write',
+  /** Backup datastores and backups: seeing them, and running, restoring, pruning, collecting. */
+  'backup.read',
+  'backup.write',
   'secret.read',
   'secret.write',
   'key.admin',

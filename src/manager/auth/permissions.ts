@@ -18,6 +18,7 @@ const readEverything: Permission[] = [
   'identity.read',
   'project.read',
   'network.read',
+  'backup.read',
 ];
 
 export const rolePermissions: Record<Role, readonly Permission[]> = {
@@ -31,6 +32,7 @@ export const rolePermissions: Record<Role, readonly Permission[]> = {
     'host.write',
     'cluster.write',
     'network.write',
+    'backup.write',
     'library.write',
     'task.write',
     'secret.read',
