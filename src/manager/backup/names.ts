@@ -23,7 +23,8 @@ export function timeOfBackupId(id: string): Date | null {
 /** The id for a backup taken at `at`: one second past `latest` when that is as late (ids only grow). */
 export function nextBackupId(at: Date, latest: string | null): string {
   const last = latest ? timeOfBackupId(latest) : null;
-  if (last && last.getTime() >= at.getTime() - (at.getTime() % 1000)) return backupIdAt(new Date(last.getTime() + 1000));
+  if (last && last.getTime() >= at.getTime() - (at.getTime() % 1000))
+    return backupIdAt(new Date(last.getTime() + 1000));
   return backupIdAt(at);
 }
 
