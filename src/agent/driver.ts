@@ -14,6 +14,7 @@ import type {
   MoveDiskRequest,
   VmAction,
 } from '../wire/agent.ts';
+import type { BackupVmReport, BackupVmRequest, BackupVmResult } from '../wire/backup.ts';
 import type { GuestExecRequest, GuestExecResult } from '../wire/guest-command.ts';
 import type { HostFacts } from '../wire/host.ts';
 import type { PortRules } from '../wire/network.ts';
@@ -92,6 +93,18 @@ export interface HypervisorDriver {
     progress: (r: MigrationReport) => void,
     signal: AbortSignal,
   ): Promise<void>;
+  /**
+   * Backs a VM (running here, or stopped with its volumes on this host) up into a datastore:
+   * a point-in-time view of its disks, read whole or only where its dirty bitmap says they
+   * changed since `req.previous` (src/agent/backup/). Reports progress and log lines as it
+   * goes; aborting `signal` stops it, leaving no backup and the bitmaps as they were.
+   */
+  backupVm(
+    id: string,
+    req: BackupVmRequest,
+    report: (r: BackupVmReport) => void,
+    signal: AbortSignal,
+  ): Promise<BackupVmResult>;
   /** Runs a command inside a running VM's guest, through its guest agent (qemu/guest-exec.ts). */
   guestExec(id: string, req: GuestExecRequest): Promise<GuestExecResult>;
   /** Reads a file of a running VM's guest, refusing one larger than `maxBytes`. */

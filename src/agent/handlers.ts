@@ -10,6 +10,7 @@ import type { Handlers } from '../http/declared-routes.ts';
 import { discardUnreadBody } from '../http/unread-body.ts';
 import { agentProtocolVersion } from '../wire/agent.ts';
 import type { AgentRoutes } from '../wire/agent-routes.ts';
+import type { BackupVmReport } from '../wire/backup.ts';
 import { maxUploadBytes } from '../wire/image.ts';
 import { datastoreHandlers } from './backup/datastore-handlers.ts';
 import type { HypervisorDriver } from './driver.ts';
@@ -28,7 +29,7 @@ import {
   volumeInfo,
   volumeSnapshot,
 } from './storage/volumes.ts';
-import { callerGone, eventStream, importStream, progressStream } from './streams.ts';
+import { callerGone, eventStream, importStream, progressStream, transferStream } from './streams.ts';
 
 export const agentVersion = '0.1.0';
 
@@ -191,6 +192,15 @@ export function agentHandlers(opts: HandlerOptions): Handlers<AgentRoutes> {
       await driver.networks.remove(req.params.id);
     },
     ...datastoreHandlers(),
+
+    // A backup answers progress and log lines; the manager closing the connection cancels it,
+    // leaving no backup (src/agent/backup/).
+    backupVm: async (req, reply) => {
+      await transferStream<BackupVmReport>(req, reply, async (send, signal) => ({
+        type: 'done',
+        result: await driver.backupVm(req.params.id, req.body, send, signal),
+      }));
+    },
 
     // Migration (docs/agent-protocol.md, "Migration"): the target's three steps are plain
     // calls; the source's send and a disk move answer progress lines. The caller closing the

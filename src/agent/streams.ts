@@ -7,6 +7,7 @@ import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { asTernError, type TernError } from '../errors.ts';
 import { type AgentEvent, type AgentVm, agentProtocolVersion, type MigrationReport } from '../wire/agent.ts';
+import type { TransferProgress } from '../wire/backup.ts';
 import type { ImportEvent } from '../wire/image.ts';
 import type { HypervisorDriver } from './driver.ts';
 
@@ -136,6 +137,47 @@ export function progressStream(
     reply,
     o,
     (e) => ({ type: 'error', code: e.code, message: e.message }),
+    work,
+  );
+}
+
+/** The lines of a datastore operation (backup, restore, verify, gc): progress, the rest, an error. */
+type TransferLine =
+  | TransferProgress
+  | { type: 'done' | 'log' }
+  | { type: 'error'; code: string; message: string; details?: Record<string, unknown> };
+
+/**
+ * A datastore operation's progress, repeated at least every 5 s while it waits (a freeze, a
+ * slow disk), its other lines, then `done` or an `error` line carrying the error's details.
+ */
+export function transferStream<L extends TransferLine>(
+  req: Pick<FastifyRequest, 'log' | 'raw'>,
+  reply: FastifyReply,
+  work: (send: (line: L) => void, signal: AbortSignal) => Promise<L>,
+): Promise<void> {
+  let sentAt = 0;
+  let latest: L | null = null;
+  const o = {
+    send: (res: ServerResponse, line: L) => {
+      if (line.type === 'progress') latest = line;
+      sentAt = Date.now();
+      write(res, line);
+    },
+    beat: (send: (line: L) => void) => {
+      if (Date.now() - sentAt < 4500) return;
+      send(
+        latest ??
+          ({ type: 'progress', item: '', doneBytes: 0, totalBytes: 0, writtenBytes: 0, bytesPerS: 0 } as L),
+      );
+    },
+    beatMs: 2000,
+  };
+  return workLines<L>(
+    req,
+    reply,
+    o,
+    (e) => ({ type: 'error', code: e.code, message: e.message, details: e.details }) as L,
     work,
   );
 }

@@ -25,6 +25,7 @@ import {
   VolumeInfo,
   VolumeSnapshotRequest,
 } from './agent.ts';
+import { agentBackupRoutes } from './agent-backup-routes.ts';
 import { agentDatastoreRoutes } from './agent-datastore-routes.ts';
 import { agentNetworkRoutes } from './agent-network-routes.ts';
 import { IdParams, Ok, tags } from './agent-route-parts.ts';
@@ -323,6 +324,9 @@ export const agentRoutes = {
   ...agentNetworkRoutes,
   // Backup datastores the host reaches (agent-datastore-routes.ts).
   ...agentDatastoreRoutes,
+
+  // Backing a VM up into a datastore (agent-backup-routes.ts).
+  ...agentBackupRoutes,
 
   // Migration (docs/agent-protocol.md, "Migration") and storage migration.
   prepareIncoming: route({

@@ -17,6 +17,7 @@ import type {
   MoveDiskRequest,
   VmAction,
 } from '../../wire/agent.ts';
+import type { BackupVmReport, BackupVmRequest, BackupVmResult } from '../../wire/backup.ts';
 import type { GuestExecRequest, GuestExecResult } from '../../wire/guest-command.ts';
 import type { HostFacts } from '../../wire/host.ts';
 import type { PortRules } from '../../wire/network.ts';
@@ -421,6 +422,15 @@ export class QemuDriver implements HypervisorDriver {
   ): Promise<void> {
     const vm = this.#running(id);
     return this.#exclusive(id, () => moveDisk(vm, req, this.#opts.pools, this.#opts.log, progress, signal));
+  }
+
+  async backupVm(
+    _id: string,
+    _req: BackupVmRequest,
+    _report: (r: BackupVmReport) => void,
+    _signal: AbortSignal,
+  ): Promise<BackupVmResult> {
+    throw new TernError('conflict', 'backups of QEMU VMs are not here yet');
   }
 
   async consoleTail(id: string, maxBytes: number): Promise<string> {

@@ -18,12 +18,14 @@ import type {
   MoveDiskRequest,
   VmAction,
 } from '../../wire/agent.ts';
+import type { BackupVmReport, BackupVmRequest, BackupVmResult } from '../../wire/backup.ts';
 import type { GuestExecResult } from '../../wire/guest-command.ts';
 import type { HostFacts } from '../../wire/host.ts';
 import type { PortRules } from '../../wire/network.ts';
 import type { DiskSpec, NicSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { RecordedNetworks } from '../network/recorded-networks.ts';
+import { SimDiskContents } from './backup.ts';
 import { SimClock } from './clock.ts';
 import { attachDisk, changeCdrom, deleteSnapshot, detachDisk, resizeDisk, snapshot } from './disk-ops.ts';
 import { PoolUsage } from './disks.ts';
@@ -56,6 +58,8 @@ export class SimDriver implements HypervisorDriver {
   /** The VMs and their life (vms.ts). */
   readonly #sim: SimVms;
   readonly #link: SimLink;
+  /** What the guests wrote to their disks, and the disks' dirty bitmaps (backup.ts). */
+  readonly #contents: SimDiskContents;
   #heartbeat: NodeJS.Timeout | null = null;
 
   constructor(opts: SimDriverOptions) {
@@ -76,6 +80,13 @@ export class SimDriver implements HypervisorDriver {
       reachable: () => this.faults.reachable && !this.#sim.poweredOff,
     };
     this.#totals = poolTotals(opts);
+    this.#contents = new SimDiskContents(this.#o.pools);
+    // QEMU killed or lost never stores its bitmaps: every crash, however it came, leaves them
+    // inconsistent.
+    this.events.on('vm', (vm) => {
+      const disks = this.#sim.vms.get(vm.id)?.spec.disks;
+      if (vm.state === 'crashed' && disks) this.#contents.crashed(disks.map((d) => d.volume));
+    });
   }
 
   // --- the driver interface --------------------------------------------------------------------
@@ -260,6 +271,29 @@ export class SimDriver implements HypervisorDriver {
     throw notInSim(this.#sim.running(id).spec.name, 'has no files to read');
   }
 
+  async backupVm(
+    id: string,
+    req: BackupVmRequest,
+    report: (r: BackupVmReport) => void,
+    signal: AbortSignal,
+  ): Promise<BackupVmResult> {
+    await this.#enter('backupVm');
+    // A VM with no process here (stopped, crashed, or known only by its volumes) is read from
+    // its images; one arriving or gone by migration is not this host's to back up.
+    const vm = this.#sim.vms.get(id);
+    const live = vm !== undefined && vm.state !== 'crashed' ? this.#sim.running(id) : null;
+    return this.#contents.backup(
+      id,
+      {
+        running: live !== null,
+        agentResponding: live !== null && live.guest.agent === 'responding' && !live.guestHung,
+      },
+      req,
+      report,
+      signal,
+    );
+  }
+
   // --- migration --------------------------------------------------------------------------------
 
   async prepareIncoming(req: IncomingMigrationRequest): Promise<IncomingMigration> {
@@ -321,6 +355,21 @@ export class SimDriver implements HypervisorDriver {
     if (!vm || vm.state === 'crashed')
       throw new TernError('not_found', `VM ${id} is not running on ${this.hostname}`);
     this.#sim.markCrashed(vm, `${reason}; last output: simulated crash`);
+  }
+
+  /**
+   * The guest writes `length` bytes at `offset` of its disk `index`: new contents there (a
+   * pattern of the VM, the disk and the write count), marked in the disk's dirty bitmaps.
+   */
+  writeDisk(id: string, index: number, offset: number, length: number): void {
+    const disk = this.#sim.running(id).spec.disks[index];
+    if (!disk) throw new TernError('not_found', `VM ${id} has no disk ${index}`);
+    this.#contents.write(disk.volume, offset, length);
+  }
+
+  /** The names of a disk's dirty bitmaps of `prefix` (what tests look at). */
+  dirtyBitmaps(volume: VolumeRef, prefix: string): string[] {
+    return this.#contents.bitmaps(volume, prefix);
   }
 
   /** A disk of the VM cannot grow (its pool is full): paused as QEMU pauses it, `resume` goes on. */

@@ -30,6 +30,7 @@ export type SimOperation =
   | 'migrate'
   | 'releaseMigrated'
   | 'moveDisk'
+  | 'backupVm'
   | 'guestExec'
   | 'guestFileRead';
 

@@ -28,7 +28,14 @@ import {
   type VolumeSnapshotRequest,
 } from '../../wire/agent.ts';
 import { agentRoutes } from '../../wire/agent-routes.ts';
-import type { DatastoreAccess, DatastoreStatus, StoredBackup } from '../../wire/backup.ts';
+import type {
+  BackupVmReport,
+  BackupVmRequest,
+  BackupVmResult,
+  DatastoreAccess,
+  DatastoreStatus,
+  StoredBackup,
+} from '../../wire/backup.ts';
 import type { GuestExecRequest, GuestExecResult, GuestFileReadRequest } from '../../wire/guest-command.ts';
 import type { ImportedImage, ImportImageRequest, UploadResult, VolumeDigest } from '../../wire/image.ts';
 import type { HostNetworkSpec, HostNetworkState, PortRules } from '../../wire/network.ts';
@@ -335,6 +342,31 @@ export class AgentClient {
     signal: AbortSignal,
   ): Promise<MigrationDone> {
     return followOnAgent(this.transport, agentRoutes.moveDisk, id, req, onReport, signal);
+  }
+
+  /**
+   * Backs a VM up into a datastore on its host (running, or stopped with its volumes there),
+   * handing each progress and log line to `onReport`; resolves with the result, or throws the
+   * agent's error. Aborting `signal` cancels it: no backup is left.
+   */
+  backupVm(
+    id: string,
+    req: BackupVmRequest,
+    onReport: (r: BackupVmReport) => void,
+    signal: AbortSignal,
+  ): Promise<BackupVmResult> {
+    // The agent repeats its progress at least every few seconds, also while it waits.
+    const stream = { maxLine: 64 * 1024, silenceMs: 30_000, signal, during: 'the backup' };
+    return followRoute(this.transport, agentRoutes.backupVm, { params: { id }, body: req }, stream, (r) => {
+      if (r.type === 'error')
+        throw TernError.fromBody(
+          { error: { code: r.code, message: r.message, details: r.details } },
+          'the backup failed on the host',
+        );
+      if (r.type === 'done') return r.result;
+      onReport(r);
+      return undefined;
+    });
   }
 
   /** Imports a disk image or ISO into a pool; as long as it takes, with progress. */

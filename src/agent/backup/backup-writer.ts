@@ -1,0 +1,293 @@
+/**
+ * Writes a backup into a datastore from a point-in-time view of a VM's disks, whatever made
+ * the view (QEMU's copy-before-write over NBD, qemu-nbd on a stopped VM's image, the sim's
+ * disks): each disk read whole (only the chunks that may hold data) or incrementally (only the
+ * chunks its dirty bitmap touches, the rest named as in the previous backup), chunks inserted
+ * (deduplicated) as they are read, then the indexes and the manifest. Nothing is a backup
+ * until its manifest is written; a failure or cancel before leaves no manifest.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Datastore } from '../../backup/datastore/datastore.ts';
+import { FixedIndex } from '../../backup/datastore/fixed-index.ts';
+import { type Manifest, sha256Hex } from '../../backup/datastore/manifest.ts';
+import { TernError } from '../../errors.ts';
+import type {
+  BackupDiskResult,
+  BackupVmReport,
+  BackupVmRequest,
+  BackupVmResult,
+  DatastoreAccess,
+} from '../../wire/backup.ts';
+import { bytesOf, changedChunks, dataChunks } from './changed-chunks.ts';
+import { diskMode } from './disk-mode.ts';
+import type { Extent } from './nbd/block-status.ts';
+import { STATE_DIRTY, STATE_ZERO } from './nbd/protocol.ts';
+
+/** One disk as the view shows it, frozen at the view's instant. */
+export interface DiskView {
+  /** The disk's name in the backup (`disk0`…). */
+  name: string;
+  size: number;
+  format: 'qcow2' | 'raw';
+  /** Why the dirty bitmap since the previous backup cannot be trusted; null when it can. */
+  bitmapDistrust: string | null;
+  /** `base:allocation` extents over the whole disk: flagged zero reads as zeros. */
+  allocation(): Promise<Extent[]>;
+  /** Extents over the whole disk, flagged dirty where written since the previous backup. */
+  dirty(): Promise<Extent[]>;
+  read(offset: number, length: number): Promise<Buffer>;
+}
+
+export interface VmView {
+  consistency: BackupVmResult['consistency'];
+  consistencyNote: string | null;
+  disks: DiskView[];
+}
+
+/** Inserts at once while the next chunk is read: zstd, encryption and the write overlap the read. */
+const INSERTS_IN_FLIGHT = 4;
+const PROGRESS_EVERY_MS = 1000;
+
+/**
+ * Opens the datastore a backup goes to, before any view is taken: a wrong key, or a backup id
+ * that is taken already, then costs nothing and touches no bitmap.
+ */
+export async function openForBackup(req: BackupVmRequest): Promise<Datastore> {
+  const ds = await openDatastore(req.datastore);
+  const taken = await ds.readManifest(req.group, req.id).then(
+    () => true,
+    () => false,
+  );
+  if (taken) throw new TernError('conflict', `backup ${req.group}/${req.id} exists already`);
+  return ds;
+}
+
+export function openDatastore(access: DatastoreAccess): Promise<Datastore> {
+  return Datastore.open(access.path, { key: access.key ? Buffer.from(access.key, 'base64') : undefined });
+}
+
+export async function writeBackup(
+  ds: Datastore,
+  req: BackupVmRequest,
+  view: VmView,
+  report: (r: BackupVmReport) => void,
+  signal: AbortSignal,
+): Promise<BackupVmResult> {
+  const previous = await previousManifest(ds, req);
+  const limiter = new Bandwidth(req.bandwidth);
+  const disks: { name: string; index: FixedIndex }[] = [];
+  const results: BackupDiskResult[] = [];
+  for (const disk of view.disks) {
+    const { index, result } = await backUpDisk(ds, req, disk, previous, limiter, report, signal);
+    disks.push({ name: disk.name, index });
+    results.push(result);
+  }
+  if (signal.aborted) throw new TernError('cancelled', `backup ${req.group}/${req.id} was cancelled`);
+  const manifest = await ds.commitBackup(req.group, req.id, disks, req.labels);
+  const file = path.join(ds.dir, 'backups', req.group, req.id, 'manifest.json');
+  return {
+    group: req.group,
+    id: req.id,
+    createdAt: manifest.createdAt,
+    consistency: view.consistency,
+    consistencyNote: view.consistencyNote,
+    disks: results,
+    manifestSha256: sha256Hex(await fs.readFile(file)),
+  };
+}
+
+/** The previous backup's manifest, or why it cannot be built on. */
+async function previousManifest(ds: Datastore, req: BackupVmRequest): Promise<Manifest | string | null> {
+  if (req.previous === null) return null;
+  try {
+    return await ds.readManifest(req.group, req.previous);
+  } catch (err) {
+    return `the previous backup ${req.group}/${req.previous} cannot be read: ${(err as Error).message}`;
+  }
+}
+
+async function backUpDisk(
+  ds: Datastore,
+  req: BackupVmRequest,
+  disk: DiskView,
+  previous: Manifest | string | null,
+  limiter: Bandwidth,
+  report: (r: BackupVmReport) => void,
+  signal: AbortSignal,
+): Promise<{ index: FixedIndex; result: BackupDiskResult }> {
+  const entry =
+    typeof previous === 'string' || previous === null
+      ? (previous ?? '')
+      : (previous.disks.find((d) => d.name === disk.name) ??
+        `the previous backup ${req.group}/${req.previous} has no ${disk.name}`);
+  let mode = diskMode({
+    previous: req.previous,
+    previousDisk: typeof entry === 'string' ? entry : { size: entry.size, chunkSize: entry.chunkSize },
+    size: disk.size,
+    chunkSize: req.chunkSize,
+    format: disk.format,
+    bitmapDistrust: disk.bitmapDistrust,
+  });
+  let base: FixedIndex | undefined;
+  if (mode.mode === 'incremental') {
+    try {
+      base = await ds.readIndex(previous as Manifest, disk.name);
+    } catch (err) {
+      mode = {
+        mode: 'full',
+        reason: `the index of ${disk.name} in ${req.previous} cannot be read: ${(err as Error).message}`,
+      };
+    }
+  }
+  if (mode.mode === 'full' && mode.reason)
+    report({ type: 'log', message: `${disk.name}: read whole: ${mode.reason}` });
+
+  const index = new FixedIndex(disk.size, req.chunkSize, base);
+  let todo: number[];
+  let dirtyBytes: number;
+  if (base) {
+    const extents = await disk.dirty();
+    todo = changedChunks(extents, req.chunkSize);
+    dirtyBytes = bytesOf(extents, (f) => (f & STATE_DIRTY) !== 0);
+  } else {
+    const extents = await disk.allocation();
+    todo = dataChunks(extents, req.chunkSize);
+    dirtyBytes = bytesOf(extents, (f) => (f & STATE_ZERO) === 0);
+  }
+  const counts = { chunks: index.count, newChunks: 0, newBytes: 0, readBytes: 0 };
+  const zeros = new ZeroChunks(ds, counts);
+  if (!base) {
+    // Chunks the allocation says read as zeros are named without being read.
+    const read = new Set(todo);
+    for (let i = 0; i < index.count; i++)
+      if (!read.has(i)) index.setDigest(i, await zeros.digest(index.range(i).length));
+  }
+
+  const totalBytes = todo.reduce((sum, i) => sum + index.range(i).length, 0);
+  const started = Date.now();
+  let shownAt = 0;
+  const progress = (force = false) => {
+    if (!force && Date.now() - shownAt < PROGRESS_EVERY_MS) return;
+    shownAt = Date.now();
+    const s = Math.max(0.001, (Date.now() - started) / 1000);
+    report({
+      type: 'progress',
+      item: disk.name,
+      doneBytes: counts.readBytes,
+      totalBytes,
+      writtenBytes: counts.newBytes,
+      bytesPerS: Math.round(counts.readBytes / s),
+    });
+  };
+  progress(true);
+  const inFlight = new Set<Promise<void>>();
+  let failed: unknown = null;
+  for (const i of todo) {
+    if (signal.aborted) throw new TernError('cancelled', `backup ${req.group}/${req.id} was cancelled`);
+    if (failed) throw failed;
+    const { offset, length } = index.range(i);
+    const data = await disk.read(offset, length);
+    if (data.length !== length)
+      throw new TernError(
+        'storage_error',
+        `${disk.name}: read ${data.length} bytes at ${offset}, not ${length}`,
+      );
+    counts.readBytes += length;
+    const insert = (async () => {
+      const digest = isZero(data) ? await zeros.digest(length) : await insertChunk(ds, data, counts);
+      index.setDigest(i, digest);
+    })().catch((err) => {
+      failed ??= err;
+    });
+    inFlight.add(insert);
+    insert.finally(() => inFlight.delete(insert));
+    if (inFlight.size >= INSERTS_IN_FLIGHT) await Promise.race(inFlight);
+    await limiter.after(length, signal);
+    progress();
+  }
+  await Promise.all(inFlight);
+  if (failed) throw failed;
+  progress(true);
+  return {
+    index,
+    result: {
+      name: disk.name,
+      sizeBytes: disk.size,
+      mode: base ? 'incremental' : 'full',
+      fullReason: mode.mode === 'full' ? mode.reason : null,
+      dirtyBytes,
+      readBytes: counts.readBytes,
+      chunks: counts.chunks,
+      newChunks: counts.newChunks,
+      newBytes: counts.newBytes,
+    },
+  };
+}
+
+interface Counts {
+  newChunks: number;
+  newBytes: number;
+}
+
+async function insertChunk(ds: Datastore, data: Buffer, counts: Counts): Promise<string> {
+  const r = await ds.chunks.insert(data);
+  if (r.written) {
+    counts.newChunks++;
+    counts.newBytes += r.storedBytes;
+  }
+  return r.digest;
+}
+
+/** The name of a chunk of zeros of each length met, inserted once. */
+class ZeroChunks {
+  readonly #ds: Datastore;
+  readonly #counts: Counts;
+  readonly #names = new Map<number, Promise<string>>();
+
+  constructor(ds: Datastore, counts: Counts) {
+    this.#ds = ds;
+    this.#counts = counts;
+  }
+
+  digest(length: number): Promise<string> {
+    let name = this.#names.get(length);
+    if (!name) {
+      name = insertChunk(this.#ds, Buffer.alloc(length), this.#counts);
+      this.#names.set(length, name);
+    }
+    return name;
+  }
+}
+
+function isZero(b: Buffer): boolean {
+  // Compare in 64 KiB pieces against one buffer of zeros: no allocation per chunk.
+  for (let at = 0; at < b.length; at += ZERO_PIECE.length) {
+    const piece = b.subarray(at, Math.min(b.length, at + ZERO_PIECE.length));
+    if (!piece.equals(ZERO_PIECE.subarray(0, piece.length))) return false;
+  }
+  return true;
+}
+const ZERO_PIECE = Buffer.alloc(64 * 1024);
+
+/** Paces reads to a byte rate (0: no limit), over the whole backup. */
+class Bandwidth {
+  readonly #bytesPerS: number;
+  readonly #started = Date.now();
+  #bytes = 0;
+
+  constructor(bytesPerS: number) {
+    this.#bytesPerS = bytesPerS;
+  }
+
+  async after(bytes: number, signal: AbortSignal): Promise<void> {
+    if (this.#bytesPerS <= 0) return;
+    this.#bytes += bytes;
+    const due = this.#started + (this.#bytes / this.#bytesPerS) * 1000;
+    const wait = due - Date.now();
+    if (wait > 0) {
+      await sleep(wait, undefined, { signal }).catch(() => {});
+    }
+  }
+}
