@@ -116,11 +116,16 @@ export class LiveRestores {
 
 /** The backing file name of an overlay on export `disk`: QEMU's JSON form of an NBD node. */
 export function backingOf(socket: string, disk: string): string {
+  // The format layer is spelled out: with only the protocol's options QEMU reads them as the
+  // raw driver's and finds no `file`.
   return `json:${JSON.stringify({
-    driver: 'nbd',
-    server: { type: 'unix', path: socket },
-    export: disk,
-    'reconnect-delay': RECONNECT_DELAY_S,
+    driver: 'raw',
+    file: {
+      driver: 'nbd',
+      server: { type: 'unix', path: socket },
+      export: disk,
+      'reconnect-delay': RECONNECT_DELAY_S,
+    },
   })}`;
 }
 
