@@ -43,6 +43,11 @@ export const globalFlags = {
 
 export const flagCatalog = {
   'no-wait': on('return once the task is accepted'),
+  datastore: text('DS', 'the backup datastore'),
+  encrypt: on('encrypt with a key the manager keeps'),
+  'in-place': on("overwrite the backed-up VM's disks (it must be stopped)"),
+  yes: on('confirm what cannot be undone'),
+  'older-than-days': whole('N', 'only those not done for N days'),
   force: on('go ahead even where it is refused by default'),
   'keep-disks': on('keep the disks'),
   start: on('start it once made'),
@@ -163,6 +168,11 @@ export type FlagName = keyof typeof flagCatalog;
 export interface Flags {
   output: Format;
   'no-wait': boolean;
+  datastore?: string;
+  encrypt: boolean;
+  'in-place': boolean;
+  yes: boolean;
+  'older-than-days'?: string;
   force: boolean;
   'keep-disks': boolean;
   start: boolean;

@@ -13,6 +13,8 @@ import type { RouteRule } from './auth/permissions.ts';
 import { Authenticator } from './auth/principal.ts';
 import { SessionStore } from './auth/sessions.ts';
 import { TokenStore } from './auth/tokens.ts';
+import { Datastores } from './backup/datastores.ts';
+import { BackupInventory } from './backup/inventory.ts';
 import { Placer } from './cluster/placer.ts';
 import { SettingsStore } from './cluster/settings.ts';
 import { type Db, openDatabase } from './db/database.ts';
@@ -181,6 +183,8 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     joinTokens,
     joining: { url: '', caFingerprint: ca.fingerprint },
     orphans: new Orphans({ db, hosts, store, alerts, log: opts.log }),
+    datastores: new Datastores(db, secrets, hosts),
+    backups: new BackupInventory(db),
   };
   // Every full report of a host is compared with the inventory for what no VM accounts for.
   hosts.onReported((hostId) => void base.orphans.scan(hostId));

@@ -2,6 +2,9 @@
  * Every kind of task the manager runs, built once and registered with the engine before crash
  * recovery, so an interrupted task resumes whatever serves HTTP. Handlers submit these.
  */
+import type { BackupDeps } from './backup/deps.ts';
+import { backupPruneTask } from './backup/prune.ts';
+import { backupRunTask } from './backup/run.ts';
 import { type FailoverDeps, failoverTask } from './ha/failover.ts';
 import type { HaMonitor } from './ha/monitor.ts';
 import {
@@ -43,7 +46,8 @@ type KindServices = SealDeps &
   ImageDeps &
   PoolDeps &
   FailoverDeps &
-  NicTaskDeps & { secrets: SecretStore; ha: Pick<HaMonitor, 'isHealthy'> };
+  NicTaskDeps &
+  BackupDeps & { secrets: SecretStore; ha: Pick<HaMonitor, 'isHealthy'> };
 
 export function taskKinds(s: KindServices) {
   return {
@@ -79,6 +83,8 @@ export function taskKinds(s: KindServices) {
     poolVersionTest: versionTestTask(s),
     poolRoll: rollTask(s),
     poolVersionDelete: versionDeleteTask(s),
+    backupRun: backupRunTask(s),
+    backupPrune: backupPruneTask(s),
     // A failed host's VMs that found no room elsewhere may start on it once the watch sees it back.
     haFailover: failoverTask(s, (hostId) => s.ha.isHealthy(hostId)),
   };

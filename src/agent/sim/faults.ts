@@ -31,8 +31,6 @@ export type SimOperation =
   | 'releaseMigrated'
   | 'moveDisk'
   | 'backupVm'
-  | 'prepareLiveRestore'
-  | 'streamLiveRestore'
   | 'guestExec'
   | 'guestFileRead';
 

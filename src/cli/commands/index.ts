@@ -1,6 +1,7 @@
 /** Every command of the CLI, in the order help lists them, and the groups they fall in. */
 import type { Registry } from '../registry.ts';
 import { auditCommands } from './audit.ts';
+import { backupCommands } from './backup.ts';
 import { clusterCommands } from './cluster.ts';
 import { doctorCommands } from './doctor.ts';
 import { haCommands } from './ha.ts';
@@ -29,6 +30,7 @@ export const registry: Registry = {
     ...haCommands,
     ...imageCommands,
     ...networkCommands,
+    ...backupCommands,
     ...securityGroupCommands,
     ...identityCommands,
     ...projectCommands,
@@ -48,6 +50,7 @@ export const registry: Registry = {
     { name: 'ha', summary: 'high availability: settings, status, the restart plan' },
     { name: 'image', summary: 'the image library: disk images and ISOs' },
     { name: 'network', summary: 'managed networks: bridge, nat, isolated, overlay' },
+    { name: 'backup', summary: 'backups: datastores, run, list, restore, verify, prune, gc' },
     { name: 'security-group', summary: 'the rules NICs on managed networks are given' },
     { name: 'user', summary: 'users and user groups' },
     { name: 'token', summary: 'API tokens' },

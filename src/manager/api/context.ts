@@ -13,6 +13,8 @@ import type { AuditLog } from '../audit/log.ts';
 import type { Authenticator } from '../auth/principal.ts';
 import type { SessionStore } from '../auth/sessions.ts';
 import type { TokenStore } from '../auth/tokens.ts';
+import type { Datastores } from '../backup/datastores.ts';
+import type { BackupInventory } from '../backup/inventory.ts';
 import type { HaMonitor } from '../ha/monitor.ts';
 import type { JoinTokens } from '../hosts/join.ts';
 import type { Directory } from '../identity/directory.ts';
@@ -64,6 +66,9 @@ export interface ApiServices extends VmDeps {
   joinTokens: JoinTokens;
   /** What hosts hold for VMs the inventory does not know. */
   orphans: Orphans;
+  /** Backup datastores (their keys kept as secrets) and the backups recorded in them. */
+  datastores: Datastores;
+  backups: BackupInventory;
   /** The HA watch: what it says of each host. */
   ha: HaMonitor;
   /** Where agents join, and the CA fingerprint they pin. */

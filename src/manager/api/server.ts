@@ -22,6 +22,7 @@ import { type Principal, runAs, seesAllVms } from '../auth/principal.ts';
 import { requireAccess } from './access.ts';
 import { alertRoutes } from './alerts.ts';
 import { auditRoutes } from './audit.ts';
+import { backupRoutes } from './backups.ts';
 import { clusterRoutes } from './cluster.ts';
 import type { ApiServices, App } from './context.ts';
 import { eventRoutes } from './events.ts';
@@ -206,6 +207,7 @@ export async function buildApi(s: ApiServices, log: Logger, tls: ApiTls): Promis
   alertRoutes(app, s);
   imagePoolRoutes(app, s);
   networkRoutes(app, s);
+  backupRoutes(app, s);
   securityGroupRoutes(app, s);
   eventRoutes(app, s);
   return app;

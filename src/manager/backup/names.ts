@@ -45,3 +45,7 @@ export function diskIndexOf(name: string): number | null {
   const m = /^disk(\d{1,2})$/.exec(name);
   return m ? Number(m[1]) : null;
 }
+
+/** The lock of one backup: a restore and a prune of it never run together. */
+export const backupObject = (b: { datastoreId: string; vmId: string; backupId: string }) =>
+  `backup:${b.datastoreId}/${b.vmId}/${b.backupId}`;

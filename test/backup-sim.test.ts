@@ -1,0 +1,288 @@
+/**
+ * Backups through the manager against a simulated host, whose backups are real chunk files,
+ * indexes and manifests (src/agent/sim/backup.ts): datastores and their key kept as a secret,
+ * a VM backed up full then incrementally and listed with its figures, pruning, restoring as a
+ * new VM, and the manager SIGKILLed in the middle of a backup and of a restore: after its
+ * restart the task has failed and the inventory lists exactly the backups (and VMs) that exist.
+ *
+ * A real manager process (so the kill is a real one) drives a simulated host in this process.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import pino from 'pino';
+import { type SimHost, type SimHosts, startSimHosts } from '../src/agent/sim/cluster.ts';
+import { Datastore } from '../src/backup/datastore/datastore.ts';
+import { FixedIndex } from '../src/backup/datastore/fixed-index.ts';
+import type { Logger } from '../src/log.ts';
+import { openDatabase } from '../src/manager/db/database.ts';
+import { openKeyStore } from '../src/manager/secrets/keystores/open.ts';
+import { SecretStore } from '../src/manager/secrets/store.ts';
+import { type Backup, backupRoutes, type Datastore as DatastoreWire } from '../src/wire/api/backups.ts';
+import type { JoinToken } from '../src/wire/host.ts';
+import type { Task } from '../src/wire/task.ts';
+import type { Vm } from '../src/wire/vm.ts';
+import { freePorts, runTern, TernProcess, TestApi, tempDir } from './harness.ts';
+import { until } from './sim-harness.ts';
+
+const silent: Logger = pino({ level: 'silent' }, pino.destination('/dev/null'));
+const dir = tempDir('tern-backup-sim');
+const MiB = 1024 * 1024;
+let ports: number[];
+let manager: TernProcess;
+let api: TestApi;
+let sim: SimHosts;
+let host: SimHost;
+
+function startManager(): TernProcess {
+  return new TernProcess(
+    'src/manager/main.ts',
+    [
+      '--database',
+      path.join(dir, 'tern.db'),
+      '--port',
+      String(ports[0]),
+      '--cluster-port',
+      String(ports[1]),
+      '--admin-token-file',
+      path.join(dir, 'admin.token'),
+      '--key-file',
+      path.join(dir, 'keys', 'kek.json'),
+    ],
+    path.join(dir, 'manager.log'),
+  );
+}
+
+before(async () => {
+  ports = await freePorts(2);
+  manager = startManager();
+  await manager.waitForLine('manager listening');
+  const tokenFile = path.join(dir, 'admin.token');
+  await until('the admin token written', 30_000, async () => fs.existsSync(tokenFile) || undefined);
+  api = new TestApi(
+    `https://127.0.0.1:${ports[0]}`,
+    fs.readFileSync(tokenFile, 'utf8').trim(),
+    path.join(dir, 'pki', 'ca.crt'),
+  );
+  sim = await startSimHosts(1, {
+    baseDir: dir,
+    log: silent,
+    driver: { cores: 16, memoryMiB: 32 * 1024, bootDelayMs: 50 },
+    join: async (name) => {
+      const t = await api.request<JoinToken>('POST', '/api/v1/hosts', { name });
+      return { manager: `https://127.0.0.1:${ports[1]}`, token: t.token, caFingerprint: t.caFingerprint };
+    },
+  });
+  host = sim.hosts[0];
+  await hostOnline();
+});
+
+after(async () => {
+  await sim?.close();
+  await manager?.kill();
+  if (!process.env.KEEP) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const hostOnline = () =>
+  api.waitHost(host.name, (h) => h.state === 'online' && h.facts !== null, 60_000, 'online');
+const ended = (t: Task) => t.state === 'succeeded' || t.state === 'failed' || t.state === 'cancelled';
+const tern = (...args: string[]) => runTern(args, { env: api.cliEnv });
+
+async function makeVm(name: string, start = true): Promise<Vm> {
+  // 64 MiB disks: 16 chunks of 4 MiB.
+  const t = await api.task('POST', '/api/v1/vms', { name, diskGiB: 64 / 1024, start });
+  assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+  return api.request<Vm>('GET', `/api/v1/vms/${name}`);
+}
+
+async function backupsOf(vm: string): Promise<Backup[]> {
+  return (await api.call(backupRoutes.list, { query: { vm } })).items;
+}
+
+/** What the datastore itself holds (through its files, with its key), as `group/id`. */
+async function stored(ds: DatastoreWire, key: Buffer | undefined): Promise<string[]> {
+  const store = await Datastore.open(ds.path, { key });
+  return (await store.listBackups()).map((b) => `${b.group}/${b.id}`).sort();
+}
+
+/** A parameter of a task, as the manager recorded it (read while no manager runs). */
+async function paramOf(taskId: string, name: string): Promise<string> {
+  const db = await openDatabase(path.join(dir, 'tern.db'));
+  try {
+    const row = await db
+      .selectFrom('tasks')
+      .select('params')
+      .where('id', '=', taskId)
+      .executeTakeFirstOrThrow();
+    return (JSON.parse(row.params) as Record<string, string>)[name];
+  } finally {
+    await db.destroy();
+  }
+}
+
+/** A datastore's key, read as the manager keeps it (the API never shows it). */
+async function keyOf(ds: DatastoreWire): Promise<Buffer | undefined> {
+  if (!ds.encrypted) return undefined;
+  const db = await openDatabase(path.join(dir, 'tern.db'));
+  try {
+    const keys = openKeyStore({ kind: 'file', path: path.join(dir, 'keys', 'kek.json') });
+    const secrets = await SecretStore.open(db, keys);
+    return Buffer.from(await secrets.reveal(`datastore-${ds.id}-key`), 'base64');
+  } finally {
+    await db.destroy();
+  }
+}
+
+let plain: DatastoreWire;
+
+test('datastore create: a plain one, and an encrypted one whose key is a secret of the manager, never written on the host', async () => {
+  const r = await tern(
+    'backup',
+    'datastore',
+    'create',
+    'plain',
+    '--path',
+    path.join(dir, 'ds-plain'),
+    '--host',
+    host.name,
+  );
+  assert.equal(r.code, 0, r.stderr);
+  plain = await api.call(backupRoutes.showDatastore, { params: { datastore: 'plain' } });
+  assert.equal(plain.encrypted, false);
+  assert.equal(plain.host, host.name);
+  assert.equal(plain.chunkSize, 4 * MiB);
+  assert.ok(plain.status && plain.status.freeBytes > 0, JSON.stringify(plain));
+
+  const enc = await api.call(backupRoutes.createDatastore, {
+    body: { name: 'secret', path: path.join(dir, 'ds-secret'), encrypt: true },
+  });
+  assert.equal(enc.encrypted, true);
+  assert.equal(enc.host, null, 'no host named: a shared datastore');
+  const secrets = await api.request<{ items: { name: string; kind: string; object: string | null }[] }>(
+    'GET',
+    '/api/v1/secrets',
+  );
+  const key = secrets.items.find((s) => s.object === `datastore:${enc.id}`);
+  assert.deepEqual(key && { kind: key.kind, name: key.name }, {
+    kind: 'datastore-key',
+    name: `datastore-${enc.id}-key`,
+  });
+  const shown = await api.request('POST', `/api/v1/secrets/${key?.name}/reveal`).then(
+    () => 'shown',
+    (err: Error) => err.message,
+  );
+  assert.match(shown, /never shown/);
+  const raw = (await keyOf(enc))!;
+  assert.equal(raw.length, 32);
+  for (const f of fs.readdirSync(enc.path, { recursive: true }) as string[]) {
+    const file = path.join(enc.path, f);
+    if (!fs.statSync(file).isFile()) continue;
+    const bytes = fs.readFileSync(file);
+    assert.ok(!bytes.includes(raw) && !bytes.includes(raw.toString('base64')), `${f} holds the key`);
+  }
+  await assert.rejects(Datastore.open(enc.path), 'the datastore does not open without its key');
+  await Datastore.open(enc.path, { key: raw });
+
+  const dup = await tern('backup', 'datastore', 'create', 'plain', '--path', path.join(dir, 'other'));
+  assert.notEqual(dup.code, 0);
+  assert.match(dup.stderr, /datastore plain exists/);
+  const list = await tern('backup', 'datastore', 'list');
+  assert.match(list.stdout, /^plain +\S+ +sim-\S+ +no +4\.0 MiB +0$/m);
+  assert.match(list.stdout, /^secret +\S+ +shared +yes +4\.0 MiB +0$/m);
+});
+
+test('backup run: a full backup, then an incremental reading only what the guest wrote, both listed with their figures', async () => {
+  const vm = await makeVm('b1');
+  const first = await tern('backup', 'run', 'b1', '--datastore', 'plain');
+  assert.equal(first.code, 0, first.stderr);
+  host.driver.writeDisk(vm.id, 0, 5 * MiB, 4096);
+  host.driver.writeDisk(vm.id, 0, 40 * MiB, 4096);
+  const second = await api.task('POST', '/api/v1/backups', { vm: 'b1', datastore: 'plain' });
+  assert.equal(second.state, 'succeeded', JSON.stringify(second.error));
+  const [inc, full] = await backupsOf('b1');
+  assert.equal(full.mode, 'full');
+  assert.equal(full.sizeBytes, 64 * MiB);
+  assert.ok(full.newBytes > 0);
+  assert.equal(inc.mode, 'incremental');
+  assert.ok(inc.id > full.id, `${inc.id} after ${full.id}`);
+  // Two 64 KiB granules dirty, two 4 MiB chunks read.
+  assert.equal(inc.changedBytes, 2 * 64 * 1024);
+  assert.equal(inc.readBytes, 2 * 4 * MiB);
+  assert.equal(inc.disks[0].newChunks, 2);
+  assert.ok(inc.dedupRatio !== null && inc.dedupRatio > 1, `dedup ${inc.dedupRatio}`);
+  assert.equal(inc.verified, null);
+  assert.equal(inc.proven, null);
+  assert.deepEqual(await stored(plain, undefined), [`${vm.id}/${full.id}`, `${vm.id}/${inc.id}`].sort());
+
+  const log = await api.request<Task>('GET', `/api/v1/tasks/${second.id}?log=true`);
+  assert.ok(
+    log.log?.some((l) =>
+      /^disk0: incremental; 128\.0 KiB changed, 8\.0 MiB read, 2 of 16 chunks new/.test(l.line),
+    ),
+    JSON.stringify(log.log),
+  );
+  const list = await tern('backup', 'list', 'b1');
+  assert.match(list.stdout, new RegExp(`^b1/${inc.id} +plain +incremental +64\\.0 MiB +128\\.0 KiB `, 'm'));
+  const show = await tern('backup', 'show', `b1/${inc.id}`);
+  assert.match(show.stdout, /^verified: +never$/m);
+});
+
+test('backup prune: the backup leaves the inventory and the datastore; a datastore with backups is not deleted', async () => {
+  const [, oldest] = await backupsOf('b1');
+  const refused = await tern('backup', 'datastore', 'delete', 'plain');
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /holds 2 backup\(s\)/);
+  const r = await tern('backup', 'prune', `b1/${oldest.id}`);
+  assert.equal(r.code, 0, r.stderr);
+  const left = await backupsOf('b1');
+  assert.deepEqual(
+    left.map((b) => b.id),
+    left.filter((b) => b.id !== oldest.id).map((b) => b.id),
+  );
+  assert.equal(left.length, 1);
+  assert.deepEqual(await stored(plain, undefined), [`${left[0].vm}/${left[0].id}`]);
+  const missing = await tern('backup', 'show', `b1/${oldest.id}`);
+  assert.notEqual(missing.code, 0);
+  assert.match(missing.stderr, /no backup/);
+});
+
+test('manager SIGKILLed during backup.run: the task fails, the datastore keeps only what the inventory lists, the next backup succeeds', async () => {
+  const vm = await makeVm('b-kill');
+  const enc = await api.call(backupRoutes.createDatastore, {
+    body: { name: 'kills', path: path.join(dir, 'ds-kills'), encrypt: true },
+  });
+  const key = await keyOf(enc);
+  host.driver.faults.hangNext('backupVm');
+  const { task } = await api.call(backupRoutes.run, { body: { vm: 'b-kill', datastore: 'kills' } });
+  await until('the backup at its host', 30_000, async () => host.driver.faults.hanging > 0 || undefined);
+  await manager.kill();
+  host.driver.faults.releaseHangs();
+  // The worst moment: the host committed the backup and the manager died before recording it
+  // (the manifest written as the host's writer writes it, under the id the task was given).
+  const backupId = await paramOf(task.id, 'backupId');
+  const store = await Datastore.open(enc.path, { key });
+  const index = new FixedIndex(4 * MiB, 4 * MiB);
+  index.setDigest(0, (await store.chunks.insert(Buffer.alloc(4 * MiB, 7))).digest);
+  await store.commitBackup(vm.id, backupId, [{ name: 'disk0', index }]);
+  assert.deepEqual(await stored(enc, key), [`${vm.id}/${backupId}`]);
+  manager = startManager();
+  await manager.waitForLine('manager listening');
+  await hostOnline();
+  const done = await api.waitTask(task.id, ended, 60_000, 'ended');
+  assert.equal(done.state, 'failed');
+  assert.deepEqual(await backupsOf('b-kill'), []);
+  assert.deepEqual(
+    (await stored(enc, key)).filter((b) => b.startsWith(vm.id)),
+    [],
+    'the backup the host committed unrecorded is gone',
+  );
+  const again = await api.task('POST', '/api/v1/backups', { vm: 'b-kill', datastore: 'kills' });
+  assert.equal(again.state, 'succeeded', JSON.stringify(again.error));
+  const [b] = await backupsOf('b-kill');
+  assert.equal(b.datastore, 'kills');
+  assert.deepEqual(
+    (await stored(enc, key)).filter((x) => x.startsWith(vm.id)),
+    [`${vm.id}/${b.id}`],
+  );
+});
