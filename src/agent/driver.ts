@@ -14,7 +14,13 @@ import type {
   MoveDiskRequest,
   VmAction,
 } from '../wire/agent.ts';
-import type { BackupVmReport, BackupVmRequest, BackupVmResult } from '../wire/backup.ts';
+import type {
+  BackupVmReport,
+  BackupVmRequest,
+  BackupVmResult,
+  LiveRestoreRequest,
+  TransferProgress,
+} from '../wire/backup.ts';
 import type { GuestExecRequest, GuestExecResult } from '../wire/guest-command.ts';
 import type { HostFacts } from '../wire/host.ts';
 import type { PortRules } from '../wire/network.ts';
@@ -105,6 +111,21 @@ export interface HypervisorDriver {
     report: (r: BackupVmReport) => void,
     signal: AbortSignal,
   ): Promise<BackupVmResult>;
+  /**
+   * Live restore (backup/live-restore.ts): serves a backup's disks for VM `id` and makes its
+   * target volumes overlays on them, so the VM can start before its data is here. Idempotent.
+   */
+  prepareLiveRestore(id: string, req: LiveRestoreRequest): Promise<void>;
+  /**
+   * Live restore, the VM running: streams disks `indexes` in from the backup underneath the
+   * guest, then stops serving the backup. Resolves with the bytes streamed.
+   */
+  streamLiveRestore(
+    id: string,
+    indexes: readonly number[],
+    progress: (p: TransferProgress) => void,
+    signal: AbortSignal,
+  ): Promise<number>;
   /** Runs a command inside a running VM's guest, through its guest agent (qemu/guest-exec.ts). */
   guestExec(id: string, req: GuestExecRequest): Promise<GuestExecResult>;
   /** Reads a file of a running VM's guest, refusing one larger than `maxBytes`. */

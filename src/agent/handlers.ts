@@ -10,7 +10,7 @@ import type { Handlers } from '../http/declared-routes.ts';
 import { discardUnreadBody } from '../http/unread-body.ts';
 import { agentProtocolVersion } from '../wire/agent.ts';
 import type { AgentRoutes } from '../wire/agent-routes.ts';
-import type { BackupVmReport } from '../wire/backup.ts';
+import type { BackupVmReport, LiveRestoreReport } from '../wire/backup.ts';
 import { maxUploadBytes } from '../wire/image.ts';
 import { datastoreHandlers } from './backup/datastore-handlers.ts';
 import type { HypervisorDriver } from './driver.ts';
@@ -195,6 +195,19 @@ export function agentHandlers(opts: HandlerOptions): Handlers<AgentRoutes> {
 
     // A backup answers progress and log lines; the manager closing the connection cancels it,
     // leaving no backup (src/agent/backup/).
+    prepareLiveRestore: async (req) => {
+      await driver.prepareLiveRestore(req.params.id, req.body);
+      return { ok: true as const };
+    },
+    streamLiveRestore: async (req, reply) => {
+      mustRun(req.params.id);
+      await transferStream<LiveRestoreReport>(req, reply, async (send, signal) => ({
+        type: 'done',
+        result: {
+          streamedBytes: await driver.streamLiveRestore(req.params.id, req.body.disks, send, signal),
+        },
+      }));
+    },
     backupVm: async (req, reply) => {
       await transferStream<BackupVmReport>(req, reply, async (send, signal) => ({
         type: 'done',

@@ -27,6 +27,7 @@ import {
 } from './agent.ts';
 import { agentBackupRoutes } from './agent-backup-routes.ts';
 import { agentDatastoreRoutes } from './agent-datastore-routes.ts';
+import { agentLiveRestoreRoutes } from './agent-live-restore-routes.ts';
 import { agentNetworkRoutes } from './agent-network-routes.ts';
 import { IdParams, Ok, tags } from './agent-route-parts.ts';
 import { Uuid } from './common.ts';
@@ -327,6 +328,7 @@ export const agentRoutes = {
 
   // Backing a VM up into a datastore (agent-backup-routes.ts).
   ...agentBackupRoutes,
+  ...agentLiveRestoreRoutes,
 
   // Migration (docs/agent-protocol.md, "Migration") and storage migration.
   prepareIncoming: route({

@@ -251,3 +251,30 @@ export const GcReport = Type.Union([
   ErrorLine,
 ]);
 export type GcReport = Static<typeof GcReport>;
+
+/**
+ * Live restore, host side: serve the backup's disks from the datastore over NBD and make each
+ * target volume a qcow2 overlay on its export, so the VM can start at once; the data is then
+ * streamed into the overlays while the guest runs (`streamLiveRestore`). Idempotent: asked
+ * again (after an agent restart), the server is started anew over the overlays already made.
+ */
+export const LiveRestoreRequest = Type.Object(
+  {
+    datastore: DatastoreAccess,
+    group: BackupName,
+    id: BackupName,
+    disks: Type.Array(Type.Object({ disk: BackupName, target: VolumeRef }, { additionalProperties: false }), {
+      minItems: 1,
+      maxItems: 16,
+    }),
+  },
+  { additionalProperties: false },
+);
+export type LiveRestoreRequest = Static<typeof LiveRestoreRequest>;
+
+export const LiveRestoreReport = Type.Union([
+  TransferProgress,
+  Type.Object({ type: Type.Literal('done'), result: Type.Object({ streamedBytes: Type.Integer() }) }),
+  ErrorLine,
+]);
+export type LiveRestoreReport = Static<typeof LiveRestoreReport>;

@@ -25,7 +25,7 @@ import { gone, watchEvents } from './vm-waits.ts';
 
 export type DiskProgress = Extract<MigrationReport, { type: 'progress' }>;
 
-const jobEvents = [
+export const jobEvents = [
   qmpEvents.blockJobReady,
   qmpEvents.blockJobCompleted,
   qmpEvents.blockJobCancelled,
@@ -33,7 +33,7 @@ const jobEvents = [
 ] as const;
 
 /** Why each of our jobs ended, from QEMU's events (a job is gone from query-block-jobs after). */
-class JobEndings {
+export class JobEndings {
   readonly #errors = new Map<string, string | null>();
   readonly #off: () => void;
 

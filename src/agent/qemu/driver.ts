@@ -17,11 +17,18 @@ import type {
   MoveDiskRequest,
   VmAction,
 } from '../../wire/agent.ts';
-import type { BackupVmReport, BackupVmRequest, BackupVmResult } from '../../wire/backup.ts';
+import type {
+  BackupVmReport,
+  BackupVmRequest,
+  BackupVmResult,
+  LiveRestoreRequest,
+  TransferProgress,
+} from '../../wire/backup.ts';
 import type { GuestExecRequest, GuestExecResult } from '../../wire/guest-command.ts';
 import type { HostFacts } from '../../wire/host.ts';
 import type { PortRules } from '../../wire/network.ts';
 import { type DiskSpec, diskSlot, type NicSpec, type VmSpec, type VolumeRef } from '../../wire/vm.ts';
+import { LiveRestores } from '../backup/live-restore.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { ovmfPresent } from '../firmware.ts';
 import { KernelNetworks } from '../network/kernel-networks.ts';
@@ -31,6 +38,7 @@ import { type AcceleratorChoice, detectAccelerator, readCpuFacts } from './accel
 import { changeCdromRunning } from './cdrom.ts';
 import type { LaunchOptions, ResolvedVolumes } from './command-line.ts';
 import { moveDisk } from './disk-move.ts';
+import { streamDisks } from './disk-stream.ts';
 import { guestExec, guestFileRead } from './guest-exec.ts';
 import { attachDiskRunning, detachDiskRunning } from './hotplug.ts';
 import { checkDisks, launchVolumes } from './launch-volumes.ts';
@@ -79,6 +87,8 @@ export class QemuDriver implements HypervisorDriver {
   readonly #busy = new Set<string>();
   /** When finished incoming VMs resumed, for a repeated finish. */
   readonly #resumed = new Map<string, number>();
+  /** Backups served to VMs restored live, until their disks are streamed in. */
+  readonly #liveRestores: LiveRestores;
 
   constructor(opts: QemuDriverOptions) {
     this.#opts = opts;
@@ -87,6 +97,7 @@ export class QemuDriver implements HypervisorDriver {
     this.#incoming = new IncomingRecords(opts.stateDir);
     this.#stopped = new StoppedVms(opts.stateDir);
     this.networks = new KernelNetworks({ stateDir: opts.stateDir, log: opts.log });
+    this.#liveRestores = new LiveRestores(opts.stateDir, opts.pools, opts.log);
   }
 
   #hooks() {
@@ -433,12 +444,33 @@ export class QemuDriver implements HypervisorDriver {
     throw new TernError('conflict', 'backups of QEMU VMs are not here yet');
   }
 
+  async prepareLiveRestore(id: string, req: LiveRestoreRequest): Promise<void> {
+    if (this.#vms.has(id) && !this.#liveRestores.serving(id))
+      throw new TernError('conflict', `VM ${id} runs here already: a live restore makes new volumes`);
+    await this.#liveRestores.prepare(id, req);
+  }
+
+  async streamLiveRestore(
+    id: string,
+    indexes: readonly number[],
+    progress: (p: TransferProgress) => void,
+    signal: AbortSignal,
+  ): Promise<number> {
+    const vm = this.#running(id);
+    return this.#exclusive(id, async () => {
+      const streamed = await streamDisks(vm, indexes, progress, signal);
+      await this.#liveRestores.finish(id);
+      return streamed;
+    });
+  }
+
   async consoleTail(id: string, maxBytes: number): Promise<string> {
     return tailFile(vmPaths(this.#opts.stateDir, id).consoleLog, maxBytes);
   }
 
   async close(): Promise<void> {
     await this.networks.close();
+    await this.#liveRestores.close();
     for (const vm of this.#vms.values()) vm.detach();
     this.#vms.clear();
   }

@@ -215,6 +215,14 @@ export async function blockdevMirror(m: Monitor, job: string, device: string, ta
   await m.execute('blockdev-mirror', { 'job-id': job, device, target, sync: 'full' });
 }
 
+/**
+ * Copies into node `device` everything its backing chain holds, then drops the backing: the
+ * end of a live restore. Ends on its own (BLOCK_JOB_COMPLETED).
+ */
+export async function blockStream(m: Monitor, job: string, device: string): Promise<void> {
+  await m.execute('block-stream', { 'job-id': job, device });
+}
+
 export async function queryBlockJobs(m: Monitor): Promise<BlockJob[]> {
   return readBlockJobs(await m.execute('query-block-jobs'));
 }

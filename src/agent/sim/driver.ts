@@ -18,11 +18,18 @@ import type {
   MoveDiskRequest,
   VmAction,
 } from '../../wire/agent.ts';
-import type { BackupVmReport, BackupVmRequest, BackupVmResult } from '../../wire/backup.ts';
+import type {
+  BackupVmReport,
+  BackupVmRequest,
+  BackupVmResult,
+  LiveRestoreRequest,
+  TransferProgress,
+} from '../../wire/backup.ts';
 import type { GuestExecResult } from '../../wire/guest-command.ts';
 import type { HostFacts } from '../../wire/host.ts';
 import type { PortRules } from '../../wire/network.ts';
 import type { DiskSpec, NicSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
+import { openDatastore } from '../backup/datastore-handlers.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { RecordedNetworks } from '../network/recorded-networks.ts';
 import { SimDiskContents } from './backup.ts';
@@ -60,6 +67,8 @@ export class SimDriver implements HypervisorDriver {
   readonly #link: SimLink;
   /** What the guests wrote to their disks, and the disks' dirty bitmaps (backup.ts). */
   readonly #contents: SimDiskContents;
+  /** Live restores prepared here: the VM's restored disks' sizes. */
+  readonly #liveRestores = new Map<string, number[]>();
   #heartbeat: NodeJS.Timeout | null = null;
 
   constructor(opts: SimDriverOptions) {
@@ -292,6 +301,45 @@ export class SimDriver implements HypervisorDriver {
       report,
       signal,
     );
+  }
+
+  /**
+   * A simulated host serves nothing: it checks the backup can be read (the datastore, the key,
+   * the disks) and remembers the restore; streaming ends at once with the disks' sizes.
+   */
+  async prepareLiveRestore(id: string, req: LiveRestoreRequest): Promise<void> {
+    await this.#enter('prepareLiveRestore');
+    const store = await openDatastore(req.datastore);
+    const manifest = await store.readManifest(req.group, req.id);
+    const sizes = req.disks.map((d) => {
+      const entry = manifest.disks.find((m) => m.name === d.disk);
+      if (!entry) throw new TernError('not_found', `backup ${req.group}/${req.id} has no disk ${d.disk}`);
+      return entry.size;
+    });
+    this.#liveRestores.set(id, sizes);
+  }
+
+  async streamLiveRestore(
+    id: string,
+    indexes: readonly number[],
+    progress: (p: TransferProgress) => void,
+    _signal: AbortSignal,
+  ): Promise<number> {
+    await this.#enter('streamLiveRestore');
+    this.#sim.running(id);
+    const sizes = this.#liveRestores.get(id);
+    if (!sizes) throw new TernError('conflict', `no live restore of VM ${id} is prepared here`);
+    const total = indexes.reduce((n, i) => n + (sizes[i] ?? 0), 0);
+    progress({
+      type: 'progress',
+      item: 'disks',
+      doneBytes: total,
+      totalBytes: total,
+      writtenBytes: total,
+      bytesPerS: 0,
+    });
+    this.#liveRestores.delete(id);
+    return total;
   }
 
   // --- migration --------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ export type SimOperation =
   | 'releaseMigrated'
   | 'moveDisk'
   | 'backupVm'
+  | 'prepareLiveRestore'
+  | 'streamLiveRestore'
   | 'guestExec'
   | 'guestFileRead';
 

@@ -34,7 +34,9 @@ import type {
   BackupVmResult,
   DatastoreAccess,
   DatastoreStatus,
+  LiveRestoreRequest,
   StoredBackup,
+  TransferProgress,
 } from '../../wire/backup.ts';
 import type { GuestExecRequest, GuestExecResult, GuestFileReadRequest } from '../../wire/guest-command.ts';
 import type { ImportedImage, ImportImageRequest, UploadResult, VolumeDigest } from '../../wire/image.ts';
@@ -367,6 +369,38 @@ export class AgentClient {
       onReport(r);
       return undefined;
     });
+  }
+
+  /** Live restore: the host serves the backup and makes the VM's volumes overlays on it. */
+  async prepareLiveRestore(id: string, req: LiveRestoreRequest): Promise<void> {
+    await this.#call(agentRoutes.prepareLiveRestore, { params: { id }, body: req }, 120_000);
+  }
+
+  /** Live restore, the VM running: streams its restored disks in; resolves with the bytes streamed. */
+  streamLiveRestore(
+    id: string,
+    disks: number[],
+    onProgress: (p: TransferProgress) => void,
+    signal: AbortSignal,
+  ): Promise<number> {
+    const stream = { maxLine: 64 * 1024, silenceMs: 30_000, signal, during: 'the live restore' };
+    const body = { disks };
+    return followRoute(
+      this.transport,
+      agentRoutes.streamLiveRestore,
+      { params: { id }, body },
+      stream,
+      (r) => {
+        if (r.type === 'error')
+          throw TernError.fromBody(
+            { error: { code: r.code, message: r.message, details: r.details } },
+            'the live restore failed on the host',
+          );
+        if (r.type === 'done') return r.result.streamedBytes;
+        onProgress(r);
+        return undefined;
+      },
+    );
   }
 
   /** Imports a disk image or ISO into a pool; as long as it takes, with progress. */

@@ -68,6 +68,8 @@ const EINVAL = 22;
 const MAX_OPTION_BYTES = 4 * MAX_STRING_BYTES;
 /** Requests of one connection answered at once; more wait (TCP holds the client back). */
 const MAX_IN_FLIGHT = 16;
+/** Extents in one block status reply. */
+const MAX_EXTENTS = 4096;
 /** The one context id this server gives `base:allocation`. */
 const ALLOCATION_ID = 1;
 
@@ -254,7 +256,7 @@ export class NbdServer {
       if (type === CMD_FLUSH) this.#done(conn, cookie);
       else if (type !== CMD_READ && !(type === CMD_BLOCK_STATUS && conn.allocation))
         this.#error(conn, cookie, type === CMD_BLOCK_STATUS ? EINVAL : EPERM, `command ${type} refused`);
-      else if (!inRange || length === 0 || length > DEFAULT_MAX_PAYLOAD)
+      else if (!inRange || length === 0 || (type === CMD_READ && length > DEFAULT_MAX_PAYLOAD))
         this.#error(conn, cookie, EINVAL, `${offset}+${length} is outside the export`);
       else {
         inFlight++;
@@ -317,6 +319,8 @@ export class NbdServer {
       this.#error(conn, cookie, EIO, (err as Error).message);
       return;
     }
+    // A reply may describe less than was asked; the client asks again from where it stops.
+    if (extents.length > MAX_EXTENTS) extents = extents.slice(0, MAX_EXTENTS);
     const payload = Buffer.alloc(4 + 8 * extents.length);
     payload.writeUInt32BE(ALLOCATION_ID, 0);
     extents.forEach((e, i) => {
