@@ -12,6 +12,7 @@ import { agentProtocolVersion } from '../wire/agent.ts';
 import type { AgentRoutes } from '../wire/agent-routes.ts';
 import type { BackupVmReport, LiveRestoreReport } from '../wire/backup.ts';
 import { maxUploadBytes } from '../wire/image.ts';
+import type { BackupFiles } from './backup/backup-files.ts';
 import { datastoreHandlers } from './backup/datastore-handlers.ts';
 import type { HypervisorDriver } from './driver.ts';
 import { fileSha256 } from './storage/digest.ts';
@@ -40,11 +41,20 @@ export interface HandlerOptions {
   maxUploadBytes?: number;
   /** Directories an import by path may read from (none: imports by upload only). */
   importDirs?: readonly string[];
+  /** Reads files out of backups (absent: refused). */
+  backupFiles?: BackupFiles;
 }
+
+/** The largest file read out of a backup in one request. */
+const MAX_BACKUP_FILE_BYTES = 1024 ** 3;
 
 export function agentHandlers(opts: HandlerOptions): Handlers<AgentRoutes> {
   const { driver, pools } = opts;
   const sources = new ImportSources(opts.importDirs ?? []);
+  const files = () => {
+    if (!opts.backupFiles) throw new TernError('unavailable', 'this agent reads no files out of backups');
+    return opts.backupFiles;
+  };
   const mustRun = (id: string) => {
     if (!driver.get(id)) throw new TernError('not_found', `VM ${id} is not on this host`);
   };
@@ -195,6 +205,16 @@ export function agentHandlers(opts: HandlerOptions): Handlers<AgentRoutes> {
 
     // A backup answers progress and log lines; the manager closing the connection cancels it,
     // leaving no backup (src/agent/backup/).
+    listBackupFiles: async (req) => files().list(req.body),
+    readBackupFile: async (req, reply) => {
+      const { file, bytes } = await files().read(req.body, MAX_BACKUP_FILE_BYTES);
+      const stream = fs.createReadStream(file);
+      stream.once('close', () => fs.rmSync(file, { force: true }));
+      reply
+        .header('content-type', 'application/octet-stream')
+        .header('content-length', String(bytes))
+        .send(stream);
+    },
     prepareLiveRestore: async (req) => {
       await driver.prepareLiveRestore(req.params.id, req.body);
       return { ok: true as const };

@@ -14,6 +14,7 @@ import { type Logger, quietRequests } from '../log.ts';
 import { type Identity, peerOf } from '../pki/identity.ts';
 import { agentProtocolVersion, protocolHeader } from '../wire/agent.ts';
 import { agentRoutes } from '../wire/agent-routes.ts';
+import type { BackupFiles } from './backup/backup-files.ts';
 import type { HypervisorDriver } from './driver.ts';
 import { agentHandlers } from './handlers.ts';
 import type { Pools } from './storage/pools.ts';
@@ -32,6 +33,8 @@ export interface AgentServerOptions {
   fenced?: () => boolean;
   /** Directories an import by path may read from (none: imports by upload only). */
   importDirs?: readonly string[];
+  /** Reads files out of backups (absent: refused). */
+  backupFiles?: BackupFiles;
 }
 
 export async function buildAgentServer(opts: AgentServerOptions): Promise<FastifyInstance> {

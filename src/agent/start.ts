@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { TernError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { BackupFiles } from './backup/backup-files.ts';
 import type { HypervisorDriver } from './driver.ts';
 import { heartbeat, type JoinParams, join, loadMembership } from './enrol.ts';
 import { freePort } from './free-port.ts';
@@ -91,6 +92,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     driver,
     pools: opts.pools,
     importDirs,
+    backupFiles: new BackupFiles(opts.stateDir, opts.log),
     identity: membership.identity,
     log: opts.log,
     fenced: () => guard.fenced,

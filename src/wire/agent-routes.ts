@@ -25,6 +25,7 @@ import {
   VolumeInfo,
   VolumeSnapshotRequest,
 } from './agent.ts';
+import { agentBackupFilesRoutes } from './agent-backup-files-routes.ts';
 import { agentBackupRoutes } from './agent-backup-routes.ts';
 import { agentDatastoreRoutes } from './agent-datastore-routes.ts';
 import { agentLiveRestoreRoutes } from './agent-live-restore-routes.ts';
@@ -329,6 +330,7 @@ export const agentRoutes = {
   // Backing a VM up into a datastore (agent-backup-routes.ts).
   ...agentBackupRoutes,
   ...agentLiveRestoreRoutes,
+  ...agentBackupFilesRoutes,
 
   // Migration (docs/agent-protocol.md, "Migration") and storage migration.
   prepareIncoming: route({

@@ -278,3 +278,52 @@ export const LiveRestoreReport = Type.Union([
   ErrorLine,
 ]);
 export type LiveRestoreReport = Static<typeof LiveRestoreReport>;
+
+/** Reading files of a backup's filesystem (ext2/3/4) without restoring it. */
+export const BackupFilesRequest = Type.Object(
+  {
+    datastore: DatastoreAccess,
+    group: BackupName,
+    id: BackupName,
+    disk: BackupName,
+    /** The partition's number; absent: the largest one, or the whole disk without a table. */
+    partition: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: 128 }), Type.Null()])),
+    path: Type.String({ minLength: 1, maxLength: 4096, pattern: '^/' }),
+  },
+  { additionalProperties: false },
+);
+export type BackupFilesRequest = Static<typeof BackupFilesRequest>;
+
+export const BackupPartition = Type.Object({
+  number: Type.Integer(),
+  startBytes: Type.Integer(),
+  sizeBytes: Type.Integer(),
+  type: Type.String(),
+  name: Type.String(),
+});
+export type BackupPartition = Static<typeof BackupPartition>;
+
+export const BackupFileEntry = Type.Object({
+  name: Type.String({ maxLength: 255 }),
+  type: Type.Union([
+    Type.Literal('file'),
+    Type.Literal('directory'),
+    Type.Literal('symlink'),
+    Type.Literal('other'),
+  ]),
+  mode: Type.String({ maxLength: 8 }),
+  uid: Type.Integer(),
+  gid: Type.Integer(),
+  size: Type.Integer(),
+});
+
+export const BackupFileListing = Type.Object({
+  partitions: Type.Array(BackupPartition),
+  /** The partition read (null: the whole disk). */
+  partition: Type.Union([Type.Integer(), Type.Null()]),
+  path: Type.String(),
+  entries: Type.Array(BackupFileEntry),
+  /** More entries than a listing holds (10,000). */
+  truncated: Type.Boolean(),
+});
+export type BackupFileListing = Static<typeof BackupFileListing>;

@@ -29,6 +29,8 @@ import {
 } from '../../wire/agent.ts';
 import { agentRoutes } from '../../wire/agent-routes.ts';
 import type {
+  BackupFileListing,
+  BackupFilesRequest,
   BackupVmReport,
   BackupVmRequest,
   BackupVmResult,
@@ -230,6 +232,33 @@ export class AgentClient {
       });
       if (!res.ok) throw await errorOf(res, 'host agent');
       return Buffer.from(await res.arrayBuffer());
+    } catch (err) {
+      throw agentUnreachable(this.url, err);
+    }
+  }
+
+  /** A directory of a backup disk's filesystem, read by a host that reaches the datastore. */
+  async listBackupFiles(req: BackupFilesRequest): Promise<BackupFileListing> {
+    return this.#call(agentRoutes.listBackupFiles, { body: req }, 120_000);
+  }
+
+  /** One file of a backup disk's filesystem: its size and its bytes as they stream from the host. */
+  async readBackupFile(
+    req: BackupFilesRequest,
+  ): Promise<{ bytes: number; body: ReadableStream<Uint8Array> }> {
+    const url = `${this.url}${pathOf(agentRoutes.readBackupFile, {})}`;
+    try {
+      const res = await this.#fetch(url, {
+        method: agentRoutes.readBackupFile.method,
+        headers: { ...this.#headers(), 'content-type': 'application/json' },
+        body: JSON.stringify(req),
+        signal: AbortSignal.timeout(600_000),
+      });
+      if (!res.ok) throw await errorOf(res, 'host agent');
+      const bytes = Number(res.headers.get('content-length'));
+      if (!res.body || !Number.isSafeInteger(bytes) || bytes < 0)
+        throw new TernError('protocol_error', 'the host answered a backup file without its length');
+      return { bytes, body: res.body };
     } catch (err) {
       throw agentUnreachable(this.url, err);
     }
