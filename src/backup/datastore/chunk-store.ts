@@ -18,9 +18,12 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { TernError } from '../../errors.ts';
-import { syncDirectory, writeFileAtomic } from './atomic-file.ts';
+import { isTempName, syncDirectory, writeFileAtomic } from './atomic-file.ts';
 import { decodeChunk, encodeChunk, MAX_CHUNK_FILE_BYTES } from './chunk-codec.ts';
 import { chunkDigest, type DatastoreKey, isDigestHex } from './chunk-key.ts';
+
+/** A chunk verify found damaged, moved aside. */
+export const BAD_SUFFIX = '.bad';
 
 export interface InsertResult {
   digest: string;
@@ -113,6 +116,45 @@ export class ChunkStore {
       return decodeChunk(await handle.readFile(), digest, this.#key);
     } finally {
       await handle.close();
+    }
+  }
+
+  /**
+   * Marks a chunk as just used, so a garbage collection running now keeps it; false when the
+   * store lacks it. A backup that names a chunk it did not insert (copied from the previous
+   * index) touches it before it commits.
+   */
+  touch(digest: string): Promise<boolean> {
+    return this.#touch(this.pathOf(digest));
+  }
+
+  /**
+   * Moves a chunk found damaged aside (`<digest>.bad`, kept for inspection), so the next backup
+   * holding that data writes it anew instead of deduplicating against it.
+   */
+  async quarantine(digest: string): Promise<void> {
+    const file = this.pathOf(digest);
+    await fs.rename(file, `${file}${BAD_SUFFIX}`).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+  }
+
+  /** Every file of the store, directory by directory: chunks (by digest), temporaries, the rest. */
+  async *files(): AsyncGenerator<{ file: string; digest: string | null; temporary: boolean }> {
+    let dirs: string[];
+    try {
+      dirs = (await fs.readdir(this.#dir)).sort();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    for (const d of dirs) {
+      if (!/^[0-9a-f]{4}$/.test(d)) continue;
+      for (const name of await fs.readdir(path.join(this.#dir, d)).catch(() => [] as string[])) {
+        const file = path.join(this.#dir, d, name);
+        const digest = isDigestHex(name) && name.startsWith(d) ? name : null;
+        yield { file, digest, temporary: isTempName(name) };
+      }
     }
   }
 

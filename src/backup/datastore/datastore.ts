@@ -144,6 +144,12 @@ export class Datastore {
     labels: Record<string, string> = {},
   ): Promise<Manifest> {
     const dir = this.#backupDir(group, id);
+    for (const disk of disks) {
+      if (!isName(disk.name)) throw new TernError('invalid_request', `bad disk name ${disk.name}`);
+      if (!disk.index.complete)
+        throw new TernError('internal', `disk ${disk.name}: index has unnamed chunks`);
+    }
+    await this.#touchAll(disks);
     await this.chunks.flush();
     await fs.mkdir(path.dirname(dir), { recursive: true });
     try {
@@ -155,9 +161,6 @@ export class Datastore {
     }
     const entries: Manifest['disks'] = [];
     for (const disk of disks) {
-      if (!isName(disk.name)) throw new TernError('invalid_request', `bad disk name ${disk.name}`);
-      if (!disk.index.complete)
-        throw new TernError('internal', `disk ${disk.name}: index has unnamed chunks`);
       const bytes = disk.index.encode();
       const file = `${disk.name}${INDEX_SUFFIX}`;
       await writeFileAtomic(path.join(dir, file), bytes);
@@ -182,6 +185,30 @@ export class Datastore {
     };
     await writeFileAtomic(path.join(dir, MANIFEST), encodeManifest(manifest, this.#key));
     return manifest;
+  }
+
+  /**
+   * Touches every chunk the indexes name, so a garbage collection that listed the manifests
+   * before this one exists still keeps them (those copied from a previous backup's index were
+   * not inserted, so not touched, by this backup); one missing fails the commit, naming it,
+   * rather than leaving a backup that cannot be restored.
+   */
+  async #touchAll(disks: readonly BackupDisk[]): Promise<void> {
+    const names = new Map<string, string>();
+    for (const disk of disks)
+      for (const digest of disk.index.distinctDigests()) if (!names.has(digest)) names.set(digest, disk.name);
+    const all = [...names];
+    for (let i = 0; i < all.length; i += 64) {
+      await Promise.all(
+        all.slice(i, i + 64).map(async ([digest, disk]) => {
+          if (!(await this.chunks.touch(digest)))
+            throw new TernError('storage_error', `chunk ${digest} of disk ${disk} is not in the datastore`, {
+              chunk: digest,
+              missing: true,
+            });
+        }),
+      );
+    }
   }
 
   /**
