@@ -201,7 +201,7 @@ export function agentHandlers(opts: HandlerOptions): Handlers<AgentRoutes> {
     deleteNetwork: async (req) => {
       await driver.networks.remove(req.params.id);
     },
-    ...datastoreHandlers(),
+    ...datastoreHandlers(pools),
 
     // A backup answers progress and log lines; the manager closing the connection cancels it,
     // leaving no backup (src/agent/backup/).

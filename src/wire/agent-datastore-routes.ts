@@ -11,10 +11,21 @@ import {
   DatastoreAccess,
   DatastoreStatus,
   ForgetBackupRequest,
+  GcReport,
+  GcRequest,
   ListBackupsRequest,
+  RestoreDiskReport,
+  RestoreDiskRequest,
   StoredBackup,
+  VerifyReport,
+  VerifyRequest,
 } from './backup.ts';
 import { route } from './route.ts';
+
+const ndjson = {
+  contentType: 'application/x-ndjson',
+  description: 'newline-delimited JSON, one line each as `lines` declares',
+};
 
 export const agentDatastoreRoutes = {
   createDatastore: route({
@@ -48,5 +59,37 @@ export const agentDatastoreRoutes = {
     path: '/agent/v1/datastores/forget',
     body: ForgetBackupRequest,
     reply: { 200: Ok },
+  }),
+  verifyBackups: route({
+    summary: 'Re-read the chunks of the given backups and check each against its name, answering progress',
+    tags,
+    method: 'POST',
+    path: '/agent/v1/datastores/verify',
+    body: VerifyRequest,
+    // 100000 backups named.
+    bodyLimit: 16 * 1024 * 1024,
+    reply: {},
+    rawReply: ndjson,
+    lines: VerifyReport,
+  }),
+  collectGarbage: route({
+    summary: 'Remove the chunks no backup names and nothing touched since protectSince, answering progress',
+    tags,
+    method: 'POST',
+    path: '/agent/v1/datastores/gc',
+    body: GcRequest,
+    reply: {},
+    rawReply: ndjson,
+    lines: GcReport,
+  }),
+  restoreDisk: route({
+    summary: "Write a backup's disk onto a volume of this host (made by the caller), answering progress",
+    tags,
+    method: 'POST',
+    path: '/agent/v1/datastores/restore',
+    body: RestoreDiskRequest,
+    reply: {},
+    rawReply: ndjson,
+    lines: RestoreDiskReport,
   }),
 };

@@ -18,7 +18,7 @@ after(() => fs.rm(root, { recursive: true, force: true }));
 
 const app = Fastify({ ...validation });
 installErrorHandling(app);
-registerRoutes(app, agentDatastoreRoutes, datastoreHandlers());
+registerRoutes(app, agentDatastoreRoutes, datastoreHandlers({}));
 after(() => app.close());
 
 async function post(url: string, payload: unknown) {

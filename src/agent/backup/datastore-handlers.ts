@@ -5,10 +5,22 @@
  */
 import path from 'node:path';
 import { Datastore } from '../../backup/datastore/datastore.ts';
+import { collectGarbage } from '../../backup/datastore/gc.ts';
+import { verifyBackups } from '../../backup/datastore/verify.ts';
 import { TernError } from '../../errors.ts';
 import type { Handlers } from '../../http/declared-routes.ts';
 import type { agentDatastoreRoutes } from '../../wire/agent-datastore-routes.ts';
-import type { DatastoreAccess, DatastoreStatus, StoredBackup } from '../../wire/backup.ts';
+import type {
+  DatastoreAccess,
+  DatastoreStatus,
+  GcReport,
+  RestoreDiskReport,
+  StoredBackup,
+  VerifyReport,
+} from '../../wire/backup.ts';
+import { type Pools, resolveVolume } from '../storage/pools.ts';
+import { transferStream } from '../streams.ts';
+import { restoreDisk } from './restore.ts';
 
 /** The key of a request, as the 32 bytes the datastore wants (null: none). */
 function keyOf(access: DatastoreAccess): Buffer | undefined {
@@ -34,7 +46,7 @@ async function statusOf(ds: Datastore): Promise<DatastoreStatus> {
   return { path: ds.dir, encrypted: ds.encrypted, ...(await ds.usage()) };
 }
 
-export function datastoreHandlers(): Handlers<typeof agentDatastoreRoutes> {
+export function datastoreHandlers(pools: Pools): Handlers<typeof agentDatastoreRoutes> {
   return {
     createDatastore: async (req) => {
       const access = req.body.datastore;
@@ -65,6 +77,41 @@ export function datastoreHandlers(): Handlers<typeof agentDatastoreRoutes> {
       const ds = await openDatastore(req.body.datastore);
       await ds.forgetBackup(req.body.group, req.body.id);
       return { ok: true as const };
+    },
+    // The long ones answer progress lines; the manager closing the connection cancels them.
+    verifyBackups: async (req, reply) => {
+      const ds = await openDatastore(req.body.datastore);
+      await transferStream<VerifyReport>(req, reply, async (send, signal) => {
+        const progress = (p: { item: string; doneBytes: number; totalBytes: number }) =>
+          send({ type: 'progress', ...p, writtenBytes: 0, bytesPerS: 0 });
+        return { type: 'done', result: await verifyBackups(ds, req.body.backups, progress, signal) };
+      });
+    },
+    collectGarbage: async (req, reply) => {
+      const ds = await openDatastore(req.body.datastore);
+      const since = new Date(req.body.protectSince);
+      if (Number.isNaN(since.getTime())) throw new TernError('invalid_request', 'protectSince is no time');
+      await transferStream<GcReport>(req, reply, async (send, signal) => {
+        // Counts, not bytes: backups marked, then chunk files looked at (their total unknown).
+        const progress = (p: { phase: string; done: number; total: number }) =>
+          send({
+            type: 'progress',
+            item: p.phase === 'mark' ? 'marking backups' : 'sweeping chunks',
+            doneBytes: p.done,
+            totalBytes: p.total,
+            writtenBytes: 0,
+            bytesPerS: 0,
+          });
+        return { type: 'done', result: await collectGarbage(ds, since, progress, signal) };
+      });
+    },
+    restoreDisk: async (req, reply) => {
+      const ds = await openDatastore(req.body.datastore);
+      const file = resolveVolume(pools, req.body.target);
+      await transferStream<RestoreDiskReport>(req, reply, async (send, signal) => {
+        const result = await restoreDisk(ds, { ...req.body, file, progress: send, signal });
+        return { type: 'done', result };
+      });
     },
   };
 }

@@ -72,8 +72,12 @@ export class ChunkStore {
     this.#unsynced.add(path.dirname(file));
     if (await this.#touch(file)) return { digest, written: false, storedBytes: 0 };
     const encoded = encodeChunk(data, { key: this.#key, level: this.#level });
-    await fs.mkdir(path.dirname(file), { recursive: true });
-    await writeFileAtomic(file, encoded.file, { syncDirectory: false });
+    try {
+      await fs.mkdir(path.dirname(file), { recursive: true });
+      await writeFileAtomic(file, encoded.file, { syncDirectory: false });
+    } catch (err) {
+      throw full(path.dirname(this.#dir), err) ?? err;
+    }
     return { digest, written: true, storedBytes: encoded.file.length };
   }
 
@@ -170,4 +174,16 @@ export class ChunkStore {
       throw err;
     }
   }
+}
+
+/** A datastore out of room (or over its quota), said so: null for any other error. */
+export function full(dir: string, err: unknown): TernError | null {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return null;
+  return new TernError(
+    'storage_error',
+    `datastore ${dir} is full (${code}): the backup stops here; what it wrote is removed by the next garbage collection`,
+    { full: true },
+    { cause: err },
+  );
 }

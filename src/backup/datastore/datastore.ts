@@ -18,7 +18,7 @@ import { Value } from 'typebox/value';
 import { TernError } from '../../errors.ts';
 import { syncDirectory, writeFileAtomic } from './atomic-file.ts';
 import { type DatastoreKey, deriveDatastoreKey } from './chunk-key.ts';
-import { ChunkStore } from './chunk-store.ts';
+import { ChunkStore, full } from './chunk-store.ts';
 import { FixedIndex } from './fixed-index.ts';
 import {
   decodeManifest,
@@ -159,6 +159,22 @@ export class Datastore {
         throw new TernError('conflict', `backup ${group}/${id} exists already`);
       throw err;
     }
+    try {
+      return await this.#writeBackup(dir, group, id, disks, labels);
+    } catch (err) {
+      // No manifest, so no backup: the directory goes, whatever made the commit fail.
+      await fs.rm(dir, { recursive: true, force: true }).catch(() => {});
+      throw full(this.dir, err) ?? err;
+    }
+  }
+
+  async #writeBackup(
+    dir: string,
+    group: string,
+    id: string,
+    disks: readonly BackupDisk[],
+    labels: Record<string, string>,
+  ): Promise<Manifest> {
     const entries: Manifest['disks'] = [];
     for (const disk of disks) {
       const bytes = disk.index.encode();

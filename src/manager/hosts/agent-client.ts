@@ -36,9 +36,15 @@ import type {
   BackupVmResult,
   DatastoreAccess,
   DatastoreStatus,
+  GcRequest,
+  GcResult,
   LiveRestoreRequest,
+  RestoreDiskRequest,
+  RestoreDiskResult,
   StoredBackup,
   TransferProgress,
+  VerifyRequest,
+  VerifyResult,
 } from '../../wire/backup.ts';
 import type { GuestExecRequest, GuestExecResult, GuestFileReadRequest } from '../../wire/guest-command.ts';
 import type { ImportedImage, ImportImageRequest, UploadResult, VolumeDigest } from '../../wire/image.ts';
@@ -48,6 +54,7 @@ import { type CallOf, pathOf, type ReplyOf, type Route } from '../../wire/route.
 import type { DiskSpec, NicSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
 import { followRoute } from './agent-stream.ts';
 import { type AgentTransport, agentUnreachable, checkedReply, errorOf } from './agent-transport.ts';
+import { followTransfer } from './datastore-transfer.ts';
 import {
   digestOnAgent,
   downloadFromAgent,
@@ -329,6 +336,40 @@ export class AgentClient {
   /** Removes a backup from a datastore, finished or not; one not there is done. */
   async forgetBackup(access: DatastoreAccess, group: string, id: string): Promise<void> {
     await this.#call(agentRoutes.forgetBackup, { body: { datastore: access, group, id } }, 120_000);
+  }
+
+  /** Re-reads the chunks of the given backups on the host, reporting progress; the result names each problem. */
+  verifyBackups(
+    req: VerifyRequest,
+    onProgress: (p: TransferProgress) => void,
+    signal: AbortSignal,
+  ): Promise<VerifyResult> {
+    return followTransfer(this.transport, agentRoutes.verifyBackups, req, 'verify', onProgress, signal);
+  }
+
+  /** Garbage collection of a datastore on the host, reporting progress. */
+  collectGarbage(
+    req: GcRequest,
+    onProgress: (p: TransferProgress) => void,
+    signal: AbortSignal,
+  ): Promise<GcResult> {
+    return followTransfer(
+      this.transport,
+      agentRoutes.collectGarbage,
+      req,
+      'garbage collection',
+      onProgress,
+      signal,
+    );
+  }
+
+  /** Writes a backup's disk onto a volume of the host (made by the caller), reporting progress. */
+  restoreDisk(
+    req: RestoreDiskRequest,
+    onProgress: (p: TransferProgress) => void,
+    signal: AbortSignal,
+  ): Promise<RestoreDiskResult> {
+    return followTransfer(this.transport, agentRoutes.restoreDisk, req, 'the restore', onProgress, signal);
   }
 
   /** Migration target: start the VM waiting for its state (docs/agent-protocol.md, "Migration"). */

@@ -332,3 +332,13 @@ test('random bytes as replies never crash the client: every read ends in a TernE
     await c.disconnect();
   }
 });
+
+test('writes to a read-only export are refused before anything is sent', async () => {
+  const seen: number[] = [];
+  const sock = await serve({ onRequest: (r) => seen.push(r.type) });
+  const c = await NbdClient.connect({ path: sock }, { exportName: 'vda' });
+  await rejectsWith(c.write(0, Buffer.alloc(4096)), 'invalid_request', /read-only/);
+  await rejectsWith(c.writeZeroes(0, 4096), 'invalid_request', /read-only/);
+  await c.disconnect();
+  assert.deepEqual(seen, []);
+});

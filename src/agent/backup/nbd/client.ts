@@ -1,6 +1,7 @@
 /**
  * Tern's NBD client: reads a disk's point-in-time view and asks which parts are allocated or
- * dirty, over a unix socket or TCP, from QEMU's NBD server or qemu-nbd.
+ * dirty, over a unix socket or TCP, from QEMU's NBD server or qemu-nbd; and writes a restored
+ * disk onto a writable export (qemu-nbd over the target volume).
  *
  * The server is untrusted input: every reply is checked (magic, cookie, type, bounds, coverage)
  * before it is used, every length before anything is read or allocated, and each request has a
@@ -16,12 +17,18 @@ import { type ExportInfo, handshake, OptionRefused } from './handshake.ts';
 import {
   CMD_BLOCK_STATUS,
   CMD_DISC,
+  CMD_FLUSH,
   CMD_READ,
+  CMD_WRITE,
+  CMD_WRITE_ZEROES,
   DEFAULT_MAX_PAYLOAD,
   decodeErrorChunk,
   decodeSimpleRest,
   decodeStructuredRest,
   encodeRequest,
+  FLAG_READ_ONLY,
+  FLAG_SEND_FLUSH,
+  FLAG_SEND_WRITE_ZEROES,
   REPLY_FLAG_DONE,
   REPLY_TYPE_BLOCK_STATUS,
   REPLY_TYPE_ERROR_BIT,
@@ -116,8 +123,7 @@ export class NbdClient {
     const min = this.#info.minBlock;
     if (offset % min !== 0 || (length % min !== 0 && offset + length !== this.#info.size))
       throw new TernError('invalid_request', `read ${offset}+${length} is not aligned to ${min} bytes`);
-    const step =
-      Math.min(MAX_READ, this.#info.maxPayload) - (Math.min(MAX_READ, this.#info.maxPayload) % min);
+    const step = this.#step();
     if (length <= step) return this.#serial(() => this.#readOnce(offset, length));
     const parts: Buffer[] = [];
     for (let at = offset; at < offset + length; at += step) {
@@ -153,6 +159,43 @@ export class NbdClient {
     return out;
   }
 
+  /** Writes `data` at `offset`; split at the server's maximum payload. */
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    this.#checkWritable(offset, data.length);
+    const step = this.#step();
+    for (let at = 0; at < data.length; at += step) {
+      const piece = data.subarray(at, Math.min(data.length, at + step));
+      await this.#serial(() => this.#commandOnce(CMD_WRITE, offset + at, piece.length, piece));
+    }
+  }
+
+  /**
+   * Makes [offset, offset+length) read as zeroes, leaving holes where the image can (a qcow2
+   * zero cluster costs no data); written out as zeroes when the server offers no such command.
+   */
+  async writeZeroes(offset: number, length: number): Promise<void> {
+    this.#checkWritable(offset, length);
+    if (!(this.#info.transmissionFlags & FLAG_SEND_WRITE_ZEROES)) {
+      const step = this.#step();
+      const zeroes = Buffer.alloc(Math.min(step, length));
+      for (let at = 0; at < length; at += step)
+        await this.write(offset + at, zeroes.subarray(0, Math.min(step, length - at)));
+      return;
+    }
+    // A request's length is 32 bits.
+    const step = 2 ** 31 - (2 ** 31 % Math.max(this.#info.minBlock, 4096));
+    for (let at = 0; at < length; at += step) {
+      const n = Math.min(step, length - at);
+      await this.#serial(() => this.#commandOnce(CMD_WRITE_ZEROES, offset + at, n));
+    }
+  }
+
+  /** Makes every write so far durable on the server's storage (a no-op when it has no cache to flush). */
+  async flush(): Promise<void> {
+    if (!(this.#info.transmissionFlags & FLAG_SEND_FLUSH)) return;
+    await this.#serial(() => this.#commandOnce(CMD_FLUSH, 0, 0));
+  }
+
   /** Ends the session politely (NBD_CMD_DISC), then closes; never throws. */
   async disconnect(): Promise<void> {
     if (!this.#broken && !this.#socket.destroyed) {
@@ -175,6 +218,21 @@ export class NbdClient {
         'invalid_request',
         `range ${offset}+${length} is past the end of the export (${this.#info.size})`,
       );
+  }
+
+  #checkWritable(offset: number, length: number): void {
+    if (this.#info.transmissionFlags & FLAG_READ_ONLY)
+      throw new TernError('invalid_request', `NBD export at ${this.#where} is read-only`);
+    this.#checkRange(offset, length);
+    const min = this.#info.minBlock;
+    if (offset % min !== 0 || (length % min !== 0 && offset + length !== this.#info.size))
+      throw new TernError('invalid_request', `write ${offset}+${length} is not aligned to ${min} bytes`);
+  }
+
+  /** The largest payload of one request, a multiple of the server's minimum block. */
+  #step(): number {
+    const max = Math.min(MAX_READ, this.#info.maxPayload);
+    return max - (max % this.#info.minBlock);
   }
 
   #nextCookie(): bigint {
@@ -266,6 +324,46 @@ export class NbdClient {
         throw new ProtocolViolation(`chunk type ${h.type} of ${h.length} bytes for a read of ${length}`);
       assembly.accept(h.type, await this.#queue.take(h.length));
       if (done) return assembly.finish();
+    }
+  }
+
+  /**
+   * A write, write-zeroes or flush: its reply carries no data. A server with structured replies
+   * may answer with a simple reply or with structured chunks (an error chunk, then done).
+   */
+  async #commandOnce(type: number, offset: number, length: number, payload?: Uint8Array): Promise<void> {
+    const cookie = this.#nextCookie();
+    const header = encodeRequest(type, 0, cookie, offset, length);
+    this.#socket.write(payload ? Buffer.concat([header, payload]) : header);
+    let error: ServerError | null = null;
+    for (let chunks = 0; ; chunks++) {
+      const magic = (await this.#queue.take(4)).readUInt32BE(0);
+      if (magic === SIMPLE_REPLY_MAGIC) {
+        if (chunks > 0) throw new ProtocolViolation('a simple reply amid structured chunks');
+        const r = decodeSimpleRest(await this.#queue.take(SIMPLE_REST_BYTES));
+        if (r.cookie !== cookie)
+          throw new ProtocolViolation(`reply for cookie ${r.cookie}, expected ${cookie}`);
+        if (r.error !== 0) throw new ServerError(r.error, '');
+        return;
+      }
+      if (magic !== STRUCTURED_REPLY_MAGIC)
+        throw new ProtocolViolation(`reply magic 0x${magic.toString(16)}`);
+      const h = decodeStructuredRest(await this.#queue.take(STRUCTURED_REST_BYTES));
+      if (h.cookie !== cookie)
+        throw new ProtocolViolation(`reply for cookie ${h.cookie}, expected ${cookie}`);
+      if (chunks > 64) throw new ProtocolViolation('endless reply chunks');
+      const done = (h.flags & REPLY_FLAG_DONE) !== 0;
+      if (h.type & REPLY_TYPE_ERROR_BIT) {
+        if (h.length > 6 + 4096 + 8) throw new ProtocolViolation(`error chunk of ${h.length} bytes`);
+        const e = decodeErrorChunk(h.type, await this.#queue.take(h.length));
+        if (!e) throw new ProtocolViolation('malformed error chunk');
+        error ??= new ServerError(e.errno, e.message);
+      } else if (h.type === REPLY_TYPE_NONE) {
+        if (h.length !== 0 || !done) throw new ProtocolViolation('a none chunk with a payload or not final');
+      } else throw new ProtocolViolation(`chunk type ${h.type} in a reply without data`);
+      if (!done) continue;
+      if (error) throw error;
+      return;
     }
   }
 

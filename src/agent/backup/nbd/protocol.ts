@@ -1,8 +1,9 @@
 /**
  * The NBD protocol's numbers and the fixed-size messages Tern sends and receives (pure). The
  * facts are from the protocol's specification (NetworkBlockDevice/nbd, doc/proto.md) and QEMU's
- * docs/interop/nbd.rst for the `qemu:` metadata namespace. Only what a backup reader needs:
- * fixed newstyle handshake, structured replies, metadata contexts, reads and block status.
+ * docs/interop/nbd.rst for the `qemu:` metadata namespace. Only what backup and restore need:
+ * fixed newstyle handshake, structured replies, metadata contexts, reads, block status, and
+ * the writes, zeroes and flushes of a restore.
  * Integers on the wire are big-endian.
  */
 
@@ -20,6 +21,8 @@ export const FLAG_NO_ZEROES = 1 << 1;
 /** Transmission flags. */
 export const FLAG_HAS_FLAGS = 1 << 0;
 export const FLAG_READ_ONLY = 1 << 1;
+export const FLAG_SEND_FLUSH = 1 << 2;
+export const FLAG_SEND_WRITE_ZEROES = 1 << 6;
 
 export const OPT_ABORT = 2;
 export const OPT_GO = 7;
@@ -47,7 +50,10 @@ export const INFO_EXPORT = 0;
 export const INFO_BLOCK_SIZE = 3;
 
 export const CMD_READ = 0;
+export const CMD_WRITE = 1;
 export const CMD_DISC = 2;
+export const CMD_FLUSH = 3;
+export const CMD_WRITE_ZEROES = 6;
 export const CMD_BLOCK_STATUS = 7;
 
 export const REPLY_FLAG_DONE = 1;

@@ -1,0 +1,43 @@
+/**
+ * The agent's datastore calls that answer newline-delimited JSON progress (verify, garbage
+ * collection, restoring a disk): followed to their `done` line, whose result they resolve
+ * with; an `error` line is thrown as the agent's error, its details kept (the damaged chunk
+ * a restore needed). Aborting the signal closes the connection, which the agent takes as
+ * "stop".
+ */
+import { TernError } from '../../errors.ts';
+import type { agentRoutes } from '../../wire/agent-routes.ts';
+import type { TransferProgress } from '../../wire/backup.ts';
+import type { LineOf } from '../../wire/route.ts';
+import { followRoute } from './agent-stream.ts';
+import type { AgentTransport } from './agent-transport.ts';
+
+type TransferRoute =
+  | typeof agentRoutes.verifyBackups
+  | typeof agentRoutes.collectGarbage
+  | typeof agentRoutes.restoreDisk;
+type ResultOf<R extends TransferRoute> = Extract<LineOf<R>, { type: 'done' }>['result'];
+
+/** The agent repeats its progress at least every 5 s, also while it waits; this much silence means it is gone. */
+const silenceMs = 30_000;
+
+export function followTransfer<R extends TransferRoute>(
+  t: AgentTransport,
+  r: R,
+  body: unknown,
+  during: string,
+  onProgress: (p: TransferProgress) => void,
+  signal: AbortSignal,
+): Promise<ResultOf<R>> {
+  const stream = { maxLine: 4 * 1024 * 1024, silenceMs, signal, during };
+  return followRoute(t, r, { body }, stream, (line) => {
+    if (line.type === 'error')
+      throw TernError.fromBody(
+        { error: { code: line.code, message: line.message, details: line.details } },
+        `${during} failed on the host`,
+      );
+    if (line.type === 'done') return line.result as ResultOf<R>;
+    onProgress(line);
+    return undefined;
+  });
+}
