@@ -19,6 +19,10 @@ const homonyms = new Map([
     "placement's verdict by host id; the wire's is its projection by name",
   ],
   ['cli/registry.ts Group', 'a group of CLI commands, not of users'],
+  [
+    'backup/datastore/datastore.ts Datastore',
+    "the datastore's directory opened on a host; the wire's is the manager's record of it",
+  ],
 ]);
 
 /** [file, name] of each type or constant declared in `files`; `exported`: only what they export. */
