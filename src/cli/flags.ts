@@ -147,6 +147,7 @@ export const flagCatalog = {
   since: text('ISO', 'only since this time'),
   kind: text('K', 'the kind'),
   out: text('FILE', 'the file written'),
+  partition: whole('N', 'the partition of the disk (default: the largest)'),
   input: text('FILE|-', 'given to the command on its stdin'),
   'max-bytes': text('N', 'at most N bytes'),
   'grow-fs': on('grow the partition and filesystem inside the guest too'),
@@ -276,6 +277,8 @@ export interface Flags {
   since?: string;
   kind?: string;
   out?: string;
+  /** `tern backup files`: the partition read. */
+  partition?: string;
   /** `tern vm exec`: a file (or - for stdin) given to the command on its stdin. */
   input?: string;
   'max-bytes'?: string;

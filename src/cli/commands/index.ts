@@ -2,6 +2,7 @@
 import type { Registry } from '../registry.ts';
 import { auditCommands } from './audit.ts';
 import { backupCommands } from './backup.ts';
+import { backupFileCommands } from './backup-files.ts';
 import { clusterCommands } from './cluster.ts';
 import { doctorCommands } from './doctor.ts';
 import { haCommands } from './ha.ts';
@@ -31,6 +32,7 @@ export const registry: Registry = {
     ...imageCommands,
     ...networkCommands,
     ...backupCommands,
+    ...backupFileCommands,
     ...securityGroupCommands,
     ...identityCommands,
     ...projectCommands,

@@ -22,6 +22,7 @@ import { type Principal, runAs, seesAllVms } from '../auth/principal.ts';
 import { requireAccess } from './access.ts';
 import { alertRoutes } from './alerts.ts';
 import { auditRoutes } from './audit.ts';
+import { backupFileRoutes } from './backup-files.ts';
 import { backupRoutes } from './backups.ts';
 import { clusterRoutes } from './cluster.ts';
 import type { ApiServices, App } from './context.ts';
@@ -208,6 +209,7 @@ export async function buildApi(s: ApiServices, log: Logger, tls: ApiTls): Promis
   imagePoolRoutes(app, s);
   networkRoutes(app, s);
   backupRoutes(app, s);
+  backupFileRoutes(app, s);
   securityGroupRoutes(app, s);
   eventRoutes(app, s);
   return app;
