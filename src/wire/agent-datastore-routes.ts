@@ -17,6 +17,8 @@ import {
   RestoreDiskReport,
   RestoreDiskRequest,
   StoredBackup,
+  SyncDatastoreReport,
+  SyncDatastoreRequest,
   VerifyReport,
   VerifyRequest,
 } from './backup.ts';
@@ -91,5 +93,17 @@ export const agentDatastoreRoutes = {
     reply: {},
     rawReply: ndjson,
     lines: RestoreDiskReport,
+  }),
+  syncDatastore: route({
+    summary:
+      "Copy the backups of one datastore not yet in another there (an offsite copy), each chunk under the target's key, answering progress",
+    tags,
+    method: 'POST',
+    path: '/agent/v1/datastores/sync',
+    body: SyncDatastoreRequest,
+    bodyLimit: 16 * 1024 * 1024,
+    reply: {},
+    rawReply: ndjson,
+    lines: SyncDatastoreReport,
   }),
 };

@@ -327,3 +327,37 @@ export const BackupFileListing = Type.Object({
   truncated: Type.Boolean(),
 });
 export type BackupFileListing = Static<typeof BackupFileListing>;
+
+/**
+ * An offsite copy: the backups of `source` not yet in `target` copied there, each chunk stored
+ * under the target's key (src/backup/datastore/sync.ts); a host reaching both directories does it.
+ */
+export const SyncDatastoreRequest = Type.Object(
+  {
+    source: DatastoreAccess,
+    target: DatastoreAccess,
+    /** Only these groups (VMs); all when absent. */
+    groups: Type.Optional(Type.Array(BackupName, { maxItems: 100000 })),
+    /** Refuse a target that is not encrypted. */
+    encryptedOnly: Type.Boolean(),
+  },
+  { additionalProperties: false },
+);
+export type SyncDatastoreRequest = Static<typeof SyncDatastoreRequest>;
+
+export const SyncDatastoreResult = Type.Object({
+  copied: Type.Array(Type.Object({ group: BackupName, id: BackupName })),
+  present: Type.Integer(),
+  chunksRead: Type.Integer(),
+  bytesRead: Type.Integer(),
+  chunksWritten: Type.Integer(),
+  bytesWritten: Type.Integer(),
+});
+export type SyncDatastoreResult = Static<typeof SyncDatastoreResult>;
+
+export const SyncDatastoreReport = Type.Union([
+  TransferProgress,
+  Type.Object({ type: Type.Literal('done'), result: SyncDatastoreResult }),
+  ErrorLine,
+]);
+export type SyncDatastoreReport = Static<typeof SyncDatastoreReport>;

@@ -6,6 +6,7 @@
 import path from 'node:path';
 import { Datastore } from '../../backup/datastore/datastore.ts';
 import { collectGarbage } from '../../backup/datastore/gc.ts';
+import { syncDatastore } from '../../backup/datastore/sync.ts';
 import { verifyBackups } from '../../backup/datastore/verify.ts';
 import { TernError } from '../../errors.ts';
 import type { Handlers } from '../../http/declared-routes.ts';
@@ -16,6 +17,7 @@ import type {
   GcReport,
   RestoreDiskReport,
   StoredBackup,
+  SyncDatastoreReport,
   VerifyReport,
 } from '../../wire/backup.ts';
 import { type Pools, resolveVolume } from '../storage/pools.ts';
@@ -110,6 +112,26 @@ export function datastoreHandlers(pools: Pools): Handlers<typeof agentDatastoreR
       const file = resolveVolume(pools, req.body.target);
       await transferStream<RestoreDiskReport>(req, reply, async (send, signal) => {
         const result = await restoreDisk(ds, { ...req.body, file, progress: send, signal });
+        return { type: 'done', result };
+      });
+    },
+    syncDatastore: async (req, reply) => {
+      const [source, target] = [await openDatastore(req.body.source), await openDatastore(req.body.target)];
+      await transferStream<SyncDatastoreReport>(req, reply, async (send, signal) => {
+        const started = Date.now();
+        const progress = (p: { item: string; doneBytes: number; totalBytes: number; writtenBytes: number }) =>
+          send({
+            type: 'progress',
+            ...p,
+            bytesPerS: (p.writtenBytes * 1000) / Math.max(1, Date.now() - started),
+          });
+        const { groups, encryptedOnly } = req.body;
+        const result = await syncDatastore(source, target, {
+          encryptedOnly,
+          progress,
+          signal,
+          ...(groups ? { groups } : {}),
+        });
         return { type: 'done', result };
       });
     },

@@ -70,6 +70,11 @@ export class Datastore {
     this.chunks = new ChunkStore(path.join(dir, 'chunks'), { key, level: level ?? 1 });
   }
 
+  /** The key's fingerprint; null when not encrypted. Two datastores with one key name chunks alike. */
+  get fingerprint(): string | null {
+    return this.#key?.fingerprint ?? null;
+  }
+
   get encrypted(): boolean {
     return this.#key !== undefined;
   }
@@ -142,6 +147,8 @@ export class Datastore {
     id: string,
     disks: readonly BackupDisk[],
     labels: Record<string, string> = {},
+    /** When the backup was taken: now, unless it is a copy of one taken elsewhere (sync.ts). */
+    createdAt: string = new Date().toISOString(),
   ): Promise<Manifest> {
     const dir = this.#backupDir(group, id);
     for (const disk of disks) {
@@ -160,7 +167,7 @@ export class Datastore {
       throw err;
     }
     try {
-      return await this.#writeBackup(dir, group, id, disks, labels);
+      return await this.#writeBackup(dir, group, id, disks, labels, createdAt);
     } catch (err) {
       // No manifest, so no backup: the directory goes, whatever made the commit fail.
       await fs.rm(dir, { recursive: true, force: true }).catch(() => {});
@@ -174,6 +181,7 @@ export class Datastore {
     id: string,
     disks: readonly BackupDisk[],
     labels: Record<string, string>,
+    createdAt: string,
   ): Promise<Manifest> {
     const entries: Manifest['disks'] = [];
     for (const disk of disks) {
@@ -194,7 +202,7 @@ export class Datastore {
       version: 1,
       group,
       id,
-      createdAt: new Date().toISOString(),
+      createdAt,
       keyFingerprint: this.#key?.fingerprint ?? null,
       disks: entries,
       labels,

@@ -42,6 +42,8 @@ import type {
   RestoreDiskRequest,
   RestoreDiskResult,
   StoredBackup,
+  SyncDatastoreRequest,
+  SyncDatastoreResult,
   TransferProgress,
   VerifyRequest,
   VerifyResult,
@@ -361,6 +363,15 @@ export class AgentClient {
       onProgress,
       signal,
     );
+  }
+
+  /** Copies the backups of one datastore not yet in another there (an offsite copy), reporting progress. */
+  syncDatastore(
+    req: SyncDatastoreRequest,
+    onProgress: (p: TransferProgress) => void,
+    signal: AbortSignal,
+  ): Promise<SyncDatastoreResult> {
+    return followTransfer(this.transport, agentRoutes.syncDatastore, req, 'the sync', onProgress, signal);
   }
 
   /** Writes a backup's disk onto a volume of the host (made by the caller), reporting progress. */

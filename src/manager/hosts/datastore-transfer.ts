@@ -1,6 +1,6 @@
 /**
  * The agent's datastore calls that answer newline-delimited JSON progress (verify, garbage
- * collection, restoring a disk): followed to their `done` line, whose result they resolve
+ * collection, restoring a disk, an offsite copy): followed to their `done` line, whose result they resolve
  * with; an `error` line is thrown as the agent's error, its details kept (the damaged chunk
  * a restore needed). Aborting the signal closes the connection, which the agent takes as
  * "stop".
@@ -15,7 +15,8 @@ import type { AgentTransport } from './agent-transport.ts';
 type TransferRoute =
   | typeof agentRoutes.verifyBackups
   | typeof agentRoutes.collectGarbage
-  | typeof agentRoutes.restoreDisk;
+  | typeof agentRoutes.restoreDisk
+  | typeof agentRoutes.syncDatastore;
 type ResultOf<R extends TransferRoute> = Extract<LineOf<R>, { type: 'done' }>['result'];
 
 /** The agent repeats its progress at least every 5 s, also while it waits; this much silence means it is gone. */
