@@ -31,8 +31,9 @@ export function bitmapDistrust(
   const name = `${prefix}-${previous}`;
   const own = ownBitmaps(bitmaps, prefix);
   const base = own.find((b) => b.name === name);
+  // QEMU writes a bitmap made while it runs into the image only when it ends cleanly.
   if (!base)
-    return `the disk has no dirty bitmap ${name} (a snapshot revert or a replaced disk removes it; a disk backed up by another datastore's bitmaps never had it)`;
+    return `the disk has no dirty bitmap ${name}: QEMU ended without storing it (a crash or a kill), or a snapshot revert or a replaced disk removed it`;
   const broken = own.find((b) => b.inconsistent);
   if (broken)
     return `the dirty bitmap ${broken.name} is inconsistent: QEMU ended without storing it (a crash or a kill)`;

@@ -29,12 +29,14 @@ import type { HostFacts } from '../../wire/host.ts';
 import type { PortRules } from '../../wire/network.ts';
 import { type DiskSpec, diskSlot, type NicSpec, type VmSpec, type VolumeRef } from '../../wire/vm.ts';
 import { LiveRestores } from '../backup/live-restore.ts';
+import { backupStopped } from '../backup/stopped-view.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { ovmfPresent } from '../firmware.ts';
 import { KernelNetworks } from '../network/kernel-networks.ts';
 import type { Pools } from '../storage/pools.ts';
 import { poolUsage } from '../storage/volumes.ts';
 import { type AcceleratorChoice, detectAccelerator, readCpuFacts } from './accelerator.ts';
+import { backupRunning } from './backup-running.ts';
 import { changeCdromRunning } from './cdrom.ts';
 import type { LaunchOptions, ResolvedVolumes } from './command-line.ts';
 import { moveDisk } from './disk-move.ts';
@@ -347,7 +349,8 @@ export class QemuDriver implements HypervisorDriver {
 
   /** Runs `fn` as the only migration step, disk move or incoming step of VM `id` right now. */
   async #exclusive<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    if (this.#busy.has(id)) throw new TernError('conflict', `VM ${id} is being migrated or moved already`);
+    if (this.#busy.has(id))
+      throw new TernError('conflict', `VM ${id} is being migrated, moved or backed up already`);
     this.#busy.add(id);
     try {
       return await fn();
@@ -435,13 +438,23 @@ export class QemuDriver implements HypervisorDriver {
     return this.#exclusive(id, () => moveDisk(vm, req, this.#opts.pools, this.#opts.log, progress, signal));
   }
 
+  /**
+   * A VM whose QEMU runs is read through a copy-before-write view (backup-running.ts), one at
+   * a time with its migrations and disk moves; any other from its images (../backup/stopped-view.ts).
+   */
   async backupVm(
-    _id: string,
-    _req: BackupVmRequest,
-    _report: (r: BackupVmReport) => void,
-    _signal: AbortSignal,
+    id: string,
+    req: BackupVmRequest,
+    report: (r: BackupVmReport) => void,
+    signal: AbortSignal,
   ): Promise<BackupVmResult> {
-    throw new TernError('conflict', 'backups of QEMU VMs are not here yet');
+    if (this.#starting.has(id)) throw new TernError('conflict', `VM ${id} is starting`);
+    const vm = this.#vms.get(id);
+    if (vm && vm.state !== 'crashed' && vm.state !== 'stopped') {
+      const live = this.#running(id);
+      return this.#exclusive(id, () => backupRunning(live, req, report, signal, this.#opts.log));
+    }
+    return this.#exclusive(id, () => backupStopped(this.#opts.pools, req, report, signal));
   }
 
   async prepareLiveRestore(id: string, req: LiveRestoreRequest): Promise<void> {

@@ -20,8 +20,11 @@ import { type Pools, resolveVolume, statVolume } from './pools.ts';
 
 const run = promisify(execFile);
 
-/** Runs a storage tool; `signal` (its caller gone) kills it. */
-async function tool(cmd: string, args: string[], what: string, signal?: AbortSignal): Promise<string> {
+/**
+ * Runs a storage tool (qemu-img, qemu-nbd…); `signal` (its caller gone) kills it; a failure is
+ * a storage_error with the tail of its stderr.
+ */
+export async function tool(cmd: string, args: string[], what: string, signal?: AbortSignal): Promise<string> {
   try {
     return (await run(cmd, args, { maxBuffer: 16 * 1024 * 1024, signal, killSignal: 'SIGKILL' })).stdout;
   } catch (err) {

@@ -1,0 +1,331 @@
+/**
+ * Backing up a real VM through its agent (POST /agent/v1/vms/:id/backup), one tiny guest shared
+ * by every case: the guest writes known patterns at known offsets of a qcow2 data disk (direct
+ * I/O, so QEMU has them when the command returns), and each backup, read back chunk by chunk
+ * from the datastore, must equal byte for byte what the disk held. A full backup, then
+ * incrementals that read only the chunks the guest dirtied (bytes counted): while running,
+ * while stopped (qemu-nbd), after a stop and start; after QEMU is SIGKILLed the bitmap is
+ * refused, the disk read whole and still deduplicated; and a backup taken while the guest
+ * writes without pause is one instant of the disk.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { Datastore } from '../src/backup/datastore/datastore.ts';
+import type { AgentClient } from '../src/manager/hosts/agent-client.ts';
+import type { AgentVm } from '../src/wire/agent.ts';
+import type {
+  BackupDiskResult,
+  BackupVmReport,
+  BackupVmRequest,
+  BackupVmResult,
+} from '../src/wire/backup.ts';
+import type { Template } from '../src/wire/template.ts';
+import type { VmSpec } from '../src/wire/vm.ts';
+import { type Cluster, shellOn, startCluster } from './harness.ts';
+
+const K = 1024;
+const M = 1024 * K;
+const DATA_SIZE = 64 * M;
+const CHUNK = 256 * K;
+const GRANULE = 64 * K;
+const PREFIX = 'tern-bk-0badcafe';
+
+let c: Cluster;
+let A: AgentClient;
+let spec: VmSpec;
+let dsDir: string;
+const id = randomUUID();
+const dataVolume = { pool: 'local', path: `vms/${id}/data.qcow2` };
+/** What the data disk holds, as the guest's writes made it. */
+const disk = Buffer.alloc(DATA_SIZE);
+
+before(async () => {
+  c = await startCluster('backup-vm');
+  A = await c.agentClient();
+  const t = await c.api.request<Template>('GET', '/api/v1/templates/tiny');
+  const dir = `vms/${id}`;
+  await A.createVolume({
+    volume: { pool: 'local', path: `${dir}/disk0.qcow2` },
+    format: 'qcow2',
+    backing: t.disk,
+  });
+  await A.createVolume({ volume: dataVolume, format: 'qcow2', sizeBytes: DATA_SIZE });
+  await A.createSeed({
+    volume: { pool: 'local', path: `${dir}/seed.iso` },
+    metaData: `instance-id: ${id}\nlocal-hostname: saved\n`,
+  });
+  spec = {
+    id,
+    name: 'saved',
+    machine: 'q35',
+    cpuModel: 'host',
+    vcpus: 1,
+    memoryMiB: 256,
+    disks: [
+      { volume: { pool: 'local', path: `${dir}/disk0.qcow2` }, format: 'qcow2', readonly: false, slot: 0 },
+      { volume: dataVolume, format: 'qcow2', readonly: false, slot: 1 },
+    ],
+    nics: [{ mac: '52:54:00:62:6b:76', network: { mode: 'user' } }],
+    boot: t.boot!,
+    seed: { pool: 'local', path: `${dir}/seed.iso` },
+  };
+  dsDir = path.join(c.dir, 'datastore');
+  await Datastore.create(dsDir);
+});
+
+after(async () => {
+  await A?.act(id, 'kill').catch(() => {});
+  await c?.stop();
+});
+
+async function waitVm(until: (vm: AgentVm) => boolean, what: string, timeoutMs = 120_000): Promise<AgentVm> {
+  const stop = new AbortController();
+  try {
+    return await new Promise<AgentVm>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`VM not ${what} within ${timeoutMs} ms`)), timeoutMs);
+      stop.signal.addEventListener('abort', () => clearTimeout(timer));
+      A.follow(
+        (e) => {
+          if (e.type === 'vm' && e.vm.id === id && until(e.vm)) resolve(e.vm);
+        },
+        () => {},
+        stop.signal,
+      ).catch(reject);
+    });
+  } finally {
+    stop.abort();
+  }
+}
+
+const answering = (vm: AgentVm) => vm.state === 'running' && vm.guest.agent === 'responding';
+
+async function boot(): Promise<void> {
+  await A.runVm(spec);
+  await waitVm(answering, 'answering');
+  // The data disk is the guest's second virtio disk.
+  await shellOn(c.hosts[0], id, `cat /sys/block/vdb/size; echo S''Z`, /\d+\s+SZ/);
+}
+
+/** `tag\n` repeated over `length` bytes: what the guest writes at `offset`. */
+function pattern(tag: string, length: number): Buffer {
+  const line = Buffer.from(`${tag}\n`);
+  const out = Buffer.alloc(length);
+  for (let at = 0; at < length; at += line.length) line.copy(out, at);
+  return out;
+}
+
+/**
+ * The guest writes `tag`'s pattern at `offset` of its data disk, with direct I/O and a flush:
+ * without the flush, QEMU may hold a new cluster's qcow2 metadata in memory, and a kill loses
+ * the write (as a crash loses what a guest never flushed).
+ */
+async function guestWrite(tag: string, offset: number, length: number): Promise<void> {
+  assert.equal(offset % 4096, 0);
+  await shellOn(
+    c.hosts[0],
+    id,
+    `yes ${tag} | head -c ${length} > /tmp/p && dd if=/tmp/p of=/dev/vdb bs=4096 seek=${offset / 4096} conv=notrunc,fsync oflag=direct 2>/dev/null && echo W''ROTE`,
+    /WROTE/,
+  );
+  pattern(tag, length).copy(disk, offset);
+}
+
+function request(backupId: string, previous: string | null): BackupVmRequest {
+  return {
+    datastore: { path: dsDir, key: null },
+    chunkSize: CHUNK,
+    group: id,
+    id: backupId,
+    previous,
+    bitmap: PREFIX,
+    disks: [
+      { name: 'disk0', volume: spec.disks[0].volume, format: 'qcow2' },
+      { name: 'disk1', volume: dataVolume, format: 'qcow2' },
+    ],
+    freeze: true,
+    bandwidth: 0,
+    labels: {},
+  };
+}
+
+async function backUp(
+  backupId: string,
+  previous: string | null,
+): Promise<{ result: BackupVmResult; data: BackupDiskResult; lines: BackupVmReport[] }> {
+  const lines: BackupVmReport[] = [];
+  const result = await A.backupVm(
+    id,
+    request(backupId, previous),
+    (l) => lines.push(l),
+    AbortSignal.timeout(300_000),
+  );
+  const data = result.disks.find((d) => d.name === 'disk1')!;
+  return { result, data, lines };
+}
+
+/** A disk of a backup, put back together from the datastore's chunks. */
+async function restored(backupId: string, name = 'disk1'): Promise<Buffer> {
+  const ds = await Datastore.open(dsDir);
+  const index = await ds.readIndex(await ds.readManifest(id, backupId), name);
+  const parts: Buffer[] = [];
+  for (let i = 0; i < index.count; i++) parts.push(await ds.readChunk(index, i));
+  return Buffer.concat(parts);
+}
+
+function assertSameBytes(actual: Buffer, expected: Buffer, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  if (actual.equals(expected)) return;
+  let at = 0;
+  while (actual[at] === expected[at]) at++;
+  assert.fail(`${what}: first difference at byte ${at}`);
+}
+
+/** The data disk's bitmaps, as qemu-img sees them in the stopped image. */
+function qcowBitmaps(): string[] {
+  const info = JSON.parse(
+    execFileSync('qemu-img', ['info', '--output=json', path.join(c.hosts[0].pool, dataVolume.path)], {
+      encoding: 'utf8',
+    }),
+  );
+  return (info['format-specific'].data.bitmaps ?? []).map((b: { name: string }) => b.name);
+}
+
+const saved = new Map<string, Buffer>();
+
+test('a full backup of a running VM holds exactly what its disks held, frozen for the instant', async () => {
+  await boot();
+  await guestWrite('first', 0, M);
+  await guestWrite('second', 8 * M + 4 * K, 4 * K);
+  await guestWrite('third', 40 * M, 256 * K);
+  const { result, data, lines } = await backUp('b1', null);
+  assert.equal(result.consistency, 'application', JSON.stringify(result));
+  assert.equal(result.consistencyNote, null);
+  assert.equal(data.mode, 'full');
+  assert.equal(data.fullReason, null);
+  assert.equal(data.sizeBytes, DATA_SIZE);
+  // Only chunks that hold data are read: 4 + 1 + 1.
+  assert.equal(data.readBytes, 6 * CHUNK);
+  assert.ok(lines.some((l) => l.type === 'progress' && l.item === 'disk1'));
+  assertSameBytes(await restored('b1'), disk, 'b1');
+  saved.set('b1', Buffer.from(disk));
+  // The boot disk comes back whole too: an ext4 superblock where it belongs.
+  const boot0 = await restored('b1', 'disk0');
+  assert.equal(boot0.readUInt16LE(1024 + 56), 0xef53);
+});
+
+test('an incremental reads only the chunks the guest dirtied since', async () => {
+  await guestWrite('fourth', 8 * M + 4 * K, 4 * K);
+  await guestWrite('fifth', 20 * M, 64 * K);
+  const { data, result } = await backUp('b2', 'b1');
+  assert.equal(data.mode, 'incremental', JSON.stringify(result));
+  assert.equal(data.dirtyBytes, 2 * GRANULE);
+  assert.equal(data.readBytes, 2 * CHUNK);
+  assert.equal(result.disks.find((d) => d.name === 'disk0')!.mode, 'incremental');
+  assertSameBytes(await restored('b2'), disk, 'b2');
+  assertSameBytes(await restored('b1'), saved.get('b1')!, 'b1 after b2');
+  saved.set('b2', Buffer.from(disk));
+});
+
+test('a stopped VM is backed up from its images, incrementally, and a start keeps the bitmap', async () => {
+  await guestWrite('sixth', 30 * M, 4 * K);
+  await A.act(id, 'powerdown');
+  await waitVm((vm) => vm.state === 'stopped', 'stopped');
+  const stopped = await backUp('b3', 'b2');
+  assert.equal(stopped.result.consistencyNote, 'stopped VM: consistent');
+  assert.equal(stopped.data.mode, 'incremental', JSON.stringify(stopped.result));
+  assert.equal(stopped.data.readBytes, CHUNK);
+  assertSameBytes(await restored('b3'), disk, 'b3');
+  // The rotation left only the bitmap named after the newest backup in the image.
+  assert.deepEqual(qcowBitmaps(), [`${PREFIX}-b3`]);
+
+  await boot();
+  await guestWrite('seventh', 50 * M, 8 * K);
+  const started = await backUp('b4', 'b3');
+  assert.equal(started.data.mode, 'incremental', JSON.stringify(started.result));
+  assert.equal(started.data.readBytes, CHUNK);
+  assertSameBytes(await restored('b4'), disk, 'b4');
+});
+
+test('after QEMU is killed its bitmaps are refused: the disk is read whole, says why, and dedups', async () => {
+  // A clean stop writes b4's bitmap into the image; the next QEMU marks it in use, and a kill
+  // leaves it so: inconsistent.
+  await A.act(id, 'powerdown');
+  await waitVm((vm) => vm.state === 'stopped', 'stopped');
+  assert.deepEqual(qcowBitmaps(), [`${PREFIX}-b4`]);
+  await boot();
+  await guestWrite('eighth', 60 * M, 4 * K);
+  const pid = Number(fs.readFileSync(path.join(c.hosts[0].stateDir, 'run', id, 'qemu.pid'), 'utf8'));
+  process.kill(pid, 'SIGKILL');
+  await waitVm((vm) => vm.state === 'crashed', 'crashed');
+  await boot();
+  const { data, result, lines } = await backUp('b5', 'b4');
+  assert.equal(data.mode, 'full');
+  assert.match(data.fullReason ?? '', /tern-bk-0badcafe-b4 is inconsistent/);
+  assert.ok(lines.some((l) => l.type === 'log' && /disk1: read whole: .*inconsistent/.test(l.message)));
+  // Everything with data was read; only the chunk the guest wrote since b4 is new.
+  assert.equal(data.readBytes, 10 * CHUNK);
+  assert.equal(data.newChunks, 1, JSON.stringify(result));
+  assertSameBytes(await restored('b5'), disk, 'b5');
+  // And the next backup is incremental again.
+  await guestWrite('ninth', 10 * M, 4 * K);
+  const next = await backUp('b6', 'b5');
+  assert.equal(next.data.mode, 'incremental', JSON.stringify(next.result));
+  assert.equal(next.data.readBytes, CHUNK);
+  assertSameBytes(await restored('b6'), disk, 'b6');
+});
+
+test('a backup taken while the guest writes without pause is one instant of the disk', async () => {
+  // Passes over 4 MiB at 32 MiB, 64 KiB direct writes in order, each pass its own pattern: an
+  // instant of that region is pass p up to some block and pass p-1 after it.
+  const REGION = 32 * M;
+  const BLOCKS = 64;
+  await shellOn(
+    c.hosts[0],
+    id,
+    `(p=0; while [ ! -e /tmp/stop ]; do p=$((p+1)); yes pass$p | head -c ${BLOCKS * 64 * K} > /tmp/w; dd if=/tmp/w of=/dev/vdb bs=65536 seek=${REGION / (64 * K)} conv=notrunc oflag=direct 2>/dev/null; done; echo LOOP''ENDED > /tmp/ended) & echo STA''RTED`,
+    /STARTED/,
+  );
+  let result: BackupVmResult;
+  try {
+    // Let a few passes run before and during the backup.
+    await shellOn(c.hosts[0], id, `sleep 2; echo SL''EPT`, /SLEPT/);
+    ({ result } = await backUp('b7', 'b6'));
+  } finally {
+    await shellOn(
+      c.hosts[0],
+      id,
+      `touch /tmp/stop; while [ ! -e /tmp/ended ]; do sleep 0.2; done; echo STO''PPED`,
+      /STOPPED/,
+      60_000,
+    );
+  }
+  assert.equal(result.disks.find((d) => d.name === 'disk1')!.mode, 'incremental');
+  const bytes = await restored('b7');
+  const passes: number[] = [];
+  for (let b = 0; b < BLOCKS; b++) {
+    const block = bytes.subarray(REGION + b * 64 * K, REGION + (b + 1) * 64 * K);
+    // Zeros: no pass has reached it yet.
+    if (block.equals(Buffer.alloc(block.length))) {
+      passes.push(0);
+      continue;
+    }
+    const tag = /(?:^|\n)pass(\d+)\n/.exec(block.toString('latin1', 0, 32));
+    assert.ok(tag, `block ${b} holds a pass's pattern`);
+    // The pattern runs on across blocks: block b of a pass is that pass's text from b * 64 KiB.
+    const whole = pattern(`pass${tag[1]}`, BLOCKS * 64 * K).subarray(b * 64 * K, (b + 1) * 64 * K);
+    assert.ok(block.equals(whole), `block ${b} is whole`);
+    passes.push(Number(tag[1]));
+  }
+  const newest = Math.max(...passes);
+  const lead = passes.findIndex((p) => p !== newest);
+  const expected = passes.map((_, b) => (lead === -1 || b < lead ? newest : newest - 1));
+  assert.deepEqual(passes, expected, 'one instant: pass p up to a block, p-1 after');
+  // The rest of the disk is as the guest left it before.
+  const rest = Buffer.from(bytes);
+  disk.copy(rest, REGION, REGION, REGION + BLOCKS * 64 * K);
+  assertSameBytes(rest, disk, 'b7 outside the written region');
+});
