@@ -8,6 +8,8 @@
  * A real manager process (so the kill is a real one) drives a simulated host in this process.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -285,4 +287,127 @@ test('manager SIGKILLed during backup.run: the task fails, the datastore keeps o
     (await stored(enc, key)).filter((x) => x.startsWith(vm.id)),
     [`${vm.id}/${b.id}`],
   );
+});
+
+/** SHA-256 of a disk's bytes as a guest sees them. */
+function diskSha256(file: string): string {
+  const raw = `${file}.raw`;
+  execFileSync('qemu-img', ['convert', '-U', '-O', 'raw', file, raw]);
+  try {
+    return createHash('sha256').update(fs.readFileSync(raw)).digest('hex');
+  } finally {
+    fs.rmSync(raw);
+  }
+}
+
+/** SHA-256 of a backed-up disk, read chunk by chunk from the datastore. */
+async function backupSha256(ds: DatastoreWire, group: string, id: string, disk: string): Promise<string> {
+  const store = await Datastore.open(ds.path, { key: await keyOf(ds) });
+  const index = await store.readIndex(await store.readManifest(group, id), disk);
+  const hash = createHash('sha256');
+  for (let i = 0; i < index.count; i++) hash.update(await store.readChunk(index, i));
+  return hash.digest('hex');
+}
+
+test('backup restore: a new VM from a backup, its disk byte for byte the backed-up one, started on request', async () => {
+  const vm = await makeVm('r1');
+  host.driver.writeDisk(vm.id, 0, 0, 64 * MiB);
+  host.driver.writeDisk(vm.id, 0, 7 * MiB, 4096);
+  const b = await api.task('POST', '/api/v1/backups', { vm: 'r1', datastore: 'secret' });
+  assert.equal(b.state, 'succeeded', JSON.stringify(b.error));
+  const [backup] = await backupsOf('r1');
+  const r = await tern(
+    'backup',
+    'restore',
+    `r1/${backup.id}`,
+    '--name',
+    'r1-copy',
+    '--host',
+    host.name,
+    '--start',
+    '-o',
+    'json',
+  );
+  assert.equal(r.code, 0, r.stderr);
+  const task = JSON.parse(r.stdout) as Task;
+  assert.equal(task.kind, 'backup.restore');
+  const copy = await api.request<Vm>('GET', '/api/v1/vms/r1-copy');
+  assert.equal(copy.state, 'running');
+  assert.notEqual(copy.id, vm.id);
+  assert.equal(copy.disks.length, 1);
+  assert.equal(copy.disks[0].sizeBytes, 64 * MiB);
+  assert.notEqual(copy.nics[0].mac, vm.nics[0].mac, 'a new MAC');
+  const file = path.join(host.pools[copy.disks[0].volume.pool], copy.disks[0].volume.path);
+  const expected = await backupSha256(
+    await api.call(backupRoutes.showDatastore, { params: { datastore: 'secret' } }),
+    vm.id,
+    backup.id,
+    'disk0',
+  );
+  assert.equal(diskSha256(file), expected);
+  assert.equal((task.result as { disks: { sha256: string }[] }).disks[0].sha256, expected);
+
+  const inPlace = await tern('backup', 'restore', `r1/${backup.id}`, '--in-place');
+  assert.notEqual(inPlace.code, 0);
+  assert.match(inPlace.stderr, /add --yes/);
+  const running = await api
+    .call(backupRoutes.restore, {
+      params: { vm: 'r1', backup: backup.id },
+      body: { mode: 'in-place', confirm: true },
+    })
+    .then(
+      () => 'accepted',
+      (err: Error) => err.message,
+    );
+  assert.match(running, /shut it down before restoring it in place/);
+});
+
+test('manager SIGKILLed during backup.restore: the task fails and the half-restored VM and its volumes are gone', async () => {
+  const [backup] = await backupsOf('r1');
+  const { task } = await api.call(backupRoutes.restore, {
+    params: { vm: 'r1', backup: backup.id },
+    // 64 MiB at 8 MiB/s: the restore is under way when the manager dies.
+    body: { name: 'r1-killed', bandwidth: 8 * MiB },
+  });
+  const target = await api.request<Vm>('GET', '/api/v1/vms/r1-killed');
+  const file = path.join(host.pools[target.disks[0].volume.pool], target.disks[0].volume.path);
+  await api.waitTask(task.id, (t) => t.step.startsWith('restoring') || ended(t), 30_000, 'restoring');
+  assert.ok(fs.existsSync(file));
+  await manager.kill();
+  manager = startManager();
+  await manager.waitForLine('manager listening');
+  await hostOnline();
+  const done = await api.waitTask(task.id, ended, 60_000, 'ended');
+  assert.equal(done.state, 'failed');
+  const vms = await api.request<{ items: Vm[] }>('GET', '/api/v1/vms?limit=1000');
+  assert.deepEqual(
+    vms.items.filter((v) => v.name === 'r1-killed'),
+    [],
+  );
+  await until('the volume removed', 10_000, async () => !fs.existsSync(file) || undefined);
+  const vmDir = path.dirname(file);
+  assert.ok(!fs.existsSync(vmDir) || fs.readdirSync(vmDir).length === 0, 'nothing left of the VM');
+});
+
+test('verify and gc: every backup checks out, a damaged chunk fails verify and is named; gc keeps what backups name', async () => {
+  const v = await tern('backup', 'verify', 'secret');
+  assert.equal(v.code, 0, v.stderr);
+  const [b] = await backupsOf('r1');
+  assert.equal(b.verified?.ok, true);
+  const g = await api.task('POST', `/api/v1/backup/datastores/secret/gc`);
+  assert.equal(g.state, 'succeeded', JSON.stringify(g.error));
+  // Damage one chunk the backup names.
+  const ds = await api.call(backupRoutes.showDatastore, { params: { datastore: 'secret' } });
+  const store = await Datastore.open(ds.path, { key: await keyOf(ds) });
+  const index = await store.readIndex(await store.readManifest(b.vm, b.id), 'disk0');
+  const chunk = store.chunks.pathOf(index.digest(1));
+  const bytes = fs.readFileSync(chunk);
+  bytes[bytes.length - 1] ^= 0xff;
+  fs.writeFileSync(chunk, bytes);
+  const bad = await api.task('POST', `/api/v1/backup/datastores/secret/verify`, { vm: 'r1' });
+  assert.equal(bad.state, 'failed');
+  assert.match(bad.error?.message ?? '', /failed verification/);
+  const [after] = await backupsOf('r1');
+  assert.equal(after.verified?.ok, false);
+  assert.ok(after.verified?.problems.length, JSON.stringify(after.verified));
 });

@@ -3,8 +3,11 @@
  * recovery, so an interrupted task resumes whatever serves HTTP. Handlers submit these.
  */
 import type { BackupDeps } from './backup/deps.ts';
+import { backupGcTask } from './backup/gc.ts';
 import { backupPruneTask } from './backup/prune.ts';
+import { backupRestoreTask } from './backup/restore.ts';
 import { backupRunTask } from './backup/run.ts';
+import { backupVerifyTask } from './backup/verify.ts';
 import { type FailoverDeps, failoverTask } from './ha/failover.ts';
 import type { HaMonitor } from './ha/monitor.ts';
 import {
@@ -85,6 +88,9 @@ export function taskKinds(s: KindServices) {
     poolVersionDelete: versionDeleteTask(s),
     backupRun: backupRunTask(s),
     backupPrune: backupPruneTask(s),
+    backupRestore: backupRestoreTask(s),
+    backupVerify: backupVerifyTask(s),
+    backupGc: backupGcTask(s),
     // A failed host's VMs that found no room elsewhere may start on it once the watch sees it back.
     haFailover: failoverTask(s, (hostId) => s.ha.isHealthy(hostId)),
   };

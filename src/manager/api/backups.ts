@@ -1,7 +1,11 @@
 /** /api/v1/backup and /api/v1/backups: datastores, and VMs' backups in them (manager/backup/). */
+
+import { TernError } from '../../errors.ts';
 import { backupRoutes as routes } from '../../wire/api/backups.ts';
+import { principalOf } from '../auth/principal.ts';
 import { backupToWire } from '../backup/inventory.ts';
 import { backupObject, nextBackupId } from '../backup/names.ts';
+import { submitRestore } from '../backup/restore-vm.ts';
 import type { ApiServices, App } from './context.ts';
 import { accepted } from './reply.ts';
 import { serve } from './serve.ts';
@@ -48,6 +52,34 @@ export function backupRoutes(app: App, s: ApiServices): void {
       jobId: null,
     };
     return accepted(reply, await s.tasks.submit(s.kinds.backupRun, params, [`vm:${vm.id}`]));
+  });
+
+  serve(app, routes.restore, 'backup.write', async (req, reply) => {
+    const r = await backupOf(s, req.params, req.query.datastore);
+    return accepted(reply, await submitRestore(s, r, req.body, principalOf(req).userId));
+  });
+
+  serve(app, routes.verify, 'backup.write', async (req, reply) => {
+    const ds = await s.datastores.row(req.params.datastore);
+    const vm = req.body.vm
+      ? ((await s.store.row(req.body.vm).catch(() => null))?.id ?? req.body.vm)
+      : undefined;
+    const days = req.body.olderThanDays;
+    const due = days === undefined ? null : new Date(Date.now() - days * 86_400_000).toISOString();
+    const rows = (await s.backups.list({ vm, datastoreId: ds.id })).filter(
+      (b) => due === null || b.verifiedAt === null || b.verifiedAt < due,
+    );
+    if (rows.length === 0) throw new TernError('not_found', `no backup in ${ds.name} to verify`);
+    const params = { datastoreId: ds.id, backups: rows.map((b) => ({ vmId: b.vmId, id: b.id })) };
+    return accepted(reply, await s.tasks.submit(s.kinds.backupVerify, params, [`datastore:${ds.id}:verify`]));
+  });
+
+  serve(app, routes.gc, 'backup.write', async (req, reply) => {
+    const ds = await s.datastores.row(req.params.datastore);
+    return accepted(
+      reply,
+      await s.tasks.submit(s.kinds.backupGc, { datastoreId: ds.id }, [`datastore:${ds.id}:gc`]),
+    );
   });
 
   serve(app, routes.prune, 'backup.write', async (req, reply) => {

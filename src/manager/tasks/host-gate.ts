@@ -35,6 +35,12 @@ export async function hostsOfObjects(db: Db, objects: string[]): Promise<string[
       ids = (await db.selectFrom('images').select('hostId').where('name', '=', ref).execute()).map(
         (r) => r.hostId,
       );
+    } else if (type === 'datastore' || type === 'backup') {
+      // `datastore:<id>:<what>`, `backup:<datastore id>/<vm>/<backup>`: a host-local datastore's host.
+      const datastoreId = ref.split(/[:/]/)[0];
+      ids = (await db.selectFrom('datastores').select('hostId').where('id', '=', datastoreId).execute()).map(
+        (r) => r.hostId,
+      );
     } else if (type === 'imagepool') {
       ids = (await db.selectFrom('vms').select('hostId').where('imagePool', '=', ref).execute()).map(
         (r) => r.hostId,

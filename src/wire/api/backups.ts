@@ -95,6 +95,9 @@ export const RestoreBackupBody = Type.Object(
     host: Type.Optional(Name),
     pool: Type.Optional(Name),
     start: Type.Optional(Type.Boolean()),
+    bandwidth: Type.Optional(
+      Type.Integer({ minimum: 0, description: 'bytes per second written; 0: no limit' }),
+    ),
     /** An in-place restore overwrites the VM's disks: it must be asked for explicitly. */
     confirm: Type.Optional(Type.Boolean()),
   },
