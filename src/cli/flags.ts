@@ -44,6 +44,16 @@ export const globalFlags = {
 export const flagCatalog = {
   'no-wait': on('return once the task is accepted'),
   datastore: text('DS', 'the backup datastore'),
+  schedule: text('"daily 02:00"', 'when it runs: a calendar event, in the manager time zone'),
+  vm: list('VM', 'a VM (repeatable)'),
+  'keep-last': whole('N', 'keep the newest N backups'),
+  'keep-hourly': whole('N', 'keep the newest backup of each of the last N hours that have one'),
+  'keep-daily': whole('N', 'keep the newest backup of each of the last N days that have one'),
+  'keep-weekly': whole('N', 'keep the newest backup of each of the last N ISO weeks that have one'),
+  'keep-monthly': whole('N', 'keep the newest backup of each of the last N months that have one'),
+  'keep-yearly': whole('N', 'keep the newest backup of each of the last N years that have one'),
+  'per-host': whole('N', 'at most N backups at once on one host (default 1)'),
+  'per-datastore': whole('N', 'at most N backups at once into the datastore (default 4)'),
   encrypt: on('encrypt with a key the manager keeps'),
   'in-place': on("overwrite the backed-up VM's disks (it must be stopped)"),
   yes: on('confirm what cannot be undone'),
@@ -170,6 +180,19 @@ export interface Flags {
   output: Format;
   'no-wait': boolean;
   datastore?: string;
+  /** `tern backup job create`: its calendar schedule, selection, retention and bounds. */
+  schedule?: string;
+  vm: string[];
+  /** `--project P` of `tern backup job create`, repeatable. */
+  projects: string[];
+  'keep-last'?: string;
+  'keep-hourly'?: string;
+  'keep-daily'?: string;
+  'keep-weekly'?: string;
+  'keep-monthly'?: string;
+  'keep-yearly'?: string;
+  'per-host'?: string;
+  'per-datastore'?: string;
   encrypt: boolean;
   'in-place': boolean;
   yes: boolean;

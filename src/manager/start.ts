@@ -15,6 +15,9 @@ import { SessionStore } from './auth/sessions.ts';
 import { TokenStore } from './auth/tokens.ts';
 import { Datastores } from './backup/datastores.ts';
 import { BackupInventory } from './backup/inventory.ts';
+import { BackupJobs } from './backup/jobs.ts';
+import { BackupScheduler } from './backup/scheduler.ts';
+import { BackupSlots } from './backup/slots.ts';
 import { Placer } from './cluster/placer.ts';
 import { SettingsStore } from './cluster/settings.ts';
 import { type Db, openDatabase } from './db/database.ts';
@@ -155,6 +158,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     onChange: () => portRulesSync.changed(),
   });
   const placer = new Placer(db, settings);
+  const datastores = new Datastores(db, secrets, hosts);
   const base = {
     db,
     placer,
@@ -183,8 +187,10 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     joinTokens,
     joining: { url: '', caFingerprint: ca.fingerprint },
     orphans: new Orphans({ db, hosts, store, alerts, log: opts.log }),
-    datastores: new Datastores(db, secrets, hosts),
+    datastores,
     backups: new BackupInventory(db),
+    backupJobs: new BackupJobs(db, datastores),
+    backupSlots: new BackupSlots(),
   };
   // Every full report of a host is compared with the inventory for what no VM accounts for.
   hosts.onReported((hostId) => void base.orphans.scan(hostId));
@@ -217,6 +223,9 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   // task was recorded leaves a VM nothing would ever finish.
   await sweepStrandedCreations({ ...services, log: opts.log });
   services.ha.start(services.kinds.haFailover);
+  // After recovery: a job run the last manager left is failed before a new one is due.
+  services.backupScheduler = new BackupScheduler({ ...services, log: opts.log }, services.kinds.backupJob);
+  services.backupScheduler.start();
   const cluster = await buildClusterEndpoint({
     ca,
     identity,
@@ -247,6 +256,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
       stopPortWatch();
       space.close();
       services.ha.stop();
+      services.backupScheduler?.stop();
       stopAlerts();
       await tasks.close();
       hosts.close();
@@ -264,6 +274,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
       stopPortWatch();
       space.close();
       services.ha.stop();
+      services.backupScheduler?.stop();
       stopAlerts();
       tasks.abandon();
       hosts.close();

@@ -4,6 +4,7 @@
  */
 import type { BackupDeps } from './backup/deps.ts';
 import { backupGcTask } from './backup/gc.ts';
+import { backupJobTask, type JobRunDeps } from './backup/job-run.ts';
 import { backupPruneTask } from './backup/prune.ts';
 import { backupRestoreTask } from './backup/restore.ts';
 import { backupRunTask } from './backup/run.ts';
@@ -50,9 +51,13 @@ type KindServices = SealDeps &
   PoolDeps &
   FailoverDeps &
   NicTaskDeps &
-  BackupDeps & { secrets: SecretStore; ha: Pick<HaMonitor, 'isHealthy'> };
+  BackupDeps &
+  JobRunDeps & { secrets: SecretStore; ha: Pick<HaMonitor, 'isHealthy'> };
 
 export function taskKinds(s: KindServices) {
+  // A backup job runs these as tasks of their own.
+  const backupRun = backupRunTask(s);
+  const backupPrune = backupPruneTask(s);
   return {
     vmCreate: createTask(s),
     vmDelete: deleteTask(s),
@@ -86,8 +91,9 @@ export function taskKinds(s: KindServices) {
     poolVersionTest: versionTestTask(s),
     poolRoll: rollTask(s),
     poolVersionDelete: versionDeleteTask(s),
-    backupRun: backupRunTask(s),
-    backupPrune: backupPruneTask(s),
+    backupRun,
+    backupPrune,
+    backupJob: backupJobTask(s, { backupRun, backupPrune }),
     backupRestore: backupRestoreTask(s),
     backupVerify: backupVerifyTask(s),
     backupGc: backupGcTask(s),

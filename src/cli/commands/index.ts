@@ -3,6 +3,7 @@ import type { Registry } from '../registry.ts';
 import { auditCommands } from './audit.ts';
 import { backupCommands } from './backup.ts';
 import { backupFileCommands } from './backup-files.ts';
+import { backupJobCommands } from './backup-job.ts';
 import { clusterCommands } from './cluster.ts';
 import { doctorCommands } from './doctor.ts';
 import { haCommands } from './ha.ts';
@@ -33,6 +34,7 @@ export const registry: Registry = {
     ...networkCommands,
     ...backupCommands,
     ...backupFileCommands,
+    ...backupJobCommands,
     ...securityGroupCommands,
     ...identityCommands,
     ...projectCommands,

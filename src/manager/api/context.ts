@@ -15,6 +15,9 @@ import type { SessionStore } from '../auth/sessions.ts';
 import type { TokenStore } from '../auth/tokens.ts';
 import type { Datastores } from '../backup/datastores.ts';
 import type { BackupInventory } from '../backup/inventory.ts';
+import type { BackupJobs } from '../backup/jobs.ts';
+import type { BackupScheduler } from '../backup/scheduler.ts';
+import type { BackupSlots } from '../backup/slots.ts';
 import type { HaMonitor } from '../ha/monitor.ts';
 import type { JoinTokens } from '../hosts/join.ts';
 import type { Directory } from '../identity/directory.ts';
@@ -69,6 +72,10 @@ export interface ApiServices extends VmDeps {
   /** Backup datastores (their keys kept as secrets) and the backups recorded in them. */
   datastores: Datastores;
   backups: BackupInventory;
+  /** Backup jobs, the backups running at once per host and datastore, and what runs jobs on schedule. */
+  backupJobs: BackupJobs;
+  backupSlots: BackupSlots;
+  backupScheduler?: BackupScheduler;
   /** The HA watch: what it says of each host. */
   ha: HaMonitor;
   /** Where agents join, and the CA fingerprint they pin. */

@@ -23,6 +23,7 @@ import { requireAccess } from './access.ts';
 import { alertRoutes } from './alerts.ts';
 import { auditRoutes } from './audit.ts';
 import { backupFileRoutes } from './backup-files.ts';
+import { backupJobRoutes } from './backup-jobs.ts';
 import { backupRoutes } from './backups.ts';
 import { clusterRoutes } from './cluster.ts';
 import type { ApiServices, App } from './context.ts';
@@ -209,6 +210,7 @@ export async function buildApi(s: ApiServices, log: Logger, tls: ApiTls): Promis
   imagePoolRoutes(app, s);
   networkRoutes(app, s);
   backupRoutes(app, s);
+  backupJobRoutes(app, s);
   backupFileRoutes(app, s);
   securityGroupRoutes(app, s);
   eventRoutes(app, s);

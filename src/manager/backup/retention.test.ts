@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { TernError } from '../../errors.ts';
-import { applyRetention, checkRetention, type RetainedBackup, type Retention } from './retention.ts';
+import type { Retention } from '../../wire/api/backup-jobs.ts';
+import { applyRetention, checkRetention, type RetainedBackup } from './retention.ts';
 
 const at = (iso: string, extra: Partial<RetainedBackup> = {}): RetainedBackup => ({
   id: iso,

@@ -8,6 +8,7 @@
  * time zone (calendar.ts), as the schedules that made the backups.
  */
 import { TernError } from '../../errors.ts';
+import type { Retention } from '../../wire/api/backup-jobs.ts';
 import { fieldsOf, isoWeek, type Zone } from './calendar.ts';
 
 export const retentionRules = [
@@ -19,9 +20,6 @@ export const retentionRules = [
   'keep-yearly',
 ] as const;
 export type RetentionRule = (typeof retentionRules)[number];
-
-/** How many periods each rule keeps; absent or 0: the rule is off. */
-export type Retention = Partial<Record<RetentionRule, number>>;
 
 export interface RetainedBackup {
   id: string;

@@ -1,0 +1,82 @@
+/**
+ * Runs backup jobs when their schedule says (due.ts decides). It wakes at the earliest next
+ * run, and at least every minute so a job made or changed meanwhile is seen. The next run is
+ * stored before the run is started: a crash between the two loses that run (the job is failed
+ * by recovery only if its task was recorded), never starts it twice. A job still running when
+ * it is due again is not started twice: its run holds the job's lock, and the skip is logged.
+ */
+import { asTernError } from '../../errors.ts';
+import type { Logger } from '../../log.ts';
+import type { TaskEngine, TaskKind } from '../tasks/engine.ts';
+import { dueJobs, nextWake } from './due.ts';
+import { type BackupJobParams, jobObject } from './job-run.ts';
+import type { BackupJobs } from './jobs.ts';
+
+const maxSleepMs = 60_000;
+
+export interface SchedulerDeps {
+  backupJobs: BackupJobs;
+  tasks: TaskEngine;
+  log: Logger;
+}
+
+export class BackupScheduler {
+  readonly #deps: SchedulerDeps;
+  readonly #kind: TaskKind<BackupJobParams>;
+  #timer: NodeJS.Timeout | null = null;
+  #stopped = true;
+  #ticking: Promise<unknown> = Promise.resolve();
+
+  constructor(deps: SchedulerDeps, kind: TaskKind<BackupJobParams>) {
+    this.#deps = deps;
+    this.#kind = kind;
+  }
+
+  start(): void {
+    this.#stopped = false;
+    this.#wake();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  #wake(): void {
+    if (this.#stopped) return;
+    this.#ticking = this.tick(new Date())
+      .catch((err) => this.#deps.log.error({ err }, 'the backup scheduler could not run its jobs'))
+      .then(async () => {
+        if (this.#stopped) return;
+        const next = nextWake(await this.#deps.backupJobs.scheduled().catch(() => []));
+        const ms = next ? Math.max(0, next.getTime() - Date.now()) : maxSleepMs;
+        this.#timer = setTimeout(() => this.#wake(), Math.min(ms, maxSleepMs) + 50).unref();
+      });
+  }
+
+  /** Starts the runs due at `now` and plans the next ones; the ids of the tasks started. */
+  async tick(now: Date): Promise<string[]> {
+    const { backupJobs, tasks, log } = this.#deps;
+    const started: string[] = [];
+    for (const plan of dueJobs(await backupJobs.scheduled(), now, backupJobs.zone)) {
+      await backupJobs.setNextRun(plan.id, plan.nextRunAt);
+      if (!plan.run) continue;
+      try {
+        const params = { jobId: plan.id, scheduled: true, missed: plan.missed };
+        const task = await tasks.submit(this.#kind, params, [jobObject(plan.id)]);
+        await backupJobs.recordStart(plan.id, task.id);
+        started.push(task.id);
+      } catch (err) {
+        // Still running from its last start (its lock held): this run is skipped, not queued.
+        log.warn({ err: asTernError(err), job: plan.id }, 'a scheduled backup job run was not started');
+      }
+    }
+    return started;
+  }
+
+  /** Waits for a tick in progress (tests, shutdown). */
+  async idle(): Promise<void> {
+    await this.#ticking;
+  }
+}
