@@ -8,6 +8,13 @@ import { type Static, Type } from 'typebox';
 import { Timestamp } from './common.ts';
 import { VolumeRef } from './vm.ts';
 
+/**
+ * Every dirty bitmap Tern keeps for backups starts so (`tern-bk-<datastore>-<backup id>`): what
+ * a host removes from a disk whose contents changed behind the bitmaps' back (a snapshot
+ * reverted), so that the next backup reads it whole and says why.
+ */
+export const backupBitmapFamily = 'tern-bk-';
+
 /** A backup or group name inside a datastore (manifest.ts NAME_PATTERN). */
 export const BackupName = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$' });
 

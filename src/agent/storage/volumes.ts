@@ -13,6 +13,7 @@ import type {
   VolumeInfo,
   VolumeSnapshotRequest,
 } from '../../wire/agent.ts';
+import { backupBitmapFamily } from '../../wire/backup.ts';
 import type { VolumeRef } from '../../wire/vm.ts';
 import { ovmf, ovmfPresent } from '../firmware.ts';
 import { discardPartial, partialOf } from './partials.ts';
@@ -113,16 +114,33 @@ export async function resizeVolume(pools: Pools, req: ResizeVolumeRequest): Prom
   return volumeInfo(pools, req.volume);
 }
 
-/** Internal snapshots of a volume no running VM uses: create, apply (revert) or delete. */
+/**
+ * Internal snapshots of a volume no running VM uses: create, apply (revert) or delete. A revert
+ * changes the disk without a write its backup bitmaps would see (and qemu-img refuses it while
+ * the image has any bitmap): they go first, so the next backup reads the disk whole, saying why,
+ * rather than building on a bitmap that lies.
+ */
 export async function volumeSnapshot(pools: Pools, req: VolumeSnapshotRequest): Promise<VolumeInfo> {
   const file = resolveVolume(pools, req.volume);
   const flag = { create: '-c', apply: '-a', delete: '-d' }[req.op];
+  if (req.op === 'apply') await removeBackupBitmaps(file, req.volume.path);
   await tool(
     'qemu-img',
     ['snapshot', flag, req.name, file],
     `snapshot ${req.op} ${req.name} on ${req.volume.path}`,
   );
   return volumeInfo(pools, req.volume);
+}
+
+async function removeBackupBitmaps(file: string, what: string): Promise<void> {
+  const info = JSON.parse(
+    await tool('qemu-img', ['info', '--output=json', file], `qemu-img info of ${what}`),
+  ) as {
+    'format-specific'?: { data?: { bitmaps?: { name: string }[] } };
+  };
+  for (const b of info['format-specific']?.data?.bitmaps ?? [])
+    if (b.name.startsWith(backupBitmapFamily))
+      await tool('qemu-img', ['bitmap', '--remove', file, b.name], `removing bitmap ${b.name} of ${what}`);
 }
 
 /** `signal`: the caller went away; a copy in progress stops and leaves nothing behind. */
