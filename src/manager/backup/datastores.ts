@@ -14,6 +14,7 @@ import type { DatastoreTable } from '../db/schema.ts';
 import type { AgentClient } from '../hosts/agent-client.ts';
 import type { HostRegistry } from '../hosts/registry.ts';
 import type { SecretStore } from '../secrets/store.ts';
+import { runningBackups } from './running.ts';
 
 /** Until bench/backup decides otherwise: Proxmox's 4 MiB. */
 const defaultChunkSize = 4 * 1024 * 1024;
@@ -129,6 +130,8 @@ export class Datastores {
       .where('datastoreId', '=', row.id)
       .executeTakeFirst();
     if (job) throw new TernError('conflict', `backup job ${job.name} uses datastore ${row.name}`);
+    if ((await runningBackups(this.#db, row.id)).length > 0)
+      throw new TernError('conflict', `a backup into datastore ${row.name} is running`);
     await this.#db.deleteFrom('datastores').where('id', '=', row.id).execute();
     await this.#secrets.removeFor(keyObject(row.id));
   }

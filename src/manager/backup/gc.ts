@@ -8,6 +8,7 @@ import type { Db } from '../db/database.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import type { BackupDeps } from './deps.ts';
 import { bytesText, percentOf, progressText } from './figures.ts';
+import { runningBackups } from './running.ts';
 
 export interface BackupGcParams {
   datastoreId: string;
@@ -15,23 +16,9 @@ export interface BackupGcParams {
 
 /** The margin for hosts' clocks and a backup's first inserts before its task says it started. */
 const marginMs = 60 * 60 * 1000;
-/** Task kinds that write into a datastore, with its id in their parameters. */
-const writers = ['backup.run', 'backup.job'];
-
 /** Nothing touched since this time may go: the oldest backup running on the datastore began after it. */
 export async function protectSince(db: Db, datastoreId: string, at = new Date()): Promise<string> {
-  const running = await db
-    .selectFrom('tasks')
-    .select(['params', 'createdAt', 'startedAt'])
-    .where('kind', 'in', writers)
-    .where('state', 'in', ['queued', 'running'])
-    .execute();
-  let oldest = at.getTime();
-  for (const t of running) {
-    const params = JSON.parse(t.params) as { datastoreId?: string };
-    if (params.datastoreId !== datastoreId) continue;
-    oldest = Math.min(oldest, Date.parse(t.startedAt ?? t.createdAt));
-  }
+  const oldest = Math.min(at.getTime(), ...(await runningBackups(db, datastoreId)));
   return new Date(oldest - marginMs).toISOString();
 }
 
