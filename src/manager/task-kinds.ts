@@ -8,6 +8,7 @@ import { backupJobTask, type JobRunDeps } from './backup/job-run.ts';
 import { backupPruneTask } from './backup/prune.ts';
 import { backupRestoreTask } from './backup/restore.ts';
 import { backupRunTask } from './backup/run.ts';
+import { backupSyncTask } from './backup/sync.ts';
 import { backupVerifyTask } from './backup/verify.ts';
 import { type FailoverDeps, failoverTask } from './ha/failover.ts';
 import type { HaMonitor } from './ha/monitor.ts';
@@ -97,6 +98,7 @@ export function taskKinds(s: KindServices) {
     backupRestore: backupRestoreTask(s),
     backupVerify: backupVerifyTask(s),
     backupGc: backupGcTask(s),
+    backupSync: backupSyncTask(s),
     // A failed host's VMs that found no room elsewhere may start on it once the watch sees it back.
     haFailover: failoverTask(s, (hostId) => s.ha.isHealthy(hostId)),
   };

@@ -4,6 +4,7 @@ import { auditCommands } from './audit.ts';
 import { backupCommands } from './backup.ts';
 import { backupFileCommands } from './backup-files.ts';
 import { backupJobCommands } from './backup-job.ts';
+import { backupSyncCommands } from './backup-sync.ts';
 import { clusterCommands } from './cluster.ts';
 import { doctorCommands } from './doctor.ts';
 import { haCommands } from './ha.ts';
@@ -35,6 +36,7 @@ export const registry: Registry = {
     ...backupCommands,
     ...backupFileCommands,
     ...backupJobCommands,
+    ...backupSyncCommands,
     ...securityGroupCommands,
     ...identityCommands,
     ...projectCommands,

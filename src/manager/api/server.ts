@@ -24,6 +24,7 @@ import { alertRoutes } from './alerts.ts';
 import { auditRoutes } from './audit.ts';
 import { backupFileRoutes } from './backup-files.ts';
 import { backupJobRoutes } from './backup-jobs.ts';
+import { backupSyncRoutes } from './backup-sync.ts';
 import { backupRoutes } from './backups.ts';
 import { clusterRoutes } from './cluster.ts';
 import type { ApiServices, App } from './context.ts';
@@ -212,6 +213,7 @@ export async function buildApi(s: ApiServices, log: Logger, tls: ApiTls): Promis
   backupRoutes(app, s);
   backupJobRoutes(app, s);
   backupFileRoutes(app, s);
+  backupSyncRoutes(app, s);
   securityGroupRoutes(app, s);
   eventRoutes(app, s);
   return app;

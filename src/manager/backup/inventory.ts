@@ -67,6 +67,28 @@ export class BackupInventory {
     return row;
   }
 
+  /**
+   * Records the copy of a backup in another datastore (an offsite sync): the original's facts
+   * and figures, unverified and unproven there. False when it was recorded already.
+   */
+  async recordCopy(original: BackupTable, datastoreId: string): Promise<boolean> {
+    const row: BackupTable = {
+      ...original,
+      datastoreId,
+      verifiedAt: null,
+      verifyOk: null,
+      verifyProblems: null,
+      provenAt: null,
+      proof: null,
+    };
+    const r = await this.#db
+      .insertInto('backups')
+      .values(row)
+      .onConflict((oc) => oc.columns(['datastoreId', 'vmId', 'id']).doNothing())
+      .executeTakeFirst();
+    return Number(r.numInsertedOrUpdatedRows ?? 0) > 0;
+  }
+
   async find(datastoreId: string, vmId: string, id: string): Promise<BackupTable | undefined> {
     return this.#db
       .selectFrom('backups')
