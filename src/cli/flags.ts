@@ -158,7 +158,6 @@ export const flagCatalog = {
   kind: text('K', 'the kind'),
   out: text('FILE', 'the file written'),
   partition: whole('N', 'the partition of the disk (default: the largest)'),
-  vm: text('VM', 'only this VM'),
   'encrypted-only': on('refuse a target that is not encrypted'),
   input: text('FILE|-', 'given to the command on its stdin'),
   'max-bytes': text('N', 'at most N bytes'),
@@ -304,8 +303,7 @@ export interface Flags {
   out?: string;
   /** `tern backup files`: the partition read. */
   partition?: string;
-  /** `tern backup sync`: only one VM's backups, and only into an encrypted datastore. */
-  vm?: string;
+  /** `tern backup sync`: only into an encrypted datastore. */
   'encrypted-only': boolean;
   /** `tern vm exec`: a file (or - for stdin) given to the command on its stdin. */
   input?: string;

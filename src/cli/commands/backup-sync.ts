@@ -19,9 +19,10 @@ export const backupSyncCommands: Command[] = [
           'invalid_request',
           'usage: tern backup sync SOURCE TARGET [--vm VM] [--encrypted-only]',
         );
+      if (flags.vm.length > 1) throw new TernError('invalid_request', 'tern backup sync takes one --vm');
       const body = {
         target,
-        ...(flags.vm ? { vm: flags.vm } : {}),
+        ...(flags.vm[0] ? { vm: flags.vm[0] } : {}),
         ...(flags['encrypted-only'] ? { encryptedOnly: true } : {}),
       };
       const client = api();
