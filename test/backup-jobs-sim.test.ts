@@ -236,3 +236,59 @@ test('the scheduler starts a job once when its next run has come, and plans the 
   assert.equal(del.code, 0, del.stderr);
   assert.ok((await backupsOf('shop-1')).length > 0, 'its backups stay');
 });
+
+const throwaways = async () =>
+  (await api.request<{ items: Vm[] }>('GET', '/api/v1/vms?name=prove-')).items.map((v) => v.name);
+
+test('backup prove restores a throwaway VM without a NIC, boots it, waits for its guest agent, deletes it and marks the backup proven', async () => {
+  assert.ok(vms.get('lone')!.nics.length > 0, 'the backed-up VM has a NIC');
+  const [b] = await backupsOf('lone');
+  assert.equal(b.proven, null);
+  // The throwaway VM's start waits on the host while we look at it.
+  host.driver.faults.hangNext('run', 1);
+  const { task } = await api.call(backupJobRoutes.prove, { params: { vm: 'lone', backup: b.id }, body: {} });
+  await until('the throwaway VM starting', 20_000, async () =>
+    host.driver.faults.hanging === 1 ? true : undefined,
+  );
+  const throwaway = await api.request<Vm>('GET', `/api/v1/vms/prove-${task.id.slice(0, 8)}`);
+  assert.deepEqual(throwaway.nics, [], 'no NIC: it never meets the network as a second copy');
+  assert.equal(throwaway.disks.length, vms.get('lone')!.disks.length);
+  host.driver.faults.releaseHangs('run');
+  const done = await api.settle(task);
+  assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
+  assert.deepEqual(await throwaways(), [], 'the throwaway VM is deleted');
+  const proven = await api.call(backupRoutes.show, { params: { vm: 'lone', backup: b.id } });
+  const proof = proven.proven?.detail as {
+    secondsToGuest: number;
+    secondsTotal: number;
+    task: string;
+    host: string;
+  };
+  assert.ok(proof, 'marked proven');
+  assert.equal(proof.task, task.id);
+  assert.equal(proof.host, host.name);
+  assert.ok(proof.secondsToGuest > 0 && proof.secondsTotal >= proof.secondsToGuest, JSON.stringify(proof));
+
+  const [, older] = await backupsOf('lone');
+  const r = await tern('backup', 'prove', `lone/${older.id}`);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(
+    r.stdout,
+    new RegExp(`^lone/${older.id} proven: its guest agent answered [\\d.]+ s after the start`, 'm'),
+  );
+});
+
+test('a backup whose throwaway VM does not start stays unproven, and the throwaway VM is deleted', async () => {
+  const [b] = await backupsOf('shop-1');
+  assert.equal(b.proven, null);
+  host.driver.faults.failNext('run', 1, new TernError('hypervisor_error', 'no bootable device'));
+  const { task } = await api.call(backupJobRoutes.prove, {
+    params: { vm: 'shop-1', backup: b.id },
+    body: {},
+  });
+  const done = await api.settle(task);
+  assert.equal(done.state, 'failed');
+  assert.match(done.error?.message ?? '', /no bootable device/);
+  assert.deepEqual(await throwaways(), []);
+  assert.equal((await api.call(backupRoutes.show, { params: { vm: 'shop-1', backup: b.id } })).proven, null);
+});

@@ -5,6 +5,7 @@
 import type { BackupDeps } from './backup/deps.ts';
 import { backupGcTask } from './backup/gc.ts';
 import { backupJobTask, type JobRunDeps } from './backup/job-run.ts';
+import { backupProveTask } from './backup/prove.ts';
 import { backupPruneTask } from './backup/prune.ts';
 import { backupRestoreTask } from './backup/restore.ts';
 import { backupRunTask } from './backup/run.ts';
@@ -59,6 +60,8 @@ export function taskKinds(s: KindServices) {
   // A backup job runs these as tasks of their own.
   const backupRun = backupRunTask(s);
   const backupPrune = backupPruneTask(s);
+  // A restore test restores through one.
+  const backupRestore = backupRestoreTask(s);
   return {
     vmCreate: createTask(s),
     vmDelete: deleteTask(s),
@@ -95,7 +98,8 @@ export function taskKinds(s: KindServices) {
     backupRun,
     backupPrune,
     backupJob: backupJobTask(s, { backupRun, backupPrune }),
-    backupRestore: backupRestoreTask(s),
+    backupRestore,
+    backupProve: backupProveTask(s, backupRestore),
     backupVerify: backupVerifyTask(s),
     backupGc: backupGcTask(s),
     backupSync: backupSyncTask(s),

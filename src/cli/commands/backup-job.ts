@@ -1,6 +1,12 @@
-/** `tern backup job …`: backups on a calendar schedule, with retention. */
+/** `tern backup job …` and `tern backup prove`: backups on a calendar schedule, and proving a backup by booting it. */
 import { TernError } from '../../errors.ts';
-import { type BackupJob, backupJobRoutes, type Retention } from '../../wire/api/backup-jobs.ts';
+import {
+  type BackupJob,
+  type BackupProof,
+  backupJobRoutes,
+  type Retention,
+} from '../../wire/api/backup-jobs.ts';
+import { backupRoutes } from '../../wire/api/backups.ts';
 import { eachName } from '../bulk.ts';
 import type { ApiClient } from '../client.ts';
 import type { Flags } from '../flags.ts';
@@ -12,7 +18,8 @@ import type { Command, CommandContext, FlagUse } from '../registry.ts';
 const usage = `usage: tern backup job list | show NAME | run NAME | delete NAME... | enable|disable NAME
        tern backup job create NAME --datastore DS --schedule "daily 02:00" [--vm VM]... [--group G]... [--project P]...
             [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--keep-yearly N]
-            [--per-host N] [--per-datastore N] [--bandwidth MIB/S] [--disable]`;
+            [--per-host N] [--per-datastore N] [--bandwidth MIB/S] [--disable]
+       tern backup prove VM/BACKUP [--datastore DS] [--host H] [--pool P] [--timeout S]`;
 
 const keepRules = [
   'keep-last',
@@ -124,6 +131,34 @@ async function jobCommand(ctx: CommandContext): Promise<void> {
   throw new TernError('invalid_request', usage);
 }
 
+async function proveCommand(ctx: CommandContext): Promise<void> {
+  const api = ctx.api();
+  const { flags, args } = ctx;
+  const m = args.length === 1 ? /^([^/]+)\/([^/]+)$/.exec(args[0]) : null;
+  if (!m) throw new TernError('invalid_request', usage);
+  const { task } = await api.call(backupJobRoutes.prove, {
+    params: { vm: m[1], backup: m[2] },
+    query: flags.datastore ? { datastore: flags.datastore } : {},
+    body: {
+      ...(flags.host ? { host: flags.host } : {}),
+      ...(flags.pool ? { pool: flags.pool } : {}),
+      ...(flags.timeout ? { timeoutS: Number(flags.timeout) } : {}),
+    },
+  });
+  await followTask(api, flags, task);
+  if (flags.output === 'json' || flags['no-wait']) return;
+  const b = await api.call(backupRoutes.show, {
+    params: { vm: m[1], backup: m[2] },
+    query: flags.datastore ? { datastore: flags.datastore } : {},
+  });
+  const proof = b.proven?.detail as BackupProof | undefined;
+  if (proof)
+    printText(
+      `${b.vmName}/${b.id} proven: its guest agent answered ${proof.secondsToGuest} s after the start ` +
+        `(${proof.secondsTotal} s with the restore) on host ${proof.host}\n`,
+    );
+}
+
 const keepFlags: FlagUse[] = keepRules.map((k) => k);
 
 export const backupJobCommands: Command[] = [
@@ -174,5 +209,18 @@ export const backupJobCommands: Command[] = [
     args: 'NAME...',
     summary: 'delete backup jobs (their backups stay)',
     run: jobCommand,
+  },
+  {
+    path: 'backup prove',
+    args: 'VM/BACKUP',
+    summary: 'restore a backup as a throwaway VM without a NIC, boot it, wait for its guest agent, delete it',
+    flags: [
+      'datastore',
+      ['host', 'the host it boots on'],
+      'pool',
+      ['timeout', 'how long to wait for the guest agent'],
+      'no-wait',
+    ],
+    run: proveCommand,
   },
 ];

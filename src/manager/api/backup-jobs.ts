@@ -1,6 +1,7 @@
-/** /api/v1/backup/jobs: backup jobs and running them now; proving a backup by booting it. */
+/** /api/v1/backup/jobs: backup jobs and running them now; /api/v1/backups/…/prove: proving a backup by booting it. */
 import { backupJobRoutes as routes } from '../../wire/api/backup-jobs.ts';
 import { jobObject } from '../backup/job-run.ts';
+import { proveObjects } from '../backup/prove.ts';
 import type { ApiServices, App } from './context.ts';
 import { accepted } from './reply.ts';
 import { serve } from './serve.ts';
@@ -28,5 +29,19 @@ export function backupJobRoutes(app: App, s: ApiServices): void {
     ]);
     await s.backupJobs.recordStart(job.id, task.id);
     return accepted(reply, task);
+  });
+
+  serve(app, routes.prove, 'backup.write', async (req, reply) => {
+    const ds = req.query.datastore ? await s.datastores.row(req.query.datastore) : null;
+    const backup = await s.backups.get(req.params.vm, req.params.backup, ds?.id);
+    const params = {
+      datastoreId: backup.datastoreId,
+      vmId: backup.vmId,
+      backupId: backup.id,
+      host: req.body.host ?? null,
+      pool: req.body.pool ?? null,
+      timeoutS: req.body.timeoutS ?? 300,
+    };
+    return accepted(reply, await s.tasks.submit(s.kinds.backupProve, params, proveObjects(params)));
   });
 }

@@ -31,6 +31,8 @@ export async function submitRestore(
   backup: BackupTable,
   body: RestoreBackupBody,
   ownerId: string | null,
+  /** `withoutNics`: a new VM with no NIC at all (a restore test's throwaway VM). */
+  opts: { withoutNics?: boolean } = {},
 ): Promise<Task> {
   const disks = JSON.parse(backup.disks) as BackupDiskResult[];
   const lock = backupObject({ datastoreId: backup.datastoreId, vmId: backup.vmId, backupId: backup.id });
@@ -85,7 +87,7 @@ export async function submitRestore(
     throw new TernError('not_found', `host ${host.name} has no storage pool ${pool}`, { field: 'pool' });
   const id = randomUUID();
   const name = body.name ?? `${backup.vmName.slice(0, 54)}-restored`;
-  const nics = await planNics(d, nicRequestsOf(spec));
+  const nics = await planNics(d, opts.withoutNics ? [] : nicRequestsOf(spec));
   let plan: ReturnType<typeof planNewVm>;
   try {
     plan = planNewVm(spec, disks, { id, name, pool, nics: nics.map((n) => n.spec) });

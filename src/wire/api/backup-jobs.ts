@@ -4,6 +4,7 @@
  * test that proves a backup by booting it. Runs and proofs are tasks (202).
  */
 import { type Static, Type } from 'typebox';
+import { BackupName } from '../backup.ts';
 import { ErrorBody, Name, Timestamp, Uuid } from '../common.ts';
 import { route } from '../route.ts';
 import { TaskAccepted } from '../task.ts';
@@ -171,6 +172,17 @@ export const backupJobRoutes = {
     summary: 'Run a backup job now',
     tags,
     params: JobRef,
+    reply: { 202: TaskAccepted, ...errors },
+  }),
+  prove: route({
+    method: 'POST',
+    path: '/api/v1/backups/:vm/:backup/prove',
+    summary:
+      'Prove a backup: restore it as a throwaway VM without a NIC, boot it, wait for its guest agent, delete it',
+    tags,
+    params: Type.Object({ vm: VmRef, backup: BackupName }),
+    query: Type.Object({ datastore: Type.Optional(Name) }),
+    body: ProveBackupBody,
     reply: { 202: TaskAccepted, ...errors },
   }),
 };
