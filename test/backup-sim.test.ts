@@ -17,6 +17,7 @@ import pino from 'pino';
 import { type SimHost, type SimHosts, startSimHosts } from '../src/agent/sim/cluster.ts';
 import { Datastore } from '../src/backup/datastore/datastore.ts';
 import { FixedIndex } from '../src/backup/datastore/fixed-index.ts';
+import type { TernError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
 import { openDatabase } from '../src/manager/db/database.ts';
 import { openKeyStore } from '../src/manager/secrets/keystores/open.ts';
@@ -410,4 +411,58 @@ test('verify and gc: every backup checks out, a damaged chunk fails verify and i
   const [after] = await backupsOf('r1');
   assert.equal(after.verified?.ok, false);
   assert.ok(after.verified?.problems.length, JSON.stringify(after.verified));
+});
+
+test('refusals are clear and leave nothing behind: a path already a datastore, a chunk size, an unconfirmed in-place restore, a missing pool', async () => {
+  const before = await api.request<{ items: { name: string }[] }>('GET', '/api/v1/secrets');
+  const again = await api
+    .call(backupRoutes.createDatastore, {
+      body: { name: 'again', path: path.join(dir, 'ds-secret'), encrypt: true },
+    })
+    .then(
+      () => 'made',
+      (err: TernError) => `${err.code}: ${err.message}`,
+    );
+  assert.match(again, /^conflict: /);
+  const after = await api.request<{ items: { name: string }[] }>('GET', '/api/v1/secrets');
+  assert.deepEqual(
+    after.items.map((s) => s.name).sort(),
+    before.items.map((s) => s.name).sort(),
+    'no key left',
+  );
+  assert.equal((await api.call(backupRoutes.datastores)).items.filter((d) => d.name === 'again').length, 0);
+
+  const odd = await api
+    .call(backupRoutes.createDatastore, {
+      body: { name: 'odd', path: path.join(dir, 'ds-odd'), chunkSize: 3 * MiB },
+    })
+    .then(
+      () => 'made',
+      (err: TernError) => `${err.code}: ${err.message}`,
+    );
+  assert.match(odd, /^invalid_request: chunkSize must be a power of two/);
+
+  const [backup] = await backupsOf('r1');
+  const unconfirmed = await api
+    .call(backupRoutes.restore, { params: { vm: 'r1', backup: backup.id }, body: { mode: 'in-place' } })
+    .then(
+      () => 'accepted',
+      (err: TernError) => `${err.code}: ${err.message}`,
+    );
+  assert.match(unconfirmed, /^invalid_request: an in-place restore overwrites/);
+  const noPool = await api
+    .call(backupRoutes.restore, { params: { vm: 'r1', backup: backup.id }, body: { pool: 'nowhere' } })
+    .then(
+      () => 'accepted',
+      (err: TernError) => `${err.code}: ${err.message}`,
+    );
+  assert.match(noPool, /^no_capacity: no host is online to run VMs with storage pool nowhere/);
+  const vms = await api.request<{ items: Vm[] }>('GET', '/api/v1/vms?limit=1000');
+  assert.deepEqual(
+    vms.items.filter((v) => v.name.startsWith('r1-restored')),
+    [],
+  );
+  const noBackup = await tern('backup', 'show', 'r1/2020-01-01T00-00-00Z');
+  assert.notEqual(noBackup.code, 0);
+  assert.match(noBackup.stderr, /no backup 2020-01-01T00-00-00Z of VM r1/);
 });

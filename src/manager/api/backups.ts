@@ -92,6 +92,6 @@ export function backupRoutes(app: App, s: ApiServices): void {
 /** A backup by the VM's name or id (the VM may be gone) and its id. */
 async function backupOf(s: ApiServices, p: { vm: string; backup: string }, datastore?: string) {
   const ds = datastore ? await s.datastores.row(datastore) : null;
-  const vm = (await s.store.row(p.vm).catch(() => null))?.id ?? p.vm;
-  return s.backups.get(vm, p.backup, ds?.id);
+  const vm = await s.store.row(p.vm).catch(() => null);
+  return s.backups.get(p.vm, p.backup, ds?.id, vm?.id);
 }

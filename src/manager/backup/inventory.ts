@@ -100,14 +100,17 @@ export class BackupInventory {
   }
 
   /**
-   * One backup of a VM (by id, or by the name it had); `datastoreId` picks among datastores
-   * holding one of the same id.
+   * One backup of a VM, named as people name it (`vmRef`: its id, or the name it had), or by
+   * the id of the VM that name has now (`vmId`); `datastoreId` picks among datastores holding
+   * one of the same id.
    */
-  async get(vmRef: string, id: string, datastoreId?: string): Promise<BackupTable> {
+  async get(vmRef: string, id: string, datastoreId?: string, vmId?: string): Promise<BackupTable> {
     let q = this.#db
       .selectFrom('backups')
       .selectAll()
-      .where((eb) => eb.or([eb('vmId', '=', vmRef), eb('vmName', '=', vmRef)]))
+      .where((eb) =>
+        eb.or([eb('vmId', '=', vmRef), eb('vmName', '=', vmRef), ...(vmId ? [eb('vmId', '=', vmId)] : [])]),
+      )
       .where('id', '=', id);
     if (datastoreId) q = q.where('datastoreId', '=', datastoreId);
     const rows = await q.execute();
