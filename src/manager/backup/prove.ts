@@ -13,6 +13,7 @@ import type { Task } from '../../wire/task.ts';
 import type { NicDeps } from '../networks/nics.ts';
 import type { SecretStore } from '../secrets/store.ts';
 import type { TaskContext, TaskEngine, TaskKind } from '../tasks/engine.ts';
+import { recoveryHostWaitMs } from '../tasks/host-gate.ts';
 import { deleteTask } from '../vms/delete.ts';
 import { startVm } from '../vms/power.ts';
 import { waitForVm } from '../vms/wait.ts';
@@ -66,6 +67,11 @@ export function backupProveTask(
 async function removeThrowaway(deps: ProveDeps, ctx: TaskContext): Promise<void> {
   const row = await deps.store.find(throwawayName(ctx.id));
   if (!row || row.state === 'creating') return;
+  // After a restart its host may not be back yet: what it runs must be known before deleting.
+  if (ctx.resumed && row.hostId)
+    await deps.hosts.whenReported(row.hostId, recoveryHostWaitMs, ctx.signal, (host) =>
+      ctx.step(`waiting for host ${host} to delete ${row.name}`),
+    );
   await deleteTask(deps).run(ctx, { vmId: row.id, keepDisks: false, force: true });
   await ctx.log(`deleted the throwaway VM ${row.name}`);
 }
