@@ -25,7 +25,7 @@ import type {
 } from '../src/wire/backup.ts';
 import type { Template } from '../src/wire/template.ts';
 import type { VmSpec } from '../src/wire/vm.ts';
-import { type Cluster, shellOn, startCluster } from './harness.ts';
+import { type Cluster, guestDir, shellOn, startCluster, type TestHost } from './harness.ts';
 
 const K = 1024;
 const M = 1024 * K;
@@ -35,7 +35,9 @@ const GRANULE = 64 * K;
 const PREFIX = 'tern-bk-0badcafe';
 
 let c: Cluster;
+/** The agent of the host the VM runs on, and that host. */
 let A: AgentClient;
+let host: TestHost;
 let spec: VmSpec;
 let dsDir: string;
 const id = randomUUID();
@@ -44,8 +46,9 @@ const dataVolume = { pool: 'local', path: `vms/${id}/data.qcow2` };
 const disk = Buffer.alloc(DATA_SIZE);
 
 before(async () => {
-  c = await startCluster('backup-vm');
-  A = await c.agentClient();
+  c = await startCluster('backup-vm', { hosts: ['a', 'b'] });
+  A = await c.agentClient('a');
+  host = c.hosts[0];
   const t = await c.api.request<Template>('GET', '/api/v1/templates/tiny');
   const dir = `vms/${id}`;
   await A.createVolume({
@@ -107,7 +110,7 @@ async function boot(): Promise<void> {
   await A.runVm(spec);
   await waitVm(answering, 'answering');
   // The data disk is the guest's second virtio disk.
-  await shellOn(c.hosts[0], id, `cat /sys/block/vdb/size; echo S''Z`, /\d+\s+SZ/);
+  await shellOn(host, id, `cat /sys/block/vdb/size; echo S''Z`, /\d+\s+SZ/);
 }
 
 /** `tag\n` repeated over `length` bytes: what the guest writes at `offset`. */
@@ -126,7 +129,7 @@ function pattern(tag: string, length: number): Buffer {
 async function guestWrite(tag: string, offset: number, length: number): Promise<void> {
   assert.equal(offset % 4096, 0);
   await shellOn(
-    c.hosts[0],
+    host,
     id,
     `yes ${tag} | head -c ${length} > /tmp/p && dd if=/tmp/p of=/dev/vdb bs=4096 seek=${offset / 4096} conv=notrunc,fsync oflag=direct 2>/dev/null && echo W''ROTE`,
     /WROTE/,
@@ -187,7 +190,7 @@ function assertSameBytes(actual: Buffer, expected: Buffer, what: string): void {
 /** The data disk's bitmaps, as qemu-img sees them in the stopped image. */
 function qcowBitmaps(): string[] {
   const info = JSON.parse(
-    execFileSync('qemu-img', ['info', '--output=json', path.join(c.hosts[0].pool, dataVolume.path)], {
+    execFileSync('qemu-img', ['info', '--output=json', path.join(host.pool, dataVolume.path)], {
       encoding: 'utf8',
     }),
   );
@@ -258,7 +261,7 @@ test('after QEMU is killed its bitmaps are refused: the disk is read whole, says
   assert.deepEqual(qcowBitmaps(), [`${PREFIX}-b4`]);
   await boot();
   await guestWrite('eighth', 60 * M, 4 * K);
-  const pid = Number(fs.readFileSync(path.join(c.hosts[0].stateDir, 'run', id, 'qemu.pid'), 'utf8'));
+  const pid = Number(fs.readFileSync(path.join(host.stateDir, 'run', id, 'qemu.pid'), 'utf8'));
   process.kill(pid, 'SIGKILL');
   await waitVm((vm) => vm.state === 'crashed', 'crashed');
   await boot();
@@ -284,24 +287,26 @@ test('a backup taken while the guest writes without pause is one instant of the 
   const REGION = 32 * M;
   const BLOCKS = 64;
   await shellOn(
-    c.hosts[0],
+    host,
     id,
-    `(p=0; while [ ! -e /tmp/stop ]; do p=$((p+1)); yes pass$p | head -c ${BLOCKS * 64 * K} > /tmp/w; dd if=/tmp/w of=/dev/vdb bs=65536 seek=${REGION / (64 * K)} conv=notrunc oflag=direct 2>/dev/null; done; echo LOOP''ENDED > /tmp/ended) & echo STA''RTED`,
+    `(p=0; while [ ! -e /tmp/stop ]; do p=$((p+1)); yes pass$p | head -c ${BLOCKS * 64 * K} > /tmp/w; dd if=/tmp/w of=/dev/vdb bs=65536 seek=${REGION / (64 * K)} conv=notrunc oflag=direct 2>/dev/null; done; echo $p > /tmp/ended) & echo STA''RTED`,
     /STARTED/,
   );
   let result: BackupVmResult;
+  let last = 0;
   try {
     // Let a few passes run before and during the backup.
-    await shellOn(c.hosts[0], id, `sleep 2; echo SL''EPT`, /SLEPT/);
+    await shellOn(host, id, `sleep 2; echo SL''EPT`, /SLEPT/);
     ({ result } = await backUp('b7', 'b6'));
   } finally {
-    await shellOn(
-      c.hosts[0],
+    const out = await shellOn(
+      host,
       id,
-      `touch /tmp/stop; while [ ! -e /tmp/ended ]; do sleep 0.2; done; echo STO''PPED`,
-      /STOPPED/,
+      `touch /tmp/stop; while [ ! -e /tmp/ended ]; do sleep 0.2; done; echo STO''PPED $(cat /tmp/ended) PASSES`,
+      /STOPPED \d+ PASSES/,
       60_000,
     );
+    last = Number(/STOPPED (\d+) PASSES/.exec(out)![1]);
   }
   assert.equal(result.disks.find((d) => d.name === 'disk1')!.mode, 'incremental');
   const bytes = await restored('b7');
@@ -328,4 +333,56 @@ test('a backup taken while the guest writes without pause is one instant of the 
   const rest = Buffer.from(bytes);
   disk.copy(rest, REGION, REGION, REGION + BLOCKS * 64 * K);
   assertSameBytes(rest, disk, 'b7 outside the written region');
+  // Each pass is written whole before the loop looks again: the region ends as the last one.
+  pattern(`pass${last}`, BLOCKS * 64 * K).copy(disk, REGION);
+});
+
+test('a live migration with the disks mirrored carries the bitmaps: the next backup, on the other host, is incremental', async () => {
+  const B = await c.agentClient('b');
+  const hostB = c.hosts[1];
+  // The guest's kernel and initrd where the spec names them, in b's own pool.
+  for (const [ref, file] of [
+    [spec.boot!.kernel, 'vmlinuz'],
+    [spec.boot!.initrd!, 'initrd.img'],
+  ] as const)
+    await B.importVolume({ volume: ref, sourcePath: path.join(guestDir(), file), format: 'raw' });
+  await guestWrite('tenth', 5 * M, 4 * K);
+  const sizes = await Promise.all([spec.disks[0].volume, dataVolume, spec.seed!].map((v) => A.volumeInfo(v)));
+  const incoming = await B.prepareIncoming({
+    spec,
+    mode: 'live',
+    storage: 'mirror',
+    listenHost: '127.0.0.1',
+    create: [
+      { volume: spec.disks[0].volume, format: 'qcow2', sizeBytes: sizes[0]!.virtualBytes },
+      { volume: dataVolume, format: 'qcow2', sizeBytes: sizes[1]!.virtualBytes },
+      { volume: spec.seed!, format: 'raw', sizeBytes: sizes[2]!.virtualBytes },
+    ],
+  });
+  await A.migrate(
+    id,
+    {
+      mode: 'live',
+      uri: incoming.uri,
+      nbd: incoming.nbd!,
+      downtimeLimitMs: 300,
+      bandwidthMiBps: 0,
+      autoConverge: true,
+      timeoutS: 300,
+    },
+    () => {},
+    AbortSignal.timeout(300_000),
+  );
+  await B.finishIncoming(id);
+  await A.releaseMigrated(id);
+  A = B;
+  host = hostB;
+  await waitVm(answering, 'answering on b');
+  await guestWrite('eleventh', 45 * M, 4 * K);
+  const { data, result } = await backUp('b8', 'b7');
+  assert.equal(data.mode, 'incremental', JSON.stringify(result));
+  // Only what the guest wrote since b7's instant: one chunk before the migration, one after,
+  // and the passes of the previous case's writer that came after that instant (at most its 4 MiB).
+  assert.ok(data.readBytes >= 2 * CHUNK && data.readBytes <= 2 * CHUNK + 4 * M, String(data.readBytes));
+  assertSameBytes(await restored('b8'), disk, 'b8');
 });

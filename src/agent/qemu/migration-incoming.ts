@@ -153,7 +153,12 @@ export async function listenIncoming(
   stateFile: string | null,
   drives: ExportedDrive[],
 ): Promise<IncomingMigration> {
-  await migrateSetCapabilities(vm.monitor, { events: true, 'late-block-activate': true });
+  // The source sends the VM's backup bitmaps when it has any (migration-bitmaps.ts).
+  await migrateSetCapabilities(vm.monitor, {
+    events: true,
+    'late-block-activate': true,
+    'dirty-bitmaps': true,
+  });
   const nbd = req.storage === 'mirror' ? await startNbd(vm, req.listenHost, drives, rec) : null;
   if (req.mode === 'quick') {
     if (!stateFile) throw new TernError('invalid_request', 'a quick migration needs a stateFile');

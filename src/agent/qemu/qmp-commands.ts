@@ -453,6 +453,17 @@ export async function migrateSetParameters(
   });
 }
 
+/** Which dirty bitmaps a migration sends, and as which node and name the target knows them. */
+export interface BitmapMapping {
+  'node-name': string;
+  alias: string;
+  bitmaps: { name: string; alias: string }[];
+}
+
+export async function migrateSetBitmapMapping(m: Monitor, mapping: readonly BitmapMapping[]): Promise<void> {
+  await m.execute('migrate-set-parameters', { 'block-bitmap-mapping': mapping });
+}
+
 export async function migrate(m: Monitor, uri: string): Promise<void> {
   await m.execute('migrate', { uri });
 }
