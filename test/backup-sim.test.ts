@@ -372,7 +372,14 @@ test('manager SIGKILLed during backup.restore: the task fails and the half-resto
   });
   const target = await api.request<Vm>('GET', '/api/v1/vms/r1-killed');
   const file = path.join(host.pools[target.disks[0].volume.pool], target.disks[0].volume.path);
-  await api.waitTask(task.id, (t) => t.step.startsWith('restoring') || ended(t), 30_000, 'restoring');
+  // Under way, its step telling bytes written, speed and time left.
+  const restoring = await api.waitTask(
+    task.id,
+    (t) => /^disk0: .* of 64\.0 MiB written, .* written, [\d.]+ \S+\/s, ETA \d/.test(t.step) || ended(t),
+    30_000,
+    'restoring',
+  );
+  assert.equal(restoring.state, 'running', JSON.stringify(restoring));
   assert.ok(fs.existsSync(file));
   await manager.kill();
   manager = startManager();
@@ -465,4 +472,45 @@ test('refusals are clear and leave nothing behind: a path already a datastore, a
   const noBackup = await tern('backup', 'show', 'r1/2020-01-01T00-00-00Z');
   assert.notEqual(noBackup.code, 0);
   assert.match(noBackup.stderr, /no backup 2020-01-01T00-00-00Z of VM r1/);
+});
+
+test('host down mid-backup: the task fails once the host is back and has removed the backup; the next backup reads the crashed VM whole and says why', async () => {
+  const vm = await makeVm('b-power');
+  host.driver.writeDisk(vm.id, 0, 0, 8 * MiB);
+  const first = await api.task('POST', '/api/v1/backups', { vm: 'b-power', datastore: 'plain' });
+  assert.equal(first.state, 'succeeded', JSON.stringify(first.error));
+  host.driver.faults.hangNext('backupVm');
+  const { task } = await api.call(backupRoutes.run, { body: { vm: 'b-power', datastore: 'plain' } });
+  await until('the backup at its host', 30_000, async () => host.driver.faults.hanging > 0 || undefined);
+  host.driver.powerOff();
+  host.driver.faults.releaseHangs();
+  await api.waitTask(task.id, (t) => t.step.startsWith('waiting for host') || ended(t), 60_000, 'waiting');
+  host.driver.powerOn();
+  await host.settled();
+  await hostOnline();
+  const done = await api.waitTask(task.id, ended, 60_000, 'ended');
+  assert.equal(done.state, 'failed');
+  const backups = await backupsOf('b-power');
+  assert.equal(backups.length, 1);
+  assert.deepEqual(
+    (await stored(plain, undefined)).filter((b) => b.startsWith(vm.id)),
+    [`${vm.id}/${backups[0].id}`],
+  );
+  const crashed = await api.waitVm(
+    'b-power',
+    (v) => v.state === 'crashed' || v.state === 'stopped',
+    30_000,
+    'down',
+  );
+  if (crashed.state === 'crashed') {
+    const start = await api.task('POST', '/api/v1/vms/b-power/start');
+    assert.equal(start.state, 'succeeded', JSON.stringify(start.error));
+  }
+  const next = await api.task('POST', '/api/v1/backups', { vm: 'b-power', datastore: 'plain' });
+  assert.equal(next.state, 'succeeded', JSON.stringify(next.error));
+  const [latest] = await backupsOf('b-power');
+  assert.equal(latest.mode, 'full');
+  assert.ok(latest.disks[0].fullReason, 'a full read says why');
+  // Read whole, stored almost nothing new: the chunks were there.
+  assert.equal(latest.disks[0].newChunks, 0, JSON.stringify(latest.disks[0]));
 });

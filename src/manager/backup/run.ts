@@ -26,6 +26,9 @@ export interface BackupRunParams {
   jobId: string | null;
 }
 
+/** How long a failed backup's cleanup waits for the host that wrote it. */
+const hostWaitMs = 120_000;
+
 /** How often the step (and so the task log) says bytes, speed and ETA. */
 const logEveryMs = 5_000;
 
@@ -40,7 +43,12 @@ export function backupRunTask(deps: BackupDeps): TaskKind<BackupRunParams> {
       const ds = await deps.datastores.row(p.datastoreId).catch(() => null);
       const vm = await deps.store.row(p.vmId).catch(() => null);
       if (!ds) return;
-      const { agent } = await deps.datastores.agentFor(ds, vm?.hostId ?? null);
+      const { hostId, agent } = await deps.datastores.agentFor(ds, vm?.hostId ?? null);
+      // A host gone mid-backup (its agent killed, the host down) may have committed it since:
+      // it is forgotten once the host is back, within a bound; past it the task says so.
+      await deps.hosts.whenReported(hostId, hostWaitMs, undefined, (name) =>
+        ctx.step(`waiting for host ${name} to remove what it wrote of backup ${p.backupId}`),
+      );
       await agent.forgetBackup(await deps.datastores.access(ds), p.vmId, p.backupId);
       await ctx.log(`removed what the host wrote of backup ${p.backupId}`);
     },
