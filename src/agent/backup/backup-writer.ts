@@ -48,6 +48,8 @@ export interface VmView {
 
 /** Inserts at once while the next chunk is read: zstd, encryption and the write overlap the read. */
 const INSERTS_IN_FLIGHT = 4;
+/** Neighbouring chunks to read are read together, up to this much at once. */
+const READ_RUN_BYTES = 4 * 1024 * 1024;
 const PROGRESS_EVERY_MS = 1000;
 
 /**
@@ -184,16 +186,7 @@ async function backUpDisk(
   progress(true);
   const inFlight = new Set<Promise<void>>();
   let failed: unknown = null;
-  for (const i of todo) {
-    if (signal.aborted) throw new TernError('cancelled', `backup ${req.group}/${req.id} was cancelled`);
-    if (failed) throw failed;
-    const { offset, length } = index.range(i);
-    const data = await disk.read(offset, length);
-    if (data.length !== length)
-      throw new TernError(
-        'storage_error',
-        `${disk.name}: read ${data.length} bytes at ${offset}, not ${length}`,
-      );
+  const insertOne = async (i: number, data: Buffer, length: number) => {
     counts.readBytes += length;
     const insert = (async () => {
       const digest = isZero(data) ? await zeros.digest(length) : await insertChunk(ds, data, counts);
@@ -206,6 +199,33 @@ async function backUpDisk(
     if (inFlight.size >= INSERTS_IN_FLIGHT) await Promise.race(inFlight);
     await limiter.after(length, signal);
     progress();
+  };
+  for (let next = 0; next < todo.length; ) {
+    if (signal.aborted) throw new TernError('cancelled', `backup ${req.group}/${req.id} was cancelled`);
+    if (failed) throw failed;
+    // Neighbouring chunks are read in one request: small chunks cost no more round trips to
+    // the NBD server than large ones.
+    let last = next;
+    while (
+      last + 1 < todo.length &&
+      todo[last + 1] === todo[last]! + 1 &&
+      (last + 2 - next) * req.chunkSize <= READ_RUN_BYTES
+    )
+      last++;
+    const first = index.range(todo[next]!);
+    const end = index.range(todo[last]!);
+    const run = await disk.read(first.offset, end.offset + end.length - first.offset);
+    if (run.length !== end.offset + end.length - first.offset)
+      throw new TernError(
+        'storage_error',
+        `${disk.name}: read ${run.length} bytes at ${first.offset}, not ${end.offset + end.length - first.offset}`,
+      );
+    for (; next <= last; next++) {
+      const i = todo[next]!;
+      const { offset, length } = index.range(i);
+      const data = run.subarray(offset - first.offset, offset - first.offset + length);
+      await insertOne(i, data, length);
+    }
   }
   await Promise.all(inFlight);
   if (failed) throw failed;

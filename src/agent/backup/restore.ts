@@ -29,8 +29,8 @@ export interface RestoreOptions {
 
 /** Data chunks are gathered into writes of about this size. */
 const WRITE_BYTES = 8 * 1024 * 1024;
-/** Chunks read (and decrypted, decompressed, hashed) ahead of the writes. */
-const READ_AHEAD = 4;
+/** Bytes of chunks read (and decrypted, decompressed, hashed) ahead of the writes: 4 to 64 chunks. */
+const READ_AHEAD_BYTES = 16 * 1024 * 1024;
 
 export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<RestoreDiskResult> {
   const manifest = await ds.readManifest(o.group, o.id);
@@ -110,10 +110,11 @@ async function writeChunks(
     p.catch(() => {});
     ahead.push(p);
   };
-  for (let i = 0; i < READ_AHEAD; i++) fetch(i);
+  const readAhead = Math.min(64, Math.max(4, Math.floor(READ_AHEAD_BYTES / index.chunkSize)));
+  for (let i = 0; i < readAhead; i++) fetch(i);
   for (let i = 0; i < index.count; i++) {
     if (o.signal?.aborted) throw new TernError('cancelled', `restore of ${o.disk} cancelled`);
-    fetch(i + READ_AHEAD);
+    fetch(i + readAhead);
     const data = await ahead.shift()!;
     const { offset, length } = index.range(i);
     if (data === null) {

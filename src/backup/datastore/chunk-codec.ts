@@ -45,12 +45,14 @@ export interface EncodeOptions {
   key?: DatastoreKey | undefined;
   /** zstd level; 1 keeps up with a disk read, higher levels trade speed for space. */
   level?: number;
+  /** The chunk's name when the caller has just computed it (`chunkDigest`): hashed once, not twice. */
+  digest?: Buffer | undefined;
 }
 
 export function encodeChunk(data: Buffer, options: EncodeOptions = {}): EncodedChunk {
   if (data.length === 0 || data.length > MAX_CHUNK_BYTES)
     throw new TernError('invalid_request', `a chunk holds 1 to ${MAX_CHUNK_BYTES} bytes, not ${data.length}`);
-  const digest = chunkDigest(data, options.key);
+  const digest = options.digest ?? chunkDigest(data, options.key);
   const compressed = zlib.zstdCompressSync(data, {
     params: { [zlib.constants.ZSTD_c_compressionLevel]: options.level ?? 1 },
   });

@@ -156,8 +156,9 @@ export class Datastore {
       if (!disk.index.complete)
         throw new TernError('internal', `disk ${disk.name}: index has unnamed chunks`);
     }
-    await this.#touchAll(disks);
+    // Named and durable first (inserts name their chunks in batches), then each one touched.
     await this.chunks.flush();
+    await this.#touchAll(disks);
     await fs.mkdir(path.dirname(dir), { recursive: true });
     try {
       await fs.mkdir(dir);
