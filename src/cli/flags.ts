@@ -56,6 +56,7 @@ export const flagCatalog = {
   'per-datastore': whole('N', 'at most N backups at once into the datastore (default 4)'),
   encrypt: on('encrypt with a key the manager keeps'),
   'in-place': on("overwrite the backed-up VM's disks (it must be stopped)"),
+  live: on('run the new VM at once while its disks stream in from the backup'),
   yes: on('confirm what cannot be undone'),
   'older-than-days': whole('N', 'only those not done for N days'),
   force: on('go ahead even where it is refused by default'),
@@ -196,6 +197,8 @@ export interface Flags {
   'per-datastore'?: string;
   encrypt: boolean;
   'in-place': boolean;
+  /** `tern backup restore --live`: the VM runs while its disks stream in. */
+  live: boolean;
   yes: boolean;
   'older-than-days'?: string;
   force: boolean;

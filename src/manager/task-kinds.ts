@@ -5,6 +5,7 @@
 import type { BackupDeps } from './backup/deps.ts';
 import { backupGcTask } from './backup/gc.ts';
 import { backupJobTask, type JobRunDeps } from './backup/job-run.ts';
+import { backupLiveRestoreTask } from './backup/live-restore.ts';
 import { backupProveTask } from './backup/prove.ts';
 import { backupPruneTask } from './backup/prune.ts';
 import { backupRestoreTask } from './backup/restore.ts';
@@ -99,6 +100,7 @@ export function taskKinds(s: KindServices) {
     backupPrune,
     backupJob: backupJobTask(s, { backupRun, backupPrune }),
     backupRestore,
+    backupLiveRestore: backupLiveRestoreTask(s),
     backupProve: backupProveTask(s, backupRestore),
     backupVerify: backupVerifyTask(s),
     backupGc: backupGcTask(s),

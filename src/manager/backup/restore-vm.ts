@@ -23,7 +23,7 @@ import { nicRequestsOf, planInPlace, planNewVm } from './restore-plan.ts';
 
 export interface RestoreDeps extends BackupDeps, NicDeps {
   tasks: TaskEngine;
-  kinds: { backupRestore: TaskKind<BackupRestoreParams> };
+  kinds: { backupRestore: TaskKind<BackupRestoreParams>; backupLiveRestore: TaskKind<BackupRestoreParams> };
 }
 
 export async function submitRestore(
@@ -43,6 +43,10 @@ export async function submitRestore(
     bandwidth: body.bandwidth ?? 0,
   };
   if (body.mode === 'in-place') {
+    if (body.live)
+      throw new TernError('invalid_request', 'a live restore makes a new VM; it is not done in place', {
+        field: 'live',
+      });
     if (body.confirm !== true)
       throw new TernError(
         'invalid_request',
@@ -108,7 +112,12 @@ export async function submitRestore(
     start: body.start ?? false,
   };
   try {
-    return await d.tasks.submit(d.kinds.backupRestore, params, [`vm:${id}`, lock]);
+    // Live: the VM runs from the backup at once and its data streams in underneath.
+    const kind = body.live ? d.kinds.backupLiveRestore : d.kinds.backupRestore;
+    return await d.tasks.submit(kind, { ...params, start: params.start || body.live === true }, [
+      `vm:${id}`,
+      lock,
+    ]);
   } catch (err) {
     await d.store.remove(id);
     throw err;

@@ -100,6 +100,8 @@ export const RestoreBackupBody = Type.Object(
     ),
     /** An in-place restore overwrites the VM's disks: it must be asked for explicitly. */
     confirm: Type.Optional(Type.Boolean()),
+    /** New VM only: it runs at once from the backup while its data streams in underneath. */
+    live: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );
