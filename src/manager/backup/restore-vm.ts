@@ -114,7 +114,8 @@ export async function submitRestore(
   };
   try {
     // Live: the VM runs from the backup at once and its data streams in underneath.
-    const kind = (body.live ? d.kinds.backupLiveRestore : undefined) ?? d.kinds.backupRestore;
+    const kind = body.live ? d.kinds.backupLiveRestore : d.kinds.backupRestore;
+    if (!kind) throw new TernError('invalid_request', 'a live restore cannot be asked for here');
     return await d.tasks.submit(kind, { ...params, start: params.start || body.live === true }, [
       `vm:${id}`,
       lock,
