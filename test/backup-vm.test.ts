@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { Datastore } from '../src/backup/datastore/datastore.ts';
+import type { TernError } from '../src/errors.ts';
 import type { AgentClient } from '../src/manager/hosts/agent-client.ts';
 import type { AgentVm } from '../src/wire/agent.ts';
 import type {
@@ -385,4 +386,40 @@ test('a live migration with the disks mirrored carries the bitmaps: the next bac
   // and the passes of the previous case's writer that came after that instant (at most its 4 MiB).
   assert.ok(data.readBytes >= 2 * CHUNK && data.readBytes <= 2 * CHUNK + 4 * M, String(data.readBytes));
   assertSameBytes(await restored('b8'), disk, 'b8');
+});
+
+test('an agent killed during a backup leaves no backup; the next one clears what it left in QEMU and builds on the last good one', async () => {
+  await guestWrite('twelfth', 12 * M, 2 * M);
+  let killed: Promise<void> | null = null;
+  // Slow on purpose (256 KiB/s), so the kill lands while chunks are read.
+  const running = A.backupVm(
+    id,
+    { ...request('b9', 'b8'), bandwidth: 256 * K },
+    (l) => {
+      if (!killed && l.type === 'progress' && l.item === 'disk1' && l.doneBytes > 0)
+        killed = host.agent.kill();
+    },
+    AbortSignal.timeout(300_000),
+  );
+  await assert.rejects(running, (e: TernError) => e.code === 'unavailable');
+  assert.ok(killed, 'the agent was killed during the backup');
+  await killed;
+  await host.start();
+  await assert.rejects(
+    Datastore.open(dsDir).then((ds) => ds.readManifest(id, 'b9')),
+    /not found/,
+  );
+  await waitVm(answering, 'answering after the agent restart');
+
+  await guestWrite('thirteenth', 14 * M + 64 * K, 4 * K);
+  const { data, result } = await backUp('b10', 'b8');
+  assert.equal(data.mode, 'incremental', JSON.stringify(result));
+  // b9's rotation happened; its bitmap is merged in: 2 MiB from before, the chunk after.
+  assert.equal(data.readBytes, 8 * CHUNK + CHUNK);
+  assertSameBytes(await restored('b10'), disk, 'b10');
+  // The guest still writes through to its disk (the device is back on it): a later backup sees it.
+  await guestWrite('fourteenth', 0, 4 * K);
+  const after2 = await backUp('b11', 'b10');
+  assert.equal(after2.data.readBytes, CHUNK);
+  assertSameBytes(await restored('b11'), disk, 'b11');
 });
