@@ -292,3 +292,53 @@ test('a backup whose throwaway VM does not start stays unproven, and the throwaw
   assert.deepEqual(await throwaways(), []);
   assert.equal((await api.call(backupRoutes.show, { params: { vm: 'shop-1', backup: b.id } })).proven, null);
 });
+
+test('a job that proves boots each backup it makes; one that does not boot fails the run; its bandwidth reaches each backup', async () => {
+  const r = await tern(
+    'backup',
+    'job',
+    'create',
+    'proven',
+    '--datastore',
+    'ds',
+    '--schedule',
+    never,
+    '--group',
+    'web',
+    '--vm',
+    'lone',
+    '--bandwidth',
+    '50',
+    '--prove',
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^proves backups: +yes/m);
+  const ok = await runJob('proven');
+  assert.equal(ok.state, 'succeeded', JSON.stringify(ok.error));
+  for (const vm of ['lone', 'web-1']) {
+    const [newest] = await backupsOf(vm);
+    assert.ok(newest.proven, `${vm}'s new backup is proven`);
+    assert.equal(newest.job, (await job('proven')).id);
+  }
+  assert.deepEqual(await throwaways(), []);
+  const params = await cluster.manager.db
+    .selectFrom('tasks')
+    .select('params')
+    .where('kind', '=', 'backup.run')
+    .where('createdAt', '>=', ok.createdAt)
+    .execute();
+  assert.equal(params.length, 2);
+  for (const p of params) assert.equal(JSON.parse(p.params).bandwidth, 50 * 2 ** 20);
+
+  // The next run's first throwaway VM (lone's) does not start.
+  host.driver.faults.failNext('run', 1, new TernError('hypervisor_error', 'no bootable device'));
+  const failed = await runJob('proven');
+  assert.equal(failed.state, 'failed');
+  assert.match(
+    failed.error?.message ?? '',
+    /1 of 2 VM\(s\) not backed up: lone \(backup \S+ did not prove: .*no bootable device/,
+  );
+  const [unproven] = await backupsOf('lone');
+  assert.equal(unproven.proven, null, 'kept, but unproven');
+  assert.deepEqual(await throwaways(), []);
+});

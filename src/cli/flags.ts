@@ -195,6 +195,8 @@ export interface Flags {
   'keep-yearly'?: string;
   'per-host'?: string;
   'per-datastore'?: string;
+  /** `tern backup job create --prove`: each backup is proven by booting it. */
+  prove: boolean;
   encrypt: boolean;
   'in-place': boolean;
   /** `tern backup restore --live`: the VM runs while its disks stream in. */

@@ -63,6 +63,7 @@ export function taskKinds(s: KindServices) {
   const backupPrune = backupPruneTask(s);
   // A restore test restores through one.
   const backupRestore = backupRestoreTask(s);
+  const backupProve = backupProveTask(s, backupRestore);
   return {
     vmCreate: createTask(s),
     vmDelete: deleteTask(s),
@@ -98,10 +99,10 @@ export function taskKinds(s: KindServices) {
     poolVersionDelete: versionDeleteTask(s),
     backupRun,
     backupPrune,
-    backupJob: backupJobTask(s, { backupRun, backupPrune }),
+    backupJob: backupJobTask(s, { backupRun, backupPrune, backupProve }),
     backupRestore,
     backupLiveRestore: backupLiveRestoreTask(s),
-    backupProve: backupProveTask(s, backupRestore),
+    backupProve,
     backupVerify: backupVerifyTask(s),
     backupGc: backupGcTask(s),
     backupSync: backupSyncTask(s),

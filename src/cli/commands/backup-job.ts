@@ -18,7 +18,7 @@ import type { Command, CommandContext, FlagUse } from '../registry.ts';
 const usage = `usage: tern backup job list | show NAME | run NAME | delete NAME... | enable|disable NAME
        tern backup job create NAME --datastore DS --schedule "daily 02:00" [--vm VM]... [--group G]... [--project P]...
             [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--keep-yearly N]
-            [--per-host N] [--per-datastore N] [--bandwidth MIB/S] [--disable]
+            [--per-host N] [--per-datastore N] [--bandwidth MIB/S] [--prove] [--disable]
        tern backup prove VM/BACKUP [--datastore DS] [--host H] [--pool P] [--timeout S]`;
 
 const keepRules = [
@@ -64,6 +64,7 @@ function showJob(j: BackupJob, flags: Flags): void {
     ['retention', retentionText(j.retention)],
     ['at once', `${j.concurrencyPerHost} per host, ${j.concurrencyPerDatastore} on the datastore`],
     ['bandwidth', j.bandwidth === 0 ? 'no limit' : `${Math.round(j.bandwidth / 2 ** 20)} MiB/s per VM`],
+    ['proves backups', j.prove ? 'yes: each one booted as a throwaway VM' : 'no'],
     ['last run', j.lastRunAt ? `${j.lastRunAt} (${ago(j.lastRunAt)})` : 'never'],
     ['last result', j.lastResult ? `${j.lastResult.state}: ${j.lastResult.message}` : '-'],
     ['last task', j.lastTask ?? '-'],
@@ -109,6 +110,7 @@ async function jobCommand(ctx: CommandContext): Promise<void> {
           ...(flags['per-datastore'] ? { concurrencyPerDatastore: Number(flags['per-datastore']) } : {}),
           ...(bandwidth !== undefined ? { bandwidth } : {}),
           ...(flags.disable ? { enabled: false } : {}),
+          ...(flags.prove ? { prove: true } : {}),
         },
       }),
       flags,
@@ -192,6 +194,10 @@ export const backupJobCommands: Command[] = [
       'per-datastore',
       ['bandwidth', 'bytes each VM reads per second, in MiB/s'],
       ['disable', 'make it disabled: it runs only when asked'],
+      [
+        'prove',
+        { type: 'boolean', help: 'prove each backup by booting it (tern backup prove) before it counts' },
+      ],
     ],
     run: jobCommand,
   },

@@ -19,6 +19,7 @@ import type { TaskContext, TaskEngine, TaskKind } from '../tasks/engine.ts';
 import type { BackupDeps } from './deps.ts';
 import type { BackupJobs } from './jobs.ts';
 import { backupDisks, backupObject, nextBackupId, timeOfBackupId } from './names.ts';
+import { type BackupProveParams, proveObjects } from './prove.ts';
 import type { BackupPruneParams } from './prune.ts';
 import { applyRetention } from './retention.ts';
 import type { BackupRunParams } from './run.ts';
@@ -48,6 +49,8 @@ export interface JobItem {
   task: string | null;
   /** Backups this run pruned by the retention. */
   pruned: string[];
+  /** The restore test of the new backup (a job that proves): seconds to a running guest. */
+  proven?: number;
   error: string | null;
 }
 
@@ -60,6 +63,7 @@ export const jobObject = (jobId: string) => `backup-job:${jobId}`;
 export interface JobKinds {
   backupRun: TaskKind<BackupRunParams>;
   backupPrune: TaskKind<BackupPruneParams>;
+  backupProve: TaskKind<BackupProveParams>;
 }
 
 export function backupJobTask(deps: JobRunDeps, kinds: JobKinds): TaskKind<BackupJobParams> {
@@ -156,6 +160,18 @@ async function runJob(deps: JobRunDeps, kinds: JobKinds, ctx: TaskContext, p: Ba
         return;
       }
       item.pruned = await prune(deps, kinds, ctx, ds.id, vm.id, vm.name, retention);
+      if (job.prove) {
+        const proof = await proveBackup(deps, kinds, {
+          datastoreId: ds.id,
+          vmId: vm.id,
+          backupId: params.backupId,
+        });
+        if ('error' in proof) {
+          item.error = proof.error;
+          return;
+        }
+        item.proven = proof.secondsToGuest;
+      }
       item.state = 'succeeded';
     } catch (err) {
       item.error = (err as Error).message;
@@ -164,7 +180,13 @@ async function runJob(deps: JobRunDeps, kinds: JobKinds, ctx: TaskContext, p: Ba
       done++;
       await ctx.progress(5 + (done / Math.max(1, vms.length)) * 94).catch(() => {});
       await ctx
-        .log(`${vm.name}: ${item.state === 'succeeded' ? `backup ${item.backup}` : `FAILED: ${item.error}`}`)
+        .log(
+          `${vm.name}: ${
+            item.state === 'succeeded'
+              ? `backup ${item.backup}${item.proven === undefined ? '' : `, proven (its guest agent answered ${item.proven} s after the start)`}`
+              : `FAILED: ${item.error}`
+          }`,
+        )
         .catch(() => {});
     }
   };
@@ -212,6 +234,22 @@ function aborted(signal: AbortSignal): Promise<void> {
     if (signal.aborted) resolve();
     else signal.addEventListener('abort', () => resolve(), { once: true });
   });
+}
+
+/**
+ * The restore test of a backup the run just made, as a task of its own: a backup that does not
+ * boot is a failure of its VM's part of the run.
+ */
+async function proveBackup(
+  deps: JobRunDeps,
+  kinds: JobKinds,
+  key: Pick<BackupProveParams, 'datastoreId' | 'vmId' | 'backupId'>,
+): Promise<{ secondsToGuest: number } | { error: string }> {
+  const params: BackupProveParams = { ...key, host: null, pool: null, timeoutS: 300 };
+  const task = await deps.tasks.submit(kinds.backupProve, params, proveObjects(params));
+  const ended = await deps.tasks.settled(task.id);
+  if (ended.state === 'succeeded') return ended.result as { secondsToGuest: number };
+  return { error: `backup ${key.backupId} did not prove: ${ended.error?.message ?? ended.state}` };
 }
 
 /** The job's selection over one read of the inventory. */

@@ -62,6 +62,7 @@ export class BackupJobs {
       concurrencyPerHost: body.concurrencyPerHost ?? defaultConcurrencyPerHost,
       concurrencyPerDatastore: body.concurrencyPerDatastore ?? defaultConcurrencyPerDatastore,
       bandwidth: body.bandwidth ?? 0,
+      prove: body.prove ? 1 : 0,
       enabled: enabled ? 1 : 0,
       lastRunAt: null,
       nextRunAt: enabled ? (nextRun(schedule, new Date(), this.#zone)?.toISOString() ?? null) : null,
@@ -135,6 +136,7 @@ export class BackupJobs {
     const changes: Partial<BackupJobTable> = {
       schedule: schedule.text,
       enabled: enabled ? 1 : 0,
+      ...(body.prove !== undefined ? { prove: body.prove ? 1 : 0 } : {}),
       ...(body.retention ? { retention: JSON.stringify(checkRetention(body.retention)) } : {}),
     };
     // A new schedule or a job enabled again is planned from now; a disabled one has no next run.
@@ -220,6 +222,7 @@ export class BackupJobs {
       concurrencyPerHost: r.concurrencyPerHost,
       concurrencyPerDatastore: r.concurrencyPerDatastore,
       bandwidth: r.bandwidth,
+      prove: r.prove === 1,
       enabled: r.enabled === 1,
       lastRunAt: r.lastRunAt,
       nextRunAt: r.nextRunAt,

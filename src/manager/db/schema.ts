@@ -398,6 +398,8 @@ export interface BackupJobTable {
   concurrencyPerDatastore: number;
   /** Bytes per second each VM's backup reads; 0: no limit. */
   bandwidth: number;
+  /** 1: each backup the job makes is proven by booting it (backup.prove). */
+  prove: number;
   enabled: number;
   lastRunAt: string | null;
   nextRunAt: string | null;

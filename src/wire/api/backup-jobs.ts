@@ -51,6 +51,8 @@ export const BackupJob = Type.Object({
   concurrencyPerDatastore: Type.Integer(),
   /** Bytes per second each VM's backup reads; 0: no limit. */
   bandwidth: Type.Integer(),
+  /** Each backup it makes is proven by booting it before the run counts it done. */
+  prove: Type.Boolean(),
   enabled: Type.Boolean(),
   lastRunAt: Type.Union([Timestamp, Type.Null()]),
   nextRunAt: Type.Union([Timestamp, Type.Null()]),
@@ -82,6 +84,11 @@ export const CreateBackupJobBody = Type.Object(
     bandwidth: Type.Optional(
       Type.Integer({ minimum: 0, description: 'bytes per second each VM reads; 0: no limit' }),
     ),
+    prove: Type.Optional(
+      Type.Boolean({
+        description: 'prove each backup by booting it as a throwaway VM without a NIC (default false)',
+      }),
+    ),
     enabled: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
@@ -91,6 +98,7 @@ export type CreateBackupJobBody = Static<typeof CreateBackupJobBody>;
 export const UpdateBackupJobBody = Type.Object(
   {
     enabled: Type.Optional(Type.Boolean()),
+    prove: Type.Optional(Type.Boolean()),
     schedule: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
     retention: Type.Optional(Retention),
   },
