@@ -57,6 +57,10 @@ const PROGRESS_EVERY_MS = 1000;
  * that is taken already, then costs nothing and touches no bitmap.
  */
 export async function openForBackup(req: BackupVmRequest): Promise<Datastore> {
+  const names = new Set(req.disks.map((d) => d.name));
+  const volumes = new Set(req.disks.map((d) => `${d.volume.pool}:${d.volume.path}`));
+  if (names.size !== req.disks.length || volumes.size !== req.disks.length)
+    throw new TernError('invalid_request', 'each disk of a backup needs its own name and its own volume');
   const ds = await openDatastore(req.datastore);
   const taken = await ds.readManifest(req.group, req.id).then(
     () => true,

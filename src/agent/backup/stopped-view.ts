@@ -9,7 +9,7 @@
  */
 import path from 'node:path';
 import type { BackupVmReport, BackupVmRequest, BackupVmResult } from '../../wire/backup.ts';
-import { type Pools, resolveVolume } from '../storage/pools.ts';
+import { type Pools, statVolume } from '../storage/pools.ts';
 import { tool } from '../storage/volumes.ts';
 import { type DiskView, openForBackup, writeBackup } from './backup-writer.ts';
 import { type BitmapFacts, bitmapDistrust, ownBitmaps, viewBitmap } from './bitmap-trust.ts';
@@ -49,7 +49,8 @@ export async function backupStopped(
     );
   try {
     for (const d of req.disks) {
-      const file = resolveVolume(pools, d.volume);
+      // not_found, named as the caller named it, for a volume that is not there.
+      const { file } = statVolume(pools, d.volume);
       let distrust: string | null = null;
       let useBitmap = false;
       if (d.format === 'qcow2') {

@@ -132,6 +132,27 @@ test('full, incremental across a stop, and full after a crash, each restoring wh
   assert.equal(third.disk.newChunks, 1);
   assert.deepEqual(await restore('b3'), expected(writes));
 
+  // Bad requests are refused before any bitmap is touched: two disks under one name, a volume
+  // that is not there.
+  const twice = request('bx', 'b3');
+  await rejectsWith(
+    driver.backupVm(
+      spec.id,
+      { ...twice, disks: [twice.disks[0], { ...twice.disks[0], volume: { pool: 'local', path: 'other' } }] },
+      () => {},
+      new AbortController().signal,
+    ),
+    'invalid_request',
+  );
+  await rejectsWith(
+    driver.backupVm(
+      spec.id,
+      { ...twice, disks: [{ ...twice.disks[0], volume: { pool: 'local', path: 'nope.qcow2' } }] },
+      () => {},
+      new AbortController().signal,
+    ),
+    'not_found',
+  );
   // A backup the datastore has already is refused before any bitmap is touched.
   await rejectsWith(backUp('b3', 'b2'), 'conflict');
   assert.deepEqual(driver.dirtyBitmaps(volume, prefix), [`${prefix}-b3`]);
