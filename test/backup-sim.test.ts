@@ -514,3 +514,36 @@ test('host down mid-backup: the task fails once the host is back and has removed
   // Read whole, stored almost nothing new: the chunks were there.
   assert.equal(latest.disks[0].newChunks, 0, JSON.stringify(latest.disks[0]));
 });
+
+test('restore in place: from a damaged backup it fails loudly and says the disks are partly restored; from a whole one the VM gets it back, and its next backup builds on nothing, saying why', async () => {
+  const stop = await api.task('POST', '/api/v1/vms/r1/stop');
+  assert.equal(stop.state, 'succeeded', JSON.stringify(stop.error));
+  // The backup whose chunk the verify test damaged (and set aside).
+  const [damaged] = await backupsOf('r1');
+  const bad = await tern('backup', 'restore', `r1/${damaged.id}`, '--in-place', '--yes');
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /needs chunk 1: chunk [0-9a-f]{64} is missing/);
+  assert.match((await api.request<Vm>('GET', '/api/v1/vms/r1')).stateReason ?? '', /partly restored/);
+
+  const fresh = await api.task('POST', '/api/v1/backups', { vm: 'r1', datastore: 'secret' });
+  assert.equal(fresh.state, 'succeeded', JSON.stringify(fresh.error));
+  const [backup] = await backupsOf('r1');
+  assert.equal(backup.mode, 'full');
+  const r = await tern('backup', 'restore', `r1/${backup.id}`, '--in-place', '--yes');
+  assert.equal(r.code, 0, r.stderr);
+  const vm = await api.request<Vm>('GET', '/api/v1/vms/r1');
+  assert.equal(vm.state, 'stopped');
+  assert.equal(vm.stateReason, null);
+  const file = path.join(host.pools[vm.disks[0].volume.pool], vm.disks[0].volume.path);
+  const ds = await api.call(backupRoutes.showDatastore, { params: { datastore: 'secret' } });
+  assert.equal(diskSha256(file), await backupSha256(ds, vm.id, backup.id, 'disk0'));
+  const next = await api.task('POST', '/api/v1/backups', { vm: 'r1', datastore: 'secret' });
+  assert.equal(next.state, 'succeeded', JSON.stringify(next.error));
+  const [latest] = await backupsOf('r1');
+  assert.equal(latest.mode, 'full');
+  const log = await api.request<Task>('GET', `/api/v1/tasks/${next.id}?log=true`);
+  assert.ok(
+    log.log?.some((l) => /^read whole: the disks were restored in place at /.test(l.line)),
+    JSON.stringify(log.log),
+  );
+});

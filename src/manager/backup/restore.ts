@@ -9,6 +9,7 @@
  */
 import { TernError } from '../../errors.ts';
 import type { CreateVolumeRequest } from '../../wire/agent.ts';
+import type { Db } from '../db/database.ts';
 import type { TaskContext, TaskKind } from '../tasks/engine.ts';
 import { Undo } from '../tasks/undo.ts';
 import { startVm } from '../vms/power.ts';
@@ -126,4 +127,25 @@ async function runRestore(deps: BackupDeps, ctx: TaskContext, p: BackupRestorePa
     await startVm(deps, ctx, p.vmId);
   }
   return { vm: row.name, backup: p.backupId, disks: restored };
+}
+
+/**
+ * When the VM's disks were last written by an in-place restore (finished or not), or null:
+ * its dirty bitmaps no longer tell what changed since the backup before it.
+ */
+export async function restoredInPlaceAt(db: Db, vmId: string): Promise<string | null> {
+  const rows = await db
+    .selectFrom('tasks')
+    .select(['params', 'startedAt'])
+    .where('kind', '=', 'backup.restore')
+    .where('startedAt', 'is not', null)
+    .where('objects', 'like', `%vm:${vmId}%`)
+    .execute();
+  let last: string | null = null;
+  for (const r of rows) {
+    const p = JSON.parse(r.params) as Partial<BackupRestoreParams>;
+    if (p.mode === 'in-place' && p.vmId === vmId && r.startedAt && (!last || r.startedAt > last))
+      last = r.startedAt;
+  }
+  return last;
 }

@@ -15,6 +15,7 @@ import type { TaskContext, TaskKind } from '../tasks/engine.ts';
 import type { BackupDeps } from './deps.ts';
 import { bytesText, figuresOf, modeOf, percentOf, progressText } from './figures.ts';
 import { backupDisks, bitmapPrefix } from './names.ts';
+import { restoredInPlaceAt } from './restore.ts';
 
 export interface BackupRunParams {
   vmId: string;
@@ -70,9 +71,14 @@ export async function runBackup(deps: BackupDeps, ctx: TaskContext, p: BackupRun
   if (disks.length === 0) throw new TernError('conflict', `VM ${row.name} has no writable disk to back up`);
   const ds = await deps.datastores.row(p.datastoreId);
   const { agent } = await deps.datastores.agentFor(ds, row.hostId);
-  const previous = (await deps.backups.latest(ds.id, p.vmId))?.id ?? null;
-  if (previous && previous >= p.backupId)
-    throw new TernError('conflict', `VM ${row.name} has a backup ${previous} as new as ${p.backupId}`);
+  const latest = await deps.backups.latest(ds.id, p.vmId);
+  if (latest && latest.id >= p.backupId)
+    throw new TernError('conflict', `VM ${row.name} has a backup ${latest.id} as new as ${p.backupId}`);
+  // Disks overwritten by a restore since are as good as replaced: nothing to build on.
+  const restoredAt = latest ? await restoredInPlaceAt(deps.db, p.vmId) : null;
+  const previous = latest && !(restoredAt && restoredAt > latest.createdAt) ? latest.id : null;
+  if (latest && !previous)
+    await ctx.log(`read whole: the disks were restored in place at ${restoredAt}, after backup ${latest.id}`);
   await ctx.step(
     `backing up ${disks.length} disk(s) of ${row.name} into ${ds.name}${previous ? ` (after ${previous})` : ''}`,
     1,
