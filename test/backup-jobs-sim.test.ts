@@ -183,7 +183,7 @@ test('a VM whose backup fails fails the run, never a success, names it, and rais
   assert.ok(!(await activeAlerts()).some((a) => a.id === `backup-job:${create.id}:failed`), 'cleared');
 });
 
-test('a VM a job names that was deleted since fails the run, the others still backed up', async () => {
+test('a VM a job names that was deleted since fails the run, the others still backed up, until the job is set without it', async () => {
   await api.call(backupJobRoutes.create, {
     body: { name: 'pair', datastore: 'ds', schedule: never, vms: ['other', 'lone'] },
   });
@@ -199,6 +199,13 @@ test('a VM a job names that was deleted since fails the run, the others still ba
   );
   assert.equal((await backupsOf('lone')).length, before + 1);
   assert.deepEqual((await job('pair')).vms, [other.id, 'lone'], 'a deleted VM is shown by its id');
+  // Until the job no longer names it: then its runs succeed again.
+  const set = await tern('backup', 'job', 'set', 'pair', '--vm', 'lone', '--keep-last', '3');
+  assert.equal(set.code, 0, set.stderr);
+  assert.match(set.stdout, /^selects: +vm lone$/m);
+  assert.match(set.stdout, /^retention: +last 3$/m);
+  const again = await runJob('pair');
+  assert.equal(again.state, 'succeeded', JSON.stringify(again.error));
 });
 
 test('the scheduler starts a job once when its next run has come, and plans the one after', async () => {

@@ -197,6 +197,7 @@ export interface Flags {
   'per-datastore'?: string;
   /** `tern backup job create --prove`: each backup is proven by booting it. */
   prove: boolean;
+  'no-prove': boolean;
   encrypt: boolean;
   'in-place': boolean;
   /** `tern backup restore --live`: the VM runs while its disks stream in. */

@@ -16,6 +16,7 @@ import { followTask } from '../progress.ts';
 import type { Command, CommandContext, FlagUse } from '../registry.ts';
 
 const usage = `usage: tern backup job list | show NAME | run NAME | delete NAME... | enable|disable NAME
+       tern backup job set NAME [--schedule S] [--vm VM]... [--group G]... [--project P]... [--keep-… N]... [--prove|--no-prove]
        tern backup job create NAME --datastore DS --schedule "daily 02:00" [--vm VM]... [--group G]... [--project P]...
             [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--keep-yearly N]
             [--per-host N] [--per-datastore N] [--bandwidth MIB/S] [--prove] [--disable]
@@ -116,6 +117,19 @@ async function jobCommand(ctx: CommandContext): Promise<void> {
       flags,
     );
   }
+  if (sub === 'set' && args.length === 1) {
+    const retention = retentionFlags(flags);
+    const body = {
+      ...(flags.schedule ? { schedule: flags.schedule } : {}),
+      ...(flags.vm.length > 0 ? { vms: flags.vm } : {}),
+      ...(flags.group.length > 0 ? { groups: flags.group } : {}),
+      ...(flags.projects.length > 0 ? { projects: flags.projects } : {}),
+      ...(Object.keys(retention).length > 0 ? { retention } : {}),
+      ...(flags.prove ? { prove: true } : flags['no-prove'] ? { prove: false } : {}),
+    };
+    if (Object.keys(body).length === 0) throw new TernError('invalid_request', usage);
+    return showJob(await api.call(backupJobRoutes.update, { params: { job: name }, body }), flags);
+  }
   if ((sub === 'enable' || sub === 'disable') && args.length === 1)
     return showJob(
       await api.call(backupJobRoutes.update, { params: { job: name }, body: { enabled: sub === 'enable' } }),
@@ -162,6 +176,16 @@ async function proveCommand(ctx: CommandContext): Promise<void> {
 }
 
 const keepFlags: FlagUse[] = keepRules.map((k) => k);
+const projectFlag: FlagUse = [
+  'project',
+  {
+    type: 'string',
+    value: 'P',
+    multiple: true,
+    key: 'projects',
+    help: 'a project whose VMs it backs up (repeatable)',
+  },
+];
 
 export const backupJobCommands: Command[] = [
   { path: 'backup job list', summary: 'backup jobs, their schedules and last results', run: jobCommand },
@@ -179,16 +203,7 @@ export const backupJobCommands: Command[] = [
       'schedule',
       ['vm', 'a VM it backs up (repeatable)'],
       ['group', 'a placement group whose VMs it backs up (repeatable)'],
-      [
-        'project',
-        {
-          type: 'string',
-          value: 'P',
-          multiple: true,
-          key: 'projects',
-          help: 'a project whose VMs it backs up (repeatable)',
-        },
-      ],
+      projectFlag,
       ...keepFlags,
       'per-host',
       'per-datastore',
@@ -198,6 +213,21 @@ export const backupJobCommands: Command[] = [
         'prove',
         { type: 'boolean', help: 'prove each backup by booting it (tern backup prove) before it counts' },
       ],
+    ],
+    run: jobCommand,
+  },
+  {
+    path: 'backup job set',
+    args: 'NAME',
+    summary: "change a job's schedule, selection (a list given replaces its own), retention or proving",
+    flags: [
+      'schedule',
+      ['vm', 'a VM it backs up (repeatable; replaces its VMs)'],
+      ['group', 'a placement group (repeatable; replaces its groups)'],
+      projectFlag,
+      ...keepFlags,
+      ['prove', { type: 'boolean', help: 'prove each backup by booting it' }],
+      ['no-prove', { type: 'boolean', help: 'stop proving its backups' }],
     ],
     run: jobCommand,
   },

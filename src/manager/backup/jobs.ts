@@ -74,22 +74,32 @@ export class BackupJobs {
     return this.toWire(row, true);
   }
 
-  /** VM names resolved to ids (a rename keeps the job's VMs); groups and projects must exist. */
-  async #selection(body: CreateBackupJobBody): Promise<BackupSelection> {
-    const vms: string[] = [];
-    for (const ref of new Set(body.vms ?? [])) {
-      const vm = await this.#db
-        .selectFrom('vms')
-        .select('id')
-        .where((eb) => eb.or([eb('id', '=', ref), eb('name', '=', ref)]))
-        .executeTakeFirst();
-      if (!vm) throw new TernError('not_found', `VM ${ref} does not exist`, { field: 'vms' });
-      if (!vms.includes(vm.id)) vms.push(vm.id);
+  /**
+   * The lists given, checked: VM names resolved to ids (a rename keeps the job's VMs), groups
+   * and projects that exist. A list not given stays as `current` has it (a VM deleted since
+   * included: it is reported at each run until the job no longer names it).
+   */
+  async #selection(
+    given: Pick<CreateBackupJobBody, 'vms' | 'groups' | 'projects'>,
+    current: BackupSelection = { vms: [], groups: [], projects: [] },
+  ): Promise<BackupSelection> {
+    let vms = current.vms;
+    if (given.vms) {
+      vms = [];
+      for (const ref of new Set(given.vms)) {
+        const vm = await this.#db
+          .selectFrom('vms')
+          .select('id')
+          .where((eb) => eb.or([eb('id', '=', ref), eb('name', '=', ref)]))
+          .executeTakeFirst();
+        if (!vm) throw new TernError('not_found', `VM ${ref} does not exist`, { field: 'vms' });
+        if (!vms.includes(vm.id)) vms.push(vm.id);
+      }
     }
-    const groups = [...new Set(body.groups ?? [])];
-    await groupsNamed(this.#db, groups);
-    const projects = [...new Set(body.projects ?? [])];
-    for (const p of projects) {
+    const groups = given.groups ? [...new Set(given.groups)] : current.groups;
+    if (given.groups) await groupsNamed(this.#db, groups);
+    const projects = given.projects ? [...new Set(given.projects)] : current.projects;
+    for (const p of given.projects ? projects : []) {
       const found = await this.#db
         .selectFrom('projects')
         .select('name')
@@ -133,7 +143,12 @@ export class BackupJobs {
     const row = await this.row(ref);
     const schedule = parseSchedule(body.schedule ?? row.schedule);
     const enabled = body.enabled ?? row.enabled === 1;
+    const selection =
+      body.vms || body.groups || body.projects
+        ? JSON.stringify(await this.#selection(body, this.selectionOf(row)))
+        : row.selection;
     const changes: Partial<BackupJobTable> = {
+      selection,
       schedule: schedule.text,
       enabled: enabled ? 1 : 0,
       ...(body.prove !== undefined ? { prove: body.prove ? 1 : 0 } : {}),

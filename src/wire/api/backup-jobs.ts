@@ -101,6 +101,10 @@ export const UpdateBackupJobBody = Type.Object(
     prove: Type.Optional(Type.Boolean()),
     schedule: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
     retention: Type.Optional(Retention),
+    /** A list given replaces the job's; one not given stays. */
+    vms: Type.Optional(Type.Array(VmRef, { maxItems: 1000 })),
+    groups: Type.Optional(Type.Array(Name, { maxItems: 100 })),
+    projects: Type.Optional(Type.Array(Name, { maxItems: 100 })),
   },
   { additionalProperties: false },
 );
@@ -160,7 +164,7 @@ export const backupJobRoutes = {
   update: route({
     method: 'PATCH',
     path: '/api/v1/backup/jobs/:job',
-    summary: 'Enable or disable a job, change its schedule or retention',
+    summary: 'Enable or disable a job, change its schedule, retention, proving or selection',
     tags,
     params: JobRef,
     body: UpdateBackupJobBody,
