@@ -423,3 +423,16 @@ test('an agent killed during a backup leaves no backup; the next one clears what
   assert.equal(after2.data.readBytes, CHUNK);
   assertSameBytes(await restored('b11'), disk, 'b11');
 });
+
+test('a paused VM is backed up without asking its guest to freeze, and says so', async () => {
+  await A.act(id, 'pause');
+  const started = Date.now();
+  const { data, result } = await backUp('b12', 'b11');
+  assert.ok(Date.now() - started < 20_000, 'no wait for a freeze the guest cannot answer');
+  assert.equal(result.consistency, 'crash');
+  assert.equal(result.consistencyNote, 'the VM is paused: not frozen');
+  assert.equal(data.mode, 'incremental');
+  assert.equal(data.readBytes, 0);
+  assertSameBytes(await restored('b12'), disk, 'b12');
+  await A.act(id, 'resume');
+});

@@ -236,6 +236,8 @@ async function whileFrozen(
   let note: string | null = null;
   let frozen = false;
   if (!req.freeze) note = 'no freeze asked';
+  // A paused guest cannot answer a freeze: asking would only wait for its timeout.
+  else if (vm.state !== 'running') note = `the VM is ${vm.state}: not frozen`;
   else if (vm.snapshot().guest.agent !== 'responding') note = 'the guest agent does not answer: not frozen';
   else {
     try {
