@@ -64,6 +64,16 @@ test('a target volume becomes an overlay on the served backup: QEMU reads the ba
       'conflict',
     );
     assert.equal(restores.serving(VM), false);
+    // One whose data is all in already (the restore ended, unrecorded) is kept as it is.
+    await run('qemu-img', ['convert', '-O', 'qcow2', overlay, path.join(root, 'pool/vm/done.qcow2')]);
+    await restores.prepare(VM, {
+      ...req,
+      disks: [{ disk: 'disk0', target: { pool: 'p', path: 'vm/done.qcow2' } }],
+    });
+    const done = JSON.parse(
+      (await run('qemu-img', ['info', '--output=json', path.join(root, 'pool/vm/done.qcow2')])).stdout,
+    );
+    assert.equal(done['backing-filename'], undefined);
   } finally {
     await restores.close();
   }

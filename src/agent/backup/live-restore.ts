@@ -42,7 +42,8 @@ export class LiveRestores {
 
   /**
    * Serves the backup's disks for VM `vmId` and makes each target an overlay on its export
-   * (a target that is already an overlay on it is kept: asked again after a restart).
+   * (a target that is already an overlay on it, or one whose data is all in already, is kept:
+   * asked again after a restart).
    */
   async prepare(vmId: string, req: LiveRestoreRequest): Promise<void> {
     const key = req.datastore.key ? Buffer.from(req.datastore.key, 'base64') : undefined;
@@ -85,10 +86,11 @@ export class LiveRestores {
     const backing = backingOf(socket, disk);
     if (fs.existsSync(file)) {
       const info = await qemuImg(['info', '-U', '--output=json', file]);
-      const current = (JSON.parse(info.stdout || '{}') as { 'backing-filename'?: unknown })[
-        'backing-filename'
-      ];
-      if (info.code === 0 && current === backing) return;
+      const seen = JSON.parse(info.stdout || '{}') as { format?: unknown; 'backing-filename'?: unknown };
+      const current = seen['backing-filename'];
+      // Ours, or ours already streamed in (asked again after the restore ended unrecorded).
+      if (info.code === 0 && seen.format === 'qcow2' && (current === backing || current === undefined))
+        return;
       throw new TernError('conflict', `${file} exists and is not this restore's overlay`);
     }
     fs.mkdirSync(path.dirname(file), { recursive: true });

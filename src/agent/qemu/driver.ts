@@ -458,8 +458,6 @@ export class QemuDriver implements HypervisorDriver {
   }
 
   async prepareLiveRestore(id: string, req: LiveRestoreRequest): Promise<void> {
-    if (this.#vms.has(id) && !this.#liveRestores.serving(id))
-      throw new TernError('conflict', `VM ${id} runs here already: a live restore makes new volumes`);
     await this.#liveRestores.prepare(id, req);
   }
 

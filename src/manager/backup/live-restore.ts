@@ -64,18 +64,19 @@ async function runLiveRestore(deps: BackupDeps, ctx: TaskContext, p: BackupResto
   });
   const total = p.targets.reduce((a, t) => a + t.sizeBytes, 0);
   let runningAfterMs: number | null = null;
-  if (row.state === 'creating' || row.state === 'stopped') {
-    await ctx.step(`serving backup ${p.backupId} from ${ds.name} for ${row.name}`, 1);
-    for (const v of p.volumes.filter((v) => v.content === 'uefi-vars'))
-      await agent.createVolume(v).catch((err: TernError) => {
-        if (err.code !== 'conflict') throw err;
-      });
-    await agent.prepareLiveRestore(p.vmId, {
-      datastore: await deps.datastores.access(ds),
-      group: p.sourceVmId,
-      id: p.backupId,
-      disks: p.targets.map((t) => ({ disk: t.disk, target: t.volume })),
+  // Asked every time, the VM running or not: after an agent restart it serves the backup again.
+  await ctx.step(`serving backup ${p.backupId} from ${ds.name} for ${row.name}`, 1);
+  for (const v of p.volumes.filter((v) => v.content === 'uefi-vars'))
+    await agent.createVolume(v).catch((err: TernError) => {
+      if (err.code !== 'conflict') throw err;
     });
+  await agent.prepareLiveRestore(p.vmId, {
+    datastore: await deps.datastores.access(ds),
+    group: p.sourceVmId,
+    id: p.backupId,
+    disks: p.targets.map((t) => ({ disk: t.disk, target: t.volume })),
+  });
+  if (row.state === 'creating' || row.state === 'stopped') {
     await ctx.step('starting it on its restored disks', 2);
     await startVm(deps, ctx, p.vmId, { creating: true });
     runningAfterMs = Date.now() - started;
