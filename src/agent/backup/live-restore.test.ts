@@ -65,7 +65,13 @@ test('a target volume becomes an overlay on the served backup: QEMU reads the ba
     );
     assert.equal(restores.serving(VM), false);
     // One whose data is all in already (the restore ended, unrecorded) is kept as it is.
-    await run('qemu-img', ['convert', '-O', 'qcow2', overlay, path.join(root, 'pool/vm/done.qcow2')]);
+    await run('qemu-img', [
+      'convert',
+      '-O',
+      'qcow2',
+      path.join(root, 'disk.raw'),
+      path.join(root, 'pool/vm/done.qcow2'),
+    ]);
     await restores.prepare(VM, {
       ...req,
       disks: [{ disk: 'disk0', target: { pool: 'p', path: 'vm/done.qcow2' } }],
