@@ -177,3 +177,18 @@ test('full, incremental across a stop, and full after a crash, each restoring wh
   assert.deepEqual(await restore('b5'), expected(writes));
   assert.deepEqual(driver.dirtyBitmaps(volume, prefix), [`${prefix}-b5`]);
 });
+
+test('consistency as the QEMU driver tells it: frozen when the guest agent answers, not while paused', async () => {
+  await driver.run(spec);
+  for (let i = 0; i < 200 && driver.get(spec.id)?.guest.agent !== 'responding'; i++)
+    await new Promise((r) => setTimeout(r, 10));
+  const frozen = await backUp('c1', null);
+  assert.equal(frozen.result.consistency, 'application');
+  assert.equal(frozen.result.consistencyNote, null);
+  await driver.act(spec.id, 'pause');
+  const paused = await backUp('c2', 'c1');
+  assert.equal(paused.result.consistency, 'crash');
+  assert.equal(paused.result.consistencyNote, 'the VM is paused: not frozen');
+  assert.equal(paused.disk.mode, 'incremental');
+  assert.equal(paused.disk.readBytes, 0);
+});

@@ -35,9 +35,19 @@ interface SimImage {
 }
 
 export interface SimBackupVm {
-  /** The VM runs here: its guest agent answers (a freeze would work). */
-  running: boolean;
+  /** The state of the VM's process here (running, paused), null when it has none. */
+  state: string | null;
+  /** Its guest agent answers: a freeze would work. */
   agentResponding: boolean;
+}
+
+/** Why a backup is only crash-consistent, as the QEMU driver says it; null when it froze. */
+function consistencyNote(vm: SimBackupVm, freeze: boolean): string | null {
+  if (vm.state === null) return 'stopped VM: consistent';
+  if (!freeze) return 'no freeze asked';
+  if (vm.state !== 'running') return `the VM is ${vm.state}: not frozen`;
+  if (!vm.agentResponding) return 'the guest agent does not answer: not frozen';
+  return null;
 }
 
 export class SimDiskContents {
@@ -115,21 +125,11 @@ export class SimDiskContents {
       else image.bitmaps.set(fresh, { granules: new Set(), enabled: true, inconsistent: false });
       views.push(simDiskView(vmId, d.name, d.format, sizes[i], new Map(image.writes), dirty, distrust));
     }
-    const frozen = vm.running && req.freeze && vm.agentResponding;
+    const note = consistencyNote(vm, req.freeze);
     const result = await writeBackup(
       ds,
       req,
-      {
-        consistency: frozen ? 'application' : 'crash',
-        consistencyNote: frozen
-          ? null
-          : !vm.running
-            ? 'stopped VM: consistent'
-            : req.freeze
-              ? 'the guest agent does not answer: not frozen'
-              : 'no freeze asked',
-        disks: views,
-      },
+      { consistency: note === null ? 'application' : 'crash', consistencyNote: note, disks: views },
       report,
       signal,
     );

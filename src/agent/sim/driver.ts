@@ -294,7 +294,7 @@ export class SimDriver implements HypervisorDriver {
     return this.#contents.backup(
       id,
       {
-        running: live !== null,
+        state: live?.state ?? null,
         agentResponding: live !== null && live.guest.agent === 'responding' && !live.guestHung,
       },
       req,
