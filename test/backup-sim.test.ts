@@ -476,6 +476,7 @@ test('refusals are clear and leave nothing behind: a path already a datastore, a
 
 test('host down mid-backup: the task fails once the host is back and has removed the backup; the next backup reads the crashed VM whole and says why', async () => {
   const vm = await makeVm('b-power');
+  await makeVm('b-other', false);
   host.driver.writeDisk(vm.id, 0, 0, 8 * MiB);
   const first = await api.task('POST', '/api/v1/backups', { vm: 'b-power', datastore: 'plain' });
   assert.equal(first.state, 'succeeded', JSON.stringify(first.error));
@@ -485,6 +486,13 @@ test('host down mid-backup: the task fails once the host is back and has removed
   host.driver.powerOff();
   host.driver.faults.releaseHangs();
   await api.waitTask(task.id, (t) => t.step.startsWith('waiting for host') || ended(t), 60_000, 'waiting');
+  // Another VM of the host meanwhile is refused at once: nothing was asked, nothing to wait for.
+  await api.waitHost(host.name, (h) => h.state === 'offline', 30_000, 'offline');
+  const asked = Date.now();
+  const refused = await api.task('POST', '/api/v1/backups', { vm: 'b-other', datastore: 'plain' });
+  assert.equal(refused.state, 'failed');
+  assert.equal(refused.error?.code, 'conflict', JSON.stringify(refused.error));
+  assert.ok(Date.now() - asked < 10_000, `refused after ${Date.now() - asked} ms`);
   host.driver.powerOn();
   await host.settled();
   await hostOnline();

@@ -38,7 +38,8 @@ export function backupRunTask(deps: BackupDeps): TaskKind<BackupRunParams> {
     kind: 'backup.run',
     onInterrupt: 'fail',
     run: (ctx, p) => runBackup(deps, ctx, p),
-    async cleanup(ctx, p) {
+    async cleanup(ctx, p, err) {
+      if (refusedBeforeHost.has(err)) return;
       // Recorded means finished: nothing to undo.
       if (await deps.backups.find(p.datastoreId, p.vmId, p.backupId)) return;
       const ds = await deps.datastores.row(p.datastoreId).catch(() => null);
@@ -56,29 +57,19 @@ export function backupRunTask(deps: BackupDeps): TaskKind<BackupRunParams> {
   };
 }
 
+/**
+ * Errors of this process's runs raised before the host was asked anything: their cleanup has
+ * nothing to remove. (After a restart an interrupted run is not among them: it is cleaned up.)
+ */
+const refusedBeforeHost = new WeakSet<object>();
+
 /** Backs up one VM; also a step of a backup job. Resolves with what the inventory recorded. */
 export async function runBackup(deps: BackupDeps, ctx: TaskContext, p: BackupRunParams) {
   const startedAt = now();
-  const row = await deps.store.row(p.vmId);
-  if (!row.hostId) throw new TernError('conflict', `VM ${row.name} has no host`);
-  if (!['running', 'paused', 'stopped'].includes(row.state))
-    throw new TernError(
-      'conflict',
-      `VM ${row.name} is ${row.state}: it can be backed up running, paused or stopped`,
-    );
-  const spec = vmSpecOf(row);
-  const disks = backupDisks(spec);
-  if (disks.length === 0) throw new TernError('conflict', `VM ${row.name} has no writable disk to back up`);
-  const ds = await deps.datastores.row(p.datastoreId);
-  const { agent } = await deps.datastores.agentFor(ds, row.hostId);
-  const latest = await deps.backups.latest(ds.id, p.vmId);
-  if (latest && latest.id >= p.backupId)
-    throw new TernError('conflict', `VM ${row.name} has a backup ${latest.id} as new as ${p.backupId}`);
-  // Disks overwritten by a restore since are as good as replaced: nothing to build on.
-  const restoredAt = latest ? await restoredInPlaceAt(deps.db, p.vmId) : null;
-  const previous = latest && !(restoredAt && restoredAt > latest.createdAt) ? latest.id : null;
-  if (latest && !previous)
-    await ctx.log(`read whole: the disks were restored in place at ${restoredAt}, after backup ${latest.id}`);
+  const { row, spec, disks, ds, agent, previous } = await prepare(deps, ctx, p).catch((err: unknown) => {
+    if (typeof err === 'object' && err !== null) refusedBeforeHost.add(err);
+    throw err;
+  });
   await ctx.step(
     `backing up ${disks.length} disk(s) of ${row.name} into ${ds.name}${previous ? ` (after ${previous})` : ''}`,
     1,
@@ -133,4 +124,35 @@ export async function runBackup(deps: BackupDeps, ctx: TaskContext, p: BackupRun
     consistency: result.consistency,
     ...f,
   };
+}
+
+/** What is decided before the host is asked anything: a refusal here leaves nothing to remove. */
+async function prepare(deps: BackupDeps, ctx: TaskContext, p: BackupRunParams) {
+  const row = await deps.store.row(p.vmId);
+  if (!row.hostId) throw new TernError('conflict', `VM ${row.name} has no host`);
+  if (!['running', 'paused', 'stopped'].includes(row.state))
+    throw new TernError(
+      'conflict',
+      `VM ${row.name} is ${row.state}: it can be backed up running, paused or stopped`,
+    );
+  const spec = vmSpecOf(row);
+  const disks = backupDisks(spec);
+  if (disks.length === 0) throw new TernError('conflict', `VM ${row.name} has no writable disk to back up`);
+  const ds = await deps.datastores.row(p.datastoreId);
+  const { hostId, agent } = await deps.datastores.agentFor(ds, row.hostId);
+  const host = await deps.hosts.get(hostId);
+  if (host.state !== 'online' && host.state !== 'maintenance')
+    throw new TernError(
+      'conflict',
+      `host ${host.name} is ${host.state}: VM ${row.name} cannot be backed up now`,
+    );
+  const latest = await deps.backups.latest(ds.id, p.vmId);
+  if (latest && latest.id >= p.backupId)
+    throw new TernError('conflict', `VM ${row.name} has a backup ${latest.id} as new as ${p.backupId}`);
+  // Disks overwritten by a restore since are as good as replaced: nothing to build on.
+  const restoredAt = latest ? await restoredInPlaceAt(deps.db, p.vmId) : null;
+  const previous = latest && !(restoredAt && restoredAt > latest.createdAt) ? latest.id : null;
+  if (latest && !previous)
+    await ctx.log(`read whole: the disks were restored in place at ${restoredAt}, after backup ${latest.id}`);
+  return { row, spec, disks, ds, agent, previous };
 }
