@@ -16,7 +16,7 @@ import { after, before, test } from 'node:test';
 import pino from 'pino';
 import { type SimHost, type SimHosts, startSimHosts } from '../src/agent/sim/cluster.ts';
 import { Datastore } from '../src/backup/datastore/datastore.ts';
-import { FixedIndex } from '../src/backup/datastore/fixed-index.ts';
+import { DEFAULT_CHUNK_SIZE, FixedIndex } from '../src/backup/datastore/fixed-index.ts';
 import type { TernError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
 import { openDatabase } from '../src/manager/db/database.ts';
@@ -93,7 +93,7 @@ const ended = (t: Task) => t.state === 'succeeded' || t.state === 'failed' || t.
 const tern = (...args: string[]) => runTern(args, { env: api.cliEnv });
 
 async function makeVm(name: string, start = true): Promise<Vm> {
-  // 64 MiB disks: 16 chunks of 4 MiB.
+  // 64 MiB disks: 1024 chunks of 64 KiB (the default chunk size).
   const t = await api.task('POST', '/api/v1/vms', { name, diskGiB: 64 / 1024, start });
   assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
   return api.request<Vm>('GET', `/api/v1/vms/${name}`);
@@ -154,7 +154,7 @@ test('datastore create: a plain one, and an encrypted one whose key is a secret 
   plain = await api.call(backupRoutes.showDatastore, { params: { datastore: 'plain' } });
   assert.equal(plain.encrypted, false);
   assert.equal(plain.host, host.name);
-  assert.equal(plain.chunkSize, 4 * MiB);
+  assert.equal(plain.chunkSize, DEFAULT_CHUNK_SIZE);
   assert.ok(plain.status && plain.status.freeBytes > 0, JSON.stringify(plain));
 
   const enc = await api.call(backupRoutes.createDatastore, {
@@ -191,8 +191,8 @@ test('datastore create: a plain one, and an encrypted one whose key is a secret 
   assert.notEqual(dup.code, 0);
   assert.match(dup.stderr, /datastore plain exists/);
   const list = await tern('backup', 'datastore', 'list');
-  assert.match(list.stdout, /^plain +\S+ +sim-\S+ +no +4\.0 MiB +0$/m);
-  assert.match(list.stdout, /^secret +\S+ +shared +yes +4\.0 MiB +0$/m);
+  assert.match(list.stdout, /^plain +\S+ +sim-\S+ +no +64\.0 KiB +0$/m);
+  assert.match(list.stdout, /^secret +\S+ +shared +yes +64\.0 KiB +0$/m);
 });
 
 test('backup run: a full backup, then an incremental reading only what the guest wrote, both listed with their figures', async () => {
@@ -209,9 +209,9 @@ test('backup run: a full backup, then an incremental reading only what the guest
   assert.ok(full.newBytes > 0);
   assert.equal(inc.mode, 'incremental');
   assert.ok(inc.id > full.id, `${inc.id} after ${full.id}`);
-  // Two 64 KiB granules dirty, two 4 MiB chunks read.
+  // Two 64 KiB granules dirty, two 64 KiB chunks read.
   assert.equal(inc.changedBytes, 2 * 64 * 1024);
-  assert.equal(inc.readBytes, 2 * 4 * MiB);
+  assert.equal(inc.readBytes, 2 * DEFAULT_CHUNK_SIZE);
   assert.equal(inc.disks[0].newChunks, 2);
   assert.ok(inc.dedupRatio !== null && inc.dedupRatio > 1, `dedup ${inc.dedupRatio}`);
   assert.equal(inc.verified, null);
@@ -221,7 +221,7 @@ test('backup run: a full backup, then an incremental reading only what the guest
   const log = await api.request<Task>('GET', `/api/v1/tasks/${second.id}?log=true`);
   assert.ok(
     log.log?.some((l) =>
-      /^disk0: incremental; 128\.0 KiB changed, 8\.0 MiB read, 2 of 16 chunks new/.test(l.line),
+      /^disk0: incremental; 128\.0 KiB changed, 128\.0 KiB read, 2 of 1024 chunks new/.test(l.line),
     ),
     JSON.stringify(log.log),
   );

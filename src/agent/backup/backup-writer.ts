@@ -9,18 +9,13 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Datastore } from '../../backup/datastore/datastore.ts';
+import type { Datastore } from '../../backup/datastore/datastore.ts';
 import { FixedIndex } from '../../backup/datastore/fixed-index.ts';
 import { type Manifest, sha256Hex } from '../../backup/datastore/manifest.ts';
 import { TernError } from '../../errors.ts';
-import type {
-  BackupDiskResult,
-  BackupVmReport,
-  BackupVmRequest,
-  BackupVmResult,
-  DatastoreAccess,
-} from '../../wire/backup.ts';
+import type { BackupDiskResult, BackupVmReport, BackupVmRequest, BackupVmResult } from '../../wire/backup.ts';
 import { bytesOf, changedChunks, dataChunks } from './changed-chunks.ts';
+import { openDatastore } from './datastore-handlers.ts';
 import { diskMode } from './disk-mode.ts';
 import type { Extent } from './nbd/block-status.ts';
 import { STATE_DIRTY, STATE_ZERO } from './nbd/protocol.ts';
@@ -68,10 +63,6 @@ export async function openForBackup(req: BackupVmRequest): Promise<Datastore> {
   );
   if (taken) throw new TernError('conflict', `backup ${req.group}/${req.id} exists already`);
   return ds;
-}
-
-export function openDatastore(access: DatastoreAccess): Promise<Datastore> {
-  return Datastore.open(access.path, { key: access.key ? Buffer.from(access.key, 'base64') : undefined });
 }
 
 export async function writeBackup(

@@ -26,6 +26,14 @@ const VERSION = 1;
 const HEADER_BYTES = 32;
 export const MIN_CHUNK_SIZE = 4096;
 export const MAX_CHUNK_SIZE = 64 * 1024 * 1024;
+/**
+ * A new datastore's chunk size, chosen by bench/backup (bench/RESULTS.md): 64 KiB, the dirty
+ * bitmap's granularity, is the only size at which 1% of a disk rewritten by random 4 KiB writes
+ * reads and stores at most ¼ of what 4 MiB chunks do (0.15x), and ten daily backups
+ * deduplicate 8.3:1 against 2.1:1; a full backup runs at half the rate of 4 MiB chunks, and a
+ * TiB is 16 million chunk files.
+ */
+export const DEFAULT_CHUNK_SIZE = 64 * 1024;
 /** 64 TiB: beyond any disk Tern creates; a bound on what a damaged header can make us allocate. */
 export const MAX_DISK_SIZE = 2 ** 46;
 

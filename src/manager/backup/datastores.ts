@@ -5,7 +5,9 @@
  * handed to a host with each request (`access`) and never written there, so a stolen datastore
  * reveals nothing. The manager never opens datastore files itself: a host's agent does.
  */
+
 import { randomBytes, randomUUID } from 'node:crypto';
+import { DEFAULT_CHUNK_SIZE } from '../../backup/datastore/fixed-index.ts';
 import { TernError } from '../../errors.ts';
 import type { CreateDatastoreBody, Datastore } from '../../wire/api/backups.ts';
 import type { DatastoreAccess } from '../../wire/backup.ts';
@@ -15,9 +17,6 @@ import type { AgentClient } from '../hosts/agent-client.ts';
 import type { HostRegistry } from '../hosts/registry.ts';
 import type { SecretStore } from '../secrets/store.ts';
 import { runningBackups } from './running.ts';
-
-/** Until bench/backup decides otherwise: Proxmox's 4 MiB. */
-const defaultChunkSize = 4 * 1024 * 1024;
 
 /** The secret holding a datastore's key. */
 export const datastoreKeySecret = (id: string) => `datastore-${id}-key`;
@@ -42,7 +41,7 @@ export class Datastores {
    */
   async create(body: CreateDatastoreBody): Promise<Datastore> {
     if (await this.#find(body.name)) throw new TernError('conflict', `datastore ${body.name} exists`);
-    const chunkSize = body.chunkSize ?? defaultChunkSize;
+    const chunkSize = body.chunkSize ?? DEFAULT_CHUNK_SIZE;
     if ((chunkSize & (chunkSize - 1)) !== 0)
       throw new TernError('invalid_request', 'chunkSize must be a power of two', { field: 'chunkSize' });
     const host = body.host ? await this.#hosts.get(body.host) : null;
