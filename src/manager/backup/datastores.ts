@@ -7,7 +7,7 @@
  */
 
 import { randomBytes, randomUUID } from 'node:crypto';
-import { DEFAULT_CHUNK_SIZE } from '../../backup/datastore/fixed-index.ts';
+import { DEFAULT_CHUNK_SIZE, isChunkSize } from '../../backup/datastore/fixed-index.ts';
 import { TernError } from '../../errors.ts';
 import type { CreateDatastoreBody, Datastore } from '../../wire/api/backups.ts';
 import type { DatastoreAccess } from '../../wire/backup.ts';
@@ -42,8 +42,10 @@ export class Datastores {
   async create(body: CreateDatastoreBody): Promise<Datastore> {
     if (await this.#find(body.name)) throw new TernError('conflict', `datastore ${body.name} exists`);
     const chunkSize = body.chunkSize ?? DEFAULT_CHUNK_SIZE;
-    if ((chunkSize & (chunkSize - 1)) !== 0)
-      throw new TernError('invalid_request', 'chunkSize must be a power of two', { field: 'chunkSize' });
+    if (!isChunkSize(chunkSize))
+      throw new TernError('invalid_request', 'chunkSize must be a power of two from 4 KiB to 64 MiB', {
+        field: 'chunkSize',
+      });
     const host = body.host ? await this.#hosts.get(body.host) : null;
     const id = randomUUID();
     const key = body.encrypt ? randomBytes(32).toString('base64') : null;
