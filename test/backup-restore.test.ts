@@ -240,7 +240,11 @@ test('a full datastore fails the backup clearly and corrupts nothing', async () 
   assert.deepEqual((await verifyBackups(ds, [{ group: 'vm-1', id: 'one' }])).backups[0]?.problems, []);
   // Only whole chunks under their names: every one reads back verified.
   for await (const f of ds.chunks.files()) if (f.digest) await ds.chunks.read(f.digest);
-  const gc = await collectGarbage(ds, new Date(Date.now() + 1000));
+  // A day later, nothing running: what the failed backup left is old.
+  const old = new Date(Date.now() - 24 * HOUR);
+  for (const e of fs.readdirSync(ds.dir, { recursive: true, withFileTypes: true }))
+    fs.utimesSync(path.join(e.parentPath, e.name), old, old);
+  const gc = await collectGarbage(ds, new Date(Date.now() - HOUR));
   assert.ok(gc.chunksRemoved + gc.temporariesRemoved > 0, 'what the failed backup wrote is swept');
   for await (const f of ds.chunks.files()) assert.ok(f.digest, `${f.file} is left`);
   assert.equal(

@@ -27,6 +27,7 @@ import { TernError } from '../../errors.ts';
 import { isTempName, syncDirectory, TEMP_INFIX } from './atomic-file.ts';
 import { decodeChunk, encodeChunk, MAX_CHUNK_FILE_BYTES } from './chunk-codec.ts';
 import { chunkDigest, type DatastoreKey, isDigestHex } from './chunk-key.ts';
+import type { FixedIndex } from './fixed-index.ts';
 
 const run = promisify(execFile);
 /** A batch of new chunks is named once it holds this many bytes or chunks. */
@@ -220,6 +221,34 @@ export class ChunkStore {
    */
   async touch(digest: string): Promise<boolean> {
     return this.#pending.has(digest) || this.#touch(this.pathOf(digest));
+  }
+
+  /**
+   * Touches every chunk an index names, some at once, each about once: a bounded memory of the
+   * names just touched skips repeats (a TiB disk names 16 million 64 KiB chunks, too many to
+   * hold as a set). Answers the first chunk the store lacks, or null.
+   */
+  async touchIndex(index: FixedIndex): Promise<{ digest: string; position: number } | null> {
+    let missing: { digest: string; position: number } | null = null;
+    const recent = new Set<string>();
+    let batch: [string, number][] = [];
+    const touchBatch = async () => {
+      const found = await Promise.all(batch.map(([d]) => this.touch(d)));
+      found.forEach((ok, n) => {
+        if (!ok && !missing) missing = { digest: batch[n]![0], position: batch[n]![1] };
+      });
+      batch = [];
+    };
+    for (let i = 0; i < index.count; i++) {
+      const digest = index.digest(i);
+      if (recent.has(digest)) continue;
+      if (recent.size >= 65536) recent.clear();
+      recent.add(digest);
+      batch.push([digest, i]);
+      if (batch.length >= 64) await touchBatch();
+    }
+    await touchBatch();
+    return missing;
   }
 
   /**

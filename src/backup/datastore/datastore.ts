@@ -219,20 +219,14 @@ export class Datastore {
    * rather than leaving a backup that cannot be restored.
    */
   async #touchAll(disks: readonly BackupDisk[]): Promise<void> {
-    const names = new Map<string, string>();
-    for (const disk of disks)
-      for (const digest of disk.index.distinctDigests()) if (!names.has(digest)) names.set(digest, disk.name);
-    const all = [...names];
-    for (let i = 0; i < all.length; i += 64) {
-      await Promise.all(
-        all.slice(i, i + 64).map(async ([digest, disk]) => {
-          if (!(await this.chunks.touch(digest)))
-            throw new TernError('storage_error', `chunk ${digest} of disk ${disk} is not in the datastore`, {
-              chunk: digest,
-              missing: true,
-            });
-        }),
-      );
+    for (const disk of disks) {
+      const missing = await this.chunks.touchIndex(disk.index);
+      if (missing)
+        throw new TernError(
+          'storage_error',
+          `chunk ${missing.digest} of disk ${disk.name} is not in the datastore`,
+          { chunk: missing.digest, position: missing.position, missing: true },
+        );
     }
   }
 

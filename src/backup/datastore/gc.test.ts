@@ -51,8 +51,10 @@ test('gc removes chunks only forgotten backups named, keeps the rest, and a chun
   const tmp = `${ds.chunks.pathOf(ds.chunks.digestOf(a))}.tmp-1-abc`;
   await fs.writeFile(tmp, 'half');
   await age(ds.dir);
-  // A running backup found chunk c again (touching it) after protectSince.
-  await ds.chunks.insert(c);
+  // A running backup found chunk c again (touching it) a minute ago, after protectSince.
+  assert.equal((await ds.chunks.insert(c)).written, false);
+  const cFile = ds.chunks.pathOf(ds.chunks.digestOf(c));
+  await fs.utimes(cFile, new Date(Date.now() - 60_000), (await fs.stat(cFile)).mtime);
 
   const r = await collectGarbage(ds, new Date(Date.now() - HOUR));
   assert.deepEqual(r, {
@@ -76,6 +78,7 @@ test('gc removes chunks only forgotten backups named, keeps the rest, and a chun
   const again = await collectGarbage(ds, new Date(Date.now() - HOUR));
   assert.equal(again.chunksRemoved, 1);
   assert.equal((await collectGarbage(ds, new Date(Date.now() - HOUR))).chunksRemoved, 0);
+  await rejectsWith(collectGarbage(ds, new Date(Date.now() + HOUR)), 'invalid_request', /in the future/);
 });
 
 test('gc stops before removing anything when a backup it must mark cannot be read', async () => {

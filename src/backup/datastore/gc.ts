@@ -1,12 +1,13 @@
 /**
  * Garbage collection of a datastore, mark and sweep (Proxmox Backup Server's rule):
  *
- *  1. mark: every chunk named by an index of a finished backup is kept, and touched;
- *  2. sweep: a chunk no index names goes only when neither its access nor its modification
- *     time is at or after `protectSince` (the start of the oldest backup still running, minus
- *     a margin). A backup touches every chunk it inserts or finds, and every chunk it names at
- *     commit, so a backup running now never loses one; temporaries and unfinished backups
- *     older than `protectSince` go too.
+ *  1. mark: every chunk named by an index of a finished backup is touched (its access time set
+ *     to now); nothing is held in memory, so a datastore of any size is collected;
+ *  2. sweep: a chunk goes only when neither its access nor its modification time is at or after
+ *     `protectSince` (the start of the oldest backup still running, minus a margin, so before
+ *     the mark began). A backup touches every chunk it inserts or finds, and every chunk it
+ *     names at commit, so a backup running now never loses one; temporaries and unfinished
+ *     backups older than `protectSince` go too.
  *
  * A chunk is removed by renaming it aside, looking at its times again, then unlinking: a
  * backup that touched it just before keeps it (it is renamed back), and one touching it just
@@ -45,14 +46,18 @@ export async function collectGarbage(
     temporariesRemoved: 0,
   };
 
-  const marked = new Set<string>();
+  const markedAt = Date.now();
+  if (since > markedAt)
+    throw new TernError('invalid_request', 'protectSince is in the future: every chunk would be swept');
   const backups = await ds.listBackups();
   for (const [n, { group, id }] of backups.entries()) {
     stop();
     try {
       const manifest = await ds.readManifest(group, id);
-      for (const disk of manifest.disks)
-        for (const digest of (await ds.readIndex(manifest, disk.name)).distinctDigests()) marked.add(digest);
+      // Every index read before any is touched: a damaged one stops the collection first.
+      const indexes = [];
+      for (const disk of manifest.disks) indexes.push(await ds.readIndex(manifest, disk.name));
+      for (const index of indexes) await ds.chunks.touchIndex(index);
     } catch (err) {
       throw new TernError(
         'storage_error',
@@ -62,11 +67,6 @@ export async function collectGarbage(
       );
     }
     progress({ phase: 'mark', done: n + 1, total: backups.length });
-  }
-  const all = [...marked];
-  for (let i = 0; i < all.length; i += 64) {
-    stop();
-    await Promise.all(all.slice(i, i + 64).map((d) => ds.chunks.touch(d)));
   }
 
   const recent = (s: { atimeMs: number; mtimeMs: number }) => Math.max(s.atimeMs, s.mtimeMs) >= since;
@@ -82,7 +82,8 @@ export async function collectGarbage(
       if (!recent(st) && (await unlinked(f.file))) result.temporariesRemoved++;
     } else if (f.digest === null) {
       // Not Tern's (or a chunk set aside as damaged): left alone.
-    } else if (marked.has(f.digest)) {
+    } else if (st.atimeMs >= markedAt) {
+      // Touched by the mark (or by a backup since): named by a backup.
       result.chunksKept++;
       result.bytesKept += st.size;
     } else if (recent(st)) {
