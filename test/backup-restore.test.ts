@@ -253,6 +253,24 @@ test('a full datastore fails the backup clearly and corrupts nothing', async () 
   );
 });
 
+test('a restore onto a volume whose storage is full fails clearly', async () => {
+  const disk = makeDisk('to-full.qcow2');
+  guestWrites(disk);
+  const ds = await Datastore.create(path.join(dir, 'to-full'));
+  await backUp(ds, disk, 'vm-1', 'one');
+  const mnt = path.join(dir, 'small-pool');
+  fs.mkdirSync(mnt);
+  run('mount', '-t', 'tmpfs', '-o', 'size=4m', 'tern-test-small-pool', mnt);
+  mounts.push(mnt);
+  const target = path.join(mnt, 'target.raw');
+  run('qemu-img', 'create', '-q', '-f', 'raw', target, String(SIZE));
+  await rejectsWith(
+    restoreOnto(ds, 'one', target, 'raw'),
+    'storage_error',
+    /target\.raw is full: disk0 is only partly restored/,
+  );
+});
+
 test('an encrypted datastore holds no plaintext, and restores with its key', async () => {
   const disk = makeDisk('secret.qcow2');
   guestWrites(disk);

@@ -27,6 +27,7 @@ export interface RestoreOptions {
   signal?: AbortSignal;
 }
 
+const ENOSPC = 28;
 /** Data chunks are gathered into writes of about this size. */
 const WRITE_BYTES = 8 * 1024 * 1024;
 /** Bytes of chunks read (and decrypted, decompressed, hashed) ahead of the writes: 4 to 64 chunks. */
@@ -44,9 +45,19 @@ export async function restoreDisk(ds: Datastore, o: RestoreOptions): Promise<Res
           'invalid_request',
           `target volume holds ${nbd.size} bytes, the backed-up disk ${o.disk} ${index.diskSize}`,
         );
-      const result = await writeChunks(ds, index, nbd, o);
-      await nbd.flush();
-      return result;
+      try {
+        const result = await writeChunks(ds, index, nbd, o);
+        await nbd.flush();
+        return result;
+      } catch (err) {
+        if ((err as TernError).details?.errno !== ENOSPC) throw err;
+        throw new TernError(
+          'storage_error',
+          `the storage of the target volume ${o.file} is full: ${o.disk} is only partly restored`,
+          { full: true },
+          { cause: err },
+        );
+      }
     } finally {
       await nbd.disconnect();
     }

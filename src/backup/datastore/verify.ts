@@ -12,6 +12,8 @@ import type { FixedIndex } from './fixed-index.ts';
 
 /** Problems listed per backup; beyond this, how many more. */
 const MAX_PROBLEMS = 100;
+/** Chunks whose verdict a run remembers (a TiB of 64 KiB chunks is 16 million). */
+const MAX_KNOWN = 1_000_000;
 /** Chunks read at once. */
 const PARALLEL = 4;
 
@@ -57,6 +59,8 @@ export async function verifyBackups(
           let verdict = known.get(digest);
           if (verdict === undefined) {
             verdict = readOne(ds, index, i, result);
+            // Bounded: past this, a chunk shared by backups far apart may be read twice.
+            if (known.size >= MAX_KNOWN) known.clear();
             known.set(digest, verdict);
           }
           const wrong = await verdict;
