@@ -555,3 +555,60 @@ test('restore in place: from a damaged backup it fails loudly and says the disks
     JSON.stringify(log.log),
   );
 });
+
+test('manager SIGKILLed during a live restore: the task resumes, the VM runs restored, once', async () => {
+  const [backup] = await backupsOf('r1');
+  host.driver.faults.hangNext('streamLiveRestore');
+  const { task } = await api.call(backupRoutes.restore, {
+    params: { vm: 'r1', backup: backup.id },
+    body: { name: 'r1-live', live: true },
+  });
+  await until('the stream at its host', 30_000, async () => {
+    if (host.driver.faults.hanging > 0) return true;
+    const t = await api.request<Task>('GET', `/api/v1/tasks/${task.id}`);
+    assert.ok(!ended(t), `the live restore ended before its stream: ${JSON.stringify(t)}`);
+    return undefined;
+  });
+  await manager.kill();
+  // The host carries on while no manager is there: the stream ends unrecorded.
+  host.driver.faults.releaseHangs();
+  manager = startManager();
+  await manager.waitForLine('manager listening');
+  await hostOnline();
+  const done = await api.waitTask(task.id, ended, 60_000, 'ended');
+  assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
+  assert.equal(done.kind, 'backup.restore.live');
+  const vm = await api.request<Vm>('GET', '/api/v1/vms/r1-live');
+  assert.equal(vm.state, 'running');
+  assert.equal(host.driver.list().filter((v) => v.id === vm.id && v.state === 'running').length, 1);
+  const vms = await api.request<{ items: Vm[] }>('GET', '/api/v1/vms?limit=1000');
+  assert.equal(vms.items.filter((v) => v.name === 'r1-live').length, 1);
+});
+
+test('manager SIGKILLed during backup.sync: the task resumes and the target holds each backup once, all listed', async () => {
+  const offsite = await api.call(backupRoutes.createDatastore, {
+    body: { name: 'offsite', path: path.join(dir, 'ds-offsite'), encrypt: true },
+  });
+  const source = (await api.call(backupRoutes.list, { query: { datastore: 'plain' } })).items;
+  assert.ok(source.length >= 2);
+  const { task } = await api.request<{ task: Task }>('POST', '/api/v1/backup/datastores/plain/sync', {
+    target: 'offsite',
+    encryptedOnly: true,
+  });
+  await api.waitTask(task.id, (t) => t.state === 'running' || ended(t), 30_000, 'running');
+  await manager.kill();
+  manager = startManager();
+  await manager.waitForLine('manager listening');
+  await hostOnline();
+  const done = await api.waitTask(task.id, ended, 60_000, 'ended');
+  assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
+  const copies = (await api.call(backupRoutes.list, { query: { datastore: 'offsite' } })).items;
+  const ids = (l: Backup[]) => l.map((b) => `${b.vmName}/${b.id}`).sort();
+  assert.deepEqual(ids(copies), ids(source));
+  const key = await keyOf(offsite);
+  assert.deepEqual(
+    await stored(offsite, key),
+    source.map((b) => `${b.vm}/${b.id}`).sort(),
+    'the offsite datastore holds each backup once, each with its manifest',
+  );
+});

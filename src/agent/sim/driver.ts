@@ -5,7 +5,9 @@
  * the real driver; storage stays real files in the host's pools. See README.md for what is
  * simulated and the knobs.
  */
+
 import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
 import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type {
@@ -32,6 +34,8 @@ import type { DiskSpec, NicSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
 import { openDatastore } from '../backup/datastore-handlers.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { RecordedNetworks } from '../network/recorded-networks.ts';
+import { resolveVolume } from '../storage/pools.ts';
+import { createVolume } from '../storage/volumes.ts';
 import { SimDiskContents } from './backup.ts';
 import { SimClock } from './clock.ts';
 import { attachDisk, changeCdrom, deleteSnapshot, detachDisk, resizeDisk, snapshot } from './disk-ops.ts';
@@ -305,7 +309,8 @@ export class SimDriver implements HypervisorDriver {
 
   /**
    * A simulated host serves nothing: it checks the backup can be read (the datastore, the key,
-   * the disks) and remembers the restore; streaming ends at once with the disks' sizes.
+   * the disks), makes the volumes and remembers the restore; streaming ends at once with the
+   * disks' sizes.
    */
   async prepareLiveRestore(id: string, req: LiveRestoreRequest): Promise<void> {
     await this.#enter('prepareLiveRestore');
@@ -316,6 +321,10 @@ export class SimDriver implements HypervisorDriver {
       if (!entry) throw new TernError('not_found', `backup ${req.group}/${req.id} has no disk ${d.disk}`);
       return entry.size;
     });
+    // Storage is real on a simulated host: the VM's volumes are made (plain, at the disks' sizes).
+    for (const [i, d] of req.disks.entries())
+      if (!fs.existsSync(resolveVolume(this.#o.pools, d.target)))
+        await createVolume(this.#o.pools, { volume: d.target, format: 'qcow2', sizeBytes: sizes[i]! });
     this.#liveRestores.set(id, sizes);
   }
 

@@ -36,11 +36,12 @@ export function backupSyncTask(deps: BackupDeps): TaskKind<BackupSyncParams> {
       // A host reaching both: the one of a datastore bound to a host, any for two shared ones.
       const { agent } = await deps.datastores.agentFor(target, source.hostId);
       await ctx.step(`copying the backups of ${source.name} that ${target.name} lacks`, 1);
+      const targetAccess = await deps.datastores.access(target);
       let lastLog = 0;
       const result = await agent.syncDatastore(
         {
           source: await deps.datastores.access(source),
-          target: await deps.datastores.access(target),
+          target: targetAccess,
           encryptedOnly: p.encryptedOnly,
           ...(p.vmIds ? { groups: p.vmIds } : {}),
         },
@@ -51,10 +52,14 @@ export function backupSyncTask(deps: BackupDeps): TaskKind<BackupSyncParams> {
         },
         ctx.signal,
       );
+      // What the target holds, not what this run copied: a run resumed after a kill finds the
+      // copies of the run before it there already, still to be recorded.
+      const held = new Set((await agent.listBackups(targetAccess)).map((b) => `${b.group}/${b.id}`));
       let recorded = 0;
-      for (const b of result.copied) {
-        const original = await deps.backups.find(source.id, b.group, b.id);
-        if (original && (await deps.backups.recordCopy(original, target.id))) recorded++;
+      for (const original of await deps.backups.list({ datastoreId: source.id })) {
+        if (p.vmIds && !p.vmIds.includes(original.vmId)) continue;
+        if (!held.has(`${original.vmId}/${original.id}`)) continue;
+        if (await deps.backups.recordCopy(original, target.id)) recorded++;
       }
       await ctx.log(
         `${result.copied.length} backup(s) copied (${result.present} there already); ` +
