@@ -144,6 +144,41 @@ test('a job over a VM, a placement group and a project backs each up as a task o
   assert.equal(shown.nextRunAt, shown.nextRuns?.[0]);
 });
 
+test('two jobs into one datastore together stay within its bound: one backup at a time with per-datastore 1', async () => {
+  for (const [name, vm] of [
+    ['ds-a', 'shop-1'],
+    ['ds-b', 'shop-2'],
+  ])
+    await api.call(backupJobRoutes.create, {
+      body: {
+        name,
+        datastore: 'ds',
+        schedule: never,
+        vms: [vm],
+        concurrencyPerHost: 4,
+        concurrencyPerDatastore: 1,
+      },
+    });
+  const faults = host.driver.faults;
+  faults.hangNext('backupVm', 2);
+  try {
+    const a = (await api.call(backupJobRoutes.run, { params: { job: 'ds-a' } })).task;
+    await until('ds-a hanging on the host', 10_000, async () => (faults.hanging === 1 ? true : undefined));
+    const b = (await api.call(backupJobRoutes.run, { params: { job: 'ds-b' } })).task;
+    await api.waitTask(b.id, (t) => t.step.startsWith('backing up'), 10_000, 'waiting for a slot');
+    assert.equal((await childrenOf(a)).length, 1, "only ds-a's backup started");
+    faults.releaseHangs('backupVm');
+    await until('ds-b hanging on the host', 10_000, async () => (faults.hanging === 1 ? true : undefined));
+    assert.equal((await childrenOf(a)).length, 2, "ds-b's backup started once ds-a's ended");
+    faults.releaseHangs('backupVm');
+    for (const t of [a, b]) assert.equal((await api.settle(t)).state, 'succeeded');
+  } finally {
+    faults.hangNext('backupVm', 0);
+    faults.releaseHangs();
+  }
+  for (const name of ['ds-a', 'ds-b']) await api.call(backupJobRoutes.remove, { params: { job: name } });
+});
+
 test('a job prunes each VM it backed up by its retention: keep-last 2 leaves the newest two', async () => {
   for (let i = 0; i < 2; i++) {
     const t = await runJob('nightly');
