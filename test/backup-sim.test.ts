@@ -612,3 +612,36 @@ test('manager SIGKILLed during backup.sync: the task resumes and the target hold
     'the offsite datastore holds each backup once, each with its manifest',
   );
 });
+
+test('one disk restored in place: the disk asked for gets the backup back, the other stays as it is; a disk the backup lacks is refused', async () => {
+  const vm = await makeVm('two');
+  const attached = await api.task('POST', '/api/v1/vms/two/disks', { sizeGiB: 32 / 1024 });
+  assert.equal(attached.state, 'succeeded', JSON.stringify(attached.error));
+  host.driver.writeDisk(vm.id, 0, 0, 8 * MiB);
+  host.driver.writeDisk(vm.id, 1, 0, 32 * MiB);
+  const b = await api.task('POST', '/api/v1/backups', { vm: 'two', datastore: 'secret' });
+  assert.equal(b.state, 'succeeded', JSON.stringify(b.error));
+  const [backup] = await backupsOf('two');
+  assert.equal((await api.task('POST', '/api/v1/vms/two/stop')).state, 'succeeded');
+  const two = await api.request<Vm>('GET', '/api/v1/vms/two');
+  const files = two.disks.map((d) => path.join(host.pools[d.volume.pool], d.volume.path));
+  const before = files.map(diskSha256);
+  const ds = await api.call(backupRoutes.showDatastore, { params: { datastore: 'secret' } });
+
+  const missing = await api
+    .call(backupRoutes.restore, {
+      params: { vm: 'two', backup: backup.id },
+      body: { mode: 'in-place', confirm: true, disks: ['disk7'] },
+    })
+    .then(
+      () => 'accepted',
+      (err: Error) => err.message,
+    );
+  assert.match(missing, /has no disk disk7 \(it has disk0, disk1\)/);
+
+  const r = await tern('backup', 'restore', `two/${backup.id}`, '--in-place', '--yes', '--disk', 'disk1');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(diskSha256(files[1]!), await backupSha256(ds, vm.id, backup.id, 'disk1'));
+  assert.equal(diskSha256(files[0]!), before[0], 'disk0 is left as it was');
+  assert.notEqual(before[1], diskSha256(files[1]!), 'disk1 was written');
+});

@@ -13,7 +13,7 @@ import { type Command, viaGroup } from '../registry.ts';
 const usage = `usage: tern backup datastore create NAME --path DIR [--host H] [--encrypt] | datastore list | datastore show NAME | datastore delete NAME
        tern backup run VM --datastore DS [--bandwidth MIB/S]
        tern backup list [VM] [--datastore DS] | show VM/ID [--datastore DS]
-       tern backup restore VM/ID [--name NEW] [--host H] [--pool P] [--start | --live] | restore VM/ID --in-place --yes
+       tern backup restore VM/ID [--name NEW] [--host H] [--pool P] [--start | --live] [--disk D] | restore VM/ID --in-place --yes
        tern backup verify DS [VM] [--older-than-days N] | prune VM/ID... | gc DS`;
 
 const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -169,6 +169,7 @@ export async function backupCommand(
       ...(flags.pool ? { pool: flags.pool } : {}),
       ...(flags.start ? { start: true } : {}),
       ...(flags.live ? { live: true } : {}),
+      ...(flags.disk ? { disks: [flags.disk] } : {}),
     };
     const { task } = await api.call(backupRoutes.restore, {
       params: backupRef(args[0]),
@@ -251,6 +252,7 @@ export const backupCommands: Command[] = [
       'pool',
       'start',
       'live',
+      ['disk', 'only this disk of the backup (disk0, disk1…); in place, the others stay as they are'],
       'in-place',
       'yes',
       'datastore',

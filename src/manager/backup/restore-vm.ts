@@ -35,7 +35,7 @@ export async function submitRestore(
   /** `withoutNics`: a new VM with no NIC at all (a restore test's throwaway VM). */
   opts: { withoutNics?: boolean } = {},
 ): Promise<Task> {
-  const disks = JSON.parse(backup.disks) as BackupDiskResult[];
+  const disks = chosenDisks(JSON.parse(backup.disks) as BackupDiskResult[], body.disks, backup.id);
   const lock = backupObject({ datastoreId: backup.datastoreId, vmId: backup.vmId, backupId: backup.id });
   const base = {
     datastoreId: backup.datastoreId,
@@ -124,4 +124,21 @@ export async function submitRestore(
     await d.store.remove(id);
     throw err;
   }
+}
+
+/** The backup's disks a restore writes: all, or those asked for, each of which it must have. */
+export function chosenDisks(
+  disks: BackupDiskResult[],
+  asked: readonly string[] | undefined,
+  backupId: string,
+): BackupDiskResult[] {
+  if (!asked) return disks;
+  for (const name of asked)
+    if (!disks.some((d) => d.name === name))
+      throw new TernError(
+        'not_found',
+        `backup ${backupId} has no disk ${name} (it has ${disks.map((d) => d.name).join(', ')})`,
+        { field: 'disks' },
+      );
+  return disks.filter((d) => asked.includes(d.name));
 }

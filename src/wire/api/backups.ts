@@ -102,6 +102,8 @@ export const RestoreBackupBody = Type.Object(
     confirm: Type.Optional(Type.Boolean()),
     /** New VM only: it runs at once from the backup while its data streams in underneath. */
     live: Type.Optional(Type.Boolean()),
+    /** Only these disks of the backup (`disk1`…): in place, the VM's other disks are left as they are. */
+    disks: Type.Optional(Type.Array(BackupName, { minItems: 1, maxItems: 16 })),
   },
   { additionalProperties: false },
 );
