@@ -255,6 +255,9 @@ test('the scheduler starts a job once when its next run has come, and plans the 
   host.driver.faults.hangNext('backupVm', 1);
   const started = await scheduler.tick(due);
   assert.equal(started.length, 1);
+  // A second manager's scheduler that read the same due run cannot take it as well.
+  const jobs = cluster.manager.services.backupJobs;
+  assert.equal(await jobs.setNextRun(made.id, new Date(due.getTime() + 3600_000), due), false);
   await until('the backup hanging', 10_000, async () =>
     host.driver.faults.hanging === 1 ? true : undefined,
   );

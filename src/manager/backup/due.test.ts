@@ -26,7 +26,10 @@ test('a job runs when its next run has come, and is planned for the schedule’s
 
 test('runs missed while the manager was away are made up by one run, flagged missed', () => {
   const [p] = dueJobs([job('j', 'hourly', '2026-03-10T02:00:00')], t('2026-03-10T07:30:00'), 'utc');
-  assert.deepEqual([p.run, iso(p.nextRunAt), p.missed], [true, '2026-03-10T08:00', true]);
+  assert.deepEqual(
+    [p.run, iso(p.was), iso(p.nextRunAt), p.missed],
+    [true, '2026-03-10T02:00', '2026-03-10T08:00', true],
+  );
 });
 
 test('a job not planned yet is planned, not run; a disabled job is left alone', () => {

@@ -16,6 +16,8 @@ export interface ScheduledJob {
 
 export interface JobPlan {
   id: string;
+  /** The next run as read: the plan holds only while it is still so. */
+  was: Date | null;
   /** Start a run now. */
   run: boolean;
   /** What to store as the next run (null: the schedule never comes again). */
@@ -30,13 +32,20 @@ export function dueJobs(jobs: readonly ScheduledJob[], now: Date, zone: Zone = '
   for (const job of jobs) {
     if (!job.enabled) continue;
     if (job.nextRunAt === null) {
-      out.push({ id: job.id, run: false, nextRunAt: nextRun(job.schedule, now, zone), missed: false });
+      out.push({
+        id: job.id,
+        was: null,
+        run: false,
+        nextRunAt: nextRun(job.schedule, now, zone),
+        missed: false,
+      });
       continue;
     }
     if (job.nextRunAt.getTime() > now.getTime()) continue;
     const after = nextRun(job.schedule, job.nextRunAt, zone);
     out.push({
       id: job.id,
+      was: job.nextRunAt,
       run: true,
       nextRunAt: nextRun(job.schedule, now, zone),
       missed: after !== null && after.getTime() <= now.getTime(),

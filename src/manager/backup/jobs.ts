@@ -179,12 +179,19 @@ export class BackupJobs {
     }));
   }
 
-  async setNextRun(id: string, at: Date | null): Promise<void> {
-    await this.#db
+  /**
+   * Moves a job's next run from `was` (as read) to `at`; false when it was no longer `was`:
+   * another scheduler (a second manager on the same database) took this run, or the job was
+   * changed meanwhile. Only the one that moved it starts the run.
+   */
+  async setNextRun(id: string, at: Date | null, was: Date | null): Promise<boolean> {
+    const r = await this.#db
       .updateTable('backupJobs')
       .set({ nextRunAt: at?.toISOString() ?? null })
       .where('id', '=', id)
-      .execute();
+      .where('nextRunAt', was === null ? 'is' : '=', was?.toISOString() ?? null)
+      .executeTakeFirst();
+    return Number(r.numUpdatedRows) === 1;
   }
 
   async recordStart(id: string, taskId: string): Promise<void> {

@@ -1,9 +1,9 @@
 /**
  * Runs backup jobs when their schedule says (due.ts decides). It wakes at the earliest next
  * run, and at least every minute so a job made or changed meanwhile is seen. The next run is
- * stored before the run is started: a crash between the two loses that run (the job is failed
- * by recovery only if its task was recorded), never starts it twice. A job still running when
- * it is due again is not started twice: its run holds the job's lock, and the skip is logged.
+ * moved (compare and set, so of two managers on one database only one starts it) before the run
+ * is started: a crash between the two loses that run, never starts it twice. A job still running
+ * when it is due again is not started twice: its run holds the job's lock, and the skip is logged.
  */
 import { asTernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
@@ -60,7 +60,8 @@ export class BackupScheduler {
     const { backupJobs, tasks, log } = this.#deps;
     const started: string[] = [];
     for (const plan of dueJobs(await backupJobs.scheduled(), now, backupJobs.zone)) {
-      await backupJobs.setNextRun(plan.id, plan.nextRunAt);
+      // Another scheduler took it (a second manager), or it changed since it was read.
+      if (!(await backupJobs.setNextRun(plan.id, plan.nextRunAt, plan.was))) continue;
       if (!plan.run) continue;
       try {
         const params = { jobId: plan.id, scheduled: true, missed: plan.missed };
