@@ -123,6 +123,8 @@ export interface HypervisorDriver {
   streamLiveRestore(
     id: string,
     indexes: readonly number[],
+    /** Each disk's stream at most this fast (0: no limit), so the guest's own reads keep a share. */
+    bytesPerS: number,
     progress: (p: TransferProgress) => void,
     signal: AbortSignal,
   ): Promise<number>;

@@ -224,7 +224,13 @@ export function agentHandlers(opts: HandlerOptions): Handlers<AgentRoutes> {
       await transferStream<LiveRestoreReport>(req, reply, async (send, signal) => ({
         type: 'done',
         result: {
-          streamedBytes: await driver.streamLiveRestore(req.params.id, req.body.disks, send, signal),
+          streamedBytes: await driver.streamLiveRestore(
+            req.params.id,
+            req.body.disks,
+            req.body.bytesPerS ?? 0,
+            send,
+            signal,
+          ),
         },
       }));
     },

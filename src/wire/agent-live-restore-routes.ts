@@ -27,7 +27,11 @@ export const agentLiveRestoreRoutes = {
     path: '/agent/v1/vms/:id/live-restore/stream',
     params: IdParams,
     body: Type.Object(
-      { disks: Type.Array(Type.Integer({ minimum: 0, maximum: 15 }), { minItems: 1, maxItems: 16 }) },
+      {
+        disks: Type.Array(Type.Integer({ minimum: 0, maximum: 15 }), { minItems: 1, maxItems: 16 }),
+        /** Each disk's stream at most this fast; 0 or absent: no limit. */
+        bytesPerS: Type.Optional(Type.Integer({ minimum: 0 })),
+      },
       { additionalProperties: false },
     ),
     reply: {},

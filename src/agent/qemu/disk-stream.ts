@@ -15,6 +15,7 @@ import { gone, watchEvents } from './vm-waits.ts';
 export async function streamDisks(
   vm: VmProcess,
   indexes: readonly number[],
+  bytesPerS: number,
   progress: (p: TransferProgress) => void,
   signal: AbortSignal,
 ): Promise<number> {
@@ -30,7 +31,7 @@ export async function streamDisks(
   try {
     const running = new Set((await queryBlockJobs(vm.monitor)).map((j) => j.id));
     // A job still running from before an agent restart is followed, not started twice.
-    for (const j of jobs) if (!running.has(j.id)) await blockStream(vm.monitor, j.id, j.node);
+    for (const j of jobs) if (!running.has(j.id)) await blockStream(vm.monitor, j.id, j.node, bytesPerS);
     const started = Date.now();
     let streamed = 0;
     for (;;) {

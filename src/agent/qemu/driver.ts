@@ -464,12 +464,13 @@ export class QemuDriver implements HypervisorDriver {
   async streamLiveRestore(
     id: string,
     indexes: readonly number[],
+    bytesPerS: number,
     progress: (p: TransferProgress) => void,
     signal: AbortSignal,
   ): Promise<number> {
     const vm = this.#running(id);
     return this.#exclusive(id, async () => {
-      const streamed = await streamDisks(vm, indexes, progress, signal);
+      const streamed = await streamDisks(vm, indexes, bytesPerS, progress, signal);
       await this.#liveRestores.finish(id);
       return streamed;
     });

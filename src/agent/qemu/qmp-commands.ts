@@ -220,8 +220,8 @@ export async function blockdevMirror(m: Monitor, job: string, device: string, ta
  * Copies into node `device` everything its backing chain holds, then drops the backing: the
  * end of a live restore. Ends on its own (BLOCK_JOB_COMPLETED).
  */
-export async function blockStream(m: Monitor, job: string, device: string): Promise<void> {
-  await m.execute('block-stream', { 'job-id': job, device });
+export async function blockStream(m: Monitor, job: string, device: string, bytesPerS = 0): Promise<void> {
+  await m.execute('block-stream', { 'job-id': job, device, ...(bytesPerS > 0 ? { speed: bytesPerS } : {}) });
 }
 
 export async function queryBlockJobs(m: Monitor): Promise<BlockJob[]> {

@@ -331,6 +331,7 @@ export class SimDriver implements HypervisorDriver {
   async streamLiveRestore(
     id: string,
     indexes: readonly number[],
+    _bytesPerS: number,
     progress: (p: TransferProgress) => void,
     _signal: AbortSignal,
   ): Promise<number> {

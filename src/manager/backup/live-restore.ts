@@ -92,6 +92,7 @@ async function runLiveRestore(deps: BackupDeps, ctx: TaskContext, p: BackupResto
   const streamed = await agent.streamLiveRestore(
     p.vmId,
     indexes,
+    p.bandwidth,
     (r) => {
       const percent = Math.max(3, percentOf(0, r, total));
       if (Date.now() - lastLog >= logEveryMs) {

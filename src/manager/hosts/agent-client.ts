@@ -461,11 +461,12 @@ export class AgentClient {
   streamLiveRestore(
     id: string,
     disks: number[],
+    bytesPerS: number,
     onProgress: (p: TransferProgress) => void,
     signal: AbortSignal,
   ): Promise<number> {
     const stream = { maxLine: 64 * 1024, silenceMs: 30_000, signal, during: 'the live restore' };
-    const body = { disks };
+    const body = { disks, bytesPerS };
     return followRoute(
       this.transport,
       agentRoutes.streamLiveRestore,
