@@ -76,7 +76,13 @@ try {
     const data = path.join(c.pool, vm.disks[1]!.volume.path);
     // Half the disk written: 64 MiB pieces, every other one, each its own byte.
     for (let at = 0; at < size * GiB; at += 128 * 1024 ** 2)
-      execFileSync('qemu-io', ['-f', 'qcow2', '-c', `write -P ${(at >> 20) % 251} ${at} 64M`, data]);
+      execFileSync('qemu-io', [
+        '-f',
+        'qcow2',
+        '-c',
+        `write -P ${(Math.floor(at / 2 ** 20) % 251) + 1} ${at} 64M`,
+        data,
+      ]);
     const backedUp = ok(await c.api.task('POST', '/api/v1/backups', { vm: name, datastore: 'ds' }));
     const backup = (backedUp.result as { backup: string }).backup;
     const whole = await restore(name, backup, `${name}-whole`, false);
