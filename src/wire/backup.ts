@@ -4,7 +4,7 @@
  * backup an incremental builds on, which bitmap, the key); the host reads disks, writes and
  * reads chunks, and reports what it did, figures included, so a task can say it truly.
  */
-import { type Static, Type } from 'typebox';
+import { type Static, type TSchema, Type } from 'typebox';
 import { Timestamp } from './common.ts';
 import { VolumeRef } from './vm.ts';
 
@@ -136,6 +136,11 @@ const ErrorLine = Type.Object({
   details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
 });
 
+/** The lines of a datastore operation that ends with `result`: progress, then `done` or `error`. */
+function transferReport<T extends TSchema>(result: T) {
+  return Type.Union([TransferProgress, Type.Object({ type: Type.Literal('done'), result }), ErrorLine]);
+}
+
 export const BackupVmReport = Type.Union([
   TransferProgress,
   /** A line for the task log (why a disk is read whole, what froze). */
@@ -169,11 +174,7 @@ export const RestoreDiskResult = Type.Object({
 });
 export type RestoreDiskResult = Static<typeof RestoreDiskResult>;
 
-export const RestoreDiskReport = Type.Union([
-  TransferProgress,
-  Type.Object({ type: Type.Literal('done'), result: RestoreDiskResult }),
-  ErrorLine,
-]);
+export const RestoreDiskReport = transferReport(RestoreDiskResult);
 export type RestoreDiskReport = Static<typeof RestoreDiskReport>;
 
 /** A backup as its manifest tells it, read from the datastore itself (reality wins). */
@@ -223,11 +224,7 @@ export const VerifyResult = Type.Object({
 });
 export type VerifyResult = Static<typeof VerifyResult>;
 
-export const VerifyReport = Type.Union([
-  TransferProgress,
-  Type.Object({ type: Type.Literal('done'), result: VerifyResult }),
-  ErrorLine,
-]);
+export const VerifyReport = transferReport(VerifyResult);
 export type VerifyReport = Static<typeof VerifyReport>;
 
 /**
@@ -252,11 +249,7 @@ export const GcResult = Type.Object({
 });
 export type GcResult = Static<typeof GcResult>;
 
-export const GcReport = Type.Union([
-  TransferProgress,
-  Type.Object({ type: Type.Literal('done'), result: GcResult }),
-  ErrorLine,
-]);
+export const GcReport = transferReport(GcResult);
 export type GcReport = Static<typeof GcReport>;
 
 /**
@@ -279,11 +272,7 @@ export const LiveRestoreRequest = Type.Object(
 );
 export type LiveRestoreRequest = Static<typeof LiveRestoreRequest>;
 
-export const LiveRestoreReport = Type.Union([
-  TransferProgress,
-  Type.Object({ type: Type.Literal('done'), result: Type.Object({ streamedBytes: Type.Integer() }) }),
-  ErrorLine,
-]);
+export const LiveRestoreReport = transferReport(Type.Object({ streamedBytes: Type.Integer() }));
 export type LiveRestoreReport = Static<typeof LiveRestoreReport>;
 
 /** Reading files of a backup's filesystem (ext2/3/4) without restoring it. */
@@ -362,9 +351,5 @@ export const SyncDatastoreResult = Type.Object({
 });
 export type SyncDatastoreResult = Static<typeof SyncDatastoreResult>;
 
-export const SyncDatastoreReport = Type.Union([
-  TransferProgress,
-  Type.Object({ type: Type.Literal('done'), result: SyncDatastoreResult }),
-  ErrorLine,
-]);
+export const SyncDatastoreReport = transferReport(SyncDatastoreResult);
 export type SyncDatastoreReport = Static<typeof SyncDatastoreReport>;

@@ -11,12 +11,11 @@
  */
 import { TernError } from '../../errors.ts';
 import type { TaskContext, TaskKind } from '../tasks/engine.ts';
-import { Undo } from '../tasks/undo.ts';
 import { act, startVm } from '../vms/power.ts';
 import type { BackupDeps } from './deps.ts';
 import { bytesText, percentOf, progressText } from './figures.ts';
 import { diskIndexOf } from './names.ts';
-import type { BackupRestoreParams } from './restore.ts';
+import { type BackupRestoreParams, removeRestoredVm } from './restore.ts';
 
 const logEveryMs = 5_000;
 
@@ -27,23 +26,14 @@ export function backupLiveRestoreTask(deps: BackupDeps): TaskKind<BackupRestoreP
     run: (ctx, p) => runLiveRestore(deps, ctx, p),
     async cleanup(ctx, p) {
       const row = await deps.store.row(p.vmId).catch(() => null);
-      if (!row?.hostId) return;
-      const agent = deps.hosts.client(row.hostId);
+      if (!row) return;
       if (row.state !== 'creating' && row.state !== 'stopped') {
         await ctx.log(`forcing off ${row.name}: its disks are not all restored`);
         await act(deps, p.vmId, 'kill').catch((err: TernError) =>
           ctx.log(`forcing off failed: ${err.message}`),
         );
       }
-      const undo = new Undo();
-      const gone = (err: TernError) => {
-        if (err.code !== 'not_found') throw err;
-      };
-      for (const v of p.volumes)
-        await undo.step(`remove ${v.volume.path}`, () => agent.deleteVolume(v.volume).catch(gone));
-      undo.done();
-      await deps.store.remove(p.vmId);
-      await ctx.log(`removed the partly restored VM ${row.name}`);
+      await removeRestoredVm(deps, ctx, p, row);
     },
   };
 }

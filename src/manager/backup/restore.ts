@@ -49,18 +49,30 @@ export function backupRestoreTask(deps: BackupDeps): TaskKind<BackupRestoreParam
       }
       // A new VM that finished restoring is kept (stopped, or its start failed).
       if (row.state !== 'creating') return;
-      const agent = deps.hosts.client(row.hostId!);
-      const undo = new Undo();
-      const gone = (err: TernError) => {
-        if (err.code !== 'not_found') throw err;
-      };
-      for (const v of p.volumes)
-        await undo.step(`remove ${v.volume.path}`, () => agent.deleteVolume(v.volume).catch(gone));
-      undo.done();
-      await deps.store.remove(p.vmId);
-      await ctx.log(`removed the partly restored VM ${row.name}`);
+      await removeRestoredVm(deps, ctx, p, row);
     },
   };
+}
+
+/** Undoes a restore into a new VM: its volumes removed, then the VM forgotten. */
+export async function removeRestoredVm(
+  deps: BackupDeps,
+  ctx: TaskContext,
+  p: Pick<BackupRestoreParams, 'vmId' | 'volumes'>,
+  row: { name: string; hostId: string | null },
+): Promise<void> {
+  if (row.hostId) {
+    const agent = deps.hosts.client(row.hostId);
+    const undo = new Undo();
+    const gone = (err: TernError) => {
+      if (err.code !== 'not_found') throw err;
+    };
+    for (const v of p.volumes)
+      await undo.step(`remove ${v.volume.path}`, () => agent.deleteVolume(v.volume).catch(gone));
+    undo.done();
+  }
+  await deps.store.remove(p.vmId);
+  await ctx.log(`removed the partly restored VM ${row.name}`);
 }
 
 async function runRestore(deps: BackupDeps, ctx: TaskContext, p: BackupRestoreParams) {
