@@ -26,7 +26,7 @@ import { type Backup, backupRoutes, type Datastore as DatastoreWire } from '../s
 import type { JoinToken } from '../src/wire/host.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
-import { freePorts, runTern, TernProcess, TestApi, tempDir } from './harness.ts';
+import { freePorts, managerProcess, runTern, type TernProcess, TestApi, tempDir } from './harness.ts';
 import { until } from './sim-harness.ts';
 
 const silent: Logger = pino({ level: 'silent' }, pino.destination('/dev/null'));
@@ -39,22 +39,7 @@ let sim: SimHosts;
 let host: SimHost;
 
 function startManager(): TernProcess {
-  return new TernProcess(
-    'src/manager/main.ts',
-    [
-      '--database',
-      path.join(dir, 'tern.db'),
-      '--port',
-      String(ports[0]),
-      '--cluster-port',
-      String(ports[1]),
-      '--admin-token-file',
-      path.join(dir, 'admin.token'),
-      '--key-file',
-      path.join(dir, 'keys', 'kek.json'),
-    ],
-    path.join(dir, 'manager.log'),
-  );
+  return managerProcess(dir, ports[0]!, ports[1]!);
 }
 
 before(async () => {

@@ -161,7 +161,7 @@ async function backUp(
   previous: string | null,
 ): Promise<{ result: BackupVmResult; data: BackupDiskResult; lines: BackupVmReport[] }> {
   const lines: BackupVmReport[] = [];
-  const result = await A.backupVm(
+  const result = await A.backup.backupVm(
     id,
     request(backupId, previous),
     (l) => lines.push(l),
@@ -392,7 +392,7 @@ test('an agent killed during a backup leaves no backup; the next one clears what
   await guestWrite('twelfth', 12 * M, 2 * M);
   let killed: Promise<void> | null = null;
   // Slow on purpose (256 KiB/s), so the kill lands while chunks are read.
-  const running = A.backupVm(
+  const running = A.backup.backupVm(
     id,
     { ...request('b9', 'b8'), bandwidth: 256 * K },
     (l) => {

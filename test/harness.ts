@@ -237,6 +237,35 @@ export interface ClusterOptions {
   importDirs?: string[];
 }
 
+/**
+ * A manager process whose database, key file, admin token and log are in `dir`, on the given
+ * API and cluster ports; `extra` adds its own flags (the guest to import, a listen address).
+ */
+export function managerProcess(
+  dir: string,
+  port: number,
+  clusterPort: number,
+  extra: string[] = [],
+): TernProcess {
+  return new TernProcess(
+    'src/manager/main.ts',
+    [
+      '--database',
+      path.join(dir, 'tern.db'),
+      '--port',
+      String(port),
+      '--cluster-port',
+      String(clusterPort),
+      '--admin-token-file',
+      path.join(dir, 'admin.token'),
+      '--key-file',
+      path.join(dir, 'keys', 'kek.json'),
+      ...extra,
+    ],
+    path.join(dir, 'manager.log'),
+  );
+}
+
 /** A manager and its hosts, each its own process, joined over mutual TLS as a real deployment is. */
 export async function startCluster(name: string, opts: ClusterOptions = {}): Promise<Cluster> {
   const dir = opts.dir ?? tempDir(`tern-${name}`);
@@ -311,27 +340,13 @@ export async function startCluster(name: string, opts: ClusterOptions = {}): Pro
     return h;
   };
   c.startManager = async () => {
-    const p = new TernProcess(
-      'src/manager/main.ts',
-      [
-        '--database',
-        path.join(dir, 'tern.db'),
-        '--port',
-        String(managerPort),
-        '--cluster-port',
-        String(clusterPort),
-        '--admin-token-file',
-        path.join(dir, 'admin.token'),
-        '--key-file',
-        path.join(dir, 'keys', 'kek.json'),
-        '--guest-dir',
-        guest,
-        '--guest-pool',
-        sharedPool ? 'shared' : 'local',
-        ...(opts.isolated ? ['--cluster-host', '0.0.0.0'] : []),
-      ],
-      path.join(dir, 'manager.log'),
-    );
+    const p = managerProcess(dir, managerPort, clusterPort, [
+      '--guest-dir',
+      guest,
+      '--guest-pool',
+      sharedPool ? 'shared' : 'local',
+      ...(opts.isolated ? ['--cluster-host', '0.0.0.0'] : []),
+    ]);
     // The first start imports the tiny template once the first host is online.
     templateReady = joinedFirst ? null : p.waitForLine('tiny template ready', 120_000);
     templateReady?.catch(() => {});

@@ -33,7 +33,7 @@ import type { JoinToken } from '../src/wire/host.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Template } from '../src/wire/template.ts';
 import type { Vm } from '../src/wire/vm.ts';
-import { freePorts, guestDir, TernProcess, TestApi, tempDir } from './harness.ts';
+import { freePorts, guestDir, managerProcess, type TernProcess, TestApi, tempDir } from './harness.ts';
 import { until } from './sim-harness.ts';
 
 const silent: Logger = pino({ level: 'silent' }, pino.destination('/dev/null'));
@@ -45,26 +45,7 @@ let api: TestApi;
 let sim: SimHosts;
 
 function startManager(): TernProcess {
-  return new TernProcess(
-    'src/manager/main.ts',
-    [
-      '--database',
-      path.join(dir, 'tern.db'),
-      '--port',
-      String(ports[0]),
-      '--cluster-port',
-      String(ports[1]),
-      '--admin-token-file',
-      path.join(dir, 'admin.token'),
-      '--key-file',
-      path.join(dir, 'keys', 'kek.json'),
-      '--guest-dir',
-      guestDir(),
-      '--guest-pool',
-      'shared',
-    ],
-    path.join(dir, 'manager.log'),
-  );
+  return managerProcess(dir, ports[0]!, ports[1]!, ['--guest-dir', guestDir(), '--guest-pool', 'shared']);
 }
 
 before(async () => {
