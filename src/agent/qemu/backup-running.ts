@@ -37,20 +37,22 @@ import type { DiskNodes } from './moved-nodes.ts';
 import {
   type BitmapAction,
   bitmapTransaction,
+  copyBeforeWriteOptions,
+  dirtyBitmaps,
+  nodeSize,
+  removeDirtyBitmap,
+  setDeviceDrive,
+  snapshotAccessOptions,
+} from './qmp-backup-commands.ts';
+import {
   blockdevAdd,
   blockdevDel,
   blockExportAddReadOnly,
   blockExportDel,
   blockExportIds,
   blockNodeNames,
-  copyBeforeWriteOptions,
-  dirtyBitmaps,
   nbdServerStartUnix,
   nbdServerStop,
-  nodeSize,
-  removeDirtyBitmap,
-  setDeviceDrive,
-  snapshotAccessOptions,
 } from './qmp-commands.ts';
 import type { VmProcess } from './vm-process.ts';
 

@@ -1,10 +1,7 @@
 /** The real hypervisor driver: one detached QEMU process per VM. */
-import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type {
@@ -31,20 +28,19 @@ import { type DiskSpec, diskSlot, type NicSpec, type VmSpec, type VolumeRef } fr
 import { LiveRestores } from '../backup/live-restore.ts';
 import { backupStopped } from '../backup/stopped-view.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
-import { ovmfPresent } from '../firmware.ts';
 import { KernelNetworks } from '../network/kernel-networks.ts';
 import type { Pools } from '../storage/pools.ts';
-import { poolUsage } from '../storage/volumes.ts';
-import { type AcceleratorChoice, detectAccelerator, readCpuFacts } from './accelerator.ts';
+import { type AcceleratorChoice, detectAccelerator } from './accelerator.ts';
 import { backupRunning } from './backup-running.ts';
 import { changeCdromRunning } from './cdrom.ts';
 import type { LaunchOptions, ResolvedVolumes } from './command-line.ts';
 import { moveDisk } from './disk-move.ts';
 import { streamDisks } from './disk-stream.ts';
 import { guestExec, guestFileRead } from './guest-exec.ts';
+import { hostFacts } from './host-facts.ts';
 import { attachDiskRunning, detachDiskRunning } from './hotplug.ts';
 import { checkDisks, launchVolumes } from './launch-volumes.ts';
-import { type MigrationDone, migrateOut, recoverInterrupted } from './migration.ts';
+import { type MigrationDone, migrateOut, recoverInterrupted, releaseMigratedVm } from './migration.ts';
 import {
   abortIncoming,
   finishIncoming,
@@ -55,13 +51,11 @@ import {
 } from './migration-incoming.ts';
 import { linkNicRunning, plugNicRunning, setNicRulesRunning, unplugNicRunning } from './nic-hotplug.ts';
 import { tailFile, vmPaths } from './process-files.ts';
-import { blockResize, status as qmpStatus } from './qmp-commands.ts';
+import { blockResize } from './qmp-commands.ts';
 import { deleteSnapshotRunning, snapshotRunning } from './snapshots.ts';
 import { StoppedVms } from './stopped-vms.ts';
 import { plugPorts, unplugPorts, unplugVm } from './vm-ports.ts';
 import { VmProcess } from './vm-process.ts';
-
-const run = promisify(execFile);
 
 export interface QemuDriverOptions {
   stateDir: string;
@@ -167,38 +161,14 @@ export class QemuDriver implements HypervisorDriver {
     await this.#unplugOrphanPorts();
   }
 
-  async facts(): Promise<HostFacts> {
-    const cpu = readCpuFacts();
-    let qemuVersion = 'missing';
-    try {
-      qemuVersion = (await run(this.#binary, ['--version'])).stdout
-        .split('\n')[0]
-        .replace(/^QEMU emulator version /, '');
-    } catch {
-      // Reported as missing; `tern doctor` explains how to install it.
-    }
-    return {
-      hostname: os.hostname(),
-      driver: 'qemu',
-      accelerator: this.#accel.accelerator,
-      acceleratorReason: this.#accel.reason,
-      cpuModel: cpu.model,
-      cpuVendor: cpu.vendor,
-      cpuFlags: cpu.flags.slice(0, 1024),
-      cores: cpu.cores,
-      memoryMiB: Math.floor(os.totalmem() / 1024 / 1024),
-      pools: await Promise.all(
-        Object.entries(this.#opts.pools).map(async ([name, dir]) => ({
-          name,
-          path: dir,
-          shared: this.#opts.sharedPools?.includes(name) ?? false,
-          ...(await poolUsage(dir)),
-        })),
-      ),
-      versions: { qemu: qemuVersion, node: process.versions.node },
-      uefi: ovmfPresent(),
-      network: await this.networks.capabilities(),
-    };
+  facts(): Promise<HostFacts> {
+    return hostFacts({
+      binary: this.#binary,
+      accelerator: this.#accel,
+      pools: this.#opts.pools,
+      sharedPools: this.#opts.sharedPools ?? [],
+      networks: this.networks,
+    });
   }
 
   list(): AgentVm[] {
@@ -412,15 +382,7 @@ export class QemuDriver implements HypervisorDriver {
         this.#stopped.drop(id);
         return;
       }
-      // Only a copy whose state went elsewhere may be ended here: QEMU's word, asked afresh.
-      const status = await qmpStatus(vm.monitor);
-      if (status !== 'postmigrate') {
-        throw new TernError(
-          'conflict',
-          `VM ${vm.spec.name} has not migrated away (it is ${status}); not ending it`,
-        );
-      }
-      await vm.release();
+      await releaseMigratedVm(vm);
       this.#vms.delete(id);
       this.#stopped.drop(id);
       this.events.emit('gone', id);
@@ -469,11 +431,9 @@ export class QemuDriver implements HypervisorDriver {
     signal: AbortSignal,
   ): Promise<number> {
     const vm = this.#running(id);
-    return this.#exclusive(id, async () => {
-      const streamed = await streamDisks(vm, indexes, bytesPerS, progress, signal);
-      await this.#liveRestores.finish(id);
-      return streamed;
-    });
+    const streamed = await this.#exclusive(id, () => streamDisks(vm, indexes, bytesPerS, progress, signal));
+    await this.#liveRestores.finish(id);
+    return streamed;
   }
 
   async consoleTail(id: string, maxBytes: number): Promise<string> {

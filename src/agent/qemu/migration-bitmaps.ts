@@ -10,13 +10,8 @@
 import { backupBitmapFamily } from '../../wire/backup.ts';
 import { diskSlot } from '../../wire/vm.ts';
 import { diskNodes } from './command-line.ts';
-import {
-  type BitmapMapping,
-  dirtyBitmaps,
-  migrateSetBitmapMapping,
-  migrateSetCapabilities,
-  removeDirtyBitmap,
-} from './qmp-commands.ts';
+import { dirtyBitmaps, removeDirtyBitmap } from './qmp-backup-commands.ts';
+import { type BitmapMapping, migrateSetBitmapMapping, migrateSetCapabilities } from './qmp-commands.ts';
 import type { VmProcess } from './vm-process.ts';
 
 /** Sets up the source to send the backup bitmaps (or none); answers how many. */

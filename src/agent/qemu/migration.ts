@@ -338,3 +338,14 @@ export async function recoverInterrupted(vm: VmProcess, log: Logger): Promise<vo
     if (now === 'postmigrate' || now === 'finish-migrate') await cont(vm.monitor);
   }
 }
+
+/**
+ * Ends the source's copy of a VM that migrated away. Only a copy whose state went elsewhere
+ * may be ended: QEMU's word, asked afresh.
+ */
+export async function releaseMigratedVm(vm: VmProcess): Promise<void> {
+  const now = await status(vm.monitor);
+  if (now !== 'postmigrate')
+    throw new TernError('conflict', `VM ${vm.spec.name} has not migrated away (it is ${now}); not ending it`);
+  await vm.release();
+}

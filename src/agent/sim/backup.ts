@@ -19,6 +19,7 @@ import type { Extent } from '../backup/nbd/block-status.ts';
 import { STATE_DIRTY, STATE_HOLE, STATE_ZERO } from '../backup/nbd/protocol.ts';
 import { type Pools, resolveVolume } from '../storage/pools.ts';
 import { volumeInfo } from '../storage/volumes.ts';
+import type { SimVms } from './vms.ts';
 
 export const SIM_GRANULE = 64 * 1024;
 
@@ -39,6 +40,19 @@ export interface SimBackupVm {
   state: string | null;
   /** Its guest agent answers: a freeze would work. */
   agentResponding: boolean;
+}
+
+/**
+ * The VM as a backup sees it: a VM with no process here (stopped, crashed, or known only by its
+ * volumes) is read from its images; one arriving or gone by migration is not this host's to back up.
+ */
+export function backupViewOf(sim: SimVms, id: string): SimBackupVm {
+  const vm = sim.vms.get(id);
+  const live = vm !== undefined && vm.state !== 'crashed' ? sim.running(id) : null;
+  return {
+    state: live?.state ?? null,
+    agentResponding: live !== null && live.guest.agent === 'responding' && !live.guestHung,
+  };
 }
 
 /** Why a backup is only crash-consistent, as the QEMU driver says it; null when it froze. */

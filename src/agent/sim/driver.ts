@@ -7,7 +7,6 @@
  */
 
 import { EventEmitter } from 'node:events';
-import fs from 'node:fs';
 import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type {
@@ -31,16 +30,16 @@ import type { GuestExecResult } from '../../wire/guest-command.ts';
 import type { HostFacts } from '../../wire/host.ts';
 import type { PortRules } from '../../wire/network.ts';
 import type { DiskSpec, NicSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
-import { openDatastore } from '../backup/datastore-handlers.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { RecordedNetworks } from '../network/recorded-networks.ts';
-import { resolveVolume } from '../storage/pools.ts';
-import { createVolume } from '../storage/volumes.ts';
-import { SimDiskContents } from './backup.ts';
+import { backupViewOf, SimDiskContents } from './backup.ts';
 import { SimClock } from './clock.ts';
 import { attachDisk, changeCdrom, deleteSnapshot, detachDisk, resizeDisk, snapshot } from './disk-ops.ts';
 import { PoolUsage } from './disks.ts';
+import { simFacts } from './facts.ts';
 import { SimFaults, type SimOperation } from './faults.ts';
+import * as guestFaults from './guest-faults.ts';
+import { SimLiveRestores } from './live-restore.ts';
 import {
   abortIncoming,
   finishIncoming,
@@ -71,8 +70,7 @@ export class SimDriver implements HypervisorDriver {
   readonly #link: SimLink;
   /** What the guests wrote to their disks, and the disks' dirty bitmaps (backup.ts). */
   readonly #contents: SimDiskContents;
-  /** Live restores prepared here: the VM's restored disks' sizes. */
-  readonly #liveRestores = new Map<string, number[]>();
+  readonly #liveRestores: SimLiveRestores;
   #heartbeat: NodeJS.Timeout | null = null;
 
   constructor(opts: SimDriverOptions) {
@@ -94,6 +92,7 @@ export class SimDriver implements HypervisorDriver {
     };
     this.#totals = poolTotals(opts);
     this.#contents = new SimDiskContents(this.#o.pools);
+    this.#liveRestores = new SimLiveRestores(this.#o.pools);
     // QEMU killed or lost never stores its bitmaps: every crash, however it came, leaves them
     // inconsistent.
     this.events.on('vm', (vm) => {
@@ -117,30 +116,13 @@ export class SimDriver implements HypervisorDriver {
 
   async facts(): Promise<HostFacts> {
     await this.#enter('facts');
-    return {
+    return simFacts({
       hostname: this.hostname,
-      driver: 'sim',
-      accelerator: 'sim',
-      acceleratorReason: 'simulated host: VMs are modelled, not run',
-      cpuModel: this.#o.cpu.model,
-      cpuVendor: this.#o.cpu.vendor,
-      cpuFlags: this.#o.cpu.flags.slice(0, 1024),
-      cores: this.#o.cores,
-      memoryMiB: this.#o.memoryMiB,
-      pools: Object.entries(this.#o.pools).map(([name, dir]) => {
-        const totalBytes = this.#totals[name];
-        return {
-          name,
-          path: dir,
-          shared: this.#o.sharedPools.includes(name),
-          totalBytes,
-          freeBytes: Math.max(0, totalBytes - this.#usage.used(dir)),
-        };
-      }),
-      versions: { sim: '1', node: process.versions.node },
-      uefi: this.#o.uefi,
-      network: await this.networks.capabilities(),
-    };
+      o: this.#o,
+      totals: this.#totals,
+      usage: this.#usage,
+      networks: this.networks,
+    });
   }
 
   list(): AgentVm[] {
@@ -291,41 +273,12 @@ export class SimDriver implements HypervisorDriver {
     signal: AbortSignal,
   ): Promise<BackupVmResult> {
     await this.#enter('backupVm');
-    // A VM with no process here (stopped, crashed, or known only by its volumes) is read from
-    // its images; one arriving or gone by migration is not this host's to back up.
-    const vm = this.#sim.vms.get(id);
-    const live = vm !== undefined && vm.state !== 'crashed' ? this.#sim.running(id) : null;
-    return this.#contents.backup(
-      id,
-      {
-        state: live?.state ?? null,
-        agentResponding: live !== null && live.guest.agent === 'responding' && !live.guestHung,
-      },
-      req,
-      report,
-      signal,
-    );
+    return this.#contents.backup(id, backupViewOf(this.#sim, id), req, report, signal);
   }
 
-  /**
-   * A simulated host serves nothing: it checks the backup can be read (the datastore, the key,
-   * the disks), makes the volumes and remembers the restore; streaming ends at once with the
-   * disks' sizes.
-   */
   async prepareLiveRestore(id: string, req: LiveRestoreRequest): Promise<void> {
     await this.#enter('prepareLiveRestore');
-    const store = await openDatastore(req.datastore);
-    const manifest = await store.readManifest(req.group, req.id);
-    const sizes = req.disks.map((d) => {
-      const entry = manifest.disks.find((m) => m.name === d.disk);
-      if (!entry) throw new TernError('not_found', `backup ${req.group}/${req.id} has no disk ${d.disk}`);
-      return entry.size;
-    });
-    // Storage is real on a simulated host: the VM's volumes are made (plain, at the disks' sizes).
-    for (const [i, d] of req.disks.entries())
-      if (!fs.existsSync(resolveVolume(this.#o.pools, d.target)))
-        await createVolume(this.#o.pools, { volume: d.target, format: 'qcow2', sizeBytes: sizes[i]! });
-    this.#liveRestores.set(id, sizes);
+    await this.#liveRestores.prepare(id, req);
   }
 
   async streamLiveRestore(
@@ -333,23 +286,10 @@ export class SimDriver implements HypervisorDriver {
     indexes: readonly number[],
     _bytesPerS: number,
     progress: (p: TransferProgress) => void,
-    _signal: AbortSignal,
   ): Promise<number> {
     await this.#enter('streamLiveRestore');
     this.#sim.running(id);
-    // Nothing prepared: streamed already (asked again after the restore ended unrecorded).
-    const sizes = this.#liveRestores.get(id) ?? [];
-    const total = indexes.reduce((n, i) => n + (sizes[i] ?? 0), 0);
-    progress({
-      type: 'progress',
-      item: 'disks',
-      doneBytes: total,
-      totalBytes: total,
-      writtenBytes: total,
-      bytesPerS: 0,
-    });
-    this.#liveRestores.delete(id);
-    return total;
+    return this.#liveRestores.stream(id, indexes, progress);
   }
 
   // --- migration --------------------------------------------------------------------------------
@@ -407,12 +347,9 @@ export class SimDriver implements HypervisorDriver {
 
   // --- fault injection and simulation knobs ----------------------------------------------------
 
-  /** The VM's process dies: reported crashed, as when QEMU ends unasked. */
+  /** The VM's process dies: reported crashed, as when QEMU ends unasked (guest-faults.ts). */
   crash(id: string, reason = 'QEMU ended without being asked to'): void {
-    const vm = this.#sim.vms.get(id);
-    if (!vm || vm.state === 'crashed')
-      throw new TernError('not_found', `VM ${id} is not running on ${this.hostname}`);
-    this.#sim.markCrashed(vm, `${reason}; last output: simulated crash`);
+    guestFaults.crash(this.#sim, id, reason);
   }
 
   /**
@@ -430,14 +367,9 @@ export class SimDriver implements HypervisorDriver {
     return this.#contents.bitmaps(volume, prefix);
   }
 
-  /** A disk of the VM cannot grow (its pool is full): paused as QEMU pauses it, `resume` goes on. */
+  /** A disk of the VM cannot grow: paused as QEMU pauses it. */
   storageFull(id: string, disk = 'disk0'): void {
-    const vm = this.#sim.vms.get(id);
-    if (vm?.state !== 'running')
-      throw new TernError('conflict', `VM ${id} is not running on ${this.hostname}`);
-    vm.state = 'paused';
-    vm.reason = `storage full: disk ${disk} cannot grow`;
-    this.#sim.emit(vm);
+    guestFaults.storageFull(this.#sim, id, disk);
   }
 
   /** The host drops off the network (its agent no longer answers) or comes back. */
@@ -454,34 +386,16 @@ export class SimDriver implements HypervisorDriver {
     this.faults.setStorageReachable(reachable);
   }
 
-  /** Memory the guest dirties per second from now on (live migration convergence). */
   setDirtyRate(id: string, mibPerS: number): void {
-    const vm = this.#sim.vms.get(id);
-    if (!vm) throw new TernError('not_found', `VM ${id} is not on ${this.hostname}`);
-    vm.dirtyMiBps = mibPerS;
+    guestFaults.setDirtyRate(this.#sim, id, mibPerS);
   }
 
-  /** A hung guest: its agent stops answering, ACPI and hot-unplug go unheard; false revives it. */
   setGuestHung(id: string, hung: boolean): void {
-    const vm = this.#sim.vms.get(id);
-    if (!vm) throw new TernError('not_found', `VM ${id} is not on ${this.hostname}`);
-    vm.guestHung = hung;
-    if (vm.booted && vm.state === 'running') {
-      vm.guest = { ...vm.guest, agent: hung ? 'not-responding' : 'responding' };
-      if (!hung) vm.guest.lastHeartbeat = new Date().toISOString();
-      this.#sim.emit(vm);
-    }
+    guestFaults.setGuestHung(this.#sim, id, hung);
   }
 
-  /**
-   * Breaks (with a message) or mends (null) the guest's power-off, as on a systemd guest without
-   * logind: the ACPI button does nothing, and its guest agent answers guest-shutdown (also in
-   * reboot mode) with the error `message`.
-   */
   setGuestPowerOffFails(id: string, message: string | null): void {
-    const vm = this.#sim.vms.get(id);
-    if (!vm) throw new TernError('not_found', `VM ${id} is not on ${this.hostname}`);
-    vm.powerOffFails = message;
+    guestFaults.setGuestPowerOffFails(this.#sim, id, message);
   }
 
   /**

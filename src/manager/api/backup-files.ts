@@ -33,13 +33,13 @@ export function backupFileRoutes(app: App, s: ApiServices): void {
   serve(app, routes.listFiles, 'backup.write', async (req) => {
     req.auditDetail = `list: ${JSON.stringify(req.body.path)}`.slice(0, 2000);
     const { req: files, agent } = await ask(req.params, req.query.datastore, req.body);
-    return agent.listBackupFiles(files);
+    return agent.backup.listBackupFiles(files);
   });
 
   serve(app, routes.readFile, 'backup.write', async (req, reply) => {
     req.auditDetail = `read: ${JSON.stringify(req.body.path)}`.slice(0, 2000);
     const { req: files, agent } = await ask(req.params, req.query.datastore, req.body);
-    const { bytes, body } = await agent.readBackupFile(files);
+    const { bytes, body } = await agent.backup.readBackupFile(files);
     return reply
       .header('content-type', 'application/octet-stream')
       .header('content-length', String(bytes))

@@ -53,7 +53,7 @@ export class Datastores {
       await this.#secrets.put(datastoreKeySecret(id), key, { kind: 'datastore-key', object: keyObject(id) });
     try {
       const hostId = host?.id ?? (await this.#hosts.pickHost()).id;
-      await this.#hosts.client(hostId).createDatastore({ path: body.path, key });
+      await this.#hosts.client(hostId).backup.createDatastore({ path: body.path, key });
       const row: DatastoreTable = {
         id,
         name: body.name,
@@ -107,7 +107,11 @@ export class Datastores {
     );
     try {
       const { agent } = await this.agentFor(row);
-      return { ...wire, status: await agent.datastoreStatus(await this.access(row)), statusError: null };
+      return {
+        ...wire,
+        status: await agent.backup.datastoreStatus(await this.access(row)),
+        statusError: null,
+      };
     } catch (err) {
       return { ...wire, status: null, statusError: (err as Error).message };
     }

@@ -32,7 +32,7 @@ export function backupGcTask(deps: BackupDeps): TaskKind<BackupGcParams> {
       const since = await protectSince(deps.db, ds.id);
       await ctx.step(`collecting garbage in ${ds.name} (keeping anything touched since ${since})`, 1);
       let last = 0;
-      const r = await agent.collectGarbage(
+      const r = await agent.backup.collectGarbage(
         { datastore: await deps.datastores.access(ds), protectSince: since },
         (x) => {
           if (Date.now() - last < 5_000)

@@ -60,7 +60,7 @@ async function runLiveRestore(deps: BackupDeps, ctx: TaskContext, p: BackupResto
     await agent.createVolume(v).catch((err: TernError) => {
       if (err.code !== 'conflict') throw err;
     });
-  await agent.prepareLiveRestore(p.vmId, {
+  await agent.backup.prepareLiveRestore(p.vmId, {
     datastore: await deps.datastores.access(ds),
     group: p.sourceVmId,
     id: p.backupId,
@@ -79,7 +79,7 @@ async function runLiveRestore(deps: BackupDeps, ctx: TaskContext, p: BackupResto
     await ctx.log(`${row.name} runs ${(runningAfterMs / 1000).toFixed(1)} s after the restore began`);
   }
   let lastLog = 0;
-  const streamed = await agent.streamLiveRestore(
+  const streamed = await agent.backup.streamLiveRestore(
     p.vmId,
     indexes,
     p.bandwidth,

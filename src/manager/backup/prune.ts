@@ -23,7 +23,7 @@ export function backupPruneTask(deps: BackupDeps): TaskKind<BackupPruneParams> {
       await deps.backups.remove(p.datastoreId, p.vmId, p.backupId);
       await ctx.step(`removing backup ${p.backupId} of ${row?.vmName ?? p.vmId} from ${ds.name}`, 50);
       const { agent } = await deps.datastores.agentFor(ds);
-      await agent.forgetBackup(await deps.datastores.access(ds), p.vmId, p.backupId);
+      await agent.backup.forgetBackup(await deps.datastores.access(ds), p.vmId, p.backupId);
       return { datastore: ds.name, vm: row?.vmName ?? p.vmId, backup: p.backupId };
     },
   };

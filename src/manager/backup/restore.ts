@@ -108,7 +108,7 @@ async function runRestore(deps: BackupDeps, ctx: TaskContext, p: BackupRestorePa
       `restoring ${t.disk} (${bytesText(t.sizeBytes)}) onto ${t.volume.pool}:${t.volume.path}`,
       percentOf(before, { doneBytes: 0 }, total),
     );
-    const result = await agent.restoreDisk(
+    const result = await agent.backup.restoreDisk(
       {
         datastore: access,
         group: p.sourceVmId,

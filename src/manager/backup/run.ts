@@ -51,7 +51,7 @@ export function backupRunTask(deps: BackupDeps): TaskKind<BackupRunParams> {
       await deps.hosts.whenReported(hostId, hostWaitMs, undefined, (name) =>
         ctx.step(`waiting for host ${name} to remove what it wrote of backup ${p.backupId}`),
       );
-      await agent.forgetBackup(await deps.datastores.access(ds), p.vmId, p.backupId);
+      await agent.backup.forgetBackup(await deps.datastores.access(ds), p.vmId, p.backupId);
       await ctx.log(`removed what the host wrote of backup ${p.backupId}`);
     },
   };
@@ -75,7 +75,7 @@ export async function runBackup(deps: BackupDeps, ctx: TaskContext, p: BackupRun
     1,
   );
   let lastLog = 0;
-  const result: BackupVmResult = await agent.backupVm(
+  const result: BackupVmResult = await agent.backup.backupVm(
     p.vmId,
     {
       datastore: await deps.datastores.access(ds),

@@ -38,7 +38,7 @@ export function backupSyncTask(deps: BackupDeps): TaskKind<BackupSyncParams> {
       await ctx.step(`copying the backups of ${source.name} that ${target.name} lacks`, 1);
       const targetAccess = await deps.datastores.access(target);
       let lastLog = 0;
-      const result = await agent.syncDatastore(
+      const result = await agent.backup.syncDatastore(
         {
           source: await deps.datastores.access(source),
           target: targetAccess,
@@ -54,7 +54,7 @@ export function backupSyncTask(deps: BackupDeps): TaskKind<BackupSyncParams> {
       );
       // What the target holds, not what this run copied: a run resumed after a kill finds the
       // copies of the run before it there already, still to be recorded.
-      const held = new Set((await agent.listBackups(targetAccess)).map((b) => `${b.group}/${b.id}`));
+      const held = new Set((await agent.backup.listBackups(targetAccess)).map((b) => `${b.group}/${b.id}`));
       let recorded = 0;
       for (const original of await deps.backups.list({ datastoreId: source.id })) {
         if (p.vmIds && !p.vmIds.includes(original.vmId)) continue;

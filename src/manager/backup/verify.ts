@@ -23,7 +23,7 @@ export function backupVerifyTask(deps: BackupDeps): TaskKind<BackupVerifyParams>
       const { agent } = await deps.datastores.agentFor(ds);
       await ctx.step(`verifying ${p.backups.length} backup(s) in ${ds.name}`, 1);
       let last = 0;
-      const result = await agent.verifyBackups(
+      const result = await agent.backup.verifyBackups(
         {
           datastore: await deps.datastores.access(ds),
           backups: p.backups.map((b) => ({ group: b.vmId, id: b.id })),

@@ -5,7 +5,6 @@
 
 import { TernError } from '../../errors.ts';
 import type { SlotState } from '../../ha/statefile.ts';
-import { requestJson } from '../../http/json-client.ts';
 import {
   type AgentEvent,
   type AgentInfo,
@@ -28,35 +27,15 @@ import {
   type VolumeSnapshotRequest,
 } from '../../wire/agent.ts';
 import { agentRoutes } from '../../wire/agent-routes.ts';
-import type {
-  BackupFileListing,
-  BackupFilesRequest,
-  BackupVmReport,
-  BackupVmRequest,
-  BackupVmResult,
-  DatastoreAccess,
-  DatastoreStatus,
-  GcRequest,
-  GcResult,
-  LiveRestoreRequest,
-  RestoreDiskRequest,
-  RestoreDiskResult,
-  StoredBackup,
-  SyncDatastoreRequest,
-  SyncDatastoreResult,
-  TransferProgress,
-  VerifyRequest,
-  VerifyResult,
-} from '../../wire/backup.ts';
 import type { GuestExecRequest, GuestExecResult, GuestFileReadRequest } from '../../wire/guest-command.ts';
 import type { ImportedImage, ImportImageRequest, UploadResult, VolumeDigest } from '../../wire/image.ts';
 import type { HostNetworkSpec, HostNetworkState, PortRules } from '../../wire/network.ts';
 import type { VmDir } from '../../wire/orphan.ts';
-import { type CallOf, pathOf, type ReplyOf, type Route } from '../../wire/route.ts';
+import type { CallOf, ReplyOf, Route } from '../../wire/route.ts';
 import type { DiskSpec, NicSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
+import { AgentBackupClient } from './agent-backup-client.ts';
 import { followRoute } from './agent-stream.ts';
-import { type AgentTransport, agentUnreachable, checkedReply, errorOf } from './agent-transport.ts';
-import { followTransfer } from './datastore-transfer.ts';
+import { type AgentTransport, agentUnreachable, callAgent, postForBytes } from './agent-transport.ts';
 import {
   digestOnAgent,
   downloadFromAgent,
@@ -79,24 +58,14 @@ export class AgentClient {
     return { url: this.url, fetch: this.#fetch, headers: this.#headers() };
   }
 
+  /** The host's backup calls: datastores, backing VMs up, restores (agent-backup-client.ts). */
+  get backup(): AgentBackupClient {
+    return new AgentBackupClient(this.transport);
+  }
+
   /** One request on a plain route of the agent protocol; the answer is checked against its schema. */
-  async #call<R extends Route>(r: R, req: CallOf<R>, timeoutMs = 60_000): Promise<ReplyOf<R>> {
-    // CallOf is an intersection that holds only what the route declares.
-    const { params, query, body } = req as {
-      params?: Record<string, unknown>;
-      query?: Record<string, unknown>;
-      body?: unknown;
-    };
-    const answer = await requestJson<unknown>(`${this.url}${pathOf(r, params, query)}`, {
-      method: r.method,
-      headers: this.#headers(),
-      body,
-      fetch: this.#fetch,
-      timeoutMs,
-      unreachable: (why) => `host agent at ${this.url} unreachable: ${why}`,
-      peer: 'host agent',
-    });
-    return checkedReply(this.url, r, answer);
+  #call<R extends Route>(r: R, req: CallOf<R>, timeoutMs?: number): Promise<ReplyOf<R>> {
+    return callAgent(this.transport, r, req, timeoutMs);
   }
 
   /** A plain route's answer, or null when the agent says the thing asked for is not there. */
@@ -230,44 +199,9 @@ export class AgentClient {
 
   /** Reads a file of a running VM's guest, whole (the agent refuses one beyond `maxBytes`). */
   async guestFileRead(id: string, req: GuestFileReadRequest): Promise<Buffer> {
-    const url = `${this.url}${pathOf(agentRoutes.guestFileRead, { id })}`;
-    let res: Response;
+    const res = await postForBytes(this.transport, agentRoutes.guestFileRead, { id }, req, 300_000);
     try {
-      res = await this.#fetch(url, {
-        method: agentRoutes.guestFileRead.method,
-        headers: { ...this.#headers(), 'content-type': 'application/json' },
-        body: JSON.stringify(req),
-        signal: AbortSignal.timeout(300_000),
-      });
-      if (!res.ok) throw await errorOf(res, 'host agent');
       return Buffer.from(await res.arrayBuffer());
-    } catch (err) {
-      throw agentUnreachable(this.url, err);
-    }
-  }
-
-  /** A directory of a backup disk's filesystem, read by a host that reaches the datastore. */
-  async listBackupFiles(req: BackupFilesRequest): Promise<BackupFileListing> {
-    return this.#call(agentRoutes.listBackupFiles, { body: req }, 120_000);
-  }
-
-  /** One file of a backup disk's filesystem: its size and its bytes as they stream from the host. */
-  async readBackupFile(
-    req: BackupFilesRequest,
-  ): Promise<{ bytes: number; body: ReadableStream<Uint8Array> }> {
-    const url = `${this.url}${pathOf(agentRoutes.readBackupFile, {})}`;
-    try {
-      const res = await this.#fetch(url, {
-        method: agentRoutes.readBackupFile.method,
-        headers: { ...this.#headers(), 'content-type': 'application/json' },
-        body: JSON.stringify(req),
-        signal: AbortSignal.timeout(600_000),
-      });
-      if (!res.ok) throw await errorOf(res, 'host agent');
-      const bytes = Number(res.headers.get('content-length'));
-      if (!res.body || !Number.isSafeInteger(bytes) || bytes < 0)
-        throw new TernError('protocol_error', 'the host answered a backup file without its length');
-      return { bytes, body: res.body };
     } catch (err) {
       throw agentUnreachable(this.url, err);
     }
@@ -319,70 +253,6 @@ export class AgentClient {
     return digestOnAgent(this.transport, ref, signal);
   }
 
-  /** Makes a directory the host reaches a datastore (encrypted when `access.key` is set). */
-  async createDatastore(access: DatastoreAccess): Promise<DatastoreStatus> {
-    return this.#call(agentRoutes.createDatastore, { body: { datastore: access } }, 60_000);
-  }
-
-  /** Opens a datastore with its key on the host: reachable, the right key, room left. */
-  async datastoreStatus(access: DatastoreAccess): Promise<DatastoreStatus> {
-    return this.#call(agentRoutes.datastoreStatus, { body: { datastore: access } }, 30_000);
-  }
-
-  /** The finished backups in a datastore, of one group (a VM) or all, read from their manifests. */
-  async listBackups(access: DatastoreAccess, group?: string): Promise<StoredBackup[]> {
-    const body = group === undefined ? { datastore: access } : { datastore: access, group };
-    return (await this.#call(agentRoutes.listBackups, { body }, 120_000)).backups;
-  }
-
-  /** Removes a backup from a datastore, finished or not; one not there is done. */
-  async forgetBackup(access: DatastoreAccess, group: string, id: string): Promise<void> {
-    await this.#call(agentRoutes.forgetBackup, { body: { datastore: access, group, id } }, 120_000);
-  }
-
-  /** Re-reads the chunks of the given backups on the host, reporting progress; the result names each problem. */
-  verifyBackups(
-    req: VerifyRequest,
-    onProgress: (p: TransferProgress) => void,
-    signal: AbortSignal,
-  ): Promise<VerifyResult> {
-    return followTransfer(this.transport, agentRoutes.verifyBackups, req, 'verify', onProgress, signal);
-  }
-
-  /** Garbage collection of a datastore on the host, reporting progress. */
-  collectGarbage(
-    req: GcRequest,
-    onProgress: (p: TransferProgress) => void,
-    signal: AbortSignal,
-  ): Promise<GcResult> {
-    return followTransfer(
-      this.transport,
-      agentRoutes.collectGarbage,
-      req,
-      'garbage collection',
-      onProgress,
-      signal,
-    );
-  }
-
-  /** Copies the backups of one datastore not yet in another there (an offsite copy), reporting progress. */
-  syncDatastore(
-    req: SyncDatastoreRequest,
-    onProgress: (p: TransferProgress) => void,
-    signal: AbortSignal,
-  ): Promise<SyncDatastoreResult> {
-    return followTransfer(this.transport, agentRoutes.syncDatastore, req, 'the sync', onProgress, signal);
-  }
-
-  /** Writes a backup's disk onto a volume of the host (made by the caller), reporting progress. */
-  restoreDisk(
-    req: RestoreDiskRequest,
-    onProgress: (p: TransferProgress) => void,
-    signal: AbortSignal,
-  ): Promise<RestoreDiskResult> {
-    return followTransfer(this.transport, agentRoutes.restoreDisk, req, 'the restore', onProgress, signal);
-  }
-
   /** Migration target: start the VM waiting for its state (docs/agent-protocol.md, "Migration"). */
   async prepareIncoming(req: IncomingMigrationRequest): Promise<IncomingMigration> {
     // Creating empty volumes and starting QEMU: well within a few minutes even on slow storage.
@@ -425,64 +295,6 @@ export class AgentClient {
     signal: AbortSignal,
   ): Promise<MigrationDone> {
     return followOnAgent(this.transport, agentRoutes.moveDisk, id, req, onReport, signal);
-  }
-
-  /**
-   * Backs a VM up into a datastore on its host (running, or stopped with its volumes there),
-   * handing each progress and log line to `onReport`; resolves with the result, or throws the
-   * agent's error. Aborting `signal` cancels it: no backup is left.
-   */
-  backupVm(
-    id: string,
-    req: BackupVmRequest,
-    onReport: (r: BackupVmReport) => void,
-    signal: AbortSignal,
-  ): Promise<BackupVmResult> {
-    // The agent repeats its progress at least every few seconds, also while it waits.
-    const stream = { maxLine: 64 * 1024, silenceMs: 30_000, signal, during: 'the backup' };
-    return followRoute(this.transport, agentRoutes.backupVm, { params: { id }, body: req }, stream, (r) => {
-      if (r.type === 'error')
-        throw TernError.fromBody(
-          { error: { code: r.code, message: r.message, details: r.details } },
-          'the backup failed on the host',
-        );
-      if (r.type === 'done') return r.result;
-      onReport(r);
-      return undefined;
-    });
-  }
-
-  /** Live restore: the host serves the backup and makes the VM's volumes overlays on it. */
-  async prepareLiveRestore(id: string, req: LiveRestoreRequest): Promise<void> {
-    await this.#call(agentRoutes.prepareLiveRestore, { params: { id }, body: req }, 120_000);
-  }
-
-  /** Live restore, the VM running: streams its restored disks in; resolves with the bytes streamed. */
-  streamLiveRestore(
-    id: string,
-    disks: number[],
-    bytesPerS: number,
-    onProgress: (p: TransferProgress) => void,
-    signal: AbortSignal,
-  ): Promise<number> {
-    const stream = { maxLine: 64 * 1024, silenceMs: 30_000, signal, during: 'the live restore' };
-    const body = { disks, bytesPerS };
-    return followRoute(
-      this.transport,
-      agentRoutes.streamLiveRestore,
-      { params: { id }, body },
-      stream,
-      (r) => {
-        if (r.type === 'error')
-          throw TernError.fromBody(
-            { error: { code: r.code, message: r.message, details: r.details } },
-            'the live restore failed on the host',
-          );
-        if (r.type === 'done') return r.result.streamedBytes;
-        onProgress(r);
-        return undefined;
-      },
-    );
   }
 
   /** Imports a disk image or ISO into a pool; as long as it takes, with progress. */

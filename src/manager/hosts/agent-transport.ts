@@ -5,7 +5,8 @@
 import type { TSchema } from 'typebox';
 import { Value } from 'typebox/value';
 import { TernError, unreachable } from '../../errors.ts';
-import type { ReplyOf, Route } from '../../wire/route.ts';
+import { requestJson } from '../../http/json-client.ts';
+import { type CallOf, pathOf, type ReplyOf, type Route } from '../../wire/route.ts';
 
 export interface AgentTransport {
   url: string;
@@ -42,4 +43,51 @@ export function checkedReply<R extends Route>(url: string, r: R, answer: unknown
     );
   }
   return answer as ReplyOf<R>;
+}
+
+/** One request on a plain route of the agent protocol; the answer is checked against its schema. */
+export async function callAgent<R extends Route>(
+  t: AgentTransport,
+  r: R,
+  req: CallOf<R>,
+  timeoutMs = 60_000,
+): Promise<ReplyOf<R>> {
+  // CallOf is an intersection that holds only what the route declares.
+  const { params, query, body } = req as {
+    params?: Record<string, unknown>;
+    query?: Record<string, unknown>;
+    body?: unknown;
+  };
+  const answer = await requestJson<unknown>(`${t.url}${pathOf(r, params, query)}`, {
+    method: r.method,
+    headers: t.headers,
+    body,
+    fetch: t.fetch,
+    timeoutMs,
+    unreachable: (why) => `host agent at ${t.url} unreachable: ${why}`,
+    peer: 'host agent',
+  });
+  return checkedReply(t.url, r, answer);
+}
+
+/** A route answering bytes (`octets`): the agent's answer, its body not read yet. */
+export async function postForBytes(
+  t: AgentTransport,
+  r: Route,
+  params: Record<string, string>,
+  body: unknown,
+  timeoutMs: number,
+): Promise<Response> {
+  try {
+    const res = await t.fetch(`${t.url}${pathOf(r, params)}`, {
+      method: r.method,
+      headers: { ...t.headers, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    if (!res.ok) throw await errorOf(res, 'host agent');
+    return res;
+  } catch (err) {
+    throw agentUnreachable(t.url, err);
+  }
 }
