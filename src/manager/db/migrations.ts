@@ -22,6 +22,7 @@ import { migration as m0017 } from './migrations/0017-networks.ts';
 import { migration as m0018 } from './migrations/0018-host-networks.ts';
 import { migration as m0019 } from './migrations/0019-backup.ts';
 import { migration as m0020 } from './migrations/0020-backup-job-prove.ts';
+import { migration as m0021 } from './migrations/0021-replication.ts';
 
 /** Every migration, by name; Kysely runs them in the names' order. */
 const migrations: Record<string, Migration> = {
@@ -44,6 +45,7 @@ const migrations: Record<string, Migration> = {
   '0018-host-networks': m0018,
   '0019-backup': m0019,
   '0020-backup-job-prove': m0020,
+  '0021-replication': m0021,
 };
 
 export const migrationProvider: MigrationProvider = {

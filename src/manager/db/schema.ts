@@ -95,6 +95,8 @@ export interface VmTable {
    * after a manager restart. Null otherwise.
    */
   haRestartFrom: string | null;
+  /** The replication whose replica this VM is (stopped, never started by accident); null otherwise. */
+  replicaOf: string | null;
   /** JSON of the VM spec without the runtime-only fields. */
   spec: string;
   diskSizes: string;
@@ -409,7 +411,46 @@ export interface BackupJobTable {
   createdAt: string;
 }
 
+/** A VM replicated to another host (migration 0021 tells the columns). */
+export interface ReplicationTable {
+  id: string;
+  vmId: string;
+  replicaVmId: string;
+  targetHostId: string;
+  targetPool: string;
+  intervalS: number;
+  points: number;
+  appConsistentEveryS: number;
+  bandwidth: number;
+  state: string;
+  resyncReason: string | null;
+  lastError: string | null;
+  lastCycleAt: string | null;
+  lastTaskId: string | null;
+  /** The replication this one reverses after a planned failover; null otherwise. */
+  reverseOf: string | null;
+  createdAt: string;
+}
+
+/** A committed recovery point on a replica. */
+export interface RecoveryPointTable {
+  replicationId: string;
+  /** The UTC time of the primary's view, `YYYY-MM-DDTHH-MM-SSZ`. */
+  id: string;
+  takenAt: string;
+  consistency: string;
+  consistencyNote: string | null;
+  /** JSON array of wire ReplicatedDisk. */
+  disks: string;
+  dirtyBytes: number;
+  sentBytes: number;
+  taskId: string | null;
+  createdAt: string;
+}
+
 export interface Database {
+  replications: ReplicationTable;
+  recoveryPoints: RecoveryPointTable;
   datastores: DatastoreTable;
   backups: BackupTable;
   backupJobs: BackupJobTable;

@@ -85,6 +85,7 @@ export async function insertVm(db: Db, id: string, name: string): Promise<string
       cpuMode: 'compat',
       haPolicy: null,
       haRestartFrom: null,
+      replicaOf: null,
       spec: '{}',
       diskSizes: '[]',
       guest: '{}',

@@ -62,6 +62,7 @@ export function newVmRow(
     cpuMode,
     haPolicy: null,
     haRestartFrom: null,
+    replicaOf: null,
     spec: JSON.stringify(plan.spec),
     diskSizes: JSON.stringify(plan.diskSizes),
     guest: JSON.stringify(emptyGuestInfo()),
