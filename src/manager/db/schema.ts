@@ -448,8 +448,19 @@ export interface RecoveryPointTable {
   createdAt: string;
 }
 
+/** A test failover's VM: which replication and point it tests (migration 0022). */
+export interface ReplicaTestTable {
+  vmId: string;
+  replicationId: string;
+  pointId: string;
+  /** The isolated network the test made for itself (removed with it); null: the operator's. */
+  networkId: string | null;
+  createdAt: string;
+}
+
 export interface Database {
   replications: ReplicationTable;
+  replicaTests: ReplicaTestTable;
   recoveryPoints: RecoveryPointTable;
   datastores: DatastoreTable;
   backups: BackupTable;
