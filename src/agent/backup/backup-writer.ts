@@ -8,38 +8,17 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Datastore } from '../../backup/datastore/datastore.ts';
 import { FixedIndex } from '../../backup/datastore/fixed-index.ts';
 import { type Manifest, sha256Hex } from '../../backup/datastore/manifest.ts';
 import { TernError } from '../../errors.ts';
 import type { BackupDiskResult, BackupVmReport, BackupVmRequest, BackupVmResult } from '../../wire/backup.ts';
+import { Bandwidth } from './bandwidth.ts';
 import { bytesOf, changedChunks, dataChunks } from './changed-chunks.ts';
 import { openDatastore } from './datastore-handlers.ts';
 import { diskMode } from './disk-mode.ts';
-import type { Extent } from './nbd/block-status.ts';
 import { STATE_DIRTY, STATE_ZERO } from './nbd/protocol.ts';
-
-/** One disk as the view shows it, frozen at the view's instant. */
-export interface DiskView {
-  /** The disk's name in the backup (`disk0`…). */
-  name: string;
-  size: number;
-  format: 'qcow2' | 'raw';
-  /** Why the dirty bitmap since the previous backup cannot be trusted; null when it can. */
-  bitmapDistrust: string | null;
-  /** `base:allocation` extents over the whole disk: flagged zero reads as zeros. */
-  allocation(): Promise<Extent[]>;
-  /** Extents over the whole disk, flagged dirty where written since the previous backup. */
-  dirty(): Promise<Extent[]>;
-  read(offset: number, length: number): Promise<Buffer>;
-}
-
-export interface VmView {
-  consistency: BackupVmResult['consistency'];
-  consistencyNote: string | null;
-  disks: DiskView[];
-}
+import type { DiskView, ViewRequest, VmView } from './view.ts';
 
 /** Inserts at once while the next chunk is read: zstd, encryption and the write overlap the read. */
 const INSERTS_IN_FLIGHT = 4;
@@ -63,6 +42,11 @@ export async function openForBackup(req: BackupVmRequest): Promise<Datastore> {
   );
   if (taken) throw new TernError('conflict', `backup ${req.group}/${req.id} exists already`);
   return ds;
+}
+
+/** The view a backup reads: its bitmaps named after the backup's id. */
+export function backupView(req: BackupVmRequest): ViewRequest {
+  return { disks: req.disks, bitmap: req.bitmap, point: req.id, previous: req.previous, freeze: req.freeze };
 }
 
 export async function writeBackup(
@@ -285,24 +269,3 @@ function isZero(b: Buffer): boolean {
   return true;
 }
 const ZERO_PIECE = Buffer.alloc(64 * 1024);
-
-/** Paces reads to a byte rate (0: no limit), over the whole backup. */
-class Bandwidth {
-  readonly #bytesPerS: number;
-  readonly #started = Date.now();
-  #bytes = 0;
-
-  constructor(bytesPerS: number) {
-    this.#bytesPerS = bytesPerS;
-  }
-
-  async after(bytes: number, signal: AbortSignal): Promise<void> {
-    if (this.#bytesPerS <= 0) return;
-    this.#bytes += bytes;
-    const due = this.#started + (this.#bytes / this.#bytesPerS) * 1000;
-    const wait = due - Date.now();
-    if (wait > 0) {
-      await sleep(wait, undefined, { signal }).catch(() => {});
-    }
-  }
-}

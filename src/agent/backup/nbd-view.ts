@@ -3,9 +3,9 @@
  * snapshot-access node) or qemu-nbd (a stopped VM's image): its allocation and dirty extents
  * from the export's metadata contexts, its bytes from reads.
  */
-import type { DiskView } from './backup-writer.ts';
 import { NbdClient } from './nbd/client.ts';
 import { BASE_ALLOCATION, dirtyBitmapContext } from './nbd/protocol.ts';
+import type { DiskView } from './view.ts';
 
 export interface NbdDisk {
   name: string;

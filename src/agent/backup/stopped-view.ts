@@ -1,23 +1,22 @@
 /**
- * Backing up a VM that does not run: its images read through `qemu-nbd --read-only`, the
- * same bitmap rotation as a running VM's done with `qemu-img bitmap` (../qemu/backup-running.ts
- * tells the steps). Nothing writes to a stopped VM's disks, so the view is the image itself and
- * the backup is consistent; qemu-img refuses an image some QEMU holds, so a VM started
- * meanwhile elsewhere fails the backup instead of being read mid-write.
- * qemu-nbd serves one client (./qemu-nbd.ts): an agent killed mid-backup leaves no server
- * holding the image.
+ * The point-in-time view of a VM that does not run (./view.ts), for a backup or a replication
+ * cycle: its images read through `qemu-nbd --read-only`, the same bitmap rotation as a running
+ * VM's done with `qemu-img bitmap` (../qemu/running-view.ts tells the steps). Nothing writes to
+ * a stopped VM's disks, so the view is the image itself and consistent; qemu-img refuses an
+ * image some QEMU holds, so a VM started meanwhile elsewhere fails the reader instead of being
+ * read mid-write. qemu-nbd serves one client (./qemu-nbd.ts): an agent killed mid-read leaves
+ * no server holding the image.
  */
 import path from 'node:path';
-import type { BackupVmReport, BackupVmRequest, BackupVmResult } from '../../wire/backup.ts';
 import { type Pools, statVolume } from '../storage/pools.ts';
 import { tool } from '../storage/volumes.ts';
-import { type DiskView, openForBackup, writeBackup } from './backup-writer.ts';
 import { type BitmapFacts, bitmapDistrust, ownBitmaps, viewBitmap } from './bitmap-trust.ts';
 import type { NbdClient } from './nbd/client.ts';
 import { nbdDiskView } from './nbd-view.ts';
 import { type ServedImage, serveImage } from './qemu-nbd.ts';
+import type { DiskView, ViewRequest, VmView } from './view.ts';
 
-/** The same granularity as a running VM's bitmaps (../qemu/backup-running.ts). */
+/** The same granularity as a running VM's bitmaps (../qemu/running-view.ts). */
 const GRANULARITY = 64 * 1024;
 
 interface ImageBitmap {
@@ -25,21 +24,24 @@ interface ImageBitmap {
   flags: string[];
 }
 
-export async function backupStopped(
+/**
+ * Takes the view `req` asks for, gives it to `use`, and ends it whatever happened; on `use`'s
+ * success only the new bitmap stays. Answers what `use` answered.
+ */
+export async function withStoppedView<T>(
   pools: Pools,
-  req: BackupVmRequest,
-  report: (r: BackupVmReport) => void,
+  req: ViewRequest,
   signal: AbortSignal,
-): Promise<BackupVmResult> {
-  const ds = await openForBackup(req);
-  const fresh = `${req.bitmap}-${req.id}`;
+  use: (view: VmView) => Promise<T>,
+): Promise<T> {
+  const fresh = `${req.bitmap}-${req.point}`;
   const view = viewBitmap(req.bitmap);
   const clients: NbdClient[] = [];
   const servers: ServedImage[] = [];
   const olds: { file: string; names: string[] }[] = [];
   const views: DiskView[] = [];
   const withView: string[] = [];
-  // qemu-img bitmap OPERATIONS FILE BITMAP; a cleanup runs also when the backup was cancelled.
+  // qemu-img bitmap OPERATIONS FILE BITMAP; a cleanup runs also when the reader was cancelled.
   const img = (file: string, ops: string[], bitmap: string, cleanup = false) =>
     tool(
       'qemu-img',
@@ -102,13 +104,11 @@ export async function backupStopped(
       clients.push(client);
       views.push(v);
     }
-    const result = await writeBackup(
-      ds,
-      req,
-      { consistency: 'crash', consistencyNote: 'stopped VM: consistent', disks: views },
-      report,
-      signal,
-    );
+    const result = await use({
+      consistency: 'crash',
+      consistencyNote: 'stopped VM: consistent',
+      disks: views,
+    });
     await release(clients, servers);
     // Only the new bitmap is needed from now on.
     for (const o of olds)

@@ -25,13 +25,14 @@ import type { GuestExecRequest, GuestExecResult } from '../../wire/guest-command
 import type { HostFacts } from '../../wire/host.ts';
 import type { PortRules } from '../../wire/network.ts';
 import { type DiskSpec, diskSlot, type NicSpec, type VmSpec, type VolumeRef } from '../../wire/vm.ts';
+import { backupView, openForBackup, writeBackup } from '../backup/backup-writer.ts';
 import { LiveRestores } from '../backup/live-restore.ts';
-import { backupStopped } from '../backup/stopped-view.ts';
+import { withStoppedView } from '../backup/stopped-view.ts';
+import type { ViewLog, ViewRequest, VmView } from '../backup/view.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { KernelNetworks } from '../network/kernel-networks.ts';
 import type { Pools } from '../storage/pools.ts';
 import { type AcceleratorChoice, detectAccelerator } from './accelerator.ts';
-import { backupRunning } from './backup-running.ts';
 import { changeCdromRunning } from './cdrom.ts';
 import type { LaunchOptions, ResolvedVolumes } from './command-line.ts';
 import { moveDisk } from './disk-move.ts';
@@ -52,6 +53,7 @@ import {
 import { linkNicRunning, plugNicRunning, setNicRulesRunning, unplugNicRunning } from './nic-hotplug.ts';
 import { tailFile, vmPaths } from './process-files.ts';
 import { blockResize } from './qmp-commands.ts';
+import { withRunningView } from './running-view.ts';
 import { deleteSnapshotRunning, snapshotRunning } from './snapshots.ts';
 import { StoppedVms } from './stopped-vms.ts';
 import { plugPorts, unplugPorts, unplugVm } from './vm-ports.ts';
@@ -400,23 +402,40 @@ export class QemuDriver implements HypervisorDriver {
     return this.#exclusive(id, () => moveDisk(vm, req, this.#opts.pools, this.#opts.log, progress, signal));
   }
 
-  /**
-   * A VM whose QEMU runs is read through a copy-before-write view (backup-running.ts), one at
-   * a time with its migrations and disk moves; any other from its images (../backup/stopped-view.ts).
-   */
   async backupVm(
     id: string,
     req: BackupVmRequest,
     report: (r: BackupVmReport) => void,
     signal: AbortSignal,
   ): Promise<BackupVmResult> {
+    return this.#withView(id, backupView(req), report, signal, async () => {
+      const ds = await openForBackup(req);
+      return (view) => writeBackup(ds, req, view, report, signal);
+    });
+  }
+
+  /**
+   * A view of the VM for a reader (a backup, a replication cycle), the reader made ready first
+   * (`prepare`: what may fail before any bitmap is touched). A VM whose QEMU runs is read
+   * through a copy-before-write view (running-view.ts), one at a time with its migrations and
+   * disk moves; any other from its images (../backup/stopped-view.ts).
+   */
+  #withView<T>(
+    id: string,
+    req: ViewRequest,
+    report: ViewLog,
+    signal: AbortSignal,
+    prepare: () => Promise<(view: VmView) => Promise<T>>,
+  ): Promise<T> {
     if (this.#starting.has(id)) throw new TernError('conflict', `VM ${id} is starting`);
     const vm = this.#vms.get(id);
     if (vm && vm.state !== 'crashed' && vm.state !== 'stopped') {
       const live = this.#running(id);
-      return this.#exclusive(id, () => backupRunning(live, req, report, signal, this.#opts.log));
+      return this.#exclusive(id, async () =>
+        withRunningView(live, req, report, this.#opts.log, await prepare()),
+      );
     }
-    return this.#exclusive(id, () => backupStopped(this.#opts.pools, req, report, signal));
+    return this.#exclusive(id, async () => withStoppedView(this.#opts.pools, req, signal, await prepare()));
   }
 
   async prepareLiveRestore(id: string, req: LiveRestoreRequest): Promise<void> {

@@ -1,5 +1,5 @@
 /**
- * The QMP commands of a backup's point-in-time view (agent/qemu/backup-running.ts): persistent
+ * The QMP commands of a backup's point-in-time view (agent/qemu/running-view.ts): persistent
  * dirty bitmaps read and rotated in one transaction, the copy-before-write filter and the
  * snapshot-access node over it, and the device moved onto the filter and back. Part of the
  * typed QMP layer (qmp-commands.ts holds the rest).

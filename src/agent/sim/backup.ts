@@ -13,10 +13,11 @@ import { createHash } from 'node:crypto';
 import { TernError } from '../../errors.ts';
 import type { BackupVmReport, BackupVmRequest, BackupVmResult } from '../../wire/backup.ts';
 import type { VolumeRef } from '../../wire/vm.ts';
-import { type DiskView, openForBackup, writeBackup } from '../backup/backup-writer.ts';
+import { backupView, openForBackup, writeBackup } from '../backup/backup-writer.ts';
 import { type BitmapFacts, bitmapDistrust } from '../backup/bitmap-trust.ts';
 import type { Extent } from '../backup/nbd/block-status.ts';
 import { STATE_DIRTY, STATE_HOLE, STATE_ZERO } from '../backup/nbd/protocol.ts';
+import type { DiskView, ViewRequest, VmView } from '../backup/view.ts';
 import { type Pools, resolveVolume } from '../storage/pools.ts';
 import { volumeInfo } from '../storage/volumes.ts';
 import type { SimVms } from './vms.ts';
@@ -113,10 +114,24 @@ export class SimDiskContents {
     signal: AbortSignal,
   ): Promise<BackupVmResult> {
     const ds = await openForBackup(req);
+    return this.withView(vmId, vm, backupView(req), (view) => writeBackup(ds, req, view, report, signal));
+  }
+
+  /**
+   * The sim's point-in-time view (../backup/view.ts): the bitmaps rotated as one QMP
+   * transaction would, the disks' contents as they are now. On `use`'s success only the new
+   * bitmap stays; on failure all are kept, and the next view merges them all.
+   */
+  async withView<T>(
+    vmId: string,
+    vm: SimBackupVm,
+    req: ViewRequest,
+    use: (view: VmView) => Promise<T>,
+  ): Promise<T> {
     const sizes = await Promise.all(
       req.disks.map(async (d) => (await volumeInfo(this.#pools, d.volume)).virtualBytes),
     );
-    const fresh = `${req.bitmap}-${req.id}`;
+    const fresh = `${req.bitmap}-${req.point}`;
     const views: DiskView[] = [];
     for (const [i, d] of req.disks.entries()) {
       const image = this.#image(d.volume);
@@ -133,22 +148,18 @@ export class SimDiskContents {
         b.enabled = false;
         for (const g of b.granules) dirty.add(g);
       }
-      // A retry of a backup that failed finds its bitmap there: it goes on recording.
+      // A retry of a point that failed finds its bitmap there: it goes on recording.
       const kept = image.bitmaps.get(fresh);
       if (kept) kept.enabled = true;
       else image.bitmaps.set(fresh, { granules: new Set(), enabled: true, inconsistent: false });
-      views.push(simDiskView(vmId, d.name, d.format, sizes[i], new Map(image.writes), dirty, distrust));
+      views.push(simDiskView(vmId, d.name, d.format, sizes[i]!, new Map(image.writes), dirty, distrust));
     }
     const note = consistencyNote(vm, req.freeze);
-    const result = await writeBackup(
-      ds,
-      req,
-      { consistency: note === null ? 'application' : 'crash', consistencyNote: note, disks: views },
-      report,
-      signal,
-    );
-    // Done: only the new bitmap is needed from now on. On failure all are kept, and the next
-    // backup merges them all.
+    const result = await use({
+      consistency: note === null ? 'application' : 'crash',
+      consistencyNote: note,
+      disks: views,
+    });
     for (const d of req.disks) {
       const image = this.#image(d.volume);
       for (const name of image.bitmaps.keys())

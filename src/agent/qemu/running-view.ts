@@ -1,25 +1,26 @@
 /**
- * Backing up a running VM without pausing its guest. For each disk:
+ * A running VM's point-in-time view, for a backup or a replication cycle, without pausing its
+ * guest. For each disk:
  *
  *   1. the guest's filesystems frozen through qemu-ga, when asked and it answers (bounded);
- *   2. one QMP transaction over all disks: a new persistent bitmap `<prefix>-<backup id>`
+ *   2. one QMP transaction over all disks: a new persistent bitmap `<prefix>-<point>`
  *      starts recording, the VM's older ones of this prefix stop;
  *   3. a copy-before-write filter put between the device and the disk's format node (a sparse
  *      temporary beside the VM's runtime files takes the old contents of blocks the guest
  *      overwrites), and a snapshot-access node over it: the disk as it was at this instant;
  *   4. the filesystems thawed, always;
  *   5. one transaction: a disabled `<prefix>-view` bitmap, the merge of every bitmap of the
- *      prefix. Writes between 2 and 3 are in the view and in the new bitmap: this backup reads
+ *      prefix. Writes between 2 and 3 are in the view and in the new bitmap: this view reads
  *      them, the next reads them again; none is ever lost;
  *   6. QEMU's NBD server on a unix socket, the snapshot-access node exported read-only with the
  *      view bitmap;
- *   7. the writer (../backup/backup-writer.ts) reads it over Tern's NBD client into the datastore;
+ *   7. the reader (a backup's writer, a replication's sender) reads it over Tern's NBD client;
  *   8. teardown, in reverse, whatever happened: the export, the view, the device back on its
  *      disk, the filter and its temporary, the view bitmap. On success the older bitmaps go; on
- *      failure they stay and the next backup merges them all (../backup/bitmap-trust.ts).
+ *      failure they stay and the next view merges them all (../backup/bitmap-trust.ts).
  *
  * Arguments as QEMU 7.2's iotests `image-fleecing` uses them (raw temporary, snapshot-access);
- * `on-cbw-error: break-snapshot` so a full temporary fails the backup, never a guest write.
+ * `on-cbw-error: break-snapshot` so a full temporary fails the reader, never a guest write.
  * Each disk gets its own instant (the filters go in one after the other): with the guest frozen
  * that is one consistent point; without, each disk is crash-consistent on its own.
  */
@@ -27,12 +28,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { TernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
-import type { BackupDiskSource, BackupVmReport, BackupVmRequest, BackupVmResult } from '../../wire/backup.ts';
+import type { BackupDiskSource } from '../../wire/backup.ts';
 import { diskSlot } from '../../wire/vm.ts';
-import { type DiskView, openForBackup, writeBackup } from '../backup/backup-writer.ts';
 import { bitmapDistrust, ownBitmaps, viewBitmap } from '../backup/bitmap-trust.ts';
 import type { NbdClient } from '../backup/nbd/client.ts';
 import { nbdDiskView } from '../backup/nbd-view.ts';
+import type { DiskView, ViewLog, ViewRequest, VmView } from '../backup/view.ts';
 import type { DiskNodes } from './moved-nodes.ts';
 import {
   type BitmapAction,
@@ -71,23 +72,26 @@ interface DiskPlan {
   /** The disk's bitmaps of this prefix before the rotation (the view's temporary left out). */
   own: string[];
   distrust: string | null;
-  /** The backup reads only what the bitmaps marked: there is a previous backup and they are trusted. */
+  /** The reader reads only what the bitmaps marked: there is a previous point and they are trusted. */
   useBitmap: boolean;
 }
 
-export async function backupRunning(
+/**
+ * Takes the view `req` asks for, gives it to `use`, and tears it down whatever happened; on
+ * `use`'s success only the new bitmap stays. Answers what `use` answered.
+ */
+export async function withRunningView<T>(
   vm: VmProcess,
-  req: BackupVmRequest,
-  report: (r: BackupVmReport) => void,
-  signal: AbortSignal,
+  req: ViewRequest,
+  report: ViewLog,
   log: Logger,
-): Promise<BackupVmResult> {
-  const ds = await openForBackup(req);
+  use: (view: VmView) => Promise<T>,
+): Promise<T> {
   const m = vm.monitor;
   const plans = req.disks.map((d) => planDisk(vm, d));
   const socket = path.join(vm.paths.runDir, 'backup.sock');
-  const fresh = `${req.bitmap}-${req.id}`;
-  // What an agent killed during a backup left in QEMU goes first.
+  const fresh = `${req.bitmap}-${req.point}`;
+  // What an agent killed while a view was taken left in QEMU goes first.
   await teardown(vm, plans, req.bitmap, fs.existsSync(socket) ? socket : null, log);
 
   const freshThere = new Set<string>();
@@ -107,7 +111,7 @@ export async function backupRunning(
   let tornDown = false;
   try {
     const consistency = await whileFrozen(vm, req, report, async () => {
-      // A retried backup finds its bitmap from the failed try: it records on.
+      // A retried point finds its bitmap from the failed try: it records on.
       await bitmapTransaction(
         m,
         plans.flatMap((p): BitmapAction[] =>
@@ -174,7 +178,7 @@ export async function backupRunning(
       clients.push(client);
       views.push(v);
     }
-    const result = await writeBackup(ds, req, { ...consistency, disks: views }, report, signal);
+    const result = await use({ ...consistency, disks: views });
     for (const c of clients.splice(0)) await c.disconnect();
     tornDown = true;
     await teardown(vm, plans, req.bitmap, serving ? socket : null, log);
@@ -183,7 +187,7 @@ export async function backupRunning(
       for (const name of p.own)
         if (name !== fresh)
           await removeDirtyBitmap(m, p.nodes.format, name).catch((err: Error) =>
-            log.warn({ vm: vm.id, bitmap: name, err: err.message }, 'an old backup bitmap stays'),
+            log.warn({ vm: vm.id, bitmap: name, err: err.message }, 'an old dirty bitmap stays'),
           );
     return result;
   } finally {
@@ -227,12 +231,12 @@ function planDisk(vm: VmProcess, source: BackupDiskSource): DiskPlan {
 
 /**
  * Runs `setup` with the guest's filesystems frozen when asked and its agent answers; thaws
- * whatever happened. Tells what consistency the backup has, and why no more.
+ * whatever happened. Tells what consistency the view has, and why no more.
  */
 async function whileFrozen(
   vm: VmProcess,
-  req: BackupVmRequest,
-  report: (r: BackupVmReport) => void,
+  req: ViewRequest,
+  report: ViewLog,
   setup: () => Promise<void>,
 ): Promise<{ consistency: 'application' | 'crash'; consistencyNote: string | null }> {
   let note: string | null = null;
@@ -263,7 +267,7 @@ async function whileFrozen(
 async function insertFilter(vm: VmProcess, p: DiskPlan): Promise<void> {
   const m = vm.monitor;
   const size = await nodeSize(m, p.nodes.format);
-  // Sparse: it takes room only for the blocks the guest overwrites during the backup.
+  // Sparse: it takes room only for the blocks the guest overwrites while the view is read.
   fs.writeFileSync(p.tmpFile, '');
   fs.truncateSync(p.tmpFile, size);
   await blockdevAdd(m, { driver: 'file', 'node-name': p.tmp, filename: p.tmpFile, discard: 'unmap' });
@@ -273,7 +277,7 @@ async function insertFilter(vm: VmProcess, p: DiskPlan): Promise<void> {
 }
 
 /**
- * Takes down every piece of a backup's view that is there (idempotent, each step on its own):
+ * Takes down every piece of a view that is there (idempotent, each step on its own):
  * exports, NBD server, snapshot-access nodes, the device back on its disk, filters,
  * temporaries, the view bitmap. A step that fails is logged; the guest runs on either way.
  */
@@ -289,7 +293,7 @@ async function teardown(
     try {
       await fn();
     } catch (err) {
-      log.warn({ vm: vm.id, err: (err as Error).message }, `backup teardown: ${what}`);
+      log.warn({ vm: vm.id, err: (err as Error).message }, `view teardown: ${what}`);
     }
   };
   const ours = new Set(plans.map((p) => p.exportId));
