@@ -43,6 +43,8 @@ import { PortRulesSync } from './networks/port-sync.ts';
 import { SecurityGroupStore } from './networks/security-groups.ts';
 import { NetworkStore } from './networks/store.ts';
 import { ProjectStore } from './projects/store.ts';
+import { agentReplicaHosts } from './replication/agent-hosts.ts';
+import { Replications } from './replication/relationships.ts';
 import type { KeyStoreConfig } from './secrets/keystore.ts';
 import { openKeyStore } from './secrets/keystores/open.ts';
 import { SecretStore } from './secrets/store.ts';
@@ -191,6 +193,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     backups: new BackupInventory(db),
     backupJobs: new BackupJobs(db, datastores),
     backupSlots: new BackupSlots(),
+    replications: new Replications(db, store, hosts, agentReplicaHosts(hosts)),
   };
   // Every full report of a host is compared with the inventory for what no VM accounts for.
   hosts.onReported((hostId) => void base.orphans.scan(hostId));

@@ -35,6 +35,9 @@ export const permissions = [
   /** Backup datastores and backups: seeing them, and running, restoring, pruning, collecting. */
   'backup.read',
   'backup.write',
+  /** Replicated VMs: seeing them and their recovery points, and replicating, pausing, removing. */
+  'replication.read',
+  'replication.write',
   'secret.read',
   'secret.write',
   'key.admin',

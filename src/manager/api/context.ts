@@ -30,6 +30,7 @@ import type { NetworkSync } from '../networks/host-sync.ts';
 import type { SecurityGroupStore } from '../networks/security-groups.ts';
 import type { NetworkStore } from '../networks/store.ts';
 import type { ProjectStore } from '../projects/store.ts';
+import type { Replications } from '../replication/relationships.ts';
 import type { SecretStore } from '../secrets/store.ts';
 import type { TaskKinds } from '../task-kinds.ts';
 import type { TaskEngine } from '../tasks/engine.ts';
@@ -76,6 +77,8 @@ export interface ApiServices extends VmDeps {
   backupJobs: BackupJobs;
   backupSlots: BackupSlots;
   backupScheduler?: BackupScheduler;
+  /** Replicated VMs: their relationships, replicas and recovery points. */
+  replications: Replications;
   /** The HA watch: what it says of each host. */
   ha: HaMonitor;
   /** Where agents join, and the CA fingerprint they pin. */

@@ -40,6 +40,7 @@ import { migrationRoutes } from './migration.ts';
 import { networkRoutes } from './networks.ts';
 import { apiDocument } from './openapi.ts';
 import { projectRoutes } from './projects.ts';
+import { replicationRoutes } from './replication.ts';
 import { secretRoutes } from './secrets.ts';
 import { securityGroupRoutes } from './security-groups.ts';
 import { serve } from './serve.ts';
@@ -214,6 +215,7 @@ export async function buildApi(s: ApiServices, log: Logger, tls: ApiTls): Promis
   backupJobRoutes(app, s);
   backupFileRoutes(app, s);
   backupSyncRoutes(app, s);
+  replicationRoutes(app, s);
   securityGroupRoutes(app, s);
   eventRoutes(app, s);
   return app;

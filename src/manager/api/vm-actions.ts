@@ -3,7 +3,7 @@ import type { FastifyReply } from 'fastify';
 import { emptyBodyAsObject } from '../../http/errors.ts';
 import { defaultRebootTimeoutSeconds, vmActionRoutes as routes } from '../../wire/api/vm-actions.ts';
 import type { TaskKind } from '../tasks/engine.ts';
-import type { ForceParams } from '../vms/power.ts';
+import { type ForceParams, refuseReplica } from '../vms/power.ts';
 import { admitStartUnlessHeld } from '../vms/start-host.ts';
 import type { ApiServices, App } from './context.ts';
 import { acceptVmTask } from './reply.ts';
@@ -21,6 +21,7 @@ async function acceptStart(
   force: boolean,
 ) {
   const row = await s.store.row(ref);
+  refuseReplica(row);
   const stopped = row.state === 'stopped' || row.state === 'crashed' || row.state === 'missing';
   // A start already admitted is in flight: this one is refused for its lock, the room kept.
   const hold = stopped ? (await admitStartUnlessHeld(s, row))?.hold : undefined;

@@ -19,6 +19,7 @@ const readEverything: Permission[] = [
   'project.read',
   'network.read',
   'backup.read',
+  'replication.read',
 ];
 
 export const rolePermissions: Record<Role, readonly Permission[]> = {
@@ -33,6 +34,7 @@ export const rolePermissions: Record<Role, readonly Permission[]> = {
     'cluster.write',
     'network.write',
     'backup.write',
+    'replication.write',
     'library.write',
     'task.write',
     'secret.read',

@@ -7,6 +7,7 @@
 import { TernError } from '../../errors.ts';
 import type { VmAction } from '../../wire/agent.ts';
 import type { Vm } from '../../wire/vm.ts';
+import type { VmTable } from '../db/schema.ts';
 import { vmSpecOf } from '../db/vm-spec.ts';
 import type { TaskContext, TaskKind } from '../tasks/engine.ts';
 import { loadVm, type VmDeps } from './deps.ts';
@@ -35,6 +36,8 @@ export interface StartOptions {
   haRestart?: boolean;
   /** An unreachable VM's QEMU is forced off first. */
   force?: boolean;
+  /** A failover starts a replica, which nothing else may. */
+  failover?: boolean;
 }
 
 /**
@@ -56,6 +59,7 @@ export async function startVm(
 
 async function admitAndStart(deps: VmDeps, ctx: TaskContext, vmId: string, opts: StartOptions): Promise<Vm> {
   let { row } = await loadVm(deps, vmId);
+  if (!opts.failover) refuseReplica(row);
   if (row.state === 'creating' && !opts.creating)
     throw new TernError('conflict', `VM ${row.name} is still being created`);
   if (row.state === 'unreachable') {
@@ -80,6 +84,19 @@ async function admitAndStart(deps: VmDeps, ctx: TaskContext, vmId: string, opts:
   const reported = await deps.hosts.client(hostId).runVm(spec);
   await deps.store.applyReport(hostId, vmId, reported);
   return waitForVm(deps.bus, deps.store, vmId, isState('running', 'paused'), 30_000, ctx.signal, 'start');
+}
+
+/**
+ * A replica is a copy of a VM that runs elsewhere: started by accident it would answer with the
+ * primary's addresses and fork its data. Only a failover starts it.
+ */
+export function refuseReplica(row: Pick<VmTable, 'name' | 'replicaOf'>): void {
+  if (row.replicaOf)
+    throw new TernError(
+      'conflict',
+      `VM ${row.name} is a replica (replication ${row.replicaOf}): only a failover starts it; see tern vm failover`,
+      { replication: row.replicaOf },
+    );
 }
 
 export async function act(deps: VmDeps, vmId: string, action: VmAction): Promise<void> {

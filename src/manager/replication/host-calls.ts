@@ -1,0 +1,36 @@
+/**
+ * What replication asks of hosts (src/wire/replication.ts): of the replica's host, prepare a
+ * point, tell its points, keep some, remove the replica; of the primary's host, replicate a VM
+ * as a point straight to the replica's host. One interface, so the cycle is written against
+ * the contract and tests can stand in for a host that misbehaves.
+ */
+import type {
+  PrepareReceiveReply,
+  PrepareReceiveRequest,
+  PrunePointsRequest,
+  ReplicaStatus,
+  ReplicateVmReport,
+  ReplicateVmRequest,
+  ReplicateVmResult,
+} from '../../wire/replication.ts';
+
+export interface ReplicaHosts {
+  /** The replica host's receive address for this replication (the primary's host posts there). */
+  receiveUrl(hostId: string, replicationId: string): string;
+  prepareReceive(
+    hostId: string,
+    replicationId: string,
+    req: PrepareReceiveRequest,
+  ): Promise<PrepareReceiveReply>;
+  replicaStatus(hostId: string, replicationId: string, pool: string): Promise<ReplicaStatus>;
+  prunePoints(hostId: string, replicationId: string, req: PrunePointsRequest): Promise<ReplicaStatus>;
+  /** Removes every file of the replica (a pinned point's too: the caller checked none is lent). */
+  removeReplica(hostId: string, replicationId: string, pool: string): Promise<void>;
+  replicateVm(
+    hostId: string,
+    vmId: string,
+    req: ReplicateVmRequest,
+    onReport: (r: Extract<ReplicateVmReport, { type: 'progress' | 'log' }>) => void,
+    signal: AbortSignal,
+  ): Promise<ReplicateVmResult>;
+}

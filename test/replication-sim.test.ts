@@ -1,0 +1,104 @@
+/**
+ * Replication through the manager between two simulated hosts: a relationship makes a stopped
+ * replica VM on the target host that nothing but a failover starts; bad input is refused with
+ * a clear message; pause, resume and remove (which takes the replica VM with it).
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import type { TernError } from '../src/errors.ts';
+import { type Replication, replicationRoutes } from '../src/wire/api/replication.ts';
+import type { Vm } from '../src/wire/vm.ts';
+import type { TestApi } from './harness.ts';
+import { type SimCluster, startSimCluster } from './sim-harness.ts';
+
+let cluster: SimCluster;
+let api: TestApi;
+let primaryHost: string;
+let targetHost: string;
+
+before(async () => {
+  cluster = await startSimCluster(2, { driver: { bootDelayMs: 20 } });
+  api = cluster.api;
+  for (const name of ['web-1', 'db-1']) {
+    const t = await api.task('POST', '/api/v1/vms', { name, template: 'sim', start: true });
+    assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+  }
+  primaryHost = (await api.request<Vm>('GET', '/api/v1/vms/web-1')).host ?? '';
+  targetHost = cluster.sim.hosts.map((h) => h.name).find((h) => h !== primaryHost) ?? '';
+  const db1 = await api.request<Vm>('GET', '/api/v1/vms/db-1');
+  // Both on one host, so the other is the target of both.
+  if (db1.host !== primaryHost) await api.task('POST', '/api/v1/vms/db-1/migrate', { to: primaryHost });
+});
+
+after(async () => {
+  await cluster?.close();
+});
+
+const refused = async (p: Promise<unknown>, status: number, why: RegExp) => {
+  const err = await p.then(
+    () => null,
+    (e: TernError & { status: number }) => e,
+  );
+  assert.ok(err, 'accepted');
+  assert.equal(err.status, status, err.message);
+  assert.match(err.message, why);
+};
+
+test('a replication is refused for a bad interval, the same host, an unknown pool, a second one per VM', async () => {
+  const create = (body: Record<string, unknown>) => api.request('POST', '/api/v1/replications', body);
+  const base = { vm: 'web-1', host: targetHost, pool: 'local', every: '30s' };
+  await refused(create({ ...base, every: '10s' }), 400, /from 30s to 24h/);
+  await refused(create({ ...base, host: primaryHost }), 400, /replicate it to another host/);
+  await refused(create({ ...base, pool: 'nope' }), 400, /has no pool nope: name one of/);
+  await refused(create({ ...base, points: 25 }), 400, /points/);
+  await refused(create({ ...base, appConsistentEvery: '10s' }), 400, /more often than the cycles/);
+  await api.call(replicationRoutes.create, { body: { ...base, vm: 'db-1' } });
+  await refused(create({ ...base, vm: 'db-1' }), 409, /replicated already/);
+  await api.call(replicationRoutes.remove, { params: { replication: 'db-1' } });
+});
+
+test('a replica is a stopped VM on the target host, its disks in the replica pool, and it cannot be started', async () => {
+  const r: Replication = await api.call(replicationRoutes.create, {
+    body: { vm: 'web-1', host: targetHost, pool: 'local', every: '5m', points: 4, appConsistentEvery: '1h' },
+  });
+  assert.equal(r.vm, 'web-1');
+  assert.equal(r.replica, 'web-1-replica');
+  assert.equal(r.host, targetHost);
+  assert.equal(r.intervalSeconds, 300);
+  assert.equal(r.appConsistentEverySeconds, 3600);
+  assert.equal(r.state, 'initial');
+  assert.equal(r.rpo.state, 'initial');
+  const replica = await api.request<Vm>('GET', '/api/v1/vms/web-1-replica');
+  assert.equal(replica.state, 'stopped');
+  assert.equal(replica.host, targetHost);
+  assert.match(replica.disks[0].volume.path, new RegExp(`^replicas/${r.id}/disk0/`));
+  assert.equal(replica.disks[0].volume.pool, 'local');
+  await refused(
+    api.request('POST', '/api/v1/vms/web-1-replica/start', {}),
+    409,
+    /only a failover starts it; see tern vm failover/,
+  );
+  // By its id too, and listed.
+  assert.equal((await api.call(replicationRoutes.show, { params: { replication: r.id } })).vm, 'web-1');
+  assert.deepEqual(
+    (await api.call(replicationRoutes.list)).items.map((x) => x.vm),
+    ['web-1'],
+  );
+});
+
+test('pause and resume: a paused relationship promises nothing', async () => {
+  const paused = await api.call(replicationRoutes.pause, { params: { replication: 'web-1' } });
+  assert.equal(paused.state, 'paused');
+  assert.equal(paused.rpo.state, 'paused');
+  assert.equal(paused.rpo.nextCycleAt, null);
+  const resumed = await api.call(replicationRoutes.resume, { params: { replication: 'web-1' } });
+  assert.equal(resumed.state, 'initial');
+  await refused(api.request('POST', '/api/v1/replications/web-1/resume', {}), 409, /not paused/);
+});
+
+test('removing a relationship removes its replica VM; an unknown one is a 404', async () => {
+  await api.call(replicationRoutes.remove, { params: { replication: 'web-1' } });
+  await refused(api.request('GET', '/api/v1/vms/web-1-replica'), 404, /does not exist/);
+  await refused(api.request('GET', '/api/v1/replications/web-1'), 404, /not replicated/);
+  assert.equal((await api.request<Vm>('GET', '/api/v1/vms/web-1')).state, 'running');
+});
