@@ -10,11 +10,11 @@
 import { sign, X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Agent, fetch as undiciFetch } from 'undici';
-import { TernError, unreachable } from '../errors.ts';
+import { TernError } from '../errors.ts';
 import { requestJson } from '../http/json-client.ts';
 import type { Logger } from '../log.ts';
 import { type Identity, loadIdentity, newKeyPair, saveIdentity, tlsFetch } from '../pki/identity.ts';
+import { fetchPinnedCa, normalizeFingerprint } from '../pki/pinned-ca.ts';
 import type { HeartbeatRequest } from '../wire/ha.ts';
 import { type JoinResult, joinProof } from '../wire/host.ts';
 
@@ -30,8 +30,6 @@ export interface Membership {
   manager: string;
 }
 
-const normalise = (fp: string) => fp.replace(/[^0-9a-f]/gi, '').toLowerCase();
-
 export function loadMembership(stateDir: string): Membership | null {
   const identity = loadIdentity(path.join(stateDir, 'pki'));
   const file = path.join(stateDir, 'pki', 'manager.json');
@@ -41,7 +39,7 @@ export function loadMembership(stateDir: string): Membership | null {
 
 export async function join(stateDir: string, p: JoinParams, address: string): Promise<Membership> {
   const manager = p.manager.replace(/\/$/, '');
-  const ca = await fetchPinnedCa(manager, p.caFingerprint);
+  const ca = await fetchPinnedCa(manager, p.caFingerprint, `the manager at ${manager}`, 'join');
   const { privateKeyPem, publicKeyPem } = newKeyPair();
   const proof = sign('sha256', Buffer.from(joinProof(p.token)), privateKeyPem).toString('base64');
   const f = tlsFetch(null, { ca });
@@ -55,7 +53,7 @@ export async function join(stateDir: string, p: JoinParams, address: string): Pr
       peer: 'the manager',
       fetch: f,
     });
-    if (normalise(new X509Certificate(r.ca).fingerprint256) !== normalise(p.caFingerprint)) {
+    if (new X509Certificate(r.ca).fingerprint256 !== normalizeFingerprint(p.caFingerprint)) {
       throw new TernError('protocol_error', 'the manager answered with a different CA than it presented');
     }
     const identity = { key: privateKeyPem, cert: r.certificate, ca: r.ca };
@@ -66,38 +64,6 @@ export async function join(stateDir: string, p: JoinParams, address: string): Pr
     return { identity, manager };
   } finally {
     await f.close();
-  }
-}
-
-/**
- * The CA is fetched without verification, then checked against the fingerprint that came with
- * the join token; only a CA with that fingerprint is trusted for the join itself.
- */
-async function fetchPinnedCa(manager: string, fingerprint: string): Promise<string> {
-  const dispatcher = new Agent({ connect: { rejectUnauthorized: false } });
-  try {
-    const res = await undiciFetch(`${manager}/cluster/v1/ca`, {
-      dispatcher,
-      signal: AbortSignal.timeout(15_000),
-    }).catch((err: Error) => {
-      throw unreachable(err, (why) => `the manager at ${manager} is unreachable: ${why}`);
-    });
-    const pem = await res.text();
-    let actual: string;
-    try {
-      actual = new X509Certificate(pem).fingerprint256;
-    } catch {
-      throw new TernError('protocol_error', `${manager} did not answer with a CA certificate`);
-    }
-    if (normalise(actual) !== normalise(fingerprint)) {
-      throw new TernError(
-        'forbidden',
-        `the manager at ${manager} presented CA ${actual}, not the expected ${fingerprint}; refusing to join`,
-      );
-    }
-    return pem;
-  } finally {
-    await dispatcher.close();
   }
 }
 

@@ -136,6 +136,7 @@ export const flagCatalog = {
   project: text('P', 'the project'),
   url: text('URL', "the manager's URL"),
   ca: text('FILE', "the CA that signed the manager's certificate"),
+  fingerprint: text('SHA256', "the other site's CA fingerprint, as `tern site self` prints it there"),
   raw: on("the guest's bytes as they are, escape sequences too"),
   user: text('NAME', 'the user'),
   role: text('R', 'the role'),
@@ -283,6 +284,7 @@ export interface Flags {
   url?: string;
   /** A PEM file with the CA the manager's certificate must come from (tern login). */
   ca?: string;
+  fingerprint?: string;
   /** `tern vm console --raw`: the guest's bytes as they are, escape sequences included. */
   raw: boolean;
   user?: string;

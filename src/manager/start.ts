@@ -48,6 +48,7 @@ import { Replications } from './replication/relationships.ts';
 import type { KeyStoreConfig } from './secrets/keystore.ts';
 import { openKeyStore } from './secrets/keystores/open.ts';
 import { SecretStore } from './secrets/store.ts';
+import { SiteStore } from './sites/store.ts';
 import { registerTaskKinds } from './task-kinds.ts';
 import { TaskEngine } from './tasks/engine.ts';
 import { hostGate } from './tasks/host-gate.ts';
@@ -194,6 +195,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     backupJobs: new BackupJobs(db, datastores),
     backupSlots: new BackupSlots(),
     replications: new Replications(db, store, hosts, agentReplicaHosts(hosts)),
+    sites: new SiteStore(db, identity),
   };
   // Every full report of a host is compared with the inventory for what no VM accounts for.
   hosts.onReported((hostId) => void base.orphans.scan(hostId));
@@ -236,6 +238,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     hosts,
     haAssignment: (hostId) => haAssignment(db, settings, hostId),
     haAcknowledged: (hostId, current, generation) => acknowledgeAssignment(db, hostId, current, generation),
+    sites: services.sites,
     log: opts.log,
   });
   await cluster.listen({ host: clusterHost, port: opts.clusterPort });

@@ -67,12 +67,13 @@ export function peerOf(socket: TLSSocket): { role: string; name: string; fingerp
  * certificate it was issued, so a removed host's certificate is refused even though the CA
  * signed it). With `checkName` (the CLI and other clients of the API for people), the
  * certificate must name the address it was reached at, and a host's certificate never passes
- * for the manager's although the same CA signed both. Without `ca` and `identity`, the
+ * for the manager's although the same CA signed both. With `role`, the server's certificate
+ * must state that role (another site's manager, not one of its hosts). Without `ca` and `identity`, the
  * system's trusted CAs apply (an operator's certificate from a public CA).
  */
 export function tlsFetch(
   identity: Identity | null,
-  opts: { ca?: string; pin?: () => string | null; checkName?: boolean } = {},
+  opts: { ca?: string; pin?: () => string | null; checkName?: boolean; role?: string } = {},
 ) {
   const dispatcher = new Agent({
     connect: {
@@ -80,6 +81,10 @@ export function tlsFetch(
       cert: identity?.cert,
       key: identity?.key,
       checkServerIdentity: (host, cert) => {
+        if (opts.role !== undefined && cert.subject?.OU !== opts.role)
+          return new Error(
+            `the server presented a certificate for ${cert.subject?.OU || 'no role'}, not ${opts.role}`,
+          );
         if (opts.checkName) {
           if (cert.subject?.OU === 'tern-host')
             return new Error('a host certificate was presented where the manager was expected');

@@ -18,6 +18,7 @@ import { poolCommands } from './pool.ts';
 import { projectCommands } from './project.ts';
 import { secretCommands } from './secret.ts';
 import { securityGroupCommands } from './security-group.ts';
+import { siteCommands } from './site.ts';
 import { upCommands } from './up.ts';
 import { vmCommands } from './vm.ts';
 
@@ -37,6 +38,7 @@ export const registry: Registry = {
     ...backupFileCommands,
     ...backupJobCommands,
     ...backupSyncCommands,
+    ...siteCommands,
     ...securityGroupCommands,
     ...identityCommands,
     ...projectCommands,

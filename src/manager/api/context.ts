@@ -1,4 +1,5 @@
 /** What route modules are given: the manager's services, and the Fastify instance type. */
+
 import type https from 'node:https';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type {
@@ -32,6 +33,7 @@ import type { NetworkStore } from '../networks/store.ts';
 import type { ProjectStore } from '../projects/store.ts';
 import type { Replications } from '../replication/relationships.ts';
 import type { SecretStore } from '../secrets/store.ts';
+import type { SiteStore } from '../sites/store.ts';
 import type { TaskKinds } from '../task-kinds.ts';
 import type { TaskEngine } from '../tasks/engine.ts';
 import type { VmDeps } from '../vms/deps.ts';
@@ -76,6 +78,8 @@ export interface ApiServices extends VmDeps {
   /** Backup jobs, the backups running at once per host and datastore, and what runs jobs on schedule. */
   backupJobs: BackupJobs;
   backupSlots: BackupSlots;
+  /** Other Tern clusters this one trusts (replication targets). */
+  sites: SiteStore;
   backupScheduler?: BackupScheduler;
   /** Replicated VMs: their relationships, replicas and recovery points. */
   replications: Replications;

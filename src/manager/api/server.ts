@@ -45,6 +45,7 @@ import { secretRoutes } from './secrets.ts';
 import { securityGroupRoutes } from './security-groups.ts';
 import { serve } from './serve.ts';
 import { sessionRoutes } from './session.ts';
+import { siteRoutes } from './sites.ts';
 import { taskRoutes } from './tasks.ts';
 import { templateRoutes } from './templates.ts';
 import { tokenRoutes } from './tokens.ts';
@@ -216,6 +217,7 @@ export async function buildApi(s: ApiServices, log: Logger, tls: ApiTls): Promis
   backupFileRoutes(app, s);
   backupSyncRoutes(app, s);
   replicationRoutes(app, s);
+  siteRoutes(app, s);
   securityGroupRoutes(app, s);
   eventRoutes(app, s);
   return app;

@@ -24,6 +24,7 @@ import { migration as m0019 } from './migrations/0019-backup.ts';
 import { migration as m0020 } from './migrations/0020-backup-job-prove.ts';
 import { migration as m0021 } from './migrations/0021-replication.ts';
 import { migration as m0022 } from './migrations/0022-replica-tests.ts';
+import { migration as m0023 } from './migrations/0023-sites.ts';
 
 /** Every migration, by name; Kysely runs them in the names' order. */
 const migrations: Record<string, Migration> = {
@@ -48,6 +49,7 @@ const migrations: Record<string, Migration> = {
   '0020-backup-job-prove': m0020,
   '0021-replication': m0021,
   '0022-replica-tests': m0022,
+  '0023-sites': m0023,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -458,7 +458,18 @@ export interface ReplicaTestTable {
   createdAt: string;
 }
 
+/** Another Tern cluster trusted by its CA (wire Site). */
+export interface SiteTable {
+  id: string;
+  name: string;
+  url: string;
+  caPem: string;
+  fingerprint: string;
+  createdAt: string;
+}
+
 export interface Database {
+  sites: SiteTable;
   replications: ReplicationTable;
   replicaTests: ReplicaTestTable;
   recoveryPoints: RecoveryPointTable;

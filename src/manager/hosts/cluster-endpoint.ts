@@ -1,7 +1,8 @@
 /**
  * The manager's cluster endpoint: the HTTPS port agents talk to (the API port is for people).
  * Its certificate comes from the cluster CA, which a joining agent pins by fingerprint. Joining
- * needs a join token; everything else needs the client certificate of a current host.
+ * needs a join token; everything else needs the client certificate of a current host, except
+ * `/site/v1/…`, which other sites' managers call with theirs (../sites/endpoint.ts).
  */
 import type { TLSSocket } from 'node:tls';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -17,6 +18,8 @@ import { ErrorBody } from '../../wire/common.ts';
 import { type HaAssignment, HeartbeatReply, HeartbeatRequest } from '../../wire/ha.ts';
 import { type Host, JoinRequest, JoinResult } from '../../wire/host.ts';
 import { bestEffort } from '../db/disk-space.ts';
+import { registerSiteRoutes } from '../sites/endpoint.ts';
+import type { SiteStore } from '../sites/store.ts';
 import type { JoinTokens } from './join.ts';
 import type { HostRegistry } from './registry.ts';
 
@@ -29,6 +32,8 @@ export interface ClusterEndpointOptions {
   haAssignment: (hostId: string) => Promise<HaAssignment>;
   /** The host reported the generation of the assignment it enforces. */
   haAcknowledged: (hostId: string, current: HaAssignment, generation: number | null) => Promise<void>;
+  /** Other clusters trusted by their CA: their managers call `/site/v1/…`. */
+  sites: SiteStore;
   log: Logger;
 }
 
@@ -95,5 +100,6 @@ export async function buildClusterEndpoint(opts: ClusterEndpointOptions): Promis
       return { host: host.name, state: host.state, ha };
     },
   );
+  registerSiteRoutes(app, { sites: opts.sites, caFingerprint: opts.ca.fingerprint });
   return app;
 }

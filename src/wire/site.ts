@@ -1,0 +1,56 @@
+/**
+ * Sites: other Tern clusters this one trusts, each by its CA (docs/replication.md, Sites). An
+ * operator adds a site with its cluster endpoint's URL and its CA's fingerprint, read at the
+ * other site (`tern site self`); each side adds the other, and from then on their managers talk
+ * over mutual TLS, each presenting a certificate of its own CA. No secret is shared.
+ */
+import { type Static, Type } from 'typebox';
+import { Name, Timestamp } from './common.ts';
+
+export const Fingerprint = Type.String({
+  minLength: 64,
+  maxLength: 110,
+  description: 'SHA-256 of a CA certificate: 64 hex digits, colons allowed',
+});
+
+export const SiteUrl = Type.String({
+  pattern: '^https://[^/\\s]+$',
+  maxLength: 300,
+  description: "the other cluster's cluster endpoint, https://HOST:PORT (its `tern site self`)",
+});
+
+export const SiteLink = Type.Object({
+  state: Type.Union([
+    Type.Literal('trusted'),
+    Type.Literal('one-way'),
+    Type.Literal('unreachable'),
+    Type.Literal('refused'),
+  ]),
+  /** What the check found, and what to do about it. */
+  message: Type.String(),
+});
+export type SiteLink = Static<typeof SiteLink>;
+
+export const Site = Type.Object({
+  name: Name,
+  url: Type.String(),
+  fingerprint: Type.String(),
+  createdAt: Timestamp,
+  /** Present when the link was checked for this answer. */
+  link: Type.Optional(SiteLink),
+});
+export type Site = Static<typeof Site>;
+
+export const AddSiteBody = Type.Object(
+  { name: Name, url: SiteUrl, fingerprint: Fingerprint },
+  { additionalProperties: false },
+);
+export type AddSiteBody = Static<typeof AddSiteBody>;
+
+/** This cluster as another site must add it. */
+export const SiteSelf = Type.Object({ url: Type.String(), fingerprint: Type.String() });
+export type SiteSelf = Static<typeof SiteSelf>;
+
+/** A site's answer to another's hello: its CA, and the name it knows the caller by. */
+export const SiteHello = Type.Object({ fingerprint: Type.String(), knownAs: Type.String() });
+export type SiteHello = Static<typeof SiteHello>;
