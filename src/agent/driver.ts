@@ -24,8 +24,10 @@ import type {
 import type { GuestExecRequest, GuestExecResult } from '../wire/guest-command.ts';
 import type { HostFacts } from '../wire/host.ts';
 import type { PortRules } from '../wire/network.ts';
+import type { ReplicateVmReport, ReplicateVmRequest, ReplicateVmResult } from '../wire/replication.ts';
 import type { DiskSpec, NicSpec, VmSpec, VolumeRef } from '../wire/vm.ts';
 import type { HostNetworks } from './network/host-networks.ts';
+import type { ReplicaLink } from './replication/replica-link.ts';
 
 export interface DriverEvents {
   vm: [AgentVm];
@@ -111,6 +113,20 @@ export interface HypervisorDriver {
     report: (r: BackupVmReport) => void,
     signal: AbortSignal,
   ): Promise<BackupVmResult>;
+  /**
+   * Replicates a VM (running here, or stopped with its volumes on this host) as recovery point
+   * `req.point`: the same view backup takes, with the replication's bitmaps, streamed through
+   * `link` (this host's own certificate: the driver does not hold it) to the replica's host
+   * (src/agent/replication/sender.ts). Reports progress and log lines; aborting `signal` stops
+   * it, the replica's host committing nothing and the bitmaps kept for the next cycle.
+   */
+  replicateVm(
+    id: string,
+    req: ReplicateVmRequest,
+    link: ReplicaLink,
+    report: (r: ReplicateVmReport) => void,
+    signal: AbortSignal,
+  ): Promise<ReplicateVmResult>;
   /**
    * Live restore (backup/live-restore.ts): serves a backup's disks for VM `id` and makes its
    * target volumes overlays on them, so the VM can start before its data is here. Idempotent.

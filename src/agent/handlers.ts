@@ -8,13 +8,16 @@ import { TernError } from '../errors.ts';
 import { readSlots } from '../ha/statefile.ts';
 import type { Handlers } from '../http/declared-routes.ts';
 import { discardUnreadBody } from '../http/unread-body.ts';
+import type { Identity } from '../pki/identity.ts';
 import { agentProtocolVersion } from '../wire/agent.ts';
 import type { AgentRoutes } from '../wire/agent-routes.ts';
 import type { BackupVmReport, LiveRestoreReport } from '../wire/backup.ts';
 import { maxUploadBytes } from '../wire/image.ts';
+import type { ReplicateVmReport } from '../wire/replication.ts';
 import type { BackupFiles } from './backup/backup-files.ts';
 import { datastoreHandlers } from './backup/datastore-handlers.ts';
 import type { HypervisorDriver } from './driver.ts';
+import { replicaLink } from './replication/replica-link.ts';
 import { fileSha256 } from './storage/digest.ts';
 import { libraryFile, planImport, runImport } from './storage/images.ts';
 import { ImportSources } from './storage/import-sources.ts';
@@ -43,6 +46,8 @@ export interface HandlerOptions {
   importDirs?: readonly string[];
   /** Reads files out of backups (absent: refused). */
   backupFiles?: BackupFiles;
+  /** This host's certificate, presented to a replica's host (absent: replication refused). */
+  identity?: Identity;
 }
 
 /** The largest file read out of a backup in one request. */
@@ -238,6 +243,15 @@ export function agentHandlers(opts: HandlerOptions): Handlers<AgentRoutes> {
       await transferStream<BackupVmReport>(req, reply, async (send, signal) => ({
         type: 'done',
         result: await driver.backupVm(req.params.id, req.body, send, signal),
+      }));
+    },
+    replicateVm: async (req, reply) => {
+      const identity = opts.identity;
+      if (!identity)
+        throw new TernError('unavailable', 'this agent has no certificate to send a replica with');
+      await transferStream<ReplicateVmReport>(req, reply, async (send, signal) => ({
+        type: 'done',
+        result: await driver.replicateVm(req.params.id, req.body, replicaLink(identity), send, signal),
       }));
     },
 

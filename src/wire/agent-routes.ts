@@ -30,6 +30,7 @@ import { agentBackupRoutes } from './agent-backup-routes.ts';
 import { agentDatastoreRoutes } from './agent-datastore-routes.ts';
 import { agentLiveRestoreRoutes } from './agent-live-restore-routes.ts';
 import { agentNetworkRoutes } from './agent-network-routes.ts';
+import { agentReplicateRoutes } from './agent-replicate-routes.ts';
 import { IdParams, Ok, tags } from './agent-route-parts.ts';
 import { Uuid } from './common.ts';
 import { GuestExecRequest, GuestExecResult, GuestFileReadRequest } from './guest-command.ts';
@@ -329,6 +330,7 @@ export const agentRoutes = {
 
   // Backing a VM up into a datastore (agent-backup-routes.ts).
   ...agentBackupRoutes,
+  ...agentReplicateRoutes,
   ...agentLiveRestoreRoutes,
   ...agentBackupFilesRoutes,
 

@@ -19,6 +19,7 @@ import { openDatastore } from './datastore-handlers.ts';
 import { diskMode } from './disk-mode.ts';
 import { STATE_DIRTY, STATE_ZERO } from './nbd/protocol.ts';
 import type { DiskView, ViewRequest, VmView } from './view.ts';
+import { isZero } from './zero-bytes.ts';
 
 /** Inserts at once while the next chunk is read: zstd, encryption and the write overlap the read. */
 const INSERTS_IN_FLIGHT = 4;
@@ -259,13 +260,3 @@ class ZeroChunks {
     return name;
   }
 }
-
-function isZero(b: Buffer): boolean {
-  // Compare in 64 KiB pieces against one buffer of zeros: no allocation per chunk.
-  for (let at = 0; at < b.length; at += ZERO_PIECE.length) {
-    const piece = b.subarray(at, Math.min(b.length, at + ZERO_PIECE.length));
-    if (!piece.equals(ZERO_PIECE.subarray(0, piece.length))) return false;
-  }
-  return true;
-}
-const ZERO_PIECE = Buffer.alloc(64 * 1024);

@@ -24,6 +24,7 @@ import type {
 import type { GuestExecRequest, GuestExecResult } from '../../wire/guest-command.ts';
 import type { HostFacts } from '../../wire/host.ts';
 import type { PortRules } from '../../wire/network.ts';
+import type { ReplicateVmReport, ReplicateVmRequest, ReplicateVmResult } from '../../wire/replication.ts';
 import { type DiskSpec, diskSlot, type NicSpec, type VmSpec, type VolumeRef } from '../../wire/vm.ts';
 import { backupView, openForBackup, writeBackup } from '../backup/backup-writer.ts';
 import { LiveRestores } from '../backup/live-restore.ts';
@@ -31,6 +32,8 @@ import { withStoppedView } from '../backup/stopped-view.ts';
 import type { ViewLog, ViewRequest, VmView } from '../backup/view.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { KernelNetworks } from '../network/kernel-networks.ts';
+import type { ReplicaLink } from '../replication/replica-link.ts';
+import { replicationView, sendReplica } from '../replication/sender.ts';
 import type { Pools } from '../storage/pools.ts';
 import { type AcceleratorChoice, detectAccelerator } from './accelerator.ts';
 import { changeCdromRunning } from './cdrom.ts';
@@ -412,6 +415,22 @@ export class QemuDriver implements HypervisorDriver {
       const ds = await openForBackup(req);
       return (view) => writeBackup(ds, req, view, report, signal);
     });
+  }
+
+  async replicateVm(
+    id: string,
+    req: ReplicateVmRequest,
+    link: ReplicaLink,
+    report: (r: ReplicateVmReport) => void,
+    signal: AbortSignal,
+  ): Promise<ReplicateVmResult> {
+    return this.#withView(
+      id,
+      replicationView(req),
+      report,
+      signal,
+      async () => (view) => sendReplica(view, req, link, report, signal),
+    );
   }
 
   /**

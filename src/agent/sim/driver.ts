@@ -29,9 +29,12 @@ import type {
 import type { GuestExecResult } from '../../wire/guest-command.ts';
 import type { HostFacts } from '../../wire/host.ts';
 import type { PortRules } from '../../wire/network.ts';
+import type { ReplicateVmReport, ReplicateVmRequest, ReplicateVmResult } from '../../wire/replication.ts';
 import type { DiskSpec, NicSpec, VmSpec, VolumeRef } from '../../wire/vm.ts';
 import type { DriverEvents, HypervisorDriver } from '../driver.ts';
 import { RecordedNetworks } from '../network/recorded-networks.ts';
+import type { ReplicaLink } from '../replication/replica-link.ts';
+import { replicationView, sendReplica } from '../replication/sender.ts';
 import { backupViewOf, SimDiskContents } from './backup.ts';
 import { SimClock } from './clock.ts';
 import { attachDisk, changeCdrom, deleteSnapshot, detachDisk, resizeDisk, snapshot } from './disk-ops.ts';
@@ -274,6 +277,20 @@ export class SimDriver implements HypervisorDriver {
   ): Promise<BackupVmResult> {
     await this.#enter('backupVm');
     return this.#contents.backup(id, backupViewOf(this.#sim, id), req, report, signal);
+  }
+
+  /** Real bytes on the wire: the sim's pattern disks through the same sender as QEMU's. */
+  async replicateVm(
+    id: string,
+    req: ReplicateVmRequest,
+    link: ReplicaLink,
+    report: (r: ReplicateVmReport) => void,
+    signal: AbortSignal,
+  ): Promise<ReplicateVmResult> {
+    await this.#enter('replicateVm');
+    return this.#contents.withView(id, backupViewOf(this.#sim, id), replicationView(req), (view) =>
+      sendReplica(view, req, link, report, signal),
+    );
   }
 
   async prepareLiveRestore(id: string, req: LiveRestoreRequest): Promise<void> {

@@ -31,6 +31,7 @@ export type SimOperation =
   | 'releaseMigrated'
   | 'moveDisk'
   | 'backupVm'
+  | 'replicateVm'
   | 'prepareLiveRestore'
   | 'streamLiveRestore'
   | 'guestExec'
