@@ -17,7 +17,9 @@ import type { ReplicateVmReport } from '../wire/replication.ts';
 import type { BackupFiles } from './backup/backup-files.ts';
 import { datastoreHandlers } from './backup/datastore-handlers.ts';
 import type { HypervisorDriver } from './driver.ts';
+import { replicaHandlers } from './replication/handlers.ts';
 import { replicaLink } from './replication/replica-link.ts';
+import { ReplicaStore } from './replication/replica-store.ts';
 import { fileSha256 } from './storage/digest.ts';
 import { libraryFile, planImport, runImport } from './storage/images.ts';
 import { ImportSources } from './storage/import-sources.ts';
@@ -207,6 +209,7 @@ export function agentHandlers(opts: HandlerOptions): Handlers<AgentRoutes> {
       await driver.networks.remove(req.params.id);
     },
     ...datastoreHandlers(pools),
+    ...replicaHandlers(new ReplicaStore(pools)),
 
     // A backup answers progress and log lines; the manager closing the connection cancels it,
     // leaving no backup (src/agent/backup/).

@@ -55,8 +55,11 @@ export async function buildAgentServer(opts: AgentServerOptions): Promise<Fastif
 
   app.addHook('onRequest', async (req) => {
     // The TLS handshake already refused certificates from any other CA; another host of the
-    // cluster has a valid certificate too, but only a manager may command this agent.
-    if (peerOf(req.raw.socket as TLSSocket)?.role !== 'tern-manager') {
+    // cluster has a valid certificate too, but only a manager may command this agent. A host
+    // may send a replication stream, which still needs the ticket a manager had issued for it.
+    const role = peerOf(req.raw.socket as TLSSocket)?.role;
+    const stream = req.method === 'POST' && req.routeOptions.url === agentRoutes.receiveReplica.path;
+    if (role !== 'tern-manager' && !(stream && role === 'tern-host')) {
       throw new TernError('unauthorized', 'this agent only answers managers of its cluster');
     }
     const v = req.headers[protocolHeader];

@@ -30,6 +30,7 @@ import { agentBackupRoutes } from './agent-backup-routes.ts';
 import { agentDatastoreRoutes } from './agent-datastore-routes.ts';
 import { agentLiveRestoreRoutes } from './agent-live-restore-routes.ts';
 import { agentNetworkRoutes } from './agent-network-routes.ts';
+import { agentReplicaRoutes } from './agent-replica-routes.ts';
 import { agentReplicateRoutes } from './agent-replicate-routes.ts';
 import { IdParams, Ok, tags } from './agent-route-parts.ts';
 import { Uuid } from './common.ts';
@@ -333,6 +334,8 @@ export const agentRoutes = {
   ...agentReplicateRoutes,
   ...agentLiveRestoreRoutes,
   ...agentBackupFilesRoutes,
+  // Replicas held on this host and the streams that feed them (agent-replica-routes.ts).
+  ...agentReplicaRoutes,
 
   // Migration (docs/agent-protocol.md, "Migration") and storage migration.
   prepareIncoming: route({
