@@ -162,6 +162,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   });
   const placer = new Placer(db, settings);
   const datastores = new Datastores(db, secrets, hosts);
+  const replicaHosts = agentReplicaHosts(hosts);
   const base = {
     db,
     placer,
@@ -194,7 +195,8 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     backups: new BackupInventory(db),
     backupJobs: new BackupJobs(db, datastores),
     backupSlots: new BackupSlots(),
-    replications: new Replications(db, store, hosts, agentReplicaHosts(hosts)),
+    replicaHosts,
+    replications: new Replications(db, store, hosts, replicaHosts),
     sites: new SiteStore(db, identity),
   };
   // Every full report of a host is compared with the inventory for what no VM accounts for.

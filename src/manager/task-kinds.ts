@@ -33,6 +33,7 @@ import { templateFromImageTask } from './library/template-from-image.ts';
 import { maintenanceTask } from './migration/evacuate.ts';
 import { migrateTask } from './migration/migrate.ts';
 import { moveDiskTask } from './migration/storage.ts';
+import { type CycleDeps, replicationCycleTask } from './replication/cycle.ts';
 import type { SecretStore } from './secrets/store.ts';
 import type { TaskEngine, TaskKind } from './tasks/engine.ts';
 import { cdromTask } from './vms/cdrom.ts';
@@ -55,7 +56,8 @@ type KindServices = SealDeps &
   FailoverDeps &
   NicTaskDeps &
   BackupDeps &
-  JobRunDeps & { secrets: SecretStore; ha: Pick<HaMonitor, 'isHealthy'> };
+  JobRunDeps &
+  CycleDeps & { secrets: SecretStore; ha: Pick<HaMonitor, 'isHealthy'> };
 
 export function taskKinds(s: KindServices) {
   // A backup job runs these as tasks of their own.
@@ -106,6 +108,7 @@ export function taskKinds(s: KindServices) {
     backupVerify: backupVerifyTask(s),
     backupGc: backupGcTask(s),
     backupSync: backupSyncTask(s),
+    replicationCycle: replicationCycleTask(s),
     // A failed host's VMs that found no room elsewhere may start on it once the watch sees it back.
     haFailover: failoverTask(s, (hostId) => s.ha.isHealthy(hostId)),
   };

@@ -31,6 +31,7 @@ import type { NetworkSync } from '../networks/host-sync.ts';
 import type { SecurityGroupStore } from '../networks/security-groups.ts';
 import type { NetworkStore } from '../networks/store.ts';
 import type { ProjectStore } from '../projects/store.ts';
+import type { ReplicaHosts } from '../replication/host-calls.ts';
 import type { Replications } from '../replication/relationships.ts';
 import type { SecretStore } from '../secrets/store.ts';
 import type { SiteStore } from '../sites/store.ts';
@@ -83,6 +84,8 @@ export interface ApiServices extends VmDeps {
   backupScheduler?: BackupScheduler;
   /** Replicated VMs: their relationships, replicas and recovery points. */
   replications: Replications;
+  /** What replication asks of hosts (their agents' replica routes). */
+  replicaHosts: ReplicaHosts;
   /** The HA watch: what it says of each host. */
   ha: HaMonitor;
   /** Where agents join, and the CA fingerprint they pin. */

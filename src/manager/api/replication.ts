@@ -1,6 +1,8 @@
 /** /api/v1/replications: replicated VMs, their recovery points, and a cycle run now. */
 import { replicationRoutes as routes } from '../../wire/api/replication.ts';
+import { submitCycle } from '../replication/cycle.ts';
 import type { ApiServices, App } from './context.ts';
+import { accepted } from './reply.ts';
 import { serve } from './serve.ts';
 
 export function replicationRoutes(app: App, s: ApiServices): void {
@@ -27,4 +29,8 @@ export function replicationRoutes(app: App, s: ApiServices): void {
   serve(app, routes.points, 'replication.read', async (req) => ({
     items: await s.replications.pointsWire(req.params.replication),
   }));
+
+  serve(app, routes.cycle, 'replication.write', async (req, reply) =>
+    accepted(reply, await submitCycle(s, s.kinds.replicationCycle, req.params.replication)),
+  );
 }

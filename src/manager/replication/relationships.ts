@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { TernError } from '../../errors.ts';
 import type { CreateReplicationBody, RecoveryPointInfo, Replication } from '../../wire/api/replication.ts';
 import type { Host } from '../../wire/host.ts';
-import type { ReplicatedDisk } from '../../wire/replication.ts';
+import type { ReplicaPoint, ReplicatedDisk, ReplicateVmResult } from '../../wire/replication.ts';
 import { type Db, now } from '../db/database.ts';
 import type { RecoveryPointTable, ReplicationTable, VmTable } from '../db/schema.ts';
 import { vmSpecOf } from '../db/vm-spec.ts';
@@ -144,6 +144,10 @@ export class Replications {
     return row;
   }
 
+  async find(id: string): Promise<ReplicationTable | undefined> {
+    return this.#db.selectFrom('replications').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
   async rows(): Promise<ReplicationTable[]> {
     return this.#db.selectFrom('replications').selectAll().orderBy('createdAt').execute();
   }
@@ -239,6 +243,64 @@ export class Replications {
       .selectAll()
       .where('replicationId', '=', replicationId)
       .orderBy('id')
+      .execute();
+  }
+
+  /** A point the replica's host committed in a cycle, as the primary's host reported it. */
+  async recordPoint(replicationId: string, r: ReplicateVmResult, taskId: string): Promise<void> {
+    await this.#insertPoint({
+      replicationId,
+      id: r.point,
+      takenAt: r.takenAt,
+      consistency: r.consistency,
+      consistencyNote: r.consistencyNote,
+      disks: JSON.stringify(r.disks),
+      dirtyBytes: r.disks.reduce((n, d) => n + d.dirtyBytes, 0),
+      sentBytes: r.disks.reduce((n, d) => n + d.sentBytes, 0),
+      taskId,
+      createdAt: now(),
+    });
+  }
+
+  /** A point the replica's host holds that no cycle recorded (its manager died first). */
+  async recordHeldPoint(replicationId: string, p: ReplicaPoint): Promise<void> {
+    const disks: ReplicatedDisk[] = p.disks.map((d) => ({
+      name: d.name,
+      sizeBytes: d.sizeBytes,
+      mode: 'incremental',
+      fullReason: null,
+      dirtyBytes: 0,
+      readBytes: 0,
+      sentBytes: 0,
+    }));
+    await this.#insertPoint({
+      replicationId,
+      id: p.id,
+      takenAt: p.takenAt,
+      consistency: p.consistency,
+      consistencyNote: "recorded from the replica's host: the cycle that made it did not record it",
+      disks: JSON.stringify(disks),
+      dirtyBytes: 0,
+      sentBytes: 0,
+      taskId: null,
+      createdAt: now(),
+    });
+  }
+
+  async #insertPoint(row: RecoveryPointTable): Promise<void> {
+    await this.#db
+      .insertInto('recoveryPoints')
+      .values(row)
+      .onConflict((oc) => oc.columns(['replicationId', 'id']).doNothing())
+      .execute();
+  }
+
+  async dropPoints(replicationId: string, ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.#db
+      .deleteFrom('recoveryPoints')
+      .where('replicationId', '=', replicationId)
+      .where('id', 'in', ids)
       .execute();
   }
 

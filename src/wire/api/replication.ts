@@ -8,6 +8,7 @@ import { type Static, Type } from 'typebox';
 import { ErrorBody, Name, Timestamp, Uuid } from '../common.ts';
 import { Consistency, PointId, ReplicatedDisk } from '../replication.ts';
 import { route } from '../route.ts';
+import { TaskAccepted } from '../task.ts';
 
 /** `30s`, `5m`, `15m`, `4h`: a whole number of seconds, minutes or hours. */
 export const Duration = Type.String({ pattern: '^[0-9]{1,6}(s|m|h)$', maxLength: 8 });
@@ -192,5 +193,13 @@ export const replicationRoutes = {
     tags,
     params: Ref,
     reply: { 200: Type.Object({ items: Type.Array(RecoveryPointInfo) }), ...errors },
+  }),
+  cycle: route({
+    method: 'POST',
+    path: '/api/v1/replications/:replication/cycle',
+    summary: 'Run a replication cycle now: one recovery point',
+    tags,
+    params: Ref,
+    reply: { 202: TaskAccepted, ...errors },
   }),
 };
