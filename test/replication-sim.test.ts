@@ -4,6 +4,8 @@
  * a clear message; pause, resume and remove (which takes the replica VM with it).
  */
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { TernError } from '../src/errors.ts';
 import { type Replication, replicationRoutes } from '../src/wire/api/replication.ts';
@@ -86,13 +88,64 @@ test('a replica is a stopped VM on the target host, its disks in the replica poo
   );
 });
 
+async function cycle(vm: string) {
+  const { task } = await api.call(replicationRoutes.cycle, { params: { replication: vm } });
+  return api.settle(task);
+}
+
+test('a cycle makes a recovery point the replica stands on; later ones prune to the points kept', async () => {
+  const first = await cycle('web-1');
+  assert.equal(first.state, 'succeeded', JSON.stringify(first.error));
+  const r = await api.call(replicationRoutes.show, { params: { replication: 'web-1' } });
+  assert.equal(r.state, 'replicating');
+  assert.equal(r.rpo.state, 'ok');
+  assert.equal(r.pointCount, 1);
+  assert.ok(r.newestPoint);
+  const replica = await api.request<Vm>('GET', '/api/v1/vms/web-1-replica');
+  assert.equal(replica.disks[0].volume.path, `replicas/${r.id}/disk0/${r.newestPoint}.qcow2`);
+  const second = await cycle('web-1');
+  assert.equal(second.state, 'succeeded', JSON.stringify(second.error));
+  assert.equal((second.result as { mode: string }).mode, 'incremental');
+  // The first point was frozen (an application-consistent one is due every hour), the second
+  // not; both kept (4 older points, hourly).
+  const points = (await api.call(replicationRoutes.points, { params: { replication: 'web-1' } })).items;
+  assert.deepEqual(
+    points.map((p) => [p.consistency, p.kept]),
+    [
+      ['application', 'period, application-consistent'],
+      ['crash', 'latest'],
+    ],
+  );
+});
+
+test('with no older points kept, each cycle leaves only the newest, on the host too', async () => {
+  const r = await api.call(replicationRoutes.create, {
+    body: { vm: 'db-1', host: targetHost, pool: 'local', every: '30s', points: 0 },
+  });
+  for (let i = 0; i < 3; i++) assert.equal((await cycle('db-1')).state, 'succeeded');
+  const points = (await api.call(replicationRoutes.points, { params: { replication: 'db-1' } })).items;
+  assert.deepEqual(
+    points.map((p) => p.kept),
+    ['latest'],
+  );
+  const onHost = fs.readdirSync(
+    path.join(cluster.sim.host(targetHost).pools.local, 'replicas', r.id, 'disk0'),
+  );
+  assert.deepEqual(
+    onHost.filter((f) => f.endsWith('.qcow2')),
+    [`${points[0].id}.qcow2`],
+  );
+  await api.call(replicationRoutes.remove, { params: { replication: 'db-1' } });
+  assert.equal(fs.existsSync(path.join(cluster.sim.host(targetHost).pools.local, 'replicas', r.id)), false);
+});
+
 test('pause and resume: a paused relationship promises nothing', async () => {
   const paused = await api.call(replicationRoutes.pause, { params: { replication: 'web-1' } });
   assert.equal(paused.state, 'paused');
   assert.equal(paused.rpo.state, 'paused');
   assert.equal(paused.rpo.nextCycleAt, null);
   const resumed = await api.call(replicationRoutes.resume, { params: { replication: 'web-1' } });
-  assert.equal(resumed.state, 'initial');
+  assert.equal(resumed.state, 'replicating');
   await refused(api.request('POST', '/api/v1/replications/web-1/resume', {}), 409, /not paused/);
 });
 

@@ -1,6 +1,7 @@
 /**
  * The agent's datastore calls that answer newline-delimited JSON progress (backing a VM up,
- * verify, garbage collection, restoring a disk, a live restore's stream, an offsite copy): followed to their `done` line, whose result they resolve
+ * verify, garbage collection, restoring a disk, a live restore's stream, an offsite copy,
+ * replicating a VM): followed to their `done` line, whose result they resolve
  * with; an `error` line is thrown as the agent's error, its details kept (the damaged chunk
  * a restore needed). Aborting the signal closes the connection, which the agent takes as
  * "stop".
@@ -17,7 +18,8 @@ type TransferRoute =
   | typeof agentRoutes.restoreDisk
   | typeof agentRoutes.syncDatastore
   | typeof agentRoutes.backupVm
-  | typeof agentRoutes.streamLiveRestore;
+  | typeof agentRoutes.streamLiveRestore
+  | typeof agentRoutes.replicateVm;
 type ResultOf<R extends TransferRoute> = Extract<LineOf<R>, { type: 'done' }>['result'];
 /** The lines before the end: progress, and for a backup its log lines. */
 type ReportOf<R extends TransferRoute> = Exclude<LineOf<R>, { type: 'done' | 'error' }>;
