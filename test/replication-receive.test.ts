@@ -62,7 +62,10 @@ async function post(f: TlsFetch, path: string, body: unknown, ticket?: string) {
     },
     body: raw ? new Uint8Array(body) : JSON.stringify(body),
   });
-  return { status: res.status, json: (await res.json()) as Record<string, any> };
+  return {
+    status: res.status,
+    json: (await res.json()) as { error: { message: string } } & Record<string, unknown>,
+  };
 }
 
 before(async () => {
@@ -98,7 +101,7 @@ describe('replication stream over the agent server', () => {
       disks,
     });
     assert.equal(prep.status, 200, JSON.stringify(prep.json));
-    const { ticket } = prep.json as PrepareReceiveReply;
+    const { ticket } = prep.json as unknown as PrepareReceiveReply;
     const url = pathOf(agentRoutes.receiveReplica, { id: rid });
     // Past the server's 1 MiB body limit, which a stream is not held to: it is never buffered.
     const body = stream(randomBytes(2 * 1024 * 1024));
@@ -113,7 +116,7 @@ describe('replication stream over the agent server', () => {
 
     const ok = await post(peerHost, url, body, ticket);
     assert.equal(ok.status, 200, JSON.stringify(ok.json));
-    const result = ok.json as ReceiveResult;
+    const result = ok.json as unknown as ReceiveResult;
     assert.equal(result.point, point);
     assert.equal(result.writtenBytes, 2 * 1024 * 1024);
     assert.equal(result.streamBytes, body.length);
@@ -123,7 +126,7 @@ describe('replication stream over the agent server', () => {
 
     const status = await post(manager, pathOf(agentRoutes.replicaStatus, { id: rid }), { pool: 'p' });
     assert.deepEqual(
-      (status.json as ReplicaStatus).points.map((p) => [p.id, p.consistency]),
+      (status.json as unknown as ReplicaStatus).points.map((p) => [p.id, p.consistency]),
       [[point, 'crash']],
     );
   });
@@ -139,6 +142,6 @@ describe('replication stream over the agent server', () => {
       assert.match(res.json.error.message, /only answers managers/);
     }
     const status = await post(manager, pathOf(agentRoutes.replicaStatus, { id: rid }), { pool: 'p' });
-    assert.equal((status.json as ReplicaStatus).points.length, 1, 'the replica is still there');
+    assert.equal((status.json as unknown as ReplicaStatus).points.length, 1, 'the replica is still there');
   });
 });
