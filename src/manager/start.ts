@@ -48,6 +48,7 @@ import { Replications } from './replication/relationships.ts';
 import type { KeyStoreConfig } from './secrets/keystore.ts';
 import { openKeyStore } from './secrets/keystores/open.ts';
 import { SecretStore } from './secrets/store.ts';
+import { SiteReplicas } from './sites/replicas.ts';
 import { SiteStore } from './sites/store.ts';
 import { registerTaskKinds } from './task-kinds.ts';
 import { TaskEngine } from './tasks/engine.ts';
@@ -163,6 +164,8 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const placer = new Placer(db, settings);
   const datastores = new Datastores(db, secrets, hosts);
   const replicaHosts = agentReplicaHosts(hosts);
+  // The cluster endpoint's address is known once it listens, after the services are made.
+  const joining = { url: '', caFingerprint: ca.fingerprint };
   const base = {
     db,
     placer,
@@ -189,7 +192,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     securityGroups,
     networkSync,
     joinTokens,
-    joining: { url: '', caFingerprint: ca.fingerprint },
+    joining,
     orphans: new Orphans({ db, hosts, store, alerts, log: opts.log }),
     datastores,
     backups: new BackupInventory(db),
@@ -198,6 +201,13 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     replicaHosts,
     replications: new Replications(db, store, hosts, replicaHosts),
     sites: new SiteStore(db, identity),
+    siteReplicas: new SiteReplicas({
+      db,
+      store,
+      hosts,
+      replicaHosts,
+      self: () => ({ url: joining.url, caPem: ca.certPem }),
+    }),
   };
   // Every full report of a host is compared with the inventory for what no VM accounts for.
   hosts.onReported((hostId) => void base.orphans.scan(hostId));
@@ -241,6 +251,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     haAssignment: (hostId) => haAssignment(db, settings, hostId),
     haAcknowledged: (hostId, current, generation) => acknowledgeAssignment(db, hostId, current, generation),
     sites: services.sites,
+    siteReplicas: services.siteReplicas,
     log: opts.log,
   });
   await cluster.listen({ host: clusterHost, port: opts.clusterPort });

@@ -6,6 +6,13 @@
  */
 import { type Static, Type } from 'typebox';
 import { Name, Timestamp } from './common.ts';
+import {
+  PrepareReceiveReply,
+  PrepareReceiveRequest,
+  PrunePointsRequest,
+  ReplicationId,
+} from './replication.ts';
+import { VmSpec } from './vm.ts';
 
 export const Fingerprint = Type.String({
   minLength: 64,
@@ -54,3 +61,46 @@ export type SiteSelf = Static<typeof SiteSelf>;
 /** A site's answer to another's hello: its CA, and the name it knows the caller by. */
 export const SiteHello = Type.Object({ fingerprint: Type.String(), knownAs: Type.String() });
 export type SiteHello = Static<typeof SiteHello>;
+
+// ---- replication to a site: what the primary's site asks the replica's site ----------------
+
+/**
+ * Keep a replica here of a VM of the calling site. The replica's spec is the primary's without
+ * its NICs and read-only disks (they name the other site's networks and pools): at a failover
+ * here the operator gives this site's networks.
+ */
+export const SiteReplicaCreate = Type.Object(
+  {
+    replication: ReplicationId,
+    vm: Type.Object({ id: Type.String({ maxLength: 64 }), name: Name }, { additionalProperties: false }),
+    spec: VmSpec,
+    intervalS: Type.Integer({ minimum: 30, maximum: 86_400 }),
+    points: Type.Integer({ minimum: 0, maximum: 24 }),
+    /** A pool name hosts of this site have (default: the first pool of the chosen host). */
+    pool: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+  },
+  { additionalProperties: false },
+);
+export type SiteReplicaCreate = Static<typeof SiteReplicaCreate>;
+
+/** Where this site keeps the replica. */
+export const SiteReplica = Type.Object({
+  host: Type.String(),
+  pool: Type.String(),
+  replicaVm: Type.String(),
+});
+export type SiteReplica = Static<typeof SiteReplica>;
+
+export const SitePrepareBody = Type.Omit(PrepareReceiveRequest, ['pool']);
+export type SitePrepareBody = Static<typeof SitePrepareBody>;
+
+/** A prepared cycle: the ticket, and where the primary's host streams (this site's relay, its CA). */
+export const SitePrepareReply = Type.Object({
+  ...PrepareReceiveReply.properties,
+  url: Type.String({ pattern: '^https://', maxLength: 512 }),
+  ca: Type.String({ maxLength: 16384 }),
+});
+export type SitePrepareReply = Static<typeof SitePrepareReply>;
+
+export const SitePruneBody = Type.Omit(PrunePointsRequest, ['pool']);
+export type SitePruneBody = Static<typeof SitePruneBody>;

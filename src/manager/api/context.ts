@@ -34,6 +34,7 @@ import type { ProjectStore } from '../projects/store.ts';
 import type { ReplicaHosts } from '../replication/host-calls.ts';
 import type { Replications } from '../replication/relationships.ts';
 import type { SecretStore } from '../secrets/store.ts';
+import type { SiteReplicas } from '../sites/replicas.ts';
 import type { SiteStore } from '../sites/store.ts';
 import type { TaskKinds } from '../task-kinds.ts';
 import type { TaskEngine } from '../tasks/engine.ts';
@@ -81,6 +82,8 @@ export interface ApiServices extends VmDeps {
   backupSlots: BackupSlots;
   /** Other Tern clusters this one trusts (replication targets). */
   sites: SiteStore;
+  /** Replicas kept here for other sites' VMs. */
+  siteReplicas: SiteReplicas;
   backupScheduler?: BackupScheduler;
   /** Replicated VMs: their relationships, replicas and recovery points. */
   replications: Replications;

@@ -25,6 +25,7 @@ import { migration as m0020 } from './migrations/0020-backup-job-prove.ts';
 import { migration as m0021 } from './migrations/0021-replication.ts';
 import { migration as m0022 } from './migrations/0022-replica-tests.ts';
 import { migration as m0023 } from './migrations/0023-sites.ts';
+import { migration as m0024 } from './migrations/0024-site-replications.ts';
 
 /** Every migration, by name; Kysely runs them in the names' order. */
 const migrations: Record<string, Migration> = {
@@ -50,6 +51,7 @@ const migrations: Record<string, Migration> = {
   '0021-replication': m0021,
   '0022-replica-tests': m0022,
   '0023-sites': m0023,
+  '0024-site-replications': m0024,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -429,6 +429,11 @@ export interface ReplicationTable {
   lastTaskId: string | null;
   /** The replication this one reverses after a planned failover; null otherwise. */
   reverseOf: string | null;
+  /** Primary's side: the site keeping the replica (migration 0024); null: a host of this cluster. */
+  targetSiteId: string | null;
+  /** Replica's side: the site whose VM this replicates, driving its cycles; null: this cluster's. */
+  sourceSiteId: string | null;
+  sourceVmName: string | null;
   createdAt: string;
 }
 

@@ -19,6 +19,7 @@ import { type HaAssignment, HeartbeatReply, HeartbeatRequest } from '../../wire/
 import { type Host, JoinRequest, JoinResult } from '../../wire/host.ts';
 import { bestEffort } from '../db/disk-space.ts';
 import { registerSiteRoutes } from '../sites/endpoint.ts';
+import type { SiteReplicas } from '../sites/replicas.ts';
 import type { SiteStore } from '../sites/store.ts';
 import type { JoinTokens } from './join.ts';
 import type { HostRegistry } from './registry.ts';
@@ -34,6 +35,7 @@ export interface ClusterEndpointOptions {
   haAcknowledged: (hostId: string, current: HaAssignment, generation: number | null) => Promise<void>;
   /** Other clusters trusted by their CA: their managers call `/site/v1/…`. */
   sites: SiteStore;
+  siteReplicas: SiteReplicas;
   log: Logger;
 }
 
@@ -100,6 +102,11 @@ export async function buildClusterEndpoint(opts: ClusterEndpointOptions): Promis
       return { host: host.name, state: host.state, ha };
     },
   );
-  registerSiteRoutes(app, { sites: opts.sites, caFingerprint: opts.ca.fingerprint });
+  registerSiteRoutes(app, {
+    sites: opts.sites,
+    replicas: opts.siteReplicas,
+    agentOf: (hostId) => opts.hosts.client(hostId).transport,
+    caFingerprint: opts.ca.fingerprint,
+  });
   return app;
 }

@@ -113,6 +113,9 @@ export class Replications {
       lastCycleAt: null,
       lastTaskId: null,
       reverseOf: null,
+      targetSiteId: null,
+      sourceSiteId: null,
+      sourceVmName: null,
       createdAt,
     };
     // The replica first: a name taken refuses the whole, and no relationship is left without one.
