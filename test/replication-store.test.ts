@@ -6,7 +6,7 @@
  * next call.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -15,7 +15,7 @@ import { FrameEncoder } from '../src/agent/replication/frames.ts';
 import { receivePoint } from '../src/agent/replication/receive.ts';
 import { pointFile, ReplicaStore } from '../src/agent/replication/replica-store.ts';
 import { TernError } from '../src/errors.ts';
-import { tempDir } from './harness.ts';
+import { repoRoot, tempDir } from './harness.ts';
 
 const MiB = 1024 * 1024;
 const root = tempDir('rp-store');
@@ -326,4 +326,100 @@ describe('replica store', () => {
     assertPoint(k, t(3), m3);
     assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'points.json'), 'utf8')).merging, null);
   });
+
+  it('an agent killed mid-stream leaves the points as they were; the next cycle resumes or starts afresh', async () => {
+    const k = rid(4);
+    const big = [{ name: 'disk0', sizeBytes: 32 * MiB }];
+    const data = random(20 * MiB, 31);
+    const writes: Write[] = [
+      { disk: 0, offset: 0, data: data.subarray(0, 10 * MiB) },
+      { disk: 0, offset: 12 * MiB, data: data.subarray(10 * MiB) },
+    ];
+    const m1: Model = { disk0: Buffer.alloc(32 * MiB) };
+    for (const w of writes) w.data!.copy(m1.disk0!, w.offset);
+    const p1 = await new ReplicaStore(pools).prepare(k, { pool: 'p', point: t(1), base: null, disks: big });
+    await receiveInChildKilled(
+      k,
+      p1.ticket,
+      Buffer.concat(streamOf(k, t(1), null, big, writes, 1)),
+      18 * MiB,
+    );
+    const again = await new ReplicaStore(pools).prepare(k, {
+      pool: 'p',
+      point: t(1),
+      base: null,
+      disks: big,
+    });
+    const at = again.resume[0]!.offset;
+    assert.ok(at >= 8 * MiB, `resumes past what arrived whole (${at})`);
+    const rest = writes.filter((w) => w.offset >= at);
+    const store = new ReplicaStore(pools);
+    await receivePoint(store, k, again.ticket, chunked(streamOf(k, t(1), null, big, rest, 1)));
+    assertPoint(k, t(1), m1);
+
+    const w2: Write[] = [{ disk: 0, offset: 0, data: random(6 * MiB, 32) }];
+    const p2 = await store.prepare(k, { pool: 'p', point: t(2), base: t(1), disks: big });
+    await receiveInChildKilled(k, p2.ticket, Buffer.concat(streamOf(k, t(2), t(1), big, w2, 2)), 5 * MiB);
+    const fresh = new ReplicaStore(pools);
+    const s = await fresh.status(k, 'p');
+    assert.deepEqual(
+      s.points.map((p) => p.id),
+      [t(1)],
+    );
+    assert.equal(s.pending?.point, t(2));
+    assertPoint(k, t(1), m1);
+    const w3: Write[] = [{ disk: 0, offset: 4 * MiB, data: random(MiB, 33) }];
+    const p3 = await fresh.prepare(k, { pool: 'p', point: t(3), base: t(1), disks: big });
+    await receivePoint(fresh, k, p3.ticket, chunked(streamOf(k, t(3), t(1), big, w3, 3)));
+    assertPoint(k, t(1), m1);
+    assertPoint(k, t(3), apply(m1, ['disk0'], w3));
+    assert.deepEqual(fs.readdirSync(path.join(root, 'replicas', k, 'disk0')).sort(), [
+      `${t(1)}.qcow2`,
+      `${t(3)}.qcow2`,
+    ]);
+  });
 });
+
+/**
+ * Receives `stream` in another process that stalls after `stallAt` bytes (everything before
+ * it written), and SIGKILLs that process there: an agent killed in the middle of a stream.
+ */
+async function receiveInChildKilled(replication: string, ticket: string, stream: Buffer, stallAt: number) {
+  const file = path.join(root, `stream-${replication}`);
+  fs.writeFileSync(file, stream);
+  const script = path.join(root, 'receive-child.ts');
+  fs.writeFileSync(
+    script,
+    `import fs from 'node:fs';
+import { receivePoint } from ${JSON.stringify(path.join(repoRoot, 'src/agent/replication/receive.ts'))};
+import { ReplicaStore } from ${JSON.stringify(path.join(repoRoot, 'src/agent/replication/replica-store.ts'))};
+const [pool, replication, ticket, file, stallAt] = process.argv.slice(2);
+const bytes = fs.readFileSync(file);
+async function* body() {
+  for (let i = 0; i < Number(stallAt); i += 1 << 20) yield bytes.subarray(i, Math.min(Number(stallAt), i + (1 << 20)));
+  process.stdout.write('stalled\\n');
+  await new Promise(() => setInterval(() => {}, 1000));
+}
+await receivePoint(new ReplicaStore({ p: pool }), replication, ticket, body());
+`,
+  );
+  const child = spawn(process.execPath, [script, root, replication, ticket, file, String(stallAt)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the receiving process never stalled')), 60_000);
+    child.stdout.on('data', (d: Buffer) => {
+      if (d.toString().includes('stalled')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) =>
+      reject(new Error(`the receiving process ended (${code}) before it stalled`)),
+    );
+  });
+  child.kill('SIGKILL');
+  await exited;
+  fs.rmSync(file);
+}
