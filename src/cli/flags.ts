@@ -199,6 +199,11 @@ export interface Flags {
   /** `tern backup job create --prove`: each backup is proven by booting it. */
   prove: boolean;
   'no-prove': boolean;
+  /** `tern vm failover` and `tern replication test-failover`: planned, the point, the test's network. */
+  planned: boolean;
+  'no-reverse': boolean;
+  point?: string;
+  network?: string;
   encrypt: boolean;
   'in-place': boolean;
   /** `tern backup restore --live`: the VM runs while its disks stream in. */

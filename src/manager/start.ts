@@ -44,6 +44,7 @@ import { SecurityGroupStore } from './networks/security-groups.ts';
 import { NetworkStore } from './networks/store.ts';
 import { ProjectStore } from './projects/store.ts';
 import { agentReplicaHosts } from './replication/agent-hosts.ts';
+import { agentFailoverCalls } from './replication/failover-deps.ts';
 import { Replications } from './replication/relationships.ts';
 import type { KeyStoreConfig } from './secrets/keystore.ts';
 import { openKeyStore } from './secrets/keystores/open.ts';
@@ -208,6 +209,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
       replicaHosts,
       self: () => ({ url: joining.url, caPem: ca.certPem }),
     }),
+    ...agentFailoverCalls(hosts),
   };
   // Every full report of a host is compared with the inventory for what no VM accounts for.
   hosts.onReported((hostId) => void base.orphans.scan(hostId));

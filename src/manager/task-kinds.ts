@@ -34,6 +34,9 @@ import { maintenanceTask } from './migration/evacuate.ts';
 import { migrateTask } from './migration/migrate.ts';
 import { moveDiskTask } from './migration/storage.ts';
 import { type CycleDeps, replicationCycleTask } from './replication/cycle.ts';
+import { failoverKind } from './replication/failover.ts';
+import type { ReplicaFailoverDeps } from './replication/failover-deps.ts';
+import { testFailoverKinds } from './replication/test-failover.ts';
 import type { SecretStore } from './secrets/store.ts';
 import type { TaskEngine, TaskKind } from './tasks/engine.ts';
 import { cdromTask } from './vms/cdrom.ts';
@@ -57,7 +60,8 @@ type KindServices = SealDeps &
   NicTaskDeps &
   BackupDeps &
   JobRunDeps &
-  CycleDeps & { secrets: SecretStore; ha: Pick<HaMonitor, 'isHealthy'> };
+  CycleDeps &
+  ReplicaFailoverDeps & { secrets: SecretStore; ha: Pick<HaMonitor, 'isHealthy' | 'healthOf'> };
 
 export function taskKinds(s: KindServices) {
   // A backup job runs these as tasks of their own.
@@ -66,6 +70,7 @@ export function taskKinds(s: KindServices) {
   // A restore test restores through one.
   const backupRestore = backupRestoreTask(s);
   const backupProve = backupProveTask(s, backupRestore);
+  const { testFailover, testStop } = testFailoverKinds(s);
   return {
     vmCreate: createTask(s),
     vmDelete: deleteTask(s),
@@ -111,6 +116,9 @@ export function taskKinds(s: KindServices) {
     replicationCycle: replicationCycleTask(s),
     // A failed host's VMs that found no room elsewhere may start on it once the watch sees it back.
     haFailover: failoverTask(s, (hostId) => s.ha.isHealthy(hostId)),
+    replicationTestFailover: testFailover,
+    replicationTestStop: testStop,
+    replicationFailover: failoverKind(s),
   };
 }
 

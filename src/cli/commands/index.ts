@@ -16,6 +16,7 @@ import { inventoryCommands } from './inventory.ts';
 import { networkCommands } from './network.ts';
 import { poolCommands } from './pool.ts';
 import { projectCommands } from './project.ts';
+import { replicationFailoverCommands } from './replication-failover.ts';
 import { secretCommands } from './secret.ts';
 import { securityGroupCommands } from './security-group.ts';
 import { siteCommands } from './site.ts';
@@ -39,6 +40,7 @@ export const registry: Registry = {
     ...backupJobCommands,
     ...backupSyncCommands,
     ...siteCommands,
+    ...replicationFailoverCommands,
     ...securityGroupCommands,
     ...identityCommands,
     ...projectCommands,
@@ -59,6 +61,7 @@ export const registry: Registry = {
     { name: 'image', summary: 'the image library: disk images and ISOs' },
     { name: 'network', summary: 'managed networks: bridge, nat, isolated, overlay' },
     { name: 'backup', summary: 'backups: datastores, run, list, restore, verify, prune, gc' },
+    { name: 'replication', summary: 'replicated VMs: recovery points, test failover' },
     { name: 'security-group', summary: 'the rules NICs on managed networks are given' },
     { name: 'user', summary: 'users and user groups' },
     { name: 'token', summary: 'API tokens' },

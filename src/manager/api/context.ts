@@ -31,6 +31,7 @@ import type { NetworkSync } from '../networks/host-sync.ts';
 import type { SecurityGroupStore } from '../networks/security-groups.ts';
 import type { NetworkStore } from '../networks/store.ts';
 import type { ProjectStore } from '../projects/store.ts';
+import type { ReplicaHostCalls } from '../replication/failover-deps.ts';
 import type { ReplicaHosts } from '../replication/host-calls.ts';
 import type { Replications } from '../replication/relationships.ts';
 import type { SecretStore } from '../secrets/store.ts';
@@ -89,6 +90,8 @@ export interface ApiServices extends VmDeps {
   replications: Replications;
   /** What replication asks of hosts (their agents' replica routes). */
   replicaHosts: ReplicaHosts;
+  /** What failovers ask of a replica's host (lending a point). */
+  replicaHost: ReplicaHostCalls;
   /** The HA watch: what it says of each host. */
   ha: HaMonitor;
   /** Where agents join, and the CA fingerprint they pin. */

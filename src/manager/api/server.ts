@@ -41,6 +41,7 @@ import { networkRoutes } from './networks.ts';
 import { apiDocument } from './openapi.ts';
 import { projectRoutes } from './projects.ts';
 import { replicationRoutes } from './replication.ts';
+import { replicationFailoverRoutes } from './replication-failover.ts';
 import { secretRoutes } from './secrets.ts';
 import { securityGroupRoutes } from './security-groups.ts';
 import { serve } from './serve.ts';
@@ -218,6 +219,7 @@ export async function buildApi(s: ApiServices, log: Logger, tls: ApiTls): Promis
   backupSyncRoutes(app, s);
   replicationRoutes(app, s);
   siteRoutes(app, s);
+  replicationFailoverRoutes(app, s);
   securityGroupRoutes(app, s);
   eventRoutes(app, s);
   return app;

@@ -99,6 +99,14 @@ export class HaMonitor {
     return this.#status.some((d) => d.hostId === hostId && d.state === 'healthy');
   }
 
+  /**
+   * What the last round found `hostId` to be; null while HA is off or the host is not watched.
+   * `failed` means fenced: silent past the time it takes a host to fence itself.
+   */
+  healthOf(hostId: string): HostHealth | null {
+    return this.#status.find((d) => d.hostId === hostId)?.state ?? null;
+  }
+
   /** What the detector said of each host in the last round, by host name. */
   async statusOfHosts(): Promise<HaHostStatus[]> {
     const hosts = await this.#hostRows();

@@ -1,0 +1,94 @@
+/**
+ * What failovers (test, planned, unplanned) need from the rest of the manager, and the
+ * relationship and point they act on, looked up once here.
+ */
+import { TernError } from '../../errors.ts';
+import { agentRoutes } from '../../wire/agent-routes.ts';
+import type { LendPointRequest } from '../../wire/replication.ts';
+import type { RecoveryPointTable, ReplicationTable } from '../db/schema.ts';
+import type { HaMonitor } from '../ha/monitor.ts';
+import { callAgent } from '../hosts/agent-transport.ts';
+import type { HostRegistry } from '../hosts/registry.ts';
+import type { NetworkSync } from '../networks/host-sync.ts';
+import type { NicDeps } from '../networks/nics.ts';
+import type { TaskEngine } from '../tasks/engine.ts';
+import type { VmDeps } from '../vms/deps.ts';
+import type { CycleDeps } from './cycle.ts';
+
+/** The replica host's side a failover uses (its agent routes, src/wire/agent-replica-routes.ts). */
+export interface ReplicaHostCalls {
+  /** Makes `req.disks` overlays standing on `point`, which stays pinned while they exist. */
+  lendPoint(hostId: string, replicationId: string, point: string, req: LendPointRequest): Promise<void>;
+}
+
+export interface ReplicaFailoverDeps extends CycleDeps, NicDeps {
+  tasks: TaskEngine;
+  networkSync: Pick<NetworkSync, 'changed' | 'settled'>;
+  ha: Pick<HaMonitor, 'healthOf'>;
+  replicaHost: ReplicaHostCalls;
+}
+
+const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** A relationship by its id, or by the name or id of its VM (one relationship per VM). */
+export async function findReplication(d: Pick<VmDeps, 'db'>, ref: string): Promise<ReplicationTable> {
+  const byId = uuid.test(ref)
+    ? await d.db.selectFrom('replications').selectAll().where('id', '=', ref).executeTakeFirst()
+    : undefined;
+  if (byId) return byId;
+  const vm = await d.db
+    .selectFrom('vms')
+    .select('id')
+    .where(uuid.test(ref) ? 'id' : 'name', '=', ref)
+    .executeTakeFirst();
+  const rel = vm
+    ? await d.db
+        .selectFrom('replications')
+        .selectAll()
+        .where('vmId', '=', vm.id)
+        .where('state', '!=', 'removed')
+        .orderBy('createdAt', 'desc')
+        .executeTakeFirst()
+    : undefined;
+  if (!rel) throw new TernError('not_found', `${ref} is not replicated (no replication has that VM or id)`);
+  return rel;
+}
+
+/** The point asked for, or the newest; refused when the replica holds none (yet). */
+export async function chosenPoint(
+  d: Pick<VmDeps, 'db'>,
+  rel: ReplicationTable,
+  asked: string | undefined,
+  vmName: string,
+): Promise<RecoveryPointTable> {
+  const q = d.db.selectFrom('recoveryPoints').selectAll().where('replicationId', '=', rel.id);
+  const point =
+    asked && asked !== 'latest'
+      ? await q.where('id', '=', asked).executeTakeFirst()
+      : await q.orderBy('id', 'desc').executeTakeFirst();
+  if (point) return point;
+  if (!asked || asked === 'latest')
+    throw new TernError('conflict', `the replica of ${vmName} holds no recovery point yet`);
+  const ids = (await q.orderBy('id').execute()).map((p) => p.id);
+  throw new TernError(
+    'not_found',
+    `the replica of ${vmName} has no recovery point ${asked} (it has ${ids.join(', ') || 'none'})`,
+    { field: 'point', points: ids },
+  );
+}
+
+/** The replica's host asked through its agent's replica routes (src/wire/agent-replica-routes.ts). */
+export function agentFailoverCalls(hosts: HostRegistry): Pick<ReplicaFailoverDeps, 'replicaHost'> {
+  return {
+    replicaHost: {
+      lendPoint: async (hostId, id, point, body) => {
+        await callAgent(
+          hosts.client(hostId).transport,
+          agentRoutes.lendPoint,
+          { params: { id, point }, body },
+          120_000,
+        );
+      },
+    },
+  };
+}
