@@ -212,6 +212,26 @@ describe('replica store', () => {
     );
   });
 
+  it('a sender that falls silent is refused after the idle bound, and the cycle can be prepared again', async () => {
+    const w3: Write[] = [{ disk: 0, offset: 2 * MiB, data: random(128 * 1024, 6) }];
+    const { ticket } = await store.prepare(r, { pool: 'p', point: t(3), base: t(2), disks });
+    const parts = streamOf(r, t(3), t(2), disks, w3, 3);
+    async function* stalls() {
+      yield parts[0]!;
+      await new Promise(() => {});
+    }
+    await refusedWith(
+      receivePoint(store, r, ticket, stalls(), { idleMs: 300 }),
+      'timeout',
+      /sent nothing for 0.3 s/,
+    );
+    const s = await store.status(r, 'p');
+    assert.deepEqual(
+      s.points.map((p) => p.id),
+      [t(1), t(2)],
+    );
+  });
+
   it('prune merges the points not kept and every kept point keeps its exact bytes', async () => {
     const w3: Write[] = [{ disk: 0, offset: 2 * MiB, data: random(128 * 1024, 6) }];
     const w4: Write[] = [
@@ -241,6 +261,12 @@ describe('replica store', () => {
 
   it('a lent point is pinned: prune keeps it and what it stands on, remove is refused naming the volume', async () => {
     const target = { pool: 'p', path: 'vms/test/disk0.qcow2' };
+    const inside = { pool: 'p', path: `replicas/${r}/disk0/lent.qcow2` };
+    await refusedWith(
+      store.lend(r, t(4), { pool: 'p', disks: [{ name: 'disk0', target: inside }] }),
+      'invalid_request',
+      /inside the replica's own directory/,
+    );
     const s = await store.lend(r, t(4), { pool: 'p', disks: [{ name: 'disk0', target }] });
     assert.deepEqual(s.points.find((p) => p.id === t(4))!.pinnedBy, [target]);
     assert.equal(sha(readImage(path.join(root, target.path))), sha(models[t(4)]!.disk0!));

@@ -15,6 +15,33 @@ import type { Receiving, ReplicaStore } from './replica-store.ts';
 
 /** An initial copy records how far it got after about this much data. */
 const RESUME_EVERY_BYTES = 8 * 1024 * 1024;
+/**
+ * A sender silent this long is gone (its host lost without closing the connection): the
+ * stream is refused, so the replication is not held as receiving for ever.
+ */
+export const STREAM_IDLE_MS = 120_000;
+
+/** `body`, refused with a timeout once nothing arrives for `ms`. */
+async function* idleBounded(body: AsyncIterable<Uint8Array>, ms: number): AsyncGenerator<Uint8Array> {
+  const it = body[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined;
+      const silence = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new TernError('timeout', `the replication stream sent nothing for ${ms / 1000} s`)),
+          ms,
+        );
+      });
+      const r = await Promise.race([it.next(), silence]).finally(() => clearTimeout(timer));
+      if (r.done) return;
+      yield r.value;
+    }
+  } finally {
+    // Not awaited: a source stuck in a read must not hold the refusal back.
+    void Promise.resolve(it.return?.()).catch(() => {});
+  }
+}
 
 interface OpenDisk {
   served: ServedImage;
@@ -48,6 +75,7 @@ export async function receivePoint(
   replication: string,
   ticket: string,
   body: AsyncIterable<Uint8Array>,
+  options: { idleMs?: number } = {},
 ): Promise<ReceiveResult> {
   const r = await store.begin(replication, ticket);
   const open = new Map<number, OpenDisk>();
@@ -96,7 +124,7 @@ export async function receivePoint(
   };
 
   try {
-    for await (const f of decodeFrames(body)) {
+    for await (const f of decodeFrames(idleBounded(body, options.idleMs ?? STREAM_IDLE_MS))) {
       if (f.type === 'header') {
         checkHeader(f.header, r);
         header = f.header;

@@ -225,6 +225,12 @@ export class ReplicaStore {
         if (!p.disks.some((x) => x.name === d.name))
           throw new TernError('invalid_request', `recovery point ${point} has no disk ${d.name}`);
         const file = resolveVolume(this.#pools, d.target);
+        // A prepare sweeps the replica's directory of files no point names.
+        if (file.startsWith(dir + path.sep))
+          throw new TernError(
+            'invalid_request',
+            `volume ${d.target.path} lies inside the replica's own directory`,
+          );
         const mine = state.pins.some((pin) => pin.point === point && sameRef(pin.volume, d.target));
         if (fs.existsSync(file) && !mine)
           throw new TernError('conflict', `volume ${d.target.pool}:${d.target.path} exists`);
