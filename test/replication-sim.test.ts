@@ -8,7 +8,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { TernError } from '../src/errors.ts';
+import type { ReplicationScheduler } from '../src/manager/replication/scheduler.ts';
+import type { Alert } from '../src/wire/alert.ts';
 import { type Replication, replicationRoutes } from '../src/wire/api/replication.ts';
+import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
 import type { TestApi } from './harness.ts';
 import { type SimCluster, startSimCluster } from './sim-harness.ts';
@@ -25,6 +28,8 @@ before(async () => {
     const t = await api.task('POST', '/api/v1/vms', { name, template: 'sim', start: true });
     assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
   }
+  // Cycles here are asked for, or ticked at chosen instants: the scheduler's own clock is stopped.
+  scheduler().stop();
   primaryHost = (await api.request<Vm>('GET', '/api/v1/vms/web-1')).host ?? '';
   targetHost = cluster.sim.hosts.map((h) => h.name).find((h) => h !== primaryHost) ?? '';
   const db1 = await api.request<Vm>('GET', '/api/v1/vms/db-1');
@@ -88,6 +93,15 @@ test('a replica is a stopped VM on the target host, its disks in the replica poo
   );
 });
 
+function scheduler(): ReplicationScheduler {
+  const s = cluster.manager.services.replicationScheduler;
+  assert.ok(s, 'the manager runs a replication scheduler');
+  return s;
+}
+
+const rpoAlerts = async () =>
+  (await api.request<{ items: Alert[] }>('GET', '/api/v1/alerts')).items.filter((a) => a.id.endsWith(':rpo'));
+
 async function cycle(vm: string) {
   const { task } = await api.call(replicationRoutes.cycle, { params: { replication: vm } });
   return api.settle(task);
@@ -137,6 +151,56 @@ test('with no older points kept, each cycle leaves only the newest, on the host 
   );
   await api.call(replicationRoutes.remove, { params: { replication: 'db-1' } });
   assert.equal(fs.existsSync(path.join(cluster.sim.host(targetHost).pools.local, 'replicas', r.id)), false);
+});
+
+test('the scheduler starts a cycle when one is due, none while the replica is within its interval', async () => {
+  const r = await api.call(replicationRoutes.show, { params: { replication: 'web-1' } });
+  const soon = await scheduler().tick(new Date());
+  assert.deepEqual(soon.started, [], 'nothing due right after a cycle');
+  assert.ok(soon.nextAt && soon.nextAt > Date.now());
+  const later = await scheduler().tick(new Date(Date.now() + r.intervalSeconds * 1000 + 1000));
+  assert.equal(later.started.length, 1);
+  const t = await api.settle(await api.request<Task>('GET', `/api/v1/tasks/${later.started[0]}`));
+  assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+  assert.equal(t.kind, 'replication.cycle');
+});
+
+test('a target host down: the RPO goes to alert and raises an alert, cleared by the next cycle once it is back; paused, none', async () => {
+  const target = cluster.sim.host(targetHost);
+  const r = await api.call(replicationRoutes.show, { params: { replication: 'web-1' } });
+  const past = (k: number) => new Date(Date.now() + k * r.intervalSeconds * 1000);
+  await api.call(replicationRoutes.pause, { params: { replication: 'web-1' } });
+  assert.deepEqual((await scheduler().tick(past(3))).started, []);
+  assert.deepEqual(await rpoAlerts(), [], 'a paused replication raises no RPO alert');
+  await api.call(replicationRoutes.resume, { params: { replication: 'web-1' } });
+
+  target.driver.powerOff();
+  try {
+    await api.waitHost(targetHost, (h) => h.state === 'offline', 60_000, 'offline');
+    const tick = await scheduler().tick(past(3));
+    assert.equal(tick.started.length, 1, 'a cycle is due');
+    const failed = await api.settle(await api.request<Task>('GET', `/api/v1/tasks/${tick.started[0]}`));
+    assert.equal(failed.state, 'failed');
+    assert.match(failed.error?.message ?? '', new RegExp(`host ${targetHost} is offline`));
+    await scheduler().tick(past(3));
+    const [alert] = await rpoAlerts();
+    assert.ok(alert, 'an RPO alert is raised');
+    assert.match(
+      alert.message,
+      /the replica of VM web-1 breaks its RPO: the replica trails by .*more than twice the 5 min promised/,
+    );
+    const shown = await api.call(replicationRoutes.show, { params: { replication: 'web-1' } });
+    assert.match(shown.lastError ?? '', /offline/);
+  } finally {
+    target.driver.powerOn();
+  }
+  await api.waitHost(targetHost, (h) => h.state === 'online', 60_000, 'online again');
+  assert.equal((await cycle('web-1')).state, 'succeeded');
+  await scheduler().tick(new Date());
+  assert.deepEqual(await rpoAlerts(), [], 'the RPO alert is cleared');
+  const back = await api.call(replicationRoutes.show, { params: { replication: 'web-1' } });
+  assert.equal(back.rpo.state, 'ok');
+  assert.equal(back.lastError, null);
 });
 
 test('pause and resume: a paused relationship promises nothing', async () => {

@@ -46,6 +46,7 @@ import { ProjectStore } from './projects/store.ts';
 import { agentReplicaHosts } from './replication/agent-hosts.ts';
 import { agentFailoverCalls } from './replication/failover-deps.ts';
 import { Replications } from './replication/relationships.ts';
+import { ReplicationScheduler } from './replication/scheduler.ts';
 import type { KeyStoreConfig } from './secrets/keystore.ts';
 import { openKeyStore } from './secrets/keystores/open.ts';
 import { SecretStore } from './secrets/store.ts';
@@ -245,6 +246,11 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   // After recovery: a job run the last manager left is failed before a new one is due.
   services.backupScheduler = new BackupScheduler({ ...services, log: opts.log }, services.kinds.backupJob);
   services.backupScheduler.start();
+  services.replicationScheduler = new ReplicationScheduler(
+    { ...services, log: opts.log },
+    services.kinds.replicationCycle,
+  );
+  services.replicationScheduler.start();
   const cluster = await buildClusterEndpoint({
     ca,
     identity,
@@ -278,6 +284,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
       space.close();
       services.ha.stop();
       services.backupScheduler?.stop();
+      services.replicationScheduler?.stop();
       stopAlerts();
       await tasks.close();
       hosts.close();
@@ -296,6 +303,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
       space.close();
       services.ha.stop();
       services.backupScheduler?.stop();
+      services.replicationScheduler?.stop();
       stopAlerts();
       tasks.abandon();
       hosts.close();

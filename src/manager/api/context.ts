@@ -34,6 +34,7 @@ import type { ProjectStore } from '../projects/store.ts';
 import type { ReplicaHostCalls } from '../replication/failover-deps.ts';
 import type { ReplicaHosts } from '../replication/host-calls.ts';
 import type { Replications } from '../replication/relationships.ts';
+import type { ReplicationScheduler } from '../replication/scheduler.ts';
 import type { SecretStore } from '../secrets/store.ts';
 import type { SiteReplicas } from '../sites/replicas.ts';
 import type { SiteStore } from '../sites/store.ts';
@@ -92,6 +93,8 @@ export interface ApiServices extends VmDeps {
   replicaHosts: ReplicaHosts;
   /** What failovers ask of a replica's host (lending a point). */
   replicaHost: ReplicaHostCalls;
+  /** Starts cycles when they are due and keeps RPO alerts in step (after recovery). */
+  replicationScheduler?: ReplicationScheduler;
   /** The HA watch: what it says of each host. */
   ha: HaMonitor;
   /** Where agents join, and the CA fingerprint they pin. */

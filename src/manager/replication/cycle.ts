@@ -63,9 +63,14 @@ export function replicationCycleTask(deps: CycleDeps): TaskKind<CycleParams> {
       const row = await deps.replications.find(p.replicationId);
       if (!row) return;
       await deps.replications.update(row.id, { lastError: err.message.slice(0, 1000) });
-      await deps.hosts.whenReported(row.targetHostId, hostWaitMs, undefined, (name) =>
-        ctx.step(`waiting for host ${name} to tell the replica's recovery points`),
-      );
+      // After a restart the replica's host may not have reconnected yet: it is waited for, within
+      // a bound, so the points recorded are the host's when the task ends. A cycle that failed
+      // in this process because the host is gone leaves that to the next cycle's start.
+      if (ctx.resumed)
+        await deps.hosts.whenReported(row.targetHostId, hostWaitMs, undefined, (name) =>
+          ctx.step(`waiting for host ${name} to tell the replica's recovery points`),
+        );
+      else if ((await deps.hosts.get(row.targetHostId)).state === 'offline') return;
       await agree(
         deps,
         ctx,
