@@ -5,6 +5,7 @@
  * the contract and tests can stand in for a host that misbehaves.
  */
 import type {
+  LendPointRequest,
   PrepareReceiveReply,
   PrepareReceiveRequest,
   PrunePointsRequest,
@@ -24,6 +25,13 @@ export interface ReplicaHosts {
   ): Promise<PrepareReceiveReply>;
   replicaStatus(hostId: string, replicationId: string, pool: string): Promise<ReplicaStatus>;
   prunePoints(hostId: string, replicationId: string, req: PrunePointsRequest): Promise<ReplicaStatus>;
+  /** Makes `req.disks` volumes standing on `point`, which stays pinned while they exist. */
+  lendPoint(
+    hostId: string,
+    replicationId: string,
+    point: string,
+    req: LendPointRequest,
+  ): Promise<ReplicaStatus>;
   /** Removes every file of the replica (a pinned point's too: the caller checked none is lent). */
   removeReplica(hostId: string, replicationId: string, pool: string): Promise<void>;
   replicateVm(
