@@ -47,7 +47,7 @@ export const PendingFile = Type.Object({
   disks: Type.Array(Type.Object({ name: BackupName, sizeBytes: Type.Integer({ minimum: 1 }) })),
   resume: Type.Array(ResumeAt),
   /** SHA-256 (hex) of the one-time ticket; null once a stream presented it. */
-  ticketSha256: Type.Union([Type.String(), Type.Null()]),
+  ticketSha256: Type.Union([Type.String({ pattern: '^[0-9a-f]{64}$' }), Type.Null()]),
   ticketExpires: Timestamp,
 });
 export type PendingFile = Static<typeof PendingFile>;

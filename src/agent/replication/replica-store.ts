@@ -321,7 +321,13 @@ export class ReplicaStore {
     const pointsFile = path.join(dir, 'points.json');
     const pendingFile = path.join(dir, 'pending.json');
     let state = readJson<PointsFile>(pointsFile, PointsSchema) ?? emptyPoints;
-    let pending = readJson<PendingFile>(pendingFile, PendingSchema);
+    let pending: PendingFile | null;
+    try {
+      pending = readJson<PendingFile>(pendingFile, PendingSchema);
+    } catch {
+      // Only a cycle not committed is lost with it: it is prepared again, its files swept.
+      pending = null;
+    }
     if (state.merging) state = await finishMerge(dir, state);
     // Committed, and killed before pending.json went: its files are the point's now.
     if (pending && state.points.some((p) => p.id === pending!.point)) {
