@@ -26,6 +26,7 @@ import { migration as m0021 } from './migrations/0021-replication.ts';
 import { migration as m0022 } from './migrations/0022-replica-tests.ts';
 import { migration as m0023 } from './migrations/0023-sites.ts';
 import { migration as m0024 } from './migrations/0024-site-replications.ts';
+import { migration as m0025 } from './migrations/0025-failovers.ts';
 
 /** Every migration, by name; Kysely runs them in the names' order. */
 const migrations: Record<string, Migration> = {
@@ -52,6 +53,7 @@ const migrations: Record<string, Migration> = {
   '0022-replica-tests': m0022,
   '0023-sites': m0023,
   '0024-site-replications': m0024,
+  '0025-failovers': m0025,
 };
 
 export const migrationProvider: MigrationProvider = {

@@ -473,7 +473,18 @@ export interface SiteTable {
   createdAt: string;
 }
 
+/** A failover of a replication: the point its replica runs on (migration 0025). */
+export interface FailoverTable {
+  replicationId: string;
+  pointId: string;
+  /** 1: planned (the primary shut down, its last changes sent). */
+  planned: number;
+  taskId: string;
+  createdAt: string;
+}
+
 export interface Database {
+  failovers: FailoverTable;
   sites: SiteTable;
   replications: ReplicationTable;
   replicaTests: ReplicaTestTable;

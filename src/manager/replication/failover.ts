@@ -16,8 +16,8 @@
  * starting, so the VM runs on exactly one host either way.
  */
 import { TernError } from '../../errors.ts';
-import type { VmSpec } from '../../wire/vm.ts';
-import type { ReplicationTable } from '../db/schema.ts';
+import { now } from '../db/database.ts';
+import type { ReplicationTable, VmTable } from '../db/schema.ts';
 import { vmSpecOf } from '../db/vm-spec.ts';
 import type { TaskContext, TaskKind } from '../tasks/engine.ts';
 import { shutdownVm, startVm } from '../vms/power.ts';
@@ -57,7 +57,7 @@ export function failoverKind(d: ReplicaFailoverDeps): TaskKind<FailoverParams> {
         // From here no start of the primary is accepted, HA's neither: its protection goes
         // with the VM to the replica once that runs.
         await d.store.update(primary.id, { replicaOf: rel.id, haPolicy: null });
-        const point = p.planned ? await stopAndSend(d, ctx, p, rel) : await recheckUnplanned(d, p);
+        const point = (await chosenBefore(d, rel.id)) ?? (await choose(d, ctx, p, rel));
         await runReplica(d, ctx, rel, point, p.haPolicy);
         await d.db
           .updateTable('replications')
@@ -69,7 +69,7 @@ export function failoverKind(d: ReplicaFailoverDeps): TaskKind<FailoverParams> {
       }
       const replica = await d.store.row(rel.replicaVmId);
       await ctx.log(`${replica.name} runs on its host; ${primary.name} is stopped and kept from starting`);
-      return { vm: replica.name, stopped: primary.name };
+      return { vm: replica.name, stopped: primary.name, point: await chosenBefore(d, rel.id) };
     },
     async cleanup(ctx, p, error) {
       const rel = await relation(d, p.replicationId);
@@ -96,6 +96,37 @@ export function failoverKind(d: ReplicaFailoverDeps): TaskKind<FailoverParams> {
 
 const relation = async (d: ReplicaFailoverDeps, id: string): Promise<ReplicationTable> =>
   d.db.selectFrom('replications').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+
+/** The point an earlier run of this failover chose (it was interrupted after choosing). */
+const chosenBefore = async (d: ReplicaFailoverDeps, replicationId: string): Promise<string | null> =>
+  (
+    await d.db
+      .selectFrom('failovers')
+      .select('pointId')
+      .where('replicationId', '=', replicationId)
+      .executeTakeFirst()
+  )?.pointId ?? null;
+
+/** The point the replica runs on, recorded before anything of it is lent. */
+async function choose(
+  d: ReplicaFailoverDeps,
+  ctx: TaskContext,
+  p: FailoverParams,
+  rel: ReplicationTable,
+): Promise<string> {
+  const point = p.planned ? await stopAndSend(d, ctx, p, rel) : await recheckUnplanned(d, p);
+  await d.db
+    .insertInto('failovers')
+    .values({
+      replicationId: rel.id,
+      pointId: point,
+      planned: p.planned ? 1 : 0,
+      taskId: ctx.id,
+      createdAt: now(),
+    })
+    .execute();
+  return point;
+}
 
 /** Planned: the primary shut down cleanly (bounded), then one last cycle from its stopped disks. */
 async function stopAndSend(
@@ -141,19 +172,7 @@ async function runReplica(
   const reported = await agent.getVm(replica.id);
   if (!reported || reported.state === 'stopped') {
     await ctx.step(`making the replica's disks on recovery point ${point}`, 60);
-    const pointRow = await d.db
-      .selectFrom('recoveryPoints')
-      .selectAll()
-      .where('replicationId', '=', rel.id)
-      .where('id', '=', point)
-      .executeTakeFirstOrThrow();
-    const current = vmSpecOf(replica);
-    const plan = planLentVm(current, JSON.parse(pointRow.disks) as { name: string; sizeBytes: number }[], {
-      id: replica.id,
-      name: replica.name,
-      pool: rel.targetPool,
-      nics: current.nics,
-    });
+    const plan = await lentPlan(d, rel, replica, point);
     // Lending again what an earlier try lent is done; the extra volumes are made afresh.
     for (const v of plan.extra)
       await agent.deleteVolume(v.volume).catch((err: TernError) => {
@@ -174,6 +193,24 @@ async function runReplica(
   await ensureRunning(d, ctx, replica.id);
 }
 
+/** The replica on `point`: the same volumes for every try of one failover. */
+async function lentPlan(d: ReplicaFailoverDeps, rel: ReplicationTable, replica: VmTable, point: string) {
+  const pointRow = await d.db
+    .selectFrom('recoveryPoints')
+    .selectAll()
+    .where('replicationId', '=', rel.id)
+    .where('id', '=', point)
+    .executeTakeFirstOrThrow();
+  const current = vmSpecOf(replica);
+  return planLentVm(current, JSON.parse(pointRow.disks) as { name: string; sizeBytes: number }[], {
+    id: replica.id,
+    name: replica.name,
+    pool: rel.targetPool,
+    point,
+    nics: current.nics,
+  });
+}
+
 async function ensureRunning(d: ReplicaFailoverDeps, ctx: TaskContext, vmId: string): Promise<void> {
   await ctx.step('starting the replica', 80);
   await startVm(d, ctx, vmId);
@@ -191,22 +228,23 @@ async function rollBack(
 ): Promise<void> {
   const replica = await d.store.row(rel.replicaVmId);
   const agent = d.hosts.client(rel.targetHostId);
-  const was = JSON.parse(p.replicaSpec) as VmSpec;
-  const now = vmSpecOf(replica);
   const gone = (err: TernError) => {
     if (err.code !== 'not_found') throw err;
   };
-  const lent = [...now.disks.map((x) => x.volume), ...(now.efiVars ? [now.efiVars] : [])].filter((v) =>
-    v.path.startsWith(`vms/${replica.id}/`),
-  );
+  const point = await chosenBefore(d, rel.id);
   await agent.forgetVm(replica.id).catch(gone);
-  for (const v of lent) await agent.deleteVolume(v).catch(gone);
+  if (point) {
+    const plan = await lentPlan(d, rel, replica, point);
+    for (const v of [...plan.disks.map((x) => x.target), ...plan.extra.map((x) => x.volume)])
+      await agent.deleteVolume(v).catch(gone);
+  }
   await d.store.update(replica.id, {
-    spec: JSON.stringify(was),
+    spec: p.replicaSpec,
     diskSizes: p.replicaDiskSizes,
     replicaOf: rel.id,
     haPolicy: null,
   });
+  await d.db.deleteFrom('failovers').where('replicationId', '=', rel.id).execute();
   await d.store.update(rel.vmId, { replicaOf: null, haPolicy: p.haPolicy });
   await ctx.log('rolled back: the replica is as it was, the primary may start');
   if (p.planned && p.primaryRan) {

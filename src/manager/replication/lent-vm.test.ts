@@ -39,17 +39,17 @@ test('a VM on a lent point: overlays under its own directory, slots kept, no see
       { name: 'disk0', sizeBytes: 1024 },
       { name: 'disk1', sizeBytes: 2048 },
     ],
-    { id, name: 'web-test', pool: 'local', nics },
+    { id, name: 'web-test', pool: 'local', point: 'P', nics },
   );
   assert.deepEqual(plan.disks, [
-    { name: 'disk0', target: { pool: 'local', path: `vms/${id}/disk0.qcow2` } },
-    { name: 'disk1', target: { pool: 'local', path: `vms/${id}/disk1.qcow2` } },
+    { name: 'disk0', target: { pool: 'local', path: `vms/${id}/disk0-P.qcow2` } },
+    { name: 'disk1', target: { pool: 'local', path: `vms/${id}/disk1-P.qcow2` } },
   ]);
   assert.deepEqual(
     plan.spec.disks.map((d) => [d.volume.path, d.slot]),
     [
-      [`vms/${id}/disk0.qcow2`, 0],
-      [`vms/${id}/disk1.qcow2`, 3],
+      [`vms/${id}/disk0-P.qcow2`, 0],
+      [`vms/${id}/disk1-P.qcow2`, 3],
     ],
   );
   assert.equal(plan.spec.seed, undefined);
@@ -67,6 +67,7 @@ test('a point disk the VM does not have is refused', () => {
         id: replica.id,
         name: 'x',
         pool: 'local',
+        point: 'P',
         nics: [],
       }),
     /disk7 matches no disk/,

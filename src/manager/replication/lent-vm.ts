@@ -1,6 +1,7 @@
 /**
  * A VM standing on a recovery point (pure): its disks are overlays the replica's host lends
- * from the point (`vms/<id>/<disk>.qcow2` in the replica's pool), everything else is the
+ * from the point (`vms/<id>/<disk>-<point>.qcow2` in the replica's pool: a retry on another
+ * point never meets the volumes of the first), everything else is the
  * replicated VM's spec. The seed and the UEFI variable store were the primary's files, which
  * the replica does not hold: no seed (the guest's identity is on its disk already), fresh
  * variables for a UEFI VM.
@@ -28,7 +29,7 @@ const diskIndex = (name: string): number | null => {
 export function planLentVm(
   replicated: VmSpec,
   point: readonly { name: string; sizeBytes: number }[],
-  to: { id: string; name: string; pool: string; nics: NicSpec[] },
+  to: { id: string; name: string; pool: string; point: string; nics: NicSpec[] },
 ): LentVm {
   const dir = `vms/${to.id}`;
   const disks: LentVm['disks'] = [];
@@ -38,7 +39,7 @@ export function planLentVm(
     const was = i === null ? undefined : replicated.disks[i];
     if (i === null || !was)
       throw new TernError('conflict', `recovery point disk ${d.name} matches no disk of ${replicated.name}`);
-    const volume = { pool: to.pool, path: `${dir}/${d.name}.qcow2` };
+    const volume = { pool: to.pool, path: `${dir}/${d.name}-${to.point}.qcow2` };
     disks.push({ name: d.name, target: volume });
     specDisks.push({ volume, format: 'qcow2', readonly: false, slot: was.slot ?? i });
   }

@@ -97,6 +97,7 @@ export async function submitTestFailover(
       id,
       name,
       pool: rel.targetPool,
+      point: point.id,
       nics: nics.map((n) => n.spec),
     });
     const row = newVmRow(

@@ -1,0 +1,185 @@
+/**
+ * A planned failover whose manager is SIGKILLed at three instants — while the primary is asked
+ * to shut down, while its last cycle is under way, while the replica is being started — ends,
+ * after the manager's restart, finished: the replica runs, the primary is stopped and kept from
+ * starting, the relationship is failed-over. Throughout (a sampler over the simulated hosts'
+ * own lists), no VM runs on two hosts at once.
+ *
+ * A real manager process (so the kill is a real one) drives two simulated hosts in this process.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import pino from 'pino';
+import { type SimHost, type SimHosts, startSimHosts } from '../src/agent/sim/cluster.ts';
+import type { SimOperation } from '../src/agent/sim/faults.ts';
+import type { Logger } from '../src/log.ts';
+import { type Replication, replicationRoutes } from '../src/wire/api/replication.ts';
+import type { JoinToken } from '../src/wire/host.ts';
+import type { Task } from '../src/wire/task.ts';
+import type { Vm } from '../src/wire/vm.ts';
+import { freePorts, managerProcess, type TernProcess, TestApi, tempDir } from './harness.ts';
+import { until } from './sim-harness.ts';
+
+const silent: Logger = pino({ level: 'silent' }, pino.destination('/dev/null'));
+const dir = tempDir('tern-failover-kills');
+let ports: number[];
+let manager: TernProcess;
+let api: TestApi;
+let sim: SimHosts;
+
+const startManager = () => managerProcess(dir, ports[0]!, ports[1]!);
+const ended = (t: Task) => t.state === 'succeeded' || t.state === 'failed' || t.state === 'cancelled';
+const live = (state: string) => state === 'running' || state === 'paused';
+
+before(async () => {
+  ports = await freePorts(2);
+  manager = startManager();
+  await manager.waitForLine('manager listening');
+  const tokenFile = path.join(dir, 'admin.token');
+  await until('the admin token written', 30_000, async () => fs.existsSync(tokenFile) || undefined);
+  api = new TestApi(
+    `https://127.0.0.1:${ports[0]}`,
+    fs.readFileSync(tokenFile, 'utf8').trim(),
+    path.join(dir, 'pki', 'ca.crt'),
+  );
+  sim = await startSimHosts(2, {
+    baseDir: dir,
+    log: silent,
+    driver: { cores: 16, memoryMiB: 32 * 1024, bootDelayMs: 20 },
+    join: async (name) => {
+      const t = await api.request<JoinToken>('POST', '/api/v1/hosts', { name });
+      return { manager: `https://127.0.0.1:${ports[1]}`, token: t.token, caFingerprint: t.caFingerprint };
+    },
+  });
+  await hostsOnline();
+});
+
+after(async () => {
+  await sim?.close();
+  await manager?.kill();
+  if (!process.env.KEEP) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const hostsOnline = () =>
+  Promise.all(
+    sim.hosts.map((h) =>
+      api.waitHost(h.name, (x) => x.state === 'online' && x.facts !== null, 60_000, 'online'),
+    ),
+  );
+
+/** Samples every host's driver until stopped: each VM seen live on two hosts at once. */
+function sampleCopies() {
+  const doubles: string[] = [];
+  let running = true;
+  const done = (async () => {
+    while (running) {
+      const seen = new Map<string, string[]>();
+      for (const h of sim.hosts)
+        for (const vm of h.driver.list())
+          if (live(vm.state)) seen.set(vm.id, [...(seen.get(vm.id) ?? []), h.name]);
+      for (const [id, on] of seen) if (on.length > 1 && doubles.length < 20) doubles.push(`${id} on ${on}`);
+      await new Promise((r) => setTimeout(r, 20).unref());
+    }
+  })();
+  return async () => {
+    running = false;
+    await done;
+    return doubles;
+  };
+}
+
+const runsOn = (vmId: string) =>
+  sim.hosts.filter((h) => h.driver.list().some((v) => v.id === vmId && live(v.state))).map((h) => h.name);
+
+/** A running VM replicated to the other host, with its first point. */
+async function replicated(name: string): Promise<{ vm: Vm; primary: SimHost; target: SimHost }> {
+  const t = await api.task('POST', '/api/v1/vms', { name, diskGiB: 64 / 1024, start: true });
+  assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+  const vm = await api.request<Vm>('GET', `/api/v1/vms/${name}`);
+  const primary = sim.host(vm.host!);
+  const target = sim.hosts.find((h) => h !== primary)!;
+  await api.call(replicationRoutes.create, {
+    body: { vm: name, host: target.name, pool: 'local', every: '24h' },
+  });
+  const { task } = await api.call(replicationRoutes.cycle, { params: { replication: name } });
+  assert.equal((await api.settle(task)).state, 'succeeded');
+  return { vm, primary, target };
+}
+
+async function killedAt(name: string, where: 'primary' | 'target', op: SimOperation): Promise<void> {
+  const { vm, primary, target } = await replicated(name);
+  const host = where === 'primary' ? primary : target;
+  const stopSampling = sampleCopies();
+  host.driver.faults.hangNext(op);
+  const { task } = await api.request<{ task: Task }>('POST', `/api/v1/replications/${name}/failover`, {
+    planned: true,
+  });
+  await until(
+    `the failover at ${op} on ${host.name}`,
+    30_000,
+    async () => host.driver.faults.hanging > 0 || undefined,
+  );
+  await manager.kill();
+  host.driver.faults.releaseHangs();
+  manager = startManager();
+  await manager.waitForLine('manager listening');
+  await hostsOnline();
+  const done = await api.waitTask(task.id, ended, 120_000, 'ended');
+  assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
+  const rel = await api.call(replicationRoutes.show, { params: { replication: name } });
+  assert.equal(rel.state, 'failed-over');
+  assert.deepEqual(runsOn(vm.id), [], 'the primary is stopped');
+  assert.deepEqual(runsOn((rel as Replication).replicaVmId), [target.name], 'the replica runs on its host');
+  assert.equal((await api.request<Vm>('GET', `/api/v1/vms/${name}`)).state, 'stopped');
+  assert.equal((await api.request<Vm>('GET', `/api/v1/vms/${name}-replica`)).state, 'running');
+  const start = await api.request('POST', `/api/v1/vms/${name}/start`, {}).then(
+    () => null,
+    (e: Error) => e.message,
+  );
+  assert.match(start ?? 'started', /only a failover starts it/);
+  assert.deepEqual(await stopSampling(), [], 'no VM ran on two hosts at once');
+}
+
+test('manager SIGKILLed while the primary is asked to shut down: the failover finishes after the restart', async () => {
+  await killedAt('k-shutdown', 'primary', 'act');
+});
+
+test('manager SIGKILLed during the last cycle: the failover finishes after the restart', async () => {
+  await killedAt('k-cycle', 'primary', 'replicateVm');
+});
+
+test('manager SIGKILLed while the replica starts: the failover finishes, the replica runs once', async () => {
+  await killedAt('k-start', 'target', 'run');
+});
+
+test('a planned failover whose primary will not shut down fails and is rolled back; with --force it powers it off', async () => {
+  const { vm, primary, target } = await replicated('k-stuck');
+  primary.driver.setGuestPowerOffFails(vm.id, 'the guest ignores its power button');
+  const failed = await api.task('POST', '/api/v1/replications/k-stuck/failover', {
+    planned: true,
+    shutdownTimeoutSeconds: 1,
+  });
+  assert.equal(failed.state, 'failed');
+  assert.match(failed.error?.message ?? '', /did not shut down within 1 s/);
+  const rel = await api.call(replicationRoutes.show, { params: { replication: 'k-stuck' } });
+  assert.equal(rel.state, 'replicating');
+  assert.deepEqual(runsOn(vm.id), [primary.name], 'the primary runs on');
+  assert.deepEqual(runsOn(rel.replicaVmId), []);
+  const replica = await api.request<Vm>('GET', '/api/v1/vms/k-stuck-replica');
+  assert.match(
+    replica.disks[0]!.volume.path,
+    new RegExp(`^replicas/${rel.id}/disk0/`),
+    'the replica as it was',
+  );
+  const forced = await api.task('POST', '/api/v1/replications/k-stuck/failover', {
+    planned: true,
+    force: true,
+    shutdownTimeoutSeconds: 1,
+  });
+  assert.equal(forced.state, 'succeeded', JSON.stringify(forced.error));
+  assert.ok(forced.log?.some((l) => l.line.includes('powered off (forced)')));
+  assert.deepEqual(runsOn(vm.id), []);
+  assert.deepEqual(runsOn(rel.replicaVmId), [target.name]);
+});
