@@ -6,6 +6,7 @@
  * leaves no server holding the image's lock.
  */
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -59,10 +60,13 @@ export async function serveImage(file: string, o: ServeOptions): Promise<ServedI
   };
 }
 
+/**
+ * Whether the server is still there. A zombie is not: it has let go of the image, and it is not
+ * our child (it forked away), so it waits for whoever reaps orphans, which may take a while.
+ */
 const alive = (pid: number) => {
   try {
-    process.kill(pid, 0);
-    return true;
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return false;
   }
