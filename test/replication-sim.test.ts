@@ -13,7 +13,7 @@ import type { Alert } from '../src/wire/alert.ts';
 import { type Replication, replicationRoutes } from '../src/wire/api/replication.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
-import type { TestApi } from './harness.ts';
+import { runTern, type TestApi } from './harness.ts';
 import { type SimCluster, startSimCluster } from './sim-harness.ts';
 
 let cluster: SimCluster;
@@ -218,4 +218,45 @@ test('removing a relationship removes its replica VM; an unknown one is a 404', 
   await refused(api.request('GET', '/api/v1/vms/web-1-replica'), 404, /does not exist/);
   await refused(api.request('GET', '/api/v1/replications/web-1'), 404, /not replicated/);
   assert.equal((await api.request<Vm>('GET', '/api/v1/vms/web-1')).state, 'running');
+});
+
+test('the CLI replicates a VM, runs a cycle, lists points, and removes the replication', async () => {
+  const tern = (...args: string[]) => runTern(args, { env: api.cliEnv });
+  const made = await tern(
+    'vm',
+    'replicate',
+    'db-1',
+    '--to',
+    targetHost,
+    '--pool',
+    'local',
+    '--every',
+    '30s',
+    '--points',
+    '2',
+    '--app-consistent-every',
+    '4h',
+    '--bandwidth',
+    '50M',
+  );
+  assert.equal(made.code, 0, made.stderr);
+  assert.match(
+    made.stdout,
+    new RegExp(`VM db-1 replicates to ${targetHost} every 30s; its replica is db-1-replica`),
+  );
+  const bad = await tern('vm', 'replicate', 'web-1', '--to', targetHost, '--every', '10s');
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /from 30s to 24h/);
+  const cycled = await tern('replication', 'cycle', 'db-1');
+  assert.equal(cycled.code, 0, cycled.stderr);
+  const shown = JSON.parse((await tern('replication', 'show', 'db-1', '-o', 'json')).stdout) as Replication;
+  assert.equal(shown.bandwidth, 50 * 2 ** 20);
+  assert.equal(shown.pointCount, 1);
+  const points = await tern('replication', 'points', 'db-1');
+  assert.match(points.stdout, new RegExp(`${shown.newestPoint}.*application.*latest`));
+  const list = await tern('replication', 'list');
+  assert.match(list.stdout, /db-1\s+db-1-replica\s+\S+\s+30s\s+replicating\s+ok/);
+  const removed = await tern('replication', 'remove', 'db-1');
+  assert.equal(removed.code, 0, removed.stderr);
+  assert.deepEqual((await api.call(replicationRoutes.list)).items, []);
 });

@@ -204,6 +204,10 @@ export interface Flags {
   'no-reverse': boolean;
   point?: string;
   network?: string;
+  /** `tern vm replicate`: the interval, the older points kept, the application-consistent period. */
+  every?: string;
+  points?: string;
+  'app-consistent-every'?: string;
   encrypt: boolean;
   'in-place': boolean;
   /** `tern backup restore --live`: the VM runs while its disks stream in. */

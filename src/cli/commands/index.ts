@@ -16,6 +16,7 @@ import { inventoryCommands } from './inventory.ts';
 import { networkCommands } from './network.ts';
 import { poolCommands } from './pool.ts';
 import { projectCommands } from './project.ts';
+import { replicationCommands } from './replication.ts';
 import { replicationFailoverCommands } from './replication-failover.ts';
 import { secretCommands } from './secret.ts';
 import { securityGroupCommands } from './security-group.ts';
@@ -40,6 +41,7 @@ export const registry: Registry = {
     ...backupJobCommands,
     ...backupSyncCommands,
     ...siteCommands,
+    ...replicationCommands,
     ...replicationFailoverCommands,
     ...securityGroupCommands,
     ...identityCommands,

@@ -1,13 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import {
-  appConsistentPeriodOf,
-  durationText,
-  freezeDue,
-  intervalOf,
-  parseDuration,
-  pointPeriodMs,
-} from './intervals.ts';
+import { durationText } from '../../wire/api/replication.ts';
+import { appConsistentPeriodOf, freezeDue, intervalOf, parseDuration, pointPeriodMs } from './intervals.ts';
 
 test('the usual intervals read as seconds, and spell back the same', () => {
   assert.equal(intervalOf('30s'), 30);

@@ -6,6 +6,7 @@
  * trade the guest's latency for a promise the hosts cannot keep.
  */
 import { TernError } from '../../errors.ts';
+import { durationText } from '../../wire/api/replication.ts';
 
 export const MIN_INTERVAL_S = 30;
 export const MAX_INTERVAL_S = 24 * 3600;
@@ -72,12 +73,4 @@ export function freezeDue(
 ): boolean {
   if (appConsistentEveryS <= 0) return false;
   return lastAppConsistentAt === null || now - lastAppConsistentAt >= appConsistentEveryS * 1000;
-}
-
-/** 30 → `30s`, 300 → `5m`, 14400 → `4h`: the shortest exact spelling. */
-export function durationText(s: number): string {
-  if (s === 0) return '0';
-  if (s % 3600 === 0) return `${s / 3600}h`;
-  if (s % 60 === 0) return `${s / 60}m`;
-  return `${s}s`;
 }

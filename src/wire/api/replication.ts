@@ -13,6 +13,14 @@ import { TaskAccepted } from '../task.ts';
 /** `30s`, `5m`, `15m`, `4h`: a whole number of seconds, minutes or hours. */
 export const Duration = Type.String({ pattern: '^[0-9]{1,6}(s|m|h)$', maxLength: 8 });
 
+/** A number of seconds as a Duration: 30 → `30s`, 300 → `5m`, 14400 → `4h`, 0 → `0`. */
+export function durationText(s: number): string {
+  if (s === 0) return '0';
+  if (s % 3600 === 0) return `${s / 3600}h`;
+  if (s % 60 === 0) return `${s / 60}m`;
+  return `${s}s`;
+}
+
 export const ReplicationState = Type.Union([
   Type.Literal('initial'),
   Type.Literal('replicating'),
