@@ -50,6 +50,7 @@ import { ReplicationScheduler } from './replication/scheduler.ts';
 import type { KeyStoreConfig } from './secrets/keystore.ts';
 import { openKeyStore } from './secrets/keystores/open.ts';
 import { SecretStore } from './secrets/store.ts';
+import { RemoteReplicas } from './sites/remote-replicas.ts';
 import { SiteReplicas } from './sites/replicas.ts';
 import { SiteStore } from './sites/store.ts';
 import { registerTaskKinds } from './task-kinds.ts';
@@ -166,6 +167,8 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const placer = new Placer(db, settings);
   const datastores = new Datastores(db, secrets, hosts);
   const replicaHosts = agentReplicaHosts(hosts);
+  const sites = new SiteStore(db, identity);
+  const remoteReplicas = new RemoteReplicas(sites);
   // The cluster endpoint's address is known once it listens, after the services are made.
   const joining = { url: '', caFingerprint: ca.fingerprint };
   const base = {
@@ -201,8 +204,9 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     backupJobs: new BackupJobs(db, datastores),
     backupSlots: new BackupSlots(),
     replicaHosts,
-    replications: new Replications(db, store, hosts, replicaHosts),
-    sites: new SiteStore(db, identity),
+    replications: new Replications(db, store, hosts, replicaHosts, { sites, remoteReplicas }),
+    sites,
+    remoteReplicas,
     siteReplicas: new SiteReplicas({
       db,
       store,

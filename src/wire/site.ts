@@ -85,9 +85,10 @@ export type SiteReplicaCreate = Static<typeof SiteReplicaCreate>;
 
 /** Where this site keeps the replica. */
 export const SiteReplica = Type.Object({
-  host: Type.String(),
-  pool: Type.String(),
-  replicaVm: Type.String(),
+  host: Type.String({ maxLength: 64 }),
+  pool: Type.String({ maxLength: 64 }),
+  replicaVm: Type.String({ maxLength: 64 }),
+  replicaVmId: Type.String({ pattern: '^[0-9a-f-]{36}$' }),
 });
 export type SiteReplica = Static<typeof SiteReplica>;
 

@@ -36,6 +36,7 @@ import type { ReplicaHosts } from '../replication/host-calls.ts';
 import type { Replications } from '../replication/relationships.ts';
 import type { ReplicationScheduler } from '../replication/scheduler.ts';
 import type { SecretStore } from '../secrets/store.ts';
+import type { RemoteReplicas } from '../sites/remote-replicas.ts';
 import type { SiteReplicas } from '../sites/replicas.ts';
 import type { SiteStore } from '../sites/store.ts';
 import type { TaskKinds } from '../task-kinds.ts';
@@ -86,6 +87,8 @@ export interface ApiServices extends VmDeps {
   sites: SiteStore;
   /** Replicas kept here for other sites' VMs. */
   siteReplicas: SiteReplicas;
+  /** Replicas other sites keep for this cluster's VMs: the calls to them. */
+  remoteReplicas: RemoteReplicas;
   backupScheduler?: BackupScheduler;
   /** Replicated VMs: their relationships, replicas and recovery points. */
   replications: Replications;

@@ -24,16 +24,15 @@ import type { ReplicationTable } from '../db/schema.ts';
 import { vmSpecOf } from '../db/vm-spec.ts';
 import type { TaskContext, TaskEngine, TaskKind } from '../tasks/engine.ts';
 import type { VmDeps } from '../vms/deps.ts';
-import type { ReplicaHosts } from './host-calls.ts';
 import { freezeDue, pointPeriodMs } from './intervals.ts';
 import { markPoints } from './points.ts';
 import { brokenChain, reconcilePoints } from './reconcile.ts';
-import { type Replications, replicationObject } from './relationships.ts';
+import { drivenHere, type Replications, replicationObject } from './relationships.ts';
+import { type ReplicaSide, type ReplicaSideDeps, replicaSideOf } from './replica-side.ts';
 import { replicatedDisks } from './replica-spec.ts';
 
-export interface CycleDeps extends VmDeps {
+export interface CycleDeps extends VmDeps, ReplicaSideDeps {
   replications: Replications;
-  replicaHosts: ReplicaHosts;
   alerts: AlertStore;
 }
 
@@ -63,20 +62,22 @@ export function replicationCycleTask(deps: CycleDeps): TaskKind<CycleParams> {
       const row = await deps.replications.find(p.replicationId);
       if (!row) return;
       await deps.replications.update(row.id, { lastError: err.message.slice(0, 1000) });
-      // After a restart the replica's host may not have reconnected yet: it is waited for, within
-      // a bound, so the points recorded are the host's when the task ends. A cycle that failed
-      // in this process because the host is gone leaves that to the next cycle's start.
+      const side = await replicaSideOf(deps, row);
+      // After a restart the replica's keeper may not have reconnected yet: it is waited for,
+      // within a bound, so the points recorded are the keeper's when the task ends. A cycle that
+      // failed in this process because the keeper is gone leaves that to the next cycle's start.
       if (ctx.resumed)
-        await deps.hosts.whenReported(row.targetHostId, hostWaitMs, undefined, (name) =>
-          ctx.step(`waiting for host ${name} to tell the replica's recovery points`),
+        await side.reachable(hostWaitMs, (who) =>
+          ctx.step(`waiting for ${who} to tell the replica's recovery points`),
         );
-      else if ((await deps.hosts.get(row.targetHostId)).state === 'offline') return;
-      await agree(
-        deps,
-        ctx,
-        row,
-        await deps.replicaHosts.replicaStatus(row.targetHostId, row.id, row.targetPool),
-      );
+      else if (
+        !(await side.ready().then(
+          () => true,
+          () => false,
+        ))
+      )
+        return;
+      await agree(deps, ctx, row, await side.status());
     },
   };
 }
@@ -88,6 +89,7 @@ export async function submitCycle(
   ref: string,
 ): Promise<Task> {
   const row = await s.replications.row(ref);
+  drivenHere(row);
   if (row.state === 'paused' || row.state === 'failed-over')
     throw new TernError('conflict', `this replication is ${row.state}: no cycle runs`);
   const task = await s.tasks.submit(kind, { replicationId: row.id }, [replicationObject(row.id)]);
@@ -98,22 +100,24 @@ export async function submitCycle(
 export async function runCycle(deps: CycleDeps, ctx: TaskContext, p: CycleParams) {
   const { replications, replicaHosts } = deps;
   const row = await replications.row(p.replicationId);
+  const side = await replicaSideOf(deps, row);
   if (row.state === 'failed-over')
     throw new TernError('conflict', 'this replication has failed over: no cycle runs');
   const vm = await deps.store.row(row.vmId);
   if (!vm.hostId) throw new TernError('conflict', `VM ${vm.name} has no host`);
   if (!['running', 'paused', 'stopped'].includes(vm.state))
     throw new TernError('conflict', `VM ${vm.name} is ${vm.state}: it replicates running, paused or stopped`);
-  const [source, target] = await Promise.all([deps.hosts.get(vm.hostId), deps.hosts.get(row.targetHostId)]);
-  for (const h of [source, target])
-    if (h.state === 'offline') throw new TernError('unavailable', `host ${h.name} is offline: no cycle now`);
+  const source = await deps.hosts.get(vm.hostId);
+  if (source.state === 'offline')
+    throw new TernError('unavailable', `host ${source.name} is offline: no cycle now`);
+  await side.ready();
   const spec = vmSpecOf(vm);
   const sizes = JSON.parse(vm.diskSizes) as number[];
   const disks = replicatedDisks(spec);
 
-  await ctx.step(`asking ${target.name} for the replica's recovery points`, 1);
+  await ctx.step(`asking ${side.name} for the replica's recovery points`, 1);
   const recordedNewest = (await replications.points(row.id)).at(-1)?.id ?? null;
-  const status = await replicaHosts.replicaStatus(target.id, row.id, row.targetPool);
+  const status = await side.status();
   const broken = brokenChain(recordedNewest, status.points);
   await agree(deps, ctx, row, status);
   if (broken) await resync(deps, ctx, row, broken);
@@ -124,8 +128,7 @@ export async function runCycle(deps: CycleDeps, ctx: TaskContext, p: CycleParams
   const lastApp = points.filter((x) => x.consistency === 'application').at(-1);
   const freeze = freezeDue(row.appConsistentEveryS, lastApp ? Date.parse(lastApp.takenAt) : null, Date.now());
 
-  const prepared = await replicaHosts.prepareReceive(target.id, row.id, {
-    pool: row.targetPool,
+  const prepared = await side.prepare({
     point,
     base,
     disks: disks.map((d) => ({ name: d.name, sizeBytes: sizes[Number(d.name.slice(4))] ?? 0 })),
@@ -136,7 +139,7 @@ export async function runCycle(deps: CycleDeps, ctx: TaskContext, p: CycleParams
       `the initial copy resumes: ${resumed.map((r) => `${r.disk} from ${bytesText(r.offset)}`).join(', ')}`,
     );
   await ctx.step(
-    `replicating ${disks.length} disk(s) of ${vm.name} from ${source.name} to ${target.name} as point ${point}` +
+    `replicating ${disks.length} disk(s) of ${vm.name} from ${source.name} to ${side.name} as point ${point}` +
       `${base ? ` (on ${base})` : ' (initial copy)'}${freeze ? ', application-consistent' : ''}`,
     5,
   );
@@ -153,9 +156,9 @@ export async function runCycle(deps: CycleDeps, ctx: TaskContext, p: CycleParams
       freeze,
       bandwidth: row.bandwidth,
       target: {
-        url: replicaHosts.receiveUrl(target.id, row.id),
+        url: prepared.url,
         ticket: prepared.ticket,
-        ca: null,
+        ca: prepared.ca,
         resume: prepared.resume,
       },
     },
@@ -185,12 +188,7 @@ export async function runCycle(deps: CycleDeps, ctx: TaskContext, p: CycleParams
   await replications.recordPoint(row.id, result, ctx.id);
 
   await ctx.step('pruning recovery points', 97);
-  const after = await prune(
-    deps,
-    ctx,
-    row,
-    await replicaHosts.replicaStatus(target.id, row.id, row.targetPool),
-  );
+  const after = await prune(side, ctx, row, await side.status());
   await agree(deps, ctx, row, after);
   const newest = after.points.at(-1)?.id ?? result.point;
   await replications.pointReplicaAt(row, newest);
@@ -229,7 +227,7 @@ async function resync(deps: CycleDeps, ctx: TaskContext, row: ReplicationTable, 
 }
 
 /** Asks the replica's host to keep only what points.ts keeps; its answer is the new status. */
-async function prune(deps: CycleDeps, ctx: TaskContext, row: ReplicationTable, status: ReplicaStatus) {
+async function prune(side: ReplicaSide, ctx: TaskContext, row: ReplicationTable, status: ReplicaStatus) {
   const marks = markPoints(
     status.points.map((x) => ({
       id: x.id,
@@ -246,7 +244,7 @@ async function prune(deps: CycleDeps, ctx: TaskContext, row: ReplicationTable, s
   );
   if (drop.length === 0) return status;
   await ctx.log(`dropping recovery point(s) ${drop.map((m) => m.point.id).join(', ')}`);
-  return deps.replicaHosts.prunePoints(row.targetHostId, row.id, { pool: row.targetPool, keep: keep.sort() });
+  return side.prune(keep.sort());
 }
 
 /** Makes the recorded points those the replica's host holds (reality wins), saying what changed. */

@@ -15,6 +15,8 @@ import { type Db, now } from '../db/database.ts';
 import type { RecoveryPointTable, ReplicationTable, VmTable } from '../db/schema.ts';
 import { vmSpecOf } from '../db/vm-spec.ts';
 import type { HostRegistry } from '../hosts/registry.ts';
+import type { RemoteReplicas } from '../sites/remote-replicas.ts';
+import type { SiteStore } from '../sites/store.ts';
 import type { VmStore } from '../vms/store.ts';
 import type { ReplicaHosts } from './host-calls.ts';
 import { appConsistentPeriodOf, intervalOf, pointPeriodMs } from './intervals.ts';
@@ -32,17 +34,29 @@ export class Replications {
   readonly #store: VmStore;
   readonly #hosts: HostRegistry;
   readonly #replicaHosts: ReplicaHosts;
+  readonly #sites: SiteStore | null;
+  readonly #remote: RemoteReplicas | null;
 
-  constructor(db: Db, store: VmStore, hosts: HostRegistry, replicaHosts: ReplicaHosts) {
+  constructor(
+    db: Db,
+    store: VmStore,
+    hosts: HostRegistry,
+    replicaHosts: ReplicaHosts,
+    sites: { sites: SiteStore; remoteReplicas: RemoteReplicas } | null = null,
+  ) {
     this.#db = db;
     this.#store = store;
     this.#hosts = hosts;
     this.#replicaHosts = replicaHosts;
+    this.#sites = sites?.sites ?? null;
+    this.#remote = sites?.remoteReplicas ?? null;
   }
 
   async create(body: CreateReplicationBody): Promise<Replication> {
     const intervalS = intervalOf(body.every);
     const appS = appConsistentPeriodOf(body.appConsistentEvery ?? '0', intervalS);
+    if ((body.host === undefined) === (body.site === undefined))
+      throw new TernError('invalid_request', 'name where the replica goes: a host of this cluster or a site');
     const vm = await this.#store.row(body.vm);
     if (vm.replicaOf)
       throw new TernError(
@@ -62,7 +76,8 @@ export class Replications {
       .executeTakeFirst();
     if (existing)
       throw new TernError('conflict', `VM ${vm.name} is replicated already (replication ${existing.id})`);
-    const host = await this.#hosts.get(body.host);
+    if (body.site !== undefined) return this.#createToSite(body, vm, intervalS, appS);
+    const host = await this.#hosts.get(body.host!);
     if (host.id === vm.hostId)
       throw new TernError(
         'invalid_request',
@@ -129,6 +144,65 @@ export class Replications {
     return this.toWire(row);
   }
 
+  /**
+   * A relationship whose replica another site keeps: the row first (so a crash leaves a row
+   * whose cycles say the site has no replica, never a replica nobody here knows), then the
+   * site makes the replica on a host and pool of its choosing; if it refuses, the row goes.
+   */
+  async #createToSite(
+    body: CreateReplicationBody,
+    vm: VmTable,
+    intervalS: number,
+    appS: number,
+  ): Promise<Replication> {
+    if (!this.#sites || !this.#remote) throw new TernError('unavailable', 'this manager keeps no sites');
+    const site = await this.#sites.row(body.site!);
+    const id = randomUUID();
+    const createdAt = now();
+    const row: ReplicationTable = {
+      id,
+      vmId: vm.id,
+      // Until the site answers: its replica's id and where it keeps it.
+      replicaVmId: id,
+      targetHostId: '',
+      targetPool: body.pool ?? '',
+      intervalS,
+      points: body.points ?? 0,
+      appConsistentEveryS: appS,
+      bandwidth: body.bandwidth ?? 0,
+      state: 'initial',
+      resyncReason: null,
+      lastError: null,
+      lastCycleAt: null,
+      lastTaskId: null,
+      reverseOf: null,
+      targetSiteId: site.id,
+      sourceSiteId: null,
+      sourceVmName: null,
+      createdAt,
+    };
+    await this.#db.insertInto('replications').values(row).execute();
+    try {
+      const made = await this.#remote.create(site, {
+        replication: id,
+        vm: { id: vm.id, name: vm.name },
+        spec: vmSpecOf(vm),
+        intervalS,
+        points: row.points,
+        ...(body.pool ? { pool: body.pool } : {}),
+      });
+      await this.update(id, {
+        replicaVmId: made.replicaVmId,
+        targetHostId: made.host,
+        targetPool: made.pool,
+      });
+    } catch (err) {
+      await this.#db.deleteFrom('replications').where('id', '=', id).execute();
+      throw err;
+    }
+    return this.show(id);
+  }
+
   /** A relationship by its VM's name or id, or by its own id. */
   async row(ref: string): Promise<ReplicationTable> {
     if (uuidPattern.test(ref)) {
@@ -169,6 +243,7 @@ export class Replications {
 
   async pause(ref: string): Promise<Replication> {
     const row = await this.row(ref);
+    drivenHere(row);
     if (row.state === 'failed-over')
       throw new TernError('conflict', 'this replication has failed over: nothing to pause');
     if (row.state !== 'paused') await this.update(row.id, { state: 'paused' });
@@ -177,6 +252,7 @@ export class Replications {
 
   async resume(ref: string): Promise<Replication> {
     const row = await this.row(ref);
+    drivenHere(row);
     if (row.state !== 'paused')
       throw new TernError('conflict', `this replication is ${row.state}, not paused`);
     const points = await this.points(row.id);
@@ -192,6 +268,7 @@ export class Replications {
    */
   async remove(ref: string, force = false): Promise<string | null> {
     const row = await this.row(ref);
+    drivenHere(row);
     const busy = await this.#db
       .selectFrom('taskLocks')
       .select('taskId')
@@ -207,16 +284,23 @@ export class Replications {
         { vms: lent },
       );
     let note: string | null = null;
-    const host = await this.#hosts.get(row.targetHostId).catch(() => null);
-    if (host && host.state !== 'offline') {
-      await this.#replicaHosts.removeReplica(row.targetHostId, row.id, row.targetPool);
-    } else if (!force) {
-      throw new TernError(
-        'conflict',
-        `host ${host?.name ?? row.targetHostId} is offline: its replica files cannot be removed now (force forgets them, leaving the files)`,
-      );
-    } else
-      note = `left the replica's files in pool ${row.targetPool} of offline host ${host?.name ?? row.targetHostId}`;
+    if (row.targetSiteId !== null) {
+      if (!this.#sites || !this.#remote) throw new TernError('unavailable', 'this manager keeps no sites');
+      const site = await this.#sites.byId(row.targetSiteId);
+      if (site) await this.#remote.remove(site, row.id);
+      else note = 'the site keeping the replica is no longer trusted: its files stay there';
+    } else {
+      const host = await this.#hosts.get(row.targetHostId).catch(() => null);
+      if (host && host.state !== 'offline') {
+        await this.#replicaHosts.removeReplica(row.targetHostId, row.id, row.targetPool);
+      } else if (!force) {
+        throw new TernError(
+          'conflict',
+          `host ${host?.name ?? row.targetHostId} is offline: its replica files cannot be removed now (force forgets them, leaving the files)`,
+        );
+      } else
+        note = `left the replica's files in pool ${row.targetPool} of offline host ${host?.name ?? row.targetHostId}`;
+    }
     await this.#db.deleteFrom('recoveryPoints').where('replicationId', '=', row.id).execute();
     await this.#db.deleteFrom('replications').where('id', '=', row.id).execute();
     if (await this.#store.find(row.replicaVmId)) await this.#store.remove(row.replicaVmId);
@@ -225,6 +309,8 @@ export class Replications {
 
   /** The VMs (besides the replica) whose disks are files of this replica: they pin its points. */
   async lentTo(row: ReplicationTable): Promise<string[]> {
+    // Another site keeps it, and refuses a removal itself while something stands on it.
+    if (row.targetSiteId !== null) return [];
     const prefix = `replicas/${row.id}/`;
     const vms = await this.#db
       .selectFrom('vms')
@@ -357,10 +443,11 @@ export class Replications {
   }
 
   async toWire(row: ReplicationTable): Promise<Replication> {
-    const [vm, replica, host, points, task] = await Promise.all([
+    const siteId = row.targetSiteId ?? row.sourceSiteId;
+    const [vm, replica, host, points, task, site] = await Promise.all([
       this.#store.find(row.vmId),
       this.#store.find(row.replicaVmId),
-      this.#hosts.get(row.targetHostId).catch(() => null),
+      row.targetSiteId ? null : this.#hosts.get(row.targetHostId).catch(() => null),
       this.points(row.id),
       row.lastTaskId
         ? this.#db
@@ -369,16 +456,19 @@ export class Replications {
             .where('id', '=', row.lastTaskId)
             .executeTakeFirst()
         : undefined,
+      siteId && this.#sites ? this.#sites.byId(siteId) : undefined,
     ]);
     const newest = points.at(-1) ?? null;
     const running = task && (task.state === 'running' || task.state === 'queued');
+    const vmName = vm?.name ?? row.sourceVmName ?? row.vmId;
     return {
       id: row.id,
-      vm: vm?.name ?? row.vmId,
+      vm: vmName,
       vmId: row.vmId,
-      replica: replica?.name ?? row.replicaVmId,
+      // A site names its replica as this cluster would (replica-spec.ts).
+      replica: replica?.name ?? (row.targetSiteId ? replicaName(vmName) : row.replicaVmId),
       replicaVmId: row.replicaVmId,
-      host: host?.name ?? row.targetHostId,
+      host: host?.name ?? (row.targetHostId || 'pending'),
       pool: row.targetPool,
       intervalSeconds: row.intervalS,
       points: row.points,
@@ -398,6 +488,9 @@ export class Replications {
       newestPoint: newest?.id ?? null,
       pointCount: points.length,
       reverseOf: row.reverseOf,
+      site: siteId
+        ? { name: site?.name ?? siteId, direction: row.targetSiteId ? ('to' as const) : ('from' as const) }
+        : null,
       createdAt: row.createdAt,
     };
   }
@@ -412,4 +505,13 @@ function targetPool(host: Host, wanted: string | undefined, asked: boolean): str
     'invalid_request',
     `host ${host.name} has ${which}: name one of ${pools.join(', ') || '(none reported)'} with pool`,
   );
+}
+
+/** Refuses to act on a replica kept here for another site: that site drives it. */
+export function drivenHere(row: ReplicationTable): void {
+  if (row.sourceSiteId !== null)
+    throw new TernError(
+      'conflict',
+      `this replica is kept here for ${row.sourceVmName ?? row.vmId} of another site: that site drives it`,
+    );
 }

@@ -182,7 +182,7 @@ export class SiteReplicas {
   async #answer(row: ReplicationTable): Promise<SiteReplica> {
     const host = await this.#d.hosts.get(row.targetHostId);
     const replica = await this.#d.store.row(row.replicaVmId);
-    return { host: host.name, pool: row.targetPool, replicaVm: replica.name };
+    return { host: host.name, pool: row.targetPool, replicaVm: replica.name, replicaVmId: replica.id };
   }
 
   /** The points the host holds, recorded here; the replica's disks on the newest. */

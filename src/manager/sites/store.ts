@@ -37,6 +37,10 @@ export class SiteStore {
     return row;
   }
 
+  async byId(id: string): Promise<SiteTable | undefined> {
+    return this.#db.selectFrom('sites').selectAll().where('id', '=', id).executeTakeFirst();
+  }
+
   /** A site with its link checked now. */
   async show(name: string): Promise<Site> {
     const row = await this.row(name);
@@ -84,6 +88,17 @@ export class SiteStore {
 
   async remove(name: string): Promise<void> {
     const row = await this.row(name);
+    const used = await this.#db
+      .selectFrom('replications')
+      .select('id')
+      .where((eb) => eb.or([eb('targetSiteId', '=', row.id), eb('sourceSiteId', '=', row.id)]))
+      .execute();
+    if (used.length > 0)
+      throw new TernError(
+        'conflict',
+        `site ${name} is used by ${used.length} replication(s): remove them first`,
+        { replications: used.map((u) => u.id) },
+      );
     await this.#db.deleteFrom('sites').where('id', '=', row.id).execute();
     this.#trusted = null;
   }

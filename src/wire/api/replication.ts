@@ -76,6 +76,11 @@ export const Replication = Type.Object({
   pointCount: Type.Integer(),
   /** The relationship this one reverses after a planned failover. */
   reverseOf: Type.Union([Uuid, Type.Null()]),
+  /** Across sites: the site keeping the replica (`to`), or whose VM this replicates (`from`); null: this cluster. */
+  site: Type.Union([
+    Type.Object({ name: Name, direction: Type.Union([Type.Literal('to'), Type.Literal('from')]) }),
+    Type.Null(),
+  ]),
   createdAt: Timestamp,
 });
 export type Replication = Static<typeof Replication>;
@@ -98,10 +103,12 @@ export type RecoveryPointInfo = Static<typeof RecoveryPointInfo>;
 export const CreateReplicationBody = Type.Object(
   {
     vm: Type.String({ minLength: 1, maxLength: 63, description: 'VM name or id' }),
-    host: Type.String({
-      ...Name,
-      description: 'the host that keeps the replica: another host of this cluster',
-    }),
+    host: Type.Optional(
+      Type.String({ ...Name, description: 'the host that keeps the replica: another host of this cluster' }),
+    ),
+    site: Type.Optional(
+      Type.String({ ...Name, description: 'or the trusted site (another Tern cluster) that keeps it' }),
+    ),
     pool: Type.Optional(
       Type.String({
         ...Name,
