@@ -8,9 +8,10 @@ import type { TLSSocket } from 'node:tls';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import { TernError, unreachable } from '../../errors.ts';
-import { agentReplicaRoutes } from '../../wire/agent-replica-routes.ts';
+import { agentRoutes } from '../../wire/agent-routes.ts';
 import { ErrorBody } from '../../wire/common.ts';
 import { ReplicaStatus, ReplicationId } from '../../wire/replication.ts';
+import { pathOf } from '../../wire/route.ts';
 import {
   SiteHello,
   SitePrepareBody,
@@ -97,7 +98,7 @@ export function registerSiteRoutes(app: App, opts: SiteEndpointOptions): void {
     const row = await opts.replicas.row(peer.site, req.params.id);
     const agent = opts.agentOf(row.targetHostId);
     const res = await agent
-      .fetch(`${agent.url}${agentReplicaRoutes.receiveReplica.path.replace(':id', row.id)}`, {
+      .fetch(`${agent.url}${pathOf(agentRoutes.receiveReplica, { id: row.id })}`, {
         method: 'POST',
         headers: {
           ...agent.headers,
