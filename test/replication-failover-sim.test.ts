@@ -187,6 +187,32 @@ test('a planned failover: the primary shut down, its last changes sent, the repl
   );
 });
 
+test('reverse replication after a planned failover: its first cycle sends whole to the old host, and failing back runs the VM there again', async () => {
+  const rel = await api.request<Replication>('GET', '/api/v1/replications/db-1');
+  const all = (await api.call(replicationRoutes.list)).items;
+  const reverse = all.find((r) => r.reverseOf === rel.id);
+  assert.ok(reverse, 'a reverse relationship');
+  assert.equal(reverse.vmId, rel.replicaVmId, 'from the new primary');
+  assert.equal(reverse.replicaVmId, rel.vmId, "its replica is the old primary's VM");
+  assert.equal(reverse.host, primaryHost);
+  assert.equal(reverse.state, 'initial');
+  assert.match(reverse.resyncReason ?? '', /sent whole/);
+  const { task } = await api.call(replicationRoutes.cycle, { params: { replication: reverse.id } });
+  const first = await api.settle(task);
+  succeeded(first);
+  assert.equal((first.result as { mode: string }).mode, 'full');
+  const old = await api.request<Vm>('GET', '/api/v1/vms/db-1');
+  assert.match(old.disks[0]!.volume.path, new RegExp(`^replicas/${reverse.id}/disk0/`));
+  await refused(api.request('POST', '/api/v1/vms/db-1/start', {}), 409, /only a failover starts it/);
+  // Failing back: a planned failover of the reverse runs db-1 on its first host again.
+  const back = await api.task('POST', `/api/v1/replications/${reverse.id}/failover`, { planned: true });
+  succeeded(back);
+  assert.ok(back.log?.some((l) => l.line.includes('no reverse replication')));
+  assert.deepEqual(runsOn(rel.vmId), [primaryHost]);
+  assert.deepEqual(runsOn(rel.replicaVmId), []);
+  assert.equal((await api.request<Vm>('GET', '/api/v1/vms/db-1')).state, 'running');
+});
+
 test('an unplanned failover is refused while the primary is merely unreachable, allowed once its host is fenced', async () => {
   const rel = await api.request<Replication>('GET', '/api/v1/replications/app-1');
   // Its host's fence kills it: it is HA-protected (best-effort: HA tries it elsewhere once).

@@ -25,9 +25,10 @@ export const replicationFailoverCommands: Command[] = [
     args: 'VM',
     summary: 'fail a replicated VM over to its replica',
     details:
-      "--planned shuts the VM down (powered off after --timeout only with --force), sends its last changes and starts the replica on them: no write is lost. Without it (unplanned), the replica starts on the newest point or --point; refused while the primary might still run (its host not fenced, the VM not confirmed stopped) unless --force, which is logged with its risk. Refused even forced when the primary's host says the VM runs. The old primary is kept from starting afterwards.",
+      "--planned shuts the VM down (powered off after --timeout only with --force), sends its last changes and starts the replica on them: no write is lost; then the new primary replicates back to the old primary's host (its first copy whole), unless --no-reverse. Without it (unplanned), the replica starts on the newest point or --point; refused while the primary might still run (its host not fenced, the VM not confirmed stopped) unless --force, which is logged with its risk. Refused even forced when the primary's host says the VM runs. The old primary is kept from starting afterwards.",
     flags: [
       ['planned', { type: 'boolean', help: 'shut the primary down and send its last changes first' }],
+      ['no-reverse', { type: 'boolean', help: "planned: do not replicate back to the old primary's host" }],
       pointFlag,
       'force',
       [
@@ -46,6 +47,7 @@ export const replicationFailoverCommands: Command[] = [
         ...(flags.planned ? { planned: true } : {}),
         ...(flags.point ? { point: flags.point } : {}),
         ...(flags.force ? { force: true } : {}),
+        ...(flags['no-reverse'] ? { noReverse: true } : {}),
         ...(flags.timeout ? { shutdownTimeoutSeconds: Number(flags.timeout) } : {}),
       };
       const answer = (await api().call(routes.failover, { params: { replication: vm }, body })) as {

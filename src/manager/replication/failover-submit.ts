@@ -18,6 +18,8 @@ export interface FailoverRequest {
   /** Unplanned: a point id, or `latest` (the default). */
   point?: string;
   force?: boolean;
+  /** Planned: no reverse replication afterwards. */
+  noReverse?: boolean;
   /** Planned: how long the guest is given to shut down (default 120 s). */
   shutdownTimeoutSeconds?: number;
 }
@@ -29,6 +31,11 @@ export async function submitFailover(
   req: FailoverRequest,
 ): Promise<{ task: Task; risk: string | null }> {
   const rel = await findReplication(d, ref);
+  if (rel.targetSiteId || rel.sourceSiteId)
+    throw new TernError(
+      'conflict',
+      'a replication between sites does not fail over yet: only one within this cluster',
+    );
   const primary = await d.store.row(rel.vmId);
   if (rel.state === 'failed-over')
     throw new TernError(
@@ -70,6 +77,7 @@ export async function submitFailover(
     replicaDiskSizes: replica.diskSizes,
     primaryRan: primary.state === 'running' || primary.state === 'paused',
     haPolicy: primary.haPolicy,
+    reverse: planned && req.noReverse !== true,
   };
   // The cycle's lock too: no cycle of the relationship runs beside its failover.
   const task = await d.tasks.submit(kind, params, [

@@ -26,6 +26,7 @@ import type { ReplicaFailoverDeps } from './failover-deps.ts';
 import { decideUnplannedFailover } from './failover-guard.ts';
 import { planLentVm } from './lent-vm.ts';
 import { primaryFacts } from './primary-facts.ts';
+import { startReverse } from './reverse.ts';
 
 export interface FailoverParams {
   replicationId: string;
@@ -41,6 +42,8 @@ export interface FailoverParams {
   replicaDiskSizes: string;
   /** Whether the primary ran when asked: a rolled-back planned failover starts it again. */
   primaryRan: boolean;
+  /** Planned, unless asked not to: replication from the new primary back to the old one's host. */
+  reverse: boolean;
   /** The primary's HA policy (JSON), which the replica takes once it runs; back on a rollback. */
   haPolicy: string | null;
 }
@@ -67,9 +70,10 @@ export function failoverKind(d: ReplicaFailoverDeps): TaskKind<FailoverParams> {
       } else {
         await ensureRunning(d, ctx, rel.replicaVmId);
       }
+      const reverse = p.reverse ? await startReverse(d, ctx, rel) : null;
       const replica = await d.store.row(rel.replicaVmId);
       await ctx.log(`${replica.name} runs on its host; ${primary.name} is stopped and kept from starting`);
-      return { vm: replica.name, stopped: primary.name, point: await chosenBefore(d, rel.id) };
+      return { vm: replica.name, stopped: primary.name, point: await chosenBefore(d, rel.id), reverse };
     },
     async cleanup(ctx, p, error) {
       const rel = await relation(d, p.replicationId);

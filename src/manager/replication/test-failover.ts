@@ -69,6 +69,11 @@ export async function submitTestFailover(
   ownerId: string | null,
 ): Promise<Task> {
   const rel = await findReplication(d, ref);
+  if (rel.targetSiteId || rel.sourceSiteId)
+    throw new TernError(
+      'conflict',
+      'a replication between sites has no test failover yet: only one within this cluster',
+    );
   const primary = await d.store.row(rel.vmId);
   if (rel.state === 'failed-over' || rel.state === 'removed')
     throw new TernError('conflict', `the replication of ${primary.name} is ${rel.state}: nothing to test`);

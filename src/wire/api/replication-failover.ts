@@ -53,6 +53,12 @@ export const FailoverBody = Type.Object(
           'planned: power the primary off if it does not shut down in time; unplanned: fail over although the primary is not confirmed stopped (the risk is logged and audited)',
       }),
     ),
+    noReverse: Type.Optional(
+      Type.Boolean({
+        description:
+          "planned: do not start reverse replication (from the new primary back to the old one's host)",
+      }),
+    ),
     shutdownTimeoutSeconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600 })),
   },
   { additionalProperties: false },
