@@ -116,6 +116,12 @@ export async function receivePoint(
     await o.nbd.disconnect();
     await o.served.close();
   };
+  let writing: Promise<void> | null = null;
+  const settle = async () => {
+    const w = writing;
+    writing = null;
+    await w;
+  };
   const record = async () => {
     for (const o of open.values()) await o.nbd.flush();
     const at: ResumeAt[] = r.pending.disks.map((d) => ({ disk: d.name, offset: resume.get(d.name) ?? 0 }));
@@ -129,18 +135,25 @@ export async function receivePoint(
         checkHeader(f.header, r);
         header = f.header;
       } else if (f.type === 'data' || f.type === 'zeroes') {
+        await settle();
         const name = header!.disks[f.disk]!.name;
         const { nbd } = await disk(f.disk);
         const length = f.type === 'data' ? f.data.length : f.length;
-        if (f.type === 'data') await nbd.write(f.offset, f.data);
-        else await nbd.writeZeroes(f.offset, f.length);
-        writtenBytes += f.type === 'data' ? length : 0;
-        if (initial) {
+        // Written while the next frame is read and checked; what it covers counts once written.
+        writing = (
+          f.type === 'data' ? nbd.write(f.offset, f.data) : nbd.writeZeroes(f.offset, f.length)
+        ).then(() => {
+          writtenBytes += f.type === 'data' ? length : 0;
           resume.set(name, Math.max(resume.get(name) ?? 0, f.offset + length));
           sinceRecord += length;
-          if (sinceRecord >= RESUME_EVERY_BYTES) await record();
+        });
+        writing.catch(() => {}); // awaited by settle(); until then a failure must not go unhandled
+        if (initial && sinceRecord + length >= RESUME_EVERY_BYTES) {
+          await settle();
+          await record();
         }
       } else if (f.type === 'end') {
+        await settle();
         const d = header!.disks[f.disk]!;
         if (initial && (resumedAt.get(d.name) ?? 0) > 0 && !opened.has(f.disk)) await disk(f.disk);
         const o = open.get(f.disk);
@@ -168,6 +181,7 @@ export async function receivePoint(
     }
     throw new TernError('invalid_request', 'the replication stream is refused: it ended without a trailer');
   } finally {
+    await settle().catch(() => {});
     for (const index of [...open.keys()]) await close(index).catch(() => {});
     if (!committed) store.abandon(r);
   }
