@@ -13,6 +13,7 @@ import type { TernError } from '../src/errors.ts';
 import { replicationRoutes } from '../src/wire/api/replication.ts';
 import { siteRoutes } from '../src/wire/api/sites.ts';
 import type { Vm } from '../src/wire/vm.ts';
+import { runTern } from './harness.ts';
 import { type SimCluster, startSimCluster } from './sim-harness.ts';
 
 let alpha: SimCluster;
@@ -56,9 +57,16 @@ async function cycle() {
 }
 
 test('a VM replicates to a trusted site, which keeps its points on a host of its own', async () => {
-  const r = await alpha.api.call(replicationRoutes.create, {
-    body: { vm: 'web-1', site: 'beta', every: '30s', points: 2 },
-  });
+  // `--to` names a trusted site as it names a host.
+  const made = await runTern(
+    ['vm', 'replicate', 'web-1', '--to', 'beta', '--every', '30s', '--points', '2'],
+    {
+      env: alpha.api.cliEnv,
+    },
+  );
+  assert.equal(made.code, 0, made.stderr);
+  assert.match(made.stdout, /replicates to site beta/);
+  const r = await alpha.api.call(replicationRoutes.show, { params: { replication: 'web-1' } });
   const betaHost = beta.sim.hosts[0]!.name;
   assert.deepEqual(r.site, { name: 'beta', direction: 'to' });
   assert.equal(r.host, betaHost);

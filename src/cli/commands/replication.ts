@@ -4,6 +4,7 @@
  */
 import { TernError } from '../../errors.ts';
 import { durationText, type Replication, replicationRoutes as routes } from '../../wire/api/replication.ts';
+import { siteRoutes } from '../../wire/api/sites.ts';
 import { eachName } from '../bulk.ts';
 import type { FlagSpec, Flags } from '../flags.ts';
 import { ago, bytes, printFields, printJson, printTable, printText } from '../output.ts';
@@ -12,7 +13,7 @@ import type { Command, CommandContext } from '../registry.ts';
 import { parseSize } from '../sizes.ts';
 
 const replicateUsage =
-  'usage: tern vm replicate VM --to HOST [--pool P] --every 30s|5m|15m [--points N] [--app-consistent-every 4h] [--bandwidth 50M]';
+  'usage: tern vm replicate VM --to HOST|SITE [--pool P] --every 30s|5m|15m [--points N] [--app-consistent-every 4h] [--bandwidth 50M]';
 
 const lag = (r: Replication) => (r.rpo.lagSeconds === null ? '-' : durationText(r.rpo.lagSeconds));
 const rate = (n: number) => (n === 0 ? 'no limit' : `${bytes(n)}/s`);
@@ -56,10 +57,13 @@ async function replicate({ api, args, flags }: CommandContext): Promise<void> {
     flags.bandwidth === undefined
       ? undefined
       : Math.round(parseSize(flags.bandwidth, 'M', 'the bandwidth') * 2 ** 20);
-  const r = await api().call(routes.create, {
+  const client = api();
+  // A trusted site by that name keeps the replica there; otherwise it is a host of this cluster.
+  const sites = (await client.call(siteRoutes.list)).items.map((x) => x.name);
+  const r = await client.call(routes.create, {
     body: {
       vm,
-      host: flags.to,
+      ...(sites.includes(flags.to) ? { site: flags.to } : { host: flags.to }),
       every: flags.every,
       ...(flags.pool ? { pool: flags.pool } : {}),
       ...(flags.points !== undefined ? { points: Number(flags.points) } : {}),
@@ -69,7 +73,7 @@ async function replicate({ api, args, flags }: CommandContext): Promise<void> {
   });
   if (flags.output !== 'json')
     printText(
-      `VM ${r.vm} replicates to ${r.host} every ${durationText(r.intervalSeconds)}; its replica is ${r.replica}\n`,
+      `VM ${r.vm} replicates to ${r.site ? `site ${r.site.name} (host ${r.host})` : r.host} every ${durationText(r.intervalSeconds)}; its replica is ${r.replica}\n`,
     );
   show(r, flags);
 }
@@ -143,16 +147,21 @@ export const replicationCommands: Command[] = [
   {
     path: 'vm replicate',
     args: 'VM',
-    summary: 'replicate a VM to another host: a stopped replica there, a recovery point every interval',
+    summary:
+      'replicate a VM to another host or site: a stopped replica there, a recovery point every interval',
     details:
       'Each cycle sends only the blocks changed since the last point (the first one, or a resync, sends\n' +
-      'the disks whole), compressed and checksummed, straight from host to host. The replica (VM-replica)\n' +
-      'is a stopped VM on the target host that only tern vm failover starts. --every takes 30s, 5m or\n' +
+      'the disks whole), compressed and checksummed, straight from host to host (to a site, through its\n' +
+      'manager, which chooses the host). The replica (VM-replica) is a stopped VM there that only a\n' +
+      'failover starts. --every takes 30s, 5m or\n' +
       '15m (any whole duration from 30s to 24h); an alert is raised when the replica trails by more than\n' +
       'twice that. --points keeps up to 24 older points, one per application-consistent period (hourly\n' +
       'without one); --app-consistent-every freezes the guest filesystems for a point that often.',
     flags: [
-      ['to', flag('string', 'HOST', 'the host that keeps the replica')],
+      [
+        'to',
+        flag('string', 'HOST|SITE', 'the host, or the trusted site (tern site), that keeps the replica'),
+      ],
       [
         'pool',
         flag('string', 'P', "the target host's storage pool (default: the pool of the VM's first disk)"),
