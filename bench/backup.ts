@@ -134,7 +134,7 @@ async function backUp(
         bandwidth: 0,
         labels: {},
       },
-      { consistency: 'crash', consistencyNote: null, disks: [view] },
+      { takenAt: new Date().toISOString(), consistency: 'crash', consistencyNote: null, disks: [view] },
       () => {},
       new AbortController().signal,
     );

@@ -104,7 +104,9 @@ export async function withStoppedView<T>(
       clients.push(client);
       views.push(v);
     }
+    // Nothing writes a stopped VM's images: any instant of the view is its instant.
     const result = await use({
+      takenAt: new Date().toISOString(),
       consistency: 'crash',
       consistencyNote: 'stopped VM: consistent',
       disks: views,

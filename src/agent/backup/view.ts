@@ -25,6 +25,8 @@ export interface DiskView {
 }
 
 export interface VmView {
+  /** The view's instant (ISO 8601), taken before any disk's: what it holds is no older. */
+  takenAt: string;
   consistency: 'application' | 'crash';
   consistencyNote: string | null;
   disks: DiskView[];

@@ -110,7 +110,9 @@ export async function withRunningView<T>(
   let serving = false;
   let tornDown = false;
   try {
+    let takenAt = '';
     const consistency = await whileFrozen(vm, req, report, async () => {
+      takenAt = new Date().toISOString();
       // A retried point finds its bitmap from the failed try: it records on.
       await bitmapTransaction(
         m,
@@ -178,7 +180,7 @@ export async function withRunningView<T>(
       clients.push(client);
       views.push(v);
     }
-    const result = await use({ ...consistency, disks: views });
+    const result = await use({ takenAt, ...consistency, disks: views });
     for (const c of clients.splice(0)) await c.disconnect();
     tornDown = true;
     await teardown(vm, plans, req.bitmap, serving ? socket : null, log);

@@ -89,6 +89,7 @@ function request(previous: string | null, point: string, resume: { disk: string;
 }
 
 const vmView = (disk: DiskView): VmView => ({
+  takenAt: new Date().toISOString(),
   consistency: 'crash',
   consistencyNote: 'no freeze asked',
   disks: [disk],

@@ -45,7 +45,7 @@ export async function sendReplica(
   report: (r: ReplicateVmReport) => void,
   signal: AbortSignal,
 ): Promise<ReplicateVmResult> {
-  const takenAt = new Date().toISOString();
+  const takenAt = view.takenAt;
   const encoder = new FrameEncoder({
     replication: req.replication,
     point: req.point,

@@ -132,6 +132,7 @@ export class SimDiskContents {
       req.disks.map(async (d) => (await volumeInfo(this.#pools, d.volume)).virtualBytes),
     );
     const fresh = `${req.bitmap}-${req.point}`;
+    const takenAt = new Date().toISOString();
     const views: DiskView[] = [];
     for (const [i, d] of req.disks.entries()) {
       const image = this.#image(d.volume);
@@ -156,6 +157,7 @@ export class SimDiskContents {
     }
     const note = consistencyNote(vm, req.freeze);
     const result = await use({
+      takenAt,
       consistency: note === null ? 'application' : 'crash',
       consistencyNote: note,
       disks: views,
