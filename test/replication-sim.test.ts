@@ -203,6 +203,35 @@ test('a target host down: the RPO goes to alert and raises an alert, cleared by 
   assert.equal(back.lastError, null);
 });
 
+test('a replica that lost its points resyncs on its own: the cycle sends whole, says why, and the alert clears', async () => {
+  const r = await api.call(replicationRoutes.show, { params: { replication: 'web-1' } });
+  assert.ok(r.newestPoint);
+  // The replica's files gone behind Tern's back (a pool restored, a directory removed).
+  fs.rmSync(path.join(cluster.sim.host(targetHost).pools.local, 'replicas', r.id), { recursive: true });
+  const t = await cycle('web-1');
+  assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+  assert.equal((t.result as { mode: string }).mode, 'full');
+  const log = (await api.request<Task>('GET', `/api/v1/tasks/${t.id}`)).log?.map((l) => l.line) ?? [];
+  assert.ok(
+    log.includes(
+      `resync: the replica's host holds none of its recovery points (the newest was ${r.newestPoint}); this cycle sends the disks whole`,
+    ),
+    log.join('\n'),
+  );
+  assert.ok(
+    log.some((l) => l.startsWith('forgot recovery point(s)')),
+    'the lost points are forgotten',
+  );
+  const all = (await api.request<{ items: Alert[] }>('GET', '/api/v1/alerts?all=true')).items;
+  const resync = all.find((a) => a.id === `replication:${r.id}:resync`);
+  assert.ok(resync, 'the resync was alerted');
+  assert.match(resync.message, /replication of VM web-1 resyncs: the replica's host holds none/);
+  assert.notEqual(resync.clearedAt, null, 'and cleared once the cycle completed');
+  const after = await api.call(replicationRoutes.show, { params: { replication: 'web-1' } });
+  assert.equal(after.resyncReason, null);
+  assert.equal(after.pointCount, 1);
+});
+
 test('pause and resume: a paused relationship promises nothing', async () => {
   const paused = await api.call(replicationRoutes.pause, { params: { replication: 'web-1' } });
   assert.equal(paused.state, 'paused');
