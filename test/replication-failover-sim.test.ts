@@ -68,7 +68,7 @@ const succeeded = (t: Task) => assert.equal(t.state, 'succeeded', JSON.stringify
 before(async () => {
   cluster = await startSimCluster(2, { driver: { bootDelayMs: 20 } });
   api = cluster.api;
-  for (const name of ['web-1', 'db-1', 'app-1']) {
+  for (const name of ['web-1', 'db-1', 'app-1', 'fx-1']) {
     // On the host's own pool: nothing but a failover can run them elsewhere.
     succeeded(
       await api.task('POST', '/api/v1/vms', {
@@ -81,7 +81,7 @@ before(async () => {
     );
   }
   const placed = await Promise.all(
-    ['web-1', 'db-1', 'app-1'].map((n) => api.request<Vm>('GET', `/api/v1/vms/${n}`)),
+    ['web-1', 'db-1', 'app-1', 'fx-1'].map((n) => api.request<Vm>('GET', `/api/v1/vms/${n}`)),
   );
   primaryHost = placed[0]!.host!;
   targetHost = cluster.sim.hosts.map((h) => h.name).find((h) => h !== primaryHost)!;
@@ -90,7 +90,7 @@ before(async () => {
       // Moved with its disk: the replica then goes to the other host for every VM.
       succeeded(await api.task('POST', `/api/v1/vms/${vm.name}/migrate`, { to: primaryHost }));
     }
-  for (const vm of ['web-1', 'db-1', 'app-1']) {
+  for (const vm of ['web-1', 'db-1', 'app-1', 'fx-1']) {
     // No older point kept: only a pin keeps one.
     await api.request('POST', '/api/v1/replications', {
       vm,
@@ -252,4 +252,42 @@ test('an unplanned failover is refused while the primary is merely unreachable, 
     host.driver.setReachable(true);
     await api.request('PATCH', '/api/v1/ha/settings', { enabled: false });
   }
+});
+
+test('a forced failover while the primary is cut off: the risk is logged, and the old primary is forced off once its host is back', async () => {
+  await api.waitHost(primaryHost, (h) => h.state === 'online', 60_000, 'online again');
+  const rel = await api.request<Replication>('GET', '/api/v1/replications/fx-1');
+  const host = cluster.sim.host(primaryHost);
+  host.driver.setReachable(false);
+  try {
+    const answer = await api.request<{ task: Task; warning?: string }>(
+      'POST',
+      '/api/v1/replications/fx-1/failover',
+      { force: true },
+    );
+    assert.match(answer.warning ?? '', /two copies run/);
+    const t = await api.settle(answer.task);
+    succeeded(t);
+    assert.ok(t.log?.some((l) => l.line.startsWith('warning: forced while')));
+    const audit = await api.request<{ items: { action: string; detail: string | null }[] }>(
+      'GET',
+      '/api/v1/audit',
+    );
+    assert.ok(
+      audit.items.some(
+        (e) => e.action === 'POST /replications/:replication/failover' && /^forced: /.test(e.detail ?? ''),
+      ),
+      'the risk in the audit log',
+    );
+    assert.deepEqual(runsOn(rel.replicaVmId), [targetHost]);
+    assert.deepEqual(runsOn(rel.vmId), [primaryHost], 'cut off, the old primary still runs there');
+  } finally {
+    host.driver.setReachable(true);
+  }
+  await until('the stale primary forced off', 60_000, async () =>
+    runsOn(rel.vmId).length === 0 ? true : undefined,
+  );
+  assert.deepEqual(runsOn(rel.replicaVmId), [targetHost]);
+  const alerts = await api.request<{ items: { id: string }[] }>('GET', '/api/v1/alerts');
+  assert.ok(alerts.items.some((a) => a.id === `vm:${rel.vmId}:stale-copy`));
 });

@@ -47,6 +47,7 @@ import { agentReplicaHosts } from './replication/agent-hosts.ts';
 import { agentFailoverCalls } from './replication/failover-deps.ts';
 import { Replications } from './replication/relationships.ts';
 import { ReplicationScheduler } from './replication/scheduler.ts';
+import { stopStaleCopies } from './replication/stale-copies.ts';
 import type { KeyStoreConfig } from './secrets/keystore.ts';
 import { openKeyStore } from './secrets/keystores/open.ts';
 import { SecretStore } from './secrets/store.ts';
@@ -221,6 +222,8 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   // A host that (re)connected may have missed changes, or lost its networks with a reboot.
   hosts.onReported((hostId) => base.networkSync.hostReported(hostId));
   hosts.onReported((hostId) => portRulesSync.hostReported(hostId));
+  // A replica reported running is a copy that must not run (a forced failover's old primary).
+  hosts.onReported((hostId) => void stopStaleCopies({ ...base, log: opts.log }, hostId));
   const withHa = Object.assign(base, { ha: new HaMonitor(base, tasks, opts.log) });
   // Every kind, the HA failover too, before recovery: an interrupted task resumes whatever serves HTTP.
   const services: ApiServices = Object.assign(withHa, { kinds: registerTaskKinds(withHa, tasks) });

@@ -50,10 +50,7 @@ export const replicationFailoverCommands: Command[] = [
         ...(flags['no-reverse'] ? { noReverse: true } : {}),
         ...(flags.timeout ? { shutdownTimeoutSeconds: Number(flags.timeout) } : {}),
       };
-      const answer = (await api().call(routes.failover, { params: { replication: vm }, body })) as {
-        task: Parameters<typeof followTask>[2];
-        warning?: string;
-      };
+      const answer = await api().call(routes.failover, { params: { replication: vm }, body });
       if (answer.warning && flags.output !== 'json') printText(`warning: ${answer.warning}\n`);
       await followTask(api(), flags, answer.task);
     },

@@ -9,7 +9,7 @@ import { Type } from 'typebox';
 import { ErrorBody, Name } from '../common.ts';
 import { PointId } from '../replication.ts';
 import { route } from '../route.ts';
-import { TaskAccepted } from '../task.ts';
+import { Task, TaskAccepted } from '../task.ts';
 
 const Ref = Type.Object({
   replication: Type.String({
@@ -64,6 +64,12 @@ export const FailoverBody = Type.Object(
   { additionalProperties: false },
 );
 
+/** A failover accepted; a forced one says its risk. */
+export const FailoverAccepted = Type.Object({
+  task: Task,
+  warning: Type.Optional(Type.String({ description: "a forced failover's risk, as logged and audited" })),
+});
+
 export const replicationFailoverRoutes = {
   testFailover: route({
     method: 'POST',
@@ -90,6 +96,6 @@ export const replicationFailoverRoutes = {
     tags,
     params: Ref,
     body: Type.Optional(FailoverBody),
-    reply,
+    reply: { ...reply, 202: FailoverAccepted },
   }),
 };
