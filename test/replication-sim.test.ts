@@ -85,6 +85,16 @@ test('a replica is a stopped VM on the target host, its disks in the replica poo
     409,
     /only a failover starts it; see tern vm failover/,
   );
+  await refused(
+    api.request('DELETE', '/api/v1/vms/web-1-replica'),
+    409,
+    /VM web-1-replica is a replica: remove its replication instead \(tern replication remove web-1\)/,
+  );
+  await refused(
+    api.request('DELETE', '/api/v1/vms/web-1?force=true'),
+    409,
+    /VM web-1 is replicated: remove its replication first/,
+  );
   // By its id too, and listed.
   assert.equal((await api.call(replicationRoutes.show, { params: { replication: r.id } })).vm, 'web-1');
   assert.deepEqual(

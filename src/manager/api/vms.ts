@@ -35,6 +35,7 @@ export function vmRoutes(app: App, s: ApiServices): void {
 
   serve(app, routes.remove, 'vm.delete', async (req, reply) => {
     const vm = await s.store.get(req.params.vm);
+    await s.replications.refuseDelete(await s.store.row(vm.id));
     if (req.query.keepDisks && !seesAllVms(principalOf(req)))
       throw new TernError(
         'forbidden',

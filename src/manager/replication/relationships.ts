@@ -203,6 +203,36 @@ export class Replications {
     return this.show(id);
   }
 
+  /**
+   * Deleting a replica would take a recovery point's files with it, and deleting a replicated
+   * VM would leave its relationship cycling on nothing: both go through the relationship.
+   */
+  async refuseDelete(vm: Pick<VmTable, 'id' | 'name' | 'replicaOf'>): Promise<void> {
+    const live = ['initial', 'replicating', 'paused'];
+    const of = vm.replicaOf ? await this.find(vm.replicaOf) : undefined;
+    // A primary kept from starting after a failover without reverse replication is not one.
+    if (of && live.includes(of.state)) {
+      const primary = await this.#store.find(of.vmId);
+      throw new TernError(
+        'conflict',
+        `VM ${vm.name} is a replica: remove its replication instead (tern replication remove ${primary?.name ?? vm.replicaOf})`,
+        { replication: vm.replicaOf },
+      );
+    }
+    const rel = await this.#db
+      .selectFrom('replications')
+      .select(['id', 'state'])
+      .where('vmId', '=', vm.id)
+      .where('state', 'in', live)
+      .executeTakeFirst();
+    if (rel)
+      throw new TernError(
+        'conflict',
+        `VM ${vm.name} is replicated: remove its replication first (tern replication remove ${vm.name})`,
+        { replication: rel.id },
+      );
+  }
+
   /** A relationship by its VM's name or id, or by its own id. */
   async row(ref: string): Promise<ReplicationTable> {
     if (uuidPattern.test(ref)) {
