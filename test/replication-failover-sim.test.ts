@@ -18,7 +18,7 @@ import type { HaHostStatus } from '../src/wire/ha.ts';
 import type { Network } from '../src/wire/network.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
-import type { TestApi } from './harness.ts';
+import { runTern, type TestApi } from './harness.ts';
 import { type SimCluster, startSimCluster, until } from './sim-harness.ts';
 
 let cluster: SimCluster;
@@ -160,6 +160,20 @@ test('a test failover on a network that is not isolated is refused', async () =>
     404,
     /no recovery point 2020-01-01T00-00-00Z/,
   );
+});
+
+test('tern replication test-failover and test-stop, and tern vm failover of a VM that is not replicated', async () => {
+  const tern = (...args: string[]) => runTern(args, { env: api.cliEnv });
+  const started = await tern('replication', 'test-failover', 'web-1', '-o', 'json');
+  assert.equal(started.code, 0, started.stderr);
+  assert.equal((JSON.parse(started.stdout) as Task).state, 'succeeded');
+  assert.equal((await api.request<Vm>('GET', '/api/v1/vms/web-1-test')).state, 'running');
+  const stopped = await tern('replication', 'test-stop', 'web-1', '-o', 'json');
+  assert.equal(stopped.code, 0, stopped.stderr);
+  await refused(api.request('GET', '/api/v1/vms/web-1-test'), 404, /does not exist/);
+  const unknown = await tern('vm', 'failover', 'nope', '--planned');
+  assert.notEqual(unknown.code, 0);
+  assert.match(unknown.stderr, /nope is not replicated/);
 });
 
 test('a planned failover: the primary shut down, its last changes sent, the replica runs, the primary is kept from starting', async () => {
