@@ -6,7 +6,9 @@
  * read back from the replica's qcow2 chain with qemu-img, must equal byte for byte what the
  * disk held at the view: an initial point, an incremental sending only the changed 64 KiB
  * granules, the primary's agent SIGKILLed mid-stream (no new point, the next cycle completes),
- * a stopped VM replicated (its image and the point compared exactly), a wrong ticket refused.
+ * a live migration carrying the replication bitmaps (the next cycle, from the other host,
+ * incremental), a stopped VM replicated (its image and the point compared exactly), a wrong
+ * ticket refused.
  * Two agents rather than one sending to itself: the receive route admits a host of the
  * cluster, and a host's own certificate is what the stream is checked against.
  */
@@ -31,7 +33,7 @@ import type {
 } from '../src/wire/replication.ts';
 import type { Template } from '../src/wire/template.ts';
 import type { VmSpec } from '../src/wire/vm.ts';
-import { type Cluster, shellOn, startCluster, type TestHost } from './harness.ts';
+import { type Cluster, guestDir, shellOn, startCluster, type TestHost } from './harness.ts';
 
 const K = 1024;
 const M = 1024 * K;
@@ -228,6 +230,7 @@ const P1 = '2026-12-07T18-00-00Z';
 const P2 = '2026-12-07T18-00-30Z';
 const P3 = '2026-12-07T18-01-00Z';
 const P4 = '2026-12-07T18-01-30Z';
+const P4M = '2026-12-07T18-01-45Z';
 const P5 = '2026-12-07T18-02-00Z';
 const saved = new Map<string, Buffer>();
 
@@ -299,13 +302,61 @@ test("the primary's agent SIGKILLed mid-stream: the replica gets no new point, t
     [P1, P2, P4],
   );
   assertSameBytes(pointImage(P2), saved.get(P2)!, `${P2} after the kill`);
+  // The random bytes are known only from the point (the stopped VM's case compares them with
+  // the primary's image); everything else must be what the guest wrote.
+  const p4 = pointImage(P4);
+  p4.copy(disk, 12 * M, 12 * M, 14 * M);
+  assertSameBytes(p4, disk, P4);
+});
+
+test('a live migration with the disks mirrored carries the replication bitmaps: the next cycle, from the other host, is incremental', async () => {
+  // The guest's kernel and initrd where the spec names them, in b's own pool.
+  for (const [ref, file] of [
+    [spec.boot!.kernel, 'vmlinuz'],
+    [spec.boot!.initrd!, 'initrd.img'],
+  ] as const)
+    await B.importVolume({ volume: ref, sourcePath: path.join(guestDir(), file), format: 'raw' });
+  await guestWrite('migrated', 5 * M, 4 * K);
+  const sizes = await Promise.all(
+    [spec.disks[0]!.volume, dataVolume, spec.seed!].map((v) => A.volumeInfo(v)),
+  );
+  const incoming = await B.prepareIncoming({
+    spec,
+    mode: 'live',
+    storage: 'mirror',
+    listenHost: '127.0.0.1',
+    create: [
+      { volume: spec.disks[0]!.volume, format: 'qcow2', sizeBytes: sizes[0]!.virtualBytes },
+      { volume: dataVolume, format: 'qcow2', sizeBytes: sizes[1]!.virtualBytes },
+      { volume: spec.seed!, format: 'raw', sizeBytes: sizes[2]!.virtualBytes },
+    ],
+  });
+  const mig = {
+    mode: 'live',
+    uri: incoming.uri,
+    nbd: incoming.nbd!,
+    downtimeLimitMs: 300,
+    bandwidthMiBps: 0,
+  } as const;
+  await A.migrate(id, { ...mig, autoConverge: true, timeoutS: 300 }, () => {}, AbortSignal.timeout(300_000));
+  await B.finishIncoming(id);
+  await A.releaseMigrated(id);
+  // From now on the VM runs on b, the replica's own host: it sends to itself.
+  A = B;
+  primary = replicaHost;
+  await waitVm(answering, 'answering on b');
+  const r = await replicate(await prepare(P4M, P4));
+  const d = r.disks[0]!;
+  assert.equal(d.mode, 'incremental', JSON.stringify(r));
+  assert.equal(d.dirtyBytes, GRANULE);
+  assertSameBytes(pointImage(P4M), disk, P4M);
 });
 
 test("a stopped VM is replicated from its image: the newest point is the primary's disk exactly", async () => {
   await guestWrite('seventh', 50 * M, 8 * K);
   await A.act(id, 'powerdown');
   await waitVm((vm) => vm.state === 'stopped', 'stopped');
-  const r = await replicate(await prepare(P5, P4));
+  const r = await replicate(await prepare(P5, P4M));
   assert.equal(r.consistencyNote, 'stopped VM: consistent');
   const d = r.disks[0]!;
   assert.equal(d.mode, 'incremental', JSON.stringify(r));
@@ -323,6 +374,6 @@ test('a stream with a wrong ticket is refused and commits nothing', async () => 
   );
   assert.deepEqual(
     (await status()).points.map((p) => p.id),
-    [P1, P2, P4, P5],
+    [P1, P2, P4, P4M, P5],
   );
 });

@@ -153,7 +153,7 @@ export async function listenIncoming(
   stateFile: string | null,
   drives: ExportedDrive[],
 ): Promise<IncomingMigration> {
-  // The source sends the VM's backup bitmaps when it has any (migration-bitmaps.ts).
+  // The source sends the VM's backup and replication bitmaps when it has any (migration-bitmaps.ts).
   await migrateSetCapabilities(vm.monitor, {
     events: true,
     'late-block-activate': true,

@@ -21,7 +21,7 @@ import type { Logger } from '../../log.ts';
 import type { MigrateRequest, MigrationReport } from '../../wire/agent.ts';
 import { type Pools, resolveVolume } from '../storage/pools.ts';
 import { type DiskProgress, endJobs, NbdMirror, waitReady } from './disk-mirror.ts';
-import { carryBackupBitmaps } from './migration-bitmaps.ts';
+import { carryDirtyBitmaps } from './migration-bitmaps.ts';
 import { eventTime, type MigrationInfo } from './migration-info.ts';
 import {
   blockdevDel,
@@ -100,7 +100,7 @@ async function configure(
     downtimeLimitMs: o.downtimeLimitMs,
     maxBandwidthBytes: bandwidthBytes(o.bandwidthMiBps),
   });
-  await carryBackupBitmaps(vm);
+  await carryDirtyBitmaps(vm);
 }
 
 /**

@@ -32,3 +32,17 @@ test('a snapshot revert of a backed-up disk works, and removes its backup bitmap
   // The write after the snapshot is gone: the disk is as it was.
   execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0 0 64k', file]);
 });
+
+test('a snapshot revert of a replicated disk removes its replication bitmaps too: the next cycle sends it whole rather than building on a bitmap that missed the revert', async () => {
+  const file = path.join(dir, 'replicated.qcow2');
+  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', file, '16M']);
+  execFileSync('qemu-img', ['bitmap', '--add', file, 'tern-rp-0b4a1c9e-2026-12-07T18-00-30Z']);
+  execFileSync('qemu-img', ['bitmap', '--add', file, 'tern-bk-1a2b3c4d-b1']);
+  const pools = { local: dir };
+  const volume = { pool: 'local', path: 'replicated.qcow2' };
+  await volumeSnapshot(pools, { volume, op: 'create', name: 's1' });
+  execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x55 0 64k', file]);
+  await volumeSnapshot(pools, { volume, op: 'apply', name: 's1' });
+  assert.deepEqual(bitmaps(file), []);
+  execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0 0 64k', file]);
+});

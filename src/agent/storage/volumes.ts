@@ -13,8 +13,8 @@ import type {
   VolumeInfo,
   VolumeSnapshotRequest,
 } from '../../wire/agent.ts';
-import { backupBitmapFamily } from '../../wire/backup.ts';
 import type { VolumeRef } from '../../wire/vm.ts';
+import { isTernBitmap } from '../backup/bitmap-trust.ts';
 import { ovmf, ovmfPresent } from '../firmware.ts';
 import { discardPartial, partialOf } from './partials.ts';
 import { type Pools, resolveVolume, statVolume } from './pools.ts';
@@ -116,14 +116,15 @@ export async function resizeVolume(pools: Pools, req: ResizeVolumeRequest): Prom
 
 /**
  * Internal snapshots of a volume no running VM uses: create, apply (revert) or delete. A revert
- * changes the disk without a write its backup bitmaps would see (and qemu-img refuses it while
- * the image has any bitmap): they go first, so the next backup reads the disk whole, saying why,
- * rather than building on a bitmap that lies.
+ * changes the disk without a write its backup and replication bitmaps would see (and qemu-img
+ * refuses it while the image has any bitmap): they go first, so the next backup reads the disk
+ * whole and the next replication cycle sends it whole, saying why, rather than building on a
+ * bitmap that lies.
  */
 export async function volumeSnapshot(pools: Pools, req: VolumeSnapshotRequest): Promise<VolumeInfo> {
   const file = resolveVolume(pools, req.volume);
   const flag = { create: '-c', apply: '-a', delete: '-d' }[req.op];
-  if (req.op === 'apply') await removeBackupBitmaps(file, req.volume.path);
+  if (req.op === 'apply') await removeTernBitmaps(file, req.volume.path);
   await tool(
     'qemu-img',
     ['snapshot', flag, req.name, file],
@@ -132,14 +133,14 @@ export async function volumeSnapshot(pools: Pools, req: VolumeSnapshotRequest): 
   return volumeInfo(pools, req.volume);
 }
 
-async function removeBackupBitmaps(file: string, what: string): Promise<void> {
+async function removeTernBitmaps(file: string, what: string): Promise<void> {
   const info = JSON.parse(
     await tool('qemu-img', ['info', '--output=json', file], `qemu-img info of ${what}`),
   ) as {
     'format-specific'?: { data?: { bitmaps?: { name: string }[] } };
   };
   for (const b of info['format-specific']?.data?.bitmaps ?? [])
-    if (b.name.startsWith(backupBitmapFamily))
+    if (isTernBitmap(b.name))
       await tool('qemu-img', ['bitmap', '--remove', file, b.name], `removing bitmap ${b.name} of ${what}`);
 }
 
