@@ -7,8 +7,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import pino from 'pino';
 import type { TernError } from '../src/errors.ts';
-import type { ReplicationScheduler } from '../src/manager/replication/scheduler.ts';
+import { ReplicationScheduler } from '../src/manager/replication/scheduler.ts';
 import type { Alert } from '../src/wire/alert.ts';
 import { type Replication, replicationRoutes } from '../src/wire/api/replication.ts';
 import type { Task } from '../src/wire/task.ts';
@@ -16,6 +17,7 @@ import type { Vm } from '../src/wire/vm.ts';
 import { runTern, type TestApi } from './harness.ts';
 import { type SimCluster, startSimCluster } from './sim-harness.ts';
 
+const silentLog = pino({ level: 'silent' });
 let cluster: SimCluster;
 let api: TestApi;
 let primaryHost: string;
@@ -173,6 +175,19 @@ test('the scheduler starts a cycle when one is due, none while the replica is wi
   const t = await api.settle(await api.request<Task>('GET', `/api/v1/tasks/${later.started[0]}`));
   assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
   assert.equal(t.kind, 'replication.cycle');
+});
+
+test('two schedulers on one database (two managers) start a due cycle once', async () => {
+  const services = cluster.manager.services;
+  const make = () =>
+    new ReplicationScheduler({ ...services, log: silentLog }, services.kinds.replicationCycle);
+  const r = await api.call(replicationRoutes.show, { params: { replication: 'web-1' } });
+  const due = new Date(Date.now() + r.intervalSeconds * 1000 + 1000);
+  const [a, b] = await Promise.all([make().tick(due), make().tick(due)]);
+  const started = [...a.started, ...b.started];
+  assert.equal(started.length, 1, `${started.length} cycles started`);
+  const t = await api.settle(await api.request<Task>('GET', `/api/v1/tasks/${started[0]}`));
+  assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
 });
 
 test('a target host down: the RPO goes to alert and raises an alert, cleared by the next cycle once it is back; paused, none', async () => {
