@@ -509,6 +509,25 @@ export class TestApi extends ApiClient {
     });
   }
 
+  /**
+   * Waits on the event stream until a task on `object` (`replication:<id>`…) satisfies `until`;
+   * `read` gives the latest such task each time the stream opens.
+   */
+  async waitTaskOn(
+    object: string,
+    read: () => Promise<Task>,
+    until: (t: Task) => boolean,
+    timeoutMs: number,
+    what: string,
+  ): Promise<Task> {
+    return this.waitOn(
+      object,
+      '',
+      (e) => (e.type === 'task' && e.task.objects.includes(object) ? e.task : undefined),
+      { read, until, timeoutMs, what, seen: (t) => ({ id: t.id, kind: t.kind, state: t.state }) },
+    );
+  }
+
   /** Waits on the event stream until the host satisfies `until`. */
   async waitHost(name: string, until: (h: Host) => boolean, timeoutMs: number, what: string): Promise<Host> {
     return this.waitOn(

@@ -238,13 +238,14 @@ async function prune(side: ReplicaSide, ctx: TaskContext, row: ReplicationTable,
     pointPeriodMs(row.appConsistentEveryS),
   );
   const keep = marks.filter((m) => m.kept).map((m) => m.point.id);
-  // Pinned points stay whatever is asked; the host keeps them on its own.
-  const drop = marks.filter(
-    (m) => !m.kept && !status.points.find((x) => x.id === m.point.id)?.pinnedBy.length,
-  );
-  if (drop.length === 0) return status;
-  await ctx.log(`dropping recovery point(s) ${drop.map((m) => m.point.id).join(', ')}`);
-  return side.prune(keep.sort());
+  if (keep.length === status.points.length) return status;
+  // The host keeps more than asked where a point is pinned (a lent point and the older ones
+  // its files stand on): what it dropped is read from its answer.
+  const after = await side.prune(keep.sort());
+  const left = new Set(after.points.map((x) => x.id));
+  const dropped = status.points.filter((x) => !left.has(x.id)).map((x) => x.id);
+  if (dropped.length > 0) await ctx.log(`dropped recovery point(s) ${dropped.join(', ')}`);
+  return after;
 }
 
 /** Makes the recorded points those the replica's host holds (reality wins), saying what changed. */

@@ -21,7 +21,7 @@ import type { VmStore } from '../vms/store.ts';
 import type { ReplicaHosts } from './host-calls.ts';
 import { appConsistentPeriodOf, intervalOf, pointPeriodMs } from './intervals.ts';
 import { markPoints } from './points.ts';
-import { replicaName, replicaSpec, replicatedDisks } from './replica-spec.ts';
+import { replicaName, replicaSpec, replicatedDisks, unreachableFiles } from './replica-spec.ts';
 import { rpoOf } from './rpo-view.ts';
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -90,6 +90,9 @@ export class Replications {
       body.pool ?? spec.disks.find((d) => !d.readonly)?.volume.pool,
       body.pool !== undefined,
     );
+    const source = await this.#hosts.get(vm.hostId);
+    const unreachable = unreachableFiles(spec, source.facts ?? null, host.facts ?? null);
+    if (unreachable) throw new TernError('conflict', unreachable);
 
     const id = randomUUID();
     const replicaId = randomUUID();
@@ -157,6 +160,8 @@ export class Replications {
   ): Promise<Replication> {
     if (!this.#sites || !this.#remote) throw new TernError('unavailable', 'this manager keeps no sites');
     const site = await this.#sites.row(body.site!);
+    const unreachable = unreachableFiles(vmSpecOf(vm), null, null);
+    if (unreachable) throw new TernError('conflict', unreachable);
     const id = randomUUID();
     const createdAt = now();
     const row: ReplicationTable = {

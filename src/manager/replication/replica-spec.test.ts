@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { HostFacts } from '../../wire/host.ts';
 import type { VmSpec } from '../../wire/vm.ts';
-import { replicaName, replicaSpec } from './replica-spec.ts';
+import { replicaName, replicaSpec, unreachableFiles } from './replica-spec.ts';
 
 const primary: VmSpec = {
   id: '11111111-1111-4111-8111-111111111111',
@@ -43,4 +44,42 @@ test('a replica name stays a valid name', () => {
   assert.equal(replicaName('web-1'), 'web-1-replica');
   const long = replicaName(`${'a'.repeat(54)}-b-cdef`);
   assert.ok(long.length <= 63 && long.endsWith('-replica') && !long.includes('--'), long);
+});
+
+test('a replica must reach the files it would run from as they are', () => {
+  const facts = (name: string, pools: [string, boolean][]): HostFacts =>
+    ({
+      hostname: name,
+      pools: pools.map(([n, shared]) => ({ name: n, shared, path: `/${n}`, totalBytes: 1, freeBytes: 1 })),
+    }) as HostFacts;
+  const a = facts('a', [
+    ['local', false],
+    ['nfs', true],
+  ]);
+  const b = facts('b', [
+    ['local', false],
+    ['nfs', true],
+  ]);
+  const kernelIn = (pool: string): VmSpec =>
+    ({
+      name: 'v',
+      disks: [{ volume: { pool: 'local', path: 'vms/v/disk0.qcow2' }, format: 'qcow2', readonly: false }],
+      boot: { kernel: { pool, path: 'k' }, cmdline: '' },
+    }) as unknown as VmSpec;
+  assert.equal(unreachableFiles(kernelIn('nfs'), a, b), null);
+  assert.match(
+    unreachableFiles(kernelIn('local'), a, b) ?? '',
+    /boot kernel \(local:k\) is in a pool host b cannot reach/,
+  );
+  assert.match(unreachableFiles(kernelIn('nfs'), a, null) ?? '', /the other site cannot reach/);
+  const ro = {
+    name: 'v',
+    disks: [
+      { volume: { pool: 'local', path: 'd0' }, format: 'qcow2', readonly: false },
+      { volume: { pool: 'local', path: 'iso' }, format: 'raw', readonly: true },
+    ],
+  } as unknown as VmSpec;
+  assert.match(unreachableFiles(ro, a, b) ?? '', /read-only disk 1/);
+  // A site's replica drops read-only disks; disks that are copied need nothing.
+  assert.equal(unreachableFiles(ro, a, null), null);
 });

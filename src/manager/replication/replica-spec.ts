@@ -5,6 +5,7 @@
  * (docs/replication.md). Read-only disks stay as they are. Before the first point the disks
  * name `no-point-yet.qcow2`, a file that never exists: nothing can run such a replica.
  */
+import type { HostFacts } from '../../wire/host.ts';
 import type { VmSpec, VolumeRef } from '../../wire/vm.ts';
 import { backupDisks } from '../backup/names.ts';
 
@@ -45,4 +46,32 @@ export function replicaSpec(
 export function replicaName(vmName: string): string {
   const suffix = '-replica';
   return `${vmName.slice(0, 63 - suffix.length).replace(/-+$/, '')}${suffix}`;
+}
+
+/**
+ * Why the replica could never start on the target, or null: files the replica uses as they are
+ * (a kernel booted directly, read-only disks) must be in a pool both hosts share, as a migration
+ * needs them to be; the disks the replication copies, the seed and the UEFI variables need not.
+ * `target` null: another site, which shares no pool with this cluster.
+ */
+export function unreachableFiles(
+  spec: VmSpec,
+  source: HostFacts | null,
+  target: HostFacts | null,
+): string | null {
+  const shared = (f: HostFacts | null, pool: string) => !!f?.pools.some((p) => p.name === pool && p.shared);
+  const reach = (ref: VolumeRef) => target !== null && shared(source, ref.pool) && shared(target, ref.pool);
+  const where = target === null ? 'the other site' : `host ${target.hostname}`;
+  for (const [what, ref] of [
+    ['boot kernel', spec.boot?.kernel],
+    ['boot initrd', spec.boot?.initrd],
+  ] as const)
+    if (ref && !reach(ref))
+      return `the ${what} (${ref.pool}:${ref.path}) is in a pool ${where} cannot reach: a replica there could never start; keep boot files on shared storage`;
+  // Read-only disks go with the replica only within a cluster (a site's replica drops them).
+  if (target !== null)
+    for (const [i, d] of spec.disks.entries())
+      if (d.readonly && !reach(d.volume))
+        return `read-only disk ${i} (${d.volume.pool}:${d.volume.path}) is in a pool ${where} cannot reach`;
+  return null;
 }
