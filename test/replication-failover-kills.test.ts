@@ -3,7 +3,8 @@
  * to shut down, while its last cycle is under way, while the replica is being started — ends,
  * after the manager's restart, finished: the replica runs, the primary is stopped and kept from
  * starting, the relationship is failed-over. Throughout (a sampler over the simulated hosts'
- * own lists), no VM runs on two hosts at once.
+ * own lists), no VM runs on two hosts at once. A primary that will not shut down fails the
+ * failover, rolled back; a test failover killed while its copy starts is undone whole.
  *
  * A real manager process (so the kill is a real one) drives two simulated hosts in this process.
  */
@@ -182,4 +183,36 @@ test('a planned failover whose primary will not shut down fails and is rolled ba
   assert.ok(forced.log?.some((l) => l.line.includes('powered off (forced)')));
   assert.deepEqual(runsOn(vm.id), []);
   assert.deepEqual(runsOn(rel.replicaVmId), [target.name]);
+});
+
+test('manager SIGKILLed while a test failover starts its copy: after the restart the copy, its overlays and its network are gone', async () => {
+  const { vm, target } = await replicated('k-test');
+  const rel = await api.call(replicationRoutes.show, { params: { replication: 'k-test' } });
+  target.driver.faults.hangNext('run');
+  const { task } = await api.request<{ task: Task }>('POST', '/api/v1/replications/k-test/test-failover', {});
+  await until('the copy starting', 30_000, async () => target.driver.faults.hanging > 0 || undefined);
+  const copy = await api.request<Vm>('GET', '/api/v1/vms/k-test-test');
+  await manager.kill();
+  target.driver.faults.releaseHangs();
+  manager = startManager();
+  await manager.waitForLine('manager listening');
+  await hostsOnline();
+  const done = await api.waitTask(task.id, ended, 120_000, 'ended');
+  assert.equal(done.state, 'failed');
+  const gone = (p: Promise<unknown>) =>
+    p.then(
+      () => 'there',
+      (e: Error & { status: number }) => e.status,
+    );
+  assert.equal(await gone(api.request('GET', '/api/v1/vms/k-test-test')), 404);
+  assert.equal(await gone(api.request('GET', '/api/v1/networks/k-test-test')), 404);
+  assert.deepEqual(runsOn(copy.id), []);
+  const lent = path.join(target.pools.local!, copy.disks[0]!.volume.path);
+  assert.equal(fs.existsSync(lent), false, 'its overlay is gone');
+  assert.deepEqual(runsOn(vm.id), [vm.host], 'the primary runs on');
+  // The point is released: a second test runs and stops.
+  const again = await api.task('POST', '/api/v1/replications/k-test/test-failover', {});
+  assert.equal(again.state, 'succeeded', JSON.stringify(again.error));
+  assert.equal((await api.task('POST', '/api/v1/replications/k-test/test-stop')).state, 'succeeded');
+  assert.equal(rel.state, 'replicating');
 });

@@ -69,11 +69,12 @@ export async function startReverse(
     sourceVmName: null,
     createdAt: now(),
   };
+  // Kept first: a failover killed after the reverse is made does not come back here.
+  await keepVolumes(d.db, oldDisks);
   await d.db.transaction().execute(async (trx) => {
     await trx.insertInto('replications').values(row).execute();
     await trx.updateTable('vms').set({ replicaOf: row.id }).where('id', '=', old.id).execute();
   });
-  await keepVolumes(d.db, oldDisks);
   await ctx.log(
     `reverse replication ${row.id} from ${newPrimary.name} to the old primary's host: its first copy is sent whole; ` +
       `${old.name}'s old disks are kept (tern lists them as kept volumes) until you remove them`,
