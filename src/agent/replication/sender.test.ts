@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import type { TernError } from '../../errors.ts';
 import type { ReceiveResult, ReplicateVmReport, ReplicateVmRequest } from '../../wire/replication.ts';
@@ -17,7 +17,7 @@ function random(length: number, seed: number): Buffer {
   const b = Buffer.alloc(length);
   let x = seed;
   for (let i = 0; i < length; i++) {
-    x = (x * 1103515245 + 12345) >>> 0;
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
     b[i] = x >>> 24;
   }
   return b;
@@ -203,5 +203,22 @@ describe('sendReplica', () => {
       (err: TernError) => err.code === 'cancelled',
     );
     assert.equal(frames, 3, 'nothing was made after the cancel');
+  });
+
+  it('the bandwidth paces the bytes sent over the whole cycle', async () => {
+    const disk = randomBytes(SIZE); // incompressible
+    const started = Date.now();
+    const r = await sendReplica(
+      vmView(memoryDisk(disk, new Set())),
+      { ...request(null, P1), bandwidth: 8 * 1024 * 1024 },
+      memoryReplica(Buffer.alloc(SIZE), { dataFrames: 0, streamBytes: 0 }),
+      () => {},
+      new AbortController().signal,
+    );
+    // What was sent, at 8 MiB/s: never sooner than that allows.
+    const sent = r.disks[0]!.sentBytes;
+    assert.ok(sent >= 2 * 1024 * 1024, `sent ${sent} bytes`);
+    const least = (sent / (8 * 1024 * 1024)) * 1000;
+    assert.ok(Date.now() - started >= least * 0.9, `took ${Date.now() - started} ms for ${sent} bytes`);
   });
 });
