@@ -1,6 +1,6 @@
 /**
  * What failovers (test, planned, unplanned) need from the rest of the manager, and the
- * relationship and point they act on, looked up once here.
+ * recovery point they act on.
  */
 import { TernError } from '../../errors.ts';
 import { agentRoutes } from '../../wire/agent-routes.ts';
@@ -26,32 +26,6 @@ export interface ReplicaFailoverDeps extends CycleDeps, NicDeps {
   networkSync: Pick<NetworkSync, 'changed' | 'settled'>;
   ha: Pick<HaMonitor, 'healthOf'>;
   replicaHost: ReplicaHostCalls;
-}
-
-const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
-/** A relationship by its id, or by the name or id of its VM (one relationship per VM). */
-export async function findReplication(d: Pick<VmDeps, 'db'>, ref: string): Promise<ReplicationTable> {
-  const byId = uuid.test(ref)
-    ? await d.db.selectFrom('replications').selectAll().where('id', '=', ref).executeTakeFirst()
-    : undefined;
-  if (byId) return byId;
-  const vm = await d.db
-    .selectFrom('vms')
-    .select('id')
-    .where(uuid.test(ref) ? 'id' : 'name', '=', ref)
-    .executeTakeFirst();
-  const rel = vm
-    ? await d.db
-        .selectFrom('replications')
-        .selectAll()
-        .where('vmId', '=', vm.id)
-        .where('state', '!=', 'removed')
-        .orderBy('createdAt', 'desc')
-        .executeTakeFirst()
-    : undefined;
-  if (!rel) throw new TernError('not_found', `${ref} is not replicated (no replication has that VM or id)`);
-  return rel;
 }
 
 /** The point asked for, or the newest; refused when the replica holds none (yet). */

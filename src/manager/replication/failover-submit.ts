@@ -9,7 +9,7 @@ import { TernError } from '../../errors.ts';
 import type { Task } from '../../wire/task.ts';
 import type { TaskKind } from '../tasks/engine.ts';
 import { type FailoverParams, refusal } from './failover.ts';
-import { chosenPoint, findReplication, type ReplicaFailoverDeps } from './failover-deps.ts';
+import { chosenPoint, type ReplicaFailoverDeps } from './failover-deps.ts';
 import { decideUnplannedFailover } from './failover-guard.ts';
 import { primaryFacts } from './primary-facts.ts';
 
@@ -30,7 +30,7 @@ export async function submitFailover(
   ref: string,
   req: FailoverRequest,
 ): Promise<{ task: Task; risk: string | null }> {
-  const rel = await findReplication(d, ref);
+  const rel = await d.replications.row(ref);
   if (rel.targetSiteId || rel.sourceSiteId)
     throw new TernError(
       'conflict',

@@ -21,7 +21,7 @@ import { isUniqueViolation } from '../networks/store.ts';
 import type { TaskContext, TaskKind } from '../tasks/engine.ts';
 import { startVm } from '../vms/power.ts';
 import { newVmRow } from '../vms/store.ts';
-import { chosenPoint, findReplication, type ReplicaFailoverDeps } from './failover-deps.ts';
+import { chosenPoint, type ReplicaFailoverDeps } from './failover-deps.ts';
 import { planLentVm, testSubnet } from './lent-vm.ts';
 
 export interface TestFailoverParams {
@@ -68,7 +68,7 @@ export async function submitTestFailover(
   body: { point?: string; network?: string },
   ownerId: string | null,
 ): Promise<Task> {
-  const rel = await findReplication(d, ref);
+  const rel = await d.replications.row(ref);
   if (rel.targetSiteId || rel.sourceSiteId)
     throw new TernError(
       'conflict',
@@ -158,7 +158,7 @@ export async function submitTestStop(
   kinds: TestFailoverKinds,
   ref: string,
 ): Promise<Task> {
-  const rel = await findReplication(d, ref);
+  const rel = await d.replications.row(ref);
   const test = await d.db
     .selectFrom('replicaTests')
     .selectAll()
