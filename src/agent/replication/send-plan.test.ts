@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { STATE_DIRTY, STATE_HOLE, STATE_ZERO } from '../backup/nbd/protocol.ts';
-import { sendMode, sendRanges } from './send-plan.ts';
+import { resumeRanges, resumes, sendMode, sendRanges } from './send-plan.ts';
 
 const K = 64 * 1024;
 
@@ -70,5 +70,33 @@ describe('sendRanges', () => {
       { offset: 4 * K, length: 4 * K, zero: true },
     ]);
     assert.deepEqual(sendRanges(extents, 'full', 8 * K, 16 * K), []);
+  });
+});
+
+describe('resuming an interrupted initial copy', () => {
+  const K = 1024;
+  it('sends, below the resume offset, what changed since the interrupted view, and everything above it', () => {
+    const dirty = [
+      { offset: 0, length: K, flags: 0 },
+      { offset: K, length: 2 * K, flags: STATE_DIRTY },
+      { offset: 3 * K, length: 3 * K, flags: 0 },
+      { offset: 6 * K, length: 4 * K, flags: STATE_DIRTY },
+    ];
+    const allocation = [
+      { offset: 0, length: 8 * K, flags: 0 },
+      { offset: 8 * K, length: 2 * K, flags: STATE_ZERO },
+    ];
+    assert.deepEqual(resumeRanges(dirty, allocation, 7 * K, 16 * K), [
+      { offset: K, length: 2 * K, zero: false },
+      // The dirty extent across the offset is cut there; above it, the whole copy goes on.
+      { offset: 6 * K, length: K, zero: false },
+      { offset: 7 * K, length: K, zero: false },
+      { offset: 8 * K, length: 2 * K, zero: true },
+    ]);
+  });
+  it('is asked only of an initial copy some of which arrived', () => {
+    assert.equal(resumes(null, [{ offset: 0 }]), false);
+    assert.equal(resumes(null, [{ offset: 0 }, { offset: 4096 }]), true);
+    assert.equal(resumes('2026-12-07T10-00-00Z', [{ offset: 4096 }]), false);
   });
 });

@@ -76,3 +76,25 @@ export function sendRanges(
     return parts;
   });
 }
+
+/**
+ * What a resumed initial copy sends of one disk: everything from `from` on, as a whole copy
+ * would, and below `from` what changed since the interrupted copy's view (its bitmap, named
+ * after the point, has recorded every write since). Without the second part the point would
+ * hold the disk of two instants; with it, the whole disk of this view's.
+ */
+export function resumeRanges(
+  dirty: readonly Extent[],
+  allocation: readonly Extent[],
+  from: number,
+  maxRun: number,
+): SendRange[] {
+  const below = dirty
+    .filter((e) => e.offset < from)
+    .map((e) => ({ ...e, length: Math.min(e.length, from - e.offset) }));
+  return [...sendRanges(below, 'incremental', 0, maxRun), ...sendRanges(allocation, 'full', from, maxRun)];
+}
+
+/** Whether this cycle resumes an interrupted initial copy (some disk has data there already). */
+export const resumes = (previous: string | null, resume: readonly { offset: number }[]): boolean =>
+  previous === null && resume.some((r) => r.offset > 0);

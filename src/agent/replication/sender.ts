@@ -21,7 +21,7 @@ import type { DiskView, ViewRequest, VmView } from '../backup/view.ts';
 import { isZero } from '../backup/zero-bytes.ts';
 import { FrameEncoder } from './frames.ts';
 import type { ReplicaLink } from './replica-link.ts';
-import { sendMode, sendRanges } from './send-plan.ts';
+import { resumeRanges, resumes, type SendRange, sendMode, sendRanges } from './send-plan.ts';
 
 /** Bytes read and framed at once: one frame in memory, compressed beside it. */
 const READ_RUN_BYTES = 1024 * 1024;
@@ -33,7 +33,9 @@ export function replicationView(req: ReplicateVmRequest): ViewRequest {
     disks: req.disks,
     bitmap: req.bitmap,
     point: req.point,
-    previous: req.previous,
+    // A resumed initial copy asks what changed since its own first view: the bitmap named after
+    // the point has recorded since then (sendReplica sends it below the resume offsets).
+    previous: resumes(req.previous, req.target.resume) ? req.point : req.previous,
     freeze: req.freeze,
   };
 }
@@ -78,12 +80,24 @@ export async function sendReplica(
     });
     if (mode.mode === 'full' && mode.reason)
       report({ type: 'log', message: `${disk.name}: sent whole: ${mode.reason}` });
-    const extents = mode.mode === 'incremental' ? await disk.dirty() : await disk.allocation();
     // Only an initial copy resumes: a later point's overlay starts empty every time.
-    const from =
-      req.previous === null ? (req.target.resume.find((r) => r.disk === disk.name)?.offset ?? 0) : 0;
-    if (from > 0) report({ type: 'log', message: `${disk.name}: resumed at ${from} bytes` });
-    const ranges = sendRanges(extents, mode.mode, from, READ_RUN_BYTES);
+    let from = req.previous === null ? (req.target.resume.find((r) => r.disk === disk.name)?.offset ?? 0) : 0;
+    if (from > 0 && disk.bitmapDistrust !== null) {
+      report({
+        type: 'log',
+        message: `${disk.name}: not resumed, sent whole: what changed since the interrupted copy is unknown (${disk.bitmapDistrust})`,
+      });
+      from = 0;
+    }
+    const extents = mode.mode === 'incremental' ? await disk.dirty() : await disk.allocation();
+    let ranges: SendRange[];
+    if (from > 0) {
+      report({
+        type: 'log',
+        message: `${disk.name}: resumed at ${from} bytes, with what changed below since the interrupted copy`,
+      });
+      ranges = resumeRanges(await disk.dirty(), extents, from, READ_RUN_BYTES);
+    } else ranges = sendRanges(extents, mode.mode, from, READ_RUN_BYTES);
     const totalBytes = ranges.reduce((sum, r) => sum + (r.zero ? 0 : r.length), 0);
     const counts = { read: 0, sent: 0 };
     const started = Date.now();
