@@ -10,8 +10,10 @@
  * point's own files are never written, so an earlier point stays startable), its spec points
  * at them, its `replica_of` is cleared, it starts, and the relationship is `failed-over`.
  *
- * Killed at any instant, the task resumes (each step takes what is done as done: a replica its
- * host reports running is not lent again). A failover that fails is rolled back unless the
+ * Killed at any instant, the task resumes: the point is recorded (table `failovers`) before
+ * anything of it is lent, so a resumed failover lends that same point and a planned one sends
+ * no second last cycle; lending is idempotent, and a replica its host reports running is not
+ * lent again. A failover that fails is rolled back unless the
  * replica runs, in which case it is finished instead: the primary is stopped and kept from
  * starting, so the VM runs on exactly one host either way.
  */
@@ -31,7 +33,7 @@ import { startReverse } from './reverse.ts';
 export interface FailoverParams {
   replicationId: string;
   planned: boolean;
-  /** Unplanned: the point chosen at submission. Planned: the last cycle's point, taken then. */
+  /** Unplanned: the point chosen at submission. Planned: null (the last cycle's, recorded then). */
   point: string | null;
   force: boolean;
   /** A forced unplanned failover's risk in words (task log and audit). */
