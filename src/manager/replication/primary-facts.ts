@@ -6,34 +6,72 @@
  * confirmed may still run on a failed host, which is silent, not fenced, for that VM.
  */
 import type { TernError } from '../../errors.ts';
+import type { AgentVm } from '../../wire/agent.ts';
 import { parseAcknowledged } from '../ha/assignment.ts';
+import type { HostHealth } from '../ha/detector.ts';
 import type { ReplicaFailoverDeps } from './failover-deps.ts';
 import type { PrimaryFacts } from './failover-guard.ts';
 
+/** What was gathered of the primary's side; `reported` undefined: its host was not asked or did not answer. */
+export interface PrimarySide {
+  vmName: string;
+  hasHost: boolean;
+  haHealth: HostHealth | null;
+  hostOnline: boolean;
+  /** The host confirmed it protects the VM (HA): its fence kills it. */
+  protectsVm: boolean;
+  reported: Pick<AgentVm, 'state'> | null | undefined;
+}
+
+/** The facts the guard decides on (pure). */
+export function factsOf(s: PrimarySide): PrimaryFacts {
+  const vmName = s.vmName;
+  if (!s.hasHost) return { vmName, vm: 'stopped', host: 'online' };
+  if (s.haHealth === 'failed') return { vmName, vm: 'unknown', host: s.protectsVm ? 'fenced' : 'silent' };
+  if (!s.hostOnline || s.reported === undefined) return { vmName, vm: 'unknown', host: 'silent' };
+  const state = s.reported?.state ?? 'stopped';
+  const vm =
+    state === 'stopped' || state === 'crashed'
+      ? 'stopped'
+      : state === 'running' || state === 'paused'
+        ? state
+        : 'unknown';
+  return { vmName, vm, host: 'online' };
+}
+
 export async function primaryFacts(d: ReplicaFailoverDeps, vmId: string): Promise<PrimaryFacts> {
   const row = await d.store.row(vmId);
-  if (!row.hostId) return { vmName: row.name, vm: 'stopped', host: 'online' };
+  if (!row.hostId)
+    return factsOf({
+      vmName: row.name,
+      hasHost: false,
+      haHealth: null,
+      hostOnline: false,
+      protectsVm: false,
+      reported: null,
+    });
   const host = await d.hosts.get(row.hostId);
-  const fences = parseAcknowledged(
+  const haHealth = d.ha.healthOf(row.hostId);
+  const protectsVm = parseAcknowledged(
     (await d.db.selectFrom('hosts').select('haAcknowledged').where('id', '=', row.hostId).executeTakeFirst())
       ?.haAcknowledged ?? null,
   ).has(vmId);
-  if (d.ha.healthOf(row.hostId) === 'failed')
-    return { vmName: row.name, vm: 'unknown', host: fences ? 'fenced' : 'silent' };
-  if (host.state !== 'online') return { vmName: row.name, vm: 'unknown', host: 'silent' };
-  const reported = await d.hosts
-    .client(row.hostId)
-    .getVm(vmId)
-    .then(
-      (vm) => vm,
-      (_err: TernError) => undefined,
-    );
-  if (reported === undefined) return { vmName: row.name, vm: 'unknown', host: 'silent' };
-  const vm =
-    !reported || reported.state === 'stopped' || reported.state === 'crashed'
-      ? 'stopped'
-      : reported.state === 'running' || reported.state === 'paused'
-        ? reported.state
-        : 'unknown';
-  return { vmName: row.name, vm, host: 'online' };
+  const ask = host.state === 'online' && haHealth !== 'failed';
+  const reported = ask
+    ? await d.hosts
+        .client(row.hostId)
+        .getVm(vmId)
+        .then(
+          (vm) => vm,
+          (_err: TernError) => undefined,
+        )
+    : undefined;
+  return factsOf({
+    vmName: row.name,
+    hasHost: true,
+    haHealth,
+    hostOnline: host.state === 'online',
+    protectsVm,
+    reported,
+  });
 }
