@@ -1,6 +1,7 @@
 /**
- * The one streamed upload: `length` bytes of `body` sent as application/octet-stream as they
- * come, never held whole in memory (fetch needs `duplex: 'half'` for a streamed body). Rejects
+ * The one streamed upload: the bytes of `body` sent as application/octet-stream as they come,
+ * never held whole in memory (fetch needs `duplex: 'half'` for a streamed body); `length` when
+ * known ahead (an image), else chunked (a replication stream, made as it goes). Rejects
  * as fetch does when the peer cannot be reached; the caller reads the answer, since what a
  * failure means depends on who was asked.
  */
@@ -8,7 +9,7 @@ export interface Upload {
   method: string;
   headers: Record<string, string>;
   body: ReadableStream<Uint8Array>;
-  length: number;
+  length?: number;
   signal?: AbortSignal;
 }
 
@@ -22,7 +23,7 @@ export function sendUpload(
     headers: {
       ...u.headers,
       'content-type': 'application/octet-stream',
-      'content-length': String(u.length),
+      ...(u.length === undefined ? {} : { 'content-length': String(u.length) }),
     },
     body: u.body,
     duplex: 'half',

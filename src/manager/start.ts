@@ -46,13 +46,15 @@ import { ProjectStore } from './projects/store.ts';
 import { agentReplicaHosts } from './replication/agent-hosts.ts';
 import { agentFailoverCalls } from './replication/failover-deps.ts';
 import { Replications } from './replication/relationships.ts';
+import { RemoteReplicas } from './replication/remote-replicas.ts';
 import { ReplicationScheduler } from './replication/scheduler.ts';
+import { registerSiteReplicaRoutes } from './replication/site-endpoint.ts';
+import { SiteReplicas } from './replication/site-replicas.ts';
 import { stopStaleCopies } from './replication/stale-copies.ts';
 import type { KeyStoreConfig } from './secrets/keystore.ts';
 import { openKeyStore } from './secrets/keystores/open.ts';
 import { SecretStore } from './secrets/store.ts';
-import { RemoteReplicas } from './sites/remote-replicas.ts';
-import { SiteReplicas } from './sites/replicas.ts';
+import { registerSiteRoutes } from './sites/endpoint.ts';
 import { SiteStore } from './sites/store.ts';
 import { registerTaskKinds } from './task-kinds.ts';
 import { TaskEngine } from './tasks/engine.ts';
@@ -265,8 +267,14 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     hosts,
     haAssignment: (hostId) => haAssignment(db, settings, hostId),
     haAcknowledged: (hostId, current, generation) => acknowledgeAssignment(db, hostId, current, generation),
-    sites: services.sites,
-    siteReplicas: services.siteReplicas,
+    routes: (app) => {
+      registerSiteRoutes(app, { sites: services.sites, caFingerprint: ca.fingerprint });
+      registerSiteReplicaRoutes(app, {
+        sites: services.sites,
+        replicas: services.siteReplicas,
+        agentOf: (hostId) => hosts.client(hostId).transport,
+      });
+    },
     log: opts.log,
   });
   await cluster.listen({ host: clusterHost, port: opts.clusterPort });

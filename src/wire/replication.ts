@@ -13,12 +13,19 @@
  * leaves the replica's points as they were.
  */
 import { type Static, Type } from 'typebox';
-import { BackupDiskSource, BackupName, TransferProgress } from './backup.ts';
+import { BackupDiskSource, BackupName, backupBitmapFamily, TransferProgress } from './backup.ts';
 import { Timestamp } from './common.ts';
 import { VolumeRef } from './vm.ts';
 
 /** Every dirty bitmap Tern keeps for replication starts so: `tern-rp-<first 8 hex of the replication id>`. */
 export const replicationBitmapFamily = 'tern-rp-';
+
+/**
+ * Whether a disk's dirty bitmap is one of Tern's (a backup's `tern-bk-…`, a replication's
+ * `tern-rp-…`): what a migration carries and a snapshot revert removes, for both alike.
+ */
+export const isTernBitmap = (name: string): boolean =>
+  name.startsWith(backupBitmapFamily) || name.startsWith(replicationBitmapFamily);
 
 /** A recovery point's id: the UTC time of its view, `YYYY-MM-DDTHH-MM-SSZ` (sortable, as backup ids). */
 export const PointId = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}-\\d{2}-\\d{2}Z$' });

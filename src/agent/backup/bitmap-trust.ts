@@ -6,8 +6,6 @@
  * since the previous backup, if the previous one is there and none was left inconsistent (QEMU
  * ended without storing it). `<prefix>-view` is a backup's temporary, never trusted.
  */
-import { backupBitmapFamily } from '../../wire/backup.ts';
-import { replicationBitmapFamily } from '../../wire/replication.ts';
 
 export interface BitmapFacts {
   name: string;
@@ -17,13 +15,6 @@ export interface BitmapFacts {
 }
 
 export const viewBitmap = (prefix: string): string => `${prefix}-view`;
-
-/**
- * Whether a disk's dirty bitmap is one of Tern's (a backup's `tern-bk-…`, a replication's
- * `tern-rp-…`): what a migration carries and a snapshot revert removes, for both alike.
- */
-export const isTernBitmap = (name: string): boolean =>
-  name.startsWith(backupBitmapFamily) || name.startsWith(replicationBitmapFamily);
 
 /** The bitmaps of `prefix` on a disk, without the view's temporary. */
 export function ownBitmaps<B extends { name: string }>(bitmaps: readonly B[], prefix: string): B[] {

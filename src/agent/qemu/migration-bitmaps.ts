@@ -7,8 +7,9 @@
  * disk move, hence an explicit mapping. A bitmap QEMU found inconsistent is removed, not sent:
  * it could never be trusted again, and the target would have to refuse it anyway.
  */
+
+import { isTernBitmap } from '../../wire/replication.ts';
 import { diskSlot } from '../../wire/vm.ts';
-import { isTernBitmap } from '../backup/bitmap-trust.ts';
 import { diskNodes } from './command-line.ts';
 import { dirtyBitmaps, removeDirtyBitmap } from './qmp-backup-commands.ts';
 import { type BitmapMapping, migrateSetBitmapMapping, migrateSetCapabilities } from './qmp-commands.ts';

@@ -7,6 +7,7 @@
  */
 import { Value } from 'typebox/value';
 import { rootCause, TernError, unreachable } from '../../errors.ts';
+import { sendUpload } from '../../http/upload.ts';
 import { type Identity, tlsFetch } from '../../pki/identity.ts';
 import { ReceiveResult, type ReplicaTarget } from '../../wire/replication.ts';
 
@@ -49,16 +50,12 @@ export function replicaLink(identity: Identity): ReplicaLink {
     try {
       let res: Response;
       try {
-        res = await f(target.url, {
+        res = await sendUpload(f, target.url, {
           method: 'POST',
-          headers: {
-            authorization: `Bearer ${target.ticket}`,
-            'content-type': 'application/octet-stream',
-          },
+          headers: { authorization: `Bearer ${target.ticket}` },
           body: stream,
-          duplex: 'half',
           signal,
-        } as RequestInit);
+        });
       } catch (err) {
         if (bodyFailed) throw bodyFailed;
         if (signal.aborted) throw new TernError('cancelled', 'the replication was cancelled');

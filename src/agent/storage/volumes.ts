@@ -13,8 +13,8 @@ import type {
   VolumeInfo,
   VolumeSnapshotRequest,
 } from '../../wire/agent.ts';
+import { isTernBitmap } from '../../wire/replication.ts';
 import type { VolumeRef } from '../../wire/vm.ts';
-import { isTernBitmap } from '../backup/bitmap-trust.ts';
 import { ovmf, ovmfPresent } from '../firmware.ts';
 import { discardPartial, partialOf } from './partials.ts';
 import { type Pools, resolveVolume, statVolume } from './pools.ts';

@@ -1,13 +1,5 @@
 /** What route modules are given: the manager's services, and the Fastify instance type. */
 
-import type https from 'node:https';
-import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type {
-  FastifyBaseLogger,
-  FastifyInstance,
-  RawReplyDefaultExpression,
-  RawRequestDefaultExpression,
-} from 'fastify';
 import type { BodyPaces } from '../../http/body-pace.ts';
 import type { AlertStore } from '../alerts/store.ts';
 import type { AuditLog } from '../audit/log.ts';
@@ -34,10 +26,10 @@ import type { ProjectStore } from '../projects/store.ts';
 import type { ReplicaHostCalls } from '../replication/failover-deps.ts';
 import type { ReplicaHosts } from '../replication/host-calls.ts';
 import type { Replications } from '../replication/relationships.ts';
+import type { RemoteReplicas } from '../replication/remote-replicas.ts';
 import type { ReplicationScheduler } from '../replication/scheduler.ts';
+import type { SiteReplicas } from '../replication/site-replicas.ts';
 import type { SecretStore } from '../secrets/store.ts';
-import type { RemoteReplicas } from '../sites/remote-replicas.ts';
-import type { SiteReplicas } from '../sites/replicas.ts';
 import type { SiteStore } from '../sites/store.ts';
 import type { TaskKinds } from '../task-kinds.ts';
 import type { TaskEngine } from '../tasks/engine.ts';
@@ -45,13 +37,7 @@ import type { VmDeps } from '../vms/deps.ts';
 import type { Orphans } from '../vms/orphans.ts';
 
 /** The API for people, served over HTTPS only. */
-export type App = FastifyInstance<
-  https.Server,
-  RawRequestDefaultExpression<https.Server>,
-  RawReplyDefaultExpression<https.Server>,
-  FastifyBaseLogger,
-  TypeBoxTypeProvider
->;
+export type { App } from '../../http/app.ts';
 
 export interface ApiServices extends VmDeps {
   tasks: TaskEngine;

@@ -9,6 +9,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { Value } from 'typebox/value';
 import { TernError } from '../../errors.ts';
+import type { App } from '../../http/app.ts';
 import { installErrorHandling } from '../../http/errors.ts';
 import { validation } from '../../http/validation.ts';
 import { type Logger, quietRequests } from '../../log.ts';
@@ -18,9 +19,6 @@ import { ErrorBody } from '../../wire/common.ts';
 import { type HaAssignment, HeartbeatReply, HeartbeatRequest } from '../../wire/ha.ts';
 import { type Host, JoinRequest, JoinResult } from '../../wire/host.ts';
 import { bestEffort } from '../db/disk-space.ts';
-import { registerSiteRoutes } from '../sites/endpoint.ts';
-import type { SiteReplicas } from '../sites/replicas.ts';
-import type { SiteStore } from '../sites/store.ts';
 import type { JoinTokens } from './join.ts';
 import type { HostRegistry } from './registry.ts';
 
@@ -33,9 +31,8 @@ export interface ClusterEndpointOptions {
   haAssignment: (hostId: string) => Promise<HaAssignment>;
   /** The host reported the generation of the assignment it enforces. */
   haAcknowledged: (hostId: string, current: HaAssignment, generation: number | null) => Promise<void>;
-  /** Other clusters trusted by their CA: their managers call `/site/v1/…`. */
-  sites: SiteStore;
-  siteReplicas: SiteReplicas;
+  /** More routes on the endpoint: other sites' managers call `/site/v1/…` (../sites/endpoint.ts). */
+  routes: (app: App) => void;
   log: Logger;
 }
 
@@ -102,11 +99,6 @@ export async function buildClusterEndpoint(opts: ClusterEndpointOptions): Promis
       return { host: host.name, state: host.state, ha };
     },
   );
-  registerSiteRoutes(app, {
-    sites: opts.sites,
-    replicas: opts.siteReplicas,
-    agentOf: (hostId) => opts.hosts.client(hostId).transport,
-    caFingerprint: opts.ca.fingerprint,
-  });
+  opts.routes(app);
   return app;
 }

@@ -15,12 +15,12 @@ import { type Db, now } from '../db/database.ts';
 import type { RecoveryPointTable, ReplicationTable, VmTable } from '../db/schema.ts';
 import { vmSpecOf } from '../db/vm-spec.ts';
 import type { HostRegistry } from '../hosts/registry.ts';
-import type { RemoteReplicas } from '../sites/remote-replicas.ts';
 import type { SiteStore } from '../sites/store.ts';
 import type { VmStore } from '../vms/store.ts';
 import type { ReplicaHosts } from './host-calls.ts';
 import { appConsistentPeriodOf, intervalOf, pointPeriodMs } from './intervals.ts';
 import { markPoints } from './points.ts';
+import type { RemoteReplicas } from './remote-replicas.ts';
 import { replicaName, replicaSpec, replicatedDisks, unreachableFiles } from './replica-spec.ts';
 import { rpoOf } from './rpo-view.ts';
 

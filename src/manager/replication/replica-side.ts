@@ -8,9 +8,9 @@ import type { PrepareReceiveReply, ReplicaStatus } from '../../wire/replication.
 import type { SitePrepareBody } from '../../wire/site.ts';
 import type { ReplicationTable, SiteTable } from '../db/schema.ts';
 import type { HostRegistry } from '../hosts/registry.ts';
-import type { RemoteReplicas } from '../sites/remote-replicas.ts';
 import type { SiteStore } from '../sites/store.ts';
 import type { ReplicaHosts } from './host-calls.ts';
+import type { RemoteReplicas } from './remote-replicas.ts';
 
 export interface ReplicaSideDeps {
   hosts: HostRegistry;

@@ -1,36 +1,20 @@
 /**
- * The routes other sites call on this cluster's endpoint (`/site/v1/…`). The endpoint asks every
- * caller for a certificate without requiring one (agents join without); here only a certificate
- * that a trusted site's CA issued to one of its managers gets in (./trust.ts).
+ * Who another site is on this cluster's endpoint (`/site/v1/…`), and its hello. The endpoint asks
+ * every caller for a certificate without requiring one (agents join without); here only a
+ * certificate that a trusted site's CA issued gets in (./trust.ts). The replicas a site keeps
+ * here have their routes in ../replication/site-endpoint.ts.
  */
-import type { Readable } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { FastifyRequest } from 'fastify';
-import { Type } from 'typebox';
-import { TernError, unreachable } from '../../errors.ts';
-import { agentRoutes } from '../../wire/agent-routes.ts';
+import { TernError } from '../../errors.ts';
+import type { App } from '../../http/app.ts';
 import { ErrorBody } from '../../wire/common.ts';
-import { ReplicaStatus, ReplicationId } from '../../wire/replication.ts';
-import { pathOf } from '../../wire/route.ts';
-import {
-  SiteHello,
-  SitePrepareBody,
-  SitePrepareReply,
-  SitePruneBody,
-  SiteReplica,
-  SiteReplicaCreate,
-} from '../../wire/site.ts';
-import type { App } from '../api/context.ts';
-import type { AgentTransport } from '../hosts/agent-transport.ts';
-import type { SiteReplicas } from './replicas.ts';
+import { SiteHello } from '../../wire/site.ts';
 import type { SiteStore } from './store.ts';
 import { type SitePeer, siteOfCertificate } from './trust.ts';
 
 export interface SiteEndpointOptions {
   sites: SiteStore;
-  replicas: SiteReplicas;
-  /** This cluster's hosts' agents, for the stream relayed to one. */
-  agentOf: (hostId: string) => AgentTransport;
   caFingerprint: string;
 }
 
@@ -56,64 +40,5 @@ export function registerSiteRoutes(app: App, opts: SiteEndpointOptions): void {
   app.get('/site/v1/hello', { schema: { response: { 200: SiteHello, '4xx': ErrorBody } } }, async (req) => {
     const peer = await callingSite(req, opts.sites);
     return { fingerprint: opts.caFingerprint, knownAs: peer.site.name };
-  });
-
-  const Id = Type.Object({ id: ReplicationId });
-  const bad = { '4xx': ErrorBody, '5xx': ErrorBody };
-  app.post(
-    '/site/v1/replicas',
-    { schema: { body: SiteReplicaCreate, response: { 200: SiteReplica, ...bad } } },
-    async (req) => opts.replicas.create((await callingSite(req, opts.sites)).site, req.body),
-  );
-  app.post(
-    '/site/v1/replicas/:id/prepare',
-    { schema: { params: Id, body: SitePrepareBody, response: { 200: SitePrepareReply, ...bad } } },
-    async (req) => opts.replicas.prepare((await callingSite(req, opts.sites)).site, req.params.id, req.body),
-  );
-  app.post(
-    '/site/v1/replicas/:id/status',
-    { schema: { params: Id, response: { 200: ReplicaStatus, ...bad } } },
-    async (req) => opts.replicas.status((await callingSite(req, opts.sites)).site, req.params.id),
-  );
-  app.post(
-    '/site/v1/replicas/:id/prune',
-    { schema: { params: Id, body: SitePruneBody, response: { 200: ReplicaStatus, ...bad } } },
-    async (req) => opts.replicas.prune((await callingSite(req, opts.sites)).site, req.params.id, req.body),
-  );
-  app.post(
-    '/site/v1/replicas/:id/remove',
-    { schema: { params: Id, response: { 204: Type.Null(), ...bad } } },
-    async (req, reply) => {
-      await opts.replicas.remove((await callingSite(req, opts.sites)).site, req.params.id);
-      return reply.code(204).send(null);
-    },
-  );
-
-  // The stream of a cycle, from a host of the primary's site, passed on to the host keeping the
-  // replica: this site's agents trust only this cluster's CA, so the manager stands between,
-  // as a replication server does at a replica site. The ticket is the replica host's to check.
-  app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
-  app.post('/site/v1/replicas/:id/receive', { schema: { params: Id } }, async (req, reply) => {
-    const peer = await callingSite(req, opts.sites, 'tern-host');
-    const row = await opts.replicas.row(peer.site, req.params.id);
-    const agent = opts.agentOf(row.targetHostId);
-    const res = await agent
-      .fetch(`${agent.url}${pathOf(agentRoutes.receiveReplica, { id: row.id })}`, {
-        method: 'POST',
-        headers: {
-          ...agent.headers,
-          'content-type': 'application/octet-stream',
-          authorization: req.headers.authorization ?? '',
-        },
-        body: req.body as Readable,
-        duplex: 'half',
-      } as unknown as RequestInit)
-      .catch((err: Error) => {
-        throw unreachable(err, (why) => `the host keeping the replica is unreachable: ${why}`);
-      });
-    return reply
-      .code(res.status)
-      .type(res.headers.get('content-type') ?? 'application/json')
-      .send(Buffer.from(await res.arrayBuffer()));
   });
 }

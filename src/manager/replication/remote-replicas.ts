@@ -18,7 +18,7 @@ import {
   SiteReplica as SiteReplicaSchema,
 } from '../../wire/site.ts';
 import type { SiteTable } from '../db/schema.ts';
-import type { SiteStore } from './store.ts';
+import type { SiteStore } from '../sites/store.ts';
 
 /** How long a call to another site may take (a prune merges files there). */
 const CALL_TIMEOUT_MS = 10 * 60_000;

@@ -23,11 +23,11 @@ import { type Db, now } from '../db/database.ts';
 import type { ReplicationTable, VmTable } from '../db/schema.ts';
 import { vmSpecOf } from '../db/vm-spec.ts';
 import type { HostRegistry } from '../hosts/registry.ts';
-import type { ReplicaHosts } from '../replication/host-calls.ts';
-import { reconcilePoints } from '../replication/reconcile.ts';
-import { replicaName, replicaSpec } from '../replication/replica-spec.ts';
+import type { TrustedSite } from '../sites/trust.ts';
 import type { VmStore } from '../vms/store.ts';
-import type { TrustedSite } from './trust.ts';
+import type { ReplicaHosts } from './host-calls.ts';
+import { reconcilePoints } from './reconcile.ts';
+import { replicaName, replicaSpec } from './replica-spec.ts';
 
 export interface SiteReplicasDeps {
   db: Db;
