@@ -172,6 +172,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
   const replicaHosts = agentReplicaHosts(hosts);
   const sites = new SiteStore(db, identity);
   const remoteReplicas = new RemoteReplicas(sites);
+  const replications = new Replications(db, store, hosts, replicaHosts, { sites, remoteReplicas });
   // The cluster endpoint's address is known once it listens, after the services are made.
   const joining = { url: '', caFingerprint: ca.fingerprint };
   const base = {
@@ -207,7 +208,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
     backupJobs: new BackupJobs(db, datastores),
     backupSlots: new BackupSlots(),
     replicaHosts,
-    replications: new Replications(db, store, hosts, replicaHosts, { sites, remoteReplicas }),
+    replications,
     sites,
     remoteReplicas,
     siteReplicas: new SiteReplicas({
@@ -215,6 +216,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
       store,
       hosts,
       replicaHosts,
+      replications,
       self: () => ({ url: joining.url, caPem: ca.certPem }),
     }),
     ...agentFailoverCalls(hosts),

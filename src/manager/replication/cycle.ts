@@ -24,9 +24,10 @@ import type { ReplicationTable } from '../db/schema.ts';
 import { vmSpecOf } from '../db/vm-spec.ts';
 import type { TaskContext, TaskEngine, TaskKind } from '../tasks/engine.ts';
 import type { VmDeps } from '../vms/deps.ts';
+import { agreeOnPoints } from './agree.ts';
 import { freezeDue, pointPeriodMs } from './intervals.ts';
 import { markPoints } from './points.ts';
-import { brokenChain, reconcilePoints } from './reconcile.ts';
+import { brokenChain } from './reconcile.ts';
 import { drivenHere, type Replications, replicationObject } from './relationships.ts';
 import { type ReplicaSide, type ReplicaSideDeps, replicaSideOf } from './replica-side.ts';
 import { replicatedDisks } from './replica-spec.ts';
@@ -250,16 +251,11 @@ async function prune(side: ReplicaSide, ctx: TaskContext, row: ReplicationTable,
 
 /** Makes the recorded points those the replica's host holds (reality wins), saying what changed. */
 async function agree(deps: CycleDeps, ctx: TaskContext, row: ReplicationTable, status: ReplicaStatus) {
-  const recorded = await deps.replications.points(row.id);
-  const { record, drop } = reconcilePoints(recorded, status.points);
-  for (const p of record) {
-    await deps.replications.recordHeldPoint(row.id, p);
-    await ctx.log(`recorded recovery point ${p.id}, which the replica's host committed`);
-  }
-  if (drop.length > 0) {
-    await deps.replications.dropPoints(row.id, drop);
-    await ctx.log(`forgot recovery point(s) ${drop.join(', ')}, which the replica's host no longer holds`);
-  }
-  if (record.length > 0 || drop.length > 0)
-    await deps.replications.pointReplicaAt(row, status.points.at(-1)?.id ?? null);
+  const { recorded, forgotten } = await agreeOnPoints(deps.replications, row, status);
+  for (const id of recorded)
+    await ctx.log(`recorded recovery point ${id}, which the replica's host committed`);
+  if (forgotten.length > 0)
+    await ctx.log(
+      `forgot recovery point(s) ${forgotten.join(', ')}, which the replica's host no longer holds`,
+    );
 }

@@ -25,8 +25,9 @@ import { vmSpecOf } from '../db/vm-spec.ts';
 import type { HostRegistry } from '../hosts/registry.ts';
 import type { TrustedSite } from '../sites/trust.ts';
 import type { VmStore } from '../vms/store.ts';
+import { agreeOnPoints } from './agree.ts';
 import type { ReplicaHosts } from './host-calls.ts';
-import { reconcilePoints } from './reconcile.ts';
+import type { Replications } from './relationships.ts';
 import { replicaName, replicaSpec } from './replica-spec.ts';
 
 export interface SiteReplicasDeps {
@@ -34,6 +35,7 @@ export interface SiteReplicasDeps {
   store: VmStore;
   hosts: HostRegistry;
   replicaHosts: ReplicaHosts;
+  replications: Replications;
   /** This cluster's endpoint (where other sites' hosts stream) and CA. */
   self: () => { url: string; caPem: string };
 }
@@ -187,66 +189,12 @@ export class SiteReplicas {
 
   /** The points the host holds, recorded here; the replica's disks on the newest. */
   async #agree(row: ReplicationTable, status: ReplicaStatus): Promise<ReplicaStatus> {
-    const { db, store } = this.#d;
-    const recorded = await db
-      .selectFrom('recoveryPoints')
-      .select('id')
-      .where('replicationId', '=', row.id)
-      .execute();
-    const { record, drop } = reconcilePoints(recorded, status.points);
-    for (const id of drop)
-      await db
-        .deleteFrom('recoveryPoints')
-        .where('replicationId', '=', row.id)
-        .where('id', '=', id)
-        .execute();
-    for (const p of record)
-      await db
-        .insertInto('recoveryPoints')
-        .values({
-          replicationId: row.id,
-          id: p.id,
-          takenAt: p.takenAt,
-          consistency: p.consistency,
-          consistencyNote: null,
-          disks: JSON.stringify(
-            p.disks.map((d) => ({
-              name: d.name,
-              sizeBytes: d.sizeBytes,
-              mode: 'incremental',
-              fullReason: null,
-              dirtyBytes: 0,
-              readBytes: 0,
-              sentBytes: 0,
-            })),
-          ),
-          dirtyBytes: 0,
-          sentBytes: 0,
-          taskId: null,
-          createdAt: now(),
-        })
-        .execute();
+    await agreeOnPoints(this.#d.replications, row, status);
     const newest = status.points.at(-1)?.id ?? null;
-    const replica = await store.find(row.replicaVmId);
-    if (replica?.replicaOf === row.id) {
-      const spec = replicaSpec(
-        vmSpecOf(replica),
-        { id: replica.id, name: replica.name, pool: row.targetPool, replicationId: row.id },
-        newest,
-      );
-      await db
-        .updateTable('vms')
-        .set({ spec: JSON.stringify(spec), updatedAt: now() })
-        .where('id', '=', replica.id)
-        .execute();
-    }
-    if (newest !== null && row.state === 'initial')
-      await db
-        .updateTable('replications')
-        .set({ state: 'replicating', lastCycleAt: now() })
-        .where('id', '=', row.id)
-        .execute();
-    else await db.updateTable('replications').set({ lastCycleAt: now() }).where('id', '=', row.id).execute();
+    await this.#d.replications.update(row.id, {
+      lastCycleAt: now(),
+      ...(newest !== null && row.state === 'initial' ? { state: 'replicating' } : {}),
+    });
     return status;
   }
 }
