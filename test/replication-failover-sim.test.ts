@@ -201,7 +201,7 @@ test('a planned failover: the primary shut down, its last changes sent, the repl
   );
 });
 
-test('reverse replication after a planned failover: its first cycle sends whole to the old host, and failing back runs the VM there again', async () => {
+test('reverse replication after a planned failover: the old disks are its first point, its first cycle sends only what changed since, and failing back runs the VM there again', async () => {
   const rel = await api.request<Replication>('GET', '/api/v1/replications/db-1');
   const all = (await api.call(replicationRoutes.list)).items;
   const reverse = all.find((r) => r.reverseOf === rel.id);
@@ -210,11 +210,19 @@ test('reverse replication after a planned failover: its first cycle sends whole 
   assert.equal(reverse.replicaVmId, rel.vmId, "its replica is the old primary's VM");
   assert.equal(reverse.host, primaryHost);
   assert.equal(reverse.state, 'initial');
-  assert.match(reverse.resyncReason ?? '', /sent whole/);
+  assert.equal(reverse.resyncReason, null, 'nothing to send whole');
+  const common = rel.newestPoint!;
+  assert.deepEqual(await points(reverse.id), [common], 'the common point is its first point');
+  // The new primary writes 128 KiB; its first reverse cycle sends that, not its disk.
+  const replica = await api.request<Vm>('GET', '/api/v1/vms/db-1-replica');
+  cluster.sim.host(targetHost).driver.writeDisk(replica.id, 0, 1 << 20, 128 * 1024);
   const { task } = await api.call(replicationRoutes.cycle, { params: { replication: reverse.id } });
   const first = await api.settle(task);
   succeeded(first);
-  assert.equal((first.result as { mode: string }).mode, 'full');
+  const result = first.result as { mode: string; sentBytes: number; dirtyBytes: number };
+  assert.equal(result.mode, 'incremental');
+  assert.equal(result.dirtyBytes, 128 * 1024);
+  assert.ok(result.sentBytes <= 192 * 1024, `sent ${result.sentBytes} bytes`);
   const old = await api.request<Vm>('GET', '/api/v1/vms/db-1');
   assert.match(old.disks[0]!.volume.path, new RegExp(`^replicas/${reverse.id}/disk0/`));
   await refused(api.request('POST', '/api/v1/vms/db-1/start', {}), 409, /only a failover starts it/);

@@ -291,6 +291,80 @@ describe('replica store', () => {
     assert.deepEqual((await store.status(r, 'p')).points, []);
   });
 
+  it('adopted volumes are a first point, never written after: a cycle builds on it, prune merges into its own file; a lend adds its bitmap', async () => {
+    const r = rid(40);
+    const model = apply(empty, names, [
+      { disk: 0, offset: 0, data: random(64 * 1024, 41) },
+      { disk: 1, offset: 4096, data: random(4096, 42) },
+    ]);
+    fs.mkdirSync(path.join(root, 'vms', 'old'), { recursive: true });
+    const volumes = names.map((n) => ({ pool: 'p', path: `vms/old/${n}.qcow2` }));
+    for (const [i, n] of names.entries()) {
+      const raw = path.join(root, `${n}.raw`);
+      fs.writeFileSync(raw, model[n]!);
+      execFileSync('qemu-img', ['convert', '-O', 'qcow2', raw, path.join(root, volumes[i]!.path)]);
+      fs.rmSync(raw);
+    }
+    const digests = volumes.map((v) => sha(fs.readFileSync(path.join(root, v.path))));
+    const req = {
+      pool: 'p',
+      point: t(1),
+      takenAt: takenAt(1),
+      consistency: 'crash' as const,
+      disks: disks.map((d, i) => ({ ...d, volume: volumes[i]! })),
+    };
+    await refusedWith(
+      store.adopt(r, { ...req, disks: [{ ...req.disks[0]!, volume: { pool: 'q', path: 'x.qcow2' } }] }),
+      'invalid_request',
+      /not in pool p/,
+    );
+    await refusedWith(
+      store.adopt(r, { ...req, disks: [{ ...req.disks[0]!, sizeBytes: MiB }] }),
+      'conflict',
+      /holds 4194304 bytes/,
+    );
+    assert.deepEqual(
+      (await store.adopt(r, req)).points.map((p) => p.id),
+      [t(1)],
+    );
+    // Again, as a resumed failover asks: done.
+    assert.deepEqual(
+      (await store.adopt(r, req)).points.map((p) => p.id),
+      [t(1)],
+    );
+    assertPoint(r, t(1), model);
+    const writes: Write[] = [{ disk: 0, offset: 2 * MiB, data: random(8192, 43) }];
+    await cycle(store, r, 2, 1, writes);
+    const next = apply(model, names, writes);
+    assertPoint(r, t(2), next);
+    await refusedWith(store.adopt(r, req), 'conflict', /has recovery points/);
+    const after = await store.prune(r, 'p', [t(2)]);
+    assert.deepEqual(
+      after.points.map((p) => p.id),
+      [t(2)],
+    );
+    assertPoint(r, t(2), next);
+    assert.deepEqual(
+      volumes.map((v) => sha(fs.readFileSync(path.join(root, v.path)))),
+      digests,
+      'the adopted volumes were never written',
+    );
+    const bitmap = `tern-rp-0b4a1c9e-${t(2)}`;
+    await store.lend(r, t(2), {
+      pool: 'p',
+      disks: [{ name: 'disk0', target: { pool: 'p', path: 'vms/new/disk0.qcow2' } }],
+      bitmap,
+    });
+    const info = JSON.parse(
+      execFileSync('qemu-img', ['info', '--output=json', path.join(root, 'vms/new/disk0.qcow2')], {
+        encoding: 'utf8',
+      }),
+    ) as { 'format-specific': { data: { bitmaps?: { name: string; flags: string[] }[] } } };
+    assert.deepEqual(info['format-specific'].data.bitmaps, [
+      { name: bitmap, flags: ['auto'], granularity: 65536 },
+    ]);
+  });
+
   it('an interrupted initial copy resumes from the offsets it recorded', async () => {
     const q = rid(2);
     const big = [{ name: 'disk0', sizeBytes: 32 * MiB }];

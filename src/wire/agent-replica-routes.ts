@@ -7,6 +7,7 @@
 import { Type } from 'typebox';
 import { Ok, tags } from './agent-route-parts.ts';
 import {
+  AdoptPointRequest,
   LendPointRequest,
   PointId,
   PrepareReceiveReply,
@@ -60,6 +61,16 @@ export const agentReplicaRoutes = {
     path: '/agent/v1/replicas/:id/points/:point/lend',
     params: Type.Object({ id: ReplicationId, point: PointId }),
     body: LendPointRequest,
+    reply: { 200: ReplicaStatus },
+  }),
+  adoptPoint: route({
+    summary:
+      "Take volumes of this host in as a replica's first recovery point (referenced as backing files, never written)",
+    tags,
+    method: 'POST',
+    path: '/agent/v1/replicas/:id/adopt',
+    params: ReplicaParams,
+    body: AdoptPointRequest,
     reply: { 200: ReplicaStatus },
   }),
   removeReplica: route({

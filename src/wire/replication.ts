@@ -121,10 +121,39 @@ export const LendPointRequest = Type.Object(
       minItems: 1,
       maxItems: 16,
     }),
+    /**
+     * A dirty bitmap (`tern-rp-<8 hex>-<point>`) each new overlay gets, empty and persistent,
+     * before anything runs on it: the replication back from the VM that runs on them (reverse
+     * replication after a planned failover) then knows every write since this point.
+     */
+    bitmap: Type.Optional(Type.String({ pattern: '^tern-rp-[0-9a-f]{8}-[0-9TZ-]{20}$' })),
   },
   { additionalProperties: false },
 );
 export type LendPointRequest = Static<typeof LendPointRequest>;
+
+/**
+ * Take existing volumes of this host's pool `pool` in as a replica's first point `point` (a
+ * planned failover's old primary, whose disks hold exactly that point): each becomes the
+ * backing file of the point's disk file, which is never written, nor is the volume since.
+ */
+export const AdoptPointRequest = Type.Object(
+  {
+    pool: Type.String({ minLength: 1, maxLength: 64 }),
+    point: PointId,
+    takenAt: Timestamp,
+    consistency: Consistency,
+    disks: Type.Array(
+      Type.Object(
+        { name: BackupName, volume: VolumeRef, sizeBytes: Type.Integer({ minimum: 1 }) },
+        { additionalProperties: false },
+      ),
+      { minItems: 1, maxItems: 16 },
+    ),
+  },
+  { additionalProperties: false },
+);
+export type AdoptPointRequest = Static<typeof AdoptPointRequest>;
 
 // ---- the primary's host ------------------------------------------------------------------
 

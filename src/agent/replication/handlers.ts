@@ -27,6 +27,7 @@ export function replicaHandlers(store: ReplicaStore): Handlers<typeof agentRepli
     replicaStatus: async (req) => store.status(req.params.id, req.body.pool),
     prunePoints: async (req) => store.prune(req.params.id, req.body.pool, req.body.keep),
     lendPoint: async (req) => store.lend(req.params.id, req.params.point, req.body),
+    adoptPoint: async (req) => store.adopt(req.params.id, req.body),
     removeReplica: async (req) => {
       await store.remove(req.params.id, req.body.pool);
       return { ok: true as const };

@@ -20,6 +20,7 @@ import type { TSchema } from 'typebox';
 import { writeFileAtomic } from '../../backup/datastore/atomic-file.ts';
 import { TernError } from '../../errors.ts';
 import type {
+  AdoptPointRequest,
   LendPointRequest,
   PrepareReceiveReply,
   PrepareReceiveRequest,
@@ -254,10 +255,97 @@ export class ReplicaStore {
           ['create', '-q', '-f', 'qcow2', '-b', backing, '-F', 'qcow2', t.file + TEMP, String(size)],
           `lending ${t.name} of point ${point}`,
         );
+        // Before the overlay takes its name: no volume of this lend is ever without it.
+        if (req.bitmap)
+          await tool(
+            'qemu-img',
+            ['bitmap', '--add', '-g', '65536', t.file + TEMP, req.bitmap],
+            `adding dirty bitmap ${req.bitmap} to ${t.name} of point ${point}`,
+          );
         fs.renameSync(t.file + TEMP, t.file);
       }
       return this.#status(req.pool, replication);
     });
+  }
+
+  /**
+   * Takes volumes of the pool in as the replica's first point: each point file is an empty
+   * overlay backed by the volume. Referenced, not moved: a volume that is itself an overlay
+   * (on a template's image, say) keeps its own backing chain valid, and a kill at any instant
+   * never leaves the volume where a sweep of the replica's directory would remove it (a sweep
+   * takes only the overlay, made again by the next call). The volume is never written since:
+   * merges write into the overlay. Done again, it answers as done.
+   */
+  adopt(replication: string, req: AdoptPointRequest): Promise<ReplicaStatus> {
+    return this.#one(replication, async () => {
+      this.#notReceiving(replication, 'adopt a point');
+      const dir = this.#dir(req.pool, replication);
+      fs.mkdirSync(dir, { recursive: true });
+      const { state, pending } = await this.#load(dir);
+      const same = state.points.find((p) => p.id === req.point);
+      if (same && state.points.length === 1) return this.#status(req.pool, replication);
+      if (state.points.length > 0 || pending)
+        throw new TernError(
+          'conflict',
+          `replication ${replication} has recovery points or a cycle under way already: only a replica with none adopts a point`,
+        );
+      if (new Set(req.disks.map((d) => d.name)).size !== req.disks.length)
+        throw new TernError('invalid_request', 'two disks under one name');
+      const disks = await Promise.all(req.disks.map((d) => this.#adoptable(req.pool, d)));
+      for (const d of disks) {
+        const file = pointFile(dir, d.name, req.point);
+        fs.mkdirSync(path.dirname(file), { recursive: true });
+        const backing = path.relative(path.dirname(file), d.file);
+        await tool(
+          'qemu-img',
+          ['create', '-q', '-f', 'qcow2', '-b', backing, '-F', d.format, file + TEMP, String(d.sizeBytes)],
+          `adopting ${d.volume.pool}:${d.volume.path} as ${d.name} of point ${req.point}`,
+        );
+        fs.renameSync(file + TEMP, file);
+      }
+      const next: PointsFile = {
+        ...state,
+        points: [
+          {
+            id: req.point,
+            takenAt: req.takenAt,
+            consistency: req.consistency,
+            // Whole as far as the replica's points go: its chain leaves them for the volume.
+            disks: req.disks.map((d) => ({ name: d.name, sizeBytes: d.sizeBytes, backing: null })),
+          },
+        ],
+      };
+      await writeJson(path.join(dir, 'points.json'), next);
+      return this.#status(req.pool, replication);
+    });
+  }
+
+  /** A volume that may become a point's backing file: in the pool, its size, no QEMU holding it. */
+  async #adoptable(pool: string, d: AdoptPointRequest['disks'][number]) {
+    if (d.volume.pool !== pool)
+      throw new TernError(
+        'invalid_request',
+        `volume ${d.volume.pool}:${d.volume.path} is not in pool ${pool}, which keeps the replica`,
+      );
+    const file = resolveVolume(this.#pools, d.volume);
+    if (!fs.existsSync(file))
+      throw new TernError('not_found', `volume ${d.volume.pool}:${d.volume.path} does not exist`);
+    // Without --force-share: refused while a QEMU holds the image (it could still write it).
+    const info = await tool('qemu-img', ['info', '--output=json', file], `inspecting ${d.volume.path}`).catch(
+      (err: TernError) => {
+        throw new TernError(
+          'conflict',
+          `volume ${d.volume.pool}:${d.volume.path} cannot be adopted: ${err.message} (a QEMU holds it open?)`,
+        );
+      },
+    );
+    const facts = JSON.parse(info) as { format: string; 'virtual-size': number };
+    if (facts['virtual-size'] !== d.sizeBytes)
+      throw new TernError(
+        'conflict',
+        `volume ${d.volume.pool}:${d.volume.path} holds ${facts['virtual-size']} bytes, not the point's ${d.sizeBytes}`,
+      );
+    return { ...d, file, format: facts.format };
   }
 
   /** Removes the whole replica; refused while a volume stands on one of its points. */

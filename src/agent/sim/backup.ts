@@ -10,6 +10,7 @@
  * a crash of the VM leaves it inconsistent, and the next backup reads the disk whole.
  */
 import { createHash } from 'node:crypto';
+import fs from 'node:fs';
 import { TernError } from '../../errors.ts';
 import type { BackupVmReport, BackupVmRequest, BackupVmResult } from '../../wire/backup.ts';
 import type { VolumeRef } from '../../wire/vm.ts';
@@ -19,7 +20,7 @@ import type { Extent } from '../backup/nbd/block-status.ts';
 import { STATE_DIRTY, STATE_HOLE, STATE_ZERO } from '../backup/nbd/protocol.ts';
 import type { DiskView, ViewRequest, VmView } from '../backup/view.ts';
 import { type Pools, resolveVolume } from '../storage/pools.ts';
-import { volumeInfo } from '../storage/volumes.ts';
+import { tool, volumeInfo } from '../storage/volumes.ts';
 import type { SimVms } from './vms.ts';
 
 export const SIM_GRANULE = 64 * 1024;
@@ -82,6 +83,25 @@ export class SimDiskContents {
       this.#images.set(file, image);
     }
     return image;
+  }
+
+  /**
+   * A VM starts on these disks: an image the sim does not know yet brings the persistent
+   * bitmaps its qcow2 file holds (as QEMU loads them at open), empty and enabled, such as the
+   * one a reverse replication's lend adds (../replication/replica-store.ts).
+   */
+  async open(refs: readonly VolumeRef[]): Promise<void> {
+    for (const ref of refs) {
+      const file = resolveVolume(this.#pools, ref);
+      if (this.#images.has(file) || !fs.existsSync(file)) continue;
+      const info = JSON.parse(
+        await tool('qemu-img', ['info', '-U', '--output=json', file], `reading ${ref.path}`),
+      ) as { 'format-specific'?: { data?: { bitmaps?: { name: string }[] } } };
+      if (this.#images.has(file)) continue;
+      const image = this.#image(ref);
+      for (const b of info['format-specific']?.data?.bitmaps ?? [])
+        image.bitmaps.set(b.name, { granules: new Set(), enabled: true, inconsistent: false });
+    }
   }
 
   /** The guest writes `length` bytes at `offset`: new contents there, marked in enabled bitmaps. */

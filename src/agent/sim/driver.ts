@@ -152,6 +152,7 @@ export class SimDriver implements HypervisorDriver {
     this.#sim.checkVolumes(spec);
     const existing = this.#sim.vms.get(spec.id);
     if (existing && existing.state !== 'crashed') return this.#sim.snapshot(existing);
+    await this.#contents.open(spec.disks.map((d) => d.volume));
     this.#sim.reserveMemory(spec);
     this.#sim.stopped.delete(spec.id);
     if (existing) this.#sim.discard(existing);

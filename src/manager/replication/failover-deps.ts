@@ -4,7 +4,7 @@
  */
 import { TernError } from '../../errors.ts';
 import { agentRoutes } from '../../wire/agent-routes.ts';
-import type { LendPointRequest } from '../../wire/replication.ts';
+import type { AdoptPointRequest, LendPointRequest } from '../../wire/replication.ts';
 import type { RecoveryPointTable, ReplicationTable } from '../db/schema.ts';
 import type { HaMonitor } from '../ha/monitor.ts';
 import { callAgent } from '../hosts/agent-transport.ts';
@@ -19,6 +19,8 @@ import type { CycleDeps } from './cycle.ts';
 export interface ReplicaHostCalls {
   /** Makes `req.disks` overlays standing on `point`, which stays pinned while they exist. */
   lendPoint(hostId: string, replicationId: string, point: string, req: LendPointRequest): Promise<void>;
+  /** Takes volumes of the host in as the replica's first point (reverse replication's common point). */
+  adoptPoint(hostId: string, replicationId: string, req: AdoptPointRequest): Promise<void>;
 }
 
 export interface ReplicaFailoverDeps extends CycleDeps, NicDeps {
@@ -60,6 +62,14 @@ export function agentFailoverCalls(hosts: HostRegistry): Pick<ReplicaFailoverDep
           hosts.client(hostId).transport,
           agentRoutes.lendPoint,
           { params: { id, point }, body },
+          120_000,
+        );
+      },
+      adoptPoint: async (hostId, id, body) => {
+        await callAgent(
+          hosts.client(hostId).transport,
+          agentRoutes.adoptPoint,
+          { params: { id }, body },
           120_000,
         );
       },

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 /**
  * A failover asked for through the API: checked before its task runs. Unplanned, the guard
  * (failover-guard.ts) decides over what the primary's side says now, and a forced one carries
@@ -78,6 +79,8 @@ export async function submitFailover(
     primaryRan: primary.state === 'running' || primary.state === 'paused',
     haPolicy: primary.haPolicy,
     reverse: planned && req.noReverse !== true,
+    // Known before the lend, which starts the reverse's bitmap on the replica's new disks.
+    reverseId: planned && req.noReverse !== true ? randomUUID() : null,
   };
   // The cycle's lock too: no cycle of the relationship runs beside its failover.
   const task = await d.tasks.submit(kind, params, [

@@ -23,7 +23,7 @@ import type { ReplicationTable, VmTable } from '../db/schema.ts';
 import { vmSpecOf } from '../db/vm-spec.ts';
 import type { TaskContext, TaskKind } from '../tasks/engine.ts';
 import { shutdownVm, startVm } from '../vms/power.ts';
-import { runCycle } from './cycle.ts';
+import { bitmapOf, runCycle } from './cycle.ts';
 import type { ReplicaFailoverDeps } from './failover-deps.ts';
 import { decideUnplannedFailover } from './failover-guard.ts';
 import { planLentVm } from './lent-vm.ts';
@@ -46,6 +46,8 @@ export interface FailoverParams {
   primaryRan: boolean;
   /** Planned, unless asked not to: replication from the new primary back to the old one's host. */
   reverse: boolean;
+  /** That reverse relationship's id, picked at submission (absent: a task from before it was). */
+  reverseId?: string | null;
   /** The primary's HA policy (JSON), which the replica takes once it runs; back on a rollback. */
   haPolicy: string | null;
 }
@@ -63,7 +65,7 @@ export function failoverKind(d: ReplicaFailoverDeps): TaskKind<FailoverParams> {
         // with the VM to the replica once that runs.
         await d.store.update(primary.id, { replicaOf: rel.id, haPolicy: null });
         const point = (await chosenBefore(d, rel.id)) ?? (await choose(d, ctx, p, rel));
-        await runReplica(d, ctx, rel, point, p.haPolicy);
+        await runReplica(d, ctx, rel, point, p);
         await d.db
           .updateTable('replications')
           .set({ state: 'failed-over' })
@@ -72,7 +74,7 @@ export function failoverKind(d: ReplicaFailoverDeps): TaskKind<FailoverParams> {
       } else {
         await ensureRunning(d, ctx, rel.replicaVmId);
       }
-      const reverse = p.reverse ? await startReverse(d, ctx, rel) : null;
+      const reverse = p.reverse ? await startReverse(d, ctx, rel, p.reverseId ?? null) : null;
       const replica = await d.store.row(rel.replicaVmId);
       await ctx.log(`${replica.name} runs on its host; ${primary.name} is stopped and kept from starting`);
       return { vm: replica.name, stopped: primary.name, point: await chosenBefore(d, rel.id), reverse };
@@ -171,7 +173,7 @@ async function runReplica(
   ctx: TaskContext,
   rel: ReplicationTable,
   point: string,
-  haPolicy: string | null,
+  p: FailoverParams,
 ) {
   const replica = await d.store.row(rel.replicaVmId);
   const agent = d.hosts.client(rel.targetHostId);
@@ -184,9 +186,11 @@ async function runReplica(
       await agent.deleteVolume(v.volume).catch((err: TernError) => {
         if (err.code !== 'not_found') throw err;
       });
+    // A reverse replication to come records every write of the replica from the point on.
     await d.replicaHost.lendPoint(rel.targetHostId, rel.id, point, {
       pool: rel.targetPool,
       disks: plan.disks,
+      ...(p.reverseId ? { bitmap: `${bitmapOf(p.reverseId)}-${point}` } : {}),
     });
     for (const v of plan.extra) await agent.createVolume(v);
     await d.store.update(replica.id, {
@@ -195,7 +199,7 @@ async function runReplica(
       replicaOf: null,
     });
   }
-  if (haPolicy) await d.store.update(replica.id, { haPolicy });
+  if (p.haPolicy) await d.store.update(replica.id, { haPolicy: p.haPolicy });
   await ensureRunning(d, ctx, replica.id);
 }
 
