@@ -124,3 +124,39 @@ test('a site that does not trust this cluster keeps no replica for it', async ()
   );
   assert.deepEqual((await alpha.api.call(replicationRoutes.list)).items, []);
 });
+
+test('the replica fails over at its site: refused while the primary runs at its own, allowed once it is stopped there', async () => {
+  const selfA = await alpha.api.call(siteRoutes.self);
+  await beta.api.call(siteRoutes.add, {
+    body: { name: 'alpha', url: selfA.url, fingerprint: selfA.fingerprint },
+  });
+  const t = await alpha.api.task('POST', '/api/v1/vms', { name: 'db-1', template: 'sim', start: true });
+  assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
+  const r = await alpha.api.call(replicationRoutes.create, {
+    body: { vm: 'db-1', site: 'beta', every: '30s' },
+  });
+  const { task } = await alpha.api.call(replicationRoutes.cycle, { params: { replication: 'db-1' } });
+  assert.equal((await alpha.api.settle(task)).state, 'succeeded');
+
+  // At beta: alpha says db-1 runs, so not even a forced failover starts the replica.
+  const failover = (body: Record<string, unknown>) =>
+    beta.api.request('POST', `/api/v1/replications/${r.id}/failover`, body);
+  await refused(failover({}), 409, /db-1 is running/);
+  await refused(failover({ force: true }), 409, /db-1 is running/);
+  await refused(failover({ planned: true }), 409, /stop it there/);
+
+  // Stopped at alpha (a last cycle sends its final writes), beta fails over without force.
+  const stop = await alpha.api.task('POST', '/api/v1/vms/db-1/stop', { force: true });
+  assert.equal(stop.state, 'succeeded', JSON.stringify(stop.error));
+  const last = await alpha.api.call(replicationRoutes.cycle, { params: { replication: 'db-1' } });
+  assert.equal((await alpha.api.settle(last.task)).state, 'succeeded');
+  const done = await beta.api.task('POST', `/api/v1/replications/${r.id}/failover`, {});
+  assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
+  const replica = await beta.api.waitVm('db-1-replica', (v) => v.state === 'running', 30_000, 'running');
+  assert.equal(replica.host, beta.sim.hosts[0]!.name);
+  // Alpha's next cycle is refused by beta, saying why: its RPO watch shows the replication late.
+  const after = await alpha.api.call(replicationRoutes.cycle, { params: { replication: 'db-1' } });
+  const failed = await alpha.api.settle(after.task);
+  assert.equal(failed.state, 'failed');
+  assert.match(failed.error?.message ?? '', /failed over at this site/);
+});

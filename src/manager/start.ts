@@ -45,6 +45,7 @@ import { NetworkStore } from './networks/store.ts';
 import { ProjectStore } from './projects/store.ts';
 import { agentReplicaHosts } from './replication/agent-hosts.ts';
 import { agentFailoverCalls } from './replication/failover-deps.ts';
+import { factsForSite } from './replication/primary-facts.ts';
 import { Replications } from './replication/relationships.ts';
 import { RemoteReplicas } from './replication/remote-replicas.ts';
 import { ReplicationScheduler } from './replication/scheduler.ts';
@@ -275,6 +276,7 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
         sites: services.sites,
         replicas: services.siteReplicas,
         agentOf: (hostId) => hosts.client(hostId).transport,
+        primaryFacts: (site, id) => factsForSite(services, site, id),
       });
     },
     log: opts.log,

@@ -105,3 +105,19 @@ export type SitePrepareReply = Static<typeof SitePrepareReply>;
 
 export const SitePruneBody = Type.Omit(PrunePointsRequest, ['pool']);
 export type SitePruneBody = Static<typeof SitePruneBody>;
+
+/**
+ * What the primary's site says of a replicated VM, asked by the site keeping its replica before
+ * an unplanned failover there (manager/replication/failover-guard.ts decides on it).
+ */
+export const SitePrimaryFacts = Type.Object({
+  vmName: Type.String({ maxLength: 64 }),
+  vm: Type.Union([
+    Type.Literal('stopped'),
+    Type.Literal('running'),
+    Type.Literal('paused'),
+    Type.Literal('unknown'),
+  ]),
+  host: Type.Union([Type.Literal('online'), Type.Literal('silent'), Type.Literal('fenced')]),
+});
+export type SitePrimaryFacts = Static<typeof SitePrimaryFacts>;

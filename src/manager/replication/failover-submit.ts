@@ -12,7 +12,7 @@ import type { TaskKind } from '../tasks/engine.ts';
 import { type FailoverParams, refusal } from './failover.ts';
 import { chosenPoint, type ReplicaFailoverDeps } from './failover-deps.ts';
 import { decideUnplannedFailover } from './failover-guard.ts';
-import { primaryFacts } from './primary-facts.ts';
+import { primaryFactsOf } from './primary-facts.ts';
 
 export interface FailoverRequest {
   planned?: boolean;
@@ -32,12 +32,20 @@ export async function submitFailover(
   req: FailoverRequest,
 ): Promise<{ task: Task; risk: string | null }> {
   const rel = await d.replications.row(ref);
-  if (rel.targetSiteId || rel.sourceSiteId)
+  if (rel.targetSiteId)
     throw new TernError(
       'conflict',
-      'a replication between sites does not fail over yet: only one within this cluster',
+      'its replica is at another site: fail over there (tern vm failover at that site)',
     );
-  const primary = await d.store.row(rel.vmId);
+  // At the site keeping a replica of another site's VM: that VM is not in this inventory.
+  const primary = rel.sourceSiteId
+    ? { id: rel.vmId, name: rel.sourceVmName ?? rel.vmId, state: 'unknown', haPolicy: null }
+    : await d.store.row(rel.vmId);
+  if (rel.sourceSiteId && req.planned)
+    throw new TernError(
+      'conflict',
+      `${primary.name} runs at another site: stop it there and let a last cycle run, then fail over here (unplanned; its site then says it is stopped)`,
+    );
   if (rel.state === 'failed-over')
     throw new TernError(
       'conflict',
@@ -62,7 +70,7 @@ export async function submitFailover(
         },
       );
   } else {
-    const decision = decideUnplannedFailover(await primaryFacts(d, primary.id), req.force === true);
+    const decision = decideUnplannedFailover(await primaryFactsOf(d, rel), req.force === true);
     if (!decision.allowed) throw refusal(decision);
     risk = decision.risk;
     point = (await chosenPoint(d, rel, req.point, primary.name)).id;

@@ -27,7 +27,7 @@ import { bitmapOf, runCycle } from './cycle.ts';
 import type { ReplicaFailoverDeps } from './failover-deps.ts';
 import { decideUnplannedFailover } from './failover-guard.ts';
 import { planLentVm } from './lent-vm.ts';
-import { primaryFacts } from './primary-facts.ts';
+import { primaryFactsOf } from './primary-facts.ts';
 import { startReverse } from './reverse.ts';
 
 export interface FailoverParams {
@@ -58,12 +58,14 @@ export function failoverKind(d: ReplicaFailoverDeps): TaskKind<FailoverParams> {
     onInterrupt: 'resume',
     async run(ctx, p) {
       const rel = await relation(d, p.replicationId);
-      const primary = await d.store.row(rel.vmId);
+      // Another site's VM (this site keeps its replica) is not in this inventory.
+      const primary = rel.sourceSiteId ? null : await d.store.row(rel.vmId);
+      const primaryName = primary?.name ?? rel.sourceVmName ?? rel.vmId;
       if (p.risk) await ctx.log(`warning: ${p.risk}`);
       if (rel.state !== 'failed-over') {
         // From here no start of the primary is accepted, HA's neither: its protection goes
         // with the VM to the replica once that runs.
-        await d.store.update(primary.id, { replicaOf: rel.id, haPolicy: null });
+        if (primary) await d.store.update(primary.id, { replicaOf: rel.id, haPolicy: null });
         const point = (await chosenBefore(d, rel.id)) ?? (await choose(d, ctx, p, rel));
         await runReplica(d, ctx, rel, point, p);
         await d.db
@@ -76,8 +78,12 @@ export function failoverKind(d: ReplicaFailoverDeps): TaskKind<FailoverParams> {
       }
       const reverse = p.reverse ? await startReverse(d, ctx, rel, p.reverseId ?? null) : null;
       const replica = await d.store.row(rel.replicaVmId);
-      await ctx.log(`${replica.name} runs on its host; ${primary.name} is stopped and kept from starting`);
-      return { vm: replica.name, stopped: primary.name, point: await chosenBefore(d, rel.id), reverse };
+      await ctx.log(
+        primary
+          ? `${replica.name} runs on its host; ${primaryName} is stopped and kept from starting`
+          : `${replica.name} runs on its host; ${primaryName} was at another site`,
+      );
+      return { vm: replica.name, stopped: primaryName, point: await chosenBefore(d, rel.id), reverse };
     },
     async cleanup(ctx, p, error) {
       const rel = await relation(d, p.replicationId);
@@ -155,7 +161,7 @@ async function stopAndSend(
 /** Unplanned: the guard asked again at run time, since the primary's side may have changed. */
 async function recheckUnplanned(d: ReplicaFailoverDeps, p: FailoverParams): Promise<string> {
   const rel = await relation(d, p.replicationId);
-  const facts = await primaryFacts(d, rel.vmId);
+  const facts = await primaryFactsOf(d, rel);
   const decision = decideUnplannedFailover(facts, p.force);
   if (!decision.allowed) throw refusal(decision);
   return p.point!;
@@ -255,7 +261,7 @@ async function rollBack(
     haPolicy: null,
   });
   await d.db.deleteFrom('failovers').where('replicationId', '=', rel.id).execute();
-  await d.store.update(rel.vmId, { replicaOf: null, haPolicy: p.haPolicy });
+  if (!rel.sourceSiteId) await d.store.update(rel.vmId, { replicaOf: null, haPolicy: p.haPolicy });
   await ctx.log('rolled back: the replica is as it was, the primary may start');
   if (p.planned && p.primaryRan) {
     await ctx.step('starting the primary again', 90);

@@ -5,10 +5,12 @@
  * a VM the host confirmed it protects: a host's fence kills only those, so a VM it never
  * confirmed may still run on a failed host, which is silent, not fenced, for that VM.
  */
-import type { TernError } from '../../errors.ts';
+import { TernError } from '../../errors.ts';
 import type { AgentVm } from '../../wire/agent.ts';
+import type { ReplicationTable } from '../db/schema.ts';
 import { parseAcknowledged } from '../ha/assignment.ts';
 import type { HostHealth } from '../ha/detector.ts';
+import type { TrustedSite } from '../sites/trust.ts';
 import type { ReplicaFailoverDeps } from './failover-deps.ts';
 import type { PrimaryFacts } from './failover-guard.ts';
 
@@ -74,4 +76,32 @@ export async function primaryFacts(d: ReplicaFailoverDeps, vmId: string): Promis
     protectsVm,
     reported,
   });
+}
+
+/**
+ * The primary's side of a relationship: this cluster's VM, or a VM of another site, which is
+ * asked (a site that does not answer is silent: nothing is known of what runs there).
+ */
+export async function primaryFactsOf(d: ReplicaFailoverDeps, rel: ReplicationTable): Promise<PrimaryFacts> {
+  if (rel.sourceSiteId === null) return primaryFacts(d, rel.vmId);
+  const vmName = rel.sourceVmName ?? rel.vmId;
+  const silent: PrimaryFacts = { vmName, vm: 'unknown', host: 'silent' };
+  const site = await d.sites.byId(rel.sourceSiteId);
+  if (!site) return silent;
+  return d.remoteReplicas.primaryFacts(site, rel.id).then(
+    (f) => ({ ...f, vmName }),
+    () => silent,
+  );
+}
+
+/** What this cluster tells `site`, which keeps a replica (replication `id`) of one of its VMs. */
+export async function factsForSite(
+  d: ReplicaFailoverDeps,
+  site: TrustedSite,
+  id: string,
+): Promise<PrimaryFacts> {
+  const rel = await d.db.selectFrom('replications').selectAll().where('id', '=', id).executeTakeFirst();
+  if (!rel || rel.targetSiteId !== site.id)
+    throw new TernError('not_found', `no VM of this cluster replicates to site ${site.name} as ${id}`);
+  return primaryFacts(d, rel.vmId);
 }

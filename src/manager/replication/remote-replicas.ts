@@ -12,6 +12,8 @@ import {
   type SitePrepareBody,
   type SitePrepareReply,
   SitePrepareReply as SitePrepareReplySchema,
+  type SitePrimaryFacts,
+  SitePrimaryFacts as SitePrimaryFactsSchema,
   type SitePruneBody,
   type SiteReplica,
   type SiteReplicaCreate,
@@ -46,6 +48,11 @@ export class RemoteReplicas {
 
   prune(site: SiteTable, id: string, body: SitePruneBody): Promise<ReplicaStatus> {
     return this.#call(site, `/site/v1/replicas/${id}/prune`, body, ReplicaStatusSchema);
+  }
+
+  /** What the primary's site says of the replicated VM (asked by the replica's site). */
+  primaryFacts(site: SiteTable, id: string): Promise<SitePrimaryFacts> {
+    return this.#call(site, `/site/v1/replicas/${id}/primary`, {}, SitePrimaryFactsSchema);
   }
 
   async remove(site: SiteTable, id: string): Promise<void> {

@@ -16,6 +16,7 @@ import { pathOf } from '../../wire/route.ts';
 import {
   SitePrepareBody,
   SitePrepareReply,
+  SitePrimaryFacts,
   SitePruneBody,
   SiteReplica,
   SiteReplicaCreate,
@@ -23,6 +24,7 @@ import {
 import type { AgentTransport } from '../hosts/agent-transport.ts';
 import { callingSite } from '../sites/endpoint.ts';
 import type { SiteStore } from '../sites/store.ts';
+import type { TrustedSite } from '../sites/trust.ts';
 import type { SiteReplicas } from './site-replicas.ts';
 
 export interface SiteReplicaEndpointOptions {
@@ -30,6 +32,8 @@ export interface SiteReplicaEndpointOptions {
   replicas: SiteReplicas;
   /** This cluster's hosts' agents, for the stream relayed to one. */
   agentOf: (hostId: string) => AgentTransport;
+  /** What this cluster says of a VM it replicates to `site` (replication `id`), for a failover there. */
+  primaryFacts: (site: TrustedSite, id: string) => Promise<SitePrimaryFacts>;
 }
 
 export function registerSiteReplicaRoutes(app: App, opts: SiteReplicaEndpointOptions): void {
@@ -54,6 +58,11 @@ export function registerSiteReplicaRoutes(app: App, opts: SiteReplicaEndpointOpt
     '/site/v1/replicas/:id/prune',
     { schema: { params: Id, body: SitePruneBody, response: { 200: ReplicaStatus, ...bad } } },
     async (req) => opts.replicas.prune((await callingSite(req, opts.sites)).site, req.params.id, req.body),
+  );
+  app.post(
+    '/site/v1/replicas/:id/primary',
+    { schema: { params: Id, response: { 200: SitePrimaryFacts, ...bad } } },
+    async (req) => opts.primaryFacts((await callingSite(req, opts.sites)).site, req.params.id),
   );
   app.post(
     '/site/v1/replicas/:id/remove',

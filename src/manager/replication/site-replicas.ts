@@ -132,6 +132,11 @@ export class SiteReplicas {
 
   async prepare(site: TrustedSite, id: string, body: SitePrepareBody): Promise<SitePrepareReply> {
     const row = await this.row(site, id);
+    if (row.state === 'failed-over')
+      throw new TernError(
+        'conflict',
+        `the replica of ${row.sourceVmName ?? row.vmId} failed over at this site and runs here: no cycle reaches it`,
+      );
     const reply = await this.#d.replicaHosts.prepareReceive(row.targetHostId, id, {
       ...body,
       pool: row.targetPool,
