@@ -86,6 +86,12 @@ test('a VM replicates to a trusted site, which keeps its points on a host of its
   assert.ok(inbound);
   assert.equal(inbound.id, r.id);
   assert.deepEqual(inbound.site, { name: 'alpha', direction: 'from' });
+  // Beta's scheduler watches its RPO but never starts its cycles: alpha does.
+  await beta.manager.services.replicationScheduler?.tick(new Date(Date.now() + 3600_000));
+  assert.equal(
+    (await beta.api.call(replicationRoutes.show, { params: { replication: r.id } })).lastTask,
+    null,
+  );
   assert.equal(inbound.vm, 'web-1');
   assert.equal(inbound.newestPoint, shown.newestPoint);
   assert.equal(inbound.pointCount, 2);

@@ -88,9 +88,14 @@ export class ReplicationScheduler {
     const watched = await this.#watch(now.getTime());
     for (const w of watched) await this.#alert(w);
     let running = watched.filter((w) => w.running).length;
+    // A replica kept here for another site is cycled by that site; its RPO is watched all the same.
     const due = watched
       .filter(
-        (w) => !w.running && w.rpo.nextCycleAt !== null && Date.parse(w.rpo.nextCycleAt) <= now.getTime(),
+        (w) =>
+          w.row.sourceSiteId === null &&
+          !w.running &&
+          w.rpo.nextCycleAt !== null &&
+          Date.parse(w.rpo.nextCycleAt) <= now.getTime(),
       )
       .sort((a, b) => Date.parse(a.rpo.nextCycleAt ?? '') - Date.parse(b.rpo.nextCycleAt ?? ''));
     const started: string[] = [];
@@ -136,7 +141,7 @@ export class ReplicationScheduler {
         now,
       );
       const vm = await db.selectFrom('vms').select('name').where('id', '=', row.vmId).executeTakeFirst();
-      out.push({ row, vm: vm?.name ?? row.vmId, rpo, running });
+      out.push({ row, vm: vm?.name ?? row.sourceVmName ?? row.vmId, rpo, running });
     }
     return out;
   }
