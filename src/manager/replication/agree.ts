@@ -14,9 +14,9 @@ export async function agreeOnPoints(
   row: ReplicationTable,
   status: ReplicaStatus,
 ): Promise<{ recorded: string[]; forgotten: string[] }> {
-  const { record, drop } = reconcilePoints(await replications.points(row.id), status.points);
-  for (const p of record) await replications.recordHeldPoint(row.id, p);
-  if (drop.length > 0) await replications.dropPoints(row.id, drop);
+  const { record, drop } = reconcilePoints(await replications.points.of(row.id), status.points);
+  for (const p of record) await replications.points.recordHeld(row.id, p);
+  if (drop.length > 0) await replications.points.drop(row.id, drop);
   if (record.length > 0 || drop.length > 0)
     await replications.pointReplicaAt(row, status.points.at(-1)?.id ?? null);
   return { recorded: record.map((p) => p.id), forgotten: drop };

@@ -117,7 +117,7 @@ export async function runCycle(deps: CycleDeps, ctx: TaskContext, p: CycleParams
   const disks = replicatedDisks(spec);
 
   await ctx.step(`asking ${side.name} for the replica's recovery points`, 1);
-  const recordedNewest = (await replications.points(row.id)).at(-1)?.id ?? null;
+  const recordedNewest = (await replications.points.of(row.id)).at(-1)?.id ?? null;
   const status = await side.status();
   const broken = brokenChain(recordedNewest, status.points);
   await agree(deps, ctx, row, status);
@@ -125,7 +125,7 @@ export async function runCycle(deps: CycleDeps, ctx: TaskContext, p: CycleParams
   const base = status.points.at(-1)?.id ?? null;
   // An initial copy broken off resumes into the same point, from what arrived whole.
   const point = base === null && status.pending ? status.pending.point : nextBackupId(new Date(), base);
-  const points = await replications.points(row.id);
+  const points = await replications.points.of(row.id);
   const lastApp = points.filter((x) => x.consistency === 'application').at(-1);
   const freeze = freezeDue(row.appConsistentEveryS, lastApp ? Date.parse(lastApp.takenAt) : null, Date.now());
 
@@ -186,7 +186,7 @@ export async function runCycle(deps: CycleDeps, ctx: TaskContext, p: CycleParams
   const wholeWhy = base ? result.disks.find((d) => d.mode === 'full')?.fullReason : null;
   if (wholeWhy && !broken)
     await resync(deps, ctx, row, `the primary sent ${vm.name}'s disks whole: ${wholeWhy}`);
-  await replications.recordPoint(row.id, result, ctx.id);
+  await replications.points.record(row.id, result, ctx.id);
 
   await ctx.step('pruning recovery points', 97);
   const after = await prune(side, ctx, row, await side.status());

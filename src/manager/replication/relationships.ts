@@ -6,22 +6,19 @@
  * The replica has no NIC rows: its NICs are the primary's (same MACs, same addresses), which
  * only one of the two may use at a time, and the primary holds them until a failover.
  */
-import { randomUUID } from 'node:crypto';
 import { TernError } from '../../errors.ts';
 import type { CreateReplicationBody, RecoveryPointInfo, Replication } from '../../wire/api/replication.ts';
-import type { Host } from '../../wire/host.ts';
-import type { ReplicaPoint, ReplicatedDisk, ReplicateVmResult } from '../../wire/replication.ts';
-import { type Db, now } from '../db/database.ts';
-import type { RecoveryPointTable, ReplicationTable, VmTable } from '../db/schema.ts';
+import type { Db } from '../db/database.ts';
+import type { ReplicationTable, VmTable } from '../db/schema.ts';
 import { vmSpecOf } from '../db/vm-spec.ts';
 import type { HostRegistry } from '../hosts/registry.ts';
 import type { SiteStore } from '../sites/store.ts';
 import type { VmStore } from '../vms/store.ts';
+import { createRelationship } from './create.ts';
 import type { ReplicaHosts } from './host-calls.ts';
-import { appConsistentPeriodOf, intervalOf, pointPeriodMs } from './intervals.ts';
-import { markPoints } from './points.ts';
+import { RecoveryPoints } from './recovery-points.ts';
 import type { RemoteReplicas } from './remote-replicas.ts';
-import { replicaName, replicaSpec, replicatedDisks, unreachableFiles } from './replica-spec.ts';
+import { replicaName, replicaSpec } from './replica-spec.ts';
 import { rpoOf } from './rpo-view.ts';
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -36,6 +33,8 @@ export class Replications {
   readonly #replicaHosts: ReplicaHosts;
   readonly #sites: SiteStore | null;
   readonly #remote: RemoteReplicas | null;
+  /** The recovery points recorded for each relationship. */
+  readonly points: RecoveryPoints;
 
   constructor(
     db: Db,
@@ -50,162 +49,16 @@ export class Replications {
     this.#replicaHosts = replicaHosts;
     this.#sites = sites?.sites ?? null;
     this.#remote = sites?.remoteReplicas ?? null;
+    this.points = new RecoveryPoints(db);
   }
 
   async create(body: CreateReplicationBody): Promise<Replication> {
-    const intervalS = intervalOf(body.every);
-    const appS = appConsistentPeriodOf(body.appConsistentEvery ?? '0', intervalS);
-    if ((body.host === undefined) === (body.site === undefined))
-      throw new TernError('invalid_request', 'name where the replica goes: a host of this cluster or a site');
-    const vm = await this.#store.row(body.vm);
-    if (vm.replicaOf)
-      throw new TernError(
-        'conflict',
-        `VM ${vm.name} is a replica: replicate its primary, or fail over first`,
-      );
-    if (vm.state === 'creating' || vm.state === 'deleting')
-      throw new TernError('conflict', `VM ${vm.name} is ${vm.state}`);
-    if (!vm.hostId) throw new TernError('conflict', `VM ${vm.name} has no host`);
-    const spec = vmSpecOf(vm);
-    if (replicatedDisks(spec).length === 0)
-      throw new TernError('conflict', `VM ${vm.name} has no writable disk to replicate`);
-    const existing = await this.#db
-      .selectFrom('replications')
-      .select('id')
-      .where('vmId', '=', vm.id)
-      .executeTakeFirst();
-    if (existing)
-      throw new TernError('conflict', `VM ${vm.name} is replicated already (replication ${existing.id})`);
-    if (body.site !== undefined) return this.#createToSite(body, vm, intervalS, appS);
-    const host = await this.#hosts.get(body.host!);
-    if (host.id === vm.hostId)
-      throw new TernError(
-        'invalid_request',
-        `VM ${vm.name} runs on ${host.name}: replicate it to another host`,
-      );
-    if (host.state !== 'online')
-      throw new TernError('conflict', `host ${host.name} is ${host.state}: it cannot take a replica now`);
-    const pool = targetPool(
-      host,
-      body.pool ?? spec.disks.find((d) => !d.readonly)?.volume.pool,
-      body.pool !== undefined,
+    const row = await createRelationship(
+      { db: this.#db, store: this.#store, hosts: this.#hosts, sites: this.#sites, remote: this.#remote },
+      body,
     );
-    const source = await this.#hosts.get(vm.hostId);
-    const unreachable = unreachableFiles(spec, source.facts ?? null, host.facts ?? null);
-    if (unreachable) throw new TernError('conflict', unreachable);
-
-    const id = randomUUID();
-    const replicaId = randomUUID();
-    const name = replicaName(vm.name);
-    const rspec = replicaSpec(spec, { id: replicaId, name, pool, replicationId: id }, null);
-    const createdAt = now();
-    const replica: VmTable = {
-      ...vm,
-      id: replicaId,
-      name,
-      hostId: host.id,
-      state: 'stopped',
-      stateReason: null,
-      haPolicy: null,
-      haRestartFrom: null,
-      replicaOf: id,
-      spec: JSON.stringify(rspec),
-      guest: '{}',
-      vncPort: null,
-      createdAt,
-      updatedAt: createdAt,
-    };
-    const row: ReplicationTable = {
-      id,
-      vmId: vm.id,
-      replicaVmId: replicaId,
-      targetHostId: host.id,
-      targetPool: pool,
-      intervalS,
-      points: body.points ?? 0,
-      appConsistentEveryS: appS,
-      bandwidth: body.bandwidth ?? 0,
-      state: 'initial',
-      resyncReason: null,
-      lastError: null,
-      lastCycleAt: null,
-      lastTaskId: null,
-      reverseOf: null,
-      targetSiteId: null,
-      sourceSiteId: null,
-      sourceVmName: null,
-      createdAt,
-    };
-    // The replica first: a name taken refuses the whole, and no relationship is left without one.
-    await this.#store.insert(replica, []);
-    try {
-      await this.#db.insertInto('replications').values(row).execute();
-    } catch (err) {
-      await this.#store.remove(replicaId);
-      throw err;
-    }
-    return this.toWire(row);
-  }
-
-  /**
-   * A relationship whose replica another site keeps: the row first (so a crash leaves a row
-   * whose cycles say the site has no replica, never a replica nobody here knows), then the
-   * site makes the replica on a host and pool of its choosing; if it refuses, the row goes.
-   */
-  async #createToSite(
-    body: CreateReplicationBody,
-    vm: VmTable,
-    intervalS: number,
-    appS: number,
-  ): Promise<Replication> {
-    if (!this.#sites || !this.#remote) throw new TernError('unavailable', 'this manager keeps no sites');
-    const site = await this.#sites.row(body.site!);
-    const unreachable = unreachableFiles(vmSpecOf(vm), null, null);
-    if (unreachable) throw new TernError('conflict', unreachable);
-    const id = randomUUID();
-    const createdAt = now();
-    const row: ReplicationTable = {
-      id,
-      vmId: vm.id,
-      // Until the site answers: its replica's id and where it keeps it.
-      replicaVmId: id,
-      targetHostId: '',
-      targetPool: body.pool ?? '',
-      intervalS,
-      points: body.points ?? 0,
-      appConsistentEveryS: appS,
-      bandwidth: body.bandwidth ?? 0,
-      state: 'initial',
-      resyncReason: null,
-      lastError: null,
-      lastCycleAt: null,
-      lastTaskId: null,
-      reverseOf: null,
-      targetSiteId: site.id,
-      sourceSiteId: null,
-      sourceVmName: null,
-      createdAt,
-    };
-    await this.#db.insertInto('replications').values(row).execute();
-    try {
-      const made = await this.#remote.create(site, {
-        replication: id,
-        vm: { id: vm.id, name: vm.name },
-        spec: vmSpecOf(vm),
-        intervalS,
-        points: row.points,
-        ...(body.pool ? { pool: body.pool } : {}),
-      });
-      await this.update(id, {
-        replicaVmId: made.replicaVmId,
-        targetHostId: made.host,
-        targetPool: made.pool,
-      });
-    } catch (err) {
-      await this.#db.deleteFrom('replications').where('id', '=', id).execute();
-      throw err;
-    }
-    return this.show(id);
+    // As read back: the site's answer may name its replica's host and pool.
+    return row.targetSiteId === null ? this.toWire(row) : this.show(row.id);
   }
 
   /**
@@ -290,7 +143,7 @@ export class Replications {
     drivenHere(row);
     if (row.state !== 'paused')
       throw new TernError('conflict', `this replication is ${row.state}, not paused`);
-    const points = await this.points(row.id);
+    const points = await this.points.of(row.id);
     await this.update(row.id, { state: points.length > 0 ? 'replicating' : 'initial' });
     return this.show(row.id);
   }
@@ -360,99 +213,9 @@ export class Replications {
       .map((v) => v.name);
   }
 
-  /** The committed points the manager recorded, oldest first. */
-  async points(replicationId: string): Promise<RecoveryPointTable[]> {
-    return this.#db
-      .selectFrom('recoveryPoints')
-      .selectAll()
-      .where('replicationId', '=', replicationId)
-      .orderBy('id')
-      .execute();
-  }
-
-  /** A point the replica's host committed in a cycle, as the primary's host reported it. */
-  async recordPoint(replicationId: string, r: ReplicateVmResult, taskId: string): Promise<void> {
-    await this.#insertPoint({
-      replicationId,
-      id: r.point,
-      takenAt: r.takenAt,
-      consistency: r.consistency,
-      consistencyNote: r.consistencyNote,
-      disks: JSON.stringify(r.disks),
-      dirtyBytes: r.disks.reduce((n, d) => n + d.dirtyBytes, 0),
-      sentBytes: r.disks.reduce((n, d) => n + d.sentBytes, 0),
-      taskId,
-      createdAt: now(),
-    });
-  }
-
-  /** A point the replica's host holds that no cycle recorded (its manager died first). */
-  async recordHeldPoint(replicationId: string, p: ReplicaPoint): Promise<void> {
-    const disks: ReplicatedDisk[] = p.disks.map((d) => ({
-      name: d.name,
-      sizeBytes: d.sizeBytes,
-      mode: 'incremental',
-      fullReason: null,
-      dirtyBytes: 0,
-      readBytes: 0,
-      sentBytes: 0,
-    }));
-    await this.#insertPoint({
-      replicationId,
-      id: p.id,
-      takenAt: p.takenAt,
-      consistency: p.consistency,
-      consistencyNote: "recorded from the replica's host: the cycle that made it did not record it",
-      disks: JSON.stringify(disks),
-      dirtyBytes: 0,
-      sentBytes: 0,
-      taskId: null,
-      createdAt: now(),
-    });
-  }
-
-  async #insertPoint(row: RecoveryPointTable): Promise<void> {
-    await this.#db
-      .insertInto('recoveryPoints')
-      .values(row)
-      .onConflict((oc) => oc.columns(['replicationId', 'id']).doNothing())
-      .execute();
-  }
-
-  async dropPoints(replicationId: string, ids: string[]): Promise<void> {
-    if (ids.length === 0) return;
-    await this.#db
-      .deleteFrom('recoveryPoints')
-      .where('replicationId', '=', replicationId)
-      .where('id', 'in', ids)
-      .execute();
-  }
-
+  /** A relationship's recorded points as shown (recovery-points.ts). */
   async pointsWire(ref: string): Promise<RecoveryPointInfo[]> {
-    const row = await this.row(ref);
-    const points = await this.points(row.id);
-    const marks = new Map(
-      markPoints(
-        points.map((p) => ({
-          id: p.id,
-          takenAt: Date.parse(p.takenAt),
-          appConsistent: p.consistency === 'application',
-        })),
-        row.points,
-        pointPeriodMs(row.appConsistentEveryS),
-      ).map((m) => [m.point.id, m.kept]),
-    );
-    return points.map((p) => ({
-      id: p.id,
-      takenAt: p.takenAt,
-      consistency: p.consistency as RecoveryPointInfo['consistency'],
-      consistencyNote: p.consistencyNote,
-      disks: JSON.parse(p.disks) as ReplicatedDisk[],
-      dirtyBytes: p.dirtyBytes,
-      sentBytes: p.sentBytes,
-      task: p.taskId,
-      kept: marks.get(p.id) ?? null,
-    }));
+    return this.points.wire(await this.row(ref));
   }
 
   /** Points the replica's spec stands on: its disks are switched to the newest point's files. */
@@ -483,7 +246,7 @@ export class Replications {
       this.#store.find(row.vmId),
       this.#store.find(row.replicaVmId),
       row.targetSiteId ? null : this.#hosts.get(row.targetHostId).catch(() => null),
-      this.points(row.id),
+      this.points.of(row.id),
       row.lastTaskId
         ? this.#db
             .selectFrom('tasks')
@@ -529,17 +292,6 @@ export class Replications {
       createdAt: row.createdAt,
     };
   }
-}
-
-/** The target host's pool for the replica: the one asked for, else the primary's when the host has it. */
-function targetPool(host: Host, wanted: string | undefined, asked: boolean): string {
-  const pools = host.facts?.pools.map((p) => p.name) ?? [];
-  if (wanted && pools.includes(wanted)) return wanted;
-  const which = asked ? `no pool ${wanted}` : `no pool ${wanted ?? ''} like the VM's first disk`;
-  throw new TernError(
-    'invalid_request',
-    `host ${host.name} has ${which}: name one of ${pools.join(', ') || '(none reported)'} with pool`,
-  );
 }
 
 /** Refuses to act on a replica kept here for another site: that site drives it. */

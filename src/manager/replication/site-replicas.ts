@@ -21,7 +21,6 @@ import type { VmSpec } from '../../wire/vm.ts';
 import { emptyGuestInfo } from '../../wire/vm.ts';
 import { type Db, now } from '../db/database.ts';
 import type { ReplicationTable, VmTable } from '../db/schema.ts';
-import { vmSpecOf } from '../db/vm-spec.ts';
 import type { HostRegistry } from '../hosts/registry.ts';
 import type { TrustedSite } from '../sites/trust.ts';
 import type { VmStore } from '../vms/store.ts';
