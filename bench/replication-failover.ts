@@ -13,8 +13,9 @@
  * - baseline: in each round, before it is replicated, the VM forced off and started again
  *   (`POST /vms/NAME/start`) from its own disk, to its guest agent answering: what a boot alone
  *   costs here, in the same run.
- * - planned (`{planned: true, noReverse: true}`): the request to the replica's guest agent
- *   answering, split by the failover task's log: queue (request to the task's first step),
+ * - planned (`{planned: true, noReverse: true}`), after the guest has written --dirty-mib MiB
+ *   of random bytes to its data disk since the point (direct I/O): the request to the replica's
+ *   guest agent answering, split by the failover task's log: queue (request to the task's first step),
  *   shutdown (ACPI, then the guest agent), last cycle (one incremental point of the stopped
  *   disks), lend (the replica's overlays on that point), start (its QEMU running: the task ends),
  *   boot (to its guest agent answering through the manager's event stream).
@@ -27,25 +28,29 @@
  * Times are this machine's wall clock: the task log's times (the manager's) and the moments the
  * bench sees an answer. Every wait is bounded; the whole run by --budget.
  *
- *   node bench/replication-failover.ts [--rounds 3] [--budget 600]
+ *   node bench/replication-failover.ts [--rounds 3] [--dirty-mib 32] [--budget 600]
  */
 import { parseArgs } from 'node:util';
 import type { Replication } from '../src/wire/api/replication.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
-import { type Cluster, qemuGone, qemuPids, startCluster } from '../test/harness.ts';
+import { type Cluster, qemuGone, qemuPids, shellOn, startCluster } from '../test/harness.ts';
 import { loadavg, median, percentile, table } from './report.ts';
 
 const { values } = parseArgs({
   options: {
     rounds: { type: 'string', default: '3' },
     budget: { type: 'string', default: '600' },
+    'dirty-mib': { type: 'string', default: '32' },
   },
 });
 const rounds = Number(values.rounds);
 const budgetMs = Number(values.budget) * 1000;
+const dirtyMiB = Number(values['dirty-mib']);
 if (!Number.isInteger(rounds) || rounds < 1) throw new Error('--rounds must be a whole number, at least 1');
 if (!(budgetMs >= 60_000)) throw new Error('--budget: seconds, at least 60');
+if (!Number.isInteger(dirtyMiB) || dirtyMiB < 0 || dirtyMiB > 200)
+  throw new Error('--dirty-mib: a whole number of MiB, 0 to 200');
 
 const goalMs = 60_000;
 const started = Date.now();
@@ -203,6 +208,8 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const)
 const baselines: Baseline[] = [];
 const planned: Failover[] = [];
 let unplanned: Failover | null = null;
+/** After the unplanned failover, with the dead host back: what runs where. */
+let after = '';
 const errors: string[] = [];
 const loadBefore = loadavg();
 const rows: (string | number)[][] = [];
@@ -234,6 +241,15 @@ try {
         `# ${name} on ${vm.host}, replicated to ${rel.host} (point ${rel.newestPoint}); ${kind} failover; load ${loadavg()}`,
       );
       if (kind === 'planned') {
+        // Changes since the point, for the last cycle to send: random, so nothing compresses.
+        if (dirtyMiB > 0)
+          await shellOn(
+            c.hosts.find((h) => h.name === vm.host)!,
+            vm.id,
+            `dd if=/dev/urandom of=/dev/vdb bs=1M count=${dirtyMiB} oflag=direct 2>/dev/null; sync; echo D''N`,
+            /DN/,
+            bound(120_000),
+          );
         const f = await failover(c, rel, { planned: true, noReverse: true });
         planned.push(f);
         row(`planned ${i}`, f);
@@ -247,6 +263,17 @@ try {
         await qemuGone(vm.id, bound(15_000));
         unplanned = await failover(c, rel, { force: true });
         row('unplanned (forced)', unplanned);
+        // The dead host back: the old primary must stay stopped, the replica the VM that runs.
+        await host.start();
+        await c.api.waitHost(
+          host.name,
+          (h) => h.state === 'online' && h.facts !== null,
+          bound(60_000),
+          'online',
+        );
+        const old = await c.api.request<Vm>('GET', `/api/v1/vms/${vm.id}`);
+        const replica = await c.api.request<Vm>('GET', `/api/v1/vms/${rel.replicaVmId}`);
+        after = `old primary ${old.state} on ${old.host} (${qemuPids(vm.id).length} QEMU), replica ${replica.state} on ${replica.host} (${qemuPids(rel.replicaVmId).length} QEMU)`;
       }
     } catch (err) {
       errors.push(`${name} (${kind}): ${(err as Error).stack ?? err}`);
@@ -261,7 +288,7 @@ try {
 // --- the report ----------------------------------------------------------------------------
 
 console.log(
-  `# replication failover: tiny guest (1 vCPU, 256 MiB, 0.25 GiB data disk, TCG), two hosts on one machine, replicated every 30 s; load ${loadBefore} before, ${loadavg()} after`,
+  `# replication failover: tiny guest (1 vCPU, 256 MiB, 0.25 GiB data disk, TCG), two hosts on one machine, replicated every 30 s, ${dirtyMiB} MiB written since the point before each planned failover; load ${loadBefore} before, ${loadavg()} after`,
 );
 console.log('\nper failover, s (sent: MiB of the point the replica started on)');
 table(
@@ -314,7 +341,10 @@ table(
     ),
   ],
 );
-if (unplanned) console.log(`\nunplanned (forced) failover's warning: ${unplanned.warning ?? '(none)'}`);
+if (unplanned) {
+  console.log(`\nunplanned (forced) failover's warning: ${unplanned.warning ?? '(none)'}`);
+  console.log(`with the primary's host back: ${after || '(not seen)'}`);
+}
 for (const e of errors) console.log(`error: ${e}`);
 
 const worst = percentile(p('total'), 1);
