@@ -271,7 +271,10 @@ try {
           bound(60_000),
           'online',
         );
-        const old = await c.api.request<Vm>('GET', `/api/v1/vms/${vm.id}`);
+        // Its agent reports what it runs shortly after it is online: give that a bounded while.
+        const old = await c.api
+          .waitVm(vm.id, (v) => v.state !== 'unknown', bound(30_000), 'known again')
+          .catch(() => c.api.request<Vm>('GET', `/api/v1/vms/${vm.id}`));
         const replica = await c.api.request<Vm>('GET', `/api/v1/vms/${rel.replicaVmId}`);
         after = `old primary ${old.state} on ${old.host} (${qemuPids(vm.id).length} QEMU), replica ${replica.state} on ${replica.host} (${qemuPids(rel.replicaVmId).length} QEMU)`;
       }
