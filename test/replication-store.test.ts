@@ -13,7 +13,8 @@ import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { FrameEncoder } from '../src/agent/replication/frames.ts';
 import { receivePoint } from '../src/agent/replication/receive.ts';
-import { pointFile, ReplicaStore } from '../src/agent/replication/replica-store.ts';
+import { pointFile } from '../src/agent/replication/replica-books.ts';
+import { ReplicaStore } from '../src/agent/replication/replica-store.ts';
 import { TernError } from '../src/errors.ts';
 import { repoRoot, tempDir } from './harness.ts';
 
