@@ -8,6 +8,7 @@
 import { asTernError } from '../../errors.ts';
 import type { Logger } from '../../log.ts';
 import type { TaskEngine, TaskKind } from '../tasks/engine.ts';
+import { WakeLoop } from '../tasks/wake-loop.ts';
 import { dueJobs, nextWake } from './due.ts';
 import { type BackupJobParams, jobObject } from './job-run.ts';
 import type { BackupJobs } from './jobs.ts';
@@ -23,9 +24,15 @@ export interface SchedulerDeps {
 export class BackupScheduler {
   readonly #deps: SchedulerDeps;
   readonly #kind: TaskKind<BackupJobParams>;
-  #timer: NodeJS.Timeout | null = null;
-  #stopped = true;
-  #ticking: Promise<unknown> = Promise.resolve();
+  readonly #loop = new WakeLoop({
+    tick: () => this.tick(new Date()),
+    failed: (err) => this.#deps.log.error({ err }, 'the backup scheduler could not run its jobs'),
+    sleepMs: async () => {
+      const next = nextWake(await this.#deps.backupJobs.scheduled().catch(() => []));
+      const ms = next ? Math.max(0, next.getTime() - Date.now()) : maxSleepMs;
+      return Math.min(ms, maxSleepMs);
+    },
+  });
 
   constructor(deps: SchedulerDeps, kind: TaskKind<BackupJobParams>) {
     this.#deps = deps;
@@ -33,26 +40,11 @@ export class BackupScheduler {
   }
 
   start(): void {
-    this.#stopped = false;
-    this.#wake();
+    this.#loop.start();
   }
 
   stop(): void {
-    this.#stopped = true;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = null;
-  }
-
-  #wake(): void {
-    if (this.#stopped) return;
-    this.#ticking = this.tick(new Date())
-      .catch((err) => this.#deps.log.error({ err }, 'the backup scheduler could not run its jobs'))
-      .then(async () => {
-        if (this.#stopped) return;
-        const next = nextWake(await this.#deps.backupJobs.scheduled().catch(() => []));
-        const ms = next ? Math.max(0, next.getTime() - Date.now()) : maxSleepMs;
-        this.#timer = setTimeout(() => this.#wake(), Math.min(ms, maxSleepMs) + 50).unref();
-      });
+    this.#loop.stop();
   }
 
   /** Starts the runs due at `now` and plans the next ones; the ids of the tasks started. */
@@ -78,6 +70,6 @@ export class BackupScheduler {
 
   /** Waits for a tick in progress (tests, shutdown). */
   async idle(): Promise<void> {
-    await this.#ticking;
+    await this.#loop.idle();
   }
 }

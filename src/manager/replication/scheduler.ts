@@ -17,6 +17,7 @@ import type { AlertStore } from '../alerts/store.ts';
 import type { Db } from '../db/database.ts';
 import type { ReplicationTable } from '../db/schema.ts';
 import type { TaskEngine, TaskKind } from '../tasks/engine.ts';
+import { WakeLoop } from '../tasks/wake-loop.ts';
 import { type CycleParams, submitCycle } from './cycle.ts';
 import type { Replications } from './relationships.ts';
 import { rpoOf } from './rpo-view.ts';
@@ -45,9 +46,14 @@ interface Watched {
 export class ReplicationScheduler {
   readonly #deps: ReplicationSchedulerDeps;
   readonly #kind: TaskKind<CycleParams>;
-  #timer: NodeJS.Timeout | null = null;
-  #stopped = true;
-  #ticking: Promise<unknown> = Promise.resolve();
+  readonly #loop = new WakeLoop({
+    tick: () => this.tick(new Date()),
+    failed: (err) => this.#deps.log.error({ err }, 'the replication scheduler could not run its cycles'),
+    sleepMs: (r: { nextAt: number | null } | undefined) => {
+      const next = r?.nextAt ?? null;
+      return next === null ? maxSleepMs : Math.min(maxSleepMs, Math.max(1000, next - Date.now()));
+    },
+  });
 
   constructor(deps: ReplicationSchedulerDeps, kind: TaskKind<CycleParams>) {
     this.#deps = deps;
@@ -55,29 +61,11 @@ export class ReplicationScheduler {
   }
 
   start(): void {
-    this.#stopped = false;
-    this.#wake();
+    this.#loop.start();
   }
 
   stop(): void {
-    this.#stopped = true;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = null;
-  }
-
-  #wake(): void {
-    if (this.#stopped) return;
-    let next: number | null = null;
-    this.#ticking = this.tick(new Date())
-      .then((r) => {
-        next = r.nextAt;
-      })
-      .catch((err) => this.#deps.log.error({ err }, 'the replication scheduler could not run its cycles'))
-      .then(() => {
-        if (this.#stopped) return;
-        const ms = next === null ? maxSleepMs : Math.min(maxSleepMs, Math.max(1000, next - Date.now()));
-        this.#timer = setTimeout(() => this.#wake(), ms + 50).unref();
-      });
+    this.#loop.stop();
   }
 
   /**
@@ -184,6 +172,6 @@ export class ReplicationScheduler {
 
   /** Waits for a tick in progress (tests, shutdown). */
   async idle(): Promise<void> {
-    await this.#ticking;
+    await this.#loop.idle();
   }
 }
