@@ -21,7 +21,7 @@ import { type Replication, replicationRoutes } from '../src/wire/api/replication
 import { replicationFailoverRoutes } from '../src/wire/api/replication-failover.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
-import { type Cluster, shellOn, startCluster, type TestHost } from './harness.ts';
+import { type Cluster, qemuGone, qemuPids, shellOn, startCluster, type TestHost } from './harness.ts';
 
 let c: Cluster;
 let primary: Vm;
@@ -81,10 +81,10 @@ function fileCount(host: TestHost, volumePath: string): number {
 const pointFile = (r: Replication, point: string) => `replicas/${r.id}/disk1/${point}.qcow2`;
 
 /** Runs a cycle now; one the scheduler started first is waited for, then ours runs. */
-async function cycle(): Promise<Task> {
+async function cycle(ref = 'counter'): Promise<Task> {
   for (;;) {
     const submitted = await c.api
-      .call(replicationRoutes.cycle, { params: { replication: 'counter' } })
+      .call(replicationRoutes.cycle, { params: { replication: ref } })
       .catch((err: TernError) => err);
     if (submitted instanceof Error) {
       if (submitted.code !== 'locked') throw submitted;
@@ -96,6 +96,16 @@ async function cycle(): Promise<Task> {
     assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
     return done;
   }
+}
+
+/** Starts the guest of `vm` counting (see the top of the file). */
+async function startCounting(vm: Vm): Promise<void> {
+  await shellOn(
+    hostNamed(vm.host),
+    vm.id,
+    "(i=$(dd if=/dev/vdb bs=15 count=1 2>/dev/null | sed 's/^0*//'); i=${i:-0}; while :; do i=$((i+1)); printf '%015d\\n' $i > /tmp/n; dd if=/tmp/n of=/dev/vdb bs=4096 count=1 conv=sync,notrunc,fsync oflag=direct 2>/dev/null && mv /tmp/n /tmp/c; done) >/dev/null 2>&1 & echo S''TARTED",
+    /STARTED/,
+  );
 }
 
 /** Waits on the event stream for a cycle of `r` other than `not` to succeed. */
@@ -240,4 +250,39 @@ test('a planned failover loses no count; reverse replication then sends only wha
     JSON.stringify(p.disks),
   );
   assert.ok(p.sentBytes < size / 20, `${p.sentBytes} bytes sent of ${size}`);
+});
+
+test('an unplanned failover, the primary host lost, runs the newest point: every count written before its cycle began', async () => {
+  // The VM now runs as counter-replica, replicating back to its first host (the reverse).
+  const reverse = (await c.api.call(replicationRoutes.list)).items.find((x) => x.reverseOf === rep.id)!;
+  const running = await c.api.request<Vm>('GET', `/api/v1/vms/${rep.replicaVmId}`);
+  await startCounting(running);
+  const before = await guestCount(running);
+  const t = await cycle(reverse.id);
+  const point = (t.result as { point: string }).point;
+  const held = fileCount(hostNamed(reverse.host), `replicas/${reverse.id}/disk1/${point}.qcow2`);
+  assert.ok(held >= before, `point ${point} holds ${held}, the guest had written ${before}`);
+
+  // Its host is lost: its agent and the VM's QEMU killed. Nothing confirms the VM stopped, so
+  // only a forced failover goes ahead.
+  const lost = hostNamed(running.host);
+  await lost.agent.kill();
+  for (const pid of qemuPids(running.id)) process.kill(pid, 'SIGKILL');
+  await qemuGone(running.id);
+  const refused = await c.api
+    .call(replicationFailoverRoutes.failover, { params: { replication: reverse.id }, body: {} })
+    .catch((err: TernError) => err);
+  assert.ok(refused instanceof Error && refused.code === 'conflict', String(refused));
+  const { task } = await c.api.call(replicationFailoverRoutes.failover, {
+    params: { replication: reverse.id },
+    body: { point: 'latest', force: true },
+  });
+  const done = await c.api.settle(task);
+  assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
+  const back = await c.api.waitVm(primary.id, answering, 180_000, 'answering');
+  assert.equal(back.host, reverse.host);
+  assert.equal(await diskCountInGuest(back), held, 'the VM runs the newest point, its count exactly');
+  console.log(
+    `replication: unplanned failover ran point ${point} with count ${held} (${before} written before its cycle)`,
+  );
 });
