@@ -129,25 +129,33 @@ export const TransferProgress = Type.Object({
 });
 export type TransferProgress = Static<typeof TransferProgress>;
 
-const ErrorLine = Type.Object({
+/** The last line of a report that failed: the error, as an API error says it. */
+export const ErrorLine = Type.Object({
   type: Type.Literal('error'),
   code: Type.String(),
   message: Type.String(),
   details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
 });
 
+/** A line for the task log (why a disk is read whole, what froze). */
+export const LogLine = Type.Object({ type: Type.Literal('log'), message: Type.String({ maxLength: 1000 }) });
+
 /** The lines of a datastore operation that ends with `result`: progress, then `done` or `error`. */
 function transferReport<T extends TSchema>(result: T) {
   return Type.Union([TransferProgress, Type.Object({ type: Type.Literal('done'), result }), ErrorLine]);
 }
 
-export const BackupVmReport = Type.Union([
-  TransferProgress,
-  /** A line for the task log (why a disk is read whole, what froze). */
-  Type.Object({ type: Type.Literal('log'), message: Type.String({ maxLength: 1000 }) }),
-  Type.Object({ type: Type.Literal('done'), result: BackupVmResult }),
-  ErrorLine,
-]);
+/** The lines of a VM's disks read and sent (a backup, a replication): progress and log lines, then `done` or `error`. */
+export function vmTransferReport<T extends TSchema>(result: T) {
+  return Type.Union([
+    TransferProgress,
+    LogLine,
+    Type.Object({ type: Type.Literal('done'), result }),
+    ErrorLine,
+  ]);
+}
+
+export const BackupVmReport = vmTransferReport(BackupVmResult);
 export type BackupVmReport = Static<typeof BackupVmReport>;
 
 /** Write one disk of a backup onto a volume of the host (made by the caller, at least as large). */

@@ -13,7 +13,7 @@
  * leaves the replica's points as they were.
  */
 import { type Static, Type } from 'typebox';
-import { BackupDiskSource, BackupName, backupBitmapFamily, TransferProgress } from './backup.ts';
+import { BackupDiskSource, BackupName, backupBitmapFamily, vmTransferReport } from './backup.ts';
 import { Timestamp } from './common.ts';
 import { VolumeRef } from './vm.ts';
 
@@ -218,17 +218,7 @@ export const ReplicateVmResult = Type.Object({
 });
 export type ReplicateVmResult = Static<typeof ReplicateVmResult>;
 
-export const ReplicateVmReport = Type.Union([
-  TransferProgress,
-  Type.Object({ type: Type.Literal('log'), message: Type.String({ maxLength: 1000 }) }),
-  Type.Object({ type: Type.Literal('done'), result: ReplicateVmResult }),
-  Type.Object({
-    type: Type.Literal('error'),
-    code: Type.String(),
-    message: Type.String(),
-    details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
-  }),
-]);
+export const ReplicateVmReport = vmTransferReport(ReplicateVmResult);
 export type ReplicateVmReport = Static<typeof ReplicateVmReport>;
 
 /** What the replica's host answers the stream (`receive`), once it committed the point. */
