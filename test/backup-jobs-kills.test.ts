@@ -6,68 +6,33 @@
  * throwaway VM is gone from host and inventory, and the backup stays unproven.
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import pino from 'pino';
-import { type SimHost, type SimHosts, startSimHosts } from '../src/agent/sim/cluster.ts';
-import type { Logger } from '../src/log.ts';
+import type { SimHost, SimHosts } from '../src/agent/sim/cluster.ts';
 import type { Alert } from '../src/wire/alert.ts';
 import { backupJobRoutes } from '../src/wire/api/backup-jobs.ts';
 import { type Backup, backupRoutes } from '../src/wire/api/backups.ts';
-import type { JoinToken } from '../src/wire/host.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
-import { freePorts, managerProcess, type TernProcess, TestApi, tempDir } from './harness.ts';
-import { until } from './sim-harness.ts';
+import { type TestApi, tempDir } from './harness.ts';
+import { KillableSimCluster, until } from './sim-harness.ts';
 
-const silent: Logger = pino({ level: 'silent' }, pino.destination('/dev/null'));
 const dir = tempDir('tern-backup-jobs-kills');
-let ports: number[];
-let manager: TernProcess;
+let c: KillableSimCluster;
 let api: TestApi;
 let sim: SimHosts;
 let host: SimHost;
 
-function startManager(): TernProcess {
-  return managerProcess(dir, ports[0]!, ports[1]!);
-}
-
-const hostOnline = () =>
-  api.waitHost(host.name, (h) => h.state === 'online' && h.facts !== null, 60_000, 'online');
 const ended = (t: Task) => t.state === 'succeeded' || t.state === 'failed' || t.state === 'cancelled';
 const backupsOf = async (vm: string): Promise<Backup[]> =>
   (await api.call(backupRoutes.list, { query: { vm } })).items;
 const activeAlerts = async () => (await api.request<{ items: Alert[] }>('GET', '/api/v1/alerts')).items;
 
-async function restartManager(): Promise<void> {
-  manager = startManager();
-  await manager.waitForLine('manager listening');
-  await hostOnline();
-}
-
 before(async () => {
-  ports = await freePorts(2);
-  manager = startManager();
-  await manager.waitForLine('manager listening');
-  const tokenFile = path.join(dir, 'admin.token');
-  await until('the admin token written', 30_000, async () => fs.existsSync(tokenFile) || undefined);
-  api = new TestApi(
-    `https://127.0.0.1:${ports[0]}`,
-    fs.readFileSync(tokenFile, 'utf8').trim(),
-    path.join(dir, 'pki', 'ca.crt'),
-  );
-  sim = await startSimHosts(1, {
-    baseDir: dir,
-    log: silent,
-    driver: { cores: 16, memoryMiB: 32 * 1024, bootDelayMs: 50 },
-    join: async (name) => {
-      const t = await api.request<JoinToken>('POST', '/api/v1/hosts', { name });
-      return { manager: `https://127.0.0.1:${ports[1]}`, token: t.token, caFingerprint: t.caFingerprint };
-    },
-  });
+  c = await KillableSimCluster.start(dir, 1, 50);
+  api = c.api;
+  sim = c.sim!;
   host = sim.hosts[0];
-  await hostOnline();
   await api.call(backupRoutes.createDatastore, { body: { name: 'ds', path: path.join(dir, 'ds') } });
   for (const name of ['k1', 'k2']) {
     const t = await api.task('POST', '/api/v1/vms', { name, diskGiB: 64 / 1024, start: true });
@@ -76,9 +41,7 @@ before(async () => {
 });
 
 after(async () => {
-  await sim?.close();
-  await manager?.kill();
-  if (!process.env.KEEP) fs.rmSync(dir, { recursive: true, force: true });
+  await c?.close();
 });
 
 test('manager SIGKILLed during a job run: the run fails with an alert, its VM backup leaves nothing unlisted, the next run succeeds', async () => {
@@ -90,9 +53,9 @@ test('manager SIGKILLed during a job run: the run fails with an alert, its VM ba
   await until('a backup hanging on the host', 20_000, async () =>
     host.driver.faults.hanging === 1 ? true : undefined,
   );
-  await manager.kill();
+  await c.manager.kill();
   host.driver.faults.releaseHangs();
-  await restartManager();
+  await c.restartManager();
   const done = await api.waitTask(task.id, ended, 60_000, 'ended');
   assert.equal(done.state, 'failed');
   assert.match(done.error?.message ?? '', /manager stopped/);
@@ -124,10 +87,10 @@ test('manager SIGKILLed during a restore test: the test fails, its throwaway VM 
   );
   const name = `prove-${task.id.slice(0, 8)}`;
   const throwaway = await api.request<Vm>('GET', `/api/v1/vms/${name}`);
-  await manager.kill();
+  await c.manager.kill();
   // The host goes on and starts it: the manager finds it running when it is back.
   host.driver.faults.releaseHangs();
-  await restartManager();
+  await c.restartManager();
   const done = await api.waitTask(task.id, ended, 60_000, 'ended');
   assert.equal(done.state, 'failed');
   const vms = (await api.request<{ items: Vm[] }>('GET', '/api/v1/vms?name=prove-')).items;

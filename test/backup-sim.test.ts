@@ -13,67 +13,37 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import pino from 'pino';
-import { type SimHost, type SimHosts, startSimHosts } from '../src/agent/sim/cluster.ts';
+import type { SimHost, SimHosts } from '../src/agent/sim/cluster.ts';
 import { Datastore } from '../src/backup/datastore/datastore.ts';
 import { DEFAULT_CHUNK_SIZE, FixedIndex } from '../src/backup/datastore/fixed-index.ts';
 import type { TernError } from '../src/errors.ts';
-import type { Logger } from '../src/log.ts';
 import { openDatabase } from '../src/manager/db/database.ts';
 import { openKeyStore } from '../src/manager/secrets/keystores/open.ts';
 import { SecretStore } from '../src/manager/secrets/store.ts';
 import { type Backup, backupRoutes, type Datastore as DatastoreWire } from '../src/wire/api/backups.ts';
-import type { JoinToken } from '../src/wire/host.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
-import { freePorts, managerProcess, runTern, type TernProcess, TestApi, tempDir } from './harness.ts';
-import { until } from './sim-harness.ts';
+import { runTern, type TestApi, tempDir } from './harness.ts';
+import { KillableSimCluster, until } from './sim-harness.ts';
 
-const silent: Logger = pino({ level: 'silent' }, pino.destination('/dev/null'));
 const dir = tempDir('tern-backup-sim');
 const MiB = 1024 * 1024;
-let ports: number[];
-let manager: TernProcess;
+let c: KillableSimCluster;
 let api: TestApi;
 let sim: SimHosts;
 let host: SimHost;
 
-function startManager(): TernProcess {
-  return managerProcess(dir, ports[0]!, ports[1]!);
-}
-
 before(async () => {
-  ports = await freePorts(2);
-  manager = startManager();
-  await manager.waitForLine('manager listening');
-  const tokenFile = path.join(dir, 'admin.token');
-  await until('the admin token written', 30_000, async () => fs.existsSync(tokenFile) || undefined);
-  api = new TestApi(
-    `https://127.0.0.1:${ports[0]}`,
-    fs.readFileSync(tokenFile, 'utf8').trim(),
-    path.join(dir, 'pki', 'ca.crt'),
-  );
-  sim = await startSimHosts(1, {
-    baseDir: dir,
-    log: silent,
-    driver: { cores: 16, memoryMiB: 32 * 1024, bootDelayMs: 50 },
-    join: async (name) => {
-      const t = await api.request<JoinToken>('POST', '/api/v1/hosts', { name });
-      return { manager: `https://127.0.0.1:${ports[1]}`, token: t.token, caFingerprint: t.caFingerprint };
-    },
-  });
+  c = await KillableSimCluster.start(dir, 1, 50);
+  api = c.api;
+  sim = c.sim!;
   host = sim.hosts[0];
-  await hostOnline();
 });
 
 after(async () => {
-  await sim?.close();
-  await manager?.kill();
-  if (!process.env.KEEP) fs.rmSync(dir, { recursive: true, force: true });
+  await c?.close();
 });
 
-const hostOnline = () =>
-  api.waitHost(host.name, (h) => h.state === 'online' && h.facts !== null, 60_000, 'online');
 const ended = (t: Task) => t.state === 'succeeded' || t.state === 'failed' || t.state === 'cancelled';
 const tern = (...args: string[]) => runTern(args, { env: api.cliEnv });
 
@@ -244,7 +214,7 @@ test('manager SIGKILLed during backup.run: the task fails, the datastore keeps o
   host.driver.faults.hangNext('backupVm');
   const { task } = await api.call(backupRoutes.run, { body: { vm: 'b-kill', datastore: 'kills' } });
   await until('the backup at its host', 30_000, async () => host.driver.faults.hanging > 0 || undefined);
-  await manager.kill();
+  await c.manager.kill();
   host.driver.faults.releaseHangs();
   // The worst moment: the host committed the backup and the manager died before recording it
   // (the manifest written as the host's writer writes it, under the id the task was given).
@@ -254,9 +224,7 @@ test('manager SIGKILLed during backup.run: the task fails, the datastore keeps o
   index.setDigest(0, (await store.chunks.insert(Buffer.alloc(4 * MiB, 7))).digest);
   await store.commitBackup(vm.id, backupId, [{ name: 'disk0', index }]);
   assert.deepEqual(await stored(enc, key), [`${vm.id}/${backupId}`]);
-  manager = startManager();
-  await manager.waitForLine('manager listening');
-  await hostOnline();
+  await c.restartManager();
   const done = await api.waitTask(task.id, ended, 60_000, 'ended');
   assert.equal(done.state, 'failed');
   assert.deepEqual(await backupsOf('b-kill'), []);
@@ -366,10 +334,8 @@ test('manager SIGKILLed during backup.restore: the task fails and the half-resto
   );
   assert.equal(restoring.state, 'running', JSON.stringify(restoring));
   assert.ok(fs.existsSync(file));
-  await manager.kill();
-  manager = startManager();
-  await manager.waitForLine('manager listening');
-  await hostOnline();
+  await c.manager.kill();
+  await c.restartManager();
   const done = await api.waitTask(task.id, ended, 60_000, 'ended');
   assert.equal(done.state, 'failed');
   const vms = await api.request<{ items: Vm[] }>('GET', '/api/v1/vms?limit=1000');
@@ -480,7 +446,7 @@ test('host down mid-backup: the task fails once the host is back and has removed
   assert.ok(Date.now() - asked < 10_000, `refused after ${Date.now() - asked} ms`);
   host.driver.powerOn();
   await host.settled();
-  await hostOnline();
+  await c.hostsOnline();
   const done = await api.waitTask(task.id, ended, 60_000, 'ended');
   assert.equal(done.state, 'failed');
   const backups = await backupsOf('b-power');
@@ -554,12 +520,10 @@ test('manager SIGKILLed during a live restore: the task resumes, the VM runs res
     assert.ok(!ended(t), `the live restore ended before its stream: ${JSON.stringify(t)}`);
     return undefined;
   });
-  await manager.kill();
+  await c.manager.kill();
   // The host carries on while no manager is there: the stream ends unrecorded.
   host.driver.faults.releaseHangs();
-  manager = startManager();
-  await manager.waitForLine('manager listening');
-  await hostOnline();
+  await c.restartManager();
   const done = await api.waitTask(task.id, ended, 60_000, 'ended');
   assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
   assert.equal(done.kind, 'backup.restore.live');
@@ -581,10 +545,8 @@ test('manager SIGKILLed during backup.sync: the task resumes and the target hold
     encryptedOnly: true,
   });
   await api.waitTask(task.id, (t) => t.state === 'running' || ended(t), 30_000, 'running');
-  await manager.kill();
-  manager = startManager();
-  await manager.waitForLine('manager listening');
-  await hostOnline();
+  await c.manager.kill();
+  await c.restartManager();
   const done = await api.waitTask(task.id, ended, 60_000, 'ended');
   assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
   const copies = (await api.call(backupRoutes.list, { query: { datastore: 'offsite' } })).items;

@@ -12,63 +12,31 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import pino from 'pino';
-import { type SimHost, type SimHosts, startSimHosts } from '../src/agent/sim/cluster.ts';
+import type { SimHost, SimHosts } from '../src/agent/sim/cluster.ts';
 import type { SimOperation } from '../src/agent/sim/faults.ts';
-import type { Logger } from '../src/log.ts';
 import { type Replication, replicationRoutes } from '../src/wire/api/replication.ts';
-import type { JoinToken } from '../src/wire/host.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
-import { freePorts, managerProcess, type TernProcess, TestApi, tempDir } from './harness.ts';
-import { until } from './sim-harness.ts';
+import { type TestApi, tempDir } from './harness.ts';
+import { KillableSimCluster, until } from './sim-harness.ts';
 
-const silent: Logger = pino({ level: 'silent' }, pino.destination('/dev/null'));
 const dir = tempDir('tern-failover-kills');
-let ports: number[];
-let manager: TernProcess;
+let c: KillableSimCluster;
 let api: TestApi;
 let sim: SimHosts;
 
-const startManager = () => managerProcess(dir, ports[0]!, ports[1]!);
 const ended = (t: Task) => t.state === 'succeeded' || t.state === 'failed' || t.state === 'cancelled';
 const live = (state: string) => state === 'running' || state === 'paused';
 
 before(async () => {
-  ports = await freePorts(2);
-  manager = startManager();
-  await manager.waitForLine('manager listening');
-  const tokenFile = path.join(dir, 'admin.token');
-  await until('the admin token written', 30_000, async () => fs.existsSync(tokenFile) || undefined);
-  api = new TestApi(
-    `https://127.0.0.1:${ports[0]}`,
-    fs.readFileSync(tokenFile, 'utf8').trim(),
-    path.join(dir, 'pki', 'ca.crt'),
-  );
-  sim = await startSimHosts(2, {
-    baseDir: dir,
-    log: silent,
-    driver: { cores: 16, memoryMiB: 32 * 1024, bootDelayMs: 20 },
-    join: async (name) => {
-      const t = await api.request<JoinToken>('POST', '/api/v1/hosts', { name });
-      return { manager: `https://127.0.0.1:${ports[1]}`, token: t.token, caFingerprint: t.caFingerprint };
-    },
-  });
-  await hostsOnline();
+  c = await KillableSimCluster.start(dir, 2, 20);
+  api = c.api;
+  sim = c.sim!;
 });
 
 after(async () => {
-  await sim?.close();
-  await manager?.kill();
-  if (!process.env.KEEP) fs.rmSync(dir, { recursive: true, force: true });
+  await c?.close();
 });
-
-const hostsOnline = () =>
-  Promise.all(
-    sim.hosts.map((h) =>
-      api.waitHost(h.name, (x) => x.state === 'online' && x.facts !== null, 60_000, 'online'),
-    ),
-  );
 
 /** Samples every host's driver until stopped: each VM seen live on two hosts at once. */
 function sampleCopies() {
@@ -122,11 +90,9 @@ async function killedAt(name: string, where: 'primary' | 'target', op: SimOperat
     30_000,
     async () => host.driver.faults.hanging > 0 || undefined,
   );
-  await manager.kill();
+  await c.manager.kill();
   host.driver.faults.releaseHangs();
-  manager = startManager();
-  await manager.waitForLine('manager listening');
-  await hostsOnline();
+  await c.restartManager();
   const done = await api.waitTask(task.id, ended, 120_000, 'ended');
   assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
   const rel = await api.call(replicationRoutes.show, { params: { replication: name } });
@@ -192,11 +158,9 @@ test('manager SIGKILLed while a test failover starts its copy: after the restart
   const { task } = await api.request<{ task: Task }>('POST', '/api/v1/replications/k-test/test-failover', {});
   await until('the copy starting', 30_000, async () => target.driver.faults.hanging > 0 || undefined);
   const copy = await api.request<Vm>('GET', '/api/v1/vms/k-test-test');
-  await manager.kill();
+  await c.manager.kill();
   target.driver.faults.releaseHangs();
-  manager = startManager();
-  await manager.waitForLine('manager listening');
-  await hostsOnline();
+  await c.restartManager();
   const done = await api.waitTask(task.id, ended, 120_000, 'ended');
   assert.equal(done.state, 'failed');
   const gone = (p: Promise<unknown>) =>

@@ -10,41 +10,22 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import pino from 'pino';
-import { type SimHost, type SimHosts, startSimHosts } from '../src/agent/sim/cluster.ts';
-import type { Logger } from '../src/log.ts';
+import type { SimHost, SimHosts } from '../src/agent/sim/cluster.ts';
 import { type Replication, replicationRoutes } from '../src/wire/api/replication.ts';
-import type { JoinToken } from '../src/wire/host.ts';
 import type { Task } from '../src/wire/task.ts';
 import type { Vm } from '../src/wire/vm.ts';
-import { freePorts, managerProcess, type TernProcess, TestApi, tempDir } from './harness.ts';
-import { until } from './sim-harness.ts';
+import { type TestApi, tempDir } from './harness.ts';
+import { KillableSimCluster, until } from './sim-harness.ts';
 
-const silent: Logger = pino({ level: 'silent' }, pino.destination('/dev/null'));
 const dir = tempDir('tern-replication-kills');
-let ports: number[];
-let manager: TernProcess;
+let c: KillableSimCluster;
 let api: TestApi;
 let sim: SimHosts;
 let primary: SimHost;
 let target: SimHost;
 let rel: Replication;
 
-const startManager = () => managerProcess(dir, ports[0]!, ports[1]!);
 const ended = (t: Task) => t.state === 'succeeded' || t.state === 'failed' || t.state === 'cancelled';
-const hostsOnline = () =>
-  Promise.all(
-    sim.hosts.map((h) =>
-      api.waitHost(h.name, (x) => x.state === 'online' && x.facts !== null, 60_000, 'online'),
-    ),
-  );
-
-async function restartManager(): Promise<void> {
-  manager = startManager();
-  await manager.waitForLine('manager listening');
-  await hostsOnline();
-}
-
 /** The points the replica's host committed, as its points.json says. */
 function hostPoints(): string[] {
   const file = path.join(target.pools.local, 'replicas', rel.id, 'points.json');
@@ -60,26 +41,9 @@ async function cycle(): Promise<Task> {
 }
 
 before(async () => {
-  ports = await freePorts(2);
-  manager = startManager();
-  await manager.waitForLine('manager listening');
-  const tokenFile = path.join(dir, 'admin.token');
-  await until('the admin token written', 30_000, async () => fs.existsSync(tokenFile) || undefined);
-  api = new TestApi(
-    `https://127.0.0.1:${ports[0]}`,
-    fs.readFileSync(tokenFile, 'utf8').trim(),
-    path.join(dir, 'pki', 'ca.crt'),
-  );
-  sim = await startSimHosts(2, {
-    baseDir: dir,
-    log: silent,
-    driver: { cores: 16, memoryMiB: 32 * 1024, bootDelayMs: 50 },
-    join: async (name) => {
-      const t = await api.request<JoinToken>('POST', '/api/v1/hosts', { name });
-      return { manager: `https://127.0.0.1:${ports[1]}`, token: t.token, caFingerprint: t.caFingerprint };
-    },
-  });
-  await hostsOnline();
+  c = await KillableSimCluster.start(dir, 2, 50);
+  api = c.api;
+  sim = c.sim!;
   const t = await api.task('POST', '/api/v1/vms', { name: 'rk', diskGiB: 64 / 1024, start: true });
   assert.equal(t.state, 'succeeded', JSON.stringify(t.error));
   const vm = await api.request<Vm>('GET', '/api/v1/vms/rk');
@@ -97,18 +61,16 @@ before(async () => {
 });
 
 after(async () => {
-  await sim?.close();
-  await manager?.kill();
-  if (!process.env.KEEP) fs.rmSync(dir, { recursive: true, force: true });
+  await c?.close();
 });
 
 /** Kills the manager once `instant` says so during a cycle, restarts it, and checks the outcome. */
 async function killDuring(what: string, instant: (task: Task) => Promise<boolean>): Promise<Task> {
   const task = await cycle();
   await until(what, 30_000, async () => ((await instant(task)) ? true : undefined), 20);
-  await manager.kill();
+  await c.manager.kill();
   primary.driver.faults.releaseHangs();
-  await restartManager();
+  await c.restartManager();
   const done = await api.waitTask(task.id, ended, 120_000, 'ended');
   assert.notEqual(done.state, 'cancelled');
   if (done.state === 'failed') assert.match(done.error?.message ?? '', /manager stopped/);

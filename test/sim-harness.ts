@@ -12,7 +12,7 @@ import type { Logger } from '../src/log.ts';
 import { issueAdminToken } from '../src/manager/auth/bootstrap.ts';
 import { type RunningManager, startManager } from '../src/manager/start.ts';
 import type { JoinToken } from '../src/wire/host.ts';
-import { TestApi, tempDir } from './harness.ts';
+import { freePorts, managerProcess, type TernProcess, TestApi, tempDir } from './harness.ts';
 
 export interface SimCluster {
   dir: string;
@@ -125,5 +125,81 @@ export async function until<T>(
     if (v !== undefined) return v;
     if (Date.now() > deadline) throw new Error(`not ${what} within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/**
+ * A real manager process (so a kill is a real SIGKILL) driving simulated hosts in this process
+ * that joined it, for the tests that kill the manager mid-task and check what it finds after
+ * its restart. Its database, keys and the hosts' files are in `dir`.
+ */
+export class KillableSimCluster {
+  /** The manager process running now: `restartManager` replaces it. */
+  manager: TernProcess;
+  api!: TestApi;
+  sim: SimHosts | null = null;
+  readonly #dir: string;
+  readonly #ports: [number, number];
+
+  private constructor(dir: string, ports: [number, number]) {
+    this.#dir = dir;
+    this.#ports = ports;
+    this.manager = managerProcess(dir, ports[0], ports[1]);
+  }
+
+  /** Starts the manager and `hosts` simulated hosts, and waits until every host is online. */
+  static async start(dir: string, hosts: number, bootDelayMs: number): Promise<KillableSimCluster> {
+    const c = new KillableSimCluster(dir, (await freePorts(2)) as [number, number]);
+    try {
+      await c.manager.waitForLine('manager listening');
+      const tokenFile = path.join(dir, 'admin.token');
+      await until('the admin token written', 30_000, async () => fs.existsSync(tokenFile) || undefined);
+      const api = new TestApi(
+        `https://127.0.0.1:${c.#ports[0]}`,
+        fs.readFileSync(tokenFile, 'utf8').trim(),
+        path.join(dir, 'pki', 'ca.crt'),
+      );
+      c.api = api;
+      c.sim = await startSimHosts(hosts, {
+        baseDir: dir,
+        log: silent,
+        driver: { cores: 16, memoryMiB: 32 * 1024, bootDelayMs },
+        join: async (name) => {
+          const t = await api.request<JoinToken>('POST', '/api/v1/hosts', { name });
+          return {
+            manager: `https://127.0.0.1:${c.#ports[1]}`,
+            token: t.token,
+            caFingerprint: t.caFingerprint,
+          };
+        },
+      });
+      await c.hostsOnline();
+    } catch (err) {
+      await c.close();
+      throw err;
+    }
+    return c;
+  }
+
+  async hostsOnline(): Promise<void> {
+    await Promise.all(
+      (this.sim?.hosts ?? []).map((h) =>
+        this.api.waitHost(h.name, (x) => x.state === 'online' && x.facts !== null, 60_000, 'online'),
+      ),
+    );
+  }
+
+  /** Starts the manager again (the test killed it) and waits until every host is online. */
+  async restartManager(): Promise<void> {
+    this.manager = managerProcess(this.#dir, this.#ports[0], this.#ports[1]);
+    await this.manager.waitForLine('manager listening');
+    await this.hostsOnline();
+  }
+
+  /** The hosts first, then the manager; the directory removed unless KEEP is set. */
+  async close(): Promise<void> {
+    await this.sim?.close();
+    await this.manager.kill();
+    if (!process.env.KEEP) fs.rmSync(this.#dir, { recursive: true, force: true });
   }
 }
