@@ -44,7 +44,6 @@ import { SecurityGroupStore } from './networks/security-groups.ts';
 import { NetworkStore } from './networks/store.ts';
 import { ProjectStore } from './projects/store.ts';
 import { agentReplicaHosts } from './replication/agent-hosts.ts';
-import { agentFailoverCalls } from './replication/failover-deps.ts';
 import { factsForSite } from './replication/primary-facts.ts';
 import { Replications } from './replication/relationships.ts';
 import { RemoteReplicas } from './replication/remote-replicas.ts';
@@ -220,7 +219,6 @@ export async function startManager(opts: ManagerOptions): Promise<RunningManager
       replications,
       self: () => ({ url: joining.url, caPem: ca.certPem }),
     }),
-    ...agentFailoverCalls(hosts),
   };
   // Every full report of a host is compared with the inventory for what no VM accounts for.
   hosts.onReported((hostId) => void base.orphans.scan(hostId));

@@ -23,7 +23,6 @@ import type { NetworkSync } from '../networks/host-sync.ts';
 import type { SecurityGroupStore } from '../networks/security-groups.ts';
 import type { NetworkStore } from '../networks/store.ts';
 import type { ProjectStore } from '../projects/store.ts';
-import type { ReplicaHostCalls } from '../replication/failover-deps.ts';
 import type { ReplicaHosts } from '../replication/host-calls.ts';
 import type { Replications } from '../replication/relationships.ts';
 import type { RemoteReplicas } from '../replication/remote-replicas.ts';
@@ -78,10 +77,8 @@ export interface ApiServices extends VmDeps {
   backupScheduler?: BackupScheduler;
   /** Replicated VMs: their relationships, replicas and recovery points. */
   replications: Replications;
-  /** What replication asks of hosts (their agents' replica routes). */
+  /** What replication asks of hosts (their agents' replica routes), a failover's lend and adopt too. */
   replicaHosts: ReplicaHosts;
-  /** What failovers ask of a replica's host (lending a point). */
-  replicaHost: ReplicaHostCalls;
   /** Starts cycles when they are due and keeps RPO alerts in step (after recovery). */
   replicationScheduler?: ReplicationScheduler;
   /** The HA watch: what it says of each host. */

@@ -27,6 +27,8 @@ export function agentReplicaHosts(hosts: HostRegistry): ReplicaHosts {
       callAgent(t(hostId), agentRoutes.prunePoints, { params: { id }, body }, pruneMs),
     lendPoint: (hostId, id, point, body) =>
       callAgent(t(hostId), agentRoutes.lendPoint, { params: { id, point }, body }, callMs),
+    adoptPoint: (hostId, id, body) =>
+      callAgent(t(hostId), agentRoutes.adoptPoint, { params: { id }, body }, callMs),
     removeReplica: async (hostId, id, pool) => {
       await callAgent(t(hostId), agentRoutes.removeReplica, { params: { id }, body: { pool } }, pruneMs);
     },

@@ -3,31 +3,18 @@
  * recovery point they act on.
  */
 import { TernError } from '../../errors.ts';
-import { agentRoutes } from '../../wire/agent-routes.ts';
-import type { AdoptPointRequest, LendPointRequest } from '../../wire/replication.ts';
 import type { RecoveryPointTable, ReplicationTable } from '../db/schema.ts';
 import type { HaMonitor } from '../ha/monitor.ts';
-import { callAgent } from '../hosts/agent-transport.ts';
-import type { HostRegistry } from '../hosts/registry.ts';
 import type { NetworkSync } from '../networks/host-sync.ts';
 import type { NicDeps } from '../networks/nics.ts';
 import type { TaskEngine } from '../tasks/engine.ts';
 import type { VmDeps } from '../vms/deps.ts';
 import type { CycleDeps } from './cycle.ts';
 
-/** The replica host's side a failover uses (its agent routes, src/wire/agent-replica-routes.ts). */
-export interface ReplicaHostCalls {
-  /** Makes `req.disks` overlays standing on `point`, which stays pinned while they exist. */
-  lendPoint(hostId: string, replicationId: string, point: string, req: LendPointRequest): Promise<void>;
-  /** Takes volumes of the host in as the replica's first point (reverse replication's common point). */
-  adoptPoint(hostId: string, replicationId: string, req: AdoptPointRequest): Promise<void>;
-}
-
 export interface ReplicaFailoverDeps extends CycleDeps, NicDeps {
   tasks: TaskEngine;
   networkSync: Pick<NetworkSync, 'changed' | 'settled'>;
   ha: Pick<HaMonitor, 'healthOf'>;
-  replicaHost: ReplicaHostCalls;
 }
 
 /** The point asked for, or the newest; refused when the replica holds none (yet). */
@@ -51,28 +38,4 @@ export async function chosenPoint(
     `the replica of ${vmName} has no recovery point ${asked} (it has ${ids.join(', ') || 'none'})`,
     { field: 'point', points: ids },
   );
-}
-
-/** The replica's host asked through its agent's replica routes (src/wire/agent-replica-routes.ts). */
-export function agentFailoverCalls(hosts: HostRegistry): Pick<ReplicaFailoverDeps, 'replicaHost'> {
-  return {
-    replicaHost: {
-      lendPoint: async (hostId, id, point, body) => {
-        await callAgent(
-          hosts.client(hostId).transport,
-          agentRoutes.lendPoint,
-          { params: { id, point }, body },
-          120_000,
-        );
-      },
-      adoptPoint: async (hostId, id, body) => {
-        await callAgent(
-          hosts.client(hostId).transport,
-          agentRoutes.adoptPoint,
-          { params: { id }, body },
-          120_000,
-        );
-      },
-    },
-  };
 }

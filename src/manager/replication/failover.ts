@@ -193,7 +193,7 @@ async function runReplica(
         if (err.code !== 'not_found') throw err;
       });
     // A reverse replication to come records every write of the replica from the point on.
-    await d.replicaHost.lendPoint(rel.targetHostId, rel.id, point, {
+    await d.replicaHosts.lendPoint(rel.targetHostId, rel.id, point, {
       pool: rel.targetPool,
       disks: plan.disks,
       ...(p.reverseId ? { bitmap: `${bitmapOf(p.reverseId)}-${point}` } : {}),

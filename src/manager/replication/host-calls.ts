@@ -1,10 +1,11 @@
 /**
  * What replication asks of hosts (src/wire/replication.ts): of the replica's host, prepare a
- * point, tell its points, keep some, remove the replica; of the primary's host, replicate a VM
+ * point, tell its points, keep some, lend one, adopt volumes as the first, remove the replica; of the primary's host, replicate a VM
  * as a point straight to the replica's host. One interface, so the cycle is written against
  * the contract and tests can stand in for a host that misbehaves.
  */
 import type {
+  AdoptPointRequest,
   LendPointRequest,
   PrepareReceiveReply,
   PrepareReceiveRequest,
@@ -32,6 +33,8 @@ export interface ReplicaHosts {
     point: string,
     req: LendPointRequest,
   ): Promise<ReplicaStatus>;
+  /** Takes volumes of the host in as the replica's first point (reverse replication's common point). */
+  adoptPoint(hostId: string, replicationId: string, req: AdoptPointRequest): Promise<ReplicaStatus>;
   /** Removes every file of the replica (a pinned point's too: the caller checked none is lent). */
   removeReplica(hostId: string, replicationId: string, pool: string): Promise<void>;
   replicateVm(

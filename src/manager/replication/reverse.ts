@@ -164,7 +164,7 @@ async function adoptCommonPoint(
     return `the old primary's disks are not those of recovery point ${point.id}`;
   await ctx.step(`adopting the old primary's disks as recovery point ${point.id} of the reverse`, 90);
   try {
-    await d.replicaHost.adoptPoint(r.hostId, r.id, {
+    await d.replicaHosts.adoptPoint(r.hostId, r.id, {
       pool: r.pool,
       point: point.id,
       takenAt: point.takenAt,

@@ -216,7 +216,7 @@ export function testFailoverKinds(d: ReplicaFailoverDeps): TestFailoverKinds {
     async run(ctx, p) {
       const agent = d.hosts.client(p.hostId);
       await ctx.step(`lending recovery point ${p.point}`, 10);
-      await d.replicaHost.lendPoint(p.hostId, p.replicationId, p.point, { pool: p.pool, disks: p.disks });
+      await d.replicaHosts.lendPoint(p.hostId, p.replicationId, p.point, { pool: p.pool, disks: p.disks });
       for (const v of p.extra) await agent.createVolume(v);
       await d.store.setState(p.vmId, { state: 'stopped', reason: null });
       await ctx.step('starting the copy on its isolated network', 50);
