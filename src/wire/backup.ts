@@ -87,15 +87,21 @@ export const BackupVmRequest = Type.Object(
 );
 export type BackupVmRequest = Static<typeof BackupVmRequest>;
 
-export const BackupDiskResult = Type.Object({
+/** How a disk was read for a backup or a replication's point. */
+export const diskReadFields = {
   name: BackupName,
   sizeBytes: Type.Integer(),
   mode: Type.Union([Type.Literal('full'), Type.Literal('incremental')]),
-  /** Why a disk was read whole although a previous backup existed (null when incremental or first). */
+  /** Why a disk was read whole although a previous backup or point existed (null when incremental or first). */
   fullReason: Type.Union([Type.String({ maxLength: 500 }), Type.Null()]),
   /** Bytes the dirty bitmap marked (incremental), or the allocated bytes (full). */
   dirtyBytes: Type.Integer(),
+  /** Bytes read from the view. */
   readBytes: Type.Integer(),
+};
+
+export const BackupDiskResult = Type.Object({
+  ...diskReadFields,
   /** Chunks of the disk, and those that were new to the datastore with their stored bytes. */
   chunks: Type.Integer(),
   newChunks: Type.Integer(),

@@ -13,7 +13,13 @@
  * leaves the replica's points as they were.
  */
 import { type Static, Type } from 'typebox';
-import { BackupDiskSource, BackupName, backupBitmapFamily, vmTransferReport } from './backup.ts';
+import {
+  BackupDiskSource,
+  BackupName,
+  backupBitmapFamily,
+  diskReadFields,
+  vmTransferReport,
+} from './backup.ts';
 import { Timestamp } from './common.ts';
 import { VolumeRef } from './vm.ts';
 
@@ -194,14 +200,8 @@ export const ReplicateVmRequest = Type.Object(
 export type ReplicateVmRequest = Static<typeof ReplicateVmRequest>;
 
 export const ReplicatedDisk = Type.Object({
-  name: BackupName,
-  sizeBytes: Type.Integer(),
-  mode: Type.Union([Type.Literal('full'), Type.Literal('incremental')]),
-  fullReason: Type.Union([Type.String({ maxLength: 500 }), Type.Null()]),
-  /** Bytes the bitmap marked (incremental) or the allocated bytes (full). */
-  dirtyBytes: Type.Integer(),
-  /** Bytes read from the view, and bytes on the wire for this disk (compressed, headers included). */
-  readBytes: Type.Integer(),
+  ...diskReadFields,
+  /** Bytes on the wire for this disk (compressed, headers included). */
   sentBytes: Type.Integer(),
 });
 export type ReplicatedDisk = Static<typeof ReplicatedDisk>;
