@@ -17,6 +17,7 @@ import { Bandwidth } from './bandwidth.ts';
 import { bytesOf, changedChunks, dataChunks } from './changed-chunks.ts';
 import { openDatastore } from './datastore-handlers.ts';
 import { diskMode } from './disk-mode.ts';
+import { diskProgress } from './disk-progress.ts';
 import { STATE_DIRTY, STATE_ZERO } from './nbd/protocol.ts';
 import type { DiskView, ViewRequest, VmView } from './view.ts';
 import { isZero } from './zero-bytes.ts';
@@ -25,7 +26,6 @@ import { isZero } from './zero-bytes.ts';
 const INSERTS_IN_FLIGHT = 4;
 /** Neighbouring chunks to read are read together, up to this much at once. */
 const READ_RUN_BYTES = 4 * 1024 * 1024;
-const PROGRESS_EVERY_MS = 1000;
 
 /**
  * Opens the datastore a backup goes to, before any view is taken: a wrong key, or a backup id
@@ -148,21 +148,11 @@ async function backUpDisk(
   }
 
   const totalBytes = todo.reduce((sum, i) => sum + index.range(i).length, 0);
-  const started = Date.now();
-  let shownAt = 0;
-  const progress = (force = false) => {
-    if (!force && Date.now() - shownAt < PROGRESS_EVERY_MS) return;
-    shownAt = Date.now();
-    const s = Math.max(0.001, (Date.now() - started) / 1000);
-    report({
-      type: 'progress',
-      item: disk.name,
-      doneBytes: counts.readBytes,
-      totalBytes,
-      writtenBytes: counts.newBytes,
-      bytesPerS: Math.round(counts.readBytes / s),
-    });
-  };
+  const progress = diskProgress(report, disk.name, totalBytes, () => ({
+    doneBytes: counts.readBytes,
+    writtenBytes: counts.newBytes,
+    rateBytes: counts.readBytes,
+  }));
   progress(true);
   const inFlight = new Set<Promise<void>>();
   let failed: unknown = null;

@@ -16,6 +16,7 @@ import type {
 } from '../../wire/replication.ts';
 import { Bandwidth } from '../backup/bandwidth.ts';
 import { bytesOf } from '../backup/changed-chunks.ts';
+import { diskProgress } from '../backup/disk-progress.ts';
 import { STATE_DIRTY, STATE_ZERO } from '../backup/nbd/protocol.ts';
 import type { DiskView, ViewRequest, VmView } from '../backup/view.ts';
 import { isZero } from '../backup/zero-bytes.ts';
@@ -25,7 +26,6 @@ import { resumeRanges, resumes, type SendRange, sendMode, sendRanges } from './s
 
 /** Bytes read and framed at once: one frame in memory, compressed beside it. */
 const READ_RUN_BYTES = 1024 * 1024;
-const PROGRESS_EVERY_MS = 1000;
 
 /** The view a cycle reads: its bitmaps named after the point. */
 export function replicationView(req: ReplicateVmRequest): ViewRequest {
@@ -100,21 +100,11 @@ export async function sendReplica(
     } else ranges = sendRanges(extents, mode.mode, from, READ_RUN_BYTES);
     const totalBytes = ranges.reduce((sum, r) => sum + (r.zero ? 0 : r.length), 0);
     const counts = { read: 0, sent: 0 };
-    const started = Date.now();
-    let shownAt = 0;
-    const progress = (force = false) => {
-      if (!force && Date.now() - shownAt < PROGRESS_EVERY_MS) return;
-      shownAt = Date.now();
-      const s = Math.max(0.001, (Date.now() - started) / 1000);
-      report({
-        type: 'progress',
-        item: disk.name,
-        doneBytes: counts.read,
-        totalBytes,
-        writtenBytes: counts.sent,
-        bytesPerS: Math.round(counts.sent / s),
-      });
-    };
+    const progress = diskProgress(report, disk.name, totalBytes, () => ({
+      doneBytes: counts.read,
+      writtenBytes: counts.sent,
+      rateBytes: counts.sent,
+    }));
     progress(true);
     const out = (frame: Buffer) => {
       counts.sent += frame.length;
