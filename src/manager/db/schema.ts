@@ -1,5 +1,13 @@
 /** Row types of the manager's tables (camelCase here, snake_case in SQL through CamelCasePlugin). */
 import type { Generated } from 'kysely';
+import type { BackupJobTable, BackupTable, DatastoreTable } from './backup-schema.ts';
+import type {
+  FailoverTable,
+  RecoveryPointTable,
+  ReplicaTestTable,
+  ReplicationTable,
+  SiteTable,
+} from './replication-schema.ts';
 
 export interface HostTable {
   id: string;
@@ -344,144 +352,15 @@ export interface HostNetworkTable {
   updatedAt: string;
 }
 
-/** A backup datastore (wire Datastore); its key, when encrypted, is the secret `datastore:<id>`. */
-export interface DatastoreTable {
-  id: string;
-  name: string;
-  path: string;
-  /** The host that reaches it; null: every host mounts it at `path`. */
-  hostId: string | null;
-  encrypted: number;
-  chunkSize: number;
-  createdAt: string;
-}
+export type { BackupJobTable, BackupTable, DatastoreTable } from './backup-schema.ts';
 
-/** A finished backup of a VM in a datastore (its manifest committed). */
-export interface BackupTable {
-  datastoreId: string;
-  vmId: string;
-  /** The backup's id: its UTC time, `YYYY-MM-DDTHH-MM-SSZ`. */
-  id: string;
-  vmName: string;
-  /** JSON VM spec as it was backed up. */
-  spec: string;
-  jobId: string | null;
-  taskId: string | null;
-  consistency: string;
-  consistencyNote: string | null;
-  /** JSON array of wire BackupDiskResult. */
-  disks: string;
-  sizeBytes: number;
-  changedBytes: number;
-  readBytes: number;
-  newBytes: number;
-  manifestSha256: string;
-  startedAt: string;
-  createdAt: string;
-  verifiedAt: string | null;
-  /** 1 when the last verify found every chunk whole, 0 when not, null when never verified. */
-  verifyOk: number | null;
-  /** JSON array of the problems the last verify named. */
-  verifyProblems: string | null;
-  /** When a restore test booted it; JSON of what that test measured. */
-  provenAt: string | null;
-  proof: string | null;
-}
-
-/** A backup job: JSON selection and retention, calendar schedule, bounds. */
-export interface BackupJobTable {
-  id: string;
-  name: string;
-  datastoreId: string;
-  selection: string;
-  schedule: string;
-  retention: string;
-  concurrencyPerHost: number;
-  concurrencyPerDatastore: number;
-  /** Bytes per second each VM's backup reads; 0: no limit. */
-  bandwidth: number;
-  /** 1: each backup the job makes is proven by booting it (backup.prove). */
-  prove: number;
-  enabled: number;
-  lastRunAt: string | null;
-  nextRunAt: string | null;
-  /** JSON of the last run's outcome. */
-  lastResult: string | null;
-  lastTaskId: string | null;
-  createdAt: string;
-}
-
-/** A VM replicated to another host (migration 0021 tells the columns). */
-export interface ReplicationTable {
-  id: string;
-  vmId: string;
-  replicaVmId: string;
-  targetHostId: string;
-  targetPool: string;
-  intervalS: number;
-  points: number;
-  appConsistentEveryS: number;
-  bandwidth: number;
-  state: string;
-  resyncReason: string | null;
-  lastError: string | null;
-  lastCycleAt: string | null;
-  lastTaskId: string | null;
-  /** The replication this one reverses after a planned failover; null otherwise. */
-  reverseOf: string | null;
-  /** Primary's side: the site keeping the replica (migration 0024); null: a host of this cluster. */
-  targetSiteId: string | null;
-  /** Replica's side: the site whose VM this replicates, driving its cycles; null: this cluster's. */
-  sourceSiteId: string | null;
-  sourceVmName: string | null;
-  createdAt: string;
-}
-
-/** A committed recovery point on a replica. */
-export interface RecoveryPointTable {
-  replicationId: string;
-  /** The UTC time of the primary's view, `YYYY-MM-DDTHH-MM-SSZ`. */
-  id: string;
-  takenAt: string;
-  consistency: string;
-  consistencyNote: string | null;
-  /** JSON array of wire ReplicatedDisk. */
-  disks: string;
-  dirtyBytes: number;
-  sentBytes: number;
-  taskId: string | null;
-  createdAt: string;
-}
-
-/** A test failover's VM: which replication and point it tests (migration 0022). */
-export interface ReplicaTestTable {
-  vmId: string;
-  replicationId: string;
-  pointId: string;
-  /** The isolated network the test made for itself (removed with it); null: the operator's. */
-  networkId: string | null;
-  createdAt: string;
-}
-
-/** Another Tern cluster trusted by its CA (wire Site). */
-export interface SiteTable {
-  id: string;
-  name: string;
-  url: string;
-  caPem: string;
-  fingerprint: string;
-  createdAt: string;
-}
-
-/** A failover of a replication: the point its replica runs on (migration 0025). */
-export interface FailoverTable {
-  replicationId: string;
-  pointId: string;
-  /** 1: planned (the primary shut down, its last changes sent). */
-  planned: number;
-  taskId: string;
-  createdAt: string;
-}
+export type {
+  FailoverTable,
+  RecoveryPointTable,
+  ReplicaTestTable,
+  ReplicationTable,
+  SiteTable,
+} from './replication-schema.ts';
 
 export interface Database {
   failovers: FailoverTable;
